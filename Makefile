@@ -1,0 +1,117 @@
+# cisweep build. C11; objects in build/, binaries in build/bin/.
+#   make            build cisweep (coordinator + CLI) and cisweep-worker (daemon + model tools)
+#   make test       install deps if missing, build, run every test (tests/run.sh)
+#   make run        install deps if missing, build, run the main job on the embedded default
+#   make bench      run the benchmarks under tests/bench/
+#   make SANITIZE=address ...   build with AddressSanitizer into build-asan/
+# CI=1 (or CI=true) adds -Werror. nvcc is detected; .cu files are compiled where it exists.
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -I. -MMD -MP -pthread
+LDLIBS  := -lzmq -lsqlite3 -ljansson -lopenblas -llapacke -lpthread -lm
+ifneq ($(CI),)
+CFLAGS  += -Werror
+endif
+ifneq ($(SANITIZE),)
+BUILD   := build-asan
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+NVCC    := $(shell command -v nvcc 2>/dev/null)
+CU_SRC  := $(shell find worker -name '*.cu' 2>/dev/null)
+ifneq ($(NVCC),)
+ifneq ($(CU_SRC),)
+CUDA_ON := 1
+CFLAGS  += -DCISWEEP_CUDA=1
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+NVFLAGS := -std=c++17 -O2 -arch=sm_90 -I. -Xcompiler -Wall
+WORKER_LDLIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcusolver -lstdc++
+endif
+endif
+
+COMMON_SRC := $(sort $(wildcard common/*.c))
+COORD_SRC  := $(sort $(filter-out coordinator/main.c,$(wildcard coordinator/*.c)))
+WORKER_SRC := $(sort $(filter-out worker/main.c,$(shell find worker -name '*.c')))
+TEST_SRC   := $(sort $(shell find tests -name 'test_*.c'))
+BENCH_SRC  := $(sort $(shell find tests/bench -name 'bench_*.c' 2>/dev/null))
+
+COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+COORD_OBJ  := $(COORD_SRC:%.c=$(BUILD)/%.o)
+WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(CUDA_ON),1)
+WORKER_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
+endif
+TEST_BIN   := $(TEST_SRC:%.c=$(BUILD)/%)
+BENCH_BIN  := $(BENCH_SRC:%.c=$(BUILD)/%)
+
+LIBCOMMON := $(BUILD)/libcommon.a
+LIBCOORD  := $(BUILD)/libcoord.a
+LIBWORKER := $(BUILD)/libworker.a
+
+.PHONY: all test run bench clean deps tests-build info
+all: info $(BUILD)/bin/cisweep $(BUILD)/bin/cisweep-worker
+
+info:
+	@if [ -n "$(NVCC)" ]; then echo "✓ nvcc: $(NVCC)$(if $(CU_SRC),, (no .cu sources yet))"; else echo "✗ nvcc not found: CPU backend only"; fi
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(LIBCOMMON): $(COMMON_OBJ)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(LIBCOORD): $(COORD_OBJ)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(LIBWORKER): $(WORKER_OBJ)
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+
+# schema.sql is compiled into the binaries (one source of truth, no file to lose at run time)
+$(BUILD)/gen/schema_sql.h: schema/schema.sql
+	@mkdir -p $(dir $@)
+	@{ echo "/* generated from schema/schema.sql by the Makefile; do not edit */"; \
+	   echo "static const char SCHEMA_SQL[] = "; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ";"; } > $@
+$(BUILD)/coordinator/job_store.o: $(BUILD)/gen/schema_sql.h
+CFLAGS += -I$(BUILD)/gen
+
+$(BUILD)/bin/cisweep: $(BUILD)/coordinator/main.o $(LIBCOORD) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bin/cisweep-worker: $(BUILD)/worker/main.o $(LIBWORKER) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(WORKER_LDLIBS)
+
+# every test program links every library, so a test can reach any module
+$(BUILD)/tests/%: tests/%.c $(LIBCOORD) $(LIBWORKER) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIBCOORD) $(LIBWORKER) $(LIBCOMMON) $(LDLIBS) $(WORKER_LDLIBS)
+
+tests-build: all $(TEST_BIN) $(BENCH_BIN)
+
+deps:
+	@bash deploy/install-deps.sh
+
+test: deps
+	@$(MAKE) --no-print-directory tests-build
+	@bash tests/run.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@bash deploy/run-default.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory tests-build
+	@bash tests/bench/run.sh
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

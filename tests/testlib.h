@@ -1,0 +1,46 @@
+/* testlib.h - the tiny harness every C test program uses. A program defines test functions,
+ * runs them with RUN(fn), and ends with `return test_summary();`. Each test prints one line,
+ * "ok - name" or "not ok - name" (TAP-like), which tests/run.sh counts; a failed CHECK prints
+ * file:line and the expression. SKIP("why") marks the current test skipped (GPU tests). */
+#ifndef CISWEEP_TESTLIB_H
+#define CISWEEP_TESTLIB_H
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int tl_failed_cur = 0, tl_skipped_cur = 0, tl_n_fail = 0, tl_n_pass = 0, tl_n_skip = 0;
+static char tl_skip_why[256];
+
+#define CHECK(cond) do { if (!(cond)) { \
+    fprintf(stderr, "  %s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); tl_failed_cur = 1; } } while (0)
+#define CHECK_MSG(cond, ...) do { if (!(cond)) { \
+    fprintf(stderr, "  %s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); tl_failed_cur = 1; } } while (0)
+#define CHECK_EQ_INT(a, b) do { long long _a = (long long)(a), _b = (long long)(b); if (_a != _b) { \
+    fprintf(stderr, "  %s:%d: CHECK failed: %s == %s (%lld vs %lld)\n", __FILE__, __LINE__, #a, #b, _a, _b); \
+    tl_failed_cur = 1; } } while (0)
+#define CHECK_EQ_STR(a, b) do { const char *_a = (a), *_b = (b); if (!_a || !_b || strcmp(_a, _b)) { \
+    fprintf(stderr, "  %s:%d: CHECK failed: %s == %s (\"%s\" vs \"%s\")\n", __FILE__, __LINE__, #a, #b, \
+            _a ? _a : "(null)", _b ? _b : "(null)"); tl_failed_cur = 1; } } while (0)
+#define CHECK_NEAR(a, b, tol) do { double _a = (a), _b = (b); if (!(fabs(_a - _b) <= (tol))) { \
+    fprintf(stderr, "  %s:%d: CHECK failed: |%s - %s| <= %g (%.9g vs %.9g)\n", __FILE__, __LINE__, #a, #b, \
+            (double)(tol), _a, _b); tl_failed_cur = 1; } } while (0)
+#define SKIP(...) do { snprintf(tl_skip_why, sizeof tl_skip_why, __VA_ARGS__); tl_skipped_cur = 1; return; } while (0)
+
+static void tl_run(const char *name, void (*fn)(void)) {
+    tl_failed_cur = 0; tl_skipped_cur = 0;
+    fn();
+    if (tl_skipped_cur && !tl_failed_cur) { printf("ok - %s # SKIP %s\n", name, tl_skip_why); tl_n_skip++; }
+    else if (tl_failed_cur) { printf("not ok - %s\n", name); tl_n_fail++; }
+    else { printf("ok - %s\n", name); tl_n_pass++; }
+    fflush(stdout);
+}
+#define RUN(fn) tl_run(#fn, fn)
+
+static int test_summary(void) {
+    printf("# %d passed, %d failed, %d skipped\n", tl_n_pass, tl_n_fail, tl_n_skip);
+    return tl_n_fail ? 1 : 0;
+}
+
+#endif
