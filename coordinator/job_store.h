@@ -1,0 +1,201 @@
+/* job_store.h - the SQLite job store: the one source of truth of a sweep.
+ *
+ * Only the coordinator process writes (one read-write connection, used from one thread); every
+ * other command (status, export, the sqlite3 shell) reads through WAL snapshots. The schema is
+ * schema/schema.sql (compiled in), versioned by PRAGMA user_version; an older file is migrated on
+ * open, a newer one refused. State transitions are short transactions that the caller groups:
+ * the coordinator loop does BEGIN IMMEDIATE, applies every message of one batch, COMMITs, and only
+ * then sends replies (commit, then ACK/JOB) — so a reply never promises what is not on disk.
+ *
+ * Job states (jobs.state):
+ *   pending   waiting to be leased (its dependencies done, not cancelled)
+ *   leased    given to a worker for attempt `attempt`; lease_until extended by heartbeats
+ *   done      a result was recorded (the first result recorded is the current one)
+ *   failed    attempt budget spent by failures/lost attempts (retry --failed brings it back)
+ *   dead      quarantined: it lost its worker (crash, kill, lease expiry) quarantine_after times
+ *   cancelled by the user
+ * Attempts (attempts.outcome): running, done, failed, preempted, lost, cancelled, superseded.
+ * A preempted attempt does not count against the budget (jobs.spent); failed and lost do.
+ *
+ * All functions taking `now` use wall-clock ms since the epoch (now_ms()). All return 0 on
+ * success / -1 with err (CIS_EDB for SQLite errors, with the SQL error text) unless noted. */
+#ifndef CISWEEP_JOB_STORE_H
+#define CISWEEP_JOB_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sqlite3.h>
+#include "common/util.h"
+#include "coordinator/grid.h"
+
+#define JOB_STORE_SCHEMA_VERSION 1
+
+typedef struct job_store job_store;
+
+enum job_store_flags {
+    JS_READONLY = 1,  /* open read-only (status, export); never migrates, never writes */
+    JS_CREATE = 2,    /* create the file if missing */
+    JS_NOSYNC = 4,    /* synchronous=NORMAL instead of FULL (tests may use it; default FULL) */
+};
+
+/* job_store_open: open/create `path`; sets journal_mode=WAL, synchronous=FULL, busy_timeout=5000,
+ * foreign_keys=ON; creates or migrates the schema (user_version). A file with a newer
+ * user_version -> -1 with CIS_EVERSION and a message naming the file, its version and ours. */
+int job_store_open(const char *path, unsigned flags, job_store **out, cis_err *err);
+/* job_store_close: checkpoint(TRUNCATE) when writable, close, NULL the pointer. Idempotent. */
+void job_store_close(job_store **js);
+sqlite3 *job_store_db(job_store *js);
+int job_store_user_version(job_store *js);
+
+/* transactions: begin is BEGIN IMMEDIATE */
+int js_begin(job_store *js, cis_err *err);
+int js_commit(job_store *js, cis_err *err);
+void js_rollback(job_store *js);
+
+/* js_event: append an events row (kind e.g. "leased", "done", "failed", "lost", "preempted",
+ * "quarantined", "requeued", "cancelled", "worker_joined", "worker_lost", "launch", "retry",
+ * "bad_message", "coordinator_start"); job_id 0 / worker NULL when not applicable. */
+int js_event(job_store *js, int64_t now, const char *kind, int64_t job_id, const char *worker_id,
+             const char *detail, cis_err *err);
+
+/* ---- launch ---------------------------------------------------------------------------------- */
+typedef struct js_launch_stats {
+    int64_t sweep_id;
+    int comps_added, comps_existing;
+    int jobs_added, jobs_existing;
+} js_launch_stats;
+
+/* js_launch: in ONE transaction of its own, create (or find, by name) the sweep `sweep_name`
+ * (default: the grid's name), its models (models_json: NULL or a JSON object {"slot": "path" |
+ * {"path":..., ...}} stored in models.path/config; slots the grid names but the map lacks get
+ * path = slot name), compositions (UNIQUE(sweep, model, key)) and jobs (UNIQUE(composition,
+ * edit_set)), with max_attempts from the grid and priority from each composition. Running it
+ * twice adds nothing (stats say what existed). Records a "launch" event. */
+int js_launch(job_store *js, const grid *g, const char *sweep_name, const char *models_json,
+              int64_t now, js_launch_stats *st, cis_err *err);
+
+/* js_add_dependency: job `job_id` may not be leased before `depends_on` is done (a DAG; a cycle
+ * -> -1 CIS_EINVAL). Used for shared prerequisites (e.g. MEMIT covariance statistics per model). */
+int js_add_dependency(job_store *js, int64_t job_id, int64_t depends_on, cis_err *err);
+
+/* ---- workers --------------------------------------------------------------------------------- */
+typedef struct js_worker_info {
+    const char *id;           /* routing id, e.g. "host/cpu0/3f2a9c" */
+    const char *host, *device, *backend, *version;
+    int64_t memory_mb;
+    int64_t pid;
+} js_worker_info;
+/* js_worker_seen: upsert workers row (first_seen kept, last_seen = now, state 'idle'|'busy'). */
+int js_worker_seen(job_store *js, const js_worker_info *w, int64_t now, cis_err *err);
+/* js_worker_touch: last_seen = now, current_job (0 = none), state. */
+int js_worker_touch(job_store *js, const char *worker_id, int64_t now, int64_t current_job,
+                    const char *state, cis_err *err);
+/* js_worker_gone: state 'gone' (event "worker_lost" with reason); its jobs are NOT touched here. */
+int js_worker_gone(job_store *js, const char *worker_id, int64_t now, const char *reason, cis_err *err);
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+typedef struct js_job {
+    int64_t id;
+    int attempt;              /* attempt number of this lease (1-based) */
+    int64_t sweep_id;
+    char model[128];          /* model slot name */
+    char *model_path;         /* malloc'd */
+    char *composition;        /* malloc'd canonical JSON */
+    char key[65];
+    int edit_set;             /* 0 = none */
+    int64_t lease_until;
+} js_job;
+void js_job_clear(js_job *j); /* frees the malloc'd fields */
+
+/* js_claim: lease the best runnable job to `worker_id`: state pending, not blocked by an
+ * unfinished dependency; order: priority DESC, then same model as `prefer_model` first (affinity;
+ * NULL = none), then id ASC. Sets state leased, attempt+1, worker_id, lease_until = now+lease_ms,
+ * started_at; inserts attempts(job, attempt, worker, started_at, outcome 'running'); event
+ * "leased". Returns 1 and fills *out when a job was leased, 0 when none is runnable, -1 on error. */
+int js_claim(job_store *js, const char *worker_id, const char *prefer_model, int64_t now,
+             int64_t lease_ms, js_job *out, cis_err *err);
+
+/* js_heartbeat: if job is leased to worker for attempt, extend lease_until = now + lease_ms,
+ * last_heartbeat = now, progress (0..1; <0 = unchanged). Returns 1 if the lease is current,
+ * 0 if not (stale attempt, other worker, job no longer leased: the caller may CANCEL). */
+int js_heartbeat(job_store *js, int64_t job_id, int attempt, const char *worker_id, int64_t now,
+                 int64_t lease_ms, double progress, cis_err *err);
+
+typedef struct js_metric {
+    const char *name;   /* e.g. "mmlu", "wmdp_bio", "ppl_wikitext", "edit_success", "avg_bits" */
+    double value;       /* NaN and inf are stored as NULL value + text 'nan'/'inf'/'-inf' */
+} js_metric;
+
+enum js_result_outcome {
+    JS_RESULT_CURRENT = 1,    /* recorded; job now done with this attempt current */
+    JS_RESULT_SUPERSEDED = 2, /* job already done by another attempt: rows stored, is_current=0 */
+    JS_RESULT_DUPLICATE = 3,  /* this (job, attempt) was already recorded: nothing changed */
+};
+/* js_record_result: store rows for (job, attempt) idempotently (UNIQUE(job,attempt,metric)).
+ * Accepted whatever the job's state (a late result of a requeued attempt is valid work), except
+ * for an attempt that was never leased (attempt > jobs.attempt or < 1, or unknown job) -> -1 with
+ * CIS_ESTATE. If the job is not yet done: it becomes done, this attempt current (outcome 'done',
+ * is_current=1), finished_at = now; if another attempt of it is still leased, *other_worker gets
+ * that worker's id (caller sends CANCEL) and that attempt's outcome becomes 'superseded'.
+ * If the job is done already: rows stored with is_current=0, attempt outcome 'superseded'.
+ * `timing_ms` (>=0) goes into attempts.run_ms. *outcome gets the enum above. */
+int js_record_result(job_store *js, int64_t job_id, int attempt, const char *worker_id,
+                     const js_metric *rows, size_t n_rows, int64_t timing_ms, int64_t now,
+                     int *outcome, char other_worker[256], cis_err *err);
+
+/* js_record_failure: the attempt failed (the job's code reported an error). Attempt outcome
+ * 'failed' with error text and log tail; spent+1; if retryable and spent < max_attempts -> pending
+ * (event "requeued"), else -> failed (event "failed"). Ignored (returns 0, *applied=false) when
+ * the attempt is not the job's current leased attempt. */
+int js_record_failure(job_store *js, int64_t job_id, int attempt, const char *worker_id,
+                      const char *error, const char *log_tail, bool retryable, int64_t now,
+                      bool *applied, cis_err *err);
+
+/* js_record_preempted: the worker stopped the attempt on a signal. Attempt outcome 'preempted';
+ * job -> pending; spent unchanged (an attempt number is still used up, the budget is not).
+ * Ignored like above when not the current leased attempt. */
+int js_record_preempted(job_store *js, int64_t job_id, int attempt, const char *worker_id,
+                        int64_t now, bool *applied, cis_err *err);
+
+/* js_record_lost: the attempt's worker died or its lease expired (reason: "worker_lost",
+ * "lease_expired", "worker_restarted"). Attempt outcome 'lost'; spent+1; lost_count+1; then
+ * lost_count >= quarantine_after -> dead (event "quarantined"); else spent >= max_attempts ->
+ * failed; else pending (event "requeued"). Ignored when not the current leased attempt. */
+int js_record_lost(job_store *js, int64_t job_id, int attempt, const char *reason, int64_t now,
+                   int quarantine_after, bool *applied, cis_err *err);
+
+/* js_expired_leases: list leased jobs with lease_until < now (job id, attempt, worker) — the
+ * caller then calls js_record_lost for each. Returns the count (>= 0) or -1. *out malloc'd. */
+typedef struct js_lease { int64_t job_id; int attempt; char worker_id[256]; } js_lease;
+int js_expired_leases(job_store *js, int64_t now, js_lease **out, cis_err *err);
+/* js_leases_of_worker: the jobs currently leased to worker_id (same shape). */
+int js_leases_of_worker(job_store *js, const char *worker_id, js_lease **out, cis_err *err);
+
+/* js_resume_prepare: called once when the coordinator starts on an existing DB (resume): every
+ * leased job gets lease_until = max(lease_until, now + grace_ms) so that workers still running
+ * them can re-register and report; event "coordinator_start". Returns the number of such jobs. */
+int js_resume_prepare(job_store *js, int64_t now, int64_t grace_ms, cis_err *err);
+
+/* ---- user verbs ------------------------------------------------------------------------------ */
+/* js_retry: jobs matching (failed_only: state IN ('failed','dead')) or (where_sql: a WHERE clause
+ * over the v_jobs view's columns, validated by preparing it read-only first) go back to pending
+ * with spent=0, lost_count=0 (attempt numbering continues). Cancelled/done jobs are included only
+ * if where_sql selects them explicitly. Returns the number of jobs reset, -1 on error (bad SQL ->
+ * CIS_EINVAL with SQLite's message). Own transaction. */
+int js_retry(job_store *js, bool failed_only, const char *where_sql, int64_t now, cis_err *err);
+/* js_cancel: pending/leased jobs matching where_sql (NULL = all of the sweep... all jobs) ->
+ * cancelled; leased ones are returned in *leased (worker ids to send CANCEL to). Own transaction.
+ * Returns the number cancelled. */
+int js_cancel(job_store *js, const char *where_sql, int64_t now, js_lease **leased, int *n_leased,
+              cis_err *err);
+
+/* ---- reading --------------------------------------------------------------------------------- */
+typedef struct js_counts {
+    int64_t pending, leased, done, failed, dead, cancelled, total;
+    int64_t blocked;          /* pending but waiting on an unfinished dependency */
+} js_counts;
+int js_count_states(job_store *js, js_counts *c, cis_err *err);
+/* js_export_csv: write v_runs (one wide row per done job, current attempt) as CSV to f. */
+int js_export_csv(job_store *js, FILE *f, cis_err *err);
+
+#endif
