@@ -1,0 +1,54 @@
+/* cpu_loss.c - softmax cross-entropy with an ignore index (torch CrossEntropyLoss, mean reduction
+ * over the non-ignored rows). logsumexp is computed in double per row. */
+#include <math.h>
+
+#include "worker/engine/cpu/cpu_ops.h"
+
+static double row_lse(const float *x, int V) {
+    float mx = x[0];
+    for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
+    double s = 0.0;
+    for (int j = 0; j < V; j++) s += exp((double)x[j] - mx);
+    return mx + log(s);
+}
+
+// logits [N,V]; targets [N]; loss, lse [N]
+double cpu_ce_fwd(float *loss, float *lse, const float *logits, const int32_t *targets, int N, int V,
+                  int *n_valid) {
+    double tot = 0.0;
+    int cnt = 0;
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (int64_t)n * V;
+        int t = targets[n];
+        if (t == LOSS_IGNORE_INDEX || t < 0 || t >= V) {
+            if (loss) loss[n] = 0.0f;
+            if (lse) lse[n] = 0.0f;
+            continue;
+        }
+        double l = row_lse(x, V);
+        double li = l - x[t];
+        if (loss) loss[n] = (float)li;
+        if (lse) lse[n] = (float)l;
+        tot += li;
+        cnt++;
+    }
+    if (n_valid) *n_valid = cnt;
+    return cnt ? tot / cnt : 0.0;
+}
+
+// dlogits [N,V] = scale (softmax - onehot); lse from ce_fwd (recomputed when NULL)
+void cpu_ce_bwd(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+                int N, int V, float scale) {
+    for (int n = 0; n < N; n++) {
+        const float *x = logits + (int64_t)n * V;
+        float *d = dlogits + (int64_t)n * V;
+        int t = targets[n];
+        if (t == LOSS_IGNORE_INDEX || t < 0 || t >= V) {
+            for (int j = 0; j < V; j++) d[j] = 0.0f;
+            continue;
+        }
+        double l = lse ? (double)lse[n] : row_lse(x, V);
+        for (int j = 0; j < V; j++) d[j] = scale * (float)exp((double)x[j] - l);
+        d[t] -= scale;
+    }
+}

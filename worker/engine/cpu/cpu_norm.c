@@ -1,0 +1,38 @@
+/* cpu_norm.c - RMSNorm forward/backward (HF LlamaRMSNorm: y = w * x / sqrt(mean(x²) + eps)). */
+#include <math.h>
+
+#include "worker/engine/cpu/cpu_ops.h"
+
+// x, out [N,D]; w [D]; rstd [N]
+void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (int64_t)n * D;
+        float *yr = out + (int64_t)n * D;
+        double ss = 0.0;
+        for (int i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
+        float r = (float)(1.0 / sqrt(ss / D + (double)eps));
+        if (rstd) rstd[n] = r;
+        for (int i = 0; i < D; i++) yr[i] = w[i] * (xr[i] * r);
+    }
+}
+
+// y_i = w_i x_i r, r = (mean(x²)+eps)^-1/2
+// dx_i = r (w_i dy_i) - r³/D x_i Σ_j (w_j dy_j x_j);  dw_i += Σ_n dy_i x_i r
+void cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                     const float *rstd, int N, int D, bool acc_dx) {
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (int64_t)n * D, *dy = dout + (int64_t)n * D;
+        float r = rstd[n];
+        if (dw)
+            for (int i = 0; i < D; i++) dw[i] += dy[i] * xr[i] * r;
+        if (!dx) continue;
+        float *dxr = dx + (int64_t)n * D;
+        double dot = 0.0;
+        for (int i = 0; i < D; i++) dot += (double)w[i] * dy[i] * xr[i];
+        float c = (float)(dot * r * r * r / D);
+        for (int i = 0; i < D; i++) {
+            float g = r * w[i] * dy[i] - c * xr[i];
+            dxr[i] = acc_dx ? dxr[i] + g : g;
+        }
+    }
+}

@@ -1,0 +1,47 @@
+/* cpu_optim.c - one Adam/AdamW step, in the three variants the references use
+ * (algorithms.md §0.3): torch.optim.AdamW, transformers.AdamW, torch.optim.Adam (L2 decay). */
+#include <math.h>
+
+#include "worker/engine/cpu/cpu_ops.h"
+
+void cpu_adam_step(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
+    const float b1 = ap->beta1, b2 = ap->beta2, lr = ap->lr, wd = ap->weight_decay, eps = ap->eps;
+    const double bc1 = 1.0 - pow(b1, (double)ap->step), bc2 = 1.0 - pow(b2, (double)ap->step);
+    switch (ap->variant) {
+    case ADAM_TORCH_ADAMW: {
+        // p *= 1 - lr wd; m,v update; p -= (lr/bc1) m / (sqrt(v)/sqrt(bc2) + eps)
+        const float step_size = (float)(lr / bc1), sq_bc2 = (float)sqrt(bc2);
+        for (int64_t i = 0; i < n; i++) {
+            float gi = g[i];
+            p[i] *= 1.0f - lr * wd;
+            m[i] = b1 * m[i] + (1.0f - b1) * gi;
+            v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+            p[i] -= step_size * m[i] / (sqrtf(v[i]) / sq_bc2 + eps);
+        }
+        break;
+    }
+    case ADAM_HF_ADAMW: {
+        // m,v update; p -= lr sqrt(bc2)/bc1 · m / (sqrt(v) + eps); then p -= lr wd p
+        const float step_size = (float)(lr * sqrt(bc2) / bc1);
+        for (int64_t i = 0; i < n; i++) {
+            float gi = g[i];
+            m[i] = b1 * m[i] + (1.0f - b1) * gi;
+            v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+            p[i] -= step_size * m[i] / (sqrtf(v[i]) + eps);
+            if (wd > 0.0f) p[i] -= lr * wd * p[i];
+        }
+        break;
+    }
+    case ADAM_TORCH_ADAM: {
+        // g += wd p; then torch Adam without decoupled decay
+        const float step_size = (float)(lr / bc1), sq_bc2 = (float)sqrt(bc2);
+        for (int64_t i = 0; i < n; i++) {
+            float gi = g[i] + wd * p[i];
+            m[i] = b1 * m[i] + (1.0f - b1) * gi;
+            v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+            p[i] -= step_size * m[i] / (sqrtf(v[i]) / sq_bc2 + eps);
+        }
+        break;
+    }
+    }
+}
