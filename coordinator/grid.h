@@ -1,4 +1,4 @@
-/* grid.h - expansion of a declarative grid spec (grids/*.json) into compositions and jobs.
+/* grid.h - expansion of a declarative grid spec (grids/NAME.json) into compositions and jobs.
  * The format is documented in docs/grids.md. A grid names models (slots), the methods of each
  * category with their levels, which category pairs to compose (in both orders), whether single
  * interventions and the baseline are included, and the edit sets that editing compositions run

@@ -1,0 +1,87 @@
+/* protocol.h - the coordinator <-> worker wire protocol (ZeroMQ ROUTER/DEALER).
+ *
+ * A message is the multipart frames   [empty] [tag] [command] [body]
+ * (the ROUTER sees the worker's routing id in front). tag = "CISW" + protocol version ("CISW1");
+ * command = one of the names below; body = a compact JSON object (jansson). Every field of every
+ * command is validated on receipt (proto_validate): a malformed message is reported with what was
+ * wrong and dropped by the caller, never trusted. Unknown fields are ignored (forward compatible);
+ * a different protocol version is refused with a message naming both versions.
+ *
+ *   worker -> coordinator                      coordinator -> worker
+ *   HELLO  {worker, host, device, backend,     WELCOME {heartbeat_ms, liveness, coordinator}
+ *           memory_mb, version, pid, slots,    JOB     {job, attempt, model, model_path,
+ *           running:{job,attempt}|null}                  composition:[stages], key, edit_set,
+ *   READY  {slots}                                      lease_ms, timeout_ms}
+ *   HEARTBEAT {job?, attempt?, progress?}      HEARTBEAT {}
+ *   RESULT {job, attempt, rows:{metric:num},   ACK     {job, attempt, of:"RESULT"|"FAILED"|
+ *           run_ms}                                      "PREEMPTED"}
+ *   FAILED {job, attempt, error, log_tail,     CANCEL  {job, attempt, reason}
+ *           retryable}                         RECONNECT {reason}   (unknown peer: say HELLO)
+ *   PREEMPTED {job, attempt}                   BYE {reason}
+ *   BYE {reason}
+ * Metric values that are not finite travel as the strings "nan", "inf", "-inf". */
+#ifndef CISWEEP_PROTOCOL_H
+#define CISWEEP_PROTOCOL_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "common/util.h"
+
+#define PROTO_VERSION 1
+#define PROTO_TAG "CISW1"
+#define PROTO_MAX_ID 255          /* routing id bytes */
+#define PROTO_MAX_BODY (16 << 20) /* bytes; also ZMQ_MAXMSGSIZE on the sockets */
+
+typedef enum proto_cmd {
+    PROTO_INVALID = 0,
+    PROTO_HELLO, PROTO_WELCOME, PROTO_READY, PROTO_JOB, PROTO_HEARTBEAT, PROTO_RESULT,
+    PROTO_FAILED, PROTO_PREEMPTED, PROTO_ACK, PROTO_CANCEL, PROTO_RECONNECT, PROTO_BYE,
+    PROTO_N_CMDS
+} proto_cmd;
+
+const char *proto_cmd_name(proto_cmd c);  /* "HELLO", ...; "INVALID" */
+proto_cmd proto_cmd_parse(const char *s, size_t n);
+
+typedef struct proto_msg {
+    char peer[PROTO_MAX_ID + 1]; /* routing id (ROUTER side), NUL-terminated; "" on the DEALER */
+    size_t peer_len;
+    proto_cmd cmd;
+    json_t *body;                /* owned; proto_msg_clear frees it */
+} proto_msg;
+
+void proto_msg_clear(proto_msg *m);
+
+/* proto_send: send one message. `peer` (ROUTER side) is the routing id to route to, NULL on a
+ * DEALER. body is borrowed (not stolen); NULL sends "{}". flags: 0 or ZMQ_DONTWAIT.
+ * Returns 0, or -1 with err (EHOSTUNREACH for an unknown peer with ROUTER_MANDATORY, EAGAIN...). */
+int proto_send(void *sock, const char *peer, size_t peer_len, proto_cmd cmd, json_t *body, int flags,
+               cis_err *err);
+
+/* proto_recv: receive one whole multipart message (all its frames are consumed even when it is
+ * invalid). router: expect a routing id frame first. flags: 0 (block) or ZMQ_DONTWAIT.
+ * Returns 1 with a validated *out; 0 when nothing was waiting (DONTWAIT) or on EINTR; -1 when a
+ * message arrived but was malformed: err says what was wrong (out->peer names the sender when
+ * known) — the caller logs and drops it. */
+int proto_recv(void *sock, bool router, int flags, proto_msg *out, cis_err *err);
+
+/* proto_decode: frames -> message (used by proto_recv; exposed for tests and fuzzing).
+ * frames[i]/lens[i] are the frames after the routing id. */
+int proto_decode(const void *const *frames, const size_t *lens, size_t n_frames, proto_msg *out,
+                 cis_err *err);
+
+/* proto_validate: check that body holds every required field of cmd with the right type and range
+ * (ids > 0, attempt >= 1, progress in [0,1], strings bounded, rows values numeric or nan/inf). */
+int proto_validate(proto_cmd cmd, json_t *body, cis_err *err);
+
+/* typed getters for validated bodies (return the default when the field is absent) */
+long long proto_int(json_t *body, const char *key, long long dflt);
+double proto_num(json_t *body, const char *key, double dflt);
+const char *proto_str(json_t *body, const char *key, const char *dflt);
+bool proto_bool(json_t *body, const char *key, bool dflt);
+
+/* metric value <-> JSON: finite numbers as numbers, others as "nan"/"inf"/"-inf" */
+json_t *proto_metric_value(double v);
+int proto_metric_parse(json_t *v, double *out);
+
+#endif

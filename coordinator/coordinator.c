@@ -1,0 +1,585 @@
+/* coordinator.c - the ROUTER loop: leases, heartbeats, results, requeues (see coordinator.h).
+ *
+ * One thread. Each turn of the loop: poll (timeout <= one tick), drain up to BATCH messages,
+ * BEGIN IMMEDIATE, apply each message inside its own SAVEPOINT (a message whose writes fail is
+ * rolled back alone), run the periodic checks (dead workers, expired leases, job time limits),
+ * lease jobs to ready workers, COMMIT, then send every reply that the commit made true. */
+#include "coordinator/coordinator.h"
+#include "coordinator/job_store.h"
+#include "common/log.h"
+#include "common/protocol.h"
+#include "common/version.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define BATCH 512
+#define MAX_BAD_LOGS_PER_10S 20
+
+void coord_opts_defaults(coord_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->heartbeat_ms = 1000;
+    o->liveness = 5;
+    o->lease_ms = 30000;
+    o->resume_grace_ms = 0; /* 0 = lease_ms */
+    o->quarantine_after = 3;
+}
+
+static volatile int *g_sig_flag;
+static void on_signal(int sig) { if (g_sig_flag) *g_sig_flag = sig; }
+void coord_install_signals(volatile int *flag) {
+    g_sig_flag = flag;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+/* ---- in-memory view of connected workers (the DB has the durable one) ------------------- */
+typedef struct cworker {
+    char id[PROTO_MAX_ID + 1];
+    size_t id_len;
+    bool ready;               /* said READY and holds no job */
+    int64_t job;              /* job it runs (0 = none) */
+    int attempt;
+    char model[128];          /* model of its last job (affinity) */
+    int64_t last_recv;        /* mono ms */
+    int64_t last_send;        /* mono ms */
+} cworker;
+
+typedef struct outmsg {
+    char peer[PROTO_MAX_ID + 1];
+    size_t peer_len;
+    proto_cmd cmd;
+    json_t *body;
+} outmsg;
+
+typedef struct coord {
+    const coord_opts *o;
+    job_store *js;
+    void *zctx, *sock;
+    cworker *w;
+    size_t nw, capw;
+    outmsg *out;
+    size_t nout, capout;
+    int64_t next_tick;
+    int64_t idle_until;       /* mono ms: no runnable job was found; skip claims until then */
+    int bad_logged;
+    int64_t bad_window;
+    int64_t n_bad;
+    char boot[32];
+} coord;
+
+static cworker *worker_find(coord *c, const char *id, size_t len) {
+    for (size_t i = 0; i < c->nw; i++)
+        if (c->w[i].id_len == len && memcmp(c->w[i].id, id, len) == 0) return &c->w[i];
+    return NULL;
+}
+
+static cworker *worker_add(coord *c, const char *id, size_t len) {
+    if (c->nw == c->capw) {
+        c->capw = c->capw ? 2 * c->capw : 16;
+        c->w = xrealloc(c->w, c->capw * sizeof *c->w);
+    }
+    cworker *w = &c->w[c->nw++];
+    memset(w, 0, sizeof *w);
+    memcpy(w->id, id, len);
+    w->id[len] = 0;
+    w->id_len = len;
+    return w;
+}
+
+static void worker_remove(coord *c, cworker *w) {
+    size_t i = (size_t)(w - c->w);
+    c->w[i] = c->w[--c->nw];
+}
+
+static void queue(coord *c, const char *peer, size_t len, proto_cmd cmd, json_t *body) {
+    if (c->nout == c->capout) {
+        c->capout = c->capout ? 2 * c->capout : 64;
+        c->out = xrealloc(c->out, c->capout * sizeof *c->out);
+    }
+    outmsg *m = &c->out[c->nout++];
+    memcpy(m->peer, peer, len);
+    m->peer[len] = 0;
+    m->peer_len = len;
+    m->cmd = cmd;
+    m->body = body; /* stolen */
+}
+
+static void flush_out(coord *c) {
+    int64_t t = mono_ms();
+    for (size_t i = 0; i < c->nout; i++) {
+        outmsg *m = &c->out[i];
+        cis_err err = {0};
+        if (proto_send(c->sock, m->peer, m->peer_len, m->cmd, m->body, ZMQ_DONTWAIT, &err) == 0) {
+            cworker *w = worker_find(c, m->peer, m->peer_len);
+            if (w) w->last_send = t;
+        } else {
+            LOG_W("%s", err.msg);
+        }
+        json_decref(m->body);
+    }
+    c->nout = 0;
+}
+
+static void drop_out(coord *c) {
+    for (size_t i = 0; i < c->nout; i++) json_decref(c->out[i].body);
+    c->nout = 0;
+}
+
+static json_t *jobref(int64_t job, int attempt) {
+    return json_pack("{s:I,s:i}", "job", (json_int_t)job, "attempt", attempt);
+}
+
+static void send_cancel(coord *c, const char *worker_id, int64_t job, int attempt, const char *why) {
+    cworker *w = worker_find(c, worker_id, strlen(worker_id));
+    if (!w) return;
+    json_t *b = jobref(job, attempt);
+    json_object_set_new(b, "reason", json_string(why));
+    queue(c, w->id, w->id_len, PROTO_CANCEL, b);
+    LOG_I("cancel job %lld attempt %d on %s: %s", (long long)job, attempt, worker_id, why);
+}
+
+/* ---- message handlers (inside the batch transaction) ------------------------------------ */
+
+static int on_hello(coord *c, proto_msg *m, cis_err *err) {
+    json_t *b = m->body;
+    const char *wid = proto_str(b, "worker", "");
+    if (strlen(wid) != m->peer_len || memcmp(wid, m->peer, m->peer_len) != 0) {
+        LOG_W("HELLO from %s claims worker id \"%s\": the routing id must equal the worker id; dropped",
+              m->peer, wid);
+        queue(c, m->peer, m->peer_len, PROTO_BYE, json_pack("{s:s}", "reason", "routing id != worker id"));
+        return 0;
+    }
+    int64_t now = now_ms();
+    cworker *w = worker_find(c, m->peer, m->peer_len);
+    bool rejoin = w != NULL;
+    if (!w) w = worker_add(c, m->peer, m->peer_len);
+    w->last_recv = mono_ms();
+    w->ready = false;
+    js_worker_info wi = {.id = wid, .host = proto_str(b, "host", ""), .device = proto_str(b, "device", ""),
+                         .backend = proto_str(b, "backend", ""), .version = proto_str(b, "version", ""),
+                         .memory_mb = proto_int(b, "memory_mb", 0), .pid = proto_int(b, "pid", 0)};
+    if (js_worker_seen(c->js, &wi, now, err)) return -1;
+    /* what does the DB think this worker holds, and what does the worker say it runs? */
+    json_t *run = json_object_get(b, "running");
+    int64_t rjob = json_is_object(run) ? proto_int(run, "job", 0) : 0;
+    int rat = json_is_object(run) ? (int)proto_int(run, "attempt", 0) : 0;
+    js_lease *ls = NULL;
+    int nl = js_leases_of_worker(c->js, wid, &ls, err);
+    if (nl < 0) return -1;
+    w->job = 0;
+    for (int i = 0; i < nl; i++) {
+        if (ls[i].job_id == rjob && ls[i].attempt == rat) continue;
+        bool applied = false;
+        if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, "worker_restarted", now, c->o->quarantine_after,
+                           &applied, err)) { free(ls); return -1; }
+        if (applied) c->idle_until = 0;
+        LOG_W("worker %s re-registered without job %lld attempt %d: attempt lost", wid,
+              (long long)ls[i].job_id, ls[i].attempt);
+    }
+    free(ls);
+    if (rjob) {
+        int cur = js_heartbeat(c->js, rjob, rat, wid, now, c->o->lease_ms, -1, err);
+        if (cur < 0) return -1;
+        if (cur) { w->job = rjob; w->attempt = rat; }
+        else send_cancel(c, wid, rjob, rat, "lease no longer held");
+    }
+    if (js_event(c->js, now, rejoin ? "worker_rejoined" : "worker_joined", 0, wid,
+                 proto_str(b, "host", ""), err)) return -1;
+    LOG_I("worker %s %s (host %s, device %s, %s%s)", wid, rejoin ? "rejoined" : "joined",
+          proto_str(b, "host", "?"), proto_str(b, "device", "?"), proto_str(b, "version", "?"),
+          w->job ? ", still running its job" : "");
+    queue(c, m->peer, m->peer_len, PROTO_WELCOME,
+          json_pack("{s:i,s:i,s:s}", "heartbeat_ms", c->o->heartbeat_ms, "liveness", c->o->liveness,
+                    "coordinator", c->boot));
+    return 0;
+}
+
+static int on_heartbeat(coord *c, cworker *w, proto_msg *m, cis_err *err) {
+    int64_t job = proto_int(m->body, "job", 0);
+    if (!job) return 0;
+    int att = (int)proto_int(m->body, "attempt", 0);
+    int cur = js_heartbeat(c->js, job, att, w->id, now_ms(), c->o->lease_ms,
+                           proto_num(m->body, "progress", -1), err);
+    if (cur < 0) return -1;
+    if (!cur) {
+        send_cancel(c, w->id, job, att, "lease no longer held (cancelled, timed out or done elsewhere)");
+        if (w->job == job) w->job = 0;
+    }
+    return 0;
+}
+
+static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
+    int64_t job = proto_int(m->body, "job", 0);
+    int att = (int)proto_int(m->body, "attempt", 0);
+    json_t *rows = json_object_get(m->body, "rows");
+    size_t n = json_object_size(rows), i = 0;
+    js_metric *mv = xcalloc(n ? n : 1, sizeof *mv);
+    const char *k;
+    json_t *v;
+    json_object_foreach(rows, k, v) {
+        mv[i].name = k;
+        proto_metric_parse(v, &mv[i].value);
+        i++;
+    }
+    int outcome = 0;
+    char other[256] = "";
+    cis_err e2 = {0};
+    int rc = js_record_result(c->js, job, att, w->id, mv, n, proto_int(m->body, "run_ms", -1), now_ms(),
+                              &outcome, other, &e2);
+    free(mv);
+    if (rc) {
+        if (e2.code != CIS_ESTATE) { *err = e2; return -1; }
+        /* a result for an attempt this DB never leased: acknowledge so the worker drops it */
+        LOG_W("RESULT from %s for job %lld attempt %d rejected: %s", w->id, (long long)job, att, e2.msg);
+        js_event(c->js, now_ms(), "bad_result", job, w->id, e2.msg, NULL);
+    } else {
+        if (other[0]) send_cancel(c, other, job, att, "another attempt finished first");
+        LOG_D("job %lld attempt %d done by %s (%s)", (long long)job, att, w->id,
+              outcome == JS_RESULT_CURRENT ? "current" : outcome == JS_RESULT_SUPERSEDED ? "superseded" : "duplicate");
+    }
+    if (w->job == job && w->attempt == att) w->job = 0;
+    queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
+                                                    "of", "RESULT"));
+    return 0;
+}
+
+static int on_failed(coord *c, cworker *w, proto_msg *m, cis_err *err) {
+    int64_t job = proto_int(m->body, "job", 0);
+    int att = (int)proto_int(m->body, "attempt", 0);
+    bool applied = false;
+    if (js_record_failure(c->js, job, att, w->id, proto_str(m->body, "error", ""), proto_str(m->body, "log_tail", ""),
+                          proto_bool(m->body, "retryable", true), now_ms(), &applied, err)) return -1;
+    if (applied) c->idle_until = 0;
+    LOG_I("job %lld attempt %d failed on %s: %s", (long long)job, att, w->id, proto_str(m->body, "error", ""));
+    if (w->job == job && w->attempt == att) w->job = 0;
+    queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
+                                                    "of", "FAILED"));
+    return 0;
+}
+
+static int on_preempted(coord *c, cworker *w, proto_msg *m, cis_err *err) {
+    int64_t job = proto_int(m->body, "job", 0);
+    int att = (int)proto_int(m->body, "attempt", 0);
+    bool applied = false;
+    if (js_record_preempted(c->js, job, att, w->id, now_ms(), &applied, err)) return -1;
+    if (applied) c->idle_until = 0;
+    LOG_I("job %lld attempt %d preempted on %s: requeued, attempt not spent", (long long)job, att, w->id);
+    if (w->job == job && w->attempt == att) w->job = 0;
+    queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
+                                                    "of", "PREEMPTED"));
+    return 0;
+}
+
+static int worker_lost(coord *c, cworker *w, const char *reason, cis_err *err) {
+    int64_t now = now_ms();
+    js_lease *ls = NULL;
+    int nl = js_leases_of_worker(c->js, w->id, &ls, err);
+    if (nl < 0) return -1;
+    for (int i = 0; i < nl; i++) {
+        bool applied = false;
+        if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, reason, now, c->o->quarantine_after, &applied,
+                           err)) { free(ls); return -1; }
+        if (applied) c->idle_until = 0;
+        LOG_W("job %lld attempt %d lost with worker %s (%s)", (long long)ls[i].job_id, ls[i].attempt, w->id, reason);
+    }
+    free(ls);
+    if (js_worker_gone(c->js, w->id, now, reason, err)) return -1;
+    LOG_W("worker %s gone: %s", w->id, reason);
+    worker_remove(c, w);
+    return 0;
+}
+
+static void bad_message(coord *c, proto_msg *m, const cis_err *e) {
+    c->n_bad++;
+    int64_t t = mono_ms();
+    if (t - c->bad_window > 10000) { c->bad_window = t; c->bad_logged = 0; }
+    if (c->bad_logged++ < MAX_BAD_LOGS_PER_10S) {
+        char peer[64];
+        size_t k = 0;
+        for (size_t i = 0; i < m->peer_len && k + 4 < sizeof peer; i++) {
+            unsigned char ch = (unsigned char)m->peer[i];
+            if (ch >= 32 && ch < 127) peer[k++] = (char)ch;
+            else k += (size_t)snprintf(peer + k, sizeof peer - k, "\\x%02x", ch);
+        }
+        peer[k] = 0;
+        LOG_W("malformed message from peer \"%s\" dropped: %s", peer, e->msg);
+        js_event(c->js, now_ms(), "bad_message", 0, NULL, e->msg, NULL);
+    }
+}
+
+static int handle(coord *c, proto_msg *m, cis_err *err) {
+    if (m->cmd == PROTO_HELLO) return on_hello(c, m, err);
+    cworker *w = worker_find(c, m->peer, m->peer_len);
+    if (!w) {
+        /* unknown peer (e.g. we restarted): ask it to say HELLO; it then resends its spool */
+        if (m->cmd != PROTO_BYE)
+            queue(c, m->peer, m->peer_len, PROTO_RECONNECT, json_pack("{s:s}", "reason", "unknown worker: say HELLO"));
+        return 0;
+    }
+    w->last_recv = mono_ms();
+    switch (m->cmd) {
+    case PROTO_READY: w->ready = true; return 0;
+    case PROTO_HEARTBEAT: return on_heartbeat(c, w, m, err);
+    case PROTO_RESULT: return on_result(c, w, m, err);
+    case PROTO_FAILED: return on_failed(c, w, m, err);
+    case PROTO_PREEMPTED: return on_preempted(c, w, m, err);
+    case PROTO_BYE:
+        LOG_I("worker %s says BYE (%s)", w->id, proto_str(m->body, "reason", ""));
+        return worker_lost(c, w, "worker_left", err);
+    default:
+        LOG_W("unexpected %s from worker %s dropped", proto_cmd_name(m->cmd), w->id);
+        return 0;
+    }
+}
+
+/* ---- periodic checks and dispatch -------------------------------------------------------- */
+
+static int check_dead_workers(coord *c, cis_err *err) {
+    int64_t t = mono_ms(), limit = (int64_t)c->o->heartbeat_ms * c->o->liveness;
+    for (size_t i = 0; i < c->nw;) {
+        if (t - c->w[i].last_recv > limit) {
+            char why[96];
+            snprintf(why, sizeof why, "worker_lost");
+            if (worker_lost(c, &c->w[i], why, err)) return -1; /* removes w[i]: do not advance */
+        } else i++;
+    }
+    return 0;
+}
+
+static int check_leases(coord *c, cis_err *err) {
+    int64_t now = now_ms();
+    js_lease *ls = NULL;
+    int n = js_expired_leases(c->js, now, &ls, err);
+    if (n < 0) return -1;
+    for (int i = 0; i < n; i++) {
+        bool applied = false;
+        if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, "lease_expired", now, c->o->quarantine_after,
+                           &applied, err)) { free(ls); return -1; }
+        if (applied) { c->idle_until = 0; send_cancel(c, ls[i].worker_id, ls[i].job_id, ls[i].attempt, "lease expired"); }
+        cworker *w = worker_find(c, ls[i].worker_id, strlen(ls[i].worker_id));
+        if (w && w->job == ls[i].job_id) w->job = 0;
+    }
+    free(ls);
+    if (c->o->job_timeout_ms > 0) {
+        sqlite3 *db = job_store_db(c->js);
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT id, attempt, worker_id FROM jobs WHERE state='leased' AND started_at < ?",
+                               -1, &st, NULL) != SQLITE_OK)
+            return err_set(err, CIS_EDB, "job timeout query: %s", sqlite3_errmsg(db));
+        sqlite3_bind_int64(st, 1, now - c->o->job_timeout_ms);
+        js_lease *tl = NULL;
+        size_t nt = 0, cap = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (nt == cap) { cap = cap ? 2 * cap : 8; tl = xrealloc(tl, cap * sizeof *tl); }
+            tl[nt].job_id = sqlite3_column_int64(st, 0);
+            tl[nt].attempt = sqlite3_column_int(st, 1);
+            snprintf(tl[nt].worker_id, sizeof tl[nt].worker_id, "%s", (const char *)sqlite3_column_text(st, 2));
+            nt++;
+        }
+        sqlite3_finalize(st);
+        for (size_t i = 0; i < nt; i++) {
+            bool applied = false;
+            if (js_record_lost(c->js, tl[i].job_id, tl[i].attempt, "timed_out", now, c->o->quarantine_after,
+                               &applied, err)) { free(tl); return -1; }
+            if (applied) {
+                c->idle_until = 0;
+                send_cancel(c, tl[i].worker_id, tl[i].job_id, tl[i].attempt, "job exceeded its time limit");
+            }
+            cworker *w = worker_find(c, tl[i].worker_id, strlen(tl[i].worker_id));
+            if (w && w->job == tl[i].job_id) w->job = 0;
+        }
+        free(tl);
+    }
+    return 0;
+}
+
+static int dispatch(coord *c, cis_err *err) {
+    int64_t t = mono_ms();
+    if (t < c->idle_until) return 0;
+    int64_t now = now_ms();
+    for (size_t i = 0; i < c->nw; i++) {
+        cworker *w = &c->w[i];
+        if (!w->ready || w->job) continue;
+        js_job j;
+        memset(&j, 0, sizeof j);
+        int got = js_claim(c->js, w->id, w->model[0] ? w->model : NULL, now, c->o->lease_ms, &j, err);
+        if (got < 0) return -1;
+        if (got == 0) { c->idle_until = t + c->o->heartbeat_ms / 2; return 0; }
+        cis_err pe = {0};
+        json_error_t je;
+        json_t *comp = json_loads(j.composition, 0, &je);
+        if (!comp) {
+            /* cannot happen for rows written by launch; fail the attempt instead of looping */
+            err_set(&pe, CIS_EINVAL, "stored composition is not JSON: %s", je.text);
+            bool applied;
+            js_record_failure(c->js, j.id, j.attempt, w->id, pe.msg, "", false, now, &applied, NULL);
+            js_job_clear(&j);
+            continue;
+        }
+        json_t *b = json_pack("{s:I,s:i,s:s,s:s,s:o,s:s,s:i,s:i,s:I}", "job", (json_int_t)j.id, "attempt",
+                              j.attempt, "model", j.model, "model_path", j.model_path ? j.model_path : j.model,
+                              "composition", comp, "key", j.key, "edit_set", j.edit_set, "lease_ms",
+                              c->o->lease_ms, "timeout_ms", (json_int_t)c->o->job_timeout_ms);
+        queue(c, w->id, w->id_len, PROTO_JOB, b);
+        w->ready = false;
+        w->job = j.id;
+        w->attempt = j.attempt;
+        snprintf(w->model, sizeof w->model, "%s", j.model);
+        js_job_clear(&j);
+    }
+    return 0;
+}
+
+static void send_heartbeats(coord *c) {
+    int64_t t = mono_ms();
+    for (size_t i = 0; i < c->nw; i++) {
+        cworker *w = &c->w[i];
+        if (t - w->last_send >= c->o->heartbeat_ms) {
+            cis_err e = {0};
+            if (proto_send(c->sock, w->id, w->id_len, PROTO_HEARTBEAT, NULL, ZMQ_DONTWAIT, &e) == 0) w->last_send = t;
+        }
+    }
+}
+
+static int all_done(coord *c, bool *done, cis_err *err) {
+    js_counts k;
+    if (js_count_states(c->js, &k, err)) return -1;
+    *done = k.leased == 0 && (k.pending == 0 || (k.pending == k.blocked && k.pending > 0 && false));
+    if (!*done && k.leased == 0 && k.pending > 0 && k.pending == k.blocked) {
+        LOG_W("%lld pending jobs wait on dependencies that will never finish; stopping", (long long)k.pending);
+        *done = true;
+    }
+    return 0;
+}
+
+/* ---- main loop --------------------------------------------------------------------------- */
+
+static int open_socket(coord *c, cis_err *err) {
+    c->zctx = zmq_ctx_new();
+    c->sock = zmq_socket(c->zctx, ZMQ_ROUTER);
+    int one = 1, zero = 0, hwm = 100000, hb = 1000, hbt = 5000;
+    int64_t maxsz = PROTO_MAX_BODY + 4096;
+    zmq_setsockopt(c->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(c->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(c->sock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
+    zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_IVL, &hb, sizeof hb);
+    zmq_setsockopt(c->sock, ZMQ_HEARTBEAT_TIMEOUT, &hbt, sizeof hbt);
+    if (zmq_bind(c->sock, c->o->bind) != 0)
+        return err_set(err, CIS_EIO, "cannot bind %s: %s", c->o->bind, zmq_strerror(errno));
+    return 0;
+}
+
+int coordinator_run(const coord_opts *o, cis_err *err) {
+    coord c;
+    memset(&c, 0, sizeof c);
+    c.o = o;
+    snprintf(c.boot, sizeof c.boot, "%d-%lld", (int)getpid(), (long long)now_ms());
+    if (job_store_open(o->db_path, o->nosync ? JS_NOSYNC : 0, &c.js, err)) {
+        err_prefix(err, "coordinator");
+        return -1;
+    }
+    if (open_socket(&c, err)) {
+        job_store_close(&c.js);
+        zmq_close(c.sock);
+        zmq_ctx_term(c.zctx);
+        return -1;
+    }
+    int64_t grace = o->resume_grace_ms > 0 ? o->resume_grace_ms : o->lease_ms;
+    int kept = js_resume_prepare(c.js, now_ms(), grace, err);
+    if (kept < 0) { job_store_close(&c.js); zmq_close(c.sock); zmq_ctx_term(c.zctx); return -1; }
+    LOG_I("coordinator %s serving %s on %s (heartbeat %d ms x %d, lease %d ms)%s", cisweep_version(), o->db_path,
+          o->bind, o->heartbeat_ms, o->liveness, o->lease_ms, kept ? "" : "");
+    if (kept) LOG_I("resuming: %d jobs were leased; their workers have %lld ms to re-register", kept, (long long)grace);
+
+    int tick_ms = o->heartbeat_ms / 4 > 0 ? o->heartbeat_ms / 4 : 1;
+    if (tick_ms > 250) tick_ms = 250;
+    c.next_tick = mono_ms();
+    int rc = 0;
+    proto_msg *batch = xcalloc(BATCH, sizeof *batch);
+    int64_t db_err_backoff = 0;
+    while (!(o->stop_flag && *o->stop_flag)) {
+        int64_t t = mono_ms();
+        long timeout = (long)(c.next_tick - t);
+        if (timeout < 0) timeout = 0;
+        zmq_pollitem_t pi = {c.sock, 0, ZMQ_POLLIN, 0};
+        int pr = zmq_poll(&pi, 1, timeout);
+        if (pr < 0 && errno != EINTR) { rc = err_set(err, CIS_EIO, "poll: %s", zmq_strerror(errno)); break; }
+        size_t nb = 0;
+        while (nb < BATCH) {
+            cis_err e = {0};
+            int r = proto_recv(c.sock, true, ZMQ_DONTWAIT, &batch[nb], &e);
+            if (r == 0) break;
+            if (r < 0) { bad_message(&c, &batch[nb], &e); proto_msg_clear(&batch[nb]); continue; }
+            nb++;
+        }
+        t = mono_ms();
+        bool tick = t >= c.next_tick;
+        if (nb == 0 && !tick) continue;
+        cis_err e = {0};
+        if (js_begin(c.js, &e)) {
+            LOG_E("cannot begin a transaction: %s; retrying", e.msg);
+            for (size_t i = 0; i < nb; i++) proto_msg_clear(&batch[i]);
+            sleep_ms(db_err_backoff = db_err_backoff ? (db_err_backoff * 2 > 2000 ? 2000 : db_err_backoff * 2) : 50);
+            continue;
+        }
+        sqlite3 *db = job_store_db(c.js);
+        for (size_t i = 0; i < nb; i++) {
+            size_t nout0 = c.nout;
+            sqlite3_exec(db, "SAVEPOINT msg", NULL, NULL, NULL);
+            cis_err he = {0};
+            if (handle(&c, &batch[i], &he)) {
+                sqlite3_exec(db, "ROLLBACK TO msg", NULL, NULL, NULL);
+                for (size_t k = nout0; k < c.nout; k++) json_decref(c.out[k].body);
+                c.nout = nout0;
+                LOG_E("%s from %s not applied: %s", proto_cmd_name(batch[i].cmd), batch[i].peer, he.msg);
+            }
+            sqlite3_exec(db, "RELEASE msg", NULL, NULL, NULL);
+            proto_msg_clear(&batch[i]);
+        }
+        bool stop_now = false;
+        if (tick) {
+            c.next_tick = t + tick_ms;
+            if (check_dead_workers(&c, &e) || check_leases(&c, &e)) LOG_E("periodic check failed: %s", e.msg);
+        }
+        if (dispatch(&c, &e)) LOG_E("dispatch failed: %s", e.msg);
+        if (tick && o->exit_when_done && all_done(&c, &stop_now, &e)) LOG_E("%s", e.msg);
+        if (js_commit(c.js, &e)) {
+            LOG_E("commit failed, batch rolled back (workers will resend): %s", e.msg);
+            js_rollback(c.js);
+            drop_out(&c);
+            /* in-memory worker states may now be ahead of the DB: forget job assignments so that
+             * heartbeats re-derive them from the DB */
+            for (size_t i = 0; i < c.nw; i++) { c.w[i].job = 0; c.w[i].ready = false; }
+            sleep_ms(db_err_backoff = db_err_backoff ? (db_err_backoff * 2 > 2000 ? 2000 : db_err_backoff * 2) : 50);
+            continue;
+        }
+        db_err_backoff = 0;
+        flush_out(&c);
+        if (tick) send_heartbeats(&c);
+        if (stop_now) { LOG_I("all jobs finished"); break; }
+    }
+    free(batch);
+    if (o->stop_flag && *o->stop_flag) LOG_I("stopping on signal %d", *o->stop_flag);
+    /* tell workers we are going so that they reconnect promptly to a restarted coordinator */
+    for (size_t i = 0; i < c.nw; i++)
+        proto_send(c.sock, c.w[i].id, c.w[i].id_len, PROTO_BYE, NULL, ZMQ_DONTWAIT, NULL);
+    if (c.n_bad) LOG_I("%lld malformed messages were dropped", (long long)c.n_bad);
+    drop_out(&c);
+    free(c.out);
+    free(c.w);
+    zmq_close(c.sock);
+    zmq_ctx_term(c.zctx);
+    job_store_close(&c.js);
+    return rc;
+}
