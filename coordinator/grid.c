@@ -36,7 +36,7 @@ typedef struct block {
     int priority;
     bool singles, baseline, both_orders;
     json_t *cat[3];      /* per category: array of normalized single stages (owned) */
-    char *cat_src[3];    /* JSON path of each category list */
+    json_t *cat_src[3];  /* per category: JSON path of each stage's method entry (strings, owned) */
 } block;
 
 static int bad(cis_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -132,7 +132,11 @@ static int parse_edit_sets(json_t *v, const char *path, int **out, int *n, cis_e
         }
         e[i] = (int)json_integer_value(x);
         for (size_t j = 0; j < i; j++)
-            if (e[j] == e[i]) { free(e); return bad(err, "%s.edit_sets[%zu]: %d is listed twice", path, i, e[i]); }
+            if (e[j] == e[i]) {
+                int dup = e[i];
+                free(e);
+                return bad(err, "%s.edit_sets[%zu]: %d is listed twice", path, i, dup);
+            }
     }
     free(*out);
     *out = e;
@@ -145,7 +149,7 @@ static int cmp_cstr(const void *a, const void *b) {
 }
 
 /* one method entry {"method", "levels": {param: [values]}, "params": {...}} -> appended stages */
-static int expand_entry(json_t *e, const char *path, method_category cat, json_t *out, cis_err *err) {
+static int expand_entry(json_t *e, const char *path, method_category cat, json_t *out, json_t *srcs, cis_err *err) {
     static const char *const KEYS[] = {"method", "levels", "params", NULL};
     if (!json_is_object(e)) return bad(err, "%s: expected a method entry {\"method\": NAME, \"levels\": {...}, \"params\": {...}}", path);
     if (check_keys(e, path, KEYS, err)) return -1;
@@ -228,6 +232,7 @@ static int expand_entry(json_t *e, const char *path, method_category cat, json_t
         json_decref(arr);
         if (!norm) goto out;
         json_array_append(out, json_array_get(norm, 0));
+        json_array_append_new(srcs, json_string(path));
         json_decref(norm);
         if (nl == 0) break;
         bool done = true; /* odometer: the last level parameter turns fastest */
@@ -287,7 +292,7 @@ static json_t *pair_of(json_t *a, json_t *b) {
 
 static void block_free(block *b) {
     free(b->edit_sets);
-    for (int i = 0; i < 3; i++) { json_decref(b->cat[i]); free(b->cat_src[i]); }
+    for (int i = 0; i < 3; i++) { json_decref(b->cat[i]); json_decref(b->cat_src[i]); }
 }
 
 /* parse and expand one block; top: the file's top level (other keys allowed, no inheritance) */
@@ -336,15 +341,17 @@ static int expand_block(gx *x, json_t *obj, const char *path, const block *paren
         json_object_foreach(catobj, k, v) {
             int c = category_parse(k);
             if (c < 0 || c == CAT_TEST) { bad(err, "%s.categories: unknown key \"%s\" (allowed: edit|compress|unlearn)", path, k); goto out; }
-            b.cat_src[c] = xasprintf("%s.categories.%s", path, k);
-            if (!json_is_array(v)) { bad(err, "%s: expected a list of method entries", b.cat_src[c]); goto out; }
+            char *cp = xasprintf("%s.categories.%s", path, k);
             b.cat[c] = json_array();
-            for (size_t i = 0; i < json_array_size(v); i++) {
-                char *ep = xasprintf("%s[%zu]", b.cat_src[c], i);
-                int r = expand_entry(json_array_get(v, i), ep, (method_category)c, b.cat[c], err);
+            b.cat_src[c] = json_array();
+            int r = json_is_array(v) ? 0 : bad(err, "%s: expected a list of method entries", cp);
+            for (size_t i = 0; !r && i < json_array_size(v); i++) {
+                char *ep = xasprintf("%s[%zu]", cp, i);
+                r = expand_entry(json_array_get(v, i), ep, (method_category)c, b.cat[c], b.cat_src[c], err);
                 free(ep);
-                if (r) goto out;
             }
+            free(cp);
+            if (r) goto out;
         }
     }
     /* pairs: check before expanding anything */
@@ -417,7 +424,7 @@ static int expand_block(gx *x, json_t *obj, const char *path, const block *paren
         for (int c = 0; b.singles && c < 3; c++)
             for (size_t i = 0; i < json_array_size(b.cat[c]); i++) {
                 json_t *e = pair_of(json_array_get(b.cat[c], i), NULL);
-                int r = add_comp(x, &b, model, e, b.cat_src[c]);
+                int r = add_comp(x, &b, model, e, json_string_value(json_array_get(b.cat_src[c], i)));
                 json_decref(e);
                 if (r) goto out;
             }
@@ -503,8 +510,8 @@ static int find_duplicates(gx *x) {
         const grid_comp *a = &x->comps[idx[i - 1]], *b = &x->comps[idx[i]];
         if (!strcmp(a->model, b->model) && !strcmp(a->key, b->key)) {
             size_t first = idx[i - 1] < idx[i] ? idx[i - 1] : idx[i], second = idx[i - 1] ^ idx[i] ^ first;
-            rc = bad(x->err, "%s: duplicate composition %s for model %s (already produced by %s)", x->src[second],
-                     a->label, a->model, x->src[first]);
+            rc = bad(x->err, "%s: duplicate composition %s for model %s (already produced by %s): %.300s",
+                     x->src[second], a->label, a->model, x->src[first], a->canonical);
         }
     }
     free(idx);
