@@ -128,7 +128,7 @@ char *read_file(const char *path, size_t *len_out, cis_err *err) {
     return buf;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t len, cis_err *err) {
+static int write_file_impl(const char *path, const void *data, size_t len, bool sync, cis_err *err) {
     char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) { err_set(err, CIS_EIO, "%s: cannot create: %s", tmp, strerror(errno)); free(tmp); return -1; }
@@ -143,7 +143,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, cis_err *e
         }
         p += k; left -= (size_t)k;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
+    if ((sync && fsync(fd) != 0) || close(fd) != 0) {
         err_set(err, CIS_EIO, "%s: fsync/close failed: %s", tmp, strerror(errno));
         unlink(tmp); free(tmp); return -1;
     }
@@ -153,6 +153,13 @@ int write_file_atomic(const char *path, const void *data, size_t len, cis_err *e
     }
     free(tmp);
     return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, cis_err *err) {
+    return write_file_impl(path, data, len, true, err);
+}
+int write_file_replace(const char *path, const void *data, size_t len, cis_err *err) {
+    return write_file_impl(path, data, len, false, err);
 }
 
 int mkdir_p(const char *path, cis_err *err) {

@@ -71,6 +71,8 @@ char *fmt_time_ms(int64_t epoch_ms, char *buf, size_t n);
 char *read_file(const char *path, size_t *len_out, cis_err *err);
 /* write_file_atomic: write to path.tmp, fsync, rename over path (a reader never sees half a file). */
 int write_file_atomic(const char *path, const void *data, size_t len, cis_err *err);
+/* write_file_replace: the same without the fsync (survives a process crash, not a power loss). */
+int write_file_replace(const char *path, const void *data, size_t len, cis_err *err);
 /* mkdir_p: create a directory and its parents (mode 0755); ok if it exists. */
 int mkdir_p(const char *path, cis_err *err);
 

@@ -1,3 +1,88 @@
-/* main.c - the `cisweep-worker` command line (placeholder until the daemon lands). */
+/* main.c - `cisweep-worker`: the worker daemon and the model tools. `cisweep worker|inspect|...`
+ * hands over to this program, so users learn one command.
+ *   cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]
+ *                         [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]
+ *                         [--preempt-grace-ms N] [--mem-limit-mb N] [--log-level L] */
+#include "worker/daemon.h"
+#include "common/log.h"
+#include "common/version.h"
+
 #include <stdio.h>
-int main(void) { puts("cisweep-worker: under construction"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]\n"
+            "                             [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]\n"
+            "                             [--preempt-grace-ms N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
+            "       cisweep-worker --version\n");
+}
+
+static int int_arg(const char *flag, const char *v, int64_t lo, int64_t *out) {
+    if (!v || !parse_i64(v, out) || *out < lo) {
+        fprintf(stderr, "cisweep-worker: %s expects an integer >= %lld, got \"%s\"\n", flag, (long long)lo, v ? v : "");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_worker(int argc, char **argv, char **orig_argv) {
+    worker_opts o;
+    worker_opts_defaults(&o);
+    int64_t mem_limit = 0, v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--connect") && n) { o.connect = n; i++; }
+        else if (!strcmp(a, "--device") && n) { o.device = n; i++; }
+        else if (!strcmp(a, "--cache") && n) { o.cache_dir = n; i++; }
+        else if (!strcmp(a, "--id") && n) { o.id = n; i++; }
+        else if (!strcmp(a, "--selftest")) o.selftest = true;
+        else if (!strcmp(a, "--heartbeat-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.heartbeat_ms = (int)v; i++; }
+        else if (!strcmp(a, "--liveness")) { if (int_arg(a, n, 1, &v)) return 2; o.liveness = (int)v; i++; }
+        else if (!strcmp(a, "--max-backoff-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.max_backoff_ms = (int)v; i++; }
+        else if (!strcmp(a, "--preempt-grace-ms")) { if (int_arg(a, n, 0, &v)) return 2; o.preempt_grace_ms = (int)v; i++; }
+        else if (!strcmp(a, "--mem-limit-mb")) { if (int_arg(a, n, 1, &mem_limit)) return 2; i++; }
+        else if (!strcmp(a, "--log-level") && n) {
+            int l = log_level_parse(n);
+            if (l < 0) { fprintf(stderr, "cisweep-worker: --log-level expects debug|info|warn|error\n"); return 2; }
+            log_set_level((enum log_level)l); i++;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else { fprintf(stderr, "cisweep-worker worker: unknown or incomplete option \"%s\"\n", a); usage(stderr); return 2; }
+    }
+    if (!o.connect) { fprintf(stderr, "cisweep-worker worker: --connect ENDPOINT is required\n"); usage(stderr); return 2; }
+    if (strcmp(o.device, "cpu") && !str_starts(o.device, "cuda:")) {
+        fprintf(stderr, "cisweep-worker worker: --device must be cpu or cuda:N, got \"%s\"\n", o.device);
+        return 2;
+    }
+    if (mem_limit > 0) {
+        struct rlimit rl = {(rlim_t)mem_limit << 20, (rlim_t)mem_limit << 20};
+        if (setrlimit(RLIMIT_AS, &rl) != 0) perror("cisweep-worker: setrlimit(RLIMIT_AS)");
+    }
+    static volatile int stop = 0;
+    worker_install_signals(&stop);
+    o.stop_flag = &stop;
+    cis_err err = {0};
+    int rc = worker_daemon_run(&o, &err);
+    if (rc < 0) { LOG_E("%s", err.msg); return 1; }
+    if (rc == WORKER_EXIT_RESTART) {
+        LOG_W("re-executing the worker");
+        execv("/proc/self/exe", orig_argv);
+        LOG_E("re-exec failed; exiting so that a supervisor restarts us");
+        return 3;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    log_init("worker");
+    if (argc < 2) { usage(stderr); return 2; }
+    if (!strcmp(argv[1], "--version")) { printf("cisweep-worker %s\n", cisweep_version()); return 0; }
+    if (!strcmp(argv[1], "worker")) return cmd_worker(argc - 1, argv + 1, argv);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(stdout); return 0; }
+    fprintf(stderr, "cisweep-worker: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,405 @@
+/* daemon.c - the worker daemon's network thread and job thread (see daemon.h). */
+#include "worker/daemon.h"
+#include "worker/job.h"
+#include "worker/spool.h"
+#include "common/log.h"
+#include "common/protocol.h"
+#include "common/version.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+#include <zmq.h>
+
+void worker_opts_defaults(worker_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->device = "cpu";
+    o->cache_dir = "cisweep-cache";
+    o->heartbeat_ms = 1000;
+    o->liveness = 5;
+    o->max_backoff_ms = 32000;
+    o->preempt_grace_ms = 10000;
+}
+
+static volatile int *g_flag;
+static void on_signal(int sig) { if (g_flag) *g_flag = sig; }
+void worker_install_signals(volatile int *flag) {
+    g_flag = flag;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+typedef struct wd {
+    const worker_opts *o;
+    char id[PROTO_MAX_ID + 1];
+    char host[128];
+    char *spool;
+    void *zctx, *sock;
+    int pipefd[2];              /* job thread -> network thread: "job finished" */
+    int hb_ms, liveness;
+    int64_t last_recv, last_send, next_connect, backoff, last_spool_resend;
+    int connects;
+    bool welcomed;
+    /* the running job */
+    job_ctx *job;
+    pthread_t thr;
+    bool thr_live;              /* thr must be joined */
+    int64_t cancel_deadline;    /* mono ms; 0 = no cancel pending */
+    /* preemption */
+    bool preempting;
+    int64_t stop_deadline;      /* the job must stop by then */
+    int64_t preempt_ack_job;    /* PREEMPTED sent for this job: wait for its ACK */
+    int preempt_ack_attempt;
+    int64_t bye_deadline;
+} wd;
+
+static void *job_thread(void *arg) {
+    wd *w = arg;
+    log_set_job(w->job->job, w->job->attempt);
+    runner_execute(w->job);
+    log_set_job(0, 0);
+    char b = 1;
+    ssize_t k = write(w->pipefd[1], &b, 1);
+    (void)k;
+    return NULL;
+}
+
+static int wsend(wd *w, proto_cmd cmd, json_t *body) {
+    if (!w->sock) return -1;
+    cis_err e = {0};
+    int rc = proto_send(w->sock, NULL, 0, cmd, body, ZMQ_DONTWAIT, &e);
+    if (rc == 0) w->last_send = mono_ms();
+    else LOG_D("%s", e.msg);
+    return rc;
+}
+
+static void close_socket(wd *w) {
+    if (w->sock) zmq_close(w->sock);
+    w->sock = NULL;
+    w->welcomed = false;
+}
+
+static void send_hello(wd *w) {
+    struct sysinfo si;
+    int64_t mem = sysinfo(&si) == 0 ? (int64_t)si.totalram * si.mem_unit / (1 << 20) : 0;
+    json_t *running = w->job ? json_pack("{s:I,s:i}", "job", (json_int_t)w->job->job, "attempt", w->job->attempt)
+                             : json_null();
+    json_t *b = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:i,s:o}", "worker", w->id, "host", w->host, "device",
+                          w->o->device, "backend", str_starts(w->o->device, "cuda") ? "cuda" : "cpu", "memory_mb",
+                          (json_int_t)mem, "version", cisweep_version(), "pid", (json_int_t)getpid(), "slots", 1,
+                          "running", running);
+    wsend(w, PROTO_HELLO, b);
+    json_decref(b);
+}
+
+static int open_socket(wd *w, cis_err *err) {
+    w->sock = zmq_socket(w->zctx, ZMQ_DEALER);
+    int zero = 0, hwm = 10000;
+    int64_t maxsz = PROTO_MAX_BODY + 4096;
+    zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->id, strlen(w->id));
+    zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(w->sock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
+    if (zmq_connect(w->sock, w->o->connect) != 0) {
+        int e = errno;
+        zmq_close(w->sock);
+        w->sock = NULL;
+        return err_set(err, CIS_EINVAL, "cannot connect to %s: %s", w->o->connect, zmq_strerror(e));
+    }
+    w->connects++;
+    w->last_recv = mono_ms();
+    send_hello(w);
+    return 0;
+}
+
+/* coordinator silent or gone: drop the socket and try again after the backoff */
+static void schedule_reconnect(wd *w, const char *why) {
+    close_socket(w);
+    w->backoff = w->backoff ? w->backoff * 2 : 1000;
+    if (w->backoff > w->o->max_backoff_ms) w->backoff = w->o->max_backoff_ms;
+    w->next_connect = mono_ms() + w->backoff;
+    LOG_W("%s; reconnecting to %s in %lld ms", why, w->o->connect, (long long)w->backoff);
+}
+
+static void resend_spool(wd *w) {
+    spool_item *items;
+    size_t n;
+    cis_err e = {0};
+    if (spool_list(w->spool, &items, &n, &e)) { LOG_E("%s", e.msg); return; }
+    for (size_t i = 0; i < n; i++) wsend(w, items[i].cmd, items[i].body);
+    if (n) LOG_I("resent %zu spooled outcome message(s)", n);
+    spool_items_free(items, n);
+    w->last_spool_resend = mono_ms();
+}
+
+static void report(wd *w, proto_cmd cmd, json_t *body) {
+    cis_err e = {0};
+    int64_t job = proto_int(body, "job", 0);
+    int att = (int)proto_int(body, "attempt", 0);
+    if (spool_put(w->spool, job, att, cmd, body, &e)) LOG_E("cannot spool %s: %s", proto_cmd_name(cmd), e.msg);
+    wsend(w, cmd, body);
+}
+
+static void finish_job(wd *w) {
+    if (w->thr_live) pthread_join(w->thr, NULL);
+    w->thr_live = false;
+    job_ctx *j = w->job;
+    int stop = atomic_load(&j->stop);
+    json_t *b = NULL;
+    if (stop == JOB_STOP_CANCEL) {
+        LOG_I("job %lld attempt %d stopped after cancellation", (long long)j->job, j->attempt);
+    } else if (stop == JOB_STOP_PREEMPT && j->status != JOB_OK) {
+        b = json_pack("{s:I,s:i}", "job", (json_int_t)j->job, "attempt", j->attempt);
+        report(w, PROTO_PREEMPTED, b);
+        w->preempt_ack_job = j->job;
+        w->preempt_ack_attempt = j->attempt;
+        LOG_I("job %lld attempt %d preempted", (long long)j->job, j->attempt);
+    } else if (j->status == JOB_OK) {
+        b = json_pack("{s:I,s:i,s:O,s:I}", "job", (json_int_t)j->job, "attempt", j->attempt, "rows", j->rows,
+                      "run_ms", (json_int_t)j->run_ms);
+        report(w, PROTO_RESULT, b);
+        LOG_D("job %lld attempt %d done in %lld ms", (long long)j->job, j->attempt, (long long)j->run_ms);
+    } else {
+        char tail[4096];
+        log_tail(tail, sizeof tail);
+        b = json_pack("{s:I,s:i,s:s,s:s,s:b}", "job", (json_int_t)j->job, "attempt", j->attempt, "error", j->error,
+                      "log_tail", tail, "retryable", j->retryable);
+        report(w, PROTO_FAILED, b);
+        LOG_W("job %lld attempt %d failed: %s", (long long)j->job, j->attempt, j->error);
+    }
+    if (b) json_decref(b);
+    json_decref(j->spec);
+    if (j->rows) json_decref(j->rows);
+    free(j);
+    w->job = NULL;
+    w->cancel_deadline = 0;
+    if (!w->preempting && w->welcomed) {
+        json_t *r = json_pack("{s:i}", "slots", 1);
+        wsend(w, PROTO_READY, r);
+        json_decref(r);
+    }
+}
+
+static void start_job(wd *w, json_t *body) {
+    int64_t job = proto_int(body, "job", 0);
+    int att = (int)proto_int(body, "attempt", 0);
+    if (w->job || w->preempting) {
+        /* never run two at once; the coordinator requeues it */
+        json_t *b = json_pack("{s:I,s:i,s:s,s:s,s:b}", "job", (json_int_t)job, "attempt", att, "error",
+                              w->job ? "worker busy with another job" : "worker is shutting down", "log_tail", "",
+                              "retryable", 1);
+        if (w->preempting) { report(w, PROTO_PREEMPTED, b); }
+        else report(w, PROTO_FAILED, b);
+        json_decref(b);
+        return;
+    }
+    job_ctx *j = xcalloc(1, sizeof *j);
+    j->job = job;
+    j->attempt = att;
+    j->spec = json_incref(body);
+    j->selftest_enabled = w->o->selftest;
+    atomic_store(&j->stop, JOB_STOP_NONE);
+    atomic_store(&j->progress_pm, 0);
+    w->job = j;
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, 8 << 20);
+    if (pthread_create(&w->thr, &at, job_thread, w) == 0) {
+        w->thr_live = true;
+    } else {
+        j->status = JOB_FAILED;
+        j->retryable = true;
+        snprintf(j->error, sizeof j->error, "cannot start the job thread: %s", strerror(errno));
+        char b = 1;
+        ssize_t k = write(w->pipefd[1], &b, 1);
+        (void)k;
+    }
+    pthread_attr_destroy(&at);
+    LOG_D("job %lld attempt %d started", (long long)job, att);
+}
+
+static void on_message(wd *w, proto_msg *m) {
+    w->last_recv = mono_ms();
+    switch (m->cmd) {
+    case PROTO_WELCOME:
+        w->welcomed = true;
+        w->backoff = 0;
+        w->hb_ms = (int)proto_int(m->body, "heartbeat_ms", w->hb_ms);
+        w->liveness = (int)proto_int(m->body, "liveness", w->liveness);
+        LOG_I("registered with coordinator %s at %s as %s", proto_str(m->body, "coordinator", "?"), w->o->connect, w->id);
+        resend_spool(w);
+        if (!w->job && !w->preempting) {
+            json_t *r = json_pack("{s:i}", "slots", 1);
+            wsend(w, PROTO_READY, r);
+            json_decref(r);
+        }
+        break;
+    case PROTO_JOB: start_job(w, m->body); break;
+    case PROTO_ACK: {
+        int64_t job = proto_int(m->body, "job", 0);
+        int att = (int)proto_int(m->body, "attempt", 0);
+        spool_remove(w->spool, job, att);
+        if (job == w->preempt_ack_job && att == w->preempt_ack_attempt) w->preempt_ack_job = 0;
+        break;
+    }
+    case PROTO_CANCEL: {
+        int64_t job = proto_int(m->body, "job", 0);
+        int att = (int)proto_int(m->body, "attempt", 0);
+        if (w->job && w->job->job == job && w->job->attempt == att && !w->cancel_deadline) {
+            LOG_I("coordinator cancels job %lld attempt %d: %s", (long long)job, att, proto_str(m->body, "reason", ""));
+            atomic_store(&w->job->stop, JOB_STOP_CANCEL);
+            w->cancel_deadline = mono_ms() + w->o->preempt_grace_ms;
+        }
+        break;
+    }
+    case PROTO_HEARTBEAT: break;
+    case PROTO_RECONNECT:
+        LOG_I("coordinator asks us to register again (%s)", proto_str(m->body, "reason", ""));
+        w->welcomed = false;
+        send_hello(w);
+        break;
+    case PROTO_BYE:
+        LOG_W("coordinator says BYE (%s)", proto_str(m->body, "reason", "shutting down"));
+        if (strstr(proto_str(m->body, "reason", ""), "routing id")) {
+            schedule_reconnect(w, "registration refused");
+        } else {
+            close_socket(w);
+            w->backoff = 0;
+            w->next_connect = mono_ms() + 500;
+        }
+        break;
+    default:
+        LOG_W("unexpected %s from the coordinator dropped", proto_cmd_name(m->cmd));
+    }
+}
+
+static void send_heartbeat(wd *w) {
+    json_t *b = w->job ? json_pack("{s:I,s:i,s:f}", "job", (json_int_t)w->job->job, "attempt", w->job->attempt,
+                                   "progress", atomic_load(&w->job->progress_pm) / 1000.0)
+                       : json_object();
+    wsend(w, PROTO_HEARTBEAT, b);
+    json_decref(b);
+}
+
+int worker_daemon_run(const worker_opts *o, cis_err *err) {
+    wd w;
+    memset(&w, 0, sizeof w);
+    w.o = o;
+    w.hb_ms = o->heartbeat_ms;
+    w.liveness = o->liveness;
+    gethostname(w.host, sizeof w.host - 1);
+    if (o->id) snprintf(w.id, sizeof w.id, "%s", o->id);
+    else {
+        unsigned nonce = (unsigned)(now_ms() ^ ((int64_t)getpid() << 16)) & 0xffffff;
+        snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
+    }
+    log_set_worker(w.id);
+    w.spool = xasprintf("%s/spool", o->cache_dir);
+    if (spool_init(w.spool, err)) { free(w.spool); return -1; }
+    if (pipe(w.pipefd) != 0) { free(w.spool); return err_set(err, CIS_EIO, "pipe: %s", strerror(errno)); }
+    fcntl(w.pipefd[0], F_SETFL, O_NONBLOCK);
+    w.zctx = zmq_ctx_new();
+    if (open_socket(&w, err)) {
+        zmq_ctx_term(w.zctx);
+        close(w.pipefd[0]); close(w.pipefd[1]);
+        free(w.spool);
+        return -1;
+    }
+    LOG_I("worker %s (%s) connecting to %s; spool %s", w.id, cisweep_version(), o->connect, w.spool);
+    int rc = WORKER_EXIT_OK;
+    int64_t last_hb = 0;
+    for (;;) {
+        int64_t t = mono_ms();
+        /* signals: begin preemption */
+        if (o->stop_flag && *o->stop_flag && !w.preempting) {
+            w.preempting = true;
+            LOG_I("signal %d: stopping%s", *o->stop_flag, w.job ? " the running job at its next check point" : "");
+            if (w.job) {
+                atomic_store(&w.job->stop, JOB_STOP_PREEMPT);
+                w.stop_deadline = t + o->preempt_grace_ms;
+            }
+            w.bye_deadline = t + o->preempt_grace_ms + 3000;
+        }
+        if (w.preempting && !w.job) {
+            bool acked = w.preempt_ack_job == 0 || !w.sock;
+            if (acked || t > w.bye_deadline) {
+                if (!acked) LOG_W("no ACK for PREEMPTED of job %lld; it stays spooled and is resent on restart",
+                                  (long long)w.preempt_ack_job);
+                json_t *b = json_pack("{s:s}", "reason", "signal");
+                wsend(&w, PROTO_BYE, b);
+                json_decref(b);
+                break;
+            }
+        }
+        if (w.preempting && w.job && t > w.stop_deadline) {
+            LOG_W("job %lld did not stop within %d ms; reporting it preempted and leaving it behind",
+                  (long long)w.job->job, o->preempt_grace_ms);
+            json_t *b = json_pack("{s:I,s:i}", "job", (json_int_t)w.job->job, "attempt", w.job->attempt);
+            report(&w, PROTO_PREEMPTED, b);
+            json_decref(b);
+            json_t *bye = json_pack("{s:s}", "reason", "signal");
+            wsend(&w, PROTO_BYE, bye);
+            json_decref(bye);
+            sleep_ms(100); /* let the frames leave */
+            break;
+        }
+        if (w.job && w.cancel_deadline && t > w.cancel_deadline) {
+            LOG_E("job %lld ignored cancellation for %d ms: restarting the worker to get a clean job thread",
+                  (long long)w.job->job, o->preempt_grace_ms);
+            rc = WORKER_EXIT_RESTART;
+            break;
+        }
+        /* connection management */
+        if (!w.sock && t >= w.next_connect) {
+            cis_err e = {0};
+            if (open_socket(&w, &e)) { LOG_E("%s", e.msg); w.next_connect = t + 1000; }
+        }
+        if (w.sock && t - w.last_recv > (int64_t)w.hb_ms * w.liveness) {
+            char why[512];
+            if (w.welcomed) snprintf(why, sizeof why, "coordinator silent for %lld ms", (long long)(t - w.last_recv));
+            else snprintf(why, sizeof why, "no answer from coordinator at %s (attempt %d; is it running? is another "
+                          "worker using the id \"%s\"?)", o->connect, w.connects, w.id);
+            schedule_reconnect(&w, why);
+        }
+        if (w.sock && t - last_hb >= w.hb_ms) { send_heartbeat(&w); last_hb = t; }
+        if (w.welcomed && t - w.last_spool_resend > 5LL * w.hb_ms * w.liveness) resend_spool(&w);
+
+        zmq_pollitem_t pi[2] = {{NULL, w.pipefd[0], ZMQ_POLLIN, 0}, {w.sock, 0, ZMQ_POLLIN, 0}};
+        long timeout = w.hb_ms - (mono_ms() - last_hb);
+        if (timeout > 100) timeout = 100;
+        if (timeout < 0) timeout = 0;
+        int pr = zmq_poll(pi, w.sock ? 2 : 1, timeout);
+        if (pr < 0 && errno != EINTR) { rc = err_set(err, CIS_EIO, "poll: %s", zmq_strerror(errno)); break; }
+        if (pi[0].revents & ZMQ_POLLIN) {
+            char buf[16];
+            while (read(w.pipefd[0], buf, sizeof buf) > 0) {}
+            if (w.job) finish_job(&w);
+        }
+        if (w.sock && (pi[1].revents & ZMQ_POLLIN)) {
+            for (int k = 0; k < 64 && w.sock; k++) {
+                proto_msg m;
+                cis_err e = {0};
+                int r = proto_recv(w.sock, false, ZMQ_DONTWAIT, &m, &e);
+                if (r == 0) break;
+                if (r < 0) { LOG_W("malformed message from the coordinator dropped: %s", e.msg); continue; }
+                on_message(&w, &m);
+                proto_msg_clear(&m);
+            }
+        }
+    }
+    close_socket(&w);
+    zmq_ctx_term(w.zctx);
+    if (!w.job) { close(w.pipefd[0]); close(w.pipefd[1]); }
+    free(w.spool);
+    return rc;
+}

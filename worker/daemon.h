@@ -1,0 +1,40 @@
+/* daemon.h - the worker daemon: `cisweep worker --connect ENDPOINT --device cpu|cuda:N --cache DIR`.
+ *
+ * Two threads. The network thread (the caller's) owns the DEALER socket: HELLO/WELCOME, READY,
+ * heartbeats both ways (any traffic counts), reconnects with exponential backoff (1 s doubling to
+ * 32 s) when the coordinator is silent for heartbeat x liveness, resends the spool after every
+ * WELCOME, and turns signals into preemption. The job thread runs one job at a time (runner.c)
+ * and signals completion over an inproc PAIR socket, so the network thread never waits on work.
+ * A failing job becomes FAILED with the error and a log tail; the daemon never exits because of a
+ * bad job. SIGTERM/SIGINT/SIGHUP: stop the job at its next check point, report PREEMPTED, wait
+ * for the ACK (bounded), say BYE, return. */
+#ifndef CISWEEP_WORKER_DAEMON_H
+#define CISWEEP_WORKER_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "common/util.h"
+
+typedef struct worker_opts {
+    const char *connect;        /* coordinator endpoint, e.g. tcp://head:5555 */
+    const char *device;         /* "cpu" or "cuda:N" */
+    const char *cache_dir;      /* spool and caches live here */
+    const char *id;             /* worker id; NULL = host/device/boot-nonce */
+    bool selftest;              /* accept selftest jobs (test fixture) */
+    int heartbeat_ms;           /* until WELCOME says otherwise (default 1000) */
+    int liveness;               /* idem (default 5) */
+    int max_backoff_ms;         /* reconnect backoff cap (default 32000) */
+    int preempt_grace_ms;       /* how long a stopping job may take before we give up (default 10000) */
+    volatile int *stop_flag;    /* set by signal handlers */
+} worker_opts;
+
+enum { WORKER_EXIT_OK = 0, WORKER_EXIT_RESTART = 3 };
+
+void worker_opts_defaults(worker_opts *o);
+/* worker_daemon_run: serve until a signal; returns WORKER_EXIT_OK, WORKER_EXIT_RESTART (a job
+ * hung past cancellation: the caller re-executes the daemon to get a clean job thread), or -1
+ * with err when it cannot start (bad endpoint, spool directory not writable). */
+int worker_daemon_run(const worker_opts *o, cis_err *err);
+void worker_install_signals(volatile int *flag);
+
+#endif
