@@ -1,0 +1,301 @@
+/* tokenizer.c - encode and decode over a loaded tokenizer (tokenizer_load.c builds it):
+ * added tokens split out first (non-normalized ones on the raw text, normalized ones after the
+ * normalizer), then the pre-tokenizer steps, then BPE per pre-token; the post-processor's BOS/EOS
+ * around the result. Decoding runs the decoder steps over the token strings as `tokenizers` does. */
+#include <stdlib.h>
+#include <string.h>
+#include "worker/engine/tokenizer_internal.h"
+#include "worker/engine/utf8.h"
+
+/* ---- accessors ---- */
+int32_t tokenizer_token_to_id(const tokenizer *t, const char *s) {
+    size_t l = strlen(s);
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].len == l && !memcmp(t->added[i].content, s, l)) return t->added[i].id;
+    return tok_strmap_get(&t->vocab, s, l);
+}
+const char *tokenizer_id_to_token(const tokenizer *t, int32_t id) {
+    return id >= 0 && id < t->id_cap ? t->id2tok[id] : NULL;
+}
+bool tokenizer_is_special(const tokenizer *t, int32_t id) { return id >= 0 && id < t->id_cap && t->is_special[id]; }
+tokenizer_kind tokenizer_get_kind(const tokenizer *t) { return t->kind; }
+const char *tokenizer_kind_name(tokenizer_kind k) {
+    return k == TOKENIZER_BYTE_LEVEL_BPE ? "byte_level_bpe" : k == TOKENIZER_SENTENCEPIECE_BPE ? "sentencepiece_bpe" : "unknown";
+}
+int32_t tokenizer_vocab_size(const tokenizer *t) { return t->id_cap; }
+int32_t tokenizer_bos_id(const tokenizer *t) { return t->bos_id; }
+int32_t tokenizer_eos_id(const tokenizer *t) { return t->eos_id; }
+int32_t tokenizer_pad_id(const tokenizer *t) { return t->pad_id; }
+int32_t tokenizer_unk_id(const tokenizer *t) { return t->unk_id; }
+
+/* ---- added tokens ---- */
+static bool is_word_cp(uint32_t c) { return unicode_is_letter(c) || unicode_is_number(c); }
+
+/* last code point before byte offset i (s valid UTF-8), or 0 when i == 0 */
+static uint32_t cp_before(const char *s, size_t i) {
+    if (i == 0) return 0;
+    size_t j = i - 1;
+    while (j > 0 && ((unsigned char)s[j] & 0xC0) == 0x80) j--;
+    uint32_t cp = 0;
+    if (utf8_decode(s + j, i - j, &cp) < 0) return 0;
+    return cp;
+}
+
+/* split s[0..len) on the added tokens whose `normalized` flag equals normalized (leftmost-longest,
+ * non-overlapping, like the Aho-Corasick scan of `tokenizers`), appending pieces to out */
+static void split_added(const tokenizer *t, const char *s, size_t len, size_t off, bool normalized, tok_pieces *out) {
+    size_t start_off = 0;
+    size_t i = 0;
+    bool any = false;
+    for (int k = 0; k < t->n_added; k++) if (t->added[k].normalized == normalized) any = true;
+    while (any && i < len) {
+        int best = -1;
+        for (int k = 0; k < t->n_added; k++) {
+            const tok_added *a = &t->added[k];
+            if (a->normalized != normalized || a->content[0] != s[i] || a->len > len - i) continue;
+            if (memcmp(s + i, a->content, a->len) == 0 && (best < 0 || a->len > t->added[best].len)) best = k;
+        }
+        if (best < 0) { i++; continue; }
+        const tok_added *a = &t->added[best];
+        size_t mstart = i, mstop = i + a->len;
+        i = mstop;
+        if (a->single_word) {
+            uint32_t before = cp_before(s, mstart), after = 0;
+            if (mstop < len) utf8_decode(s + mstop, len - mstop, &after);
+            if ((mstart > 0 && is_word_cp(before)) || (mstop < len && is_word_cp(after))) continue;
+        }
+        if (a->lstrip) {
+            size_t ns = mstart;
+            while (ns > start_off) {
+                uint32_t c = cp_before(s, ns);
+                if (!unicode_is_space(c)) break;
+                ns -= (size_t)utf8_encode(c, (char[4]){0});
+            }
+            mstart = ns;
+        }
+        if (a->rstrip) {
+            while (mstop < len) {
+                uint32_t c;
+                int l = utf8_decode(s + mstop, len - mstop, &c);
+                if (l < 0 || !unicode_is_space(c)) break;
+                mstop += (size_t)l;
+            }
+            i = mstop;
+        }
+        if (mstart > start_off) tok_pieces_push(out, s + start_off, mstart - start_off, off + start_off, -1);
+        tok_pieces_push(out, s + mstart, mstop - mstart, off + mstart, a->id);
+        start_off = mstop;
+    }
+    if (len > start_off || (len == 0 && start_off == 0)) tok_pieces_push(out, s + start_off, len - start_off, off + start_off, -1);
+}
+
+int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool add_special,
+                     int32_t **ids_out, size_t *n_out, cis_err *err) {
+    *ids_out = NULL; *n_out = 0;
+    size_t bad;
+    if (!text && len) return err_set(err, CIS_EINVAL, "tokenizer_encode: NULL text");
+    if (len && !utf8_validate(text, len, &bad))
+        return err_set(err, CIS_EINVAL, "tokenizer_encode: invalid UTF-8 at byte offset %zu of %zu", bad, len);
+    int32_t *ids = NULL; size_t n = 0, cap = 0;
+    if (add_special) for (int i = 0; i < t->n_prefix; i++) tok_push_id(&ids, &n, &cap, t->prefix_ids[i]);
+    tok_pieces raw = {0};
+    split_added(t, text ? text : "", len, 0, false, &raw);
+    for (size_t i = 0; i < raw.n; i++) {
+        if (raw.v[i].added >= 0) { tok_push_id(&ids, &n, &cap, raw.v[i].added); continue; }
+        if (raw.v[i].len == 0) continue;
+        size_t nl;
+        char *norm = tok_normalize(t, raw.v[i].s, raw.v[i].len, &nl);
+        tok_pieces np = {0};
+        split_added(t, norm, nl, raw.v[i].off, true, &np);
+        for (size_t j = 0; j < np.n; j++) {
+            if (np.v[j].added >= 0) { tok_push_id(&ids, &n, &cap, np.v[j].added); continue; }
+            if (np.v[j].len == 0) continue;
+            tok_pieces pre = {0};
+            tok_pretokenize(t, np.v[j].s, np.v[j].len, np.v[j].off, &pre);
+            for (size_t k = 0; k < pre.n; k++) tok_bpe_word(t, pre.v[k].s, pre.v[k].len, &ids, &n, &cap);
+            tok_pieces_free(&pre);
+        }
+        tok_pieces_free(&np);
+        free(norm);
+    }
+    tok_pieces_free(&raw);
+    if (add_special) for (int i = 0; i < t->n_suffix; i++) tok_push_id(&ids, &n, &cap, t->suffix_ids[i]);
+    if (!ids) ids = xmalloc(sizeof *ids);
+    *ids_out = ids; *n_out = n;
+    return 0;
+}
+
+/* ---- decoding ---- */
+typedef struct strlist { char **v; size_t n, cap; } strlist;
+static void sl_push(strlist *l, char *s) { /* takes ownership */
+    if (l->n == l->cap) { l->cap = l->cap ? l->cap * 2 : 16; l->v = xrealloc(l->v, l->cap * sizeof *l->v); }
+    l->v[l->n++] = s;
+}
+static void sl_free(strlist *l) { for (size_t i = 0; i < l->n; i++) free(l->v[i]); free(l->v); memset(l, 0, sizeof *l); }
+
+typedef struct buf { char *p; size_t n, cap; } buf;
+static void buf_add(buf *b, const void *s, size_t n) {
+    if (b->n + n + 1 > b->cap) { b->cap = (b->n + n + 1) * 2; b->p = xrealloc(b->p, b->cap); }
+    memcpy(b->p + b->n, s, n); b->n += n; b->p[b->n] = 0;
+}
+static char *buf_take(buf *b) { if (!b->p) { b->p = xmalloc(1); b->p[0] = 0; } return b->p; }
+
+/* bytes to a string, each maximal invalid subpart replaced by U+FFFD (Rust's from_utf8_lossy) */
+static void lossy_into(buf *o, const unsigned char *s, size_t n) {
+    static const char FFFD[] = "\xEF\xBF\xBD";
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        int l = utf8_decode((const char *)s + i, n - i, &cp);
+        if (l > 0) { buf_add(o, s + i, (size_t)l); i += (size_t)l; continue; }
+        unsigned char c = s[i];
+        size_t need = c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2 : c >= 0xF0 && c <= 0xF4 ? 3 : 0;
+        size_t j = i + 1;
+        for (size_t k = 0; k < need && j < n; k++, j++) {
+            unsigned char lo = 0x80, hi = 0xBF;
+            if (k == 0) {
+                if (c == 0xE0) lo = 0xA0; else if (c == 0xED) hi = 0x9F;
+                else if (c == 0xF0) lo = 0x90; else if (c == 0xF4) hi = 0x8F;
+            }
+            if (s[j] < lo || s[j] > hi) break;
+        }
+        buf_add(o, FFFD, 3);
+        i = j;
+    }
+}
+
+static int hexv(char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static void dec_bytefallback(strlist *l) {
+    strlist o = {0};
+    unsigned char *bytes = xmalloc(l->n + 1);
+    size_t nb = 0;
+    for (size_t i = 0; i <= l->n; i++) {
+        const char *s = i < l->n ? l->v[i] : NULL;
+        if (s && strlen(s) == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' && hexv(s[3]) >= 0 && hexv(s[4]) >= 0) {
+            bytes[nb++] = (unsigned char)(hexv(s[3]) * 16 + hexv(s[4]));
+            continue;
+        }
+        if (nb) {
+            if (utf8_validate((const char *)bytes, nb, NULL)) {
+                char *c = xmalloc(nb + 1); memcpy(c, bytes, nb); c[nb] = 0; sl_push(&o, c);
+            } else {
+                for (size_t k = 0; k < nb; k++) sl_push(&o, xstrdup("\xEF\xBF\xBD"));
+            }
+            nb = 0;
+        }
+        if (s) sl_push(&o, xstrdup(s));
+    }
+    free(bytes);
+    sl_free(l);
+    *l = o;
+}
+
+static void dec_fuse(strlist *l) {
+    buf b = {0};
+    for (size_t i = 0; i < l->n; i++) buf_add(&b, l->v[i], strlen(l->v[i]));
+    sl_free(l);
+    sl_push(l, buf_take(&b));
+}
+
+static void dec_strip(strlist *l, const tok_dec *d) {
+    uint32_t content = 0;
+    utf8_decode(d->a, strlen(d->a), &content);
+    for (size_t i = 0; i < l->n; i++) {
+        char *s = l->v[i];
+        size_t bl = strlen(s), nch = 0;
+        size_t *offs = xmalloc((bl + 1) * sizeof *offs);
+        uint32_t *cps = xmalloc((bl + 1) * sizeof *cps);
+        for (size_t p = 0; p < bl;) { int k = utf8_decode(s + p, bl - p, &cps[nch]); if (k < 0) k = 1; offs[nch++] = p; p += (size_t)k; }
+        offs[nch] = bl;
+        size_t sc = 0, ec = 0;
+        while (sc < nch && (int)sc < d->start && cps[sc] == content) sc++;
+        while (ec < nch && (int)ec < d->stop && cps[nch - 1 - ec] == content) ec++;
+        /* `tokenizers` takes (byte length - cuts) chars after the start cut */
+        size_t take = bl >= sc + ec ? bl - sc - ec : 0;
+        size_t end = sc + take < nch ? sc + take : nch;
+        if (end < sc) end = sc;
+        char *c = xmalloc(offs[end] - offs[sc] + 1);
+        memcpy(c, s + offs[sc], offs[end] - offs[sc]); c[offs[end] - offs[sc]] = 0;
+        free(s); free(offs); free(cps);
+        l->v[i] = c;
+    }
+}
+
+static void dec_bytelevel(const tokenizer *t, strlist *l) {
+    buf raw = {0};
+    for (size_t i = 0; i < l->n; i++) {
+        const char *s = l->v[i];
+        size_t bl = strlen(s), nb = 0;
+        unsigned char *tmp = xmalloc(bl + 1);
+        bool ok = true;
+        for (size_t p = 0; p < bl;) {
+            uint32_t cp;
+            int k = utf8_decode(s + p, bl - p, &cp);
+            if (k < 0 || cp >= 324 || t->cp2byte[cp] < 0) { ok = false; break; }
+            tmp[nb++] = (unsigned char)t->cp2byte[cp];
+            p += (size_t)k;
+        }
+        if (ok) buf_add(&raw, tmp, nb); else buf_add(&raw, s, bl);
+        free(tmp);
+    }
+    buf o = {0};
+    lossy_into(&o, (const unsigned char *)(raw.p ? raw.p : ""), raw.n);
+    free(raw.p);
+    sl_free(l);
+    sl_push(l, buf_take(&o));
+}
+
+static void dec_metaspace(strlist *l, const tok_dec *d) {
+    size_t rl = strlen(d->a);
+    for (size_t i = 0; i < l->n; i++) {
+        const char *s = l->v[i];
+        buf b = {0};
+        for (size_t p = 0; s[p];) {
+            if (!strncmp(s + p, d->a, rl)) {
+                if (!(i == 0 && d->prepend != PREPEND_NEVER)) buf_add(&b, " ", 1);
+                p += rl;
+            } else { buf_add(&b, s + p, 1); p++; }
+        }
+        free(l->v[i]);
+        l->v[i] = buf_take(&b);
+    }
+}
+
+int tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **out) {
+    strlist l = {0};
+    for (size_t i = 0; i < n; i++) {
+        const char *s = tokenizer_id_to_token(t, ids[i]);
+        if (!s || (skip_special && t->is_special[ids[i]])) continue;
+        sl_push(&l, xstrdup(s));
+    }
+    buf o = {0};
+    if (!t->has_decoder) {
+        for (size_t i = 0; i < l.n; i++) { if (i) buf_add(&o, " ", 1); buf_add(&o, l.v[i], strlen(l.v[i])); }
+        sl_free(&l);
+        *out = buf_take(&o);
+        return 0;
+    }
+    for (int k = 0; k < t->n_decs; k++) {
+        const tok_dec *d = &t->decs[k];
+        switch (d->type) {
+        case DEC_REPLACE:
+            for (size_t i = 0; i < l.n; i++) {
+                size_t nl;
+                char *r = tok_str_replace(l.v[i], strlen(l.v[i]), d->a, d->b, &nl);
+                free(l.v[i]); l.v[i] = r;
+            }
+            break;
+        case DEC_BYTEFALLBACK: dec_bytefallback(&l); break;
+        case DEC_FUSE: dec_fuse(&l); break;
+        case DEC_STRIP: dec_strip(&l, d); break;
+        case DEC_BYTELEVEL: dec_bytelevel(t, &l); break;
+        case DEC_METASPACE: dec_metaspace(&l, d); break;
+        }
+    }
+    for (size_t i = 0; i < l.n; i++) buf_add(&o, l.v[i], strlen(l.v[i]));
+    sl_free(&l);
+    *out = buf_take(&o);
+    return 0;
+}
