@@ -1,0 +1,275 @@
+/* model.c - building a llama_model from a llama_config: the parameter block and its Hugging Face
+ * names and shapes, random init, the trainable subset and its gradient buffers, workspaces.
+ * The forward/backward passes are in model_forward.c, generation and scoring in model_generate.c. */
+#include <fnmatch.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/engine/model_internal.h"
+
+void model_fwd_state_free(llama_model *m);  /* model_forward.c */
+
+static const char *LAYER_NAMES[LP_COUNT] = {
+    "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+    "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight",
+    "input_layernorm.weight", "post_attention_layernorm.weight",
+};
+
+static void add_param(llama_model *m, int *idx, int64_t *off, const char *name, int layer, int ndim,
+                      int64_t d0, int64_t d1) {
+    int i = (*idx)++;
+    m->names[i] = xstrdup(name);
+    llama_param *p = &m->params[i];
+    p->name = m->names[i];
+    p->ndim = ndim;
+    p->shape[0] = d0;
+    p->shape[1] = ndim > 1 ? d1 : 1;
+    p->shape[2] = p->shape[3] = 1;
+    p->data = m->weights ? m->weights + *off : NULL;
+    m->param_layer[i] = layer;
+    *off += d0 * (ndim > 1 ? d1 : 1);
+}
+
+/* lays out (or, with m->weights == NULL, only counts) the parameters */
+static void layout_params(llama_model *m) {
+    int idx = 0;
+    int64_t off = 0;
+    char name[160];
+    add_param(m, &idx, &off, "model.embed_tokens.weight", -1, 2, m->V, m->D);
+    m->i_embed = 0;
+    for (int l = 0; l < m->L; l++) {
+        int64_t shp[LP_COUNT][2] = {
+            {m->qdim, m->D}, {m->kvdim, m->D}, {m->kvdim, m->D}, {m->D, m->qdim},
+            {m->F, m->D}, {m->F, m->D}, {m->D, m->F}, {m->D, 1}, {m->D, 1},
+        };
+        for (int j = 0; j < LP_COUNT; j++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s", l, LAYER_NAMES[j]);
+            add_param(m, &idx, &off, name, l, j >= LP_LN_IN ? 1 : 2, shp[j][0], shp[j][1]);
+        }
+    }
+    m->i_norm = idx;
+    add_param(m, &idx, &off, "model.norm.weight", -1, 1, m->D, 1);
+    if (m->cfg.tie_word_embeddings) {
+        m->i_head = m->i_embed;
+    } else {
+        m->i_head = idx;
+        add_param(m, &idx, &off, "lm_head.weight", -1, 2, m->V, m->D);
+    }
+    m->n_params = idx;
+    m->n_floats = off;
+}
+
+static void point_params(llama_model *m) {
+    m->embed = m->params[m->i_embed].data;
+    m->norm_f = m->params[m->i_norm].data;
+    m->head = m->params[m->i_head].data;
+    for (int l = 0; l < m->L; l++)
+        for (int j = 0; j < LP_COUNT; j++) m->lw[l][j] = m->params[1 + l * LP_COUNT + j].data;
+}
+
+llama_model *llama_model_new(const llama_config *cfg, const backend_ops *be, cis_err *err) {
+    if (!cfg) { err_set(err, CIS_EINVAL, "llama_model_new: no config"); return NULL; }
+    if (llama_config_validate(cfg, "model config", err) != 0) return NULL;
+    if (cfg->rope_scaling == LLAMA_ROPE_LLAMA3 &&
+        (cfg->rope_factor <= 0 || cfg->rope_original_max_pos <= 0 ||
+         cfg->rope_high_freq_factor <= cfg->rope_low_freq_factor)) {
+        err_set(err, CIS_EINVAL, "model config: rope_scaling llama3 needs factor > 0, "
+                "original_max_position_embeddings > 0 and high_freq_factor > low_freq_factor");
+        return NULL;
+    }
+    llama_model *m = xcalloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->be = be ? be : backend_get("cpu");
+    m->L = cfg->num_hidden_layers;
+    m->D = cfg->hidden_size;
+    m->F = cfg->intermediate_size;
+    m->H = cfg->num_attention_heads;
+    m->Hkv = cfg->num_key_value_heads;
+    m->Dh = cfg->head_dim;
+    m->V = cfg->vocab_size;
+    m->qdim = m->H * m->Dh;
+    m->kvdim = m->Hkv * m->Dh;
+    int np = 1 + m->L * LP_COUNT + 2;
+    m->params = xcalloc((size_t)np, sizeof *m->params);
+    m->names = xcalloc((size_t)np, sizeof *m->names);
+    m->param_layer = xcalloc((size_t)np, sizeof *m->param_layer);
+    m->lw = xcalloc((size_t)(m->L ? m->L : 1), sizeof *m->lw);
+    layout_params(m);  // count
+    m->weights = calloc((size_t)m->n_floats, sizeof(float));
+    if (!m->weights) {
+        err_set(err, CIS_ENOMEM, "model: cannot allocate %lld parameters (%.1f MB)", (long long)m->n_floats,
+                m->n_floats * 4.0 / 1e6);
+        for (int i = 0; i < m->n_params; i++) free(m->names[i]);
+        free(m->names); free(m->params); free(m->param_layer); free(m->lw); free(m);
+        return NULL;
+    }
+    for (int i = 0; i < m->n_params; i++) free(m->names[i]);
+    layout_params(m);  // point
+    point_params(m);
+    for (int l = 0; l < m->L; l++) {  // norms default to 1 (a usable model before init/load)
+        for (int i = 0; i < m->D; i++) m->lw[l][LP_LN_IN][i] = m->lw[l][LP_LN_POST][i] = 1.0f;
+    }
+    for (int i = 0; i < m->D; i++) m->norm_f[i] = 1.0f;
+    m->trainable = xcalloc((size_t)m->n_params, sizeof *m->trainable);
+    m->grads = xcalloc((size_t)m->n_params, sizeof *m->grads);
+    m->rope_P = cfg->max_position_embeddings > 0 ? cfg->max_position_embeddings : 2048;
+    size_t half = (size_t)m->Dh / 2;
+    m->rope_cos = xmalloc((size_t)m->rope_P * half * sizeof(float));
+    m->rope_sin = xmalloc((size_t)m->rope_P * half * sizeof(float));
+    rope_params rp = {
+        .head_dim = m->Dh, .theta = cfg->rope_theta, .llama3_scaling = cfg->rope_scaling == LLAMA_ROPE_LLAMA3,
+        .factor = cfg->rope_factor, .low_freq_factor = cfg->rope_low_freq_factor,
+        .high_freq_factor = cfg->rope_high_freq_factor, .original_max_pos = cfg->rope_original_max_pos,
+    };
+    m->be->rope_table(m->rope_cos, m->rope_sin, m->rope_P, &rp);
+    return m;
+}
+
+void llama_model_free(llama_model **mp) {
+    if (!mp || !*mp) return;
+    llama_model *m = *mp;
+    model_fwd_state_free(m);
+    for (int i = 0; i < m->n_params; i++) free(m->names[i]);
+    free(m->names); free(m->params); free(m->param_layer); free(m->lw);
+    free(m->weights); free(m->trainable); free(m->grads); free(m->grad_block);
+    free(m->rope_cos); free(m->rope_sin); free(m->ws); free(m->iws);
+    free(m);
+    *mp = NULL;
+}
+
+const llama_config *llama_model_config(const llama_model *m) { return &m->cfg; }
+const backend_ops *llama_model_backend(const llama_model *m) { return m->be; }
+
+llama_param *llama_model_params(llama_model *m, int *n) {
+    if (n) *n = m->n_params;
+    return m->params;
+}
+
+int llama_model_find(const llama_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return i;
+    return -1;
+}
+
+int64_t llama_model_numel(const llama_model *m) { return m->n_floats; }
+
+int llama_hook_width(const llama_model *m, llama_hook_point p) {
+    switch (p) {
+    case LLAMA_HOOK_A: case LLAMA_HOOK_C: case LLAMA_HOOK_E: return m->D;
+    case LLAMA_HOOK_B: return m->qdim;
+    case LLAMA_HOOK_D: return m->F;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// random init: splitmix64 stream -> Box-Muller normals (platform independent up to libm)
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+
+void llama_model_init_random(llama_model *m, uint64_t seed) {
+    uint64_t s = seed;
+    for (int i = 0; i < m->n_params; i++) {
+        llama_param *p = &m->params[i];
+        int64_t n = p->shape[0] * p->shape[1];
+        if (p->ndim == 1) {
+            for (int64_t j = 0; j < n; j++) p->data[j] = 1.0f;
+            continue;
+        }
+        for (int64_t j = 0; j < n; j += 2) {
+            double u1 = uniform01(&s), u2 = uniform01(&s);
+            double r = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
+            p->data[j] = (float)(0.02 * r * cos(th));
+            if (j + 1 < n) p->data[j + 1] = (float)(0.02 * r * sin(th));
+        }
+    }
+}
+
+int llama_model_copy_params(llama_model *dst, const llama_model *src, cis_err *err) {
+    if (dst->n_floats != src->n_floats || dst->n_params != src->n_params || dst->V != src->V ||
+        dst->D != src->D || dst->L != src->L)
+        return err_set(err, CIS_EINVAL, "model copy: configs differ (%lld vs %lld parameters)",
+                       (long long)dst->n_floats, (long long)src->n_floats);
+    memcpy(dst->weights, src->weights, (size_t)src->n_floats * sizeof(float));
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// trainable subset
+
+static void realloc_grads(llama_model *m) {
+    free(m->grad_block);
+    m->grad_block = NULL;
+    int64_t tot = 0;
+    for (int i = 0; i < m->n_params; i++)
+        if (m->trainable[i]) tot += m->params[i].shape[0] * m->params[i].shape[1];
+    if (tot) m->grad_block = xcalloc((size_t)tot, sizeof(float));
+    int64_t off = 0;
+    for (int i = 0; i < m->n_params; i++) {
+        if (!m->trainable[i]) { m->grads[i] = NULL; continue; }
+        m->grads[i] = m->grad_block + off;
+        off += m->params[i].shape[0] * m->params[i].shape[1];
+    }
+}
+
+int llama_model_set_trainable(llama_model *m, const char *glob, int layer_lo, int layer_hi, bool on,
+                              cis_err *err) {
+    if (layer_lo >= 0 && (layer_hi < layer_lo || layer_hi >= m->L))
+        return err_set(err, CIS_EINVAL, "trainable layers [%d, %d]: expected 0 <= lo <= hi < %d",
+                       layer_lo, layer_hi, m->L);
+    int n = 0;
+    bool changed = false;
+    for (int i = 0; i < m->n_params; i++) {
+        if (glob && fnmatch(glob, m->params[i].name, 0) != 0) continue;
+        if (layer_lo >= 0 && (m->param_layer[i] < layer_lo || m->param_layer[i] > layer_hi)) continue;
+        n++;
+        if (m->trainable[i] != on) { m->trainable[i] = on; changed = true; }
+    }
+    if (changed) realloc_grads(m);
+    return n;
+}
+
+void llama_model_freeze_all(llama_model *m) {
+    memset(m->trainable, 0, (size_t)m->n_params * sizeof *m->trainable);
+    realloc_grads(m);
+}
+
+bool llama_model_is_trainable(const llama_model *m, int i) { return i >= 0 && i < m->n_params && m->trainable[i]; }
+
+float *llama_model_grad(llama_model *m, int i) { return i >= 0 && i < m->n_params ? m->grads[i] : NULL; }
+
+void llama_model_zero_grad(llama_model *m) {
+    for (int i = 0; i < m->n_params; i++)
+        if (m->grads[i]) memset(m->grads[i], 0, (size_t)(m->params[i].shape[0] * m->params[i].shape[1]) * sizeof(float));
+}
+
+// ---------------------------------------------------------------------------------------------
+// workspaces (grown on demand, never shrunk)
+
+float *model_ws_reserve(llama_model *m, size_t n) {
+    if (n > m->ws_cap) {
+        free(m->ws);
+        m->ws = malloc(n * sizeof(float));
+        if (!m->ws) { m->ws_cap = 0; return NULL; }
+        m->ws_cap = n;
+    }
+    return m->ws;
+}
+
+int32_t *model_iws_reserve(llama_model *m, size_t n) {
+    if (n > m->iws_cap) {
+        free(m->iws);
+        m->iws = malloc(n * sizeof(int32_t));
+        if (!m->iws) { m->iws_cap = 0; return NULL; }
+        m->iws_cap = n;
+    }
+    return m->iws;
+}

@@ -1,0 +1,160 @@
+/* model.h - the Llama-family decoder (Llama-2/3, Llama-3.2, Mistral, Yi, Phi-3 after the split
+ * at load) on a backend table: fp32 parameters in one allocation under their Hugging Face names,
+ * batched forward over right-padded sequences, backward to a chosen subset of parameters, hooks at
+ * the points A-E of algorithms.md §0.2, greedy generation with a KV cache, and batched
+ * log-likelihood of continuations.
+ *
+ * Ownership: the model owns its parameters, gradients and workspaces. Arrays passed in a
+ * llama_batch or a llama_hook stay owned by the caller and must stay valid from llama_forward until
+ * the matching llama_backward returns. Errors on bad input return -1 and fill a cis_err naming
+ * the field; the model is left usable.
+ * Threads: one call at a time per model (not thread-safe); the backend's thread count applies. */
+#ifndef CISWEEP_ENGINE_MODEL_H
+#define CISWEEP_ENGINE_MODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/util.h"
+#include "worker/engine/backend.h"
+#include "worker/engine/config.h"
+
+/* One parameter tensor. The field layout is identical to `ckpt_tensor` of
+ * worker/engine/checkpoint.h, so an array of these can be handed to checkpoint_load by a cast
+ * ((ckpt_tensor *)params) or copied field by field. `data` points into the model's parameter block. */
+typedef struct llama_param {
+    const char *name;      /* Hugging Face name, e.g. "model.layers.3.self_attn.q_proj.weight" */
+    int ndim;              /* 1 (norm weights) or 2 */
+    int64_t shape[4];      /* nn.Linear layout [out, in]; embed [V, D]; norms [D] */
+    float *data;           /* fp32, row-major */
+} llama_param;
+
+typedef struct llama_model llama_model;
+
+/* Hook points inside decoder layer l (algorithms.md §0.2); width in floats per token row. */
+typedef enum llama_hook_point {
+    LLAMA_HOOK_A = 0,   /* RMSNorm_in(h): input of q/k/v_proj              width D */
+    LLAMA_HOOK_B = 1,   /* attention context, heads concatenated: o_proj in  width H*Dh */
+    LLAMA_HOOK_C = 2,   /* RMSNorm_post(h + attn): input of gate/up_proj     width D */
+    LLAMA_HOOK_D = 3,   /* silu(gate b) * (up b): input of down_proj (MEMIT key) width F */
+    LLAMA_HOOK_E = 4,   /* layer output h + attn + mlp (residual stream)     width D */
+} llama_hook_point;
+
+typedef enum llama_hook_mode {
+    LLAMA_HOOK_READ = 0,     /* no edit */
+    LLAMA_HOOK_ADD = 1,      /* activation[row] += value[i] */
+    LLAMA_HOOK_REPLACE = 2,  /* activation[row] = value[i] (no gradient flows past these rows) */
+} llama_hook_mode;
+
+/* A hook on one point of one layer for one forward (and its backward).
+ * "rows" are the token rows the hook edits and reports gradients for: the n_pos (b, t) pairs
+ * given, or every row b*T + t when n_pos < 0. */
+typedef struct llama_hook {
+    int layer;                 /* 0..L-1 */
+    llama_hook_point point;
+    llama_hook_mode mode;
+    int n_pos;                 /* number of (pos_b, pos_t) pairs; < 0 = all B*T rows */
+    const int32_t *pos_b;      /* [n_pos] batch index */
+    const int32_t *pos_t;      /* [n_pos] token index */
+    const float *value;        /* [rows, width]: the delta (ADD) or replacement (REPLACE) */
+    float *read;               /* out or NULL: [B*T, width] the activation after the edit (forward) */
+    float *grad;               /* out or NULL: [rows, width] dLoss/d(activation) at the rows, written
+                                  by llama_backward (= the gradient w.r.t. an ADD delta) */
+    const float *grad_seed;    /* in or NULL: [B*T, width] gradient added at this point during
+                                  llama_backward (losses defined on activations, e.g. RMU's MSE) */
+} llama_hook;
+
+/* One batched forward. Sequences are right-padded: row b holds lens[b] real tokens at positions
+ * 0..lens[b]-1; padding is masked as attention keys and never contributes to the loss. */
+typedef struct llama_batch {
+    int B, T;                  /* batch size, padded length (1 <= T <= max_position_embeddings) */
+    const int32_t *ids;        /* [B, T] token ids in [0, V) for t < lens[b]; the rest is ignored */
+    const int32_t *lens;       /* [B] in 1..T, or NULL = every row has T tokens */
+    const int32_t *targets;    /* [B, T] or NULL: cross-entropy targets (LOSS_IGNORE_INDEX = skip;
+                                  positions t >= lens[b] are skipped too); the loss is the mean over
+                                  the counted targets */
+    int n_out;                 /* rows whose logits go to `logits`: < 0 = all B*T, 0 = none */
+    const int32_t *out_b;      /* [n_out] */
+    const int32_t *out_t;      /* [n_out] */
+    float *logits;             /* out or NULL: [n_out (or B*T), V] */
+    int n_layers;              /* 0 = the whole model; k > 0 = only layers 0..k-1 (no head, no loss:
+                                  for hooks on early layers) */
+} llama_batch;
+
+/* ---- life cycle and parameters ------------------------------------------------------------ */
+
+/* llama_model_new: allocate a model for cfg (validated) on backend be (NULL = cpu), parameters
+ * zeroed, nothing trainable. NULL with err on an invalid config or failed allocation. */
+llama_model *llama_model_new(const llama_config *cfg, const backend_ops *be, cis_err *err);
+void llama_model_free(llama_model **m);
+const llama_config *llama_model_config(const llama_model *m);
+const backend_ops *llama_model_backend(const llama_model *m);
+
+/* llama_model_params: the parameter list in Hugging Face named_parameters order (embed, per layer
+ * q,k,v,o,gate,up,down,input_layernorm,post_attention_layernorm, norm, lm_head when untied);
+ * *n gets its length. Owned by the model. */
+llama_param *llama_model_params(llama_model *m, int *n);
+/* llama_model_find: index of the parameter with that exact name, or -1. */
+int llama_model_find(const llama_model *m, const char *name);
+/* llama_model_numel: total number of parameter floats (tied head counted once). */
+int64_t llama_model_numel(const llama_model *m);
+/* llama_model_init_random: N(0, 0.02) for matrices, 1 for norm weights (HF initializer_range),
+ * from a seeded generator: the same seed gives the same weights on every machine. */
+void llama_model_init_random(llama_model *m, uint64_t seed);
+/* llama_model_copy_params: copy all parameter values from src (same config) into dst (the
+ * "reset to base weights" path). -1 if the configs differ. */
+int llama_model_copy_params(llama_model *dst, const llama_model *src, cis_err *err);
+
+/* ---- trainable subset and gradients ------------------------------------------------------- */
+
+/* llama_model_set_trainable: mark (on) or unmark the parameters whose name matches glob
+ * (fnmatch(3), e.g. "model.layers.*.mlp.down_proj.weight"; NULL = "*") and, when layer_lo >= 0,
+ * whose layer index lies in [layer_lo, layer_hi] (non-layer parameters never match a range).
+ * Gradient buffers exist only for trainable parameters and are zeroed when (re)allocated.
+ * Returns the number of parameters matched, or -1 with err on a bad range. */
+int llama_model_set_trainable(llama_model *m, const char *glob, int layer_lo, int layer_hi, bool on,
+                              cis_err *err);
+void llama_model_freeze_all(llama_model *m);
+bool llama_model_is_trainable(const llama_model *m, int i);
+/* llama_model_grad: the gradient buffer of parameter i (same shape), NULL when frozen. */
+float *llama_model_grad(llama_model *m, int i);
+void llama_model_zero_grad(llama_model *m);
+
+/* ---- forward and backward ----------------------------------------------------------------- */
+
+/* llama_forward: run the batch with the hooks (may be NULL / 0). *loss (may be NULL) gets the mean
+ * cross-entropy over the counted targets (0 when there are none or targets is NULL).
+ * for_backward keeps the activations llama_backward needs (only for the layers it will visit).
+ * -1 with err on bad shapes, ids out of range, positions outside the batch, hooks on missing layers. */
+int llama_forward(llama_model *m, const llama_batch *batch, const llama_hook *hooks, int n_hooks,
+                  bool for_backward, double *loss, cis_err *err);
+/* llama_backward: back-propagate the last forward (run with for_backward):
+ *   loss_scale * d(mean CE)  +  Σ dlogits · logits  +  Σ hook grad_seed · activation
+ * dlogits (may be NULL) is [n_out rows, V] as the forward returned them. Gradients ACCUMULATE into
+ * the trainable parameters' buffers; hook->grad buffers are overwritten. loss_scale = -1 gives
+ * gradient ascent. -1 with err when no forward was kept. */
+int llama_backward(llama_model *m, float loss_scale, const float *dlogits, cis_err *err);
+
+/* ---- generation and scoring ---------------------------------------------------------------- */
+
+/* llama_generate: greedy decoding with a KV cache for n prompts (prompt i = prompts[i][0..
+ * prompt_lens[i]-1]). Like HF generate(max_length=...): each output holds the prompt and then
+ * generated tokens until its length reaches max_length or an EOS id of the config was emitted
+ * (the EOS is kept). out is [n, max_length] (unused tail filled with -1), out_lens [n].
+ * Ties in argmax go to the lowest id (torch.argmax). Prompts are batched up to 32 at a time. */
+int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const int *prompt_lens,
+                   int max_length, int32_t *out, int *out_lens, cis_err *err);
+
+/* llama_loglik: for each request i, the summed log-probability (double) of the continuation
+ * tokens cont[i][0..cont_lens[i]-1] following the context ctx[i][0..ctx_lens[i]-1], and whether
+ * every continuation token is the argmax (lm-eval-harness loglikelihood). ctx_lens >= 1,
+ * cont_lens >= 1, ctx_len + cont_len <= max_position_embeddings. Requests are batched by length
+ * up to max_batch_tokens padded tokens per forward (<= 0 = 4096). is_greedy may be NULL. */
+int llama_loglik(llama_model *m, int n, const int32_t *const *ctx, const int *ctx_lens,
+                 const int32_t *const *cont, const int *cont_lens, int max_batch_tokens,
+                 double *ll, bool *is_greedy, cis_err *err);
+
+/* llama_hook_width: floats per token row at a hook point for this model. */
+int llama_hook_width(const llama_model *m, llama_hook_point p);
+
+#endif
