@@ -85,12 +85,14 @@ typedef struct js_worker_info {
     int64_t memory_mb;
     int64_t pid;
 } js_worker_info;
-/* js_worker_seen: upsert workers row (first_seen kept, last_seen = now, state 'idle'|'busy'). */
+/* js_worker_seen: upsert workers row (first_seen kept, last_seen = now, state 'idle', current_job
+ * NULL); writes the "worker_joined" event when the id is new or was 'gone' (so the caller need not). */
 int js_worker_seen(job_store *js, const js_worker_info *w, int64_t now, cis_err *err);
 /* js_worker_touch: last_seen = now, current_job (0 = none), state. */
 int js_worker_touch(job_store *js, const char *worker_id, int64_t now, int64_t current_job,
                     const char *state, cis_err *err);
-/* js_worker_gone: state 'gone' (event "worker_lost" with reason); its jobs are NOT touched here. */
+/* js_worker_gone: state 'gone' (event "worker_lost" with reason as detail); its jobs are NOT
+ * touched here (the caller calls js_record_lost for js_leases_of_worker). */
 int js_worker_gone(job_store *js, const char *worker_id, int64_t now, const char *reason, cis_err *err);
 
 /* ---- dispatch -------------------------------------------------------------------------------- */
@@ -138,7 +140,9 @@ enum js_result_outcome {
  * is_current=1), finished_at = now; if another attempt of it is still leased, *other_worker gets
  * that worker's id (caller sends CANCEL) and that attempt's outcome becomes 'superseded'.
  * If the job is done already: rows stored with is_current=0, attempt outcome 'superseded'.
- * `timing_ms` (>=0) goes into attempts.run_ms. *outcome gets the enum above. */
+ * `timing_ms` (>=0) goes into attempts.run_ms. *outcome gets the enum above. other_worker may be
+ * NULL; it gets "" when there is no one to cancel. worker_id is the reporting worker: it becomes
+ * jobs.worker_id of a done job (it may differ from the lease holder after a worker restart). */
 int js_record_result(job_store *js, int64_t job_id, int attempt, const char *worker_id,
                      const js_metric *rows, size_t n_rows, int64_t timing_ms, int64_t now,
                      int *outcome, char other_worker[256], cis_err *err);
@@ -146,7 +150,8 @@ int js_record_result(job_store *js, int64_t job_id, int attempt, const char *wor
 /* js_record_failure: the attempt failed (the job's code reported an error). Attempt outcome
  * 'failed' with error text and log tail; spent+1; if retryable and spent < max_attempts -> pending
  * (event "requeued"), else -> failed (event "failed"). Ignored (returns 0, *applied=false) when
- * the attempt is not the job's current leased attempt. */
+ * the attempt is not the job's current leased attempt (or worker_id, when not NULL, is not its
+ * holder). */
 int js_record_failure(job_store *js, int64_t job_id, int attempt, const char *worker_id,
                       const char *error, const char *log_tail, bool retryable, int64_t now,
                       bool *applied, cis_err *err);
@@ -181,11 +186,18 @@ int js_resume_prepare(job_store *js, int64_t now, int64_t grace_ms, cis_err *err
  * over the v_jobs view's columns, validated by preparing it read-only first) go back to pending
  * with spent=0, lost_count=0 (attempt numbering continues). Cancelled/done jobs are included only
  * if where_sql selects them explicitly. Returns the number of jobs reset, -1 on error (bad SQL ->
- * CIS_EINVAL with SQLite's message). Own transaction. */
+ * CIS_EINVAL with SQLite's message). Own transaction.
+ * Precisely: failed_only alone -> failed/dead jobs; where_sql alone -> matching failed/dead jobs, or,
+ * when where_sql names the `state` column, every matching job whatever its state; both -> matching
+ * failed/dead jobs. Leased jobs are never reset (cancel them first). A done job that is reset loses
+ * its current flag (its rows stay, is_current = 0) until a new result arrives. where_sql may not
+ * contain ';' and must be a single expression (it is run as SELECT id FROM v_jobs WHERE (<sql>)).
+ * Event "retry" per job. */
 int js_retry(job_store *js, bool failed_only, const char *where_sql, int64_t now, cis_err *err);
-/* js_cancel: pending/leased jobs matching where_sql (NULL = all of the sweep... all jobs) ->
- * cancelled; leased ones are returned in *leased (worker ids to send CANCEL to). Own transaction.
- * Returns the number cancelled. */
+/* js_cancel: pending/leased jobs matching where_sql (over v_jobs, validated like js_retry's; NULL =
+ * all jobs) -> cancelled (event "cancelled"); leased ones get attempt outcome 'cancelled' and are
+ * returned in *leased (malloc'd, *n_leased entries; worker ids to send CANCEL to; leased may be
+ * NULL). Own transaction. Returns the number cancelled. */
 int js_cancel(job_store *js, const char *where_sql, int64_t now, js_lease **leased, int *n_leased,
               cis_err *err);
 
@@ -197,5 +209,17 @@ typedef struct js_counts {
 int js_count_states(job_store *js, js_counts *c, cis_err *err);
 /* js_export_csv: write v_runs (one wide row per done job, current attempt) as CSV to f. */
 int js_export_csv(job_store *js, FILE *f, cis_err *err);
+
+/* ---- schema versions (job_store_migrate.c) ---------------------------------------------------- */
+/* A migration step takes a file of schema version from_version to from_version + 1. */
+typedef struct js_migration { int from_version; const char *sql; } js_migration;
+extern const js_migration JS_MIGRATIONS[];  /* this build's steps (JS_N_MIGRATIONS of them) */
+extern const size_t JS_N_MIGRATIONS;
+/* js_migrate: bring db (file `path`, for messages) from its user_version up to `to` with steps[],
+ * all in one transaction (foreign keys checked before the commit). A missing step, a failing step
+ * or a file newer than `to` -> -1 (CIS_EVERSION / CIS_EDB) and the file unchanged. job_store_open
+ * calls it with JS_MIGRATIONS; tests call it with their own steps. */
+int js_migrate(sqlite3 *db, const char *path, int to, const js_migration *steps, size_t n_steps,
+               cis_err *err);
 
 #endif

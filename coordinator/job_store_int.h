@@ -1,0 +1,66 @@
+/* job_store_int.h - internals shared by the job store's files (job_store.c: open, statements,
+ * transactions, launch, workers; job_store_dispatch.c: claim, heartbeat, record_*;
+ * job_store_verbs.c: retry, cancel, counts, export; job_store_migrate.c: schema upgrades).
+ * Not for use outside coordinator/job_store*.c. */
+#ifndef CISWEEP_JOB_STORE_INT_H
+#define CISWEEP_JOB_STORE_INT_H
+
+#include "coordinator/job_store.h"
+
+/* cached statements, prepared on first use (a read-only connection never prepares the writers) */
+enum js_stmt_id {
+    S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
+    S_EVENT,
+    /* launch */
+    S_SWEEP_FIND, S_SWEEP_INSERT, S_MODEL_INSERT, S_MODEL_FIND, S_COMP_INSERT, S_COMP_FIND,
+    S_JOB_INSERT,
+    /* dependencies */
+    S_JOB_EXISTS, S_DEP_REACHES, S_DEP_INSERT,
+    /* workers */
+    S_WORKER_STATE, S_WORKER_UPSERT, S_WORKER_TOUCH, S_WORKER_GONE,
+    /* dispatch */
+    S_CLAIM_BEST, S_MODEL_IDS, S_CLAIM_AFFINITY, S_CLAIM_UPDATE, S_JOB_DETAILS, S_ATTEMPT_INSERT,
+    S_HEARTBEAT,
+    S_RESULT_LOOKUP, S_RESULT_INSERT, S_ATTEMPT_RESULT, S_JOB_DONE, S_ATTEMPT_END,
+    S_JOB_FAIL, S_JOB_PREEMPT, S_JOB_LOST,
+    S_EXPIRED, S_LEASES_OF, S_RESUME,
+    /* verbs and reading */
+    S_JOB_STATE, S_RETRY_JOB, S_RESULTS_UNCURRENT, S_CANCEL_JOB, S_COUNTS, S_BLOCKED,
+    S_COUNT_
+};
+
+struct job_store {
+    sqlite3 *db;
+    char *path;
+    unsigned flags;
+    int user_version;
+    sqlite3_stmt *st[S_COUNT_];
+};
+
+/* js_st: the cached statement `id`, prepared on first use, reset and with bindings cleared.
+ * NULL (err filled, CIS_EDB) if it cannot be prepared. */
+sqlite3_stmt *js_st(job_store *js, int id, cis_err *err);
+/* js_dberr: fill err with CIS_EDB, "<path>: <what>: <sqlite message>"; returns -1. */
+int js_dberr(job_store *js, cis_err *err, const char *what);
+/* js_run: step a statement that returns no rows to completion and reset it; 0 / -1. */
+int js_run(job_store *js, sqlite3_stmt *st, const char *what, cis_err *err);
+/* js_bind_text_or_null / js_bind_id_or_null: NULL (or 0 for ids) binds SQL NULL */
+void js_bind_text_or_null(sqlite3_stmt *st, int i, const char *s);
+void js_bind_id_or_null(sqlite3_stmt *st, int i, int64_t id);
+
+/* js_tx_enter/js_tx_leave: make one operation atomic. Outside a transaction: BEGIN IMMEDIATE ...
+ * COMMIT (or ROLLBACK on failure); inside the caller's transaction: SAVEPOINT ... RELEASE (or
+ * ROLLBACK TO on failure), so a failed operation leaves nothing half-done in the caller's batch.
+ * js_tx_leave returns rc (0/-1), or -1 if the commit itself failed. */
+int js_tx_enter(job_store *js, bool *own, cis_err *err);
+int js_tx_leave(job_store *js, bool own, int rc, cis_err *err);
+
+/* js_event_at: js_event with the attempt number (0 = not applicable). */
+int js_event_at(job_store *js, int64_t now, const char *kind, int64_t job_id, int attempt,
+                const char *worker_id, const char *detail, cis_err *err);
+
+/* schema creation and upgrade (job_store_migrate.c); js_schema_sql: schema/schema.sql, compiled in */
+const char *js_schema_sql(void);
+int js_schema_prepare(job_store *js, cis_err *err);
+
+#endif

@@ -1,0 +1,171 @@
+/* job_store_migrate.c - schema creation and upgrades of the job store.
+ *
+ * PRAGMA user_version is the schema version. On open:
+ *   0 and no tables        -> run schema/schema.sql (compiled in) in one transaction; it ends by
+ *                             setting user_version = JOB_STORE_SCHEMA_VERSION
+ *   0 with tables          -> refused: not a cisweep database
+ *   older than ours        -> the steps of JS_MIGRATIONS below, in order, in one transaction
+ *                             (read-only opens refuse instead: they never write)
+ *   ours                   -> nothing
+ *   newer than ours        -> refused (CIS_EVERSION): upgrade cisweep
+ *
+ * To change the schema: edit schema/schema.sql (the full current schema, for new files), bump
+ * JOB_STORE_SCHEMA_VERSION, and append a step {from_version = old, sql} here that takes a file of
+ * the old version to the new one (ALTER TABLE ..., CREATE INDEX ..., DROP VIEW + CREATE VIEW for
+ * changed views). tests/coordinator/test_job_store.c checks that a migrated file and a new file
+ * have the same schema. */
+#include "coordinator/job_store_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+
+/* steps from version N to N+1; none yet: version 1 is the first released schema */
+const js_migration JS_MIGRATIONS[] = {
+    {0, NULL},
+};
+const size_t JS_N_MIGRATIONS = 0;
+
+static int read_user_version(sqlite3 *db, const char *path, int *v, cis_err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        err_set(err, CIS_EDB, "%s: cannot read the schema version: %s", path, sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    *v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int count_objects(sqlite3 *db, const char *path, int *n, cis_err *err) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_schema", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW) {
+        err_set(err, CIS_EDB, "%s: cannot read the schema: %s", path, sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    *n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return 0;
+}
+
+static int exec_db(sqlite3 *db, const char *path, const char *sql, const char *what, cis_err *err) {
+    char *msg = NULL;
+    if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        err_set(err, CIS_EDB, "%s: %s: %s", path, what, msg ? msg : sqlite3_errmsg(db));
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+static int newer_error(const char *path, int v, cis_err *err) {
+    return err_set(err, CIS_EVERSION, "%s: schema version %d is newer than this cisweep supports (%d); "
+                   "upgrade cisweep to open it", path, v, JOB_STORE_SCHEMA_VERSION);
+}
+
+/* create the schema in an empty file (re-checked inside the write transaction: another process may
+ * have created it meanwhile) */
+static int create_schema(sqlite3 *db, const char *path, cis_err *err) {
+    if (exec_db(db, path, "BEGIN IMMEDIATE", "starting schema creation", err) < 0) return -1;
+    int v, n;
+    if (read_user_version(db, path, &v, err) < 0 || count_objects(db, path, &n, err) < 0) goto fail;
+    if (v != 0 || n != 0) {
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return 1; /* someone else did it: re-examine */
+    }
+    if (exec_db(db, path, js_schema_sql(), "creating the schema (schema/schema.sql)", err) < 0) goto fail;
+    if (read_user_version(db, path, &v, err) < 0) goto fail;
+    if (v != JOB_STORE_SCHEMA_VERSION) {
+        err_set(err, CIS_EVERSION, "%s: schema/schema.sql sets user_version %d but this build expects %d "
+                "(build inconsistency)", path, v, JOB_STORE_SCHEMA_VERSION);
+        goto fail;
+    }
+    if (exec_db(db, path, "COMMIT", "committing the new schema", err) < 0) goto fail;
+    return 0;
+fail:
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+int js_migrate(sqlite3 *db, const char *path, int to, const js_migration *steps, size_t n_steps,
+               cis_err *err) {
+    int v;
+    /* foreign keys off while tables may be rebuilt (the pragma is a no-op inside a transaction);
+     * foreign_key_check runs before the commit instead */
+    if (exec_db(db, path, "PRAGMA foreign_keys = OFF", "migrating", err) < 0) return -1;
+    if (exec_db(db, path, "BEGIN IMMEDIATE", "starting the migration", err) < 0) goto out_fk;
+    if (read_user_version(db, path, &v, err) < 0) goto fail;
+    if (v > to) { newer_error(path, v, err); goto fail; }
+    int from = v;
+    while (v < to) {
+        const js_migration *m = NULL;
+        for (size_t i = 0; i < n_steps; i++)
+            if (steps[i].from_version == v && steps[i].sql) { m = &steps[i]; break; }
+        if (!m) {
+            err_set(err, CIS_EVERSION, "%s: no migration from schema version %d to %d in this cisweep", path, v,
+                    v + 1);
+            goto fail;
+        }
+        char what[96];
+        snprintf(what, sizeof what, "migrating schema version %d to %d", v, v + 1);
+        if (exec_db(db, path, m->sql, what, err) < 0) goto fail;
+        v++;
+        char *pragma = xasprintf("PRAGMA user_version = %d", v);
+        int rc = exec_db(db, path, pragma, "setting user_version", err);
+        free(pragma);
+        if (rc < 0) goto fail;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL) != SQLITE_OK) {
+        err_set(err, CIS_EDB, "%s: foreign_key_check: %s", path, sqlite3_errmsg(db));
+        goto fail;
+    }
+    int frc = sqlite3_step(st);
+    if (frc == SQLITE_ROW) {
+        err_set(err, CIS_EDB, "%s: migration %d -> %d broke a foreign key (table %s row %lld)", path, from, to,
+                (const char *)sqlite3_column_text(st, 0), (long long)sqlite3_column_int64(st, 1));
+        sqlite3_finalize(st);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    if (exec_db(db, path, "COMMIT", "committing the migration", err) < 0) goto fail;
+    exec_db(db, path, "PRAGMA foreign_keys = ON", "migrating", NULL);
+    return 0;
+fail:
+    if (!sqlite3_get_autocommit(db)) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+out_fk:
+    sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+    return -1;
+}
+
+int js_schema_prepare(job_store *js, cis_err *err) {
+    bool ro = js->flags & JS_READONLY;
+    for (int tries = 0; tries < 3; tries++) {
+        int v, n;
+        if (read_user_version(js->db, js->path, &v, err) < 0) return -1;
+        if (v > JOB_STORE_SCHEMA_VERSION) return newer_error(js->path, v, err);
+        if (v == JOB_STORE_SCHEMA_VERSION) { js->user_version = v; return 0; }
+        if (v == 0) {
+            if (count_objects(js->db, js->path, &n, err) < 0) return -1;
+            if (n > 0)
+                return err_set(err, CIS_EVERSION, "%s: not a cisweep database (schema version 0 but it has %d "
+                               "tables/indexes/views)", js->path, n);
+            if (ro) return err_set(err, CIS_EINVAL, "%s: empty database (no sweep launched yet)", js->path);
+            int rc = create_schema(js->db, js->path, err);
+            if (rc < 0) return -1;
+            continue; /* re-read: ours now (or another process's) */
+        }
+        /* older */
+        if (ro)
+            return err_set(err, CIS_EVERSION, "%s: schema version %d is older than this cisweep's (%d); open it "
+                           "once read-write (e.g. cisweep resume) to migrate it", js->path, v,
+                           JOB_STORE_SCHEMA_VERSION);
+        if (js_migrate(js->db, js->path, JOB_STORE_SCHEMA_VERSION, JS_MIGRATIONS, JS_N_MIGRATIONS, err) < 0)
+            return -1;
+    }
+    return err_set(err, CIS_EDB, "%s: the schema version keeps changing under us", js->path);
+}
