@@ -192,8 +192,6 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
         if (cur) { w->job = rjob; w->attempt = rat; }
         else send_cancel(c, wid, rjob, rat, "lease no longer held");
     }
-    if (js_event(c->js, now, rejoin ? "worker_rejoined" : "worker_joined", 0, wid,
-                 proto_str(b, "host", ""), err)) return -1;
     LOG_I("worker %s %s (host %s, device %s, %s%s)", wid, rejoin ? "rejoined" : "joined",
           proto_str(b, "host", "?"), proto_str(b, "device", "?"), proto_str(b, "version", "?"),
           w->job ? ", still running its job" : "");

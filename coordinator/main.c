@@ -1,3 +1,59 @@
-/* main.c - the `cisweep` command line front end (placeholder until the CLI lands). */
+/* main.c - the `cisweep` command line: one entry point for users. Sweep commands run here (this
+ * program never links the engine or CUDA, so a coordinator node needs no GPU stack); the model
+ * commands (worker, inspect, train, eval, world, apply) hand over to `cisweep-worker`. */
+#include "coordinator/cli.h"
+#include "coordinator/grid.h"
+#include "common/log.h"
+#include "common/version.h"
+
 #include <stdio.h>
-int main(void) { puts("cisweep: under construction"); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+        "usage: cisweep COMMAND [options]\n"
+        "sweep commands:\n"
+        "  grid FILE [--count|--jobs] [--allow-selftest]   expand a grid spec and print its compositions\n"
+        "  launch --db DB --grid FILE [--models MAP] [--name NAME] [--allow-selftest]\n"
+        "                                                  store a sweep's compositions and jobs (idempotent)\n"
+        "  coordinator --db DB --bind ENDPOINT [...]       serve jobs to workers (see --help)\n"
+        "  resume --db DB --bind ENDPOINT [...]            restart the coordinator on an existing sweep\n"
+        "  status --db DB [--watch [SECONDS]]              progress, rate, ETA, workers, why jobs wait\n"
+        "  retry --db DB (--failed | --where SQL)          send failed/dead (or selected) jobs back to pending\n"
+        "  cancel --db DB (--where SQL | --all)            cancel pending/leased jobs\n"
+        "  export --db DB [--format csv] [--out FILE]      one wide row per finished job\n"
+        "  run --grid FILE --workers N [--db DB] [...]     local launcher: coordinator + N workers to completion\n"
+        "model commands (run by cisweep-worker):\n"
+        "  worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--selftest]\n"
+        "  inspect MODEL_DIR | train | eval | world | apply\n"
+        "  --version\n");
+}
+
+int main(int argc, char **argv) {
+    log_init("cisweep");
+    if (argc < 2) { usage(stderr); return 2; }
+    const char *c = argv[1];
+    if (!strcmp(c, "--version")) { printf("cisweep %s\n", cisweep_version()); return 0; }
+    if (!strcmp(c, "-h") || !strcmp(c, "--help") || !strcmp(c, "help")) { usage(stdout); return 0; }
+    if (!strcmp(c, "grid")) return cmd_grid(argc - 1, argv + 1);
+    if (!strcmp(c, "launch")) return cmd_launch(argc - 1, argv + 1);
+    if (!strcmp(c, "coordinator") || !strcmp(c, "resume")) { log_init("coordinator"); return cmd_coordinator(argc - 1, argv + 1); }
+    if (!strcmp(c, "status")) return cmd_status(argc - 1, argv + 1);
+    if (!strcmp(c, "retry")) return cmd_retry(argc - 1, argv + 1);
+    if (!strcmp(c, "cancel")) return cmd_cancel(argc - 1, argv + 1);
+    if (!strcmp(c, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(c, "run")) { log_init("run"); return cmd_run(argc - 1, argv + 1); }
+    if (!strcmp(c, "worker") || !strcmp(c, "inspect") || !strcmp(c, "train") || !strcmp(c, "eval") ||
+        !strcmp(c, "world") || !strcmp(c, "apply")) {
+        char *w = cli_sibling_path("cisweep-worker");
+        argv[0] = w;
+        execv(w, argv);
+        fprintf(stderr, "cisweep: cannot run %s: %m\n---> HINT: build it with `make` (it sits next to cisweep)\n", w);
+        return 1;
+    }
+    fprintf(stderr, "cisweep: unknown command \"%s\"\n", c);
+    usage(stderr);
+    return 2;
+}

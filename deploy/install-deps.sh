@@ -7,7 +7,7 @@ set -euo pipefail
 
 APT_PKGS="build-essential pkg-config libzmq3-dev libsqlite3-dev sqlite3 libjansson-dev \
 libopenblas-dev liblapacke-dev python3 python3-pip"
-PY_PKGS="numpy safetensors tokenizers"
+PY_PKGS="numpy safetensors tokenizers zmq"
 
 need_apt=""
 for p in $APT_PKGS; do
@@ -29,7 +29,8 @@ fi
 PY=${PYTHON:-python3}
 need_py=""
 for m in $PY_PKGS; do
-    $PY -c "import $m" 2>/dev/null || need_py="$need_py $m"
+    pkg=$m; [ "$m" = zmq ] && pkg=pyzmq
+    $PY -c "import $m" 2>/dev/null || need_py="$need_py $pkg"
 done
 if [ -n "$need_py" ]; then
     echo "install-deps: pip install$need_py"

@@ -300,7 +300,11 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     gethostname(w.host, sizeof w.host - 1);
     if (o->id) snprintf(w.id, sizeof w.id, "%s", o->id);
     else {
-        unsigned nonce = (unsigned)(now_ms() ^ ((int64_t)getpid() << 16)) & 0xffffff;
+        unsigned nonce = 0;
+        FILE *ur = fopen("/dev/urandom", "rb");
+        if (!ur || fread(&nonce, sizeof nonce, 1, ur) != 1) nonce = (unsigned)(now_ms() * 2654435761u) ^ (unsigned)getpid();
+        if (ur) fclose(ur);
+        nonce &= 0xffffff;
         snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
     }
     log_set_worker(w.id);

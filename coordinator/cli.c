@@ -1,0 +1,213 @@
+/* cli.c - the sweep subcommands of `cisweep`: launch, coordinator/resume, retry, cancel, export.
+ * (grid: cmd_grid.c; status: cmd_status.c; run: cmd_run.c.) */
+#include "coordinator/cli.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/grid.h"
+#include "coordinator/job_store.h"
+#include "common/log.h"
+
+#include <jansson.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+char *cli_sibling_path(const char *name) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) return xstrdup(name);
+    self[n] = 0;
+    return xasprintf("%s/%s", dirname(self), name);
+}
+
+static int need(const char *cmd, const char *flag, const char *v) {
+    if (v) return 0;
+    fprintf(stderr, "cisweep %s: %s is required (see cisweep --help)\n", cmd, flag);
+    return 2;
+}
+
+static int int_opt(const char *cmd, const char *flag, const char *v, int64_t lo, int64_t *out) {
+    if (v && parse_i64(v, out) && *out >= lo) return 0;
+    fprintf(stderr, "cisweep %s: %s expects an integer >= %lld, got \"%s\"\n", cmd, flag, (long long)lo, v ? v : "");
+    return 2;
+}
+
+/* models map: {"slot": "path"} or {"slot": {"path": "...", ...}}; validated here so that launch
+ * refuses a bad file before touching the DB */
+static char *load_models_map(const char *path, cis_err *err) {
+    char *text = read_file(path, NULL, err);
+    if (!text) return NULL;
+    json_error_t je;
+    json_t *m = json_loads(text, 0, &je);
+    free(text);
+    if (!m) { err_set(err, CIS_EINVAL, "%s:%d:%d: %s", path, je.line, je.column, je.text); return NULL; }
+    if (!json_is_object(m)) { json_decref(m); err_set(err, CIS_EINVAL, "%s: $: expected an object {\"slot\": \"path\"}", path); return NULL; }
+    const char *k;
+    json_t *v;
+    json_object_foreach(m, k, v) {
+        if (json_is_string(v)) continue;
+        if (json_is_object(v) && json_is_string(json_object_get(v, "path"))) continue;
+        json_decref(m);
+        err_set(err, CIS_EINVAL, "%s: $.%s: expected a path string or an object with a \"path\" string", path, k);
+        return NULL;
+    }
+    char *out = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(m);
+    return out;
+}
+
+int cmd_launch(int argc, char **argv) {
+    const char *db = NULL, *gridf = NULL, *models = NULL, *name = NULL;
+    unsigned flags = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--db") && n) { db = n; i++; }
+        else if (!strcmp(a, "--grid") && n) { gridf = n; i++; }
+        else if (!strcmp(a, "--models") && n) { models = n; i++; }
+        else if (!strcmp(a, "--name") && n) { name = n; i++; }
+        else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
+        else { fprintf(stderr, "cisweep launch: unknown or incomplete option \"%s\"\n", a); return 2; }
+    }
+    int rc;
+    if ((rc = need("launch", "--db DB", db)) || (rc = need("launch", "--grid FILE", gridf))) return rc;
+    cis_err err = {0};
+    grid *g = NULL;
+    if (grid_load(gridf, flags, &g, &err)) { fprintf(stderr, "cisweep launch: %s\n", err.msg); return 2; }
+    char *mj = NULL;
+    if (models && !(mj = load_models_map(models, &err))) {
+        fprintf(stderr, "cisweep launch: %s\n", err.msg);
+        grid_free(&g);
+        return 2;
+    }
+    job_store *js = NULL;
+    if (job_store_open(db, JS_CREATE, &js, &err)) {
+        fprintf(stderr, "cisweep launch: %s\n", err.msg);
+        grid_free(&g); free(mj);
+        return err.code == CIS_EVERSION ? 2 : 1;
+    }
+    js_launch_stats st = {0};
+    rc = js_launch(js, g, name, mj, now_ms(), &st, &err);
+    if (rc) fprintf(stderr, "cisweep launch: %s\n", err.msg);
+    else
+        printf("sweep %s (id %lld) in %s: %d compositions added, %d already there; %d jobs added, %d already there\n",
+               name ? name : g->name, (long long)st.sweep_id, db, st.comps_added, st.comps_existing, st.jobs_added,
+               st.jobs_existing);
+    job_store_close(&js);
+    grid_free(&g);
+    free(mj);
+    return rc ? 1 : 0;
+}
+
+int cmd_coordinator(int argc, char **argv) {
+    coord_opts o;
+    coord_opts_defaults(&o);
+    int64_t v;
+    int rc;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--db") && n) { o.db_path = n; i++; }
+        else if (!strcmp(a, "--bind") && n) { o.bind = n; i++; }
+        else if (!strcmp(a, "--heartbeat-ms")) { if ((rc = int_opt(argv[0], a, n, 10, &v))) return rc; o.heartbeat_ms = (int)v; i++; }
+        else if (!strcmp(a, "--liveness")) { if ((rc = int_opt(argv[0], a, n, 1, &v))) return rc; o.liveness = (int)v; i++; }
+        else if (!strcmp(a, "--lease-ms")) { if ((rc = int_opt(argv[0], a, n, 10, &v))) return rc; o.lease_ms = (int)v; i++; }
+        else if (!strcmp(a, "--resume-grace-ms")) { if ((rc = int_opt(argv[0], a, n, 0, &v))) return rc; o.resume_grace_ms = (int)v; i++; }
+        else if (!strcmp(a, "--quarantine-after")) { if ((rc = int_opt(argv[0], a, n, 1, &v))) return rc; o.quarantine_after = (int)v; i++; }
+        else if (!strcmp(a, "--job-timeout-ms")) { if ((rc = int_opt(argv[0], a, n, 0, &v))) return rc; o.job_timeout_ms = v; i++; }
+        else if (!strcmp(a, "--exit-when-done")) o.exit_when_done = true;
+        else if (!strcmp(a, "--nosync")) o.nosync = true;
+        else if (!strcmp(a, "--log-level") && n) {
+            int l = log_level_parse(n);
+            if (l < 0) { fprintf(stderr, "cisweep %s: --log-level expects debug|info|warn|error\n", argv[0]); return 2; }
+            log_set_level((enum log_level)l); i++;
+        } else { fprintf(stderr, "cisweep %s: unknown or incomplete option \"%s\"\n", argv[0], a); return 2; }
+    }
+    if ((rc = need(argv[0], "--db DB", o.db_path)) || (rc = need(argv[0], "--bind ENDPOINT", o.bind))) return rc;
+    if (access(o.db_path, F_OK) != 0) {
+        fprintf(stderr, "cisweep %s: no sweep database at %s\n---> HINT: create it with `cisweep launch --db %s --grid FILE`\n",
+                argv[0], o.db_path, o.db_path);
+        return 2;
+    }
+    static volatile int stop = 0;
+    coord_install_signals(&stop);
+    o.stop_flag = &stop;
+    cis_err err = {0};
+    if (coordinator_run(&o, &err)) {
+        LOG_E("%s", err.msg);
+        return err.code == CIS_EVERSION ? 2 : 1;
+    }
+    return 0;
+}
+
+int cmd_retry(int argc, char **argv) {
+    const char *db = NULL, *where = NULL;
+    bool failed = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--db") && n) { db = n; i++; }
+        else if (!strcmp(a, "--where") && n) { where = n; i++; }
+        else if (!strcmp(a, "--failed")) failed = true;
+        else { fprintf(stderr, "cisweep retry: unknown or incomplete option \"%s\"\n", a); return 2; }
+    }
+    int rc;
+    if ((rc = need("retry", "--db DB", db))) return rc;
+    if (!failed && !where) { fprintf(stderr, "cisweep retry: say which jobs: --failed or --where SQL\n"); return 2; }
+    cis_err err = {0};
+    job_store *js = NULL;
+    if (job_store_open(db, 0, &js, &err)) { fprintf(stderr, "cisweep retry: %s\n", err.msg); return 1; }
+    int n = js_retry(js, failed, where, now_ms(), &err);
+    job_store_close(&js);
+    if (n < 0) { fprintf(stderr, "cisweep retry: %s\n", err.msg); return err.code == CIS_EINVAL ? 2 : 1; }
+    printf("%d jobs back to pending\n", n);
+    return 0;
+}
+
+int cmd_cancel(int argc, char **argv) {
+    const char *db = NULL, *where = NULL;
+    bool all = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--db") && n) { db = n; i++; }
+        else if (!strcmp(a, "--where") && n) { where = n; i++; }
+        else if (!strcmp(a, "--all")) all = true;
+        else { fprintf(stderr, "cisweep cancel: unknown or incomplete option \"%s\"\n", a); return 2; }
+    }
+    int rc;
+    if ((rc = need("cancel", "--db DB", db))) return rc;
+    if (!all && !where) { fprintf(stderr, "cisweep cancel: say which jobs: --where SQL or --all\n"); return 2; }
+    cis_err err = {0};
+    job_store *js = NULL;
+    if (job_store_open(db, 0, &js, &err)) { fprintf(stderr, "cisweep cancel: %s\n", err.msg); return 1; }
+    js_lease *leased = NULL;
+    int nl = 0;
+    int n = js_cancel(js, all ? NULL : where, now_ms(), &leased, &nl, &err);
+    job_store_close(&js);
+    free(leased);
+    if (n < 0) { fprintf(stderr, "cisweep cancel: %s\n", err.msg); return err.code == CIS_EINVAL ? 2 : 1; }
+    printf("%d jobs cancelled (%d were running: their workers stop them at the next heartbeat)\n", n, nl);
+    return 0;
+}
+
+int cmd_export(int argc, char **argv) {
+    const char *db = NULL, *fmt = "csv", *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--db") && n) { db = n; i++; }
+        else if (!strcmp(a, "--format") && n) { fmt = n; i++; }
+        else if (!strcmp(a, "--out") && n) { out = n; i++; }
+        else { fprintf(stderr, "cisweep export: unknown or incomplete option \"%s\"\n", a); return 2; }
+    }
+    int rc;
+    if ((rc = need("export", "--db DB", db))) return rc;
+    if (strcmp(fmt, "csv")) { fprintf(stderr, "cisweep export: --format must be csv (got \"%s\")\n", fmt); return 2; }
+    cis_err err = {0};
+    job_store *js = NULL;
+    if (job_store_open(db, JS_READONLY, &js, &err)) { fprintf(stderr, "cisweep export: %s\n", err.msg); return 1; }
+    FILE *f = out ? fopen(out, "w") : stdout;
+    if (!f) { fprintf(stderr, "cisweep export: cannot write %s: %m\n", out); job_store_close(&js); return 1; }
+    rc = js_export_csv(js, f, &err);
+    if (out) fclose(f);
+    job_store_close(&js);
+    if (rc) { fprintf(stderr, "cisweep export: %s\n", err.msg); return 1; }
+    return 0;
+}

@@ -1,0 +1,18 @@
+/* cli.h - the `cisweep` subcommands (one function each; argv[0] is the subcommand name).
+ * Each returns the process exit status: 0 ok, 1 runtime failure (or, for run, jobs ended failed/dead),
+ * 2 usage error or bad input (grid, SQL). */
+#ifndef CISWEEP_CLI_H
+#define CISWEEP_CLI_H
+
+int cmd_launch(int argc, char **argv);
+int cmd_coordinator(int argc, char **argv);   /* also `resume` */
+int cmd_status(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* the path of a sibling program (cisweep-worker) next to the running binary; malloc'd */
+char *cli_sibling_path(const char *name);
+
+#endif

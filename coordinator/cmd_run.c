@@ -1,0 +1,214 @@
+/* cmd_run.c - `cisweep run --grid FILE --workers N`: the local launcher. Launches the grid into a
+ * sweep DB (idempotent: running it again resumes), starts a coordinator in this process and N
+ * `cisweep-worker worker` processes on an ipc endpoint, restarts a worker that dies (a job that
+ * crashes its worker is then quarantined by the coordinator, not retried forever), and when no job
+ * is pending or leased stops the workers (SIGTERM), prints a summary and exits non-zero if any job
+ * ended failed or dead. */
+#include "coordinator/cli.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/grid.h"
+#include "coordinator/job_store.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct run_ctx {
+    int n;
+    pid_t *pids;
+    char **argv;             /* worker argv template (NULL-terminated); argv[idx_cache] per worker */
+    int idx_cache;
+    char *cache_root;
+    volatile int stopping;
+    int restarts, max_restarts;
+    pthread_mutex_t mu;
+} run_ctx;
+
+static pid_t spawn_worker(run_ctx *r, int k) {
+    char cache[4096];
+    snprintf(cache, sizeof cache, "%s/w%d", r->cache_root, k);
+    r->argv[r->idx_cache] = cache;
+    pid_t p = fork();
+    if (p == 0) {
+        signal(SIGINT, SIG_IGN); /* Ctrl-C goes to the launcher, which stops workers with SIGTERM */
+        execv(r->argv[0], r->argv);
+        fprintf(stderr, "cisweep run: cannot exec %s: %s\n", r->argv[0], strerror(errno));
+        _exit(127);
+    }
+    return p;
+}
+
+static void *supervise(void *arg) {
+    run_ctx *r = arg;
+    for (;;) {
+        int status;
+        pid_t p = waitpid(-1, &status, 0);
+        if (p < 0) {
+            if (errno == EINTR) continue;
+            if (r->stopping) return NULL;
+            sleep_ms(50);
+            continue;
+        }
+        pthread_mutex_lock(&r->mu);
+        for (int k = 0; k < r->n; k++) {
+            if (r->pids[k] != p) continue;
+            r->pids[k] = 0;
+            if (!r->stopping) {
+                if (WIFSIGNALED(status)) LOG_W("worker %d (pid %d) killed by signal %d", k, (int)p, WTERMSIG(status));
+                else LOG_W("worker %d (pid %d) exited with status %d", k, (int)p, WEXITSTATUS(status));
+                if (r->restarts < r->max_restarts) {
+                    r->restarts++;
+                    r->pids[k] = spawn_worker(r, k);
+                    LOG_I("restarted worker %d as pid %d (%d restarts so far)", k, (int)r->pids[k], r->restarts);
+                } else LOG_E("worker %d not restarted: %d restarts is the limit", k, r->max_restarts);
+            }
+        }
+        bool any = false;
+        for (int k = 0; k < r->n; k++) any |= r->pids[k] != 0;
+        pthread_mutex_unlock(&r->mu);
+        if (r->stopping && !any) return NULL;
+    }
+}
+
+static void summary(const char *db_path) {
+    cis_err err = {0};
+    job_store *js = NULL;
+    if (job_store_open(db_path, JS_READONLY, &js, &err)) { LOG_E("%s", err.msg); return; }
+    js_counts k;
+    if (js_count_states(js, &k, &err) == 0)
+        printf("summary: %lld jobs: %lld done, %lld failed, %lld dead, %lld cancelled, %lld pending, %lld leased\n",
+               (long long)k.total, (long long)k.done, (long long)k.failed, (long long)k.dead, (long long)k.cancelled,
+               (long long)k.pending, (long long)k.leased);
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(job_store_db(js),
+                           "SELECT j.id, j.state, c.label, coalesce(j.last_error,'') FROM jobs j JOIN compositions c "
+                           "ON c.id=j.composition_id WHERE j.state IN ('failed','dead') ORDER BY j.id LIMIT 20",
+                           -1, &st, NULL) == SQLITE_OK) {
+        while (sqlite3_step(st) == SQLITE_ROW)
+            printf("  job %lld %s: %s: %s\n", (long long)sqlite3_column_int64(st, 0), sqlite3_column_text(st, 1),
+                   sqlite3_column_text(st, 2), sqlite3_column_text(st, 3));
+        sqlite3_finalize(st);
+    }
+    sqlite3_stmt *pt;
+    if (sqlite3_prepare_v2(job_store_db(js),
+                           "SELECT c.pattern, count(*), sum(j.state='done') FROM jobs j JOIN compositions c ON "
+                           "c.id=j.composition_id GROUP BY c.pattern ORDER BY c.pattern", -1, &pt, NULL) == SQLITE_OK) {
+        printf("by pattern (jobs done/total):");
+        while (sqlite3_step(pt) == SQLITE_ROW)
+            printf(" %s %lld/%lld;", sqlite3_column_text(pt, 0), (long long)sqlite3_column_int64(pt, 2),
+                   (long long)sqlite3_column_int64(pt, 1));
+        printf("\n");
+        sqlite3_finalize(pt);
+    }
+    job_store_close(&js);
+}
+
+int cmd_run(int argc, char **argv) {
+    const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL;
+    int64_t nworkers = 1, hb = 1000, v;
+    unsigned flags = 0;
+    coord_opts o;
+    coord_opts_defaults(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--grid") && n) { gridf = n; i++; }
+        else if (!strcmp(a, "--db") && n) { db = n; i++; }
+        else if (!strcmp(a, "--bind") && n) { bind = n; i++; }
+        else if (!strcmp(a, "--device") && n) { device = n; i++; }
+        else if (!strcmp(a, "--cache") && n) { cache = n; i++; }
+        else if (!strcmp(a, "--models") && n) { models = n; i++; }
+        else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
+        else if (!strcmp(a, "--nosync")) o.nosync = true;
+        else if (!strcmp(a, "--workers") && n && parse_i64(n, &nworkers) && nworkers >= 1 && nworkers <= 1024) i++;
+        else if (!strcmp(a, "--heartbeat-ms") && n && parse_i64(n, &hb) && hb >= 10) { o.heartbeat_ms = (int)hb; i++; }
+        else if (!strcmp(a, "--lease-ms") && n && parse_i64(n, &v) && v >= 10) { o.lease_ms = (int)v; i++; }
+        else if (!strcmp(a, "--quarantine-after") && n && parse_i64(n, &v) && v >= 1) { o.quarantine_after = (int)v; i++; }
+        else if (!strcmp(a, "--job-timeout-ms") && n && parse_i64(n, &v) && v >= 0) { o.job_timeout_ms = v; i++; }
+        else { fprintf(stderr, "cisweep run: unknown, incomplete or invalid option \"%s\"\n", a); return 2; }
+    }
+    if (!gridf) { fprintf(stderr, "cisweep run: --grid FILE is required\n"); return 2; }
+    /* 1. launch (the same code path as `cisweep launch`) */
+    char *largv[10];
+    int lc = 0;
+    largv[lc++] = "launch"; largv[lc++] = "--db"; largv[lc++] = (char *)db; largv[lc++] = "--grid"; largv[lc++] = (char *)gridf;
+    if (models) { largv[lc++] = "--models"; largv[lc++] = (char *)models; }
+    if (flags & GRID_ALLOW_SELFTEST) largv[lc++] = "--allow-selftest";
+    largv[lc] = NULL;
+    int rc = cmd_launch(lc, largv);
+    if (rc) return rc;
+    /* 2. workers */
+    char *ep = bind ? xstrdup(bind) : xasprintf("ipc:///tmp/cisweep-run-%d.sock", (int)getpid());
+    o.bind = ep;
+    o.db_path = db;
+    o.exit_when_done = true;
+    cis_err err = {0};
+    if (mkdir_p(cache, &err)) { fprintf(stderr, "cisweep run: %s\n", err.msg); free(ep); return 1; }
+    run_ctx r;
+    memset(&r, 0, sizeof r);
+    pthread_mutex_init(&r.mu, NULL);
+    r.n = (int)nworkers;
+    r.pids = xcalloc((size_t)r.n, sizeof *r.pids);
+    r.cache_root = xstrdup(cache);
+    r.max_restarts = 3 * r.n + 10;
+    char hbs[32];
+    snprintf(hbs, sizeof hbs, "%d", o.heartbeat_ms);
+    char *wargv[16];
+    int wc = 0;
+    wargv[wc++] = cli_sibling_path("cisweep-worker");
+    wargv[wc++] = "worker"; wargv[wc++] = "--connect"; wargv[wc++] = ep; wargv[wc++] = "--device"; wargv[wc++] = (char *)device;
+    wargv[wc++] = "--heartbeat-ms"; wargv[wc++] = hbs;
+    wargv[wc++] = "--cache"; r.idx_cache = wc; wargv[wc++] = NULL;
+    if (flags & GRID_ALLOW_SELFTEST) wargv[wc++] = "--selftest";
+    wargv[wc] = NULL;
+    r.argv = wargv;
+    pthread_mutex_lock(&r.mu);
+    for (int k = 0; k < r.n; k++) r.pids[k] = spawn_worker(&r, k);
+    pthread_mutex_unlock(&r.mu);
+    pthread_t sup;
+    pthread_create(&sup, NULL, supervise, &r);
+    LOG_I("started %d worker(s) on %s", r.n, ep);
+    /* 3. the coordinator, until every job is finished (or Ctrl-C) */
+    static volatile int stop = 0;
+    coord_install_signals(&stop);
+    o.stop_flag = &stop;
+    int crc = coordinator_run(&o, &err);
+    if (crc) LOG_E("%s", err.msg);
+    /* 4. stop the workers */
+    pthread_mutex_lock(&r.mu);
+    r.stopping = 1;
+    for (int k = 0; k < r.n; k++) if (r.pids[k]) kill(r.pids[k], SIGTERM);
+    pthread_mutex_unlock(&r.mu);
+    int64_t deadline = mono_ms() + 15000;
+    for (;;) {
+        bool any = false;
+        pthread_mutex_lock(&r.mu);
+        for (int k = 0; k < r.n; k++) any |= r.pids[k] != 0;
+        if (any && mono_ms() > deadline)
+            for (int k = 0; k < r.n; k++) if (r.pids[k]) kill(r.pids[k], SIGKILL);
+        pthread_mutex_unlock(&r.mu);
+        if (!any) break;
+        sleep_ms(20);
+    }
+    pthread_join(sup, NULL);
+    if (str_starts(ep, "ipc://")) unlink(ep + 6);
+    summary(db);
+    js_counts k = {0};
+    job_store *js = NULL;
+    int bad = 1;
+    if (job_store_open(db, JS_READONLY, &js, &err) == 0 && js_count_states(js, &k, &err) == 0)
+        bad = (k.failed + k.dead) > 0 || k.pending + k.leased > 0;
+    job_store_close(&js);
+    free(ep);
+    free(r.pids);
+    free(r.cache_root);
+    free(wargv[0]);
+    if (crc) return 1;
+    if (stop) return 130;
+    return bad ? 1 : 0;
+}
