@@ -1,0 +1,338 @@
+/* test_grid.c - grid expansion: the shipped grids' counts (paper 311 with the per-pattern counts of
+ * docs/paper.md §2.1 and 1688 jobs; paper-417 by H1; smoke), determinism, edit sets, sub-grid
+ * inheritance, the selftest generator, bad grids (syntax, unknown method, invalid level, unknown
+ * key, duplicates: -1 with the file and the JSON path) and `cmd_grid`'s output and exit codes.
+ * Run from the repository root (tests/run.sh does). */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include "common/spec.h"
+#include "coordinator/grid.h"
+#include "tests/testlib.h"
+
+static char tmpdir[256];
+
+static char *write_tmp(const char *name, const char *text) {
+    char *p = xasprintf("%s/%s", tmpdir, name);
+    cis_err err = {0};
+    CIS_ASSERT(write_file_atomic(p, text, strlen(text), &err) == 0);
+    return p;
+}
+
+static size_t count_pattern(const grid *g, const char *model, const char *pattern) {
+    size_t n = 0;
+    for (size_t i = 0; i < g->n_comps; i++)
+        if ((!model || !strcmp(g->comps[i].model, model)) && !strcmp(g->comps[i].pattern, pattern)) n++;
+    return n;
+}
+
+static void test_paper_311(void) {
+    grid *g = NULL;
+    cis_err err = {0};
+    if (grid_load("grids/paper.json", 0, &g, &err)) { fprintf(stderr, "  %s\n", err.msg); CHECK(0); return; }
+    CHECK_EQ_INT(g->n_comps, 311);
+    CHECK_EQ_STR(g->name, "paper");
+    CHECK_EQ_INT(g->max_attempts, 3);
+    /* docs/paper.md §2.1 */
+    const char *pats[] = {"baseline", "edit", "compress", "unlearn", "edit->compress", "compress->edit",
+                          "unlearn->compress", "compress->unlearn", "edit->unlearn", "unlearn->edit"};
+    const int want[] = {1, 3, 22, 3, 66, 66, 66, 66, 9, 9};
+    size_t total = 0;
+    for (int i = 0; i < 10; i++) {
+        size_t n = count_pattern(g, "llama3-8b", pats[i]);
+        CHECK_MSG((int)n == want[i], "%s: %zu, want %d", pats[i], n, want[i]);
+        total += n;
+    }
+    CHECK_EQ_INT(total, 311);
+    CHECK_EQ_INT(g->n_jobs, 153 * 10 + 158);
+    /* editing compositions run on edit sets 1..10, the others once (edit set 0) */
+    size_t editing = 0;
+    for (size_t i = 0; i < g->n_comps; i++) {
+        const grid_comp *c = &g->comps[i];
+        bool ed = strstr(c->pattern, "edit") != NULL;
+        editing += ed;
+        CHECK_EQ_INT(c->n_edit_sets, ed ? 10 : 0);
+        if (ed && c->n_edit_sets == 10) { CHECK_EQ_INT(c->edit_sets[0], 1); CHECK_EQ_INT(c->edit_sets[9], 10); }
+        char h[65];
+        sha256_hex(c->canonical, strlen(c->canonical), h);
+        CHECK_EQ_STR(c->key, h);
+        CHECK_EQ_INT(c->priority, 0);
+    }
+    CHECK_EQ_INT(editing, 153);
+    /* order: baseline first, then singles by category, then pairs */
+    CHECK_EQ_STR(g->comps[0].canonical, "[]");
+    CHECK_EQ_STR(g->comps[0].pattern, "baseline");
+    CHECK_EQ_STR(g->comps[1].label, "ft");
+    CHECK_EQ_STR(g->comps[4].label, "wanda(sparsity=0.25)");
+    CHECK_EQ_STR(g->comps[9].label, "wanda(sparsity=0.75)");
+    CHECK_EQ_STR(g->comps[16].label, "gptq(bits=2)");
+    CHECK_EQ_STR(g->comps[25].label, "awq(bits=8)");
+    CHECK_EQ_STR(g->comps[26].label, "rmu");
+    CHECK_EQ_STR(g->comps[29].label, "ft->wanda(sparsity=0.25)");
+    CHECK_EQ_STR(g->comps[29 + 66].label, "wanda(sparsity=0.25)->ft");
+    /* the compressor levels really are the paper's */
+    CHECK(strstr(g->comps[9].canonical, "\"sparsity\":0.75") != NULL);
+    /* deterministic: a second load gives the same order and keys */
+    grid *g2 = NULL;
+    CHECK_EQ_INT(grid_load("grids/paper.json", 0, &g2, &err), 0);
+    if (g2) {
+        CHECK_EQ_INT(g2->n_comps, g->n_comps);
+        for (size_t i = 0; i < g->n_comps && i < g2->n_comps; i++) CHECK(!strcmp(g->comps[i].key, g2->comps[i].key));
+    }
+    grid_free(&g2);
+    grid_free(&g);
+    CHECK(g == NULL);
+}
+
+static void test_paper_417(void) {
+    grid *g = NULL;
+    cis_err err = {0};
+    if (grid_load("grids/paper-417.json", 0, &g, &err)) { fprintf(stderr, "  %s\n", err.msg); CHECK(0); return; }
+    CHECK_EQ_INT(g->n_comps, 417);
+    struct { const char *m; int n, k; } models[] = {
+        {"llama3-8b", 311, 3}, {"mistral-7b", 31, 3}, {"llama3.2-1b", 31, 3}, {"yi-1.5-9b", 22, 2}, {"phi3-mini", 22, 2}};
+    size_t jobs = 0;
+    for (int i = 0; i < 5; i++) {
+        int n = 0;
+        for (size_t j = 0; j < g->n_comps; j++) n += !strcmp(g->comps[j].model, models[i].m);
+        CHECK_MSG(n == models[i].n, "%s: %d, want %d", models[i].m, n, models[i].n);
+        if (i == 0) continue;
+        int k = models[i].k;
+        CHECK_EQ_INT(count_pattern(g, models[i].m, "edit"), k);
+        CHECK_EQ_INT(count_pattern(g, models[i].m, "compress"), 4);
+        CHECK_EQ_INT(count_pattern(g, models[i].m, "edit->compress"), 4 * k);
+        CHECK_EQ_INT(count_pattern(g, models[i].m, "compress->edit"), 4 * k);
+        CHECK_EQ_INT(count_pattern(g, models[i].m, "baseline"), 0);
+        CHECK_EQ_INT(count_pattern(g, models[i].m, "unlearn"), 0);
+        jobs += (size_t)(9 * k) * 10 + 4; /* edit sets inherited from the top level */
+    }
+    CHECK_EQ_INT(g->n_jobs, 1688 + jobs);
+    CHECK(strstr(g->description, "H1") != NULL);
+    /* reduced grids use one level per compressor */
+    for (size_t j = 0; j < g->n_comps; j++)
+        if (!strcmp(g->comps[j].model, "phi3-mini") && !strcmp(g->comps[j].pattern, "compress"))
+            CHECK(strstr(g->comps[j].canonical, "0.25") || strstr(g->comps[j].canonical, "\"bits\":4"));
+    grid_free(&g);
+}
+
+static void test_smoke(void) {
+    grid *g = NULL;
+    cis_err err = {0};
+    if (grid_load("grids/smoke.json", 0, &g, &err)) { fprintf(stderr, "  %s\n", err.msg); CHECK(0); return; }
+    CHECK(g->n_comps >= 4 && g->n_comps <= 12);
+    CHECK_EQ_INT(count_pattern(g, NULL, "baseline"), 1);
+    CHECK(count_pattern(g, NULL, "edit") >= 1);
+    CHECK(count_pattern(g, NULL, "compress") >= 1);
+    CHECK(count_pattern(g, NULL, "unlearn") >= 1);
+    CHECK_EQ_INT(g->n_jobs, g->n_comps); /* one edit set */
+    grid_free(&g);
+}
+
+static void test_selftest_generator(void) {
+    char *p = write_tmp("st.json",
+        "{\"name\":\"st\",\"models\":[\"m\"],\"max_attempts\":5,\"priority\":7,"
+        "\"selftest\":{\"count\":200,\"id_start\":10,\"params\":{\"sleep_ms\":5,\"rows\":{\"x\":2.5}}},"
+        "\"compositions\":[[{\"method\":\"selftest\",\"params\":{\"action\":\"crash\"}}]]}");
+    grid *g = NULL;
+    cis_err err = {0};
+    CHECK_EQ_INT(grid_load(p, GRID_ALLOW_SELFTEST, &g, &err), 0);
+    if (g) {
+        CHECK_EQ_INT(g->n_comps, 201);
+        CHECK_EQ_INT(g->n_jobs, 201);
+        CHECK_EQ_INT(g->max_attempts, 5);
+        CHECK_EQ_INT(g->comps[0].priority, 7);
+        CHECK_EQ_STR(g->comps[0].pattern, "test");
+        CHECK(strstr(g->comps[0].canonical, "\"action\":\"crash\"") != NULL); /* explicit ones before generated */
+        CHECK(strstr(g->comps[1].canonical, "\"id\":10,") != NULL);
+        CHECK(strstr(g->comps[200].canonical, "\"id\":209,") != NULL);
+        CHECK(strstr(g->comps[1].canonical, "\"rows\":{\"x\":2.5},\"sleep_ms\":5") != NULL);
+        CHECK_EQ_STR(g->comps[1].label, "selftest(id=10)");
+    }
+    grid_free(&g);
+    /* without the flag: refused, naming the flag */
+    CHECK_EQ_INT(grid_load(p, 0, &g, &err), -1);
+    CHECK_MSG(strstr(err.msg, "allow-selftest") && strstr(err.msg, p), "%s", err.msg);
+    free(p);
+    p = write_tmp("st2.json", "{\"name\":\"st\",\"models\":[\"m\"],\"compositions\":[[{\"method\":\"selftest\"}]]}");
+    CHECK_EQ_INT(grid_load(p, 0, &g, &err), -1);
+    CHECK_MSG(strstr(err.msg, "$.compositions[0][0].method") && strstr(err.msg, "allow-selftest"), "%s", err.msg);
+    free(p);
+}
+
+static void test_subgrids_and_edit_sets(void) {
+    char *p = write_tmp("sub.json",
+        "{\"name\":\"s\",\"models\":[\"a\"],\"edit_sets\":[3,5],\"priority\":2,"
+        "\"categories\":{\"edit\":[{\"method\":\"memit\",\"params\":{\"layers\":\"1-2\"}}],"
+        "  \"compress\":[{\"method\":\"gptq\",\"levels\":{\"bits\":[4,8],\"group_size\":[64,128]}}]},"
+        "\"pairs\":[[\"compress\",\"edit\"]],\"both_orders\":false,"
+        "\"subgrids\":[{\"models\":[\"b\",\"c\"],\"singles\":false,\"baseline\":true,\"priority\":-1,"
+        "  \"categories\":{\"unlearn\":[{\"method\":\"ga\",\"levels\":{\"lr\":[1e-5,2e-5]}}]}}]}");
+    grid *g = NULL;
+    cis_err err = {0};
+    CHECK_EQ_INT(grid_load(p, 0, &g, &err), 0);
+    if (g) {
+        /* a: 1 edit + 4 gptq (bits x group_size) + 4 compress->edit; b, c: baseline only */
+        CHECK_EQ_INT(g->n_comps, 9 + 2);
+        CHECK_EQ_INT(count_pattern(g, "a", "compress->edit"), 4);
+        CHECK_EQ_INT(count_pattern(g, "a", "edit->compress"), 0);
+        CHECK_EQ_INT(count_pattern(g, "b", "baseline"), 1);
+        CHECK_EQ_INT(count_pattern(g, "c", "unlearn"), 0);
+        /* level product: first level parameter (sorted: bits) outermost */
+        CHECK_EQ_STR(g->comps[0].label, "memit"); /* no baseline: the top level's default is false */
+        CHECK(strstr(g->comps[1].canonical, "{\"bits\":4,\"group_size\":64}") != NULL);
+        CHECK(strstr(g->comps[2].canonical, "{\"bits\":4,\"group_size\":128}") != NULL);
+        CHECK(strstr(g->comps[3].canonical, "{\"bits\":8,\"group_size\":64}") != NULL);
+        CHECK_EQ_INT(g->comps[0].n_edit_sets, 2);
+        if (g->comps[0].n_edit_sets == 2) CHECK_EQ_INT(g->comps[0].edit_sets[1], 5);
+        CHECK_EQ_INT(g->comps[0].priority, 2);
+        CHECK_EQ_INT(g->comps[5].n_edit_sets, 2); /* compress->edit */
+        CHECK_EQ_INT(g->comps[1].n_edit_sets, 0);
+        CHECK_EQ_INT(g->comps[9].priority, -1);
+        CHECK_EQ_STR(g->comps[9].model, "b");
+        CHECK_EQ_INT(g->n_jobs, 1 * 2 + 4 + 4 * 2 + 2);
+    }
+    grid_free(&g);
+    free(p);
+}
+
+/* (file body, substrings the message must hold besides the file name) */
+static void expect_bad(const char *name, const char *body, const char *want1, const char *want2) {
+    char *p = write_tmp(name, body);
+    grid *g = (grid *)1;
+    cis_err err = {0};
+    CHECK_EQ_INT(grid_load(p, 0, &g, &err), -1);
+    CHECK(g == NULL);
+    CHECK_EQ_INT(err.code, CIS_EINVAL);
+    CHECK_MSG(strstr(err.msg, p) != NULL, "no file name in: %s", err.msg);
+    CHECK_MSG(!want1 || strstr(err.msg, want1), "want \"%s\" in: %s", want1, err.msg);
+    CHECK_MSG(!want2 || strstr(err.msg, want2), "want \"%s\" in: %s", want2, err.msg);
+    free(p);
+}
+
+static void test_bad_grids(void) {
+    expect_bad("syntax.json", "{\"name\": \"x\",\n  \"models\": [\"m\"]\n  \"baseline\": true}\n", "line 3", "column");
+    expect_bad("method.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"edit\":[{\"method\":\"ft\"},{\"method\":\"rome\"}]}}",
+               "$.categories.edit[1].method", "unknown method \"rome\" (known: ft|memit|lora");
+    expect_bad("level.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"compress\":["
+               "{\"method\":\"wanda\",\"levels\":{\"sparsity\":[0.25]}},{\"method\":\"gptq\",\"levels\":{\"bits\":[2,3,5]}}]}}",
+               "$.categories.compress[1].levels.bits[2]: 5 is not allowed for gptq bits (allowed: 2|3|4|8)", NULL);
+    expect_bad("range.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"compress\":["
+               "{\"method\":\"sparsegpt\",\"levels\":{\"sparsity\":[0.5,1.5]}}]}}",
+               "$.categories.compress[0].levels.sparsity[1]", "out of range");
+    expect_bad("key.json", "{\"name\":\"x\",\"models\":[\"m\"],\"pairz\":[]}", "$: unknown key \"pairz\"", "pairs");
+    expect_bad("key2.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"edit\":[{\"method\":\"ft\",\"level\":{}}]}}",
+               "$.categories.edit[0]: unknown key \"level\"", "levels");
+    expect_bad("key3.json", "{\"name\":\"x\",\"subgrids\":[{\"models\":[\"m\"],\"max_attempts\":2}]}",
+               "$.subgrids[0]: unknown key \"max_attempts\"", NULL);
+    expect_bad("cat.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"prune\":[]}}", "unknown key \"prune\"", NULL);
+    expect_bad("wrongcat.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"edit\":[{\"method\":\"rmu\"}]}}",
+               "$.categories.edit[0].method", "unlearn method, not edit");
+    expect_bad("param.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"unlearn\":[{\"method\":\"rmu\",\"params\":{\"layers\":3}}]}}",
+               "$.categories.unlearn[0].params.layers", "unknown parameter \"layers\" for rmu");
+    expect_bad("req.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"compress\":[{\"method\":\"awq\"}]}}",
+               "$.categories.compress[0]", "missing required parameter \"bits\"");
+    expect_bad("dup.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"compress\":["
+               "{\"method\":\"wanda\",\"levels\":{\"sparsity\":[0.25,0.35]}},{\"method\":\"wanda\",\"levels\":{\"sparsity\":[0.250]}}]}}",
+               "$.categories.compress[1]: duplicate composition wanda(sparsity=0.25)", "$.categories.compress[0]");
+    expect_bad("dup2.json", "{\"name\":\"x\",\"models\":[\"m\"],\"baseline\":true,\"compositions\":[[]]}",
+               "$.compositions[0]: duplicate composition baseline", "$.baseline");
+    expect_bad("dup3.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"edit\":[{\"method\":\"ft\"}],"
+               "\"unlearn\":[{\"method\":\"ga\"}]},\"pairs\":[[\"edit\",\"unlearn\"],[\"unlearn\",\"edit\"]]}",
+               "$.pairs[1]: duplicate composition", "$.pairs[0]");
+    expect_bad("dupkey.json", "{\"name\":\"x\",\"name\":\"y\"}", "duplicate", NULL);
+    expect_bad("pair.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"edit\":[{\"method\":\"ft\"}]},\"pairs\":[[\"edit\",\"unlearn\"]]}",
+               "$.pairs[0][1]", "no methods");
+    expect_bad("pair2.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"edit\":[{\"method\":\"ft\"}]},\"pairs\":[[\"edit\",\"edit\"]]}",
+               "$.pairs[0]", "two different categories");
+    expect_bad("nomodels.json", "{\"name\":\"x\",\"baseline\":true}", "$.models", NULL);
+    expect_bad("models.json", "{\"name\":\"x\",\"models\":[\"m\",\"m\"],\"baseline\":true}", "$.models[1]", "twice");
+    expect_bad("noname.json", "{\"models\":[\"m\"],\"baseline\":true}", "$.name", NULL);
+    expect_bad("editsets.json", "{\"name\":\"x\",\"models\":[\"m\"],\"edit_sets\":[1,0]}", "$.edit_sets[1]", NULL);
+    expect_bad("version.json", "{\"name\":\"x\",\"version\":2}", "$.version", NULL);
+    expect_bad("notobj.json", "[1,2]", "$: expected an object", NULL);
+    expect_bad("stage.json", "{\"name\":\"x\",\"models\":[\"m\"],\"compositions\":[[{\"method\":\"gptq\",\"params\":{\"bits\":16}}]]}",
+               "$.compositions[0][0].params.bits", "2|3|4|8");
+    /* a missing file names the file */
+    grid *g = NULL;
+    cis_err err = {0};
+    char *p = xasprintf("%s/none.json", tmpdir);
+    CHECK_EQ_INT(grid_load(p, 0, &g, &err), -1);
+    CHECK(strstr(err.msg, p) != NULL);
+    free(p);
+}
+
+/* run cmd_grid with stdout and stderr captured into files; returns the exit status */
+static int run_cmd(int argc, char **argv, char **out, char **errout) {
+    char *po = xasprintf("%s/out.txt", tmpdir), *pe = xasprintf("%s/err.txt", tmpdir);
+    fflush(stdout); fflush(stderr);
+    int so = dup(1), se = dup(2);
+    int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fo, 1); dup2(fe, 2);
+    close(fo); close(fe);
+    int rc = cmd_grid(argc, argv);
+    fflush(stdout); fflush(stderr);
+    dup2(so, 1); dup2(se, 2);
+    close(so); close(se);
+    *out = read_file(po, NULL, NULL);
+    *errout = read_file(pe, NULL, NULL);
+    free(po); free(pe);
+    return rc;
+}
+
+static const char *last_line(char *s) {
+    size_t n = strlen(s);
+    while (n && s[n - 1] == '\n') s[--n] = 0;
+    char *nl = strrchr(s, '\n');
+    return nl ? nl + 1 : s;
+}
+
+static void test_cmd_grid(void) {
+    char *out, *er;
+    char *a1[] = {"grid", "grids/paper.json", "--count"};
+    CHECK_EQ_INT(run_cmd(3, a1, &out, &er), 0);
+    CHECK(strstr(out, "llama3-8b\tbaseline\t[]\n") != NULL);
+    CHECK(strstr(out, "llama3-8b\tcompress->edit\t[{\"method\":\"awq\",\"params\":{\"bits\":8,\"group_size\":128}},{\"method\":\"lora\"") != NULL);
+    CHECK(strstr(out, "edit->compress") && strstr(out, "    66 compositions"));
+    CHECK_EQ_STR(last_line(out), "311");
+    free(out); free(er);
+    char *a2[] = {"grid", "--quiet", "grids/paper-417.json", "--count"};
+    CHECK_EQ_INT(run_cmd(4, a2, &out, &er), 0);
+    CHECK_EQ_STR(last_line(out), "417");
+    CHECK(strstr(out, "\t[") == NULL);
+    free(out); free(er);
+    char *a3[] = {"grid", "grids/paper.json", "--jobs"};
+    CHECK_EQ_INT(run_cmd(3, a3, &out, &er), 0);
+    CHECK_EQ_STR(last_line(out), "1688");
+    free(out); free(er);
+    char *bad = write_tmp("bad.json", "{\"name\":\"x\",\"models\":[\"m\"],\"categories\":{\"compress\":[{\"method\":\"gptq\",\"levels\":{\"bits\":[5]}}]}}");
+    char *a4[] = {"grid", bad, "--count"};
+    CHECK_EQ_INT(run_cmd(3, a4, &out, &er), 2);
+    CHECK_MSG(strstr(er, bad) && strstr(er, "$.categories.compress[0].levels.bits[0]") && strstr(er, "2|3|4|8"), "%s", er);
+    CHECK_EQ_STR(out, "");
+    free(out); free(er); free(bad);
+    char *a5[] = {"grid"};
+    CHECK_EQ_INT(run_cmd(1, a5, &out, &er), 2);
+    CHECK(strstr(er, "usage: cisweep grid FILE") != NULL);
+    free(out); free(er);
+    char *a6[] = {"grid", "grids/paper.json", "--frobnicate"};
+    CHECK_EQ_INT(run_cmd(3, a6, &out, &er), 2);
+    CHECK(strstr(er, "--frobnicate") && strstr(er, "usage:"));
+    free(out); free(er);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_grid.XXXXXX");
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    RUN(test_paper_311);
+    RUN(test_paper_417);
+    RUN(test_smoke);
+    RUN(test_selftest_generator);
+    RUN(test_subgrids_and_edit_sets);
+    RUN(test_bad_grids);
+    RUN(test_cmd_grid);
+    char *cmd = xasprintf("rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    free(cmd);
+    return test_summary();
+}
