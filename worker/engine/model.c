@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "worker/engine/model_internal.h"
+#include "worker/engine/optim.h"
 
 void model_fwd_state_free(llama_model *m);  /* model_forward.c */
 
@@ -272,4 +273,25 @@ int32_t *model_iws_reserve(llama_model *m, size_t n) {
         m->iws_cap = n;
     }
     return m->iws;
+}
+
+int llama_model_load(llama_model *m, const char *model_dir, cis_err *err) {
+    return checkpoint_load(model_dir, &m->cfg, m->params, (size_t)m->n_params, err);
+}
+
+optim *llama_model_optim_new(llama_model *m, const optim_config *cfg, cis_err *err) {
+    int n = 0;
+    float **p = xcalloc((size_t)m->n_params, sizeof *p);
+    const float **g = xcalloc((size_t)m->n_params, sizeof *g);
+    int64_t *len = xcalloc((size_t)m->n_params, sizeof *len);
+    for (int i = 0; i < m->n_params; i++) {
+        if (!m->trainable[i]) continue;
+        p[n] = m->params[i].data;
+        g[n] = m->grads[i];
+        len[n] = m->params[i].shape[0] * m->params[i].shape[1];
+        n++;
+    }
+    optim *o = optim_new(m->be, cfg, n, p, g, len, err);
+    free(p); free(g); free(len);
+    return o;
 }

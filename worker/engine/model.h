@@ -17,17 +17,16 @@
 
 #include "common/util.h"
 #include "worker/engine/backend.h"
+#include "worker/engine/checkpoint.h"
+#include "worker/engine/optim.h"
 #include "worker/engine/config.h"
 
-/* One parameter tensor. The field layout is identical to `ckpt_tensor` of
- * worker/engine/checkpoint.h, so an array of these can be handed to checkpoint_load by a cast
- * ((ckpt_tensor *)params) or copied field by field. `data` points into the model's parameter block. */
-typedef struct llama_param {
-    const char *name;      /* Hugging Face name, e.g. "model.layers.3.self_attn.q_proj.weight" */
-    int ndim;              /* 1 (norm weights) or 2 */
-    int64_t shape[4];      /* nn.Linear layout [out, in]; embed [V, D]; norms [D] */
-    float *data;           /* fp32, row-major */
-} llama_param;
+/* One parameter tensor: exactly the checkpoint helper's ckpt_tensor (name, ndim, shape[4], data),
+ * so llama_model_params() can be handed to checkpoint_load/checkpoint_save as it is.
+ * name: Hugging Face name, e.g. "model.layers.3.self_attn.q_proj.weight"; ndim 1 (norms) or 2;
+ * shape in nn.Linear layout [out, in] (embed [V, D], norms [D]); data points into the model's
+ * fp32 parameter block. */
+typedef ckpt_tensor llama_param;
 
 typedef struct llama_model llama_model;
 
@@ -105,6 +104,9 @@ void llama_model_init_random(llama_model *m, uint64_t seed);
  * "reset to base weights" path). -1 if the configs differ. */
 int llama_model_copy_params(llama_model *dst, const llama_model *src, cis_err *err);
 
+/* llama_model_load: checkpoint_load of model_dir into m's parameters (config must match). */
+int llama_model_load(llama_model *m, const char *model_dir, cis_err *err);
+
 /* ---- trainable subset and gradients ------------------------------------------------------- */
 
 /* llama_model_set_trainable: mark (on) or unmark the parameters whose name matches glob
@@ -119,6 +121,9 @@ bool llama_model_is_trainable(const llama_model *m, int i);
 /* llama_model_grad: the gradient buffer of parameter i (same shape), NULL when frozen. */
 float *llama_model_grad(llama_model *m, int i);
 void llama_model_zero_grad(llama_model *m);
+/* llama_model_optim_new: an optimizer (optim.h) over the currently trainable parameters and
+ * their gradient buffers; re-create it after changing the trainable set. */
+optim *llama_model_optim_new(llama_model *m, const optim_config *cfg, cis_err *err);
 
 /* ---- forward and backward ----------------------------------------------------------------- */
 
