@@ -126,12 +126,15 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool add_
 }
 
 /* ---- decoding ---- */
-typedef struct strlist { char **v; size_t n, cap; } strlist;
-static void sl_push(strlist *l, char *s) { /* takes ownership */
+/* the decoder steps work on a list of byte strings (lengths kept: a decoded token may hold NUL) */
+typedef struct sstr { char *p; size_t n; } sstr;
+typedef struct strlist { sstr *v; size_t n, cap; } strlist;
+static void sl_push(strlist *l, char *s, size_t n) { /* takes ownership of s */
     if (l->n == l->cap) { l->cap = l->cap ? l->cap * 2 : 16; l->v = xrealloc(l->v, l->cap * sizeof *l->v); }
-    l->v[l->n++] = s;
+    l->v[l->n++] = (sstr){s, n};
 }
-static void sl_free(strlist *l) { for (size_t i = 0; i < l->n; i++) free(l->v[i]); free(l->v); memset(l, 0, sizeof *l); }
+static char *memdup0(const void *s, size_t n) { char *c = xmalloc(n + 1); memcpy(c, s, n); c[n] = 0; return c; }
+static void sl_free(strlist *l) { for (size_t i = 0; i < l->n; i++) free(l->v[i].p); free(l->v); memset(l, 0, sizeof *l); }
 
 typedef struct buf { char *p; size_t n, cap; } buf;
 static void buf_add(buf *b, const void *s, size_t n) {
@@ -172,20 +175,17 @@ static void dec_bytefallback(strlist *l) {
     unsigned char *bytes = xmalloc(l->n + 1);
     size_t nb = 0;
     for (size_t i = 0; i <= l->n; i++) {
-        const char *s = i < l->n ? l->v[i] : NULL;
-        if (s && strlen(s) == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' && hexv(s[3]) >= 0 && hexv(s[4]) >= 0) {
-            bytes[nb++] = (unsigned char)(hexv(s[3]) * 16 + hexv(s[4]));
+        const sstr *s = i < l->n ? &l->v[i] : NULL;
+        if (s && s->n == 6 && !memcmp(s->p, "<0x", 3) && s->p[5] == '>' && hexv(s->p[3]) >= 0 && hexv(s->p[4]) >= 0) {
+            bytes[nb++] = (unsigned char)(hexv(s->p[3]) * 16 + hexv(s->p[4]));
             continue;
         }
         if (nb) {
-            if (utf8_validate((const char *)bytes, nb, NULL)) {
-                char *c = xmalloc(nb + 1); memcpy(c, bytes, nb); c[nb] = 0; sl_push(&o, c);
-            } else {
-                for (size_t k = 0; k < nb; k++) sl_push(&o, xstrdup("\xEF\xBF\xBD"));
-            }
+            if (utf8_validate((const char *)bytes, nb, NULL)) sl_push(&o, memdup0(bytes, nb), nb);
+            else for (size_t k = 0; k < nb; k++) sl_push(&o, xstrdup("\xEF\xBF\xBD"), 3);
             nb = 0;
         }
-        if (s) sl_push(&o, xstrdup(s));
+        if (s) sl_push(&o, memdup0(s->p, s->n), s->n);
     }
     free(bytes);
     sl_free(l);
@@ -194,40 +194,44 @@ static void dec_bytefallback(strlist *l) {
 
 static void dec_fuse(strlist *l) {
     buf b = {0};
-    for (size_t i = 0; i < l->n; i++) buf_add(&b, l->v[i], strlen(l->v[i]));
+    for (size_t i = 0; i < l->n; i++) buf_add(&b, l->v[i].p, l->v[i].n);
+    size_t n = b.n;
     sl_free(l);
-    sl_push(l, buf_take(&b));
+    sl_push(l, buf_take(&b), n);
 }
 
 static void dec_strip(strlist *l, const tok_dec *d) {
     uint32_t content = 0;
     utf8_decode(d->a, strlen(d->a), &content);
     for (size_t i = 0; i < l->n; i++) {
-        char *s = l->v[i];
-        size_t bl = strlen(s), nch = 0;
+        const char *s = l->v[i].p;
+        size_t bl = l->v[i].n, nch = 0;
         size_t *offs = xmalloc((bl + 1) * sizeof *offs);
         uint32_t *cps = xmalloc((bl + 1) * sizeof *cps);
-        for (size_t p = 0; p < bl;) { int k = utf8_decode(s + p, bl - p, &cps[nch]); if (k < 0) k = 1; offs[nch++] = p; p += (size_t)k; }
+        for (size_t p = 0; p < bl;) {
+            int k = utf8_decode(s + p, bl - p, &cps[nch]);
+            if (k < 0) { k = 1; cps[nch] = 0xFFFD; }
+            offs[nch++] = p; p += (size_t)k;
+        }
         offs[nch] = bl;
         size_t sc = 0, ec = 0;
         while (sc < nch && (int)sc < d->start && cps[sc] == content) sc++;
         while (ec < nch && (int)ec < d->stop && cps[nch - 1 - ec] == content) ec++;
-        /* `tokenizers` takes (byte length - cuts) chars after the start cut */
+        /* `tokenizers` keeps (byte length - cuts) chars after the start cut */
         size_t take = bl >= sc + ec ? bl - sc - ec : 0;
         size_t end = sc + take < nch ? sc + take : nch;
-        if (end < sc) end = sc;
-        char *c = xmalloc(offs[end] - offs[sc] + 1);
-        memcpy(c, s + offs[sc], offs[end] - offs[sc]); c[offs[end] - offs[sc]] = 0;
-        free(s); free(offs); free(cps);
-        l->v[i] = c;
+        size_t nn = offs[end] - offs[sc];
+        char *c = memdup0(s + offs[sc], nn);
+        free(offs); free(cps); free(l->v[i].p);
+        l->v[i] = (sstr){c, nn};
     }
 }
 
 static void dec_bytelevel(const tokenizer *t, strlist *l) {
     buf raw = {0};
     for (size_t i = 0; i < l->n; i++) {
-        const char *s = l->v[i];
-        size_t bl = strlen(s), nb = 0;
+        const char *s = l->v[i].p;
+        size_t bl = l->v[i].n, nb = 0;
         unsigned char *tmp = xmalloc(bl + 1);
         bool ok = true;
         for (size_t p = 0; p < bl;) {
@@ -243,59 +247,65 @@ static void dec_bytelevel(const tokenizer *t, strlist *l) {
     buf o = {0};
     lossy_into(&o, (const unsigned char *)(raw.p ? raw.p : ""), raw.n);
     free(raw.p);
+    size_t n = o.n;
     sl_free(l);
-    sl_push(l, buf_take(&o));
+    sl_push(l, buf_take(&o), n);
 }
 
 static void dec_metaspace(strlist *l, const tok_dec *d) {
     size_t rl = strlen(d->a);
     for (size_t i = 0; i < l->n; i++) {
-        const char *s = l->v[i];
+        const char *s = l->v[i].p;
+        size_t sn = l->v[i].n;
         buf b = {0};
-        for (size_t p = 0; s[p];) {
-            if (!strncmp(s + p, d->a, rl)) {
+        for (size_t p = 0; p < sn;) {
+            if (p + rl <= sn && !memcmp(s + p, d->a, rl)) {
                 if (!(i == 0 && d->prepend != PREPEND_NEVER)) buf_add(&b, " ", 1);
                 p += rl;
             } else { buf_add(&b, s + p, 1); p++; }
         }
-        free(l->v[i]);
-        l->v[i] = buf_take(&b);
+        size_t n = b.n;
+        free(l->v[i].p);
+        l->v[i] = (sstr){buf_take(&b), n};
     }
 }
 
-int tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **out) {
+int tokenizer_decode_n(const tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **out, size_t *out_len) {
     strlist l = {0};
     for (size_t i = 0; i < n; i++) {
         const char *s = tokenizer_id_to_token(t, ids[i]);
         if (!s || (skip_special && t->is_special[ids[i]])) continue;
-        sl_push(&l, xstrdup(s));
+        sl_push(&l, xstrdup(s), strlen(s));
     }
     buf o = {0};
     if (!t->has_decoder) {
-        for (size_t i = 0; i < l.n; i++) { if (i) buf_add(&o, " ", 1); buf_add(&o, l.v[i], strlen(l.v[i])); }
-        sl_free(&l);
-        *out = buf_take(&o);
-        return 0;
-    }
-    for (int k = 0; k < t->n_decs; k++) {
-        const tok_dec *d = &t->decs[k];
-        switch (d->type) {
-        case DEC_REPLACE:
-            for (size_t i = 0; i < l.n; i++) {
-                size_t nl;
-                char *r = tok_str_replace(l.v[i], strlen(l.v[i]), d->a, d->b, &nl);
-                free(l.v[i]); l.v[i] = r;
+        for (size_t i = 0; i < l.n; i++) { if (i) buf_add(&o, " ", 1); buf_add(&o, l.v[i].p, l.v[i].n); }
+    } else {
+        for (int k = 0; k < t->n_decs; k++) {
+            const tok_dec *d = &t->decs[k];
+            switch (d->type) {
+            case DEC_REPLACE:
+                for (size_t i = 0; i < l.n; i++) {
+                    size_t nl;
+                    char *r = tok_str_replace(l.v[i].p, l.v[i].n, d->a, d->b, &nl);
+                    free(l.v[i].p); l.v[i] = (sstr){r, nl};
+                }
+                break;
+            case DEC_BYTEFALLBACK: dec_bytefallback(&l); break;
+            case DEC_FUSE: dec_fuse(&l); break;
+            case DEC_STRIP: dec_strip(&l, d); break;
+            case DEC_BYTELEVEL: dec_bytelevel(t, &l); break;
+            case DEC_METASPACE: dec_metaspace(&l, d); break;
             }
-            break;
-        case DEC_BYTEFALLBACK: dec_bytefallback(&l); break;
-        case DEC_FUSE: dec_fuse(&l); break;
-        case DEC_STRIP: dec_strip(&l, d); break;
-        case DEC_BYTELEVEL: dec_bytelevel(t, &l); break;
-        case DEC_METASPACE: dec_metaspace(&l, d); break;
         }
+        for (size_t i = 0; i < l.n; i++) buf_add(&o, l.v[i].p, l.v[i].n);
     }
-    for (size_t i = 0; i < l.n; i++) buf_add(&o, l.v[i], strlen(l.v[i]));
     sl_free(&l);
+    if (out_len) *out_len = o.n;
     *out = buf_take(&o);
     return 0;
+}
+
+int tokenizer_decode(const tokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **out) {
+    return tokenizer_decode_n(t, ids, n, skip_special, out, NULL);
 }

@@ -46,6 +46,9 @@ int tokenizer_encode(const tokenizer *tok, const char *text, size_t len, bool ad
  * NUL-terminated string in *out (caller frees). Bytes that do not form valid UTF-8 come out as
  * U+FFFD, as in the `tokenizers` package. */
 int tokenizer_decode(const tokenizer *tok, const int32_t *ids, size_t n, bool skip_special, char **out);
+/* tokenizer_decode_n: the same, with the byte length in *out_len (the text may hold NUL bytes,
+ * e.g. from <0x00> or the byte-level token for byte 0). */
+int tokenizer_decode_n(const tokenizer *tok, const int32_t *ids, size_t n, bool skip_special, char **out, size_t *out_len);
 
 /* token string <-> id (added tokens included). token_to_id returns -1 for an unknown string;
  * id_to_token returns a pointer owned by the tokenizer, or NULL for an unknown id. */

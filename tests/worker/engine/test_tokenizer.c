@@ -62,9 +62,9 @@ static int tool(int argc, char **argv) {
             size_t n = json_array_size(it);
             int32_t *ids = xmalloc((n + 1) * sizeof *ids);
             for (size_t k = 0; k < n; k++) ids[k] = (int32_t)json_integer_value(json_array_get(it, k));
-            char *s;
-            tokenizer_decode(t, ids, n, flag, &s);
-            json_array_append_new(outj, json_string(s));
+            char *s; size_t sl;
+            tokenizer_decode_n(t, ids, n, flag, &s, &sl);
+            json_array_append_new(outj, json_stringn(s, sl));
             free(s); free(ids);
         }
     }
