@@ -76,13 +76,13 @@ static int tool_write(const char *path, const char *dtype) {
         {.name = "scalar", .dtype = dt, .ndim = 0, .shape = NULL, .data = &sc},
         {.name = "empty", .dtype = dt, .ndim = 2, .shape = sh_e, .data = NULL},
     };
-    st_kv meta[2] = {{"format", "pt"}, {"writer", "cisweep"}};
+    st_kv meta[1] = {{"format", "pt"}};
     cis_err err = {0};
     char *p32 = xasprintf("%s.f32", path);
-    int rc = st_write(path, t, 4, meta, 2, &err);
+    int rc = st_write(path, t, 4, meta, 1, &err);
     if (rc == 0) {
         for (int i = 0; i < 4; i++) t[i].dtype = ST_F32;
-        rc = st_write(p32, t, 4, meta, 2, &err);
+        rc = st_write(p32, t, 4, meta, 1, &err);
     }
     free(p32);
     free(v);
