@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include "common/spec.h"
 #include "coordinator/grid.h"
 #include "tests/testlib.h"
@@ -196,6 +197,33 @@ static void test_subgrids_and_edit_sets(void) {
     free(p);
 }
 
+/* every shipped grid loads (selftest ones with the flag) and has a unique name */
+static void test_all_shipped_grids_load(void) {
+    DIR *d = opendir("grids");
+    if (!d) SKIP("no grids/ directory (run from the repository root)");
+    struct dirent *e;
+    int n = 0;
+    char names[64][128];
+    while ((e = readdir(d))) {
+        if (!str_ends(e->d_name, ".json")) continue;
+        char *p = xasprintf("grids/%s", e->d_name);
+        grid *g = NULL;
+        cis_err err = {0};
+        int rc = grid_load(p, GRID_ALLOW_SELFTEST, &g, &err);
+        CHECK_MSG(rc == 0, "%s", err.msg);
+        if (g) {
+            CHECK_MSG(g->n_comps > 0 && g->description[0], "%s: no compositions or no description", p);
+            for (int i = 0; i < n && i < 64; i++) CHECK_MSG(strcmp(names[i], g->name), "%s: name %s used twice", p, g->name);
+            if (n < 64) snprintf(names[n], sizeof names[n], "%s", g->name);
+            n++;
+        }
+        grid_free(&g);
+        free(p);
+    }
+    closedir(d);
+    CHECK(n >= 3);
+}
+
 /* (file body, substrings the message must hold besides the file name) */
 static void expect_bad(const char *name, const char *body, const char *want1, const char *want2) {
     char *p = write_tmp(name, body);
@@ -328,6 +356,7 @@ int main(void) {
     RUN(test_paper_417);
     RUN(test_smoke);
     RUN(test_selftest_generator);
+    RUN(test_all_shipped_grids_load);
     RUN(test_subgrids_and_edit_sets);
     RUN(test_bad_grids);
     RUN(test_cmd_grid);
