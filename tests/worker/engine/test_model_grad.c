@@ -1,0 +1,748 @@
+/* test_model_grad.c - the whole llama_model against an independent fp64 reference forward written
+ * here (embedding, RMSNorm, RoPE, GQA attention with causal + padding masks, SwiGLU, tied or
+ * untied head, mean cross-entropy with ignore index, an additive hook): logits and loss agree to
+ * 1e-5; gradients w.r.t. parameters and hooked activations agree with central differences of the
+ * fp64 loss; padding invariance; KV-cache generation equals argmax of a full recomputation token
+ * by token; log-likelihoods; determinism; bad input is refused. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/testlib.h"
+#include "worker/engine/model.h"
+#include "worker/engine/optim.h"
+
+// ---------------------------------------------------------------------------------------------
+// configs
+
+static llama_config tiny_config(bool tied, bool llama3) {
+    llama_config c;
+    memset(&c, 0, sizeof c);
+    c.arch = LLAMA_ARCH_LLAMA;
+    snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
+    snprintf(c.model_type, sizeof c.model_type, "llama");
+    c.vocab_size = 37;
+    c.hidden_size = 16;
+    c.intermediate_size = 24;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.head_dim = 4;
+    c.max_position_embeddings = 64;
+    c.rms_norm_eps = 1e-5f;
+    c.rope_theta = 10000.0f;
+    if (llama3) {
+        c.rope_scaling = LLAMA_ROPE_LLAMA3;
+        c.rope_factor = 8.0f;
+        c.rope_low_freq_factor = 1.0f;
+        c.rope_high_freq_factor = 4.0f;
+        c.rope_original_max_pos = 16;
+    }
+    c.tie_word_embeddings = tied;
+    c.bos_token_id = 1;
+    c.eos_token_ids[0] = 2;
+    c.n_eos = 1;
+    c.pad_token_id = -1;
+    return c;
+}
+
+static llama_model *tiny_model(bool tied, bool llama3, uint64_t seed) {
+    llama_config c = tiny_config(tied, llama3);
+    cis_err err = {0};
+    llama_model *m = llama_model_new(&c, NULL, &err);
+    if (!m) { fprintf(stderr, "model: %s\n", err.msg); return NULL; }
+    llama_model_init_random(m, seed);
+    // larger weights than N(0, .02) so that attention and the MLP are far from linear
+    int n;
+    llama_param *p = llama_model_params(m, &n);
+    uint64_t s = seed * 7 + 1;
+    for (int i = 0; i < n; i++) {
+        int64_t k = p[i].shape[0] * p[i].shape[1];
+        for (int64_t j = 0; j < k; j++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            double u = ((s >> 11) * (1.0 / 9007199254740992.0)) - 0.5;
+            p[i].data[j] = p[i].ndim == 1 ? (float)(1.0 + 0.5 * u) : (float)(p[i].data[j] * 15.0 + 0.1 * u);
+        }
+    }
+    return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// fp64 reference model
+
+typedef struct ref_hook { int layer, point, n; const int32_t *rb, *rt; const double *delta; } ref_hook;
+
+static double ref_inv_freq(const llama_config *c, int i) {
+    double inv = 1.0 / pow(c->rope_theta, (2.0 * i) / c->head_dim);
+    if (c->rope_scaling != LLAMA_ROPE_LLAMA3) return inv;
+    double wl = 2 * M_PI / inv, lo = c->rope_original_max_pos / c->rope_low_freq_factor,
+           hi = c->rope_original_max_pos / c->rope_high_freq_factor;
+    if (wl < hi) return inv;
+    if (wl > lo) return inv / c->rope_factor;
+    double s = (c->rope_original_max_pos / wl - c->rope_low_freq_factor) / (c->rope_high_freq_factor - c->rope_low_freq_factor);
+    return (1 - s) * inv / c->rope_factor + s * inv;
+}
+
+static void r_rms(double *out, const double *x, const double *w, int N, int D, double eps) {
+    for (int n = 0; n < N; n++) {
+        double ss = 0;
+        for (int i = 0; i < D; i++) ss += x[n * D + i] * x[n * D + i];
+        double r = 1 / sqrt(ss / D + eps);
+        for (int i = 0; i < D; i++) out[n * D + i] = w[i] * x[n * D + i] * r;
+    }
+}
+static void r_lin(double *y, const double *x, const double *W, int N, int in, int out) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < out; o++) {
+            double s = 0;
+            for (int i = 0; i < in; i++) s += x[n * in + i] * W[o * in + i];
+            y[n * out + o] = s;
+        }
+}
+static void r_rope(double *x, const llama_config *c, int N, int T, int nh) {
+    int Dh = c->head_dim, half = Dh / 2;
+    for (int n = 0; n < N; n++) {
+        int p = n % T;
+        for (int h = 0; h < nh; h++)
+            for (int i = 0; i < half; i++) {
+                double a = p * ref_inv_freq(c, i), *r = x + (n * nh + h) * Dh;
+                double x1 = r[i], x2 = r[i + half];
+                r[i] = x1 * cos(a) - x2 * sin(a);
+                r[i + half] = x2 * cos(a) + x1 * sin(a);
+            }
+    }
+}
+static void r_hook(double *act, const ref_hook *hk, int l, int point, int T, int width) {
+    if (!hk || hk->layer != l || hk->point != point) return;
+    for (int i = 0; i < hk->n; i++) {
+        int row = hk->rb ? hk->rb[i] * T + hk->rt[i] : i;
+        for (int j = 0; j < width; j++) act[row * width + j] += hk->delta[i * width + j];
+    }
+}
+
+/* P[i]: parameter i in llama_model_params order as doubles. Returns the mean CE over targets
+ * (t < len, != -100); logits [B*T, V] and the activation read at (read_layer, read_point) if asked. */
+static double ref_forward(const llama_config *c, double **P, int B, int T, const int32_t *ids, const int32_t *lens,
+                          const int32_t *tg, const ref_hook *hk, double *logits, int read_layer, int read_point,
+                          double *read) {
+    const int D = c->hidden_size, F = c->intermediate_size, H = c->num_attention_heads, Hkv = c->num_key_value_heads;
+    const int Dh = c->head_dim, V = c->vocab_size, L = c->num_hidden_layers, N = B * T, qd = H * Dh, kd = Hkv * Dh;
+    double *x = calloc(N * D, 8), *a = calloc(N * D, 8), *q = calloc(N * qd, 8), *k = calloc(N * kd, 8),
+           *v = calloc(N * kd, 8), *ctx = calloc(N * qd, 8), *t1 = calloc(N * D, 8), *g = calloc(N * F, 8),
+           *u = calloc(N * F, 8), *lg = calloc(N * V, 8);
+    for (int n = 0; n < N; n++) {
+        int id = (n % T) < lens[n / T] ? ids[n] : 0;
+        memcpy(x + n * D, P[0] + id * D, D * 8);
+    }
+    for (int l = 0; l < L; l++) {
+        double **W = P + 1 + l * 9;
+        r_rms(a, x, W[7], N, D, c->rms_norm_eps);
+        r_hook(a, hk, l, 0, T, D);
+        if (read && read_layer == l && read_point == 0) memcpy(read, a, N * D * 8);
+        r_lin(q, a, W[0], N, D, qd);
+        r_lin(k, a, W[1], N, D, kd);
+        r_lin(v, a, W[2], N, D, kd);
+        r_rope(q, c, N, T, H);
+        r_rope(k, c, N, T, Hkv);
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < H; h++)
+                for (int t = 0; t < T; t++) {
+                    double s[64], mx = -1e300, z = 0;
+                    int nv = t + 1 < lens[b] ? t + 1 : lens[b];
+                    for (int j = 0; j < nv; j++) {
+                        double d = 0;
+                        for (int i = 0; i < Dh; i++) d += q[((b * T + t) * H + h) * Dh + i] * k[((b * T + j) * Hkv + h / (H / Hkv)) * Dh + i];
+                        s[j] = d / sqrt((double)Dh);
+                        mx = s[j] > mx ? s[j] : mx;
+                    }
+                    for (int j = 0; j < nv; j++) z += exp(s[j] - mx);
+                    double *o = ctx + ((b * T + t) * H + h) * Dh;
+                    for (int i = 0; i < Dh; i++) o[i] = 0;
+                    for (int j = 0; j < nv; j++)
+                        for (int i = 0; i < Dh; i++) o[i] += exp(s[j] - mx) / z * v[((b * T + j) * Hkv + h / (H / Hkv)) * Dh + i];
+                }
+        r_hook(ctx, hk, l, 1, T, qd);
+        if (read && read_layer == l && read_point == 1) memcpy(read, ctx, N * qd * 8);
+        r_lin(t1, ctx, W[3], N, qd, D);
+        for (int i = 0; i < N * D; i++) x[i] += t1[i];  // x = h2
+        r_rms(a, x, W[8], N, D, c->rms_norm_eps);
+        r_hook(a, hk, l, 2, T, D);
+        if (read && read_layer == l && read_point == 2) memcpy(read, a, N * D * 8);
+        r_lin(g, a, W[4], N, D, F);
+        r_lin(u, a, W[5], N, D, F);
+        for (int i = 0; i < N * F; i++) g[i] = g[i] / (1 + exp(-g[i])) * u[i];
+        r_hook(g, hk, l, 3, T, F);
+        if (read && read_layer == l && read_point == 3) memcpy(read, g, N * F * 8);
+        r_lin(t1, g, W[6], N, F, D);
+        for (int i = 0; i < N * D; i++) x[i] += t1[i];
+        r_hook(x, hk, l, 4, T, D);
+        if (read && read_layer == l && read_point == 4) memcpy(read, x, N * D * 8);
+    }
+    r_rms(a, x, P[1 + L * 9], N, D, c->rms_norm_eps);
+    r_lin(lg, a, c->tie_word_embeddings ? P[0] : P[2 + L * 9], N, D, V);
+    double tot = 0;
+    int cnt = 0;
+    for (int n = 0; tg && n < N; n++) {
+        if ((n % T) >= lens[n / T] || tg[n] == -100) continue;
+        double mx = -1e300, z = 0;
+        for (int j = 0; j < V; j++) mx = lg[n * V + j] > mx ? lg[n * V + j] : mx;
+        for (int j = 0; j < V; j++) z += exp(lg[n * V + j] - mx);
+        tot += mx + log(z) - lg[n * V + tg[n]];
+        cnt++;
+    }
+    if (logits) memcpy(logits, lg, N * V * 8);
+    free(x); free(a); free(q); free(k); free(v); free(ctx); free(t1); free(g); free(u); free(lg);
+    return cnt ? tot / cnt : 0;
+}
+
+static double **params_to_d(llama_model *m) {
+    int n;
+    llama_param *p = llama_model_params(m, &n);
+    double **P = calloc(n + 1, sizeof *P);
+    for (int i = 0; i < n; i++) {
+        int64_t k = p[i].shape[0] * p[i].shape[1];
+        P[i] = malloc(k * 8);
+        for (int64_t j = 0; j < k; j++) P[i][j] = p[i].data[j];
+    }
+    if (llama_model_config(m)->tie_word_embeddings) P[n] = P[0];  // unused slot
+    return P;
+}
+static void free_pd(llama_model *m, double **P) {
+    int n;
+    llama_model_params(m, &n);
+    for (int i = 0; i < n; i++) free(P[i]);
+    free(P);
+}
+
+static double max_rel(const float *a, const double *b, int64_t n) {
+    double num = 0, den = 1e-30;
+    for (int64_t i = 0; i < n; i++) {
+        num = fmax(num, fabs(a[i] - b[i]));
+        den = fmax(den, fabs(b[i]));
+    }
+    return num / den;
+}
+
+// a padded batch: B=3, T=7, lengths 7, 4, 5
+#define BB 3
+#define TT 7
+static int32_t g_ids[BB * TT], g_lens[BB] = {7, 4, 5}, g_tg[BB * TT];
+static void make_batch(void) {
+    uint64_t s = 99;
+    for (int i = 0; i < BB * TT; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        g_ids[i] = (int32_t)((s >> 33) % 37);
+    }
+    for (int b = 0; b < BB; b++)
+        for (int t = 0; t < TT; t++) {
+            int r = b * TT + t;
+            g_tg[r] = t + 1 < g_lens[b] ? g_ids[r + 1] : -100;
+            if (t >= g_lens[b]) g_ids[r] = 36;  // garbage in the padding must not matter
+        }
+    g_tg[1] = -100;  // an ignored target inside a sequence
+}
+
+// ---------------------------------------------------------------------------------------------
+// tests
+
+static void test_forward_matches_fp64(void) {
+    for (int variant = 0; variant < 3; variant++) {
+        bool tied = variant != 1, l3 = variant == 2;
+        llama_model *m = tiny_model(tied, l3, 11 + variant);
+        CHECK(m != NULL);
+        if (!m) return;
+        const llama_config *c = llama_model_config(m);
+        float *logits = malloc(BB * TT * c->vocab_size * sizeof(float));
+        llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg, .n_out = -1, .logits = logits};
+        double loss = 0;
+        cis_err err = {0};
+        CHECK(llama_forward(m, &bt, NULL, 0, false, &loss, &err) == 0);
+        double **P = params_to_d(m);
+        double *rl = malloc(BB * TT * c->vocab_size * 8);
+        double rloss = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, NULL, rl, -1, -1, NULL);
+        // compare only rows inside the sequences (padding rows are defined but unused)
+        double worst = 0;
+        for (int b = 0; b < BB; b++)
+            for (int t = 0; t < g_lens[b]; t++) {
+                int r = b * TT + t;
+                worst = fmax(worst, max_rel(logits + r * c->vocab_size, rl + r * c->vocab_size, c->vocab_size));
+            }
+        CHECK_MSG(worst < 1e-5, "variant %d logits rel err %g", variant, worst);
+        CHECK_MSG(fabs(loss - rloss) < 1e-5 * fabs(rloss), "variant %d loss %.9g vs %.9g", variant, loss, rloss);
+        CHECK(rloss > 1.0);  // not trivially small
+        // only some positions: same values as the full head
+        int32_t ob[2] = {2, 0}, ot[2] = {4, 6};
+        float sel[2 * 37];
+        llama_batch b2 = bt;
+        b2.n_out = 2; b2.out_b = ob; b2.out_t = ot; b2.logits = sel; b2.targets = NULL;
+        CHECK(llama_forward(m, &b2, NULL, 0, false, NULL, &err) == 0);
+        CHECK(max_rel(sel, rl + (2 * TT + 4) * 37, 37) < 1e-5);
+        CHECK(max_rel(sel + 37, rl + (0 * TT + 6) * 37, 37) < 1e-5);
+        free(logits); free(rl); free_pd(m, P);
+        llama_model_free(&m);
+    }
+}
+
+/* FD of the fp64 loss w.r.t. element j of parameter i */
+static double fd_param(llama_model *m, double **P, int i, int64_t j, const ref_hook *hk) {
+    const llama_config *c = llama_model_config(m);
+    const double h = 1e-5;
+    double x0 = P[i][j];
+    P[i][j] = x0 + h;
+    double fp = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, hk, NULL, -1, -1, NULL);
+    P[i][j] = x0 - h;
+    double fm = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, hk, NULL, -1, -1, NULL);
+    P[i][j] = x0;
+    return (fp - fm) / (2 * h);
+}
+
+static void check_param_grads(bool tied) {
+    llama_model *m = tiny_model(tied, false, tied ? 5 : 6);
+    if (!m) { CHECK(0); return; }
+    cis_err err = {0};
+    const char *names[] = {"model.embed_tokens.weight", "model.layers.0.self_attn.q_proj.weight",
+                           "model.layers.1.self_attn.k_proj.weight", "model.layers.0.self_attn.v_proj.weight",
+                           "model.layers.1.self_attn.o_proj.weight", "model.layers.0.mlp.gate_proj.weight",
+                           "model.layers.1.mlp.up_proj.weight", "model.layers.0.mlp.down_proj.weight",
+                           "model.layers.1.input_layernorm.weight", "model.layers.0.post_attention_layernorm.weight",
+                           "model.norm.weight", "lm_head.weight"};
+    int nn = tied ? 11 : 12;
+    for (int k = 0; k < nn; k++) CHECK_EQ_INT(llama_model_set_trainable(m, names[k], -1, -1, true, &err), 1);
+    CHECK(llama_model_grad(m, llama_model_find(m, "model.layers.1.mlp.down_proj.weight")) == NULL);
+    llama_model_zero_grad(m);
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg};
+    double loss;
+    CHECK(llama_forward(m, &bt, NULL, 0, true, &loss, &err) == 0);
+    CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+    double **P = params_to_d(m);
+    int np;
+    llama_param *p = llama_model_params(m, &np);
+    for (int k = 0; k < nn; k++) {
+        int i = llama_model_find(m, names[k]);
+        const float *g = llama_model_grad(m, i);
+        int64_t n = p[i].shape[0] * p[i].shape[1];
+        double gmax = 0;
+        for (int64_t j = 0; j < n; j++) gmax = fmax(gmax, fabs(g[j]));
+        CHECK_MSG(gmax > 0, "%s: zero gradient", names[k]);
+        int bad = 0;
+        for (int s = 0; s < 8; s++) {  // 8 elements per tensor, spread over it (incl. the largest)
+            int64_t j = (s * 7919 + 13) % n;
+            if (s == 0) for (int64_t q = 0; q < n; q++) if (fabs(g[q]) == gmax) { j = q; break; }
+            double num = fd_param(m, P, i, j, NULL);
+            if (fabs(g[j] - num) > 2e-3 * fabs(num) + 2e-4 * gmax) {
+                if (bad++ < 3) fprintf(stderr, "  %s[%lld]: analytic %.8g numeric %.8g\n", names[k], (long long)j, g[j], num);
+            }
+        }
+        CHECK_MSG(bad == 0, "%s (%s head): %d mismatches", names[k], tied ? "tied" : "untied", bad);
+    }
+    free_pd(m, P);
+    llama_model_free(&m);
+}
+
+static void test_param_grads_tied(void) { check_param_grads(true); }
+static void test_param_grads_untied(void) { check_param_grads(false); }
+
+static void test_hook_grads(void) {
+    llama_model *m = tiny_model(false, false, 21);
+    if (!m) { CHECK(0); return; }
+    const llama_config *c = llama_model_config(m);
+    cis_err err = {0};
+    const int D = c->hidden_size;
+    // MEMIT-style: a delta added at E of layer 0 at two positions; its gradient vs FD
+    int32_t rb[2] = {0, 2}, rt[2] = {3, 1};
+    double dd[2 * 16];
+    float df[2 * 16], gE[2 * 16];
+    for (int i = 0; i < 2 * D; i++) { df[i] = (float)(0.3 * sin(i * 1.7)); dd[i] = df[i]; }
+    // plus gradient reads at B (layer 1, all rows) and D (layer 1, one position)
+    const int qd = c->num_attention_heads * c->head_dim, F = c->intermediate_size;
+    float *gB = malloc(BB * TT * qd * sizeof(float)), gD[16 * 24 * 2];
+    int32_t db[1] = {1}, dt[1] = {2};
+    llama_hook hooks[3] = {
+        {.layer = 0, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 2, .pos_b = rb, .pos_t = rt, .value = df, .grad = gE},
+        {.layer = 1, .point = LLAMA_HOOK_B, .mode = LLAMA_HOOK_READ, .n_pos = -1, .grad = gB},
+        {.layer = 1, .point = LLAMA_HOOK_D, .mode = LLAMA_HOOK_READ, .n_pos = 1, .pos_b = db, .pos_t = dt, .grad = gD},
+    };
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg};
+    double loss;
+    CHECK(llama_forward(m, &bt, hooks, 3, true, &loss, &err) == 0);
+    CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+    double **P = params_to_d(m);
+    ref_hook rh = {0, 4, 2, rb, rt, dd};
+    double rloss = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &rh, NULL, -1, -1, NULL);
+    CHECK_MSG(fabs(loss - rloss) < 1e-5 * fabs(rloss), "hooked loss %.9g vs %.9g", loss, rloss);
+    const double h = 1e-5;
+    double num[2 * 16];
+    for (int i = 0; i < 2 * D; i++) {
+        double x0 = dd[i];
+        dd[i] = x0 + h; double fp = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &rh, NULL, -1, -1, NULL);
+        dd[i] = x0 - h; double fm = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &rh, NULL, -1, -1, NULL);
+        dd[i] = x0;
+        num[i] = (fp - fm) / (2 * h);
+    }
+    CHECK_MSG(max_rel(gE, num, 2 * D) < 1e-3, "E grad err %g", max_rel(gE, num, 2 * D));
+    // B and D: a zero delta on the reference at the same rows
+    int nB = BB * TT * qd;
+    double *zB = calloc(nB, 8), *numB = calloc(nB, 8);
+    for (int i = 0; i < nB; i += 5) {  // every 5th element
+        int row = i / qd;
+        if (row % TT >= g_lens[row / TT]) { numB[i] = gB[i]; continue; }  // padding rows: no reference
+        ref_hook hb = {1, 1, BB * TT, NULL, NULL, zB};  // a zero delta on every row of B
+        zB[i] = h;
+        double fp = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &hb, NULL, -1, -1, NULL);
+        zB[i] = -h;
+        double fm = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &hb, NULL, -1, -1, NULL);
+        zB[i] = 0;
+        numB[i] = (fp - fm) / (2 * h);
+    }
+    // the numeric B and D gradients are taken without the E delta: recompute ours the same way
+    llama_hook hB = {.layer = 1, .point = LLAMA_HOOK_B, .mode = LLAMA_HOOK_READ, .n_pos = -1, .grad = gB};
+    llama_hook hD = {.layer = 1, .point = LLAMA_HOOK_D, .mode = LLAMA_HOOK_READ, .n_pos = 1, .pos_b = db, .pos_t = dt, .grad = gD};
+    llama_hook h2[2] = {hB, hD};
+    CHECK(llama_forward(m, &bt, h2, 2, true, &loss, &err) == 0);
+    CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+    double wB = 0, sB = 0;
+    for (int i = 0; i < nB; i += 5) { wB = fmax(wB, fabs(gB[i] - numB[i])); sB = fmax(sB, fabs(numB[i])); }
+    CHECK_MSG(sB > 0 && wB / sB < 1e-3, "B grad err %g (scale %g)", wB / sB, sB);
+    double *zD = calloc(F, 8), numD[24];
+    ref_hook hd = {1, 3, 1, db, dt, zD};
+    for (int i = 0; i < F; i++) {
+        zD[i] = h; double fp = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &hd, NULL, -1, -1, NULL);
+        zD[i] = -h; double fm = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &hd, NULL, -1, -1, NULL);
+        zD[i] = 0;
+        numD[i] = (fp - fm) / (2 * h);
+    }
+    CHECK_MSG(max_rel(gD, numD, F) < 1e-3, "D grad err %g", max_rel(gD, numD, F));
+    free(gB); free(zB); free(numB); free(zD);
+    free_pd(m, P);
+    llama_model_free(&m);
+}
+
+static void test_hook_read_replace(void) {
+    llama_model *m = tiny_model(true, false, 31);
+    if (!m) { CHECK(0); return; }
+    const llama_config *c = llama_model_config(m);
+    cis_err err = {0};
+    double **P = params_to_d(m);
+    int widths[5] = {16, 16, 16, 24, 16};
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg};
+    double loss0;
+    CHECK(llama_forward(m, &bt, NULL, 0, false, &loss0, &err) == 0);
+    for (int pt = 0; pt < 5; pt++) {
+        int w = widths[pt];
+        float *rd = malloc(BB * TT * w * sizeof(float));
+        double *ref = malloc(BB * TT * w * 8);
+        llama_hook hk = {.layer = 1, .point = (llama_hook_point)pt, .mode = LLAMA_HOOK_READ, .n_pos = -1, .read = rd};
+        CHECK(llama_forward(m, &bt, &hk, 1, false, NULL, &err) == 0);
+        ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, NULL, NULL, 1, pt, ref);
+        double worst = 0;
+        for (int b = 0; b < BB; b++)
+            for (int t = 0; t < g_lens[b]; t++)
+                worst = fmax(worst, max_rel(rd + (b * TT + t) * w, ref + (b * TT + t) * w, w));
+        CHECK_MSG(worst < 1e-5, "read at point %d err %g", pt, worst);
+        // replacing the activation by itself changes nothing
+        llama_hook rp = {.layer = 1, .point = (llama_hook_point)pt, .mode = LLAMA_HOOK_REPLACE, .n_pos = -1, .value = rd};
+        double loss1;
+        CHECK(llama_forward(m, &bt, &rp, 1, false, &loss1, &err) == 0);
+        CHECK_NEAR(loss1, loss0, 1e-6 * loss0);
+        free(rd); free(ref);
+    }
+    // replace at E of layer 0 stops the gradient to layer-0 weights at those rows: with every row
+    // replaced, layer 0's q_proj gets exactly zero gradient
+    float *e0 = malloc(BB * TT * 16 * sizeof(float));
+    llama_hook rd0 = {.layer = 0, .point = LLAMA_HOOK_E, .n_pos = -1, .read = e0};
+    CHECK(llama_forward(m, &bt, &rd0, 1, false, NULL, &err) == 0);
+    llama_model_set_trainable(m, "model.layers.0.self_attn.q_proj.weight", -1, -1, true, &err);
+    llama_hook rp0 = {.layer = 0, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_REPLACE, .n_pos = -1, .value = e0};
+    CHECK(llama_forward(m, &bt, &rp0, 1, true, NULL, &err) == 0);
+    CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+    const float *gq = llama_model_grad(m, llama_model_find(m, "model.layers.0.self_attn.q_proj.weight"));
+    double s = 0;
+    for (int i = 0; i < 16 * 16; i++) s += fabs(gq[i]);
+    CHECK(s == 0.0);
+    free(e0);
+    free_pd(m, P);
+    llama_model_free(&m);
+}
+
+static void test_padding_invariance(void) {
+    llama_model *m = tiny_model(false, false, 41);
+    if (!m) { CHECK(0); return; }
+    cis_err err = {0};
+    const int V = 37;
+    float *lp = malloc(BB * TT * V * sizeof(float));
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .n_out = -1, .logits = lp};
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == 0);
+    for (int b = 0; b < BB; b++) {
+        int len = g_lens[b];
+        float *l1 = malloc(len * V * sizeof(float));
+        int32_t tg1[TT];
+        llama_batch one = {.B = 1, .T = len, .ids = g_ids + b * TT, .n_out = -1, .logits = l1, .targets = tg1};
+        for (int t = 0; t < len; t++) tg1[t] = g_tg[b * TT + t];
+        double loss1, lossp;
+        CHECK(llama_forward(m, &one, NULL, 0, false, &loss1, &err) == 0);
+        double worst = 0;
+        for (int i = 0; i < len * V; i++) worst = fmax(worst, fabs(l1[i] - lp[b * TT * V + i]) / (fabs(l1[i]) + 1));
+        CHECK_MSG(worst < 1e-5, "row %d padded vs alone: %g", b, worst);
+        // the per-sequence loss from the padded batch (other rows' targets ignored) is the same
+        int32_t tgp[BB * TT];
+        for (int i = 0; i < BB * TT; i++) tgp[i] = (i / TT == b) ? g_tg[i] : -100;
+        llama_batch pb = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = tgp};
+        CHECK(llama_forward(m, &pb, NULL, 0, false, &lossp, &err) == 0);
+        CHECK_NEAR(lossp, loss1, 1e-5 * loss1);
+        free(l1);
+    }
+    free(lp);
+    llama_model_free(&m);
+}
+
+static int argmax(const float *x, int V) {
+    int b = 0;
+    for (int j = 1; j < V; j++) if (x[j] > x[b]) b = j;
+    return b;
+}
+
+static void test_generate_matches_recompute(void) {
+    llama_model *m = tiny_model(true, true, 51);
+    if (!m) { CHECK(0); return; }
+    cis_err err = {0};
+    const int V = 37, ML = 14;
+    int32_t p0[3] = {5, 9, 11}, p1[6] = {1, 3, 3, 7, 20, 8}, p2[1] = {30};
+    const int32_t *prompts[3] = {p0, p1, p2};
+    int plens[3] = {3, 6, 1}, olens[3];
+    int32_t out[3 * 14];
+    // the test model's EOS (2) must not cut the comparison short: use an id outside the vocab
+    llama_config c2 = *llama_model_config(m);
+    c2.eos_token_ids[0] = 1000;
+    llama_model *m2 = llama_model_new(&c2, NULL, &err);
+    CHECK(llama_model_copy_params(m2, m, &err) == 0);
+    CHECK(llama_generate(m2, 3, prompts, plens, ML, out, olens, &err) == 0);
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(olens[i], ML);
+        CHECK(memcmp(out + i * ML, prompts[i], plens[i] * sizeof(int32_t)) == 0);
+        // token by token: full forward over the sequence so far, argmax of the last row
+        int32_t seq[14];
+        memcpy(seq, prompts[i], plens[i] * sizeof(int32_t));
+        int mism = 0;
+        for (int t = plens[i]; t < ML; t++) {
+            float lg[37];
+            int32_t ob = 0, ot = t - 1;
+            llama_batch bt = {.B = 1, .T = t, .ids = seq, .n_out = 1, .out_b = &ob, .out_t = &ot, .logits = lg};
+            CHECK(llama_forward(m2, &bt, NULL, 0, false, NULL, &err) == 0);
+            seq[t] = argmax(lg, V);
+            if (seq[t] != out[i * ML + t]) mism++;
+        }
+        CHECK_MSG(mism == 0, "prompt %d: %d tokens differ from recomputation", i, mism);
+    }
+    // EOS stops one sequence and is kept: make prompt 0's first generated token the EOS
+    int first = out[0 * ML + 3];
+    c2.eos_token_ids[0] = first;
+    llama_model *m3 = llama_model_new(&c2, NULL, &err);
+    llama_model_copy_params(m3, m, &err);
+    int32_t out3[3 * 14];
+    CHECK(llama_generate(m3, 3, prompts, plens, ML, out3, olens, &err) == 0);
+    CHECK_EQ_INT(olens[0], 4);
+    CHECK_EQ_INT(out3[3], first);
+    CHECK_EQ_INT(out3[4], -1);
+    // max_length shorter than a prompt is refused
+    CHECK(llama_generate(m3, 3, prompts, plens, 5, out3, olens, &err) == -1);
+    llama_model_free(&m2);
+    llama_model_free(&m3);
+    llama_model_free(&m);
+}
+
+static void test_loglik(void) {
+    llama_model *m = tiny_model(false, false, 61);
+    if (!m) { CHECK(0); return; }
+    cis_err err = {0};
+    const int V = 37;
+    int32_t c0[4] = {1, 4, 9, 16}, c1[2] = {1, 25}, k0[2] = {3, 5}, k1[3] = {7, 7, 2};
+    const int32_t *ctx[3] = {c0, c1, c0}, *cont[3] = {k0, k1, k1};
+    int cl[3] = {4, 2, 4}, nl[3] = {2, 3, 3};
+    double ll[3];
+    bool greedy[3];
+    CHECK(llama_loglik(m, 3, ctx, cl, cont, nl, 8, ll, greedy, &err) == 0);  // small budget: several batches
+    for (int i = 0; i < 3; i++) {
+        int T = cl[i] + nl[i];
+        int32_t seq[8];
+        memcpy(seq, ctx[i], cl[i] * 4);
+        memcpy(seq + cl[i], cont[i], nl[i] * 4);
+        float *lg = malloc(T * V * sizeof(float));
+        llama_batch bt = {.B = 1, .T = T, .ids = seq, .n_out = -1, .logits = lg};
+        CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == 0);
+        double s = 0;
+        for (int j = 0; j < nl[i]; j++) {
+            const float *x = lg + (cl[i] - 1 + j) * V;
+            double mx = x[argmax(x, V)], z = 0;
+            for (int v = 0; v < V; v++) z += exp(x[v] - mx);
+            s += x[cont[i][j]] - mx - log(z);
+        }
+        CHECK_NEAR(ll[i], s, 1e-5 * fabs(s));
+        CHECK(ll[i] < 0);
+        free(lg);
+    }
+    // a continuation made of the greedy tokens is flagged greedy
+    int32_t gc[3];
+    int32_t seq[7];
+    memcpy(seq, c0, 16);
+    for (int j = 0; j < 3; j++) {
+        float lg[37];
+        int32_t ob = 0, ot = 3 + j;
+        llama_batch bt = {.B = 1, .T = 4 + j, .ids = seq, .n_out = 1, .out_b = &ob, .out_t = &ot, .logits = lg};
+        CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == 0);
+        seq[4 + j] = gc[j] = argmax(lg, V);
+    }
+    const int32_t *gctx[1] = {c0}, *gcont[1] = {gc};
+    int gcl[1] = {4}, gnl[1] = {3};
+    CHECK(llama_loglik(m, 1, gctx, gcl, gcont, gnl, 0, ll, greedy, &err) == 0);
+    CHECK(greedy[0]);
+    CHECK(llama_loglik(m, 3, ctx, cl, cont, nl, 0, ll, greedy, &err) == 0);
+    CHECK(!(greedy[0] && greedy[1] && greedy[2]));
+    llama_model_free(&m);
+}
+
+/* a few AdamW steps; returns the final loss and copies q_proj of layer 1 into snap */
+static double train_run(float *snap, int threads) {
+    llama_model *m = tiny_model(false, false, 71);
+    const backend_ops *be = llama_model_backend(m);
+    be->set_threads(threads);
+    cis_err err = {0};
+    llama_model_set_trainable(m, "model.layers.*", 0, 1, true, &err);
+    llama_model_set_trainable(m, "lm_head.weight", -1, -1, true, &err);
+    optim_config oc = optim_config_default(ADAM_TORCH_ADAMW);
+    oc.lr = 3e-3f;
+    optim *o = llama_model_optim_new(m, &oc, &err);
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg};
+    double loss = 0;
+    for (int s = 0; s < 8; s++) {
+        llama_model_zero_grad(m);
+        llama_forward(m, &bt, NULL, 0, true, &loss, &err);
+        llama_backward(m, 1.0f, NULL, &err);
+        optim_step(o, -1);
+    }
+    llama_forward(m, &bt, NULL, 0, false, &loss, &err);
+    int i = llama_model_find(m, "model.layers.1.self_attn.q_proj.weight");
+    memcpy(snap, llama_model_params(m, NULL)[i].data, 16 * 16 * sizeof(float));
+    optim_free(&o);
+    llama_model_free(&m);
+    be->set_threads(1);
+    return loss;
+}
+
+static void test_training_deterministic(void) {
+    float a[256], b[256];
+    llama_model *m = tiny_model(false, false, 71);
+    cis_err err = {0};
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg};
+    double l0;
+    llama_forward(m, &bt, NULL, 0, false, &l0, &err);
+    llama_model_free(&m);
+    double la = train_run(a, 2), lb = train_run(b, 2);
+    CHECK(la == lb);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    CHECK_MSG(la < l0 - 0.1, "loss %g -> %g", l0, la);  // and it learns
+}
+
+static void test_gradient_subset_and_ascent(void) {
+    // gradients of layer-1 down_proj alone equal those with everything trainable; loss_scale -1
+    // negates them; the embedding table gets no gradient from padding rows
+    llama_model *m = tiny_model(true, false, 81);
+    cis_err err = {0};
+    int idx = llama_model_find(m, "model.layers.1.mlp.down_proj.weight");
+    CHECK_EQ_INT(llama_model_set_trainable(m, "*down_proj*", 1, 1, true, &err), 1);
+    CHECK_EQ_INT(llama_model_set_trainable(m, "*down_proj*", 5, 9, true, &err), -1);
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg};
+    CHECK(llama_forward(m, &bt, NULL, 0, true, NULL, &err) == 0);
+    CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+    float only[16 * 24];
+    memcpy(only, llama_model_grad(m, idx), sizeof only);
+    CHECK(llama_backward(m, 1.0f, NULL, &err) == -1);  // one backward per forward
+    int n_all = llama_model_set_trainable(m, NULL, -1, -1, true, &err);
+    CHECK_EQ_INT(n_all, 1 + 2 * 9 + 1);
+    llama_model_zero_grad(m);
+    CHECK(llama_forward(m, &bt, NULL, 0, true, NULL, &err) == 0);
+    CHECK(llama_backward(m, -1.0f, NULL, &err) == 0);
+    const float *all = llama_model_grad(m, idx);
+    double worst = 0, sc = 0;
+    for (int i = 0; i < 16 * 24; i++) { worst = fmax(worst, fabs(all[i] + only[i])); sc = fmax(sc, fabs(only[i])); }
+    CHECK_MSG(sc > 0 && worst <= 1e-6 * sc, "subset vs full: %g", worst / sc);
+    llama_model_free(&m);
+}
+
+static void test_bad_input(void) {
+    llama_model *m = tiny_model(true, false, 91);
+    cis_err err = {0};
+    int32_t ids[4] = {1, 2, 37, 3}, lens[1] = {4}, zero[1] = {0};
+    llama_batch bt = {.B = 1, .T = 4, .ids = ids, .lens = lens};
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1);
+    CHECK(strstr(err.msg, "ids[0][2]=37") != NULL);
+    ids[2] = 3;
+    bt.lens = zero;
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1);
+    bt.lens = lens;
+    bt.T = 100;  // beyond max_position_embeddings = 64 (and beyond the ids array: must not be read)
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1);
+    bt.T = 4;
+    llama_hook hk = {.layer = 2, .point = LLAMA_HOOK_E};
+    CHECK(llama_forward(m, &bt, &hk, 1, false, NULL, &err) == -1);
+    int32_t pb = 0, pt = 4;
+    llama_hook hk2 = {.layer = 0, .point = LLAMA_HOOK_E, .n_pos = 1, .pos_b = &pb, .pos_t = &pt};
+    CHECK(llama_forward(m, &bt, &hk2, 1, false, NULL, &err) == -1);
+    int32_t tg[4] = {1, 50, 2, 3};
+    bt.targets = tg;
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1);
+    bt.targets = NULL;
+    CHECK(llama_backward(m, 1.0f, NULL, &err) == -1);
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == 0);
+    llama_config bad = *llama_model_config(m);
+    bad.num_key_value_heads = 3;
+    CHECK(llama_model_new(&bad, NULL, &err) == NULL);
+    llama_model_free(&m);
+}
+
+static void test_param_names(void) {
+    llama_model *m = tiny_model(false, false, 1);
+    int n;
+    llama_param *p = llama_model_params(m, &n);
+    CHECK_EQ_INT(n, 1 + 2 * 9 + 2);
+    CHECK_EQ_STR(p[0].name, "model.embed_tokens.weight");
+    CHECK_EQ_STR(p[1].name, "model.layers.0.self_attn.q_proj.weight");
+    CHECK_EQ_STR(p[7].name, "model.layers.0.mlp.down_proj.weight");
+    CHECK_EQ_INT(p[7].shape[0], 16);
+    CHECK_EQ_INT(p[7].shape[1], 24);
+    CHECK_EQ_INT(p[2].shape[0], 8);  // k_proj [Hkv*Dh, D]
+    CHECK_EQ_STR(p[9].name, "model.layers.0.post_attention_layernorm.weight");
+    CHECK_EQ_STR(p[n - 2].name, "model.norm.weight");
+    CHECK_EQ_STR(p[n - 1].name, "lm_head.weight");
+    int64_t tot = 0;
+    for (int i = 0; i < n; i++) tot += p[i].shape[0] * p[i].shape[1];
+    CHECK_EQ_INT(tot, llama_model_numel(m));
+    llama_model_free(&m);
+    m = tiny_model(true, false, 1);
+    p = llama_model_params(m, &n);
+    CHECK_EQ_INT(n, 1 + 2 * 9 + 1);
+    CHECK(llama_model_find(m, "lm_head.weight") == -1);
+    // same seed, same weights
+    llama_model *m2 = tiny_model(true, false, 1);
+    CHECK(memcmp(p[3].data, llama_model_params(m2, NULL)[3].data, 8 * 16 * sizeof(float)) == 0);
+    llama_model_free(&m2);
+    llama_model_free(&m);
+}
+
+int main(void) {
+    backend_get("cpu")->set_threads(1);
+    make_batch();
+    RUN(test_param_names);
+    RUN(test_forward_matches_fp64);
+    RUN(test_param_grads_tied);
+    RUN(test_param_grads_untied);
+    RUN(test_hook_grads);
+    RUN(test_hook_read_replace);
+    RUN(test_padding_invariance);
+    RUN(test_generate_matches_recompute);
+    RUN(test_loglik);
+    RUN(test_training_deterministic);
+    RUN(test_gradient_subset_and_ascent);
+    RUN(test_bad_input);
+    return test_summary();
+}
