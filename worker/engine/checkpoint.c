@@ -142,7 +142,13 @@ static int src_open(const char *dir, src_set *s, cis_err *err) {
             }
         free(names);
     } else {
-        err_set(err, CIS_EINVAL, "%s: no %s or %s in this directory", dir, SINGLE_NAME, INDEX_NAME);
+        char *bin = xasprintf("%s/pytorch_model.bin", dir), *binidx = xasprintf("%s/pytorch_model.bin.index.json", dir);
+        bool pt = file_exists(bin) || file_exists(binidx);
+        free(bin);
+        free(binidx);
+        err_set(err, CIS_EINVAL, "%s: no %s or %s in this directory%s", dir, SINGLE_NAME, INDEX_NAME,
+                pt ? " (only PyTorch pickles found: convert them to safetensors first, e.g. save_pretrained("
+                     "safe_serialization=True))" : "");
         goto out;
     }
     size_t total = 0;
