@@ -13,7 +13,7 @@ from harness import ROOT, test, main, run  # noqa: E402
 
 import numpy as np  # noqa: E402
 import safetensors  # noqa: E402
-from safetensors.numpy import load_file, save, save_file  # noqa: E402
+from safetensors.numpy import load_file, save_file  # noqa: E402
 
 TOOL = os.path.join(ROOT, os.environ.get("CISWEEP_BUILD", "build"), "tests", "worker", "engine", "test_safetensors")
 TMP = tempfile.mkdtemp(prefix="cis_ckpt_")
@@ -123,19 +123,26 @@ def writer_read_by_package():
             assert np.all(np.isnan(bf16_to_f32(gotb[nan])))
         assert same_bits(got["matrix.weight"][2], m)
         assert float(got["scalar"][2]) == 3.25
-        # the file is byte-identical to what the package writes for the same tensors
-        vals = {k: v[3] for k, v in got.items()}
-        if dt in ("F32", "F16"):
-            npdt = "<f4" if dt == "F32" else "<f2"
-            arrs = {k: np.frombuffer(vals[k], dtype=npdt).reshape(got[k][1]) for k in vals}
-            theirs = save(arrs, metadata={"format": "pt"})
-        else:
-            keep = {k: np.frombuffer(vals[k], dtype="<u2").copy() for k in vals}
-            specs = {k: bf16_spec(keep[k], got[k][1]) for k in vals}
-            theirs = bytes(safetensors.serialize(specs, metadata={"format": "pt"}))
-        with open(p, "rb") as f:
-            ours = f.read()
-        assert ours == theirs, f"{dt}: our file differs from the package's bytes\n{ours[:200]}\n{theirs[:200]}"
+        assert_same_bytes_as_package(p, got)
+    # one dtype per tensor: the package's ordering (F32, then BF16, then F16; then by name)
+    p = os.path.join(TMP, "ours_mixed.safetensors")
+    tool("write", p, "MIXED")
+    got = package_read(p)
+    assert [got[k][0] for k in ("values", "matrix.weight", "scalar", "empty")] == ["F16", "BF16", "F32", "BF16"]
+    assert same_bits(got["matrix.weight"][2], m) and float(got["scalar"][2]) == 3.25
+    assert_same_bytes_as_package(p, got)
+
+
+def assert_same_bytes_as_package(path, got):
+    """the file is byte-identical to what the package writes for the same tensors"""
+    names = {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}
+    keep = {k: np.frombuffer(v[3], dtype=np.uint8).copy() for k, v in got.items()}
+    specs = {k: safetensors.TensorSpec(dtype=names[v[0]], shape=v[1], data_ptr=keep[k].ctypes.data,
+                                       data_len=keep[k].nbytes) for k, v in got.items()}
+    theirs = bytes(safetensors.serialize(specs, metadata={"format": "pt"}))
+    with open(path, "rb") as f:
+        ours = f.read()
+    assert ours == theirs, f"{path}: our file differs from the package's bytes\n{ours[:200]}\n{theirs[:200]}"
 
 
 def tool_read(path, name):

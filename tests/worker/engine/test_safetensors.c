@@ -3,7 +3,8 @@
  * With no arguments it runs its unit tests. With arguments it is the tool the Python peer-parity
  * test (test_checkpoint.py) drives, so that the comparison with the `safetensors` package goes
  * through exactly this library:
- *   write PATH DTYPE           write the fixed test tensors in DTYPE to PATH and in F32 to PATH.f32
+ *   write PATH DTYPE           write the fixed test tensors in DTYPE (or MIXED: one dtype each) to PATH
+ *                              and in F32 to PATH.f32
  *   read PATH NAME             print "DTYPE d0 d1 ..." then the fp32 bit patterns (hex), one a line
  *   ckpt-load DIR OUT          load DIR (config.json + safetensors) and write every parameter, with
  *                              Llama names, as F32 to OUT
@@ -64,7 +65,9 @@ static float *tool_values(size_t *n) {
 
 static int tool_write(const char *path, const char *dtype) {
     st_dtype dt;
-    if (st_dtype_parse(dtype, &dt) != 0) { fprintf(stderr, "error: bad dtype %s\n", dtype); return 1; }
+    bool mixed = !strcmp(dtype, "MIXED"); /* values F16, matrix BF16, scalar F32, empty BF16 */
+    if (!mixed && st_dtype_parse(dtype, &dt) != 0) { fprintf(stderr, "error: bad dtype %s\n", dtype); return 1; }
+    if (mixed) dt = ST_F16;
     size_t n;
     float *v = tool_values(&n);
     float m[12], sc = 3.25f;
@@ -76,6 +79,7 @@ static int tool_write(const char *path, const char *dtype) {
         {.name = "scalar", .dtype = dt, .ndim = 0, .shape = NULL, .data = &sc},
         {.name = "empty", .dtype = dt, .ndim = 2, .shape = sh_e, .data = NULL},
     };
+    if (mixed) { t[1].dtype = ST_BF16; t[2].dtype = ST_F32; t[3].dtype = ST_BF16; }
     st_kv meta[1] = {{"format", "pt"}};
     cis_err err = {0};
     char *p32 = xasprintf("%s.f32", path);
