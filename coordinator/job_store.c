@@ -260,6 +260,8 @@ int job_store_open(const char *path, unsigned flags, job_store **out, cis_err *e
     sqlite3_extended_result_codes(js->db, 1);
     sqlite3_busy_timeout(js->db, 5000);
     if (exec_sql(js, "PRAGMA foreign_keys = ON", err) < 0) goto fail;
+    /* savepoint sub-journals and sorts in memory, not temp files */
+    if (exec_sql(js, "PRAGMA temp_store = MEMORY", err) < 0) goto fail;
     if (flags & JS_READONLY) {
         if (exec_sql(js, "PRAGMA query_only = ON", err) < 0) goto fail;
     }
@@ -442,7 +444,7 @@ static int launch_body(job_store *js, const grid *g, const char *sweep_name, jso
     }
     for (size_t i = 0; i < g->n_comps; i++) {
         const grid_comp *c = &g->comps[i];
-        int64_t model_id, comp_id;
+        int64_t model_id = 0, comp_id = 0;
         if (launch_model(js, s.sweep_id, c->model, models, &model_id, err) < 0) return -1;
         json_t *stages = json_loads(c->canonical, 0, NULL);
         if (!json_is_array(stages)) {
@@ -530,7 +532,7 @@ int js_launch(job_store *js, const grid *g, const char *sweep_name, const char *
 /* ---- dependencies -------------------------------------------------------------------------- */
 
 static int dep_body(job_store *js, int64_t job_id, int64_t depends_on, cis_err *err) {
-    int64_t dummy;
+    int64_t dummy = 0;
     for (int k = 0; k < 2; k++) {
         int64_t id = k ? depends_on : job_id;
         sqlite3_stmt *st = js_st(js, S_JOB_EXISTS, err);

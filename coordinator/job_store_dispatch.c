@@ -61,7 +61,7 @@ static int claim_pick(job_store *js, const char *prefer_model, int64_t *job_id, 
 
 static int claim_body(job_store *js, const char *worker_id, const char *prefer_model, int64_t now,
                       int64_t lease_ms, js_job *out, cis_err *err) {
-    int64_t id;
+    int64_t id = 0;
     int f = claim_pick(js, prefer_model, &id, err);
     if (f <= 0) return f;
     sqlite3_stmt *st = js_st(js, S_CLAIM_UPDATE, err);
