@@ -11,7 +11,7 @@
 int32_t tokenizer_token_to_id(const tokenizer *t, const char *s) {
     size_t l = strlen(s);
     for (int i = 0; i < t->n_added; i++)
-        if (t->added[i].len == l && !memcmp(t->added[i].content, s, l)) return t->added[i].id;
+        if (!strcmp(t->added[i].content, s) || !strcmp(t->added[i].match, s)) return t->added[i].id;
     return tok_strmap_get(&t->vocab, s, l);
 }
 const char *tokenizer_id_to_token(const tokenizer *t, int32_t id) {
@@ -52,8 +52,8 @@ static void split_added(const tokenizer *t, const char *s, size_t len, size_t of
         int best = -1;
         for (int k = 0; k < t->n_added; k++) {
             const tok_added *a = &t->added[k];
-            if (a->normalized != normalized || a->content[0] != s[i] || a->len > len - i) continue;
-            if (memcmp(s + i, a->content, a->len) == 0 && (best < 0 || a->len > t->added[best].len)) best = k;
+            if (a->normalized != normalized || a->match[0] != s[i] || a->len > len - i) continue;
+            if (memcmp(s + i, a->match, a->len) == 0 && (best < 0 || a->len > t->added[best].len)) best = k;
         }
         if (best < 0) { i++; continue; }
         const tok_added *a = &t->added[best];

@@ -61,8 +61,9 @@ typedef struct tok_dec {
 } tok_dec;
 
 typedef struct tok_added {
-    char *content;
-    size_t len;
+    char *content;              /* as written in added_tokens */
+    char *match;                /* what is matched and decoded: content, or normalize(content) when normalized */
+    size_t len;                 /* strlen(match) */
     int32_t id;
     bool special, lstrip, rstrip, single_word, normalized;
 } tok_added;

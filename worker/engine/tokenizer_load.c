@@ -337,6 +337,7 @@ static int load_model(tokenizer *t, json_t *root, cis_err *err) {
         json_t *a = json_array_get(added, i);
         tok_added *ad = &t->added[t->n_added++];
         ad->content = xstrdup(jstr(a, "content"));
+        ad->match = xstrdup(ad->content);
         ad->len = strlen(ad->content);
         ad->id = (int32_t)json_integer_value(json_object_get(a, "id"));
         ad->special = jbool(a, "special", false);
@@ -422,6 +423,14 @@ int tokenizer_load(const char *path, tokenizer **out, cis_err *err) {
     if (!json_is_object(root)) { err_set(err, CIS_EINVAL, "%s: expected a JSON object", file); goto done; }
     if (load_model(t, root, err)) goto done;
     if (load_normalizer(t, json_object_get(root, "normalizer"), "normalizer", err)) goto done;
+    /* normalized added tokens are matched (and decoded) in their normalized form, as `tokenizers` does */
+    for (int i = 0; i < t->n_added; i++) {
+        tok_added *ad = &t->added[i];
+        if (!ad->normalized || !t->n_norms) continue;
+        free(ad->match);
+        ad->match = tok_normalize(t, ad->content, strlen(ad->content), &ad->len);
+        set_id_token(t, ad->id, ad->match);
+    }
     if (load_pretok(t, json_object_get(root, "pre_tokenizer"), "pre_tokenizer", err)) goto done;
     if (load_decoder(t, json_object_get(root, "decoder"), "decoder", err)) goto done;
     if (load_post(t, json_object_get(root, "post_processor"), "post_processor", err)) goto done;
@@ -451,7 +460,7 @@ void tokenizer_free(tokenizer *t) {
     free(t->norms); free(t->pretoks);
     for (int i = 0; i < t->n_decs; i++) { free(t->decs[i].a); free(t->decs[i].b); }
     free(t->decs);
-    for (int i = 0; i < t->n_added; i++) free(t->added[i].content);
+    for (int i = 0; i < t->n_added; i++) { free(t->added[i].content); free(t->added[i].match); }
     free(t->added);
     free(t->prefix_ids); free(t->suffix_ids);
     tok_cache_free(t);

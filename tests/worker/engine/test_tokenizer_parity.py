@@ -161,7 +161,10 @@ def build_sentencepiece(tmp, lines):
                 "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}}
     base = {
         "version": "1.0", "truncation": None, "padding": None,
-        "added_tokens": [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")],
+        "added_tokens": [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>"),
+                         # beyond the model vocab: a special with lstrip, a normalized plain one
+                         dict(special(len(vocab), "<mask>"), lstrip=True, rstrip=True),
+                         dict(special(len(vocab) + 1, "xyzzy"), normalized=True, special=False)],
         "post_processor": template,
         "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
                   "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
@@ -291,12 +294,12 @@ def parity_mistral_metaspace():
 
 @test
 def parity_large_text_and_speed():
-    """A ~2 MB text in one call: same ids as the peer, and a throughput floor."""
+    """A ~1 MB text, line by line and as one text: same ids as the peer, and a throughput floor."""
     dirs, texts = fixtures()
     rng = random.Random(5)
-    big = "\n".join(corpus(rng, 4000) + random_texts(rng, 3000))
-    while len(big.encode()) < 2_000_000:
-        big += "\n" + big[: 500_000]
+    big = "\n".join(corpus(rng, 3000) + random_texts(rng, 2000))
+    while len(big.encode()) < 1_000_000:
+        big += "\n" + big[: 300_000]
     path = os.path.join(STATE["tmp"], "big.txt")
     with open(path, "w") as f:
         f.write(big)
@@ -306,15 +309,17 @@ def parity_large_text_and_speed():
         lines = big.split("\n")
         ours = tool("encode", d, lines)
         theirs = [e.ids for e in peer.encode_batch(lines, add_special_tokens=False)]
-        assert ours == theirs, f"{name}: large-text ids differ"
+        assert ours == theirs, f"{name}: large-text ids differ (line by line)"
+        t0 = time.time()
+        theirs = peer.encode(big, add_special_tokens=False).ids
+        dt_peer = time.time() - t0
+        assert tool("encode", d, [big])[0] == theirs, f"{name}: large-text ids differ (one text)"
         p = subprocess.run([BIN, "bench", d, path], capture_output=True, text=True, check=True)
         r = json.loads(p.stdout)
-        t0 = time.time()
-        peer.encode(big, add_special_tokens=False)
-        dt_peer = time.time() - t0
         print(f"# {name}: {r['mb_per_s']:.2f} MB/s ours (one {r['bytes']} byte text, {r['tokens']} tokens); "
-              f"tokenizers {len(big.encode()) / dt_peer / 1e6:.2f} MB/s", flush=True)
-        assert r["mb_per_s"] > 0.5, r
+              f"tokenizers {len(big.encode()) / dt_peer / 1e6:.2f} MB/s (one thread each)", flush=True)
+        assert r["tokens"] == len(theirs), r
+        assert r["mb_per_s"] > 0.2, r  # a floor that holds under AddressSanitizer too
 
 
 @test
