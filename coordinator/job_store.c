@@ -393,9 +393,10 @@ static int check_models_json(const char *models_json, json_t **out, cis_err *err
         if (json_is_object(v) && json_is_string(json_object_get(v, "path")) &&
             *json_string_value(json_object_get(v, "path")))
             continue;
-        json_decref(m);
-        return err_set(err, CIS_EINVAL, "models map: $.%s: expected a non-empty path string or an object "
-                       "with a non-empty \"path\" string", k);
+        err_set(err, CIS_EINVAL, "models map: $.%s: expected a non-empty path string or an object "
+                "with a non-empty \"path\" string", k);
+        json_decref(m); /* after: k lives in m */
+        return -1;
     }
     *out = m;
     return 0;

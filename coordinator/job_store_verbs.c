@@ -21,8 +21,8 @@ static int select_ids(job_store *js, const char *where_sql, int64_t **ids, cis_e
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
     int rc = sqlite3_prepare_v2(js->db, sql, -1, &st, &tail);
-    free(sql);
     if (rc != SQLITE_OK) {
+        free(sql);
         err_set(err, CIS_EINVAL, "--where \"%s\": %s (columns of v_jobs: id, sweep, model, pattern, label, "
                 "canonical, key, n_stages, edit_set, state, priority, attempt, spent, max_attempts, lost_count, "
                 "worker, progress, current_attempt, lease_until, last_heartbeat, created_at, started_at, "
@@ -31,7 +31,9 @@ static int select_ids(job_store *js, const char *where_sql, int64_t **ids, cis_e
         return -1;
     }
     while (tail && isspace((unsigned char)*tail)) tail++;
-    if ((tail && *tail) || !st || !sqlite3_stmt_readonly(st)) {
+    bool extra = tail && *tail; /* tail points into sql */
+    free(sql);
+    if (extra || !st || !sqlite3_stmt_readonly(st)) {
         sqlite3_finalize(st);
         return err_set(err, CIS_EINVAL, "--where \"%s\": not a single read-only expression", where_sql);
     }
