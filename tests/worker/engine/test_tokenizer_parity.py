@@ -56,6 +56,8 @@ FIXED = [
     "nbsp\u00a0here\u3000ideographic\u2028sep", "١٢٣ ０１２ Ⅻ ² ½", "ſ's long s", "▁already▁metaspace",
     "<|begin_of_text|>hello<|eot_id|>", "a <mask> b", "a<mask>b", " <s> x </s> ", "<s>hello", "xyzzy xyzzyx",
     "    def f(x):\n        return x  # comment\n", "\u0085\u000b\u000c mixed whitespace",
+    "it'ſ fine", "'S'T'RE'VE'M'LL'D", "x'Ll y'VE", "\r\n\r\n", " \r\n", "a \n b", "\u3000\n", "a ", " a", "end  ",
+    "!!\n\nx", "  \t\n\t  x", "1\u00a02", "x\u200by", "<mask><mask>", " <mask> ", "<|eot_id|><|eot_id|>",
 ]
 
 
