@@ -1,14 +1,15 @@
 /* cpu_loss.c - softmax cross-entropy with an ignore index (torch CrossEntropyLoss, mean reduction
- * over the non-ignored rows). logsumexp is computed in double per row. */
+ * over the non-ignored rows). exponentials in fp32, row sums in double. */
 #include <math.h>
 
 #include "worker/engine/cpu/cpu_ops.h"
 
+// logsumexp of a row: fp32 exponentials of (x - max) (each within 1 ulp), summed in double
 static double row_lse(const float *x, int V) {
     float mx = x[0];
     for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
     double s = 0.0;
-    for (int j = 0; j < V; j++) s += exp((double)x[j] - mx);
+    for (int j = 0; j < V; j++) s += expf(x[j] - mx);
     return mx + log(s);
 }
 
@@ -47,8 +48,8 @@ void cpu_ce_bwd(float *dlogits, const float *logits, const float *lse, const int
             for (int j = 0; j < V; j++) d[j] = 0.0f;
             continue;
         }
-        double l = lse ? (double)lse[n] : row_lse(x, V);
-        for (int j = 0; j < V; j++) d[j] = scale * (float)exp((double)x[j] - l);
+        float l = lse ? lse[n] : (float)row_lse(x, V);
+        for (int j = 0; j < V; j++) d[j] = scale * expf(x[j] - l);
         d[t] -= scale;
     }
 }

@@ -1,0 +1,140 @@
+/* bench_engine.c - CPU engine throughput for ~1M, ~10M and ~100M-parameter Llama shapes:
+ * forward tokens/s and training-step (forward + backward + AdamW over every parameter) tokens/s,
+ * next to OpenBLAS cblas_sgemm GFLOP/s measured in the same run on the model's own GEMM shapes.
+ * The model's matmul FLOPs (linear layers, attention score/context GEMMs, head) divided by the
+ * wall time of the whole step give "model GFLOP/s", printed as a fraction of sgemm's rate.
+ * Built by `make tests-build`, not run by `make test`.
+ * Usage: bench_engine [-t threads] [-s 1m,10m,100m] [-n steps]   (default: all cores, all sizes) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "worker/engine/model.h"
+#include "worker/engine/optim.h"
+
+typedef struct shape {
+    const char *name;
+    int D, L, H, Hkv, Dh, F, V, B, T, steps;
+    bool tied;
+} shape;
+
+static const shape SHAPES[] = {
+    {"1m", 128, 4, 4, 2, 32, 384, 2048, 8, 128, 6, true},
+    {"10m", 256, 10, 8, 4, 32, 768, 8192, 4, 256, 4, true},
+    {"100m", 768, 12, 12, 4, 64, 2048, 32000, 2, 256, 2, true},
+};
+
+static llama_config make_config(const shape *s) {
+    llama_config c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.architecture, sizeof c.architecture, "LlamaForCausalLM");
+    snprintf(c.model_type, sizeof c.model_type, "llama");
+    c.vocab_size = s->V; c.hidden_size = s->D; c.intermediate_size = s->F; c.num_hidden_layers = s->L;
+    c.num_attention_heads = s->H; c.num_key_value_heads = s->Hkv; c.head_dim = s->Dh;
+    c.max_position_embeddings = 2048; c.rms_norm_eps = 1e-5f; c.rope_theta = 10000.0f;
+    c.tie_word_embeddings = s->tied; c.bos_token_id = 1; c.eos_token_ids[0] = 2; c.n_eos = 1; c.pad_token_id = -1;
+    return c;
+}
+
+/* matmul FLOPs of one forward over B*T tokens (full-length sequences; our attention GEMMs compute
+ * the whole T x T score block per head) */
+static double fwd_flops(const shape *s) {
+    double N = (double)s->B * s->T, q = (double)s->H * s->Dh, kv = (double)s->Hkv * s->Dh;
+    double lin = 2.0 * N * ((double)s->D * (q + 2 * kv) + q * s->D + 3.0 * s->D * s->F);
+    double att = 2.0 * 2.0 * s->B * s->H * (double)s->T * s->T * s->Dh;
+    double head = 2.0 * N * s->D * s->V;
+    return s->L * (lin + att) + head;
+}
+/* training step: linear and head GEMMs 3x (forward, dx, dW), attention 3x (2 forward + 4 backward GEMMs) */
+static double train_flops(const shape *s) { return 3.0 * fwd_flops(s); }
+
+/* sgemm GFLOP/s on y[M,N] = x[M,K] · W[N,K]ᵀ (the linear layer layout) */
+static double sgemm_rate(const backend_ops *be, int M, int N, int K) {
+    float *x = xmalloc((size_t)M * K * sizeof(float)), *W = xmalloc((size_t)N * K * sizeof(float)),
+          *y = xmalloc((size_t)M * N * sizeof(float));
+    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)((i * 37 % 101) - 50) * 0.01f;
+    for (size_t i = 0; i < (size_t)N * K; i++) W[i] = (float)((i * 53 % 97) - 48) * 0.01f;
+    be->linear_fwd(y, x, W, M, K, N, false);  // warm-up
+    double flop = 2.0 * M * N * K, t0 = mono_sec(), el;
+    int reps = 0;
+    do { be->linear_fwd(y, x, W, M, K, N, false); reps++; el = mono_sec() - t0; } while (el < 0.5 && reps < 200);
+    free(x); free(W); free(y);
+    return flop * reps / el / 1e9;
+}
+
+static int run_shape(const shape *s, int steps) {
+    llama_config c = make_config(s);
+    cis_err err = {0};
+    llama_model *m = llama_model_new(&c, NULL, &err);
+    if (!m) { fprintf(stderr, "%s: %s\n", s->name, err.msg); return -1; }
+    const backend_ops *be = llama_model_backend(m);
+    llama_model_init_random(m, 1);
+    int N = s->B * s->T;
+    int32_t *ids = xmalloc((size_t)N * sizeof *ids), *tg = xmalloc((size_t)N * sizeof *tg);
+    for (int i = 0; i < N; i++) ids[i] = (int32_t)((i * 7919u + 17u) % (unsigned)s->V);
+    for (int i = 0; i < N; i++) tg[i] = (i % s->T) + 1 < s->T ? ids[i + 1] : LOSS_IGNORE_INDEX;
+    llama_batch bt = {.B = s->B, .T = s->T, .ids = ids, .targets = tg};
+    double loss;
+    // sgemm on the model's shapes: MLP (N x F x D), attention projections (N x D x D), head (N x V x D)
+    double r_mlp = sgemm_rate(be, N, s->F, s->D), r_proj = sgemm_rate(be, N, s->D, s->D);
+    double r_head = sgemm_rate(be, N, s->V, s->D);
+    double r_ref = (r_mlp + r_proj + r_head) / 3.0;
+    // forward
+    llama_forward(m, &bt, NULL, 0, false, &loss, &err);  // warm-up
+    double t0 = mono_sec();
+    for (int i = 0; i < steps; i++)
+        if (llama_forward(m, &bt, NULL, 0, false, &loss, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return -1; }
+    double tf = (mono_sec() - t0) / steps;
+    // training step over every parameter
+    llama_model_set_trainable(m, NULL, -1, -1, true, &err);
+    optim_config oc = optim_config_default(ADAM_TORCH_ADAMW);
+    optim *o = llama_model_optim_new(m, &oc, &err);
+    double tt = 0;
+    for (int i = 0; i <= steps; i++) {  // step 0 is a warm-up
+        double t1 = mono_sec();
+        llama_model_zero_grad(m);
+        if (llama_forward(m, &bt, NULL, 0, true, &loss, &err) != 0 || llama_backward(m, 1.0f, NULL, &err) != 0) {
+            fprintf(stderr, "%s\n", err.msg);
+            return -1;
+        }
+        optim_step(o, -1);
+        if (i) tt += mono_sec() - t1;
+    }
+    tt /= steps;
+    double gf = fwd_flops(s) / tf / 1e9, gt = train_flops(s) / tt / 1e9;
+    printf("%-5s params %6.2fM  B=%d T=%-4d | sgemm GFLOP/s: mlp %.1f proj %.1f head %.1f (mean %.1f)\n", s->name,
+           llama_model_numel(m) / 1e6, s->B, s->T, r_mlp, r_proj, r_head, r_ref);
+    printf("      forward   %8.0f tok/s  %6.1f GFLOP/s = %3.0f%% of sgemm\n", N / tf, gf, 100.0 * gf / r_ref);
+    printf("      train     %8.0f tok/s  %6.1f GFLOP/s = %3.0f%% of sgemm   (fwd+bwd+AdamW, loss %.3f)\n", N / tt,
+           gt, 100.0 * gt / r_ref, loss);
+    fflush(stdout);
+    optim_free(&o);
+    llama_model_free(&m);
+    free(ids); free(tg);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    int threads = 0, steps = 0;
+    const char *sizes = "1m,10m,100m";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-s") && i + 1 < argc) sizes = argv[++i];
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc) steps = atoi(argv[++i]);
+        else { fprintf(stderr, "usage: %s [-t threads] [-s 1m,10m,100m] [-n steps]\n", argv[0]); return 2; }
+    }
+    const backend_ops *be = backend_get("cpu");
+    be->set_threads(threads);
+    printf("bench_engine: cpu backend, %d threads\n", be->get_threads());
+    int rc = 0;
+    for (size_t k = 0; k < sizeof SHAPES / sizeof SHAPES[0]; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "%s", SHAPES[k].name);
+        const char *p = strstr(sizes, key);
+        size_t kl = strlen(key);
+        if (!p || (p != sizes && p[-1] != ',') || (p[kl] != '\0' && p[kl] != ',')) continue;
+        if (run_shape(&SHAPES[k], steps > 0 ? steps : SHAPES[k].steps) != 0) rc = 1;
+    }
+    return rc;
+}
