@@ -980,6 +980,43 @@ static void test_export_csv(void) {
     job_store_close(&js);
 }
 
+/* the shipped grids through the real grid_load: every composition and job lands once */
+static void test_launch_real_grids(void) {
+    const char *files[] = {"grids/smoke.json", "grids/paper.json", "grids/paper-417.json"};
+    int tried = 0;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        if (access(files[i], R_OK) != 0) continue;
+        grid *g = NULL;
+        cis_err err = {0};
+        if (grid_load(files[i], 0, &g, &err) < 0) {
+            fprintf(stderr, "  %s: %s\n", files[i], err.msg);
+            CHECK(0);
+            continue;
+        }
+        tried++;
+        job_store *js = open_new(NULL, 0);
+        if (!js) { CHECK(0); grid_free(&g); continue; }
+        js_launch_stats st;
+        CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 1000, &st, &err), 0);
+        CHECK_EQ_INT(st.comps_added, g->n_comps);
+        CHECK_EQ_INT(st.jobs_added, g->n_jobs);
+        CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 2000, &st, &err), 0);
+        CHECK_EQ_INT(st.comps_added + st.jobs_added, 0);
+        CHECK_EQ_INT(st.jobs_existing, g->n_jobs);
+        CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_jobs"), g->n_jobs);
+        CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM compositions WHERE n_stages = 0"),
+                     q_int(js, "SELECT count(*) FROM compositions WHERE pattern = 'baseline'"));
+        js_counts c;
+        CHECK_EQ_INT(js_count_states(js, &c, &err), 0);
+        CHECK_EQ_INT(c.pending, g->n_jobs);
+        printf("# %s: %zu compositions, %zu jobs launched\n", files[i], g->n_comps, g->n_jobs);
+        check_integrity(js);
+        job_store_close(&js);
+        grid_free(&g);
+    }
+    if (!tried) SKIP("no grids/*.json found (run from the repository root)");
+}
+
 /* claim + result per job, grouped commits of 64 like the coordinator's batches; printed, not asserted */
 static void time_dispatch(unsigned flags, const char *what) {
     const int n = 4000, batch = 64;
@@ -1102,6 +1139,7 @@ int main(int argc, char **argv) {
         RUN(test_readonly_beside_writer);
         RUN(test_nested_batch);
         RUN(test_export_csv);
+        RUN(test_launch_real_grids);
         RUN(test_timing);
     }
     char *cmd = xasprintf("rm -rf '%s'", tmpdir);
