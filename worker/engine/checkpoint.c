@@ -69,6 +69,9 @@ static src_tensor *src_find(src_set *s, const char *name) {
     return NULL;
 }
 
+/* buffers some exports carry that the model recomputes */
+static bool harmless_extra(const char *name) { return str_ends(name, "rotary_emb.inv_freq"); }
+
 /* a shard name from an index must be a plain file name inside the model directory */
 static bool safe_shard_name(const char *s) {
     return s[0] && !strchr(s, '/') && strcmp(s, ".") && strcmp(s, "..");
@@ -133,6 +136,7 @@ static int src_open(const char *dir, src_set *s, cis_err *err) {
             for (size_t i = 0; i < st_count(s->files[j]); i++) {
                 const char *tn = st_get(s->files[j], i)->name;
                 json_t *e = json_object_get(wm, tn);
+                if (!e && harmless_extra(tn)) continue;
                 if (!e || strcmp(json_string_value(e), names[j]) != 0) {
                     err_set(err, CIS_EINVAL, "%s: tensor '%s' is not listed under this shard in %s's weight_map",
                             st_path(s->files[j]), tn, INDEX_NAME);
@@ -209,8 +213,6 @@ static bool phi3_slice(const llama_config *c, const char *name, char *fused, siz
 }
 
 /* ---------------------------------------------------------------- load */
-
-static bool harmless_extra(const char *name) { return str_ends(name, "rotary_emb.inv_freq"); }
 
 /* lm_head.weight present in a tied checkpoint: accept it when it equals the embedding */
 static int check_tied_head(src_set *s, src_tensor *head, cis_err *err) {
