@@ -463,6 +463,16 @@ def broken_directories_are_clear_errors():
     os.unlink(os.path.join(d, "model-00001-of-00002.safetensors"))
     e = tool("ckpt-load", d, x, ok=False).stderr
     assert "model-00001-of-00002.safetensors" in e and "does not exist" in e, e
+    # a shard holding a tensor its index does not list under it
+    d = write_dir("mistral_unlisted", c, p, shards=2)
+    sh = os.path.join(d, "model-00001-of-00002.safetensors")
+    t = load_file(sh)
+    t["model.norm.weight"] = p["model.norm.weight"]  # listed under shard 2 (or not at all) in the index
+    idx = json.load(open(os.path.join(d, "model.safetensors.index.json")))
+    save_file(t, sh, metadata={"format": "pt"})
+    e = tool("ckpt-load", d, x, ok=False).stderr
+    assert "model.norm.weight" in e and "model-00001-of-00002.safetensors" in e, e
+    assert idx["weight_map"]["model.norm.weight"] == "model-00002-of-00002.safetensors"
     # options we do not implement
     for kw, needle in (({"rope_scaling": {"type": "yarn", "factor": 4.0}}, "yarn"),
                        ({"hidden_act": "gelu"}, "hidden_act"), ({"attention_bias": True}, "attention_bias"),
