@@ -48,7 +48,9 @@ static void split_added(const tokenizer *t, const char *s, size_t len, size_t of
     size_t i = 0;
     bool any = false;
     for (int k = 0; k < t->n_added; k++) if (t->added[k].normalized == normalized) any = true;
+    const bool *first = t->added_first[normalized ? 1 : 0];
     while (any && i < len) {
+        if (!first[(unsigned char)s[i]]) { i++; continue; }
         int best = -1;
         for (int k = 0; k < t->n_added; k++) {
             const tok_added *a = &t->added[k];

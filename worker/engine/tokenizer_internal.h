@@ -91,6 +91,7 @@ struct tokenizer {
     tok_dec *decs; int n_decs;
     bool has_decoder;
     tok_added *added; int n_added;
+    bool added_first[2][256];       /* [normalized][byte]: some added token's match starts with byte */
     bool *is_special;               /* [id_cap] */
     bool *is_added;                 /* [id_cap] */
     /* post-processing */

@@ -431,6 +431,7 @@ int tokenizer_load(const char *path, tokenizer **out, cis_err *err) {
         ad->match = tok_normalize(t, ad->content, strlen(ad->content), &ad->len);
         set_id_token(t, ad->id, ad->match);
     }
+    for (int i = 0; i < t->n_added; i++) t->added_first[t->added[i].normalized][(unsigned char)t->added[i].match[0]] = true;
     if (load_pretok(t, json_object_get(root, "pre_tokenizer"), "pre_tokenizer", err)) goto done;
     if (load_decoder(t, json_object_get(root, "decoder"), "decoder", err)) goto done;
     if (load_post(t, json_object_get(root, "post_processor"), "post_processor", err)) goto done;
