@@ -141,11 +141,16 @@ enum js_result_outcome {
  * that worker's id (caller sends CANCEL) and that attempt's outcome becomes 'superseded'.
  * If the job is done already: rows stored with is_current=0, attempt outcome 'superseded'.
  * `timing_ms` (>=0) goes into attempts.run_ms. *outcome gets the enum above. other_worker may be
- * NULL; it gets "" when there is no one to cancel. worker_id is the reporting worker: it becomes
+ * NULL; it gets "" when there is no one to cancel; the attempt to name in that CANCEL is the job's
+ * latest attempt, js_job_attempt(job_id) (NOT the reporting attempt). worker_id is the reporting worker: it becomes
  * jobs.worker_id of a done job (it may differ from the lease holder after a worker restart). */
 int js_record_result(job_store *js, int64_t job_id, int attempt, const char *worker_id,
                      const js_metric *rows, size_t n_rows, int64_t timing_ms, int64_t now,
                      int *outcome, char other_worker[256], cis_err *err);
+
+/* js_job_attempt: the job's latest attempt number (jobs.attempt; 0 = never leased); -1 with
+ * CIS_ESTATE for an unknown job, -1 CIS_EDB on error. */
+int js_job_attempt(job_store *js, int64_t job_id, cis_err *err);
 
 /* js_record_failure: the attempt failed (the job's code reported an error). Attempt outcome
  * 'failed' with error text and log tail; spent+1; if retryable and spent < max_attempts -> pending

@@ -258,6 +258,17 @@ int js_record_result(job_store *js, int64_t job_id, int attempt, const char *wor
     return 0;
 }
 
+int js_job_attempt(job_store *js, int64_t job_id, cis_err *err) {
+    sqlite3_stmt *st = js_st(js, S_JOB_STATE, err);
+    if (!st) return -1;
+    sqlite3_bind_int64(st, 1, job_id);
+    int rc = sqlite3_step(st), a = rc == SQLITE_ROW ? sqlite3_column_int(st, 1) : -1;
+    sqlite3_reset(st);
+    if (rc == SQLITE_ROW) return a;
+    if (rc == SQLITE_DONE) return err_set(err, CIS_ESTATE, "no job %lld", (long long)job_id);
+    return js_dberr(js, err, "reading a job's attempt");
+}
+
 /* ---- failure, preemption, loss ------------------------------------------------------------- */
 
 static int failure_body(job_store *js, int64_t job_id, int attempt, const char *worker_id, const char *error,

@@ -456,6 +456,9 @@ static void test_late_result(void) {
     char other[256];
     CHECK_EQ_INT(result(js, 1, 1, "w1", 0.5, 42000, other), JS_RESULT_CURRENT);
     CHECK_EQ_STR(other, "w2");
+    CHECK_EQ_INT(js_job_attempt(js, 1, &err), 2); /* the attempt w2 is told to cancel */
+    CHECK_EQ_INT(js_job_attempt(js, 99, &err), -1);
+    CHECK_EQ_INT(err.code, CIS_ESTATE);
     CHECK_SQL_TEXT(js, "SELECT state FROM jobs WHERE id = 1", "done");
     CHECK_EQ_INT(q_int(js, "SELECT current_attempt FROM jobs WHERE id = 1"), 1);
     CHECK_SQL_TEXT(js, "SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM attempts WHERE job_id = 1 "
