@@ -372,6 +372,53 @@ static void test_malformed(void) {
     CHECK(strstr(err.msg, "tokenizer_config.json") && strstr(err.msg, "bos_token"));
 }
 
+/* truncated files never load and never crash; random bytes either encode (valid UTF-8) or fail
+ * cleanly; random ids (negative, out of range, byte tokens) always decode */
+static void test_robustness(void) {
+    char *j = sp_json(SP_NORM, "null", SP_DEC);
+    size_t L = strlen(j);
+    char dir[512]; snprintf(dir, sizeof dir, "%s/trunc", tmpdir);
+    int loaded = 0;
+    for (int k = 1; k < 60; k++) {
+        size_t cut = L * (size_t)k / 60;
+        char save = j[cut]; j[cut] = 0;
+        write_text(dir, "tokenizer.json", j);
+        j[cut] = save;
+        tokenizer *t = NULL; cis_err err = {0};
+        if (tokenizer_load(dir, &t, &err) == 0) { loaded++; tokenizer_free(t); }
+        else CHECK(strstr(err.msg, "tokenizer.json") != NULL);
+    }
+    CHECK_EQ_INT(loaded, 0);
+    tokenizer *t = load_json("robust", j, NULL);
+    free(j);
+    CHECK(t);
+    if (!t) return;
+    uint64_t x = 88172645463325252ull;
+    int ok = 0, bad = 0;
+    for (int it = 0; it < 2000; it++) {
+        unsigned char buf[48]; size_t n = (size_t)(it % 48);
+        for (size_t i = 0; i < n; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; buf[i] = (unsigned char)(it % 3 ? (x % 128) : x); }
+        int32_t *ids = NULL; size_t nid = 0; cis_err err = {0};
+        bool valid = utf8_validate((const char *)buf, n, NULL);
+        int rc = tokenizer_encode(t, (const char *)buf, n, true, &ids, &nid, &err);
+        CHECK_EQ_INT(rc, valid ? 0 : -1);
+        if (rc == 0) {
+            ok++;
+            char *s; size_t sl;
+            tokenizer_decode_n(t, ids, nid, true, &s, &sl);
+            /* the decoder drops the one leading space that the normalizer prepended */
+            CHECK_MSG(sl == n && !memcmp(s, buf, n), "round trip of %zu bytes", n);
+            free(s);
+        } else bad++;
+        free(ids);
+        int32_t rid[8];
+        for (int i = 0; i < 8; i++) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; rid[i] = (int32_t)(x % 600) - 100; }
+        char *s; tokenizer_decode(t, rid, 8, it & 1, &s); free(s);
+    }
+    CHECK(ok > 100 && bad > 100);
+    tokenizer_free(t);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) return tool(argc, argv);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cis_tok_XXXXXX");
@@ -384,6 +431,7 @@ int main(int argc, char **argv) {
     RUN(test_unk_without_fallback);
     RUN(test_invalid_utf8);
     RUN(test_malformed);
+    RUN(test_robustness);
     char cmd[600]; snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
     return test_summary();
