@@ -90,24 +90,26 @@ static int run_shape(const shape *s, int steps) {
     llama_model_set_trainable(m, NULL, -1, -1, true, &err);
     optim_config oc = optim_config_default(ADAM_TORCH_ADAMW);
     optim *o = llama_model_optim_new(m, &oc, &err);
-    double tt = 0;
+    double tt = 0, t_f = 0, t_b = 0, t_o = 0;
     for (int i = 0; i <= steps; i++) {  // step 0 is a warm-up
         double t1 = mono_sec();
         llama_model_zero_grad(m);
-        if (llama_forward(m, &bt, NULL, 0, true, &loss, &err) != 0 || llama_backward(m, 1.0f, NULL, &err) != 0) {
-            fprintf(stderr, "%s\n", err.msg);
-            return -1;
-        }
+        if (llama_forward(m, &bt, NULL, 0, true, &loss, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return -1; }
+        double t2 = mono_sec();
+        if (llama_backward(m, 1.0f, NULL, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return -1; }
+        double t3 = mono_sec();
         optim_step(o, -1);
-        if (i) tt += mono_sec() - t1;
+        double t4 = mono_sec();
+        if (i) { tt += t4 - t1; t_f += t2 - t1; t_b += t3 - t2; t_o += t4 - t3; }
     }
-    tt /= steps;
+    tt /= steps; t_f /= steps; t_b /= steps; t_o /= steps;
     double gf = fwd_flops(s) / tf / 1e9, gt = train_flops(s) / tt / 1e9;
     printf("%-5s params %6.2fM  B=%d T=%-4d | sgemm GFLOP/s: mlp %.1f proj %.1f head %.1f (mean %.1f)\n", s->name,
            llama_model_numel(m) / 1e6, s->B, s->T, r_mlp, r_proj, r_head, r_ref);
     printf("      forward   %8.0f tok/s  %6.1f GFLOP/s = %3.0f%% of sgemm\n", N / tf, gf, 100.0 * gf / r_ref);
     printf("      train     %8.0f tok/s  %6.1f GFLOP/s = %3.0f%% of sgemm   (fwd+bwd+AdamW, loss %.3f)\n", N / tt,
            gt, 100.0 * gt / r_ref, loss);
+    printf("      step split: forward %.3f s, backward %.3f s, AdamW %.3f s\n", t_f, t_b, t_o);
     fflush(stdout);
     optim_free(&o);
     llama_model_free(&m);

@@ -669,6 +669,65 @@ static void test_gradient_subset_and_ascent(void) {
     llama_model_free(&m);
 }
 
+/* RMU's path: run only the first layer, seed a gradient at E of layer 0 (loss = Σ R ⊙ E0), and
+ * get the gradient of layer-0 weights without any head or cross-entropy */
+static double seed_loss(const llama_config *c, double **P, const double *R) {
+    int n = BB * TT * c->hidden_size;
+    double *e = malloc(n * 8), L = 0;
+    ref_forward(c, P, BB, TT, g_ids, g_lens, NULL, NULL, NULL, 0, 4, e);
+    for (int i = 0; i < n; i++) L += R[i] * e[i];
+    free(e);
+    return L;
+}
+
+static void test_partial_forward_seeded_grad(void) {
+    llama_model *m = tiny_model(true, false, 17);
+    const llama_config *c = llama_model_config(m);
+    cis_err err = {0};
+    const int D = c->hidden_size, n = BB * TT * D;
+    float *R = malloc(n * sizeof(float)), *rd = malloc(n * sizeof(float));
+    double *Rd = malloc(n * 8);
+    for (int i = 0; i < n; i++) {
+        int row = i / D;
+        R[i] = (row % TT) < g_lens[row / TT] ? (float)sin(0.37 * i) : 0.0f;  // no seed on padding
+        Rd[i] = R[i];
+    }
+    const char *names[2] = {"model.layers.0.mlp.down_proj.weight", "model.layers.0.self_attn.o_proj.weight"};
+    for (int k = 0; k < 2; k++) llama_model_set_trainable(m, names[k], -1, -1, true, &err);
+    llama_hook hk = {.layer = 0, .point = LLAMA_HOOK_E, .n_pos = -1, .read = rd, .grad_seed = R};
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .n_layers = 1};
+    CHECK(llama_forward(m, &bt, &hk, 1, true, NULL, &err) == 0);
+    CHECK(llama_backward(m, 0.0f, NULL, &err) == 0);
+    double **P = params_to_d(m);
+    for (int k = 0; k < 2; k++) {
+        int i = llama_model_find(m, names[k]);
+        const float *g = llama_model_grad(m, i);
+        int64_t sz = llama_model_params(m, NULL)[i].shape[0] * llama_model_params(m, NULL)[i].shape[1];
+        double gmax = 0;
+        for (int64_t j = 0; j < sz; j++) gmax = fmax(gmax, fabs(g[j]));
+        int bad = 0;
+        for (int s = 0; s < 8; s++) {
+            int64_t j = (s * 331 + 5) % sz;
+            double x0 = P[i][j], h = 1e-5;
+            P[i][j] = x0 + h; double fp = seed_loss(c, P, Rd);
+            P[i][j] = x0 - h; double fm = seed_loss(c, P, Rd);
+            P[i][j] = x0;
+            double num = (fp - fm) / (2 * h);
+            if (fabs(g[j] - num) > 2e-3 * fabs(num) + 2e-4 * gmax) bad++;
+        }
+        CHECK_MSG(gmax > 0 && bad == 0, "%s: %d mismatches", names[k], bad);
+    }
+    // logits cannot be asked for when the head does not run
+    float lg[37];
+    int32_t ob = 0, ot = 0;
+    llama_batch b2 = bt;
+    b2.n_out = 1; b2.out_b = &ob; b2.out_t = &ot; b2.logits = lg;
+    CHECK(llama_forward(m, &b2, NULL, 0, false, NULL, &err) == -1);
+    free(R); free(rd); free(Rd);
+    free_pd(m, P);
+    llama_model_free(&m);
+}
+
 static void test_bad_input(void) {
     llama_model *m = tiny_model(true, false, 91);
     cis_err err = {0};
@@ -743,6 +802,7 @@ int main(void) {
     RUN(test_loglik);
     RUN(test_training_deterministic);
     RUN(test_gradient_subset_and_ascent);
+    RUN(test_partial_forward_seeded_grad);
     RUN(test_bad_input);
     return test_summary();
 }
