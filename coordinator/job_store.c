@@ -309,6 +309,15 @@ void job_store_close(job_store **pjs) {
     *pjs = NULL;
 }
 
+int js_checkpoint(job_store *js, bool truncate, cis_err *err) {
+    if (js->flags & JS_READONLY) return 0;
+    if (!sqlite3_get_autocommit(js->db)) return err_set(err, CIS_ESTATE, "%s: checkpoint inside a transaction", js->path);
+    int rc = sqlite3_wal_checkpoint_v2(js->db, NULL, truncate ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
+                                       NULL, NULL);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) return js_dberr(js, err, "checkpoint");
+    return 0;
+}
+
 /* ---- events -------------------------------------------------------------------------------- */
 
 int js_event_at(job_store *js, int64_t now, const char *kind, int64_t job_id, int attempt,

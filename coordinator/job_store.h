@@ -47,6 +47,11 @@ void job_store_close(job_store **js);
 sqlite3 *job_store_db(job_store *js);
 int job_store_user_version(job_store *js);
 
+/* js_checkpoint: copy the WAL back into the database file (PASSIVE: what readers allow, never
+ * waits; truncate: TRUNCATE, waits for readers up to busy_timeout, then empties the -wal file).
+ * For an idle coordinator; not inside a transaction. */
+int js_checkpoint(job_store *js, bool truncate, cis_err *err);
+
 /* transactions: begin is BEGIN IMMEDIATE */
 int js_begin(job_store *js, cis_err *err);
 int js_commit(job_store *js, cis_err *err);

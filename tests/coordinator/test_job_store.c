@@ -896,7 +896,13 @@ static void test_readonly_beside_writer(void) {
     /* the writer keeps writing while the reader is open */
     CHECK_EQ_INT(result(w, 1, 1, "w1", 0.5, 4000, NULL), JS_RESULT_CURRENT);
     CHECK_EQ_INT(q_int(r, "SELECT count(*) FROM v_runs"), 1);
+    CHECK_EQ_INT(js_checkpoint(w, false, &err), 0); /* passive, with a reader open */
     job_store_close(&r);
+    CHECK_EQ_INT(js_checkpoint(w, true, &err), 0);
+    char *wal = xasprintf("%s-wal", p);
+    struct stat sb;
+    CHECK(stat(wal, &sb) == 0 && sb.st_size == 0); /* truncated */
+    free(wal);
     /* a reader after the writer closed (WAL checkpointed, -wal/-shm removed) */
     job_store_close(&w);
     CHECK_EQ_INT(job_store_open(p, JS_READONLY, &r, &err), 0);
