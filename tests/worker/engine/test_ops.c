@@ -58,6 +58,20 @@ static void fd_grad(scalar_fn f, void *ctx, double *x, int64_t n, double *g) {
     }
 }
 
+/* the same on `count` elements spread over x (idx[k] gets g[k]) for larger shapes */
+static void fd_grad_some(scalar_fn f, void *ctx, double *x, int64_t n, int count, int64_t *idx, double *g) {
+    const double h = 1e-6;
+    for (int k = 0; k < count; k++) {
+        int64_t i = (int64_t)((k * 2654435761u) % (uint64_t)n);
+        double x0 = x[i];
+        x[i] = x0 + h; double fp = f(ctx, x);
+        x[i] = x0 - h; double fm = f(ctx, x);
+        x[i] = x0;
+        idx[k] = i;
+        g[k] = (fp - fm) / (2 * h);
+    }
+}
+
 #define FWD_TOL 1e-5
 #define BWD_TOL 1e-4
 
@@ -286,7 +300,7 @@ static void att_ref(double *out, const double *q, const double *k, const double 
             for (int t = 0; t < c->Tq; t++) {
                 const double *qr = q + ((b * c->Tq + t) * c->H + h) * c->Dh;
                 double *o = out + ((b * c->Tq + t) * c->H + h) * c->Dh;
-                double s[64], mx = -1e300, z = 0;
+                double s[256], mx = -1e300, z = 0;
                 int nv = 0;
                 for (int j = 0; j < c->Tk; j++) {
                     if (j > c->qpos[b * c->Tq + t] || j >= c->kvl[b]) continue;
@@ -308,14 +322,17 @@ static void att_ref(double *out, const double *q, const double *k, const double 
 }
 static double att_loss(void *c_, const double *x) {
     att_ctx *c = c_;
-    double out[2 * 6 * 4 * 4];
+    int n = c->B * c->Tq * c->H * c->Dh;
+    double *out = malloc(n * sizeof(double));
     att_ref(out, c->which == 0 ? x : c->q, c->which == 1 ? x : c->k, c->which == 2 ? x : c->v, c);
     double L = 0;
-    for (int i = 0; i < c->B * c->Tq * c->H * c->Dh; i++) L += c->R[i] * out[i];
+    for (int i = 0; i < n; i++) L += c->R[i] * out[i];
+    free(out);
     return L;
 }
 
-static void check_attention(int B, int Tq, int Tk, const int32_t *qpos, const int32_t *kvl, const char *what) {
+static void check_attention(int B, int Tq, int Tk, const int32_t *qpos, const int32_t *kvl, const char *what,
+                            int fd_count) {
     const int H = 4, Hkv = 2, Dh = 4;
     int nq = B * Tq * H * Dh, nk = B * Tk * Hkv * Dh;
     float *q = frand(nq, 1), *k = frand(nk, 1), *v = frand(nk, 1), *R = frand(nq, 1);
@@ -345,7 +362,20 @@ static void check_attention(int B, int Tq, int Tk, const int32_t *qpos, const in
     float *dq = malloc(nq * sizeof(float)), *dk = malloc(nk * sizeof(float)), *dv = malloc(nk * sizeof(float));
     be->attention_bwd(dq, dk, dv, R, probs, q, k, v, kvl, B, Tq, Tk, H, Hkv, Dh);
     double *g = malloc((nq > nk ? nq : nk) * sizeof(double));
-    if (Tq == Tk) {  // the backward is defined for self-attention over the batch's own keys
+    if (Tq == Tk && fd_count > 0) {  // sampled elements (long sequences: several query blocks)
+        int64_t idx[64];
+        double gs[64];
+        float *an[3] = {dq, dk, dv};
+        double *xs[3] = {qd, kd, vd};
+        int64_t ns[3] = {nq, nk, nk};
+        for (int w = 0; w < 3; w++) {
+            c.which = w;
+            fd_grad_some(att_loss, &c, xs[w], ns[w], fd_count, idx, gs);
+            double num = 0, den = 1e-30;
+            for (int i = 0; i < fd_count; i++) { num = fmax(num, fabs(an[w][idx[i]] - gs[i])); den = fmax(den, fabs(gs[i])); }
+            CHECK_MSG(num / den < BWD_TOL, "%s grad %d err %g", what, w, num / den);
+        }
+    } else if (Tq == Tk) {  // the backward is defined for self-attention over the batch's own keys
         fd_grad(att_loss, &c, qd, nq, g);
         CHECK_MSG(rel_err(dq, g, nq) < BWD_TOL, "%s dq err %g", what, rel_err(dq, g, nq));
         c.which = 1;
@@ -364,15 +394,23 @@ static void test_attention_gqa_masks(void) {
     int32_t qpos[12], kvl[2] = {6, 3};
     for (int b = 0; b < 2; b++)
         for (int t = 0; t < 6; t++) qpos[b * 6 + t] = t;
-    check_attention(2, 6, 6, qpos, kvl, "self");
+    check_attention(2, 6, 6, qpos, kvl, "self", 0);
     int32_t kvl_full[2] = {6, 6};
-    check_attention(2, 6, 6, qpos, kvl_full, "causal");
+    check_attention(2, 6, 6, qpos, kvl_full, "causal", 0);
 }
 
 static void test_attention_cache_layout(void) {
     // queries at arbitrary positions against a cache of capacity 6 (decode step shape)
     int32_t qpos[4] = {4, 5, 2, 0}, kvl[2] = {6, 3};
-    check_attention(2, 2, 6, qpos, kvl, "cache");
+    check_attention(2, 2, 6, qpos, kvl, "cache", 0);
+}
+
+static void test_attention_blocks(void) {
+    // sequences longer than one query block (64 rows): 150 and 90 tokens padded to 150
+    int32_t qpos[300], kvl[2] = {150, 90};
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 150; t++) qpos[b * 150 + t] = t;
+    check_attention(2, 150, 150, qpos, kvl, "blocks", 40);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -637,6 +675,7 @@ int main(void) {
     RUN(test_rope);
     RUN(test_attention_gqa_masks);
     RUN(test_attention_cache_layout);
+    RUN(test_attention_blocks);
     RUN(test_swiglu);
     RUN(test_embedding);
     RUN(test_cross_entropy);
