@@ -29,7 +29,8 @@ int32_t tokenizer_pad_id(const tokenizer *t) { return t->pad_id; }
 int32_t tokenizer_unk_id(const tokenizer *t) { return t->unk_id; }
 
 /* ---- added tokens ---- */
-static bool is_word_cp(uint32_t c) { return unicode_is_letter(c) || unicode_is_number(c); }
+/* the \w that `tokenizers` tests on either side of a single_word added token */
+static bool is_word_cp(uint32_t c) { return unicode_is_word(c); }
 
 /* last code point before byte offset i (s valid UTF-8), or 0 when i == 0 */
 static uint32_t cp_before(const char *s, size_t i) {

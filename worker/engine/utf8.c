@@ -5,6 +5,8 @@ extern const uint32_t unicode_letter_ranges[][2];
 extern const size_t unicode_letter_ranges_n;
 extern const uint32_t unicode_number_ranges[][2];
 extern const size_t unicode_number_ranges_n;
+extern const uint32_t unicode_word_ranges[][2];
+extern const size_t unicode_word_ranges_n;
 
 int utf8_len1(unsigned char c) {
     if (c < 0x80) return 1;
@@ -88,4 +90,9 @@ bool unicode_is_space(uint32_t cp) {
     default:
         return cp >= 0x2000 && cp <= 0x200A;
     }
+}
+
+bool unicode_is_word(uint32_t cp) {
+    if (cp < 0x80) return ((cp | 0x20) >= 'a' && (cp | 0x20) <= 'z') || (cp >= '0' && cp <= '9') || cp == '_';
+    return in_ranges(unicode_word_ranges, unicode_word_ranges_n, cp);
 }

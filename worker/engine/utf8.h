@@ -23,5 +23,6 @@ int utf8_len1(unsigned char lead);
 bool unicode_is_letter(uint32_t cp); /* general category L* */
 bool unicode_is_number(uint32_t cp); /* general category N* */
 bool unicode_is_space(uint32_t cp);  /* White_Space property (what \s matches in the HF regexes) */
+bool unicode_is_word(uint32_t cp);   /* \w of Rust's regex crate: Alphabetic, M, Nd, Pc, Join_Control */
 
 #endif

@@ -173,6 +173,9 @@ static void test_utf8_and_classes(void) {
     CHECK(!unicode_is_letter('1') && !unicode_is_letter(0x1F600) && !unicode_is_letter(0x301));
     CHECK(unicode_is_number('7') && unicode_is_number(0x0663) && unicode_is_number(0x2163) && unicode_is_number(0xBD));
     CHECK(unicode_is_space(0x3000) && unicode_is_space(0xA0) && unicode_is_space('\t') && !unicode_is_space(0x200B));
+    /* \w: letters, marks (Devanagari vowel sign, virama), decimal digits, '_', ZWJ; not '²' or '-' */
+    CHECK(unicode_is_word('_') && unicode_is_word(0x93F) && unicode_is_word(0x94D) && unicode_is_word(0x200D) && unicode_is_word(0x0663));
+    CHECK(!unicode_is_word(0xB2) && !unicode_is_word('-') && !unicode_is_word(0x1F600));
 }
 
 /* split a string with a pattern, joined by '|' */

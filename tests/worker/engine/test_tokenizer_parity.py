@@ -57,7 +57,7 @@ FIXED = [
     "<|begin_of_text|>hello<|eot_id|>", "a <mask> b", "a<mask>b", " <s> x </s> ", "<s>hello", "xyzzy xyzzyx",
     "    def f(x):\n        return x  # comment\n", "\u0085\u000b\u000c mixed whitespace",
     "it'ſ fine", "'S'T'RE'VE'M'LL'D", "x'Ll y'VE", "\r\n\r\n", " \r\n", "a \n b", "\u3000\n", "a ", " a", "end  ",
-    "!!\n\nx", "  \t\n\t  x", "1\u00a02", "x\u200by", "<mask><mask>", " <mask> ", "<|eot_id|><|eot_id|>",
+    "in new york, 東京都  and new yorker 東京都", "!!\n\nx", "  \t\n\t  x", "1\u00a02", "x\u200by", "<mask><mask>", " <mask> ", "<|eot_id|><|eot_id|>",
 ]
 
 
@@ -71,12 +71,19 @@ def corpus(rng, n=3000):
     return lines
 
 
+ADDED = ["<|begin_of_text|>", "<|eot_id|>", "<mask>", " <mask> ", "xyzzy", " xyzzy", "new york", "東京都", " 東京都  ",
+         "<s>", "</s>", "<unk>", "<|endoftext|>"]
+
+
 def random_texts(rng, n):
     out = []
     for _ in range(n):
         parts = []
         for _ in range(rng.randint(0, 12)):
-            if rng.random() < 0.3:
+            r = rng.random()
+            if r < 0.08:
+                parts.append(rng.choice(ADDED))
+            elif r < 0.35:
                 parts.append(rng.choice(WORDS))
             else:
                 pool = rng.choice(POOLS)
@@ -104,7 +111,8 @@ def build_llama3(tmp, lines):
     tok.train_from_iterator(lines, tr)
     # specials after the model vocab, as Llama-3's <|eot_id|> etc. (not in model.vocab)
     tok.add_special_tokens(["<|eot_id|>", AddedToken("<mask>", lstrip=True, rstrip=False, special=True)])
-    tok.add_tokens([AddedToken("xyzzy", single_word=True, normalized=True)])
+    tok.add_tokens([AddedToken("xyzzy", single_word=True, normalized=True), AddedToken("new york", normalized=False),
+                    AddedToken("東京都", normalized=True, rstrip=True)])
     bos = tok.token_to_id("<|begin_of_text|>")
     tok.post_processor = processors.Sequence([
         processors.ByteLevel(trim_offsets=False),
