@@ -45,7 +45,7 @@ void log_set_worker(const char *worker_id) {
 void log_set_job(int64_t job_id, int attempt) { t_job = job_id; t_attempt = attempt; }
 
 void log_msg(enum log_level lvl, const char *fmt, ...) {
-    if (lvl < g_level && lvl != LOG_DEBUG) return;
+    if (lvl < g_level) return;
     char line[2048];
     char ts[40];
     fmt_time_ms(now_ms(), ts, sizeof ts);
@@ -66,10 +66,8 @@ void log_msg(enum log_level lvl, const char *fmt, ...) {
     for (int i = 0; i < k; i++) g_ring[(g_ring_pos + (size_t)i) % RING_SIZE] = line[i];
     g_ring_pos += (size_t)k;
     pthread_mutex_unlock(&g_mu);
-    if (lvl >= g_level) {
-        ssize_t w = write(2, line, (size_t)k);
-        (void)w;
-    }
+    ssize_t w = write(2, line, (size_t)k);
+    (void)w;
 }
 
 size_t log_tail(char *buf, size_t n) {

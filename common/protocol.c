@@ -93,9 +93,10 @@ json_t *proto_metric_value(double v) {
     return json_real(v);
 }
 
+static const field F_JOBREF[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {NULL, 0, 0}};
 static const field F_HELLO[] = {{"worker", F_STR, true}, {"host", F_STR, true}, {"device", F_STR, true},
     {"backend", F_STR, false}, {"memory_mb", F_INT, false}, {"version", F_STR, true}, {"pid", F_INT, false},
-    {"slots", F_POSINT, false}, {"running", F_OBJ_OR_NULL, false}, {NULL, 0, 0}};
+    {"slots", F_POSINT, false}, {"running", F_OBJ_OR_NULL, false}, {"held", F_ARR, false}, {NULL, 0, 0}};
 static const field F_WELCOME[] = {{"heartbeat_ms", F_POSINT, true}, {"liveness", F_POSINT, true},
     {"coordinator", F_STR, false}, {NULL, 0, 0}};
 static const field F_READY[] = {{"slots", F_POSINT, false}, {NULL, 0, 0}};
@@ -103,12 +104,11 @@ static const field F_JOB[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, tru
     {"model_path", F_STR, false}, {"composition", F_ARR, true}, {"key", F_STR, false},
     {"edit_set", F_INT, false}, {"lease_ms", F_POSINT, true}, {"timeout_ms", F_INT, false}, {NULL, 0, 0}};
 static const field F_HEARTBEAT[] = {{"job", F_POSINT, false}, {"attempt", F_POSINT, false},
-    {"progress", F_NUM, false}, {NULL, 0, 0}};
+    {"progress", F_NUM, false}, {"held", F_ARR, false}, {NULL, 0, 0}};
 static const field F_RESULT[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"rows", F_OBJ, true},
     {"run_ms", F_INT, false}, {NULL, 0, 0}};
 static const field F_FAILED[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"error", F_STR, true},
     {"log_tail", F_STR, false}, {"retryable", F_BOOL, false}, {NULL, 0, 0}};
-static const field F_JOBREF[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {NULL, 0, 0}};
 static const field F_ACK[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"of", F_STR, true},
     {NULL, 0, 0}};
 static const field F_CANCEL[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"reason", F_STR, false},
@@ -135,6 +135,20 @@ int proto_validate(proto_cmd cmd, json_t *body, cis_err *err) {
     }
     if (check_fields(cmd, body, fs, err)) return -1;
     /* per-command extra checks */
+    json_t *held = json_object_get(body, "held");
+    if (held) {
+        if (json_array_size(held) > 64)
+            return err_set(err, CIS_EINVAL, "%s: field \"held\" lists more than 64 jobs", proto_cmd_name(cmd));
+        size_t i;
+        json_t *it;
+        json_array_foreach(held, i, it) {
+            if (!json_is_object(it) || check_fields(cmd, it, F_JOBREF, err)) {
+                if (!json_is_object(it)) err_set(err, CIS_EINVAL, "%s: held[%zu] must be {job, attempt}", proto_cmd_name(cmd), i);
+                else err_prefix(err, "held[%zu]", i);
+                return -1;
+            }
+        }
+    }
     if (cmd == PROTO_HELLO) {
         size_t n = json_string_length(json_object_get(body, "worker"));
         if (n == 0 || n > PROTO_MAX_ID)

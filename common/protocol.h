@@ -10,15 +10,20 @@
  *   worker -> coordinator                      coordinator -> worker
  *   HELLO  {worker, host, device, backend,     WELCOME {heartbeat_ms, liveness, coordinator}
  *           memory_mb, version, pid, slots,    JOB     {job, attempt, model, model_path,
- *           running:{job,attempt}|null}                  composition:[stages], key, edit_set,
- *   READY  {slots}                                      lease_ms, timeout_ms}
- *   HEARTBEAT {job?, attempt?, progress?}      HEARTBEAT {}
+ *           running:{job,attempt}|null,              composition:[stages], key, edit_set,
+ *           held:[{job,attempt}]}                       lease_ms, timeout_ms}
+ *   READY  {slots}                             HEARTBEAT {}
+ *   HEARTBEAT {job?, attempt?, progress?, held?}
  *   RESULT {job, attempt, rows:{metric:num},   ACK     {job, attempt, of:"RESULT"|"FAILED"|
  *           run_ms}                                      "PREEMPTED"}
  *   FAILED {job, attempt, error, log_tail,     CANCEL  {job, attempt, reason}
  *           retryable}                         RECONNECT {reason}   (unknown peer: say HELLO)
  *   PREEMPTED {job, attempt}                   BYE {reason}
  *   BYE {reason}
+ * READY.slots is how many more jobs the worker takes now (one running + prefetched ones queued
+ * behind it); RESULT, FAILED and PREEMPTED each free one slot without a READY. HELLO.held and
+ * HEARTBEAT.held list every job the worker holds (running and queued) so that their leases stay
+ * alive and survive a coordinator restart.
  * Metric values that are not finite travel as the strings "nan", "inf", "-inf". */
 #ifndef CISWEEP_PROTOCOL_H
 #define CISWEEP_PROTOCOL_H

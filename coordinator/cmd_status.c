@@ -70,8 +70,9 @@ static int print_status(job_store *js, FILE *f) {
             bool gone = state && !strcmp(state, "gone");
             alive += !gone;
             busy += job != NULL;
-            fprintf(f, "  %-40s %-8s last seen %6s ago  %s\n", sqlite3_column_text(st, 0),
-                    gone ? "gone" : sqlite3_column_text(st, 1), ago, job ? job : (gone ? "" : "idle"));
+            const char *dev = (const char *)sqlite3_column_text(st, 1);
+            fprintf(f, "  %-40s %-8s last seen %6s ago  %s\n", (const char *)sqlite3_column_text(st, 0),
+                    gone ? "gone" : (dev ? dev : "?"), ago, job ? job : (gone ? "" : "idle"));
             (void)job;
             nw++;
         }

@@ -17,6 +17,7 @@
 #include <zmq.h>
 
 #define BATCH 512
+#define MAX_SLOTS 8
 #define MAX_BAD_LOGS_PER_10S 20
 
 void coord_opts_defaults(coord_opts *o) {
@@ -45,9 +46,13 @@ void coord_install_signals(volatile int *flag) {
 typedef struct cworker {
     char id[PROTO_MAX_ID + 1];
     size_t id_len;
-    bool ready;               /* said READY and holds no job */
-    int64_t job;              /* job it runs (0 = none) */
-    int attempt;
+    int capacity;             /* jobs it may hold (running + prefetched), from READY */
+    int njobs;                /* jobs it holds now */
+    int64_t jobs[MAX_SLOTS];  /* held (job, attempt) pairs */
+    int atts[MAX_SLOTS];
+    int64_t head_since;       /* mono ms when jobs[0] (the running one) became the head */
+    bool zombie;              /* its running job was cancelled and has not stopped yet: it still
+                                 occupies a slot, and every job in jobs[] is queued behind it */
     char model[128];          /* model of its last job (affinity) */
     int64_t last_recv;        /* mono ms */
     int64_t last_send;        /* mono ms */
@@ -100,6 +105,24 @@ static void worker_remove(coord *c, cworker *w) {
     c->w[i] = c->w[--c->nw];
 }
 
+static void held_add(cworker *w, int64_t job, int att) {
+    if (w->njobs == 0) w->head_since = mono_ms();
+    if (w->njobs < MAX_SLOTS) { w->jobs[w->njobs] = job; w->atts[w->njobs] = att; w->njobs++; }
+}
+/* forget (job, attempt) (attempt 0 = any attempt); returns whether it was held */
+static bool held_drop(cworker *w, int64_t job, int att) {
+    for (int i = 0; i < w->njobs; i++)
+        if (w->jobs[i] == job && (att == 0 || w->atts[i] == att)) {
+            /* keep the order: the worker runs its jobs first in, first out, so jobs[0] is running */
+            memmove(&w->jobs[i], &w->jobs[i + 1], (size_t)(w->njobs - i - 1) * sizeof *w->jobs);
+            memmove(&w->atts[i], &w->atts[i + 1], (size_t)(w->njobs - i - 1) * sizeof *w->atts);
+            w->njobs--;
+            if (i == 0) w->head_since = mono_ms();
+            return true;
+        }
+    return false;
+}
+
 static void queue(coord *c, const char *peer, size_t len, proto_cmd cmd, json_t *body) {
     if (c->nout == c->capout) {
         c->capout = c->capout ? 2 * c->capout : 64;
@@ -141,6 +164,8 @@ static json_t *jobref(int64_t job, int attempt) {
 static void send_cancel(coord *c, const char *worker_id, int64_t job, int attempt, const char *why) {
     cworker *w = worker_find(c, worker_id, strlen(worker_id));
     if (!w) return;
+    if (w->njobs > 0 && w->jobs[0] == job && w->atts[0] == attempt && !w->zombie) w->zombie = true;
+    held_drop(w, job, attempt);
     json_t *b = jobref(job, attempt);
     json_object_set_new(b, "reason", json_string(why));
     queue(c, w->id, w->id_len, PROTO_CANCEL, b);
@@ -163,21 +188,33 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     bool rejoin = w != NULL;
     if (!w) w = worker_add(c, m->peer, m->peer_len);
     w->last_recv = mono_ms();
-    w->ready = false;
+    w->capacity = 0; /* until READY */
     js_worker_info wi = {.id = wid, .host = proto_str(b, "host", ""), .device = proto_str(b, "device", ""),
                          .backend = proto_str(b, "backend", ""), .version = proto_str(b, "version", ""),
                          .memory_mb = proto_int(b, "memory_mb", 0), .pid = proto_int(b, "pid", 0)};
     if (js_worker_seen(c->js, &wi, now, err)) return -1;
-    /* what does the DB think this worker holds, and what does the worker say it runs? */
-    json_t *run = json_object_get(b, "running");
-    int64_t rjob = json_is_object(run) ? proto_int(run, "job", 0) : 0;
-    int rat = json_is_object(run) ? (int)proto_int(run, "attempt", 0) : 0;
+    /* what does the DB think this worker holds, and what does the worker say it holds? */
+    int64_t hj[MAX_SLOTS];
+    int ha[MAX_SLOTS], nh = 0;
+    json_t *run = json_object_get(b, "running"), *held = json_object_get(b, "held"), *it;
+    size_t ix;
+    if (json_is_object(run)) { hj[nh] = proto_int(run, "job", 0); ha[nh++] = (int)proto_int(run, "attempt", 0); }
+    json_array_foreach(held, ix, it) {
+        if (nh >= MAX_SLOTS) break;
+        int64_t j = proto_int(it, "job", 0);
+        int a = (int)proto_int(it, "attempt", 0);
+        bool dup = false;
+        for (int k = 0; k < nh; k++) dup |= hj[k] == j && ha[k] == a;
+        if (!dup) { hj[nh] = j; ha[nh++] = a; }
+    }
     js_lease *ls = NULL;
     int nl = js_leases_of_worker(c->js, wid, &ls, err);
     if (nl < 0) return -1;
-    w->job = 0;
+    w->njobs = 0;
     for (int i = 0; i < nl; i++) {
-        if (ls[i].job_id == rjob && ls[i].attempt == rat) continue;
+        bool says = false;
+        for (int k = 0; k < nh; k++) says |= ls[i].job_id == hj[k] && ls[i].attempt == ha[k];
+        if (says) continue;
         bool applied = false;
         if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, "worker_restarted", now, c->o->quarantine_after,
                            &applied, err)) { free(ls); return -1; }
@@ -186,31 +223,41 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
               (long long)ls[i].job_id, ls[i].attempt);
     }
     free(ls);
-    if (rjob) {
-        int cur = js_heartbeat(c->js, rjob, rat, wid, now, c->o->lease_ms, -1, err);
+    for (int k = 0; k < nh; k++) {
+        int cur = js_heartbeat(c->js, hj[k], ha[k], wid, now, c->o->lease_ms, -1, err);
         if (cur < 0) return -1;
-        if (cur) { w->job = rjob; w->attempt = rat; }
-        else send_cancel(c, wid, rjob, rat, "lease no longer held");
+        if (cur) held_add(w, hj[k], ha[k]);
+        else send_cancel(c, wid, hj[k], ha[k], "lease no longer held");
     }
     LOG_I("worker %s %s (host %s, device %s, %s%s)", wid, rejoin ? "rejoined" : "joined",
           proto_str(b, "host", "?"), proto_str(b, "device", "?"), proto_str(b, "version", "?"),
-          w->job ? ", still running its job" : "");
+          w->njobs ? ", still holding its jobs" : "");
     queue(c, m->peer, m->peer_len, PROTO_WELCOME,
           json_pack("{s:i,s:i,s:s}", "heartbeat_ms", c->o->heartbeat_ms, "liveness", c->o->liveness,
                     "coordinator", c->boot));
     return 0;
 }
 
-static int on_heartbeat(coord *c, cworker *w, proto_msg *m, cis_err *err) {
-    int64_t job = proto_int(m->body, "job", 0);
-    if (!job) return 0;
-    int att = (int)proto_int(m->body, "attempt", 0);
-    int cur = js_heartbeat(c->js, job, att, w->id, now_ms(), c->o->lease_ms,
-                           proto_num(m->body, "progress", -1), err);
+static int hb_one(coord *c, cworker *w, int64_t job, int att, double progress, cis_err *err) {
+    int cur = js_heartbeat(c->js, job, att, w->id, now_ms(), c->o->lease_ms, progress, err);
     if (cur < 0) return -1;
     if (!cur) {
         send_cancel(c, w->id, job, att, "lease no longer held (cancelled, timed out or done elsewhere)");
-        if (w->job == job) w->job = 0;
+        held_drop(w, job, att);
+    }
+    return 0;
+}
+
+static int on_heartbeat(coord *c, cworker *w, proto_msg *m, cis_err *err) {
+    int64_t job = proto_int(m->body, "job", 0);
+    if (job && hb_one(c, w, job, (int)proto_int(m->body, "attempt", 0), proto_num(m->body, "progress", -1), err))
+        return -1;
+    json_t *held = json_object_get(m->body, "held"), *it;
+    size_t i;
+    json_array_foreach(held, i, it) {
+        int64_t hjob = proto_int(it, "job", 0);
+        if (hjob == job) continue;
+        if (hb_one(c, w, hjob, (int)proto_int(it, "attempt", 0), -1, err)) return -1;
     }
     return 0;
 }
@@ -240,11 +287,14 @@ static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
         LOG_W("RESULT from %s for job %lld attempt %d rejected: %s", w->id, (long long)job, att, e2.msg);
         js_event(c->js, now_ms(), "bad_result", job, w->id, e2.msg, NULL);
     } else {
-        if (other[0]) send_cancel(c, other, job, att, "another attempt finished first");
+        if (other[0]) {
+            int latest = js_job_attempt(c->js, job, NULL);
+            if (latest > 0) send_cancel(c, other, job, latest, "another attempt finished first");
+        }
         LOG_D("job %lld attempt %d done by %s (%s)", (long long)job, att, w->id,
               outcome == JS_RESULT_CURRENT ? "current" : outcome == JS_RESULT_SUPERSEDED ? "superseded" : "duplicate");
     }
-    if (w->job == job && w->attempt == att) w->job = 0;
+    held_drop(w, job, att); /* an outcome frees the slot */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
                                                     "of", "RESULT"));
     return 0;
@@ -258,7 +308,7 @@ static int on_failed(coord *c, cworker *w, proto_msg *m, cis_err *err) {
                           proto_bool(m->body, "retryable", true), now_ms(), &applied, err)) return -1;
     if (applied) c->idle_until = 0;
     LOG_I("job %lld attempt %d failed on %s: %s", (long long)job, att, w->id, proto_str(m->body, "error", ""));
-    if (w->job == job && w->attempt == att) w->job = 0;
+    held_drop(w, job, att); /* an outcome frees the slot */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
                                                     "of", "FAILED"));
     return 0;
@@ -271,7 +321,8 @@ static int on_preempted(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     if (js_record_preempted(c->js, job, att, w->id, now_ms(), &applied, err)) return -1;
     if (applied) c->idle_until = 0;
     LOG_I("job %lld attempt %d preempted on %s: requeued, attempt not spent", (long long)job, att, w->id);
-    if (w->job == job && w->attempt == att) w->job = 0;
+    held_drop(w, job, att);
+    w->capacity = w->njobs; /* a worker hands jobs back when it stops: no more until it says READY */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
                                                     "of", "PREEMPTED"));
     return 0;
@@ -284,10 +335,20 @@ static int worker_lost(coord *c, cworker *w, const char *reason, cis_err *err) {
     if (nl < 0) return -1;
     for (int i = 0; i < nl; i++) {
         bool applied = false;
-        if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, reason, now, c->o->quarantine_after, &applied,
-                           err)) { free(ls); return -1; }
+        /* only the job it was running counts as lost (and towards quarantine); the ones prefetched
+         * behind it never started: they go back to pending like a preemption, budget untouched */
+        bool queued = false;
+        for (int k = w->zombie ? 0 : 1; k < w->njobs; k++) queued |= w->jobs[k] == ls[i].job_id && w->atts[k] == ls[i].attempt;
+        if (queued) {
+            if (js_record_preempted(c->js, ls[i].job_id, ls[i].attempt, w->id, now, &applied, err)) { free(ls); return -1; }
+            LOG_I("job %lld attempt %d was queued on worker %s (%s): requeued, attempt not spent",
+                  (long long)ls[i].job_id, ls[i].attempt, w->id, reason);
+        } else {
+            if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, reason, now, c->o->quarantine_after, &applied,
+                               err)) { free(ls); return -1; }
+            LOG_W("job %lld attempt %d lost with worker %s (%s)", (long long)ls[i].job_id, ls[i].attempt, w->id, reason);
+        }
         if (applied) c->idle_until = 0;
-        LOG_W("job %lld attempt %d lost with worker %s (%s)", (long long)ls[i].job_id, ls[i].attempt, w->id, reason);
     }
     free(ls);
     if (js_worker_gone(c->js, w->id, now, reason, err)) return -1;
@@ -325,7 +386,12 @@ static int handle(coord *c, proto_msg *m, cis_err *err) {
     }
     w->last_recv = mono_ms();
     switch (m->cmd) {
-    case PROTO_READY: w->ready = true; return 0;
+    case PROTO_READY: {
+        int slots = (int)proto_int(m->body, "slots", 1);
+        w->zombie = false; /* READY follows the end of a cancelled job */
+        w->capacity = w->njobs + slots > MAX_SLOTS ? MAX_SLOTS : w->njobs + slots;
+        return 0;
+    }
     case PROTO_HEARTBEAT: return on_heartbeat(c, w, m, err);
     case PROTO_RESULT: return on_result(c, w, m, err);
     case PROTO_FAILED: return on_failed(c, w, m, err);
@@ -364,38 +430,23 @@ static int check_leases(coord *c, cis_err *err) {
                            &applied, err)) { free(ls); return -1; }
         if (applied) { c->idle_until = 0; send_cancel(c, ls[i].worker_id, ls[i].job_id, ls[i].attempt, "lease expired"); }
         cworker *w = worker_find(c, ls[i].worker_id, strlen(ls[i].worker_id));
-        if (w && w->job == ls[i].job_id) w->job = 0;
+        if (w) held_drop(w, ls[i].job_id, ls[i].attempt);
     }
     free(ls);
     if (c->o->job_timeout_ms > 0) {
-        sqlite3 *db = job_store_db(c->js);
-        sqlite3_stmt *st = NULL;
-        if (sqlite3_prepare_v2(db, "SELECT id, attempt, worker_id FROM jobs WHERE state='leased' AND started_at < ?",
-                               -1, &st, NULL) != SQLITE_OK)
-            return err_set(err, CIS_EDB, "job timeout query: %s", sqlite3_errmsg(db));
-        sqlite3_bind_int64(st, 1, now - c->o->job_timeout_ms);
-        js_lease *tl = NULL;
-        size_t nt = 0, cap = 0;
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            if (nt == cap) { cap = cap ? 2 * cap : 8; tl = xrealloc(tl, cap * sizeof *tl); }
-            tl[nt].job_id = sqlite3_column_int64(st, 0);
-            tl[nt].attempt = sqlite3_column_int(st, 1);
-            snprintf(tl[nt].worker_id, sizeof tl[nt].worker_id, "%s", (const char *)sqlite3_column_text(st, 2));
-            nt++;
-        }
-        sqlite3_finalize(st);
-        for (size_t i = 0; i < nt; i++) {
+        /* the time limit counts from when a job started running (it became the head of its
+         * worker's queue), not from its lease: a prefetched job waits without running */
+        int64_t t = mono_ms();
+        for (size_t i = 0; i < c->nw; i++) {
+            cworker *w = &c->w[i];
+            if (w->njobs == 0 || w->zombie || t - w->head_since <= c->o->job_timeout_ms) continue;
+            int64_t job = w->jobs[0];
+            int att = w->atts[0];
             bool applied = false;
-            if (js_record_lost(c->js, tl[i].job_id, tl[i].attempt, "timed_out", now, c->o->quarantine_after,
-                               &applied, err)) { free(tl); return -1; }
-            if (applied) {
-                c->idle_until = 0;
-                send_cancel(c, tl[i].worker_id, tl[i].job_id, tl[i].attempt, "job exceeded its time limit");
-            }
-            cworker *w = worker_find(c, tl[i].worker_id, strlen(tl[i].worker_id));
-            if (w && w->job == tl[i].job_id) w->job = 0;
+            if (js_record_lost(c->js, job, att, "timed_out", now, c->o->quarantine_after, &applied, err)) return -1;
+            if (applied) c->idle_until = 0;
+            send_cancel(c, w->id, job, att, "job exceeded its time limit"); /* also drops it from w */
         }
-        free(tl);
     }
     return 0;
 }
@@ -406,33 +457,32 @@ static int dispatch(coord *c, cis_err *err) {
     int64_t now = now_ms();
     for (size_t i = 0; i < c->nw; i++) {
         cworker *w = &c->w[i];
-        if (!w->ready || w->job) continue;
-        js_job j;
-        memset(&j, 0, sizeof j);
-        int got = js_claim(c->js, w->id, w->model[0] ? w->model : NULL, now, c->o->lease_ms, &j, err);
-        if (got < 0) return -1;
-        if (got == 0) { c->idle_until = t + c->o->heartbeat_ms / 2; return 0; }
-        cis_err pe = {0};
-        json_error_t je;
-        json_t *comp = json_loads(j.composition, 0, &je);
-        if (!comp) {
-            /* cannot happen for rows written by launch; fail the attempt instead of looping */
-            err_set(&pe, CIS_EINVAL, "stored composition is not JSON: %s", je.text);
-            bool applied;
-            js_record_failure(c->js, j.id, j.attempt, w->id, pe.msg, "", false, now, &applied, NULL);
+        while (w->njobs + (w->zombie ? 1 : 0) < w->capacity) {
+            js_job j;
+            memset(&j, 0, sizeof j);
+            int got = js_claim(c->js, w->id, w->model[0] ? w->model : NULL, now, c->o->lease_ms, &j, err);
+            if (got < 0) return -1;
+            if (got == 0) { c->idle_until = t + c->o->heartbeat_ms / 2; return 0; }
+            json_error_t je;
+            json_t *comp = json_loads(j.composition, 0, &je);
+            if (!comp) {
+                /* cannot happen for rows written by launch; fail the attempt instead of looping */
+                char msg[300];
+                snprintf(msg, sizeof msg, "stored composition is not JSON: %s", je.text);
+                bool applied;
+                js_record_failure(c->js, j.id, j.attempt, w->id, msg, "", false, now, &applied, NULL);
+                js_job_clear(&j);
+                continue;
+            }
+            json_t *b = json_pack("{s:I,s:i,s:s,s:s,s:o,s:s,s:i,s:i,s:I}", "job", (json_int_t)j.id, "attempt",
+                                  j.attempt, "model", j.model, "model_path", j.model_path ? j.model_path : j.model,
+                                  "composition", comp, "key", j.key, "edit_set", j.edit_set, "lease_ms",
+                                  c->o->lease_ms, "timeout_ms", (json_int_t)c->o->job_timeout_ms);
+            queue(c, w->id, w->id_len, PROTO_JOB, b);
+            held_add(w, j.id, j.attempt);
+            snprintf(w->model, sizeof w->model, "%s", j.model);
             js_job_clear(&j);
-            continue;
         }
-        json_t *b = json_pack("{s:I,s:i,s:s,s:s,s:o,s:s,s:i,s:i,s:I}", "job", (json_int_t)j.id, "attempt",
-                              j.attempt, "model", j.model, "model_path", j.model_path ? j.model_path : j.model,
-                              "composition", comp, "key", j.key, "edit_set", j.edit_set, "lease_ms",
-                              c->o->lease_ms, "timeout_ms", (json_int_t)c->o->job_timeout_ms);
-        queue(c, w->id, w->id_len, PROTO_JOB, b);
-        w->ready = false;
-        w->job = j.id;
-        w->attempt = j.attempt;
-        snprintf(w->model, sizeof w->model, "%s", j.model);
-        js_job_clear(&j);
     }
     return 0;
 }
@@ -558,7 +608,11 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
             drop_out(&c);
             /* in-memory worker states may now be ahead of the DB: forget job assignments so that
              * heartbeats re-derive them from the DB */
-            for (size_t i = 0; i < c.nw; i++) { c.w[i].job = 0; c.w[i].ready = false; }
+            for (size_t i = 0; i < c.nw; i++) {
+                c.w[i].njobs = 0;
+                c.w[i].capacity = 0;
+                proto_send(c.sock, c.w[i].id, c.w[i].id_len, PROTO_RECONNECT, NULL, ZMQ_DONTWAIT, NULL);
+            }
             sleep_ms(db_err_backoff = db_err_backoff ? (db_err_backoff * 2 > 2000 ? 2000 : db_err_backoff * 2) : 50);
             continue;
         }

@@ -24,6 +24,7 @@ void worker_opts_defaults(worker_opts *o) {
     o->liveness = 5;
     o->max_backoff_ms = 32000;
     o->preempt_grace_ms = 10000;
+    o->slots = 2;
 }
 
 static volatile int *g_flag;
@@ -43,7 +44,8 @@ typedef struct wd {
     const worker_opts *o;
     char id[PROTO_MAX_ID + 1];
     char host[128];
-    char *spool;
+    spool *sp;
+    char *spool_dir;
     void *zctx, *sock;
     int pipefd[2];              /* job thread -> network thread: "job finished" */
     int hb_ms, liveness;
@@ -58,8 +60,9 @@ typedef struct wd {
     /* preemption */
     bool preempting;
     int64_t stop_deadline;      /* the job must stop by then */
-    int64_t preempt_ack_job;    /* PREEMPTED sent for this job: wait for its ACK */
-    int preempt_ack_attempt;
+    json_t *queued[8];          /* prefetched JOB bodies waiting behind the running job */
+    int nq;
+    bool need_ready;            /* we handed a job back for lack of room: say READY when a slot frees */
     int64_t bye_deadline;
 } wd;
 
@@ -72,6 +75,17 @@ static void *job_thread(void *arg) {
     ssize_t k = write(w->pipefd[1], &b, 1);
     (void)k;
     return NULL;
+}
+
+static int free_slots(const wd *w) { return w->o->slots - (w->job ? 1 : 0) - w->nq; }
+
+static json_t *held_json(const wd *w) {
+    json_t *a = json_array();
+    if (w->job) json_array_append_new(a, json_pack("{s:I,s:i}", "job", (json_int_t)w->job->job, "attempt", w->job->attempt));
+    for (int i = 0; i < w->nq; i++)
+        json_array_append_new(a, json_pack("{s:I,s:i}", "job", (json_int_t)proto_int(w->queued[i], "job", 0), "attempt",
+                                           (int)proto_int(w->queued[i], "attempt", 0)));
+    return a;
 }
 
 static int wsend(wd *w, proto_cmd cmd, json_t *body) {
@@ -94,10 +108,10 @@ static void send_hello(wd *w) {
     int64_t mem = sysinfo(&si) == 0 ? (int64_t)si.totalram * si.mem_unit / (1 << 20) : 0;
     json_t *running = w->job ? json_pack("{s:I,s:i}", "job", (json_int_t)w->job->job, "attempt", w->job->attempt)
                              : json_null();
-    json_t *b = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:i,s:o}", "worker", w->id, "host", w->host, "device",
+    json_t *b = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:i,s:o,s:o}", "worker", w->id, "host", w->host, "device",
                           w->o->device, "backend", str_starts(w->o->device, "cuda") ? "cuda" : "cpu", "memory_mb",
-                          (json_int_t)mem, "version", cisweep_version(), "pid", (json_int_t)getpid(), "slots", 1,
-                          "running", running);
+                          (json_int_t)mem, "version", cisweep_version(), "pid", (json_int_t)getpid(), "slots",
+                          w->o->slots, "running", running, "held", held_json(w));
     wsend(w, PROTO_HELLO, b);
     json_decref(b);
 }
@@ -132,13 +146,9 @@ static void schedule_reconnect(wd *w, const char *why) {
 }
 
 static void resend_spool(wd *w) {
-    spool_item *items;
-    size_t n;
-    cis_err e = {0};
-    if (spool_list(w->spool, &items, &n, &e)) { LOG_E("%s", e.msg); return; }
-    for (size_t i = 0; i < n; i++) wsend(w, items[i].cmd, items[i].body);
+    size_t n = spool_count(w->sp);
+    for (size_t i = 0; i < n; i++) wsend(w, spool_at(w->sp, i)->cmd, spool_at(w->sp, i)->body);
     if (n) LOG_I("resent %zu spooled outcome message(s)", n);
-    spool_items_free(items, n);
     w->last_spool_resend = mono_ms();
 }
 
@@ -146,9 +156,19 @@ static void report(wd *w, proto_cmd cmd, json_t *body) {
     cis_err e = {0};
     int64_t job = proto_int(body, "job", 0);
     int att = (int)proto_int(body, "attempt", 0);
-    if (spool_put(w->spool, job, att, cmd, body, &e)) LOG_E("cannot spool %s: %s", proto_cmd_name(cmd), e.msg);
+    if (spool_put(w->sp, job, att, cmd, body, &e)) LOG_E("cannot spool %s: %s", proto_cmd_name(cmd), e.msg);
     wsend(w, cmd, body);
 }
+
+static void send_ready(wd *w) {
+    int n = free_slots(w);
+    if (n <= 0 || w->preempting || !w->welcomed) return;
+    json_t *r = json_pack("{s:i}", "slots", n);
+    wsend(w, PROTO_READY, r);
+    json_decref(r);
+}
+
+static void start_job(wd *w, json_t *body);
 
 static void finish_job(wd *w) {
     if (w->thr_live) pthread_join(w->thr, NULL);
@@ -161,8 +181,6 @@ static void finish_job(wd *w) {
     } else if (stop == JOB_STOP_PREEMPT && j->status != JOB_OK) {
         b = json_pack("{s:I,s:i}", "job", (json_int_t)j->job, "attempt", j->attempt);
         report(w, PROTO_PREEMPTED, b);
-        w->preempt_ack_job = j->job;
-        w->preempt_ack_attempt = j->attempt;
         LOG_I("job %lld attempt %d preempted", (long long)j->job, j->attempt);
     } else if (j->status == JOB_OK) {
         b = json_pack("{s:I,s:i,s:O,s:I}", "job", (json_int_t)j->job, "attempt", j->attempt, "rows", j->rows,
@@ -183,24 +201,34 @@ static void finish_job(wd *w) {
     free(j);
     w->job = NULL;
     w->cancel_deadline = 0;
-    if (!w->preempting && w->welcomed) {
-        json_t *r = json_pack("{s:i}", "slots", 1);
-        wsend(w, PROTO_READY, r);
-        json_decref(r);
+    /* an outcome message frees the slot: the coordinator treats RESULT/FAILED/PREEMPTED as READY
+     * (one message and one commit less per job); a cancelled job frees it with an explicit READY */
+    if (stop == JOB_STOP_CANCEL || w->need_ready) { w->need_ready = false; send_ready(w); }
+    /* the next prefetched job starts at once: no round trip between jobs */
+    if (w->nq > 0 && !w->preempting) {
+        json_t *next = w->queued[0];
+        memmove(&w->queued[0], &w->queued[1], (size_t)(w->nq - 1) * sizeof *w->queued);
+        w->nq--;
+        start_job(w, next);
+        json_decref(next);
     }
 }
 
 static void start_job(wd *w, json_t *body) {
     int64_t job = proto_int(body, "job", 0);
     int att = (int)proto_int(body, "attempt", 0);
-    if (w->job || w->preempting) {
-        /* never run two at once; the coordinator requeues it */
-        json_t *b = json_pack("{s:I,s:i,s:s,s:s,s:b}", "job", (json_int_t)job, "attempt", att, "error",
-                              w->job ? "worker busy with another job" : "worker is shutting down", "log_tail", "",
-                              "retryable", 1);
-        if (w->preempting) { report(w, PROTO_PREEMPTED, b); }
-        else report(w, PROTO_FAILED, b);
+    if (w->preempting || (w->job && w->nq >= w->o->slots - 1)) {
+        /* shutting down or no room: hand it back without spending an attempt */
+        json_t *b = json_pack("{s:I,s:i}", "job", (json_int_t)job, "attempt", att);
+        report(w, PROTO_PREEMPTED, b);
         json_decref(b);
+        LOG_W("job %lld attempt %d handed back: %s", (long long)job, att, w->preempting ? "shutting down" : "no free slot");
+        if (!w->preempting) w->need_ready = true;
+        return;
+    }
+    if (w->job) {
+        w->queued[w->nq++] = json_incref(body);
+        LOG_D("job %lld attempt %d queued behind the running job", (long long)job, att);
         return;
     }
     job_ctx *j = xcalloc(1, sizeof *j);
@@ -238,18 +266,13 @@ static void on_message(wd *w, proto_msg *m) {
         w->liveness = (int)proto_int(m->body, "liveness", w->liveness);
         LOG_I("registered with coordinator %s at %s as %s", proto_str(m->body, "coordinator", "?"), w->o->connect, w->id);
         resend_spool(w);
-        if (!w->job && !w->preempting) {
-            json_t *r = json_pack("{s:i}", "slots", 1);
-            wsend(w, PROTO_READY, r);
-            json_decref(r);
-        }
+        send_ready(w);
         break;
     case PROTO_JOB: start_job(w, m->body); break;
     case PROTO_ACK: {
         int64_t job = proto_int(m->body, "job", 0);
         int att = (int)proto_int(m->body, "attempt", 0);
-        spool_remove(w->spool, job, att);
-        if (job == w->preempt_ack_job && att == w->preempt_ack_attempt) w->preempt_ack_job = 0;
+        spool_ack(w->sp, job, att);
         break;
     }
     case PROTO_CANCEL: {
@@ -259,6 +282,15 @@ static void on_message(wd *w, proto_msg *m) {
             LOG_I("coordinator cancels job %lld attempt %d: %s", (long long)job, att, proto_str(m->body, "reason", ""));
             atomic_store(&w->job->stop, JOB_STOP_CANCEL);
             w->cancel_deadline = mono_ms() + w->o->preempt_grace_ms;
+        }
+        for (int i = 0; i < w->nq; i++) {
+            if (proto_int(w->queued[i], "job", 0) != job || proto_int(w->queued[i], "attempt", 0) != att) continue;
+            LOG_I("coordinator cancels queued job %lld attempt %d", (long long)job, att);
+            json_decref(w->queued[i]);
+            memmove(&w->queued[i], &w->queued[i + 1], (size_t)(w->nq - i - 1) * sizeof *w->queued);
+            w->nq--;
+            send_ready(w);
+            break;
         }
         break;
     }
@@ -287,6 +319,7 @@ static void send_heartbeat(wd *w) {
     json_t *b = w->job ? json_pack("{s:I,s:i,s:f}", "job", (json_int_t)w->job->job, "attempt", w->job->attempt,
                                    "progress", atomic_load(&w->job->progress_pm) / 1000.0)
                        : json_object();
+    if (w->nq) json_object_set_new(b, "held", held_json(w));
     wsend(w, PROTO_HEARTBEAT, b);
     json_decref(b);
 }
@@ -308,18 +341,19 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
         snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
     }
     log_set_worker(w.id);
-    w.spool = xasprintf("%s/spool", o->cache_dir);
-    if (spool_init(w.spool, err)) { free(w.spool); return -1; }
-    if (pipe(w.pipefd) != 0) { free(w.spool); return err_set(err, CIS_EIO, "pipe: %s", strerror(errno)); }
+    w.spool_dir = xasprintf("%s/spool", o->cache_dir);
+    if (spool_open(w.spool_dir, &w.sp, err)) { free(w.spool_dir); return -1; }
+    if (pipe(w.pipefd) != 0) { spool_close(&w.sp); free(w.spool_dir); return err_set(err, CIS_EIO, "pipe: %s", strerror(errno)); }
     fcntl(w.pipefd[0], F_SETFL, O_NONBLOCK);
     w.zctx = zmq_ctx_new();
     if (open_socket(&w, err)) {
         zmq_ctx_term(w.zctx);
         close(w.pipefd[0]); close(w.pipefd[1]);
-        free(w.spool);
+        spool_close(&w.sp);
+        free(w.spool_dir);
         return -1;
     }
-    LOG_I("worker %s (%s) connecting to %s; spool %s", w.id, cisweep_version(), o->connect, w.spool);
+    LOG_I("worker %s (%s) connecting to %s; spool %s", w.id, cisweep_version(), o->connect, w.spool_dir);
     int rc = WORKER_EXIT_OK;
     int64_t last_hb = 0;
     for (;;) {
@@ -333,12 +367,20 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
                 w.stop_deadline = t + o->preempt_grace_ms;
             }
             w.bye_deadline = t + o->preempt_grace_ms + 3000;
+            for (int i = 0; i < w.nq; i++) {
+                json_t *b = json_pack("{s:I,s:i}", "job", (json_int_t)proto_int(w.queued[i], "job", 0), "attempt",
+                                      (int)proto_int(w.queued[i], "attempt", 0));
+                report(&w, PROTO_PREEMPTED, b);
+                json_decref(b);
+                json_decref(w.queued[i]);
+            }
+            w.nq = 0;
         }
         if (w.preempting && !w.job) {
-            bool acked = w.preempt_ack_job == 0 || !w.sock;
+            bool acked = spool_count(w.sp) == 0 || !w.sock;
             if (acked || t > w.bye_deadline) {
-                if (!acked) LOG_W("no ACK for PREEMPTED of job %lld; it stays spooled and is resent on restart",
-                                  (long long)w.preempt_ack_job);
+                if (!acked) LOG_W("%zu outcome message(s) not acknowledged; they stay spooled and are resent on restart",
+                                  spool_count(w.sp));
                 json_t *b = json_pack("{s:s}", "reason", "signal");
                 wsend(&w, PROTO_BYE, b);
                 json_decref(b);
@@ -401,9 +443,11 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
             }
         }
     }
+    for (int i = 0; i < w.nq; i++) json_decref(w.queued[i]);
     close_socket(&w);
     zmq_ctx_term(w.zctx);
     if (!w.job) { close(w.pipefd[0]); close(w.pipefd[1]); }
-    free(w.spool);
+    spool_close(&w.sp);
+    free(w.spool_dir);
     return rc;
 }

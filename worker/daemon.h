@@ -25,6 +25,7 @@ typedef struct worker_opts {
     int liveness;               /* idem (default 5) */
     int max_backoff_ms;         /* reconnect backoff cap (default 32000) */
     int preempt_grace_ms;       /* how long a stopping job may take before we give up (default 10000) */
+    int slots;                  /* jobs held at once: 1 running + (slots-1) prefetched (default 2, max 8) */
     volatile int *stop_flag;    /* set by signal handlers */
 } worker_opts;
 

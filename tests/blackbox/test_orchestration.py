@@ -156,11 +156,6 @@ def malformed_frames_and_random_bytes_are_dropped_coordinator_keeps_serving():
     with Sweep(20, {"sleep_ms": 5}) as s:
         s.launch()
         s.start_coordinator()
-        # random bytes on the raw TCP port
-        for n in (1, 7, 64, 4096):
-            with socket.create_connection(("127.0.0.1", s.port)) as raw:
-                raw.sendall(bytes(random.getrandbits(8) for _ in range(n)))
-                time.sleep(0.02)
         # well-formed ZeroMQ, malformed cisweep messages
         ctx = zmq.Context()
         d = ctx.socket(zmq.DEALER)
@@ -181,6 +176,12 @@ def malformed_frames_and_random_bytes_are_dropped_coordinator_keeps_serving():
         assert reply[2] == b"RECONNECT", reply
         d.close()
         ctx.term()
+        # random bytes on the raw TCP port (libzmq may parse some as legacy ZMTP/1.0 frames: they
+        # reach us as malformed messages and are dropped too; logging is rate-limited)
+        for n in (1, 7, 64, 4096):
+            with socket.create_connection(("127.0.0.1", s.port)) as raw:
+                raw.sendall(bytes(random.getrandbits(8) for _ in range(n)))
+                time.sleep(0.02)
         assert s.coord.poll() is None, "coordinator died"
         for _ in range(2):
             s.start_worker()
@@ -190,7 +191,8 @@ def malformed_frames_and_random_bytes_are_dropped_coordinator_keeps_serving():
         assert s.q("SELECT count(*) FROM events WHERE kind='bad_message'")[0][0] >= 8
         s.integrity_ok()
         log = open(os.path.join(s.dir, "coordinator-0.log")).read()
-        assert "malformed message" in log and "not valid JSON" in log and "protocol version mismatch" in log
+        for needle in ("malformed message", "not valid JSON", "protocol version mismatch", "unknown command"):
+            assert needle in log, (needle, log[-3000:])
 
 
 @test
