@@ -7,6 +7,7 @@
  *   test_tokenizer info DIR                stdout: {"kind", "vocab_size", "bos", "eos", "pad", "unk"}
  *   test_tokenizer bench DIR FILE          encodes FILE, prints bytes/s to stdout */
 #include <jansson.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -422,6 +423,40 @@ static void test_robustness(void) {
     tokenizer_free(t);
 }
 
+/* one tokenizer shared by 4 threads (the word cache is the only shared mutable state) gives the
+ * same ids as a single thread */
+typedef struct mt_arg { tokenizer *t; const char **texts; int n; int32_t **ids; size_t *nid; } mt_arg;
+static void *mt_worker(void *p) {
+    mt_arg *a = p;
+    for (int rep = 0; rep < 20; rep++)
+        for (int i = 0; i < a->n; i++) {
+            int32_t *ids; size_t n; cis_err err;
+            if (tokenizer_encode(a->t, a->texts[i], strlen(a->texts[i]), true, &ids, &n, &err)) return (void *)1;
+            bool same = n == a->nid[i] && !memcmp(ids, a->ids[i], n * sizeof *ids);
+            free(ids);
+            if (!same) return (void *)1;
+        }
+    return NULL;
+}
+
+static void test_threads(void) {
+    char *j = bytelevel_json(false, "[]", "null");
+    tokenizer *t = load_json("bl_mt", j, NULL);
+    free(j);
+    CHECK(t);
+    if (!t) return;
+    const char *texts[] = {"hello world", "he's 1234 hello", "world world hello\n\n", "  spaces   and\ttabs", "h e l l o"};
+    int n = 5;
+    int32_t *ids[5]; size_t nid[5];
+    for (int i = 0; i < n; i++) { cis_err err; CHECK_EQ_INT(tokenizer_encode(t, texts[i], strlen(texts[i]), true, &ids[i], &nid[i], &err), 0); }
+    pthread_t th[4];
+    mt_arg a = {t, texts, n, ids, nid};
+    for (int k = 0; k < 4; k++) pthread_create(&th[k], NULL, mt_worker, &a);
+    for (int k = 0; k < 4; k++) { void *r; pthread_join(th[k], &r); CHECK(r == NULL); }
+    for (int i = 0; i < n; i++) free(ids[i]);
+    tokenizer_free(t);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) return tool(argc, argv);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cis_tok_XXXXXX");
@@ -435,6 +470,7 @@ int main(int argc, char **argv) {
     RUN(test_invalid_utf8);
     RUN(test_malformed);
     RUN(test_robustness);
+    RUN(test_threads);
     char cmd[600]; snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
     return test_summary();

@@ -3,6 +3,7 @@ of build/tests/worker/engine/test_tokenizer) against the `tokenizers` package on
 tokenizer.json files that this test trains with tokenizers' own BpeTrainer:
   llama3  byte-level BPE, Split(Llama-3 regex, Isolated) + ByteLevel(use_regex=false), ignore_merges,
           <|begin_of_text|> via TemplateProcessing, added specials outside model.vocab, lstrip/rstrip
+  qwen2   the llama3 model with Qwen2's split regex (\p{N} one digit at a time)
   gpt2    plain ByteLevel pre-tokenizer (GPT-2 regex), merges in the "a b" string form
   gpt2p   the same with add_prefix_space=true
   llama2  SentencePiece-style as Llama-2's tokenizer.json: Prepend+Replace normalizer, no
@@ -123,7 +124,14 @@ def build_llama3(tmp, lines):
     tok.save(os.path.join(d, "tokenizer.json"))
     j = json.load(open(os.path.join(d, "tokenizer.json")))
     assert j["model"]["ignore_merges"] is True and isinstance(j["model"]["merges"][0], list)
-    return d
+    # the same model with Qwen2's split (single digits)
+    q = os.path.join(tmp, "qwen2")
+    os.makedirs(q)
+    j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = LLAMA3_RE.replace(r"\p{N}{1,3}", r"\p{N}")
+    with open(os.path.join(q, "tokenizer.json"), "w") as f:
+        json.dump(j, f, ensure_ascii=False)
+    assert len(Tokenizer.from_file(os.path.join(q, "tokenizer.json")).encode("12345", add_special_tokens=False).ids) == 5
+    return d, q
 
 
 def build_gpt2(tmp, lines):
@@ -217,7 +225,8 @@ def fixtures():
         STATE["tmp"] = tmp
         rng = random.Random(1234)
         lines = corpus(rng)
-        dirs = {"llama3": build_llama3(tmp, lines)}
+        dirs = {}
+        dirs["llama3"], dirs["qwen2"] = build_llama3(tmp, lines)
         dirs["gpt2"], dirs["gpt2p"] = build_gpt2(tmp, lines)
         dirs["llama2"], dirs["mistral"] = build_sentencepiece(tmp, lines)
         STATE["dirs"] = dirs
@@ -273,6 +282,11 @@ def parity_llama3_bytelevel():
     assert info["kind"] == "byte_level_bpe", info
     assert info["vocab_size"] == peer.get_vocab_size(with_added_tokens=True), info
     assert info["bos"] == peer.token_to_id("<|begin_of_text|>"), info
+
+
+@test
+def parity_qwen2_split():
+    check_parity("qwen2")
 
 
 @test
