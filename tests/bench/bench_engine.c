@@ -37,12 +37,12 @@ static llama_config make_config(const shape *s) {
     return c;
 }
 
-/* matmul FLOPs of one forward over B*T tokens (full-length sequences; our attention GEMMs compute
- * the whole T x T score block per head) */
+/* matmul FLOPs of one forward over B*T tokens (full-length sequences); attention counts the causal
+ * half T(T+1)/2 of the score block (the blocked kernel executes a little more, never less) */
 static double fwd_flops(const shape *s) {
     double N = (double)s->B * s->T, q = (double)s->H * s->Dh, kv = (double)s->Hkv * s->Dh;
     double lin = 2.0 * N * ((double)s->D * (q + 2 * kv) + q * s->D + 3.0 * s->D * s->F);
-    double att = 2.0 * 2.0 * s->B * s->H * (double)s->T * s->T * s->Dh;
+    double att = 2.0 * 2.0 * s->B * s->H * ((double)s->T * (s->T + 1) / 2) * s->Dh;
     double head = 2.0 * N * s->D * s->V;
     return s->L * (lin + att) + head;
 }

@@ -65,8 +65,10 @@ void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k,
                     if (nv == 0) { memset(row, 0, (size_t)Tk * sizeof(float)); continue; }
                     float mx = row[0];
                     for (int j = 1; j < nv; j++) mx = row[j] > mx ? row[j] : mx;
+                    for (int j = 0; j < nv; j++) row[j] -= mx;
+                    cpu_vexp(row, row, nv);
                     float s = 0.0f;
-                    for (int j = 0; j < nv; j++) { row[j] = expf(row[j] - mx); s += row[j]; }
+                    for (int j = 0; j < nv; j++) s += row[j];
                     const float inv = 1.0f / s;
                     for (int j = 0; j < nv; j++) row[j] *= inv;
                     for (int j = nv; j < (probs ? Tk : km); j++) row[j] = 0.0f;

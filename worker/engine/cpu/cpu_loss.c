@@ -4,12 +4,19 @@
 
 #include "worker/engine/cpu/cpu_ops.h"
 
-// logsumexp of a row: fp32 exponentials of (x - max) (each within 1 ulp), summed in double
+#define CE_CHUNK 1024
+
+// logsumexp of a row: fp32 exponentials of (x - max) (cpu_vexp, ~1 ulp), summed in double
 static double row_lse(const float *x, int V) {
-    float mx = x[0];
+    float mx = x[0], e[CE_CHUNK];
     for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
     double s = 0.0;
-    for (int j = 0; j < V; j++) s += expf(x[j] - mx);
+    for (int j0 = 0; j0 < V; j0 += CE_CHUNK) {
+        int m = V - j0 < CE_CHUNK ? V - j0 : CE_CHUNK;
+        for (int j = 0; j < m; j++) e[j] = x[j0 + j] - mx;
+        cpu_vexp(e, e, m);
+        for (int j = 0; j < m; j++) s += e[j];
+    }
     return mx + log(s);
 }
 
@@ -49,7 +56,9 @@ void cpu_ce_bwd(float *dlogits, const float *logits, const float *lse, const int
             continue;
         }
         float l = lse ? lse[n] : (float)row_lse(x, V);
-        for (int j = 0; j < V; j++) d[j] = scale * expf(x[j] - l);
+        for (int j = 0; j < V; j++) d[j] = x[j] - l;  // in place when d == x
+        cpu_vexp(d, d, V);
+        for (int j = 0; j < V; j++) d[j] *= scale;
         d[t] -= scale;
     }
 }

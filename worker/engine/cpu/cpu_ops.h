@@ -46,6 +46,8 @@ void cpu_scale(float *x, float s, int64_t n);
 void cpu_axpy(float *y, float a, const float *x, int64_t n);
 double cpu_sum(const float *x, int64_t n);
 double cpu_sumsq(const float *x, int64_t n);
+/* y[n] = exp(x[n]) (vectorised polynomial, ~1 ulp; y may alias x) */
+void cpu_vexp(float *y, const float *x, int64_t n);
 /* cpu_optim.c */
 void cpu_adam_step(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 /* cpu_linalg.c */
