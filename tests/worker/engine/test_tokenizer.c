@@ -2,7 +2,9 @@
  * tokenizer.json files with known merges, byte fallback, added tokens, BOS/EOS rules, invalid
  * UTF-8 and malformed files. With arguments it is the C side of test_tokenizer_parity.py:
  *   test_tokenizer encode DIR [--special]  stdin: JSON array of strings; stdout: JSON array whose
- *                                          items are id arrays, or {"error": msg}
+ *                                          items are id arrays, or {"error": msg}. When stdin does
+ *                                          not start with '[': one text per line, one line of
+ *                                          space-separated ids (or "error: msg") per text
  *   test_tokenizer decode DIR [--skip]     stdin: JSON array of id arrays; stdout: JSON array of strings
  *   test_tokenizer info DIR                stdout: {"kind", "vocab_size", "bos", "eos", "pad", "unk"}
  *   test_tokenizer bench DIR FILE          encodes FILE, prints bytes/s to stdout */
@@ -43,8 +45,27 @@ static int tool(int argc, char **argv) {
         free(ids); free(txt); tokenizer_free(t);
         return 0;
     }
+    size_t cap = 1 << 16, len = 0, r;
+    char *all = xmalloc(cap);
+    while ((r = fread(all + len, 1, cap - len - 1, stdin)) > 0) { len += r; if (len + 1 == cap) { cap *= 2; all = xrealloc(all, cap); } }
+    all[len] = 0;
+    size_t p0 = 0;
+    while (p0 < len && (all[p0] == ' ' || all[p0] == '\n' || all[p0] == '\t' || all[p0] == '\r')) p0++;
+    if (!strcmp(argv[1], "encode") && (p0 == len || all[p0] != '[')) { /* lines mode */
+        for (size_t s = 0; s < len;) {
+            size_t e = s;
+            while (e < len && all[e] != '\n') e++;
+            int32_t *ids; size_t n;
+            if (tokenizer_encode(t, all + s, e - s, flag, &ids, &n, &err)) printf("error: %s\n", err.msg);
+            else { for (size_t k = 0; k < n; k++) printf("%s%d", k ? " " : "", ids[k]); putchar('\n'); free(ids); }
+            s = e + 1;
+        }
+        free(all); tokenizer_free(t);
+        return 0;
+    }
     json_error_t je;
-    json_t *in = json_loadf(stdin, JSON_ALLOW_NUL, &je);
+    json_t *in = json_loadb(all, len, JSON_ALLOW_NUL, &je);
+    free(all);
     if (!json_is_array(in)) { fprintf(stderr, "stdin: expected a JSON array (%s)\n", je.text); return 1; }
     json_t *outj = json_array();
     for (size_t i = 0; i < json_array_size(in); i++) {

@@ -292,6 +292,13 @@ def parity_qwen2_split():
 @test
 def parity_gpt2_bytelevel():
     check_parity("gpt2")
+    # the lines mode of the tool gives the same ids
+    dirs, texts = fixtures()
+    one_line = [t for t in texts if "\n" not in t and "\r" not in t][:200]
+    p = subprocess.run([BIN, "encode", dirs["gpt2"]], input="\n".join(one_line) + "\n", capture_output=True,
+                       text=True, check=True, timeout=60)
+    got = [[int(x) for x in line.split()] for line in p.stdout.split("\n")[:len(one_line)]]
+    assert got == tool("encode", dirs["gpt2"], one_line), "lines mode differs from JSON mode"
 
 
 @test
