@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "common/log.h"
 #include "worker/engine/tokenizer_internal.h"
 
 #define TOK_MAX_ID 16000000 /* larger ids are refused (no real vocabulary is near this) */
@@ -376,14 +377,18 @@ static int load_config(tokenizer *t, const char *cfg_path, cis_err *err) {
         const char *s = config_token(cfg, names[i]);
         if (!s) continue;
         int32_t id = tokenizer_token_to_id(t, s);
-        if (id < 0) { rc = err_set(err, CIS_EINVAL, "%s: %s: \"%s\" is not a token of the vocabulary", cfg_path, names[i], s); goto out; }
+        if (id < 0) { /* only an error when add_bos_token / add_eos_token needs it (below) */
+            LOG_W("%s: %s: \"%s\" is not a token of the vocabulary; ignored", cfg_path, names[i], s);
+            *dst[i] = -1;
+            continue;
+        }
         *dst[i] = id;
     }
     json_t *ab = json_object_get(cfg, "add_bos_token"), *ae = json_object_get(cfg, "add_eos_token");
     if (json_is_boolean(ab)) {
         t->n_prefix = 0;
         if (json_is_true(ab)) {
-            if (t->bos_id < 0) { rc = err_set(err, CIS_EINVAL, "%s: add_bos_token: true but no bos_token", cfg_path); goto out; }
+            if (t->bos_id < 0) { rc = err_set(err, CIS_EINVAL, "%s: add_bos_token: true but bos_token is missing or not in the vocabulary", cfg_path); goto out; }
             t->prefix_ids = xrealloc(t->prefix_ids, sizeof *t->prefix_ids);
             t->prefix_ids[0] = t->bos_id; t->n_prefix = 1;
         }
@@ -391,7 +396,7 @@ static int load_config(tokenizer *t, const char *cfg_path, cis_err *err) {
     if (json_is_boolean(ae)) {
         t->n_suffix = 0;
         if (json_is_true(ae)) {
-            if (t->eos_id < 0) { rc = err_set(err, CIS_EINVAL, "%s: add_eos_token: true but no eos_token", cfg_path); goto out; }
+            if (t->eos_id < 0) { rc = err_set(err, CIS_EINVAL, "%s: add_eos_token: true but eos_token is missing or not in the vocabulary", cfg_path); goto out; }
             t->suffix_ids = xrealloc(t->suffix_ids, sizeof *t->suffix_ids);
             t->suffix_ids[0] = t->eos_id; t->n_suffix = 1;
         }

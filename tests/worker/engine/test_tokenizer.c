@@ -389,12 +389,19 @@ static void test_malformed(void) {
     cis_err err = {0}; tokenizer *t = NULL;
     CHECK_EQ_INT(tokenizer_load("/nonexistent/tok", &t, &err), -1);
     CHECK(strstr(err.msg, "/nonexistent/tok") != NULL);
-    /* a bad tokenizer_config.json names itself */
+    /* a bad tokenizer_config.json names itself: a BOS to add that is not in the vocabulary */
     char dir[512]; snprintf(dir, sizeof dir, "%s/badcfg", tmpdir);
     write_text(dir, "tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": []}}");
-    write_text(dir, "tokenizer_config.json", "{\"bos_token\": \"<nope>\"}");
+    write_text(dir, "tokenizer_config.json", "{\"bos_token\": \"<nope>\", \"add_bos_token\": true}");
     CHECK_EQ_INT(tokenizer_load(dir, &t, &err), -1);
     CHECK(strstr(err.msg, "tokenizer_config.json") && strstr(err.msg, "bos_token"));
+    /* ... an unknown pad token only warns; broken JSON is an error */
+    write_text(dir, "tokenizer_config.json", "{\"pad_token\": \"<nope>\"}");
+    CHECK_EQ_INT(tokenizer_load(dir, &t, &err), 0);
+    if (t) { CHECK_EQ_INT(tokenizer_pad_id(t), -1); tokenizer_free(t); t = NULL; }
+    write_text(dir, "tokenizer_config.json", "{\"pad_token\": ");
+    CHECK_EQ_INT(tokenizer_load(dir, &t, &err), -1);
+    CHECK(strstr(err.msg, "tokenizer_config.json") != NULL);
 }
 
 /* truncated files never load and never crash; random bytes either encode (valid UTF-8) or fail
