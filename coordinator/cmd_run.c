@@ -111,7 +111,7 @@ static void summary(const char *db_path) {
 
 int cmd_run(int argc, char **argv) {
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL;
-    int64_t nworkers = 1, hb = 1000, v;
+    int64_t nworkers = 1, hb = 1000, v, slots = 0;
     unsigned flags = 0;
     coord_opts o;
     coord_opts_defaults(&o);
@@ -126,6 +126,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
         else if (!strcmp(a, "--workers") && n && parse_i64(n, &nworkers) && nworkers >= 1 && nworkers <= 1024) i++;
+        else if (!strcmp(a, "--slots") && n && parse_i64(n, &slots) && slots >= 1 && slots <= 8) i++;
         else if (!strcmp(a, "--heartbeat-ms") && n && parse_i64(n, &hb) && hb >= 10) { o.heartbeat_ms = (int)hb; i++; }
         else if (!strcmp(a, "--lease-ms") && n && parse_i64(n, &v) && v >= 10) { o.lease_ms = (int)v; i++; }
         else if (!strcmp(a, "--quarantine-after") && n && parse_i64(n, &v) && v >= 1) { o.quarantine_after = (int)v; i++; }
@@ -158,13 +159,16 @@ int cmd_run(int argc, char **argv) {
     r.max_restarts = 3 * r.n + 10;
     char hbs[32];
     snprintf(hbs, sizeof hbs, "%d", o.heartbeat_ms);
-    char *wargv[16];
+    char slotss[32];
+    snprintf(slotss, sizeof slotss, "%lld", (long long)slots);
+    char *wargv[18];
     int wc = 0;
     wargv[wc++] = cli_sibling_path("cisweep-worker");
     wargv[wc++] = "worker"; wargv[wc++] = "--connect"; wargv[wc++] = ep; wargv[wc++] = "--device"; wargv[wc++] = (char *)device;
     wargv[wc++] = "--heartbeat-ms"; wargv[wc++] = hbs;
     wargv[wc++] = "--cache"; r.idx_cache = wc; wargv[wc++] = NULL;
     if (flags & GRID_ALLOW_SELFTEST) wargv[wc++] = "--selftest";
+    if (slots) { wargv[wc++] = "--slots"; wargv[wc++] = slotss; }
     wargv[wc] = NULL;
     r.argv = wargv;
     pthread_mutex_lock(&r.mu);

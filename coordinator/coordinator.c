@@ -79,6 +79,9 @@ typedef struct coord {
     int64_t bad_window;
     int64_t n_bad;
     char boot[32];
+    /* loop statistics, logged at exit (seconds / counts) */
+    int64_t st_batches, st_msgs, st_commits;
+    double st_handle, st_dispatch, st_commit, st_send, st_poll;
 } coord;
 
 static cworker *worker_find(coord *c, const char *id, size_t len) {
@@ -543,6 +546,9 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
         zmq_ctx_term(c.zctx);
         return -1;
     }
+    /* checkpoint the WAL when idle (below), not every 1000 pages in the middle of a busy batch:
+     * an automatic checkpoint fsyncs the main DB file inside a commit */
+    sqlite3_exec(job_store_db(c.js), "PRAGMA wal_autocheckpoint=20000", NULL, NULL, NULL);
     int64_t grace = o->resume_grace_ms > 0 ? o->resume_grace_ms : o->lease_ms;
     int kept = js_resume_prepare(c.js, now_ms(), grace, err);
     if (kept < 0) { job_store_close(&c.js); zmq_close(c.sock); zmq_ctx_term(c.zctx); return -1; }
@@ -561,7 +567,9 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
         long timeout = (long)(c.next_tick - t);
         if (timeout < 0) timeout = 0;
         zmq_pollitem_t pi = {c.sock, 0, ZMQ_POLLIN, 0};
+        double tp = mono_sec();
         int pr = zmq_poll(&pi, 1, timeout);
+        c.st_poll += mono_sec() - tp;
         if (pr < 0 && errno != EINTR) { rc = err_set(err, CIS_EIO, "poll: %s", zmq_strerror(errno)); break; }
         size_t nb = 0;
         while (nb < BATCH) {
@@ -582,6 +590,9 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
             continue;
         }
         sqlite3 *db = job_store_db(c.js);
+        double th = mono_sec();
+        c.st_batches++;
+        c.st_msgs += (int64_t)nb;
         for (size_t i = 0; i < nb; i++) {
             size_t nout0 = c.nout;
             sqlite3_exec(db, "SAVEPOINT msg", NULL, NULL, NULL);
@@ -596,13 +607,20 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
             proto_msg_clear(&batch[i]);
         }
         bool stop_now = false;
+        double td = mono_sec();
+        c.st_handle += td - th;
         if (tick) {
             c.next_tick = t + tick_ms;
             if (check_dead_workers(&c, &e) || check_leases(&c, &e)) LOG_E("periodic check failed: %s", e.msg);
         }
         if (dispatch(&c, &e)) LOG_E("dispatch failed: %s", e.msg);
         if (tick && o->exit_when_done && all_done(&c, &stop_now, &e)) LOG_E("%s", e.msg);
-        if (js_commit(c.js, &e)) {
+        double tc = mono_sec();
+        c.st_dispatch += tc - td;
+        int crc = js_commit(c.js, &e);
+        c.st_commit += mono_sec() - tc;
+        c.st_commits++;
+        if (crc) {
             LOG_E("commit failed, batch rolled back (workers will resend): %s", e.msg);
             js_rollback(c.js);
             drop_out(&c);
@@ -617,7 +635,9 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
             continue;
         }
         db_err_backoff = 0;
+        double ts = mono_sec();
         flush_out(&c);
+        c.st_send += mono_sec() - ts;
         if (tick) send_heartbeats(&c);
         if (stop_now) { LOG_I("all jobs finished"); break; }
     }
@@ -627,6 +647,10 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     for (size_t i = 0; i < c.nw; i++)
         proto_send(c.sock, c.w[i].id, c.w[i].id_len, PROTO_BYE, NULL, ZMQ_DONTWAIT, NULL);
     if (c.n_bad) LOG_I("%lld malformed messages were dropped", (long long)c.n_bad);
+    LOG_I("loop: %lld messages in %lld batches (%.1f per batch), %lld commits; seconds in poll %.3f, handlers %.3f, "
+          "dispatch+checks %.3f, commit %.3f, send %.3f", (long long)c.st_msgs, (long long)c.st_batches,
+          c.st_batches ? (double)c.st_msgs / (double)c.st_batches : 0.0, (long long)c.st_commits, c.st_poll,
+          c.st_handle, c.st_dispatch, c.st_commit, c.st_send);
     drop_out(&c);
     free(c.out);
     free(c.w);

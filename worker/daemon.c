@@ -54,8 +54,14 @@ typedef struct wd {
     bool welcomed;
     /* the running job */
     job_ctx *job;
+    /* the job thread lives as long as the daemon (no thread creation per job); it takes the job
+     * handed over in `handoff` under mu/cv and writes a byte to pipefd[1] when it is done */
     pthread_t thr;
-    bool thr_live;              /* thr must be joined */
+    bool thr_live;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    job_ctx *handoff;           /* set by the network thread, taken by the job thread */
+    bool thr_quit;
     int64_t cancel_deadline;    /* mono ms; 0 = no cancel pending */
     /* preemption */
     bool preempting;
@@ -68,13 +74,21 @@ typedef struct wd {
 
 static void *job_thread(void *arg) {
     wd *w = arg;
-    log_set_job(w->job->job, w->job->attempt);
-    runner_execute(w->job);
-    log_set_job(0, 0);
-    char b = 1;
-    ssize_t k = write(w->pipefd[1], &b, 1);
-    (void)k;
-    return NULL;
+    for (;;) {
+        pthread_mutex_lock(&w->mu);
+        while (!w->handoff && !w->thr_quit) pthread_cond_wait(&w->cv, &w->mu);
+        job_ctx *j = w->handoff;
+        w->handoff = NULL;
+        bool quit = w->thr_quit && !j;
+        pthread_mutex_unlock(&w->mu);
+        if (quit) return NULL;
+        log_set_job(j->job, j->attempt);
+        runner_execute(j);
+        log_set_job(0, 0);
+        char b = 1;
+        ssize_t k = write(w->pipefd[1], &b, 1);
+        (void)k;
+    }
 }
 
 static int free_slots(const wd *w) { return w->o->slots - (w->job ? 1 : 0) - w->nq; }
@@ -171,8 +185,6 @@ static void send_ready(wd *w) {
 static void start_job(wd *w, json_t *body);
 
 static void finish_job(wd *w) {
-    if (w->thr_live) pthread_join(w->thr, NULL);
-    w->thr_live = false;
     job_ctx *j = w->job;
     int stop = atomic_load(&j->stop);
     json_t *b = NULL;
@@ -239,20 +251,10 @@ static void start_job(wd *w, json_t *body) {
     atomic_store(&j->stop, JOB_STOP_NONE);
     atomic_store(&j->progress_pm, 0);
     w->job = j;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setstacksize(&at, 8 << 20);
-    if (pthread_create(&w->thr, &at, job_thread, w) == 0) {
-        w->thr_live = true;
-    } else {
-        j->status = JOB_FAILED;
-        j->retryable = true;
-        snprintf(j->error, sizeof j->error, "cannot start the job thread: %s", strerror(errno));
-        char b = 1;
-        ssize_t k = write(w->pipefd[1], &b, 1);
-        (void)k;
-    }
-    pthread_attr_destroy(&at);
+    pthread_mutex_lock(&w->mu);
+    w->handoff = j;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
     LOG_D("job %lld attempt %d started", (long long)job, att);
 }
 
@@ -345,8 +347,27 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     if (spool_open(w.spool_dir, &w.sp, err)) { free(w.spool_dir); return -1; }
     if (pipe(w.pipefd) != 0) { spool_close(&w.sp); free(w.spool_dir); return err_set(err, CIS_EIO, "pipe: %s", strerror(errno)); }
     fcntl(w.pipefd[0], F_SETFL, O_NONBLOCK);
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    pthread_attr_t at;
+    pthread_attr_init(&at);
+    pthread_attr_setstacksize(&at, 64 << 20); /* room for deep model code */
+    if (pthread_create(&w.thr, &at, job_thread, &w) != 0) {
+        pthread_attr_destroy(&at);
+        close(w.pipefd[0]); close(w.pipefd[1]);
+        spool_close(&w.sp);
+        free(w.spool_dir);
+        return err_set(err, CIS_EIO, "cannot start the job thread: %s", strerror(errno));
+    }
+    pthread_attr_destroy(&at);
+    w.thr_live = true;
     w.zctx = zmq_ctx_new();
     if (open_socket(&w, err)) {
+        pthread_mutex_lock(&w.mu);
+        w.thr_quit = true;
+        pthread_cond_signal(&w.cv);
+        pthread_mutex_unlock(&w.mu);
+        pthread_join(w.thr, NULL);
         zmq_ctx_term(w.zctx);
         close(w.pipefd[0]); close(w.pipefd[1]);
         spool_close(&w.sp);
@@ -444,6 +465,14 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
         }
     }
     for (int i = 0; i < w.nq; i++) json_decref(w.queued[i]);
+    if (!w.job) {
+        /* the job thread is idle: let it go (a stuck one is left behind; the process ends) */
+        pthread_mutex_lock(&w.mu);
+        w.thr_quit = true;
+        pthread_cond_signal(&w.cv);
+        pthread_mutex_unlock(&w.mu);
+        pthread_join(w.thr, NULL);
+    }
     close_socket(&w);
     zmq_ctx_term(w.zctx);
     if (!w.job) { close(w.pipefd[0]); close(w.pipefd[1]); }

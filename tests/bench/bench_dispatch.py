@@ -1,10 +1,13 @@
 """bench_dispatch.py - dispatch throughput and per-job overhead of the orchestration.
 
-Zero-work selftest jobs, a real coordinator with durable commits (WAL, synchronous=FULL: every
-state change is fsync'd before the reply that depends on it), real worker processes on loopback
-TCP, for 1, 8 and 64 workers. Throughput = jobs / (last finish - first lease) from the DB's own
-timestamps; per-job overhead = workers x wall / jobs (the time one worker spends per zero-work
-job: round trips, the worker's spool write and the coordinator's commits).
+A real coordinator with durable commits (WAL, synchronous=FULL: every state change is fsync'd
+before the reply that depends on it) and real worker processes on loopback TCP (`cisweep run
+--bind tcp://127.0.0.1:PORT`), default settings unless a row says otherwise.
+ 1. Throughput: zero-work selftest jobs with 1, 8 and 64 workers; jobs / (last finish - first
+    lease), from the DB's own timestamps.
+ 2. Added latency per job: one worker runs jobs that each sleep 10 ms; added latency =
+    (wall - sum of the jobs' own run times) / jobs: what the orchestration adds to every job
+    (dispatch, result recording, the gap between one job and the next).
 Usage: python3 tests/bench/bench_dispatch.py [JOBS_PER_RUN] [WORKERS...]
 """
 import json, os, shutil, socket, sqlite3, subprocess, sys, tempfile, time
@@ -21,15 +24,16 @@ def free_port():
     return p
 
 
-def one(n_workers, n_jobs, tmp):
-    grid = os.path.join(tmp, f"g{n_workers}.json")
-    db = os.path.join(tmp, f"b{n_workers}.db")
-    json.dump({"name": f"bench{n_workers}", "models": ["m"], "selftest": {"count": n_jobs, "params": {}}},
+def one(n_workers, n_jobs, tmp, params=None, extra=()):
+    tag = f"{n_workers}-{len(os.listdir(tmp))}"
+    grid = os.path.join(tmp, f"g{tag}.json")
+    db = os.path.join(tmp, f"b{tag}.db")
+    json.dump({"name": f"bench{tag}", "models": ["m"], "selftest": {"count": n_jobs, "params": params or {}}},
               open(grid, "w"))
     t0 = time.time()
     p = subprocess.run([CISWEEP, "run", "--grid", grid, "--workers", str(n_workers), "--db", db,
                         "--allow-selftest", "--bind", f"tcp://127.0.0.1:{free_port()}", "--cache",
-                        os.path.join(tmp, f"c{n_workers}")], capture_output=True, text=True)
+                        os.path.join(tmp, f"c{tag}"), *extra], capture_output=True, text=True)
     wall_total = time.time() - t0
     if p.returncode != 0:
         print(p.stdout, p.stderr[-3000:])
@@ -38,10 +42,10 @@ def one(n_workers, n_jobs, tmp):
     first, last = con.execute("SELECT min(started_at) FROM attempts").fetchone()[0], \
         con.execute("SELECT max(finished_at) FROM jobs").fetchone()[0]
     done = con.execute("SELECT count(*) FROM jobs WHERE state='done'").fetchone()[0]
-    sync = con.execute("PRAGMA journal_mode").fetchone()[0]
+    run_ms = con.execute("SELECT sum(run_ms) FROM attempts WHERE outcome='done'").fetchone()[0] or 0
     con.close()
     wall = (last - first) / 1000.0
-    return done, wall, wall_total, sync
+    return done, wall, wall_total, run_ms / 1000.0
 
 
 def main():
@@ -50,13 +54,17 @@ def main():
     tmp = tempfile.mkdtemp(prefix="cisweep-bench-")
     print(f"# dispatch benchmark: {n_jobs} zero-work selftest jobs per run, loopback TCP, WAL + synchronous=FULL")
     print(f"# {os.cpu_count()} CPU cores on this machine")
-    print("| workers | jobs | wall (s) | jobs/s | per-job overhead per worker (ms) |")
-    print("|---|---|---|---|---|")
+    print("| run | workers | jobs | wall (s) | jobs/s | added latency per job (ms) |")
+    print("|---|---|---|---|---|---|")
     try:
         for w in workers:
-            done, wall, total, mode = one(w, n_jobs, tmp)
+            done, wall, total, busy = one(w, n_jobs, tmp)
             assert done == n_jobs, (done, n_jobs)
-            print(f"| {w} | {done} | {wall:.2f} | {done / wall:.0f} | {1000.0 * wall * w / done:.3f} |", flush=True)
+            print(f"| zero-work jobs | {w} | {done} | {wall:.2f} | {done / wall:.0f} | - |", flush=True)
+        n_lat = max(100, n_jobs // 20)
+        done, wall, total, busy = one(1, n_lat, tmp, {"sleep_ms": 10})
+        print(f"| 10 ms jobs | 1 | {done} | {wall:.2f} | {done / wall:.0f} | {1000.0 * (wall - busy) / done:.3f} |",
+              flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
