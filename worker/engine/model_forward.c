@@ -191,6 +191,9 @@ static int check_batch(const llama_model *m, const llama_batch *bt, const llama_
     if (bt->T > m->rope_P)
         return err_set(err, CIS_EINVAL, "forward: T=%d exceeds max_position_embeddings %d", bt->T, m->rope_P);
     if ((int64_t)bt->B * bt->T > INT32_MAX / 64) return err_set(err, CIS_EINVAL, "forward: batch too large");
+    if (m->cfg.sliding_window > 0 && bt->T > m->cfg.sliding_window)
+        return err_set(err, CIS_EINVAL, "forward: T=%d exceeds sliding_window %d (windowed attention is not implemented)",
+                       bt->T, m->cfg.sliding_window);
     if (!bt->ids) return err_set(err, CIS_EINVAL, "forward: ids is NULL");
     if (bt->n_layers < 0 || bt->n_layers > m->L)
         return err_set(err, CIS_EINVAL, "forward: n_layers=%d: expected 0..%d", bt->n_layers, m->L);

@@ -53,6 +53,9 @@ int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const i
         return err_set(err, CIS_EINVAL, "generate: bad arguments");
     if (max_length < 1 || max_length > m->rope_P)
         return err_set(err, CIS_EINVAL, "generate: max_length=%d: expected 1..%d", max_length, m->rope_P);
+    if (m->cfg.sliding_window > 0 && max_length > m->cfg.sliding_window)
+        return err_set(err, CIS_EINVAL, "generate: max_length=%d exceeds sliding_window %d (not implemented)", max_length,
+                       m->cfg.sliding_window);
     for (int i = 0; i < n; i++) {
         if (prompt_lens[i] < 1 || prompt_lens[i] > max_length)
             return err_set(err, CIS_EINVAL, "generate: prompt %d length %d: expected 1..max_length=%d", i,

@@ -544,6 +544,19 @@ static void test_generate_matches_recompute(void) {
     CHECK_EQ_INT(olens[0], 4);
     CHECK_EQ_INT(out3[3], first);
     CHECK_EQ_INT(out3[4], -1);
+    // more prompts than one generation batch (32): the same outputs as one prompt at a time
+    int32_t many[35][2];
+    const int32_t *mp[35];
+    int ml[35], mol[35], ol1;
+    int32_t mout[35 * 6], o1[6];
+    for (int i = 0; i < 35; i++) { many[i][0] = (i * 5) % 37; many[i][1] = (i * 11 + 3) % 37; mp[i] = many[i]; ml[i] = 1 + i % 2; }
+    CHECK(llama_generate(m2, 35, mp, ml, 6, mout, mol, &err) == 0);
+    int diff = 0;
+    for (int i = 0; i < 35; i++) {
+        CHECK(llama_generate(m2, 1, &mp[i], &ml[i], 6, o1, &ol1, &err) == 0);
+        if (ol1 != mol[i] || memcmp(o1, mout + i * 6, 6 * sizeof(int32_t))) diff++;
+    }
+    CHECK_EQ_INT(diff, 0);
     // max_length shorter than a prompt is refused
     CHECK(llama_generate(m3, 3, prompts, plens, 5, out3, olens, &err) == -1);
     llama_model_free(&m2);
