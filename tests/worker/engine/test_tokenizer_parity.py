@@ -10,6 +10,7 @@ tokenizer.json files that this test trains with tokenizers' own BpeTrainer:
           pre-tokenizer, <unk> <s> </s> then <0x00>..<0xFF> in the vocab, byte_fallback, fuse_unk,
           Replace/ByteFallback/Fuse/Strip decoder, "<s> $A" template
   mistral the newer form: Metaspace(prepend_scheme=first, split=false) pre-tokenizer and decoder
+  metasplit Metaspace(prepend_scheme=always, split=true)
 Token ids must match exactly over a text set with whitespace runs, tabs/newlines, long digit runs,
 punctuation, contractions, accents, CJK, emoji and mixed scripts, plus random strings from the
 same pools; decode must match the peer's decode, and decode(encode(x)) == x wherever the peer
@@ -201,8 +202,12 @@ def build_sentencepiece(tmp, lines):
     ms = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False}
     mistral["pre_tokenizer"] = ms
     mistral["decoder"] = ms
+    metasplit = dict(mistral)
+    ms2 = {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": True}
+    metasplit["pre_tokenizer"] = ms2
+    metasplit["decoder"] = ms2
     out = []
-    for name, j in (("llama2", llama2), ("mistral", mistral)):
+    for name, j in (("llama2", llama2), ("mistral", mistral), ("metasplit", metasplit)):
         d = os.path.join(tmp, name)
         os.makedirs(d)
         with open(os.path.join(d, "tokenizer.json"), "w") as f:
@@ -228,7 +233,7 @@ def fixtures():
         dirs = {}
         dirs["llama3"], dirs["qwen2"] = build_llama3(tmp, lines)
         dirs["gpt2"], dirs["gpt2p"] = build_gpt2(tmp, lines)
-        dirs["llama2"], dirs["mistral"] = build_sentencepiece(tmp, lines)
+        dirs["llama2"], dirs["mistral"], dirs["metasplit"] = build_sentencepiece(tmp, lines)
         STATE["dirs"] = dirs
         STATE["texts"] = FIXED + random_texts(random.Random(99), 1500) + lines[:200]
     return STATE["dirs"], STATE["texts"]
@@ -321,6 +326,11 @@ def parity_llama2_sentencepiece():
 @test
 def parity_mistral_metaspace():
     check_parity("mistral", 0.1)  # the Metaspace decoder drops every "▁" of the first token
+
+
+@test
+def parity_metaspace_split_always():
+    check_parity("metasplit", 0.1)
 
 
 @test
