@@ -7,7 +7,8 @@
  *                                          space-separated ids (or "error: msg") per text
  *   test_tokenizer decode DIR [--skip]     stdin: JSON array of id arrays; stdout: JSON array of strings
  *   test_tokenizer info DIR                stdout: {"kind", "vocab_size", "bos", "eos", "pad", "unk"}
- *   test_tokenizer bench DIR FILE          encodes FILE, prints bytes/s to stdout */
+ *   test_tokenizer bench DIR FILE          encodes FILE as one text; prints token count, an id
+ *                                          checksum and bytes/s (JSON) */
 #include <jansson.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -41,7 +42,10 @@ static int tool(int argc, char **argv) {
         int32_t *ids; size_t n;
         if (tokenizer_encode(t, txt, len, false, &ids, &n, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
         double dt = mono_sec() - t0;
-        printf("{\"bytes\": %zu, \"tokens\": %zu, \"seconds\": %.4f, \"mb_per_s\": %.3f}\n", len, n, dt, len / dt / 1e6);
+        uint64_t h = 0; /* checksum of the ids: sum of (i + 1) * id mod 2^61 - 1 */
+        for (size_t i = 0; i < n; i++) h = (h + (uint64_t)(i + 1) % 2305843009213693951ull * (uint64_t)ids[i]) % 2305843009213693951ull;
+        printf("{\"bytes\": %zu, \"tokens\": %zu, \"checksum\": %llu, \"seconds\": %.4f, \"mb_per_s\": %.3f}\n", len, n,
+               (unsigned long long)h, dt, len / dt / 1e6);
         free(ids); free(txt); tokenizer_free(t);
         return 0;
     }
