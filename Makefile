@@ -99,9 +99,13 @@ tests-build: all $(TEST_BIN) $(BENCH_BIN)
 deps:
 	@bash deploy/install-deps.sh
 
+# make test: every test on the normal build, then the parsers and stores again under
+# AddressSanitizer (build-asan/): bad input must never read out of bounds
+ASAN_TESTS ?= protocol|spec|grid|safetensors|tokenizer|spool|job_store
 test: deps
 	@$(MAKE) --no-print-directory tests-build
-	@bash tests/run.sh
+	@$(MAKE) --no-print-directory SANITIZE=address tests-build >/dev/null
+	@ASAN_BUILD=build-asan ASAN_TESTS='$(ASAN_TESTS)' bash tests/run.sh
 
 run: deps
 	@$(MAKE) --no-print-directory all

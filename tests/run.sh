@@ -14,9 +14,14 @@ logdir=$BUILD/test-logs; mkdir -p "$logdir"
 
 progs=$( (find "$BUILD/tests" -type f -name 'test_*' -perm -u+x ! -name '*.d' ! -name '*.o' 2>/dev/null; \
           find tests -name 'test_*.py') | sort)
+# second pass: the C tests of the parsers and stores built with AddressSanitizer (make test sets these)
+if [ -n "${ASAN_BUILD:-}" ] && [ -d "$ASAN_BUILD/tests" ]; then
+    progs="$progs $(find "$ASAN_BUILD/tests" -type f -name 'test_*' -perm -u+x ! -name '*.d' ! -name '*.o' | grep -E "${ASAN_TESTS:-.}" | sort)"
+fi
 for p in $progs; do
     [ -n "$PAT" ] && [[ "$p" != *"$PAT"* ]] && continue
-    name=${p#"$BUILD"/}; log="$logdir/$(echo "$name" | tr '/' '_').log"
+    name=${p#"$BUILD"/}; case "$p" in "${ASAN_BUILD:-//}"/*) name="asan:${p#"$ASAN_BUILD"/}";; esac
+    log="$logdir/$(echo "$name" | tr '/:' '__').log"
     t0=$(date +%s%N)
     case "$p" in
         *.py) timeout "$TIMEOUT" python3 "$p" >"$log" 2>&1 ;;
@@ -33,7 +38,7 @@ for p in $progs; do
         echo "FAIL $name ($np passed, $nf failed, ${dt}s)"; failed_progs="$failed_progs $log"
         grep -E '^not ok|CHECK failed|Error|Traceback|error' "$log" | head -20 | sed 's/^/    /'
     else
-        echo "ok   $name ($np passed${ns:+, $ns skipped}, ${dt}s)"
+        sk=""; [ "$ns" -gt 0 ] && sk=", $ns skipped"; echo "ok   $name ($np passed$sk, ${dt}s)"
         grep '# SKIP' "$log" | sed 's/^/    /'
     fi
 done
