@@ -10,7 +10,7 @@ CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -I. -MMD -MP -pthread
-LDLIBS  := -lzmq -lsqlite3 -ljansson -lopenblas -llapacke -lpthread -lm
+LDLIBS  := -lzmq -lsqlite3 -ljansson -lopenblas -llapacke -lz -lzstd -lpthread -lm
 ifneq ($(CI),)
 CFLAGS  += -Werror
 endif

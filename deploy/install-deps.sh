@@ -6,7 +6,7 @@
 set -euo pipefail
 
 APT_PKGS="build-essential pkg-config libzmq3-dev libsqlite3-dev sqlite3 libjansson-dev \
-libopenblas-dev liblapacke-dev python3 python3-pip"
+libopenblas-dev liblapacke-dev zlib1g-dev libzstd-dev python3 python3-pip"
 PY_PKGS="numpy safetensors tokenizers zmq"
 
 need_apt=""
