@@ -51,6 +51,7 @@ typedef struct cworker {
     int64_t jobs[MAX_SLOTS];  /* held (job, attempt) pairs */
     int atts[MAX_SLOTS];
     int64_t head_since;       /* mono ms when jobs[0] (the running one) became the head */
+    int64_t db_seen;          /* mono ms of the last_recv last written to workers.last_seen */
     bool zombie;              /* its running job was cancelled and has not stopped yet: it still
                                  occupies a slot, and every job in jobs[] is queued behind it */
     char model[128];          /* model of its last job (affinity) */
@@ -412,6 +413,15 @@ static int handle(coord *c, proto_msg *m, cis_err *err) {
 
 static int check_dead_workers(coord *c, cis_err *err) {
     int64_t t = mono_ms(), limit = (int64_t)c->o->heartbeat_ms * c->o->liveness;
+    /* keep workers.last_seen and current_job fresh for `cisweep status` (at most once a second) */
+    int64_t wall = now_ms();
+    for (size_t i = 0; i < c->nw; i++) {
+        cworker *w = &c->w[i];
+        if (w->last_recv - w->db_seen < 1000) continue;
+        w->db_seen = w->last_recv;
+        if (js_worker_touch(c->js, w->id, wall - (t - w->last_recv), w->njobs ? w->jobs[0] : 0,
+                            w->njobs ? "busy" : "idle", err)) return -1;
+    }
     for (size_t i = 0; i < c->nw;) {
         if (t - c->w[i].last_recv > limit) {
             char why[96];

