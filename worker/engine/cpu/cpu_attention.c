@@ -3,6 +3,7 @@
  * are sgemm calls on strided views of q/k/v (row stride H*Dh or Hkv*Dh) restricted to the keys
  * that block can see (causal + length), so the work is GEMM-bound and about half of the full
  * T x T block for self-attention. The masked softmax runs between the GEMMs in plain loops. */
+#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,19 @@
 #include "worker/engine/cpu/cpu_ops.h"
 
 #define ATT_QB 64  // query rows per block
+
+// The per-(sequence, head, block) GEMMs are small (at most 64 x Tk x Dh): below ~8 MFLOP each,
+// OpenBLAS threads cost more in synchronisation than they gain, so attention runs them on one
+// thread and restores the caller's thread count afterwards (returns the count to restore, or 0).
+static int att_threads_begin(int Tk, int Dh) {
+    int n = openblas_get_num_threads();
+    if (n <= 1 || 2.0 * ATT_QB * Tk * Dh >= 8e6) return 0;
+    openblas_set_num_threads(1);
+    return n;
+}
+static void att_threads_end(int n) {
+    if (n > 0) openblas_set_num_threads(n);
+}
 
 // number of keys visible to a query at position p in a sequence with nk keys: min(p + 1, nk)
 static inline int visible(int p, int nk) { return p + 1 < nk ? (p + 1 > 0 ? p + 1 : 0) : nk; }
@@ -38,6 +52,7 @@ void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k,
     const int ldq = H * Dh, ldk = Hkv * Dh;
     const float scale = 1.0f / sqrtf((float)Dh);
     float *scratch = probs ? NULL : xmalloc((size_t)(Tq < ATT_QB ? Tq : ATT_QB) * Tk * sizeof(float));
+    const int nthr = att_threads_begin(Tk, Dh);
     for (int b = 0; b < B; b++) {
         const int nk = seq_keys(kv_len, b, Tk);
         const int32_t *qp = qpos + (int64_t)b * Tq;
@@ -78,6 +93,7 @@ void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k,
             }
         }
     }
+    att_threads_end(nthr);
     free(scratch);
 }
 
@@ -91,6 +107,7 @@ void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const
     memset(dk, 0, (size_t)B * Tk * ldk * sizeof(float));
     memset(dv, 0, (size_t)B * Tk * ldk * sizeof(float));
     float *dP = xmalloc((size_t)(Tq < ATT_QB ? Tq : ATT_QB) * Tk * sizeof(float));
+    const int nthr = att_threads_begin(Tk, Dh);
     for (int b = 0; b < B; b++) {
         const int nk = seq_keys(kv_len, b, Tk);
         for (int h = 0; h < H; h++) {
@@ -133,5 +150,6 @@ void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const
             }
         }
     }
+    att_threads_end(nthr);
     free(dP);
 }
