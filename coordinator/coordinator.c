@@ -653,7 +653,14 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     }
     free(batch);
     if (o->stop_flag && *o->stop_flag) LOG_I("stopping on signal %d", *o->stop_flag);
-    /* tell workers we are going so that they reconnect promptly to a restarted coordinator */
+    /* tell workers we are going so that they reconnect promptly to a restarted coordinator, and
+     * mark them gone in the DB (they register again with a restarted coordinator; their leases
+     * stay, covered by the resume grace period) */
+    cis_err ge = {0};
+    if (c.nw && js_begin(c.js, &ge) == 0) {
+        for (size_t i = 0; i < c.nw; i++) js_worker_gone(c.js, c.w[i].id, now_ms(), "coordinator_stopped", NULL);
+        if (js_commit(c.js, &ge)) { LOG_W("%s", ge.msg); js_rollback(c.js); }
+    }
     for (size_t i = 0; i < c.nw; i++)
         proto_send(c.sock, c.w[i].id, c.w[i].id_len, PROTO_BYE, NULL, ZMQ_DONTWAIT, NULL);
     if (c.n_bad) LOG_I("%lld malformed messages were dropped", (long long)c.n_bad);
