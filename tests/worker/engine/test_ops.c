@@ -676,6 +676,35 @@ static void test_vexp(void) {
     free(x); free(y);
 }
 
+static void test_row_helpers(void) {
+    // max / exp-and-sum / scale / dot / scaled product over lengths that exercise the vector body
+    // and the tail, with the extreme element in every position
+    for (int n = 1; n <= 13; n++) {
+        for (int at = 0; at < n; at++) {
+            float x[13], y[13], z[13];
+            for (int i = 0; i < n; i++) x[i] = (float)(0.1 * i - 0.05 * (i % 3));
+            x[at] = 5.0f;
+            CHECK_MSG(cpu_vmax(x, n) == 5.0f, "vmax n=%d at=%d", n, at);
+            double s = cpu_vexp_sum(y, x, 5.0f, n), rs = 0;
+            for (int i = 0; i < n; i++) {
+                double e = exp((double)(x[i] - 5.0f));  // the shift is applied in fp32
+                rs += e;
+                CHECK(fabs(y[i] - e) <= 2e-7 * e);
+            }
+            CHECK_NEAR(s, rs, 1e-6 * rs);
+            memcpy(z, x, sizeof z);
+            cpu_vscale(z, -2.0f, n);
+            double d = cpu_vdot(x, z, n), rd = 0;
+            for (int i = 0; i < n; i++) { CHECK(z[i] == -2.0f * x[i]); rd += (double)x[i] * z[i]; }
+            CHECK_NEAR(d, rd, 1e-6 * fabs(rd) + 1e-12);  // fp32 products, double sum
+            memcpy(z, x, sizeof z);
+            cpu_vmul_scaled(z, y, 0.5f, n);
+            for (int i = 0; i < n; i++) CHECK_NEAR(z[i], x[i] * y[i] * 0.5, 1e-6 * fabs(x[i] * y[i]) + 1e-12);
+        }
+    }
+    CHECK(cpu_vmax(NULL, 0) == -INFINITY);
+}
+
 static void test_tensor(void) {
     int64_t shp[3] = {2, 3, 4};
     tensor *t = tensor_new(TENSOR_F32, 3, shp, "x");
@@ -710,6 +739,7 @@ int main(void) {
     RUN(test_backend_table);
     RUN(test_tensor);
     RUN(test_vexp);
+    RUN(test_row_helpers);
     RUN(test_gemm_transposes);
     RUN(test_linear);
     RUN(test_rmsnorm);

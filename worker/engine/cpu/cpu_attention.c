@@ -78,14 +78,9 @@ void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k,
                     float *row = P + (int64_t)t * Tk;
                     const int nv = visible(qp[r0 + t], nk);
                     if (nv == 0) { memset(row, 0, (size_t)Tk * sizeof(float)); continue; }
-                    float mx = row[0];
-                    for (int j = 1; j < nv; j++) mx = row[j] > mx ? row[j] : mx;
-                    for (int j = 0; j < nv; j++) row[j] -= mx;
-                    cpu_vexp(row, row, nv);
-                    float s = 0.0f;
-                    for (int j = 0; j < nv; j++) s += row[j];
-                    const float inv = 1.0f / s;
-                    for (int j = 0; j < nv; j++) row[j] *= inv;
+                    const float mx = cpu_vmax(row, nv);
+                    const double sum = cpu_vexp_sum(row, row, mx, nv);
+                    cpu_vscale(row, (float)(1.0 / sum), nv);
                     for (int j = nv; j < (probs ? Tk : km); j++) row[j] = 0.0f;
                 }
                 // O[rows, Dh] = P[rows, km] · V[km, Dh]
@@ -139,9 +134,9 @@ void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const
                 for (int t = 0; t < rows; t++) {
                     const float *pr = P + (int64_t)t * Tk;
                     float *dr = dP + (int64_t)t * Tk;
-                    float dot = 0.0f;
-                    for (int j = 0; j < km; j++) dot += pr[j] * dr[j];
-                    for (int j = 0; j < km; j++) dr[j] = pr[j] * (dr[j] - dot) * scale;
+                    const float dot = (float)cpu_vdot(pr, dr, km);
+                    for (int j = 0; j < km; j++) dr[j] -= dot;  // dS = P ⊙ (dP - dot) · scale
+                    cpu_vmul_scaled(dr, pr, scale, km);
                 }
                 // dQ[rows, Dh] = dS[rows, km] · K[km, Dh]
                 cpu_gemm(false, false, rows, Dh, km, 1.0f, dP, Tk, kb, ldk, 0.0f, dqb + (int64_t)r0 * ldq, ldq);

@@ -1,23 +1,15 @@
 /* cpu_loss.c - softmax cross-entropy with an ignore index (torch CrossEntropyLoss, mean reduction
- * over the non-ignored rows). exponentials in fp32, row sums in double. */
+ * over the non-ignored rows). Exponentials in fp32 (vectorised, ~1 ulp), row sums in double. */
 #include <math.h>
+#include <stdlib.h>
 
+#include "common/util.h"
 #include "worker/engine/cpu/cpu_ops.h"
 
-#define CE_CHUNK 1024
-
-// logsumexp of a row: fp32 exponentials of (x - max) (cpu_vexp, ~1 ulp), summed in double
-static double row_lse(const float *x, int V) {
-    float mx = x[0], e[CE_CHUNK];
-    for (int j = 1; j < V; j++) mx = x[j] > mx ? x[j] : mx;
-    double s = 0.0;
-    for (int j0 = 0; j0 < V; j0 += CE_CHUNK) {
-        int m = V - j0 < CE_CHUNK ? V - j0 : CE_CHUNK;
-        for (int j = 0; j < m; j++) e[j] = x[j0 + j] - mx;
-        cpu_vexp(e, e, m);
-        for (int j = 0; j < m; j++) s += e[j];
-    }
-    return mx + log(s);
+// logsumexp of a row: fp32 exponentials of (x - max) (~1 ulp), summed in double
+static double row_lse(const float *x, int V, float *scratch) {
+    const float mx = cpu_vmax(x, V);
+    return mx + log(cpu_vexp_sum(scratch, x, mx, V));
 }
 
 // logits [N,V]; targets [N]; loss, lse [N]
@@ -25,6 +17,7 @@ double cpu_ce_fwd(float *loss, float *lse, const float *logits, const int32_t *t
                   int *n_valid) {
     double tot = 0.0;
     int cnt = 0;
+    float *scratch = xmalloc((size_t)V * sizeof(float));
     for (int n = 0; n < N; n++) {
         const float *x = logits + (int64_t)n * V;
         int t = targets[n];
@@ -33,13 +26,14 @@ double cpu_ce_fwd(float *loss, float *lse, const float *logits, const int32_t *t
             if (lse) lse[n] = 0.0f;
             continue;
         }
-        double l = row_lse(x, V);
+        double l = row_lse(x, V, scratch);
         double li = l - x[t];
         if (loss) loss[n] = (float)li;
         if (lse) lse[n] = (float)l;
         tot += li;
         cnt++;
     }
+    free(scratch);
     if (n_valid) *n_valid = cnt;
     return cnt ? tot / cnt : 0.0;
 }
@@ -47,6 +41,7 @@ double cpu_ce_fwd(float *loss, float *lse, const float *logits, const int32_t *t
 // dlogits [N,V] = scale (softmax - onehot); lse from ce_fwd (recomputed when NULL)
 void cpu_ce_bwd(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
                 int N, int V, float scale) {
+    float *scratch = lse ? NULL : xmalloc((size_t)V * sizeof(float));
     for (int n = 0; n < N; n++) {
         const float *x = logits + (int64_t)n * V;
         float *d = dlogits + (int64_t)n * V;
@@ -55,10 +50,10 @@ void cpu_ce_bwd(float *dlogits, const float *logits, const float *lse, const int
             for (int j = 0; j < V; j++) d[j] = 0.0f;
             continue;
         }
-        float l = lse ? lse[n] : (float)row_lse(x, V);
-        for (int j = 0; j < V; j++) d[j] = x[j] - l;  // in place when d == x
-        cpu_vexp(d, d, V);
-        for (int j = 0; j < V; j++) d[j] *= scale;
+        float l = lse ? lse[n] : (float)row_lse(x, V, scratch);
+        cpu_vexp_sum(d, x, l, V);  // in place when d == x
+        cpu_vscale(d, scale, V);
         d[t] -= scale;
     }
+    free(scratch);
 }

@@ -48,6 +48,14 @@ double cpu_sum(const float *x, int64_t n);
 double cpu_sumsq(const float *x, int64_t n);
 /* y[n] = exp(x[n]) (vectorised polynomial, ~1 ulp; y may alias x) */
 void cpu_vexp(float *y, const float *x, int64_t n);
+/* vectorised row helpers (fixed summation order): max of x[n] (-inf when n == 0); y = exp(x - shift)
+ * returning Σ y in double (y may alias x); x *= s; Σ a·b in double */
+float cpu_vmax(const float *x, int64_t n);
+double cpu_vexp_sum(float *y, const float *x, float shift, int64_t n);
+void cpu_vscale(float *x, float s, int64_t n);
+double cpu_vdot(const float *a, const float *b, int64_t n);
+/* y = y * x * s elementwise */
+void cpu_vmul_scaled(float *y, const float *x, float s, int64_t n);
 /* cpu_optim.c */
 void cpu_adam_step(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 /* cpu_linalg.c */
