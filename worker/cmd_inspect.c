@@ -27,7 +27,7 @@ static void inspect_usage(FILE *f) {
                "  and, for the prompt, tokenizer.json. Defaults: --prompt \"The capital of\" --top 10.\n");
 }
 
-/* print s[0..n) as a double-quoted string: \" \\ \n \t and \xHH for other control bytes */
+/* print s[0..n) as a JSON string: \" \\ \n \t and \u00HH for other control bytes; other bytes as they are */
 static void print_quoted(const char *s, size_t n) {
     putchar('"');
     for (size_t i = 0; i < n; i++) {
@@ -35,17 +35,25 @@ static void print_quoted(const char *s, size_t n) {
         if (c == '"' || c == '\\') printf("\\%c", c);
         else if (c == '\n') fputs("\\n", stdout);
         else if (c == '\t') fputs("\\t", stdout);
-        else if (c < 0x20 || c == 0x7f) printf("\\x%02x", c);
+        else if (c < 0x20 || c == 0x7f) printf("\\u%04x", c);
         else putchar(c);
     }
     putchar('"');
 }
 
+/* the decoded text of one token; when it is not valid UTF-8 on its own (a byte of a longer
+ * character decodes to U+FFFD) the vocabulary string follows: "\xef\xbf\xbd" (token "Ã") */
 static void print_token(const tokenizer *tok, int32_t id) {
     char *s = NULL;
     size_t n = 0;
     if (tokenizer_decode_n(tok, &id, 1, false, &s, &n) == 0 && s) print_quoted(s, n);
     else fputs("?", stdout);
+    const char *raw = tokenizer_id_to_token(tok, id);
+    if (s && raw && memmem(s, n, "\xef\xbf\xbd", 3)) {
+        fputs(" (token ", stdout);
+        print_quoted(raw, strlen(raw));
+        putchar(')');
+    }
     free(s);
 }
 
