@@ -308,6 +308,25 @@ def bad_grid_exit_2_db_untouched():
 
 
 @test
+def launch_with_models_map_and_bad_maps():
+    with Sweep(3) as s:
+        good = os.path.join(s.dir, "models.json")
+        json.dump({"m": {"path": "/models/llama3-8b", "dtype": "bf16"}}, open(good, "w"))
+        run([CISWEEP, "launch", "--db", s.db, "--grid", s.grid, "--allow-selftest", "--models", good])
+        assert s.q("SELECT name, path FROM models") == [("m", "/models/llama3-8b")]
+        s.start_coordinator()
+        w = s.start_worker("--log-level", "debug")
+        s.wait_finished(20)
+        assert s.count("done") == 3
+        bad = os.path.join(s.dir, "bad-models.json")
+        for text, needle in [("[1,2]", "expected an object"), ('{"m": 3}', "$.m"), ("{", "bad-models.json:")]:
+            open(bad, "w").write(text)
+            p = run([CISWEEP, "launch", "--db", s.db, "--grid", s.grid, "--allow-selftest", "--models", bad],
+                    check=False)
+            assert p.returncode == 2 and needle in p.stderr and "bad-models.json" in p.stderr, p.stderr
+
+
+@test
 def status_cancel_export_and_run():
     with Sweep(40, {"sleep_ms": 30, "rows": {"mmlu": 0.61, "ppl_wikitext": 5.5}}) as s:
         s.launch()
