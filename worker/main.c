@@ -82,6 +82,7 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--version")) { printf("cisweep-worker %s\n", cisweep_version()); return 0; }
     if (!strcmp(argv[1], "worker")) return cmd_worker(argc - 1, argv + 1, argv);
+    if (!strcmp(argv[1], "eval")) { extern int cmd_eval(int argc, char **argv); return cmd_eval(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "inspect")) { extern int cmd_inspect(int argc, char **argv); return cmd_inspect(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(stdout); return 0; }
     fprintf(stderr, "cisweep-worker: unknown command \"%s\"\n", argv[1]);

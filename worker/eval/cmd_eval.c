@@ -1,0 +1,99 @@
+/* cmd_eval.c - `cisweep-worker eval MODEL_DIR --world DIR [options]`: load a Hugging Face style
+ * model directory (config.json, safetensors, tokenizer.json), run the evaluation suite on a world
+ * (or real data) directory and print every metric, one `name value` per line (and one JSON line
+ * with --json). Exit 0 on success, 1 on a failed load or evaluation, 2 on bad usage. */
+#include "worker/eval/eval.h"
+#include "common/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void eval_usage(FILE *f) {
+    fprintf(f,
+            "usage: cisweep-worker eval MODEL_DIR --world DIR [--edit-set K] [--limit N] [--seqlen T] [--threads N]\n"
+            "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
+            "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa]\n");
+}
+
+static int int_opt(const char *flag, const char *v, int lo, int *out) {
+    int64_t x;
+    if (!v || !parse_i64(v, &x) || x < lo || x > 1000000000) {
+        fprintf(stderr, "cisweep-worker eval: %s expects an integer >= %d, got \"%s\"\n", flag, lo, v ? v : "");
+        return -1;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+static llama_model *load_model(const char *dir, cis_err *err) {
+    char *cp = xasprintf("%s/config.json", dir);
+    llama_config cfg;
+    int rc = llama_config_load(cp, &cfg, err);
+    free(cp);
+    if (rc) return NULL;
+    llama_model *m = llama_model_new(&cfg, backend_get("cpu"), err);
+    if (!m) return NULL;
+    if (llama_model_load(m, dir, err)) { llama_model_free(&m); return NULL; }
+    return m;
+}
+
+int cmd_eval(int argc, char **argv) {
+    /* argv[0] == "eval" */
+    const char *model_dir = NULL, *world = NULL, *ref_dir = NULL;
+    bool json = false;
+    eval_opts o;
+    eval_opts_default(&o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--world") && n) { world = n; i++; }
+        else if (!strcmp(a, "--ref") && n) { ref_dir = n; i++; }
+        else if (!strcmp(a, "--edit-set")) { if (int_opt(a, n, 1, &o.edit_set)) return 2; i++; }
+        else if (!strcmp(a, "--limit")) { if (int_opt(a, n, 0, &o.limit)) return 2; i++; }
+        else if (!strcmp(a, "--seqlen")) { if (int_opt(a, n, 2, &o.seqlen)) return 2; i++; }
+        else if (!strcmp(a, "--threads")) { if (int_opt(a, n, 1, &o.threads)) return 2; i++; }
+        else if (!strcmp(a, "--max-length")) { if (int_opt(a, n, 2, &o.max_length)) return 2; i++; }
+        else if (!strcmp(a, "--batch-tokens")) { if (int_opt(a, n, 1, &o.batch_tokens)) return 2; i++; }
+        else if (!strcmp(a, "--wbits")) { if (int_opt(a, n, 1, &o.quant.wbits)) return 2; i++; }
+        else if (!strcmp(a, "--group-size")) { if (int_opt(a, n, 1, &o.quant.group_size)) return 2; i++; }
+        else if (!strcmp(a, "--mc-bos")) o.mc_bos = true;
+        else if (!strcmp(a, "--no-tf")) o.teacher_forced = false;
+        else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--skip") && n) {
+            char *s = xstrdup(n), *save = NULL;
+            for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+                if (!strcmp(t, "mmlu")) o.skip_mmlu = true;
+                else if (!strcmp(t, "wmdp")) o.skip_wmdp = true;
+                else if (!strcmp(t, "ppl")) o.skip_ppl = true;
+                else if (!strcmp(t, "zsre")) o.skip_zsre = true;
+                else if (!strcmp(t, "qa")) o.skip_qa = true;
+                else { fprintf(stderr, "cisweep-worker eval: --skip: unknown part \"%s\"\n", t); free(s); return 2; }
+            }
+            free(s);
+            i++;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) { eval_usage(stdout); return 0; }
+        else if (a[0] != '-' && !model_dir) model_dir = a;
+        else { fprintf(stderr, "cisweep-worker eval: unknown or incomplete option \"%s\"\n", a); eval_usage(stderr); return 2; }
+    }
+    if (!model_dir || !world) { eval_usage(stderr); return 2; }
+    cis_err err = {0};
+    tokenizer *tok = NULL;
+    llama_model *m = load_model(model_dir, &err), *ref = NULL;
+    if (m && tokenizer_load(model_dir, &tok, &err)) { llama_model_free(&m); }
+    if (m && ref_dir && !(ref = load_model(ref_dir, &err))) { llama_model_free(&m); }
+    if (!m) { LOG_E("eval: %s", err.msg); tokenizer_free(tok); return 1; }
+    o.ref_model = ref;
+    eval_rows rows = {0};
+    int rc = eval_suite_run(m, tok, world, &o, &rows, &err);
+    if (rc) LOG_E("eval: %s", err.msg);
+    else {
+        for (int i = 0; i < rows.n; i++) printf("%s %.6g\n", rows.row[i].name, rows.row[i].value);
+        if (json) { char *j = eval_rows_json(&rows); printf("%s\n", j); free(j); }
+        fflush(stdout);
+    }
+    eval_rows_free(&rows);
+    tokenizer_free(tok);
+    llama_model_free(&m);
+    llama_model_free(&ref);
+    return rc ? 1 : 0;
+}

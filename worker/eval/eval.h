@@ -1,0 +1,179 @@
+/* eval.h - the evaluation suite, computed the way the paper computes it (algorithms.md §10,
+ * paper.md §3): lm-eval-harness 0-shot multiple choice (MMLU, WMDP), WikiText perplexity over
+ * non-overlapping windows, zsRE generation token-set F1 (composable) and teacher-forced token
+ * accuracy (EasyEdit), average bits of the decoder linear layers; and eval_suite_run, which runs
+ * all of them on a world (or real data) directory and returns named metric rows.
+ *
+ * Models are used one call at a time (llama_model is not thread-safe); tokenizers are read-only.
+ * Errors return -1 with err naming the task, record and field. */
+#ifndef CISWEEP_EVAL_H
+#define CISWEEP_EVAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "common/util.h"
+#include "worker/data/loaders.h"
+#include "worker/engine/model.h"
+#include "worker/engine/tokenizer.h"
+
+/* ---- metric rows ------------------------------------------------------------------------------ */
+
+typedef struct eval_row {
+    char name[96];   /* "mmlu", "mmlu_<subject>", "wmdp_bio", "ppl_wikitext", "edit_success", ... */
+    double value;
+} eval_row;
+
+typedef struct eval_rows {
+    eval_row *row;   /* [n] in the order added */
+    int n, cap;
+} eval_rows;
+
+/* eval_rows_set: add a row, or overwrite the value of an existing row of that name. */
+void eval_rows_set(eval_rows *r, const char *name, double value);
+/* eval_rows_get: the row named so, or NULL. */
+const eval_row *eval_rows_get(const eval_rows *r, const char *name);
+void eval_rows_free(eval_rows *r);
+/* eval_rows_json: {"name": value, ...} on one line (malloc'd; non-finite values as null). */
+char *eval_rows_json(const eval_rows *r);
+
+/* eval_encode: tokenizer_encode of a NUL-terminated string into a malloc'd array (*n tokens). */
+int eval_encode(const tokenizer *tok, const char *text, bool add_special, int32_t **ids, int *n, cis_err *err);
+
+/* ---- multiple choice (lm-eval-harness, algorithms.md §10.3) ------------------------------------ */
+
+typedef struct mc_opts {
+    bool add_bos;          /* encode the context with the tokenizer's special tokens (lm-eval's
+                              add_bos_token); default false, as lm-eval 0.4.x */
+    bool force_full;       /* score every continuation with a full forward (tests, diagnostics) */
+    int max_batch_tokens;  /* padded tokens per forward; <= 0 = 8192 */
+    int limit;             /* > 0: only the first `limit` questions */
+} mc_opts;
+
+typedef struct mc_result {
+    int n;                 /* questions scored */
+    int correct;
+    double acc;            /* correct / n */
+    double acc_stderr;     /* sample std (ddof 1) / sqrt(n) */
+    int n_shortcut;        /* questions scored from one forward (every letter one token) */
+    int n_full;            /* questions that needed the full per-continuation scoring */
+    int n_prefix_mismatch; /* questions where tok(ctx + " X") != tok(ctx) ++ [id(" X")] for some X */
+} mc_result;
+
+/* mc_prompt: the 0-shot context, byte for byte lm-eval's
+ * "The following are multiple choice questions (with answers) about <subject>.\n\n"
+ * "<question.strip()>\nA. <c0>\nB. <c1>\nC. <c2>\nD. <c3>\nAnswer:"  (malloc'd). */
+char *mc_prompt(const mc_question *q, const char *subject);
+
+/* eval_mc_task: acc of the model on the task. pred (may be NULL) gets [n] predicted indices and
+ * ll (may be NULL) [n*4] the continuation log-likelihoods. */
+int eval_mc_task(llama_model *m, const tokenizer *tok, const mc_task *task, const mc_opts *o, int *pred,
+                 double *ll, mc_result *res, cis_err *err);
+
+/* ---- perplexity (algorithms.md §10.4) ---------------------------------------------------------- */
+
+typedef struct ppl_result {
+    double ppl;            /* exp(mean over windows of the window's mean next-token CE) */
+    double mean_nll;       /* that mean, nats/token */
+    int n_windows;
+    int seqlen;            /* T used */
+    int64_t n_tokens;      /* tokens of the whole text (with the BOS) */
+} ppl_result;
+
+/* eval_ppl_tokens: windows [w*T, (w+1)*T) for w < floor(n/T) (at most max_windows when > 0),
+ * each scored on its T-1 next-token predictions. A text shorter than T is scored as one window
+ * of all its tokens (warned). batch_tokens bounds the tokens per forward (<= 0: one window). */
+int eval_ppl_tokens(llama_model *m, const int32_t *ids, int64_t n, int seqlen, int max_windows, int batch_tokens,
+                    ppl_result *res, cis_err *err);
+/* eval_ppl_text: tokenize text once (with the BOS rule of the tokenizer), then eval_ppl_tokens. */
+int eval_ppl_text(llama_model *m, const tokenizer *tok, const char *text, size_t len, int seqlen, int max_windows,
+                  int batch_tokens, ppl_result *res, cis_err *err);
+
+/* ---- zsRE (algorithms.md §10.1, §10.2) --------------------------------------------------------- */
+
+/* token_set_f1: composable's score of filtered generated ids against filtered gold ids:
+ * C = set(gen) ∩ set(gold); 0 when C or gen is empty; else 2PR/(P+R) with P = |C|/|set(gen)|,
+ * R = |C|/|set(gold)|. *recall (may be NULL) gets R (0 when gold is empty). */
+double token_set_f1(const int32_t *gen, int n_gen, const int32_t *gold, int n_gold, double *recall);
+
+/* gen_f1_batch: §10.2 for n (prompt, answer) pairs: answer gets a leading space when it has none;
+ * gold = tok(answer) with BOS, padded with EOS and truncated to max_length, excluded ids dropped
+ * (EOS/pad, BOS, id(" "), and the standalone leading-space token when the tokenizer has one);
+ * greedy generation to max_length tokens counting the prompt (tok(prompt) with BOS); the
+ * generated ids after the prompt, filtered the same way and truncated to |gold|.
+ * f1[n], recall[n] out; gen_out (may be NULL) gets malloc'd [n] arrays of the filtered generated
+ * ids with lengths in gen_len[n] (caller frees each and the array). */
+int gen_f1_batch(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *answers,
+                 int max_length, double *f1, double *recall, int32_t ***gen_out, int **gen_len, cis_err *err);
+
+/* tf_argmax_batch: §10.1 teacher forcing: x = tok(prompt + " " + answer) with BOS, l = |tok(prompt)|
+ * with BOS; for j = l..|x|-1 the prediction argmax logits[j-1] and the label x[j]. acc[n] (may be
+ * NULL) gets the fraction of positions predicted right (0 when there is none); pred (may be NULL)
+ * gets malloc'd [n] arrays of the predicted ids, lengths in pred_len[n]. *n_mismatch (may be NULL)
+ * counts pairs where tok(prompt) is not a prefix of x. max_batch_tokens <= 0: 8192. */
+int tf_argmax_batch(llama_model *m, const tokenizer *tok, int n, const char *const *prompts,
+                    const char *const *answers, int max_batch_tokens, double *acc, int32_t ***pred, int **pred_len,
+                    int *n_mismatch, cis_err *err);
+
+/* zsre_loc_prompt: loc without its "nq question:" prefix, stripped (malloc'd). */
+char *zsre_loc_prompt(const char *loc);
+
+typedef struct zsre_opts {
+    int max_length;        /* generation length counting the prompt (50; 30 in the paper's v1) */
+    int max_batch_tokens;  /* teacher forcing; <= 0 = 8192 */
+    bool teacher_forced;   /* also compute EasyEdit's tf_* metrics */
+    llama_model *ref;      /* unedited model for tf_locality (agreement), or NULL */
+    const char *prefix;    /* row-name prefix ("" or e.g. "pre_") */
+} zsre_opts;
+
+/* eval_zsre_records: on records idx[0..n) adds rows (prefix + ): edit_success, generalization,
+ * locality (F1 means), edit_success_recall, generalization_recall, locality_recall,
+ * src_true_f1 (src vs answers[0], the pre-edit knowledge check), and with teacher_forced
+ * tf_rewrite_acc, tf_rephrase_acc, tf_locality (with ref: agreement of the argmax tokens on
+ * (loc, loc_ans) with the reference model). */
+int eval_zsre_records(llama_model *m, const tokenizer *tok, const zsre_data *d, const int32_t *idx, int n,
+                      const zsre_opts *o, eval_rows *out, cis_err *err);
+
+/* ---- average bits (paper.md §3.1) -------------------------------------------------------------- */
+
+typedef struct quant_info {
+    int wbits;             /* 0 = not quantized */
+    int group_size;        /* > 0: scale + zero (16 bits each) per group; <= 0: per output row */
+} quant_info;
+
+/* eval_avg_bits: over the decoder linear layers (q,k,v,o,gate,up,down of every layer): quantized
+ * -> wbits + 32/group_size (per row: 32/in_features, weighted by parameter count); otherwise
+ * (#zeros*1 + #nonzeros*16)/#params = 16 - 15*sparsity. *sparsity (may be NULL) gets the zero
+ * fraction. */
+double eval_avg_bits(llama_model *m, const quant_info *q, double *sparsity);
+
+/* ---- the suite --------------------------------------------------------------------------------- */
+
+typedef struct eval_opts {
+    int edit_set;          /* zsRE edit set 1..10 (default 1) */
+    int edit_set_size;     /* 50 */
+    int limit;             /* > 0: at most N questions per MC task, N zsRE records, N PPL windows */
+    int seqlen;            /* > 0: PPL window min(max_position_embeddings, seqlen); 0 = max_pos */
+    int max_length;        /* zsRE generation length (50) */
+    int batch_tokens;      /* padded tokens per forward (MC, PPL, teacher forcing); 0 = 8192 */
+    int threads;           /* > 0: backend thread count */
+    bool mc_bos;           /* lm-eval add_bos_token */
+    bool teacher_forced;   /* EasyEdit tf_* metrics (default true) */
+    bool skip_mmlu, skip_wmdp, skip_ppl, skip_zsre, skip_qa;
+    llama_model *ref_model;/* unedited model for tf_locality, or NULL */
+    quant_info quant;      /* what a quantizer did to the model (wbits 0: none) */
+} eval_opts;
+
+void eval_opts_default(eval_opts *o);
+
+/* eval_suite_run: every metric on dir's files (world layout: mmlu/data/test/<subject>_test.csv, wmdp/wmdp-bio.json,
+ * wmdp/wmdp-cyber.json, wikitext/wiki.test.raw, zsre/zsre_mend_train.json [+ edit_sets.json]).
+ * Rows: mmlu, mmlu_<subject>..., wmdp_bio, wmdp_cyber, wmdp_avg, ppl_wikitext, edit_success,
+ * generalization, locality, *_recall, src_true_f1, tf_*, qa_f1, qa_recall, avg_bits, sparsity,
+ * n_* counts, time_*_s and throughput rows. A dataset whose files are absent is skipped with a
+ * warning; a malformed one is an error. out must be zeroed (or hold earlier rows). */
+int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err);
+
+/* cmd_eval: `cisweep-worker eval MODEL_DIR --world DIR [...]` (worker/eval/cmd_eval.c). */
+int cmd_eval(int argc, char **argv);
+
+#endif

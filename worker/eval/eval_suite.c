@@ -1,0 +1,176 @@
+/* eval_suite.c - every metric of one model on a world (or real data) directory, as named rows:
+ * MMLU (question-weighted over subjects, plus per subject), WMDP bio / cyber / mean, WikiText
+ * perplexity, zsRE edit metrics on one edit set and the QA-set F1, average bits, and timings.
+ * The worker's job runner sends these rows as RESULT; `cisweep-worker eval` prints them. */
+#include "worker/eval/eval.h"
+#include "common/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+void eval_opts_default(eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->edit_set = 1;
+    o->edit_set_size = 50;
+    o->max_length = 50;
+    o->batch_tokens = 8192;
+    o->teacher_forced = true;
+}
+
+static bool exists(const char *p) {
+    struct stat sb;
+    return stat(p, &sb) == 0;
+}
+
+static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
+    char *md = xasprintf("%s/mmlu", dir);
+    if (!exists(md)) { LOG_W("eval: %s is absent: MMLU skipped", md); free(md); return 0; }
+    mc_task *tasks = NULL;
+    int nt = 0;
+    int rc = mmlu_load_dir(md, "test", &tasks, &nt, err);
+    free(md);
+    if (rc) return -1;
+    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    int total = 0, correct = 0;
+    double t0 = mono_sec();
+    for (int i = 0; i < nt && !rc; i++) {
+        mc_result r;
+        rc = eval_mc_task(m, tok, &tasks[i], &mo, NULL, NULL, &r, err);
+        if (rc) break;
+        char k[96];
+        snprintf(k, sizeof k, "mmlu_%s", tasks[i].name);
+        eval_rows_set(out, k, r.acc);
+        total += r.n;
+        correct += r.correct;
+        if (r.n_full) LOG_W("mmlu_%s: %d questions scored without the one-forward shortcut", tasks[i].name, r.n_full);
+    }
+    double dt = mono_sec() - t0;
+    if (!rc) {
+        eval_rows_set(out, "mmlu", (double)correct / total);
+        eval_rows_set(out, "n_mmlu", total);
+        eval_rows_set(out, "time_mmlu_s", dt);
+        eval_rows_set(out, "mmlu_questions_per_s", dt > 0 ? total / dt : 0);
+    }
+    mc_tasks_free(tasks, nt);
+    return rc;
+}
+
+static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
+    static const char *file[2] = {"wmdp-bio", "wmdp-cyber"}, *row[2] = {"wmdp_bio", "wmdp_cyber"},
+                      *subj[2] = {"biology", "cybersecurity"};
+    double acc[2];
+    int have = 0, rc = 0, nq = 0;
+    double t0 = mono_sec();
+    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    for (int k = 0; k < 2 && !rc; k++) {
+        char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
+        if (!exists(p)) { free(p); p = xasprintf("%s/wmdp/%s.jsonl", dir, file[k]); }
+        if (!exists(p)) { LOG_W("eval: %s/wmdp/%s.json(l) is absent: %s skipped", dir, file[k], row[k]); free(p); continue; }
+        mc_task t;
+        rc = wmdp_load(p, file[k], subj[k], &t, err);
+        free(p);
+        if (rc) break;
+        mc_result r;
+        rc = eval_mc_task(m, tok, &t, &mo, NULL, NULL, &r, err);
+        mc_task_free(&t);
+        if (rc) break;
+        eval_rows_set(out, row[k], r.acc);
+        acc[have++] = r.acc;
+        nq += r.n;
+    }
+    double dt = mono_sec() - t0;
+    if (!rc && have == 2) eval_rows_set(out, "wmdp_avg", (acc[0] + acc[1]) / 2);
+    if (!rc && have) { eval_rows_set(out, "n_wmdp", nq); eval_rows_set(out, "time_wmdp_s", dt); }
+    return rc;
+}
+
+static int run_ppl(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
+    char *p = xasprintf("%s/wikitext/wiki.test.raw", dir);
+    if (!exists(p)) { LOG_W("eval: %s is absent: perplexity skipped", p); free(p); return 0; }
+    char *text = NULL;
+    size_t len = 0;
+    int rc = wikitext_load(p, &text, &len, err);
+    free(p);
+    if (rc) return -1;
+    double t0 = mono_sec();
+    ppl_result r;
+    rc = eval_ppl_text(m, tok, text, len, o->seqlen, o->limit, o->batch_tokens, &r, err);
+    double dt = mono_sec() - t0;
+    free(text);
+    if (rc) return -1;
+    eval_rows_set(out, "ppl_wikitext", r.ppl);
+    eval_rows_set(out, "ppl_windows", r.n_windows);
+    eval_rows_set(out, "ppl_seqlen", r.seqlen);
+    eval_rows_set(out, "time_ppl_s", dt);
+    eval_rows_set(out, "ppl_tokens_per_s", dt > 0 ? (double)r.n_windows * r.seqlen / dt : 0);
+    return 0;
+}
+
+static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
+    char *p = xasprintf("%s/zsre/zsre_mend_train.json", dir);
+    if (!exists(p)) { LOG_W("eval: %s is absent: zsRE metrics skipped", p); free(p); return 0; }
+    zsre_data d;
+    int rc = zsre_load(p, &d, err);
+    free(p);
+    if (rc) return -1;
+    char *sets = xasprintf("%s/zsre/edit_sets.json", dir);
+    int32_t *idx = NULL;
+    int n = 0;
+    double t0 = mono_sec();
+    if (!o->skip_zsre) {
+        rc = zsre_split(sets, d.n, o->edit_set, o->edit_set_size, &idx, &n, err);
+        if (!rc && o->limit > 0 && n > o->limit) n = o->limit;
+        zsre_opts zo = {.max_length = o->max_length, .max_batch_tokens = o->batch_tokens,
+                        .teacher_forced = o->teacher_forced, .ref = o->ref_model, .prefix = ""};
+        if (!rc) rc = eval_zsre_records(m, tok, &d, idx, n, &zo, out, err);
+        if (!rc) { eval_rows_set(out, "edit_set", o->edit_set); eval_rows_set(out, "n_edits", n); }
+        free(idx);
+        idx = NULL;
+    }
+    if (!rc && !o->skip_qa) {
+        /* QA set (records 500..999 of the shuffled list): src vs answers[0] */
+        rc = zsre_split(sets, d.n, 0, o->edit_set_size, &idx, &n, err);
+        if (rc) { LOG_W("eval: no zsRE QA set (%s): qa_f1 skipped", err->msg); rc = 0; n = 0; }
+        if (o->limit > 0 && n > o->limit) n = o->limit;
+        if (n > 0) {
+            const char **pr = xmalloc((size_t)n * sizeof *pr), **an = xmalloc((size_t)n * sizeof *an);
+            double *f1 = xmalloc((size_t)n * sizeof *f1), *rec = xmalloc((size_t)n * sizeof *rec);
+            for (int i = 0; i < n; i++) { pr[i] = d.rec[idx[i]].src; an[i] = d.rec[idx[i]].answers[0]; }
+            rc = gen_f1_batch(m, tok, n, pr, an, o->max_length, f1, rec, NULL, NULL, err);
+            if (!rc) {
+                double s = 0, sr = 0;
+                for (int i = 0; i < n; i++) { s += f1[i]; sr += rec[i]; }
+                eval_rows_set(out, "qa_f1", s / n);
+                eval_rows_set(out, "qa_recall", sr / n);
+                eval_rows_set(out, "n_qa", n);
+            }
+            free(pr); free(an); free(f1); free(rec);
+        }
+        free(idx);
+    }
+    if (!rc) eval_rows_set(out, "time_zsre_s", mono_sec() - t0);
+    free(sets);
+    zsre_free(&d);
+    return rc;
+}
+
+int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *opts, eval_rows *out, cis_err *err) {
+    eval_opts def;
+    if (!opts) { eval_opts_default(&def); opts = &def; }
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return err_set(err, CIS_EIO, "eval: %s is not a directory", dir);
+    if (opts->threads > 0 && llama_model_backend(m)->set_threads) llama_model_backend(m)->set_threads(opts->threads);
+    double t0 = mono_sec();
+    int rc = 0;
+    if (!rc && !opts->skip_mmlu) rc = run_mmlu(m, tok, dir, opts, out, err);
+    if (!rc && !opts->skip_wmdp) rc = run_wmdp(m, tok, dir, opts, out, err);
+    if (!rc && !opts->skip_ppl) rc = run_ppl(m, tok, dir, opts, out, err);
+    if (!rc && !(opts->skip_zsre && opts->skip_qa)) rc = run_zsre(m, tok, dir, opts, out, err);
+    if (rc) return -1;
+    double sp = 0;
+    eval_rows_set(out, "avg_bits", eval_avg_bits(m, &opts->quant, &sp));
+    eval_rows_set(out, "sparsity", sp);
+    eval_rows_set(out, "time_eval_s", mono_sec() - t0);
+    return 0;
+}

@@ -1,0 +1,297 @@
+/* eval_zsre.c - zsRE editing metrics. Two families (algorithms.md §10.1, §10.2):
+ *  - composable's generation token-set F1 (what the grid reports): edit success (src vs alt),
+ *    generalization (rephrase vs alt), locality (loc without "nq question:" vs loc_ans), recalls,
+ *    and src vs answers[0] (does the model know the fact before the edit);
+ *  - EasyEdit's teacher-forced token accuracy (rewrite, rephrase) and locality as agreement of the
+ *    argmax tokens with the unedited model. */
+#include "worker/eval/eval.h"
+#include "common/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+double token_set_f1(const int32_t *gen, int n_gen, const int32_t *gold, int n_gold, double *recall) {
+    /* distinct counts by quadratic scans: the sequences are at most max_length long */
+    int ug = 0, ut = 0, common = 0;
+    for (int i = 0; i < n_gen; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = gen[j] == gen[i];
+        if (seen) continue;
+        ug++;
+        for (int j = 0; j < n_gold; j++) if (gold[j] == gen[i]) { common++; break; }
+    }
+    for (int i = 0; i < n_gold; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = gold[j] == gold[i];
+        ut += !seen;
+    }
+    double rec = ut ? (double)common / ut : 0;
+    if (recall) *recall = rec;
+    if (common == 0 || ug == 0) return 0;
+    double prec = (double)common / ug;
+    return 2 * prec * rec / (prec + rec);
+}
+
+char *zsre_loc_prompt(const char *loc) {
+    const char *p = loc;
+    if (str_starts(p, "nq question:")) p += strlen("nq question:");
+    const char *e = p + strlen(p);
+    while (*p && strchr(" \t\n\r\f\v", *p)) p++;
+    while (e > p && strchr(" \t\n\r\f\v", e[-1])) e--;
+    return xasprintf("%.*s", (int)(e - p), p);
+}
+
+/* the excluded ids of §10.2 step 4 */
+typedef struct excl { int32_t id[5]; int n; } excl;
+
+static void excl_add(excl *x, int32_t id) {
+    if (id < 0) return;
+    for (int i = 0; i < x->n; i++) if (x->id[i] == id) return;
+    if (x->n < 5) x->id[x->n++] = id;
+}
+static bool excl_has(const excl *x, int32_t id) {
+    for (int i = 0; i < x->n; i++) if (x->id[i] == id) return true;
+    return false;
+}
+
+static int excl_build(llama_model *m, const tokenizer *tok, excl *x, int32_t *pad, cis_err *err) {
+    memset(x, 0, sizeof *x);
+    const llama_config *cfg = llama_model_config(m);
+    int32_t eos = tokenizer_eos_id(tok);
+    if (eos < 0 && cfg->n_eos > 0) eos = cfg->eos_token_ids[0];
+    *pad = tokenizer_pad_id(tok) >= 0 ? tokenizer_pad_id(tok) : eos; /* composable: pad = eos */
+    excl_add(x, eos);
+    excl_add(x, *pad);
+    excl_add(x, tokenizer_bos_id(tok));
+    int32_t *a = NULL, *b = NULL;
+    int na = 0, nb = 0;
+    if (eval_encode(tok, " ", false, &a, &na, err)) return -1;
+    if (na == 1) excl_add(x, a[0]);
+    free(a);
+    /* a standalone leading-space token (SentencePiece "▁"): " Hello" and " Word" start alike */
+    if (eval_encode(tok, " Hello", false, &a, &na, err)) return -1;
+    if (eval_encode(tok, " Word", false, &b, &nb, err)) { free(a); return -1; }
+    if (na > 0 && nb > 0 && a[0] == b[0]) excl_add(x, a[0]);
+    free(a); free(b);
+    return 0;
+}
+
+int gen_f1_batch(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *answers,
+                 int max_length, double *f1, double *recall, int32_t ***gen_out, int **gen_len, cis_err *err) {
+    if (max_length < 2) return err_set(err, CIS_EINVAL, "zsre: max_length %d: expected >= 2", max_length);
+    const llama_config *cfg = llama_model_config(m);
+    if (max_length > cfg->max_position_embeddings) max_length = cfg->max_position_embeddings;
+    excl x;
+    int32_t pad;
+    if (excl_build(m, tok, &x, &pad, err)) return -1;
+    int32_t **p = xcalloc((size_t)n, sizeof *p), **gold = xcalloc((size_t)n, sizeof *gold);
+    int *pl = xcalloc((size_t)n, sizeof *pl), *gl = xcalloc((size_t)n, sizeof *gl);
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        rc = eval_encode(tok, prompts[i], true, &p[i], &pl[i], err);
+        if (!rc && pl[i] == 0) rc = err_set(err, CIS_EINVAL, "zsre: pair %d: the prompt encodes to no tokens", i);
+        if (rc) break;
+        const char *a = answers[i];
+        char *sa = a[0] == ' ' ? xstrdup(a) : xasprintf(" %s", a);
+        int32_t *g = NULL;
+        int ng = 0;
+        rc = eval_encode(tok, sa, true, &g, &ng, err);
+        free(sa);
+        if (rc) break;
+        /* padded with pad (= eos) to max_length and truncated to it; pads are excluded anyway */
+        if (ng > max_length) ng = max_length;
+        gold[i] = xmalloc((size_t)(ng ? ng : 1) * sizeof(int32_t));
+        for (int t = 0; t < ng; t++) if (!excl_has(&x, g[t])) gold[i][gl[i]++] = g[t];
+        free(g);
+    }
+    /* prompts of max_length tokens or more generate nothing (HF generate returns the prompt) */
+    int ngen = 0;
+    int *gi = xmalloc((size_t)n * sizeof *gi);
+    for (int i = 0; i < n; i++) if (!rc && pl[i] < max_length) gi[ngen++] = i;
+    const int32_t **gp = xmalloc((size_t)(ngen ? ngen : 1) * sizeof *gp);
+    int *gpl = xmalloc((size_t)(ngen ? ngen : 1) * sizeof *gpl);
+    for (int j = 0; j < ngen; j++) { gp[j] = p[gi[j]]; gpl[j] = pl[gi[j]]; }
+    int32_t *out = xmalloc((size_t)(ngen ? ngen : 1) * max_length * sizeof *out);
+    int *ol = xcalloc((size_t)(ngen ? ngen : 1), sizeof *ol);
+    if (!rc && ngen) rc = llama_generate(m, ngen, gp, gpl, max_length, out, ol, err);
+    if (!rc) {
+        int32_t *gen = xmalloc((size_t)max_length * sizeof *gen);
+        if (gen_out) { *gen_out = xcalloc((size_t)n, sizeof **gen_out); *gen_len = xcalloc((size_t)n, sizeof **gen_len); }
+        int j = 0;
+        for (int i = 0; i < n; i++) {
+            int k = 0;
+            if (j < ngen && gi[j] == i) {
+                const int32_t *o = out + (size_t)j * max_length;
+                for (int t = pl[i]; t < ol[j] && k < gl[i]; t++) if (o[t] >= 0 && !excl_has(&x, o[t])) gen[k++] = o[t];
+                j++;
+            }
+            f1[i] = token_set_f1(gen, k, gold[i], gl[i], recall ? &recall[i] : NULL);
+            if (gen_out) {
+                (*gen_out)[i] = xmalloc((size_t)(k ? k : 1) * sizeof(int32_t));
+                memcpy((*gen_out)[i], gen, (size_t)k * sizeof(int32_t));
+                (*gen_len)[i] = k;
+            }
+        }
+        free(gen);
+    }
+    for (int i = 0; i < n; i++) { free(p[i]); free(gold[i]); }
+    free(p); free(gold); free(pl); free(gl); free(gi); free(gp); free(gpl); free(out); free(ol);
+    return rc;
+}
+
+int tf_argmax_batch(llama_model *m, const tokenizer *tok, int n, const char *const *prompts,
+                    const char *const *answers, int max_batch_tokens, double *acc, int32_t ***pred, int **pred_len,
+                    int *n_mismatch, cis_err *err) {
+    const llama_config *cfg = llama_model_config(m);
+    const int V = cfg->vocab_size, maxpos = cfg->max_position_embeddings;
+    int budget = max_batch_tokens > 0 ? max_batch_tokens : 8192;
+    int32_t **xs = xcalloc((size_t)n, sizeof *xs);
+    int *xl = xcalloc((size_t)n, sizeof *xl), *lp = xcalloc((size_t)n, sizeof *lp);
+    int rc = 0, mism = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        char *full = xasprintf("%s %s", prompts[i], answers[i]);
+        int32_t *pp = NULL;
+        int np = 0;
+        rc = eval_encode(tok, full, true, &xs[i], &xl[i], err);
+        if (!rc) rc = eval_encode(tok, prompts[i], true, &pp, &np, err);
+        free(full);
+        if (rc) break;
+        if (np > xl[i] || memcmp(pp, xs[i], (size_t)np * sizeof *pp)) mism++;
+        lp[i] = np;
+        free(pp);
+        if (xl[i] > maxpos) { rc = err_set(err, CIS_EINVAL, "zsre tf: pair %d: %d tokens exceed max_position_embeddings %d", i, xl[i], maxpos); break; }
+        if (xl[i] == 0) { rc = err_set(err, CIS_EINVAL, "zsre tf: pair %d encodes to no tokens", i); break; }
+    }
+    if (pred) { *pred = xcalloc((size_t)n, sizeof **pred); *pred_len = xcalloc((size_t)n, sizeof **pred_len); }
+    for (int i0 = 0; i0 < n && !rc;) {
+        /* a batch of consecutive pairs within the token budget */
+        int T = 0, B = 0, rows = 0;
+        while (i0 + B < n) {
+            int t2 = xl[i0 + B] > T ? xl[i0 + B] : T;
+            if (B > 0 && t2 * (B + 1) > budget) break;
+            T = t2; B++;
+        }
+        for (int b = 0; b < B; b++) { int k = xl[i0 + b] - (lp[i0 + b] > 1 ? lp[i0 + b] : 1); rows += k > 0 ? k : 0; }
+        int32_t *ids = xcalloc((size_t)B * T, sizeof *ids), *lens = xmalloc((size_t)B * sizeof *lens);
+        int32_t *ob = xmalloc((size_t)(rows ? rows : 1) * sizeof *ob), *ot = xmalloc((size_t)(rows ? rows : 1) * sizeof *ot);
+        float *lg = xmalloc((size_t)(rows ? rows : 1) * V * sizeof *lg);
+        int r = 0;
+        for (int b = 0; b < B; b++) {
+            int i = i0 + b;
+            memcpy(ids + (size_t)b * T, xs[i], (size_t)xl[i] * sizeof *ids);
+            lens[b] = xl[i];
+            for (int j = lp[i] > 1 ? lp[i] : 1; j < xl[i]; j++) { ob[r] = b; ot[r] = j - 1; r++; }
+        }
+        if (rows > 0) {
+            llama_batch bt = {.B = B, .T = T, .ids = ids, .lens = lens, .n_out = rows, .out_b = ob, .out_t = ot, .logits = lg};
+            rc = llama_forward(m, &bt, NULL, 0, false, NULL, err);
+            if (rc) err_prefix(err, "zsre tf");
+        }
+        r = 0;
+        for (int b = 0; b < B && !rc; b++) {
+            int i = i0 + b, j0 = lp[i] > 1 ? lp[i] : 1, k = xl[i] - j0 > 0 ? xl[i] - j0 : 0, ok = 0;
+            int32_t *pr = xmalloc((size_t)(k ? k : 1) * sizeof *pr);
+            for (int q = 0; q < k; q++, r++) {
+                const float *z = lg + (size_t)r * V;
+                int best = 0;
+                for (int v = 1; v < V; v++) if (z[v] > z[best]) best = v;
+                pr[q] = best;
+                ok += best == xs[i][j0 + q];
+            }
+            if (acc) acc[i] = k ? (double)ok / k : 0;
+            if (pred) { (*pred)[i] = pr; (*pred_len)[i] = k; } else free(pr);
+        }
+        free(ids); free(lens); free(ob); free(ot); free(lg);
+        i0 += B;
+    }
+    for (int i = 0; i < n; i++) free(xs[i]);
+    free(xs); free(xl); free(lp);
+    if (n_mismatch) *n_mismatch = mism;
+    if (rc && pred) {
+        for (int i = 0; i < n; i++) free((*pred)[i]);
+        free(*pred); free(*pred_len); *pred = NULL; *pred_len = NULL;
+    }
+    return rc;
+}
+
+static double mean(const double *v, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    return n ? s / n : 0;
+}
+
+static void put(eval_rows *out, const char *prefix, const char *name, double v) {
+    char k[96];
+    snprintf(k, sizeof k, "%s%s", prefix ? prefix : "", name);
+    eval_rows_set(out, k, v);
+}
+
+int eval_zsre_records(llama_model *m, const tokenizer *tok, const zsre_data *d, const int32_t *idx, int n,
+                      const zsre_opts *o, eval_rows *out, cis_err *err) {
+    if (n <= 0) return err_set(err, CIS_EINVAL, "zsre: no records to evaluate");
+    int maxlen = o && o->max_length > 0 ? o->max_length : 50;
+    const char *pre = o && o->prefix ? o->prefix : "";
+    /* one generation batch over the four prompt families: src/alt, rephrase/alt, loc/loc_ans, src/answers[0] */
+    const char **pr = xmalloc((size_t)4 * n * sizeof *pr), **an = xmalloc((size_t)4 * n * sizeof *an);
+    char **locp = xcalloc((size_t)n, sizeof *locp);
+    for (int i = 0; i < n; i++) {
+        const zsre_record *r = &d->rec[idx[i]];
+        locp[i] = zsre_loc_prompt(r->loc);
+        pr[i] = r->src;            an[i] = r->alt;
+        pr[n + i] = r->rephrase;   an[n + i] = r->alt;
+        pr[2 * n + i] = locp[i];   an[2 * n + i] = r->loc_ans;
+        pr[3 * n + i] = r->src;    an[3 * n + i] = r->answers[0];
+    }
+    double *f1 = xmalloc((size_t)4 * n * sizeof *f1), *rec = xmalloc((size_t)4 * n * sizeof *rec);
+    int rc = gen_f1_batch(m, tok, 4 * n, pr, an, maxlen, f1, rec, NULL, NULL, err);
+    if (!rc) {
+        put(out, pre, "edit_success", mean(f1, n));
+        put(out, pre, "generalization", mean(f1 + n, n));
+        put(out, pre, "locality", mean(f1 + 2 * n, n));
+        put(out, pre, "edit_success_recall", mean(rec, n));
+        put(out, pre, "generalization_recall", mean(rec + n, n));
+        put(out, pre, "locality_recall", mean(rec + 2 * n, n));
+        put(out, pre, "src_true_f1", mean(f1 + 3 * n, n));
+        put(out, pre, "src_true_recall", mean(rec + 3 * n, n));
+    }
+    if (!rc && o && o->teacher_forced) {
+        /* EasyEdit: rewrite (src, alt), rephrase (rephrase, alt), locality on (loc, loc_ans) as is */
+        const char **tp = xmalloc((size_t)3 * n * sizeof *tp), **ta = xmalloc((size_t)3 * n * sizeof *ta);
+        for (int i = 0; i < n; i++) {
+            const zsre_record *r = &d->rec[idx[i]];
+            tp[i] = r->src; ta[i] = r->alt;
+            tp[n + i] = r->rephrase; ta[n + i] = r->alt;
+            tp[2 * n + i] = r->loc; ta[2 * n + i] = r->loc_ans;
+        }
+        double *acc = xmalloc((size_t)3 * n * sizeof *acc);
+        int32_t **pa = NULL, **pb = NULL;
+        int *la = NULL, *lb = NULL, mism = 0;
+        int bt = o->max_batch_tokens;
+        rc = tf_argmax_batch(m, tok, 3 * n, tp, ta, bt, acc, &pa, &la, &mism, err);
+        if (!rc) {
+            if (mism) LOG_W("zsre tf: %d of %d prompts are not a token prefix of prompt + \" \" + answer", mism, 3 * n);
+            put(out, pre, "tf_rewrite_acc", mean(acc, n));
+            put(out, pre, "tf_rephrase_acc", mean(acc + n, n));
+            if (o->ref) {
+                rc = tf_argmax_batch(o->ref, tok, n, tp + 2 * n, ta + 2 * n, bt, NULL, &pb, &lb, NULL, err);
+                if (!rc) {
+                    double s = 0;
+                    for (int i = 0; i < n; i++) {
+                        int k = la[2 * n + i] < lb[i] ? la[2 * n + i] : lb[i], same = 0;
+                        for (int q = 0; q < k; q++) same += pa[2 * n + i][q] == pb[i][q];
+                        s += k ? (double)same / k : 1.0;
+                    }
+                    put(out, pre, "tf_locality", s / n);
+                    for (int i = 0; i < n; i++) free(pb[i]);
+                    free(pb); free(lb);
+                }
+            }
+            for (int i = 0; i < 3 * n; i++) free(pa[i]);
+            free(pa); free(la);
+        }
+        free(tp); free(ta); free(acc);
+    }
+    for (int i = 0; i < n; i++) free(locp[i]);
+    free(locp); free(pr); free(an); free(f1); free(rec);
+    return rc;
+}
