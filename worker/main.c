@@ -84,6 +84,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "worker")) return cmd_worker(argc - 1, argv + 1, argv);
     if (!strcmp(argv[1], "eval")) { extern int cmd_eval(int argc, char **argv); return cmd_eval(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "inspect")) { extern int cmd_inspect(int argc, char **argv); return cmd_inspect(argc - 1, argv + 1); }
+    if (!strcmp(argv[1], "train")) { extern int cmd_train(int argc, char **argv); return cmd_train(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(stdout); return 0; }
     fprintf(stderr, "cisweep-worker: unknown command \"%s\"\n", argv[1]);
     usage(stderr);

@@ -1,0 +1,78 @@
+/* cmd_train.c - `cisweep-worker train`: the command line of train_run (train.h). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "worker/data/train.h"
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu] [--steps N] [--seconds S]\n"
+            "                            [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE.jsonl] [--vocab N]\n"
+            "                            [--seq-len T] [--batch B] [--lr X] [--warmup N] [--log-every N]\n"
+            "       cisweep-worker train --list      (the architectures and their sizes)\n"
+            "Without --steps and --seconds the budget is --seconds 240.\n");
+}
+
+static int num_arg(const char *flag, const char *v, double lo, double hi, double *out) {
+    if (!v || !parse_double(v, out) || *out < lo || *out > hi) {
+        fprintf(stderr, "cisweep-worker train: %s expects a number in [%g, %g], got \"%s\"\n", flag, lo, hi, v ? v : "");
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_opts o = train_opts_default();
+    o.arch = NULL;
+    bool seconds_set = false;
+    double v;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { train_usage(stdout); return 0; }
+        if (!strcmp(a, "--list")) {
+            int np;
+            const arch_preset *ps = arch_list(&np);
+            printf("%-14s %-24s %-20s %5s %5s %3s %3s %4s %4s %-6s %10s\n", "name", "stands for", "architecture", "D", "F", "L",
+                   "H", "Hkv", "Dh", "head", "params@2048");
+            static const char *an[] = {"LlamaForCausalLM", "MistralForCausalLM", "Phi3ForCausalLM"};
+            for (int k = 0; k < np; k++)
+                printf("%-14s %-24s %-20s %5d %5d %3d %3d %4d %4d %-6s %10lld\n", ps[k].name, ps[k].stands_for, an[ps[k].arch],
+                       ps[k].hidden, ps[k].intermediate, ps[k].layers, ps[k].heads, ps[k].kv_heads, ps[k].head_dim,
+                       ps[k].tied ? "tied" : "untied", arch_param_count(&ps[k], 2048));
+            return 0;
+        }
+        if (!n) { fprintf(stderr, "cisweep-worker train: option \"%s\" needs a value\n", a); train_usage(stderr); return 2; }
+        if (!strcmp(a, "--world")) o.world_dir = n;
+        else if (!strcmp(a, "--corpus")) o.corpus = n;
+        else if (!strcmp(a, "--arch")) o.arch = n;
+        else if (!strcmp(a, "--out")) o.out_dir = n;
+        else if (!strcmp(a, "--tokenizer")) o.tokenizer_dir = n;
+        else if (!strcmp(a, "--device")) o.device = n;
+        else if (!strcmp(a, "--steps")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.steps = (int64_t)v; }
+        else if (!strcmp(a, "--seconds")) { if (num_arg(a, n, 1, 1e7, &v)) return 2; o.seconds = v; seconds_set = true; }
+        else if (!strcmp(a, "--threads")) { if (num_arg(a, n, 0, 1024, &v)) return 2; o.threads = (int)v; }
+        else if (!strcmp(a, "--seed")) { if (num_arg(a, n, 0, 9e15, &v)) return 2; o.seed = (uint64_t)v; }
+        else if (!strcmp(a, "--vocab")) { if (num_arg(a, n, 272, 1 << 20, &v)) return 2; o.vocab_size = (int)v; }
+        else if (!strcmp(a, "--seq-len")) { if (num_arg(a, n, 8, 1 << 16, &v)) return 2; o.seq_len = (int)v; }
+        else if (!strcmp(a, "--batch")) { if (num_arg(a, n, 1, 4096, &v)) return 2; o.batch = (int)v; }
+        else if (!strcmp(a, "--lr")) { if (num_arg(a, n, 1e-7, 1, &v)) return 2; o.lr = (float)v; }
+        else if (!strcmp(a, "--warmup")) { if (num_arg(a, n, 1, 1e6, &v)) return 2; o.warmup = (int)v; }
+        else if (!strcmp(a, "--log-every")) { if (num_arg(a, n, 0, 1e9, &v)) return 2; o.log_every = (int)v; }
+        else { fprintf(stderr, "cisweep-worker train: unknown option \"%s\"\n", a); train_usage(stderr); return 2; }
+        i++;
+    }
+    if (!o.world_dir && !o.corpus) { fprintf(stderr, "cisweep-worker train: --world DIR is required\n"); train_usage(stderr); return 2; }
+    if (!o.out_dir) { fprintf(stderr, "cisweep-worker train: --out MODEL_DIR is required\n"); train_usage(stderr); return 2; }
+    if (!o.arch) o.arch = "tiny-llama3";
+    if (o.steps <= 0 && !seconds_set) o.seconds = 240;
+    train_result r;
+    cis_err err = {0};
+    if (train_run(&o, &r, NULL, &err)) { LOG_E("train: %s", err.msg); return 1; }
+    printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"vocab_size\": %d, \"steps\": %lld, \"tokens\": %lld, "
+           "\"epochs\": %.3f, \"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f}\n",
+           o.arch, o.out_dir, r.params, r.vocab_size, (long long)r.steps, (long long)r.tokens, r.epochs, r.train_seconds,
+           r.tokens_per_s, r.first_loss, r.final_loss);
+    return 0;
+}

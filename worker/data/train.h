@@ -1,0 +1,68 @@
+/* train.h - from-scratch pretraining of a named architecture on a world's corpus (the engine of
+ * `cisweep-worker train`): a byte-level BPE tokenizer trained on the corpus (or reused), documents
+ * packed into fixed-length rows as <|begin_of_text|> doc <|end_of_text|> (a document is never split
+ * across rows unless it is longer than a row), AdamW with linear warmup and cosine decay to
+ * min_lr_ratio x lr, global gradient clipping, a step or wall-clock budget, and a Hugging Face
+ * model directory as the result (config.json, model.safetensors, tokenizer.json,
+ * tokenizer_config.json, special_tokens_map.json, generation_config.json, train_info.json).
+ * docs/training.md has the choices and the measured numbers. */
+#ifndef CISWEEP_DATA_TRAIN_H
+#define CISWEEP_DATA_TRAIN_H
+
+#include <stdint.h>
+#include "common/util.h"
+#include "worker/data/arch.h"
+#include "worker/engine/model.h"
+
+typedef struct train_opts {
+    const char *world_dir;      /* reads world_dir/corpus/pretrain.jsonl (unless corpus is set) */
+    const char *corpus;         /* a JSONL file of {"text"} lines, overrides world_dir; or NULL */
+    const char *arch;           /* preset name (arch.h); ignored when preset is set */
+    const arch_preset *preset;  /* or NULL: a caller-made preset (tests) */
+    const char *out_dir;        /* the model directory to write (created) */
+    const char *tokenizer_dir;  /* reuse this tokenizer (copied into out_dir), or NULL = train one */
+    const char *device;         /* "cpu" (the only backend today) */
+    int vocab_size;             /* BPE target (specials included); default 2048 */
+    int seq_len;                /* row length T in tokens; default 256 */
+    int batch;                  /* rows per step B; default 16 */
+    int64_t steps;              /* > 0: the schedule's length; 0 = fit the time budget */
+    double seconds;             /* > 0: stop cleanly when the training loop has run this long */
+    int threads;                /* <= 0: all cores */
+    uint64_t seed;              /* init, document order */
+    float lr;                   /* <= 0: the preset's */
+    float min_lr_ratio;         /* cosine floor as a fraction of lr; default 0.1 */
+    int warmup;                 /* warmup steps (at most 10% of the schedule); default 30 */
+    float weight_decay;         /* decoupled (torch AdamW); default 0.01 */
+    float clip;                 /* global gradient-norm clip; default 1.0 (<= 0: none) */
+    int log_every;              /* steps between log lines; default 10 */
+    int max_pos;                /* max_position_embeddings written; default max(1024, seq_len) */
+} train_opts;
+
+/* train_opts_default: the defaults written above, everything else NULL/0. */
+train_opts train_opts_default(void);
+
+typedef struct train_result {
+    long long params;           /* model parameters (tied head counted once) */
+    int vocab_size;
+    int64_t corpus_docs, corpus_tokens;  /* documents and tokens (with BOS/EOS) of the corpus */
+    int64_t steps, tokens;      /* optimizer steps run, real (unpadded) tokens trained on */
+    double epochs;              /* tokens / corpus_tokens */
+    double tokenizer_seconds;   /* BPE training + encoding of the corpus */
+    double train_seconds;       /* the training loop */
+    double tokens_per_s;        /* tokens / train_seconds */
+    double first_loss;          /* loss of step 1 */
+    double final_loss;          /* mean loss over the last 10% of steps (at least 1) */
+} train_result;
+
+/* train_run: train and write the model directory. On success returns 0, fills *res and, when
+ * model_out is not NULL, hands the trained in-memory model to the caller (free with
+ * llama_model_free). -1 with err naming the file/option on bad input (missing corpus, unknown
+ * arch or device, empty corpus, unwritable out_dir). */
+int train_run(const train_opts *o, train_result *res, llama_model **model_out, cis_err *err);
+
+/* cmd_train: `cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu]
+ * [--steps N] [--seconds S] [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE]
+ * [--vocab N] [--seq-len T] [--batch B] [--lr X] [--warmup N] [--list]`. Exit status 0/1/2. */
+int cmd_train(int argc, char **argv);
+
+#endif
