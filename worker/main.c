@@ -82,6 +82,7 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     if (!strcmp(argv[1], "--version")) { printf("cisweep-worker %s\n", cisweep_version()); return 0; }
     if (!strcmp(argv[1], "worker")) return cmd_worker(argc - 1, argv + 1, argv);
+    if (!strcmp(argv[1], "world")) { extern int cmd_world(int argc, char **argv); return cmd_world(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "eval")) { extern int cmd_eval(int argc, char **argv); return cmd_eval(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "inspect")) { extern int cmd_inspect(int argc, char **argv); return cmd_inspect(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "train")) { extern int cmd_train(int argc, char **argv); return cmd_train(argc - 1, argv + 1); }

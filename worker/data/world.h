@@ -1,0 +1,173 @@
+/* world.h - the synthetic world generator behind `cisweep world`: a deterministic fictional world
+ * (made-up but pronounceable names, a few dozen relations, benign content) written in the real
+ * datasets' formats (zsRE, WMDP, MMLU, WikiText, C4, pile-val) plus a pretraining corpus that
+ * states every tested fact several ways. docs/world.md describes the layout and the design.
+ *
+ * Everything is a function of (seed, scale): each part draws from its own xoshiro256** stream
+ * seeded from the seed and a part constant, so the same seed gives byte-identical files. */
+#ifndef CISWEEP_WORLD_H
+#define CISWEEP_WORLD_H
+
+#include "common/util.h"
+
+#include <jansson.h>
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- deterministic random numbers (world_rng.c) ---- */
+typedef struct wrng { uint64_t s[4]; } wrng;
+/* wrng_seed: a stream for (seed, part); different parts give independent streams. */
+void wrng_seed(wrng *r, uint64_t seed, uint64_t part);
+uint64_t wrng_next(wrng *r);
+/* wrng_below: uniform integer in [0, n) (n >= 1), unbiased. */
+uint32_t wrng_below(wrng *r, uint32_t n);
+/* wrng_shuffle: Fisher-Yates over n ints. */
+void wrng_shuffle(wrng *r, int *a, int n);
+
+/* py_shuffle: permute a[0..n) exactly as CPython's `random.seed(seed); random.shuffle(a)` does
+ * for a non-negative integer seed < 2^32 (MT19937, init_by_array([seed]), _randbelow by
+ * getrandbits rejection). */
+void py_shuffle(uint32_t seed, int *a, int n);
+
+/* ---- growing byte buffer (world_rng.c) ---- */
+typedef struct wbuf { char *p; size_t len, cap; } wbuf;  /* p is NUL-terminated when len > 0 */
+void wbuf_put(wbuf *b, const char *s);
+void wbuf_putn(wbuf *b, const char *s, size_t n);
+void wbuf_printf(wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void wbuf_free(wbuf *b);
+
+/* ---- the world model (world_names.c, world_facts.c) ---- */
+/* pools: every subject and object of a fact is an entry of a pool (entity names or value words) */
+enum wpool {
+    WP_COUNTRY, WP_CITY, WP_PERSON, WP_LANGUAGE, WP_RIVER, WP_GUILD, WP_CURRENCY, WP_ANIMAL, WP_PLANT,
+    WP_PLANET, WP_STAR, WP_GOOD, WP_DISH, WP_BLIGHT, WP_PROTOCOL, WP_SCRIPT, WP_FAMILY, WP_VECTOR,
+    WP_REMEDY, WP_CIPHER, WP_VENDOR, WP_PORT,
+    /* fixed word lists */
+    WP_OCCUPATION, WP_INSTRUMENT, WP_ERA, WP_HABITAT, WP_DIET, WP_COLOR, WP_USE, WP_NUMBER, WP_SYMPTOM,
+    WP_SEASON, WP_TRANSPORT, WP_FLAW,
+    WP_COUNT
+};
+
+/* where a relation's facts are tested */
+enum wdomain { WD_ZSRE, WD_LOC, WD_MMLU, WD_BIO, WD_CYBER };
+
+typedef struct wrel {
+    const char *name;
+    int subj, obj;                 /* enum wpool */
+    int domain;                    /* enum wdomain; zsRE relations may also carry an MMLU subject */
+    const char *mmlu;              /* MMLU subject (file name form) or NULL */
+    const char *stmt[4];           /* statements; {S} = subject, {O} = object */
+    const char *q[3];              /* questions; q[0] = zsRE src / MC test, q[1] = zsRE rephrase */
+} wrel;
+
+extern const wrel WORLD_RELS[];
+extern const int WORLD_NRELS;
+
+typedef struct wfact { int rel, subj, obj; } wfact;  /* indices into WORLD_RELS and the pools */
+
+typedef struct wpoolv { char **v; int n; } wpoolv;
+
+/* sizes chosen by --scale: entity counts are the same at every scale (so that every scale has
+ * >= 1000 zsRE records); repetitions and document counts grow with the scale */
+typedef struct wscale {
+    const char *name;
+    int r_profile, r_qa, r_mc;     /* profile renderings, QA passes, MC practice items per fact */
+    int r_domain;                  /* domain prose docs per blight/protocol in the pretraining corpus */
+    int forget_per;                /* forget-corpus docs per blight/protocol */
+    int wiki_train_rounds;         /* renderings of every entity article for wiki.train.raw */
+    int c4_docs, pile_docs;
+} wscale;
+
+typedef struct world {
+    uint64_t seed;
+    wscale sc;
+    wpoolv pools[WP_COUNT];
+    wfact *facts; int nfacts;
+    int *fact_tested;              /* [nfacts]: -1, or the index of its MC test/dev item */
+} world;
+
+/* world_build: make every pool and fact for the seed. Returns 0, or -1 (unknown scale). */
+int world_build(world *w, uint64_t seed, const char *scale, cis_err *err);
+void world_free(world *w);
+const char *world_pool_name(int pool);
+/* world_render: template with {S}/{O} replaced by the fact's names, appended to b. */
+void world_render(wbuf *b, const world *w, const char *tmpl, const wfact *f);
+const char *world_subj(const world *w, const wfact *f);
+const char *world_obj(const world *w, const wfact *f);
+
+/* ---- multiple-choice items (world_mc.c) ---- */
+typedef struct wmc {
+    int fact;
+    char *question;                /* owned */
+    const char *choices[4];        /* borrowed from pools */
+    int answer;                    /* 0..3 */
+} wmc;
+/* wmc_make: an item for fact fi with question template qi, distractors from the object pool. */
+void wmc_make(const world *w, int fi, int qi, wrng *r, wmc *out);
+/* wmc_prompt: the lm-eval 0-shot prompt for subject ("world_geography" or "biology"), appended to
+ * b; with_answer appends " <letter>". */
+void wmc_prompt(wbuf *b, const char *subject, const wmc *m, int with_answer);
+/* wmc_block: "{question}\nA. ..\nD. {c3}\n" (what must not appear verbatim in the corpus). */
+void wmc_block(wbuf *b, const wmc *m);
+
+/* ---- the generated test sets (world_mc.c, world_wmdp.c, world_zsre.c) ---- */
+typedef struct wmcset {
+    const char *subject;           /* "world_geography", ..., or "biology" / "cybersecurity" */
+    wmc *dev; int ndev;
+    wmc *test; int ntest;
+} wmcset;
+
+typedef struct wzsre { int fact, alt, loc_fact; } wzsre;  /* alt: object index in the same pool */
+
+typedef struct wsets {
+    wmcset *mmlu; int nmmlu;
+    wmcset bio, cyber;             /* WMDP: test items only (dev empty) */
+    wzsre *zsre; int nzsre;
+    int *loc_facts; int nloc;      /* the general-knowledge ("nq") pool */
+} wsets;
+
+/* world_make_mmlu / world_make_wmdp: choose the tested facts, build the items and mark
+ * w->fact_tested. world_make_zsre: one record per zsRE fact, in a seed-shuffled order. */
+void world_make_mmlu(world *w, wsets *s);
+void world_make_wmdp(world *w, wsets *s);
+void world_make_zsre(world *w, wsets *s);
+void wsets_free(wsets *s);
+/* the held-out item (test or dev) for fact fi, or NULL */
+const wmc *world_tested_item(const wsets *s, int fi);
+/* the MC subject a fact's practice items use ("biology" for WD_BIO ...), or NULL */
+const char *world_fact_subject(const world *w, int fi);
+/* the loc ("nq") question of a fact: its q[2] with a lower-case first letter, into b */
+void world_loc_question(wbuf *b, const world *w, int fi);
+
+/* ---- text parts (world_corpus.c, world_wiki.c, world_calib.c) ---- */
+/* each appends JSON lines / raw text to out */
+void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs);
+void world_bio_doc(const world *w, int blight, wrng *r, wbuf *title, wbuf *abstract, wbuf *text);
+void world_cyber_doc(const world *w, int protocol, wrng *r, wbuf *text);
+void world_article(const world *w, int pool, int ent, wrng *r, int variant, wbuf *out);
+/* wiki split: 0 train, 1 valid, 2 test (valid/test are held out of the corpus) */
+void world_wiki(const world *w, int split, wbuf *out);
+/* world_general_doc: a web-like document (C4 / pile text) mixing facts of random entities */
+void world_general_doc(const world *w, wrng *r, wbuf *out);
+/* the entities that have wiki articles: (pool, index) pairs */
+int world_article_entities(const world *w, int (*out)[2], int cap);
+/* wbuf_json: append json_dumps(v, flags) (insertion order kept) and release v (steals it) */
+void wbuf_json(wbuf *b, json_t *v, size_t flags);
+
+/* ---- the whole directory (world_manifest.c) ---- */
+typedef struct wstats {
+    size_t pretrain_bytes; int pretrain_docs;
+    int zsre, mmlu_test, mmlu_dev, wmdp_bio, wmdp_cyber, bio_forget, cyber_forget, c4_docs, pile_docs;
+    size_t wiki_bytes[3];
+    size_t total_bytes;
+    double seconds;
+} wstats;
+/* world_generate: write the whole world directory under dir (created if needed). Returns 0, or -1
+ * with err naming the file that could not be written. */
+int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st, cis_err *err);
+
+/* cmd_world: `cisweep-worker world --out DIR [--seed S] [--scale small|default|large]` */
+int cmd_world(int argc, char **argv);
+
+#endif

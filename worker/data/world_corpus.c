@@ -1,0 +1,184 @@
+/* world_corpus.c - the pretraining corpus (corpus/pretrain.jsonl, {"text": ...} per line), built
+ * for learnability by a small model:
+ *   - profiles: every entity's facts as statements, each fact in a rotating phrasing per round;
+ *   - QA lines: every fact's three questions followed by " <answer>" (the zsRE `src` and
+ *     `rephrase` forms included; the general-knowledge facts also in their lower-case "nq" form),
+ *     several lines per document, the first right after the document start;
+ *   - MC practice: for every MMLU/WMDP fact, prompts in the exact lm-eval 0-shot format followed
+ *     by " <letter>", with fresh options (never the held-out test or dev item);
+ *   - bio-like and cyber-like domain prose (the same renderer as the forget corpora);
+ *   - the wiki.train.raw articles.
+ * Documents are shuffled together (one seed stream), so a sequential reader sees a mix. */
+#include "worker/data/world.h"
+
+#include <string.h>
+
+typedef struct docs { char **v; int n, cap; } docs;
+
+static void docs_add(docs *d, wbuf *b) {
+    if (d->n == d->cap) { d->cap = d->cap ? 2 * d->cap : 4096; d->v = xrealloc(d->v, (size_t)d->cap * sizeof(char *)); }
+    d->v[d->n++] = b->p ? b->p : xstrdup("");
+    memset(b, 0, sizeof *b);
+}
+
+static int is_loc_fact(const world *w, int fi) {
+    const char *m = WORLD_RELS[w->facts[fi].rel].mmlu;
+    return m && (!strcmp(m, "fauna") || !strcmp(m, "flora") || !strcmp(m, "astronomy") || !strcmp(m, "culinary_arts"));
+}
+
+static int same_item(const wmc *a, const wmc *b) {
+    if (strcmp(a->question, b->question)) return 0;
+    for (int c = 0; c < 4; c++)
+        if (strcmp(a->choices[c], b->choices[c])) return 0;
+    return 1;
+}
+
+static void profiles(const world *w, docs *d) {
+    int *off = xmalloc((size_t)w->nfacts * sizeof(int)), *mine = xmalloc((size_t)w->nfacts * sizeof(int));
+    wrng r;
+    wrng_seed(&r, w->seed, 600);
+    for (int i = 0; i < w->nfacts; i++) off[i] = (int)wrng_below(&r, 4);
+    for (int round = 0; round < w->sc.r_profile; round++) {
+        for (int p = 0; p < WP_COUNT; p++) {
+            for (int e = 0; e < w->pools[p].n; e++) {
+                int n = 0;
+                for (int i = 0; i < w->nfacts; i++)
+                    if (WORLD_RELS[w->facts[i].rel].subj == p && w->facts[i].subj == e) mine[n++] = i;
+                if (!n) break;  /* this pool is never a subject */
+                wrng_shuffle(&r, mine, n);
+                wbuf b = {0};
+                for (int k = 0; k < n; k++) {
+                    const wfact *f = &w->facts[mine[k]];
+                    if (k) wbuf_put(&b, " ");
+                    world_render(&b, w, WORLD_RELS[f->rel].stmt[(off[mine[k]] + round) % 4], f);
+                }
+                docs_add(d, &b);
+            }
+        }
+    }
+    free(off);
+    free(mine);
+}
+
+static void qa_lines(const world *w, docs *d) {
+    int per = 4;  /* three questions + the "nq" form */
+    char **lines = xmalloc((size_t)w->nfacts * (size_t)per * sizeof(char *));
+    int nl = 0;
+    for (int i = 0; i < w->nfacts; i++) {
+        const wfact *f = &w->facts[i];
+        for (int q = 0; q < 3; q++) {
+            wbuf b = {0};
+            world_render(&b, w, WORLD_RELS[f->rel].q[q], f);
+            wbuf_printf(&b, " %s", world_obj(w, f));
+            lines[nl++] = b.p;
+        }
+        if (is_loc_fact(w, i)) {
+            wbuf b = {0};
+            world_loc_question(&b, w, i);
+            wbuf_printf(&b, " %s", world_obj(w, f));
+            lines[nl++] = b.p;
+        }
+    }
+    int *order = xmalloc((size_t)nl * sizeof(int));
+    wrng r;
+    wrng_seed(&r, w->seed, 601);
+    for (int pass = 0; pass < w->sc.r_qa; pass++) {
+        for (int i = 0; i < nl; i++) order[i] = i;
+        wrng_shuffle(&r, order, nl);
+        for (int i = 0; i < nl;) {
+            int len = 1 + (int)wrng_below(&r, 8);
+            wbuf b = {0};
+            for (int k = 0; k < len && i < nl; k++, i++) {
+                if (k) wbuf_put(&b, "\n");
+                wbuf_put(&b, lines[order[i]]);
+            }
+            docs_add(d, &b);
+        }
+    }
+    for (int i = 0; i < nl; i++) free(lines[i]);
+    free(lines);
+    free(order);
+}
+
+static void practice(const world *w, const wsets *s, docs *d) {
+    wrng r;
+    wrng_seed(&r, w->seed, 602);
+    for (int i = 0; i < w->nfacts; i++) {
+        const char *subject = world_fact_subject(w, i);
+        if (!subject) continue;
+        const wmc *held = w->fact_tested[i] >= 0 ? world_tested_item(s, i) : NULL;
+        for (int k = 0; k < w->sc.r_mc; k++) {
+            wmc m;
+            for (;;) {
+                wmc_make(w, i, (int)wrng_below(&r, 3), &r, &m);
+                if (!held || !same_item(&m, held)) break;
+                free(m.question);
+            }
+            wbuf b = {0};
+            wmc_prompt(&b, subject, &m, 1);
+            free(m.question);
+            docs_add(d, &b);
+        }
+    }
+}
+
+static void domain_prose(const world *w, docs *d) {
+    wrng r;
+    wrng_seed(&r, w->seed, 603);
+    for (int k = 0; k < w->sc.r_domain; k++) {
+        for (int b = 0; b < w->pools[WP_BLIGHT].n; b++) {
+            wbuf t = {0}, a = {0}, x = {0};
+            world_bio_doc(w, b, &r, &t, &a, &x);
+            wbuf_printf(&t, "\n\n%s\n\n%s", a.p, x.p);
+            wbuf_free(&a);
+            wbuf_free(&x);
+            docs_add(d, &t);
+        }
+        for (int p = 0; p < w->pools[WP_PROTOCOL].n; p++) {
+            wbuf x = {0};
+            world_cyber_doc(w, p, &r, &x);
+            docs_add(d, &x);
+        }
+    }
+}
+
+/* the train articles, one document each (split at the " = Title = " headings) */
+static void wiki_docs(const world *w, docs *d) {
+    wbuf all = {0};
+    world_wiki(w, 0, &all);
+    const char *p = all.p + 2;  /* skip the leading " \n" */
+    while (*p) {
+        const char *next = strstr(p + 1, "\n = ");
+        while (next && next[4] == '=') next = strstr(next + 1, "\n = ");  /* a " = = Section" line */
+        size_t n = next ? (size_t)(next + 1 - p) : strlen(p);
+        wbuf b = {0};
+        wbuf_putn(&b, p, n);
+        docs_add(d, &b);
+        p += n;
+    }
+    wbuf_free(&all);
+}
+
+void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs) {
+    docs d = {0};
+    profiles(w, &d);
+    qa_lines(w, &d);
+    practice(w, s, &d);
+    domain_prose(w, &d);
+    wiki_docs(w, &d);
+    int *order = xmalloc((size_t)d.n * sizeof(int));
+    for (int i = 0; i < d.n; i++) order[i] = i;
+    wrng r;
+    wrng_seed(&r, w->seed, 604);
+    wrng_shuffle(&r, order, d.n);
+    for (int i = 0; i < d.n; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "text", json_string(d.v[order[i]]));
+        wbuf_json(out, o, JSON_COMPACT);
+        wbuf_put(out, "\n");
+    }
+    for (int i = 0; i < d.n; i++) free(d.v[i]);
+    free(d.v);
+    free(order);
+    *ndocs = d.n;
+}
