@@ -427,6 +427,32 @@ static double sw_loss(void *c_, const double *x) {
     return L;
 }
 
+static void test_attention_threads_identical(void) {
+    // tasks (sequence, kv head) over 1, 2 and 3 threads give bit-identical outputs and gradients
+    const int B = 3, T = 70, H = 4, Hkv = 2, Dh = 8;
+    const int nq = B * T * H * Dh, nk = B * T * Hkv * Dh, np = B * H * T * T;
+    int32_t qpos[3 * 70], kvl[3] = {70, 33, 1};
+    for (int i = 0; i < B * T; i++) qpos[i] = i % T;
+    float *q = frand(nq, 1), *k = frand(nk, 1), *v = frand(nk, 1), *dout = frand(nq, 1);
+    float *o[3], *p[3], *dq[3], *dk[3], *dv[3];
+    for (int r = 0; r < 3; r++) {
+        o[r] = malloc(nq * 4); p[r] = malloc((size_t)np * 4); dq[r] = malloc(nq * 4); dk[r] = malloc(nk * 4); dv[r] = malloc(nk * 4);
+        be->set_threads(r + 1);
+        be->attention_fwd(o[r], p[r], q, k, v, qpos, kvl, B, T, T, H, Hkv, Dh);
+        be->attention_bwd(dq[r], dk[r], dv[r], dout, p[r], q, k, v, kvl, B, T, T, H, Hkv, Dh);
+    }
+    be->set_threads(1);
+    for (int r = 1; r < 3; r++) {
+        CHECK(memcmp(o[0], o[r], nq * 4) == 0);
+        CHECK(memcmp(p[0], p[r], (size_t)np * 4) == 0);
+        CHECK(memcmp(dq[0], dq[r], nq * 4) == 0);
+        CHECK(memcmp(dk[0], dk[r], nk * 4) == 0);
+        CHECK(memcmp(dv[0], dv[r], nk * 4) == 0);
+    }
+    for (int r = 0; r < 3; r++) { free(o[r]); free(p[r]); free(dq[r]); free(dk[r]); free(dv[r]); }
+    free(q); free(k); free(v); free(dout);
+}
+
 static void test_swiglu(void) {
     const int n = 40;
     float *g = frand(n, 2), *u = frand(n, 1), *R = frand(n, 1), out[40], dg[40], du[40];
@@ -748,6 +774,7 @@ int main(void) {
     RUN(test_attention_gqa_masks);
     RUN(test_attention_cache_layout);
     RUN(test_attention_blocks);
+    RUN(test_attention_threads_identical);
     RUN(test_swiglu);
     RUN(test_embedding);
     RUN(test_cross_entropy);

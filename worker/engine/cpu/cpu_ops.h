@@ -6,6 +6,10 @@
 
 #include "worker/engine/backend.h"
 
+/* cpu_threads.c: run fn(ctx, task, thread) for task in [0, n) over up to `threads` threads
+ * (contiguous ranges; thread index < threads); returns when all are done. */
+void cpu_parallel_for(int n, int threads, void (*fn)(void *ctx, int task, int thread), void *ctx);
+
 /* cpu_matmul.c */
 void cpu_set_threads(int n);
 int cpu_get_threads(void);
