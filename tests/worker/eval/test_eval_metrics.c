@@ -1,0 +1,268 @@
+/* test_eval_metrics.c - perplexity, zsRE F1 / teacher-forced accuracy and average bits on
+ * hand-computable cases: uniform logits -> PPL = vocabulary size; a random model's PPL against
+ * the per-window CE computed here; token-set F1 on constructed id lists; a model that always emits
+ * one known token -> known F1, recall and token accuracy; agreement with a reference model; avg
+ * bits of dense / pruned / quantized models. */
+#include "tests/testlib.h"
+#include "tests/worker/eval/eval_fixture.h"
+#include "worker/eval/eval.h"
+
+static char tmpdir[256];
+static tokenizer *tok;
+
+/* ---------------- perplexity ---------------- */
+static void test_ppl_uniform(void) {
+    llama_model *m = fx_model_uniform();
+    const char *text = "Valkor is a river in the north . It flows into the sea near Ossa .\n\n = History = \n\n";
+    ppl_result r;
+    cis_err err = {0};
+    CHECK_EQ_INT(eval_ppl_text(m, tok, text, strlen(text), 16, 0, 64, &r, &err), 0);
+    CHECK_NEAR(r.ppl, (double)FX_V, 1e-3);
+    CHECK_EQ_INT(r.seqlen, 16);
+    CHECK_EQ_INT(r.n_tokens, (int64_t)strlen(text) + 1); /* byte tokens + BOS */
+    CHECK_EQ_INT(r.n_windows, (int)((strlen(text) + 1) / 16));
+    /* max_windows */
+    CHECK_EQ_INT(eval_ppl_text(m, tok, text, strlen(text), 16, 2, 0, &r, &err), 0);
+    CHECK_EQ_INT(r.n_windows, 2);
+    /* window = min(max_position_embeddings, seqlen): seqlen 0 -> 512 > text -> one short window */
+    CHECK_EQ_INT(eval_ppl_text(m, tok, text, strlen(text), 0, 0, 0, &r, &err), 0);
+    CHECK_EQ_INT(r.n_windows, 1);
+    CHECK_NEAR(r.ppl, (double)FX_V, 1e-3);
+    llama_model_free(&m);
+}
+
+static void test_ppl_random_by_hand(void) {
+    llama_model *m = fx_model_random(21, 512);
+    int32_t ids[70];
+    for (int i = 0; i < 70; i++) ids[i] = (i * 37 + 11) % 256;
+    ppl_result r, r1;
+    cis_err err = {0};
+    /* T = 16: 4 windows (64 tokens), the last 6 dropped; batched 3 windows per forward vs 1 */
+    CHECK_EQ_INT(eval_ppl_tokens(m, ids, 70, 16, 0, 48, &r, &err), 0);
+    CHECK_EQ_INT(eval_ppl_tokens(m, ids, 70, 16, 0, 0, &r1, &err), 0);
+    CHECK_EQ_INT(r.n_windows, 4);
+    CHECK_NEAR(r.mean_nll, r1.mean_nll, 1e-5);
+    /* by hand: each window's mean CE over its 15 predictions, from all-position logits */
+    double sum = 0;
+    float *lg = xmalloc((size_t)16 * FX_V * sizeof *lg);
+    for (int w = 0; w < 4; w++) {
+        llama_batch bt = {.B = 1, .T = 16, .ids = ids + w * 16, .n_out = -1, .logits = lg};
+        CHECK_EQ_INT(llama_forward(m, &bt, NULL, 0, false, NULL, &err), 0);
+        double ce = 0;
+        for (int t = 0; t < 15; t++) {
+            const float *z = lg + (size_t)t * FX_V;
+            double mx = z[0], s = 0;
+            for (int v = 1; v < FX_V; v++) mx = z[v] > mx ? z[v] : mx;
+            for (int v = 0; v < FX_V; v++) s += exp(z[v] - mx);
+            ce += mx + log(s) - z[ids[w * 16 + t + 1]];
+        }
+        sum += ce / 15;
+    }
+    free(lg);
+    CHECK_NEAR(r.mean_nll, sum / 4, 1e-4);
+    CHECK_NEAR(r.ppl, exp(sum / 4), 1e-3 * exp(sum / 4));
+    CHECK_MSG(fabs(r.mean_nll - log((double)FX_V)) > 0.05, "random model too close to uniform");
+    CHECK_EQ_INT(eval_ppl_tokens(m, ids, 1, 16, 0, 0, &r, &err), -1);
+    llama_model_free(&m);
+}
+
+/* ---------------- token-set F1 ---------------- */
+static void test_token_set_f1(void) {
+    double rec;
+    int32_t g[3] = {5, 6, 7}, a[2] = {5, 9}, b[4] = {5, 5, 6, 6}, e[1] = {1};
+    CHECK_NEAR(token_set_f1(g, 3, g, 3, &rec), 1.0, 1e-12);
+    CHECK_NEAR(rec, 1.0, 1e-12);
+    /* gen {5,9} vs gold {5,6,7}: P = 1/2, R = 1/3, F1 = 2 PR/(P+R) = 0.4 */
+    CHECK_NEAR(token_set_f1(a, 2, g, 3, &rec), 0.4, 1e-12);
+    CHECK_NEAR(rec, 1.0 / 3, 1e-12);
+    /* duplicates count once: gen {5,6} vs gold {5,6,7}: P = 1, R = 2/3, F1 = 0.8 */
+    CHECK_NEAR(token_set_f1(b, 4, g, 3, &rec), 0.8, 1e-12);
+    CHECK_NEAR(token_set_f1(e, 1, g, 3, &rec), 0.0, 0);
+    CHECK_NEAR(rec, 0.0, 0);
+    CHECK_NEAR(token_set_f1(NULL, 0, g, 3, &rec), 0.0, 0);
+    CHECK_NEAR(token_set_f1(g, 3, NULL, 0, &rec), 0.0, 0);
+}
+
+static void test_loc_prompt(void) {
+    char *p = zsre_loc_prompt("nq question: who wrote the tale of ossa ");
+    CHECK_EQ_STR(p, "who wrote the tale of ossa");
+    free(p);
+    p = zsre_loc_prompt("  plain question");
+    CHECK_EQ_STR(p, "plain question");
+    free(p);
+}
+
+/* ---------------- generation F1 ---------------- */
+static void test_gen_f1_constant(void) {
+    /* the model emits " A" (one token, id 256) forever */
+    llama_model *m = fx_model_constant(FX_LETTER(0));
+    const char *prompts[5] = {"Q1?", "Q2?", "Q3?", "Q4?", "Q5?"};
+    /* " A" -> [A]: F1 1; "A B" -> " A B" = [A, B]: gen [A, A] -> P 1, R 1/2, F1 2/3;
+     * "xyz" -> " xyz" = [' ', x, y, z]: ' ' is excluded -> {x,y,z}: F1 0;
+     * " A xyz" -> [A, ' ', x, y, z] minus ' ' -> {A, x, y, z}: gen 4 x A -> P 1, R 1/4, F1 0.4 */
+    const char *answers[5] = {" A", "A B", "xyz", " A xyz", "A"};
+    double f1[5], rec[5];
+    int32_t **gen = NULL;
+    int *gl = NULL;
+    cis_err err = {0};
+    CHECK_EQ_INT(gen_f1_batch(m, tok, 5, prompts, answers, 50, f1, rec, &gen, &gl, &err), 0);
+    CHECK_NEAR(f1[0], 1.0, 1e-12);
+    CHECK_NEAR(f1[1], 2.0 / 3, 1e-12);
+    CHECK_NEAR(rec[1], 0.5, 1e-12);
+    CHECK_NEAR(f1[2], 0.0, 0);
+    CHECK_NEAR(f1[3], 0.4, 1e-12);
+    CHECK_NEAR(rec[3], 0.25, 1e-12);
+    CHECK_NEAR(f1[4], 1.0, 1e-12);
+    /* the generation is truncated to |gold| */
+    CHECK_EQ_INT(gl[0], 1);
+    CHECK_EQ_INT(gl[1], 2);
+    CHECK_EQ_INT(gl[3], 4);
+    if (gl[1] == 2) { CHECK_EQ_INT(gen[1][0], FX_LETTER(0)); CHECK_EQ_INT(gen[1][1], FX_LETTER(0)); }
+    for (int i = 0; i < 5; i++) free(gen[i]);
+    free(gen); free(gl);
+    /* max_length counts the prompt: a prompt of max_length tokens generates nothing -> F1 0 */
+    const char *longp[1] = {"0123456789"}, *la[1] = {" A"};
+    CHECK_EQ_INT(gen_f1_batch(m, tok, 1, longp, la, 11, f1, rec, NULL, NULL, &err), 0); /* BOS + 10 = 11 */
+    CHECK_NEAR(f1[0], 0.0, 0);
+    CHECK_EQ_INT(gen_f1_batch(m, tok, 1, longp, la, 12, f1, rec, NULL, NULL, &err), 0);
+    CHECK_NEAR(f1[0], 1.0, 1e-12);
+    llama_model_free(&m);
+    /* a model that emits EOS at once generates nothing after the prompt: F1 0 */
+    m = fx_model_constant(FX_EOS);
+    CHECK_EQ_INT(gen_f1_batch(m, tok, 2, prompts, answers, 50, f1, rec, NULL, NULL, &err), 0);
+    CHECK_NEAR(f1[0], 0.0, 0);
+    CHECK_NEAR(f1[1], 0.0, 0);
+    llama_model_free(&m);
+}
+
+/* ---------------- teacher forcing ---------------- */
+static void test_teacher_forced(void) {
+    llama_model *m = fx_model_constant(FX_LETTER(0)), *u = fx_model_uniform();
+    /* "Q A B": x = [BOS, Q, ' A', ' B'], l_P = |[BOS, Q]| = 2; targets ' A', ' B'; preds ' A', ' A' -> 0.5 */
+    const char *p[3] = {"Q", "Q", "Q"}, *a[3] = {"A B", "A", "xy"};
+    double acc[3];
+    int32_t **pred = NULL;
+    int *pl = NULL, mism = -1;
+    cis_err err = {0};
+    CHECK_EQ_INT(tf_argmax_batch(m, tok, 3, p, a, 0, acc, &pred, &pl, &mism, &err), 0);
+    CHECK_NEAR(acc[0], 0.5, 1e-12);
+    CHECK_NEAR(acc[1], 1.0, 1e-12);
+    CHECK_NEAR(acc[2], 0.0, 0); /* " xy" = [' ', x, y]: 3 positions, none ' A' */
+    CHECK_EQ_INT(pl[2], 3);
+    CHECK_EQ_INT(mism, 0);
+    for (int i = 0; i < 3; i++) free(pred[i]);
+    free(pred); free(pl);
+    /* batching by a tiny budget gives the same */
+    double acc2[3];
+    CHECK_EQ_INT(tf_argmax_batch(m, tok, 3, p, a, 1, acc2, NULL, NULL, NULL, &err), 0);
+    for (int i = 0; i < 3; i++) CHECK_NEAR(acc2[i], acc[i], 0);
+    /* the uniform model's argmax is id 0 (ties -> lowest id) */
+    CHECK_EQ_INT(tf_argmax_batch(u, tok, 1, p, a, 0, acc, &pred, &pl, NULL, &err), 0);
+    CHECK_EQ_INT(pred[0][0], 0);
+    free(pred[0]); free(pred); free(pl);
+    llama_model_free(&m);
+    llama_model_free(&u);
+}
+
+static zsre_data make_zsre(void) {
+    zsre_data d = {0};
+    d.n = 4;
+    d.rec = xcalloc(4, sizeof *d.rec);
+    for (int i = 0; i < 4; i++) {
+        zsre_record *r = &d.rec[i];
+        r->src = xasprintf("What is the capital of Z%d?", i);
+        r->rephrase = xasprintf("Z%d has which capital?", i);
+        r->alt = xstrdup(i % 2 ? "A B" : "A");       /* F1 2/3 or 1 against " A A ..." */
+        r->answers = xcalloc(1, sizeof *r->answers);
+        r->answers[0] = xstrdup("xyz");               /* F1 0 */
+        r->n_answers = 1;
+        r->subject = xasprintf("Z%d", i);
+        r->loc = xasprintf("nq question: who is %d", i);
+        r->loc_ans = xstrdup(i < 2 ? "A xyz" : "A");  /* F1 0.4 or 1 */
+    }
+    return d;
+}
+
+static void test_zsre_records(void) {
+    llama_model *m = fx_model_constant(FX_LETTER(0)), *u = fx_model_uniform();
+    zsre_data d = make_zsre();
+    int32_t idx[4] = {0, 1, 2, 3};
+    eval_rows rows = {0};
+    zsre_opts o = {.max_length = 50, .teacher_forced = true, .ref = m, .prefix = ""};
+    cis_err err = {0};
+    CHECK_EQ_INT(eval_zsre_records(m, tok, &d, idx, 4, &o, &rows, &err), 0);
+    const eval_row *r;
+    double es = (1 + 2.0 / 3 + 1 + 2.0 / 3) / 4;
+    CHECK((r = eval_rows_get(&rows, "edit_success")) && fabs(r->value - es) < 1e-12);
+    CHECK((r = eval_rows_get(&rows, "generalization")) && fabs(r->value - es) < 1e-12);
+    CHECK((r = eval_rows_get(&rows, "edit_success_recall")) && fabs(r->value - 0.75) < 1e-12);
+    CHECK((r = eval_rows_get(&rows, "locality")) && fabs(r->value - (0.4 + 0.4 + 1 + 1) / 4) < 1e-12);
+    CHECK((r = eval_rows_get(&rows, "locality_recall")) && fabs(r->value - (0.25 + 0.25 + 1 + 1) / 4) < 1e-12);
+    CHECK((r = eval_rows_get(&rows, "src_true_f1")) && r->value == 0);
+    /* teacher forced: rewrite "... A" -> 1, "... A B" -> 1/2 */
+    CHECK((r = eval_rows_get(&rows, "tf_rewrite_acc")) && fabs(r->value - 0.75) < 1e-12);
+    CHECK((r = eval_rows_get(&rows, "tf_rephrase_acc")) && fabs(r->value - 0.75) < 1e-12);
+    CHECK((r = eval_rows_get(&rows, "tf_locality")) && fabs(r->value - 1.0) < 1e-12); /* ref = itself */
+    /* against the uniform model (argmax id 0 everywhere) nothing agrees */
+    o.ref = u;
+    o.prefix = "post_";
+    CHECK_EQ_INT(eval_zsre_records(m, tok, &d, idx, 4, &o, &rows, &err), 0);
+    CHECK((r = eval_rows_get(&rows, "post_tf_locality")) && r->value == 0);
+    CHECK((r = eval_rows_get(&rows, "post_edit_success")) && fabs(r->value - es) < 1e-12);
+    /* no reference model: no tf_locality row */
+    eval_rows rows2 = {0};
+    o.ref = NULL; o.prefix = NULL;
+    CHECK_EQ_INT(eval_zsre_records(m, tok, &d, idx + 1, 2, &o, &rows2, &err), 0);
+    CHECK(eval_rows_get(&rows2, "tf_locality") == NULL);
+    CHECK((r = eval_rows_get(&rows2, "edit_success")) && fabs(r->value - (2.0 / 3 + 1) / 2) < 1e-12);
+    char *j = eval_rows_json(&rows2);
+    CHECK(j && strstr(j, "\"edit_success\":") && j[0] == '{');
+    free(j);
+    eval_rows_free(&rows); eval_rows_free(&rows2);
+    zsre_free(&d);
+    llama_model_free(&m);
+    llama_model_free(&u);
+}
+
+/* ---------------- average bits ---------------- */
+static void test_avg_bits(void) {
+    llama_model *m = fx_model_random(1, 64);
+    double sp;
+    CHECK_NEAR(eval_avg_bits(m, NULL, &sp), 16.0, 1e-12);
+    CHECK_NEAR(sp, 0.0, 1e-12);
+    quant_info q = {.wbits = 4, .group_size = 128};
+    CHECK_NEAR(eval_avg_bits(m, &q, NULL), 4.25, 1e-12);
+    q.group_size = 8;
+    CHECK_NEAR(eval_avg_bits(m, &q, NULL), 8.0, 1e-12);
+    /* prune 25% of every decoder linear (and touch the embedding, which must not count) */
+    int n = 0;
+    llama_param *p = llama_model_params(m, &n);
+    for (int i = 0; i < n; i++) {
+        if (p[i].ndim != 2) continue;
+        int64_t cnt = p[i].shape[0] * p[i].shape[1];
+        bool lin = strstr(p[i].name, "model.layers.") != NULL;
+        for (int64_t k = 0; k < cnt; k++) if (!lin || k % 4 == 0) p[i].data[k] = 0;
+    }
+    CHECK_NEAR(eval_avg_bits(m, NULL, &sp), 12.25, 1e-12); /* 16 - 15 * 0.25 */
+    CHECK_NEAR(sp, 0.25, 1e-12);
+    llama_model_free(&m);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/cis_eval_metrics_XXXXXX");
+    CIS_ASSERT(mkdtemp(tmpdir));
+    char *d = xasprintf("%s/tok", tmpdir);
+    tok = fx_tokenizer(d, true);
+    RUN(test_ppl_uniform);
+    RUN(test_ppl_random_by_hand);
+    RUN(test_token_set_f1);
+    RUN(test_loc_prompt);
+    RUN(test_gen_f1_constant);
+    RUN(test_teacher_forced);
+    RUN(test_zsre_records);
+    RUN(test_avg_bits);
+    tokenizer_free(tok);
+    free(d);
+    fx_rm_rf(tmpdir);
+    return test_summary();
+}
