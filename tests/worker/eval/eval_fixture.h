@@ -17,7 +17,7 @@
 #define FX_LETTER(k) (256 + (k)) /* " A".." D" when merged */
 
 /* GPT-2 bytes_to_unicode: the code point standing for byte b */
-static unsigned fx_byte_cp(int b) {
+static inline unsigned fx_byte_cp(int b) {
     if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) return (unsigned)b;
     int n = 0;
     for (int c = 0; c < b; c++)
@@ -26,7 +26,7 @@ static unsigned fx_byte_cp(int b) {
 }
 
 /* write dir/tokenizer.json (+ tokenizer_config.json); letters: merge " A".." D" */
-static void fx_write_tokenizer(const char *dir, bool letters) {
+static inline void fx_write_tokenizer(const char *dir, bool letters) {
     cis_err err = {0};
     CIS_ASSERT(mkdir_p(dir, &err) == 0);
     size_t cap = 1 << 16, w = 0;
@@ -62,7 +62,7 @@ static void fx_write_tokenizer(const char *dir, bool letters) {
     free(p); free(j); free(v);
 }
 
-static tokenizer *fx_tokenizer(const char *dir, bool letters) {
+static inline tokenizer *fx_tokenizer(const char *dir, bool letters) {
     fx_write_tokenizer(dir, letters);
     tokenizer *t = NULL;
     cis_err err = {0};
@@ -70,7 +70,7 @@ static tokenizer *fx_tokenizer(const char *dir, bool letters) {
     return t;
 }
 
-static llama_config fx_config(int D, int L, int F, int maxpos) {
+static inline llama_config fx_config(int D, int L, int F, int maxpos) {
     llama_config c;
     memset(&c, 0, sizeof c);
     c.arch = LLAMA_ARCH_LLAMA;
@@ -84,7 +84,7 @@ static llama_config fx_config(int D, int L, int F, int maxpos) {
     return c;
 }
 
-static float *fx_param(llama_model *m, const char *name) {
+static inline float *fx_param(llama_model *m, const char *name) {
     int n = 0;
     llama_param *p = llama_model_params(m, &n);
     int i = llama_model_find(m, name);
@@ -94,7 +94,7 @@ static float *fx_param(llama_model *m, const char *name) {
 
 /* a model whose every parameter is zero except the norms (= 1): logits are all 0, i.e. the
  * next-token distribution is uniform over FX_V tokens at every position */
-static llama_model *fx_model_uniform(void) {
+static inline llama_model *fx_model_uniform(void) {
     llama_config c = fx_config(16, 2, 24, 512);
     cis_err err = {0};
     llama_model *m = llama_model_new(&c, NULL, &err);
@@ -104,7 +104,7 @@ static llama_model *fx_model_uniform(void) {
 
 /* a model that predicts token x everywhere: every embedding row is e0, the layers add nothing
  * (zero projections), the head's row x reads e0 and every other row is zero */
-static llama_model *fx_model_constant(int32_t x) {
+static inline llama_model *fx_model_constant(int32_t x) {
     llama_model *m = fx_model_uniform();
     float *emb = fx_param(m, "model.embed_tokens.weight"), *head = fx_param(m, "lm_head.weight");
     for (int v = 0; v < FX_V; v++) emb[(size_t)v * 16] = 1.0f;
@@ -112,7 +112,7 @@ static llama_model *fx_model_constant(int32_t x) {
     return m;
 }
 
-static llama_model *fx_model_random(uint64_t seed, int maxpos) {
+static inline llama_model *fx_model_random(uint64_t seed, int maxpos) {
     llama_config c = fx_config(16, 2, 24, maxpos);
     cis_err err = {0};
     llama_model *m = llama_model_new(&c, NULL, &err);
@@ -129,7 +129,7 @@ static llama_model *fx_model_random(uint64_t seed, int maxpos) {
     return m;
 }
 
-static void fx_rm_rf(const char *d) {
+static inline void fx_rm_rf(const char *d) {
     char *cmd = xasprintf("rm -rf '%s'", d);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", d);
     free(cmd);

@@ -1,0 +1,215 @@
+/* test_eval_suite.c - eval_suite_run on a small world directory in the real layout (MMLU CSVs,
+ * WMDP JSON, WikiText raw, zsRE JSON) with a model whose predictions are known: MMLU is the
+ * question-weighted mean over subjects, WMDP bio/cyber/avg, PPL of a constant-logit model by
+ * hand, zsRE F1s, QA F1, average bits; a malformed file fails with its name; and the
+ * `cisweep-worker eval` command on a saved model prints the same numbers. */
+#include "tests/testlib.h"
+#include "tests/worker/eval/eval_fixture.h"
+#include "worker/engine/checkpoint.h"
+#include "worker/eval/eval.h"
+
+#include <unistd.h>
+
+static char tmpdir[256], world[512];
+
+static void put(const char *rel, const char *text) {
+    char *p = xasprintf("%s/%s", world, rel);
+    cis_err err;
+    char *s = strrchr(p, '/');
+    *s = 0; CIS_ASSERT(mkdir_p(p, &err) == 0); *s = '/';
+    CIS_ASSERT(write_file_replace(p, text, strlen(text), &err) == 0);
+    free(p);
+}
+
+static void make_world(void) {
+    snprintf(world, sizeof world, "%s/world", tmpdir);
+    /* MMLU: 3 + 1 questions, 3 of them gold A -> 0.75 question-weighted (0.8333 as a subject mean) */
+    put("mmlu/data/test/astronomy_test.csv", "Which star?,\"Sol, ours\",b,c,d,A\nQ2,a,b,c,d,B\n\"Q3\nmore\",a,b,c,d,A\n");
+    put("mmlu/data/test/virology_test.csv", "Q?,a,b,c,d,A\n");
+    put("mmlu/data/dev/virology_dev.csv", "Q?,a,b,c,d,C\n");
+    put("wmdp/wmdp-bio.json", "[{\"question\":\"b1\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0},"
+                              "{\"question\":\"b2\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0},"
+                              "{\"question\":\"b3\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":1}]");
+    put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":1},"
+                                "{\"question\":\"c2\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":2},"
+                                "{\"question\":\"c3\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":3},"
+                                "{\"question\":\"c4\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0}]");
+    /* no " A".." D" in the text: every target token has logit 0 under the constant model */
+    put("wikitext/wiki.test.raw", " \n = Valkor = \n \n valkor is a river in the north . it flows into the sea near ossa .\n");
+    /* zsRE: 520 records (edit set 1 = shuffled [0, 50), QA = shuffled [500, 520)) */
+    size_t cap = 520 * 256, w = 0;
+    char *z = xmalloc(cap);
+    w += (size_t)snprintf(z + w, cap - w, "[");
+    for (int i = 0; i < 520; i++)
+        w += (size_t)snprintf(z + w, cap - w,
+                              "%s{\"subject\":\"Z%d\",\"src\":\"capital of Z%d?\",\"rephrase\":\"Z%d capital?\",\"alt\":\"A\","
+                              "\"answers\":[\"%s\"],\"loc\":\"nq question: who is %d\",\"loc_ans\":\"A xyz\"}",
+                              i ? "," : "", i, i, i, i % 2 ? "A B" : "xyz", i);
+    snprintf(z + w, cap - w, "]");
+    put("zsre/zsre_mend_train.json", z);
+    free(z);
+}
+
+static double row(const eval_rows *r, const char *name) {
+    const eval_row *e = eval_rows_get(r, name);
+    if (!e) { fprintf(stderr, "  missing row %s\n", name); return NAN; }
+    return e->value;
+}
+
+static double expect_ppl(void) {
+    /* logits: 1/sqrt(1/16 + eps) at " A", 0 elsewhere; every target is another token */
+    double a = 1.0 / sqrt(1.0 / 16 + 1e-6);
+    return exp(a) + (FX_V - 1);
+}
+
+static double expect_qa(void) {
+    /* QA records: shuffled positions 500..519; answers[0] = "A B" (F1 2/3) for odd indices, "xyz" (0) else */
+    int32_t perm[520];
+    py_random_shuffle(100, perm, 520);
+    double s = 0;
+    for (int i = 500; i < 520; i++) s += perm[i] % 2 ? 2.0 / 3 : 0;
+    return s / 20;
+}
+
+static double expect_src_true(void) {
+    int32_t perm[520];
+    py_random_shuffle(100, perm, 520);
+    double s = 0;
+    for (int i = 0; i < 50; i++) s += perm[i] % 2 ? 2.0 / 3 : 0;
+    return s / 50;
+}
+
+static void check_rows(const eval_rows *r, double tol) {
+    CHECK_NEAR(row(r, "mmlu"), 0.75, tol);
+    CHECK_NEAR(row(r, "mmlu_astronomy"), 2.0 / 3, tol);
+    CHECK_NEAR(row(r, "mmlu_virology"), 1.0, tol);
+    CHECK_NEAR(row(r, "wmdp_bio"), 2.0 / 3, tol);
+    CHECK_NEAR(row(r, "wmdp_cyber"), 0.25, tol);
+    CHECK_NEAR(row(r, "wmdp_avg"), (2.0 / 3 + 0.25) / 2, tol);
+    CHECK_NEAR(row(r, "ppl_wikitext"), expect_ppl(), 1e-3 * expect_ppl());
+    CHECK_NEAR(row(r, "edit_success"), 1.0, tol);
+    CHECK_NEAR(row(r, "generalization"), 1.0, tol);
+    CHECK_NEAR(row(r, "locality"), 0.4, tol);
+    CHECK_NEAR(row(r, "locality_recall"), 0.25, tol);
+    CHECK_NEAR(row(r, "src_true_f1"), expect_src_true(), tol);
+    CHECK_NEAR(row(r, "qa_f1"), expect_qa(), tol);
+    CHECK_NEAR(row(r, "tf_rewrite_acc"), 1.0, tol);
+    CHECK_NEAR(row(r, "n_edits"), 50, 0);
+    CHECK_NEAR(row(r, "n_qa"), 20, 0);
+    CHECK_NEAR(row(r, "n_mmlu"), 4, 0);
+    CHECK(row(r, "time_eval_s") >= 0);
+}
+
+static void test_suite(void) {
+    char *td = xasprintf("%s/tok", tmpdir);
+    tokenizer *tok = fx_tokenizer(td, true);
+    llama_model *m = fx_model_constant(FX_LETTER(0));
+    eval_opts o;
+    eval_opts_default(&o);
+    o.seqlen = 16;
+    eval_rows r = {0};
+    cis_err err = {0};
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+    if (err.msg[0]) fprintf(stderr, "  %s\n", err.msg);
+    check_rows(&r, 1e-9);
+    /* every decoder linear of this model is zero: sparsity 1 -> 1 bit; quantized -> wbits + 32/g */
+    CHECK_NEAR(row(&r, "avg_bits"), 1.0, 1e-12);
+    CHECK_NEAR(row(&r, "sparsity"), 1.0, 1e-12);
+    CHECK(eval_rows_get(&r, "tf_locality") == NULL);
+    eval_rows_free(&r);
+    o.quant.wbits = 3; o.quant.group_size = 64;
+    o.skip_mmlu = o.skip_wmdp = o.skip_ppl = true;
+    o.ref_model = m;
+    o.limit = 5;
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+    CHECK_NEAR(row(&r, "avg_bits"), 3.5, 1e-12);
+    CHECK(eval_rows_get(&r, "mmlu") == NULL);
+    CHECK_NEAR(row(&r, "tf_locality"), 1.0, 0);
+    CHECK_NEAR(row(&r, "n_edits"), 5, 0);
+    CHECK_NEAR(row(&r, "n_qa"), 5, 0);
+    eval_rows_free(&r);
+    /* edit set 12 = [550, 600) lies beyond 520 records (set 11 is clipped to 20) */
+    eval_opts_default(&o);
+    o.edit_set = 12;
+    o.skip_mmlu = o.skip_wmdp = o.skip_ppl = true;
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), -1);
+    CHECK(strstr(err.msg, "edit set 12") != NULL);
+    eval_rows_free(&r);
+    /* a malformed file fails the run, naming the file */
+    put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\"],\"answer\":1}]");
+    eval_opts_default(&o);
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), -1);
+    CHECK(strstr(err.msg, "wmdp-cyber.json") && strstr(err.msg, "choices"));
+    eval_rows_free(&r);
+    put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":1},"
+                                "{\"question\":\"c2\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":2},"
+                                "{\"question\":\"c3\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":3},"
+                                "{\"question\":\"c4\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0}]");
+    /* a directory without datasets: everything skipped, only the model rows */
+    char *empty = xasprintf("%s/empty", tmpdir);
+    CIS_ASSERT(mkdir_p(empty, &err) == 0);
+    CHECK_EQ_INT(eval_suite_run(m, tok, empty, &o, &r, &err), 0);
+    CHECK(eval_rows_get(&r, "mmlu") == NULL && eval_rows_get(&r, "avg_bits") != NULL);
+    eval_rows_free(&r);
+    CHECK_EQ_INT(eval_suite_run(m, tok, "/nonexistent/world", &o, &r, &err), -1);
+    free(empty);
+    llama_model_free(&m);
+    tokenizer_free(tok);
+    free(td);
+}
+
+static void test_cli(void) {
+    char self[1024];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0) SKIP("no /proc/self/exe");
+    self[n] = 0;
+    /* build/tests/worker/eval/test_eval_suite -> build/bin/cisweep-worker */
+    for (int up = 0; up < 4; up++) { char *s = strrchr(self, '/'); if (s) *s = 0; }
+    char *bin = xasprintf("%s/bin/cisweep-worker", self);
+    if (access(bin, X_OK) != 0) { free(bin); SKIP("cisweep-worker not built"); }
+    char *md = xasprintf("%s/model", tmpdir);
+    llama_model *m = fx_model_constant(FX_LETTER(0));
+    int np = 0;
+    llama_param *p = llama_model_params(m, &np);
+    cis_err err = {0};
+    CHECK_EQ_INT(checkpoint_save(md, llama_model_config(m), p, (size_t)np, "F32", 0, &err), 0);
+    fx_write_tokenizer(md, true);
+    char *cmd = xasprintf("'%s' eval '%s' --world '%s' --seqlen 16 --threads 1 --json 2>/dev/null", bin, md, world);
+    FILE *f = popen(cmd, "r");
+    CHECK(f != NULL);
+    eval_rows r = {0};
+    char line[4096];
+    bool json = false;
+    while (f && fgets(line, sizeof line, f)) {
+        if (line[0] == '{') { json = strstr(line, "\"mmlu\":") != NULL; continue; }
+        char name[128];
+        double v;
+        if (sscanf(line, "%127s %lf", name, &v) == 2) eval_rows_set(&r, name, v);
+    }
+    int rc = f ? pclose(f) : -1;
+    CHECK_EQ_INT(rc, 0);
+    CHECK(json);
+    check_rows(&r, 1e-5); /* printed with %.6g */
+    eval_rows_free(&r);
+    /* usage errors exit 2; a missing model exits 1 */
+    free(cmd);
+    cmd = xasprintf("'%s' eval '%s' 2>/dev/null >/dev/null", bin, md);
+    rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    free(cmd);
+    cmd = xasprintf("'%s' eval /nonexistent/model --world '%s' 2>/dev/null >/dev/null", bin, world);
+    rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    free(cmd); free(md); free(bin);
+    llama_model_free(&m);
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/cis_eval_suite_XXXXXX");
+    CIS_ASSERT(mkdtemp(tmpdir));
+    make_world();
+    RUN(test_suite);
+    RUN(test_cli);
+    fx_rm_rf(tmpdir);
+    return test_summary();
+}
