@@ -1,0 +1,202 @@
+/* test_train.c - from-scratch training (train.h) on a tiny generated corpus: the loss falls from
+ * about ln(V) to under half of it within a few seconds; the written model directory loads with
+ * llama_model_load and gives the same logits as the in-memory model; the tokenizer written beside
+ * it loads; a time budget stops training cleanly; the named architectures validate and keep layers
+ * 4-8; bad options are refused with a message. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "tests/testlib.h"
+#include "worker/data/arch.h"
+#include "worker/data/train.h"
+#include "worker/engine/tokenizer.h"
+
+static char tmpdir[256];
+static char corpus[300];
+
+static const arch_preset TINY = {"test-tiny", "test", LLAMA_ARCH_LLAMA, 48, 96, 2, 4, 2, 12, false, false, 10000.f, 1e-2f};
+
+static void write_corpus(void) {
+    static const char *names[] = {"Arla", "Bostic", "Cerin", "Dumo", "Evra", "Folk", "Gastin", "Hule"};
+    static const char *cities[] = {"Marth", "Osk", "Velk", "Tarn"};
+    snprintf(corpus, sizeof corpus, "%s/corpus.jsonl", tmpdir);
+    FILE *f = fopen(corpus, "w");
+    for (int r = 0; r < 6; r++)
+        for (int i = 0; i < 8; i++) {
+            fprintf(f, "{\"text\": \"%s was born in %s. %s lives in %s.\"}\n", names[i], cities[i % 4], names[i], cities[(i + 1) % 4]);
+            fprintf(f, "{\"text\": \"Question: Where was %s born?\\nAnswer: %s\"}\n", names[i], cities[i % 4]);
+        }
+    fclose(f);
+}
+
+static train_opts tiny_opts(const char *out) {
+    train_opts o = train_opts_default();
+    o.corpus = corpus;
+    o.preset = &TINY;
+    o.out_dir = out;
+    o.vocab_size = 320;
+    o.seq_len = 64;
+    o.batch = 8;
+    o.steps = 80;
+    o.warmup = 5;
+    o.threads = 1;
+    o.log_every = 0;
+    return o;
+}
+
+static void test_loss_falls_and_checkpoint_matches(void) {
+    char out[400];
+    snprintf(out, sizeof out, "%s/model", tmpdir);
+    train_opts o = tiny_opts(out);
+    train_result r;
+    llama_model *m = NULL;
+    cis_err err = {0};
+    double t0 = mono_sec();
+    int rc = train_run(&o, &r, &m, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc) return;
+    double secs = mono_sec() - t0;
+    fprintf(stderr, "# V=%d params=%lld steps=%lld loss %.3f -> %.3f (ln V = %.3f), %.0f tok/s, %.1f s\n", r.vocab_size, r.params,
+            (long long)r.steps, r.first_loss, r.final_loss, log(r.vocab_size), r.tokens_per_s, secs);
+    CHECK_EQ_INT(r.steps, 80);
+    CHECK(r.vocab_size > 259 && r.vocab_size <= 320);
+    CHECK(fabs(r.first_loss - log(r.vocab_size)) < 0.5);   /* random init: about uniform */
+    CHECK(r.final_loss < 0.5 * log(r.vocab_size));
+    CHECK(secs < 30);
+
+    /* the directory loads into a fresh model with identical logits */
+    llama_config cfg;
+    CHECK_EQ_INT(checkpoint_dir_load_config(out, &cfg, &err), 0);
+    CHECK_EQ_INT(cfg.vocab_size, r.vocab_size);
+    CHECK_EQ_INT(cfg.num_hidden_layers, 2);
+    llama_model *m2 = llama_model_new(&cfg, backend_get("cpu"), &err);
+    CHECK(m2 != NULL);
+    if (!m2) { llama_model_free(&m); return; }
+    CHECK_EQ_INT(llama_model_load(m2, out, &err), 0);
+    tokenizer *tok = NULL;
+    CHECK_EQ_INT(tokenizer_load(out, &tok, &err), 0);
+    if (tok) {
+        const char *q = "Question: Where was Cerin born?\nAnswer:";
+        int32_t *ids; size_t n;
+        CHECK_EQ_INT(tokenizer_encode(tok, q, strlen(q), true, &ids, &n, &err), 0);
+        CHECK(ids[0] == cfg.bos_token_id);
+        int V = cfg.vocab_size;
+        float *l1 = xmalloc(n * V * sizeof *l1), *l2 = xmalloc(n * V * sizeof *l2);
+        llama_batch b = {.B = 1, .T = (int)n, .ids = ids, .n_out = -1, .logits = l1};
+        CHECK_EQ_INT(llama_forward(m, &b, NULL, 0, false, NULL, &err), 0);
+        b.logits = l2;
+        CHECK_EQ_INT(llama_forward(m2, &b, NULL, 0, false, NULL, &err), 0);
+        double maxd = 0;
+        for (size_t i = 0; i < n * V; i++) maxd = fmax(maxd, fabs(l1[i] - l2[i]));
+        CHECK(maxd == 0);
+        /* it learned the fact: Cerin (names[2]) was born in cities[2] = "Velk", the argmax */
+        const float *last = l1 + (n - 1) * V;
+        int best = 0;
+        for (int v = 1; v < V; v++) if (last[v] > last[best]) best = v;
+        int32_t *mid; size_t mn;
+        CHECK_EQ_INT(tokenizer_encode(tok, " Velk", 5, false, &mid, &mn, &err), 0);
+        CHECK_EQ_INT(best, mid[0]);
+        free(mid);
+        free(l1); free(l2); free(ids);
+        tokenizer_free(tok);
+    }
+    char p[500];
+    snprintf(p, sizeof p, "%s/train_info.json", out);
+    CHECK(access(p, R_OK) == 0);
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", out);
+    CHECK(access(p, R_OK) == 0);
+    llama_model_free(&m2);
+    llama_model_free(&m);
+}
+
+static void test_time_budget_and_reused_tokenizer(void) {
+    char out[400], out2[400];
+    snprintf(out, sizeof out, "%s/model", tmpdir);   /* from the test above: its tokenizer */
+    snprintf(out2, sizeof out2, "%s/model_budget", tmpdir);
+    train_opts o = tiny_opts(out2);
+    o.tokenizer_dir = out;
+    o.steps = 0;
+    o.seconds = 1.0;
+    train_result r;
+    cis_err err = {0};
+    double t0 = mono_sec();
+    int rc = train_run(&o, &r, NULL, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    CHECK(r.steps >= 1);
+    CHECK(r.train_seconds < 1.5);
+    CHECK(mono_sec() - t0 < 5);
+    char a[500], b[500];
+    snprintf(a, sizeof a, "%s/tokenizer.json", out);
+    snprintf(b, sizeof b, "%s/tokenizer.json", out2);
+    size_t na, nb;
+    char *sa = read_file(a, &na, &err), *sb = read_file(b, &nb, &err);
+    CHECK(sa && sb && na == nb && !memcmp(sa, sb, na));
+    free(sa); free(sb);
+}
+
+static void test_presets(void) {
+    int n;
+    const arch_preset *ps = arch_list(&n);
+    CHECK(n >= 6);
+    bool gqa = false, mha = false, tied = false, untied = false, phi3 = false;
+    for (int i = 0; i < n; i++) {
+        llama_config c;
+        cis_err err = {0};
+        CHECK_MSG(arch_config(&ps[i], 2048, 2045, 2046, 2047, 1024, &c, &err) == 0, "%s: %s", ps[i].name, err.msg);
+        CHECK(ps[i].layers >= 9);   /* layers 4-8 exist */
+        if (ps[i].kv_heads < ps[i].heads) gqa = true; else mha = true;
+        if (ps[i].tied) tied = true; else untied = true;
+        if (ps[i].arch == LLAMA_ARCH_PHI3) phi3 = true;
+        if (strncmp(ps[i].name, "tiny-", 5) == 0) {
+            long long pc = arch_param_count(&ps[i], 2048);
+            CHECK(pc > 1000000 && pc < 6000000);
+            llama_model *m = llama_model_new(&c, backend_get("cpu"), &err);
+            CHECK(m && llama_model_numel(m) == pc);
+            llama_model_free(&m);
+        }
+    }
+    CHECK(gqa && mha && tied && untied && phi3);
+    CHECK(arch_find("tiny-llama3") == &ps[0]);
+    CHECK(arch_find("nope") == NULL);
+    for (int i = 0; ARCH_FAMILY[i]; i++) CHECK(arch_find(ARCH_FAMILY[i]) != NULL);
+}
+
+static void test_bad_options(void) {
+    char out[400];
+    snprintf(out, sizeof out, "%s/bad", tmpdir);
+    train_opts o = tiny_opts(out);
+    train_result r;
+    cis_err err = {0};
+    o.preset = NULL; o.arch = "tiny-nothing";
+    CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "tiny-nothing"));
+    o = tiny_opts(out);
+    o.device = "tpu:0";
+    CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "device"));
+    o = tiny_opts(out);
+    char missing[400];
+    snprintf(missing, sizeof missing, "%s/none.jsonl", tmpdir);
+    o.corpus = missing;
+    CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "none.jsonl"));
+    o = tiny_opts(out);
+    o.steps = 0; o.seconds = 0;
+    CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "--steps"));
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_train.XXXXXX");
+    if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
+    log_set_level(LOG_WARN);
+    write_corpus();
+    RUN(test_presets);
+    RUN(test_loss_falls_and_checkpoint_matches);
+    RUN(test_time_budget_and_reused_tokenizer);
+    RUN(test_bad_options);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    return test_summary();
+}
