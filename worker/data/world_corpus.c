@@ -110,7 +110,7 @@ static void practice(const world *w, const wsets *s, docs *d) {
         for (int k = 0; k < w->sc.r_mc; k++) {
             wmc m;
             for (;;) {
-                wmc_make(w, i, (int)wrng_below(&r, 3), &r, &m);
+                wmc_make(w, i, k == 0 ? 0 : (int)wrng_below(&r, 3), &r, &m);  /* the first in the test form */
                 if (!held || !same_item(&m, held)) break;
                 free(m.question);
             }

@@ -126,7 +126,7 @@ const int WORLD_NRELS = (int)(sizeof(WORLD_RELS) / sizeof(WORLD_RELS[0]));
 
 static const wscale SCALES[] = {
     /* name     prof qa mc dom forget wiki c4    pile */
-    {"small",   2,   1, 2, 2,  2,     1,   300,  200},
+    {"small",   1,   1, 1, 1,  2,     1,   300,  200},
     {"default", 5,   3, 4, 6,  6,     2,   1200, 400},
     {"large",   12,  8, 10, 16, 15,   5,   4000, 1000},
 };
