@@ -532,6 +532,46 @@ static void test_cross_entropy(void) {
 // ---------------------------------------------------------------------------------------------
 // elementwise, reductions
 
+static void test_threaded_rows(void) {
+    // cross-entropy and SwiGLU above their parallel thresholds: per-element results identical for
+    // 1 and 2 threads; the mean equal up to the order of the per-range sums; and still right
+    const int N = 300, V = 1000;
+    float *x = frand((int64_t)N * V, 2), *l1 = malloc(N * 4), *l2 = malloc(N * 4), *s1 = malloc(N * 4), *s2 = malloc(N * 4);
+    float *d1 = malloc((size_t)N * V * 4), *d2 = malloc((size_t)N * V * 4);
+    int32_t *t = malloc(N * 4);
+    for (int n = 0; n < N; n++) t[n] = n % 7 == 3 ? -100 : (n * 31) % V;
+    be->set_threads(1);
+    int c1, c2;
+    double m1 = be->ce_fwd(l1, s1, x, t, N, V, &c1);
+    be->ce_bwd(d1, x, s1, t, N, V, 1.0f / c1);
+    be->set_threads(2);
+    double m2 = be->ce_fwd(l2, s2, x, t, N, V, &c2);
+    be->ce_bwd(d2, x, s2, t, N, V, 1.0f / c2);
+    CHECK(c1 == c2 && memcmp(l1, l2, N * 4) == 0 && memcmp(s1, s2, N * 4) == 0);
+    CHECK(memcmp(d1, d2, (size_t)N * V * 4) == 0);
+    CHECK_NEAR(m1, m2, 1e-12 * m1);
+    double *xd = to_d(x, (int64_t)N * V);
+    ce_ctx c = {N, V, t};
+    CHECK_NEAR(m2, ce_ref(&c, xd), 1e-6 * m2);
+    // swiglu
+    const int64_t n = 300000;
+    float *g = frand(n, 2), *u = frand(n, 1), *o1 = malloc(n * 4), *o2 = malloc(n * 4), *dg1 = malloc(n * 4),
+          *du1 = malloc(n * 4), *dg2 = malloc(n * 4), *du2 = malloc(n * 4);
+    be->set_threads(1);
+    be->swiglu_fwd(o1, g, u, n);
+    be->swiglu_bwd(dg1, du1, u, g, u, n);
+    be->set_threads(2);
+    be->swiglu_fwd(o2, g, u, n);
+    be->swiglu_bwd(dg2, du2, u, g, u, n);
+    be->set_threads(1);
+    CHECK(memcmp(o1, o2, n * 4) == 0 && memcmp(dg1, dg2, n * 4) == 0 && memcmp(du1, du2, n * 4) == 0);
+    double worst = 0;
+    for (int64_t i = 0; i < n; i += 997) worst = fmax(worst, fabs(o2[i] - g[i] / (1 + exp(-(double)g[i])) * u[i]) / (fabs(o2[i]) + 1e-3));
+    CHECK(worst < 1e-5);
+    free(x); free(l1); free(l2); free(s1); free(s2); free(d1); free(d2); free(t); free(xd);
+    free(g); free(u); free(o1); free(o2); free(dg1); free(du1); free(dg2); free(du2);
+}
+
 static void test_elementwise(void) {
     const int n = 33;
     float *a = frand(n, 1), *b = frand(n, 1), out[33], y[33];
@@ -778,6 +818,7 @@ int main(void) {
     RUN(test_swiglu);
     RUN(test_embedding);
     RUN(test_cross_entropy);
+    RUN(test_threaded_rows);
     RUN(test_elementwise);
     RUN(test_adam_variants);
     RUN(test_linalg);

@@ -1,13 +1,17 @@
-/* cpu_mlp.c - the SwiGLU gate of the Llama MLP: silu(gate) * up, and its backward. */
+/* cpu_mlp.c - the SwiGLU gate of the Llama MLP: silu(gate) * up, and its backward; elementwise, split
+ * over threads in contiguous ranges when large (results independent of the split). */
 #include "worker/engine/cpu/cpu_ops.h"
 
 #define SW_CHUNK 512  // exp(-g) is computed a chunk at a time by the vectorised cpu_vexp
 
-// out, g, u [n]
-void cpu_swiglu_fwd(float *out, const float *g, const float *u, int64_t n) {
+#define SW_PAR_MIN (1 << 18)  // elements below which one thread does everything
+
+typedef struct sw_args { float *out, *dg, *du; const float *dout, *g, *u; int64_t n; int nt; } sw_args;
+
+static void sw_fwd_range(float *out, const float *g, const float *u, int64_t lo, int64_t hi) {
     float e[SW_CHUNK];
-    for (int64_t i0 = 0; i0 < n; i0 += SW_CHUNK) {
-        int m = n - i0 < SW_CHUNK ? (int)(n - i0) : SW_CHUNK;
+    for (int64_t i0 = lo; i0 < hi; i0 += SW_CHUNK) {
+        int m = hi - i0 < SW_CHUNK ? (int)(hi - i0) : SW_CHUNK;
         for (int j = 0; j < m; j++) e[j] = -g[i0 + j];
         cpu_vexp(e, e, m);
         for (int j = 0; j < m; j++) {
@@ -18,11 +22,28 @@ void cpu_swiglu_fwd(float *out, const float *g, const float *u, int64_t n) {
     }
 }
 
+static void sw_fwd_task(void *ctx, int task, int thread) {
+    sw_args *a = ctx;
+    sw_fwd_range(a->out, a->g, a->u, a->n * task / a->nt, a->n * (task + 1) / a->nt);
+}
+
+static int sw_threads(int64_t n) {
+    int nt = n >= SW_PAR_MIN ? cpu_get_threads() : 1;
+    return nt < 1 ? 1 : (nt > 64 ? 64 : nt);
+}
+
+// out, g, u [n]
+void cpu_swiglu_fwd(float *out, const float *g, const float *u, int64_t n) {
+    sw_args a = {.out = out, .g = g, .u = u, .n = n, .nt = sw_threads(n)};
+    cpu_parallel_for(a.nt, a.nt, sw_fwd_task, &a);
+}
+
 // d silu(x)/dx = s (1 + x (1 - s)), s = sigmoid(x); dg may alias dout
-void cpu_swiglu_bwd(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n) {
+static void sw_bwd_range(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t lo,
+                         int64_t hi) {
     float e[SW_CHUNK];
-    for (int64_t i0 = 0; i0 < n; i0 += SW_CHUNK) {
-        int m = n - i0 < SW_CHUNK ? (int)(n - i0) : SW_CHUNK;
+    for (int64_t i0 = lo; i0 < hi; i0 += SW_CHUNK) {
+        int m = hi - i0 < SW_CHUNK ? (int)(hi - i0) : SW_CHUNK;
         for (int j = 0; j < m; j++) e[j] = -g[i0 + j];
         cpu_vexp(e, e, m);
         for (int j = 0; j < m; j++) {
@@ -32,4 +53,14 @@ void cpu_swiglu_bwd(float *dg, float *du, const float *dout, const float *g, con
             dg[i] = d * ui * s * (1.0f + x * (1.0f - s));
         }
     }
+}
+
+static void sw_bwd_task(void *ctx, int task, int thread) {
+    sw_args *a = ctx;
+    sw_bwd_range(a->dg, a->du, a->dout, a->g, a->u, a->n * task / a->nt, a->n * (task + 1) / a->nt);
+}
+
+void cpu_swiglu_bwd(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n) {
+    sw_args a = {.dg = dg, .du = du, .dout = dout, .g = g, .u = u, .n = n, .nt = sw_threads(n)};
+    cpu_parallel_for(a.nt, a.nt, sw_bwd_task, &a);
 }
