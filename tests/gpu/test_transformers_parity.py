@@ -144,6 +144,7 @@ def hf_llama_gqa_llama3_to_ours():
     d = save_hf(model, "hf_llama_gqa")
     saved = json.load(open(os.path.join(d, "config.json")))
     print("# saved config keys:", sorted(saved), flush=True)
+    assert '"llama3"' in json.dumps(saved), f"transformers did not keep the llama3 rope scaling: {saved}"
     seqs = sequences(cfg["vocab_size"], 1)
     compare("hf llama gqa llama3", ours(d, seqs), theirs(model, seqs))
 
