@@ -4,7 +4,7 @@
 
 #include "worker/engine/cpu/cpu_ops.h"
 
-void cpu_adam_step(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
+static void adam_range(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
     const float b1 = ap->beta1, b2 = ap->beta2, lr = ap->lr, wd = ap->weight_decay, eps = ap->eps;
     const double bc1 = 1.0 - pow(b1, (double)ap->step), bc2 = 1.0 - pow(b2, (double)ap->step);
     switch (ap->variant) {
@@ -44,4 +44,22 @@ void cpu_adam_step(float *p, const float *g, float *m, float *v, int64_t n, cons
         break;
     }
     }
+}
+
+#define ADAM_PAR_MIN (1 << 18)  // elements below which one thread does everything
+
+typedef struct adam_args { float *p, *m, *v; const float *g; int64_t n; int nt; const adam_params *ap; } adam_args;
+
+static void adam_task(void *ctx, int task, int thread) {
+    adam_args *a = ctx;
+    int64_t lo = a->n * task / a->nt, hi = a->n * (task + 1) / a->nt;
+    adam_range(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->ap);
+}
+
+// elementwise, so the result does not depend on how the range is split over threads
+void cpu_adam_step(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
+    int nt = n >= ADAM_PAR_MIN ? cpu_get_threads() : 1;
+    nt = nt < 1 ? 1 : (nt > 64 ? 64 : nt);
+    adam_args a = {p, m, v, g, n, nt, ap};
+    cpu_parallel_for(nt, nt, adam_task, &a);
 }
