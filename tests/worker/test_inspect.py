@@ -122,6 +122,70 @@ def inspect_llama_fields_and_top_tokens():
             assert m.group(3) and json.loads(m.group(3)) == tok.id_to_token(i), m.group(0)
 
 
+def sentencepiece_tokenizer(d):
+    """a Mistral-style tokenizer.json: BPE over ▁-words (trained here), <0xAB> byte fallback, Metaspace"""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    tok.train_from_iterator(TEXTS, trainers.BpeTrainer(vocab_size=200, limit_alphabet=60, show_progress=False))
+    trained = json.loads(tok.to_str())["model"]
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
+    vocab.update({f"<0x{b:02X}>": 3 + b for b in range(256)})
+    for t, _ in sorted(trained["vocab"].items(), key=lambda kv: kv[1]):
+        vocab.setdefault(t, len(vocab))
+    sp = lambda i, c: {"id": i, "content": c, "single_word": False, "lstrip": False, "rstrip": False,  # noqa: E731
+                       "normalized": False, "special": True}
+    ms = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first", "split": False}
+    j = {"version": "1.0", "truncation": None, "padding": None, "normalizer": None,
+         "added_tokens": [sp(0, "<unk>"), sp(1, "<s>"), sp(2, "</s>")], "pre_tokenizer": ms,
+         "decoder": {"type": "Sequence", "decoders": [   # as Mistral's tokenizer.json
+             {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "}, {"type": "ByteFallback"},
+             {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+         "post_processor": {"type": "TemplateProcessing",
+                            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                            "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+                            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+         "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                   "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                   "vocab": vocab, "merges": [m if isinstance(m, list) else m.split(" ") for m in trained["merges"]]}}
+    with open(os.path.join(d, "tokenizer.json"), "w") as f:
+        json.dump(j, f, ensure_ascii=False)
+    return Tokenizer.from_file(os.path.join(d, "tokenizer.json"))
+
+
+@test
+def inspect_sentencepiece_byte_fallback():
+    probe = os.path.join(TMP, "probe_sp")
+    os.makedirs(probe, exist_ok=True)
+    V = sentencepiece_tokenizer(probe).get_vocab_size()
+    c = ref.config("mistral", vocab_size=V, num_key_value_heads=2)
+    p = ref.random_params(c, 26)
+    d = ref.write_dir("mistral_sp", c, p)
+    tok = sentencepiece_tokenizer(d)
+    prompt = "The capital of \u00d6sterreich \u6771\u4eac"   # bytes outside the trained alphabet
+    out = inspect(d, "--prompt", prompt, "--top", V).stdout
+    f = fields(out)
+    assert f["tokenizer"] == "sentencepiece_bpe" and f["tokenizer_vocab_size"] == str(V)
+    ids = tok.encode(prompt).ids
+    assert any(3 <= i < 259 for i in ids), "no byte-fallback token in the prompt"
+    assert f["prompt_ids"].split() == [str(i) for i in ids], (f["prompt_ids"], ids)
+    logits = ref.ref_forward(c, p, ids)[-1]
+    pr = np.exp(logits - logits.max())
+    pr /= pr.sum()
+    rows = top_rows(out)
+    assert len(rows) == V and sorted(r[1] for r in rows) == list(range(V))   # --top V lists every id once
+    assert abs(sum(r[2] for r in rows) - 1) < 1e-4
+    for _, i, q in rows:
+        assert abs(q - pr[i]) < 2e-6 + 1e-5 * pr[i], (i, q, pr[i])
+    # token texts as the package decodes them; a lone byte token (<0xC5>) decodes to U+FFFD and shows
+    # its vocabulary string
+    for i in (200, 1, ids[-1], rows[0][1]):
+        m = re.search(rf'^\s+\d+\. id {i} p=\S+ logit=\S+ ("(?:[^"\\]|\\.)*")( \(token (".*")\))?$', out, re.M)
+        text = tok.decode([i], skip_special_tokens=False)
+        assert m and json.loads(m.group(1)) == text, (i, m and m.group(0), text)
+        assert (m.group(3) is not None) == ("\ufffd" in text), m.group(0)
+    assert tok.decode([200]) == "\ufffd" and re.search(r'id 200 .* "\ufffd" \(token "<0xC5>"\)$', out, re.M)
+
+
 @test
 def inspect_default_prompt_and_empty_prompt():
     d = os.path.join(TMP, "llama")
