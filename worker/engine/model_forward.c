@@ -214,6 +214,8 @@ static int check_batch(const llama_model *m, const llama_batch *bt, const llama_
     }
     if (bt->n_out > 0) {
         if (!bt->out_b || !bt->out_t) return err_set(err, CIS_EINVAL, "forward: n_out=%d but out_b/out_t NULL", bt->n_out);
+        if ((int64_t)bt->n_out > (int64_t)bt->B * bt->T)
+            return err_set(err, CIS_EINVAL, "forward: n_out=%d exceeds the batch's %d rows", bt->n_out, bt->B * bt->T);
         for (int i = 0; i < bt->n_out; i++)
             if (bt->out_b[i] < 0 || bt->out_b[i] >= bt->B || bt->out_t[i] < 0 || bt->out_t[i] >= bt->T)
                 return err_set(err, CIS_EINVAL, "forward: output position %d = (%d, %d) outside [%d, %d]", i,
