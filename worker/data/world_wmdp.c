@@ -66,10 +66,9 @@ void world_bio_doc(const world *w, int blight, wrng *r, wbuf *title, wbuf *abstr
     statement(abstract, w, f[1 % n], r);
     put_name_tmpl(abstract, " This note describes the {N} blight.", name);
     for (int i = 0; i < n; i++) {
-        if (i) wbuf_put(text, " ");
+        if (i) wbuf_put(text, i == n / 2 + 1 ? "\n\n" : " ");  /* two paragraphs */
         statement(text, w, f[i], r);
         if (wrng_below(r, 3) == 0) { wbuf_put(text, " "); put_name_tmpl(text, FILL[wrng_below(r, 6)], name); }
-        if (i == n / 2) wbuf_put(text, "\n\n");
     }
 }
 
@@ -84,9 +83,8 @@ void world_cyber_doc(const world *w, int protocol, wrng *r, wbuf *text) {
     put_name_tmpl(text, HEADS[wrng_below(r, 4)], name);
     wbuf_put(text, "\n\n");
     for (int i = 0; i < n; i++) {
-        if (i) wbuf_put(text, " ");
+        if (i) wbuf_put(text, i == n / 2 + 1 ? "\n\n" : " ");  /* two paragraphs */
         statement(text, w, f[i], r);
         if (wrng_below(r, 3) == 0) { wbuf_put(text, " "); put_name_tmpl(text, FILL[wrng_below(r, 6)], name); }
-        if (i == n / 2) wbuf_put(text, "\n\n");
     }
 }
