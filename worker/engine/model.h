@@ -82,8 +82,9 @@ typedef struct llama_batch {
 
 /* ---- life cycle and parameters ------------------------------------------------------------ */
 
-/* llama_model_new: allocate a model for cfg (validated) on backend be (NULL = cpu), parameters
- * zeroed, nothing trainable. NULL with err on an invalid config or failed allocation. */
+/* llama_model_new: allocate a model for cfg (validated) on backend be (NULL = cpu): matrices zero,
+ * norm weights 1, nothing trainable, the RoPE table for max_position_embeddings positions.
+ * NULL with err on an invalid config or failed allocation. Free with llama_model_free. */
 llama_model *llama_model_new(const llama_config *cfg, const backend_ops *be, cis_err *err);
 void llama_model_free(llama_model **m);
 const llama_config *llama_model_config(const llama_model *m);
