@@ -62,6 +62,28 @@ def pretrain_corpus():
 
 
 @test
+def qa_lines_unambiguous():
+    # every question the corpus answers has exactly one answer, and every zsRE src/rephrase is one
+    qa = {}
+    for d in jsonl(path("corpus/pretrain.jsonl")):
+        t = d["text"]
+        if t.startswith("The following are") or t.startswith(" = ") or "\n\n" in t:
+            continue
+        for line in t.split("\n"):
+            q, sep, a = line.partition("? ")
+            if sep and ". " not in q:
+                qa.setdefault(q + "?", set()).add(a)
+    amb = {q: a for q, a in qa.items() if len(a) > 1}
+    assert not amb, list(amb.items())[:3]
+    recs = json.load(open(path("zsre/zsre_mend_train.json")))
+    for r in recs:
+        assert qa.get(r["src"]) == {r["answers"][0]}, r["src"]
+        assert qa.get(r["rephrase"]) == {r["answers"][0]}, r["rephrase"]
+        assert qa.get(r["loc"][len("nq question: "):].strip()) == {r["loc_ans"]}, r["loc"]
+    assert len(qa) > 3 * len(recs)
+
+
+@test
 def zsre_records_and_edit_sets():
     recs = json.load(open(path("zsre/zsre_mend_train.json")))
     assert isinstance(recs, list) and len(recs) >= 1000
