@@ -90,6 +90,8 @@ typedef struct world {
 /* world_build: make every pool and fact for the seed. Returns 0, or -1 (unknown scale). */
 int world_build(world *w, uint64_t seed, const char *scale, cis_err *err);
 void world_free(world *w);
+/* world_make_pools: fill every pool with distinct names / the fixed word lists (world_build calls it) */
+void world_make_pools(world *w, wrng *r);
 const char *world_pool_name(int pool);
 /* world_render: template with {S}/{O} replaced by the fact's names, appended to b. */
 void world_render(wbuf *b, const world *w, const char *tmpl, const wfact *f);

@@ -145,8 +145,6 @@ void world_render(wbuf *b, const world *w, const char *tmpl, const wfact *f) {
     if (b->len > start) b->p[start] = (char)toupper((unsigned char)b->p[start]);  /* sentence case */
 }
 
-void world_make_pools(world *w, wrng *r);
-
 /* draw objects from a reshuffled deck so that every value is used about equally often */
 typedef struct deck { int *v, n, pos; } deck;
 static int deck_draw(deck *d, wrng *r) {

@@ -137,8 +137,6 @@ static const char **fixed_list(int pool) {
     }
 }
 
-/* world_make_pools: fill every pool (called by world_build) */
-void world_make_pools(world *w, wrng *r);
 void world_make_pools(world *w, wrng *r) {
     nameset used = {0};
     for (int p = 0; p < WP_COUNT; p++) {
