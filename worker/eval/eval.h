@@ -114,6 +114,14 @@ int tf_argmax_batch(llama_model *m, const tokenizer *tok, int n, const char *con
                     const char *const *answers, int max_batch_tokens, double *acc, int32_t ***pred, int **pred_len,
                     int *n_mismatch, cis_err *err);
 
+/* ppl_responses: composable's perplexity of responses after prompts: tok(prompt) and
+ * tok(response), each with BOS, concatenated; one forward per pair; the mean next-token CE over
+ * the response tokens (mask_prompt) or over all tokens (not masked), times the response length,
+ * summed over pairs; *ppl = exp(sum / total response tokens). (Unmasked, the mean over all
+ * tokens is weighted by the response length, as the reference code does.) */
+int ppl_responses(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *responses,
+                  bool mask_prompt, double *ppl, cis_err *err);
+
 /* zsre_loc_prompt: loc without its "nq question:" prefix, stripped (malloc'd). */
 char *zsre_loc_prompt(const char *loc);
 
@@ -121,13 +129,15 @@ typedef struct zsre_opts {
     int max_length;        /* generation length counting the prompt (50; 30 in the paper's v1) */
     int max_batch_tokens;  /* teacher forcing; <= 0 = 8192 */
     bool teacher_forced;   /* also compute EasyEdit's tf_* metrics */
+    bool ppl;              /* also ppl_edits / ppl_edits_unmasked (src vs alt) */
     llama_model *ref;      /* unedited model for tf_locality (agreement), or NULL */
     const char *prefix;    /* row-name prefix ("" or e.g. "pre_") */
 } zsre_opts;
 
 /* eval_zsre_records: on records idx[0..n) adds rows (prefix + ): edit_success, generalization,
  * locality (F1 means), edit_success_recall, generalization_recall, locality_recall,
- * src_true_f1 (src vs answers[0], the pre-edit knowledge check), and with teacher_forced
+ * src_true_f1 (src vs answers[0], the pre-edit knowledge check), with ppl ppl_edits and
+ * ppl_edits_unmasked, and with teacher_forced
  * tf_rewrite_acc, tf_rephrase_acc, tf_locality (with ref: agreement of the argmax tokens on
  * (loc, loc_ans) with the reference model). */
 int eval_zsre_records(llama_model *m, const tokenizer *tok, const zsre_data *d, const int32_t *idx, int n,

@@ -122,7 +122,7 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
         rc = zsre_split(sets, d.n, o->edit_set, o->edit_set_size, &idx, &n, err);
         if (!rc && o->limit > 0 && n > o->limit) n = o->limit;
         zsre_opts zo = {.max_length = o->max_length, .max_batch_tokens = o->batch_tokens,
-                        .teacher_forced = o->teacher_forced, .ref = o->ref_model, .prefix = ""};
+                        .teacher_forced = o->teacher_forced, .ppl = true, .ref = o->ref_model, .prefix = ""};
         if (!rc) rc = eval_zsre_records(m, tok, &d, idx, n, &zo, out, err);
         if (!rc) { eval_rows_set(out, "edit_set", o->edit_set); eval_rows_set(out, "n_edits", n); }
         free(idx);
@@ -144,6 +144,10 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
                 eval_rows_set(out, "qa_f1", s / n);
                 eval_rows_set(out, "qa_recall", sr / n);
                 eval_rows_set(out, "n_qa", n);
+                /* composable's "PPl QA": unmasked, on answers[0] */
+                double pq = 0;
+                rc = ppl_responses(m, tok, n, pr, an, false, &pq, err);
+                if (!rc) eval_rows_set(out, "ppl_qa", pq);
             }
             free(pr); free(an); free(f1); free(rec);
         }

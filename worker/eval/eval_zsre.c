@@ -7,6 +7,7 @@
 #include "worker/eval/eval.h"
 #include "common/log.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,7 +67,7 @@ static int excl_build(llama_model *m, const tokenizer *tok, excl *x, int32_t *pa
     int32_t *a = NULL, *b = NULL;
     int na = 0, nb = 0;
     if (eval_encode(tok, " ", false, &a, &na, err)) return -1;
-    if (na == 1) excl_add(x, a[0]);
+    if (na >= 1) excl_add(x, a[0]); /* composable: the first id of tok(" ") */
     free(a);
     /* a standalone leading-space token (SentencePiece "▁"): " Hello" and " Word" start alike */
     if (eval_encode(tok, " Hello", false, &a, &na, err)) return -1;
@@ -92,7 +93,7 @@ int gen_f1_batch(llama_model *m, const tokenizer *tok, int n, const char *const 
         if (!rc && pl[i] == 0) rc = err_set(err, CIS_EINVAL, "zsre: pair %d: the prompt encodes to no tokens", i);
         if (rc) break;
         const char *a = answers[i];
-        char *sa = a[0] == ' ' ? xstrdup(a) : xasprintf(" %s", a);
+        char *sa = a[0] == ' ' || a[0] == 0 ? xstrdup(a) : xasprintf(" %s", a); /* only non-empty answers get the space */
         int32_t *g = NULL;
         int ng = 0;
         rc = eval_encode(tok, sa, true, &g, &ng, err);
@@ -214,6 +215,42 @@ int tf_argmax_batch(llama_model *m, const tokenizer *tok, int n, const char *con
     return rc;
 }
 
+int ppl_responses(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *responses,
+                  bool mask_prompt, double *ppl, cis_err *err) {
+    const int maxpos = llama_model_config(m)->max_position_embeddings;
+    double total = 0;
+    int64_t count = 0;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        int32_t *p = NULL, *r = NULL;
+        int np = 0, nr = 0;
+        rc = eval_encode(tok, prompts[i], true, &p, &np, err);
+        if (!rc) rc = eval_encode(tok, responses[i], true, &r, &nr, err);
+        int L = np + nr;
+        if (!rc && (np < 1 || nr < 1 || L > maxpos))
+            rc = err_set(err, CIS_EINVAL, "ppl responses: pair %d: %d + %d tokens: expected 1.. each and at most %d in all",
+                         i, np, nr, maxpos);
+        if (!rc) {
+            int32_t *ids = xmalloc((size_t)L * sizeof *ids), *tg = xmalloc((size_t)L * sizeof *tg);
+            memcpy(ids, p, (size_t)np * sizeof *ids);
+            memcpy(ids + np, r, (size_t)nr * sizeof *ids);
+            for (int t = 0; t < L; t++)
+                tg[t] = t + 1 < L && (!mask_prompt || t + 1 >= np) ? ids[t + 1] : LOSS_IGNORE_INDEX;
+            llama_batch bt = {.B = 1, .T = L, .ids = ids, .targets = tg, .n_out = 0};
+            double loss = 0;
+            rc = llama_forward(m, &bt, NULL, 0, false, &loss, err);
+            if (rc) err_prefix(err, "ppl responses: pair %d", i);
+            /* composable multiplies the mean loss by the response length in both modes */
+            total += loss * nr;
+            count += nr;
+            free(ids); free(tg);
+        }
+        free(p); free(r);
+    }
+    if (!rc) *ppl = count ? exp(total / (double)count) : NAN;
+    return rc;
+}
+
 static double mean(const double *v, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) s += v[i];
@@ -253,6 +290,13 @@ int eval_zsre_records(llama_model *m, const tokenizer *tok, const zsre_data *d, 
         put(out, pre, "locality_recall", mean(rec + 2 * n, n));
         put(out, pre, "src_true_f1", mean(f1 + 3 * n, n));
         put(out, pre, "src_true_recall", mean(rec + 3 * n, n));
+    }
+    if (!rc && o && o->ppl) {
+        /* composable's "PPL edits" (prompt masked) and "PPl edits unmasked": src vs alt */
+        double pm = 0, pu = 0;
+        rc = ppl_responses(m, tok, n, pr, an, true, &pm, err);
+        if (!rc) rc = ppl_responses(m, tok, n, pr, an, false, &pu, err);
+        if (!rc) { put(out, pre, "ppl_edits", pm); put(out, pre, "ppl_edits_unmasked", pu); }
     }
     if (!rc && o && o->teacher_forced) {
         /* EasyEdit: rewrite (src, alt), rephrase (rephrase, alt), locality on (loc, loc_ans) as is */

@@ -224,6 +224,27 @@ static void test_zsre_records(void) {
     llama_model_free(&u);
 }
 
+/* ---------------- composable's PPL of responses ---------------- */
+static void test_ppl_responses(void) {
+    /* constant model predicting byte 'A' (id 65) with logit a = 1/sqrt(1/16 + eps), 0 elsewhere */
+    llama_model *m = fx_model_constant('A');
+    double a = 1.0 / sqrt(1.0 / 16 + 1e-6);
+    double ce_a = log(exp(a) + FX_V - 1) - a, ce_o = log(exp(a) + FX_V - 1);
+    /* "Q" + "A": ids [BOS, Q, BOS, A]; targets Q, BOS, A; prompt length 2, response length 2 */
+    const char *p[1] = {"Q"}, *r[1] = {"A"};
+    double ppl;
+    cis_err err = {0};
+    CHECK_EQ_INT(ppl_responses(m, tok, 1, p, r, true, &ppl, &err), 0);
+    CHECK_NEAR(ppl, exp((ce_o + ce_a) / 2), 1e-4);            /* masked: mean over BOS, A */
+    CHECK_EQ_INT(ppl_responses(m, tok, 1, p, r, false, &ppl, &err), 0);
+    CHECK_NEAR(ppl, exp((2 * ce_o + ce_a) / 3), 1e-4);        /* unmasked: mean over Q, BOS, A, weight 2 */
+    /* two pairs: sum of (mean * response length) over pairs / total response tokens */
+    const char *p2[2] = {"Q", "QQ"}, *r2[2] = {"A", "AAA"};
+    CHECK_EQ_INT(ppl_responses(m, tok, 2, p2, r2, true, &ppl, &err), 0);
+    CHECK_NEAR(ppl, exp((ce_o + ce_a + ce_o + 3 * ce_a) / 6), 1e-4);
+    llama_model_free(&m);
+}
+
 /* ---------------- average bits ---------------- */
 static void test_avg_bits(void) {
     llama_model *m = fx_model_random(1, 64);
@@ -260,6 +281,7 @@ int main(void) {
     RUN(test_gen_f1_constant);
     RUN(test_teacher_forced);
     RUN(test_zsre_records);
+    RUN(test_ppl_responses);
     RUN(test_avg_bits);
     tokenizer_free(tok);
     free(d);

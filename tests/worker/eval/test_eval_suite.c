@@ -94,6 +94,10 @@ static void check_rows(const eval_rows *r, double tol) {
     CHECK_NEAR(row(r, "src_true_f1"), expect_src_true(), tol);
     CHECK_NEAR(row(r, "qa_f1"), expect_qa(), tol);
     CHECK_NEAR(row(r, "tf_rewrite_acc"), 1.0, tol);
+    /* every response token is another token than " A": PPL = e^a + 261 in all three */
+    CHECK_NEAR(row(r, "ppl_edits"), expect_ppl(), 1e-3 * expect_ppl());
+    CHECK_NEAR(row(r, "ppl_edits_unmasked"), expect_ppl(), 1e-3 * expect_ppl());
+    CHECK_NEAR(row(r, "ppl_qa"), expect_ppl(), 1e-3 * expect_ppl());
     CHECK_NEAR(row(r, "n_edits"), 50, 0);
     CHECK_NEAR(row(r, "n_qa"), 20, 0);
     CHECK_NEAR(row(r, "n_mmlu"), 4, 0);
