@@ -11,6 +11,8 @@ static void train_usage(FILE *f) {
             "usage: cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu] [--steps N] [--seconds S]\n"
             "                            [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE.jsonl] [--vocab N]\n"
             "                            [--seq-len T] [--batch B] [--lr X] [--warmup N] [--log-every N]\n"
+            "       cisweep-worker train --family --world DIR --out DIR [--seconds S] ...   (the five slot stand-ins into\n"
+            "                            DIR/<name>, one tokenizer trained once and shared; S per model, default 170)\n"
             "       cisweep-worker train --list      (the architectures and their sizes)\n"
             "Without --steps and --seconds the budget is --seconds 240.\n");
 }
@@ -26,7 +28,7 @@ static int num_arg(const char *flag, const char *v, double lo, double hi, double
 int cmd_train(int argc, char **argv) {
     train_opts o = train_opts_default();
     o.arch = NULL;
-    bool seconds_set = false;
+    bool seconds_set = false, family = false;
     double v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
@@ -43,6 +45,7 @@ int cmd_train(int argc, char **argv) {
                        ps[k].tied ? "tied" : "untied", arch_param_count(&ps[k], 2048));
             return 0;
         }
+        if (!strcmp(a, "--family")) { family = true; continue; }
         if (!n) { fprintf(stderr, "cisweep-worker train: option \"%s\" needs a value\n", a); train_usage(stderr); return 2; }
         if (!strcmp(a, "--world")) o.world_dir = n;
         else if (!strcmp(a, "--corpus")) o.corpus = n;
@@ -66,9 +69,30 @@ int cmd_train(int argc, char **argv) {
     if (!o.world_dir && !o.corpus) { fprintf(stderr, "cisweep-worker train: --world DIR is required\n"); train_usage(stderr); return 2; }
     if (!o.out_dir) { fprintf(stderr, "cisweep-worker train: --out MODEL_DIR is required\n"); train_usage(stderr); return 2; }
     if (!o.arch) o.arch = "tiny-llama3";
-    if (o.steps <= 0 && !seconds_set) o.seconds = 240;
+    if (o.steps <= 0 && !seconds_set) o.seconds = family ? 170 : 240;
     train_result r;
     cis_err err = {0};
+    if (family) {
+        const char *root = o.out_dir;
+        char *first = NULL;
+        double t0 = mono_sec();
+        for (int k = 0; ARCH_FAMILY[k]; k++) {
+            char *dir = xasprintf("%s/%s", root, ARCH_FAMILY[k]);
+            o.arch = ARCH_FAMILY[k];
+            o.out_dir = dir;
+            if (first) o.tokenizer_dir = first;
+            if (train_run(&o, &r, NULL, &err)) { LOG_E("train %s: %s", ARCH_FAMILY[k], err.msg); free(dir); free(first); return 1; }
+            printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"steps\": %lld, \"tokens\": %lld, \"epochs\": %.3f, "
+                   "\"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f}\n",
+                   o.arch, dir, r.params, (long long)r.steps, (long long)r.tokens, r.epochs, r.train_seconds, r.tokens_per_s,
+                   r.first_loss, r.final_loss);
+            fflush(stdout);
+            if (!first) first = dir; else free(dir);
+        }
+        free(first);
+        LOG_I("train: family of %d models in %.1f s", 5, mono_sec() - t0);
+        return 0;
+    }
     if (train_run(&o, &r, NULL, &err)) { LOG_E("train: %s", err.msg); return 1; }
     printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"vocab_size\": %d, \"steps\": %lld, \"tokens\": %lld, "
            "\"epochs\": %.3f, \"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f}\n",

@@ -131,6 +131,14 @@ static float lr_at(const train_opts *o, float peak, int64_t step, int64_t total,
     return (float)(lo + (peak - lo) * 0.5 * (1 + cos(M_PI * prog)));
 }
 
+/* the same schedule on the fraction of a time budget used (warmup still in steps) */
+static float lr_at_frac(const train_opts *o, float peak, int64_t step, double frac, int warmup) {
+    if (step < warmup) return peak * (float)(step + 1) / (float)warmup;
+    if (frac > 1) frac = 1;
+    double lo = peak * o->min_lr_ratio;
+    return (float)(lo + (peak - lo) * 0.5 * (1 + cos(M_PI * frac)));
+}
+
 /* ---- outputs ---- */
 
 static int write_json(const char *dir, const char *name, json_t *v, cis_err *err) {
@@ -229,24 +237,21 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
           cfg.architecture, cfg.tie_word_embeddings ? "tied" : "untied", res->params, cfg.hidden_size,
           cfg.intermediate_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads, T, B, peak);
 
-    int64_t total = o->steps > 0 ? o->steps : 1000000;
+    int64_t total = o->steps > 0 ? o->steps : INT64_MAX;
     bool fit_time = o->steps <= 0;
     size_t lcap = 1024;
     losses = xmalloc(lcap * sizeof *losses);
     double tl0 = mono_sec(), tlog = tl0;
     int64_t tok_log = 0;
     int64_t step = 0;
-    for (; step < total; step++) {
+    for (; fit_time || step < total; step++) {
         double now = mono_sec();
         if (o->seconds > 0 && now - tl0 >= o->seconds) break;
-        if (fit_time && (step == 5 || step == 25 || step == 100)) {
-            double per = (now - tl0) / (double)step;
-            total = step + (int64_t)((o->seconds - (now - tl0)) / per);
-            if (total <= step) total = step + 1;
-        }
+        /* time budget without a step count: the schedule runs on the fraction of the budget used
+         * (progress = elapsed / seconds), and `total` is only the running estimate for the log */
+        if (fit_time && step > 0) total = step + (int64_t)((o->seconds - (now - tl0)) / ((now - tl0) / (double)step)) + 1;
         int warm = o->warmup;
-        int64_t wcap = (fit_time && step < 5) ? o->warmup : total / 10;
-        if (warm > wcap) warm = (int)(wcap > 1 ? wcap : 1);
+        if (!fit_time && warm > total / 10) warm = (int)(total / 10 > 1 ? total / 10 : 1);
         int64_t ntok = 0;
         for (int b = 0; b < B; b++) {
             int32_t *row = ids + (size_t)b * T, *trow = tg + (size_t)b * T;
@@ -263,7 +268,7 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
         if (llama_forward(m, &bt, NULL, 0, true, &loss, err) || llama_backward(m, 1.0f, NULL, err)) goto out;
         if (!isfinite(loss)) { err_set(err, CIS_EINVAL, "training diverged at step %lld (loss %g); lower --lr", (long long)step + 1, loss); goto out; }
         if (o->clip > 0) optim_clip_grad_norm(opt, o->clip);
-        float lr = lr_at(o, peak, step, total, warm);
+        float lr = fit_time ? lr_at_frac(o, peak, step, (mono_sec() - tl0) / o->seconds, warm) : lr_at(o, peak, step, total, warm);
         optim_step(opt, lr);
         if ((size_t)step == lcap) { lcap *= 2; losses = xrealloc(losses, lcap * sizeof *losses); }
         losses[step] = loss;
