@@ -39,6 +39,11 @@ char *eval_rows_json(const eval_rows *r);
 /* eval_encode: tokenizer_encode of a NUL-terminated string into a malloc'd array (*n tokens). */
 int eval_encode(const tokenizer *tok, const char *text, bool add_special, int32_t **ids, int *n, cis_err *err);
 
+/* eval_py_strip: Python's str.strip() on UTF-8 s[0..n): the kept bytes are s[*b, *e). All of
+ * str.isspace()'s code points count (ASCII whitespace, U+001C..1F, U+0085, U+00A0, U+2000..200A,
+ * U+3000, ...). */
+void eval_py_strip(const char *s, size_t n, size_t *b, size_t *e);
+
 /* ---- multiple choice (lm-eval-harness, algorithms.md §10.3) ------------------------------------ */
 
 typedef struct mc_opts {
@@ -122,7 +127,9 @@ int tf_argmax_batch(llama_model *m, const tokenizer *tok, int n, const char *con
 int ppl_responses(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *responses,
                   bool mask_prompt, double *ppl, cis_err *err);
 
-/* zsre_loc_prompt: loc without its "nq question:" prefix, stripped (malloc'd). */
+/* zsre_loc_prompt: lm_compose's loc.split("nq question:")[1].strip(): the text after the first
+ * "nq question:" up to a second one, Python-stripped; a loc without the marker is only stripped
+ * (the reference would raise). malloc'd. */
 char *zsre_loc_prompt(const char *loc);
 
 typedef struct zsre_opts {

@@ -12,13 +12,11 @@
 #include <string.h>
 
 char *mc_prompt(const mc_question *q, const char *subject) {
-    const char *s = q->question, *e = s + strlen(s);
-    /* Python str.strip(): ASCII whitespace here (the datasets' questions carry no other kind) */
-    while (*s && strchr(" \t\n\r\f\v", *s)) s++;
-    while (e > s && strchr(" \t\n\r\f\v", e[-1])) e--;
+    size_t b = 0, e = 0;
+    eval_py_strip(q->question, strlen(q->question), &b, &e); /* question.strip() */
     return xasprintf("The following are multiple choice questions (with answers) about %s.\n\n"
                      "%.*s\nA. %s\nB. %s\nC. %s\nD. %s\nAnswer:",
-                     subject, (int)(e - s), s, q->choices[0], q->choices[1], q->choices[2], q->choices[3]);
+                     subject, (int)(e - b), q->question + b, q->choices[0], q->choices[1], q->choices[2], q->choices[3]);
 }
 
 typedef struct mc_item {

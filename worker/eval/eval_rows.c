@@ -46,3 +46,41 @@ int eval_encode(const tokenizer *tok, const char *text, bool add_special, int32_
     *n = (int)nn;
     return 0;
 }
+
+/* Python's str.isspace() code points */
+static bool py_space(uint32_t c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+/* decode the UTF-8 sequence at s[0..n); returns its length (1 for an invalid byte, cp = 0xFFFD) */
+static int utf8_at(const unsigned char *s, size_t n, uint32_t *cp) {
+    unsigned char c = s[0];
+    int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (len == 0 || (size_t)len > n) { *cp = 0xFFFD; return 1; }
+    uint32_t v = len == 1 ? c : len == 2 ? (c & 0x1Fu) : len == 3 ? (c & 0x0Fu) : (c & 0x07u);
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) { *cp = 0xFFFD; return 1; }
+        v = (v << 6) | (s[i] & 0x3Fu);
+    }
+    *cp = v;
+    return len;
+}
+
+void eval_py_strip(const char *s, size_t n, size_t *b, size_t *e) {
+    const unsigned char *u = (const unsigned char *)s;
+    size_t pos = 0, lo = n, hi = 0;
+    /* one forward pass: lo = start of the first non-space code point, hi = end of the last */
+    while (pos < n) {
+        uint32_t cp;
+        int l = utf8_at(u + pos, n - pos, &cp);
+        if (!py_space(cp)) {
+            if (lo == n) lo = pos;
+            hi = pos + (size_t)l;
+        }
+        pos += (size_t)l;
+    }
+    if (lo == n) { *b = *e = n; return; }
+    *b = lo;
+    *e = hi;
+}

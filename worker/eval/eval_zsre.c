@@ -34,12 +34,17 @@ double token_set_f1(const int32_t *gen, int n_gen, const int32_t *gold, int n_go
 }
 
 char *zsre_loc_prompt(const char *loc) {
-    const char *p = loc;
-    if (str_starts(p, "nq question:")) p += strlen("nq question:");
-    const char *e = p + strlen(p);
-    while (*p && strchr(" \t\n\r\f\v", *p)) p++;
-    while (e > p && strchr(" \t\n\r\f\v", e[-1])) e--;
-    return xasprintf("%.*s", (int)(e - p), p);
+    static const char MARK[] = "nq question:";
+    const char *p = loc, *m = strstr(loc, MARK);
+    size_t n = strlen(loc);
+    if (m) {
+        p = m + strlen(MARK);
+        const char *m2 = strstr(p, MARK);
+        n = m2 ? (size_t)(m2 - p) : strlen(p);
+    }
+    size_t b = 0, e = 0;
+    eval_py_strip(p, n, &b, &e);
+    return xasprintf("%.*s", (int)(e - b), p + b);
 }
 
 /* the excluded ids of §10.2 step 4 */

@@ -36,6 +36,11 @@ static void test_golden_prompt(void) {
     CHECK_EQ_STR(p, "The following are multiple choice questions (with answers) about biology.\n\n"
                     "Which toxin?\nA. a\nB. b\nC. c\nD. d\nAnswer:");
     free(p);
+    /* Python's strip() removes Unicode whitespace too (U+00A0, U+3000) */
+    mc_question u = {.question = "\xc2\xa0Q?\xe3\x80\x80", .choices = {"a", "b", "c", "d"}};
+    p = mc_prompt(&u, "x");
+    CHECK(strstr(p, "\n\nQ?\nA. a") != NULL);
+    free(p);
     /* choices are not stripped (lm-eval formats them as they are) */
     mc_question s = {.question = "Q", .choices = {" a ", "b", "c", "d"}};
     p = mc_prompt(&s, "cybersecurity");

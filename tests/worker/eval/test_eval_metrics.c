@@ -83,12 +83,37 @@ static void test_token_set_f1(void) {
     CHECK_NEAR(token_set_f1(g, 3, NULL, 0, &rec), 0.0, 0);
 }
 
+static void test_py_strip(void) {
+    /* Python: s.strip() for these, byte offsets of the kept part */
+    struct { const char *s; const char *want; } c[] = {
+        {"  a b  ", "a b"},
+        {"\t\n\v\f\r x \x1c\x1f", "x"},
+        {"\xc2\xa0nbsp\xe3\x80\x80", "nbsp"},          /* U+00A0, U+3000 */
+        {"\xe2\x80\x83" "em\xe2\x80\xa8", "em"},          /* U+2003, U+2028 */
+        {"\xc2\xa9 keep \xc3\xa9", "\xc2\xa9 keep \xc3\xa9"}, /* (c), e-acute are not space */
+        {"\xe2\x80\x8bzw\xe2\x80\x8b", "\xe2\x80\x8bzw\xe2\x80\x8b"}, /* U+200B is not isspace() */
+        {"   ", ""},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof c / sizeof *c; i++) {
+        size_t b, e;
+        eval_py_strip(c[i].s, strlen(c[i].s), &b, &e);
+        char *got = xasprintf("%.*s", (int)(e - b), c[i].s + b);
+        CHECK_EQ_STR(got, c[i].want);
+        free(got);
+    }
+}
+
 static void test_loc_prompt(void) {
     char *p = zsre_loc_prompt("nq question: who wrote the tale of ossa ");
     CHECK_EQ_STR(p, "who wrote the tale of ossa");
     free(p);
     p = zsre_loc_prompt("  plain question");
     CHECK_EQ_STR(p, "plain question");
+    free(p);
+    /* loc.split("nq question:")[1].strip(): the marker anywhere, text up to a second marker */
+    p = zsre_loc_prompt("x nq question:  first\xc2\xa0 nq question: second");
+    CHECK_EQ_STR(p, "first");
     free(p);
 }
 
@@ -277,6 +302,7 @@ int main(void) {
     RUN(test_ppl_uniform);
     RUN(test_ppl_random_by_hand);
     RUN(test_token_set_f1);
+    RUN(test_py_strip);
     RUN(test_loc_prompt);
     RUN(test_gen_f1_constant);
     RUN(test_teacher_forced);
