@@ -102,7 +102,8 @@ double token_set_f1(const int32_t *gen, int n_gen, const int32_t *gold, int n_go
 
 /* gen_f1_batch: §10.2 for n (prompt, answer) pairs: answer gets a leading space when it has none;
  * gold = tok(answer) with BOS, padded with EOS and truncated to max_length, excluded ids dropped
- * (EOS/pad, BOS, id(" "), and the standalone leading-space token when the tokenizer has one);
+ * (EOS = pad as lm_compose sets it, BOS, the first id of tok(" "), and the leading-space token when
+ * " Hello" and " Word" start with the same id; a tokenizer's own pad token is NOT excluded);
  * greedy generation to max_length tokens counting the prompt (tok(prompt) with BOS); the
  * generated ids after the prompt, filtered the same way and truncated to |gold|.
  * f1[n], recall[n] out; gen_out (may be NULL) gets malloc'd [n] arrays of the filtered generated

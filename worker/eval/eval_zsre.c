@@ -65,9 +65,8 @@ static int excl_build(llama_model *m, const tokenizer *tok, excl *x, int32_t *pa
     const llama_config *cfg = llama_model_config(m);
     int32_t eos = tokenizer_eos_id(tok);
     if (eos < 0 && cfg->n_eos > 0) eos = cfg->eos_token_ids[0];
-    *pad = tokenizer_pad_id(tok) >= 0 ? tokenizer_pad_id(tok) : eos; /* composable: pad = eos */
+    *pad = eos; /* lm_compose sets tokenizer.pad_token_id = eos_token_id, whatever pad the tokenizer has */
     excl_add(x, eos);
-    excl_add(x, *pad);
     excl_add(x, tokenizer_bos_id(tok));
     int32_t *a = NULL, *b = NULL;
     int na = 0, nb = 0;
