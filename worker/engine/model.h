@@ -141,6 +141,19 @@ int llama_forward(llama_model *m, const llama_batch *batch, const llama_hook *ho
  * gradient ascent. -1 with err when no forward was kept. */
 int llama_backward(llama_model *m, float loss_scale, const float *dlogits, cis_err *err);
 
+/* ---- layer by layer (the calibration driver of GPTQ / SparseGPT / Wanda / AWQ) ------------ */
+
+/* llama_embed: x [B*T, D] = the embedding rows of ids (the input of layer 0); ids at t >= lens[b]
+ * are ignored (their rows are the embedding of id 0). lens may be NULL (all T). -1 with err on ids
+ * outside the vocabulary or bad sizes. */
+int llama_embed(llama_model *m, int B, int T, const int32_t *ids, const int32_t *lens, float *x, cis_err *err);
+/* llama_layer_run: decoder layer l alone on x_in [B*T, D] (right-padded sequences as in
+ * llama_forward) into x_out [B*T, D] (must not alias x_in), applying hooks of layer l (read, add,
+ * replace; no gradients). Running layers 0..L-1 in turn from llama_embed gives exactly the
+ * residual stream of llama_forward, so a caller can change layer l's weights between calls. */
+int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, const float *x_in, float *x_out,
+                    const llama_hook *hooks, int n_hooks, cis_err *err);
+
 /* ---- generation and scoring ---------------------------------------------------------------- */
 
 /* llama_generate: greedy decoding with a KV cache for n prompts (prompt i = prompts[i][0..

@@ -430,3 +430,65 @@ int llama_backward(llama_model *m, float loss_scale, const float *dlogits, cis_e
 void model_invalidate(llama_model *m) {
     if (m->st) m->st->valid = false;
 }
+
+// ---------------------------------------------------------------------------------------------
+// layer by layer
+
+static int check_lens(const llama_model *m, int B, int T, const int32_t *lens, const char *what, cis_err *err) {
+    if (B < 1 || T < 1 || T > m->rope_P || (int64_t)B * T > INT32_MAX / 64)
+        return err_set(err, CIS_EINVAL, "%s: B=%d T=%d: expected B >= 1 and 1 <= T <= %d", what, B, T, m->rope_P);
+    for (int b = 0; lens && b < B; b++)
+        if (lens[b] < 1 || lens[b] > T) return err_set(err, CIS_EINVAL, "%s: lens[%d]=%d: expected 1..T=%d", what, b, lens[b], T);
+    return 0;
+}
+
+int llama_embed(llama_model *m, int B, int T, const int32_t *ids, const int32_t *lens, float *x, cis_err *err) {
+    if (!ids || !x) return err_set(err, CIS_EINVAL, "embed: NULL ids or output");
+    if (check_lens(m, B, T, lens, "embed", err) != 0) return -1;
+    for (int b = 0; b < B; b++) {
+        int len = lens ? lens[b] : T;
+        for (int t = 0; t < T; t++) {
+            int64_t r = (int64_t)b * T + t;
+            int id = t < len ? ids[r] : 0;
+            if (id < 0 || id >= m->V) return err_set(err, CIS_EINVAL, "embed: ids[%d][%d]=%d outside [0, %d)", b, t, id, m->V);
+            memcpy(x + r * m->D, m->embed + (int64_t)id * m->D, (size_t)m->D * sizeof(float));
+        }
+    }
+    return 0;
+}
+
+int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, const float *x_in, float *x_out,
+                    const llama_hook *hooks, int n_hooks, cis_err *err) {
+    if (!x_in || !x_out || x_in == x_out) return err_set(err, CIS_EINVAL, "layer_run: NULL or aliased x_in/x_out");
+    if (l < 0 || l >= m->L) return err_set(err, CIS_EINVAL, "layer_run: layer %d: expected 0..%d", l, m->L - 1);
+    if (check_lens(m, B, T, lens, "layer_run", err) != 0) return -1;
+    if (n_hooks < 0 || (n_hooks > 0 && !hooks)) return err_set(err, CIS_EINVAL, "layer_run: bad hook array");
+    for (int k = 0; k < n_hooks; k++) {
+        const llama_hook *h = &hooks[k];
+        if (h->layer != l) continue;
+        if ((int)h->point < 0 || h->point > LLAMA_HOOK_E || (int)h->mode < 0 || h->mode > LLAMA_HOOK_REPLACE ||
+            (h->mode != LLAMA_HOOK_READ && !h->value))
+            return err_set(err, CIS_EINVAL, "layer_run: hook %d: bad point, mode or value", k);
+        for (int i = 0; i < h->n_pos; i++)
+            if (!h->pos_b || !h->pos_t || h->pos_b[i] < 0 || h->pos_b[i] >= B || h->pos_t[i] < 0 || h->pos_t[i] >= T)
+                return err_set(err, CIS_EINVAL, "layer_run: hook %d: position %d outside the batch", k, i);
+    }
+    model_invalidate(m);
+    const int N = B * T;
+    layer_acts A;
+    memset(&A, 0, sizeof A);
+    bump b0 = {NULL, 0};
+    layout_acts(m, &b0, &A, B, T, false);
+    float *ws = model_ws_reserve(m, b0.off);
+    int32_t *iw = model_iws_reserve(m, (size_t)N + B);
+    if (!ws || !iw) return err_set(err, CIS_ENOMEM, "layer_run: out of memory (%.1f MB)", b0.off * 4.0 / 1e6);
+    bump b1 = {ws, 0};
+    layout_acts(m, &b1, &A, B, T, false);
+    int32_t *pos = iw, *kl = iw + N;
+    for (int b = 0; b < B; b++) {
+        kl[b] = lens ? lens[b] : T;
+        for (int t = 0; t < T; t++) pos[b * T + t] = t;
+    }
+    model_layer_forward(m, l, &A, x_in, x_out, B, T, pos, kl, NULL, NULL, T, hooks, n_hooks);
+    return 0;
+}

@@ -741,6 +741,33 @@ static void test_partial_forward_seeded_grad(void) {
     llama_model_free(&m);
 }
 
+static void test_layer_by_layer(void) {
+    // embed + each layer in turn reproduces llama_forward's residual stream bit for bit, hooks
+    // included; changing a layer's weights between calls is what the calibration driver does
+    llama_model *m = tiny_model(false, false, 23);
+    cis_err err = {0};
+    const int n = BB * TT * 16;
+    float *xa = malloc(n * 4), *xb = malloc(n * 4), *ref = malloc(n * 4), *rdD = malloc(BB * TT * 24 * 4), *rdD2 = malloc(BB * TT * 24 * 4);
+    llama_hook hk[2] = {{.layer = 1, .point = LLAMA_HOOK_E, .n_pos = -1, .read = ref},
+                        {.layer = 1, .point = LLAMA_HOOK_D, .n_pos = -1, .read = rdD}};
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens};
+    CHECK(llama_forward(m, &bt, hk, 2, false, NULL, &err) == 0);
+    CHECK(llama_embed(m, BB, TT, g_ids, g_lens, xa, &err) == 0);
+    CHECK(llama_layer_run(m, 0, BB, TT, g_lens, xa, xb, NULL, 0, &err) == 0);
+    llama_hook hd = {.layer = 1, .point = LLAMA_HOOK_D, .n_pos = -1, .read = rdD2};
+    CHECK(llama_layer_run(m, 1, BB, TT, g_lens, xb, xa, &hd, 1, &err) == 0);
+    CHECK(memcmp(xa, ref, n * 4) == 0);
+    CHECK(memcmp(rdD, rdD2, BB * TT * 24 * 4) == 0);
+    CHECK(llama_layer_run(m, 2, BB, TT, g_lens, xb, xa, NULL, 0, &err) == -1);
+    CHECK(llama_layer_run(m, 0, BB, TT, g_lens, xa, xa, NULL, 0, &err) == -1);
+    int32_t bad[BB * TT];
+    memcpy(bad, g_ids, sizeof bad);
+    bad[3] = 99;
+    CHECK(llama_embed(m, BB, TT, bad, g_lens, xa, &err) == -1);
+    free(xa); free(xb); free(ref); free(rdD); free(rdD2);
+    llama_model_free(&m);
+}
+
 static void test_bad_input(void) {
     llama_model *m = tiny_model(true, false, 91);
     cis_err err = {0};
@@ -816,6 +843,7 @@ int main(void) {
     RUN(test_training_deterministic);
     RUN(test_gradient_subset_and_ascent);
     RUN(test_partial_forward_seeded_grad);
+    RUN(test_layer_by_layer);
     RUN(test_bad_input);
     return test_summary();
 }
