@@ -413,6 +413,24 @@ static void test_hook_grads(void) {
         numD[i] = (fp - fm) / (2 * h);
     }
     CHECK_MSG(max_rel(gD, numD, F) < 1e-3, "D grad err %g", max_rel(gD, numD, F));
+    // A and C of layer 0, at one position each (the gradient w.r.t. a zero ADD delta)
+    for (int pt = 0; pt <= 2; pt += 2) {
+        int32_t pb = 2, ptt = 3;
+        float zero[16] = {0}, gg[16];
+        llama_hook ha = {.layer = 0, .point = (llama_hook_point)pt, .mode = LLAMA_HOOK_ADD, .n_pos = 1, .pos_b = &pb,
+                         .pos_t = &ptt, .value = zero, .grad = gg};
+        CHECK(llama_forward(m, &bt, &ha, 1, true, &loss, &err) == 0);
+        CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+        double zd[16] = {0}, num[16];
+        ref_hook rha = {0, pt, 1, &pb, &ptt, zd};
+        for (int i = 0; i < D; i++) {
+            zd[i] = h; double fp = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &rha, NULL, -1, -1, NULL);
+            zd[i] = -h; double fm = ref_forward(c, P, BB, TT, g_ids, g_lens, g_tg, &rha, NULL, -1, -1, NULL);
+            zd[i] = 0;
+            num[i] = (fp - fm) / (2 * h);
+        }
+        CHECK_MSG(max_rel(gg, num, D) < 1e-3, "point %d grad err %g", pt, max_rel(gg, num, D));
+    }
     free(gB); free(zB); free(numB); free(zD);
     free_pd(m, P);
     llama_model_free(&m);
