@@ -110,7 +110,8 @@ static void summary(const char *db_path) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL;
+    const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
+               *data = NULL, *threads = NULL, *eval_limit = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0;
     unsigned flags = 0;
     coord_opts o;
@@ -123,6 +124,9 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--device") && n) { device = n; i++; }
         else if (!strcmp(a, "--cache") && n) { cache = n; i++; }
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
+        else if (!strcmp(a, "--data") && n) { data = n; i++; }
+        else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
+        else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
         else if (!strcmp(a, "--workers") && n && parse_i64(n, &nworkers) && nworkers >= 1 && nworkers <= 1024) i++;
@@ -161,7 +165,7 @@ int cmd_run(int argc, char **argv) {
     snprintf(hbs, sizeof hbs, "%d", o.heartbeat_ms);
     char slotss[32];
     snprintf(slotss, sizeof slotss, "%lld", (long long)slots);
-    char *wargv[18];
+    char *wargv[24];
     int wc = 0;
     wargv[wc++] = cli_sibling_path("cisweep-worker");
     wargv[wc++] = "worker"; wargv[wc++] = "--connect"; wargv[wc++] = ep; wargv[wc++] = "--device"; wargv[wc++] = (char *)device;
@@ -169,6 +173,9 @@ int cmd_run(int argc, char **argv) {
     wargv[wc++] = "--cache"; r.idx_cache = wc; wargv[wc++] = NULL;
     if (flags & GRID_ALLOW_SELFTEST) wargv[wc++] = "--selftest";
     if (slots) { wargv[wc++] = "--slots"; wargv[wc++] = slotss; }
+    if (data) { wargv[wc++] = "--data"; wargv[wc++] = (char *)data; }
+    if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
+    if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
     wargv[wc] = NULL;
     r.argv = wargv;
     pthread_mutex_lock(&r.mu);

@@ -248,6 +248,9 @@ static void start_job(wd *w, json_t *body) {
     j->attempt = att;
     j->spec = json_incref(body);
     j->selftest_enabled = w->o->selftest;
+    j->data_dir = w->o->data_dir;
+    j->threads = w->o->threads;
+    j->eval_limit = w->o->eval_limit;
     atomic_store(&j->stop, JOB_STOP_NONE);
     atomic_store(&j->progress_pm, 0);
     w->job = j;

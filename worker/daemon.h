@@ -21,6 +21,9 @@ typedef struct worker_opts {
     const char *cache_dir;      /* spool and caches live here */
     const char *id;             /* worker id; NULL = host/device/boot-nonce */
     bool selftest;              /* accept selftest jobs (test fixture) */
+    const char *data_dir;       /* evaluation data (a `cisweep world` dir or real data in that layout) */
+    int threads;                /* compute threads for jobs (0 = all cores) */
+    int eval_limit;             /* > 0: evaluate at most N items per set (smoke runs, tests) */
     int heartbeat_ms;           /* until WELCOME says otherwise (default 1000) */
     int liveness;               /* idem (default 5) */
     int max_backoff_ms;         /* reconnect backoff cap (default 32000) */

@@ -18,6 +18,9 @@ typedef struct job_ctx {
     int attempt;              /* attempt number */
     json_t *spec;             /* the JOB body (owned): model, model_path, composition, edit_set, ... */
     bool selftest_enabled;    /* the worker was started with --selftest */
+    const char *data_dir;     /* the worker's --data DIR (evaluation sets, corpora); NULL = none */
+    int threads;              /* the worker's --threads (0 = all cores) */
+    int eval_limit;           /* the worker's --eval-limit (0 = full evaluation sets; smoke runs) */
     atomic_int stop;          /* enum job_stop, set by the network thread */
     atomic_int progress_pm;   /* progress in permille (0..1000), set by the job thread */
     /* outcome (written by the job thread before it signals completion) */

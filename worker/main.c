@@ -16,8 +16,13 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]\n"
-            "                             [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]\n"
+            "                             [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
+            "                             [--eval-limit N] [--max-backoff-ms N]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
+            "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
+            "       cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [...]\n"
+            "       cisweep-worker eval MODEL_DIR --world DIR [...]\n"
+            "       cisweep-worker inspect MODEL_DIR [--prompt TEXT] [--top K]\n"
             "       cisweep-worker --version\n");
 }
 
@@ -40,6 +45,9 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--cache") && n) { o.cache_dir = n; i++; }
         else if (!strcmp(a, "--id") && n) { o.id = n; i++; }
         else if (!strcmp(a, "--selftest")) o.selftest = true;
+        else if (!strcmp(a, "--data") && n) { o.data_dir = n; i++; }
+        else if (!strcmp(a, "--threads")) { if (int_arg(a, n, 0, &v)) return 2; o.threads = (int)v; i++; }
+        else if (!strcmp(a, "--eval-limit")) { if (int_arg(a, n, 0, &v)) return 2; o.eval_limit = (int)v; i++; }
         else if (!strcmp(a, "--heartbeat-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.heartbeat_ms = (int)v; i++; }
         else if (!strcmp(a, "--liveness")) { if (int_arg(a, n, 1, &v)) return 2; o.liveness = (int)v; i++; }
         else if (!strcmp(a, "--max-backoff-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.max_backoff_ms = (int)v; i++; }

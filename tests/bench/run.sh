@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# run.sh - `make bench`: every benchmark, one after the other, on this machine. Their numbers go in
+# the README and docs/ (engine.md, eval.md, training.md, orchestration.md). Benchmarks are never
+# part of `make test`: these machines are shared and noisy, so only ratios measured side by side
+# in one run are compared.
+set -u
+cd "$(dirname "$0")/../.."
+B=${CISWEEP_BUILD:-build}
+echo "== dispatch (tests/bench/bench_dispatch.py)"; python3 tests/bench/bench_dispatch.py "${DISPATCH_JOBS:-4000}"
+for b in "$B"/tests/bench/bench_*; do
+    [ -x "$b" ] || continue
+    echo "== $(basename "$b")"; "$b"
+done
