@@ -11,6 +11,8 @@ static void train_usage(FILE *f) {
             "usage: cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu] [--steps N] [--seconds S]\n"
             "                            [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE.jsonl] [--vocab N]\n"
             "                            [--seq-len T] [--batch B] [--lr X] [--warmup N] [--log-every N]\n"
+            "                            [--hidden D] [--ffn F] [--layers L] [--heads H] [--kv-heads K] [--head-dim Dh]\n"
+            "                            (shape overrides on top of --arch: a custom size of that layout)\n"
             "       cisweep-worker train --family --world DIR --out DIR [--seconds S] ...   (the five slot stand-ins into\n"
             "                            DIR/<name>, one tokenizer trained once and shared; S per model, default 170)\n"
             "       cisweep-worker train --list      (the architectures and their sizes)\n"
@@ -29,6 +31,8 @@ int cmd_train(int argc, char **argv) {
     train_opts o = train_opts_default();
     o.arch = NULL;
     bool seconds_set = false, family = false;
+    int shape[6] = {0};   /* overrides: hidden, ffn, layers, heads, kv-heads, head-dim (0 = the preset's) */
+    static const char *shape_flags[6] = {"--hidden", "--ffn", "--layers", "--heads", "--kv-heads", "--head-dim"};
     double v;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
@@ -63,12 +67,30 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--lr")) { if (num_arg(a, n, 1e-7, 1, &v)) return 2; o.lr = (float)v; }
         else if (!strcmp(a, "--warmup")) { if (num_arg(a, n, 1, 1e6, &v)) return 2; o.warmup = (int)v; }
         else if (!strcmp(a, "--log-every")) { if (num_arg(a, n, 0, 1e9, &v)) return 2; o.log_every = (int)v; }
-        else { fprintf(stderr, "cisweep-worker train: unknown option \"%s\"\n", a); train_usage(stderr); return 2; }
+        else {
+            int k = 0;
+            while (k < 6 && strcmp(a, shape_flags[k])) k++;
+            if (k < 6) { if (num_arg(a, n, 1, 1 << 16, &v)) return 2; shape[k] = (int)v; i++; continue; }
+            fprintf(stderr, "cisweep-worker train: unknown option \"%s\"\n", a); train_usage(stderr); return 2;
+        }
         i++;
     }
     if (!o.world_dir && !o.corpus) { fprintf(stderr, "cisweep-worker train: --world DIR is required\n"); train_usage(stderr); return 2; }
     if (!o.out_dir) { fprintf(stderr, "cisweep-worker train: --out MODEL_DIR is required\n"); train_usage(stderr); return 2; }
     if (!o.arch) o.arch = "tiny-llama3";
+    arch_preset custom;
+    if (shape[0] || shape[1] || shape[2] || shape[3] || shape[4] || shape[5]) {
+        const arch_preset *base = arch_find(o.arch);
+        if (!base) { fprintf(stderr, "cisweep-worker train: --arch: unknown architecture \"%s\" (see --list)\n", o.arch); return 2; }
+        custom = *base;
+        int *f[6] = {&custom.hidden, &custom.intermediate, &custom.layers, &custom.heads, &custom.kv_heads, &custom.head_dim};
+        for (int k = 0; k < 6; k++) if (shape[k]) *f[k] = shape[k];
+        if (shape[0] && !shape[5]) custom.head_dim = custom.hidden / custom.heads;
+        if (shape[3] && !shape[4] && base->kv_heads == base->heads) custom.kv_heads = custom.heads;
+        o.preset = &custom;
+        LOG_I("train: custom shape on %s: D=%d F=%d L=%d H=%d Hkv=%d Dh=%d", o.arch, custom.hidden, custom.intermediate,
+              custom.layers, custom.heads, custom.kv_heads, custom.head_dim);
+    }
     if (o.steps <= 0 && !seconds_set) o.seconds = family ? 170 : 240;
     train_result r;
     cis_err err = {0};
@@ -79,6 +101,7 @@ int cmd_train(int argc, char **argv) {
         for (int k = 0; ARCH_FAMILY[k]; k++) {
             char *dir = xasprintf("%s/%s", root, ARCH_FAMILY[k]);
             o.arch = ARCH_FAMILY[k];
+            o.preset = NULL;   /* shape overrides apply to single runs only */
             o.out_dir = dir;
             if (first) o.tokenizer_dir = first;
             if (train_run(&o, &r, NULL, &err)) { LOG_E("train %s: %s", ARCH_FAMILY[k], err.msg); free(dir); free(first); return 1; }
