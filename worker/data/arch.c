@@ -5,11 +5,11 @@
 
 /*  name           stands for          arch                D    F   L   H Hkv Dh  tied  r3    theta     lr */
 static const arch_preset PRESETS[] = {
-    {"tiny-llama3", "Llama-3-8B", LLAMA_ARCH_LLAMA, 128, 384, 10, 4, 2, 32, false, false, 500000.f, 3e-3f},
-    {"tiny-mistral", "Mistral-7B", LLAMA_ARCH_MISTRAL, 128, 448, 10, 8, 2, 16, false, false, 1000000.f, 3e-3f},
-    {"tiny-llama32", "Llama-3.2-3B", LLAMA_ARCH_LLAMA, 144, 384, 10, 6, 2, 24, true, true, 500000.f, 3e-3f},
-    {"tiny-yi", "Yi-6B", LLAMA_ARCH_LLAMA, 112, 288, 12, 4, 4, 28, false, false, 5000000.f, 3e-3f},
-    {"tiny-phi3", "Phi-3-mini", LLAMA_ARCH_PHI3, 128, 352, 10, 4, 4, 32, false, false, 10000.f, 3e-3f},
+    {"tiny-llama3", "Llama-3-8B", LLAMA_ARCH_LLAMA, 64, 192, 10, 4, 2, 16, false, false, 500000.f, 6e-3f},
+    {"tiny-mistral", "Mistral-7B", LLAMA_ARCH_MISTRAL, 64, 224, 10, 4, 1, 16, false, false, 1000000.f, 6e-3f},
+    {"tiny-llama32", "Llama-3.2-3B", LLAMA_ARCH_LLAMA, 80, 192, 10, 5, 1, 16, true, true, 500000.f, 6e-3f},
+    {"tiny-yi", "Yi-6B", LLAMA_ARCH_LLAMA, 64, 160, 12, 4, 4, 16, false, false, 5000000.f, 6e-3f},
+    {"tiny-phi3", "Phi-3-mini", LLAMA_ARCH_PHI3, 64, 192, 10, 4, 4, 16, false, false, 10000.f, 6e-3f},
     {"small-llama3", "Llama-3-8B (GPU preset)", LLAMA_ARCH_LLAMA, 640, 1792, 12, 10, 2, 64, false, false, 500000.f, 1e-3f},
 };
 #define N_PRESETS ((int)(sizeof PRESETS / sizeof PRESETS[0]))

@@ -20,8 +20,8 @@ train_opts train_opts_default(void) {
     o.arch = "tiny-llama3";
     o.device = "cpu";
     o.vocab_size = 2048;
-    o.seq_len = 256;
-    o.batch = 16;
+    o.seq_len = 128;
+    o.batch = 4;
     o.seed = 1;
     o.min_lr_ratio = 0.1f;
     o.warmup = 30;
@@ -162,7 +162,7 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     if (o->seq_len < 8 || o->batch < 1) return err_set(err, CIS_EINVAL, "--seq-len must be >= 8 and --batch >= 1");
     if (o->steps <= 0 && o->seconds <= 0) return err_set(err, CIS_EINVAL, "give --steps N or --seconds S (a budget)");
     int T = o->seq_len, B = o->batch;
-    int max_pos = o->max_pos > 0 ? o->max_pos : (T > 1024 ? T : 1024);
+    int max_pos = o->max_pos > 0 ? o->max_pos : T;
     if (max_pos < T) return err_set(err, CIS_EINVAL, "max_pos %d < seq_len %d", max_pos, T);
     be->set_threads(o->threads);
 

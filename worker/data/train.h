@@ -23,8 +23,8 @@ typedef struct train_opts {
     const char *tokenizer_dir;  /* reuse this tokenizer (copied into out_dir), or NULL = train one */
     const char *device;         /* "cpu" (the only backend today) */
     int vocab_size;             /* BPE target (specials included); default 2048 */
-    int seq_len;                /* row length T in tokens; default 256 */
-    int batch;                  /* rows per step B; default 16 */
+    int seq_len;                /* row length T in tokens; default 128 */
+    int batch;                  /* rows per step B; default 4 */
     int64_t steps;              /* > 0: the schedule's length; 0 = fit the time budget */
     double seconds;             /* > 0: stop cleanly when the training loop has run this long */
     int threads;                /* <= 0: all cores */
@@ -35,7 +35,7 @@ typedef struct train_opts {
     float weight_decay;         /* decoupled (torch AdamW); default 0.01 */
     float clip;                 /* global gradient-norm clip; default 1.0 (<= 0: none) */
     int log_every;              /* steps between log lines; default 10 */
-    int max_pos;                /* max_position_embeddings written; default max(1024, seq_len) */
+    int max_pos;                /* max_position_embeddings written; default seq_len (the trained context) */
 } train_opts;
 
 /* train_opts_default: the defaults written above, everything else NULL/0. */
