@@ -2,6 +2,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -203,6 +204,19 @@ bool parse_double(const char *s, double *out) {
     if (errno || *end) return false;
     *out = v;
     return true;
+}
+
+static volatile int *g_stop_flag;
+static void on_stop_signal(int sig) { if (g_stop_flag) *g_stop_flag = sig; }
+void install_stop_signals(volatile int *flag) {
+    g_stop_flag = flag;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------

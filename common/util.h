@@ -82,6 +82,10 @@ bool str_ends(const char *s, const char *suffix);
 bool parse_i64(const char *s, int64_t *out);
 bool parse_double(const char *s, double *out);
 
+/* install_stop_signals: SIGTERM, SIGINT and SIGHUP set *flag to the signal number (the daemons'
+ * loops poll it and stop cleanly; blocking calls return EINTR). */
+void install_stop_signals(volatile int *flag);
+
 /* sha256 of data, as 64 lowercase hex characters + NUL into hex (>= 65 bytes). */
 void sha256_hex(const void *data, size_t len, char hex[65]);
 

@@ -29,18 +29,7 @@ void coord_opts_defaults(coord_opts *o) {
     o->quarantine_after = 3;
 }
 
-static volatile int *g_sig_flag;
-static void on_signal(int sig) { if (g_sig_flag) *g_sig_flag = sig; }
-void coord_install_signals(volatile int *flag) {
-    g_sig_flag = flag;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-}
+void coord_install_signals(volatile int *flag) { install_stop_signals(flag); }
 
 /* ---- in-memory view of connected workers (the DB has the durable one) ------------------- */
 typedef struct cworker {

@@ -27,18 +27,7 @@ void worker_opts_defaults(worker_opts *o) {
     o->slots = 2;
 }
 
-static volatile int *g_flag;
-static void on_signal(int sig) { if (g_flag) *g_flag = sig; }
-void worker_install_signals(volatile int *flag) {
-    g_flag = flag;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-}
+void worker_install_signals(volatile int *flag) { install_stop_signals(flag); }
 
 typedef struct wd {
     const worker_opts *o;
