@@ -16,7 +16,7 @@ static void train_usage(FILE *f) {
             "       cisweep-worker train --family --world DIR --out DIR [--seconds S] ...   (the five slot stand-ins into\n"
             "                            DIR/<name>, one tokenizer trained once and shared; S per model, default 170)\n"
             "       cisweep-worker train --list      (the architectures and their sizes)\n"
-            "Without --steps and --seconds the budget is --seconds 240.\n");
+            "Without --steps and --seconds the budget is --seconds 285 (170 per model with --family).\n");
 }
 
 static int num_arg(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -91,7 +91,7 @@ int cmd_train(int argc, char **argv) {
         LOG_I("train: custom shape on %s: D=%d F=%d L=%d H=%d Hkv=%d Dh=%d", o.arch, custom.hidden, custom.intermediate,
               custom.layers, custom.heads, custom.kv_heads, custom.head_dim);
     }
-    if (o.steps <= 0 && !seconds_set) o.seconds = family ? 170 : 240;
+    if (o.steps <= 0 && !seconds_set) o.seconds = family ? 170 : 285;
     train_result r;
     cis_err err = {0};
     if (family) {
