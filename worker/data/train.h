@@ -62,7 +62,9 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
 
 /* cmd_train: `cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu]
  * [--steps N] [--seconds S] [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE]
- * [--vocab N] [--seq-len T] [--batch B] [--lr X] [--warmup N] [--list]`. Exit status 0/1/2. */
+ * [--vocab N] [--seq-len T] [--batch B] [--lr X] [--warmup N] [--hidden D --ffn F --layers L --heads H
+ * --kv-heads K --head-dim Dh] [--family] [--list]`. Without a budget: --seconds 285 (170 per model
+ * with --family). Prints one JSON summary line per model. Exit status 0 ok, 1 failed, 2 usage. */
 int cmd_train(int argc, char **argv);
 
 #endif
