@@ -186,6 +186,31 @@ static void test_bad_options(void) {
     CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "--steps"));
 }
 
+static void test_cli(void) {
+    char out[400];
+    snprintf(out, sizeof out, "%s/cli", tmpdir);
+    char *a1[] = {"train", "--list"};
+    CHECK_EQ_INT(cmd_train(2, a1), 0);
+    char *a2[] = {"train", "--out", out};
+    CHECK_EQ_INT(cmd_train(3, a2), 2);                 /* no --world */
+    char *a3[] = {"train", "--world", tmpdir, "--out", out, "--bogus", "1"};
+    CHECK_EQ_INT(cmd_train(7, a3), 2);
+    char *a4[] = {"train", "--world", tmpdir, "--out", out, "--steps", "-3"};
+    CHECK_EQ_INT(cmd_train(7, a4), 2);
+    char *a5[] = {"train", "--world", tmpdir, "--out", out, "--steps", "1"};
+    CHECK_EQ_INT(cmd_train(7, a5), 1);                 /* no corpus/pretrain.jsonl there */
+    char *a6[] = {"train", "--corpus", corpus, "--out", out, "--steps", "3", "--hidden", "32", "--ffn", "64", "--layers", "2",
+                  "--vocab", "300", "--seq-len", "32", "--threads", "1", "--log-every", "0"};
+    CHECK_EQ_INT(cmd_train(21, a6), 0);
+    llama_config c;
+    cis_err err = {0};
+    CHECK_EQ_INT(checkpoint_dir_load_config(out, &c, &err), 0);
+    CHECK_EQ_INT(c.hidden_size, 32);
+    CHECK_EQ_INT(c.head_dim, 8);                       /* D / H with the preset's 4 heads */
+    CHECK_EQ_INT(c.num_hidden_layers, 2);
+    CHECK_EQ_INT(c.max_position_embeddings, 32);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_train.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -195,6 +220,7 @@ int main(void) {
     RUN(test_loss_falls_and_checkpoint_matches);
     RUN(test_time_budget_and_reused_tokenizer);
     RUN(test_bad_options);
+    RUN(test_cli);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
