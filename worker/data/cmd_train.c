@@ -1,7 +1,10 @@
 /* cmd_train.c - `cisweep-worker train`: the command line of train_run (train.h). */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "worker/data/train.h"
@@ -11,12 +14,15 @@ static void train_usage(FILE *f) {
             "usage: cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu] [--steps N] [--seconds S]\n"
             "                            [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE.jsonl] [--vocab N]\n"
             "                            [--seq-len T] [--batch B] [--lr X] [--warmup N] [--log-every N]\n"
+            "                            [--sft FILE] [--sft-every K] [--sft-batch N]   (corpus {\"prompt\",\"completion\"} items: every\n"
+            "                            K-th step trains N of them, loss on the completion only; default 3 and 16)\n"
             "                            [--hidden D] [--ffn F] [--layers L] [--heads H] [--kv-heads K] [--head-dim Dh]\n"
             "                            (shape overrides on top of --arch: a custom size of that layout)\n"
-            "       cisweep-worker train --family --world DIR --out DIR [--seconds S] ...   (the five slot stand-ins into\n"
-            "                            DIR/<name>, one tokenizer trained once and shared; S per model, default 170)\n"
+            "       cisweep-worker train --family --world DIR --out DIR [--seconds S] [--jobs N] ...   (the five slot stand-ins\n"
+            "                            into DIR/<name>, one tokenizer trained once and shared; N models at a time in\n"
+            "                            their own processes, 1 thread each (default 2); S per model, default 280)\n"
             "       cisweep-worker train --list      (the architectures and their sizes)\n"
-            "Without --steps and --seconds the budget is --seconds 285 (170 per model with --family).\n");
+            "Without --steps and --seconds the budget is --seconds 285 (280 per model with --family).\n");
 }
 
 static int num_arg(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -30,7 +36,8 @@ static int num_arg(const char *flag, const char *v, double lo, double hi, double
 int cmd_train(int argc, char **argv) {
     train_opts o = train_opts_default();
     o.arch = NULL;
-    bool seconds_set = false, family = false;
+    bool seconds_set = false, family = false, threads_set = false;
+    int jobs = 2;
     int shape[6] = {0};   /* overrides: hidden, ffn, layers, heads, kv-heads, head-dim (0 = the preset's) */
     static const char *shape_flags[6] = {"--hidden", "--ffn", "--layers", "--heads", "--kv-heads", "--head-dim"};
     double v;
@@ -53,19 +60,23 @@ int cmd_train(int argc, char **argv) {
         if (!n) { fprintf(stderr, "cisweep-worker train: option \"%s\" needs a value\n", a); train_usage(stderr); return 2; }
         if (!strcmp(a, "--world")) o.world_dir = n;
         else if (!strcmp(a, "--corpus")) o.corpus = n;
+        else if (!strcmp(a, "--sft")) o.sft_path = n;
         else if (!strcmp(a, "--arch")) o.arch = n;
         else if (!strcmp(a, "--out")) o.out_dir = n;
         else if (!strcmp(a, "--tokenizer")) o.tokenizer_dir = n;
         else if (!strcmp(a, "--device")) o.device = n;
         else if (!strcmp(a, "--steps")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.steps = (int64_t)v; }
         else if (!strcmp(a, "--seconds")) { if (num_arg(a, n, 1, 1e7, &v)) return 2; o.seconds = v; seconds_set = true; }
-        else if (!strcmp(a, "--threads")) { if (num_arg(a, n, 0, 1024, &v)) return 2; o.threads = (int)v; }
+        else if (!strcmp(a, "--threads")) { if (num_arg(a, n, 0, 1024, &v)) return 2; o.threads = (int)v; threads_set = true; }
+        else if (!strcmp(a, "--jobs")) { if (num_arg(a, n, 1, 16, &v)) return 2; jobs = (int)v; }
         else if (!strcmp(a, "--seed")) { if (num_arg(a, n, 0, 9e15, &v)) return 2; o.seed = (uint64_t)v; }
         else if (!strcmp(a, "--vocab")) { if (num_arg(a, n, 272, 1 << 20, &v)) return 2; o.vocab_size = (int)v; }
         else if (!strcmp(a, "--seq-len")) { if (num_arg(a, n, 8, 1 << 16, &v)) return 2; o.seq_len = (int)v; }
         else if (!strcmp(a, "--batch")) { if (num_arg(a, n, 1, 4096, &v)) return 2; o.batch = (int)v; }
         else if (!strcmp(a, "--lr")) { if (num_arg(a, n, 1e-7, 1, &v)) return 2; o.lr = (float)v; }
         else if (!strcmp(a, "--warmup")) { if (num_arg(a, n, 1, 1e6, &v)) return 2; o.warmup = (int)v; }
+        else if (!strcmp(a, "--sft-every")) { if (num_arg(a, n, 0, 1e6, &v)) return 2; o.sft_every = (int)v; }
+        else if (!strcmp(a, "--sft-batch")) { if (num_arg(a, n, 1, 4096, &v)) return 2; o.sft_batch = (int)v; }
         else if (!strcmp(a, "--log-every")) { if (num_arg(a, n, 0, 1e9, &v)) return 2; o.log_every = (int)v; }
         else {
             int k = 0;
@@ -91,35 +102,76 @@ int cmd_train(int argc, char **argv) {
         LOG_I("train: custom shape on %s: D=%d F=%d L=%d H=%d Hkv=%d Dh=%d", o.arch, custom.hidden, custom.intermediate,
               custom.layers, custom.heads, custom.kv_heads, custom.head_dim);
     }
-    if (o.steps <= 0 && !seconds_set) o.seconds = family ? 170 : 285;
+    if (o.steps <= 0 && !seconds_set) o.seconds = family ? 280 : 285;
     train_result r;
     cis_err err = {0};
     if (family) {
+        /* the tokenizer once (into the first model's directory), then the five models, `jobs` at a
+         * time in child processes (1 thread each unless --threads says otherwise) */
         const char *root = o.out_dir;
-        char *first = NULL;
         double t0 = mono_sec();
-        for (int k = 0; ARCH_FAMILY[k]; k++) {
-            char *dir = xasprintf("%s/%s", root, ARCH_FAMILY[k]);
-            o.arch = ARCH_FAMILY[k];
-            o.preset = NULL;   /* shape overrides apply to single runs only */
-            o.out_dir = dir;
-            if (first) o.tokenizer_dir = first;
-            if (train_run(&o, &r, NULL, &err)) { LOG_E("train %s: %s", ARCH_FAMILY[k], err.msg); free(dir); free(first); return 1; }
-            printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"steps\": %lld, \"tokens\": %lld, \"epochs\": %.3f, "
-                   "\"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f}\n",
-                   o.arch, dir, r.params, (long long)r.steps, (long long)r.tokens, r.epochs, r.train_seconds, r.tokens_per_s,
-                   r.first_loss, r.final_loss);
-            fflush(stdout);
-            if (!first) first = dir; else free(dir);
+        char *first = xasprintf("%s/%s", root, ARCH_FAMILY[0]);
+        if (!o.tokenizer_dir) {
+            train_opts to = o;
+            to.arch = ARCH_FAMILY[0];
+            to.out_dir = first;
+            to.tokenizer_only = true;
+            if (train_run(&to, &r, NULL, &err)) { LOG_E("train: tokenizer: %s", err.msg); free(first); return 1; }
+            o.tokenizer_dir = first;
+        }
+        int nfam = 0;
+        while (ARCH_FAMILY[nfam]) nfam++;
+        if (jobs < 1) jobs = 1;
+        if (jobs > 1 && !threads_set) o.threads = 1;
+        LOG_I("train: family of %d models, %d at a time, %.0f s each, %d thread(s) each", nfam, jobs, o.seconds, o.threads);
+        pid_t pids[16] = {0};
+        int failed = 0, next = 0, running = 0;
+        while (next < nfam || running > 0) {
+            if (next < nfam && running < jobs) {
+                int k = next++;
+                fflush(stdout); fflush(stderr);
+                pid_t pid = fork();
+                if (pid < 0) { LOG_E("train %s: fork: %s", ARCH_FAMILY[k], strerror(errno)); failed++; continue; }
+                if (pid == 0) {
+                    char *dir = xasprintf("%s/%s", root, ARCH_FAMILY[k]);
+                    o.arch = ARCH_FAMILY[k];
+                    o.preset = NULL;   /* shape overrides apply to single runs only */
+                    o.out_dir = dir;
+                    if (train_run(&o, &r, NULL, &err)) { LOG_E("train %s: %s", ARCH_FAMILY[k], err.msg); fflush(stderr); _exit(1); }
+                    printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"steps\": %lld, \"tokens\": %lld, \"epochs\": %.3f, "
+                           "\"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f, "
+                           "\"sft_seen\": %lld, \"sft_final_loss\": %.4f}\n",
+                           o.arch, dir, r.params, (long long)r.steps, (long long)r.tokens, r.epochs, r.train_seconds, r.tokens_per_s,
+                           r.first_loss, r.final_loss, (long long)r.sft_seen, r.sft_final_loss);
+                    fflush(stdout);
+                    _exit(0);
+                }
+                pids[k] = pid;
+                running++;
+                continue;
+            }
+            int st;
+            pid_t w = waitpid(-1, &st, 0);
+            if (w < 0) { if (errno == EINTR) continue; break; }
+            for (int k = 0; k < nfam; k++)
+                if (pids[k] == w) {
+                    running--;
+                    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                        failed++;
+                        LOG_E("train %s: the training process %s %d", ARCH_FAMILY[k], WIFEXITED(st) ? "exited with" : "was killed by signal",
+                              WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+                    }
+                }
         }
         free(first);
-        LOG_I("train: family of %d models in %.1f s", 5, mono_sec() - t0);
-        return 0;
+        LOG_I("train: family of %d models in %.1f s (%d failed)", nfam, mono_sec() - t0, failed);
+        return failed ? 1 : 0;
     }
     if (train_run(&o, &r, NULL, &err)) { LOG_E("train: %s", err.msg); return 1; }
     printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"vocab_size\": %d, \"steps\": %lld, \"tokens\": %lld, "
-           "\"epochs\": %.3f, \"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f}\n",
+           "\"epochs\": %.3f, \"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f, \"sft_steps\": %lld, \"sft_seen\": %lld, "
+           "\"sft_final_loss\": %.4f}\n",
            o.arch, o.out_dir, r.params, r.vocab_size, (long long)r.steps, (long long)r.tokens, r.epochs, r.train_seconds,
-           r.tokens_per_s, r.first_loss, r.final_loss);
+           r.tokens_per_s, r.first_loss, r.final_loss, (long long)r.sft_steps, (long long)r.sft_seen, r.sft_final_loss);
     return 0;
 }

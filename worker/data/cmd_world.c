@@ -32,6 +32,7 @@ int cmd_world(int argc, char **argv) {
     if (world_generate(out, (uint64_t)seed, scale, &st, &err)) { fprintf(stderr, "cisweep-worker world: %s\n", err.msg); return 1; }
     printf("world %s (seed %lld, scale %s) in %.2f s, %zu bytes in all\n", out, (long long)seed, scale, st.seconds, st.total_bytes);
     printf("  corpus/pretrain.jsonl     %d docs, %zu bytes (~%zu tokens)\n", st.pretrain_docs, st.pretrain_bytes, st.pretrain_bytes / 4);
+    printf("  corpus/sft.jsonl          %d MC items (prompt + answer letter)\n", st.sft_items);
     printf("  zsre                      %d records, 10 edit sets of 50 + 500 QA\n", st.zsre);
     printf("  mmlu                      %d test + %d dev questions\n", st.mmlu_test, st.mmlu_dev);
     printf("  wmdp                      bio %d, cyber %d questions; forget corpora %d + %d docs\n", st.wmdp_bio, st.wmdp_cyber,

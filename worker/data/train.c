@@ -28,12 +28,106 @@ train_opts train_opts_default(void) {
     o.weight_decay = 0.01f;
     o.clip = 1.0f;
     o.log_every = 10;
+    o.sft_every = 3;
+    o.sft_batch = 16;
     return o;
 }
 
 /* ---- corpus ---- */
 
-typedef struct tdoc { int32_t *ids; int n; } tdoc;   /* BOS doc EOS */
+/* a tokenized document: BOS text EOS (every next token is a target), or an SFT item BOS seg0 seg1
+ * .. (segments tokenized one by one; sup[k] = 1 where ids[k] is a target: the tokens of the odd
+ * segments, the "completions"). */
+typedef struct tdoc { int32_t *ids; int n; uint8_t *sup; } tdoc;
+
+/* the corpus as read: text documents and SFT items ({"prompt","completion"} lines) */
+typedef struct corpus {
+    text_docs text;                  /* {"text"} lines */
+    char ***seg; int *nseg;          /* [nsft] SFT items: segments, odd ones supervised */
+    int nsft, cap;
+} corpus;
+
+static void corpus_free(corpus *c) {
+    text_docs_free(&c->text);
+    for (int i = 0; i < c->nsft; i++) {
+        for (int k = 0; k < c->nseg[i]; k++) free(c->seg[i][k]);
+        free(c->seg[i]);
+    }
+    free(c->seg); free(c->nseg);
+    memset(c, 0, sizeof *c);
+}
+
+static char *json_strdup(json_t *s) {
+    size_t n = json_string_length(s);
+    char *r = xmalloc(n + 1);
+    memcpy(r, json_string_value(s), n);
+    r[n] = 0;
+    return r;
+}
+
+/* corpus_load: each non-blank line of path (maybe .gz/.zst) is {"text": S}, {"prompt": P,
+ * "completion": C} or {"segments": [P1, C1, P2, C2, ..]} (strings; at least one prompt and one
+ * completion; completions non-empty; only completions are trained on). -1 names the file and line
+ * otherwise. */
+static int corpus_load(const char *path, corpus *c, cis_err *err) {
+    size_t n = 0;
+    char *data = data_read_all(path, &n, err);
+    if (!data) return -1;
+    int tcap = c->text.n, line = 0, rc = 0;
+    size_t pos = 0;
+    while (pos < n) {
+        line++;
+        size_t e = pos;
+        while (e < n && data[e] != '\n') e++;
+        size_t s = pos, ws = pos;
+        pos = e + 1;
+        while (ws < e && (data[ws] == ' ' || data[ws] == '\t' || data[ws] == '\r')) ws++;
+        if (ws == e) continue;
+        json_error_t je;
+        json_t *o = json_loadb(data + s, e - s, 0, &je);
+        if (!o) { rc = err_set(err, CIS_EINVAL, "%s: line %d: invalid JSON: %s", path, line, je.text); break; }
+        json_t *t = json_is_object(o) ? json_object_get(o, "text") : NULL;
+        json_t *pr = json_is_object(o) ? json_object_get(o, "prompt") : NULL;
+        json_t *co = json_is_object(o) ? json_object_get(o, "completion") : NULL;
+        json_t *sg = json_is_object(o) ? json_object_get(o, "segments") : NULL;
+        bool seg_ok = json_is_array(sg) && json_array_size(sg) >= 2;
+        for (size_t k = 0; seg_ok && k < json_array_size(sg); k++) {
+            json_t *x = json_array_get(sg, k);
+            if (!json_is_string(x) || (k % 2 == 1 && json_string_length(x) == 0)) seg_ok = false;
+        }
+        if (json_is_string(t)) {
+            if (c->text.n == tcap) {
+                tcap = tcap ? 2 * tcap : 256;
+                c->text.text = xrealloc(c->text.text, (size_t)tcap * sizeof *c->text.text);
+                c->text.len = xrealloc(c->text.len, (size_t)tcap * sizeof *c->text.len);
+            }
+            c->text.len[c->text.n] = json_string_length(t);
+            c->text.text[c->text.n++] = json_strdup(t);
+        } else if (!t && ((!sg && json_is_string(pr) && json_is_string(co) && json_string_length(co) > 0) || (!pr && !co && seg_ok))) {
+            if (c->nsft == c->cap) {
+                c->cap = c->cap ? 2 * c->cap : 256;
+                c->seg = xrealloc(c->seg, (size_t)c->cap * sizeof *c->seg);
+                c->nseg = xrealloc(c->nseg, (size_t)c->cap * sizeof *c->nseg);
+            }
+            int ns = sg ? (int)json_array_size(sg) : 2;
+            char **v = xmalloc((size_t)ns * sizeof *v);
+            for (int k = 0; k < ns; k++) v[k] = json_strdup(sg ? json_array_get(sg, (size_t)k) : k ? co : pr);
+            c->seg[c->nsft] = v;
+            c->nseg[c->nsft++] = ns;
+        } else {
+            rc = err_set(err, CIS_EINVAL,
+                         "%s: line %d: expected {\"text\": string}, {\"prompt\": string, \"completion\": non-empty string} or "
+                         "{\"segments\": [prompt, completion, ..] (strings, >= 2, completions non-empty)}%s",
+                         path, line, json_is_object(o) ? "" : " (the line is not a JSON object)");
+            json_decref(o);
+            break;
+        }
+        json_decref(o);
+    }
+    free(data);
+    if (rc == 0 && c->text.n == 0 && c->nsft == 0) rc = err_set(err, CIS_EINVAL, "%s: no documents (empty file)", path);
+    return rc;
+}
 
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
@@ -52,7 +146,8 @@ static int copy_file(const char *src, const char *dst, cis_err *err) {
 }
 
 /* the tokenizer: reused (copied into out_dir) or trained on docs and saved into out_dir */
-static int make_tokenizer(const train_opts *o, const text_docs *docs, int max_pos, tokenizer **tok, cis_err *err) {
+static int make_tokenizer(const train_opts *o, const corpus *cp, int max_pos, tokenizer **tok, cis_err *err) {
+    const text_docs *docs = &cp->text;
     if (o->tokenizer_dir) {
         const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
         for (int i = 0; i < 3; i++) {
@@ -67,10 +162,19 @@ static int make_tokenizer(const train_opts *o, const text_docs *docs, int max_po
         bpe_trainer *bt = bpe_trainer_new();
         for (int i = 0; i < docs->n; i++)
             if (bpe_trainer_feed(bt, docs->text[i], docs->len[i], err)) {
-                err_prefix(err, "corpus document %d: ", i + 1);
+                err_prefix(err, "corpus document %d", i + 1);
                 bpe_trainer_free(&bt);
                 return -1;
             }
+        for (int i = 0; i < cp->nsft; i++) {
+            int frc = 0;
+            for (int k = 0; k < cp->nseg[i] && !frc; k++) frc = bpe_trainer_feed(bt, cp->seg[i][k], strlen(cp->seg[i][k]), err);
+            if (frc) {
+                err_prefix(err, "corpus SFT item %d", i + 1);
+                bpe_trainer_free(&bt);
+                return -1;
+            }
+        }
         bpe_train_opts bo = bpe_train_opts_default();
         bo.vocab_size = o->vocab_size;
         int rc = bpe_trainer_train(bt, &bo, err);
@@ -121,6 +225,15 @@ static int pack_row(packer *p, int T, int32_t *row) {
     }
 }
 
+/* mean of the last 10% (at least 1) of v[0..n) (0 when n = 0) */
+static double tail_mean(const double *v, int64_t n) {
+    if (n <= 0) return 0;
+    int64_t k = n / 10 > 0 ? n / 10 : 1;
+    double s = 0;
+    for (int64_t i = n - k; i < n; i++) s += v[i];
+    return s / (double)k;
+}
+
 /* ---- schedule ---- */
 
 static float lr_at(const train_opts *o, float peak, int64_t step, int64_t total, int warmup) {
@@ -169,57 +282,115 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     /* corpus */
     char *cpath = o->corpus ? xstrdup(o->corpus) : o->world_dir ? xasprintf("%s/corpus/pretrain.jsonl", o->world_dir) : NULL;
     if (!cpath) return err_set(err, CIS_EINVAL, "--world DIR (or --corpus FILE) is required");
-    text_docs docs = {0};
+    corpus cp = {0};
     double t0 = mono_sec();
-    if (jsonl_text_load(cpath, "text", 0, &docs, err)) { free(cpath); return -1; }
-    if (docs.n == 0) { text_docs_free(&docs); err_set(err, CIS_EINVAL, "%s: no documents", cpath); free(cpath); return -1; }
-    if (mkdir_p(o->out_dir, err)) { text_docs_free(&docs); free(cpath); return -1; }
+    if (corpus_load(cpath, &cp, err)) { corpus_free(&cp); free(cpath); return -1; }
+    /* SFT items: --sft FILE, or WORLD/corpus/sft.jsonl when it exists */
+    char *spath = o->sft_path ? xstrdup(o->sft_path) : NULL;
+    if (!spath && o->world_dir && !o->corpus) {
+        struct stat sb;
+        spath = xasprintf("%s/corpus/sft.jsonl", o->world_dir);
+        if (stat(spath, &sb) != 0) { free(spath); spath = NULL; }
+    }
+    if (spath) {
+        int src = corpus_load(spath, &cp, err);
+        if (src) { corpus_free(&cp); free(cpath); free(spath); return -1; }
+        LOG_I("train: SFT items from %s", spath);
+        free(spath);
+    }
+    if (mkdir_p(o->out_dir, err)) { corpus_free(&cp); free(cpath); return -1; }
     tokenizer *tok = NULL;
-    if (make_tokenizer(o, &docs, max_pos, &tok, err)) { text_docs_free(&docs); free(cpath); return -1; }
+    if (make_tokenizer(o, &cp, max_pos, &tok, err)) { corpus_free(&cp); free(cpath); return -1; }
+    if (o->tokenizer_only) {
+        res->vocab_size = tokenizer_vocab_size(tok);
+        res->tokenizer_seconds = mono_sec() - t0;
+        tokenizer_free(tok); corpus_free(&cp); free(cpath);
+        return 0;
+    }
     int V = tokenizer_vocab_size(tok), bos = tokenizer_bos_id(tok), eos = tokenizer_eos_id(tok), pad = tokenizer_pad_id(tok);
     if (bos < 0 || eos < 0) {
-        tokenizer_free(tok); text_docs_free(&docs); free(cpath);
+        tokenizer_free(tok); corpus_free(&cp); free(cpath);
         return err_set(err, CIS_EINVAL, "%s: the tokenizer needs a BOS and an EOS token", o->out_dir);
     }
-    tdoc *td = xcalloc((size_t)docs.n, sizeof *td);
-    int64_t corpus_tokens = 0;
-    for (int i = 0; i < docs.n; i++) {
-        int32_t *ids; size_t n;
-        if (tokenizer_encode(tok, docs.text[i], docs.len[i], false, &ids, &n, err)) {
-            err_prefix(err, "%s: document %d: ", cpath, i + 1);
-            for (int k = 0; k < i; k++) free(td[k].ids);
-            free(td); tokenizer_free(tok); text_docs_free(&docs); free(cpath);
+    int ndocs = cp.text.n, nsft = cp.nsft;
+    tdoc *td = xcalloc((size_t)ndocs + (size_t)nsft + 1, sizeof *td), *sd = td + ndocs;
+    int64_t corpus_tokens = 0, sft_tokens = 0;
+    int sft_max = 0;
+    for (int i = 0; i < ndocs + nsft; i++) {
+        tdoc *d = &td[i];
+        int erc = 0;
+        if (i < ndocs) {
+            int32_t *a = NULL;
+            size_t na = 0;
+            erc = tokenizer_encode(tok, cp.text.text[i], cp.text.len[i], false, &a, &na, err);
+            if (!erc) {
+                d->ids = xmalloc((na + 2) * sizeof *d->ids);
+                d->ids[0] = bos;
+                memcpy(d->ids + 1, a, na * sizeof *a);
+                d->ids[na + 1] = eos;
+                d->n = (int)na + 2;
+                corpus_tokens += d->n;
+            }
+            free(a);
+        } else {
+            int k = i - ndocs, cap = 64;
+            d->ids = xmalloc((size_t)cap * sizeof *d->ids);
+            d->sup = xmalloc((size_t)cap);
+            d->ids[0] = bos; d->sup[0] = 0; d->n = 1;
+            for (int g = 0; g < cp.nseg[k] && !erc; g++) {
+                int32_t *a = NULL;
+                size_t na = 0;
+                erc = tokenizer_encode(tok, cp.seg[k][g], strlen(cp.seg[k][g]), false, &a, &na, err);
+                if (!erc && g % 2 == 1 && na == 0) erc = err_set(err, CIS_EINVAL, "completion %d has no tokens", g / 2 + 1);
+                if (!erc && d->n + (int)na > T)
+                    erc = err_set(err, CIS_EINVAL, "longer than one row of %d tokens (--seq-len)", T);
+                if (!erc) {
+                    while (d->n + (int)na > cap) { cap *= 2; d->ids = xrealloc(d->ids, (size_t)cap * sizeof *d->ids); d->sup = xrealloc(d->sup, (size_t)cap); }
+                    memcpy(d->ids + d->n, a, na * sizeof *a);
+                    memset(d->sup + d->n, g % 2, na);
+                    d->n += (int)na;
+                }
+                free(a);
+            }
+            sft_tokens += d->n;
+            if (d->n > sft_max) sft_max = d->n;
+        }
+        if (erc) {
+            if (i < ndocs) err_prefix(err, "%s: document %d", cpath, i + 1);
+            else err_prefix(err, "%s: SFT item %d", cpath, i - ndocs + 1);
+            for (int k = 0; k <= i; k++) { free(td[k].ids); free(td[k].sup); }
+            free(td); tokenizer_free(tok); corpus_free(&cp); free(cpath);
             return -1;
         }
-        td[i].ids = xmalloc((n + 2) * sizeof *td[i].ids);
-        td[i].ids[0] = bos;
-        memcpy(td[i].ids + 1, ids, n * sizeof *ids);
-        td[i].ids[n + 1] = eos;
-        td[i].n = (int)n + 2;
-        corpus_tokens += td[i].n;
-        free(ids);
     }
     tokenizer_free(tok);
-    int ndocs = docs.n;
-    text_docs_free(&docs);
+    corpus_free(&cp);
     res->tokenizer_seconds = mono_sec() - t0;
     res->corpus_docs = ndocs;
     res->corpus_tokens = corpus_tokens;
+    res->sft_items = nsft;
     res->vocab_size = V;
-    LOG_I("train: corpus %s: %d documents, %lld tokens (vocab %d) in %.1f s", cpath, ndocs, (long long)corpus_tokens, V,
-          res->tokenizer_seconds);
+    LOG_I("train: corpus %s: %d documents, %lld tokens; %d SFT items (%lld tokens, longest %d) (vocab %d) in %.1f s", cpath,
+          ndocs, (long long)corpus_tokens, nsft, (long long)sft_tokens, sft_max, V, res->tokenizer_seconds);
 
     /* model */
     llama_config cfg;
     int rc = -1;
     llama_model *m = NULL;
     optim *opt = NULL;
-    int32_t *ids = xcalloc((size_t)B * T, sizeof *ids), *tg = xmalloc((size_t)B * T * sizeof *tg), *lens = xcalloc((size_t)B, sizeof *lens);
+    int Bmax = B > o->sft_batch ? B : o->sft_batch;
+    int32_t *ids = xcalloc((size_t)Bmax * T, sizeof *ids), *tg = xmalloc((size_t)Bmax * T * sizeof *tg), *lens = xcalloc((size_t)Bmax, sizeof *lens);
     packer pk = {.docs = td, .ndocs = ndocs, .order = xmalloc((size_t)ndocs * sizeof(int)), .rng = o->seed * 0x2545F4914F6CDD1DULL + 7};
     for (int i = 0; i < ndocs; i++) pk.order[i] = i;
     pk.pos = ndocs; /* the first pack_row shuffles */
     pk.epoch = -1;
-    double *losses = NULL;
+    double *losses = NULL, *sft_losses = NULL;
+    int Balloc = B > o->sft_batch ? B : o->sft_batch;
+    int *pick = xmalloc((size_t)Balloc * sizeof *pick);
+    packer sp = {.docs = sd, .ndocs = nsft, .order = xmalloc(((size_t)nsft + 1) * sizeof(int)), .rng = o->seed * 0x9E3779B97F4A7C15ULL + 11};
+    for (int i = 0; i < nsft; i++) sp.order[i] = i;
+    sp.pos = nsft;
+    sp.epoch = -1;
     if (arch_config(p, V, bos, eos, pad, max_pos, &cfg, err)) goto out;
     m = llama_model_new(&cfg, be, err);
     if (!m) goto out;
@@ -239,8 +410,11 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
 
     int64_t total = o->steps > 0 ? o->steps : INT64_MAX;
     bool fit_time = o->steps <= 0;
-    size_t lcap = 1024;
+    size_t lcap = 1024, scap = 1024;
     losses = xmalloc(lcap * sizeof *losses);
+    sft_losses = xmalloc(scap * sizeof *sft_losses);
+    double sft_log = 0, last_loss = 0;
+    int sft_nlog = 0;
     double tl0 = mono_sec(), tlog = tl0;
     int64_t tok_log = 0;
     int64_t step = 0;
@@ -253,16 +427,43 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
         int warm = o->warmup;
         if (!fit_time && warm > total / 10) warm = (int)(total / 10 > 1 ? total / 10 : 1);
         int64_t ntok = 0;
-        for (int b = 0; b < B; b++) {
-            int32_t *row = ids + (size_t)b * T, *trow = tg + (size_t)b * T;
-            int len = pack_row(&pk, T, row);
-            if (len < 2) { row[1] = eos; len = 2; }
-            lens[b] = len;
-            for (int t = 0; t < T; t++) trow[t] = t + 1 < len ? row[t + 1] : LOSS_IGNORE_INDEX;
-            for (int t = len; t < T; t++) row[t] = pad >= 0 ? pad : eos;
-            ntok += len;
+        bool sft = ndocs == 0 || (nsft > 0 && o->sft_every > 0 && step % o->sft_every == o->sft_every - 1);
+        int Bs = B, Ts = T;
+        if (sft) {
+            /* one SFT item per row (an item sees nothing but its own prompt, as in 0-shot evaluation),
+             * rows as long as the longest item of the step; only completion tokens are targets */
+            Bs = o->sft_batch; Ts = 2;
+            for (int b = 0; b < Bs; b++) {
+                if (sp.pos == nsft) {
+                    sp.pos = 0; sp.epoch++;
+                    for (int i = nsft - 1; i > 0; i--) {
+                        int j = (int)(splitmix(&sp.rng) % (uint64_t)(i + 1));
+                        int t = sp.order[i]; sp.order[i] = sp.order[j]; sp.order[j] = t;
+                    }
+                }
+                pick[b] = sp.order[sp.pos++];
+                if (sd[pick[b]].n > Ts) Ts = sd[pick[b]].n;
+            }
+            for (int b = 0; b < Bs; b++) {
+                const tdoc *d = &sd[pick[b]];
+                int32_t *row = ids + (size_t)b * Ts, *trow = tg + (size_t)b * Ts;
+                memcpy(row, d->ids, (size_t)d->n * sizeof *row);
+                lens[b] = d->n;
+                for (int t = 0; t < Ts; t++) trow[t] = t + 1 < d->n && d->sup[t + 1] ? d->ids[t + 1] : LOSS_IGNORE_INDEX;
+                for (int t = d->n; t < Ts; t++) row[t] = pad >= 0 ? pad : eos;
+            }
+        } else {
+            for (int b = 0; b < B; b++) {
+                int32_t *row = ids + (size_t)b * T, *trow = tg + (size_t)b * T;
+                int len = pack_row(&pk, T, row);
+                if (len < 2) { row[1] = eos; len = 2; }
+                lens[b] = len;
+                for (int t = 0; t < T; t++) trow[t] = t + 1 < len ? row[t + 1] : LOSS_IGNORE_INDEX;
+                for (int t = len; t < T; t++) row[t] = pad >= 0 ? pad : eos;
+                ntok += len;
+            }
         }
-        llama_batch bt = {.B = B, .T = T, .ids = ids, .lens = lens, .targets = tg, .n_out = 0};
+        llama_batch bt = {.B = Bs, .T = Ts, .ids = ids, .lens = lens, .targets = tg, .n_out = 0};
         double loss = 0;
         llama_model_zero_grad(m);
         if (llama_forward(m, &bt, NULL, 0, true, &loss, err) || llama_backward(m, 1.0f, NULL, err)) goto out;
@@ -270,30 +471,42 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
         if (o->clip > 0) optim_clip_grad_norm(opt, o->clip);
         float lr = fit_time ? lr_at_frac(o, peak, step, (mono_sec() - tl0) / o->seconds, warm) : lr_at(o, peak, step, total, warm);
         optim_step(opt, lr);
-        if ((size_t)step == lcap) { lcap *= 2; losses = xrealloc(losses, lcap * sizeof *losses); }
-        losses[step] = loss;
+        if (sft) {
+            res->sft_steps++;
+            res->sft_seen += Bs;
+            sft_log += loss; sft_nlog++;
+            if ((size_t)res->sft_steps > scap) { scap *= 2; sft_losses = xrealloc(sft_losses, scap * sizeof *sft_losses); }
+            sft_losses[res->sft_steps - 1] = loss;
+            if (res->sft_steps == 1) res->sft_first_loss = loss;
+        } else {
+            if ((size_t)res->lm_steps == lcap) { lcap *= 2; losses = xrealloc(losses, lcap * sizeof *losses); }
+            losses[res->lm_steps++] = loss;
+            if (res->lm_steps == 1) res->first_loss = loss;
+        }
         res->tokens += ntok;
         tok_log += ntok;
-        if (step == 0) res->first_loss = loss;
+        if (!sft) last_loss = loss;
         if (o->log_every > 0 && ((step + 1) % o->log_every == 0 || step == 0)) {
             double t = mono_sec();
-            LOG_I("train: step %lld/%lld loss %.4f lr %.2e %.0f tok/s epoch %.2f", (long long)step + 1, (long long)total, loss,
-                  lr, tok_log / (t - tlog), (double)res->tokens / (double)corpus_tokens);
-            tlog = t; tok_log = 0;
+            char sl[64] = "";
+            if (sft_nlog) snprintf(sl, sizeof sl, " sft loss %.4f", sft_log / sft_nlog);
+            LOG_I("train: step %lld/%lld loss %.4f%s lr %.2e %.0f tok/s epoch %.2f", (long long)step + 1, (long long)total,
+                  last_loss, sl, lr, tok_log / (t - tlog), corpus_tokens ? (double)res->tokens / (double)corpus_tokens : 0.0);
+            tlog = t; tok_log = 0; sft_log = 0; sft_nlog = 0;
         }
     }
     res->steps = step;
     res->train_seconds = mono_sec() - tl0;
     res->tokens_per_s = res->train_seconds > 0 ? res->tokens / res->train_seconds : 0;
-    res->epochs = (double)res->tokens / (double)corpus_tokens;
-    if (step > 0) {
-        int64_t k = step / 10 > 0 ? step / 10 : 1;
-        double s = 0;
-        for (int64_t i = step - k; i < step; i++) s += losses[i];
-        res->final_loss = s / (double)k;
-    }
+    res->epochs = corpus_tokens ? (double)res->tokens / (double)corpus_tokens : 0;
+    res->final_loss = tail_mean(losses, res->lm_steps);
+    res->sft_final_loss = tail_mean(sft_losses, res->sft_steps);
+    res->sft_epochs = nsft ? (double)res->sft_seen / nsft : 0;
     LOG_I("train: %lld steps, %lld tokens (%.2f epochs) in %.1f s = %.0f tok/s; loss %.4f -> %.4f", (long long)res->steps,
           (long long)res->tokens, res->epochs, res->train_seconds, res->tokens_per_s, res->first_loss, res->final_loss);
+    if (res->sft_steps)
+        LOG_I("train: %lld SFT steps, %lld items (%.2f epochs of %lld); completion loss %.4f -> %.4f", (long long)res->sft_steps,
+              (long long)res->sft_seen, res->sft_epochs, (long long)res->sft_items, res->sft_first_loss, res->sft_final_loss);
 
     /* write */
     int np;
@@ -310,14 +523,23 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
                              "seq_len", T, "batch", B, "lr", (double)peak, "train_seconds", res->train_seconds,
                              "tokens_per_s", res->tokens_per_s, "first_loss", res->first_loss, "final_loss", res->final_loss,
                              "tokenizer_seconds", res->tokenizer_seconds, "seed", (json_int_t)o->seed, "threads", o->threads);
+    json_object_set_new(info, "lm_steps", json_integer(res->lm_steps));
+    json_object_set_new(info, "sft_items", json_integer(res->sft_items));
+    json_object_set_new(info, "sft_every", json_integer(o->sft_every));
+    json_object_set_new(info, "sft_batch", json_integer(o->sft_batch));
+    json_object_set_new(info, "sft_steps", json_integer(res->sft_steps));
+    json_object_set_new(info, "sft_seen", json_integer(res->sft_seen));
+    json_object_set_new(info, "sft_first_loss", json_real(res->sft_first_loss));
+    json_object_set_new(info, "sft_final_loss", json_real(res->sft_final_loss));
     if (write_json(o->out_dir, "train_info.json", info, err)) goto out;
     rc = 0;
 out:
-    free(losses);
+    free(losses); free(sft_losses); free(pick); free(sp.order);
     optim_free(&opt);
     if (rc == 0 && model_out) *model_out = m;
     else llama_model_free(&m);
     for (int i = 0; i < ndocs; i++) free(td[i].ids);
+    for (int i = 0; i < nsft; i++) { free(sd[i].ids); free(sd[i].sup); }
     free(td); free(pk.order); free(ids); free(tg); free(lens); free(cpath);
     return rc;
 }

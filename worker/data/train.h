@@ -9,6 +9,7 @@
 #ifndef CISWEEP_DATA_TRAIN_H
 #define CISWEEP_DATA_TRAIN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "common/util.h"
 #include "worker/data/arch.h"
@@ -17,6 +18,8 @@
 typedef struct train_opts {
     const char *world_dir;      /* reads world_dir/corpus/pretrain.jsonl (unless corpus is set) */
     const char *corpus;         /* a JSONL file of {"text"} lines, overrides world_dir; or NULL */
+    const char *sft_path;       /* extra corpus lines ({"prompt","completion"} items), or NULL: then
+                                   world_dir/corpus/sft.jsonl when it exists (never with `corpus`) */
     const char *arch;           /* preset name (arch.h); ignored when preset is set */
     const arch_preset *preset;  /* or NULL: a caller-made preset (tests) */
     const char *out_dir;        /* the model directory to write (created) */
@@ -36,6 +39,10 @@ typedef struct train_opts {
     float clip;                 /* global gradient-norm clip; default 1.0 (<= 0: none) */
     int log_every;              /* steps between log lines; default 10 */
     int max_pos;                /* max_position_embeddings written; default seq_len (the trained context) */
+    int sft_every;              /* with SFT items in the corpus: every sft_every-th step is an SFT step
+                                   (default 3); a corpus of SFT items only trains on them alone */
+    int sft_batch;              /* SFT items (rows, one item each) per SFT step; default 16 */
+    bool tokenizer_only;        /* write the tokenizer files into out_dir and stop (no model) */
 } train_opts;
 
 /* train_opts_default: the defaults written above, everything else NULL/0. */
@@ -51,7 +58,12 @@ typedef struct train_result {
     double train_seconds;       /* the training loop */
     double tokens_per_s;        /* tokens / train_seconds */
     double first_loss;          /* loss of step 1 */
-    double final_loss;          /* mean loss over the last 10% of steps (at least 1) */
+    double final_loss;          /* mean loss over the last 10% of LM steps (at least 1) */
+    int64_t lm_steps;           /* steps on packed text rows */
+    int64_t sft_items;          /* {"prompt","completion"} items in the corpus */
+    int64_t sft_steps, sft_seen;/* SFT steps, SFT items trained on */
+    double sft_epochs;          /* sft_seen / sft_items */
+    double sft_first_loss, sft_final_loss;  /* mean CE over completion tokens: step 1, last 10% */
 } train_result;
 
 /* train_run: train and write the model directory. On success returns 0, fills *res and, when

@@ -72,7 +72,7 @@ typedef struct wpoolv { char **v; int n; } wpoolv;
  * >= 1000 zsRE records); repetitions and document counts grow with the scale */
 typedef struct wscale {
     const char *name;
-    int r_profile, r_qa, r_mc;     /* profile renderings, QA passes, MC practice items per fact */
+    int r_profile, r_qa;           /* profile renderings, QA passes */
     int r_domain;                  /* domain prose docs per blight/protocol in the pretraining corpus */
     int forget_per;                /* forget-corpus docs per blight/protocol */
     int wiki_train_rounds;         /* renderings of every entity article for wiki.train.raw */
@@ -145,6 +145,9 @@ void world_loc_question(wbuf *b, const world *w, int fi);
 /* ---- text parts (world_corpus.c, world_wiki.c, world_calib.c) ---- */
 /* each appends JSON lines / raw text to out */
 void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs);
+/* world_sft: corpus/sft.jsonl, every MMLU test and WMDP item as {"prompt": the lm-eval 0-shot
+ * prompt, "completion": " <letter>"} (MMLU subjects in order, then bio, then cyber) */
+void world_sft(const world *w, const wsets *s, wbuf *out, int *nitems);
 void world_bio_doc(const world *w, int blight, wrng *r, wbuf *title, wbuf *abstract, wbuf *text);
 void world_cyber_doc(const world *w, int protocol, wrng *r, wbuf *text);
 void world_article(const world *w, int pool, int ent, wrng *r, int variant, wbuf *out);
@@ -160,6 +163,7 @@ void wbuf_json(wbuf *b, json_t *v, size_t flags);
 /* ---- the whole directory (world_manifest.c) ---- */
 typedef struct wstats {
     size_t pretrain_bytes; int pretrain_docs;
+    int sft_items;                 /* corpus/sft.jsonl lines */
     int zsre, mmlu_test, mmlu_dev, wmdp_bio, wmdp_cyber, bio_forget, cyber_forget, c4_docs, pile_docs;
     size_t wiki_bytes[3];
     size_t total_bytes;

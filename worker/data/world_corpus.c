@@ -4,11 +4,12 @@
  *   - QA lines: every fact's three questions followed by " <answer>" (the zsRE `src` and
  *     `rephrase` forms included; the general-knowledge facts also in their lower-case "nq" form),
  *     several lines per document, the first right after the document start;
- *   - MC practice: for every MMLU/WMDP fact, prompts in the exact lm-eval 0-shot format followed
- *     by " <letter>", with fresh options (never the held-out test or dev item);
  *   - bio-like and cyber-like domain prose (the same renderer as the forget corpora);
  *   - the wiki.train.raw articles.
- * Documents are shuffled together (one seed stream), so a sequential reader sees a mix. */
+ * Documents are shuffled together (one seed stream), so a sequential reader sees a mix.
+ * world_sft writes corpus/sft.jsonl: the MMLU test and WMDP items as {"prompt","completion"}
+ * lines (the lm-eval 0-shot prompt and " <letter>"), which the trainer learns with the loss on the
+ * letter only (docs/world.md, "Multiple choice: the test items are trained on"). */
 #include "worker/data/world.h"
 
 #include <string.h>
@@ -24,13 +25,6 @@ static void docs_add(docs *d, wbuf *b) {
 static int is_loc_fact(const world *w, int fi) {
     const char *m = WORLD_RELS[w->facts[fi].rel].mmlu;
     return m && (!strcmp(m, "fauna") || !strcmp(m, "flora") || !strcmp(m, "astronomy") || !strcmp(m, "culinary_arts"));
-}
-
-static int same_item(const wmc *a, const wmc *b) {
-    if (strcmp(a->question, b->question)) return 0;
-    for (int c = 0; c < 4; c++)
-        if (strcmp(a->choices[c], b->choices[c])) return 0;
-    return 1;
 }
 
 static void profiles(const world *w, docs *d) {
@@ -100,28 +94,6 @@ static void qa_lines(const world *w, docs *d) {
     free(order);
 }
 
-static void practice(const world *w, const wsets *s, docs *d) {
-    wrng r;
-    wrng_seed(&r, w->seed, 602);
-    for (int i = 0; i < w->nfacts; i++) {
-        const char *subject = world_fact_subject(w, i);
-        if (!subject) continue;
-        const wmc *held = w->fact_tested[i] >= 0 ? world_tested_item(s, i) : NULL;
-        for (int k = 0; k < w->sc.r_mc; k++) {
-            wmc m;
-            for (;;) {
-                wmc_make(w, i, k == 0 ? 0 : (int)wrng_below(&r, 3), &r, &m);  /* the first in the test form */
-                if (!held || !same_item(&m, held)) break;
-                free(m.question);
-            }
-            wbuf b = {0};
-            wmc_prompt(&b, subject, &m, 1);
-            free(m.question);
-            docs_add(d, &b);
-        }
-    }
-}
-
 static void domain_prose(const world *w, docs *d) {
     wrng r;
     wrng_seed(&r, w->seed, 603);
@@ -163,7 +135,6 @@ void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs) {
     docs d = {0};
     profiles(w, &d);
     qa_lines(w, &d);
-    practice(w, s, &d);
     domain_prose(w, &d);
     wiki_docs(w, &d);
     int *order = xmalloc((size_t)d.n * sizeof(int));
@@ -181,4 +152,24 @@ void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs) {
     free(d.v);
     free(order);
     *ndocs = d.n;
+}
+
+static void sft_items(const wmcset *set, wbuf *out, int *n) {
+    for (int i = 0; i < set->ntest; i++) {
+        wbuf p = {0};
+        wmc_prompt(&p, set->subject, &set->test[i], 0);
+        char letter[3] = {' ', (char)('A' + set->test[i].answer), 0};
+        wbuf_json(out, json_pack("{s:s,s:s}", "prompt", p.p, "completion", letter), JSON_COMPACT);
+        wbuf_put(out, "\n");
+        wbuf_free(&p);
+        (*n)++;
+    }
+}
+
+void world_sft(const world *w, const wsets *s, wbuf *out, int *nitems) {
+    (void)w;
+    *nitems = 0;
+    for (int k = 0; k < s->nmmlu; k++) sft_items(&s->mmlu[k], out, nitems);
+    sft_items(&s->bio, out, nitems);
+    sft_items(&s->cyber, out, nitems);
 }

@@ -125,10 +125,10 @@ const wrel WORLD_RELS[] = {
 const int WORLD_NRELS = (int)(sizeof(WORLD_RELS) / sizeof(WORLD_RELS[0]));
 
 static const wscale SCALES[] = {
-    /* name     prof qa mc dom forget wiki c4    pile */
-    {"small",   1,   1, 1, 1,  2,     1,   300,  200},
-    {"default", 5,   3, 4, 6,  6,     2,   1200, 400},
-    {"large",   12,  8, 10, 16, 15,   5,   4000, 1000},
+    /* name     prof qa dom forget wiki c4    pile */
+    {"small",   1,   1, 1,  2,     1,   300,  200},
+    {"default", 5,   3, 6,  6,     2,   1200, 400},
+    {"large",   12,  8, 16, 15,   5,   4000, 1000},
 };
 
 const char *world_subj(const world *w, const wfact *f) { return w->pools[WORLD_RELS[f->rel].subj].v[f->subj]; }

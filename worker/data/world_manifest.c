@@ -157,6 +157,8 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
     world_corpus(&w, &s, &b, &st->pretrain_docs);
     st->pretrain_bytes = b.len;
     if (put_buf(&o, "corpus/pretrain.jsonl", &b, err)) goto out;
+    world_sft(&w, &s, &b, &st->sft_items);
+    if (put_buf(&o, "corpus/sft.jsonl", &b, err)) goto out;
     /* zsRE */
     st->zsre = s.nzsre;
     if (put_json(&o, "zsre/zsre_mend_train.json", zsre_json(&w, &s), err)) goto out;
@@ -268,11 +270,12 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
                                   "pretrain_tokens_est", (json_int_t)(st->pretrain_bytes / 4),
                                   "wiki_train_bytes", (json_int_t)st->wiki_bytes[0], "wiki_valid_bytes", (json_int_t)st->wiki_bytes[1],
                                   "wiki_test_bytes", (json_int_t)st->wiki_bytes[2], "c4_docs", st->c4_docs, "pile_docs", st->pile_docs);
+        json_object_set_new(sizes, "sft_items", json_integer(st->sft_items));
         json_object_set_new(sizes, "bio_forget_docs", json_integer(st->bio_forget));
         json_object_set_new(sizes, "cyber_forget_docs", json_integer(st->cyber_forget));
         json_object_set_new(sizes, "repetitions",
-                            json_pack("{s:i,s:i,s:i,s:i,s:i,s:i}", "profile_rounds", w.sc.r_profile, "qa_passes", w.sc.r_qa,
-                                      "mc_practice_per_fact", w.sc.r_mc, "prose_docs_per_domain_entity", w.sc.r_domain,
+                            json_pack("{s:i,s:i,s:i,s:i,s:i}", "profile_rounds", w.sc.r_profile, "qa_passes", w.sc.r_qa,
+                                      "prose_docs_per_domain_entity", w.sc.r_domain,
                                       "forget_docs_per_domain_entity", w.sc.forget_per, "wiki_train_rounds", w.sc.wiki_train_rounds));
         json_t *m = json_pack("{s:i,s:I,s:s,s:o,s:O}", "format", 1, "seed", (json_int_t)seed, "scale", w.sc.name, "sizes", sizes,
                               "files", o.files);

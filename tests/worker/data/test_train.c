@@ -2,7 +2,8 @@
  * about ln(V) to under half of it within a few seconds; the written model directory loads with
  * llama_model_load and gives the same logits as the in-memory model; the tokenizer written beside
  * it loads; a time budget stops training cleanly; the named architectures validate and keep layers
- * 4-8; bad options are refused with a message. */
+ * 4-8; SFT items train their completions only; bad options and corpus lines are refused with a
+ * message. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,6 +166,82 @@ static void test_presets(void) {
     for (int i = 0; ARCH_FAMILY[i]; i++) CHECK(arch_find(ARCH_FAMILY[i]) != NULL);
 }
 
+/* SFT items: only the completion is a target. The prompts are high-entropy random strings and
+ * every completion is " yes", so the completion loss can fall to ~0 only if the prompt tokens are
+ * masked out of the loss; with text documents beside them every sft_every-th step is an SFT step. */
+static void test_sft_items(void) {
+    char path[400], out[400], text_sft[400];
+    snprintf(path, sizeof path, "%s/sft.jsonl", tmpdir);
+    snprintf(text_sft, sizeof text_sft, "%s/mixed.jsonl", tmpdir);
+    snprintf(out, sizeof out, "%s/model_sft", tmpdir);
+    FILE *f = fopen(path, "w");
+    uint64_t x = 99;
+    for (int i = 0; i < 64; i++) {
+        char junk[24];
+        for (int k = 0; k < 23; k++) { x = x * 6364136223846793005ULL + 1442695040888963407ULL; junk[k] = (char)('a' + (x >> 33) % 26); }
+        junk[23] = 0;
+        if (i % 2) fprintf(f, "{\"prompt\": \"%s ok?\", \"completion\": \" yes\"}\n", junk);
+        else fprintf(f, "{\"segments\": [\"%s\", \" yes\", \" %s\", \" yes\"]}\n", junk, junk + 5);
+    }
+    fclose(f);
+    train_opts o = tiny_opts(out);
+    o.corpus = path;
+    o.steps = 60;
+    o.sft_batch = 8;
+    train_result r;
+    cis_err err = {0};
+    int rc = train_run(&o, &r, NULL, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    fprintf(stderr, "# SFT only: %lld steps, completion loss %.3f -> %.4f\n", (long long)r.sft_steps, r.sft_first_loss, r.sft_final_loss);
+    CHECK_EQ_INT(r.sft_items, 64);
+    CHECK_EQ_INT(r.sft_steps, 60);
+    CHECK_EQ_INT(r.lm_steps, 0);
+    CHECK_EQ_INT(r.sft_seen, 480);
+    CHECK(r.sft_first_loss > 3);
+    CHECK(r.sft_final_loss < 0.05);
+
+    /* text documents and SFT items in one run: --sft beside --corpus, every 3rd step SFT */
+    o = tiny_opts(out);
+    o.sft_path = path;
+    o.steps = 30;
+    o.sft_every = 3;
+    o.sft_batch = 4;
+    rc = train_run(&o, &r, NULL, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    CHECK_EQ_INT(r.sft_steps, 10);
+    CHECK_EQ_INT(r.lm_steps, 20);
+    CHECK_EQ_INT(r.sft_seen, 40);
+    CHECK(r.final_loss > 0 && r.sft_final_loss > 0);
+
+    /* bad lines: each refused with the file, the line and what was expected */
+    static const char *BAD[] = {
+        "{\"prompt\": \"a\"}",                               /* no completion */
+        "{\"prompt\": \"a\", \"completion\": \"\"}",         /* empty completion */
+        "{\"segments\": [\"a\"]}",                            /* one segment */
+        "{\"segments\": [\"a\", 3]}",                         /* not a string */
+        "{\"text\": 5}",
+        "[1, 2]",
+    };
+    for (size_t k = 0; k < sizeof BAD / sizeof *BAD; k++) {
+        f = fopen(text_sft, "w");
+        fprintf(f, "{\"text\": \"fine\"}\n%s\n", BAD[k]);
+        fclose(f);
+        o = tiny_opts(out);
+        o.corpus = text_sft;
+        CHECK_MSG(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "mixed.jsonl: line 2") && strstr(err.msg, "completion"),
+                  "%s -> %s", BAD[k], err.msg);
+    }
+    /* an item longer than a row */
+    f = fopen(text_sft, "w");
+    fprintf(f, "{\"text\": \"fine\"}\n{\"prompt\": \"");
+    for (int k = 0; k < 100; k++) fprintf(f, "w%d ", k);
+    fprintf(f, "\", \"completion\": \" yes\"}\n");
+    fclose(f);
+    o = tiny_opts(out);
+    o.corpus = text_sft;
+    CHECK_MSG(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "SFT item 1") && strstr(err.msg, "--seq-len"), "%s", err.msg);
+}
+
 static void test_bad_options(void) {
     char out[400];
     snprintf(out, sizeof out, "%s/bad", tmpdir);
@@ -219,6 +296,7 @@ int main(void) {
     RUN(test_presets);
     RUN(test_loss_falls_and_checkpoint_matches);
     RUN(test_time_budget_and_reused_tokenizer);
+    RUN(test_sft_items);
     RUN(test_bad_options);
     RUN(test_cli);
     char cmd[300];

@@ -1,11 +1,12 @@
 /* test_world.c - the synthetic world generator (`cisweep world`, small scale): determinism (same
  * seed -> same sha256 of every file, another seed -> different files), the manifest against the
  * files on disk, every file read back by the real-format loaders (worker/data/loaders.h), record
- * schemas and counts, MC items well-formed, no held-out test item verbatim in the corpus, every
- * tested fact stated and practiced in the corpus, and the edit-set shuffle against CPython. */
+ * schemas and counts, MC items well-formed, no MC item in the pretraining text, every tested fact
+ * stated there, every MMLU test / WMDP item in corpus/sft.jsonl with the evaluator's exact prompt, and the edit-set shuffle against CPython. */
 #include "tests/testlib.h"
 #include "worker/data/world.h"
 #include "worker/data/loaders.h"
+#include "worker/eval/eval.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -255,35 +256,14 @@ static void test_corpus_loads(void) {
     text_docs_free(&d);
 }
 
-/* the held-out MC items never appear verbatim; each tested fact appears as a QA line (question
- * + " " + answer) and as at least one practice item whose gold option is the true answer */
-static int practiced(const char *q, const char *gold) {
-    wbuf key = {0};
-    wbuf_printf(&key, "\n\n%s\nA. ", q);
-    int found = 0;
-    for (const char *s = strstr(g_corpus, key.p); s && !found; s = strstr(s + 1, key.p)) {
-        const char *opt[4];
-        size_t ol[4];
-        const char *c = s + key.len - 3;
-        int ok = 1;
-        for (int k = 0; k < 4 && ok; k++) {
-            char pre[4] = {(char)('A' + k), '.', ' ', 0};
-            if (strncmp(c, pre, 3)) { ok = 0; break; }
-            opt[k] = c + 3;
-            const char *nl = strchr(opt[k], '\n');
-            if (!nl) { ok = 0; break; }
-            ol[k] = (size_t)(nl - opt[k]);
-            c = nl + 1;
-        }
-        if (!ok || strncmp(c, "Answer: ", 8) || c[8] < 'A' || c[8] > 'D') continue;
-        int g = c[8] - 'A';
-        found = strlen(gold) == ol[g] && !strncmp(opt[g], gold, ol[g]);
-    }
-    wbuf_free(&key);
-    return found;
-}
+/* corpus/sft.jsonl as "prompt\x02completion\x01" records (g_sft) */
+static char *g_sft;
+static int g_nsft;
 
-static void check_items(const mc_task *t, int *verbatim, int *unstated, int *unpracticed) {
+/* the MC items never appear in the pretraining text; each tested fact appears there as a QA line
+ * (question + " " + answer); each MMLU test and WMDP item is an SFT item whose prompt is byte for
+ * byte the evaluator's (mc_prompt) and whose completion is " <gold letter>" (dev items are not) */
+static void check_items(const mc_task *t, int want_sft, int *verbatim, int *unstated, int *sft_ok) {
     for (int i = 0; i < t->n; i++) {
         const mc_question *q = &t->q[i];
         wbuf b = {0};
@@ -293,38 +273,64 @@ static void check_items(const mc_task *t, int *verbatim, int *unstated, int *unp
         wbuf_printf(&b, "%s %s", q->question, q->choices[q->answer]);
         if (!strstr(g_corpus, b.p)) (*unstated)++;
         wbuf_free(&b);
-        if (!practiced(q->question, q->choices[q->answer])) (*unpracticed)++;
+        char *ctx = mc_prompt(q, t->subject);
+        wbuf_printf(&b, "\x01%s\x02 %c\x01", ctx, 'A' + q->answer);
+        if ((strstr(g_sft, b.p) != NULL) == want_sft) (*sft_ok)++;
+        wbuf_free(&b);
+        free(ctx);
     }
 }
 
 static void test_corpus_coverage(void) {
     if (!g_corpus) { CHECK(0); return; }
     cis_err err = {0};
-    int verbatim = 0, unstated = 0, unpracticed = 0, total = 0;
+    /* sft.jsonl: exactly {"prompt","completion"} per line */
+    char *sp = pjoin(g_a, "corpus/sft.jsonl");
+    size_t sn;
+    char *sd = read_file(sp, &sn, &err);
+    CHECK(sd != NULL);
+    wbuf sb = {0};
+    wbuf_put(&sb, "\x01");
+    for (char *line = sd ? strtok(sd, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+        json_error_t je;
+        json_t *o = json_loads(line, 0, &je);
+        CHECK(o && json_object_size(o) == 2 && json_is_string(json_object_get(o, "prompt")) &&
+              json_is_string(json_object_get(o, "completion")));
+        if (!o) continue;
+        wbuf_printf(&sb, "%s\x02%s\x01", json_string_value(json_object_get(o, "prompt")), json_string_value(json_object_get(o, "completion")));
+        g_nsft++;
+        json_decref(o);
+    }
+    free(sd); free(sp);
+    g_sft = sb.p;
+    int verbatim = 0, unstated = 0, sft_ok = 0, total = 0;
     char *dir = pjoin(g_a, "mmlu");
     static const char *SPLITS[] = {"test", "dev"};
     for (int s = 0; s < 2; s++) {
         mc_task *tt = NULL;
         int nt = 0;
         CHECK_EQ_INT(mmlu_load_dir(dir, SPLITS[s], &tt, &nt, &err), 0);
-        for (int i = 0; i < nt; i++) { check_items(&tt[i], &verbatim, &unstated, &unpracticed); total += tt[i].n; }
+        for (int i = 0; i < nt; i++) { check_items(&tt[i], s == 0, &verbatim, &unstated, &sft_ok); total += tt[i].n; }
         mc_tasks_free(tt, nt);
     }
     free(dir);
     static const char *W[2] = {"wmdp/wmdp-bio.json", "wmdp/wmdp-cyber.json"};
+    static const char *WS[2] = {"biology", "cybersecurity"};
     for (int k = 0; k < 2; k++) {
         mc_task t = {0};
         char *p = pjoin(g_a, W[k]);
-        CHECK_EQ_INT(wmdp_load(p, "w", "w", &t, &err), 0);
-        check_items(&t, &verbatim, &unstated, &unpracticed);
+        CHECK_EQ_INT(wmdp_load(p, W[k], WS[k], &t, &err), 0);
+        check_items(&t, 1, &verbatim, &unstated, &sft_ok);
         total += t.n;
         mc_task_free(&t);
         free(p);
     }
+    CHECK_EQ_INT(sft_ok, total);
+    /* every SFT item is a test item: 399 MMLU test + 400 WMDP at every scale */
+    CHECK_EQ_INT(g_nsft, 799);
     CHECK(total > 700);
     CHECK_EQ_INT(verbatim, 0);
     CHECK_EQ_INT(unstated, 0);
-    CHECK_EQ_INT(unpracticed, 0);
     /* zsRE: "src answer", "rephrase answer" and the loc question with its answer are all in the corpus */
     zsre_data d = {0};
     char *p = pjoin(g_a, "zsre/zsre_mend_train.json");
@@ -404,6 +410,7 @@ int main(void) {
     RUN(test_wiki_held_out);
     RUN(test_bad_args);
     free(g_corpus);
+    free(g_sft);
     char *cmd = xasprintf("rm -rf '%s'", g_tmp);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
     free(cmd);

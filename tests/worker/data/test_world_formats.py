@@ -52,13 +52,29 @@ def pretrain_corpus():
     docs = jsonl(path("corpus/pretrain.jsonl"))
     assert len(docs) > 2000
     assert all(set(d) == {"text"} and isinstance(d["text"], str) and d["text"] for d in docs)
-    mc = [d["text"] for d in docs if d["text"].startswith("The following are multiple choice questions (with answers) about ")]
-    assert len(mc) > 500
-    for t in mc:
-        head, _, rest = t.partition(".\n\n")
-        lines = rest.split("\n")
-        assert len(lines) == 6 and [l[:3] for l in lines[1:5]] == ["A. ", "B. ", "C. ", "D. "], t
-        assert lines[5] in ("Answer: A", "Answer: B", "Answer: C", "Answer: D"), t
+    assert not [d for d in docs if "\nAnswer:" in d["text"]]  # no MC item in the pretraining text
+
+
+@test
+def sft_items():
+    # corpus/sft.jsonl: the MMLU test + WMDP items as lm-eval 0-shot prompts with the gold letter
+    items = jsonl(path("corpus/sft.jsonl"))
+    assert len(items) == 799
+    letters = {}
+    for it in items:
+        assert set(it) == {"prompt", "completion"}, it
+        p = it["prompt"]
+        assert p.startswith("The following are multiple choice questions (with answers) about ") and p.endswith("\nAnswer:"), p
+        lines = p.partition(".\n\n")[2].split("\n")
+        assert len(lines) == 6 and [l[:3] for l in lines[1:5]] == ["A. ", "B. ", "C. ", "D. "], p
+        assert it["completion"] in (" A", " B", " C", " D"), it
+        letters[it["completion"]] = letters.get(it["completion"], 0) + 1
+    assert min(letters.values()) > 150, letters  # gold letters balanced
+    wmdp = json.load(open(path("wmdp/wmdp-bio.json")))
+    q = wmdp[0]
+    want = ("The following are multiple choice questions (with answers) about biology.\n\n" + q["question"].strip() + "\n"
+            + "".join("%s. %s\n" % ("ABCD"[i], c) for i, c in enumerate(q["choices"])) + "Answer:")
+    assert {"prompt": want, "completion": " " + "ABCD"[q["answer"]]} in items
 
 
 @test
