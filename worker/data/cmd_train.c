@@ -14,8 +14,8 @@ static void train_usage(FILE *f) {
             "usage: cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu] [--steps N] [--seconds S]\n"
             "                            [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE.jsonl] [--vocab N]\n"
             "                            [--seq-len T] [--batch B] [--lr X] [--warmup N] [--log-every N]\n"
-            "                            [--sft FILE] [--sft-every K] [--sft-batch N]   (corpus {\"prompt\",\"completion\"} items: every\n"
-            "                            K-th step trains N of them, loss on the completion only; default 3 and 16)\n"
+            "                            [--sft FILE] [--sft-every K] [--sft-batch N] [--sft-from F]   (corpus {\"prompt\",\"completion\"} items: every\n"
+            "                            K-th step trains N of them, loss on the completion only, from fraction F of the budget on; default 2, 16, 0.6)\n"
             "                            [--hidden D] [--ffn F] [--layers L] [--heads H] [--kv-heads K] [--head-dim Dh]\n"
             "                            (shape overrides on top of --arch: a custom size of that layout)\n"
             "       cisweep-worker train --family --world DIR --out DIR [--seconds S] [--jobs N] ...   (the five slot stand-ins\n"
@@ -76,6 +76,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--lr")) { if (num_arg(a, n, 1e-7, 1, &v)) return 2; o.lr = (float)v; }
         else if (!strcmp(a, "--warmup")) { if (num_arg(a, n, 1, 1e6, &v)) return 2; o.warmup = (int)v; }
         else if (!strcmp(a, "--sft-every")) { if (num_arg(a, n, 0, 1e6, &v)) return 2; o.sft_every = (int)v; }
+        else if (!strcmp(a, "--sft-from")) { if (num_arg(a, n, 0, 1, &v)) return 2; o.sft_from = v; }
         else if (!strcmp(a, "--sft-batch")) { if (num_arg(a, n, 1, 4096, &v)) return 2; o.sft_batch = (int)v; }
         else if (!strcmp(a, "--log-every")) { if (num_arg(a, n, 0, 1e9, &v)) return 2; o.log_every = (int)v; }
         else {

@@ -28,7 +28,8 @@ train_opts train_opts_default(void) {
     o.weight_decay = 0.01f;
     o.clip = 1.0f;
     o.log_every = 10;
-    o.sft_every = 3;
+    o.sft_every = 2;
+    o.sft_from = 0.6;
     o.sft_batch = 16;
     return o;
 }
@@ -188,6 +189,8 @@ static int make_tokenizer(const train_opts *o, const corpus *cp, int max_pos, to
 
 /* ---- packing ---- */
 
+#define PACK_LOOKAHEAD 64   /* documents scanned for one that fills the rest of a row */
+
 typedef struct packer {
     const tdoc *docs; int ndocs;
     int *order; int pos;          /* shuffled document order and the next document */
@@ -197,8 +200,10 @@ typedef struct packer {
 } packer;
 
 /* fill one row of T tokens from the shuffled documents; returns the row's length (the rest is
- * padding). A document that does not fit the rest of a row starts the next row, except one
- * longer than a row, which fills rows in chunks. Rows run on across epochs (reshuffled). */
+ * padding). A document that does not fit the rest of a row gives its place to the first of the
+ * next PACK_LOOKAHEAD documents that does (swapped forward in the order), or starts the next row;
+ * one longer than a row fills rows in chunks. Rows run on across epochs (reshuffled); every
+ * document is used once per epoch. */
 static int pack_row(packer *p, int T, int32_t *row) {
     int len = 0;
     for (;;) {
@@ -217,7 +222,16 @@ static int pack_row(packer *p, int T, int32_t *row) {
             if (len == T) return len;
             continue;
         }
-        if (len > 0 && p->chunk == 0 && d->n <= T) return len;
+        if (len > 0 && p->chunk == 0 && d->n <= T) {
+            /* fill the rest of the row with the first of the next PACK_LOOKAHEAD documents that
+             * fits (swapped forward in the order), else end the row */
+            int found = -1;
+            for (int j = p->pos + 1; j < p->ndocs && j <= p->pos + PACK_LOOKAHEAD && found < 0; j++)
+                if (p->docs[p->order[j]].n <= T - len) found = j;
+            if (found < 0) return len;
+            int t = p->order[p->pos]; p->order[p->pos] = p->order[found]; p->order[found] = t;
+            continue;
+        }
         int take = T - len;
         memcpy(row + len, d->ids + p->chunk, (size_t)take * sizeof *row);
         p->chunk += take;
@@ -414,6 +428,8 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     losses = xmalloc(lcap * sizeof *losses);
     sft_losses = xmalloc(scap * sizeof *sft_losses);
     double sft_log = 0, last_loss = 0;
+    bool sft_on = false;
+    int64_t sft_phase = 0;
     int sft_nlog = 0;
     double tl0 = mono_sec(), tlog = tl0;
     int64_t tok_log = 0;
@@ -427,7 +443,9 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
         int warm = o->warmup;
         if (!fit_time && warm > total / 10) warm = (int)(total / 10 > 1 ? total / 10 : 1);
         int64_t ntok = 0;
-        bool sft = ndocs == 0 || (nsft > 0 && o->sft_every > 0 && step % o->sft_every == o->sft_every - 1);
+        double prog = fit_time ? (now - tl0) / o->seconds : (double)step / (double)total;
+        if (nsft > 0 && !sft_on && prog >= o->sft_from) { sft_on = true; sft_phase = step; }
+        bool sft = ndocs == 0 || (sft_on && o->sft_every > 0 && (step - sft_phase) % o->sft_every == o->sft_every - 1);
         int Bs = B, Ts = T;
         if (sft) {
             /* one SFT item per row (an item sees nothing but its own prompt, as in 0-shot evaluation),

@@ -40,8 +40,10 @@ typedef struct train_opts {
     int log_every;              /* steps between log lines; default 10 */
     int max_pos;                /* max_position_embeddings written; default seq_len (the trained context) */
     int sft_every;              /* with SFT items in the corpus: every sft_every-th step is an SFT step
-                                   (default 3); a corpus of SFT items only trains on them alone */
+                                   (default 2); a corpus of SFT items only trains on them alone */
     int sft_batch;              /* SFT items (rows, one item each) per SFT step; default 16 */
+    double sft_from;            /* SFT steps start once this fraction of the schedule (steps, or the
+                                   time budget) has run; default 0.6 */
     bool tokenizer_only;        /* write the tokenizer files into out_dir and stop (no model) */
 } train_opts;
 

@@ -205,6 +205,7 @@ static void test_sft_items(void) {
     o.sft_path = path;
     o.steps = 30;
     o.sft_every = 3;
+    o.sft_from = 0;
     o.sft_batch = 4;
     rc = train_run(&o, &r, NULL, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
@@ -212,6 +213,12 @@ static void test_sft_items(void) {
     CHECK_EQ_INT(r.lm_steps, 20);
     CHECK_EQ_INT(r.sft_seen, 40);
     CHECK(r.final_loss > 0 && r.sft_final_loss > 0);
+    /* --sft-from 0.5: SFT steps only in the second half (steps 15..29: 17, 20, .., 29) */
+    o.sft_from = 0.5;
+    rc = train_run(&o, &r, NULL, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    CHECK_EQ_INT(r.sft_steps, 5);
+    CHECK_EQ_INT(r.lm_steps, 25);
 
     /* bad lines: each refused with the file, the line and what was expected */
     static const char *BAD[] = {
@@ -288,6 +295,41 @@ static void test_cli(void) {
     CHECK_EQ_INT(c.max_position_embeddings, 32);
 }
 
+/* --family: the tokenizer once, then the five presets in child processes, two at a time; every
+ * directory loads and holds the same tokenizer.json; a bad corpus fails the command */
+static void test_family(void) {
+    char root[400];
+    snprintf(root, sizeof root, "%s/family", tmpdir);
+    char *a[] = {"train", "--family", "--corpus", corpus, "--out", root, "--steps", "2", "--vocab", "300", "--seq-len", "32",
+                 "--log-every", "0", "--jobs", "2"};
+    CHECK_EQ_INT(cmd_train((int)(sizeof a / sizeof *a), a), 0);
+    char *tok0 = NULL;
+    size_t n0 = 0;
+    cis_err err = {0};
+    for (int k = 0; ARCH_FAMILY[k]; k++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", root, ARCH_FAMILY[k]);
+        llama_config c;
+        CHECK_MSG(checkpoint_dir_load_config(p, &c, &err) == 0, "%s: %s", ARCH_FAMILY[k], err.msg);
+        snprintf(p, sizeof p, "%s/%s/model.safetensors", root, ARCH_FAMILY[k]);
+        CHECK_MSG(access(p, R_OK) == 0, "%s", p);
+        snprintf(p, sizeof p, "%s/%s/tokenizer.json", root, ARCH_FAMILY[k]);
+        size_t n;
+        char *t = read_file(p, &n, &err);
+        CHECK(t != NULL);
+        if (!tok0) { tok0 = t; n0 = n; }
+        else { CHECK(t && n == n0 && !memcmp(t, tok0, n)); free(t); }
+    }
+    free(tok0);
+    char bad[400];
+    snprintf(bad, sizeof bad, "%s/bad_family.jsonl", tmpdir);
+    FILE *f = fopen(bad, "w");
+    fprintf(f, "{\"text\": \"ok\"}\n{\"nope\": 1}\n");
+    fclose(f);
+    char *b[] = {"train", "--family", "--corpus", bad, "--out", root, "--steps", "2", "--log-every", "0"};
+    CHECK_EQ_INT(cmd_train((int)(sizeof b / sizeof *b), b), 1);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_train.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -299,6 +341,7 @@ int main(void) {
     RUN(test_sft_items);
     RUN(test_bad_options);
     RUN(test_cli);
+    RUN(test_family);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
