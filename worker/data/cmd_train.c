@@ -14,7 +14,7 @@ static void train_usage(FILE *f) {
             "usage: cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu] [--steps N] [--seconds S]\n"
             "                            [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE.jsonl] [--vocab N]\n"
             "                            [--seq-len T] [--batch B] [--lr X] [--warmup N] [--log-every N]\n"
-            "                            [--sft FILE] [--sft-every K] [--sft-batch N] [--sft-from F]   (corpus {\"prompt\",\"completion\"} items: every\n"
+            "                            [--sft FILE] [--sft-every K] [--sft-batch N] [--sft-from F] [--replicas R]   (corpus {\"prompt\",\"completion\"} items: every\n"
             "                            K-th step trains N of them, loss on the completion only, from fraction F of the budget on; default 2, 16, 0.6)\n"
             "                            [--hidden D] [--ffn F] [--layers L] [--heads H] [--kv-heads K] [--head-dim Dh]\n"
             "                            (shape overrides on top of --arch: a custom size of that layout)\n"
@@ -68,6 +68,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.steps = (int64_t)v; }
         else if (!strcmp(a, "--seconds")) { if (num_arg(a, n, 1, 1e7, &v)) return 2; o.seconds = v; seconds_set = true; }
         else if (!strcmp(a, "--threads")) { if (num_arg(a, n, 0, 1024, &v)) return 2; o.threads = (int)v; threads_set = true; }
+        else if (!strcmp(a, "--replicas")) { if (num_arg(a, n, 1, 16, &v)) return 2; o.replicas = (int)v; }
         else if (!strcmp(a, "--jobs")) { if (num_arg(a, n, 1, 16, &v)) return 2; jobs = (int)v; }
         else if (!strcmp(a, "--seed")) { if (num_arg(a, n, 0, 9e15, &v)) return 2; o.seed = (uint64_t)v; }
         else if (!strcmp(a, "--vocab")) { if (num_arg(a, n, 272, 1 << 20, &v)) return 2; o.vocab_size = (int)v; }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #include "common/log.h"
@@ -187,6 +188,8 @@ static int make_tokenizer(const train_opts *o, const corpus *cp, int max_pos, to
     return tokenizer_load(o->out_dir, tok, err);
 }
 
+#define CPU_DP_MAX 16   /* at most this many data-parallel replicas */
+
 /* ---- packing ---- */
 
 #define PACK_LOOKAHEAD 64   /* documents scanned for one that fills the rest of a row */
@@ -276,6 +279,85 @@ static int write_json(const char *dir, const char *name, json_t *v, cis_err *err
     int rc = write_file_atomic(path, s2, strlen(s2), err);
     free(s); free(s2); free(path);
     return rc;
+}
+
+/* ---- data parallelism: replicas of the model, one thread each, on slices of the batch ---- */
+
+typedef struct dp_work {
+    llama_model *m;
+    llama_batch b;
+    float scale;          /* n_targets(slice) / n_targets(batch): the slice's share of the mean */
+    double loss;
+    int rc;
+    cis_err err;
+} dp_work;
+
+static void *dp_run(void *arg) {
+    dp_work *w = arg;
+    llama_model_zero_grad(w->m);
+    w->rc = llama_forward(w->m, &w->b, NULL, 0, true, &w->loss, &w->err);
+    if (!w->rc) w->rc = llama_backward(w->m, w->scale, NULL, &w->err);
+    return NULL;
+}
+
+static int count_targets(const int32_t *tg, int n) {
+    int c = 0;
+    for (int i = 0; i < n; i++) c += tg[i] != LOSS_IGNORE_INDEX;
+    return c;
+}
+
+/* one forward + backward of batch bt over R replicas (rep[0] = the trained model): the rows are
+ * split into R equal slices, replica r > 0 first takes rep[0]'s weights, each runs its slice with
+ * the loss scaled by its share of the batch's targets, and the gradients are summed into rep[0]'s
+ * buffers: the same gradient as one pass over the whole batch (up to summation order). */
+static int dp_forward_backward(llama_model **rep, int R, const llama_batch *bt, double *loss, cis_err *err) {
+    if (R <= 1 || bt->B % R) {
+        llama_model_zero_grad(rep[0]);
+        return llama_forward(rep[0], bt, NULL, 0, true, loss, err) || llama_backward(rep[0], 1.0f, NULL, err) ? -1 : 0;
+    }
+    int np;
+    llama_param *p0 = llama_model_params(rep[0], &np);
+    dp_work w[CPU_DP_MAX];
+    pthread_t tid[CPU_DP_MAX];
+    int rows = bt->B / R, N = count_targets(bt->targets, bt->B * bt->T);
+    for (int r = 0; r < R; r++) {
+        if (r > 0) {
+            int npr;
+            llama_param *pr = llama_model_params(rep[r], &npr);
+            for (int i = 0; i < np; i++) {
+                int64_t n = 1;
+                for (int d = 0; d < p0[i].ndim; d++) n *= p0[i].shape[d];
+                memcpy(pr[i].data, p0[i].data, (size_t)n * sizeof(float));
+            }
+        }
+        size_t off = (size_t)r * rows * bt->T;
+        w[r] = (dp_work){.m = rep[r], .b = *bt};
+        w[r].b.B = rows;
+        w[r].b.ids = bt->ids + off;
+        w[r].b.lens = bt->lens + r * rows;
+        w[r].b.targets = bt->targets + off;
+        int n = count_targets(w[r].b.targets, rows * bt->T);
+        w[r].scale = N > 0 ? (float)n / (float)N : 0.0f;
+    }
+    for (int r = 1; r < R; r++)
+        if (pthread_create(&tid[r], NULL, dp_run, &w[r])) { w[r].rc = -2; dp_run(&w[r]); }
+    dp_run(&w[0]);
+    for (int r = 1; r < R; r++)
+        if (w[r].rc != -2) pthread_join(tid[r], NULL);
+    *loss = 0;
+    for (int r = 0; r < R; r++) {
+        if (w[r].rc == -1) { *err = w[r].err; return -1; }
+        *loss += w[r].scale * w[r].loss;
+    }
+    for (int r = 1; r < R; r++)
+        for (int i = 0; i < np; i++) {
+            float *g0 = llama_model_grad(rep[0], i), *gr = llama_model_grad(rep[r], i);
+            if (!g0 || !gr) continue;
+            int64_t n = 1;
+            for (int d = 0; d < p0[i].ndim; d++) n *= p0[i].shape[d];
+            for (int64_t k = 0; k < n; k++) g0[k] += gr[k];
+        }
+    return 0;
 }
 
 int train_run(const train_opts *o, train_result *res, llama_model **model_out, cis_err *err) {
@@ -399,6 +481,8 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     pk.pos = ndocs; /* the first pack_row shuffles */
     pk.epoch = -1;
     double *losses = NULL, *sft_losses = NULL;
+    llama_model *rep[CPU_DP_MAX] = {0};
+    int R = 1;
     int Balloc = B > o->sft_batch ? B : o->sft_batch;
     int *pick = xmalloc((size_t)Balloc * sizeof *pick);
     packer sp = {.docs = sd, .ndocs = nsft, .order = xmalloc(((size_t)nsft + 1) * sizeof(int)), .rng = o->seed * 0x9E3779B97F4A7C15ULL + 11};
@@ -411,6 +495,20 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     llama_model_init_random(m, o->seed);
     res->params = llama_model_numel(m);
     if (llama_model_set_trainable(m, NULL, -1, -1, true, err) < 0) goto out;
+    /* data parallel: with T threads, T replicas of one thread each (the rows of every step split
+     * between them) when the batch sizes divide; one thread per small matmul does far better than
+     * T threads on the same matmul at this size */
+    R = o->replicas > 0 ? o->replicas : be->get_threads();
+    if (R > CPU_DP_MAX) R = CPU_DP_MAX;
+    if (R > 1 && (B % R || o->sft_batch % R)) R = 1;
+    if (R > 1) {
+        be->set_threads(1);
+        for (int r = 1; r < R; r++) {
+            rep[r] = llama_model_new(&cfg, be, err);
+            if (!rep[r] || llama_model_set_trainable(rep[r], NULL, -1, -1, true, err) < 0) goto out;
+        }
+        LOG_I("train: data parallel over %d replicas, 1 thread each", R);
+    }
     optim_config oc = optim_config_default(ADAM_TORCH_ADAMW);
     float peak = o->lr > 0 ? o->lr : p->lr;
     oc.lr = peak;
@@ -483,8 +581,8 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
         }
         llama_batch bt = {.B = Bs, .T = Ts, .ids = ids, .lens = lens, .targets = tg, .n_out = 0};
         double loss = 0;
-        llama_model_zero_grad(m);
-        if (llama_forward(m, &bt, NULL, 0, true, &loss, err) || llama_backward(m, 1.0f, NULL, err)) goto out;
+        rep[0] = m;
+        if (dp_forward_backward(rep, R, &bt, &loss, err)) goto out;
         if (!isfinite(loss)) { err_set(err, CIS_EINVAL, "training diverged at step %lld (loss %g); lower --lr", (long long)step + 1, loss); goto out; }
         if (o->clip > 0) optim_clip_grad_norm(opt, o->clip);
         float lr = fit_time ? lr_at_frac(o, peak, step, (mono_sec() - tl0) / o->seconds, warm) : lr_at(o, peak, step, total, warm);
@@ -552,6 +650,7 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     if (write_json(o->out_dir, "train_info.json", info, err)) goto out;
     rc = 0;
 out:
+    for (int r = 1; r < CPU_DP_MAX; r++) llama_model_free(&rep[r]);
     free(losses); free(sft_losses); free(pick); free(sp.order);
     optim_free(&opt);
     if (rc == 0 && model_out) *model_out = m;

@@ -44,6 +44,8 @@ typedef struct train_opts {
     int sft_batch;              /* SFT items (rows, one item each) per SFT step; default 16 */
     double sft_from;            /* SFT steps start once this fraction of the schedule (steps, or the
                                    time budget) has run; default 0.6 */
+    int replicas;               /* data-parallel replicas, 1 thread each; 0 = one per thread when the
+                                   batch sizes divide (1 = the plain loop, threads inside the ops) */
     bool tokenizer_only;        /* write the tokenizer files into out_dir and stop (no model) */
 } train_opts;
 
