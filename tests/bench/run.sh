@@ -11,3 +11,4 @@ for b in "$B"/tests/bench/bench_*; do
     [ -x "$b" ] || continue
     echo "== $(basename "$b")"; "$b"
 done
+echo "== default model (tests/bench/bench_default_model.sh, ~6 min)"; bash tests/bench/bench_default_model.sh

@@ -68,7 +68,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.steps = (int64_t)v; }
         else if (!strcmp(a, "--seconds")) { if (num_arg(a, n, 1, 1e7, &v)) return 2; o.seconds = v; seconds_set = true; }
         else if (!strcmp(a, "--threads")) { if (num_arg(a, n, 0, 1024, &v)) return 2; o.threads = (int)v; threads_set = true; }
-        else if (!strcmp(a, "--replicas")) { if (num_arg(a, n, 1, 16, &v)) return 2; o.replicas = (int)v; }
+        else if (!strcmp(a, "--replicas")) { if (num_arg(a, n, 0, 16, &v)) return 2; o.replicas = (int)v; }
         else if (!strcmp(a, "--jobs")) { if (num_arg(a, n, 1, 16, &v)) return 2; jobs = (int)v; }
         else if (!strcmp(a, "--seed")) { if (num_arg(a, n, 0, 9e15, &v)) return 2; o.seed = (uint64_t)v; }
         else if (!strcmp(a, "--vocab")) { if (num_arg(a, n, 272, 1 << 20, &v)) return 2; o.vocab_size = (int)v; }
