@@ -20,9 +20,10 @@ static void train_usage(FILE *f) {
             "                            (shape overrides on top of --arch: a custom size of that layout)\n"
             "       cisweep-worker train --family --world DIR --out DIR [--seconds S] [--jobs N] ...   (the five slot stand-ins\n"
             "                            into DIR/<name>, one tokenizer trained once and shared; N models at a time in\n"
-            "                            their own processes, 1 thread each (default 2); S per model, default 280)\n"
+            "                            their own processes, 1 thread each (default all five); S wall-clock seconds per\n"
+            "                            model, default 860)\n"
             "       cisweep-worker train --list      (the architectures and their sizes)\n"
-            "Without --steps and --seconds the budget is --seconds 285 (280 per model with --family).\n");
+            "Without --steps and --seconds the budget is --seconds 285 (860 per model with --family, all five at once).\n");
 }
 
 static int num_arg(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -37,7 +38,7 @@ int cmd_train(int argc, char **argv) {
     train_opts o = train_opts_default();
     o.arch = NULL;
     bool seconds_set = false, family = false, threads_set = false;
-    int jobs = 2;
+    int jobs = 0;   /* --family: models trained at once; 0 = all five */
     int shape[6] = {0};   /* overrides: hidden, ffn, layers, heads, kv-heads, head-dim (0 = the preset's) */
     static const char *shape_flags[6] = {"--hidden", "--ffn", "--layers", "--heads", "--kv-heads", "--head-dim"};
     double v;
@@ -104,7 +105,7 @@ int cmd_train(int argc, char **argv) {
         LOG_I("train: custom shape on %s: D=%d F=%d L=%d H=%d Hkv=%d Dh=%d", o.arch, custom.hidden, custom.intermediate,
               custom.layers, custom.heads, custom.kv_heads, custom.head_dim);
     }
-    if (o.steps <= 0 && !seconds_set) o.seconds = family ? 280 : 285;
+    if (o.steps <= 0 && !seconds_set) o.seconds = family ? 860 : 285;
     train_result r;
     cis_err err = {0};
     if (family) {
@@ -123,7 +124,7 @@ int cmd_train(int argc, char **argv) {
         }
         int nfam = 0;
         while (ARCH_FAMILY[nfam]) nfam++;
-        if (jobs < 1) jobs = 1;
+        if (jobs < 1 || jobs > nfam) jobs = nfam;
         if (jobs > 1 && !threads_set) o.threads = 1;
         LOG_I("train: family of %d models, %d at a time, %.0f s each, %d thread(s) each", nfam, jobs, o.seconds, o.threads);
         pid_t pids[16] = {0};
