@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 W=${CISWEEP_BUILD:-build}/bin/cisweep-worker
-OUT=${1:-$(mktemp -d /tmp/bench_default.XXXXXX)}
+OUT=${1:-/tmp/bench_default.$$}
 BUDGET=${BUDGET:-285}
 SEED=${SEED:-1}
 THREADS=${THREADS:-0}

@@ -120,15 +120,13 @@ void text_docs_free(text_docs *d) {
     memset(d, 0, sizeof *d);
 }
 
-int jsonl_text_load(const char *path, const char *field, int max_docs, text_docs *out, cis_err *err) {
-    memset(out, 0, sizeof *out);
+int jsonl_each(const char *path, int (*fn)(void *ctx, json_t *obj, int line, cis_err *err), void *ctx, cis_err *err) {
     size_t n = 0;
     char *data = data_read_all(path, &n, err);
     if (!data) return -1;
-    int cap = 0, line = 0;
+    int line = 0, rc = 0;
     size_t pos = 0;
-    int rc = 0;
-    while (pos < n && (max_docs <= 0 || out->n < max_docs)) {
+    while (pos < n && rc == 0) {
         line++;
         size_t e = pos;
         while (e < n && data[e] != '\n') e++;
@@ -140,27 +138,41 @@ int jsonl_text_load(const char *path, const char *field, int max_docs, text_docs
         json_error_t je;
         json_t *o = json_loadb(data + s, e - s, 0, &je);
         if (!o) { rc = err_set(err, CIS_EINVAL, "%s: line %d: invalid JSON: %s", path, line, je.text); break; }
-        json_t *t = json_is_object(o) ? json_object_get(o, field) : NULL;
-        if (!json_is_string(t)) {
-            rc = err_set(err, CIS_EINVAL, "%s: line %d: field \"%s\": expected a string%s", path, line, field,
-                         json_is_object(o) ? (t ? " (wrong type)" : " (missing)") : " (the line is not a JSON object)");
-            json_decref(o);
-            break;
-        }
-        if (out->n == cap) {
-            cap = cap ? cap * 2 : 256;
-            out->text = xrealloc(out->text, (size_t)cap * sizeof *out->text);
-            out->len = xrealloc(out->len, (size_t)cap * sizeof *out->len);
-        }
-        size_t tl = json_string_length(t);
-        out->text[out->n] = xmalloc(tl + 1);
-        memcpy(out->text[out->n], json_string_value(t), tl);
-        out->text[out->n][tl] = 0;
-        out->len[out->n] = tl;
-        out->n++;
+        rc = fn(ctx, o, line, err);
         json_decref(o);
     }
     free(data);
+    return rc < 0 ? -1 : rc;
+}
+
+typedef struct text_ctx { const char *path, *field; int max_docs, cap; text_docs *out; } text_ctx;
+
+static int text_line(void *vc, json_t *o, int line, cis_err *err) {
+    text_ctx *c = vc;
+    text_docs *out = c->out;
+    json_t *t = json_is_object(o) ? json_object_get(o, c->field) : NULL;
+    if (!json_is_string(t))
+        return err_set(err, CIS_EINVAL, "%s: line %d: field \"%s\": expected a string%s", c->path, line, c->field,
+                       json_is_object(o) ? (t ? " (wrong type)" : " (missing)") : " (the line is not a JSON object)");
+    if (out->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 256;
+        out->text = xrealloc(out->text, (size_t)c->cap * sizeof *out->text);
+        out->len = xrealloc(out->len, (size_t)c->cap * sizeof *out->len);
+    }
+    size_t tl = json_string_length(t);
+    out->text[out->n] = xmalloc(tl + 1);
+    memcpy(out->text[out->n], json_string_value(t), tl);
+    out->text[out->n][tl] = 0;
+    out->len[out->n] = tl;
+    out->n++;
+    return c->max_docs > 0 && out->n >= c->max_docs ? 1 : 0;   /* 1 = enough: stop */
+}
+
+int jsonl_text_load(const char *path, const char *field, int max_docs, text_docs *out, cis_err *err) {
+    memset(out, 0, sizeof *out);
+    text_ctx c = {path, field, max_docs, 0, out};
+    int rc = jsonl_each(path, text_line, &c, err);
+    if (rc > 0) rc = 0;
     if (rc == 0 && out->n == 0) rc = err_set(err, CIS_EINVAL, "%s: no documents (empty file)", path);
     if (rc) text_docs_free(out);
     return rc;

@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
+
 #include "common/util.h"
 
 /* ---- zsRE ---------------------------------------------------------------------------------- */
@@ -104,6 +106,10 @@ void text_docs_free(text_docs *d);
 
 /* ---- internal helpers shared by the load_*.c files ------------------------------------------- */
 
+/* jsonl_each: call fn on each non-blank line of path (maybe .gz/.zst) parsed as JSON (the object
+ * is released after the call). fn returns 0 to go on, > 0 to stop early (jsonl_each then returns
+ * that value) or -1 with err set. -1 names the file and line on invalid JSON. */
+int jsonl_each(const char *path, int (*fn)(void *ctx, json_t *obj, int line, cis_err *err), void *ctx, cis_err *err);
 /* data_read_all: the whole (maybe compressed, by suffix .gz / .zst) file, NUL-terminated. */
 char *data_read_all(const char *path, size_t *len, cis_err *err);
 

@@ -67,66 +67,56 @@ static char *json_strdup(json_t *s) {
     return r;
 }
 
-/* corpus_load: each non-blank line of path (maybe .gz/.zst) is {"text": S}, {"prompt": P,
- * "completion": C} or {"segments": [P1, C1, P2, C2, ..]} (strings; at least one prompt and one
- * completion; completions non-empty; only completions are trained on). -1 names the file and line
- * otherwise. */
-static int corpus_load(const char *path, corpus *c, cis_err *err) {
-    size_t n = 0;
-    char *data = data_read_all(path, &n, err);
-    if (!data) return -1;
-    int tcap = c->text.n, line = 0, rc = 0;
-    size_t pos = 0;
-    while (pos < n) {
-        line++;
-        size_t e = pos;
-        while (e < n && data[e] != '\n') e++;
-        size_t s = pos, ws = pos;
-        pos = e + 1;
-        while (ws < e && (data[ws] == ' ' || data[ws] == '\t' || data[ws] == '\r')) ws++;
-        if (ws == e) continue;
-        json_error_t je;
-        json_t *o = json_loadb(data + s, e - s, 0, &je);
-        if (!o) { rc = err_set(err, CIS_EINVAL, "%s: line %d: invalid JSON: %s", path, line, je.text); break; }
-        json_t *t = json_is_object(o) ? json_object_get(o, "text") : NULL;
-        json_t *pr = json_is_object(o) ? json_object_get(o, "prompt") : NULL;
-        json_t *co = json_is_object(o) ? json_object_get(o, "completion") : NULL;
-        json_t *sg = json_is_object(o) ? json_object_get(o, "segments") : NULL;
-        bool seg_ok = json_is_array(sg) && json_array_size(sg) >= 2;
-        for (size_t k = 0; seg_ok && k < json_array_size(sg); k++) {
-            json_t *x = json_array_get(sg, k);
-            if (!json_is_string(x) || (k % 2 == 1 && json_string_length(x) == 0)) seg_ok = false;
-        }
-        if (json_is_string(t)) {
-            if (c->text.n == tcap) {
-                tcap = tcap ? 2 * tcap : 256;
-                c->text.text = xrealloc(c->text.text, (size_t)tcap * sizeof *c->text.text);
-                c->text.len = xrealloc(c->text.len, (size_t)tcap * sizeof *c->text.len);
-            }
-            c->text.len[c->text.n] = json_string_length(t);
-            c->text.text[c->text.n++] = json_strdup(t);
-        } else if (!t && ((!sg && json_is_string(pr) && json_is_string(co) && json_string_length(co) > 0) || (!pr && !co && seg_ok))) {
-            if (c->nsft == c->cap) {
-                c->cap = c->cap ? 2 * c->cap : 256;
-                c->seg = xrealloc(c->seg, (size_t)c->cap * sizeof *c->seg);
-                c->nseg = xrealloc(c->nseg, (size_t)c->cap * sizeof *c->nseg);
-            }
-            int ns = sg ? (int)json_array_size(sg) : 2;
-            char **v = xmalloc((size_t)ns * sizeof *v);
-            for (int k = 0; k < ns; k++) v[k] = json_strdup(sg ? json_array_get(sg, (size_t)k) : k ? co : pr);
-            c->seg[c->nsft] = v;
-            c->nseg[c->nsft++] = ns;
-        } else {
-            rc = err_set(err, CIS_EINVAL,
-                         "%s: line %d: expected {\"text\": string}, {\"prompt\": string, \"completion\": non-empty string} or "
-                         "{\"segments\": [prompt, completion, ..] (strings, >= 2, completions non-empty)}%s",
-                         path, line, json_is_object(o) ? "" : " (the line is not a JSON object)");
-            json_decref(o);
-            break;
-        }
-        json_decref(o);
+/* a corpus line is {"text": S}, {"prompt": P, "completion": C} or {"segments": [P1, C1, P2, C2,
+ * ..]} (strings; at least one prompt and one completion; completions non-empty; only completions
+ * are trained on); anything else is refused naming the file and line */
+typedef struct corpus_ctx { const char *path; corpus *c; int tcap; } corpus_ctx;
+
+static int corpus_line(void *vc, json_t *o, int line, cis_err *err) {
+    corpus_ctx *x = vc;
+    corpus *c = x->c;
+    json_t *t = json_is_object(o) ? json_object_get(o, "text") : NULL;
+    json_t *pr = json_is_object(o) ? json_object_get(o, "prompt") : NULL;
+    json_t *co = json_is_object(o) ? json_object_get(o, "completion") : NULL;
+    json_t *sg = json_is_object(o) ? json_object_get(o, "segments") : NULL;
+    bool seg_ok = json_is_array(sg) && json_array_size(sg) >= 2;
+    for (size_t k = 0; seg_ok && k < json_array_size(sg); k++) {
+        json_t *v = json_array_get(sg, k);
+        if (!json_is_string(v) || (k % 2 == 1 && json_string_length(v) == 0)) seg_ok = false;
     }
-    free(data);
+    if (json_is_string(t)) {
+        if (c->text.n == x->tcap) {
+            x->tcap = x->tcap ? 2 * x->tcap : 256;
+            c->text.text = xrealloc(c->text.text, (size_t)x->tcap * sizeof *c->text.text);
+            c->text.len = xrealloc(c->text.len, (size_t)x->tcap * sizeof *c->text.len);
+        }
+        c->text.len[c->text.n] = json_string_length(t);
+        c->text.text[c->text.n++] = json_strdup(t);
+        return 0;
+    }
+    if (!t && ((!sg && json_is_string(pr) && json_is_string(co) && json_string_length(co) > 0) || (!pr && !co && seg_ok))) {
+        if (c->nsft == c->cap) {
+            c->cap = c->cap ? 2 * c->cap : 256;
+            c->seg = xrealloc(c->seg, (size_t)c->cap * sizeof *c->seg);
+            c->nseg = xrealloc(c->nseg, (size_t)c->cap * sizeof *c->nseg);
+        }
+        int ns = sg ? (int)json_array_size(sg) : 2;
+        char **v = xmalloc((size_t)ns * sizeof *v);
+        for (int k = 0; k < ns; k++) v[k] = json_strdup(sg ? json_array_get(sg, (size_t)k) : k ? co : pr);
+        c->seg[c->nsft] = v;
+        c->nseg[c->nsft++] = ns;
+        return 0;
+    }
+    return err_set(err, CIS_EINVAL,
+                   "%s: line %d: expected {\"text\": string}, {\"prompt\": string, \"completion\": non-empty string} or "
+                   "{\"segments\": [prompt, completion, ..] (strings, >= 2, completions non-empty)}%s",
+                   x->path, line, json_is_object(o) ? "" : " (the line is not a JSON object)");
+}
+
+/* corpus_load: append the lines of path (maybe .gz/.zst) to c. -1 with err naming the file and line. */
+static int corpus_load(const char *path, corpus *c, cis_err *err) {
+    corpus_ctx x = {path, c, c->text.n};
+    int rc = jsonl_each(path, corpus_line, &x, err);
     if (rc == 0 && c->text.n == 0 && c->nsft == 0) rc = err_set(err, CIS_EINVAL, "%s: no documents (empty file)", path);
     return rc;
 }
@@ -292,6 +282,12 @@ typedef struct dp_work {
     cis_err err;
 } dp_work;
 
+static int64_t param_numel(const llama_param *p) {
+    int64_t n = 1;
+    for (int d = 0; d < p->ndim; d++) n *= p->shape[d];
+    return n;
+}
+
 static void *dp_run(void *arg) {
     dp_work *w = arg;
     llama_model_zero_grad(w->m);
@@ -324,11 +320,7 @@ static int dp_forward_backward(llama_model **rep, int R, const llama_batch *bt, 
         if (r > 0) {
             int npr;
             llama_param *pr = llama_model_params(rep[r], &npr);
-            for (int i = 0; i < np; i++) {
-                int64_t n = 1;
-                for (int d = 0; d < p0[i].ndim; d++) n *= p0[i].shape[d];
-                memcpy(pr[i].data, p0[i].data, (size_t)n * sizeof(float));
-            }
+            for (int i = 0; i < np; i++) memcpy(pr[i].data, p0[i].data, (size_t)param_numel(&p0[i]) * sizeof(float));
         }
         size_t off = (size_t)r * rows * bt->T;
         w[r] = (dp_work){.m = rep[r], .b = *bt};
@@ -353,9 +345,7 @@ static int dp_forward_backward(llama_model **rep, int R, const llama_batch *bt, 
         for (int i = 0; i < np; i++) {
             float *g0 = llama_model_grad(rep[0], i), *gr = llama_model_grad(rep[r], i);
             if (!g0 || !gr) continue;
-            int64_t n = 1;
-            for (int d = 0; d < p0[i].ndim; d++) n *= p0[i].shape[d];
-            for (int64_t k = 0; k < n; k++) g0[k] += gr[k];
+            for (int64_t k = 0, n = param_numel(&p0[i]); k < n; k++) g0[k] += gr[k];
         }
     return 0;
 }
