@@ -271,10 +271,9 @@ int cmd_inspect(int argc, char **argv) {
         fprintf(stderr, "cisweep inspect: %s\n", err.msg);
         return 2;
     }
-    const backend_ops *be = backend_get("cpu");
-    be->set_threads((int)threads);
-    llama_model *m = llama_model_new(&cfg, be, &err);
-    if (!m) { fprintf(stderr, "cisweep inspect: %s\n", err.msg); return 2; }
+    backend *be = backend_open("cpu", &(backend_opts){.threads = (int)threads}, &err);
+    llama_model *m = be ? llama_model_new(&cfg, be, &err) : NULL;
+    if (!m) { fprintf(stderr, "cisweep inspect: %s\n", err.msg); backend_close(&be); return 2; }
     int rc = 2;
     tokenizer *tok = NULL;
     double t0 = mono_sec();
@@ -307,5 +306,6 @@ out:
     fflush(stdout);
     tokenizer_free(tok);
     llama_model_free(&m);
+    backend_close(&be);
     return rc;
 }

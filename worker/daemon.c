@@ -1,6 +1,7 @@
 /* daemon.c - the worker daemon's network thread and job thread (see daemon.h). */
 #include "worker/daemon.h"
 #include "worker/job.h"
+#include "worker/model_cache.h"
 #include "worker/spool.h"
 #include "common/log.h"
 #include "common/protocol.h"
@@ -35,6 +36,7 @@ typedef struct wd {
     char host[128];
     spool *sp;
     char *spool_dir;
+    model_cache *cache;         /* the model cache on o->device (the job thread's; mem info from any) */
     void *zctx, *sock;
     int pipefd[2];              /* job thread -> network thread: "job finished" */
     int hb_ms, liveness;
@@ -107,14 +109,22 @@ static void close_socket(wd *w) {
 }
 
 static void send_hello(wd *w) {
-    struct sysinfo si;
-    int64_t mem = sysinfo(&si) == 0 ? (int64_t)si.totalram * si.mem_unit / (1 << 20) : 0;
+    uint64_t fb = 0, tb = 0;
+    int64_t mem = 0, free_mb = -1;
+    if (w->cache && model_cache_mem_info(w->cache, &fb, &tb, NULL) == 0) {
+        mem = (int64_t)(tb >> 20);
+        free_mb = (int64_t)(fb >> 20);
+    } else {
+        struct sysinfo si;
+        mem = sysinfo(&si) == 0 ? (int64_t)si.totalram * si.mem_unit / (1 << 20) : 0;
+    }
     json_t *running = w->job ? json_pack("{s:I,s:i}", "job", (json_int_t)w->job->job, "attempt", w->job->attempt)
                              : json_null();
     json_t *b = json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:i,s:o,s:o}", "worker", w->id, "host", w->host, "device",
                           w->o->device, "backend", str_starts(w->o->device, "cuda") ? "cuda" : "cpu", "memory_mb",
                           (json_int_t)mem, "version", cisweep_version(), "pid", (json_int_t)getpid(), "slots",
                           w->o->slots, "running", running, "held", held_json(w));
+    if (free_mb >= 0) json_object_set_new(b, "free_mb", json_integer(free_mb));
     wsend(w, PROTO_HELLO, b);
     json_decref(b);
 }
@@ -239,6 +249,7 @@ static void start_job(wd *w, json_t *body) {
     j->selftest_enabled = w->o->selftest;
     j->data_dir = w->o->data_dir;
     j->threads = w->o->threads;
+    j->cache = w->cache;
     j->eval_limit = w->o->eval_limit;
     atomic_store(&j->stop, JOB_STOP_NONE);
     atomic_store(&j->progress_pm, 0);
@@ -335,9 +346,11 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
         snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
     }
     log_set_worker(w.id);
+    w.cache = model_cache_open(o->device, o->threads, err);
+    if (!w.cache) { err_prefix(err, "--device"); return -1; }
     w.spool_dir = xasprintf("%s/spool", o->cache_dir);
-    if (spool_open(w.spool_dir, &w.sp, err)) { free(w.spool_dir); return -1; }
-    if (pipe(w.pipefd) != 0) { spool_close(&w.sp); free(w.spool_dir); return err_set(err, CIS_EIO, "pipe: %s", strerror(errno)); }
+    if (spool_open(w.spool_dir, &w.sp, err)) { free(w.spool_dir); model_cache_close(&w.cache); return -1; }
+    if (pipe(w.pipefd) != 0) { spool_close(&w.sp); free(w.spool_dir); model_cache_close(&w.cache); return err_set(err, CIS_EIO, "pipe: %s", strerror(errno)); }
     fcntl(w.pipefd[0], F_SETFL, O_NONBLOCK);
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
@@ -348,7 +361,7 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
         pthread_attr_destroy(&at);
         close(w.pipefd[0]); close(w.pipefd[1]);
         spool_close(&w.sp);
-        free(w.spool_dir);
+        free(w.spool_dir); model_cache_close(&w.cache);
         return err_set(err, CIS_EIO, "cannot start the job thread: %s", strerror(errno));
     }
     pthread_attr_destroy(&at);
@@ -363,7 +376,7 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
         zmq_ctx_term(w.zctx);
         close(w.pipefd[0]); close(w.pipefd[1]);
         spool_close(&w.sp);
-        free(w.spool_dir);
+        free(w.spool_dir); model_cache_close(&w.cache);
         return -1;
     }
     LOG_I("worker %s (%s) connecting to %s; spool %s", w.id, cisweep_version(), o->connect, w.spool_dir);
@@ -470,5 +483,6 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     if (!w.job) { close(w.pipefd[0]); close(w.pipefd[1]); }
     spool_close(&w.sp);
     free(w.spool_dir);
+    if (!w.job) model_cache_close(&w.cache);  // a stuck job thread may still hold the model
     return rc;
 }

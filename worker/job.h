@@ -20,6 +20,7 @@ typedef struct job_ctx {
     bool selftest_enabled;    /* the worker was started with --selftest */
     const char *data_dir;     /* the worker's --data DIR (evaluation sets, corpora); NULL = none */
     int threads;              /* the worker's --threads (0 = all cores) */
+    struct model_cache *cache;/* the worker's model cache on its --device (owned by the daemon) */
     int eval_limit;           /* the worker's --eval-limit (0 = full evaluation sets; smoke runs) */
     atomic_int stop;          /* enum job_stop, set by the network thread */
     atomic_int progress_pm;   /* progress in permille (0..1000), set by the job thread */

@@ -4,6 +4,7 @@
  *                         [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]
  *                         [--preempt-grace-ms N] [--mem-limit-mb N] [--log-level L] */
 #include "worker/daemon.h"
+#include "worker/engine/backend.h"
 #include "common/log.h"
 #include "common/version.h"
 
@@ -62,8 +63,9 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else { fprintf(stderr, "cisweep-worker worker: unknown or incomplete option \"%s\"\n", a); usage(stderr); return 2; }
     }
     if (!o.connect) { fprintf(stderr, "cisweep-worker worker: --connect ENDPOINT is required\n"); usage(stderr); return 2; }
-    if (strcmp(o.device, "cpu") && !str_starts(o.device, "cuda:")) {
-        fprintf(stderr, "cisweep-worker worker: --device must be cpu or cuda:N, got \"%s\"\n", o.device);
+    cis_err derr = {0};
+    if (!backend_device_ok(o.device, &derr)) {
+        fprintf(stderr, "cisweep-worker worker: --device: %s\n", derr.msg);
         return 2;
     }
     if (mem_limit > 0) {

@@ -41,7 +41,8 @@ static void run_model_job(job_ctx *j, json_t *comp) {
         return;
     }
     cis_err err = {0};
-    model_slot *slot = model_cache_acquire(model_dir, &err);
+    if (!j->cache) { fail(j, false, "this worker has no model cache (a test harness without --device)%s%s", "", ""); return; }
+    model_slot *slot = model_cache_acquire(j->cache, model_dir, &err);
     if (!slot) { fail(j, true, "%s%s", err.msg, ""); return; }
     if (job_should_stop(j)) { j->status = JOB_STOPPED; return; }
     eval_opts o;

@@ -54,17 +54,19 @@ static double train_flops(const shape *s) { return 3.0 * fwd_flops(s); }
 
 /* sgemm GFLOP/s on y[M,N] = x[M,K] · W[N,K]ᵀ (the linear layer layout): the best of 5 windows
  * of >= 0.1 s (a shared machine's noise only ever slows a window down) */
-static double sgemm_rate(const backend_ops *be, int M, int N, int K) {
+static backend *g_be;  /* the instance every model of the run uses */
+
+static double sgemm_rate(backend *be, int M, int N, int K) {
     float *x = xmalloc((size_t)M * K * sizeof(float)), *W = xmalloc((size_t)N * K * sizeof(float)),
           *y = xmalloc((size_t)M * N * sizeof(float));
     for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)((i * 37 % 101) - 50) * 0.01f;
     for (size_t i = 0; i < (size_t)N * K; i++) W[i] = (float)((i * 53 % 97) - 48) * 0.01f;
-    be->linear_fwd(y, x, W, M, K, N, false);  // warm-up
+    BE(be, linear_fwd, y, x, W, TENSOR_F32, M, K, N, false);  // warm-up
     double flop = 2.0 * M * N * K, best = 0;
     for (int w = 0; w < 5; w++) {
         double t0 = mono_sec(), el;
         int reps = 0;
-        do { be->linear_fwd(y, x, W, M, K, N, false); reps++; el = mono_sec() - t0; } while (el < 0.1 && reps < 100);
+        do { BE(be, linear_fwd, y, x, W, TENSOR_F32, M, K, N, false); reps++; el = mono_sec() - t0; } while (el < 0.1 && reps < 100);
         double r = flop * reps / el / 1e9;
         best = r > best ? r : best;
     }
@@ -75,9 +77,9 @@ static double sgemm_rate(const backend_ops *be, int M, int N, int K) {
 static int run_shape(const shape *s, int steps) {
     llama_config c = make_config(s);
     cis_err err = {0};
-    llama_model *m = llama_model_new(&c, NULL, &err);
+    llama_model *m = llama_model_new(&c, g_be, &err);
     if (!m) { fprintf(stderr, "%s: %s\n", s->name, err.msg); return -1; }
-    const backend_ops *be = llama_model_backend(m);
+    backend *be = llama_model_backend(m);
     llama_model_init_random(m, 1);
     int N = s->B * s->T;
     int32_t *ids = xmalloc((size_t)N * sizeof *ids), *tg = xmalloc((size_t)N * sizeof *tg);
@@ -142,9 +144,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) steps = atoi(argv[++i]);
         else { fprintf(stderr, "usage: %s [-t threads] [-s 1m,10m,100m] [-n steps]\n", argv[0]); return 2; }
     }
-    const backend_ops *be = backend_get("cpu");
-    be->set_threads(threads);
-    printf("bench_engine: cpu backend, %d threads\n", be->get_threads());
+    backend *be = g_be = backend_open("cpu", &(backend_opts){.threads = threads}, NULL);
+    printf("bench_engine: cpu backend, %d threads\n", backend_threads(be));
     int rc = 0;
     for (size_t k = 0; k < sizeof SHAPES / sizeof SHAPES[0]; k++) {
         char key[16];

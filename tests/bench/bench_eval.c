@@ -94,7 +94,7 @@ int main(int argc, char **argv) {
         llama_model *m = llama_model_new(&c, NULL, &err);
         if (!m) { fprintf(stderr, "%s\n", err.msg); return 1; }
         llama_model_init_random(m, 1);
-        llama_model_backend(m)->set_threads(threads);
+        backend_set_threads(llama_model_backend(m), threads);
         ctx cx = {.m = m, .tok = tok, .task = &task, .ids = ids, .nids = nids, .T = sh->T, .pr = pr, .an = an, .npairs = npairs};
         double tmc = best_of(2, run_mc, &cx), tppl = best_of(2, run_ppl, &cx), tgen = best_of(2, run_gen, &cx);
         printf("%-5s %8.2fM %12.1f %14.0f %12.1f\n", sh->name, llama_model_numel(m) / 1e6, 200 / tmc,

@@ -355,15 +355,13 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     if (model_out) *model_out = NULL;
     const arch_preset *p = o->preset ? o->preset : arch_find(o->arch);
     if (!p) return err_set(err, CIS_EINVAL, "--arch: unknown architecture \"%s\" (see --list)", o->arch ? o->arch : "");
-    const backend_ops *be = backend_get(o->device ? o->device : "cpu");
-    if (!be) return err_set(err, CIS_EINVAL, "--device: unknown or unavailable device \"%s\" (available: cpu)", o->device);
+    if (!backend_device_ok(o->device ? o->device : "cpu", err)) { err_prefix(err, "--device"); return -1; }
     if (!o->out_dir) return err_set(err, CIS_EINVAL, "--out: a model directory is required");
     if (o->seq_len < 8 || o->batch < 1) return err_set(err, CIS_EINVAL, "--seq-len must be >= 8 and --batch >= 1");
     if (o->steps <= 0 && o->seconds <= 0) return err_set(err, CIS_EINVAL, "give --steps N or --seconds S (a budget)");
     int T = o->seq_len, B = o->batch;
     int max_pos = o->max_pos > 0 ? o->max_pos : T;
     if (max_pos < T) return err_set(err, CIS_EINVAL, "max_pos %d < seq_len %d", max_pos, T);
-    be->set_threads(o->threads);
 
     /* corpus */
     char *cpath = o->corpus ? xstrdup(o->corpus) : o->world_dir ? xasprintf("%s/corpus/pretrain.jsonl", o->world_dir) : NULL;
@@ -472,6 +470,7 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     pk.epoch = -1;
     double *losses = NULL, *sft_losses = NULL;
     llama_model *rep[CPU_DP_MAX] = {0};
+    backend *be = NULL, *rbe[CPU_DP_MAX] = {0};
     int R = 1;
     int Balloc = B > o->sft_batch ? B : o->sft_batch;
     int *pick = xmalloc((size_t)Balloc * sizeof *pick);
@@ -480,6 +479,8 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     sp.pos = nsft;
     sp.epoch = -1;
     if (arch_config(p, V, bos, eos, pad, max_pos, &cfg, err)) goto out;
+    be = backend_open(o->device ? o->device : "cpu", &(backend_opts){.threads = o->threads}, err);
+    if (!be) goto out;
     m = llama_model_new(&cfg, be, err);
     if (!m) goto out;
     llama_model_init_random(m, o->seed);
@@ -488,13 +489,14 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     /* data parallel: with T threads, T replicas of one thread each (the rows of every step split
      * between them) when the batch sizes divide; one thread per small matmul does far better than
      * T threads on the same matmul at this size */
-    R = o->replicas > 0 ? o->replicas : be->get_threads();
+    R = o->replicas > 0 ? o->replicas : backend_threads(be);
     if (R > CPU_DP_MAX) R = CPU_DP_MAX;
     if (R > 1 && (B % R || o->sft_batch % R)) R = 1;
     if (R > 1) {
-        be->set_threads(1);
-        for (int r = 1; r < R; r++) {
-            rep[r] = llama_model_new(&cfg, be, err);
+        backend_set_threads(be, 1);
+        for (int r = 1; r < R; r++) {  // one instance per replica: each runs on its own thread
+            rbe[r] = backend_open(o->device ? o->device : "cpu", &(backend_opts){.threads = 1}, err);
+            rep[r] = rbe[r] ? llama_model_new(&cfg, rbe[r], err) : NULL;
             if (!rep[r] || llama_model_set_trainable(rep[r], NULL, -1, -1, true, err) < 0) goto out;
         }
         LOG_I("train: data parallel over %d replicas, 1 thread each", R);
@@ -640,11 +642,12 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     if (write_json(o->out_dir, "train_info.json", info, err)) goto out;
     rc = 0;
 out:
-    for (int r = 1; r < CPU_DP_MAX; r++) llama_model_free(&rep[r]);
+    for (int r = 1; r < CPU_DP_MAX; r++) { llama_model_free(&rep[r]); backend_close(&rbe[r]); }
     free(losses); free(sft_losses); free(pick); free(sp.order);
     optim_free(&opt);
-    if (rc == 0 && model_out) *model_out = m;
+    if (rc == 0 && model_out) { *model_out = m; llama_model_own_backend(m); be = NULL; }
     else llama_model_free(&m);
+    backend_close(&be);
     for (int i = 0; i < ndocs; i++) free(td[i].ids);
     for (int i = 0; i < nsft; i++) { free(sd[i].ids); free(sd[i].sup); }
     free(td); free(pk.order); free(ids); free(tg); free(lens); free(cpath);

@@ -1,45 +1,136 @@
-/* backend.c - the backend registry: backend_get(name) returns a static table of ops. The cpu
- * table is filled from worker/engine/cpu/; a cuda table joins here when CISWEEP_CUDA is built. */
+/* backend.c - opening and closing backend instances by device string ("cpu", "cpu:N", "cuda:K"),
+ * the memory wrappers every caller uses, the instance workspace, and op names. The cpu instance
+ * is filled from worker/engine/cpu/; a cuda one joins backend_open when CISWEEP_CUDA is built
+ * (issue 14). */
 #include "worker/engine/backend.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "worker/engine/cpu/cpu_ops.h"
 
-static const backend_ops cpu_backend = {
-    .name = "cpu",
-    .set_threads = cpu_set_threads,
-    .get_threads = cpu_get_threads,
-    .gemm = cpu_gemm,
-    .linear_fwd = cpu_linear_fwd,
-    .linear_bwd = cpu_linear_bwd,
-    .rmsnorm_fwd = cpu_rmsnorm_fwd,
-    .rmsnorm_bwd = cpu_rmsnorm_bwd,
-    .rope_table = cpu_rope_table,
-    .rope_fwd = cpu_rope_fwd,
-    .rope_bwd = cpu_rope_bwd,
-    .attention_fwd = cpu_attention_fwd,
-    .attention_bwd = cpu_attention_bwd,
-    .swiglu_fwd = cpu_swiglu_fwd,
-    .swiglu_bwd = cpu_swiglu_bwd,
-    .embedding_fwd = cpu_embedding_fwd,
-    .embedding_bwd = cpu_embedding_bwd,
-    .ce_fwd = cpu_ce_fwd,
-    .ce_bwd = cpu_ce_bwd,
-    .add = cpu_add,
-    .scale = cpu_scale,
-    .axpy = cpu_axpy,
-    .sum = cpu_sum,
-    .sumsq = cpu_sumsq,
-    .adam_step = cpu_adam_step,
-    .cholesky = cpu_cholesky,
-    .tri_inv = cpu_tri_inv,
-    .chol_solve = cpu_chol_solve,
-    .tri_solve = cpu_tri_solve,
-    .spd_inverse = cpu_spd_inverse,
+static const char *OP_NAMES[BOP_COUNT] = {
+    "gemm", "linear_fwd", "linear_bwd", "rmsnorm_fwd", "rmsnorm_bwd", "rope_table", "rope_fwd", "rope_bwd",
+    "attention_fwd", "attention_bwd", "swiglu_fwd", "swiglu_bwd", "embedding_fwd", "embedding_bwd", "ce_fwd",
+    "ce_bwd", "rows_gather", "rows_scatter", "rows_fill", "add", "scale", "axpy", "sum", "sumsq", "adam_step",
+    "cholesky", "tri_inv", "chol_solve", "tri_solve", "spd_inverse",
 };
 
-const backend_ops *backend_get(const char *name) {
-    if (!name || !strcmp(name, "cpu")) return &cpu_backend;
-    return NULL;
+const char *backend_op_name(backend_op op) { return op >= 0 && op < BOP_COUNT ? OP_NAMES[op] : "?"; }
+
+/* parses "kind" or "kind:N" (N a decimal >= 0); -1 when there is no index */
+static int parse_device(const char *device, char *kind, size_t kn, int *index) {
+    const char *colon = strchr(device, ':');
+    size_t len = colon ? (size_t)(colon - device) : strlen(device);
+    if (len == 0 || len >= kn) return -1;
+    memcpy(kind, device, len);
+    kind[len] = 0;
+    *index = -1;
+    if (colon) {
+        char *end = NULL;
+        long v = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || v < 0 || v > 4096) return -1;
+        *index = (int)v;
+    }
+    return 0;
+}
+
+bool backend_device_ok(const char *device, cis_err *err) {
+    char kind[16];
+    int idx;
+    if (!device || parse_device(device, kind, sizeof kind, &idx) != 0) {
+        err_set(err, CIS_EINVAL, "device \"%s\": expected \"cpu\", \"cpu:THREADS\" or \"cuda:INDEX\"",
+                device ? device : "(null)");
+        return false;
+    }
+    if (!strcmp(kind, "cpu")) {
+        if (idx == 0) { err_set(err, CIS_EINVAL, "device \"%s\": cpu thread count must be >= 1", device); return false; }
+        return true;
+    }
+    if (!strcmp(kind, "cuda")) {
+        err_set(err, CIS_EINVAL, "device \"%s\": this build has no CUDA backend (built without nvcc or "
+                "without CUDA sources); use \"cpu\"", device);
+        return false;
+    }
+    err_set(err, CIS_EINVAL, "device \"%s\": unknown kind \"%s\" (expected cpu or cuda)", device, kind);
+    return false;
+}
+
+backend *backend_open(const char *device, const backend_opts *opts, cis_err *err) {
+    if (!device) device = "cpu";
+    if (!backend_device_ok(device, err)) return NULL;
+    char kind[16];
+    int idx;
+    parse_device(device, kind, sizeof kind, &idx);
+    backend *be = calloc(1, sizeof *be);
+    if (!be) { err_set(err, CIS_ENOMEM, "backend %s: out of memory", device); return NULL; }
+    be->iface = &cpu_backend_iface;
+    be->host_memory = true;
+    snprintf(be->name, sizeof be->name, "cpu");
+    int threads = opts ? opts->threads : 0;
+    if (idx > 0) threads = idx;  // "cpu:N"
+    be->iface->set_threads(be, threads);
+    return be;
+}
+
+void backend_close(backend **bp) {
+    if (!bp || !*bp) return;
+    backend *be = *bp;
+    if (be->ws) be->iface->free(be, be->ws);
+    if (be->iface->close) be->iface->close(be);
+    free(be);
+    *bp = NULL;
+}
+
+const char *backend_name(const backend *be) { return be->name; }
+bool backend_is_host(const backend *be) { return be->host_memory; }
+int backend_threads(const backend *be) { return be->threads; }
+void backend_set_threads(backend *be, int n) { be->iface->set_threads(be, n); }
+
+int backend_mem_info(backend *be, uint64_t *free_bytes, uint64_t *total_bytes, cis_err *err) {
+    uint64_t f = 0, t = 0;
+    if (be->iface->mem_info(be, &f, &t) != 0)
+        return err_set(err, CIS_EIO, "backend %s: memory information unavailable", be->name);
+    if (free_bytes) *free_bytes = f;
+    if (total_bytes) *total_bytes = t;
+    return 0;
+}
+
+bool backend_supports(const backend *be, backend_op op, tensor_dtype dt) { return be->iface->supports(be, op, dt); }
+
+void *backend_alloc(backend *be, size_t bytes, cis_err *err) {
+    void *p = be->iface->alloc(be, bytes);
+    if (!p) err_set(err, CIS_ENOMEM, "backend %s: cannot allocate %.1f MB", be->name, bytes / 1e6);
+    return p;
+}
+void backend_free(backend *be, void *p) { if (p) be->iface->free(be, p); }
+void backend_upload(backend *be, void *dst, const void *src, size_t bytes) { if (bytes) be->iface->upload(be, dst, src, bytes); }
+void backend_download(backend *be, void *dst, const void *src, size_t bytes) { if (bytes) be->iface->download(be, dst, src, bytes); }
+void backend_copy(backend *be, void *dst, const void *src, size_t bytes) { if (bytes) be->iface->copy(be, dst, src, bytes); }
+void backend_memset(backend *be, void *dst, int byte, size_t bytes) { if (bytes) be->iface->memset(be, dst, byte, bytes); }
+void backend_synchronize(backend *be) { be->iface->synchronize(be); }
+
+void *backend_workspace(backend *be, size_t bytes) {
+    if (bytes <= be->ws_bytes && be->ws) return be->ws;
+    size_t want = bytes + bytes / 4 + 4096;
+    void *p = be->iface->alloc(be, want);
+    if (!p) return NULL;
+    if (be->ws) be->iface->free(be, be->ws);
+    be->ws = p;
+    be->ws_bytes = want;
+    return p;
+}
+
+tensor *tensor_new_on(backend *be, tensor_dtype dt, int ndim, const int64_t *shape, const char *name) {
+    if (!be) return tensor_new(dt, ndim, shape, name);
+    tensor *h = tensor_new(dt, ndim, shape, name);  // validates the shape; zero host copy for the upload
+    if (!h) return NULL;
+    size_t nb = tensor_nbytes(h);
+    void *d = be->iface->alloc(be, nb ? nb : 1);
+    if (!d) { tensor_free(&h); return NULL; }
+    be->iface->upload(be, d, h->data, nb);
+    free(h->data);
+    h->data = d;
+    h->be = be;
+    return h;
 }

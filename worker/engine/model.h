@@ -1,14 +1,19 @@
 /* model.h - the Llama-family decoder (Llama-2/3, Llama-3.2, Mistral, Yi, Phi-3 after the split
- * at load) on a backend table: fp32 parameters in one allocation under their Hugging Face names,
+ * at load) on a backend instance: fp32 parameters in one allocation of the backend's memory under
+ * their Hugging Face names,
  * batched forward over right-padded sequences, backward to a chosen subset of parameters, hooks at
  * the points A-E of algorithms.md §0.2, greedy generation with a KV cache, and batched
  * log-likelihood of continuations.
  *
- * Ownership: the model owns its parameters, gradients and workspaces. Arrays passed in a
- * llama_batch or a llama_hook stay owned by the caller and must stay valid from llama_forward until
- * the matching llama_backward returns. Errors on bad input return -1 and fill a cis_err naming
+ * Memory: parameters, gradients, activations, hook edits and the KV cache live in the backend's
+ * memory and every loop over them is a backend op. Arrays passed in a llama_batch or a llama_hook
+ * (ids, targets, logits, hook values/reads/grads/seeds) are HOST memory owned by the caller: the
+ * model uploads and downloads them; they must stay valid from llama_forward until the matching
+ * llama_backward returns. llama_param.data and llama_model_grad() point into backend memory
+ * (ordinary host memory on "cpu"): use llama_model_param_get/_set to read or write them portably. Errors on bad input return -1 and fill a cis_err naming
  * the field; the model is left usable.
- * Threads: one call at a time per model (not thread-safe); the backend's thread count applies. */
+ * Threads: one call at a time per model (not thread-safe), and per backend instance; the
+ * instance's thread count applies. */
 #ifndef CISWEEP_ENGINE_MODEL_H
 #define CISWEEP_ENGINE_MODEL_H
 
@@ -25,7 +30,7 @@
  * so llama_model_params() can be handed to checkpoint_load/checkpoint_save as it is.
  * name: Hugging Face name, e.g. "model.layers.3.self_attn.q_proj.weight"; ndim 1 (norms) or 2;
  * shape in nn.Linear layout [out, in] (embed [V, D], norms [D]); data points into the model's
- * fp32 parameter block. */
+ * fp32 parameter block in the backend's memory. */
 typedef ckpt_tensor llama_param;
 
 typedef struct llama_model llama_model;
@@ -82,13 +87,18 @@ typedef struct llama_batch {
 
 /* ---- life cycle and parameters ------------------------------------------------------------ */
 
-/* llama_model_new: allocate a model for cfg (validated) on backend be (NULL = cpu): matrices zero,
- * norm weights 1, nothing trainable, the RoPE table for max_position_embeddings positions.
- * NULL with err on an invalid config or failed allocation. Free with llama_model_free. */
-llama_model *llama_model_new(const llama_config *cfg, const backend_ops *be, cis_err *err);
+/* llama_model_new: allocate a model for cfg (validated) on backend instance be, borrowed (it must
+ * outlive the model; NULL = the model opens a cpu instance of its own, all cores, closed with it):
+ * matrices zero, norm weights 1, nothing trainable, the RoPE table for max_position_embeddings
+ * positions. NULL with err on an invalid config, or with CIS_ENOMEM when the backend's memory is
+ * short (a retryable condition for a job). Free with llama_model_free. */
+llama_model *llama_model_new(const llama_config *cfg, backend *be, cis_err *err);
 void llama_model_free(llama_model **m);
+/* llama_model_own_backend: the model takes over the backend instance it was created on and closes
+ * it in llama_model_free (for a model handed to a caller who never saw the instance). */
+void llama_model_own_backend(llama_model *m);
 const llama_config *llama_model_config(const llama_model *m);
-const backend_ops *llama_model_backend(const llama_model *m);
+backend *llama_model_backend(const llama_model *m);
 
 /* llama_model_params: the parameter list in Hugging Face named_parameters order (embed, per layer
  * q,k,v,o,gate,up,down,input_layernorm,post_attention_layernorm, norm, lm_head when untied);
@@ -107,6 +117,12 @@ int llama_model_copy_params(llama_model *dst, const llama_model *src, cis_err *e
 
 /* llama_model_load: checkpoint_load of model_dir into m's parameters (config must match). */
 int llama_model_load(llama_model *m, const char *model_dir, cis_err *err);
+/* llama_model_save: checkpoint_save of m (config.json and safetensors in dtype "F32" (NULL),
+ * "BF16" or "F16") into model_dir. */
+int llama_model_save(llama_model *m, const char *model_dir, const char *dtype, cis_err *err);
+/* llama_model_param_get / _set: copy parameter i (prod(shape) floats) to / from host memory. */
+int llama_model_param_get(llama_model *m, int i, float *host, cis_err *err);
+int llama_model_param_set(llama_model *m, int i, const float *host, cis_err *err);
 
 /* ---- trainable subset and gradients ------------------------------------------------------- */
 
@@ -119,7 +135,7 @@ int llama_model_set_trainable(llama_model *m, const char *glob, int layer_lo, in
                               cis_err *err);
 void llama_model_freeze_all(llama_model *m);
 bool llama_model_is_trainable(const llama_model *m, int i);
-/* llama_model_grad: the gradient buffer of parameter i (same shape), NULL when frozen. */
+/* llama_model_grad: the gradient buffer of parameter i (same shape, backend memory), NULL when frozen. */
 float *llama_model_grad(llama_model *m, int i);
 void llama_model_zero_grad(llama_model *m);
 /* llama_model_optim_new: an optimizer (optim.h) over the currently trainable parameters and
@@ -143,7 +159,9 @@ int llama_backward(llama_model *m, float loss_scale, const float *dlogits, cis_e
 
 /* ---- layer by layer (the calibration driver of GPTQ / SparseGPT / Wanda / AWQ) ------------ */
 
-/* llama_embed: x [B*T, D] = the embedding rows of ids (the input of layer 0); ids at t >= lens[b]
+/* (x, x_in, x_out below are backend memory: backend_alloc(llama_model_backend(m), ...); plain
+ * host arrays on "cpu". ids and lens are host memory.)
+ * llama_embed: x [B*T, D] = the embedding rows of ids (the input of layer 0); ids at t >= lens[b]
  * are ignored (their rows are the embedding of id 0). lens may be NULL (all T). -1 with err on ids
  * outside the vocabulary or bad sizes. */
 int llama_embed(llama_model *m, int B, int T, const int32_t *ids, const int32_t *lens, float *x, cis_err *err);

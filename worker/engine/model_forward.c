@@ -1,6 +1,9 @@
 /* model_forward.c - the batched forward pass over right-padded sequences, the head and loss, the
  * hooks at points A-E, and the backward pass to the trainable subset and to hooked activations.
- * The layer forward here is shared with generation (KV-cache mode) in model_generate.c. */
+ * The layer forward here is shared with generation (KV-cache mode) in model_generate.c.
+ * Every loop over activations is a backend op: index arrays are built on the host (iws) and
+ * uploaded once per call; the caller's host arrays (hook values, seeds, reads, grads, logits) move
+ * through the backend's workspace, or are used in place when the backend's memory is host memory. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +18,7 @@ struct fwd_state {
     int n_hooks;
     layer_acts *acts;         /* [L]; valid for lo_int <= l < n_run */
     float **xs;               /* [L+1] residual stream: xs[l] = input of layer l */
-    int32_t *pos, *lens, *ids;/* [N], [B], [N] */
+    int32_t *pos, *lens, *ids;/* [N], [B], [N] host copies (iws); model_dev() gives the backend's */
     bool head_run;
     float *rstd_f, *xf;       /* [N], [N, D] */
     int n_loss;
@@ -24,6 +27,7 @@ struct fwd_state {
     int n_out;
     int32_t *out_rows;        /* [n_out] */
     float *xsel_out;          /* [n_out, D] */
+    float *logits_out;        /* [n_out, V] when the backend's memory is not host memory, else NULL */
     /* backward buffers */
     float *dres, *dtmp, *dctx, *dq, *dk, *dv, *dF1, *dF2, *dxsel;
 };
@@ -40,47 +44,93 @@ void model_fwd_state_free(llama_model *m) {
 // ---------------------------------------------------------------------------------------------
 // hooks
 
-void model_apply_hooks(const llama_hook *hooks, int n_hooks, int l, llama_hook_point p, float *act,
+/* Staging of the caller's host arrays: stage_reserve makes the workspace at least `total` bytes
+ * (so later stage() calls never move it), stage() returns the host pointer itself on host memory,
+ * else a copy at the next 64-byte offset. */
+static char *stage_reserve(llama_model *m, size_t total) {
+    if (backend_is_host(m->be)) return (char *)1;  // not used: stage() returns host pointers
+    return backend_workspace(m->be, total + 256);
+}
+static void *stage(llama_model *m, char *ws, const void *host, size_t bytes, size_t *off) {
+    if (backend_is_host(m->be)) return (void *)host;
+    size_t o = (*off + 63) & ~(size_t)63;
+    backend_upload(m->be, ws + o, host, bytes);
+    *off = o + bytes;
+    return ws + o;
+}
+/* the flat rows (b*T + t) of a hook with explicit positions, in a new host array */
+static int32_t *hook_rows_host(const llama_hook *h, int T) {
+    int32_t *rows = xmalloc((size_t)(h->n_pos > 0 ? h->n_pos : 1) * sizeof *rows);
+    for (int i = 0; i < h->n_pos; i++) rows[i] = h->pos_b[i] * T + h->pos_t[i];
+    return rows;
+}
+
+void model_apply_hooks(llama_model *m, const llama_hook *hooks, int n_hooks, int l, llama_hook_point p, float *act,
                        int T, int width, int64_t N) {
+    backend *be = m->be;
     for (int k = 0; k < n_hooks; k++) {
         const llama_hook *h = &hooks[k];
         if (h->layer != l || h->point != p || h->mode == LLAMA_HOOK_READ) continue;
         int64_t nr = model_hook_nrows(h, N);
-        for (int64_t i = 0; i < nr; i++) {
-            float *dst = act + model_hook_row(h, T, i) * width;
-            const float *src = h->value + i * width;
-            if (h->mode == LLAMA_HOOK_ADD)
-                for (int j = 0; j < width; j++) dst[j] += src[j];
-            else
-                memcpy(dst, src, (size_t)width * sizeof(float));
+        size_t vbytes = (size_t)(nr * width) * sizeof(float), off = 0;
+        char *ws = stage_reserve(m, vbytes + (size_t)nr * sizeof(int32_t) + 128);
+        if (!ws) continue;  // the caller reserved the workspace (model_reserve_ws); cannot happen
+        const float *val = stage(m, ws, h->value, vbytes, &off);
+        if (h->n_pos < 0) {
+            if (h->mode == LLAMA_HOOK_ADD) BE(be, axpy, act, 1.0f, val, N * width);
+            else backend_copy(be, act, val, vbytes);
+            continue;
         }
+        int32_t *hr = hook_rows_host(h, T);
+        const int32_t *rows = stage(m, ws, hr, (size_t)h->n_pos * sizeof(int32_t), &off);
+        BE(be, rows_scatter, act, val, rows, h->n_pos, width, h->mode == LLAMA_HOOK_ADD ? ROWS_ADD : ROWS_SET);
+        backend_synchronize(be);  // hr is read by the op on host backends; staged copies are queued
+        free(hr);
     }
     for (int k = 0; k < n_hooks; k++) {
         const llama_hook *h = &hooks[k];
-        if (h->layer == l && h->point == p && h->read) memcpy(h->read, act, (size_t)N * width * sizeof(float));
+        if (h->layer == l && h->point == p && h->read) backend_download(be, h->read, act, (size_t)N * width * sizeof(float));
     }
 }
 
 /* backward at a hook point: add seeds, report gradients, stop the gradient at replaced rows */
-static void hook_grads(const llama_hook *hooks, int n_hooks, int l, llama_hook_point p, float *dact,
+static void hook_grads(llama_model *m, const llama_hook *hooks, int n_hooks, int l, llama_hook_point p, float *dact,
                        int T, int width, int64_t N) {
+    backend *be = m->be;
+    const size_t all = (size_t)(N * width) * sizeof(float);
     for (int k = 0; k < n_hooks; k++) {
         const llama_hook *h = &hooks[k];
-        if (h->layer == l && h->point == p && h->grad_seed)
-            for (int64_t i = 0; i < N * width; i++) dact[i] += h->grad_seed[i];
+        if (h->layer != l || h->point != p || !h->grad_seed) continue;
+        size_t off = 0;
+        char *ws = stage_reserve(m, all);
+        if (ws) BE(be, axpy, dact, 1.0f, stage(m, ws, h->grad_seed, all, &off), N * width);
     }
     for (int k = 0; k < n_hooks; k++) {
         const llama_hook *h = &hooks[k];
         if (h->layer != l || h->point != p || !h->grad) continue;
-        int64_t nr = model_hook_nrows(h, N);
-        for (int64_t i = 0; i < nr; i++)
-            memcpy(h->grad + i * width, dact + model_hook_row(h, T, i) * width, (size_t)width * sizeof(float));
+        if (h->n_pos < 0) { backend_download(be, h->grad, dact, all); continue; }
+        size_t gbytes = (size_t)h->n_pos * width * sizeof(float), off = 0;
+        char *ws = backend_workspace(be, gbytes + (size_t)h->n_pos * sizeof(int32_t) + 256);
+        if (!ws) continue;
+        int32_t *hr = hook_rows_host(h, T);
+        float *g = (float *)ws;  // the gathered rows first, then the staged indices
+        off = gbytes;
+        const int32_t *rows = stage(m, ws, hr, (size_t)h->n_pos * sizeof(int32_t), &off);
+        BE(be, rows_gather, g, dact, rows, h->n_pos, width);
+        backend_download(be, h->grad, g, gbytes);
+        free(hr);
     }
     for (int k = 0; k < n_hooks; k++) {
         const llama_hook *h = &hooks[k];
         if (h->layer != l || h->point != p || h->mode != LLAMA_HOOK_REPLACE) continue;
-        int64_t nr = model_hook_nrows(h, N);
-        for (int64_t i = 0; i < nr; i++) memset(dact + model_hook_row(h, T, i) * width, 0, (size_t)width * sizeof(float));
+        if (h->n_pos < 0) { backend_memset(be, dact, 0, all); continue; }
+        size_t off = 0;
+        char *ws = stage_reserve(m, (size_t)h->n_pos * sizeof(int32_t));
+        if (!ws) continue;
+        int32_t *hr = hook_rows_host(h, T);
+        BE(be, rows_fill, dact, stage(m, ws, hr, (size_t)h->n_pos * sizeof(int32_t), &off), h->n_pos, width, 0.0f);
+        backend_synchronize(be);
+        free(hr);
     }
 }
 
@@ -89,43 +139,40 @@ static void hook_grads(const llama_hook *hooks, int n_hooks, int l, llama_hook_p
 
 void model_layer_forward(llama_model *m, int l, layer_acts *A, const float *x_in, float *x_out, int B,
                          int Tq, const int32_t *pos, const int32_t *kv_len, float *kc, float *vc, int Tk,
-                         const llama_hook *hooks, int n_hooks) {
-    const backend_ops *be = m->be;
+                         const int32_t *kv_rows, const llama_hook *hooks, int n_hooks) {
+    backend *be = m->be;
+    const tensor_dtype wt = TENSOR_F32;
     float **W = m->lw[l];
     const int N = B * Tq, D = m->D, F = m->F;
     const float eps = m->cfg.rms_norm_eps;
     // attention block: a = norm(x); q,k,v = a W{q,k,v}ᵀ; rope; ctx = attn(q,k,v); h2 = x + ctx Woᵀ
-    be->rmsnorm_fwd(A->a, A->rstd1, x_in, W[LP_LN_IN], N, D, eps);
-    model_apply_hooks(hooks, n_hooks, l, LLAMA_HOOK_A, A->a, Tq, D, N);
-    be->linear_fwd(A->q, A->a, W[LP_Q], N, D, m->qdim, false);
-    be->linear_fwd(A->k, A->a, W[LP_K], N, D, m->kvdim, false);
-    be->linear_fwd(A->v, A->a, W[LP_V], N, D, m->kvdim, false);
-    be->rope_fwd(A->q, pos, m->rope_cos, m->rope_sin, N, m->H, m->Dh);
-    be->rope_fwd(A->k, pos, m->rope_cos, m->rope_sin, N, m->Hkv, m->Dh);
+    BE(be, rmsnorm_fwd, A->a, A->rstd1, x_in, W[LP_LN_IN], N, D, eps);
+    model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_A, A->a, Tq, D, N);
+    BE(be, linear_fwd, A->q, A->a, W[LP_Q], wt, N, D, m->qdim, false);
+    BE(be, linear_fwd, A->k, A->a, W[LP_K], wt, N, D, m->kvdim, false);
+    BE(be, linear_fwd, A->v, A->a, W[LP_V], wt, N, D, m->kvdim, false);
+    BE(be, rope_fwd, A->q, pos, m->rope_cos, m->rope_sin, N, m->H, m->Dh);
+    BE(be, rope_fwd, A->k, pos, m->rope_cos, m->rope_sin, N, m->Hkv, m->Dh);
     if (kc) {
-        for (int b = 0; b < B; b++)
-            for (int t = 0; t < Tq; t++) {
-                int64_t r = (int64_t)b * Tq + t, dst = ((int64_t)b * Tk + pos[r]) * m->kvdim;
-                memcpy(kc + dst, A->k + r * m->kvdim, (size_t)m->kvdim * sizeof(float));
-                memcpy(vc + dst, A->v + r * m->kvdim, (size_t)m->kvdim * sizeof(float));
-            }
-        be->attention_fwd(A->ctx, A->probs, A->q, kc, vc, pos, kv_len, B, Tq, Tk, m->H, m->Hkv, m->Dh);
+        BE(be, rows_scatter, kc, A->k, kv_rows, N, m->kvdim, ROWS_SET);
+        BE(be, rows_scatter, vc, A->v, kv_rows, N, m->kvdim, ROWS_SET);
+        BE(be, attention_fwd, A->ctx, A->probs, A->q, kc, vc, pos, kv_len, B, Tq, Tk, m->H, m->Hkv, m->Dh);
     } else {
-        be->attention_fwd(A->ctx, A->probs, A->q, A->k, A->v, pos, kv_len, B, Tq, Tq, m->H, m->Hkv, m->Dh);
+        BE(be, attention_fwd, A->ctx, A->probs, A->q, A->k, A->v, pos, kv_len, B, Tq, Tq, m->H, m->Hkv, m->Dh);
     }
-    model_apply_hooks(hooks, n_hooks, l, LLAMA_HOOK_B, A->ctx, Tq, m->qdim, N);
-    be->linear_fwd(A->h2, A->ctx, W[LP_O], N, m->qdim, D, false);
-    be->add(A->h2, A->h2, x_in, (int64_t)N * D);
+    model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_B, A->ctx, Tq, m->qdim, N);
+    BE(be, linear_fwd, A->h2, A->ctx, W[LP_O], wt, N, m->qdim, D, false);
+    BE(be, add, A->h2, A->h2, x_in, (int64_t)N * D);
     // mlp block: bn = norm(h2); d = silu(bn Wgᵀ) * (bn Wuᵀ); out = h2 + d Wdᵀ
-    be->rmsnorm_fwd(A->bn, A->rstd2, A->h2, W[LP_LN_POST], N, D, eps);
-    model_apply_hooks(hooks, n_hooks, l, LLAMA_HOOK_C, A->bn, Tq, D, N);
-    be->linear_fwd(A->g, A->bn, W[LP_GATE], N, D, F, false);
-    be->linear_fwd(A->u, A->bn, W[LP_UP], N, D, F, false);
-    be->swiglu_fwd(A->dact, A->g, A->u, (int64_t)N * F);
-    model_apply_hooks(hooks, n_hooks, l, LLAMA_HOOK_D, A->dact, Tq, F, N);
-    be->linear_fwd(x_out, A->dact, W[LP_DOWN], N, F, D, false);
-    be->add(x_out, x_out, A->h2, (int64_t)N * D);
-    model_apply_hooks(hooks, n_hooks, l, LLAMA_HOOK_E, x_out, Tq, D, N);
+    BE(be, rmsnorm_fwd, A->bn, A->rstd2, A->h2, W[LP_LN_POST], N, D, eps);
+    model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_C, A->bn, Tq, D, N);
+    BE(be, linear_fwd, A->g, A->bn, W[LP_GATE], wt, N, D, F, false);
+    BE(be, linear_fwd, A->u, A->bn, W[LP_UP], wt, N, D, F, false);
+    BE(be, swiglu_fwd, A->dact, A->g, A->u, (int64_t)N * F);
+    model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_D, A->dact, Tq, F, N);
+    BE(be, linear_fwd, x_out, A->dact, W[LP_DOWN], wt, N, F, D, false);
+    BE(be, add, x_out, x_out, A->h2, (int64_t)N * D);
+    model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_E, x_out, Tq, D, N);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -167,6 +214,7 @@ static void layout_all(llama_model *m, struct fwd_state *st, bump *b, bool for_b
     st->logits_loss = take(b, (size_t)st->n_loss * m->V);
     st->lse = take(b, (size_t)st->n_loss);
     st->xsel_out = take(b, (size_t)st->n_out * D);
+    st->logits_out = backend_is_host(m->be) ? NULL : take(b, (size_t)st->n_out * m->V);
     if (for_backward) {
         size_t nsel = (size_t)(st->n_loss > st->n_out ? st->n_loss : st->n_out);
         st->dres = take(b, N * D);
@@ -266,8 +314,21 @@ static void plan_backward(const llama_model *m, const llama_hook *hooks, int n_h
 // ---------------------------------------------------------------------------------------------
 // forward
 
-static void gather_rows(float *dst, const float *src, const int32_t *rows, int n, int D) {
-    for (int i = 0; i < n; i++) memcpy(dst + (int64_t)i * D, src + (int64_t)rows[i] * D, (size_t)D * sizeof(float));
+/* model_reserve_ws: grow the backend's workspace for what the ops and the hooks of a forward of
+ * B x T rows with Tk keys borrow, so that a failure is a clean ENOMEM here, not in an op. */
+int model_reserve_ws(llama_model *m, const llama_hook *hooks, int n_hooks, int B, int T, int Tk, cis_err *err) {
+    int nt = backend_threads(m->be);
+    nt = nt < 1 ? 1 : nt > 64 ? 64 : nt;
+    size_t need = (size_t)nt * 64 * (size_t)Tk * sizeof(float);           // attention blocks
+    size_t N = (size_t)B * T;
+    for (int k = 0; k < n_hooks; k++) {                                    // staged hook arrays
+        size_t w = (size_t)llama_hook_width(m, hooks[k].point);
+        size_t h = N * w * sizeof(float) + N * sizeof(int32_t) + 512;
+        need = h > need ? h : need;
+    }
+    if (!backend_workspace(m->be, need))
+        return err_set(err, CIS_ENOMEM, "backend %s: cannot reserve a %.1f MB workspace", backend_name(m->be), need / 1e6);
+    return 0;
 }
 
 int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks, int n_hooks,
@@ -299,6 +360,7 @@ int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks
     // integer workspace: pos[N], lens[B], ids[N], loss rows/targets[N], out rows[N]
     int32_t *iw = model_iws_reserve(m, (size_t)N * 5 + B);
     if (!iw) return err_set(err, CIS_ENOMEM, "forward: out of memory (index workspace)");
+    if (model_reserve_ws(m, hooks, n_hooks, B, T, T, err) != 0) return -1;
     st->pos = iw; st->lens = iw + N; st->ids = st->lens + B; st->loss_rows = st->ids + N;
     st->loss_tg = st->loss_rows + N; st->out_rows = st->loss_tg + N;
     st->n_loss = 0;
@@ -331,23 +393,27 @@ int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks
     bump b1 = {ws, 0};
     layout_all(m, st, &b1, for_backward, &scratch);
 
-    m->be->embedding_fwd(st->xs[0], m->embed, st->ids, N, D);
+    backend *be = m->be;
+    model_iws_upload(m, (size_t)N * 5 + B);
+    BE(be, embedding_fwd, st->xs[0], m->embed, model_dev(m, st->ids), N, D);
     for (int l = 0; l < st->n_run; l++) {
         layer_acts *A = (for_backward && l >= st->lo_int) ? &st->acts[l] : &scratch;
-        model_layer_forward(m, l, A, st->xs[l], st->xs[l + 1], B, T, st->pos, st->lens, NULL, NULL, T,
-                            hooks, n_hooks);
+        model_layer_forward(m, l, A, st->xs[l], st->xs[l + 1], B, T, model_dev(m, st->pos), model_dev(m, st->lens),
+                            NULL, NULL, T, NULL, hooks, n_hooks);
     }
     if (st->head_run) {
-        m->be->rmsnorm_fwd(st->xf, st->rstd_f, st->xs[m->L], m->norm_f, N, D, m->cfg.rms_norm_eps);
+        BE(be, rmsnorm_fwd, st->xf, st->rstd_f, st->xs[m->L], m->norm_f, N, D, m->cfg.rms_norm_eps);
         if (st->n_loss) {
-            gather_rows(st->xsel_loss, st->xf, st->loss_rows, st->n_loss, D);
-            m->be->linear_fwd(st->logits_loss, st->xsel_loss, m->head, st->n_loss, D, V, false);
-            double l = m->be->ce_fwd(NULL, st->lse, st->logits_loss, st->loss_tg, st->n_loss, V, NULL);
+            BE(be, rows_gather, st->xsel_loss, st->xf, model_dev(m, st->loss_rows), st->n_loss, D);
+            BE(be, linear_fwd, st->logits_loss, st->xsel_loss, m->head, TENSOR_F32, st->n_loss, D, V, false);
+            double l = BE(be, ce_fwd, NULL, st->lse, st->logits_loss, model_dev(m, st->loss_tg), st->n_loss, V, NULL);
             if (loss) *loss = l;
         }
         if (st->n_out) {
-            gather_rows(st->xsel_out, st->xf, st->out_rows, st->n_out, D);
-            m->be->linear_fwd(bt->logits, st->xsel_out, m->head, st->n_out, D, V, false);
+            BE(be, rows_gather, st->xsel_out, st->xf, model_dev(m, st->out_rows), st->n_out, D);
+            float *lo = st->logits_out ? st->logits_out : bt->logits;
+            BE(be, linear_fwd, lo, st->xsel_out, m->head, TENSOR_F32, st->n_out, D, V, false);
+            if (st->logits_out) backend_download(be, bt->logits, lo, (size_t)st->n_out * V * sizeof(float));
         }
     }
     st->valid = for_backward;
@@ -358,7 +424,8 @@ int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks
 // backward
 
 static void layer_backward(llama_model *m, int l, struct fwd_state *st) {
-    const backend_ops *be = m->be;
+    backend *be = m->be;
+    const int32_t *pos = model_dev(m, st->pos), *lens = model_dev(m, st->lens);
     layer_acts *A = &st->acts[l];
     float **W = m->lw[l];
     float **G = &m->grads[1 + l * LP_COUNT];
@@ -367,25 +434,25 @@ static void layer_backward(llama_model *m, int l, struct fwd_state *st) {
     int nh = st->n_hooks;
     // st->dres = dL/d(layer output), hooks at E already applied
     // mlp: out = h2 + dact Wdᵀ
-    be->linear_bwd(st->dF1, G[LP_DOWN], st->dres, A->dact, W[LP_DOWN], N, F, D, false);
-    hook_grads(hk, nh, l, LLAMA_HOOK_D, st->dF1, T, F, N);
-    be->swiglu_bwd(st->dF1, st->dF2, st->dF1, A->g, A->u, (int64_t)N * F);
-    be->linear_bwd(st->dtmp, G[LP_GATE], st->dF1, A->bn, W[LP_GATE], N, D, F, false);
-    be->linear_bwd(st->dtmp, G[LP_UP], st->dF2, A->bn, W[LP_UP], N, D, F, true);
-    hook_grads(hk, nh, l, LLAMA_HOOK_C, st->dtmp, T, D, N);
-    be->rmsnorm_bwd(st->dres, G[LP_LN_POST], st->dtmp, A->h2, W[LP_LN_POST], A->rstd2, N, D, true);
+    BE(be, linear_bwd, st->dF1, G[LP_DOWN], st->dres, A->dact, W[LP_DOWN], TENSOR_F32, N, F, D, false);
+    hook_grads(m, hk, nh, l, LLAMA_HOOK_D, st->dF1, T, F, N);
+    BE(be, swiglu_bwd, st->dF1, st->dF2, st->dF1, A->g, A->u, (int64_t)N * F);
+    BE(be, linear_bwd, st->dtmp, G[LP_GATE], st->dF1, A->bn, W[LP_GATE], TENSOR_F32, N, D, F, false);
+    BE(be, linear_bwd, st->dtmp, G[LP_UP], st->dF2, A->bn, W[LP_UP], TENSOR_F32, N, D, F, true);
+    hook_grads(m, hk, nh, l, LLAMA_HOOK_C, st->dtmp, T, D, N);
+    BE(be, rmsnorm_bwd, st->dres, G[LP_LN_POST], st->dtmp, A->h2, W[LP_LN_POST], A->rstd2, N, D, true);
     // st->dres = dL/dh2; attention: h2 = x + ctx Woᵀ
-    be->linear_bwd(st->dctx, G[LP_O], st->dres, A->ctx, W[LP_O], N, m->qdim, D, false);
-    hook_grads(hk, nh, l, LLAMA_HOOK_B, st->dctx, T, m->qdim, N);
-    be->attention_bwd(st->dq, st->dk, st->dv, st->dctx, A->probs, A->q, A->k, A->v, st->lens, st->B, T, T,
+    BE(be, linear_bwd, st->dctx, G[LP_O], st->dres, A->ctx, W[LP_O], TENSOR_F32, N, m->qdim, D, false);
+    hook_grads(m, hk, nh, l, LLAMA_HOOK_B, st->dctx, T, m->qdim, N);
+    BE(be, attention_bwd, st->dq, st->dk, st->dv, st->dctx, A->probs, A->q, A->k, A->v, lens, st->B, T, T,
                       m->H, m->Hkv, m->Dh);
-    be->rope_bwd(st->dq, st->pos, m->rope_cos, m->rope_sin, N, m->H, m->Dh);
-    be->rope_bwd(st->dk, st->pos, m->rope_cos, m->rope_sin, N, m->Hkv, m->Dh);
-    be->linear_bwd(st->dtmp, G[LP_Q], st->dq, A->a, W[LP_Q], N, D, m->qdim, false);
-    be->linear_bwd(st->dtmp, G[LP_K], st->dk, A->a, W[LP_K], N, D, m->kvdim, true);
-    be->linear_bwd(st->dtmp, G[LP_V], st->dv, A->a, W[LP_V], N, D, m->kvdim, true);
-    hook_grads(hk, nh, l, LLAMA_HOOK_A, st->dtmp, T, D, N);
-    be->rmsnorm_bwd(st->dres, G[LP_LN_IN], st->dtmp, st->xs[l], W[LP_LN_IN], A->rstd1, N, D, true);
+    BE(be, rope_bwd, st->dq, pos, m->rope_cos, m->rope_sin, N, m->H, m->Dh);
+    BE(be, rope_bwd, st->dk, pos, m->rope_cos, m->rope_sin, N, m->Hkv, m->Dh);
+    BE(be, linear_bwd, st->dtmp, G[LP_Q], st->dq, A->a, W[LP_Q], TENSOR_F32, N, D, m->qdim, false);
+    BE(be, linear_bwd, st->dtmp, G[LP_K], st->dk, A->a, W[LP_K], TENSOR_F32, N, D, m->kvdim, true);
+    BE(be, linear_bwd, st->dtmp, G[LP_V], st->dv, A->a, W[LP_V], TENSOR_F32, N, D, m->kvdim, true);
+    hook_grads(m, hk, nh, l, LLAMA_HOOK_A, st->dtmp, T, D, N);
+    BE(be, rmsnorm_bwd, st->dres, G[LP_LN_IN], st->dtmp, st->xs[l], W[LP_LN_IN], A->rstd1, N, D, true);
     // st->dres = dL/d(layer input)
 }
 
@@ -393,8 +460,8 @@ static void layer_backward(llama_model *m, int l, struct fwd_state *st) {
 static void head_backward(llama_model *m, struct fwd_state *st, const float *dlog, const float *xsel,
                           const int32_t *rows, int n) {
     const int D = m->D, V = m->V;
-    m->be->linear_bwd(st->dxsel, m->grads[m->i_head], dlog, xsel, m->head, n, D, V, false);
-    for (int i = 0; i < n; i++) m->be->axpy(st->dtmp + (int64_t)rows[i] * D, 1.0f, st->dxsel + (int64_t)i * D, D);
+    BE(m->be, linear_bwd, st->dxsel, m->grads[m->i_head], dlog, xsel, m->head, TENSOR_F32, n, D, V, false);
+    BE(m->be, rows_scatter, st->dtmp, st->dxsel, rows, n, D, ROWS_ADD);
 }
 
 int llama_backward(llama_model *m, float loss_scale, const float *dlogits, cis_err *err) {
@@ -403,26 +470,31 @@ int llama_backward(llama_model *m, float loss_scale, const float *dlogits, cis_e
         return err_set(err, CIS_ESTATE, "backward: no forward kept (call llama_forward with for_backward, once per backward)");
     st->valid = false;
     const int N = st->N, D = m->D;
-    memset(st->dres, 0, (size_t)N * D * sizeof(float));
+    backend_memset(m->be, st->dres, 0, (size_t)N * D * sizeof(float));
     if (st->head_run && ((loss_scale != 0.0f && st->n_loss) || (dlogits && st->n_out))) {
-        memset(st->dtmp, 0, (size_t)N * D * sizeof(float));  // dL/dxf
+        backend_memset(m->be, st->dtmp, 0, (size_t)N * D * sizeof(float));  // dL/dxf
         if (loss_scale != 0.0f && st->n_loss) {
-            m->be->ce_bwd(st->logits_loss, st->logits_loss, st->lse, st->loss_tg, st->n_loss, m->V,
+            BE(m->be, ce_bwd, st->logits_loss, st->logits_loss, st->lse, model_dev(m, st->loss_tg), st->n_loss, m->V,
                           loss_scale / (float)st->n_loss);
-            head_backward(m, st, st->logits_loss, st->xsel_loss, st->loss_rows, st->n_loss);
+            head_backward(m, st, st->logits_loss, st->xsel_loss, model_dev(m, st->loss_rows), st->n_loss);
         }
-        if (dlogits && st->n_out) head_backward(m, st, dlogits, st->xsel_out, st->out_rows, st->n_out);
-        m->be->rmsnorm_bwd(st->dres, m->grads[m->i_norm], st->dtmp, st->xs[m->L], m->norm_f, st->rstd_f, N, D, false);
+        if (dlogits && st->n_out) {
+            size_t off = 0, bytes = (size_t)st->n_out * m->V * sizeof(float);
+            char *ws = stage_reserve(m, bytes);
+            if (!ws) return err_set(err, CIS_ENOMEM, "backward: no workspace for %.1f MB of logit gradients", bytes / 1e6);
+            head_backward(m, st, stage(m, ws, dlogits, bytes, &off), st->xsel_out, model_dev(m, st->out_rows), st->n_out);
+        }
+        BE(m->be, rmsnorm_bwd, st->dres, m->grads[m->i_norm], st->dtmp, st->xs[m->L], m->norm_f, st->rstd_f, N, D, false);
     }
     for (int l = st->n_run - 1; l >= st->lo_visit; l--) {
-        hook_grads(st->hooks, st->n_hooks, l, LLAMA_HOOK_E, st->dres, st->T, D, N);
+        hook_grads(m, st->hooks, st->n_hooks, l, LLAMA_HOOK_E, st->dres, st->T, D, N);
         if (l >= st->lo_int) layer_backward(m, l, st);
     }
     if (m->grads[m->i_embed] && st->lo_int == 0) {
         for (int b = 0; b < st->B; b++)  // padding rows carry no gradient into the table
-            memset(st->dres + ((int64_t)b * st->T + st->lens[b]) * D, 0,
-                   (size_t)(st->T - st->lens[b]) * D * sizeof(float));
-        m->be->embedding_bwd(m->grads[m->i_embed], st->dres, st->ids, N, D);
+            backend_memset(m->be, st->dres + ((int64_t)b * st->T + st->lens[b]) * D, 0,
+                           (size_t)(st->T - st->lens[b]) * D * sizeof(float));
+        BE(m->be, embedding_bwd, m->grads[m->i_embed], st->dres, model_dev(m, st->ids), N, D);
     }
     return 0;
 }
@@ -445,15 +517,19 @@ static int check_lens(const llama_model *m, int B, int T, const int32_t *lens, c
 int llama_embed(llama_model *m, int B, int T, const int32_t *ids, const int32_t *lens, float *x, cis_err *err) {
     if (!ids || !x) return err_set(err, CIS_EINVAL, "embed: NULL ids or output");
     if (check_lens(m, B, T, lens, "embed", err) != 0) return -1;
+    model_invalidate(m);
+    int32_t *iw = model_iws_reserve(m, (size_t)B * T);
+    if (!iw) return err_set(err, CIS_ENOMEM, "embed: out of memory (index workspace)");
     for (int b = 0; b < B; b++) {
         int len = lens ? lens[b] : T;
         for (int t = 0; t < T; t++) {
             int64_t r = (int64_t)b * T + t;
             int id = t < len ? ids[r] : 0;
             if (id < 0 || id >= m->V) return err_set(err, CIS_EINVAL, "embed: ids[%d][%d]=%d outside [0, %d)", b, t, id, m->V);
-            memcpy(x + r * m->D, m->embed + (int64_t)id * m->D, (size_t)m->D * sizeof(float));
+            iw[r] = id;
         }
     }
+    BE(m->be, embedding_fwd, x, m->embed, model_iws_upload(m, (size_t)B * T), B * T, m->D);
     return 0;
 }
 
@@ -482,6 +558,7 @@ int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, co
     float *ws = model_ws_reserve(m, b0.off);
     int32_t *iw = model_iws_reserve(m, (size_t)N + B);
     if (!ws || !iw) return err_set(err, CIS_ENOMEM, "layer_run: out of memory (%.1f MB)", b0.off * 4.0 / 1e6);
+    if (model_reserve_ws(m, hooks, n_hooks, B, T, T, err) != 0) return -1;
     bump b1 = {ws, 0};
     layout_acts(m, &b1, &A, B, T, false);
     int32_t *pos = iw, *kl = iw + N;
@@ -489,6 +566,8 @@ int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, co
         kl[b] = lens ? lens[b] : T;
         for (int t = 0; t < T; t++) pos[b * T + t] = t;
     }
-    model_layer_forward(m, l, &A, x_in, x_out, B, T, pos, kl, NULL, NULL, T, hooks, n_hooks);
+    model_iws_upload(m, (size_t)N + B);
+    model_layer_forward(m, l, &A, x_in, x_out, B, T, model_dev(m, pos), model_dev(m, kl), NULL, NULL, T, NULL, hooks,
+                        n_hooks);
     return 0;
 }

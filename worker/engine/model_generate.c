@@ -1,6 +1,8 @@
 /* model_generate.c - greedy generation with a KV cache (the editing metrics) and batched
  * log-likelihood of continuations (multiple choice and perplexity), both on the shared layer
- * forward of model_forward.c. */
+ * forward of model_forward.c. The KV cache and activations live in the backend's memory; the
+ * host builds the index arrays of each step, uploads them, and downloads one row of logits per
+ * sequence for the argmax. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,29 +24,35 @@ static bool is_eos(const llama_config *c, int id) {
     return false;
 }
 
-/* one cached step for Bc rows of Tq tokens; writes the logits of row b's token at last[b] into
- * logits[b] ([Bc, V]). Buffers come from the model workspace laid out by the caller. */
+/* one cached step for Bc rows of Tq tokens; writes the logits of row b's token at last_row[b]
+ * (= b*Tq + last) into host logits[b] ([Bc, V]). Buffers come from the model workspace laid out by
+ * the caller; ids, pos, kv_len, kv_rows, last_row are in iws (host) and uploaded here. */
 typedef struct gen_bufs {
     layer_acts A;
-    float *x0, *x1, *xsel, *logits;   /* [N,D], [N,D], [Bc,D], [Bc,V] */
-    float *kc, *vc;                   /* [L][Bc, Tk, kvdim] */
+    float *x0, *x1, *xsel, *logits;   /* backend: [N,D], [N,D], [Bc,D], [Bc,V] */
+    float *kc, *vc;                   /* backend: [L][Bc, Tk, kvdim] */
+    float *host_logits;               /* host [Bc, V] */
 } gen_bufs;
 
 static void cached_step(llama_model *m, gen_bufs *g, int Bc, int Tq, int Tk, const int32_t *ids,
-                        const int32_t *pos, const int32_t *kv_len, const int32_t *last) {
+                        const int32_t *pos, const int32_t *kv_len, const int32_t *kv_rows, const int32_t *last_row,
+                        size_t n_iws) {
     const int N = Bc * Tq, D = m->D;
+    backend *be = m->be;
     size_t cstride = (size_t)Bc * Tk * m->kvdim;
-    m->be->embedding_fwd(g->x0, m->embed, ids, N, D);
+    model_iws_upload(m, n_iws);
+    BE(be, embedding_fwd, g->x0, m->embed, model_dev(m, ids), N, D);
     float *xa = g->x0, *xb = g->x1;
     for (int l = 0; l < m->L; l++) {
-        model_layer_forward(m, l, &g->A, xa, xb, Bc, Tq, pos, kv_len, g->kc + l * cstride, g->vc + l * cstride,
-                            Tk, NULL, 0);
+        model_layer_forward(m, l, &g->A, xa, xb, Bc, Tq, model_dev(m, pos), model_dev(m, kv_len), g->kc + l * cstride,
+                            g->vc + l * cstride, Tk, model_dev(m, kv_rows), NULL, 0);
         float *t = xa; xa = xb; xb = t;
     }
-    for (int b = 0; b < Bc; b++)
-        memcpy(g->xsel + (int64_t)b * D, xa + ((int64_t)b * Tq + last[b]) * D, (size_t)D * sizeof(float));
-    m->be->rmsnorm_fwd(g->xsel, NULL, g->xsel, m->norm_f, Bc, D, m->cfg.rms_norm_eps);
-    m->be->linear_fwd(g->logits, g->xsel, m->head, Bc, D, m->V, false);
+    BE(be, rows_gather, g->xsel, xa, model_dev(m, last_row), Bc, D);
+    BE(be, rmsnorm_fwd, g->xsel, NULL, g->xsel, m->norm_f, Bc, D, m->cfg.rms_norm_eps);
+    float *lo = backend_is_host(be) ? g->host_logits : g->logits;
+    BE(be, linear_fwd, lo, g->xsel, m->head, TENSOR_F32, Bc, D, m->V, false);
+    if (lo != g->host_logits) backend_download(be, g->host_logits, lo, (size_t)Bc * m->V * sizeof(float));
 }
 
 int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const int *prompt_lens,
@@ -76,9 +84,13 @@ int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const i
         size_t cache = 2 * (size_t)m->L * Bc * Tk * m->kvdim;
         size_t need = per_rows + 2 * N * D + (size_t)Bc * D + (size_t)Bc * V + cache + 64;
         float *w = model_ws_reserve(m, need);
-        int32_t *iw = model_iws_reserve(m, 4 * N + 4 * (size_t)Bc);
+        size_t n_iws = 4 * N + 4 * (size_t)Bc;
+        int32_t *iw = model_iws_reserve(m, n_iws);
         if (!w || !iw) return err_set(err, CIS_ENOMEM, "generate: out of memory (%.1f MB)", need * 4.0 / 1e6);
+        if (model_reserve_ws(m, NULL, 0, Bc, Tp, Tk, err) != 0) return -1;
         gen_bufs g;
+        g.host_logits = malloc((size_t)Bc * V * sizeof(float));
+        if (!g.host_logits) return err_set(err, CIS_ENOMEM, "generate: out of memory for %d x %d logits", Bc, V);
         float *p = w;
 #define TAKE(ptr, k) do { (ptr) = p; p += (k); } while (0)
         TAKE(g.A.rstd1, N); TAKE(g.A.a, N * D); TAKE(g.A.q, N * m->qdim); TAKE(g.A.k, N * m->kvdim);
@@ -87,8 +99,10 @@ int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const i
         TAKE(g.A.dact, N * m->F); TAKE(g.x0, N * D); TAKE(g.x1, N * D); TAKE(g.xsel, (size_t)Bc * D);
         TAKE(g.logits, (size_t)Bc * V); TAKE(g.kc, cache / 2); TAKE(g.vc, cache / 2);
 #undef TAKE
-        int32_t *ids = iw, *pos = iw + N, *kv_len = iw + 2 * N, *last = kv_len + Bc, *cur = last + Bc;
-        int32_t *done = cur + Bc;
+        // iws: ids[N] pos[N] kv_rows[N] kv_len[Bc] last_row[Bc] | host only: cur[Bc] done[Bc]
+        int32_t *ids = iw, *pos = iw + N, *kv_rows = iw + 2 * N, *kv_len = iw + 3 * N, *last = kv_len + Bc;
+        int32_t *cur = last + Bc, *done = cur + Bc;
+        size_t n_up = 3 * N + 2 * (size_t)Bc;
         // prefill: right-padded prompts, each at positions 0..len-1
         for (int b = 0; b < Bc; b++) {
             int pl = prompt_lens[c0 + b];
@@ -97,18 +111,19 @@ int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const i
             for (int t = 0; t < Tp; t++) {
                 ids[b * Tp + t] = t < pl ? prompts[c0 + b][t] : 0;
                 pos[b * Tp + t] = t;
+                kv_rows[b * Tp + t] = b * Tk + t;
             }
             kv_len[b] = pl;
-            last[b] = pl - 1;
+            last[b] = b * Tp + pl - 1;
             cur[b] = pl;
             done[b] = pl >= max_length;
         }
-        cached_step(m, &g, Bc, Tp, Tk, ids, pos, kv_len, last);
+        cached_step(m, &g, Bc, Tp, Tk, ids, pos, kv_len, kv_rows, last, n_up);
         for (;;) {
             int active = 0;
             for (int b = 0; b < Bc; b++) {
                 if (done[b]) continue;
-                int tok = argmax_row(g.logits + (int64_t)b * V, V);
+                int tok = argmax_row(g.host_logits + (int64_t)b * V, V);
                 out[(int64_t)(c0 + b) * max_length + cur[b]] = tok;
                 cur[b]++;
                 if (is_eos(&m->cfg, tok) || cur[b] >= max_length) done[b] = 1;
@@ -120,11 +135,13 @@ int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const i
                 int32_t *o = out + (int64_t)(c0 + b) * max_length;
                 if (done[b]) { ids[b] = 0; pos[b] = 0; kv_len[b] = 1; }
                 else { ids[b] = o[cur[b] - 1]; pos[b] = cur[b] - 1; kv_len[b] = cur[b]; }
-                last[b] = 0;
+                kv_rows[b] = b * Tk + pos[b];
+                last[b] = b;
             }
-            cached_step(m, &g, Bc, 1, Tk, ids, pos, kv_len, last);
+            cached_step(m, &g, Bc, 1, Tk, ids, pos, kv_len, kv_rows, last, n_up);  // first Bc entries of each
         }
         for (int b = 0; b < Bc; b++) out_lens[c0 + b] = cur[b];
+        free(g.host_logits);
     }
     return 0;
 }

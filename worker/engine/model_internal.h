@@ -25,15 +25,17 @@ typedef struct layer_acts {
 
 struct llama_model {
     llama_config cfg;
-    const backend_ops *be;
+    backend *be;             /* the instance everything below lives on */
+    bool own_be;             /* opened by llama_model_new(cfg, NULL): closed with the model */
     int L, D, F, H, Hkv, Dh, V, qdim, kvdim;   /* sizes copied from cfg */
     /* parameters */
-    float *weights;          /* one block, n_floats */
+    float *weights;          /* one block of backend memory, n_floats */
     int64_t n_floats;
     llama_param *params;     /* [n_params] */
     char **names;            /* owned name strings */
     int n_params;
     int *param_layer;        /* [n_params] layer index or -1 */
+    int64_t *param_off;      /* [n_params] offset of the parameter in `weights` (floats) */
     float *embed, *norm_f, *head;      /* head == embed when tied */
     int i_embed, i_norm, i_head;       /* param indices (i_head == i_embed when tied) */
     float *(*lw)[LP_COUNT];  /* [L][LP_COUNT] layer weight pointers */
@@ -44,29 +46,40 @@ struct llama_model {
     /* rope tables [P, Dh/2] */
     float *rope_cos, *rope_sin;
     int rope_P;
-    /* workspace of the last forward */
+    /* workspace of the last forward (backend memory) */
     float *ws;
     size_t ws_cap;           /* floats */
-    int32_t *iws;            /* integer workspace */
+    int32_t *iws;            /* integer workspace (host staging), iws_cap entries */
+    int32_t *iws_dev;        /* its copy in backend memory (model_iws_upload) */
     size_t iws_cap;
     struct fwd_state *st;    /* saved state for backward */
 };
 
-/* workspace helpers */
+/* workspace helpers: ws in backend memory; iws on the host, mirrored to backend memory by
+ * model_iws_upload (its first n entries), which returns the backend pointer of iws[0]; the host
+ * offset of an array inside iws is the same offset in the returned pointer (model_dev). */
 float *model_ws_reserve(llama_model *m, size_t n_floats);
 int32_t *model_iws_reserve(llama_model *m, size_t n);
+int32_t *model_iws_upload(llama_model *m, size_t n);
+static inline int32_t *model_dev(const llama_model *m, const int32_t *host_in_iws) {
+    return host_in_iws ? m->iws_dev + (host_in_iws - m->iws) : NULL;
+}
 
-/* layer_forward: decoder layer l on rows [B*Tq] from x_in to x_out (may not alias).
- * pos [B*Tq] absolute positions; kv_len [B]. When kc/vc are NULL the keys are this call's own k/v
- * (Tk = Tq); otherwise k/v rows are written into the cache [B, Tk, kvdim] at their positions and
- * attention reads the cache. hooks may be NULL. */
+/* layer_forward: decoder layer l on rows [B*Tq] from x_in to x_out (may not alias), all pointers
+ * in backend memory. pos [B*Tq] absolute positions; kv_len [B]. When kc/vc are NULL the keys are
+ * this call's own k/v (Tk = Tq); otherwise row r's k/v are written into the cache [B, Tk, kvdim]
+ * at row kv_rows[r] (= b*Tk + pos[r]) and attention reads the cache. hooks may be NULL. */
 void model_layer_forward(llama_model *m, int l, layer_acts *A, const float *x_in, float *x_out, int B,
                          int Tq, const int32_t *pos, const int32_t *kv_len, float *kc, float *vc, int Tk,
-                         const llama_hook *hooks, int n_hooks);
+                         const int32_t *kv_rows, const llama_hook *hooks, int n_hooks);
+/* model_reserve_ws: grow the backend workspace for the ops and hook staging of a B x T forward
+ * with Tk keys; -1 with CIS_ENOMEM when it cannot. */
+int model_reserve_ws(llama_model *m, const llama_hook *hooks, int n_hooks, int B, int T, int Tk, cis_err *err);
 /* model_invalidate: forget the saved forward (its workspace is about to be reused) */
 void model_invalidate(llama_model *m);
-/* apply_hooks: edits then read-out for every hook at (l, p) on act [B*T, width] */
-void model_apply_hooks(const llama_hook *hooks, int n_hooks, int l, llama_hook_point p, float *act,
+/* apply_hooks: edits then read-out for every hook at (l, p) on act [B*T, width] (backend memory;
+ * the hooks' value/read arrays are host memory, moved through the backend's workspace) */
+void model_apply_hooks(llama_model *m, const llama_hook *hooks, int n_hooks, int l, llama_hook_point p, float *act,
                        int T, int width, int64_t N);
 /* number of rows a hook touches, and the flat row index (b*T + t) of its i-th row */
 static inline int64_t model_hook_nrows(const llama_hook *h, int64_t N) { return h->n_pos < 0 ? N : h->n_pos; }

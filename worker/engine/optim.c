@@ -1,4 +1,5 @@
-/* optim.c - Adam/AdamW state and steps over a list of tensors (see optim.h). */
+/* optim.c - Adam/AdamW state and steps over a list of tensors (see optim.h); the moments live in
+ * the backend's memory beside the parameters. */
 #include "worker/engine/optim.h"
 
 #include <math.h>
@@ -6,7 +7,8 @@
 #include <string.h>
 
 struct optim {
-    const backend_ops *be;
+    backend *be;           /* borrowed, or own_be */
+    bool own_be;
     optim_config cfg;
     int n;
     float **p;             /* [n] caller's parameter tensors */
@@ -24,7 +26,7 @@ optim_config optim_config_default(adam_variant v) {
     return c;
 }
 
-optim *optim_new(const backend_ops *be, const optim_config *cfg, int n, float *const *params,
+optim *optim_new(backend *be, const optim_config *cfg, int n, float *const *params,
                  const float *const *grads, const int64_t *len, cis_err *err) {
     if (!cfg || n < 0 || (n > 0 && (!params || !grads || !len))) {
         err_set(err, CIS_EINVAL, "optim: bad arguments");
@@ -37,7 +39,12 @@ optim *optim_new(const backend_ops *be, const optim_config *cfg, int n, float *c
         return NULL;
     }
     optim *o = xcalloc(1, sizeof *o);
-    o->be = be ? be : backend_get("cpu");
+    o->be = be;
+    if (!be) {
+        o->be = backend_open("cpu", NULL, err);
+        if (!o->be) { free(o); return NULL; }
+        o->own_be = true;
+    }
     o->cfg = *cfg;
     o->n = n;
     o->p = xcalloc((size_t)(n ? n : 1), sizeof *o->p);
@@ -54,15 +61,25 @@ optim *optim_new(const backend_ops *be, const optim_config *cfg, int n, float *c
         o->len[i] = len[i];
         o->total += len[i];
     }
-    o->m = xcalloc((size_t)(o->total ? o->total : 1), sizeof(float));
-    o->v = xcalloc((size_t)(o->total ? o->total : 1), sizeof(float));
+    size_t bytes = (size_t)(o->total ? o->total : 1) * sizeof(float);
+    o->m = backend_alloc(o->be, bytes, err);
+    o->v = o->m ? backend_alloc(o->be, bytes, err) : NULL;
+    if (!o->v) {
+        err_prefix(err, "optimizer moments of %lld parameters", (long long)o->total);
+        optim_free(&o);
+        return NULL;
+    }
+    backend_memset(o->be, o->m, 0, bytes);
+    backend_memset(o->be, o->v, 0, bytes);
     return o;
 }
 
 void optim_free(optim **op) {
     if (!op || !*op) return;
     optim *o = *op;
-    free(o->p); free(o->g); free(o->len); free(o->m); free(o->v);
+    free(o->p); free(o->g); free(o->len);
+    if (o->be) { backend_free(o->be, o->m); backend_free(o->be, o->v); }
+    if (o->own_be) backend_close(&o->be);
     free(o);
     *op = NULL;
 }
@@ -73,7 +90,7 @@ void optim_step(optim *o, float lr) {
                       .beta2 = o->cfg.beta2, .eps = o->cfg.eps, .weight_decay = o->cfg.weight_decay, .step = o->step};
     int64_t off = 0;
     for (int i = 0; i < o->n; i++) {
-        o->be->adam_step(o->p[i], o->g[i], o->m + off, o->v + off, o->len[i], &ap);
+        BE(o->be, adam_step, o->p[i], o->g[i], o->m + off, o->v + off, o->len[i], &ap);
         off += o->len[i];
     }
 }
@@ -81,14 +98,14 @@ void optim_step(optim *o, float lr) {
 int64_t optim_steps(const optim *o) { return o->step; }
 
 void optim_reset(optim *o) {
-    memset(o->m, 0, (size_t)o->total * sizeof(float));
-    memset(o->v, 0, (size_t)o->total * sizeof(float));
+    backend_memset(o->be, o->m, 0, (size_t)o->total * sizeof(float));
+    backend_memset(o->be, o->v, 0, (size_t)o->total * sizeof(float));
     o->step = 0;
 }
 
 double optim_grad_norm(const optim *o) {
     double s = 0.0;
-    for (int i = 0; i < o->n; i++) s += o->be->sumsq(o->g[i], o->len[i]);
+    for (int i = 0; i < o->n; i++) s += BE(o->be, sumsq, o->g[i], o->len[i]);
     return sqrt(s);
 }
 
@@ -96,6 +113,6 @@ double optim_clip_grad_norm(optim *o, double max_norm) {
     double norm = optim_grad_norm(o);
     double coef = max_norm / (norm + 1e-6);
     if (coef < 1.0)
-        for (int i = 0; i < o->n; i++) o->be->scale(o->g[i], (float)coef, o->len[i]);
+        for (int i = 0; i < o->n; i++) BE(o->be, scale, o->g[i], (float)coef, o->len[i]);
     return norm;
 }

@@ -26,10 +26,12 @@ typedef struct optim optim;
  * (eps 1e-8, wd 0) for ADAM_TORCH_ADAM. */
 optim_config optim_config_default(adam_variant v);
 
-/* optim_new: state for n tensors: params[i] and grads[i] hold len[i] floats each (pointers kept,
- * caller-owned, must outlive the optimizer). Moments start at zero, step at 0. NULL with err on
- * bad arguments (NULL pointers, lr < 0, betas outside [0, 1), eps < 0). */
-optim *optim_new(const backend_ops *be, const optim_config *cfg, int n, float *const *params,
+/* optim_new: state for n tensors on backend instance be (borrowed; NULL = a cpu instance of its
+ * own): params[i] and grads[i] hold len[i] floats each in be's memory (pointers kept,
+ * caller-owned, must outlive the optimizer). Moments (in be's memory) start at zero, step at 0.
+ * NULL with err on bad arguments (NULL pointers, lr < 0, betas outside [0, 1), eps < 0) or when
+ * be's memory is short (CIS_ENOMEM). */
+optim *optim_new(backend *be, const optim_config *cfg, int n, float *const *params,
                  const float *const *grads, const int64_t *len, cis_err *err);
 void optim_free(optim **o);
 /* optim_step: one update of every tensor with lr (< 0 = the configured lr); increments the step. */

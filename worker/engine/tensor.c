@@ -1,5 +1,6 @@
 /* tensor.c - the small tensor type (see tensor.h). */
 #include "worker/engine/tensor.h"
+#include "worker/engine/backend.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,7 +61,10 @@ tensor tensor_view(tensor_dtype dt, void *data, int ndim, const int64_t *shape, 
 
 void tensor_free(tensor **t) {
     if (!t || !*t) return;
-    if ((*t)->owner) free((*t)->data);
+    if ((*t)->owner) {
+        if ((*t)->be) backend_free((*t)->be, (*t)->data);
+        else free((*t)->data);
+    }
     free(*t);
     *t = NULL;
 }

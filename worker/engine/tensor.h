@@ -2,8 +2,9 @@
  * contiguous, a data pointer that the tensor may own, and a name (the Hugging Face parameter name
  * for weights). Ops in the backend table take raw float pointers plus sizes (llm.c style); this
  * type is what modules hand each other when the shape must travel with the data (checkpoint I/O,
- * hooks, tests). Only F32 carries arithmetic today; BF16/F16 are tags for the CUDA backend and the
- * on-disk formats. */
+ * hooks, tests). A tensor says which backend's memory holds its data (`be`, NULL = host; see
+ * tensor_new_on in backend.h). F32 carries arithmetic everywhere; BF16 weights are accepted by the
+ * matmul family where a backend supports them (backend_supports); F16 is an on-disk format. */
 #ifndef CISWEEP_ENGINE_TENSOR_H
 #define CISWEEP_ENGINE_TENSOR_H
 
@@ -25,6 +26,8 @@ typedef struct tensor {
     int64_t shape[TENSOR_MAX_DIMS];    /* row-major, last index fastest; unused dims are 1 */
     void *data;                        /* numel * tensor_dtype_size(dtype) bytes */
     bool owner;                        /* tensor_free frees data */
+    struct backend *be;                /* whose memory data lives in: NULL = host memory, else that
+                                          backend instance's (device memory for cuda) */
     char name[128];                    /* e.g. "model.layers.0.mlp.down_proj.weight"; may be "" */
 } tensor;
 

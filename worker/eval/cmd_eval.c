@@ -32,7 +32,7 @@ static llama_model *load_model(const char *dir, cis_err *err) {
     int rc = llama_config_load(cp, &cfg, err);
     free(cp);
     if (rc) return NULL;
-    llama_model *m = llama_model_new(&cfg, backend_get("cpu"), err);
+    llama_model *m = llama_model_new(&cfg, NULL, err);  // a cpu instance of its own
     if (!m) return NULL;
     if (llama_model_load(m, dir, err)) { llama_model_free(&m); return NULL; }
     return m;

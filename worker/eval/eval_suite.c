@@ -164,7 +164,7 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     if (!opts) { eval_opts_default(&def); opts = &def; }
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return err_set(err, CIS_EIO, "eval: %s is not a directory", dir);
-    if (opts->threads > 0 && llama_model_backend(m)->set_threads) llama_model_backend(m)->set_threads(opts->threads);
+    if (opts->threads > 0) backend_set_threads(llama_model_backend(m), opts->threads);
     double t0 = mono_sec();
     int rc = 0;
     if (!rc && !opts->skip_mmlu) rc = run_mmlu(m, tok, dir, opts, out, err);

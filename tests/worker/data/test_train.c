@@ -74,7 +74,7 @@ static void test_loss_falls_and_checkpoint_matches(void) {
     CHECK_EQ_INT(checkpoint_dir_load_config(out, &cfg, &err), 0);
     CHECK_EQ_INT(cfg.vocab_size, r.vocab_size);
     CHECK_EQ_INT(cfg.num_hidden_layers, 2);
-    llama_model *m2 = llama_model_new(&cfg, backend_get("cpu"), &err);
+    llama_model *m2 = llama_model_new(&cfg, NULL, &err);
     CHECK(m2 != NULL);
     if (!m2) { llama_model_free(&m); return; }
     CHECK_EQ_INT(llama_model_load(m2, out, &err), 0);
@@ -155,7 +155,7 @@ static void test_presets(void) {
         if (strncmp(ps[i].name, "tiny-", 5) == 0) {
             long long pc = arch_param_count(&ps[i], 2048);
             CHECK(pc > 500000 && pc < 6000000);
-            llama_model *m = llama_model_new(&c, backend_get("cpu"), &err);
+            llama_model *m = llama_model_new(&c, NULL, &err);
             CHECK(m && llama_model_numel(m) == pc);
             llama_model_free(&m);
         }

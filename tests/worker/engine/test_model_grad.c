@@ -10,8 +10,12 @@
 #include <string.h>
 
 #include "tests/testlib.h"
+
 #include "worker/engine/model.h"
 #include "worker/engine/optim.h"
+
+static backend *tbe;  /* one-thread cpu instance shared by the tests' models */
+
 
 // ---------------------------------------------------------------------------------------------
 // configs
@@ -50,7 +54,7 @@ static llama_config tiny_config(bool tied, bool llama3) {
 static llama_model *tiny_model(bool tied, bool llama3, uint64_t seed) {
     llama_config c = tiny_config(tied, llama3);
     cis_err err = {0};
-    llama_model *m = llama_model_new(&c, NULL, &err);
+    llama_model *m = llama_model_new(&c, tbe, &err);
     if (!m) { fprintf(stderr, "model: %s\n", err.msg); return NULL; }
     llama_model_init_random(m, seed);
     // larger weights than N(0, .02) so that attention and the MLP are far from linear
@@ -532,7 +536,7 @@ static void test_generate_matches_recompute(void) {
     // the test model's EOS (2) must not cut the comparison short: use an id outside the vocab
     llama_config c2 = *llama_model_config(m);
     c2.eos_token_ids[0] = 1000;
-    llama_model *m2 = llama_model_new(&c2, NULL, &err);
+    llama_model *m2 = llama_model_new(&c2, tbe, &err);
     CHECK(llama_model_copy_params(m2, m, &err) == 0);
     CHECK(llama_generate(m2, 3, prompts, plens, ML, out, olens, &err) == 0);
     for (int i = 0; i < 3; i++) {
@@ -555,7 +559,7 @@ static void test_generate_matches_recompute(void) {
     // EOS stops one sequence and is kept: make prompt 0's first generated token the EOS
     int first = out[0 * ML + 3];
     c2.eos_token_ids[0] = first;
-    llama_model *m3 = llama_model_new(&c2, NULL, &err);
+    llama_model *m3 = llama_model_new(&c2, tbe, &err);
     llama_model_copy_params(m3, m, &err);
     int32_t out3[3 * 14];
     CHECK(llama_generate(m3, 3, prompts, plens, ML, out3, olens, &err) == 0);
@@ -635,8 +639,8 @@ static void test_loglik(void) {
 /* a few AdamW steps; returns the final loss and copies q_proj of layer 1 into snap */
 static double train_run(float *snap, int threads) {
     llama_model *m = tiny_model(false, false, 71);
-    const backend_ops *be = llama_model_backend(m);
-    be->set_threads(threads);
+    backend *be = llama_model_backend(m);
+    backend_set_threads(be, threads);
     cis_err err = {0};
     llama_model_set_trainable(m, "model.layers.*", 0, 1, true, &err);
     llama_model_set_trainable(m, "lm_head.weight", -1, -1, true, &err);
@@ -656,7 +660,7 @@ static double train_run(float *snap, int threads) {
     memcpy(snap, llama_model_params(m, NULL)[i].data, 16 * 16 * sizeof(float));
     optim_free(&o);
     llama_model_free(&m);
-    be->set_threads(1);
+    backend_set_threads(be, 1);
     return loss;
 }
 
@@ -813,7 +817,7 @@ static void test_bad_input(void) {
     CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == 0);
     llama_config bad = *llama_model_config(m);
     bad.num_key_value_heads = 3;
-    CHECK(llama_model_new(&bad, NULL, &err) == NULL);
+    CHECK(llama_model_new(&bad, tbe, &err) == NULL);
     llama_model_free(&m);
 }
 
@@ -847,7 +851,7 @@ static void test_param_names(void) {
 }
 
 int main(void) {
-    backend_get("cpu")->set_threads(1);
+    tbe = backend_open("cpu", &(backend_opts){.threads = 1}, NULL);
     make_batch();
     RUN(test_param_names);
     RUN(test_forward_matches_fp64);

@@ -7,8 +7,12 @@
 #include <unistd.h>
 
 #include "tests/testlib.h"
+
 #include "worker/engine/checkpoint.h"
 #include "worker/engine/model.h"
+
+static backend *tbe;  /* one-thread cpu instance shared by the tests' models */
+
 
 static llama_config cfg(bool tied) {
     llama_config c;
@@ -37,7 +41,7 @@ static void roundtrip(bool tied, const char *dtype, size_t shard) {
     if (!dir) return;
     cis_err err = {0};
     llama_config c = cfg(tied);
-    llama_model *a = llama_model_new(&c, NULL, &err), *b = llama_model_new(&c, NULL, &err);
+    llama_model *a = llama_model_new(&c, tbe, &err), *b = llama_model_new(&c, tbe, &err);
     CHECK(a && b);
     llama_model_init_random(a, 3);
     int n;
@@ -81,7 +85,7 @@ static void test_load_shape_mismatch(void) {
     cis_err err = {0};
     llama_config c = cfg(true), c2 = cfg(true);
     c2.intermediate_size = 48;
-    llama_model *a = llama_model_new(&c, NULL, &err), *b = llama_model_new(&c2, NULL, &err);
+    llama_model *a = llama_model_new(&c, tbe, &err), *b = llama_model_new(&c2, tbe, &err);
     int n;
     llama_param *pa = llama_model_params(a, &n);
     CHECK(checkpoint_save(dir, &c, pa, (size_t)n, "F32", 0, &err) == 0);
@@ -93,7 +97,7 @@ static void test_load_shape_mismatch(void) {
 }
 
 int main(void) {
-    backend_get("cpu")->set_threads(1);
+    tbe = backend_open("cpu", &(backend_opts){.threads = 1}, NULL);
     RUN(test_roundtrip_f32_tied);
     RUN(test_roundtrip_f32_untied_sharded);
     RUN(test_roundtrip_bf16);

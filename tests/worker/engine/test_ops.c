@@ -14,7 +14,7 @@
 #include "worker/engine/cpu/cpu_ops.h"
 #include "worker/engine/tensor.h"
 
-static const backend_ops *be;
+static backend *be;
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -96,7 +96,7 @@ static void test_gemm_transposes(void) {
                     }
                     ref[i * N + j] = 0.5 * s + 0.25 * C[i * N + j];
                 }
-            be->gemm(ta, tb, M, N, K, 0.5f, A, ta ? M : K, B, tb ? K : N, 0.25f, C, N);
+            BE(be, gemm, ta, tb, M, N, K, 0.5f, A, ta ? M : K, B, tb ? K : N, 0.25f, C, N);
             CHECK_MSG(rel_err(C, ref, M * N) < FWD_TOL, "transA=%d transB=%d err %g", ta, tb, rel_err(C, ref, M * N));
             free(A); free(B); free(C);
         }
@@ -123,7 +123,7 @@ static void test_linear(void) {
     // forward, also the accumulate flag
     float *y0 = malloc(N * out * sizeof *y0);
     memcpy(y0, y, N * out * sizeof *y);
-    be->linear_fwd(y, x, W, N, in, out, true);
+    BE(be, linear_fwd, y, x, W, TENSOR_F32, N, in, out, true);
     double ref[6 * 5];
     for (int n = 0; n < N; n++)
         for (int o = 0; o < out; o++) {
@@ -135,7 +135,7 @@ static void test_linear(void) {
     // backward: dx overwritten, dW accumulated onto its previous content
     float *dx = frand(N * in, 1), *dW = frand(out * in, 1), *dW0 = malloc(out * in * sizeof(float));
     memcpy(dW0, dW, out * in * sizeof(float));
-    be->linear_bwd(dx, dW, R, x, W, N, in, out, false);
+    BE(be, linear_bwd, dx, dW, R, x, W, TENSOR_F32, N, in, out, false);
     double gx[6 * 8], gW[5 * 8];
     lin_ctx c = {N, in, out, 0, xd, Wd, Rd};
     fd_grad(lin_loss, &c, xd, N * in, gx);
@@ -175,12 +175,12 @@ static void test_rmsnorm(void) {
     double *xd = to_d(x, N * D), *wd = to_d(w, D), *Rd = to_d(R, N * D);
     float out[5 * 12], rstd[5];
     double ref[5 * 12];
-    be->rmsnorm_fwd(out, rstd, x, w, N, D, eps);
+    BE(be, rmsnorm_fwd, out, rstd, x, w, N, D, eps);
     rms_ref(ref, xd, wd, N, D, eps);
     CHECK(rel_err(out, ref, N * D) < FWD_TOL);
     float dx[5 * 12], dw[12];
     memset(dw, 0, sizeof dw);
-    be->rmsnorm_bwd(dx, dw, R, x, w, rstd, N, D, false);
+    BE(be, rmsnorm_bwd, dx, dw, R, x, w, rstd, N, D, false);
     double gx[5 * 12], gw[12];
     rms_ctx c = {N, D, 0, eps, xd, wd, Rd};
     fd_grad(rms_loss, &c, xd, N * D, gx);
@@ -191,7 +191,7 @@ static void test_rmsnorm(void) {
     // acc_dx adds onto what was there
     float dx2[5 * 12];
     for (int i = 0; i < N * D; i++) dx2[i] = 1.0f;
-    be->rmsnorm_bwd(dx2, NULL, R, x, w, rstd, N, D, true);
+    BE(be, rmsnorm_bwd, dx2, NULL, R, x, w, rstd, N, D, true);
     for (int i = 0; i < N * D; i++) gx[i] += 1.0;
     CHECK(rel_err(dx2, gx, N * D) < BWD_TOL);
     free(x); free(w); free(R); free(xd); free(wd); free(Rd);
@@ -222,7 +222,7 @@ static void test_rope_table(void) {
         const int P = 40, half = rp->head_dim / 2;
         float *cs = malloc(P * half * sizeof(float)), *sn = malloc(P * half * sizeof(float));
         double *rc = malloc(P * half * sizeof(double)), *rs = malloc(P * half * sizeof(double));
-        be->rope_table(cs, sn, P, rp);
+        BE(be, rope_table, cs, sn, P, rp);
         for (int p = 0; p < P; p++)
             for (int i = 0; i < half; i++) {
                 rc[p * half + i] = cos(p * ref_inv_freq(i, rp));
@@ -236,11 +236,11 @@ static void test_rope_table(void) {
     float c1[32], s1[32], c2[32], s2[32];
     rope_params l3n = l3;
     l3n.llama3_scaling = 0;
-    be->rope_table(c1, s1, 1 + 0, &l3);  // position 0: cos 1
+    BE(be, rope_table, c1, s1, 1 + 0, &l3);  // position 0: cos 1
     CHECK_NEAR(c1[0], 1.0, 1e-7);
     float cc[2 * 32], ss[2 * 32], cn[2 * 32], sn2[2 * 32];
-    be->rope_table(cc, ss, 2, &l3);
-    be->rope_table(cn, sn2, 2, &l3n);
+    BE(be, rope_table, cc, ss, 2, &l3);
+    BE(be, rope_table, cn, sn2, 2, &l3n);
     double a_s = atan2(ss[32 + 31], cc[32 + 31]), a_n = atan2(sn2[32 + 31], cn[32 + 31]);
     CHECK_NEAR(a_s * 8.0, a_n, 1e-9 + 1e-5 * fabs(a_n));
     CHECK_NEAR(cc[32 + 0], cn[32 + 0], 1e-7);  // highest frequency unchanged
@@ -272,16 +272,16 @@ static void test_rope(void) {
     const int N = 6, nh = 3, Dh = 8, P = 20, n = N * nh * Dh;
     rope_params rp = {.head_dim = Dh, .theta = 10000.0f};
     float cs[20 * 4], sn[20 * 4];
-    be->rope_table(cs, sn, P, &rp);
+    BE(be, rope_table, cs, sn, P, &rp);
     int32_t pos[6] = {0, 3, 7, 19, 1, 11};
     float *x = frand(n, 1), *R = frand(n, 1);
     double *xd = to_d(x, n), *Rd = to_d(R, n), ref[6 * 3 * 8], g[6 * 3 * 8];
     rope_ctx c = {N, nh, Dh, pos, cs, sn, Rd};
     rope_ref(ref, xd, &c);
-    be->rope_fwd(x, pos, cs, sn, N, nh, Dh);
+    BE(be, rope_fwd, x, pos, cs, sn, N, nh, Dh);
     CHECK(rel_err(x, ref, n) < FWD_TOL);
     fd_grad(rope_loss, &c, xd, n, g);
-    be->rope_bwd(R, pos, cs, sn, N, nh, Dh);
+    BE(be, rope_bwd, R, pos, cs, sn, N, nh, Dh);
     CHECK_MSG(rel_err(R, g, n) < BWD_TOL, "rope bwd err %g", rel_err(R, g, n));
     free(x); free(R); free(xd); free(Rd);
 }
@@ -343,11 +343,11 @@ static void check_attention(int B, int Tq, int Tk, const int32_t *qpos, const in
     double *ref = malloc(nq * sizeof(double));
     att_ctx c = {B, Tq, Tk, H, Hkv, Dh, 0, qpos, kvl, qd, kd, vd, Rd};
     att_ref(ref, qd, kd, vd, &c);
-    be->attention_fwd(out, probs, q, k, v, qpos, kvl, B, Tq, Tk, H, Hkv, Dh);
+    BE(be, attention_fwd, out, probs, q, k, v, qpos, kvl, B, Tq, Tk, H, Hkv, Dh);
     CHECK_MSG(rel_err(out, ref, nq) < FWD_TOL, "%s fwd err %g", what, rel_err(out, ref, nq));
     // the same without a probs buffer
     float *out2 = malloc(nq * sizeof(float));
-    be->attention_fwd(out2, NULL, q, k, v, qpos, kvl, B, Tq, Tk, H, Hkv, Dh);
+    BE(be, attention_fwd, out2, NULL, q, k, v, qpos, kvl, B, Tq, Tk, H, Hkv, Dh);
     CHECK(memcmp(out, out2, nq * sizeof(float)) == 0);
     // masked probabilities are exactly 0; visible rows sum to 1
     for (int b = 0; b < B; b++)
@@ -362,7 +362,7 @@ static void check_attention(int B, int Tq, int Tk, const int32_t *qpos, const in
                 CHECK_NEAR(s, 1.0, 1e-5);
             }
     float *dq = malloc(nq * sizeof(float)), *dk = malloc(nk * sizeof(float)), *dv = malloc(nk * sizeof(float));
-    be->attention_bwd(dq, dk, dv, R, probs, q, k, v, kvl, B, Tq, Tk, H, Hkv, Dh);
+    BE(be, attention_bwd, dq, dk, dv, R, probs, q, k, v, kvl, B, Tq, Tk, H, Hkv, Dh);
     double *g = malloc((nq > nk ? nq : nk) * sizeof(double));
     if (Tq == Tk && fd_count > 0) {  // sampled elements (long sequences: several query blocks)
         int64_t idx[64];
@@ -437,11 +437,11 @@ static void test_attention_threads_identical(void) {
     float *o[3], *p[3], *dq[3], *dk[3], *dv[3];
     for (int r = 0; r < 3; r++) {
         o[r] = malloc(nq * 4); p[r] = malloc((size_t)np * 4); dq[r] = malloc(nq * 4); dk[r] = malloc(nk * 4); dv[r] = malloc(nk * 4);
-        be->set_threads(r + 1);
-        be->attention_fwd(o[r], p[r], q, k, v, qpos, kvl, B, T, T, H, Hkv, Dh);
-        be->attention_bwd(dq[r], dk[r], dv[r], dout, p[r], q, k, v, kvl, B, T, T, H, Hkv, Dh);
+        backend_set_threads(be, r + 1);
+        BE(be, attention_fwd, o[r], p[r], q, k, v, qpos, kvl, B, T, T, H, Hkv, Dh);
+        BE(be, attention_bwd, dq[r], dk[r], dv[r], dout, p[r], q, k, v, kvl, B, T, T, H, Hkv, Dh);
     }
-    be->set_threads(1);
+    backend_set_threads(be, 1);
     for (int r = 1; r < 3; r++) {
         CHECK(memcmp(o[0], o[r], nq * 4) == 0);
         CHECK(memcmp(p[0], p[r], (size_t)np * 4) == 0);
@@ -458,9 +458,9 @@ static void test_swiglu(void) {
     float *g = frand(n, 2), *u = frand(n, 1), *R = frand(n, 1), out[40], dg[40], du[40];
     double *gd = to_d(g, n), *ud = to_d(u, n), *Rd = to_d(R, n), ref[40], gg[40], gu[40];
     for (int i = 0; i < n; i++) ref[i] = gd[i] / (1 + exp(-gd[i])) * ud[i];
-    be->swiglu_fwd(out, g, u, n);
+    BE(be, swiglu_fwd, out, g, u, n);
     CHECK(rel_err(out, ref, n) < FWD_TOL);
-    be->swiglu_bwd(dg, du, R, g, u, n);
+    BE(be, swiglu_bwd, dg, du, R, g, u, n);
     sw_ctx c = {n, 0, gd, ud, Rd};
     fd_grad(sw_loss, &c, gd, n, gg);
     c.which = 1;
@@ -474,10 +474,10 @@ static void test_embedding(void) {
     const int V = 7, D = 5, N = 6;
     int32_t ids[6] = {3, 0, 6, 3, 3, 1};
     float *W = frand(V * D, 1), out[30], dW[35], *R = frand(N * D, 1);
-    be->embedding_fwd(out, W, ids, N, D);
+    BE(be, embedding_fwd, out, W, ids, N, D);
     for (int n = 0; n < N; n++) CHECK(memcmp(out + n * D, W + ids[n] * D, D * sizeof(float)) == 0);
     for (int i = 0; i < V * D; i++) dW[i] = 0.5f;
-    be->embedding_bwd(dW, R, ids, N, D);
+    BE(be, embedding_bwd, dW, R, ids, N, D);
     double ref[35];
     for (int i = 0; i < V * D; i++) ref[i] = 0.5;
     for (int n = 0; n < N; n++)
@@ -511,21 +511,21 @@ static void test_cross_entropy(void) {
     float *x = frand(N * V, 3), lse[6], loss[6], dx[66];
     double *xd = to_d(x, N * V), g[66];
     int nv = 0;
-    double m = be->ce_fwd(loss, lse, x, t, N, V, &nv);
+    double m = BE(be, ce_fwd, loss, lse, x, t, N, V, &nv);
     ce_ctx c = {N, V, t};
     CHECK_EQ_INT(nv, 4);
     CHECK_NEAR(m, ce_ref(&c, xd), 1e-6 * fabs(m));
     CHECK(loss[1] == 0.0f && loss[4] == 0.0f);
-    be->ce_bwd(dx, x, lse, t, N, V, 1.0f / nv);
+    BE(be, ce_bwd, dx, x, lse, t, N, V, 1.0f / nv);
     fd_grad(ce_ref, &c, xd, N * V, g);
     CHECK_MSG(rel_err(dx, g, N * V) < BWD_TOL, "ce bwd err %g", rel_err(dx, g, N * V));
     for (int j = 0; j < V; j++) CHECK(dx[1 * V + j] == 0.0f);
     // in place (dlogits aliasing logits) gives the same
-    be->ce_bwd(x, x, lse, t, N, V, 1.0f / nv);
+    BE(be, ce_bwd, x, x, lse, t, N, V, 1.0f / nv);
     CHECK(memcmp(x, dx, sizeof dx) == 0);
     // all ignored: mean 0, no NaN
     int32_t none[6] = {-100, -100, -100, -100, -100, -100};
-    CHECK(be->ce_fwd(NULL, NULL, dx, none, N, V, &nv) == 0.0 && nv == 0);
+    CHECK(BE(be, ce_fwd, NULL, NULL, dx, none, N, V, &nv) == 0.0 && nv == 0);
     free(x); free(xd);
 }
 
@@ -540,13 +540,13 @@ static void test_threaded_rows(void) {
     float *d1 = malloc((size_t)N * V * 4), *d2 = malloc((size_t)N * V * 4);
     int32_t *t = malloc(N * 4);
     for (int n = 0; n < N; n++) t[n] = n % 7 == 3 ? -100 : (n * 31) % V;
-    be->set_threads(1);
+    backend_set_threads(be, 1);
     int c1, c2;
-    double m1 = be->ce_fwd(l1, s1, x, t, N, V, &c1);
-    be->ce_bwd(d1, x, s1, t, N, V, 1.0f / c1);
-    be->set_threads(2);
-    double m2 = be->ce_fwd(l2, s2, x, t, N, V, &c2);
-    be->ce_bwd(d2, x, s2, t, N, V, 1.0f / c2);
+    double m1 = BE(be, ce_fwd, l1, s1, x, t, N, V, &c1);
+    BE(be, ce_bwd, d1, x, s1, t, N, V, 1.0f / c1);
+    backend_set_threads(be, 2);
+    double m2 = BE(be, ce_fwd, l2, s2, x, t, N, V, &c2);
+    BE(be, ce_bwd, d2, x, s2, t, N, V, 1.0f / c2);
     CHECK(c1 == c2 && memcmp(l1, l2, N * 4) == 0 && memcmp(s1, s2, N * 4) == 0);
     CHECK(memcmp(d1, d2, (size_t)N * V * 4) == 0);
     CHECK_NEAR(m1, m2, 1e-12 * m1);
@@ -557,13 +557,13 @@ static void test_threaded_rows(void) {
     const int64_t n = 300000;
     float *g = frand(n, 2), *u = frand(n, 1), *o1 = malloc(n * 4), *o2 = malloc(n * 4), *dg1 = malloc(n * 4),
           *du1 = malloc(n * 4), *dg2 = malloc(n * 4), *du2 = malloc(n * 4);
-    be->set_threads(1);
-    be->swiglu_fwd(o1, g, u, n);
-    be->swiglu_bwd(dg1, du1, u, g, u, n);
-    be->set_threads(2);
-    be->swiglu_fwd(o2, g, u, n);
-    be->swiglu_bwd(dg2, du2, u, g, u, n);
-    be->set_threads(1);
+    backend_set_threads(be, 1);
+    BE(be, swiglu_fwd, o1, g, u, n);
+    BE(be, swiglu_bwd, dg1, du1, u, g, u, n);
+    backend_set_threads(be, 2);
+    BE(be, swiglu_fwd, o2, g, u, n);
+    BE(be, swiglu_bwd, dg2, du2, u, g, u, n);
+    backend_set_threads(be, 1);
     CHECK(memcmp(o1, o2, n * 4) == 0 && memcmp(dg1, dg2, n * 4) == 0 && memcmp(du1, du2, n * 4) == 0);
     double worst = 0;
     for (int64_t i = 0; i < n; i += 997) worst = fmax(worst, fabs(o2[i] - g[i] / (1 + exp(-(double)g[i])) * u[i]) / (fabs(o2[i]) + 1e-3));
@@ -576,19 +576,19 @@ static void test_elementwise(void) {
     const int n = 33;
     float *a = frand(n, 1), *b = frand(n, 1), out[33], y[33];
     double ref[33], s = 0, ss = 0;
-    be->add(out, a, b, n);
+    BE(be, add, out, a, b, n);
     for (int i = 0; i < n; i++) ref[i] = (double)a[i] + b[i];
     CHECK(rel_err(out, ref, n) < FWD_TOL);
     memcpy(y, a, sizeof y);
-    be->axpy(y, -0.75f, b, n);
+    BE(be, axpy, y, -0.75f, b, n);
     for (int i = 0; i < n; i++) ref[i] = (double)a[i] - 0.75 * b[i];
     CHECK(rel_err(y, ref, n) < FWD_TOL);
-    be->scale(y, 2.0f, n);
+    BE(be, scale, y, 2.0f, n);
     for (int i = 0; i < n; i++) ref[i] *= 2;
     CHECK(rel_err(y, ref, n) < FWD_TOL);
     for (int i = 0; i < n; i++) { s += a[i]; ss += (double)a[i] * a[i]; }
-    CHECK_NEAR(be->sum(a, n), s, 1e-12);
-    CHECK_NEAR(be->sumsq(a, n), ss, 1e-12);
+    CHECK_NEAR(BE(be, sum, a, n), s, 1e-12);
+    CHECK_NEAR(BE(be, sumsq, a, n), ss, 1e-12);
     free(a); free(b);
 }
 
@@ -608,7 +608,7 @@ static void test_adam_variants(void) {
         for (int step = 1; step <= 2; step++) {
             const float *g = step == 1 ? g1 : g2;
             adam_params ap = {(adam_variant)var, (float)lr, (float)b1, (float)b2, (float)eps, (float)wd, step};
-            be->adam_step(p, g, m, v, n, &ap);
+            BE(be, adam_step, p, g, m, v, n, &ap);
             double bc1 = 1 - pow(b1, step), bc2 = 1 - pow(b2, step);
             for (int i = 0; i < n; i++) {
                 double gi = g[i];
@@ -630,8 +630,8 @@ static void test_adam_variants(void) {
     float pa[1] = {1.0f}, pb[1] = {1.0f}, ma[1] = {0}, va[1] = {0}, mb[1] = {0}, vb[1] = {0}, gg[1] = {1e-7f};
     adam_params a = {ADAM_TORCH_ADAMW, 0.1f, 0.9f, 0.999f, 1e-6f, 0.0f, 1};
     adam_params b = {ADAM_HF_ADAMW, 0.1f, 0.9f, 0.999f, 1e-6f, 0.0f, 1};
-    be->adam_step(pa, gg, ma, va, 1, &a);
-    be->adam_step(pb, gg, mb, vb, 1, &b);
+    BE(be, adam_step, pa, gg, ma, va, 1, &a);
+    BE(be, adam_step, pb, gg, mb, vb, 1, &b);
     CHECK(fabs(pa[0] - pb[0]) > 1e-4);
 }
 
@@ -666,8 +666,8 @@ static void test_linalg(void) {
     float *A = spd(n), *L = malloc(n * n * sizeof(float)), *U = malloc(n * n * sizeof(float));
     memcpy(L, A, n * n * sizeof(float));
     memcpy(U, A, n * n * sizeof(float));
-    CHECK_EQ_INT(be->cholesky(L, n, false), 0);
-    CHECK_EQ_INT(be->cholesky(U, n, true), 0);
+    CHECK_EQ_INT(BE(be, cholesky, L, n, false), 0);
+    CHECK_EQ_INT(BE(be, cholesky, U, n, true), 0);
     double e1 = 0, e2 = 0, sc = 0;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) {
@@ -683,18 +683,18 @@ static void test_linalg(void) {
     // triangular inverse: L · L⁻¹ = I
     float *Li = malloc(n * n * sizeof(float));
     memcpy(Li, L, n * n * sizeof(float));
-    CHECK_EQ_INT(be->tri_inv(Li, n, false), 0);
+    CHECK_EQ_INT(BE(be, tri_inv, Li, n, false), 0);
     CHECK_MSG(max_abs_diff_identity(L, Li, n) < 1e-5, "L Linv err %g", max_abs_diff_identity(L, Li, n));
     // SPD inverse: A · A⁻¹ = I
     float *Ai = malloc(n * n * sizeof(float));
     memcpy(Ai, A, n * n * sizeof(float));
-    CHECK_EQ_INT(be->spd_inverse(Ai, n), 0);
+    CHECK_EQ_INT(BE(be, spd_inverse, Ai, n), 0);
     CHECK_MSG(max_abs_diff_identity(A, Ai, n) < 1e-5, "A Ainv err %g", max_abs_diff_identity(A, Ai, n));
     // solves: A X = B through the factor; L Y = B through strsm; Lᵀ Z = B
     const int r = 3;
     float *B0 = frand(n * r, 1), *X = malloc(n * r * sizeof(float)), *Y = malloc(n * r * sizeof(float));
     memcpy(X, B0, n * r * sizeof(float));
-    CHECK_EQ_INT(be->chol_solve(L, X, n, r, false), 0);
+    CHECK_EQ_INT(BE(be, chol_solve, L, X, n, r, false), 0);
     double ref[12 * 3];
     for (int i = 0; i < n * r; i++) ref[i] = B0[i];
     float AX[36];
@@ -707,7 +707,7 @@ static void test_linalg(void) {
     CHECK(rel_err(AX, ref, n * r) < 1e-5);
     for (int tr = 0; tr < 2; tr++) {
         memcpy(Y, B0, n * r * sizeof(float));
-        be->tri_solve(L, Y, n, r, false, tr);
+        BE(be, tri_solve, L, Y, n, r, false, tr);
         for (int i = 0; i < n; i++)
             for (int j = 0; j < r; j++) {
                 double s = 0;
@@ -718,7 +718,7 @@ static void test_linalg(void) {
     }
     // not positive definite: a positive minor index, no crash
     float bad[4] = {1, 2, 2, 1};
-    CHECK(be->cholesky(bad, 2, false) > 0);
+    CHECK(BE(be, cholesky, bad, 2, false) > 0);
     free(A); free(L); free(U); free(Li); free(Ai); free(B0); free(X); free(Y);
 }
 
@@ -792,16 +792,23 @@ static void test_tensor(void) {
 static void test_backend_table(void) {
     CHECK(be != NULL);
     CHECK_EQ_STR(be->name, "cpu");
-    CHECK(backend_get("no-such-backend") == NULL);
+    cis_err e = {0};
+    backend *nb = backend_open("no-such-backend", NULL, &e);
+    CHECK(nb == NULL && strstr(e.msg, "no-such-backend"));
+    nb = backend_open("cuda:0", NULL, &e);
+#ifndef CISWEEP_CUDA
+    CHECK(nb == NULL && strstr(e.msg, "cuda:0"));
+#endif
+    backend_close(&nb);
     // every entry is filled
-    const void *const *fp = (const void *const *)((const char *)be + sizeof(const char *));
-    size_t nfp = (sizeof(struct backend_ops) - sizeof(const char *)) / sizeof(void *);
+    const void *const *fp = (const void *const *)((const char *)be->iface + sizeof(const char *));
+    size_t nfp = (sizeof(backend_iface) - sizeof(const char *)) / sizeof(void *);
     for (size_t i = 0; i < nfp; i++) CHECK_MSG(fp[i] != NULL, "entry %zu", i);
 }
 
 int main(void) {
-    be = backend_get("cpu");
-    be->set_threads(1);
+    be = backend_open("cpu", &(backend_opts){.threads = 1}, NULL);
+    backend_set_threads(be, 1);
     RUN(test_backend_table);
     RUN(test_tensor);
     RUN(test_vexp);

@@ -68,10 +68,10 @@ static int tool_logits(int argc, char **argv) {
     cis_err err = {0};
     llama_config cfg;
     if (checkpoint_dir_load_config(dir, &cfg, &err)) { tool_fail(err.msg); goto out; }
-    const backend_ops *be = backend_get("cpu");
-    be->set_threads(threads);
-    llama_model *m = llama_model_new(&cfg, be, &err);
-    if (!m) { tool_fail(err.msg); goto out; }
+    backend *be = backend_open("cpu", &(backend_opts){.threads = threads}, &err);
+    llama_model *m = be ? llama_model_new(&cfg, be, &err) : NULL;
+    if (!m) { tool_fail(err.msg); backend_close(&be); goto out; }
+    llama_model_own_backend(m);
     if (llama_model_load(m, dir, &err)) { tool_fail(err.msg); llama_model_free(&m); goto out; }
     int T = 0, nvalid = 0;
     for (int b = 0; b < B; b++) { if (lens[b] > T) T = lens[b]; nvalid += lens[b]; }

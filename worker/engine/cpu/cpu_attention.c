@@ -27,17 +27,13 @@ typedef struct att_args {
 // The per-block GEMMs are small (at most 64 x Tk x Dh). Below ~8 MFLOP each, OpenBLAS's own threads
 // cost more than they gain: attention then runs them single-threaded, one task per thread, and
 // restores the thread count after. Returns the number of task threads to use.
-static int att_threads_begin(int Tk, int Dh, int *restore) {
-    int n = openblas_get_num_threads();
-    *restore = 0;
-    if (n <= 1 || 2.0 * ATT_QB * Tk * Dh >= 8e6) return 1;
-    openblas_set_num_threads(1);
-    *restore = n;
-    return n;
+static int att_threads_begin(backend *be, int Tk, int Dh) {
+    int n = be->threads;
+    if (n <= 1 || 2.0 * ATT_QB * Tk * Dh >= 8e6) { cpu_blas_threads(be); return 1; }
+    if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);
+    return n < 64 ? n : 64;
 }
-static void att_threads_end(int restore) {
-    if (restore > 0) openblas_set_num_threads(restore);
-}
+static void att_threads_end(backend *be) { cpu_blas_threads(be); }
 
 // number of keys visible to a query at position p in a sequence with nk keys: min(p + 1, nk)
 static inline int visible(int p, int nk) { return p + 1 < nk ? (p + 1 > 0 ? p + 1 : 0) : nk; }
@@ -83,7 +79,7 @@ static void att_fwd_task(void *ctx, int task, int thread) {
                 continue;
             }
             // S[rows, km] = scale * Q[rows, Dh] · K[km, Dh]ᵀ
-            cpu_gemm(false, true, rows, km, Dh, scale, qb + (int64_t)r0 * ldq, ldq, kb, ldk, 0.0f, P, Tk);
+            cpu_sgemm(false, true, rows, km, Dh, scale, qb + (int64_t)r0 * ldq, ldq, kb, ldk, 0.0f, P, Tk);
             for (int t = 0; t < rows; t++) {
                 float *row = P + (int64_t)t * Tk;
                 const int nv = visible(qp[r0 + t], nk);
@@ -96,25 +92,23 @@ static void att_fwd_task(void *ctx, int task, int thread) {
                 if (end > nv) memset(row + nv, 0, (size_t)(end - nv) * sizeof(float));
             }
             // O[rows, Dh] = P[rows, km] · V[km, Dh]
-            cpu_gemm(false, false, rows, Dh, km, 1.0f, P, Tk, vb, ldk, 0.0f, ob + (int64_t)r0 * ldq, ldq);
+            cpu_sgemm(false, false, rows, Dh, km, 1.0f, P, Tk, vb, ldk, 0.0f, ob + (int64_t)r0 * ldq, ldq);
         }
     }
 }
 
 // q, out [B,Tq,H,Dh]; k, v [B,Tk,Hkv,Dh]; probs [B,H,Tq,Tk] or NULL
-void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
+void cpu_attention_fwd(backend *be, float *out, float *probs, const float *q, const float *k, const float *v,
                        const int32_t *qpos, const int32_t *kv_len, int B, int Tq, int Tk,
                        int H, int Hkv, int Dh) {
-    int restore;
-    const int nt = att_threads_begin(Tk, Dh, &restore);
+    const int nt = att_threads_begin(be, Tk, Dh);
     float *scratch[64] = {0};
-    float *block = probs ? NULL : xmalloc((size_t)nt * ATT_QB * Tk * sizeof(float));
+    float *block = probs ? NULL : backend_workspace(be, (size_t)nt * ATT_QB * Tk * sizeof(float));
     for (int i = 0; i < nt && i < 64; i++) scratch[i] = block ? block + (size_t)i * ATT_QB * Tk : NULL;
     att_args a = {.out = out, .probs = probs, .q = q, .k = k, .v = v, .qpos = qpos, .kv_len = kv_len,
                   .B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .Dh = Dh, .scratch = scratch};
-    cpu_parallel_for(B * Hkv, nt < 64 ? nt : 64, att_fwd_task, &a);
-    free(block);
-    att_threads_end(restore);
+    cpu_parallel_for(B * Hkv, nt, att_fwd_task, &a);
+    att_threads_end(be);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -153,9 +147,9 @@ static void att_bwd_task(void *ctx, int task, int thread) {
             }
             const float *dO = dob + (int64_t)r0 * ldq;
             // dV[km, Dh] += P[rows, km]ᵀ · dO[rows, Dh]
-            cpu_gemm(true, false, km, Dh, rows, 1.0f, P, Tk, dO, ldq, 1.0f, dvb, ldk);
+            cpu_sgemm(true, false, km, Dh, rows, 1.0f, P, Tk, dO, ldq, 1.0f, dvb, ldk);
             // dP[rows, km] = dO[rows, Dh] · V[km, Dh]ᵀ
-            cpu_gemm(false, true, rows, km, Dh, 1.0f, dO, ldq, vb, ldk, 0.0f, dP, Tk);
+            cpu_sgemm(false, true, rows, km, Dh, 1.0f, dO, ldq, vb, ldk, 0.0f, dP, Tk);
             for (int t = 0; t < rows; t++) {
                 const float *pr = P + (int64_t)t * Tk;
                 float *dr = dP + (int64_t)t * Tk;
@@ -164,24 +158,22 @@ static void att_bwd_task(void *ctx, int task, int thread) {
                 cpu_vmul_scaled(dr, pr, scale, km);
             }
             // dQ[rows, Dh] = dS[rows, km] · K[km, Dh]
-            cpu_gemm(false, false, rows, Dh, km, 1.0f, dP, Tk, kb, ldk, 0.0f, dqb + (int64_t)r0 * ldq, ldq);
+            cpu_sgemm(false, false, rows, Dh, km, 1.0f, dP, Tk, kb, ldk, 0.0f, dqb + (int64_t)r0 * ldq, ldq);
             // dK[km, Dh] += dS[rows, km]ᵀ · Q[rows, Dh]
-            cpu_gemm(true, false, km, Dh, rows, 1.0f, dP, Tk, qb + (int64_t)r0 * ldq, ldq, 1.0f, dkb, ldk);
+            cpu_sgemm(true, false, km, Dh, rows, 1.0f, dP, Tk, qb + (int64_t)r0 * ldq, ldq, 1.0f, dkb, ldk);
         }
     }
 }
 
-void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+void cpu_attention_bwd(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *probs,
                        const float *q, const float *k, const float *v, const int32_t *kv_len,
                        int B, int Tq, int Tk, int H, int Hkv, int Dh) {
-    int restore;
-    const int nt = att_threads_begin(Tk, Dh, &restore);
+    const int nt = att_threads_begin(be, Tk, Dh);
     float *scratch[64] = {0};
-    float *block = xmalloc((size_t)(nt < 64 ? nt : 64) * ATT_QB * Tk * sizeof(float));
+    float *block = backend_workspace(be, (size_t)nt * ATT_QB * Tk * sizeof(float));
     for (int i = 0; i < nt && i < 64; i++) scratch[i] = block + (size_t)i * ATT_QB * Tk;
     att_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .cprobs = probs, .q = q, .k = k, .v = v,
                   .kv_len = kv_len, .B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .Dh = Dh, .scratch = scratch};
-    cpu_parallel_for(B * Hkv, nt < 64 ? nt : 64, att_bwd_task, &a);
-    free(block);
-    att_threads_end(restore);
+    cpu_parallel_for(B * Hkv, nt, att_bwd_task, &a);
+    att_threads_end(be);
 }

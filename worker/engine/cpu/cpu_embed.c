@@ -4,12 +4,12 @@
 #include "worker/engine/cpu/cpu_ops.h"
 
 // out [N,D] = W[ids[n]]
-void cpu_embedding_fwd(float *out, const float *W, const int32_t *ids, int N, int D) {
+void cpu_embedding_fwd(backend *be, float *out, const float *W, const int32_t *ids, int N, int D) {
     for (int n = 0; n < N; n++) memcpy(out + (int64_t)n * D, W + (int64_t)ids[n] * D, (size_t)D * sizeof(float));
 }
 
 // dW[ids[n]] += dout[n], in row order (deterministic)
-void cpu_embedding_bwd(float *dW, const float *dout, const int32_t *ids, int N, int D) {
+void cpu_embedding_bwd(backend *be, float *dW, const float *dout, const int32_t *ids, int N, int D) {
     for (int n = 0; n < N; n++) {
         float *dst = dW + (int64_t)ids[n] * D;
         const float *src = dout + (int64_t)n * D;

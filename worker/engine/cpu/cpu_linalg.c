@@ -11,28 +11,28 @@ static void zero_other_triangle(float *A, int n, bool upper) {
             if (upper ? j < i : j > i) A[(int64_t)i * n + j] = 0.0f;
 }
 
-int cpu_cholesky(float *A, int n, bool upper) {
+int cpu_cholesky(backend *be, float *A, int n, bool upper) {
     int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, upper ? 'U' : 'L', n, A, n);
     if (info == 0) zero_other_triangle(A, n, upper);
     return info < 0 ? -info : info;
 }
 
-int cpu_tri_inv(float *A, int n, bool upper) {
+int cpu_tri_inv(backend *be, float *A, int n, bool upper) {
     int info = LAPACKE_strtri(LAPACK_ROW_MAJOR, upper ? 'U' : 'L', 'N', n, A, n);
     return info < 0 ? -info : info;
 }
 
-int cpu_chol_solve(const float *F, float *Bm, int n, int nrhs, bool upper) {
+int cpu_chol_solve(backend *be, const float *F, float *Bm, int n, int nrhs, bool upper) {
     int info = LAPACKE_spotrs(LAPACK_ROW_MAJOR, upper ? 'U' : 'L', n, nrhs, F, n, Bm, nrhs);
     return info < 0 ? -info : info;
 }
 
-void cpu_tri_solve(const float *T, float *Bm, int n, int nrhs, bool upper, bool trans) {
+void cpu_tri_solve(backend *be, const float *T, float *Bm, int n, int nrhs, bool upper, bool trans) {
     cblas_strsm(CblasRowMajor, CblasLeft, upper ? CblasUpper : CblasLower, trans ? CblasTrans : CblasNoTrans,
                 CblasNonUnit, n, nrhs, 1.0f, T, n, Bm, nrhs);
 }
 
-int cpu_spd_inverse(float *A, int n) {
+int cpu_spd_inverse(backend *be, float *A, int n) {
     int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', n, A, n);
     if (info != 0) return info < 0 ? -info : info;
     info = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', n, A, n);

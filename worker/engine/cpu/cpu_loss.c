@@ -16,8 +16,8 @@ static double row_lse(const float *x, int V, float *scratch) {
     return mx + log(cpu_vexp_sum(scratch, x, mx, V));
 }
 
-static int ce_threads(int N, int V) {
-    int nt = (int64_t)N * V >= CE_PAR_MIN ? cpu_get_threads() : 1;
+static int ce_threads(backend *be, int N, int V) {
+    int nt = (int64_t)N * V >= CE_PAR_MIN ? be->threads : 1;
     if (nt > N) nt = N;
     if (nt > 64) nt = 64;
     return nt < 1 ? 1 : nt;
@@ -60,10 +60,10 @@ static void ce_fwd_range(void *ctx, int task, int thread) {
 }
 
 // logits [N,V]; targets [N]; loss, lse [N]
-double cpu_ce_fwd(float *loss, float *lse, const float *logits, const int32_t *targets, int N, int V,
+double cpu_ce_fwd(backend *be, float *loss, float *lse, const float *logits, const int32_t *targets, int N, int V,
                   int *n_valid) {
     ce_args a = {.loss = loss, .lse = lse, .logits = logits, .targets = targets, .N = N, .V = V,
-                 .nt = ce_threads(N, V)};
+                 .nt = ce_threads(be, N, V)};
     cpu_parallel_for(a.nt, a.nt, ce_fwd_range, &a);
     double tot = 0.0;
     int cnt = 0;
@@ -94,9 +94,9 @@ static void ce_bwd_range(void *ctx, int task, int thread) {
 }
 
 // dlogits [N,V] = scale (softmax - onehot); lse from ce_fwd (recomputed when NULL)
-void cpu_ce_bwd(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+void cpu_ce_bwd(backend *be, float *dlogits, const float *logits, const float *lse, const int32_t *targets,
                 int N, int V, float scale) {
     ce_args a = {.lse = (float *)lse, .dlogits = dlogits, .logits = logits, .targets = targets, .N = N, .V = V,
-                 .nt = ce_threads(N, V), .scale = scale};
+                 .nt = ce_threads(be, N, V), .scale = scale};
     cpu_parallel_for(a.nt, a.nt, ce_bwd_range, &a);
 }

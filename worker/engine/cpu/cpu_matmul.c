@@ -1,18 +1,20 @@
 /* cpu_matmul.c - GEMM and the linear layer (HF nn.Linear layout W[out, in]) on the cpu backend,
- * all through OpenBLAS cblas_sgemm (row-major). Thread count is OpenBLAS's. */
+ * all through OpenBLAS cblas_sgemm (row-major). OpenBLAS's thread count is process-wide: each op
+ * sets it to the instance's count (be->threads) when it differs, so instances used one after
+ * another keep their own counts, and instances used at the same time from several threads (the
+ * trainer's replicas) should all have the same count. BF16 weights are widened to fp32 in the
+ * instance's workspace before the product (fp32 accumulation). */
 #include <cblas.h>
 
 #include "worker/engine/cpu/cpu_ops.h"
+#include "worker/engine/half.h"
 
-void cpu_set_threads(int n) {
-    if (n <= 0) n = openblas_get_num_procs();
-    openblas_set_num_threads(n);
+void cpu_blas_threads(backend *be) {
+    if (openblas_get_num_threads() != be->threads) openblas_set_num_threads(be->threads);
 }
 
-int cpu_get_threads(void) { return openblas_get_num_threads(); }
-
-void cpu_gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
-              const float *B, int ldb, float beta, float *C, int ldc) {
+void cpu_sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {  // C = beta C
         for (int i = 0; i < M; i++)
@@ -23,14 +25,37 @@ void cpu_gemm(bool transA, bool transB, int M, int N, int K, float alpha, const 
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void cpu_gemm(backend *be, bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    cpu_blas_threads(be);
+    cpu_sgemm(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* the weight as fp32: itself, or widened into the workspace (NULL if that cannot grow) */
+static const float *weight_f32(backend *be, const void *W, tensor_dtype wt, int out, int in) {
+    if (wt == TENSOR_F32) return W;
+    size_t n = (size_t)out * in;
+    float *w = backend_workspace(be, n * sizeof(float));
+    if (!w) return NULL;
+    if (wt == TENSOR_BF16) half_bf16_to_f32_n(W, w, n);
+    else half_f16_to_f32_n(W, w, n);
+    return w;
+}
+
 // y[N,out] (+)= x[N,in] · W[out,in]ᵀ
-void cpu_linear_fwd(float *y, const float *x, const float *W, int N, int in, int out, bool acc) {
-    cpu_gemm(false, true, N, out, in, 1.0f, x, in, W, in, acc ? 1.0f : 0.0f, y, out);
+void cpu_linear_fwd(backend *be, float *y, const float *x, const void *W, tensor_dtype wt, int N, int in, int out,
+                    bool acc) {
+    const float *w = weight_f32(be, W, wt, out, in);
+    if (!w) return;  // the caller checked backend_workspace beforehand (model.c reserves it)
+    cpu_gemm(be, false, true, N, out, in, 1.0f, x, in, w, in, acc ? 1.0f : 0.0f, y, out);
 }
 
 // dx[N,in] (+)= dy[N,out] · W[out,in];  dW[out,in] += dy[N,out]ᵀ · x[N,in]
-void cpu_linear_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W,
+void cpu_linear_bwd(backend *be, float *dx, float *dW, const float *dy, const float *x, const void *W, tensor_dtype wt,
                     int N, int in, int out, bool acc_dx) {
-    if (dx) cpu_gemm(false, false, N, in, out, 1.0f, dy, out, W, in, acc_dx ? 1.0f : 0.0f, dx, in);
-    if (dW) cpu_gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (dx) {
+        const float *w = weight_f32(be, W, wt, out, in);
+        if (w) cpu_gemm(be, false, false, N, in, out, 1.0f, dy, out, w, in, acc_dx ? 1.0f : 0.0f, dx, in);
+    }
+    if (dW) cpu_gemm(be, true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
 }

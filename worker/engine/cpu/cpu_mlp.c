@@ -27,14 +27,14 @@ static void sw_fwd_task(void *ctx, int task, int thread) {
     sw_fwd_range(a->out, a->g, a->u, a->n * task / a->nt, a->n * (task + 1) / a->nt);
 }
 
-static int sw_threads(int64_t n) {
-    int nt = n >= SW_PAR_MIN ? cpu_get_threads() : 1;
+static int sw_threads(backend *be, int64_t n) {
+    int nt = n >= SW_PAR_MIN ? be->threads : 1;
     return nt < 1 ? 1 : (nt > 64 ? 64 : nt);
 }
 
 // out, g, u [n]
-void cpu_swiglu_fwd(float *out, const float *g, const float *u, int64_t n) {
-    sw_args a = {.out = out, .g = g, .u = u, .n = n, .nt = sw_threads(n)};
+void cpu_swiglu_fwd(backend *be, float *out, const float *g, const float *u, int64_t n) {
+    sw_args a = {.out = out, .g = g, .u = u, .n = n, .nt = sw_threads(be, n)};
     cpu_parallel_for(a.nt, a.nt, sw_fwd_task, &a);
 }
 
@@ -60,7 +60,7 @@ static void sw_bwd_task(void *ctx, int task, int thread) {
     sw_bwd_range(a->dg, a->du, a->dout, a->g, a->u, a->n * task / a->nt, a->n * (task + 1) / a->nt);
 }
 
-void cpu_swiglu_bwd(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n) {
-    sw_args a = {.dg = dg, .du = du, .dout = dout, .g = g, .u = u, .n = n, .nt = sw_threads(n)};
+void cpu_swiglu_bwd(backend *be, float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n) {
+    sw_args a = {.dg = dg, .du = du, .dout = dout, .g = g, .u = u, .n = n, .nt = sw_threads(be, n)};
     cpu_parallel_for(a.nt, a.nt, sw_bwd_task, &a);
 }

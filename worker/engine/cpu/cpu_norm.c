@@ -4,7 +4,7 @@
 #include "worker/engine/cpu/cpu_ops.h"
 
 // x, out [N,D]; w [D]; rstd [N]
-void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
+void cpu_rmsnorm_fwd(backend *be, float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * D;
         float *yr = out + (int64_t)n * D;
@@ -18,7 +18,7 @@ void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, in
 
 // y_i = w_i x_i r, r = (mean(x²)+eps)^-1/2
 // dx_i = r (w_i dy_i) - r³/D x_i Σ_j (w_j dy_j x_j);  dw_i += Σ_n dy_i x_i r
-void cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+void cpu_rmsnorm_bwd(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
                      const float *rstd, int N, int D, bool acc_dx) {
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * D, *dy = dout + (int64_t)n * D;

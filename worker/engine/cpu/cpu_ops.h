@@ -1,55 +1,68 @@
-/* cpu_ops.h - private to the cpu backend: the functions that backend.c puts into the "cpu"
- * backend_ops table, one file per op family (cpu_matmul.c, cpu_norm.c, ...). Contracts are those
- * of the matching entries in worker/engine/backend.h. */
+/* cpu_ops.h - private to the cpu backend: the functions that cpu_backend.c puts into the "cpu"
+ * backend_iface table, one file per op family (cpu_matmul.c, cpu_norm.c, ...). Contracts are those
+ * of the matching entries in worker/engine/backend.h. Each op reads its thread count from the
+ * instance (be->threads) and borrows scratch from backend_workspace(be, ...). */
 #ifndef CISWEEP_ENGINE_CPU_OPS_H
 #define CISWEEP_ENGINE_CPU_OPS_H
 
 #include "worker/engine/backend.h"
+
+/* cpu_backend.c: the iface backend_open("cpu") uses */
+extern const backend_iface cpu_backend_iface;
 
 /* cpu_threads.c: run fn(ctx, task, thread) for task in [0, n) over up to `threads` threads
  * (contiguous ranges; thread index < threads); returns when all are done. */
 void cpu_parallel_for(int n, int threads, void (*fn)(void *ctx, int task, int thread), void *ctx);
 
 /* cpu_matmul.c */
-void cpu_set_threads(int n);
-int cpu_get_threads(void);
-void cpu_gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
+/* cpu_blas_threads: make OpenBLAS's (process-wide) thread count be->threads before a BLAS call. */
+void cpu_blas_threads(backend *be);
+/* cpu_sgemm: plain row-major cblas_sgemm (no thread change; for use inside parallel tasks). */
+void cpu_sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+void cpu_gemm(backend *be, bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
-void cpu_linear_fwd(float *y, const float *x, const float *W, int N, int in, int out, bool acc);
-void cpu_linear_bwd(float *dx, float *dW, const float *dy, const float *x, const float *W,
+void cpu_linear_fwd(backend *be, float *y, const float *x, const void *W, tensor_dtype wt, int N, int in, int out,
+                    bool acc);
+void cpu_linear_bwd(backend *be, float *dx, float *dW, const float *dy, const float *x, const void *W, tensor_dtype wt,
                     int N, int in, int out, bool acc_dx);
 /* cpu_norm.c */
-void cpu_rmsnorm_fwd(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
-void cpu_rmsnorm_bwd(float *dx, float *dw, const float *dout, const float *x, const float *w,
+void cpu_rmsnorm_fwd(backend *be, float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
+void cpu_rmsnorm_bwd(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
                      const float *rstd, int N, int D, bool acc_dx);
 /* cpu_rope.c */
-void cpu_rope_table(float *cos, float *sin, int P, const rope_params *rp);
-void cpu_rope_fwd(float *x, const int32_t *pos, const float *cos, const float *sin, int N, int nh, int Dh);
-void cpu_rope_bwd(float *dx, const int32_t *pos, const float *cos, const float *sin, int N, int nh, int Dh);
+void cpu_rope_table(backend *be, float *cos, float *sin, int P, const rope_params *rp);
+void cpu_rope_fwd(backend *be, float *x, const int32_t *pos, const float *cos, const float *sin, int N, int nh, int Dh);
+void cpu_rope_bwd(backend *be, float *dx, const int32_t *pos, const float *cos, const float *sin, int N, int nh, int Dh);
 /* cpu_attention.c */
-void cpu_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
+void cpu_attention_fwd(backend *be, float *out, float *probs, const float *q, const float *k, const float *v,
                        const int32_t *qpos, const int32_t *kv_len, int B, int Tq, int Tk,
                        int H, int Hkv, int Dh);
-void cpu_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+void cpu_attention_bwd(backend *be, float *dq, float *dk, float *dv, const float *dout, const float *probs,
                        const float *q, const float *k, const float *v, const int32_t *kv_len,
                        int B, int Tq, int Tk, int H, int Hkv, int Dh);
 /* cpu_mlp.c */
-void cpu_swiglu_fwd(float *out, const float *g, const float *u, int64_t n);
-void cpu_swiglu_bwd(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n);
+void cpu_swiglu_fwd(backend *be, float *out, const float *g, const float *u, int64_t n);
+void cpu_swiglu_bwd(backend *be, float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n);
 /* cpu_embed.c */
-void cpu_embedding_fwd(float *out, const float *W, const int32_t *ids, int N, int D);
-void cpu_embedding_bwd(float *dW, const float *dout, const int32_t *ids, int N, int D);
+void cpu_embedding_fwd(backend *be, float *out, const float *W, const int32_t *ids, int N, int D);
+void cpu_embedding_bwd(backend *be, float *dW, const float *dout, const int32_t *ids, int N, int D);
 /* cpu_loss.c */
-double cpu_ce_fwd(float *loss, float *lse, const float *logits, const int32_t *targets, int N, int V,
+double cpu_ce_fwd(backend *be, float *loss, float *lse, const float *logits, const int32_t *targets, int N, int V,
                   int *n_valid);
-void cpu_ce_bwd(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+void cpu_ce_bwd(backend *be, float *dlogits, const float *logits, const float *lse, const int32_t *targets,
                 int N, int V, float scale);
+/* cpu_rows.c */
+void cpu_rows_gather(backend *be, float *dst, const float *src, const int32_t *rows, int n, int D);
+void cpu_rows_scatter(backend *be, float *dst, const float *src, const int32_t *rows, int n, int D,
+                      backend_rows_mode mode);
+void cpu_rows_fill(backend *be, float *dst, const int32_t *rows, int n, int D, float value);
 /* cpu_elementwise.c */
-void cpu_add(float *out, const float *a, const float *b, int64_t n);
-void cpu_scale(float *x, float s, int64_t n);
-void cpu_axpy(float *y, float a, const float *x, int64_t n);
-double cpu_sum(const float *x, int64_t n);
-double cpu_sumsq(const float *x, int64_t n);
+void cpu_add(backend *be, float *out, const float *a, const float *b, int64_t n);
+void cpu_scale(backend *be, float *x, float s, int64_t n);
+void cpu_axpy(backend *be, float *y, float a, const float *x, int64_t n);
+double cpu_sum(backend *be, const float *x, int64_t n);
+double cpu_sumsq(backend *be, const float *x, int64_t n);
 /* y[n] = exp(x[n]) (vectorised polynomial, ~1 ulp; y may alias x) */
 void cpu_vexp(float *y, const float *x, int64_t n);
 /* vectorised row helpers (fixed summation order): max of x[n] (-inf when n == 0); y = exp(x - shift)
@@ -61,12 +74,12 @@ double cpu_vdot(const float *a, const float *b, int64_t n);
 /* y = y * x * s elementwise */
 void cpu_vmul_scaled(float *y, const float *x, float s, int64_t n);
 /* cpu_optim.c */
-void cpu_adam_step(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
+void cpu_adam_step(backend *be, float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 /* cpu_linalg.c */
-int cpu_cholesky(float *A, int n, bool upper);
-int cpu_tri_inv(float *A, int n, bool upper);
-int cpu_chol_solve(const float *F, float *Bm, int n, int nrhs, bool upper);
-void cpu_tri_solve(const float *T, float *Bm, int n, int nrhs, bool upper, bool trans);
-int cpu_spd_inverse(float *A, int n);
+int cpu_cholesky(backend *be, float *A, int n, bool upper);
+int cpu_tri_inv(backend *be, float *A, int n, bool upper);
+int cpu_chol_solve(backend *be, const float *F, float *Bm, int n, int nrhs, bool upper);
+void cpu_tri_solve(backend *be, const float *T, float *Bm, int n, int nrhs, bool upper, bool trans);
+int cpu_spd_inverse(backend *be, float *A, int n);
 
 #endif

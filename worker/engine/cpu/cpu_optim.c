@@ -57,8 +57,8 @@ static void adam_task(void *ctx, int task, int thread) {
 }
 
 // elementwise, so the result does not depend on how the range is split over threads
-void cpu_adam_step(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
-    int nt = n >= ADAM_PAR_MIN ? cpu_get_threads() : 1;
+void cpu_adam_step(backend *be, float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
+    int nt = n >= ADAM_PAR_MIN ? be->threads : 1;
     nt = nt < 1 ? 1 : (nt > 64 ? 64 : nt);
     adam_args a = {p, m, v, g, n, nt, ap};
     cpu_parallel_for(nt, nt, adam_task, &a);

@@ -20,7 +20,7 @@ static float rope_inv_freq(int i, const rope_params *rp) {
 }
 
 // cos, sin [P, Dh/2]
-void cpu_rope_table(float *cos_t, float *sin_t, int P, const rope_params *rp) {
+void cpu_rope_table(backend *be, float *cos_t, float *sin_t, int P, const rope_params *rp) {
     int half = rp->head_dim / 2;
     for (int i = 0; i < half; i++) {
         float inv = rope_inv_freq(i, rp);
@@ -49,10 +49,10 @@ static void rope_apply(float *x, const int32_t *pos, const float *cos_t, const f
     }
 }
 
-void cpu_rope_fwd(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh) {
+void cpu_rope_fwd(backend *be, float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh) {
     rope_apply(x, pos, cos_t, sin_t, N, nh, Dh, 1.0f);
 }
 
-void cpu_rope_bwd(float *dx, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh) {
+void cpu_rope_bwd(backend *be, float *dx, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh) {
     rope_apply(dx, pos, cos_t, sin_t, N, nh, Dh, -1.0f);
 }
