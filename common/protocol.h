@@ -9,7 +9,8 @@
  *
  *   worker -> coordinator                      coordinator -> worker
  *   HELLO  {worker, host, device, backend,     WELCOME {heartbeat_ms, liveness, coordinator}
- *           memory_mb, version, pid, slots,    JOB     {job, attempt, model, model_path,
+ *           memory_mb, free_mb, version, pid,   JOB     {job, attempt, model, model_path,
+ *           slots,
  *           running:{job,attempt}|null,              composition:[stages], key, edit_set,
  *           held:[{job,attempt}]}                       lease_ms, timeout_ms}
  *   READY  {slots}                             HEARTBEAT {}

@@ -184,7 +184,8 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     w->capacity = 0; /* until READY */
     js_worker_info wi = {.id = wid, .host = proto_str(b, "host", ""), .device = proto_str(b, "device", ""),
                          .backend = proto_str(b, "backend", ""), .version = proto_str(b, "version", ""),
-                         .memory_mb = proto_int(b, "memory_mb", 0), .pid = proto_int(b, "pid", 0)};
+                         .memory_mb = proto_int(b, "memory_mb", 0), .free_mb = proto_int(b, "free_mb", -1),
+                         .pid = proto_int(b, "pid", 0)};
     if (js_worker_seen(c->js, &wi, now, err)) return -1;
     /* what does the DB think this worker holds, and what does the worker say it holds? */
     int64_t hj[MAX_SLOTS];

@@ -604,9 +604,10 @@ int js_worker_seen(job_store *js, const js_worker_info *w, int64_t now, cis_err 
     sqlite3_bind_int64(st, 8, now);
     if (js_run(js, st, "recording a worker", err) < 0) goto out;
     if (joined) {
-        char *d = xasprintf("host=%s device=%s backend=%s version=%s memory_mb=%lld pid=%lld",
+        char *d = xasprintf("host=%s device=%s backend=%s version=%s memory_mb=%lld free_mb=%lld pid=%lld",
                             w->host ? w->host : "?", w->device ? w->device : "?", w->backend ? w->backend : "?",
-                            w->version ? w->version : "?", (long long)w->memory_mb, (long long)w->pid);
+                            w->version ? w->version : "?", (long long)w->memory_mb, (long long)w->free_mb,
+                            (long long)w->pid);
         int e = js_event(js, now, "worker_joined", 0, w->id, d, err);
         free(d);
         if (e < 0) goto out;

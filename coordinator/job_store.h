@@ -87,8 +87,9 @@ int js_add_dependency(job_store *js, int64_t job_id, int64_t depends_on, cis_err
 typedef struct js_worker_info {
     const char *id;           /* routing id, e.g. "host/cpu0/3f2a9c" */
     const char *host, *device, *backend, *version;
-    int64_t memory_mb;
+    int64_t memory_mb;        /* the device's memory (host RAM for cpu), MB */
     int64_t pid;
+    int64_t free_mb;          /* the device's free memory at HELLO, MB; -1 = not reported (0 in old tests) */
 } js_worker_info;
 /* js_worker_seen: upsert workers row (first_seen kept, last_seen = now, state 'idle', current_job
  * NULL); writes the "worker_joined" event when the id is new or was 'gone' (so the caller need not). */

@@ -55,6 +55,21 @@ def baseline_job_evaluates_a_real_model():
 
 
 @test
+def worker_reports_its_device_memory():
+    """the worker's HELLO carries its device's total and free memory (the model cache's backend),
+    recorded in the workers row and the worker_joined event"""
+    db = os.path.join(setup()["dir"], "s.db")
+    assert os.path.exists(db), "runs after baseline_job_evaluates_a_real_model"
+    con = sqlite3.connect(db)
+    dev, mem = con.execute("SELECT device, memory_mb FROM workers").fetchone()
+    detail = con.execute("SELECT detail FROM events WHERE kind='worker_joined'").fetchone()[0]
+    con.close()
+    assert dev == "cpu" and mem > 0, (dev, mem)
+    free = int(detail.split("free_mb=")[1].split()[0])
+    assert 0 < free <= mem, detail
+
+
+@test
 def cleanup():
     if "dir" in STATE:
         shutil.rmtree(STATE["dir"], ignore_errors=True)

@@ -637,7 +637,7 @@ static void test_workers(void) {
     job_store *js = open_new(NULL, 0);
     if (!js) { CHECK(0); return; }
     cis_err err = {0};
-    js_worker_info w = {"host/cpu0/abc", "host", "cpu", "cpu", "0.1", 4096, 1234};
+    js_worker_info w = {"host/cpu0/abc", "host", "cpu", "cpu", "0.1", 4096, 1234, -1};
     CHECK_EQ_INT(js_worker_seen(js, &w, 1000, &err), 0);
     CHECK_EQ_INT(js_worker_seen(js, &w, 2000, &err), 0);
     CHECK_EQ_INT(q_int(js, "SELECT first_seen * 10000 + last_seen FROM workers"), 1000 * 10000 + 2000);
