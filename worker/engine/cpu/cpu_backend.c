@@ -47,7 +47,15 @@ static bool cpu_supports(const backend *be, backend_op op, tensor_dtype dt) {
     return (op == BOP_LINEAR_FWD || op == BOP_LINEAR_BWD) && (dt == TENSOR_BF16 || dt == TENSOR_F16);
 }
 
+/* more than the machine's physical memory is refused up front (overcommit would accept it and
+ * fail later, at first touch, with the OOM killer instead of a status) */
 static void *cpu_alloc(backend *be, size_t bytes) {
+    static uint64_t phys;
+    if (!phys) {
+        long pages = sysconf(_SC_PHYS_PAGES), ps = sysconf(_SC_PAGESIZE);
+        phys = pages > 0 && ps > 0 ? (uint64_t)pages * (uint64_t)ps : UINT64_MAX;
+    }
+    if ((uint64_t)bytes > phys) return NULL;
     void *p = NULL;
     size_t n = (bytes + 63) & ~(size_t)63;
     if (posix_memalign(&p, 64, n ? n : 64) != 0) return NULL;
