@@ -11,4 +11,5 @@ for b in "$B"/tests/bench/bench_*; do
     [ -x "$b" ] || continue
     echo "== $(basename "$b")"; "$b"
 done
+echo "== engine A/B against the last pre-instance build (tests/bench/bench_engine_ab.sh)"; bash tests/bench/bench_engine_ab.sh
 echo "== default model (tests/bench/bench_default_model.sh, ~6 min)"; bash tests/bench/bench_default_model.sh
