@@ -21,6 +21,8 @@ typedef struct job_ctx {
     const char *data_dir;     /* the worker's --data DIR (evaluation sets, corpora); NULL = none */
     int threads;              /* the worker's --threads (0 = all cores) */
     int eval_limit;           /* the worker's --eval-limit (0 = full evaluation sets; smoke runs) */
+    bool skip_missing_data;   /* the worker's --skip-missing-data: an absent dataset is skipped, not
+                                 a failed job */
     atomic_int stop;          /* enum job_stop, set by the network thread */
     atomic_int progress_pm;   /* progress in permille (0..1000), set by the job thread */
     /* outcome (written by the job thread before it signals completion) */
