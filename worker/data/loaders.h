@@ -1,7 +1,7 @@
 /* loaders.h - readers for the evaluation and calibration datasets in their REAL on-disk formats:
  * zsRE (EasyEdit's zsre_mend_*.json), WMDP (JSON array or JSONL), MMLU (Hendrycks CSV directories),
- * WikiText-2 raw text, C4 json.gz shards and pile-val JSONL / .jsonl.zst; plus Python's
- * random.seed(n) + random.shuffle (the zsRE edit-set split) reproduced bit for bit.
+ * WikiText-2 raw text, C4 json.gz shards and pile-val JSONL / .jsonl.zst; and the zsRE edit-set
+ * split (Python's random.seed(100) + random.shuffle, bit for bit through common/rng.h).
  *
  * Errors: every loader returns 0, or -1 with err naming the file, the record/line and the field
  * and what was expected (missing field, wrong type, answer index out of range, not 4 choices,
@@ -38,11 +38,6 @@ typedef struct zsre_data {
  * and answers (a non-empty array of strings). Unknown extra fields are ignored. */
 int zsre_load(const char *path, zsre_data *out, cis_err *err);
 void zsre_free(zsre_data *d);
-
-/* py_random_shuffle: the permutation Python gives for `random.seed(seed); x = list(range(n));
- * random.shuffle(x)` (MT19937 init_by_array on the seed's 32-bit words, _randbelow through
- * getrandbits). perm[n] is written. seed >= 0. */
-void py_random_shuffle(uint64_t seed, int32_t *perm, int n);
 
 /* zsre_split: the record indices of edit set k (1-based: shuffled positions [(k-1)*size, k*size))
  * or, for k == 0, of the QA set (shuffled positions [500, 1000), clipped to n_records).

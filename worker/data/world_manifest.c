@@ -124,9 +124,8 @@ static json_t *zsre_json(const world *w, const wsets *s) {
 }
 
 static json_t *edit_sets_json(int n) {
-    int *perm = xmalloc((size_t)n * sizeof(int));
-    for (int i = 0; i < n; i++) perm[i] = i;
-    py_shuffle(100, perm, n);
+    int32_t *perm = xmalloc((size_t)n * sizeof *perm);
+    rng_py_permutation(100, perm, n);  /* random.seed(100); random.shuffle(list(range(n))) */
     json_t *sets = json_object(), *qa = json_array();
     for (int k = 1; k <= 10; k++) {
         json_t *a = json_array();
@@ -169,8 +168,8 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
     if (put_json(&o, "wmdp/wmdp-bio.json", mc_json(&s.bio), err)) goto out;
     if (put_json(&o, "wmdp/wmdp-cyber.json", mc_json(&s.cyber), err)) goto out;
     {
-        wrng r;
-        wrng_seed(&r, seed, 700);
+        rng_xoshiro r;
+        rng_xoshiro_seed(&r, seed, 700);
         for (int k = 0; k < w.sc.forget_per; k++)
             for (int i = 0; i < w.pools[WP_BLIGHT].n; i++) {
                 wbuf t = {0}, a = {0}, x = {0};
@@ -214,15 +213,15 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
     }
     /* C4 shard and pile-val */
     {
-        wrng r;
-        wrng_seed(&r, seed, 800);
+        rng_xoshiro r;
+        rng_xoshiro_seed(&r, seed, 800);
         for (int i = 0; i < w.sc.c4_docs; i++) {
             wbuf t = {0};
             world_general_doc(&w, &r, &t);
             char ts[32], url[96];
-            snprintf(ts, sizeof ts, "2019-%02u-%02uT%02u:%02u:%02uZ", 1 + wrng_below(&r, 12), 1 + wrng_below(&r, 28),
-                     wrng_below(&r, 24), wrng_below(&r, 60), wrng_below(&r, 60));
-            snprintf(url, sizeof url, "https://notes.example.org/%s/%d", w.pools[WP_CITY].v[wrng_below(&r, (uint32_t)w.pools[WP_CITY].n)], i);
+            snprintf(ts, sizeof ts, "2019-%02u-%02uT%02u:%02u:%02uZ", 1 + rng_xoshiro_below(&r, 12), 1 + rng_xoshiro_below(&r, 28),
+                     rng_xoshiro_below(&r, 24), rng_xoshiro_below(&r, 60), rng_xoshiro_below(&r, 60));
+            snprintf(url, sizeof url, "https://notes.example.org/%s/%d", w.pools[WP_CITY].v[rng_xoshiro_below(&r, (uint32_t)w.pools[WP_CITY].n)], i);
             wbuf_json(&b, json_pack("{s:s,s:s,s:s}", "text", t.p, "timestamp", ts, "url", url), JSON_COMPACT);
             wbuf_put(&b, "\n");
             wbuf_free(&t);
@@ -232,14 +231,14 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
         wbuf_free(&b);
         if (rc) goto out;
         rc = -1;
-        wrng_seed(&r, seed, 801);
+        rng_xoshiro_seed(&r, seed, 801);
         int (*ents)[2] = xmalloc(4096 * sizeof *ents);
         int ne = world_article_entities(&w, ents, 4096);
         for (int i = 0; i < w.sc.pile_docs; i++) {
             wbuf t = {0};
             const char *set;
-            if (wrng_below(&r, 3) == 0) {
-                int e = (int)wrng_below(&r, (uint32_t)ne);
+            if (rng_xoshiro_below(&r, 3) == 0) {
+                int e = (int)rng_xoshiro_below(&r, (uint32_t)ne);
                 world_article(&w, ents[e][0], ents[e][1], &r, 3, &t);
                 set = "Wikipedia (en)";
             } else {

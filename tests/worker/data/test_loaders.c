@@ -1,8 +1,10 @@
 /* test_loaders.c - the dataset loaders on fixture files written here in exactly the real formats
  * (zsRE JSON, WMDP JSON/JSONL, Hendrycks MMLU CSV with RFC-4180 quoting, WikiText raw, C4 json.gz
  * made by Python's gzip, pile-val .jsonl.zst made by libzstd / the zstd tool / Python zstandard),
- * Python's random.seed(100) + shuffle reproduced, and bad files -> errors naming file, record, field. */
+ * the zsRE split (Python's random.seed(100) + shuffle; the shuffle itself is tests/common/test_rng.c),
+ * and bad files -> errors naming file, record, field. */
 #include "tests/testlib.h"
+#include "common/rng.h"
 #include "worker/data/loaders.h"
 
 #include <stdlib.h>
@@ -26,43 +28,6 @@ static bool err_has(const cis_err *e, const char *a, const char *b, const char *
     bool ok = (!a || strstr(e->msg, a)) && (!b || strstr(e->msg, b)) && (!c || strstr(e->msg, c));
     if (!ok) fprintf(stderr, "  error message lacks [%s|%s|%s]: %s\n", a ? a : "", b ? b : "", c ? c : "", e->msg);
     return ok;
-}
-
-/* ---------------- Python's shuffle ---------------- */
-static void test_py_shuffle(void) {
-    /* python3 -c "import random; random.seed(100); x=list(range(1000)); random.shuffle(x); print(x[:12])" */
-    int32_t *p = xmalloc(1000 * sizeof *p);
-    py_random_shuffle(100, p, 1000);
-    const int32_t want[12] = {342, 471, 929, 100, 543, 231, 154, 450, 721, 788, 685, 61};
-    for (int i = 0; i < 12; i++) CHECK_EQ_INT(p[i], want[i]);
-    long long s = 0;
-    for (int i = 0; i < 1000; i++) s += (long long)i * p[i];
-    CHECK_EQ_INT(s, 248457308LL); /* sum(i*v for i,v in enumerate(x)) */
-    py_random_shuffle(100, p, 7);
-    const int32_t w7[7] = {0, 4, 2, 6, 5, 3, 1};
-    for (int i = 0; i < 7; i++) CHECK_EQ_INT(p[i], w7[i]);
-    /* a seed wider than 32 bits: init_by_array over two words */
-    py_random_shuffle(5000000000ULL, p, 20);
-    const int32_t w20[20] = {1, 8, 12, 10, 18, 4, 3, 5, 11, 7, 17, 19, 13, 16, 6, 14, 9, 15, 0, 2};
-    for (int i = 0; i < 20; i++) CHECK_EQ_INT(p[i], w20[i]);
-    free(p);
-}
-
-/* when python3 is here, compare a few more sizes against the real thing */
-static void test_py_shuffle_live(void) {
-    FILE *f = popen("python3 -c \"import random\nfor n in (1,2,3,50,1001,4096):\n random.seed(100); x=list(range(n)); random.shuffle(x); print(n, *x)\" 2>/dev/null", "r");
-    if (!f) SKIP("python3 not available");
-    int n, checked = 0;
-    while (fscanf(f, "%d", &n) == 1) {
-        int32_t *p = xmalloc((size_t)n * sizeof *p);
-        py_random_shuffle(100, p, n);
-        for (int i = 0; i < n; i++) { int v; if (fscanf(f, "%d", &v) != 1) { CHECK(0); break; } CHECK_EQ_INT(p[i], v); }
-        free(p);
-        checked++;
-    }
-    int rc = pclose(f);
-    if (checked == 0 && rc != 0) SKIP("python3 not available");
-    CHECK_EQ_INT(checked, 6);
 }
 
 /* ---------------- zsRE ---------------- */
@@ -101,7 +66,7 @@ static void test_zsre_load_and_split(void) {
     }
     /* no edit_sets.json: computed shuffle; set 1 = shuffled[0:50], set 3 = [100:150], QA = [500:1000] */
     int32_t *perm = xmalloc(1000 * sizeof *perm), *idx = NULL;
-    py_random_shuffle(100, perm, 1000);
+    rng_py_permutation(100, perm, 1000);
     int n = 0;
     char *sets = fx("zsre/edit_sets.json");
     CHECK_EQ_INT(zsre_split(sets, d.n, 1, 50, &idx, &n, &err), 0);
@@ -435,8 +400,6 @@ static void test_pile_external_zst(void) {
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cis_loaders_XXXXXX");
     CIS_ASSERT(mkdtemp(tmpdir));
-    RUN(test_py_shuffle);
-    RUN(test_py_shuffle_live);
     RUN(test_zsre_load_and_split);
     RUN(test_zsre_bad);
     RUN(test_wmdp);

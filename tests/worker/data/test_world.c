@@ -2,7 +2,8 @@
  * seed -> same sha256 of every file, another seed -> different files), the manifest against the
  * files on disk, every file read back by the real-format loaders (worker/data/loaders.h), record
  * schemas and counts, MC items well-formed, no MC item in the pretraining text, every tested fact
- * stated there, every MMLU test / WMDP item in corpus/sft.jsonl with the evaluator's exact prompt, and the edit-set shuffle against CPython. */
+ * * stated there, every MMLU test / WMDP item in corpus/sft.jsonl with the evaluator's exact prompt,
+ * and edit_sets.json against the CPython shuffle (rng_py_permutation, tests/common/test_rng.c). */
 #include "tests/testlib.h"
 #include "worker/data/world.h"
 #include "worker/data/loaders.h"
@@ -93,32 +94,6 @@ static void test_sizes(void) {
     json_decref(m);
 }
 
-static void test_py_shuffle(void) {
-    /* CPython 3.11: random.seed(100); x = list(range(1000)); random.shuffle(x) */
-    static const int head[12] = {342, 471, 929, 100, 543, 231, 154, 450, 721, 788, 685, 61};
-    static const int tail[5] = {789, 974, 465, 470, 149};
-    int a[1000];
-    for (int i = 0; i < 1000; i++) a[i] = i;
-    py_shuffle(100, a, 1000);
-    for (int i = 0; i < 12; i++) CHECK_EQ_INT(a[i], head[i]);
-    for (int i = 0; i < 5; i++) CHECK_EQ_INT(a[995 + i], tail[i]);
-    int b[7] = {0, 1, 2, 3, 4, 5, 6}, want[7] = {0, 4, 2, 6, 5, 3, 1};
-    py_shuffle(100, b, 7);
-    for (int i = 0; i < 7; i++) CHECK_EQ_INT(b[i], want[i]);
-    /* the loaders' own implementation agrees for other lengths */
-    for (int n = 2; n < 1200; n += 97) {
-        int *x = xmalloc((size_t)n * sizeof(int));
-        int32_t *y = xmalloc((size_t)n * sizeof(int32_t));
-        for (int i = 0; i < n; i++) x[i] = i;
-        py_shuffle(100, x, n);
-        py_random_shuffle(100, y, n);
-        int same = 1;
-        for (int i = 0; i < n; i++) same &= x[i] == y[i];
-        CHECK_MSG(same, "n=%d", n);
-        free(x); free(y);
-    }
-}
-
 static void test_zsre(void) {
     char *p = pjoin(g_a, "zsre/zsre_mend_train.json"), *es = pjoin(g_a, "zsre/edit_sets.json");
     zsre_data d = {0};
@@ -140,7 +115,7 @@ static void test_zsre(void) {
     CHECK_EQ_INT(nsubj, d.n);
     /* edit_sets.json = the seed-100 shuffle: each set from the file equals the computed one */
     int32_t *perm = xmalloc((size_t)d.n * sizeof(int32_t));
-    py_random_shuffle(100, perm, d.n);
+    rng_py_permutation(100, perm, d.n);
     for (int k = 0; k <= 10; k++) {
         int32_t *a = NULL, *b = NULL;
         int na = 0, nb = 0;
@@ -399,7 +374,6 @@ int main(void) {
     snprintf(g_a, sizeof g_a, "%s/a", g_tmp);
     snprintf(g_b, sizeof g_b, "%s/b", g_tmp);
     snprintf(g_c, sizeof g_c, "%s/c", g_tmp);
-    RUN(test_py_shuffle);
     RUN(test_determinism);
     RUN(test_sizes);
     RUN(test_zsre);

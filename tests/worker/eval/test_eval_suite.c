@@ -6,6 +6,7 @@
  * `cisweep-worker eval` command on a saved model prints the same numbers. */
 #include "tests/testlib.h"
 #include "tests/worker/eval/eval_fixture.h"
+#include "common/rng.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/eval/eval.h"
 
@@ -66,7 +67,7 @@ static double expect_ppl(void) {
 static double expect_qa(void) {
     /* QA records: shuffled positions 500..519; answers[0] = "A B" (F1 2/3) for odd indices, "xyz" (0) else */
     int32_t perm[520];
-    py_random_shuffle(100, perm, 520);
+    rng_py_permutation(100, perm, 520);
     double s = 0;
     for (int i = 500; i < 520; i++) s += perm[i] % 2 ? 2.0 / 3 : 0;
     return s / 20;
@@ -74,7 +75,7 @@ static double expect_qa(void) {
 
 static double expect_src_true(void) {
     int32_t perm[520];
-    py_random_shuffle(100, perm, 520);
+    rng_py_permutation(100, perm, 520);
     double s = 0;
     for (int i = 0; i < 50; i++) s += perm[i] % 2 ? 2.0 / 3 : 0;
     return s / 50;
