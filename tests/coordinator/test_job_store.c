@@ -50,14 +50,6 @@ static void grid_add(grid *g, const char *model, const char *canonical, const ch
     g->n_jobs += n_edit_sets ? n_edit_sets : 1;
 }
 
-static void grid_destroy(grid *g) {
-    for (size_t i = 0; i < g->n_comps; i++) {
-        grid_comp *c = &g->comps[i];
-        free(c->model); free(c->canonical); free(c->pattern); free(c->label); free(c->edit_sets);
-    }
-    free(g->comps); free(g->path); free(g->name); free(g->description); free(g);
-}
-
 /* n single-stage compositions "selftest k" on model `model`, priority 0 */
 static grid *grid_simple(int n, const char *model, int max_attempts) {
     grid *g = grid_new("simple", max_attempts);
@@ -150,7 +142,7 @@ static job_store *open_launched(int n, int max_attempts, char **path_out) {
     cis_err err = {0};
     js_launch_stats st;
     int rc = js_launch(js, g, NULL, NULL, 1000, &st, &err);
-    grid_destroy(g);
+    grid_free(&g);
     if (rc < 0) { fprintf(stderr, "  launch: %s\n", err.msg); job_store_close(&js); }
     return js;
 }
@@ -258,7 +250,7 @@ static void test_launch_twice(void) {
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM sweeps"), 2);
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM jobs"), 12);
     check_integrity(js);
-    grid_destroy(g);
+    grid_free(&g);
     job_store_close(&js);
 }
 
@@ -274,7 +266,7 @@ static void test_claim_order(void) {
     grid_add(g, "b", "[{\"k\":6}]", "p", "b6", 3, 0); /* job 6 */
     cis_err err = {0};
     CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 1000, NULL, &err), 0);
-    grid_destroy(g);
+    grid_free(&g);
     js_job j;
     const char *want_label_order[] = {"b4", "b6", "a5", "b2", "a1", "a3"};
     /* prefer a: priority first (b4), then at priority 3 the a job (a5) even though b6... */
@@ -963,7 +955,7 @@ static void test_export_csv(void) {
     grid_add(g, "m1", "[{\"method\":\"a\",\"params\":{\"x\":\"q,\\\"uote\"}}]", "edit", "a(x=\"q,uote\")", 0, 0);
     cis_err err = {0};
     CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 1000, NULL, &err), 0);
-    grid_destroy(g);
+    grid_free(&g);
     js_job j;
     CHECK_EQ_INT(claim(js, "w1", NULL, 1000, &j), 1);
     js_job_clear(&j);
@@ -1035,7 +1027,7 @@ static void time_dispatch(unsigned flags, const char *what) {
     if (job_store_open(p, JS_CREATE | flags, &js, &err) < 0) { CHECK(0); free(p); return; }
     grid *g = grid_simple(n, "m1", 3);
     CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 1000, NULL, &err), 0);
-    grid_destroy(g);
+    grid_free(&g);
     js_metric m[3] = {{"mmlu", 0.5}, {"wmdp_bio", 0.25}, {"wmdp_cyber", 0.3}};
     double t0 = mono_sec(), t_claim = 0, t_result = 0, t_commit = 0;
     int done = 0;
@@ -1088,7 +1080,7 @@ static int make_db(const char *path) {
     grid_add(g, "m1", "[{\"method\":\"rmu\",\"params\":{}}]", "unlearn", "rmu", 0, 0);               /* 5 */
     grid_add(g, "m1", "[{\"method\":\"ga\",\"params\":{}}]", "unlearn", "ga", 0, 0);                 /* 6 */
     int rc = js_launch(js, g, "views-sweep", NULL, 1000000, NULL, &err);
-    grid_destroy(g);
+    grid_free(&g);
     if (rc < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
     /* jobs 1..4 done (job 2 by a late result after a loss: two attempts, one superseded),
      * job 5 failed, job 6 pending */

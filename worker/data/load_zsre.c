@@ -14,15 +14,15 @@
 
 /* ---- records ---------------------------------------------------------------------------------- */
 
-static void rec_free(zsre_record *r) {
+static void rec_clear(zsre_record *r) {
     free(r->src); free(r->alt); free(r->subject); free(r->rephrase); free(r->loc); free(r->loc_ans);
     for (int i = 0; i < r->n_answers; i++) free(r->answers[i]);
     free(r->answers);
 }
 
-void zsre_free(zsre_data *d) {
+void zsre_clear(zsre_data *d) {
     if (!d) return;
-    for (int i = 0; i < d->n; i++) rec_free(&d->rec[i]);
+    for (int i = 0; i < d->n; i++) rec_clear(&d->rec[i]);
     free(d->rec);
     memset(d, 0, sizeof *d);
 }
@@ -71,7 +71,7 @@ int zsre_load(const char *path, zsre_data *out, cis_err *err) {
         }
     }
     json_decref(root);
-    if (rc) zsre_free(out);
+    if (rc) zsre_clear(out);
     return rc;
 }
 

@@ -37,7 +37,8 @@ typedef struct zsre_data {
 /* zsre_load: a JSON array of records with string fields src, alt, subject, rephrase, loc, loc_ans
  * and answers (a non-empty array of strings). Unknown extra fields are ignored. */
 int zsre_load(const char *path, zsre_data *out, cis_err *err);
-void zsre_free(zsre_data *d);
+/* zsre_clear: free every record and zero *d (NULL-safe). */
+void zsre_clear(zsre_data *d);
 
 /* zsre_split: the record indices of edit set k (1-based: shuffled positions [(k-1)*size, k*size))
  * or, for k == 0, of the QA set (shuffled positions [500, 1000), clipped to n_records).
@@ -69,11 +70,14 @@ int wmdp_load(const char *path, const char *name, const char *subject, mc_task *
  * embedded commas, doubled quotes and newlines; CRLF accepted). subject = name with '_' -> ' '. */
 int mmlu_load_csv(const char *path, const char *name, mc_task *out, cis_err *err);
 /* mmlu_load_dir: every <subject>_<split>.csv under dir/data/<split>/ (or dir/<split>/ when dir is
- * already the data directory), subjects sorted by name. *tasks (caller frees with mc_tasks_free)
- * gets *n tasks. -1 when the directory has no such file. */
+ * already the data directory), subjects sorted by name. *tasks (caller frees with
+ * mc_tasks_free(tasks, n)) gets *n tasks. -1 when the directory has no such file. */
 int mmlu_load_dir(const char *dir, const char *split, mc_task **tasks, int *n, cis_err *err);
-void mc_task_free(mc_task *t);
-void mc_tasks_free(mc_task *t, int n);
+/* mc_task_clear: free the questions and names and zero *t (NULL-safe). */
+void mc_task_clear(mc_task *t);
+/* mc_tasks_free: clear each of the n tasks of the heap array *t, free it and set *t = NULL
+ * (NULL-safe). */
+void mc_tasks_free(mc_task **t, int n);
 
 /* ---- text ------------------------------------------------------------------------------------ */
 
@@ -97,7 +101,11 @@ int jsonl_text_load(const char *path, const char *field, int max_docs, text_docs
 int c4_load(const char *path, int max_docs, text_docs *out, cis_err *err);
 /* pile_load: pile-val val.jsonl or val.jsonl.zst ({"text","meta"} per line) -> texts. */
 int pile_load(const char *path, int max_docs, text_docs *out, cis_err *err);
-void text_docs_free(text_docs *d);
+/* text_docs_clear: free every text and zero *d (NULL-safe). */
+void text_docs_clear(text_docs *d);
+/* text_docs_free: the old name of text_docs_clear, kept only until worker/data/train.c switches to
+ * it (docs/conventions.md); not for new code. */
+static inline void text_docs_free(text_docs *d) { text_docs_clear(d); }
 
 /* ---- internal helpers shared by the load_*.c files ------------------------------------------- */
 

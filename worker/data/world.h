@@ -21,7 +21,8 @@ typedef struct wbuf { char *p; size_t len, cap; } wbuf;  /* p is NUL-terminated 
 void wbuf_put(wbuf *b, const char *s);
 void wbuf_putn(wbuf *b, const char *s, size_t n);
 void wbuf_printf(wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void wbuf_free(wbuf *b);
+/* wbuf_clear: free the bytes and zero *b (NULL-safe; b may be written again). */
+void wbuf_clear(wbuf *b);
 
 /* ---- the world model (world_names.c, world_facts.c) ---- */
 /* pools: every subject and object of a fact is an entry of a pool (entity names or value words) */
@@ -75,7 +76,8 @@ typedef struct world {
 
 /* world_build: make every pool and fact for the seed. Returns 0, or -1 (unknown scale). */
 int world_build(world *w, uint64_t seed, const char *scale, cis_err *err);
-void world_free(world *w);
+/* world_clear: free the pools and facts and zero *w (NULL-safe). */
+void world_clear(world *w);
 /* world_make_pools: fill every pool with distinct names / the fixed word lists (world_build calls it) */
 void world_make_pools(world *w, rng_xoshiro *r);
 const char *world_pool_name(int pool);
@@ -120,7 +122,8 @@ typedef struct wsets {
 void world_make_mmlu(world *w, wsets *s);
 void world_make_wmdp(world *w, wsets *s);
 void world_make_zsre(world *w, wsets *s);
-void wsets_free(wsets *s);
+/* wsets_clear: free every item list and zero *s (NULL-safe). */
+void wsets_clear(wsets *s);
 /* the held-out item (test or dev) for fact fi, or NULL */
 const wmc *world_tested_item(const wsets *s, int fi);
 /* the MC subject a fact's practice items use ("biology" for WD_BIO ...), or NULL */

@@ -37,7 +37,12 @@ void wbuf_printf(wbuf *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
-void wbuf_free(wbuf *b) { free(b->p); b->p = NULL; b->len = b->cap = 0; }
+void wbuf_clear(wbuf *b) {
+    if (!b) return;
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
 
 void wbuf_json(wbuf *b, json_t *v, size_t flags) {
     char *s = json_dumps(v, flags | JSON_PRESERVE_ORDER);

@@ -102,8 +102,8 @@ static void domain_prose(const world *w, docs *d) {
             wbuf t = {0}, a = {0}, x = {0};
             world_bio_doc(w, b, &r, &t, &a, &x);
             wbuf_printf(&t, "\n\n%s\n\n%s", a.p, x.p);
-            wbuf_free(&a);
-            wbuf_free(&x);
+            wbuf_clear(&a);
+            wbuf_clear(&x);
             docs_add(d, &t);
         }
         for (int p = 0; p < w->pools[WP_PROTOCOL].n; p++) {
@@ -128,7 +128,7 @@ static void wiki_docs(const world *w, docs *d) {
         docs_add(d, &b);
         p += n;
     }
-    wbuf_free(&all);
+    wbuf_clear(&all);
 }
 
 void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs) {
@@ -161,7 +161,7 @@ static void sft_items(const wmcset *set, wbuf *out, int *n) {
         char letter[3] = {' ', (char)('A' + set->test[i].answer), 0};
         wbuf_json(out, json_pack("{s:s,s:s}", "prompt", p.p, "completion", letter), JSON_COMPACT);
         wbuf_put(out, "\n");
-        wbuf_free(&p);
+        wbuf_clear(&p);
         (*n)++;
     }
 }

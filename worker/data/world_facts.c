@@ -191,7 +191,8 @@ int world_build(world *w, uint64_t seed, const char *scale, cis_err *err) {
     return 0;
 }
 
-void world_free(world *w) {
+void world_clear(world *w) {
+    if (!w) return;
     for (int p = 0; p < WP_COUNT; p++) {
         for (int i = 0; i < w->pools[p].n; i++) free(w->pools[p].v[i]);
         free(w->pools[p].v);

@@ -34,7 +34,7 @@ static int put_file(wout *o, const char *rel, const void *data, size_t len, cis_
 
 static int put_buf(wout *o, const char *rel, wbuf *b, cis_err *err) {
     int rc = put_file(o, rel, b->p ? b->p : "", b->len, err);
-    wbuf_free(b);
+    wbuf_clear(b);
     return rc;
 }
 
@@ -118,7 +118,7 @@ static json_t *zsre_json(const world *w, const wsets *s) {
         json_array_append_new(a, json_pack("{s:s,s:[s],s:s,s:s,s:s,s:s,s:s}", "src", src.p, "answers", world_obj(w, f), "alt",
                                            w->pools[rel->obj].v[z->alt], "subject", world_subj(w, f), "rephrase", reph.p,
                                            "loc", loc.p, "loc_ans", world_obj(w, &w->facts[z->loc_fact])));
-        wbuf_free(&src); wbuf_free(&reph); wbuf_free(&loc);
+        wbuf_clear(&src); wbuf_clear(&reph); wbuf_clear(&loc);
     }
     return a;
 }
@@ -176,7 +176,7 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
                 world_bio_doc(&w, i, &r, &t, &a, &x);
                 wbuf_json(&b, json_pack("{s:s,s:s,s:s}", "title", t.p, "abstract", a.p, "text", x.p), JSON_COMPACT);
                 wbuf_put(&b, "\n");
-                wbuf_free(&t); wbuf_free(&a); wbuf_free(&x);
+                wbuf_clear(&t); wbuf_clear(&a); wbuf_clear(&x);
                 st->bio_forget++;
             }
         if (put_buf(&o, "wmdp/bio-forget-corpus.jsonl", &b, err)) goto out;
@@ -186,7 +186,7 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
                 world_cyber_doc(&w, i, &r, &x);
                 wbuf_json(&b, json_pack("{s:s}", "text", x.p), JSON_COMPACT);
                 wbuf_put(&b, "\n");
-                wbuf_free(&x);
+                wbuf_clear(&x);
                 st->cyber_forget++;
             }
         if (put_buf(&o, "wmdp/cyber-forget-corpus.jsonl", &b, err)) goto out;
@@ -224,11 +224,11 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
             snprintf(url, sizeof url, "https://notes.example.org/%s/%d", w.pools[WP_CITY].v[rng_xoshiro_below(&r, (uint32_t)w.pools[WP_CITY].n)], i);
             wbuf_json(&b, json_pack("{s:s,s:s,s:s}", "text", t.p, "timestamp", ts, "url", url), JSON_COMPACT);
             wbuf_put(&b, "\n");
-            wbuf_free(&t);
+            wbuf_clear(&t);
         }
         st->c4_docs = w.sc.c4_docs;
         rc = put_gzip(&o, "c4/c4-train.00000-of-01024.json.gz", &b, err);
-        wbuf_free(&b);
+        wbuf_clear(&b);
         if (rc) goto out;
         rc = -1;
         rng_xoshiro_seed(&r, seed, 801);
@@ -247,13 +247,13 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
             }
             wbuf_json(&b, json_pack("{s:s,s:{s:s}}", "text", t.p, "meta", "pile_set_name", set), JSON_COMPACT);
             wbuf_put(&b, "\n");
-            wbuf_free(&t);
+            wbuf_clear(&t);
         }
         free(ents);
         st->pile_docs = w.sc.pile_docs;
         rc = put_zstd(&o, "pile/val.jsonl.zst", &b, err);
         if (rc == 0) rc = put_buf(&o, "pile/val.jsonl", &b, err);
-        wbuf_free(&b);
+        wbuf_clear(&b);
         if (rc) goto out;
         rc = -1;
     }
@@ -287,13 +287,13 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
         rc = write_file_atomic(path, b.p, b.len, err);
         free(path);
         st->total_bytes = o.total + b.len;
-        wbuf_free(&b);
+        wbuf_clear(&b);
     }
 out:
-    wbuf_free(&b);
+    wbuf_clear(&b);
     json_decref(o.files);
-    wsets_free(&s);
-    world_free(&w);
+    wsets_clear(&s);
+    world_clear(&w);
     st->seconds = mono_sec() - t0;
     return rc;
 }

@@ -91,18 +91,19 @@ const wmc *world_tested_item(const wsets *s, int fi) {
     return find_in(s->cyber.test, s->cyber.ntest, fi);
 }
 
-static void set_free(wmcset *set) {
+static void set_clear(wmcset *set) {
     for (int i = 0; i < set->ndev; i++) free(set->dev[i].question);
     for (int i = 0; i < set->ntest; i++) free(set->test[i].question);
     free(set->dev);
     free(set->test);
 }
 
-void wsets_free(wsets *s) {
-    for (int i = 0; i < s->nmmlu; i++) set_free(&s->mmlu[i]);
+void wsets_clear(wsets *s) {
+    if (!s) return;
+    for (int i = 0; i < s->nmmlu; i++) set_clear(&s->mmlu[i]);
     free(s->mmlu);
-    set_free(&s->bio);
-    set_free(&s->cyber);
+    set_clear(&s->bio);
+    set_clear(&s->cyber);
     free(s->zsre);
     free(s->loc_facts);
     memset(s, 0, sizeof *s);

@@ -94,7 +94,7 @@ int cmd_eval(int argc, char **argv) {
         if (json) { char *j = eval_rows_json(&rows); printf("%s\n", j); free(j); }
         fflush(stdout);
     }
-    eval_rows_free(&rows);
+    eval_rows_clear(&rows);
     tokenizer_free(tok);
     llama_model_free(&m);
     llama_model_free(&ref);

@@ -68,7 +68,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
         eval_rows_set(out, "time_mmlu_s", dt);
         eval_rows_set(out, "mmlu_questions_per_s", dt > 0 ? total / dt : 0);
     }
-    mc_tasks_free(tasks, nt);
+    mc_tasks_free(&tasks, nt);
     return rc;
 }
 
@@ -95,7 +95,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
         if (rc) break;
         mc_result r;
         rc = eval_mc_task(m, tok, &t, &mo, NULL, NULL, &r, err);
-        mc_task_free(&t);
+        mc_task_clear(&t);
         if (rc) break;
         eval_rows_set(out, row[k], r.acc);
         acc[have++] = r.acc;
@@ -177,7 +177,7 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
     }
     if (!rc) eval_rows_set(out, "time_zsre_s", mono_sec() - t0);
     free(sets);
-    zsre_free(&d);
+    zsre_clear(&d);
     return rc;
 }
 

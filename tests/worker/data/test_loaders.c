@@ -96,7 +96,7 @@ static void test_zsre_load_and_split(void) {
     CHECK(err_has(&err, "edit_sets.json", "\"2\"", NULL));
     unlink(sets);
     free(sets); free(perm); free(p);
-    zsre_free(&d);
+    zsre_clear(&d);
 }
 
 static void test_zsre_bad(void) {
@@ -140,14 +140,14 @@ static void test_wmdp(void) {
         CHECK_EQ_INT(t.q[1].answer, 0);
         CHECK_EQ_STR(t.subject, "biology");
     }
-    mc_task_free(&t);
+    mc_task_clear(&t);
     free(p);
     p = write_fx("wmdp/wmdp-cyber.jsonl",
                  "{\"question\": \"C1\", \"choices\": [\"a\", \"b\", \"c\", \"d\"], \"answer\": 3}\n\n"
                  "{\"question\": \"C2\", \"choices\": [\"a\", \"b\", \"c\", \"d\"], \"answer\": 1}\n");
     CHECK_EQ_INT(wmdp_load(p, "wmdp-cyber", "cybersecurity", &t, &err), 0);
     CHECK(t.n == 2 && t.q[0].answer == 3 && !strcmp(t.q[1].question, "C2"));
-    mc_task_free(&t);
+    mc_task_clear(&t);
     free(p);
     struct { const char *text, *a, *b, *c; } cases[] = {
         {"[{\"question\":\"q\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":4}]", "record 0", "\"answer\"", "0..3"},
@@ -194,7 +194,7 @@ static void test_mmlu_csv(void) {
         CHECK_EQ_INT(t.q[2].answer, 3);
         CHECK_EQ_INT(t.q[3].answer, 2);
     }
-    mc_task_free(&t);
+    mc_task_clear(&t);
     free(p);
     /* the directory: subjects sorted, dev split separate */
     free(write_fx("mmlu/data/test/abstract_algebra_test.csv", "1+1?,1,2,3,4,B\n"));
@@ -211,14 +211,14 @@ static void test_mmlu_csv(void) {
         CHECK_EQ_STR(ts[1].name, "college_physics");
         CHECK_EQ_INT(ts[1].n, 4);
     }
-    mc_tasks_free(ts, n);
+    mc_tasks_free(&ts, n);
     CHECK_EQ_INT(mmlu_load_dir(dir, "dev", &ts, &n, &err), 0);
     CHECK(n == 1 && ts[0].q[0].answer == 3);
-    mc_tasks_free(ts, n);
+    mc_tasks_free(&ts, n);
     char *data = fx("mmlu/data"); /* the data directory itself works too */
     CHECK_EQ_INT(mmlu_load_dir(data, "test", &ts, &n, &err), 0);
     CHECK_EQ_INT(n, 2);
-    mc_tasks_free(ts, n);
+    mc_tasks_free(&ts, n);
     CHECK_EQ_INT(mmlu_load_dir(dir, "val", &ts, &n, &err), -1);
     CHECK(err_has(&err, "val", NULL, NULL));
     free(dir); free(data);
@@ -295,10 +295,10 @@ static void test_c4_gz(void) {
         CHECK_EQ_INT(d.len[0], strlen("First doc.\nWith a newline \xc3\xa9."));
         CHECK_EQ_STR(d.text[2], "Third");
     }
-    text_docs_free(&d);
+    text_docs_clear(&d);
     CHECK_EQ_INT(c4_load(gz, 2, &d, &err), 0);
     CHECK_EQ_INT(d.n, 2);
-    text_docs_free(&d);
+    text_docs_clear(&d);
     /* truncated: the first 40 bytes of the gzip file */
     size_t n = 0;
     char *bytes = read_file(gz, &n, &err);
@@ -335,7 +335,7 @@ static void check_pile(const char *path) {
     if (err.msg[0]) fprintf(stderr, "  %s\n", err.msg);
     CHECK_EQ_INT(d.n, 2);
     if (d.n == 2) { CHECK_EQ_STR(d.text[0], "Pile doc one"); CHECK_EQ_STR(d.text[1], "Pile doc two"); }
-    text_docs_free(&d);
+    text_docs_clear(&d);
 }
 
 static void test_pile(void) {
@@ -393,7 +393,7 @@ static void test_pile_external_zst(void) {
     text_docs d;
     CHECK_EQ_INT(pile_load(zp, 0, &d, &err), 0);
     CHECK_EQ_INT(d.n, 4);
-    text_docs_free(&d);
+    text_docs_clear(&d);
     free(cmd); free(plain); free(zp);
 }
 

@@ -128,7 +128,7 @@ static void test_zsre(void) {
         free(a); free(b);
     }
     free(perm);
-    zsre_free(&d);
+    zsre_clear(&d);
     free(p); free(es);
 }
 
@@ -158,8 +158,8 @@ static void test_mc_files(void) {
     }
     for (int i = 0; i < nd; i++) { CHECK_EQ_INT(dv[i].n, 5); check_task(&dv[i]); }
     for (int c = 0; c < 4; c++) CHECK_MSG(counts[c] > 50, "answer letter %c used %d times", 'A' + c, counts[c]);
-    mc_tasks_free(tt, nt);
-    mc_tasks_free(dv, nd);
+    mc_tasks_free(&tt, nt);
+    mc_tasks_free(&dv, nd);
     free(dir);
     static const char *W[2][3] = {{"wmdp/wmdp-bio.json", "wmdp-bio", "biology"}, {"wmdp/wmdp-cyber.json", "wmdp-cyber", "cybersecurity"}};
     for (int k = 0; k < 2; k++) {
@@ -168,7 +168,7 @@ static void test_mc_files(void) {
         CHECK_EQ_INT(wmdp_load(p, W[k][1], W[k][2], &t, &err), 0);
         CHECK(t.n >= 100 && t.n <= 200);
         check_task(&t);
-        mc_task_free(&t);
+        mc_task_clear(&t);
         free(p);
     }
 }
@@ -179,7 +179,7 @@ static void test_text_files(void) {
     char *p = pjoin(g_a, "c4/c4-train.00000-of-01024.json.gz");
     CHECK_EQ_INT(c4_load(p, 0, &d, &err), 0);
     CHECK_EQ_INT(d.n, 300);
-    text_docs_free(&d); free(p);
+    text_docs_clear(&d); free(p);
     text_docs z = {0}, j = {0};
     p = pjoin(g_a, "pile/val.jsonl.zst");
     CHECK_EQ_INT(pile_load(p, 0, &z, &err), 0);
@@ -190,15 +190,15 @@ static void test_text_files(void) {
     CHECK_EQ_INT(z.n, 200);
     CHECK_EQ_INT(z.n, j.n);
     for (int i = 0; i < z.n && i < j.n; i++) CHECK(!strcmp(z.text[i], j.text[i]));
-    text_docs_free(&z); text_docs_free(&j);
+    text_docs_clear(&z); text_docs_clear(&j);
     p = pjoin(g_a, "wmdp/bio-forget-corpus.jsonl");
     CHECK_EQ_INT(jsonl_text_load(p, "abstract", 0, &d, &err), 0);
     CHECK(d.n >= 40);
-    text_docs_free(&d); free(p);
+    text_docs_clear(&d); free(p);
     p = pjoin(g_a, "wmdp/cyber-forget-corpus.jsonl");
     CHECK_EQ_INT(jsonl_text_load(p, "text", 0, &d, &err), 0);
     CHECK(d.n >= 40);
-    text_docs_free(&d); free(p);
+    text_docs_clear(&d); free(p);
     static const char *WK[] = {"wikitext/wiki.train.raw", "wikitext/wiki.valid.raw", "wikitext/wiki.test.raw"};
     for (int k = 0; k < 3; k++) {
         char *txt = NULL;
@@ -228,7 +228,7 @@ static void test_corpus_loads(void) {
     wbuf_put(&b, "\x01");
     for (int i = 0; i < d.n; i++) { wbuf_put(&b, d.text[i]); wbuf_put(&b, "\x01"); }
     g_corpus = b.p;
-    text_docs_free(&d);
+    text_docs_clear(&d);
 }
 
 /* corpus/sft.jsonl as "prompt\x02completion\x01" records (g_sft) */
@@ -244,14 +244,14 @@ static void check_items(const mc_task *t, int want_sft, int *verbatim, int *unst
         wbuf b = {0};
         wbuf_printf(&b, "%s\nA. %s\nB. %s\nC. %s\nD. %s\nAnswer:", q->question, q->choices[0], q->choices[1], q->choices[2], q->choices[3]);
         if (strstr(g_corpus, b.p)) (*verbatim)++;
-        wbuf_free(&b);
+        wbuf_clear(&b);
         wbuf_printf(&b, "%s %s", q->question, q->choices[q->answer]);
         if (!strstr(g_corpus, b.p)) (*unstated)++;
-        wbuf_free(&b);
+        wbuf_clear(&b);
         char *ctx = mc_prompt(q, t->subject);
         wbuf_printf(&b, "\x01%s\x02 %c\x01", ctx, 'A' + q->answer);
         if ((strstr(g_sft, b.p) != NULL) == want_sft) (*sft_ok)++;
-        wbuf_free(&b);
+        wbuf_clear(&b);
         free(ctx);
     }
 }
@@ -286,7 +286,7 @@ static void test_corpus_coverage(void) {
         int nt = 0;
         CHECK_EQ_INT(mmlu_load_dir(dir, SPLITS[s], &tt, &nt, &err), 0);
         for (int i = 0; i < nt; i++) { check_items(&tt[i], s == 0, &verbatim, &unstated, &sft_ok); total += tt[i].n; }
-        mc_tasks_free(tt, nt);
+        mc_tasks_free(&tt, nt);
     }
     free(dir);
     static const char *W[2] = {"wmdp/wmdp-bio.json", "wmdp/wmdp-cyber.json"};
@@ -297,7 +297,7 @@ static void test_corpus_coverage(void) {
         CHECK_EQ_INT(wmdp_load(p, W[k], WS[k], &t, &err), 0);
         check_items(&t, 1, &verbatim, &unstated, &sft_ok);
         total += t.n;
-        mc_task_free(&t);
+        mc_task_clear(&t);
         free(p);
     }
     CHECK_EQ_INT(sft_ok, total);
@@ -324,7 +324,7 @@ static void test_corpus_coverage(void) {
         free(a); free(b); free(c);
     }
     CHECK_EQ_INT(miss, 0);
-    zsre_free(&d);
+    zsre_clear(&d);
 }
 
 /* wiki.test.raw articles are held out: (almost) none appears verbatim in the corpus */

@@ -122,7 +122,7 @@ static void test_suite(void) {
     CHECK_NEAR(row(&r, "avg_bits"), 1.0, 1e-12);
     CHECK_NEAR(row(&r, "sparsity"), 1.0, 1e-12);
     CHECK(eval_rows_get(&r, "tf_locality") == NULL);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     o.quant.wbits = 3; o.quant.group_size = 64;
     o.skip_mmlu = o.skip_wmdp = o.skip_ppl = true;
     o.ref_model = m;
@@ -133,20 +133,20 @@ static void test_suite(void) {
     CHECK_NEAR(row(&r, "tf_locality"), 1.0, 0);
     CHECK_NEAR(row(&r, "n_edits"), 5, 0);
     CHECK_NEAR(row(&r, "n_qa"), 5, 0);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     /* edit set 12 = [550, 600) lies beyond 520 records (set 11 is clipped to 20) */
     eval_opts_default(&o);
     o.edit_set = 12;
     o.skip_mmlu = o.skip_wmdp = o.skip_ppl = true;
     CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), -1);
     CHECK(strstr(err.msg, "edit set 12") != NULL);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     /* a malformed file fails the run, naming the file */
     put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\"],\"answer\":1}]");
     eval_opts_default(&o);
     CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), -1);
     CHECK(strstr(err.msg, "wmdp-cyber.json") && strstr(err.msg, "choices"));
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":1},"
                                 "{\"question\":\"c2\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":2},"
                                 "{\"question\":\"c3\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":3},"
@@ -158,11 +158,11 @@ static void test_suite(void) {
     CHECK_EQ_INT(eval_suite_run(m, tok, empty, &o, &r, &err), -1);
     CHECK_MSG(strstr(err.msg, "mmlu/data/test/") != NULL, "%s", err.msg);
     CHECK(eval_rows_get(&r, "avg_bits") == NULL);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     o.skip_missing = true;
     CHECK_EQ_INT(eval_suite_run(m, tok, empty, &o, &r, &err), 0);
     CHECK(eval_rows_get(&r, "mmlu") == NULL && eval_rows_get(&r, "avg_bits") != NULL);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     o.skip_missing = false;
     CHECK_EQ_INT(eval_suite_run(m, tok, "/nonexistent/world", &o, &r, &err), -1);
     free(empty);
@@ -202,7 +202,7 @@ static void test_missing_dataset(void) {
         char *want = xasprintf("%s/%s", world, cases[c].want);
         CHECK_MSG(strstr(err.msg, want) && strstr(err.msg, "missing dataset"), "%s: %s", cases[c].file, err.msg);
         free(want);
-        eval_rows_free(&r);
+        eval_rows_clear(&r);
         o.skip_missing = true;
         CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
         CHECK_MSG(eval_rows_get(&r, cases[c].row) == NULL, "%s", cases[c].row);
@@ -212,7 +212,7 @@ static void test_missing_dataset(void) {
         /* one row gone, or (zsRE) its edit and QA rows; WMDP loses the average too */
         CHECK_EQ_INT(present, (int)(sizeof all / sizeof *all) - (!strcmp(cases[c].row, "edit_success") ? 2 : 1));
         CHECK((eval_rows_get(&r, "wmdp_avg") != NULL) == !str_starts(cases[c].row, "wmdp"));
-        eval_rows_free(&r);
+        eval_rows_clear(&r);
         rename_in_world(cases[c].renamed, cases[c].file);
     }
     llama_model_free(&m);
@@ -252,7 +252,7 @@ static void test_cli(void) {
     CHECK_EQ_INT(rc, 0);
     CHECK(json);
     check_rows(&r, 1e-5); /* printed with %.6g */
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     /* usage errors exit 2; a missing model exits 1 */
     free(cmd);
     cmd = xasprintf("'%s' eval '%s' 2>/dev/null >/dev/null", bin, md);
