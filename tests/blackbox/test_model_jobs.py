@@ -6,7 +6,7 @@ worker skips absent datasets explicitly (--skip-missing-data)."""
 import json, os, shutil, sqlite3, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import test, main, run, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, CISWEEP, WORKER  # noqa: E402
 
 STATE = {}
 
@@ -78,8 +78,8 @@ def misnamed_dataset_fails_the_job_naming_the_file():
     con.close()
 
 
-@test
-def cleanup():
+@cleanup
+def remove_tmp():
     if "dir" in STATE:
         shutil.rmtree(STATE["dir"], ignore_errors=True)
 

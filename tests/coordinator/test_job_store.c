@@ -96,6 +96,7 @@ static char *q_text(job_store *js, const char *sql) {
 }
 
 static void check_text(job_store *js, const char *sql, const char *want, int line) {
+    TL_CHECKED();
     char *v = q_text(js, sql);
     if (strcmp(v, want)) {
         fprintf(stderr, "  line %d: %s -> \"%s\", expected \"%s\"\n", line, sql, v, want);
