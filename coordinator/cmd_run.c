@@ -1,9 +1,9 @@
 /* cmd_run.c - `cisweep run --grid FILE --workers N`: the local launcher. Launches the grid into a
  * sweep DB (idempotent: running it again resumes), starts a coordinator in this process and N
- * `cisweep-worker worker` processes on an ipc endpoint, restarts a worker that dies (a job that
- * crashes its worker is then quarantined by the coordinator, not retried forever), and when no job
- * is pending or leased stops the workers (SIGTERM), prints a summary and exits non-zero if any job
- * ended failed or dead. */
+ * `cisweep-worker worker` processes on an ipc endpoint (or the --bind endpoint), restarts a worker
+ * that dies (a job that crashes its worker is then quarantined by the coordinator, not retried
+ * forever), and when no job is pending or leased stops the workers (SIGTERM), prints a summary
+ * and exits non-zero if any job ended failed or dead. */
 #include "coordinator/cli.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/grid.h"

@@ -6,7 +6,8 @@
  * Errors: every loader returns 0, or -1 with err naming the file, the record/line and the field
  * and what was expected (missing field, wrong type, answer index out of range, not 4 choices,
  * empty file, bad CSV row, truncated gzip/zstd stream). Nothing is left allocated on failure.
- * Ownership: the output structs own all their strings; free them with the matching *_free. */
+ * Ownership: the output structs own all their strings; empty them with the matching *_clear (an
+ * array of MMLU tasks: mc_tasks_free). */
 #ifndef CISWEEP_DATA_LOADERS_H
 #define CISWEEP_DATA_LOADERS_H
 
