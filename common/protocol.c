@@ -21,8 +21,9 @@ proto_cmd proto_cmd_parse(const char *s, size_t n) {
 }
 
 void proto_msg_clear(proto_msg *m) {
+    if (!m) return;
     if (m->body) json_decref(m->body);
-    m->body = NULL;
+    memset(m, 0, sizeof *m);
     m->cmd = PROTO_INVALID;
 }
 

@@ -56,6 +56,7 @@ typedef struct proto_msg {
     json_t *body;                /* owned; proto_msg_clear frees it */
 } proto_msg;
 
+/* proto_msg_clear: free the body and empty *m (NULL-safe; cmd becomes PROTO_INVALID). */
 void proto_msg_clear(proto_msg *m);
 
 /* proto_send: send one message. `peer` (ROUTER side) is the routing id to route to, NULL on a

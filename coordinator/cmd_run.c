@@ -1,9 +1,9 @@
 /* cmd_run.c - `cisweep run --grid FILE --workers N`: the local launcher. Launches the grid into a
  * sweep DB (idempotent: running it again resumes), starts a coordinator in this process and N
- * `cisweep-worker worker` processes on an ipc endpoint, restarts a worker that dies (a job that
- * crashes its worker is then quarantined by the coordinator, not retried forever), and when no job
- * is pending or leased stops the workers (SIGTERM), prints a summary and exits non-zero if any job
- * ended failed or dead. */
+ * `cisweep-worker worker` processes on an ipc endpoint (or the --bind endpoint), restarts a worker
+ * that dies (a job that crashes its worker is then quarantined by the coordinator, not retried
+ * forever), and when no job is pending or leased stops the workers (SIGTERM), prints a summary
+ * and exits non-zero if any job ended failed or dead. */
 #include "coordinator/cli.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/grid.h"
@@ -114,6 +114,7 @@ int cmd_run(int argc, char **argv) {
                *data = NULL, *threads = NULL, *eval_limit = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0;
     unsigned flags = 0;
+    bool skip_missing_data = false;
     coord_opts o;
     coord_opts_defaults(&o);
     for (int i = 1; i < argc; i++) {
@@ -127,6 +128,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--data") && n) { data = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
+        else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
         else if (!strcmp(a, "--workers") && n && parse_i64(n, &nworkers) && nworkers >= 1 && nworkers <= 1024) i++;
@@ -176,6 +178,7 @@ int cmd_run(int argc, char **argv) {
     if (data) { wargv[wc++] = "--data"; wargv[wc++] = (char *)data; }
     if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
     if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
+    if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
     wargv[wc] = NULL;
     r.argv = wargv;
     pthread_mutex_lock(&r.mu);

@@ -290,7 +290,7 @@ static json_t *pair_of(json_t *a, json_t *b) {
     return arr;
 }
 
-static void block_free(block *b) {
+static void block_clear(block *b) {
     free(b->edit_sets);
     for (int i = 0; i < 3; i++) { json_decref(b->cat[i]); json_decref(b->cat_src[i]); }
 }
@@ -478,7 +478,7 @@ static int expand_block(gx *x, json_t *obj, const char *path, const block *paren
     }
     rc = 0;
 out:
-    block_free(&b);
+    block_clear(&b);
     return rc;
 }
 

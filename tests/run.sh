@@ -2,7 +2,8 @@
 # run.sh - runs every test: the C test programs built from tests/**/test_*.c, and the Python
 # tests tests/**/test_*.py. Each prints "ok - name" / "not ok - name" lines; this script counts
 # them over all programs and closes with "N passed, N failed" (skips counted apart).
-# A program that exits non-zero without a "not ok" line counts as one failure (a crash).
+# A program that exits non-zero without a "not ok" line counts as one failure (a crash), and so
+# does a program that exits 0 without a single "ok" line (it tested nothing).
 # Usage: tests/run.sh [PATTERN]   (only the programs whose path contains PATTERN)
 set -u
 cd "$(dirname "$0")/.."
@@ -33,6 +34,7 @@ for p in $progs; do
     nf=$(grep -c '^not ok - ' "$log" | head -1)
     np=$((np - ns))
     if [ "$rc" -ne 0 ] && [ "$nf" -eq 0 ]; then nf=1; echo "  (exit status $rc without a failing test line: counted as one failure)" >>"$log"; fi
+    if [ "$rc" -eq 0 ] && [ "$nf" -eq 0 ] && [ "$((np + ns))" -eq 0 ]; then nf=1; echo "  (exit status 0 without a single \"ok\" line: no test ran, counted as one failure)" >>"$log"; fi
     pass=$((pass + np)); fail=$((fail + nf)); skip=$((skip + ns))
     if [ "$nf" -gt 0 ]; then
         echo "FAIL $name ($np passed, $nf failed, ${dt}s)"; failed_progs="$failed_progs $log"

@@ -110,7 +110,7 @@ static int survey_dtypes(const char *dir, cis_err *err) {
             count[t->dtype]++;
             bytes += t->nbytes;
         }
-        st_close(f);
+        st_close(&f);
     }
     char hb[32];
     human((double)bytes, hb, sizeof hb);

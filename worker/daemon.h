@@ -3,8 +3,10 @@
  * Two threads. The network thread (the caller's) owns the DEALER socket: HELLO/WELCOME, READY,
  * heartbeats both ways (any traffic counts), reconnects with exponential backoff (1 s doubling to
  * 32 s) when the coordinator is silent for heartbeat x liveness, resends the spool after every
- * WELCOME, and turns signals into preemption. The job thread runs one job at a time (runner.c)
- * and signals completion over an inproc PAIR socket, so the network thread never waits on work.
+ * WELCOME, and turns signals into preemption. The job thread lives as long as the daemon and runs
+ * one job at a time (runner.c): it takes the job handed over under a mutex and condition
+ * variable, and signals completion by writing a byte to a pipe whose read end the network thread
+ * polls beside the DEALER socket, so the network thread never waits on work.
  * A failing job becomes FAILED with the error and a log tail; the daemon never exits because of a
  * bad job. SIGTERM/SIGINT/SIGHUP: stop the job at its next check point, report PREEMPTED, wait
  * for the ACK (bounded), say BYE, return. */
@@ -24,6 +26,8 @@ typedef struct worker_opts {
     const char *data_dir;       /* evaluation data (a `cisweep world` dir or real data in that layout) */
     int threads;                /* compute threads for jobs (0 = all cores) */
     int eval_limit;             /* > 0: evaluate at most N items per set (smoke runs, tests) */
+    bool skip_missing_data;     /* skip an evaluation dataset absent from data_dir (default: the job
+                                   fails naming the expected file) */
     int heartbeat_ms;           /* until WELCOME says otherwise (default 1000) */
     int liveness;               /* idem (default 5) */
     int max_backoff_ms;         /* reconnect backoff cap (default 32000) */

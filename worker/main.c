@@ -1,7 +1,8 @@
 /* main.c - `cisweep-worker`: the worker daemon and the model tools. `cisweep worker|inspect|...`
  * hands over to this program, so users learn one command.
  *   cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]
- *                         [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]
+ *                         [--data DIR] [--threads N] [--eval-limit N] [--skip-missing-data]
+ *                         [--slots N] [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]
  *                         [--preempt-grace-ms N] [--mem-limit-mb N] [--log-level L] */
 #include "worker/daemon.h"
 #include "worker/engine/backend.h"
@@ -18,7 +19,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]\n"
             "                             [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
-            "                             [--eval-limit N] [--max-backoff-ms N]\n"
+            "                             [--eval-limit N] [--skip-missing-data] [--max-backoff-ms N]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
             "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
             "       cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [...]\n"
@@ -47,6 +48,7 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--id") && n) { o.id = n; i++; }
         else if (!strcmp(a, "--selftest")) o.selftest = true;
         else if (!strcmp(a, "--data") && n) { o.data_dir = n; i++; }
+        else if (!strcmp(a, "--skip-missing-data")) o.skip_missing_data = true;
         else if (!strcmp(a, "--threads")) { if (int_arg(a, n, 0, &v)) return 2; o.threads = (int)v; i++; }
         else if (!strcmp(a, "--eval-limit")) { if (int_arg(a, n, 0, &v)) return 2; o.eval_limit = (int)v; i++; }
         else if (!strcmp(a, "--heartbeat-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.heartbeat_ms = (int)v; i++; }

@@ -51,6 +51,7 @@ static void run_model_job(job_ctx *j, json_t *comp) {
     o.edit_set = json_is_integer(es) && json_integer_value(es) > 0 ? (int)json_integer_value(es) : 1;
     o.threads = j->threads;
     o.limit = j->eval_limit;
+    o.skip_missing = j->skip_missing_data;
     eval_rows rows = {0};
     double t0 = mono_sec();
     if (eval_suite_run(slot->work, slot->tok, j->data_dir, &o, &rows, &err)) {

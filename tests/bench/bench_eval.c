@@ -103,7 +103,7 @@ int main(int argc, char **argv) {
     }
     for (int i = 0; i < npairs; i++) free(own[i]);
     free(own); free(pr); free(an); free(ids);
-    mc_task_free(&task);
+    mc_task_clear(&task);
     tokenizer_free(tok);
     fx_rm_rf(tmp);
     return 0;

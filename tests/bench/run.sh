@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh - `make bench`: every benchmark, one after the other, on this machine. Their numbers go in
-# the README and docs/ (engine.md, eval.md, training.md, orchestration.md). Benchmarks are never
+# the README and docs/ (engine.md, eval.md, training.md, orchestration.md, schema/README.md). Benchmarks are never
 # part of `make test`: these machines are shared and noisy, so only ratios measured side by side
 # in one run are compared.
 set -u

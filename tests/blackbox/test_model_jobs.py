@@ -1,12 +1,12 @@
 """Black-box: a sweep whose jobs run on a real model. `cisweep world` (small), a model trained for
 a few steps by `cisweep train`, then `cisweep run` with a models map and `--data`: the baseline job
-loads the model once, evaluates it with the real suite and records every metric row; a composition
-naming an intervention that is not built yet fails cleanly, non-retryably, without killing the
-worker."""
+loads the model once, evaluates it with the real suite and records every metric row; on a data
+directory with a misnamed dataset the job fails, non-retryably, naming the expected file, unless the
+worker skips absent datasets explicitly (--skip-missing-data)."""
 import json, os, shutil, sqlite3, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import test, main, run, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, CISWEEP, WORKER  # noqa: E402
 
 STATE = {}
 
@@ -22,26 +22,26 @@ def setup():
     return STATE
 
 
+def sweep(d, name, data, *extra):
+    """cisweep run of the baseline on `data`; returns (exit status, sqlite connection, stderr)"""
+    grid = os.path.join(d, f"{name}.json")
+    json.dump({"name": name, "models": ["default"], "baseline": True, "singles": False}, open(grid, "w"))
+    models = os.path.join(d, "models.json")
+    json.dump({"default": os.path.join(d, "model")}, open(models, "w"))
+    db = os.path.join(d, f"{name}.db")
+    p = run([CISWEEP, "run", "--grid", grid, "--workers", "1", "--db", db, "--models", models, "--data", data,
+             "--eval-limit", "8", "--threads", "1", "--cache", os.path.join(d, f"c-{name}"), *extra],
+            check=False, timeout=600)
+    return p.returncode, sqlite3.connect(db), p.stderr
+
+
 @test
 def baseline_job_evaluates_a_real_model():
     d = setup()["dir"]
-    grid = os.path.join(d, "g.json")
-    json.dump({"name": "mj", "models": ["default"], "baseline": True, "singles": False,
-               "compositions": [[{"method": "wanda", "params": {"sparsity": 0.5}}]]}, open(grid, "w"))
-    models = os.path.join(d, "models.json")
-    json.dump({"default": os.path.join(d, "model")}, open(models, "w"))
-    db = os.path.join(d, "s.db")
-    p = run([CISWEEP, "run", "--grid", grid, "--workers", "1", "--db", db, "--models", models, "--data",
-             os.path.join(d, "world"), "--eval-limit", "8", "--threads", "1", "--cache", os.path.join(d, "c")],
-            check=False, timeout=600)
-    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr[-3000:])  # the wanda job fails: not built yet
-    con = sqlite3.connect(db)
+    rc, con, stderr = sweep(d, "mj", os.path.join(d, "world"))
+    assert rc == 0, (rc, stderr[-3000:])
     states = dict(con.execute("SELECT c.pattern, j.state FROM jobs j JOIN compositions c ON c.id=j.composition_id"))
-    assert states == {"baseline": "done", "compress": "failed"}, states
-    err = con.execute("SELECT last_error FROM jobs WHERE state='failed'").fetchone()[0]
-    assert 'intervention "wanda"' in err and "not implemented" in err, err
-    spent = con.execute("SELECT spent FROM jobs WHERE state='failed'").fetchone()[0]
-    assert spent == 1, "a non-retryable failure must not be retried"
+    assert states == {"baseline": "done"}, states
     rows = dict(con.execute("SELECT metric, value FROM results WHERE is_current=1"))
     for name in ("mmlu", "wmdp_bio", "wmdp_cyber", "wmdp_avg", "ppl_wikitext", "edit_success", "generalization",
                  "locality", "qa_f1", "avg_bits", "time_eval_s"):
@@ -58,7 +58,7 @@ def baseline_job_evaluates_a_real_model():
 def worker_reports_its_device_memory():
     """the worker's HELLO carries its device's total and free memory (the model cache's backend),
     recorded in the workers row and the worker_joined event"""
-    db = os.path.join(setup()["dir"], "s.db")
+    db = os.path.join(setup()["dir"], "mj.db")
     assert os.path.exists(db), "runs after baseline_job_evaluates_a_real_model"
     con = sqlite3.connect(db)
     dev, mem = con.execute("SELECT device, memory_mb FROM workers").fetchone()
@@ -70,7 +70,31 @@ def worker_reports_its_device_memory():
 
 
 @test
-def cleanup():
+def misnamed_dataset_fails_the_job_naming_the_file():
+    d = setup()["dir"]
+    bad = os.path.join(d, "world-misnamed")
+    if not os.path.exists(bad):
+        shutil.copytree(os.path.join(d, "world"), bad)
+        os.rename(os.path.join(bad, "wmdp", "wmdp-bio.json"), os.path.join(bad, "wmdp", "bio.jsonl"))
+    rc, con, stderr = sweep(d, "missing", bad)
+    assert rc == 1, (rc, stderr[-3000:])
+    state, spent, err = con.execute("SELECT state, spent, last_error FROM jobs").fetchone()
+    assert state == "failed" and spent == 1, (state, spent, err)  # not retried: the data will not appear
+    assert os.path.join(bad, "wmdp", "wmdp-bio.json") in err and "missing dataset" in err, err
+    assert con.execute("SELECT count(*) FROM results").fetchone()[0] == 0
+    con.close()
+    # skipping is explicit: the same data with --skip-missing-data runs, without the WMDP bio rows
+    rc, con, stderr = sweep(d, "skipped", bad, "--skip-missing-data")
+    assert rc == 0, (rc, stderr[-3000:])
+    assert con.execute("SELECT state FROM jobs").fetchone()[0] == "done"
+    rows = dict(con.execute("SELECT metric, value FROM results WHERE is_current=1"))
+    assert "wmdp_bio" not in rows and "wmdp_avg" not in rows, sorted(rows)
+    assert "wmdp_cyber" in rows and "mmlu" in rows and "ppl_wikitext" in rows, sorted(rows)
+    con.close()
+
+
+@cleanup
+def remove_tmp():
     if "dir" in STATE:
         shutil.rmtree(STATE["dir"], ignore_errors=True)
 

@@ -1,7 +1,8 @@
 /* test_job_store.c - the SQLite job store on real files in a temporary directory: schema creation
  * and versions, launch idempotence, claim order (priority, affinity, id) and dependencies, leases
  * and heartbeats, results (current / duplicate / superseded), failures, preemption, quarantine,
- * resume, retry and cancel, read-only opens beside a live writer, and a timing of claim + result.
+ * resume, retry and cancel, read-only opens beside a live writer, and 200 jobs claimed and resolved
+ * in batched commits (the 4,000-job timing of that loop is tests/bench/bench_job_store.c).
  *
  * `test_job_store make-db PATH` only writes a small finished sweep with known metrics to PATH (for
  * tests/coordinator/test_schema.py, which checks the views from Python) and exits. */
@@ -50,14 +51,6 @@ static void grid_add(grid *g, const char *model, const char *canonical, const ch
     g->n_jobs += n_edit_sets ? n_edit_sets : 1;
 }
 
-static void grid_destroy(grid *g) {
-    for (size_t i = 0; i < g->n_comps; i++) {
-        grid_comp *c = &g->comps[i];
-        free(c->model); free(c->canonical); free(c->pattern); free(c->label); free(c->edit_sets);
-    }
-    free(g->comps); free(g->path); free(g->name); free(g->description); free(g);
-}
-
 /* n single-stage compositions "selftest k" on model `model`, priority 0 */
 static grid *grid_simple(int n, const char *model, int max_attempts) {
     grid *g = grid_new("simple", max_attempts);
@@ -104,6 +97,7 @@ static char *q_text(job_store *js, const char *sql) {
 }
 
 static void check_text(job_store *js, const char *sql, const char *want, int line) {
+    TL_CHECKED();
     char *v = q_text(js, sql);
     if (strcmp(v, want)) {
         fprintf(stderr, "  line %d: %s -> \"%s\", expected \"%s\"\n", line, sql, v, want);
@@ -150,7 +144,7 @@ static job_store *open_launched(int n, int max_attempts, char **path_out) {
     cis_err err = {0};
     js_launch_stats st;
     int rc = js_launch(js, g, NULL, NULL, 1000, &st, &err);
-    grid_destroy(g);
+    grid_free(&g);
     if (rc < 0) { fprintf(stderr, "  launch: %s\n", err.msg); job_store_close(&js); }
     return js;
 }
@@ -258,7 +252,7 @@ static void test_launch_twice(void) {
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM sweeps"), 2);
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM jobs"), 12);
     check_integrity(js);
-    grid_destroy(g);
+    grid_free(&g);
     job_store_close(&js);
 }
 
@@ -274,7 +268,7 @@ static void test_claim_order(void) {
     grid_add(g, "b", "[{\"k\":6}]", "p", "b6", 3, 0); /* job 6 */
     cis_err err = {0};
     CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 1000, NULL, &err), 0);
-    grid_destroy(g);
+    grid_free(&g);
     js_job j;
     const char *want_label_order[] = {"b4", "b6", "a5", "b2", "a1", "a3"};
     /* prefer a: priority first (b4), then at priority 3 the a job (a5) even though b6... */
@@ -963,7 +957,7 @@ static void test_export_csv(void) {
     grid_add(g, "m1", "[{\"method\":\"a\",\"params\":{\"x\":\"q,\\\"uote\"}}]", "edit", "a(x=\"q,uote\")", 0, 0);
     cis_err err = {0};
     CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 1000, NULL, &err), 0);
-    grid_destroy(g);
+    grid_free(&g);
     js_job j;
     CHECK_EQ_INT(claim(js, "w1", NULL, 1000, &j), 1);
     js_job_clear(&j);
@@ -1026,52 +1020,50 @@ static void test_launch_real_grids(void) {
     if (!tried) SKIP("no grids/*.json found (run from the repository root)");
 }
 
-/* claim + result per job, grouped commits of 64 like the coordinator's batches; printed, not asserted */
-static void time_dispatch(unsigned flags, const char *what) {
-    const int n = 4000, batch = 64;
+/* claim + result per job in grouped commits of 64, as the coordinator batches them, on both sync
+ * modes: every job done exactly once with its rows, the store intact. (The 4,000-job timing of
+ * this loop is tests/bench/bench_job_store.c.) */
+static void claim_result_batches(unsigned flags) {
+    const int n = 200, batch = 64;
     char *p = new_db_path();
     job_store *js = NULL;
     cis_err err = {0};
-    if (job_store_open(p, JS_CREATE | flags, &js, &err) < 0) { CHECK(0); free(p); return; }
+    if (job_store_open(p, JS_CREATE | flags, &js, &err) < 0) { CHECK_MSG(0, "%s", err.msg); free(p); return; }
     grid *g = grid_simple(n, "m1", 3);
     CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 1000, NULL, &err), 0);
-    grid_destroy(g);
+    grid_free(&g);
     js_metric m[3] = {{"mmlu", 0.5}, {"wmdp_bio", 0.25}, {"wmdp_cyber", 0.3}};
-    double t0 = mono_sec(), t_claim = 0, t_result = 0, t_commit = 0;
-    int done = 0;
-    bool more = true;
-    while (more) {
-        if (js_begin(js, &err) < 0) { CHECK(0); break; }
+    int done = 0, commits = 0;
+    for (bool more = true; more;) {
+        if (js_begin(js, &err) < 0) { CHECK_MSG(0, "%s", err.msg); break; }
         for (int k = 0; k < batch; k++) {
             js_job j;
-            double a = mono_sec();
             int rc = js_claim(js, "w1", "m1", 2000, 30000, &j, &err);
-            double b = mono_sec();
-            t_claim += b - a;
+            CHECK(rc >= 0);
             if (rc <= 0) { more = false; break; }
             int oc;
-            if (js_record_result(js, j.id, j.attempt, "w1", m, 3, 1, 2000, &oc, NULL, &err) < 0) CHECK(0);
-            t_result += mono_sec() - b;
+            CHECK_EQ_INT(js_record_result(js, j.id, j.attempt, "w1", m, 3, 1, 2000, &oc, NULL, &err), 0);
+            CHECK_EQ_INT(oc, JS_RESULT_CURRENT);
             js_job_clear(&j);
             done++;
         }
-        double c = mono_sec();
-        if (js_commit(js, &err) < 0) { CHECK(0); break; }
-        t_commit += mono_sec() - c;
+        if (js_commit(js, &err) < 0) { CHECK_MSG(0, "%s", err.msg); break; }
+        commits++;
     }
-    double dt = mono_sec() - t0;
     CHECK_EQ_INT(done, n);
-    printf("# timing (%s): %d jobs claim+result (3 metrics), commits of %d: %.1f us/job, %.0f jobs/s "
-           "(claim %.1f us, result %.1f us, commit %.1f us per job)\n", what, done, batch, dt * 1e6 / done,
-           done / dt, t_claim * 1e6 / done, t_result * 1e6 / done, t_commit * 1e6 / done);
+    CHECK_EQ_INT(commits, (n + batch) / batch);   /* the last batch finds nothing left */
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM jobs WHERE state = 'done'"), n);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM attempts"), n);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM results WHERE is_current = 1"), 3 * n);
+    CHECK_EQ_INT(q_int(js, "SELECT count(DISTINCT job_id) FROM results WHERE metric = 'wmdp_cyber' AND value = 0.3"), n);
     check_integrity(js);
     job_store_close(&js);
     free(p);
 }
 
-static void test_timing(void) {
-    time_dispatch(0, "synchronous=FULL");
-    time_dispatch(JS_NOSYNC, "synchronous=NORMAL");
+static void test_claim_result_batches(void) {
+    claim_result_batches(0);
+    claim_result_batches(JS_NOSYNC);
 }
 
 /* ---- make-db: a small finished sweep with known values, for test_schema.py -------------------- */
@@ -1088,7 +1080,7 @@ static int make_db(const char *path) {
     grid_add(g, "m1", "[{\"method\":\"rmu\",\"params\":{}}]", "unlearn", "rmu", 0, 0);               /* 5 */
     grid_add(g, "m1", "[{\"method\":\"ga\",\"params\":{}}]", "unlearn", "ga", 0, 0);                 /* 6 */
     int rc = js_launch(js, g, "views-sweep", NULL, 1000000, NULL, &err);
-    grid_destroy(g);
+    grid_free(&g);
     if (rc < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
     /* jobs 1..4 done (job 2 by a late result after a loss: two attempts, one superseded),
      * job 5 failed, job 6 pending */
@@ -1126,31 +1118,27 @@ int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "make-db") == 0) return make_db(argv[2]);
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_job_store.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
-    bool timing_only = argc == 2 && strcmp(argv[1], "timing") == 0; /* `test_job_store timing` */
-    if (timing_only) { RUN(test_timing); }
-    else {
-        RUN(test_create_open_reopen);
-        RUN(test_launch_twice);
-        RUN(test_claim_order);
-        RUN(test_dependencies);
-        RUN(test_heartbeat);
-        RUN(test_result_duplicate);
-        RUN(test_late_result);
-        RUN(test_failure_budget);
-        RUN(test_preempted);
-        RUN(test_quarantine);
-        RUN(test_expired_and_resume);
-        RUN(test_workers);
-        RUN(test_retry);
-        RUN(test_cancel);
-        RUN(test_versions);
-        RUN(test_migrated_equals_new);
-        RUN(test_readonly_beside_writer);
-        RUN(test_nested_batch);
-        RUN(test_export_csv);
-        RUN(test_launch_real_grids);
-        RUN(test_timing);
-    }
+    RUN(test_create_open_reopen);
+    RUN(test_launch_twice);
+    RUN(test_claim_order);
+    RUN(test_dependencies);
+    RUN(test_heartbeat);
+    RUN(test_result_duplicate);
+    RUN(test_late_result);
+    RUN(test_failure_budget);
+    RUN(test_preempted);
+    RUN(test_quarantine);
+    RUN(test_expired_and_resume);
+    RUN(test_workers);
+    RUN(test_retry);
+    RUN(test_cancel);
+    RUN(test_versions);
+    RUN(test_migrated_equals_new);
+    RUN(test_readonly_beside_writer);
+    RUN(test_nested_batch);
+    RUN(test_export_csv);
+    RUN(test_launch_real_grids);
+    RUN(test_claim_result_batches);
     char *cmd = xasprintf("rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
     free(cmd);

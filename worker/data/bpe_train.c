@@ -75,7 +75,7 @@ static void pair_add(pair_tab *p, int32_t a, int32_t b, int64_t d) {
     if (p->keys[i] == UINT64_MAX) { p->keys[i] = k; p->n++; }
     p->cnt[i] += d;
 }
-static void pair_free(pair_tab *p) { free(p->keys); free(p->cnt); p->keys = NULL; p->cnt = NULL; }
+static void pair_clear(pair_tab *p) { free(p->keys); free(p->cnt); p->keys = NULL; p->cnt = NULL; }
 
 /* ---- life cycle ---- */
 
@@ -88,13 +88,13 @@ bpe_trainer *bpe_trainer_new(void) {
 void bpe_trainer_free(bpe_trainer **tp) {
     if (!tp || !*tp) return;
     bpe_trainer *t = *tp;
-    tok_strmap_free(&t->word_ix);
+    tok_strmap_clear(&t->word_ix);
     for (size_t i = 0; i < t->n_words; i++) free(t->words[i].sym);
     free(t->words);
     for (int i = 0; i < t->n_toks; i++) free(t->toks[i].s);
     free(t->toks);
     free(t->merges);
-    pair_free(&t->pairs);
+    pair_clear(&t->pairs);
     free(t);
     *tp = NULL;
 }

@@ -112,7 +112,7 @@ char *data_read_all(const char *path, size_t *len, cis_err *err) {
     return read_file(path, len, err);
 }
 
-void text_docs_free(text_docs *d) {
+void text_docs_clear(text_docs *d) {
     if (!d) return;
     for (int i = 0; i < d->n; i++) free(d->text[i]);
     free(d->text);
@@ -174,6 +174,6 @@ int jsonl_text_load(const char *path, const char *field, int max_docs, text_docs
     int rc = jsonl_each(path, text_line, &c, err);
     if (rc > 0) rc = 0;
     if (rc == 0 && out->n == 0) rc = err_set(err, CIS_EINVAL, "%s: no documents (empty file)", path);
-    if (rc) text_docs_free(out);
+    if (rc) text_docs_clear(out);
     return rc;
 }

@@ -102,7 +102,7 @@ int mmlu_load_csv(const char *path, const char *name, mc_task *out, cis_err *err
     }
     free(d);
     if (!rc && out->n == 0) rc = err_set(err, CIS_EINVAL, "%s: no questions (empty file)", path);
-    if (rc) mc_task_free(out);
+    if (rc) mc_task_clear(out);
     return rc;
 }
 
@@ -139,7 +139,7 @@ int mmlu_load_dir(const char *dir, const char *split, mc_task **tasks, int *n, c
             if (!rc) *n = i + 1;
             free(p); free(subj);
         }
-        if (rc) { mc_tasks_free(*tasks, *n); *tasks = NULL; *n = 0; }
+        if (rc) { mc_tasks_free(tasks, *n); *n = 0; }
     }
     for (int i = 0; i < nn; i++) free(names[i]);
     free(names); free(suffix); free(sd);

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void mc_task_free(mc_task *t) {
+void mc_task_clear(mc_task *t) {
     if (!t) return;
     for (int i = 0; i < t->n; i++) {
         free(t->q[i].question);
@@ -17,10 +17,11 @@ void mc_task_free(mc_task *t) {
     memset(t, 0, sizeof *t);
 }
 
-void mc_tasks_free(mc_task *t, int n) {
-    if (!t) return;
-    for (int i = 0; i < n; i++) mc_task_free(&t[i]);
-    free(t);
+void mc_tasks_free(mc_task **t, int n) {
+    if (!t || !*t) return;
+    for (int i = 0; i < n; i++) mc_task_clear(&(*t)[i]);
+    free(*t);
+    *t = NULL;
 }
 
 /* one record; `where` is "record 12" or "line 13" */
@@ -95,6 +96,6 @@ int wmdp_load(const char *path, const char *name, const char *subject, mc_task *
     if (!rc && out->n == 0) rc = err_set(err, CIS_EINVAL, "%s: no questions", path);
 out:
     free(data);
-    if (rc) mc_task_free(out);
+    if (rc) mc_task_clear(out);
     return rc;
 }

@@ -1,99 +1,28 @@
 /* load_zsre.c - zsRE records as EasyEdit distributes them (zsre_mend_train.json: a JSON array of
  * {src, answers, alt, subject, rephrase, loc, loc_ans}) and the composable edit-set split:
  * Python random.seed(100); random.shuffle(records); edit set k = [(k-1)*50, k*50), QA = [500, 1000)
- * (paper.md §6). Python's Mersenne Twister shuffle is reproduced here so that no Python is needed;
- * DIR/zsre/edit_sets.json, when present, is used instead (and must agree). */
+ * (paper.md §6). Python's Mersenne Twister shuffle is reproduced bit for bit (rng_py_permutation,
+ * common/rng.h) so that no Python is needed; DIR/zsre/edit_sets.json, when present, is used
+ * instead (and must agree). */
 #include "worker/data/loaders.h"
+#include "common/rng.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-/* ---- Python's random: MT19937 seeded by init_by_array ---------------------------------------- */
-
-typedef struct mt19937 { uint32_t mt[624]; int mti; } mt19937;
-
-static void mt_init_genrand(mt19937 *r, uint32_t s) {
-    r->mt[0] = s;
-    for (int i = 1; i < 624; i++) r->mt[i] = 1812433253u * (r->mt[i - 1] ^ (r->mt[i - 1] >> 30)) + (uint32_t)i;
-    r->mti = 624;
-}
-
-static void mt_init_by_array(mt19937 *r, const uint32_t *key, int klen) {
-    mt_init_genrand(r, 19650218u);
-    int i = 1, j = 0;
-    for (int k = 624 > klen ? 624 : klen; k; k--) {
-        r->mt[i] = (r->mt[i] ^ ((r->mt[i - 1] ^ (r->mt[i - 1] >> 30)) * 1664525u)) + key[j] + (uint32_t)j;
-        i++; j++;
-        if (i >= 624) { r->mt[0] = r->mt[623]; i = 1; }
-        if (j >= klen) j = 0;
-    }
-    for (int k = 623; k; k--) {
-        r->mt[i] = (r->mt[i] ^ ((r->mt[i - 1] ^ (r->mt[i - 1] >> 30)) * 1566083941u)) - (uint32_t)i;
-        i++;
-        if (i >= 624) { r->mt[0] = r->mt[623]; i = 1; }
-    }
-    r->mt[0] = 0x80000000u;
-}
-
-static uint32_t mt_next(mt19937 *r) {
-    static const uint32_t mag01[2] = {0u, 0x9908b0dfu};
-    if (r->mti >= 624) {
-        int kk;
-        uint32_t y;
-        for (kk = 0; kk < 624 - 397; kk++) {
-            y = (r->mt[kk] & 0x80000000u) | (r->mt[kk + 1] & 0x7fffffffu);
-            r->mt[kk] = r->mt[kk + 397] ^ (y >> 1) ^ mag01[y & 1u];
-        }
-        for (; kk < 623; kk++) {
-            y = (r->mt[kk] & 0x80000000u) | (r->mt[kk + 1] & 0x7fffffffu);
-            r->mt[kk] = r->mt[kk + (397 - 624)] ^ (y >> 1) ^ mag01[y & 1u];
-        }
-        y = (r->mt[623] & 0x80000000u) | (r->mt[0] & 0x7fffffffu);
-        r->mt[623] = r->mt[396] ^ (y >> 1) ^ mag01[y & 1u];
-        r->mti = 0;
-    }
-    uint32_t y = r->mt[r->mti++];
-    y ^= y >> 11;
-    y ^= (y << 7) & 0x9d2c5680u;
-    y ^= (y << 15) & 0xefc60000u;
-    y ^= y >> 18;
-    return y;
-}
-
-/* random._randbelow_with_getrandbits(n) for 1 <= n < 2^31 */
-static uint32_t py_randbelow(mt19937 *r, uint32_t n) {
-    int k = 0;
-    while ((n >> k) != 0) k++;        /* n.bit_length() */
-    uint32_t v;
-    do v = mt_next(r) >> (32 - k);    /* getrandbits(k), k <= 32 */
-    while (v >= n);
-    return v;
-}
-
-void py_random_shuffle(uint64_t seed, int32_t *perm, int n) {
-    uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
-    mt19937 r;
-    mt_init_by_array(&r, key, key[1] ? 2 : 1);
-    for (int i = 0; i < n; i++) perm[i] = i;
-    for (int i = n - 1; i >= 1; i--) {
-        int j = (int)py_randbelow(&r, (uint32_t)i + 1);
-        int32_t t = perm[i]; perm[i] = perm[j]; perm[j] = t;
-    }
-}
-
 /* ---- records ---------------------------------------------------------------------------------- */
 
-static void rec_free(zsre_record *r) {
+static void rec_clear(zsre_record *r) {
     free(r->src); free(r->alt); free(r->subject); free(r->rephrase); free(r->loc); free(r->loc_ans);
     for (int i = 0; i < r->n_answers; i++) free(r->answers[i]);
     free(r->answers);
 }
 
-void zsre_free(zsre_data *d) {
+void zsre_clear(zsre_data *d) {
     if (!d) return;
-    for (int i = 0; i < d->n; i++) rec_free(&d->rec[i]);
+    for (int i = 0; i < d->n; i++) rec_clear(&d->rec[i]);
     free(d->rec);
     memset(d, 0, sizeof *d);
 }
@@ -142,7 +71,7 @@ int zsre_load(const char *path, zsre_data *out, cis_err *err) {
         }
     }
     json_decref(root);
-    if (rc) zsre_free(out);
+    if (rc) zsre_clear(out);
     return rc;
 }
 
@@ -190,7 +119,7 @@ int zsre_split(const char *edit_sets_json, int n_records, int k, int size, int32
         return err_set(err, CIS_EINVAL, "zsre: %s %d needs records [%d, %d) of the shuffled list but there are only %d",
                        k ? "edit set" : "QA set", k, lo, k == 0 ? 1000 : k * size, n_records);
     int32_t *perm = xmalloc((size_t)n_records * sizeof *perm);
-    py_random_shuffle(100, perm, n_records);
+    rng_py_permutation(100, perm, n_records);
     *idx = xmalloc((size_t)(hi - lo) * sizeof **idx);
     memcpy(*idx, perm + lo, (size_t)(hi - lo) * sizeof **idx);
     *n = hi - lo;

@@ -1,12 +1,13 @@
 /* loaders.h - readers for the evaluation and calibration datasets in their REAL on-disk formats:
  * zsRE (EasyEdit's zsre_mend_*.json), WMDP (JSON array or JSONL), MMLU (Hendrycks CSV directories),
- * WikiText-2 raw text, C4 json.gz shards and pile-val JSONL / .jsonl.zst; plus Python's
- * random.seed(n) + random.shuffle (the zsRE edit-set split) reproduced bit for bit.
+ * WikiText-2 raw text, C4 json.gz shards and pile-val JSONL / .jsonl.zst; and the zsRE edit-set
+ * split (Python's random.seed(100) + random.shuffle, bit for bit through common/rng.h).
  *
  * Errors: every loader returns 0, or -1 with err naming the file, the record/line and the field
  * and what was expected (missing field, wrong type, answer index out of range, not 4 choices,
  * empty file, bad CSV row, truncated gzip/zstd stream). Nothing is left allocated on failure.
- * Ownership: the output structs own all their strings; free them with the matching *_free. */
+ * Ownership: the output structs own all their strings; empty them with the matching *_clear (an
+ * array of MMLU tasks: mc_tasks_free). */
 #ifndef CISWEEP_DATA_LOADERS_H
 #define CISWEEP_DATA_LOADERS_H
 
@@ -37,12 +38,8 @@ typedef struct zsre_data {
 /* zsre_load: a JSON array of records with string fields src, alt, subject, rephrase, loc, loc_ans
  * and answers (a non-empty array of strings). Unknown extra fields are ignored. */
 int zsre_load(const char *path, zsre_data *out, cis_err *err);
-void zsre_free(zsre_data *d);
-
-/* py_random_shuffle: the permutation Python gives for `random.seed(seed); x = list(range(n));
- * random.shuffle(x)` (MT19937 init_by_array on the seed's 32-bit words, _randbelow through
- * getrandbits). perm[n] is written. seed >= 0. */
-void py_random_shuffle(uint64_t seed, int32_t *perm, int n);
+/* zsre_clear: free every record and zero *d (NULL-safe). */
+void zsre_clear(zsre_data *d);
 
 /* zsre_split: the record indices of edit set k (1-based: shuffled positions [(k-1)*size, k*size))
  * or, for k == 0, of the QA set (shuffled positions [500, 1000), clipped to n_records).
@@ -74,11 +71,14 @@ int wmdp_load(const char *path, const char *name, const char *subject, mc_task *
  * embedded commas, doubled quotes and newlines; CRLF accepted). subject = name with '_' -> ' '. */
 int mmlu_load_csv(const char *path, const char *name, mc_task *out, cis_err *err);
 /* mmlu_load_dir: every <subject>_<split>.csv under dir/data/<split>/ (or dir/<split>/ when dir is
- * already the data directory), subjects sorted by name. *tasks (caller frees with mc_tasks_free)
- * gets *n tasks. -1 when the directory has no such file. */
+ * already the data directory), subjects sorted by name. *tasks (caller frees with
+ * mc_tasks_free(tasks, n)) gets *n tasks. -1 when the directory has no such file. */
 int mmlu_load_dir(const char *dir, const char *split, mc_task **tasks, int *n, cis_err *err);
-void mc_task_free(mc_task *t);
-void mc_tasks_free(mc_task *t, int n);
+/* mc_task_clear: free the questions and names and zero *t (NULL-safe). */
+void mc_task_clear(mc_task *t);
+/* mc_tasks_free: clear each of the n tasks of the heap array *t, free it and set *t = NULL
+ * (NULL-safe). */
+void mc_tasks_free(mc_task **t, int n);
 
 /* ---- text ------------------------------------------------------------------------------------ */
 
@@ -102,7 +102,11 @@ int jsonl_text_load(const char *path, const char *field, int max_docs, text_docs
 int c4_load(const char *path, int max_docs, text_docs *out, cis_err *err);
 /* pile_load: pile-val val.jsonl or val.jsonl.zst ({"text","meta"} per line) -> texts. */
 int pile_load(const char *path, int max_docs, text_docs *out, cis_err *err);
-void text_docs_free(text_docs *d);
+/* text_docs_clear: free every text and zero *d (NULL-safe). */
+void text_docs_clear(text_docs *d);
+/* text_docs_free: the old name of text_docs_clear, kept only until worker/data/train.c switches to
+ * it (docs/conventions.md); not for new code. */
+static inline void text_docs_free(text_docs *d) { text_docs_clear(d); }
 
 /* ---- internal helpers shared by the load_*.c files ------------------------------------------- */
 

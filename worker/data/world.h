@@ -4,10 +4,11 @@
  * states every tested fact several ways. docs/world.md describes the layout and the design.
  *
  * Everything is a function of (seed, scale): each part draws from its own xoshiro256** stream
- * seeded from the seed and a part constant, so the same seed gives byte-identical files. */
+ * (common/rng.h: rng_xoshiro_seed(&r, seed, part)), so the same seed gives byte-identical files. */
 #ifndef CISWEEP_WORLD_H
 #define CISWEEP_WORLD_H
 
+#include "common/rng.h"
 #include "common/util.h"
 
 #include <jansson.h>
@@ -15,27 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- deterministic random numbers (world_rng.c) ---- */
-typedef struct wrng { uint64_t s[4]; } wrng;
-/* wrng_seed: a stream for (seed, part); different parts give independent streams. */
-void wrng_seed(wrng *r, uint64_t seed, uint64_t part);
-uint64_t wrng_next(wrng *r);
-/* wrng_below: uniform integer in [0, n) (n >= 1), unbiased. */
-uint32_t wrng_below(wrng *r, uint32_t n);
-/* wrng_shuffle: Fisher-Yates over n ints. */
-void wrng_shuffle(wrng *r, int *a, int n);
-
-/* py_shuffle: permute a[0..n) exactly as CPython's `random.seed(seed); random.shuffle(a)` does
- * for a non-negative integer seed < 2^32 (MT19937, init_by_array([seed]), _randbelow by
- * getrandbits rejection). */
-void py_shuffle(uint32_t seed, int *a, int n);
-
-/* ---- growing byte buffer (world_rng.c) ---- */
+/* ---- growing byte buffer (world_buf.c) ---- */
 typedef struct wbuf { char *p; size_t len, cap; } wbuf;  /* p is NUL-terminated when len > 0 */
 void wbuf_put(wbuf *b, const char *s);
 void wbuf_putn(wbuf *b, const char *s, size_t n);
 void wbuf_printf(wbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void wbuf_free(wbuf *b);
+/* wbuf_clear: free the bytes and zero *b (NULL-safe; b may be written again). */
+void wbuf_clear(wbuf *b);
 
 /* ---- the world model (world_names.c, world_facts.c) ---- */
 /* pools: every subject and object of a fact is an entry of a pool (entity names or value words) */
@@ -89,9 +76,10 @@ typedef struct world {
 
 /* world_build: make every pool and fact for the seed. Returns 0, or -1 (unknown scale). */
 int world_build(world *w, uint64_t seed, const char *scale, cis_err *err);
-void world_free(world *w);
+/* world_clear: free the pools and facts and zero *w (NULL-safe). */
+void world_clear(world *w);
 /* world_make_pools: fill every pool with distinct names / the fixed word lists (world_build calls it) */
-void world_make_pools(world *w, wrng *r);
+void world_make_pools(world *w, rng_xoshiro *r);
 const char *world_pool_name(int pool);
 /* world_render: template with {S}/{O} replaced by the fact's names, appended to b. */
 void world_render(wbuf *b, const world *w, const char *tmpl, const wfact *f);
@@ -106,7 +94,7 @@ typedef struct wmc {
     int answer;                    /* 0..3 */
 } wmc;
 /* wmc_make: an item for fact fi with question template qi, distractors from the object pool. */
-void wmc_make(const world *w, int fi, int qi, wrng *r, wmc *out);
+void wmc_make(const world *w, int fi, int qi, rng_xoshiro *r, wmc *out);
 /* wmc_prompt: the lm-eval 0-shot prompt for subject ("world_geography" or "biology"), appended to
  * b; with_answer appends " <letter>". */
 void wmc_prompt(wbuf *b, const char *subject, const wmc *m, int with_answer);
@@ -134,7 +122,8 @@ typedef struct wsets {
 void world_make_mmlu(world *w, wsets *s);
 void world_make_wmdp(world *w, wsets *s);
 void world_make_zsre(world *w, wsets *s);
-void wsets_free(wsets *s);
+/* wsets_clear: free every item list and zero *s (NULL-safe). */
+void wsets_clear(wsets *s);
 /* the held-out item (test or dev) for fact fi, or NULL */
 const wmc *world_tested_item(const wsets *s, int fi);
 /* the MC subject a fact's practice items use ("biology" for WD_BIO ...), or NULL */
@@ -148,13 +137,13 @@ void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs);
 /* world_sft: corpus/sft.jsonl, every MMLU test and WMDP item as {"prompt": the lm-eval 0-shot
  * prompt, "completion": " <letter>"} (MMLU subjects in order, then bio, then cyber) */
 void world_sft(const world *w, const wsets *s, wbuf *out, int *nitems);
-void world_bio_doc(const world *w, int blight, wrng *r, wbuf *title, wbuf *abstract, wbuf *text);
-void world_cyber_doc(const world *w, int protocol, wrng *r, wbuf *text);
-void world_article(const world *w, int pool, int ent, wrng *r, int variant, wbuf *out);
+void world_bio_doc(const world *w, int blight, rng_xoshiro *r, wbuf *title, wbuf *abstract, wbuf *text);
+void world_cyber_doc(const world *w, int protocol, rng_xoshiro *r, wbuf *text);
+void world_article(const world *w, int pool, int ent, rng_xoshiro *r, int variant, wbuf *out);
 /* wiki split: 0 train, 1 valid, 2 test (valid/test are held out of the corpus) */
 void world_wiki(const world *w, int split, wbuf *out);
 /* world_general_doc: a web-like document (C4 / pile text) mixing facts of random entities */
-void world_general_doc(const world *w, wrng *r, wbuf *out);
+void world_general_doc(const world *w, rng_xoshiro *r, wbuf *out);
 /* the entities that have wiki articles: (pool, index) pairs */
 int world_article_entities(const world *w, int (*out)[2], int cap);
 /* wbuf_json: append json_dumps(v, flags) (insertion order kept) and release v (steals it) */

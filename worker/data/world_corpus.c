@@ -29,9 +29,9 @@ static int is_loc_fact(const world *w, int fi) {
 
 static void profiles(const world *w, docs *d) {
     int *off = xmalloc((size_t)w->nfacts * sizeof(int)), *mine = xmalloc((size_t)w->nfacts * sizeof(int));
-    wrng r;
-    wrng_seed(&r, w->seed, 600);
-    for (int i = 0; i < w->nfacts; i++) off[i] = (int)wrng_below(&r, 4);
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, w->seed, 600);
+    for (int i = 0; i < w->nfacts; i++) off[i] = (int)rng_xoshiro_below(&r, 4);
     for (int round = 0; round < w->sc.r_profile; round++) {
         for (int p = 0; p < WP_COUNT; p++) {
             for (int e = 0; e < w->pools[p].n; e++) {
@@ -39,7 +39,7 @@ static void profiles(const world *w, docs *d) {
                 for (int i = 0; i < w->nfacts; i++)
                     if (WORLD_RELS[w->facts[i].rel].subj == p && w->facts[i].subj == e) mine[n++] = i;
                 if (!n) break;  /* this pool is never a subject */
-                wrng_shuffle(&r, mine, n);
+                rng_xoshiro_shuffle(&r, mine, n);
                 wbuf b = {0};
                 for (int k = 0; k < n; k++) {
                     const wfact *f = &w->facts[mine[k]];
@@ -74,13 +74,13 @@ static void qa_lines(const world *w, docs *d) {
         }
     }
     int *order = xmalloc((size_t)nl * sizeof(int));
-    wrng r;
-    wrng_seed(&r, w->seed, 601);
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, w->seed, 601);
     for (int pass = 0; pass < w->sc.r_qa; pass++) {
         for (int i = 0; i < nl; i++) order[i] = i;
-        wrng_shuffle(&r, order, nl);
+        rng_xoshiro_shuffle(&r, order, nl);
         for (int i = 0; i < nl;) {
-            int len = 1 + (int)wrng_below(&r, 8);
+            int len = 1 + (int)rng_xoshiro_below(&r, 8);
             wbuf b = {0};
             for (int k = 0; k < len && i < nl; k++, i++) {
                 if (k) wbuf_put(&b, "\n");
@@ -95,15 +95,15 @@ static void qa_lines(const world *w, docs *d) {
 }
 
 static void domain_prose(const world *w, docs *d) {
-    wrng r;
-    wrng_seed(&r, w->seed, 603);
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, w->seed, 603);
     for (int k = 0; k < w->sc.r_domain; k++) {
         for (int b = 0; b < w->pools[WP_BLIGHT].n; b++) {
             wbuf t = {0}, a = {0}, x = {0};
             world_bio_doc(w, b, &r, &t, &a, &x);
             wbuf_printf(&t, "\n\n%s\n\n%s", a.p, x.p);
-            wbuf_free(&a);
-            wbuf_free(&x);
+            wbuf_clear(&a);
+            wbuf_clear(&x);
             docs_add(d, &t);
         }
         for (int p = 0; p < w->pools[WP_PROTOCOL].n; p++) {
@@ -128,7 +128,7 @@ static void wiki_docs(const world *w, docs *d) {
         docs_add(d, &b);
         p += n;
     }
-    wbuf_free(&all);
+    wbuf_clear(&all);
 }
 
 void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs) {
@@ -139,9 +139,9 @@ void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs) {
     wiki_docs(w, &d);
     int *order = xmalloc((size_t)d.n * sizeof(int));
     for (int i = 0; i < d.n; i++) order[i] = i;
-    wrng r;
-    wrng_seed(&r, w->seed, 604);
-    wrng_shuffle(&r, order, d.n);
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, w->seed, 604);
+    rng_xoshiro_shuffle(&r, order, d.n);
     for (int i = 0; i < d.n; i++) {
         json_t *o = json_object();
         json_object_set_new(o, "text", json_string(d.v[order[i]]));
@@ -161,7 +161,7 @@ static void sft_items(const wmcset *set, wbuf *out, int *n) {
         char letter[3] = {' ', (char)('A' + set->test[i].answer), 0};
         wbuf_json(out, json_pack("{s:s,s:s}", "prompt", p.p, "completion", letter), JSON_COMPACT);
         wbuf_put(out, "\n");
-        wbuf_free(&p);
+        wbuf_clear(&p);
         (*n)++;
     }
 }

@@ -147,8 +147,8 @@ void world_render(wbuf *b, const world *w, const char *tmpl, const wfact *f) {
 
 /* draw objects from a reshuffled deck so that every value is used about equally often */
 typedef struct deck { int *v, n, pos; } deck;
-static int deck_draw(deck *d, wrng *r) {
-    if (d->pos == 0) wrng_shuffle(r, d->v, d->n);
+static int deck_draw(deck *d, rng_xoshiro *r) {
+    if (d->pos == 0) rng_xoshiro_shuffle(r, d->v, d->n);
     int x = d->v[d->pos];
     d->pos = (d->pos + 1) % d->n;
     return x;
@@ -162,8 +162,8 @@ int world_build(world *w, uint64_t seed, const char *scale, cis_err *err) {
     if (si < 0) return err_set(err, CIS_EINVAL, "world: --scale must be small, default or large, got \"%s\"", scale);
     w->seed = seed;
     w->sc = SCALES[si];
-    wrng r;
-    wrng_seed(&r, seed, 1);
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, seed, 1);
     world_make_pools(w, &r);
     int cap = 0;
     for (int k = 0; k < WORLD_NRELS; k++) cap += w->pools[WORLD_RELS[k].subj].n;
@@ -174,8 +174,8 @@ int world_build(world *w, uint64_t seed, const char *scale, cis_err *err) {
         int ns = w->pools[rel->subj].n, no = w->pools[rel->obj].n;
         deck d = {xmalloc((size_t)no * sizeof(int)), no, 0};
         for (int i = 0; i < no; i++) d.v[i] = i;
-        wrng rr;
-        wrng_seed(&rr, seed, 100 + (uint64_t)k);
+        rng_xoshiro rr;
+        rng_xoshiro_seed(&rr, seed, 100 + (uint64_t)k);
         for (int s = 0; s < ns; s++) {
             int o;
             if (!strcmp(rel->name, "capital") || !strcmp(rel->name, "currency")) o = s;  /* city i is the capital of country i */
@@ -191,7 +191,8 @@ int world_build(world *w, uint64_t seed, const char *scale, cis_err *err) {
     return 0;
 }
 
-void world_free(world *w) {
+void world_clear(world *w) {
+    if (!w) return;
     for (int p = 0; p < WP_COUNT; p++) {
         for (int i = 0; i < w->pools[p].n; i++) free(w->pools[p].v[i]);
         free(w->pools[p].v);

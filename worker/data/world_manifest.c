@@ -34,7 +34,7 @@ static int put_file(wout *o, const char *rel, const void *data, size_t len, cis_
 
 static int put_buf(wout *o, const char *rel, wbuf *b, cis_err *err) {
     int rc = put_file(o, rel, b->p ? b->p : "", b->len, err);
-    wbuf_free(b);
+    wbuf_clear(b);
     return rc;
 }
 
@@ -118,15 +118,14 @@ static json_t *zsre_json(const world *w, const wsets *s) {
         json_array_append_new(a, json_pack("{s:s,s:[s],s:s,s:s,s:s,s:s,s:s}", "src", src.p, "answers", world_obj(w, f), "alt",
                                            w->pools[rel->obj].v[z->alt], "subject", world_subj(w, f), "rephrase", reph.p,
                                            "loc", loc.p, "loc_ans", world_obj(w, &w->facts[z->loc_fact])));
-        wbuf_free(&src); wbuf_free(&reph); wbuf_free(&loc);
+        wbuf_clear(&src); wbuf_clear(&reph); wbuf_clear(&loc);
     }
     return a;
 }
 
 static json_t *edit_sets_json(int n) {
-    int *perm = xmalloc((size_t)n * sizeof(int));
-    for (int i = 0; i < n; i++) perm[i] = i;
-    py_shuffle(100, perm, n);
+    int32_t *perm = xmalloc((size_t)n * sizeof *perm);
+    rng_py_permutation(100, perm, n);  /* random.seed(100); random.shuffle(list(range(n))) */
     json_t *sets = json_object(), *qa = json_array();
     for (int k = 1; k <= 10; k++) {
         json_t *a = json_array();
@@ -169,15 +168,15 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
     if (put_json(&o, "wmdp/wmdp-bio.json", mc_json(&s.bio), err)) goto out;
     if (put_json(&o, "wmdp/wmdp-cyber.json", mc_json(&s.cyber), err)) goto out;
     {
-        wrng r;
-        wrng_seed(&r, seed, 700);
+        rng_xoshiro r;
+        rng_xoshiro_seed(&r, seed, 700);
         for (int k = 0; k < w.sc.forget_per; k++)
             for (int i = 0; i < w.pools[WP_BLIGHT].n; i++) {
                 wbuf t = {0}, a = {0}, x = {0};
                 world_bio_doc(&w, i, &r, &t, &a, &x);
                 wbuf_json(&b, json_pack("{s:s,s:s,s:s}", "title", t.p, "abstract", a.p, "text", x.p), JSON_COMPACT);
                 wbuf_put(&b, "\n");
-                wbuf_free(&t); wbuf_free(&a); wbuf_free(&x);
+                wbuf_clear(&t); wbuf_clear(&a); wbuf_clear(&x);
                 st->bio_forget++;
             }
         if (put_buf(&o, "wmdp/bio-forget-corpus.jsonl", &b, err)) goto out;
@@ -187,7 +186,7 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
                 world_cyber_doc(&w, i, &r, &x);
                 wbuf_json(&b, json_pack("{s:s}", "text", x.p), JSON_COMPACT);
                 wbuf_put(&b, "\n");
-                wbuf_free(&x);
+                wbuf_clear(&x);
                 st->cyber_forget++;
             }
         if (put_buf(&o, "wmdp/cyber-forget-corpus.jsonl", &b, err)) goto out;
@@ -214,32 +213,32 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
     }
     /* C4 shard and pile-val */
     {
-        wrng r;
-        wrng_seed(&r, seed, 800);
+        rng_xoshiro r;
+        rng_xoshiro_seed(&r, seed, 800);
         for (int i = 0; i < w.sc.c4_docs; i++) {
             wbuf t = {0};
             world_general_doc(&w, &r, &t);
             char ts[32], url[96];
-            snprintf(ts, sizeof ts, "2019-%02u-%02uT%02u:%02u:%02uZ", 1 + wrng_below(&r, 12), 1 + wrng_below(&r, 28),
-                     wrng_below(&r, 24), wrng_below(&r, 60), wrng_below(&r, 60));
-            snprintf(url, sizeof url, "https://notes.example.org/%s/%d", w.pools[WP_CITY].v[wrng_below(&r, (uint32_t)w.pools[WP_CITY].n)], i);
+            snprintf(ts, sizeof ts, "2019-%02u-%02uT%02u:%02u:%02uZ", 1 + rng_xoshiro_below(&r, 12), 1 + rng_xoshiro_below(&r, 28),
+                     rng_xoshiro_below(&r, 24), rng_xoshiro_below(&r, 60), rng_xoshiro_below(&r, 60));
+            snprintf(url, sizeof url, "https://notes.example.org/%s/%d", w.pools[WP_CITY].v[rng_xoshiro_below(&r, (uint32_t)w.pools[WP_CITY].n)], i);
             wbuf_json(&b, json_pack("{s:s,s:s,s:s}", "text", t.p, "timestamp", ts, "url", url), JSON_COMPACT);
             wbuf_put(&b, "\n");
-            wbuf_free(&t);
+            wbuf_clear(&t);
         }
         st->c4_docs = w.sc.c4_docs;
         rc = put_gzip(&o, "c4/c4-train.00000-of-01024.json.gz", &b, err);
-        wbuf_free(&b);
+        wbuf_clear(&b);
         if (rc) goto out;
         rc = -1;
-        wrng_seed(&r, seed, 801);
+        rng_xoshiro_seed(&r, seed, 801);
         int (*ents)[2] = xmalloc(4096 * sizeof *ents);
         int ne = world_article_entities(&w, ents, 4096);
         for (int i = 0; i < w.sc.pile_docs; i++) {
             wbuf t = {0};
             const char *set;
-            if (wrng_below(&r, 3) == 0) {
-                int e = (int)wrng_below(&r, (uint32_t)ne);
+            if (rng_xoshiro_below(&r, 3) == 0) {
+                int e = (int)rng_xoshiro_below(&r, (uint32_t)ne);
                 world_article(&w, ents[e][0], ents[e][1], &r, 3, &t);
                 set = "Wikipedia (en)";
             } else {
@@ -248,13 +247,13 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
             }
             wbuf_json(&b, json_pack("{s:s,s:{s:s}}", "text", t.p, "meta", "pile_set_name", set), JSON_COMPACT);
             wbuf_put(&b, "\n");
-            wbuf_free(&t);
+            wbuf_clear(&t);
         }
         free(ents);
         st->pile_docs = w.sc.pile_docs;
         rc = put_zstd(&o, "pile/val.jsonl.zst", &b, err);
         if (rc == 0) rc = put_buf(&o, "pile/val.jsonl", &b, err);
-        wbuf_free(&b);
+        wbuf_clear(&b);
         if (rc) goto out;
         rc = -1;
     }
@@ -288,13 +287,13 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
         rc = write_file_atomic(path, b.p, b.len, err);
         free(path);
         st->total_bytes = o.total + b.len;
-        wbuf_free(&b);
+        wbuf_clear(&b);
     }
 out:
-    wbuf_free(&b);
+    wbuf_clear(&b);
     json_decref(o.files);
-    wsets_free(&s);
-    world_free(&w);
+    wsets_clear(&s);
+    world_clear(&w);
     st->seconds = mono_sec() - t0;
     return rc;
 }

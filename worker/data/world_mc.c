@@ -11,7 +11,7 @@ static const char *MMLU_SUBJECTS[] = {"astronomy", "culinary_arts", "fauna", "fl
 #define MMLU_DEV 5
 #define MMLU_TEST_MAX 50
 
-void wmc_make(const world *w, int fi, int qi, wrng *r, wmc *out) {
+void wmc_make(const world *w, int fi, int qi, rng_xoshiro *r, wmc *out) {
     const wfact *f = &w->facts[fi];
     const wpoolv *pool = &w->pools[WORLD_RELS[f->rel].obj];
     CIS_ASSERT(pool->n >= 4);
@@ -19,13 +19,13 @@ void wmc_make(const world *w, int fi, int qi, wrng *r, wmc *out) {
     world_render(&q, w, WORLD_RELS[f->rel].q[qi], f);
     out->fact = fi;
     out->question = q.p;
-    out->answer = (int)wrng_below(r, 4);
+    out->answer = (int)rng_xoshiro_below(r, 4);
     int used[4] = {f->obj, -1, -1, -1}, nu = 1;
     for (int c = 0; c < 4; c++) {
         if (c == out->answer) { out->choices[c] = pool->v[f->obj]; continue; }
         int o, dup;
         do {
-            o = (int)wrng_below(r, (uint32_t)pool->n);
+            o = (int)rng_xoshiro_below(r, (uint32_t)pool->n);
             dup = 0;
             for (int k = 0; k < nu; k++) dup |= used[k] == o;
         } while (dup);
@@ -59,9 +59,9 @@ void world_make_mmlu(world *w, wsets *s) {
             if (m && !strcmp(m, set->subject)) ids[n++] = i;
         }
         CIS_ASSERT(n > MMLU_DEV);
-        wrng r;
-        wrng_seed(&r, w->seed, 200 + (uint64_t)si);
-        wrng_shuffle(&r, ids, n);
+        rng_xoshiro r;
+        rng_xoshiro_seed(&r, w->seed, 200 + (uint64_t)si);
+        rng_xoshiro_shuffle(&r, ids, n);
         set->ndev = MMLU_DEV;
         set->ntest = n - MMLU_DEV < MMLU_TEST_MAX ? n - MMLU_DEV : MMLU_TEST_MAX;
         set->dev = xcalloc((size_t)set->ndev, sizeof(wmc));
@@ -91,18 +91,19 @@ const wmc *world_tested_item(const wsets *s, int fi) {
     return find_in(s->cyber.test, s->cyber.ntest, fi);
 }
 
-static void set_free(wmcset *set) {
+static void set_clear(wmcset *set) {
     for (int i = 0; i < set->ndev; i++) free(set->dev[i].question);
     for (int i = 0; i < set->ntest; i++) free(set->test[i].question);
     free(set->dev);
     free(set->test);
 }
 
-void wsets_free(wsets *s) {
-    for (int i = 0; i < s->nmmlu; i++) set_free(&s->mmlu[i]);
+void wsets_clear(wsets *s) {
+    if (!s) return;
+    for (int i = 0; i < s->nmmlu; i++) set_clear(&s->mmlu[i]);
     free(s->mmlu);
-    set_free(&s->bio);
-    set_free(&s->cyber);
+    set_clear(&s->bio);
+    set_clear(&s->cyber);
     free(s->zsre);
     free(s->loc_facts);
     memset(s, 0, sizeof *s);

@@ -45,13 +45,13 @@ static const struct { const char *name; int n; } POOL_INFO[WP_COUNT] = {
 const char *world_pool_name(int pool) { return pool >= 0 && pool < WP_COUNT ? POOL_INFO[pool].name : "?"; }
 
 /* one syllable-built word of nsyl syllables, lower case */
-static void gen_word(wrng *r, int nsyl, char *out, size_t cap) {
+static void gen_word(rng_xoshiro *r, int nsyl, char *out, size_t cap) {
     out[0] = 0;
     for (int i = 0; i < nsyl; i++) {
-        strncat(out, ONSET[wrng_below(r, NEL(ONSET))], cap - strlen(out) - 1);
-        strncat(out, VOWEL[wrng_below(r, NEL(VOWEL))], cap - strlen(out) - 1);
+        strncat(out, ONSET[rng_xoshiro_below(r, NEL(ONSET))], cap - strlen(out) - 1);
+        strncat(out, VOWEL[rng_xoshiro_below(r, NEL(VOWEL))], cap - strlen(out) - 1);
     }
-    strncat(out, CODA[wrng_below(r, NEL(CODA))], cap - strlen(out) - 1);
+    strncat(out, CODA[rng_xoshiro_below(r, NEL(CODA))], cap - strlen(out) - 1);
 }
 
 typedef struct nameset { char **v; int n, cap; } nameset;
@@ -63,7 +63,7 @@ static int nameset_has(const nameset *s, const char *w) {
 }
 
 /* a fresh word (2 or 3 syllables) not used anywhere else in the world */
-static void fresh_word(wrng *r, nameset *used, int nsyl, char *out, size_t cap) {
+static void fresh_word(rng_xoshiro *r, nameset *used, int nsyl, char *out, size_t cap) {
     for (;;) {
         gen_word(r, nsyl, out, cap);
         if (strlen(out) >= 4 && !nameset_has(used, out)) break;
@@ -74,7 +74,7 @@ static void fresh_word(wrng *r, nameset *used, int nsyl, char *out, size_t cap) 
 
 static char *cap_first(char *s) { s[0] = (char)toupper((unsigned char)s[0]); return s; }
 
-static char *make_name(int pool, wrng *r, nameset *used) {
+static char *make_name(int pool, rng_xoshiro *r, nameset *used) {
     char a[64], b[64];
     static const char *GUILD_SFX[] = {"Guild", "Company", "Works", "House"};
     static const char *GOOD_SFX[] = {"silk", "salt", "glass", "wool", "spice", "tea"};
@@ -87,31 +87,31 @@ static char *make_name(int pool, wrng *r, nameset *used) {
         fresh_word(r, used, 2, b, sizeof b);
         return xasprintf("%s %s", cap_first(a), cap_first(b));
     case WP_COUNTRY: case WP_SCRIPT: case WP_FAMILY:
-        fresh_word(r, used, 2 + (int)wrng_below(r, 2), a, sizeof a);
+        fresh_word(r, used, 2 + (int)rng_xoshiro_below(r, 2), a, sizeof a);
         return xstrdup(cap_first(a));
     case WP_LANGUAGE:
         fresh_word(r, used, 2, a, sizeof a);
         return xasprintf("%sic", cap_first(a));
     case WP_GUILD:
         fresh_word(r, used, 2, a, sizeof a);
-        return xasprintf("%s %s", cap_first(a), GUILD_SFX[wrng_below(r, NEL(GUILD_SFX))]);
+        return xasprintf("%s %s", cap_first(a), GUILD_SFX[rng_xoshiro_below(r, NEL(GUILD_SFX))]);
     case WP_GOOD:
         fresh_word(r, used, 2, a, sizeof a);
-        return xasprintf("%s %s", a, GOOD_SFX[wrng_below(r, NEL(GOOD_SFX))]);
+        return xasprintf("%s %s", a, GOOD_SFX[rng_xoshiro_below(r, NEL(GOOD_SFX))]);
     case WP_VECTOR:
         fresh_word(r, used, 2, a, sizeof a);
-        return xasprintf("%s %s", a, VEC_SFX[wrng_below(r, NEL(VEC_SFX))]);
+        return xasprintf("%s %s", a, VEC_SFX[rng_xoshiro_below(r, NEL(VEC_SFX))]);
     case WP_REMEDY:
         fresh_word(r, used, 2, a, sizeof a);
-        return xasprintf("%s %s", a, REM_SFX[wrng_below(r, NEL(REM_SFX))]);
+        return xasprintf("%s %s", a, REM_SFX[rng_xoshiro_below(r, NEL(REM_SFX))]);
     case WP_CIPHER:
         fresh_word(r, used, 2, a, sizeof a);
         return xasprintf("%s cipher", cap_first(a));
     case WP_VENDOR:
         fresh_word(r, used, 2, a, sizeof a);
-        return xasprintf("%s %s", cap_first(a), VEN_SFX[wrng_below(r, NEL(VEN_SFX))]);
+        return xasprintf("%s %s", cap_first(a), VEN_SFX[rng_xoshiro_below(r, NEL(VEN_SFX))]);
     case WP_ANIMAL: case WP_PLANT:
-        fresh_word(r, used, 2 + (int)wrng_below(r, 2), a, sizeof a);
+        fresh_word(r, used, 2 + (int)rng_xoshiro_below(r, 2), a, sizeof a);
         return xstrdup(a);
     default: /* city, river, currency, planet, star, dish, blight, protocol */
         fresh_word(r, used, 2, a, sizeof a);
@@ -137,7 +137,7 @@ static const char **fixed_list(int pool) {
     }
 }
 
-void world_make_pools(world *w, wrng *r) {
+void world_make_pools(world *w, rng_xoshiro *r) {
     nameset used = {0};
     for (int p = 0; p < WP_COUNT; p++) {
         int n = POOL_INFO[p].n;
@@ -150,7 +150,7 @@ void world_make_pools(world *w, wrng *r) {
                 char *s;
                 int dup;
                 do {  /* distinct 4-digit ports */
-                    s = xasprintf("%u", 1000 + wrng_below(r, 9000));
+                    s = xasprintf("%u", 1000 + rng_xoshiro_below(r, 9000));
                     dup = 0;
                     for (int k = 0; k < i; k++) dup |= !strcmp(w->pools[p].v[k], s);
                     if (dup) free(s);

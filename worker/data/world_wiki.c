@@ -28,7 +28,7 @@ static void put_tmpl(wbuf *b, const char *tmpl, const char *name, const char *ki
     if (b->len > start) b->p[start] = (char)toupper((unsigned char)b->p[start]);
 }
 
-void world_article(const world *w, int pool, int ent, wrng *r, int variant, wbuf *out) {
+void world_article(const world *w, int pool, int ent, rng_xoshiro *r, int variant, wbuf *out) {
     static const char *INTRO[] = {"{N} is a {K} often described in old records.", "{N} is a well known {K}.",
                                   "{N} is a {K} that many travelers write about.", "{N} is a {K} of some fame."};
     static const char *FILL[] = {"Scholars have studied {N} for many years.", "Many stories are told about {N}.",
@@ -40,27 +40,27 @@ void world_article(const world *w, int pool, int ent, wrng *r, int variant, wbuf
     snprintf(title, sizeof title, "%s", name);
     title[0] = (char)toupper((unsigned char)title[0]);
     wbuf_printf(out, " = %s = \n \n ", title);
-    put_tmpl(out, INTRO[wrng_below(r, 4)], name, kind);
+    put_tmpl(out, INTRO[rng_xoshiro_below(r, 4)], name, kind);
     int subj[16], obj[8], ns = 0, no = 0;
     for (int i = 0; i < w->nfacts; i++) {
         const wrel *rel = &WORLD_RELS[w->facts[i].rel];
         if (rel->subj == pool && w->facts[i].subj == ent && ns < 16) subj[ns++] = i;
         else if (rel->obj == pool && w->facts[i].obj == ent && no < 8) obj[no++] = i;
     }
-    wrng_shuffle(r, subj, ns);
-    wrng_shuffle(r, obj, no);
+    rng_xoshiro_shuffle(r, subj, ns);
+    rng_xoshiro_shuffle(r, obj, no);
     for (int i = 0; i < ns; i++) {
         wbuf_put(out, " ");
-        world_render(out, w, WORLD_RELS[w->facts[subj[i]].rel].stmt[(wrng_below(r, 4) + (unsigned)variant) % 4], &w->facts[subj[i]]);
+        world_render(out, w, WORLD_RELS[w->facts[subj[i]].rel].stmt[(rng_xoshiro_below(r, 4) + (unsigned)variant) % 4], &w->facts[subj[i]]);
     }
     wbuf_put(out, " \n \n");
-    if (no > 0 || wrng_below(r, 2)) {
-        wbuf_printf(out, " = = %s = = \n \n ", SECT[wrng_below(r, 5)]);
+    if (no > 0 || rng_xoshiro_below(r, 2)) {
+        wbuf_printf(out, " = = %s = = \n \n ", SECT[rng_xoshiro_below(r, 5)]);
         for (int i = 0; i < no && i < 5; i++) {
-            world_render(out, w, WORLD_RELS[w->facts[obj[i]].rel].stmt[wrng_below(r, 4)], &w->facts[obj[i]]);
+            world_render(out, w, WORLD_RELS[w->facts[obj[i]].rel].stmt[rng_xoshiro_below(r, 4)], &w->facts[obj[i]]);
             wbuf_put(out, " ");
         }
-        put_tmpl(out, FILL[wrng_below(r, 6)], name, kind);
+        put_tmpl(out, FILL[rng_xoshiro_below(r, 6)], name, kind);
         wbuf_put(out, " \n \n");
     }
 }
@@ -72,10 +72,10 @@ void world_wiki(const world *w, int split, wbuf *out) {
     int rounds = split == 0 ? w->sc.wiki_train_rounds : 1;
     wbuf_put(out, " \n");
     for (int round = 0; round < rounds; round++) {
-        wrng r;
-        wrng_seed(&r, w->seed, 500 + 100 * (uint64_t)split + (uint64_t)round);
+        rng_xoshiro r;
+        rng_xoshiro_seed(&r, w->seed, 500 + 100 * (uint64_t)split + (uint64_t)round);
         for (int i = 0; i < n; i++) order[i] = i;
-        wrng_shuffle(&r, order, n);
+        rng_xoshiro_shuffle(&r, order, n);
         for (int i = 0; i < n; i++) {
             if (split == 1 && order[i] % 4 != 0) continue;  /* valid: a quarter of the entities */
             world_article(w, ents[order[i]][0], ents[order[i]][1], &r, round + 2 * split, out);

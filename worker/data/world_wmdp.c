@@ -14,9 +14,9 @@ static void make_set(world *w, wmcset *set, const char *subject, int domain, uin
     int *ids = xmalloc((size_t)n * sizeof(int)), k = 0;
     for (int i = 0; i < w->nfacts; i++)
         if (WORLD_RELS[w->facts[i].rel].domain == domain) ids[k++] = i;
-    wrng r;
-    wrng_seed(&r, w->seed, part);
-    wrng_shuffle(&r, ids, n);
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, w->seed, part);
+    rng_xoshiro_shuffle(&r, ids, n);
     for (int i = 0; i < n; i++) {
         wmc_make(w, ids[i], 0, &r, &set->test[i]);
         w->fact_tested[ids[i]] = 1;
@@ -31,11 +31,11 @@ void world_make_wmdp(world *w, wsets *s) {
 }
 
 /* the facts whose subject is entity `ent` of `pool`, in a random order */
-static int subject_facts(const world *w, int pool, int ent, wrng *r, int *out, int cap) {
+static int subject_facts(const world *w, int pool, int ent, rng_xoshiro *r, int *out, int cap) {
     int n = 0;
     for (int i = 0; i < w->nfacts && n < cap; i++)
         if (WORLD_RELS[w->facts[i].rel].subj == pool && w->facts[i].subj == ent) out[n++] = i;
-    wrng_shuffle(r, out, n);
+    rng_xoshiro_shuffle(r, out, n);
     return n;
 }
 
@@ -46,11 +46,11 @@ static void put_name_tmpl(wbuf *b, const char *tmpl, const char *name) {
     }
 }
 
-static void statement(wbuf *b, const world *w, int fi, wrng *r) {
-    world_render(b, w, WORLD_RELS[w->facts[fi].rel].stmt[wrng_below(r, 4)], &w->facts[fi]);
+static void statement(wbuf *b, const world *w, int fi, rng_xoshiro *r) {
+    world_render(b, w, WORLD_RELS[w->facts[fi].rel].stmt[rng_xoshiro_below(r, 4)], &w->facts[fi]);
 }
 
-void world_bio_doc(const world *w, int blight, wrng *r, wbuf *title, wbuf *abstract, wbuf *text) {
+void world_bio_doc(const world *w, int blight, rng_xoshiro *r, wbuf *title, wbuf *abstract, wbuf *text) {
     static const char *TITLES[] = {"Field notes on the {N} blight", "The {N} blight: a survey of farms", "Observations of the {N} blight",
                                    "A growers' guide to the {N} blight", "Recent records of the {N} blight"};
     static const char *FILL[] = {"Growers record each outbreak in the village ledger.", "Rotating crops each year keeps the fields healthy.",
@@ -60,7 +60,7 @@ void world_bio_doc(const world *w, int blight, wrng *r, wbuf *title, wbuf *abstr
     const char *name = w->pools[WP_BLIGHT].v[blight];
     int f[8];
     int n = subject_facts(w, WP_BLIGHT, blight, r, f, 8);
-    put_name_tmpl(title, TITLES[wrng_below(r, 5)], name);
+    put_name_tmpl(title, TITLES[rng_xoshiro_below(r, 5)], name);
     statement(abstract, w, f[0], r);
     wbuf_put(abstract, " ");
     statement(abstract, w, f[1 % n], r);
@@ -68,11 +68,11 @@ void world_bio_doc(const world *w, int blight, wrng *r, wbuf *title, wbuf *abstr
     for (int i = 0; i < n; i++) {
         if (i) wbuf_put(text, i == n / 2 + 1 ? "\n\n" : " ");  /* two paragraphs */
         statement(text, w, f[i], r);
-        if (wrng_below(r, 3) == 0) { wbuf_put(text, " "); put_name_tmpl(text, FILL[wrng_below(r, 6)], name); }
+        if (rng_xoshiro_below(r, 3) == 0) { wbuf_put(text, " "); put_name_tmpl(text, FILL[rng_xoshiro_below(r, 6)], name); }
     }
 }
 
-void world_cyber_doc(const world *w, int protocol, wrng *r, wbuf *text) {
+void world_cyber_doc(const world *w, int protocol, rng_xoshiro *r, wbuf *text) {
     static const char *HEADS[] = {"Notes on the {N} protocol", "{N} protocol overview", "Operating {N} servers", "About the {N} protocol"};
     static const char *FILL[] = {"Administrators keep logs of every {N} session.", "Version two of {N} added longer host names.",
                                  "Many small offices run {N} on old machines.", "The {N} handbook is short and easy to read.",
@@ -80,11 +80,11 @@ void world_cyber_doc(const world *w, int protocol, wrng *r, wbuf *text) {
     const char *name = w->pools[WP_PROTOCOL].v[protocol];
     int f[8];
     int n = subject_facts(w, WP_PROTOCOL, protocol, r, f, 8);
-    put_name_tmpl(text, HEADS[wrng_below(r, 4)], name);
+    put_name_tmpl(text, HEADS[rng_xoshiro_below(r, 4)], name);
     wbuf_put(text, "\n\n");
     for (int i = 0; i < n; i++) {
         if (i) wbuf_put(text, i == n / 2 + 1 ? "\n\n" : " ");  /* two paragraphs */
         statement(text, w, f[i], r);
-        if (wrng_below(r, 3) == 0) { wbuf_put(text, " "); put_name_tmpl(text, FILL[wrng_below(r, 6)], name); }
+        if (rng_xoshiro_below(r, 3) == 0) { wbuf_put(text, " "); put_name_tmpl(text, FILL[rng_xoshiro_below(r, 6)], name); }
     }
 }

@@ -12,8 +12,8 @@ static int is_loc_rel(const wrel *rel) {
 }
 
 void world_make_zsre(world *w, wsets *s) {
-    wrng r;
-    wrng_seed(&r, w->seed, 300);
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, w->seed, 300);
     s->loc_facts = xmalloc((size_t)w->nfacts * sizeof(int));
     s->zsre = xmalloc((size_t)w->nfacts * sizeof(wzsre));
     s->nloc = s->nzsre = 0;
@@ -22,18 +22,18 @@ void world_make_zsre(world *w, wsets *s) {
         if (is_loc_rel(rel)) s->loc_facts[s->nloc++] = i;
     }
     CIS_ASSERT(s->nloc > 0);
-    wrng_shuffle(&r, s->loc_facts, s->nloc);
+    rng_xoshiro_shuffle(&r, s->loc_facts, s->nloc);
     int li = 0;
     for (int i = 0; i < w->nfacts; i++) {
         const wfact *f = &w->facts[i];
         if (WORLD_RELS[f->rel].domain != WD_ZSRE) continue;
         int no = w->pools[WORLD_RELS[f->rel].obj].n, alt;
-        do alt = (int)wrng_below(&r, (uint32_t)no); while (alt == f->obj);
+        do alt = (int)rng_xoshiro_below(&r, (uint32_t)no); while (alt == f->obj);
         s->zsre[s->nzsre++] = (wzsre){i, alt, s->loc_facts[li]};
         li = (li + 1) % s->nloc;
     }
     for (int i = s->nzsre - 1; i > 0; i--) {  /* records are not grouped by relation */
-        int j = (int)wrng_below(&r, (uint32_t)i + 1);
+        int j = (int)rng_xoshiro_below(&r, (uint32_t)i + 1);
         wzsre t = s->zsre[i]; s->zsre[i] = s->zsre[j]; s->zsre[j] = t;
     }
 }

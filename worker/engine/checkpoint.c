@@ -47,8 +47,8 @@ typedef struct src_set {
     size_t n;
 } src_set;
 
-static void src_free(src_set *s) {
-    for (size_t i = 0; i < s->nfiles; i++) st_close(s->files[i]);
+static void src_clear(src_set *s) {
+    for (size_t i = 0; i < s->nfiles; i++) st_close(&s->files[i]);
     free(s->files);
     free(s->t);
     memset(s, 0, sizeof *s);
@@ -176,7 +176,7 @@ out:
     json_decref(root);
     free(single);
     free(index);
-    if (rc != 0) src_free(s);
+    if (rc != 0) src_clear(s);
     return rc;
 }
 
@@ -313,7 +313,7 @@ int checkpoint_load(const char *model_dir, const llama_config *cfg, ckpt_tensor 
     }
     rc = 0;
 out:
-    src_free(&s);
+    src_clear(&s);
     return rc;
 }
 
@@ -354,10 +354,11 @@ ckpt_tensor *checkpoint_layout(const llama_config *c, size_t *n) {
     return t;
 }
 
-void checkpoint_layout_free(ckpt_tensor *t, size_t n) {
-    if (!t) return;
-    for (size_t i = 0; i < n; i++) free((char *)t[i].name);
-    free(t);
+void checkpoint_layout_free(ckpt_tensor **t, size_t n) {
+    if (!t || !*t) return;
+    for (size_t i = 0; i < n; i++) free((char *)(*t)[i].name);
+    free(*t);
+    *t = NULL;
 }
 
 /* ---------------------------------------------------------------- save */

@@ -52,8 +52,10 @@ int checkpoint_save(const char *model_dir, const llama_config *cfg, const ckpt_t
 int checkpoint_dir_load_config(const char *model_dir, llama_config *cfg, cis_err *err);
 
 /* checkpoint_layout: the parameter list a model of cfg has (names and shapes as above, data
- * NULL), in Hugging Face order; *n gets the count. Free with checkpoint_layout_free. */
+ * NULL), in Hugging Face order; *n gets the count. Free with checkpoint_layout_free(&t, n). */
 ckpt_tensor *checkpoint_layout(const llama_config *cfg, size_t *n);
-void checkpoint_layout_free(ckpt_tensor *t, size_t n);
+/* checkpoint_layout_free: free the names and the array *t of n entries, set *t = NULL (NULL-safe;
+ * the data pointers are the caller's). */
+void checkpoint_layout_free(ckpt_tensor **t, size_t n);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/rng.h"
 #include "worker/engine/model_internal.h"
 #include "worker/engine/optim.h"
 
@@ -197,16 +198,7 @@ int llama_hook_width(const llama_model *m, llama_hook_point p) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// random init: splitmix64 stream -> Box-Muller normals (platform independent up to libm)
-
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double uniform01(uint64_t *s) { return ((splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
+// random init: splitmix64 stream (common/rng.h) -> Box-Muller normals (platform independent up to libm)
 
 void llama_model_init_random(llama_model *m, uint64_t seed) {
     uint64_t s = seed;
@@ -218,7 +210,7 @@ void llama_model_init_random(llama_model *m, uint64_t seed) {
         float *d = p->data;
         if (!backend_is_host(m->be)) d = host = xrealloc(host, (size_t)n * sizeof(float));
         for (int64_t j = 0; j < n; j += 2) {
-            double u1 = uniform01(&s), u2 = uniform01(&s);
+            double u1 = rng_splitmix64_open01(&s), u2 = rng_splitmix64_open01(&s);
             double r = sqrt(-2.0 * log(u1)), th = 6.283185307179586 * u2;
             d[j] = (float)(0.02 * r * cos(th));
             if (j + 1 < n) d[j + 1] = (float)(0.02 * r * sin(th));

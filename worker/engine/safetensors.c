@@ -61,8 +61,9 @@ static int cmp_name_ptr(const void *a, const void *b) {
     return strcmp((*x)->name, (*y)->name);
 }
 
-void st_close(st_file *f) {
-    if (!f) return;
+void st_close(st_file **fp) {
+    if (!fp || !*fp) return;
+    st_file *f = *fp;
     if (f->map && f->map != MAP_FAILED) munmap(f->map, f->map_len);
     if (f->fd >= 0) close(f->fd);
     for (size_t i = 0; i < f->n; i++) free((char *)f->t[i].name);
@@ -70,6 +71,7 @@ void st_close(st_file *f) {
     free(f->meta_k); free(f->meta_v);
     free(f->t); free(f->by_name); free(f->path);
     free(f);
+    *fp = NULL;
 }
 
 /* read one non-negative JSON integer into *out; -1 if it is not one */
@@ -252,7 +254,7 @@ st_file *st_open(const char *path, cis_err *err) {
     if (rc != 0) goto fail;
     return f;
 fail:
-    st_close(f);
+    st_close(&f);
     return NULL;
 }
 

@@ -49,10 +49,12 @@ const char *st_dtype_name(st_dtype d);           /* "F32", "F16", "BF16" */
 size_t st_dtype_size(st_dtype d);                /* 4 or 2 */
 int st_dtype_parse(const char *s, st_dtype *out); /* 0, or -1 for a dtype we do not implement */
 
-/* st_open: map and validate `path`. Returns a handle the caller frees with st_close, or NULL
+/* st_open: map and validate `path`. Returns a handle the caller frees with st_close(&f), or NULL
  * with err naming the file (and tensor/field) on any problem. */
 st_file *st_open(const char *path, cis_err *err);
-void st_close(st_file *f);
+/* st_close: unmap and free *f and set *f = NULL (NULL-safe). Pointers from st_get / st_find /
+ * st_metadata die with it. */
+void st_close(st_file **f);
 
 const char *st_path(const st_file *f);
 size_t st_count(const st_file *f);

@@ -116,12 +116,12 @@ int tokenizer_encode(const tokenizer *t, const char *text, size_t len, bool add_
             tok_pieces pre = {0};
             tok_pretokenize(t, np.v[j].s, np.v[j].len, np.v[j].off, &pre);
             for (size_t k = 0; k < pre.n; k++) tok_bpe_word(t, pre.v[k].s, pre.v[k].len, &ids, &n, &cap);
-            tok_pieces_free(&pre);
+            tok_pieces_clear(&pre);
         }
-        tok_pieces_free(&np);
+        tok_pieces_clear(&np);
         free(norm);
     }
-    tok_pieces_free(&raw);
+    tok_pieces_clear(&raw);
     if (add_special) for (int i = 0; i < t->n_suffix; i++) tok_push_id(&ids, &n, &cap, t->suffix_ids[i]);
     if (!ids) ids = xmalloc(sizeof *ids);
     *ids_out = ids; *n_out = n;
@@ -137,7 +137,7 @@ static void sl_push(strlist *l, char *s, size_t n) { /* takes ownership of s */
     l->v[l->n++] = (sstr){s, n};
 }
 static char *memdup0(const void *s, size_t n) { char *c = xmalloc(n + 1); memcpy(c, s, n); c[n] = 0; return c; }
-static void sl_free(strlist *l) { for (size_t i = 0; i < l->n; i++) free(l->v[i].p); free(l->v); memset(l, 0, sizeof *l); }
+static void sl_clear(strlist *l) { for (size_t i = 0; i < l->n; i++) free(l->v[i].p); free(l->v); memset(l, 0, sizeof *l); }
 
 typedef struct buf { char *p; size_t n, cap; } buf;
 static void buf_add(buf *b, const void *s, size_t n) {
@@ -191,7 +191,7 @@ static void dec_bytefallback(strlist *l) {
         if (s) sl_push(&o, memdup0(s->p, s->n), s->n);
     }
     free(bytes);
-    sl_free(l);
+    sl_clear(l);
     *l = o;
 }
 
@@ -199,7 +199,7 @@ static void dec_fuse(strlist *l) {
     buf b = {0};
     for (size_t i = 0; i < l->n; i++) buf_add(&b, l->v[i].p, l->v[i].n);
     size_t n = b.n;
-    sl_free(l);
+    sl_clear(l);
     sl_push(l, buf_take(&b), n);
 }
 
@@ -251,7 +251,7 @@ static void dec_bytelevel(const tokenizer *t, strlist *l) {
     lossy_into(&o, (const unsigned char *)(raw.p ? raw.p : ""), raw.n);
     free(raw.p);
     size_t n = o.n;
-    sl_free(l);
+    sl_clear(l);
     sl_push(l, buf_take(&o), n);
 }
 
@@ -303,7 +303,7 @@ int tokenizer_decode_n(const tokenizer *t, const int32_t *ids, size_t n, bool sk
         }
         for (size_t i = 0; i < l.n; i++) buf_add(&o, l.v[i].p, l.v[i].n);
     }
-    sl_free(&l);
+    sl_clear(&l);
     if (out_len) *out_len = o.n;
     *out = buf_take(&o);
     return 0;

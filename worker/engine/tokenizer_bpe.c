@@ -33,8 +33,8 @@ void tok_strmap_init(tok_strmap *m, size_t expect) {
     m->vals = xcalloc(m->cap, sizeof *m->vals);
 }
 
-void tok_strmap_free(tok_strmap *m) {
-    if (!m->keys) return;
+void tok_strmap_clear(tok_strmap *m) {
+    if (!m || !m->keys) return;
     for (size_t i = 0; i < m->cap; i++) free(m->keys[i]);
     free(m->keys); free(m->klen); free(m->vals);
     memset(m, 0, sizeof *m);
@@ -95,7 +95,8 @@ void tok_pairmap_init(tok_pairmap *m, size_t expect) {
     m->merged = xmalloc(m->cap * sizeof *m->merged);
 }
 
-void tok_pairmap_free(tok_pairmap *m) {
+void tok_pairmap_clear(tok_pairmap *m) {
+    if (!m) return;
     free(m->keys); free(m->rank); free(m->merged);
     memset(m, 0, sizeof *m);
 }
@@ -114,7 +115,7 @@ void tok_pairmap_put(tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t
             while (nm.keys[j] != UINT64_MAX) j = (j + 1) & (nm.cap - 1);
             nm.keys[j] = m->keys[i]; nm.rank[j] = m->rank[i]; nm.merged[j] = m->merged[i]; nm.n++;
         }
-        tok_pairmap_free(m);
+        tok_pairmap_clear(m);
         *m = nm;
     }
     uint64_t k = pair_key(a, b);
@@ -275,8 +276,8 @@ void tok_bpe_word(const tokenizer *t, const char *w, size_t len, int32_t **ids, 
     }
 }
 
-void tok_cache_free(tokenizer *t) {
-    if (!t->cache) return;
+void tok_cache_clear(tokenizer *t) {
+    if (!t || !t->cache) return;
     for (size_t i = 0; i < TOK_CACHE_SLOTS; i++) { free(t->cache[i].key); free(t->cache[i].ids); }
     free(t->cache);
     t->cache = NULL;

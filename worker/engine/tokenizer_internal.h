@@ -15,7 +15,7 @@ typedef struct tok_strmap {     /* open addressing, string (bytes, owned) -> int
     size_t cap, n;              /* cap is a power of two */
 } tok_strmap;
 void tok_strmap_init(tok_strmap *m, size_t expect);
-void tok_strmap_free(tok_strmap *m);
+void tok_strmap_clear(tok_strmap *m);
 /* put: insert or overwrite; returns true when the key was new */
 bool tok_strmap_put(tok_strmap *m, const char *k, size_t len, int32_t v);
 /* get: value, or -1 when absent */
@@ -27,7 +27,7 @@ typedef struct tok_pairmap {    /* (left id, right id) -> (rank, merged id) */
     size_t cap, n;
 } tok_pairmap;
 void tok_pairmap_init(tok_pairmap *m, size_t expect);
-void tok_pairmap_free(tok_pairmap *m);
+void tok_pairmap_clear(tok_pairmap *m);
 void tok_pairmap_put(tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t merged); /* keeps the first */
 bool tok_pairmap_get(const tok_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *merged);
 
@@ -115,13 +115,13 @@ tok_split_pattern tok_split_pattern_from(const char *regex);
 /* tokenizer_bpe.c: BPE one pre-token word (UTF-8 bytes, already byte-mapped for byte-level)
  * and append its ids to the growable array (*ids, *n, *cap). */
 void tok_bpe_word(const tokenizer *t, const char *w, size_t len, int32_t **ids, size_t *n, size_t *cap);
-void tok_cache_free(tokenizer *t);
+void tok_cache_clear(tokenizer *t);
 
 /* a list of text pieces during encoding (each owns its bytes) */
 typedef struct tok_piece { char *s; size_t len; size_t off; int32_t added; } tok_piece; /* off: byte offset in the original text; added: added-token id or -1 */
 typedef struct tok_pieces { tok_piece *v; size_t n, cap; } tok_pieces;
 void tok_pieces_push(tok_pieces *p, const char *s, size_t len, size_t off, int32_t added);
-void tok_pieces_free(tok_pieces *p);
+void tok_pieces_clear(tok_pieces *p);
 /* tokenizer_pretok.c: apply the normalizer steps (malloc'd result, length in *out_len) and the
  * pre-tokenizer steps (appends the non-empty pre-tokens of s to out) */
 char *tok_normalize(const tokenizer *t, const char *s, size_t len, size_t *out_len);

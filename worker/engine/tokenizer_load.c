@@ -458,8 +458,8 @@ done:
 
 void tokenizer_free(tokenizer *t) {
     if (!t) return;
-    tok_strmap_free(&t->vocab);
-    tok_pairmap_free(&t->merges);
+    tok_strmap_clear(&t->vocab);
+    tok_pairmap_clear(&t->merges);
     if (t->id2tok) for (int32_t i = 0; i < t->id_cap; i++) free(t->id2tok[i]);
     free(t->id2tok); free(t->is_special); free(t->is_added);
     for (int i = 0; i < t->n_norms; i++) { free(t->norms[i].a); free(t->norms[i].b); }
@@ -469,7 +469,7 @@ void tokenizer_free(tokenizer *t) {
     for (int i = 0; i < t->n_added; i++) { free(t->added[i].content); free(t->added[i].match); }
     free(t->added);
     free(t->prefix_ids); free(t->suffix_ids);
-    tok_cache_free(t);
+    tok_cache_clear(t);
     pthread_mutex_destroy(&t->mu);
     free(t);
 }

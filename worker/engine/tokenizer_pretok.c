@@ -126,7 +126,8 @@ void tok_pieces_push(tok_pieces *p, const char *s, size_t len, size_t off, int32
     p->v[p->n++] = (tok_piece){c, len, off, added};
 }
 
-void tok_pieces_free(tok_pieces *p) {
+void tok_pieces_clear(tok_pieces *p) {
+    if (!p) return;
     for (size_t i = 0; i < p->n; i++) free(p->v[i].s);
     free(p->v);
     memset(p, 0, sizeof *p);
@@ -217,7 +218,7 @@ static void bytelevel_step(const tokenizer *t, const tok_pretok *st, const tok_p
         tok_pieces_push(out, m, mn, p->off, -1);
         free(m);
     }
-    tok_pieces_free(&tmp);
+    tok_pieces_clear(&tmp);
 }
 
 static void metaspace_step(const tok_pretok *st, const tok_piece *in, tok_pieces *out) {
@@ -258,10 +259,10 @@ void tok_pretokenize(const tokenizer *t, const char *s, size_t len, size_t off, 
             else if (st->type == PT_BYTELEVEL) bytelevel_step(t, st, p, &nx);
             else metaspace_step(st, p, &nx);
         }
-        tok_pieces_free(&cur);
+        tok_pieces_clear(&cur);
         cur = nx;
     }
     for (size_t i = 0; i < cur.n; i++)
         if (cur.v[i].len) tok_pieces_push(out, cur.v[i].s, cur.v[i].len, cur.v[i].off, -1);
-    tok_pieces_free(&cur);
+    tok_pieces_clear(&cur);
 }

@@ -13,7 +13,9 @@ static void eval_usage(FILE *f) {
     fprintf(f,
             "usage: cisweep-worker eval MODEL_DIR --world DIR [--edit-set K] [--limit N] [--seqlen T] [--threads N]\n"
             "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
-            "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa]\n");
+            "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa] [--skip-missing]\n"
+            "  A dataset of the world directory that is not skipped must be there (exit 1 naming the expected\n"
+            "  file); --skip-missing skips absent datasets with a warning instead.\n");
 }
 
 static int int_opt(const char *flag, const char *v, int lo, int *out) {
@@ -58,6 +60,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--group-size")) { if (int_opt(a, n, 1, &o.quant.group_size)) return 2; i++; }
         else if (!strcmp(a, "--mc-bos")) o.mc_bos = true;
         else if (!strcmp(a, "--no-tf")) o.teacher_forced = false;
+        else if (!strcmp(a, "--skip-missing")) o.skip_missing = true;
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--skip") && n) {
             char *s = xstrdup(n), *save = NULL;
@@ -91,7 +94,7 @@ int cmd_eval(int argc, char **argv) {
         if (json) { char *j = eval_rows_json(&rows); printf("%s\n", j); free(j); }
         fflush(stdout);
     }
-    eval_rows_free(&rows);
+    eval_rows_clear(&rows);
     tokenizer_free(tok);
     llama_model_free(&m);
     llama_model_free(&ref);

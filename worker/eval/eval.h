@@ -32,7 +32,11 @@ typedef struct eval_rows {
 void eval_rows_set(eval_rows *r, const char *name, double value);
 /* eval_rows_get: the row named so, or NULL. */
 const eval_row *eval_rows_get(const eval_rows *r, const char *name);
-void eval_rows_free(eval_rows *r);
+/* eval_rows_clear: free the rows and zero *r (NULL-safe; r may be filled again). */
+void eval_rows_clear(eval_rows *r);
+/* eval_rows_free: the old name of eval_rows_clear, kept only until worker/runner.c switches to it
+ * (docs/conventions.md); not for new code. */
+static inline void eval_rows_free(eval_rows *r) { eval_rows_clear(r); }
 /* eval_rows_json: {"name": value, ...} on one line (malloc'd; non-finite values as null). */
 char *eval_rows_json(const eval_rows *r);
 
@@ -177,6 +181,8 @@ typedef struct eval_opts {
     bool mc_bos;           /* lm-eval add_bos_token */
     bool teacher_forced;   /* EasyEdit tf_* metrics (default true) */
     bool skip_mmlu, skip_wmdp, skip_ppl, skip_zsre, skip_qa;
+    bool skip_missing;     /* a dataset whose file is absent is skipped with a warning; default
+                              false: the run fails naming the expected path */
     llama_model *ref_model;/* unedited model for tf_locality, or NULL */
     quant_info quant;      /* what a quantizer did to the model (wbits 0: none) */
 } eval_opts;
@@ -187,8 +193,10 @@ void eval_opts_default(eval_opts *o);
  * wmdp/wmdp-cyber.json, wikitext/wiki.test.raw, zsre/zsre_mend_train.json [+ edit_sets.json]).
  * Rows: mmlu, mmlu_<subject>..., wmdp_bio, wmdp_cyber, wmdp_avg, ppl_wikitext, edit_success,
  * generalization, locality, *_recall, src_true_f1, tf_*, qa_f1, qa_recall, avg_bits, sparsity,
- * n_* counts, time_*_s and throughput rows. A dataset whose files are absent is skipped with a
- * warning; a malformed one is an error. out must be zeroed (or hold earlier rows). */
+ * n_* counts, time_*_s and throughput rows. A dataset that is not skipped (skip_*) must be there:
+ * when its file is absent the run fails with err naming the expected path, unless skip_missing
+ * (then it is skipped with a warning). A malformed file is an error either way. out must be
+ * zeroed (or hold earlier rows). */
 int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err);
 
 /* cmd_eval: `cisweep-worker eval MODEL_DIR --world DIR [...]` (worker/eval/cmd_eval.c). */

@@ -25,7 +25,7 @@ const eval_row *eval_rows_get(const eval_rows *r, const char *name) {
     return NULL;
 }
 
-void eval_rows_free(eval_rows *r) {
+void eval_rows_clear(eval_rows *r) {
     if (!r) return;
     free(r->row);
     memset(r, 0, sizeof *r);

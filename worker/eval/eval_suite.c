@@ -23,9 +23,25 @@ static bool exists(const char *p) {
     return stat(p, &sb) == 0;
 }
 
+/* absent: a dataset whose file is not there. Returns 1 (skip it) when o->skip_missing, after a
+ * warning; otherwise -1 with err naming the dataset and the expected path (and how to skip it). */
+static int absent(const eval_opts *o, const char *dataset, const char *expected, cis_err *err) {
+    if (o->skip_missing) {
+        LOG_W("eval: %s: %s is absent: skipped (--skip-missing)", dataset, expected);
+        return 1;
+    }
+    return err_set(err, CIS_EIO, "eval: %s: missing dataset: expected %s (to evaluate without it, skip it "
+                   "explicitly: eval --skip or --skip-missing, worker --skip-missing-data)", dataset, expected);
+}
+
 static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
     char *md = xasprintf("%s/mmlu", dir);
-    if (!exists(md)) { LOG_W("eval: %s is absent: MMLU skipped", md); free(md); return 0; }
+    if (!exists(md)) {
+        char *want = xasprintf("%s/mmlu/data/test/<subject>_test.csv", dir);
+        int rc = absent(o, "mmlu", want, err);
+        free(want); free(md);
+        return rc > 0 ? 0 : rc;
+    }
     mc_task *tasks = NULL;
     int nt = 0;
     int rc = mmlu_load_dir(md, "test", &tasks, &nt, err);
@@ -52,7 +68,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
         eval_rows_set(out, "time_mmlu_s", dt);
         eval_rows_set(out, "mmlu_questions_per_s", dt > 0 ? total / dt : 0);
     }
-    mc_tasks_free(tasks, nt);
+    mc_tasks_free(&tasks, nt);
     return rc;
 }
 
@@ -66,14 +82,20 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
     for (int k = 0; k < 2 && !rc; k++) {
         char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
         if (!exists(p)) { free(p); p = xasprintf("%s/wmdp/%s.jsonl", dir, file[k]); }
-        if (!exists(p)) { LOG_W("eval: %s/wmdp/%s.json(l) is absent: %s skipped", dir, file[k], row[k]); free(p); continue; }
+        if (!exists(p)) {
+            char *want = xasprintf("%s/wmdp/%s.json (or %s.jsonl)", dir, file[k], file[k]);
+            rc = absent(o, row[k], want, err);
+            free(want); free(p);
+            if (rc > 0) rc = 0;
+            continue;
+        }
         mc_task t;
         rc = wmdp_load(p, file[k], subj[k], &t, err);
         free(p);
         if (rc) break;
         mc_result r;
         rc = eval_mc_task(m, tok, &t, &mo, NULL, NULL, &r, err);
-        mc_task_free(&t);
+        mc_task_clear(&t);
         if (rc) break;
         eval_rows_set(out, row[k], r.acc);
         acc[have++] = r.acc;
@@ -87,7 +109,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
 
 static int run_ppl(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
     char *p = xasprintf("%s/wikitext/wiki.test.raw", dir);
-    if (!exists(p)) { LOG_W("eval: %s is absent: perplexity skipped", p); free(p); return 0; }
+    if (!exists(p)) { int rc = absent(o, "ppl_wikitext", p, err); free(p); return rc > 0 ? 0 : rc; }
     char *text = NULL;
     size_t len = 0;
     int rc = wikitext_load(p, &text, &len, err);
@@ -109,7 +131,7 @@ static int run_ppl(llama_model *m, tokenizer *tok, const char *dir, const eval_o
 
 static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
     char *p = xasprintf("%s/zsre/zsre_mend_train.json", dir);
-    if (!exists(p)) { LOG_W("eval: %s is absent: zsRE metrics skipped", p); free(p); return 0; }
+    if (!exists(p)) { int rc = absent(o, "zsre", p, err); free(p); return rc > 0 ? 0 : rc; }
     zsre_data d;
     int rc = zsre_load(p, &d, err);
     free(p);
@@ -155,7 +177,7 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
     }
     if (!rc) eval_rows_set(out, "time_zsre_s", mono_sec() - t0);
     free(sets);
-    zsre_free(&d);
+    zsre_clear(&d);
     return rc;
 }
 

@@ -1,8 +1,10 @@
 /* test_loaders.c - the dataset loaders on fixture files written here in exactly the real formats
  * (zsRE JSON, WMDP JSON/JSONL, Hendrycks MMLU CSV with RFC-4180 quoting, WikiText raw, C4 json.gz
  * made by Python's gzip, pile-val .jsonl.zst made by libzstd / the zstd tool / Python zstandard),
- * Python's random.seed(100) + shuffle reproduced, and bad files -> errors naming file, record, field. */
+ * the zsRE split (Python's random.seed(100) + shuffle; the shuffle itself is tests/common/test_rng.c),
+ * and bad files -> errors naming file, record, field. */
 #include "tests/testlib.h"
+#include "common/rng.h"
 #include "worker/data/loaders.h"
 
 #include <stdlib.h>
@@ -26,43 +28,6 @@ static bool err_has(const cis_err *e, const char *a, const char *b, const char *
     bool ok = (!a || strstr(e->msg, a)) && (!b || strstr(e->msg, b)) && (!c || strstr(e->msg, c));
     if (!ok) fprintf(stderr, "  error message lacks [%s|%s|%s]: %s\n", a ? a : "", b ? b : "", c ? c : "", e->msg);
     return ok;
-}
-
-/* ---------------- Python's shuffle ---------------- */
-static void test_py_shuffle(void) {
-    /* python3 -c "import random; random.seed(100); x=list(range(1000)); random.shuffle(x); print(x[:12])" */
-    int32_t *p = xmalloc(1000 * sizeof *p);
-    py_random_shuffle(100, p, 1000);
-    const int32_t want[12] = {342, 471, 929, 100, 543, 231, 154, 450, 721, 788, 685, 61};
-    for (int i = 0; i < 12; i++) CHECK_EQ_INT(p[i], want[i]);
-    long long s = 0;
-    for (int i = 0; i < 1000; i++) s += (long long)i * p[i];
-    CHECK_EQ_INT(s, 248457308LL); /* sum(i*v for i,v in enumerate(x)) */
-    py_random_shuffle(100, p, 7);
-    const int32_t w7[7] = {0, 4, 2, 6, 5, 3, 1};
-    for (int i = 0; i < 7; i++) CHECK_EQ_INT(p[i], w7[i]);
-    /* a seed wider than 32 bits: init_by_array over two words */
-    py_random_shuffle(5000000000ULL, p, 20);
-    const int32_t w20[20] = {1, 8, 12, 10, 18, 4, 3, 5, 11, 7, 17, 19, 13, 16, 6, 14, 9, 15, 0, 2};
-    for (int i = 0; i < 20; i++) CHECK_EQ_INT(p[i], w20[i]);
-    free(p);
-}
-
-/* when python3 is here, compare a few more sizes against the real thing */
-static void test_py_shuffle_live(void) {
-    FILE *f = popen("python3 -c \"import random\nfor n in (1,2,3,50,1001,4096):\n random.seed(100); x=list(range(n)); random.shuffle(x); print(n, *x)\" 2>/dev/null", "r");
-    if (!f) SKIP("python3 not available");
-    int n, checked = 0;
-    while (fscanf(f, "%d", &n) == 1) {
-        int32_t *p = xmalloc((size_t)n * sizeof *p);
-        py_random_shuffle(100, p, n);
-        for (int i = 0; i < n; i++) { int v; if (fscanf(f, "%d", &v) != 1) { CHECK(0); break; } CHECK_EQ_INT(p[i], v); }
-        free(p);
-        checked++;
-    }
-    int rc = pclose(f);
-    if (checked == 0 && rc != 0) SKIP("python3 not available");
-    CHECK_EQ_INT(checked, 6);
 }
 
 /* ---------------- zsRE ---------------- */
@@ -101,7 +66,7 @@ static void test_zsre_load_and_split(void) {
     }
     /* no edit_sets.json: computed shuffle; set 1 = shuffled[0:50], set 3 = [100:150], QA = [500:1000] */
     int32_t *perm = xmalloc(1000 * sizeof *perm), *idx = NULL;
-    py_random_shuffle(100, perm, 1000);
+    rng_py_permutation(100, perm, 1000);
     int n = 0;
     char *sets = fx("zsre/edit_sets.json");
     CHECK_EQ_INT(zsre_split(sets, d.n, 1, 50, &idx, &n, &err), 0);
@@ -131,7 +96,7 @@ static void test_zsre_load_and_split(void) {
     CHECK(err_has(&err, "edit_sets.json", "\"2\"", NULL));
     unlink(sets);
     free(sets); free(perm); free(p);
-    zsre_free(&d);
+    zsre_clear(&d);
 }
 
 static void test_zsre_bad(void) {
@@ -175,14 +140,14 @@ static void test_wmdp(void) {
         CHECK_EQ_INT(t.q[1].answer, 0);
         CHECK_EQ_STR(t.subject, "biology");
     }
-    mc_task_free(&t);
+    mc_task_clear(&t);
     free(p);
     p = write_fx("wmdp/wmdp-cyber.jsonl",
                  "{\"question\": \"C1\", \"choices\": [\"a\", \"b\", \"c\", \"d\"], \"answer\": 3}\n\n"
                  "{\"question\": \"C2\", \"choices\": [\"a\", \"b\", \"c\", \"d\"], \"answer\": 1}\n");
     CHECK_EQ_INT(wmdp_load(p, "wmdp-cyber", "cybersecurity", &t, &err), 0);
     CHECK(t.n == 2 && t.q[0].answer == 3 && !strcmp(t.q[1].question, "C2"));
-    mc_task_free(&t);
+    mc_task_clear(&t);
     free(p);
     struct { const char *text, *a, *b, *c; } cases[] = {
         {"[{\"question\":\"q\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":4}]", "record 0", "\"answer\"", "0..3"},
@@ -229,7 +194,7 @@ static void test_mmlu_csv(void) {
         CHECK_EQ_INT(t.q[2].answer, 3);
         CHECK_EQ_INT(t.q[3].answer, 2);
     }
-    mc_task_free(&t);
+    mc_task_clear(&t);
     free(p);
     /* the directory: subjects sorted, dev split separate */
     free(write_fx("mmlu/data/test/abstract_algebra_test.csv", "1+1?,1,2,3,4,B\n"));
@@ -246,14 +211,14 @@ static void test_mmlu_csv(void) {
         CHECK_EQ_STR(ts[1].name, "college_physics");
         CHECK_EQ_INT(ts[1].n, 4);
     }
-    mc_tasks_free(ts, n);
+    mc_tasks_free(&ts, n);
     CHECK_EQ_INT(mmlu_load_dir(dir, "dev", &ts, &n, &err), 0);
     CHECK(n == 1 && ts[0].q[0].answer == 3);
-    mc_tasks_free(ts, n);
+    mc_tasks_free(&ts, n);
     char *data = fx("mmlu/data"); /* the data directory itself works too */
     CHECK_EQ_INT(mmlu_load_dir(data, "test", &ts, &n, &err), 0);
     CHECK_EQ_INT(n, 2);
-    mc_tasks_free(ts, n);
+    mc_tasks_free(&ts, n);
     CHECK_EQ_INT(mmlu_load_dir(dir, "val", &ts, &n, &err), -1);
     CHECK(err_has(&err, "val", NULL, NULL));
     free(dir); free(data);
@@ -330,10 +295,10 @@ static void test_c4_gz(void) {
         CHECK_EQ_INT(d.len[0], strlen("First doc.\nWith a newline \xc3\xa9."));
         CHECK_EQ_STR(d.text[2], "Third");
     }
-    text_docs_free(&d);
+    text_docs_clear(&d);
     CHECK_EQ_INT(c4_load(gz, 2, &d, &err), 0);
     CHECK_EQ_INT(d.n, 2);
-    text_docs_free(&d);
+    text_docs_clear(&d);
     /* truncated: the first 40 bytes of the gzip file */
     size_t n = 0;
     char *bytes = read_file(gz, &n, &err);
@@ -370,7 +335,7 @@ static void check_pile(const char *path) {
     if (err.msg[0]) fprintf(stderr, "  %s\n", err.msg);
     CHECK_EQ_INT(d.n, 2);
     if (d.n == 2) { CHECK_EQ_STR(d.text[0], "Pile doc one"); CHECK_EQ_STR(d.text[1], "Pile doc two"); }
-    text_docs_free(&d);
+    text_docs_clear(&d);
 }
 
 static void test_pile(void) {
@@ -428,15 +393,13 @@ static void test_pile_external_zst(void) {
     text_docs d;
     CHECK_EQ_INT(pile_load(zp, 0, &d, &err), 0);
     CHECK_EQ_INT(d.n, 4);
-    text_docs_free(&d);
+    text_docs_clear(&d);
     free(cmd); free(plain); free(zp);
 }
 
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cis_loaders_XXXXXX");
     CIS_ASSERT(mkdtemp(tmpdir));
-    RUN(test_py_shuffle);
-    RUN(test_py_shuffle_live);
     RUN(test_zsre_load_and_split);
     RUN(test_zsre_bad);
     RUN(test_wmdp);

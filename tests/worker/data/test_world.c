@@ -2,7 +2,8 @@
  * seed -> same sha256 of every file, another seed -> different files), the manifest against the
  * files on disk, every file read back by the real-format loaders (worker/data/loaders.h), record
  * schemas and counts, MC items well-formed, no MC item in the pretraining text, every tested fact
- * stated there, every MMLU test / WMDP item in corpus/sft.jsonl with the evaluator's exact prompt, and the edit-set shuffle against CPython. */
+ * * stated there, every MMLU test / WMDP item in corpus/sft.jsonl with the evaluator's exact prompt,
+ * and edit_sets.json against the CPython shuffle (rng_py_permutation, tests/common/test_rng.c). */
 #include "tests/testlib.h"
 #include "worker/data/world.h"
 #include "worker/data/loaders.h"
@@ -93,32 +94,6 @@ static void test_sizes(void) {
     json_decref(m);
 }
 
-static void test_py_shuffle(void) {
-    /* CPython 3.11: random.seed(100); x = list(range(1000)); random.shuffle(x) */
-    static const int head[12] = {342, 471, 929, 100, 543, 231, 154, 450, 721, 788, 685, 61};
-    static const int tail[5] = {789, 974, 465, 470, 149};
-    int a[1000];
-    for (int i = 0; i < 1000; i++) a[i] = i;
-    py_shuffle(100, a, 1000);
-    for (int i = 0; i < 12; i++) CHECK_EQ_INT(a[i], head[i]);
-    for (int i = 0; i < 5; i++) CHECK_EQ_INT(a[995 + i], tail[i]);
-    int b[7] = {0, 1, 2, 3, 4, 5, 6}, want[7] = {0, 4, 2, 6, 5, 3, 1};
-    py_shuffle(100, b, 7);
-    for (int i = 0; i < 7; i++) CHECK_EQ_INT(b[i], want[i]);
-    /* the loaders' own implementation agrees for other lengths */
-    for (int n = 2; n < 1200; n += 97) {
-        int *x = xmalloc((size_t)n * sizeof(int));
-        int32_t *y = xmalloc((size_t)n * sizeof(int32_t));
-        for (int i = 0; i < n; i++) x[i] = i;
-        py_shuffle(100, x, n);
-        py_random_shuffle(100, y, n);
-        int same = 1;
-        for (int i = 0; i < n; i++) same &= x[i] == y[i];
-        CHECK_MSG(same, "n=%d", n);
-        free(x); free(y);
-    }
-}
-
 static void test_zsre(void) {
     char *p = pjoin(g_a, "zsre/zsre_mend_train.json"), *es = pjoin(g_a, "zsre/edit_sets.json");
     zsre_data d = {0};
@@ -140,7 +115,7 @@ static void test_zsre(void) {
     CHECK_EQ_INT(nsubj, d.n);
     /* edit_sets.json = the seed-100 shuffle: each set from the file equals the computed one */
     int32_t *perm = xmalloc((size_t)d.n * sizeof(int32_t));
-    py_random_shuffle(100, perm, d.n);
+    rng_py_permutation(100, perm, d.n);
     for (int k = 0; k <= 10; k++) {
         int32_t *a = NULL, *b = NULL;
         int na = 0, nb = 0;
@@ -153,7 +128,7 @@ static void test_zsre(void) {
         free(a); free(b);
     }
     free(perm);
-    zsre_free(&d);
+    zsre_clear(&d);
     free(p); free(es);
 }
 
@@ -183,8 +158,8 @@ static void test_mc_files(void) {
     }
     for (int i = 0; i < nd; i++) { CHECK_EQ_INT(dv[i].n, 5); check_task(&dv[i]); }
     for (int c = 0; c < 4; c++) CHECK_MSG(counts[c] > 50, "answer letter %c used %d times", 'A' + c, counts[c]);
-    mc_tasks_free(tt, nt);
-    mc_tasks_free(dv, nd);
+    mc_tasks_free(&tt, nt);
+    mc_tasks_free(&dv, nd);
     free(dir);
     static const char *W[2][3] = {{"wmdp/wmdp-bio.json", "wmdp-bio", "biology"}, {"wmdp/wmdp-cyber.json", "wmdp-cyber", "cybersecurity"}};
     for (int k = 0; k < 2; k++) {
@@ -193,7 +168,7 @@ static void test_mc_files(void) {
         CHECK_EQ_INT(wmdp_load(p, W[k][1], W[k][2], &t, &err), 0);
         CHECK(t.n >= 100 && t.n <= 200);
         check_task(&t);
-        mc_task_free(&t);
+        mc_task_clear(&t);
         free(p);
     }
 }
@@ -204,7 +179,7 @@ static void test_text_files(void) {
     char *p = pjoin(g_a, "c4/c4-train.00000-of-01024.json.gz");
     CHECK_EQ_INT(c4_load(p, 0, &d, &err), 0);
     CHECK_EQ_INT(d.n, 300);
-    text_docs_free(&d); free(p);
+    text_docs_clear(&d); free(p);
     text_docs z = {0}, j = {0};
     p = pjoin(g_a, "pile/val.jsonl.zst");
     CHECK_EQ_INT(pile_load(p, 0, &z, &err), 0);
@@ -215,15 +190,15 @@ static void test_text_files(void) {
     CHECK_EQ_INT(z.n, 200);
     CHECK_EQ_INT(z.n, j.n);
     for (int i = 0; i < z.n && i < j.n; i++) CHECK(!strcmp(z.text[i], j.text[i]));
-    text_docs_free(&z); text_docs_free(&j);
+    text_docs_clear(&z); text_docs_clear(&j);
     p = pjoin(g_a, "wmdp/bio-forget-corpus.jsonl");
     CHECK_EQ_INT(jsonl_text_load(p, "abstract", 0, &d, &err), 0);
     CHECK(d.n >= 40);
-    text_docs_free(&d); free(p);
+    text_docs_clear(&d); free(p);
     p = pjoin(g_a, "wmdp/cyber-forget-corpus.jsonl");
     CHECK_EQ_INT(jsonl_text_load(p, "text", 0, &d, &err), 0);
     CHECK(d.n >= 40);
-    text_docs_free(&d); free(p);
+    text_docs_clear(&d); free(p);
     static const char *WK[] = {"wikitext/wiki.train.raw", "wikitext/wiki.valid.raw", "wikitext/wiki.test.raw"};
     for (int k = 0; k < 3; k++) {
         char *txt = NULL;
@@ -253,7 +228,7 @@ static void test_corpus_loads(void) {
     wbuf_put(&b, "\x01");
     for (int i = 0; i < d.n; i++) { wbuf_put(&b, d.text[i]); wbuf_put(&b, "\x01"); }
     g_corpus = b.p;
-    text_docs_free(&d);
+    text_docs_clear(&d);
 }
 
 /* corpus/sft.jsonl as "prompt\x02completion\x01" records (g_sft) */
@@ -269,14 +244,14 @@ static void check_items(const mc_task *t, int want_sft, int *verbatim, int *unst
         wbuf b = {0};
         wbuf_printf(&b, "%s\nA. %s\nB. %s\nC. %s\nD. %s\nAnswer:", q->question, q->choices[0], q->choices[1], q->choices[2], q->choices[3]);
         if (strstr(g_corpus, b.p)) (*verbatim)++;
-        wbuf_free(&b);
+        wbuf_clear(&b);
         wbuf_printf(&b, "%s %s", q->question, q->choices[q->answer]);
         if (!strstr(g_corpus, b.p)) (*unstated)++;
-        wbuf_free(&b);
+        wbuf_clear(&b);
         char *ctx = mc_prompt(q, t->subject);
         wbuf_printf(&b, "\x01%s\x02 %c\x01", ctx, 'A' + q->answer);
         if ((strstr(g_sft, b.p) != NULL) == want_sft) (*sft_ok)++;
-        wbuf_free(&b);
+        wbuf_clear(&b);
         free(ctx);
     }
 }
@@ -311,7 +286,7 @@ static void test_corpus_coverage(void) {
         int nt = 0;
         CHECK_EQ_INT(mmlu_load_dir(dir, SPLITS[s], &tt, &nt, &err), 0);
         for (int i = 0; i < nt; i++) { check_items(&tt[i], s == 0, &verbatim, &unstated, &sft_ok); total += tt[i].n; }
-        mc_tasks_free(tt, nt);
+        mc_tasks_free(&tt, nt);
     }
     free(dir);
     static const char *W[2] = {"wmdp/wmdp-bio.json", "wmdp/wmdp-cyber.json"};
@@ -322,7 +297,7 @@ static void test_corpus_coverage(void) {
         CHECK_EQ_INT(wmdp_load(p, W[k], WS[k], &t, &err), 0);
         check_items(&t, 1, &verbatim, &unstated, &sft_ok);
         total += t.n;
-        mc_task_free(&t);
+        mc_task_clear(&t);
         free(p);
     }
     CHECK_EQ_INT(sft_ok, total);
@@ -349,7 +324,7 @@ static void test_corpus_coverage(void) {
         free(a); free(b); free(c);
     }
     CHECK_EQ_INT(miss, 0);
-    zsre_free(&d);
+    zsre_clear(&d);
 }
 
 /* wiki.test.raw articles are held out: (almost) none appears verbatim in the corpus */
@@ -399,7 +374,6 @@ int main(void) {
     snprintf(g_a, sizeof g_a, "%s/a", g_tmp);
     snprintf(g_b, sizeof g_b, "%s/b", g_tmp);
     snprintf(g_c, sizeof g_c, "%s/c", g_tmp);
-    RUN(test_py_shuffle);
     RUN(test_determinism);
     RUN(test_sizes);
     RUN(test_zsre);

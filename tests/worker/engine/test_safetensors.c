@@ -99,7 +99,7 @@ static int tool_read(const char *path, const char *name) {
     st_file *f = st_open(path, &err);
     if (!f) { fprintf(stderr, "error: %s\n", err.msg); return 1; }
     const st_tensor_info *ti = st_find(f, name);
-    if (!ti) { fprintf(stderr, "error: no tensor %s\n", name); st_close(f); return 1; }
+    if (!ti) { fprintf(stderr, "error: no tensor %s\n", name); st_close(&f); return 1; }
     printf("%s", st_dtype_name(ti->dtype));
     for (int i = 0; i < ti->ndim; i++) printf(" %lld", (long long)ti->shape[i]);
     printf("\n");
@@ -107,7 +107,7 @@ static int tool_read(const char *path, const char *name) {
     if (st_read_f32(f, name, d, ti->numel, &err) != 0) { fprintf(stderr, "error: %s\n", err.msg); return 1; }
     for (uint64_t i = 0; i < ti->numel; i++) printf("%08x\n", fbits(d[i]));
     free(d);
-    st_close(f);
+    st_close(&f);
     return 0;
 }
 
@@ -126,16 +126,15 @@ static void model_alloc(model_buf *m) {
     }
 }
 
-static void model_free(model_buf *m) {
+static void model_buf_clear(model_buf *m) {
     for (size_t i = 0; i < m->n; i++) free(m->t[i].data);
-    checkpoint_layout_free(m->t, m->n);
-    m->t = NULL;
+    checkpoint_layout_free(&m->t, m->n);
 }
 
 static int model_load(const char *dir, model_buf *m, cis_err *err) {
     if (checkpoint_dir_load_config(dir, &m->cfg, err) != 0) return -1;
     model_alloc(m);
-    if (checkpoint_load(dir, &m->cfg, m->t, m->n, err) != 0) { model_free(m); return -1; }
+    if (checkpoint_load(dir, &m->cfg, m->t, m->n, err) != 0) { model_buf_clear(m); return -1; }
     return 0;
 }
 
@@ -149,7 +148,7 @@ static int tool_ckpt_load(const char *dir, const char *out) {
                                  .data = m.t[i].data};
     int rc = st_write(out, w, m.n, NULL, 0, &err);
     free(w);
-    model_free(&m);
+    model_buf_clear(&m);
     if (rc != 0) { fprintf(stderr, "error: %s\n", err.msg); return 1; }
     return 0;
 }
@@ -159,7 +158,7 @@ static int tool_ckpt_save(const char *dir, const char *outdir, const char *dtype
     model_buf m = {0};
     if (model_load(dir, &m, &err) != 0) { fprintf(stderr, "error: %s\n", err.msg); return 1; }
     int rc = checkpoint_save(outdir, &m.cfg, m.t, m.n, dtype, (size_t)strtoull(maxb, NULL, 10), &err);
-    model_free(&m);
+    model_buf_clear(&m);
     if (rc != 0) { fprintf(stderr, "error: %s\n", err.msg); return 1; }
     return 0;
 }
@@ -199,7 +198,7 @@ static void expect_open_error(const char *name, const char *hdr, uint64_t hlen, 
     cis_err err = {0};
     st_file *f = st_open(p, &err);
     CHECK_MSG(f == NULL, "%s: opened but should fail", name);
-    if (f) st_close(f);
+    if (f) st_close(&f);
     CHECK_MSG(strstr(err.msg, name) != NULL, "message does not name the file: %s", err.msg);
     if (n1) CHECK_MSG(strstr(err.msg, n1) != NULL, "message lacks '%s': %s", n1, err.msg);
     if (n2) CHECK_MSG(strstr(err.msg, n2) != NULL, "message lacks '%s': %s", n2, err.msg);
@@ -354,7 +353,7 @@ static void roundtrip_dtype(st_dtype dt) {
     CHECK(st_read_f32(f, "mid.scalar", &s2, 1, &err) == 0 && s2 == -1.5f);
     CHECK(st_read_f32(f, "alpha.matrix", m2, 14, &err) == -1 && strstr(err.msg, "alpha.matrix"));
     CHECK(st_read_f32(f, "missing", m2, 1, &err) == -1 && strstr(err.msg, "missing"));
-    st_close(f);
+    st_close(&f);
     free(back);
     free(v);
     unlink(p);
@@ -377,7 +376,7 @@ static void test_write_parts_and_errors(void) {
     float out[6];
     CHECK(f && st_read_f32(f, "fused", out, 6, &err) == 0);
     for (int i = 0; i < 6; i++) CHECK(out[i] == (float)(i + 1));
-    st_close(f);
+    st_close(&f);
     /* errors leave the existing file untouched */
     st_write_tensor d[2] = {{.name = "x", .dtype = ST_F32, .ndim = 1, .shape = sh, .data = a},
                             {.name = "x", .dtype = ST_F32, .ndim = 1, .shape = sh, .data = a}};
@@ -389,7 +388,7 @@ static void test_write_parts_and_errors(void) {
     CHECK(st_write(p, &nt, 1, NULL, 0, &err) == -1 && strstr(err.msg, "neg"));
     f = st_open(p, &err);
     CHECK(f && st_count(f) == 1 && st_find(f, "fused"));
-    st_close(f);
+    st_close(&f);
     char *bad = xasprintf("%s/no/such/dir/x.safetensors", g_dir);
     CHECK(st_write(bad, &nt, 0, NULL, 0, &err) == -1 && strstr(err.msg, "no/such/dir"));
     free(bad);
@@ -405,7 +404,7 @@ static void test_bad_files(void) {
     cis_err err = {0};
     st_file *f = st_open(p, &err);
     CHECK_MSG(f != NULL, "%s", err.msg);
-    st_close(f);
+    st_close(&f);
     free(p);
 
     expect_open_error("empty_hdr.safetensors", "", 0, 0, "not valid JSON", NULL); /* header length 0 */
@@ -490,7 +489,7 @@ static void test_truncated_and_fuzzed(void) {
     for (size_t k = 0; k < len; k++) {
         write_bytes(q, buf, k);
         st_file *f = st_open(q, &err);
-        if (f) { opened++; st_close(f); }
+        if (f) { opened++; st_close(&f); }
         else if (strstr(err.msg, "trunc.safetensors")) named++;
     }
     CHECK_EQ_INT(opened, 0);
@@ -520,7 +519,7 @@ static void test_truncated_and_fuzzed(void) {
                 if (ti->offset + ti->nbytes > ml) bad_extent++;
                 if (ti->numel <= 64) st_read_f32(f, ti->name, tmp, ti->numel, &err);
             }
-            st_close(f);
+            st_close(&f);
         }
         free(m);
     }
@@ -749,9 +748,9 @@ static void ckpt_roundtrip(llama_arch arch, bool tied, const char *dtype, st_dty
         CHECK_EQ_INT(model_diff(&b, &a, dt), 0);
         CHECK_EQ_STR(b.cfg.torch_dtype, dt == ST_F32 ? "float32" : dt == ST_F16 ? "float16" : "bfloat16");
         CHECK_EQ_INT(b.cfg.arch, arch);
-        model_free(&b);
+        model_buf_clear(&b);
     }
-    model_free(&a);
+    model_buf_clear(&a);
     free(dir);
 }
 
@@ -792,7 +791,7 @@ static void test_ckpt_sharded_and_relayout(void) {
     CHECK(stat(sh1, &sb) != 0);
     model_buf m2 = {0};
     CHECK(model_load(dir, &m2, &err) == 0);
-    if (m2.t) { CHECK_EQ_INT(model_diff(&m2, &m, ST_F32), 0); model_free(&m2); }
+    if (m2.t) { CHECK_EQ_INT(model_diff(&m2, &m, ST_F32), 0); model_buf_clear(&m2); }
     /* and back to shards: the single file goes */
     CHECK(checkpoint_save(dir, &m.cfg, m.t, m.n, "F32", 5000, &err) == 0);
     CHECK(stat(idx, &sb) == 0);
@@ -812,7 +811,7 @@ static void test_ckpt_sharded_and_relayout(void) {
         free(nm);
     }
     free(txt);
-    model_free(&m);
+    model_buf_clear(&m);
     free(idx);
     free(single);
     free(dir);
@@ -833,7 +832,7 @@ static void test_ckpt_phi3_fused(void) {
         CHECK(st_find(f, "model.layers.0.self_attn.q_proj.weight") == NULL);
         CHECK(st_find(f, "model.layers.0.mlp.up_proj.weight") == NULL);
         CHECK_EQ_INT(st_count(f), 1 + 2 * 6 + 1 + 1);
-        st_close(f);
+        st_close(&f);
     }
     free(p);
     /* the split is by rows: q then k then v; gate then up */
@@ -854,7 +853,7 @@ static void test_ckpt_phi3_fused(void) {
             if (!strcmp(a.t[i].name, "model.layers.0.self_attn.k_proj.weight")) k = &a.t[i];
         CHECK(k && memcmp(all + 16 * 16, k->data, 8 * 16 * sizeof(float)) == 0);
         free(all);
-        st_close(f);
+        st_close(&f);
     }
     free(p);
     /* a fused tensor with the wrong height is an error naming it */
@@ -863,8 +862,8 @@ static void test_ckpt_phi3_fused(void) {
     model_alloc(&b);
     CHECK(checkpoint_load(dir, &b.cfg, b.t, b.n, &err) == -1 && strstr(err.msg, "qkv_proj") &&
           strstr(err.msg, "[32, 16]") && strstr(err.msg, "[48, 16]"));
-    model_free(&b);
-    model_free(&a);
+    model_buf_clear(&b);
+    model_buf_clear(&a);
     free(dir);
 }
 
@@ -917,7 +916,7 @@ static void test_ckpt_errors(void) {
     CHECK(checkpoint_load(dir, &b.cfg, b.t, b.n, &err) == -1);
     CHECK_MSG(strstr(err.msg, "model.layers.0.mlp.gate_proj.weight") && strstr(err.msg, "[24, 16]") &&
               strstr(err.msg, "[32, 16]") && strstr(err.msg, "model.safetensors"), "%s", err.msg);
-    model_free(&b);
+    model_buf_clear(&b);
     free(dir);
     /* missing tensor */
     dir = hand_dir("ck_missing", &a.cfg, &a, "model.layers.1.mlp.down_proj.weight", NULL, false);
@@ -937,7 +936,7 @@ static void test_ckpt_errors(void) {
     CHECK(checkpoint_load(dir, &a.cfg, a.t, a.n, &err) == -1 && strstr(err.msg, "ck_empty") &&
           strstr(err.msg, "model.safetensors"));
     free(dir);
-    model_free(&a);
+    model_buf_clear(&a);
 
     /* tied: an lm_head equal to the embedding (stored as BF16 of a BF16-exact embedding) is fine */
     tiny_cfg(&a.cfg, LLAMA_ARCH_LLAMA, true);
@@ -957,7 +956,7 @@ static void test_ckpt_errors(void) {
     dir = tpath("ck_bad_dtype");
     CHECK(checkpoint_save(dir, &a.cfg, a.t, a.n, "F64", 0, &err) == -1 && strstr(err.msg, "F64"));
     free(dir);
-    model_free(&a);
+    model_buf_clear(&a);
 }
 
 static void test_ckpt_index_lies(void) {
@@ -997,7 +996,7 @@ static void test_ckpt_index_lies(void) {
     free(txt);
     free(idx);
     free(dir);
-    model_free(&a);
+    model_buf_clear(&a);
 }
 
 static void rm_rf(const char *d) {

@@ -19,7 +19,7 @@ round-trips too.
 import json, os, random, shutil, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from harness import ROOT, main, skip, test  # noqa: E402
+from harness import ROOT, cleanup, main, skip, test  # noqa: E402
 
 try:
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -364,8 +364,8 @@ def parity_large_text_and_speed():
         # throughput is reported, not asserted: speed targets live in benchmarks, not unit tests
 
 
-@test
-def cleanup():
+@cleanup
+def remove_tmp():
     if "tmp" in STATE:
         shutil.rmtree(STATE["tmp"], ignore_errors=True)
 

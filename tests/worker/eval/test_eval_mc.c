@@ -78,7 +78,7 @@ static void test_uniform_always_a(void) {
     CHECK_EQ_INT(eval_mc_task(m, tok_letters, &t, &f, pred, NULL, &r, &err), 0);
     CHECK_NEAR(r.acc, 0.4, 1e-12);
     CHECK_EQ_INT(r.n_full, 10);
-    mc_task_free(&t);
+    mc_task_clear(&t);
     llama_model_free(&m);
 }
 
@@ -93,7 +93,7 @@ static void test_constant_letter(void) {
     CHECK_EQ_INT(eval_mc_task(m, tok_letters, &t, NULL, pred, NULL, &r, &err), 0);
     CHECK_NEAR(r.acc, 0.5, 1e-12);
     for (int i = 0; i < 6; i++) CHECK_EQ_INT(pred[i], 2);
-    mc_task_free(&t);
+    mc_task_clear(&t);
     llama_model_free(&m);
 }
 
@@ -139,7 +139,7 @@ static void test_shortcut_equals_full(void) {
     CHECK_EQ_INT(llama_loglik(m, 1, cx, cxl, ct, ctl, 0, &hand, NULL, &err), 0);
     CHECK_NEAR(hand, ls[5 * 4 + 3], 1e-4);
     free(ctx); free(whole); free(c); free(w);
-    mc_task_free(&t);
+    mc_task_clear(&t);
     llama_model_free(&m);
 }
 
@@ -167,7 +167,7 @@ static void test_fallback_without_letter_tokens(void) {
     CHECK_EQ_INT(llama_loglik(m, 1, cx, cxl, ct, ctl, 0, &hand, NULL, &err), 0);
     CHECK_NEAR(hand, ll[1], 1e-4);
     free(ctx); free(c);
-    mc_task_free(&t);
+    mc_task_clear(&t);
     llama_model_free(&m);
 }
 
@@ -197,7 +197,7 @@ static void test_bos_switch(void) {
     CHECK_EQ_INT(llama_loglik(m, 1, cx, cxl, ct, ctl, 0, &hand, NULL, &err), 0);
     CHECK_NEAR(hand, b[0], 1e-4);
     free(ctx); free(c);
-    mc_task_free(&t);
+    mc_task_clear(&t);
     llama_model_free(&m);
 }
 
@@ -225,7 +225,7 @@ static void test_long_context_truncated(void) {
     for (int v = 0; v < FX_V; v++) s += exp(lg[v] - mx);
     CHECK_NEAR(ll[6], lg[FX_LETTER(2)] - mx - log(s), 1e-5);
     free(ctx); free(c);
-    mc_task_free(&t);
+    mc_task_clear(&t);
     llama_model_free(&m);
 }
 

@@ -243,8 +243,8 @@ static void test_zsre_records(void) {
     char *j = eval_rows_json(&rows2);
     CHECK(j && strstr(j, "\"edit_success\":") && j[0] == '{');
     free(j);
-    eval_rows_free(&rows); eval_rows_free(&rows2);
-    zsre_free(&d);
+    eval_rows_clear(&rows); eval_rows_clear(&rows2);
+    zsre_clear(&d);
     llama_model_free(&m);
     llama_model_free(&u);
 }

@@ -1,10 +1,12 @@
 /* test_eval_suite.c - eval_suite_run on a small world directory in the real layout (MMLU CSVs,
  * WMDP JSON, WikiText raw, zsRE JSON) with a model whose predictions are known: MMLU is the
  * question-weighted mean over subjects, WMDP bio/cyber/avg, PPL of a constant-logit model by
- * hand, zsRE F1s, QA F1, average bits; a malformed file fails with its name; and the
+ * hand, zsRE F1s, QA F1, average bits; a malformed file fails with its name, a missing dataset
+ * fails naming the expected file (or is skipped when asked); and the
  * `cisweep-worker eval` command on a saved model prints the same numbers. */
 #include "tests/testlib.h"
 #include "tests/worker/eval/eval_fixture.h"
+#include "common/rng.h"
 #include "worker/engine/checkpoint.h"
 #include "worker/eval/eval.h"
 
@@ -65,7 +67,7 @@ static double expect_ppl(void) {
 static double expect_qa(void) {
     /* QA records: shuffled positions 500..519; answers[0] = "A B" (F1 2/3) for odd indices, "xyz" (0) else */
     int32_t perm[520];
-    py_random_shuffle(100, perm, 520);
+    rng_py_permutation(100, perm, 520);
     double s = 0;
     for (int i = 500; i < 520; i++) s += perm[i] % 2 ? 2.0 / 3 : 0;
     return s / 20;
@@ -73,7 +75,7 @@ static double expect_qa(void) {
 
 static double expect_src_true(void) {
     int32_t perm[520];
-    py_random_shuffle(100, perm, 520);
+    rng_py_permutation(100, perm, 520);
     double s = 0;
     for (int i = 0; i < 50; i++) s += perm[i] % 2 ? 2.0 / 3 : 0;
     return s / 50;
@@ -120,7 +122,7 @@ static void test_suite(void) {
     CHECK_NEAR(row(&r, "avg_bits"), 1.0, 1e-12);
     CHECK_NEAR(row(&r, "sparsity"), 1.0, 1e-12);
     CHECK(eval_rows_get(&r, "tf_locality") == NULL);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     o.quant.wbits = 3; o.quant.group_size = 64;
     o.skip_mmlu = o.skip_wmdp = o.skip_ppl = true;
     o.ref_model = m;
@@ -131,32 +133,88 @@ static void test_suite(void) {
     CHECK_NEAR(row(&r, "tf_locality"), 1.0, 0);
     CHECK_NEAR(row(&r, "n_edits"), 5, 0);
     CHECK_NEAR(row(&r, "n_qa"), 5, 0);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     /* edit set 12 = [550, 600) lies beyond 520 records (set 11 is clipped to 20) */
     eval_opts_default(&o);
     o.edit_set = 12;
     o.skip_mmlu = o.skip_wmdp = o.skip_ppl = true;
     CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), -1);
     CHECK(strstr(err.msg, "edit set 12") != NULL);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     /* a malformed file fails the run, naming the file */
     put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\"],\"answer\":1}]");
     eval_opts_default(&o);
     CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), -1);
     CHECK(strstr(err.msg, "wmdp-cyber.json") && strstr(err.msg, "choices"));
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":1},"
                                 "{\"question\":\"c2\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":2},"
                                 "{\"question\":\"c3\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":3},"
                                 "{\"question\":\"c4\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0}]");
-    /* a directory without datasets: everything skipped, only the model rows */
+    /* a directory without datasets fails naming the first expected file; with skip_missing,
+     * everything is skipped and only the model rows remain */
     char *empty = xasprintf("%s/empty", tmpdir);
     CIS_ASSERT(mkdir_p(empty, &err) == 0);
+    CHECK_EQ_INT(eval_suite_run(m, tok, empty, &o, &r, &err), -1);
+    CHECK_MSG(strstr(err.msg, "mmlu/data/test/") != NULL, "%s", err.msg);
+    CHECK(eval_rows_get(&r, "avg_bits") == NULL);
+    eval_rows_clear(&r);
+    o.skip_missing = true;
     CHECK_EQ_INT(eval_suite_run(m, tok, empty, &o, &r, &err), 0);
     CHECK(eval_rows_get(&r, "mmlu") == NULL && eval_rows_get(&r, "avg_bits") != NULL);
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
+    o.skip_missing = false;
     CHECK_EQ_INT(eval_suite_run(m, tok, "/nonexistent/world", &o, &r, &err), -1);
     free(empty);
+    llama_model_free(&m);
+    tokenizer_free(tok);
+    free(td);
+}
+
+static void rename_in_world(const char *from, const char *to) {
+    char *a = xasprintf("%s/%s", world, from), *b = xasprintf("%s/%s", world, to);
+    CIS_ASSERT(rename(a, b) == 0);
+    free(a); free(b);
+}
+
+/* one dataset misnamed (wmdp/bio.jsonl): the run fails naming the expected file, each dataset in
+ * turn; skip_missing skips just that one and the other rows are all there */
+static void test_missing_dataset(void) {
+    char *td = xasprintf("%s/tok2", tmpdir);
+    tokenizer *tok = fx_tokenizer(td, true);
+    llama_model *m = fx_model_constant(FX_LETTER(0));
+    static const struct { const char *file, *renamed, *want, *row; } cases[] = {
+        {"wmdp/wmdp-bio.json", "wmdp/bio.jsonl", "wmdp/wmdp-bio.json", "wmdp_bio"},
+        {"wmdp/wmdp-cyber.json", "wmdp/cyber.json", "wmdp/wmdp-cyber.json", "wmdp_cyber"},
+        {"wikitext/wiki.test.raw", "wikitext/wiki.test.txt", "wikitext/wiki.test.raw", "ppl_wikitext"},
+        {"zsre/zsre_mend_train.json", "zsre/zsre_train.json", "zsre/zsre_mend_train.json", "edit_success"},
+        {"mmlu", "mmlu_data", "mmlu/data/test/<subject>_test.csv", "mmlu"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        rename_in_world(cases[c].file, cases[c].renamed);
+        eval_opts o;
+        eval_opts_default(&o);
+        o.seqlen = 16;
+        o.limit = 4;
+        eval_rows r = {0};
+        cis_err err = {0};
+        CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), -1);
+        char *want = xasprintf("%s/%s", world, cases[c].want);
+        CHECK_MSG(strstr(err.msg, want) && strstr(err.msg, "missing dataset"), "%s: %s", cases[c].file, err.msg);
+        free(want);
+        eval_rows_clear(&r);
+        o.skip_missing = true;
+        CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+        CHECK_MSG(eval_rows_get(&r, cases[c].row) == NULL, "%s", cases[c].row);
+        static const char *all[] = {"mmlu", "wmdp_bio", "wmdp_cyber", "ppl_wikitext", "edit_success", "qa_f1", "avg_bits"};
+        int present = 0;
+        for (size_t k = 0; k < sizeof all / sizeof *all; k++) present += eval_rows_get(&r, all[k]) != NULL;
+        /* one row gone, or (zsRE) its edit and QA rows; WMDP loses the average too */
+        CHECK_EQ_INT(present, (int)(sizeof all / sizeof *all) - (!strcmp(cases[c].row, "edit_success") ? 2 : 1));
+        CHECK((eval_rows_get(&r, "wmdp_avg") != NULL) == !str_starts(cases[c].row, "wmdp"));
+        eval_rows_clear(&r);
+        rename_in_world(cases[c].renamed, cases[c].file);
+    }
     llama_model_free(&m);
     tokenizer_free(tok);
     free(td);
@@ -194,7 +252,7 @@ static void test_cli(void) {
     CHECK_EQ_INT(rc, 0);
     CHECK(json);
     check_rows(&r, 1e-5); /* printed with %.6g */
-    eval_rows_free(&r);
+    eval_rows_clear(&r);
     /* usage errors exit 2; a missing model exits 1 */
     free(cmd);
     cmd = xasprintf("'%s' eval '%s' 2>/dev/null >/dev/null", bin, md);
@@ -204,6 +262,25 @@ static void test_cli(void) {
     cmd = xasprintf("'%s' eval /nonexistent/model --world '%s' 2>/dev/null >/dev/null", bin, world);
     rc = system(cmd);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    /* a misnamed dataset: exit 1 naming the expected file; --skip-missing: exit 0 without its row */
+    rename_in_world("wmdp/wmdp-bio.json", "wmdp/bio.jsonl");
+    free(cmd);
+    cmd = xasprintf("'%s' eval '%s' --world '%s' --seqlen 16 --limit 2 2>&1 >/dev/null", bin, md, world);
+    f = popen(cmd, "r");
+    bool named = false;
+    while (f && fgets(line, sizeof line, f)) named |= strstr(line, "wmdp/wmdp-bio.json") != NULL;
+    rc = f ? pclose(f) : -1;
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    CHECK(named);
+    free(cmd);
+    cmd = xasprintf("'%s' eval '%s' --world '%s' --seqlen 16 --limit 2 --skip-missing 2>/dev/null", bin, md, world);
+    f = popen(cmd, "r");
+    bool bio = false, cyber = false;
+    while (f && fgets(line, sizeof line, f)) { bio |= str_starts(line, "wmdp_bio "); cyber |= str_starts(line, "wmdp_cyber "); }
+    rc = f ? pclose(f) : -1;
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    CHECK(!bio && cyber);
+    rename_in_world("wmdp/bio.jsonl", "wmdp/wmdp-bio.json");
     free(cmd); free(md); free(bin);
     llama_model_free(&m);
 }
@@ -213,6 +290,7 @@ int main(void) {
     CIS_ASSERT(mkdtemp(tmpdir));
     make_world();
     RUN(test_suite);
+    RUN(test_missing_dataset);
     RUN(test_cli);
     fx_rm_rf(tmpdir);
     return test_summary();
