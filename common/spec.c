@@ -340,7 +340,7 @@ static json_t *normalize_stage(json_t *st, const char *where, bool allow_test, c
     const method_info *m = method_lookup(json_string_value(jm));
     if (!m || (m->category == CAT_TEST && !allow_test)) {
         if (m) return err_set(err, CIS_EINVAL, "%s.method: \"%s\" is a test fixture, accepted only with --allow-selftest "
-                              "(GRID_ALLOW_SELFTEST)", where, m->name), NULL;
+                              "(GRID_ALLOW_SELFTEST; cisweep apply: --allow-test-stages)", where, m->name), NULL;
         return err_set(err, CIS_EINVAL, "%s.method: unknown method \"%s\" (known: %s)", where,
                        json_string_value(jm), method_names()), NULL;
     }
@@ -446,7 +446,7 @@ char *spec_label(json_t *stages) {
         if (i) sb_puts(&b, "->");
         sb_puts(&b, name ? name : "?");
         const char *lp = m ? m->level_param : NULL;
-        if (m && m->category == CAT_TEST) lp = "id";
+        if (m && m->category == CAT_TEST && !lp) lp = "id";
         json_t *v = lp ? json_object_get(json_object_get(st, "params"), lp) : NULL;
         if (v) {
             char *t = spec_dump_canonical(v);
