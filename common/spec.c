@@ -326,7 +326,7 @@ json_t *spec_param_normalize(const method_info *m, const param_info *p, json_t *
 }
 
 /* ---- compositions ------------------------------------------------------------------------ */
-static json_t *normalize_stage(json_t *st, const char *where, bool allow_test, cis_err *err) {
+json_t *spec_normalize_stage(json_t *st, const char *where, bool allow_test, cis_err *err) {
     if (!json_is_object(st))
         return err_set(err, CIS_EINVAL, "%s: a stage must be an object {\"method\": NAME, \"params\": {...}}", where), NULL;
     const char *k;
@@ -386,7 +386,7 @@ json_t *spec_normalize(json_t *stages, const char *where, bool allow_test, cis_e
     json_t *out = json_array();
     for (size_t i = 0; i < json_array_size(stages); i++) {
         char *sw = xasprintf("%s[%zu]", where, i);
-        json_t *st = normalize_stage(json_array_get(stages, i), sw, allow_test, err);
+        json_t *st = spec_normalize_stage(json_array_get(stages, i), sw, allow_test, err);
         free(sw);
         if (!st) { json_decref(out); return NULL; }
         json_array_append_new(out, st);

@@ -79,6 +79,9 @@ json_t *spec_param_normalize(const method_info *m, const param_info *p, json_t *
  * reference): [{"method": NAME, "params": {every parameter, defaults filled}}...]. Errors as for
  * spec_canonical (paths "<where>[i].method", "<where>[i].params.NAME"). */
 json_t *spec_normalize(json_t *stages, const char *where, bool allow_test, cis_err *err);
+/* spec_normalize_stage: the same for one stage object (new reference, or NULL with err; paths
+ * "<where>.method", "<where>.params.NAME"). */
+json_t *spec_normalize_stage(json_t *stage, const char *where, bool allow_test, cis_err *err);
 
 /* spec_dump_canonical: the canonical text of any JSON value (malloc'd): no whitespace, object
  * keys sorted bytewise, integers as %lld, reals in the shortest form that reads back to the same
