@@ -97,7 +97,10 @@ static int run_step(const interv_env *env, const interv_step *s, int n, json_t *
     };
     LOG_I("stage %d/%d: %s%s", s->stage, n, s->iv->name, s->recompress ? " (re-applied at the end: paper rule)" : "");
     int64_t t0 = mono_ms();
-    int rc = interv_should_stop(&c) ? interv_stopped(&c, err) : s->iv->apply(&c, err);
+    int rc;
+    if (!s->iv->apply) /* a plan laid out without interv_plan_build's checks */
+        rc = err_set(err, CIS_EINVAL, "intervention \"%s\" is not built yet", s->iv->name);
+    else rc = interv_should_stop(&c) ? interv_stopped(&c, err) : s->iv->apply(&c, err);
     interv_phase_end(&rec);
     int64_t wall = mono_ms() - t0;
     if (rc) {

@@ -180,6 +180,63 @@ static void test_stop(void) {
     llama_model_free(&m);
 }
 
+/* the paper's re-application runs as its own stage and says so in its record: the plan of
+ * wanda -> test_scale laid out by interv_plan_layout, with a stand-in for Wanda (not built yet)
+ * that records how often it ran and what it saw */
+static int fake_runs;
+static int fake_compress(interv_ctx *c, cis_err *err) {
+    fake_runs++;
+    interv_record_set_int(c->record, "run", fake_runs);
+    interv_record_set_num(c->record, "sparsity_seen", interv_param_float(c, "sparsity"));
+    interv_record_set_int(c->record, "recompress_seen", c->recompress);
+    return 0;
+}
+
+static void test_reapplication_recorded(void) {
+    llama_model *m = fx_model_random(10, 64);
+    json_t *j = J("[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.35}},{\"method\":\"test_scale\"}]");
+    cis_err err = {0};
+    json_t *c = spec_normalize(j, "c", true, &err);
+    interv_plan p;
+    interv_plan_layout(c, 0, &p);
+    CHECK_EQ_INT(p.n, 3);
+    intervention fake = *intervention_lookup("wanda");
+    fake.status = INTERV_BUILT;
+    fake.apply = fake_compress;
+    for (int i = 0; i < p.n; i++)
+        if (!strcmp(p.steps[i].mi->name, "wanda")) p.steps[i].iv = &fake;
+    interv_env env = {.model = m, .edit_set = 4};
+    json_t *recs = NULL;
+    fake_runs = 0;
+    CHECK_MSG(interv_run_plan(&env, &p, &recs, &err) == 0, "%s", err.msg);
+    CHECK_EQ_INT(fake_runs, 2);
+    CHECK_EQ_INT(json_array_size(recs), 3);
+    const char *want[3] = {"wanda", "test_scale", "wanda"};
+    for (int i = 0; i < 3; i++) {
+        json_t *r = json_array_get(recs, (size_t)i);
+        CHECK_EQ_STR(json_string_value(json_object_get(r, "method")), want[i]);
+        CHECK_EQ_INT(json_integer_value(json_object_get(r, "stage")), i + 1);
+        CHECK_EQ_INT(json_integer_value(json_object_get(r, "of_stage")), i == 2 ? 1 : i + 1);
+        CHECK(json_is_true(json_object_get(r, "recompress")) == (i == 2));
+        CHECK_EQ_INT(json_integer_value(json_object_get(r, "seed")), 4); /* same seed: same calibration windows */
+    }
+    json_t *r3 = json_object_get(json_array_get(recs, 2), "record");
+    CHECK_EQ_INT(json_integer_value(json_object_get(r3, "run")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(r3, "recompress_seen")), 1);
+    CHECK_NEAR(json_number_value(json_object_get(r3, "sparsity_seen")), 0.35, 0);
+    CHECK(json_equal(json_object_get(json_array_get(recs, 0), "params"), json_object_get(json_array_get(recs, 2), "params")));
+    json_decref(recs);
+    /* unchecked plan with a stage that is not built: a clean error, never a NULL call */
+    for (int i = 0; i < p.n; i++)
+        if (p.steps[i].iv == &fake) p.steps[i].iv = intervention_lookup("wanda");
+    CHECK_EQ_INT(interv_run_plan(&env, &p, NULL, &err), -1);
+    CHECK_MSG(strstr(err.msg, "wanda (stage 1): intervention \"wanda\" is not built yet"), "%s", err.msg);
+    interv_plan_clear(&p);
+    json_decref(c);
+    json_decref(j);
+    llama_model_free(&m);
+}
+
 static void test_record_helpers(void) {
     interv_record r;
     interv_record_init(&r);
@@ -226,6 +283,7 @@ int main(void) {
     RUN(test_scale_changes_the_model);
     RUN(test_two_stages_and_the_preset);
     RUN(test_stop);
+    RUN(test_reapplication_recorded);
     RUN(test_record_helpers);
     return test_summary();
 }
