@@ -134,9 +134,11 @@ def bad_input_exits_2_and_names_the_problem():
         p = apply(*args, check=False)
         assert p.returncode == 2 and want in p.stderr, (args, p.returncode, p.stderr)
         assert "Traceback" not in p.stderr and "assertion" not in p.stderr
-    p = run([CISWEEP, "apply", os.path.join(d, "missing"), "--stage", ts, "--out", out, "--allow-test-stages"],
+    # the same program behind both front ends
+    p = run([WORKER, "apply", os.path.join(d, "missing"), "--stage", ts, "--out", out, "--allow-test-stages"],
             check=False)
     assert p.returncode == 2 and "missing: no config.json" in p.stderr, p.stderr
+    assert "usage: cisweep apply MODEL_DIR" in run([CISWEEP, "apply", "--help"]).stdout
     assert not os.path.exists(out)
 
 
