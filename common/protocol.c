@@ -107,7 +107,11 @@ static const field F_JOB[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, tru
 static const field F_HEARTBEAT[] = {{"job", F_POSINT, false}, {"attempt", F_POSINT, false},
     {"progress", F_NUM, false}, {"held", F_ARR, false}, {NULL, 0, 0}};
 static const field F_RESULT[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"rows", F_OBJ, true},
-    {"run_ms", F_INT, false}, {NULL, 0, 0}};
+    {"run_ms", F_INT, false}, {"stages", F_ARR, false}, {NULL, 0, 0}};
+/* one element of RESULT.stages (worker/interventions/record.h interv_stage_json) */
+static const field F_STAGE[] = {{"stage", F_POSINT, true}, {"method", F_STR, true}, {"params", F_OBJ, true},
+    {"of_stage", F_POSINT, false}, {"category", F_STR, false}, {"recompress", F_BOOL, false}, {"seed", F_INT, false},
+    {"record", F_OBJ, false}, {"phases_s", F_OBJ, false}, {"wall_ms", F_INT, false}, {NULL, 0, 0}};
 static const field F_FAILED[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"error", F_STR, true},
     {"log_tail", F_STR, false}, {"retryable", F_BOOL, false}, {NULL, 0, 0}};
 static const field F_ACK[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"of", F_STR, true},
@@ -115,6 +119,35 @@ static const field F_ACK[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, tru
 static const field F_CANCEL[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"reason", F_STR, false},
     {NULL, 0, 0}};
 static const field F_REASON[] = {{"reason", F_STR, false}, {NULL, 0, 0}};
+
+/* RESULT.stages: at most PROTO_MAX_STAGES objects, numbered 1, 2, ... in order, each with a method
+ * name of 1..64 bytes, an object of params, and non-negative seed and wall_ms */
+static int validate_stages(json_t *stages, cis_err *err) {
+    if (!stages) return 0;
+    if (json_array_size(stages) > PROTO_MAX_STAGES)
+        return err_set(err, CIS_EINVAL, "RESULT: field \"stages\" lists more than %d stages", PROTO_MAX_STAGES);
+    size_t i;
+    json_t *st;
+    json_array_foreach(stages, i, st) {
+        if (!json_is_object(st))
+            return err_set(err, CIS_EINVAL, "RESULT: stages[%zu] must be an object {stage, method, params, ...}", i);
+        if (check_fields(PROTO_RESULT, st, F_STAGE, err)) {
+            char what[sizeof err->msg];
+            const char *m = err->msg, *pre = "RESULT: ";
+            snprintf(what, sizeof what, "%s", strncmp(m, pre, strlen(pre)) ? m : m + strlen(pre));
+            return err_set(err, CIS_EINVAL, "RESULT: stages[%zu]: %s", i, what);
+        }
+        if (json_integer_value(json_object_get(st, "stage")) != (json_int_t)i + 1)
+            return err_set(err, CIS_EINVAL, "RESULT: stages[%zu]: field \"stage\" must be %zu (stages in order)", i, i + 1);
+        size_t ml = json_string_length(json_object_get(st, "method"));
+        if (ml == 0 || ml > 64)
+            return err_set(err, CIS_EINVAL, "RESULT: stages[%zu]: field \"method\" must be 1..64 bytes", i);
+        json_t *seed = json_object_get(st, "seed"), *wall = json_object_get(st, "wall_ms");
+        if ((seed && json_integer_value(seed) < 0) || (wall && json_integer_value(wall) < 0))
+            return err_set(err, CIS_EINVAL, "RESULT: stages[%zu]: fields \"seed\" and \"wall_ms\" must be >= 0", i);
+    }
+    return 0;
+}
 
 int proto_validate(proto_cmd cmd, json_t *body, cis_err *err) {
     if (!json_is_object(body))
@@ -185,6 +218,7 @@ int proto_validate(proto_cmd cmd, json_t *body, cis_err *err) {
                                "RESULT: metric \"%s\" must be a number, null or \"nan\"/\"inf\"/\"-inf\"", k);
         }
     }
+    if (cmd == PROTO_RESULT && validate_stages(json_object_get(body, "stages"), err)) return -1;
     if (cmd == PROTO_ACK) {
         const char *of = json_string_value(json_object_get(body, "of"));
         if (strcmp(of, "RESULT") && strcmp(of, "FAILED") && strcmp(of, "PREEMPTED"))

@@ -16,7 +16,7 @@
  *   READY  {slots}                             HEARTBEAT {}
  *   HEARTBEAT {job?, attempt?, progress?, held?}
  *   RESULT {job, attempt, rows:{metric:num},   ACK     {job, attempt, of:"RESULT"|"FAILED"|
- *           run_ms}                                      "PREEMPTED"}
+ *           run_ms, stages?:[stage]}                             "PREEMPTED"}
  *   FAILED {job, attempt, error, log_tail,     CANCEL  {job, attempt, reason}
  *           retryable}                         RECONNECT {reason}   (unknown peer: say HELLO)
  *   PREEMPTED {job, attempt}                   BYE {reason}
@@ -25,7 +25,11 @@
  * behind it); RESULT, FAILED and PREEMPTED each free one slot without a READY. HELLO.held and
  * HEARTBEAT.held list every job the worker holds (running and queued) so that their leases stay
  * alive and survive a coordinator restart.
- * Metric values that are not finite travel as the strings "nan", "inf", "-inf". */
+ * Metric values that are not finite travel as the strings "nan", "inf", "-inf".
+ * RESULT.stages (optional; absent for the baseline) lists what ran, one object per stage of the
+ * plan in order: {stage (1, 2, ...), method, params (the effective params), of_stage?, category?,
+ * recompress?, seed?, record?:{...}, phases_s?:{phase: seconds}, wall_ms?} (worker/interventions/
+ * record.h); the coordinator stores them in the `stages` table. */
 #ifndef CISWEEP_PROTOCOL_H
 #define CISWEEP_PROTOCOL_H
 
@@ -38,6 +42,7 @@
 #define PROTO_TAG "CISW1"
 #define PROTO_MAX_ID 255          /* routing id bytes */
 #define PROTO_MAX_BODY (16 << 20) /* bytes; also ZMQ_MAXMSGSIZE on the sockets */
+#define PROTO_MAX_STAGES 129      /* RESULT.stages: a 64-stage composition, re-applied stages and more */
 
 typedef enum proto_cmd {
     PROTO_INVALID = 0,

@@ -326,7 +326,7 @@ json_t *spec_param_normalize(const method_info *m, const param_info *p, json_t *
 }
 
 /* ---- compositions ------------------------------------------------------------------------ */
-static json_t *normalize_stage(json_t *st, const char *where, bool allow_test, cis_err *err) {
+json_t *spec_normalize_stage(json_t *st, const char *where, bool allow_test, cis_err *err) {
     if (!json_is_object(st))
         return err_set(err, CIS_EINVAL, "%s: a stage must be an object {\"method\": NAME, \"params\": {...}}", where), NULL;
     const char *k;
@@ -340,7 +340,7 @@ static json_t *normalize_stage(json_t *st, const char *where, bool allow_test, c
     const method_info *m = method_lookup(json_string_value(jm));
     if (!m || (m->category == CAT_TEST && !allow_test)) {
         if (m) return err_set(err, CIS_EINVAL, "%s.method: \"%s\" is a test fixture, accepted only with --allow-selftest "
-                              "(GRID_ALLOW_SELFTEST)", where, m->name), NULL;
+                              "(GRID_ALLOW_SELFTEST; cisweep apply: --allow-test-stages)", where, m->name), NULL;
         return err_set(err, CIS_EINVAL, "%s.method: unknown method \"%s\" (known: %s)", where,
                        json_string_value(jm), method_names()), NULL;
     }
@@ -386,7 +386,7 @@ json_t *spec_normalize(json_t *stages, const char *where, bool allow_test, cis_e
     json_t *out = json_array();
     for (size_t i = 0; i < json_array_size(stages); i++) {
         char *sw = xasprintf("%s[%zu]", where, i);
-        json_t *st = normalize_stage(json_array_get(stages, i), sw, allow_test, err);
+        json_t *st = spec_normalize_stage(json_array_get(stages, i), sw, allow_test, err);
         free(sw);
         if (!st) { json_decref(out); return NULL; }
         json_array_append_new(out, st);
@@ -446,7 +446,7 @@ char *spec_label(json_t *stages) {
         if (i) sb_puts(&b, "->");
         sb_puts(&b, name ? name : "?");
         const char *lp = m ? m->level_param : NULL;
-        if (m && m->category == CAT_TEST) lp = "id";
+        if (m && m->category == CAT_TEST && !lp) lp = "id";
         json_t *v = lp ? json_object_get(json_object_get(st, "params"), lp) : NULL;
         if (v) {
             char *t = spec_dump_canonical(v);

@@ -14,7 +14,7 @@ typedef enum method_category {
     CAT_EDIT = 0,     /* knowledge editing: ft, memit, lora */
     CAT_COMPRESS = 1, /* compression: wanda, sparsegpt, gptq, awq */
     CAT_UNLEARN = 2,  /* unlearning: rmu, ga, gd */
-    CAT_TEST = 3,     /* selftest: orchestration test fixture, enabled only by a flag */
+    CAT_TEST = 3,     /* test fixtures (selftest, test_scale), enabled only by a flag */
 } method_category;
 
 const char *category_name(method_category c); /* "edit", "compress", "unlearn", "test" */
@@ -79,6 +79,9 @@ json_t *spec_param_normalize(const method_info *m, const param_info *p, json_t *
  * reference): [{"method": NAME, "params": {every parameter, defaults filled}}...]. Errors as for
  * spec_canonical (paths "<where>[i].method", "<where>[i].params.NAME"). */
 json_t *spec_normalize(json_t *stages, const char *where, bool allow_test, cis_err *err);
+/* spec_normalize_stage: the same for one stage object (new reference, or NULL with err; paths
+ * "<where>.method", "<where>.params.NAME"). */
+json_t *spec_normalize_stage(json_t *stage, const char *where, bool allow_test, cis_err *err);
 
 /* spec_dump_canonical: the canonical text of any JSON value (malloc'd): no whitespace, object
  * keys sorted bytewise, integers as %lld, reals in the shortest form that reads back to the same
@@ -89,7 +92,8 @@ char *spec_dump_canonical(json_t *v);
 char *spec_format_real(double x, char *buf, size_t n);
 
 /* spec_label: a short human label of a canonical stage array, e.g.
- * "memit->wanda(sparsity=0.25)"; stages show their level parameter (selftest shows its id);
+ * "memit->wanda(sparsity=0.25)"; stages show their level parameter (a test method without one,
+ * i.e. selftest, shows its id);
  * "baseline" for []. malloc'd. */
 char *spec_label(json_t *canonical_stages);
 /* spec_pattern: "baseline" or the stages' category names joined by "->" ("edit->compress").

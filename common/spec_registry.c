@@ -1,9 +1,12 @@
 /* spec_registry.c - the table of known intervention methods: their category, parameters (type,
  * allowed values, defaults) and level parameter. Defaults are the paper's settings for Llama-3-8B
  * (docs/paper.md §1.2-1.4, from the authors' conf/{edit,compression,unlearn}/ yaml files); the level
- * parameter of each compressor is required, since a grid always names it. `selftest` is the
- * orchestration test fixture (issue 2, worker item 5): it is accepted only where allow_test is
- * set. Adding a method = adding a row here (and an implementation in the worker). */
+ * parameter of each compressor is required, since a grid always names it. The CAT_TEST methods
+ * are test fixtures, accepted only where allow_test is set (--allow-selftest, and `cisweep apply
+ * --allow-test-stages`): `selftest` is the orchestration fixture (issue 2, worker item 5) and
+ * `test_scale` a trivial stage that really changes a model (worker/interventions/test_scale.c).
+ * Adding a method = adding a row here and an entry in worker/interventions/registry.c (a test
+ * checks that the two tables agree; docs/interventions.md). */
 #include "common/spec.h"
 
 #include <string.h>
@@ -102,6 +105,15 @@ static const param_info SELFTEST_PARAMS[] = {
      "for action fail_then_ok: how many first attempts fail", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
+static const param_info TEST_SCALE_PARAMS[] = {
+    {"param", PARAM_STRING, "\"model.layers.*.mlp.down_proj.weight\"", 0, 0, NULL,
+     "fnmatch(3) glob over the Hugging Face parameter names to scale", 0},
+    {"factor", PARAM_FLOAT, "0.5", -1e6, 1e6, NULL, "every matching weight is multiplied by this", 0},
+    {"last_layers", PARAM_INT, "0", 0, 1023, NULL,
+     "0 = every layer; k > 0 = only parameters of the last k decoder layers (non-layer parameters "
+     "always qualify); the per-model preset resolves it into the effective \"layers\" list", 0},
+    {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
+};
 
 static const method_info METHODS[] = {
     {"ft", CAT_EDIT, NULL, FT_PARAMS, "constrained fine-tuning of mlp.down_proj (EasyEdit FT)"},
@@ -115,6 +127,8 @@ static const method_info METHODS[] = {
     {"ga", CAT_UNLEARN, NULL, GA_PARAMS, "gradient ascent on the forget corpora"},
     {"gd", CAT_UNLEARN, NULL, GD_PARAMS, "gradient difference (ascent on forget, descent on retain)"},
     {"selftest", CAT_TEST, NULL, SELFTEST_PARAMS, "orchestration test fixture (--allow-selftest)"},
+    {"test_scale", CAT_TEST, "factor", TEST_SCALE_PARAMS,
+     "test fixture: multiply the matching parameters by factor (--allow-selftest)"},
 };
 #define N_METHODS (sizeof METHODS / sizeof METHODS[0])
 
@@ -142,7 +156,7 @@ const method_info *method_at(size_t i) {
 
 /* kept literal (static, thread-safe); tests/common/test_spec.c checks it against the table */
 const char *method_names(void) {
-    return "ft|memit|lora|wanda|sparsegpt|gptq|awq|rmu|ga|gd|selftest";
+    return "ft|memit|lora|wanda|sparsegpt|gptq|awq|rmu|ga|gd|selftest|test_scale";
 }
 
 const param_info *param_lookup(const method_info *m, const char *name) {

@@ -8,6 +8,7 @@
 #include "coordinator/job_store.h"
 #include "common/log.h"
 #include "common/protocol.h"
+#include "common/spec.h"
 #include "common/version.h"
 
 #include <errno.h>
@@ -256,6 +257,38 @@ static int on_heartbeat(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     return 0;
 }
 
+/* RESULT.stages (validated by proto_validate) -> js_stage rows; the JSON texts are canonical and
+ * malloc'd: free with free_stages */
+static js_stage *result_stages(json_t *body, size_t *n) {
+    json_t *arr = json_object_get(body, "stages");
+    *n = json_array_size(arr);
+    if (*n == 0) return NULL;
+    js_stage *s = xcalloc(*n, sizeof *s);
+    for (size_t i = 0; i < *n; i++) {
+        json_t *o = json_array_get(arr, i), *rec = json_object_get(o, "record"), *ph = json_object_get(o, "phases_s");
+        s[i].stage = (int)proto_int(o, "stage", 0);
+        s[i].of_stage = (int)proto_int(o, "of_stage", s[i].stage);
+        s[i].method = proto_str(o, "method", NULL);
+        s[i].category = proto_str(o, "category", NULL);
+        s[i].recompress = proto_bool(o, "recompress", false);
+        s[i].params_json = spec_dump_canonical(json_object_get(o, "params"));
+        s[i].seed = proto_int(o, "seed", -1);
+        s[i].record_json = rec ? spec_dump_canonical(rec) : NULL;
+        s[i].phases_json = ph ? spec_dump_canonical(ph) : NULL;
+        s[i].wall_ms = proto_int(o, "wall_ms", -1);
+    }
+    return s;
+}
+
+static void free_stages(js_stage *s, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free((char *)s[i].params_json);
+        free((char *)s[i].record_json);
+        free((char *)s[i].phases_json);
+    }
+    free(s);
+}
+
 static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     int64_t job = proto_int(m->body, "job", 0);
     int att = (int)proto_int(m->body, "attempt", 0);
@@ -272,9 +305,12 @@ static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     int outcome = 0;
     char other[256] = "";
     cis_err e2 = {0};
-    int rc = js_record_result(c->js, job, att, w->id, mv, n, proto_int(m->body, "run_ms", -1), now_ms(),
+    size_t ns = 0;
+    js_stage *sv = result_stages(m->body, &ns);
+    int rc = js_record_result(c->js, job, att, w->id, mv, n, sv, ns, proto_int(m->body, "run_ms", -1), now_ms(),
                               &outcome, other, &e2);
     free(mv);
+    free_stages(sv, ns);
     if (rc) {
         if (e2.code != CIS_ESTATE) { *err = e2; return -1; }
         /* a result for an attempt this DB never leased: acknowledge so the worker drops it */

@@ -77,6 +77,9 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_RESULT_INSERT] = "INSERT INTO results(job_id, attempt, metric, value, value_text, is_current, "
                         "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
                         "ON CONFLICT(job_id, attempt, metric) DO NOTHING",
+    [S_STAGE_INSERT] = "INSERT INTO stages(job_id, attempt, stage, of_stage, method, category, recompress, "
+                       "params_json, seed, record_json, phases_json, wall_ms, created_at) "
+                       "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [S_ATTEMPT_RESULT] = "UPDATE attempts SET outcome = ?3, ended_at = ?4, result_at = ?4, run_ms = ?5 "
                          "WHERE job_id = ?1 AND attempt = ?2",
     [S_JOB_DONE] = "UPDATE jobs SET state = 'done', current_attempt = ?2, worker_id = ?3, "

@@ -28,7 +28,7 @@
 #include "common/util.h"
 #include "coordinator/grid.h"
 
-#define JOB_STORE_SCHEMA_VERSION 1
+#define JOB_STORE_SCHEMA_VERSION 2
 
 typedef struct job_store job_store;
 
@@ -139,7 +139,22 @@ enum js_result_outcome {
     JS_RESULT_SUPERSEDED = 2, /* job already done by another attempt: rows stored, is_current=0 */
     JS_RESULT_DUPLICATE = 3,  /* this (job, attempt) was already recorded: nothing changed */
 };
-/* js_record_result: store rows for (job, attempt) idempotently (UNIQUE(job,attempt,metric)).
+/* One stage of the plan an attempt ran (RESULT.stages; worker/interventions/record.h). */
+typedef struct js_stage {
+    int stage;                /* 1-based position in the plan (>= 1) */
+    int of_stage;             /* 1-based position in the composition (>= 1) */
+    const char *method;       /* "wanda" */
+    const char *category;     /* "compress"; NULL = unknown */
+    bool recompress;          /* the paper's re-application at the end */
+    const char *params_json;  /* the effective params, canonical JSON text */
+    int64_t seed;             /* < 0 = unknown (NULL) */
+    const char *record_json;  /* what the method did (JSON object text); NULL = none */
+    const char *phases_json;  /* {phase: seconds} JSON text; NULL = none */
+    int64_t wall_ms;          /* < 0 = unknown (NULL) */
+} js_stage;
+
+/* js_record_result: store rows for (job, attempt) idempotently (UNIQUE(job,attempt,metric)), and
+ * the stages the attempt ran (PRIMARY KEY (job, attempt, stage); stages may be NULL / 0).
  * Accepted whatever the job's state (a late result of a requeued attempt is valid work), except
  * for an attempt that was never leased (attempt > jobs.attempt or < 1, or unknown job) -> -1 with
  * CIS_ESTATE. If the job is not yet done: it becomes done, this attempt current (outcome 'done',
@@ -149,10 +164,11 @@ enum js_result_outcome {
  * `timing_ms` (>=0) goes into attempts.run_ms. *outcome gets the enum above. other_worker may be
  * NULL; it gets "" when there is no one to cancel; the attempt to name in that CANCEL is the job's
  * latest attempt, js_job_attempt(job_id) (NOT the reporting attempt). worker_id is the reporting worker: it becomes
- * jobs.worker_id of a done job (it may differ from the lease holder after a worker restart). */
+ * jobs.worker_id of a done job (it may differ from the lease holder after a worker restart).
+ * A stage with stage/of_stage < 1 or no method/params -> -1 CIS_EINVAL, nothing stored. */
 int js_record_result(job_store *js, int64_t job_id, int attempt, const char *worker_id,
-                     const js_metric *rows, size_t n_rows, int64_t timing_ms, int64_t now,
-                     int *outcome, char other_worker[256], cis_err *err);
+                     const js_metric *rows, size_t n_rows, const js_stage *stages, size_t n_stages,
+                     int64_t timing_ms, int64_t now, int *outcome, char other_worker[256], cis_err *err);
 
 /* js_job_attempt: the job's latest attempt number (jobs.attempt; 0 = never leased); -1 with
  * CIS_ESTATE for an unknown job, -1 CIS_EDB on error. */

@@ -164,8 +164,39 @@ static int set_attempt_end(job_store *js, int64_t job_id, int attempt, const cha
     return 0;
 }
 
+/* the stages an attempt ran (stages table) */
+static int insert_stages(job_store *js, int64_t job_id, int attempt, const js_stage *stages, size_t n, int64_t now,
+                         cis_err *err) {
+    for (size_t i = 0; i < n; i++) {
+        const js_stage *s = &stages[i];
+        if (s->stage < 1 || s->of_stage < 1 || !s->method || !*s->method || !s->params_json)
+            return err_set(err, CIS_EINVAL, "result for job %lld attempt %d: stage %zu needs stage >= 1, of_stage >= 1, "
+                           "a method and params", (long long)job_id, attempt, i + 1);
+        sqlite3_stmt *st = js_st(js, S_STAGE_INSERT, err);
+        if (!st) return -1;
+        sqlite3_bind_int64(st, 1, job_id);
+        sqlite3_bind_int(st, 2, attempt);
+        sqlite3_bind_int(st, 3, s->stage);
+        sqlite3_bind_int(st, 4, s->of_stage);
+        sqlite3_bind_text(st, 5, s->method, -1, SQLITE_TRANSIENT);
+        js_bind_text_or_null(st, 6, s->category);
+        sqlite3_bind_int(st, 7, s->recompress ? 1 : 0);
+        sqlite3_bind_text(st, 8, s->params_json, -1, SQLITE_TRANSIENT);
+        if (s->seed >= 0) sqlite3_bind_int64(st, 9, s->seed);
+        else sqlite3_bind_null(st, 9);
+        js_bind_text_or_null(st, 10, s->record_json);
+        js_bind_text_or_null(st, 11, s->phases_json);
+        if (s->wall_ms >= 0) sqlite3_bind_int64(st, 12, s->wall_ms);
+        else sqlite3_bind_null(st, 12);
+        sqlite3_bind_int64(st, 13, now);
+        if (js_run(js, st, "storing a stage", err) < 0) return -1;
+    }
+    return 0;
+}
+
 static int result_body(job_store *js, int64_t job_id, int attempt, const char *worker_id, const js_metric *rows,
-                       size_t n_rows, int64_t timing_ms, int64_t now, int *outcome, char *other, cis_err *err) {
+                       size_t n_rows, const js_stage *stages, size_t n_stages, int64_t timing_ms, int64_t now,
+                       int *outcome, char *other, cis_err *err) {
     sqlite3_stmt *st = js_st(js, S_RESULT_LOOKUP, err);
     if (!st) return -1;
     sqlite3_bind_int64(st, 1, job_id);
@@ -209,6 +240,7 @@ static int result_body(job_store *js, int64_t job_id, int attempt, const char *w
         sqlite3_bind_int64(st, 7, now);
         if (js_run(js, st, "storing a metric", err) < 0) return -1;
     }
+    if (insert_stages(js, job_id, attempt, stages, n_stages, now, err) < 0) return -1;
     if (!(st = js_st(js, S_ATTEMPT_RESULT, err))) return -1;
     sqlite3_bind_int64(st, 1, job_id);
     sqlite3_bind_int(st, 2, attempt);
@@ -241,14 +273,16 @@ static int result_body(job_store *js, int64_t job_id, int attempt, const char *w
 }
 
 int js_record_result(job_store *js, int64_t job_id, int attempt, const char *worker_id, const js_metric *rows,
-                     size_t n_rows, int64_t timing_ms, int64_t now, int *outcome, char other_worker[256],
-                     cis_err *err) {
+                     size_t n_rows, const js_stage *stages, size_t n_stages, int64_t timing_ms, int64_t now,
+                     int *outcome, char other_worker[256], cis_err *err) {
     if (other_worker) other_worker[0] = 0;
     if (n_rows && !rows) return err_set(err, CIS_EINVAL, "result for job %lld: no rows", (long long)job_id);
+    if (n_stages && !stages) return err_set(err, CIS_EINVAL, "result for job %lld: no stages", (long long)job_id);
     int oc = 0;
     bool own;
     if (js_tx_enter(js, &own, err) < 0) return -1;
-    int rc = result_body(js, job_id, attempt, worker_id, rows, n_rows, timing_ms, now, &oc, other_worker, err);
+    int rc = result_body(js, job_id, attempt, worker_id, rows, n_rows, stages, n_stages, timing_ms, now, &oc,
+                         other_worker, err);
     rc = js_tx_leave(js, own, rc, err);
     if (rc < 0) {
         if (other_worker) other_worker[0] = 0;

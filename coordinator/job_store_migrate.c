@@ -20,11 +20,54 @@
 #include <string.h>
 
 
-/* steps from version N to N+1; none yet: version 1 is the first released schema */
+/* steps from version N to N+1 (version 1 is the first released schema) */
 const js_migration JS_MIGRATIONS[] = {
-    {0, NULL},
+    /* 1 -> 2: the stages table (what ran: effective params, seed, record, wall time per stage) */
+    {1, "CREATE TABLE stages (\n"
+        "    job_id      INTEGER NOT NULL,\n"
+        "    attempt     INTEGER NOT NULL,\n"
+        "    stage       INTEGER NOT NULL CHECK (stage >= 1),  -- 1-based position in the plan that ran\n"
+        "    of_stage    INTEGER NOT NULL CHECK (of_stage >= 1), -- 1-based position in the composition\n"
+        "    method      TEXT NOT NULL,\n"
+        "    category    TEXT,                   -- edit, compress, unlearn, test\n"
+        "    recompress  INTEGER NOT NULL DEFAULT 0 CHECK (recompress IN (0, 1)),\n"
+        "    params_json TEXT NOT NULL,          -- the effective params (canonical JSON)\n"
+        "    seed        INTEGER,                -- the stage's seed (= the edit set)\n"
+        "    record_json TEXT,                   -- what the method did (free-form JSON object)\n"
+        "    phases_json TEXT,                   -- wall seconds per phase, {\"calibrate\": 1.5, ...}\n"
+        "    wall_ms     INTEGER,                -- the stage's wall time\n"
+        "    created_at  INTEGER NOT NULL,\n"
+        "    PRIMARY KEY (job_id, attempt, stage),\n"
+        "    FOREIGN KEY (job_id, attempt) REFERENCES attempts(job_id, attempt)\n"
+        ") STRICT;\n"
+        "CREATE INDEX stages_method ON stages (method);\n"
+        "CREATE VIEW v_stages AS\n"
+        "SELECT st.job_id AS job_id,\n"
+        "       s.name AS sweep,\n"
+        "       m.name AS model,\n"
+        "       c.pattern AS pattern,\n"
+        "       c.label AS label,\n"
+        "       j.edit_set AS edit_set,\n"
+        "       st.attempt AS attempt,\n"
+        "       (j.state = 'done' AND j.current_attempt = st.attempt) AS is_current,\n"
+        "       st.stage AS stage,\n"
+        "       st.of_stage AS of_stage,\n"
+        "       st.method AS method,\n"
+        "       st.category AS category,\n"
+        "       st.recompress AS recompress,\n"
+        "       st.params_json AS params_json,\n"
+        "       st.seed AS seed,\n"
+        "       st.record_json AS record_json,\n"
+        "       st.phases_json AS phases_json,\n"
+        "       st.wall_ms AS wall_ms,\n"
+        "       st.created_at AS created_at\n"
+        "FROM stages st\n"
+        "JOIN jobs j         ON j.id = st.job_id\n"
+        "JOIN sweeps s       ON s.id = j.sweep_id\n"
+        "JOIN models m       ON m.id = j.model_id\n"
+        "JOIN compositions c ON c.id = j.composition_id;\n"},
 };
-const size_t JS_N_MIGRATIONS = 0;
+const size_t JS_N_MIGRATIONS = sizeof JS_MIGRATIONS / sizeof JS_MIGRATIONS[0];
 
 static int read_user_version(sqlite3 *db, const char *path, int *v, cis_err *err) {
     sqlite3_stmt *st = NULL;

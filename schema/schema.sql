@@ -1,4 +1,4 @@
--- schema.sql - the cisweep job store, schema version 1: the single source of truth.
+-- schema.sql - the cisweep job store, schema version 2: the single source of truth.
 --
 -- Compiled into the binaries (build/gen/schema_sql.h) and run by job_store_open on a new file,
 -- inside one transaction; the PRAGMA user_version at the end records the version. Older files
@@ -104,6 +104,28 @@ CREATE TABLE results (
     FOREIGN KEY (job_id, attempt) REFERENCES attempts(job_id, attempt)
 ) STRICT;
 CREATE INDEX results_current ON results (metric, job_id) WHERE is_current = 1;
+
+-- what ran: one row per stage of an attempt's stage plan, as the worker reported it with the
+-- RESULT (worker/interventions: the effective params after defaults and the per-model preset; the
+-- paper's re-application of a leading compressor is its own row with recompress = 1)
+CREATE TABLE stages (
+    job_id      INTEGER NOT NULL,
+    attempt     INTEGER NOT NULL,
+    stage       INTEGER NOT NULL CHECK (stage >= 1),  -- 1-based position in the plan that ran
+    of_stage    INTEGER NOT NULL CHECK (of_stage >= 1), -- 1-based position in the composition
+    method      TEXT NOT NULL,
+    category    TEXT,                   -- edit, compress, unlearn, test
+    recompress  INTEGER NOT NULL DEFAULT 0 CHECK (recompress IN (0, 1)),
+    params_json TEXT NOT NULL,          -- the effective params (canonical JSON)
+    seed        INTEGER,                -- the stage's seed (= the edit set)
+    record_json TEXT,                   -- what the method did (free-form JSON object)
+    phases_json TEXT,                   -- wall seconds per phase, {"calibrate": 1.5, ...}
+    wall_ms     INTEGER,                -- the stage's wall time
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (job_id, attempt, stage),
+    FOREIGN KEY (job_id, attempt) REFERENCES attempts(job_id, attempt)
+) STRICT;
+CREATE INDEX stages_method ON stages (method);
 
 -- worker daemons the coordinator has heard from
 CREATE TABLE workers (
@@ -312,4 +334,32 @@ JOIN sweeps s       ON s.id = j.sweep_id
 JOIN models m       ON m.id = j.model_id
 JOIN compositions c ON c.id = j.composition_id;
 
-PRAGMA user_version = 1;
+-- every stage of every attempt that reported a result, with names; is_current = 1 for the stages
+-- of a done job's current attempt (the ones its metric rows come from)
+CREATE VIEW v_stages AS
+SELECT st.job_id AS job_id,
+       s.name AS sweep,
+       m.name AS model,
+       c.pattern AS pattern,
+       c.label AS label,
+       j.edit_set AS edit_set,
+       st.attempt AS attempt,
+       (j.state = 'done' AND j.current_attempt = st.attempt) AS is_current,
+       st.stage AS stage,
+       st.of_stage AS of_stage,
+       st.method AS method,
+       st.category AS category,
+       st.recompress AS recompress,
+       st.params_json AS params_json,
+       st.seed AS seed,
+       st.record_json AS record_json,
+       st.phases_json AS phases_json,
+       st.wall_ms AS wall_ms,
+       st.created_at AS created_at
+FROM stages st
+JOIN jobs j         ON j.id = st.job_id
+JOIN sweeps s       ON s.id = j.sweep_id
+JOIN models m       ON m.id = j.model_id
+JOIN compositions c ON c.id = j.composition_id;
+
+PRAGMA user_version = 2;

@@ -196,6 +196,7 @@ static void finish_job(wd *w) {
     } else if (j->status == JOB_OK) {
         b = json_pack("{s:I,s:i,s:O,s:I}", "job", (json_int_t)j->job, "attempt", j->attempt, "rows", j->rows,
                       "run_ms", (json_int_t)j->run_ms);
+        if (json_array_size(j->stages)) json_object_set(b, "stages", j->stages);
         report(w, PROTO_RESULT, b);
         LOG_D("job %lld attempt %d done in %lld ms", (long long)j->job, j->attempt, (long long)j->run_ms);
     } else {
@@ -209,6 +210,7 @@ static void finish_job(wd *w) {
     if (b) json_decref(b);
     json_decref(j->spec);
     if (j->rows) json_decref(j->rows);
+    json_decref(j->stages);
     free(j);
     w->job = NULL;
     w->cancel_deadline = 0;
@@ -248,6 +250,7 @@ static void start_job(wd *w, json_t *body) {
     j->spec = json_incref(body);
     j->selftest_enabled = w->o->selftest;
     j->data_dir = w->o->data_dir;
+    j->cache_dir = w->o->cache_dir;
     j->threads = w->o->threads;
     j->cache = w->cache;
     j->eval_limit = w->o->eval_limit;

@@ -19,6 +19,7 @@ typedef struct job_ctx {
     json_t *spec;             /* the JOB body (owned): model, model_path, composition, edit_set, ... */
     bool selftest_enabled;    /* the worker was started with --selftest */
     const char *data_dir;     /* the worker's --data DIR (evaluation sets, corpora); NULL = none */
+    const char *cache_dir;    /* the worker's --cache DIR (interventions keep reusable files there) */
     int threads;              /* the worker's --threads (0 = all cores) */
     struct model_cache *cache;/* the worker's model cache on its --device (owned by the daemon) */
     int eval_limit;           /* the worker's --eval-limit (0 = full evaluation sets; smoke runs) */
@@ -29,6 +30,8 @@ typedef struct job_ctx {
     /* outcome (written by the job thread before it signals completion) */
     int status;               /* enum job_status */
     json_t *rows;             /* JOB_OK: {metric: value} (owned) */
+    json_t *stages;           /* JOB_OK: one stage record per stage that ran (owned; NULL = none):
+                                 method, effective params, seed, record, wall time (RESULT.stages) */
     char error[1024];         /* JOB_FAILED: one line */
     bool retryable;           /* JOB_FAILED: worth another attempt */
     int64_t run_ms;           /* wall time of the job */
@@ -40,8 +43,13 @@ static inline void job_set_progress(job_ctx *j, double p) {
     atomic_store(&j->progress_pm, (int)(p < 0 ? 0 : p > 1 ? 1000 : p * 1000));
 }
 
-/* runner_execute: run the composition of j->spec (called on the job thread). Fills the outcome. */
+/* runner_execute: run the composition of j->spec (called on the job thread): its stage plan
+ * through the intervention registry (worker/interventions), then the evaluation. Fills the
+ * outcome (rows, stages; or an error and whether it is retryable; or JOB_STOPPED). */
 void runner_execute(job_ctx *j);
+
+/* runner_stage_share: the part of a job's progress that its stages take (the evaluation the rest) */
+#define RUNNER_STAGE_SHARE 0.5
 
 /* selftest_execute: the orchestration test fixture (enabled by --selftest): stage params say what
  * to do: action ok|fail|fail_then_ok|crash|hang|oom, sleep_ms, rows, oom_mb, fail_attempts. */

@@ -24,6 +24,7 @@ static void usage(FILE *f) {
             "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
             "       cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [...]\n"
             "       cisweep-worker eval MODEL_DIR --world DIR [...]\n"
+            "       cisweep-worker apply MODEL_DIR --stage JSON [--stage JSON ...] --out DIR [--data DIR] [--edit-set K] [...]\n"
             "       cisweep-worker inspect MODEL_DIR [--prompt TEXT] [--top K]\n"
             "       cisweep-worker --version\n");
 }
@@ -96,6 +97,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "worker")) return cmd_worker(argc - 1, argv + 1, argv);
     if (!strcmp(argv[1], "world")) { extern int cmd_world(int argc, char **argv); return cmd_world(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "eval")) { extern int cmd_eval(int argc, char **argv); return cmd_eval(argc - 1, argv + 1); }
+    if (!strcmp(argv[1], "apply")) { extern int cmd_apply(int argc, char **argv); return cmd_apply(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "inspect")) { extern int cmd_inspect(int argc, char **argv); return cmd_inspect(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "train")) { extern int cmd_train(int argc, char **argv); return cmd_train(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(stdout); return 0; }

@@ -50,7 +50,7 @@ static int run_one(const char *dir, int n, unsigned flags, const char *what) {
             if (c < 0) goto out;
             if (c == 0) { more = false; break; }
             int oc;
-            int r = js_record_result(js, j.id, j.attempt, "w1", m, 3, 1, 2000, &oc, NULL, &err);
+            int r = js_record_result(js, j.id, j.attempt, "w1", m, 3, NULL, 0, 1, 2000, &oc, NULL, &err);
             js_job_clear(&j);
             if (r < 0) goto out;
             t_result += mono_sec() - b;

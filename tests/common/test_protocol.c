@@ -4,6 +4,7 @@
 #include "tests/testlib.h"
 #include "common/protocol.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
@@ -34,6 +35,11 @@ static void valid_messages_decode(void) {
         {"HEARTBEAT", "{}"},
         {"HEARTBEAT", "{\"job\":1,\"attempt\":1,\"progress\":0.5}"},
         {"RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{\"mmlu\":0.6,\"ppl\":\"inf\",\"x\":null},\"run_ms\":5}"},
+        {"RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"stages\":[]}"},
+        {"RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"stages\":[{\"stage\":1,\"method\":\"test_scale\","
+                   "\"params\":{\"factor\":0.5},\"of_stage\":1,\"category\":\"test\",\"recompress\":false,\"seed\":3,"
+                   "\"record\":{\"n\":1},\"phases_s\":{\"scale\":0.1},\"wall_ms\":4},{\"stage\":2,\"method\":\"wanda\","
+                   "\"params\":{},\"recompress\":true,\"future_field\":1}]}"},
         {"FAILED", "{\"job\":1,\"attempt\":1,\"error\":\"boom\",\"retryable\":false}"},
         {"PREEMPTED", "{\"job\":1,\"attempt\":1}"},
         {"ACK", "{\"job\":1,\"attempt\":1,\"of\":\"RESULT\"}"},
@@ -77,6 +83,32 @@ static void malformed_frames_rejected(void) {
     expect_reject("HEARTBEAT", "{\"job\":3}", "go together");
     expect_reject("RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{\"a\":\"text\"}}", "metric \"a\"");
     expect_reject("RESULT", "{\"job\":1,\"attempt\":-2,\"rows\":{}}", "\"attempt\" must be a positive integer");
+#define RES(stages) "{\"job\":1,\"attempt\":1,\"rows\":{},\"stages\":" stages "}"
+    expect_reject("RESULT", RES("{}"), "field \"stages\" must be an array");
+    expect_reject("RESULT", RES("[7]"), "RESULT: stages[0] must be an object");
+    expect_reject("RESULT", RES("[{\"stage\":1,\"method\":\"m\"}]"), "RESULT: stages[0]: missing field \"params\"");
+    expect_reject("RESULT", RES("[{\"stage\":1,\"method\":\"m\",\"params\":[]}]"),
+                  "RESULT: stages[0]: field \"params\" must be an object");
+    expect_reject("RESULT", RES("[{\"stage\":1,\"method\":\"m\",\"params\":{},\"record\":\"x\"}]"),
+                  "stages[0]: field \"record\" must be an object");
+    expect_reject("RESULT", RES("[{\"stage\":2,\"method\":\"m\",\"params\":{}}]"), "field \"stage\" must be 1");
+    expect_reject("RESULT", RES("[{\"stage\":1,\"method\":\"\",\"params\":{}}]"), "\"method\" must be 1..64 bytes");
+    expect_reject("RESULT", RES("[{\"stage\":1,\"method\":\"m\",\"params\":{},\"wall_ms\":-1}]"), "must be >= 0");
+    expect_reject("RESULT", RES("[{\"stage\":1,\"method\":\"m\",\"params\":{},\"seed\":1.5}]"),
+                  "field \"seed\" must be an integer");
+    {   /* more stages than a plan can have */
+        char *many = xstrdup("[");
+        for (int i = 1; i <= PROTO_MAX_STAGES + 1; i++) {
+            char *t = xasprintf("%s%s{\"stage\":%d,\"method\":\"m\",\"params\":{}}", many, i > 1 ? "," : "", i);
+            free(many);
+            many = t;
+        }
+        char *body = xasprintf("{\"job\":1,\"attempt\":1,\"rows\":{},\"stages\":%s]}", many);
+        expect_reject("RESULT", body, "more than 129 stages");
+        free(body);
+        free(many);
+    }
+#undef RES
     expect_reject("FAILED", "{\"job\":1,\"attempt\":1}", "missing field \"error\"");
     expect_reject("ACK", "{\"job\":1,\"attempt\":1,\"of\":\"JOB\"}", "\"of\" must be");
     /* a body that is not UTF-8 */

@@ -46,7 +46,8 @@ static void test_registry(void) {
     CHECK_EQ_STR(method_names(), buf);
     const char *cats[][2] = {{"ft", "edit"}, {"memit", "edit"}, {"lora", "edit"}, {"wanda", "compress"},
                              {"sparsegpt", "compress"}, {"gptq", "compress"}, {"awq", "compress"},
-                             {"rmu", "unlearn"}, {"ga", "unlearn"}, {"gd", "unlearn"}, {"selftest", "test"}};
+                             {"rmu", "unlearn"}, {"ga", "unlearn"}, {"gd", "unlearn"}, {"selftest", "test"},
+                             {"test_scale", "test"}};
     for (size_t i = 0; i < sizeof cats / sizeof cats[0]; i++) {
         const method_info *m = method_lookup(cats[i][0]);
         CHECK(m != NULL);
@@ -200,6 +201,12 @@ static void test_errors_name_things(void) {
     CHECK_MSG(strstr(m, "ft layers"), "%s", m);
     m = fails("[{\"method\":\"selftest\"}]", false);
     CHECK_MSG(strstr(m, "selftest") && strstr(m, "allow-selftest"), "%s", m);
+    /* the test stage is refused outside tests exactly as selftest is */
+    m = fails("[{\"method\":\"test_scale\",\"params\":{\"factor\":2}}]", false);
+    CHECK_MSG(strstr(m, "spec[0].method") && strstr(m, "\"test_scale\" is a test fixture") &&
+              strstr(m, "allow-selftest") && strstr(m, "--allow-test-stages"), "%s", m);
+    m = fails("[{\"method\":\"test_scale\",\"params\":{\"factor\":\"x\"}}]", true);
+    CHECK_MSG(strstr(m, "test_scale factor") && strstr(m, "not a number"), "%s", m);
     m = fails("[{\"method\":\"selftest\",\"params\":{\"action\":\"explode\"}}]", true);
     CHECK_MSG(strstr(m, "selftest action") && strstr(m, "ok|fail|crash|hang|oom|fail_then_ok"), "%s", m);
     m = fails("[{\"method\":\"selftest\",\"params\":{\"rows\":{\"a\":\"x\"}}}]", true);
@@ -272,6 +279,18 @@ static void test_pattern_label_category(void) {
     CHECK(!spec_has_category(c, CAT_UNLEARN));
     free(p); free(l);
     json_decref(c);
+    json_decref(j);
+    /* the test stage: its defaults filled in, its level parameter in the label */
+    char key[65];
+    char *t = canon("[{\"method\":\"test_scale\",\"params\":{\"factor\":2}}]", true, key);
+    CHECK_EQ_STR(t, "[{\"method\":\"test_scale\",\"params\":{\"factor\":2.0,\"last_layers\":0,"
+                    "\"param\":\"model.layers.*.mlp.down_proj.weight\"}}]");
+    j = t ? json_loads(t, 0, NULL) : json_array();
+    l = spec_label(j);
+    p = spec_pattern(j);
+    CHECK_EQ_STR(l, "test_scale(factor=2.0)");
+    CHECK_EQ_STR(p, "test");
+    free(p); free(l); free(t);
     json_decref(j);
     j = json_array();
     p = spec_pattern(j);

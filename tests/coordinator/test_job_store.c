@@ -160,7 +160,7 @@ static int result(job_store *js, int64_t id, int attempt, const char *w, double 
     js_metric m[2] = {{"mmlu", v}, {"avg_bits", 16}};
     int oc = 0;
     cis_err err = {0};
-    if (js_record_result(js, id, attempt, w, m, 2, 5, now, &oc, other, &err) < 0) {
+    if (js_record_result(js, id, attempt, w, m, 2, NULL, 0, 5, now, &oc, other, &err) < 0) {
         fprintf(stderr, "  result: %s\n", err.msg);
         return -1;
     }
@@ -175,13 +175,14 @@ static void test_create_open_reopen(void) {
     CHECK(js != NULL);
     if (!js) return;
     CHECK_EQ_INT(job_store_user_version(js), JOB_STORE_SCHEMA_VERSION);
-    CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), 1);
+    CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), 2);
     CHECK_SQL_TEXT(js, "PRAGMA journal_mode", "wal");
     CHECK_EQ_INT(q_int(js, "PRAGMA foreign_keys"), 1);
     CHECK_EQ_INT(q_int(js, "PRAGMA synchronous"), 1); /* NORMAL with JS_NOSYNC */
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('sweeps','models',"
-                           "'compositions','jobs','attempts','results','workers','events','artifacts','dependencies')"),
-                 10);
+                           "'compositions','jobs','attempts','results','workers','events','artifacts','dependencies',"
+                           "'stages')"),
+                 11);
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM sqlite_schema WHERE type = 'view' AND name IN ('v_jobs','v_runs',"
                            "'v_progress','v_failures','v_results')"), 5);
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM pragma_table_list WHERE schema = 'main' AND type = 'table' "
@@ -404,17 +405,17 @@ static void test_result_duplicate(void) {
     /* results for attempts that were never leased */
     int oc;
     js_metric m = {"mmlu", 1};
-    CHECK_EQ_INT(js_record_result(js, 1, 2, "w1", &m, 1, 0, 3000, &oc, other, &err), -1);
+    CHECK_EQ_INT(js_record_result(js, 1, 2, "w1", &m, 1, NULL, 0, 0, 3000, &oc, other, &err), -1);
     CHECK_EQ_INT(err.code, CIS_ESTATE);
-    CHECK_EQ_INT(js_record_result(js, 2, 1, "w1", &m, 1, 0, 3000, &oc, other, &err), -1); /* never leased */
-    CHECK_EQ_INT(js_record_result(js, 2, 0, "w1", &m, 1, 0, 3000, &oc, other, &err), -1);
-    CHECK_EQ_INT(js_record_result(js, 77, 1, "w1", &m, 1, 0, 3000, &oc, other, &err), -1);
+    CHECK_EQ_INT(js_record_result(js, 2, 1, "w1", &m, 1, NULL, 0, 0, 3000, &oc, other, &err), -1); /* never leased */
+    CHECK_EQ_INT(js_record_result(js, 2, 0, "w1", &m, 1, NULL, 0, 0, 3000, &oc, other, &err), -1);
+    CHECK_EQ_INT(js_record_result(js, 77, 1, "w1", &m, 1, NULL, 0, 0, 3000, &oc, other, &err), -1);
     CHECK_EQ_INT(err.code, CIS_ESTATE);
     /* non-finite metrics */
     CHECK_EQ_INT(claim(js, "w1", NULL, 4000, &j), 1);
     js_job_clear(&j);
     js_metric nf[4] = {{"ppl_wikitext", INFINITY}, {"mmlu", NAN}, {"x", -INFINITY}, {"wmdp_bio", 0.25}};
-    CHECK_EQ_INT(js_record_result(js, 2, 1, "w1", nf, 4, 0, 5000, &oc, NULL, &err), 0);
+    CHECK_EQ_INT(js_record_result(js, 2, 1, "w1", nf, 4, NULL, 0, 0, 5000, &oc, NULL, &err), 0);
     CHECK_EQ_INT(oc, JS_RESULT_CURRENT);
     CHECK_SQL_TEXT(js, "SELECT coalesce(value, 'NULL') || ' ' || value_text FROM results WHERE job_id = 2 "
                        "AND metric = 'ppl_wikitext'", "NULL inf");
@@ -765,38 +766,44 @@ static void test_versions(void) {
     CHECK_EQ_INT(err.code, CIS_EVERSION);
     CHECK(strstr(err.msg, p) != NULL);
     CHECK(strstr(err.msg, "version 7") != NULL);
-    CHECK(strstr(err.msg, "(1)") != NULL);
+    char ours[16];
+    snprintf(ours, sizeof ours, "(%d)", JOB_STORE_SCHEMA_VERSION);
+    CHECK(strstr(err.msg, ours) != NULL);
     CHECK(strstr(err.msg, "upgrade cisweep") != NULL);
     CHECK_EQ_INT(job_store_open(p, JS_READONLY, &js, &err), -1);
     CHECK_EQ_INT(err.code, CIS_EVERSION);
-    set_user_version(p, 1);
+    const int V = JOB_STORE_SCHEMA_VERSION;
+    set_user_version(p, V);
 
-    /* a migration step: version 1 -> 2 (a test-only step), then this build refuses the file */
+    /* a migration step: version V -> V+1 (a test-only step), then this build refuses the file */
     sqlite3 *db;
     CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
     js_migration steps[] = {
-        {1, "ALTER TABLE jobs ADD COLUMN note TEXT; UPDATE jobs SET note = 'migrated';"
+        {V, "ALTER TABLE jobs ADD COLUMN note TEXT; UPDATE jobs SET note = 'migrated';"
             "CREATE INDEX jobs_note ON jobs(note);"},
     };
-    js_migration broken[] = {{1, "ALTER TABLE jobs ADD COLUMN note2 TEXT; SELECT * FROM no_such_table;"}};
-    CHECK_EQ_INT(js_migrate(db, p, 3, steps, 1, &err), -1); /* no step 2 -> 3: nothing applied */
+    js_migration broken[] = {{V, "ALTER TABLE jobs ADD COLUMN note2 TEXT; SELECT * FROM no_such_table;"}};
+    char want[64];
+    CHECK_EQ_INT(js_migrate(db, p, V + 2, steps, 1, &err), -1); /* no step V+1 -> V+2: nothing applied */
     CHECK_EQ_INT(err.code, CIS_EVERSION);
-    CHECK(strstr(err.msg, "from schema version 2 to 3") != NULL);
-    CHECK_EQ_INT(js_migrate(db, p, 2, broken, 1, &err), -1);
+    snprintf(want, sizeof want, "from schema version %d to %d", V + 1, V + 2);
+    CHECK(strstr(err.msg, want) != NULL);
+    CHECK_EQ_INT(js_migrate(db, p, V + 1, broken, 1, &err), -1);
     CHECK(strstr(err.msg, "no_such_table") != NULL);
-    CHECK(strstr(err.msg, "migrating schema version 1 to 2") != NULL);
+    snprintf(want, sizeof want, "migrating schema version %d to %d", V, V + 1);
+    CHECK(strstr(err.msg, want) != NULL);
     sqlite3_stmt *st;
     sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version) * 100 + "
                            "(SELECT count(*) FROM pragma_table_info('jobs') WHERE name IN ('note', 'note2'))",
                        -1, &st, NULL);
     CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
-    CHECK_EQ_INT(sqlite3_column_int(st, 0), 100); /* still version 1, no new column */
+    CHECK_EQ_INT(sqlite3_column_int(st, 0), 100 * V); /* still version V, no new column */
     sqlite3_finalize(st);
-    CHECK_EQ_INT(js_migrate(db, p, 2, steps, 1, &err), 0);
+    CHECK_EQ_INT(js_migrate(db, p, V + 1, steps, 1, &err), 0);
     sqlite3_prepare_v2(db, "SELECT (SELECT user_version FROM pragma_user_version) * 100 + "
                            "(SELECT count(*) FROM jobs WHERE note = 'migrated')", -1, &st, NULL);
     CHECK_EQ_INT(sqlite3_step(st), SQLITE_ROW);
-    CHECK_EQ_INT(sqlite3_column_int(st, 0), 202);
+    CHECK_EQ_INT(sqlite3_column_int(st, 0), 100 * (V + 1) + 2);
     sqlite3_finalize(st);
     sqlite3_close(db);
     CHECK_EQ_INT(job_store_open(p, 0, &js, &err), -1);
@@ -815,7 +822,7 @@ static void test_versions(void) {
     FILE *f = fopen(q, "w");
     if (f) fclose(f);
     CHECK_EQ_INT(job_store_open(q, 0, &js, &err), 0);
-    if (js) CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), 1);
+    if (js) CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), V);
     job_store_close(&js);
     free(q);
     /* not a database at all */
@@ -828,8 +835,72 @@ static void test_versions(void) {
     free(p);
 }
 
-/* the schema a migration produces must equal the schema a new file gets: simulated here by
- * running the v1 schema through js_migrate from an empty version-0 file with a step 0 -> 1 */
+/* the stages an attempt ran: stored with its result, once (a duplicate RESULT adds nothing), for a
+ * superseded attempt too (not current in v_stages), refused whole when one is malformed */
+static void test_stages_recorded(void) {
+    char *p;
+    job_store *js = open_launched(2, 3, &p);
+    if (!js) { CHECK(0); return; }
+    cis_err err = {0};
+    js_job a, b;
+    CHECK_EQ_INT(claim(js, "w1", NULL, 1000, &a), 1);
+    js_stage st[3] = {
+        {1, 1, "wanda", "compress", false, "{\"sparsity\":0.25}", 3, "{\"kept\":0.75}", "{\"prune\":1.5}", 1500},
+        {2, 2, "memit", "edit", false, "{\"layers\":[4,5]}", 3, NULL, NULL, -1},
+        {3, 1, "wanda", "compress", true, "{\"sparsity\":0.25}", -1, "{}", NULL, 10},
+    };
+    js_metric m = {"mmlu", 0.5};
+    int oc = 0;
+    /* malformed: nothing stored, the job stays leased */
+    js_stage bad = st[1];
+    bad.stage = 0;
+    CHECK_EQ_INT(js_record_result(js, a.id, a.attempt, "w1", &m, 1, &bad, 1, 5, 2000, &oc, NULL, &err), -1);
+    CHECK_MSG(strstr(err.msg, "stage 1 needs stage >= 1"), "%s", err.msg);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM results"), 0);
+    CHECK_SQL_TEXT(js, "SELECT state FROM jobs WHERE id = 1", "leased");
+    CHECK_EQ_INT(js_record_result(js, a.id, a.attempt, "w1", &m, 1, st, 3, 5, 2000, &oc, NULL, &err), 0);
+    CHECK_EQ_INT(oc, JS_RESULT_CURRENT);
+    CHECK_EQ_INT(js_record_result(js, a.id, a.attempt, "w1", &m, 1, st, 3, 5, 2100, &oc, NULL, &err), 0);
+    CHECK_EQ_INT(oc, JS_RESULT_DUPLICATE);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM stages"), 3);
+    CHECK_SQL_TEXT(js, "SELECT group_concat(method || ':' || stage || ':' || of_stage || ':' || recompress, ' ') "
+                       "FROM (SELECT * FROM v_stages WHERE is_current ORDER BY stage)",
+                   "wanda:1:1:0 memit:2:2:0 wanda:3:1:1");
+    CHECK_SQL_TEXT(js, "SELECT json_extract(params_json, '$.sparsity') || ' ' || seed || ' ' || wall_ms || ' ' || "
+                       "json_extract(record_json, '$.kept') || ' ' || json_extract(phases_json, '$.prune') "
+                       "FROM stages WHERE stage = 1", "0.25 3 1500 0.75 1.5");
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM stages WHERE stage = 2 AND seed = 3 AND wall_ms IS NULL AND "
+                           "record_json IS NULL"), 1);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM stages WHERE stage = 3 AND seed IS NULL"), 1);
+    /* job 2: attempt 1 lost, attempt 2 finishes first, attempt 1's late result is superseded */
+    CHECK_EQ_INT(claim(js, "w1", NULL, 3000, &b), 1);
+    bool applied = false;
+    CHECK_EQ_INT(js_record_lost(js, b.id, b.attempt, "worker_lost", 3100, 5, &applied, &err), 0);
+    js_job b2;
+    CHECK_EQ_INT(claim(js, "w2", NULL, 3200, &b2), 1);
+    CHECK_EQ_INT(js_record_result(js, b2.id, b2.attempt, "w2", &m, 1, st, 1, 5, 3300, &oc, NULL, &err), 0);
+    CHECK_EQ_INT(js_record_result(js, b.id, b.attempt, "w1", &m, 1, st, 2, 5, 3400, &oc, NULL, &err), 0);
+    CHECK_EQ_INT(oc, JS_RESULT_SUPERSEDED);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_stages WHERE job_id = %lld AND is_current", (long long)b.id), 1);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_stages WHERE job_id = %lld AND NOT is_current", (long long)b.id), 2);
+    /* a retried job's stages are kept but no longer current */
+    CHECK_EQ_INT(js_retry(js, false, "id = 1 AND state = 'done'", 5000, &err), 1);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_stages WHERE job_id = 1 AND is_current"), 0);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM stages WHERE job_id = 1"), 3);
+    check_integrity(js);
+    js_job_clear(&a);
+    js_job_clear(&b);
+    js_job_clear(&b2);
+    job_store_close(&js);
+    free(p);
+}
+
+/* the objects each schema version added (for a file of an older version made from the new schema) */
+#define V2_OBJECTS "'stages','stages_method','v_stages'"
+
+/* the schema a migration produces must equal the schema a new file gets: a version-1 file (the
+ * current schema without what version 2 added, created through a step 0 -> 1) opened by
+ * job_store_open runs the real steps of JS_MIGRATIONS and ends with the same schema text */
 static void test_migrated_equals_new(void) {
     char *p = new_db_path(), *q;
     job_store *js = open_new(&q, 0);
@@ -838,14 +909,15 @@ static void test_migrated_equals_new(void) {
     cis_err err = {0};
     CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
     char *sql = q_text(js, "SELECT group_concat(sql, ';' || char(10)) || ';' FROM (SELECT sql FROM sqlite_schema "
-                           "WHERE sql IS NOT NULL ORDER BY rowid)");
+                           "WHERE sql IS NOT NULL AND name NOT IN (" V2_OBJECTS ") ORDER BY rowid)");
     js_migration steps[] = {{0, sql}};
     CHECK_EQ_INT(js_migrate(db, p, 1, steps, 1, &err), 0);
     sqlite3_close(db);
     free(sql);
     job_store *js2 = NULL;
-    CHECK_EQ_INT(job_store_open(p, JS_NOSYNC, &js2, &err), 0);
+    CHECK_MSG(job_store_open(p, JS_NOSYNC, &js2, &err) == 0, "%s", err.msg);
     if (js2) {
+        CHECK_EQ_INT(job_store_user_version(js2), JOB_STORE_SCHEMA_VERSION);
         char *a = q_text(js, "SELECT group_concat(type || name || sql) FROM (SELECT * FROM sqlite_schema "
                              "ORDER BY name)");
         char *b = q_text(js2, "SELECT group_concat(type || name || sql) FROM (SELECT * FROM sqlite_schema "
@@ -858,6 +930,41 @@ static void test_migrated_equals_new(void) {
     job_store_close(&js);
     free(p);
     free(q);
+}
+
+/* a launched version-1 sweep with results migrates on open, keeps its rows, and takes stages */
+static void test_migrate_v1_sweep(void) {
+    char *p;
+    job_store *js = open_launched(3, 3, &p);
+    if (!js) { CHECK(0); return; }
+    js_job j;
+    CHECK_EQ_INT(claim(js, "w1", NULL, 1000, &j), 1);
+    CHECK_EQ_INT(result(js, j.id, j.attempt, "w1", 0.5, 2000, NULL), JS_RESULT_CURRENT);
+    js_job_clear(&j);
+    job_store_close(&js);
+    sqlite3 *db;
+    CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
+    CHECK_EQ_INT(sqlite3_exec(db, "DROP VIEW v_stages; DROP TABLE stages; PRAGMA user_version = 1", NULL, NULL, NULL),
+                 SQLITE_OK);
+    sqlite3_close(db);
+    cis_err err = {0};
+    CHECK_EQ_INT(job_store_open(p, JS_READONLY, &js, &err), -1); /* read-only opens never migrate */
+    CHECK_MSG(strstr(err.msg, "schema version 1 is older"), "%s", err.msg);
+    CHECK_MSG(job_store_open(p, JS_NOSYNC, &js, &err) == 0, "%s", err.msg);
+    if (!js) { free(p); return; }
+    CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), JOB_STORE_SCHEMA_VERSION);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM jobs"), 3);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM results WHERE is_current = 1"), 2);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_stages"), 0);
+    CHECK_EQ_INT(claim(js, "w1", NULL, 3000, &j), 1);
+    js_stage st = {1, 1, "test_scale", "test", false, "{\"factor\":0.5}", 1, NULL, NULL, 3};
+    js_metric m = {"mmlu", 0.25};
+    int oc = 0;
+    CHECK_EQ_INT(js_record_result(js, j.id, j.attempt, "w1", &m, 1, &st, 1, 5, 4000, &oc, NULL, &err), 0);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_stages WHERE is_current = 1 AND method = 'test_scale'"), 1);
+    js_job_clear(&j);
+    job_store_close(&js);
+    free(p);
 }
 
 static void test_readonly_beside_writer(void) {
@@ -912,7 +1019,7 @@ static void test_readonly_beside_writer(void) {
     CHECK_EQ_INT(job_store_open(odd, JS_CREATE | JS_NOSYNC, &w, &err), 0);
     job_store_close(&w);
     CHECK_EQ_INT(job_store_open(odd, JS_READONLY, &r, &err), 0);
-    if (r) CHECK_EQ_INT(job_store_user_version(r), 1);
+    if (r) CHECK_EQ_INT(job_store_user_version(r), JOB_STORE_SCHEMA_VERSION);
     job_store_close(&r);
     free(odd);
     /* read-only open of a missing file fails and creates nothing */
@@ -934,7 +1041,7 @@ static void test_nested_batch(void) {
     js_job_clear(&j);
     int oc;
     js_metric bad[2] = {{"mmlu", 0.5}, {NULL, 1}};
-    CHECK_EQ_INT(js_record_result(js, 1, 1, "w1", bad, 2, 0, 1500, &oc, NULL, &err), -1); /* second row bad */
+    CHECK_EQ_INT(js_record_result(js, 1, 1, "w1", bad, 2, NULL, 0, 0, 1500, &oc, NULL, &err), -1); /* second row bad */
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM results"), 0); /* the first row was undone */
     CHECK_EQ_INT(claim(js, "w1", NULL, 2000, &j), 1);
     js_job_clear(&j);
@@ -963,7 +1070,7 @@ static void test_export_csv(void) {
     js_job_clear(&j);
     js_metric m[3] = {{"wmdp_bio", 0.25}, {"wmdp_cyber", 0.5}, {"mmlu", 0.1}};
     int oc;
-    CHECK_EQ_INT(js_record_result(js, 1, 1, "w1", m, 3, 1234, 2000, &oc, NULL, &err), 0);
+    CHECK_EQ_INT(js_record_result(js, 1, 1, "w1", m, 3, NULL, 0, 1234, 2000, &oc, NULL, &err), 0);
     char *out = xasprintf("%s/export.csv", tmpdir);
     FILE *f = fopen(out, "w");
     CHECK(f != NULL);
@@ -1042,7 +1149,7 @@ static void claim_result_batches(unsigned flags) {
             CHECK(rc >= 0);
             if (rc <= 0) { more = false; break; }
             int oc;
-            CHECK_EQ_INT(js_record_result(js, j.id, j.attempt, "w1", m, 3, 1, 2000, &oc, NULL, &err), 0);
+            CHECK_EQ_INT(js_record_result(js, j.id, j.attempt, "w1", m, 3, NULL, 0, 1, 2000, &oc, NULL, &err), 0);
             CHECK_EQ_INT(oc, JS_RESULT_CURRENT);
             js_job_clear(&j);
             done++;
@@ -1098,15 +1205,15 @@ static int make_db(const char *path) {
     js_metric e1b[4] = {{"mmlu", 0.11}, {"edit_success", 0.1}, {"generalization", 0.1}, {"locality", 0.1}};
     js_metric e2[4] = {{"mmlu", 0.56}, {"edit_success", 0.8}, {"generalization", 0.6}, {"locality", 0.85}};
     js_metric q4[3] = {{"mmlu", 0.59}, {"avg_bits", 4.25}, {"wmdp_bio", NAN}};
-    if (js_record_result(js, 1, 1, "w1", base, 5, 1500, t += 1000, &oc, NULL, &err) < 0) return 1;
+    if (js_record_result(js, 1, 1, "w1", base, 5, NULL, 0, 1500, t += 1000, &oc, NULL, &err) < 0) return 1;
     if (js_record_lost(js, 2, 1, "lease_expired", t += 1000, 3, &ap, &err) < 0) return 1;
     if (js_claim(js, "w2", NULL, t += 1000, 600000, &j, &err) != 1) return 1; /* job 2 attempt 2 */
     js_job_clear(&j);
     char other[256];
-    if (js_record_result(js, 2, 1, "w1", e1, 4, 2500, t += 1000, &oc, other, &err) < 0) return 1;
-    if (js_record_result(js, 2, 2, "w2", e1b, 4, 2600, t += 1000, &oc, other, &err) < 0) return 1;
-    if (js_record_result(js, 3, 1, "w1", e2, 4, 2700, t += 1000, &oc, NULL, &err) < 0) return 1;
-    if (js_record_result(js, 4, 1, "w1", q4, 3, 3000, t += 1000, &oc, NULL, &err) < 0) return 1;
+    if (js_record_result(js, 2, 1, "w1", e1, 4, NULL, 0, 2500, t += 1000, &oc, other, &err) < 0) return 1;
+    if (js_record_result(js, 2, 2, "w2", e1b, 4, NULL, 0, 2600, t += 1000, &oc, other, &err) < 0) return 1;
+    if (js_record_result(js, 3, 1, "w1", e2, 4, NULL, 0, 2700, t += 1000, &oc, NULL, &err) < 0) return 1;
+    if (js_record_result(js, 4, 1, "w1", q4, 3, NULL, 0, 3000, t += 1000, &oc, NULL, &err) < 0) return 1;
     if (js_record_failure(js, 5, 1, "w1", "diverged", "loss=nan at step 3", false, t += 1000, &ap, &err) < 0)
         return 1;
     job_store_close(&js);
@@ -1133,7 +1240,9 @@ int main(int argc, char **argv) {
     RUN(test_retry);
     RUN(test_cancel);
     RUN(test_versions);
+    RUN(test_stages_recorded);
     RUN(test_migrated_equals_new);
+    RUN(test_migrate_v1_sweep);
     RUN(test_readonly_beside_writer);
     RUN(test_nested_batch);
     RUN(test_export_csv);

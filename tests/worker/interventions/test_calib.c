@@ -1,0 +1,177 @@
+/* test_calib.c - calibration gathered layer by layer (worker/interventions/calib.c) against a full
+ * llama_forward with READ hooks on a tiny random model: the activations at every point A-E of
+ * every layer agree (real token rows only, right-padded sequences of different lengths), in one
+ * chunk and in chunks of 2 sequences; CALIB_RERUN after changing layer 0 gives the changed model's
+ * next-layer input, CALIB_KEEP_OUTPUT the unchanged one's; errors and a stop request. */
+#include "tests/testlib.h"
+#include "tests/worker/eval/eval_fixture.h"
+#include "worker/interventions/calib.h"
+
+#include <stdlib.h>
+
+#define NS 3
+#define TT 7
+static const int32_t LENS[NS] = {7, 4, 5};
+
+static void fill(calib_data *d) {
+    calib_data_init(d, NS, TT);
+    uint32_t s = 12345;
+    for (int i = 0; i < NS * TT; i++) { s = s * 1103515245u + 12345u; d->ids[i] = (int32_t)((s >> 8) % FX_V); }
+    memcpy(d->lens, LENS, sizeof LENS);
+}
+
+/* reference: forward with READ hooks at every point of every layer: ref[l][p] = [NS*TT, width] */
+static float *ref[4][5];
+static void reference(llama_model *m, const calib_data *d, int L) {
+    llama_hook hooks[4 * 5];
+    int n = 0;
+    for (int l = 0; l < L; l++)
+        for (int p = 0; p < 5; p++) {
+            int w = llama_hook_width(m, (llama_hook_point)p);
+            free(ref[l][p]);
+            ref[l][p] = xcalloc((size_t)NS * TT * w, sizeof(float));
+            hooks[n++] = (llama_hook){.layer = l, .point = (llama_hook_point)p, .mode = LLAMA_HOOK_READ, .n_pos = -1,
+                                      .read = ref[l][p]};
+        }
+    llama_batch b = {.B = NS, .T = TT, .ids = d->ids, .lens = d->lens, .n_out = 0};
+    cis_err err = {0};
+    CHECK_MSG(llama_forward(m, &b, hooks, n, false, NULL, &err) == 0, "%s", err.msg);
+}
+
+/* the visit compares each real row with the reference */
+typedef struct cmp { int visits, rows; double maxdiff; int next_row[4][5]; } cmp;
+static int visit(void *arg, int layer, llama_hook_point p, int first_seq, const float *rows, int n_rows, int width,
+                 cis_err *err) {
+    cmp *c = arg;
+    c->visits++;
+    /* which (seq, t) rows this chunk holds: sequences first_seq.. with their lengths, in order */
+    int r = 0;
+    for (int s = first_seq; s < NS && r < n_rows; s++)
+        for (int t = 0; t < LENS[s] && r < n_rows; t++, r++)
+            for (int k = 0; k < width; k++) {
+                double dlt = fabs((double)rows[(size_t)r * width + k] - ref[layer][p][((size_t)s * TT + t) * width + k]);
+                if (dlt > c->maxdiff) c->maxdiff = dlt;
+            }
+    c->rows += n_rows;
+    return 0;
+}
+
+/* the stream after layer l (input of l+1) against the reference's point E of layer l: the largest
+ * difference relative to the largest reference value (fp32 sums of values in the hundreds) */
+static double stream_diff(calib_walk *w, llama_model *m, int l) {
+    const float *x = calib_walk_stream(w);
+    int D = llama_hook_width(m, LLAMA_HOOK_E);
+    double md = 0, scale = 1;
+    for (int s = 0; s < NS; s++)
+        for (int t = 0; t < LENS[s]; t++)
+            for (int k = 0; k < D; k++) {
+                size_t i = ((size_t)s * TT + t) * D + k;
+                double dlt = fabs((double)x[i] - ref[l][LLAMA_HOOK_E][i]);
+                if (dlt > md) md = dlt;
+                if (fabs(ref[l][LLAMA_HOOK_E][i]) > scale) scale = fabs(ref[l][LLAMA_HOOK_E][i]);
+            }
+    return md / scale;
+}
+
+static void walk_all(int chunk) {
+    llama_model *m = fx_model_random(21, 64);
+    calib_data d;
+    fill(&d);
+    reference(m, &d, 2);
+    calib_walk *w = NULL;
+    cis_err err = {0};
+    CHECK_MSG(calib_walk_new(m, &d, chunk, NULL, &w, &err) == 0, "%s", err.msg);
+    if (!w) { calib_data_clear(&d); llama_model_free(&m); return; }
+    llama_hook_point all[5] = {LLAMA_HOOK_A, LLAMA_HOOK_B, LLAMA_HOOK_C, LLAMA_HOOK_D, LLAMA_HOOK_E};
+    cmp c = {0};
+    for (int l = 0; l < 2; l++) {
+        CHECK_EQ_INT(calib_walk_layer(w), l);
+        CHECK_MSG(calib_walk_collect(w, all, 5, visit, &c, &err) == 0, "%s", err.msg);
+        CHECK_MSG(calib_walk_next(w, l == 0 ? CALIB_RERUN : CALIB_KEEP_OUTPUT, &err) == 0, "%s", err.msg);
+        CHECK(stream_diff(w, m, l) < 1e-6);
+    }
+    int chunks = (NS + (chunk > 0 ? chunk : NS) - 1) / (chunk > 0 ? chunk : NS);
+    CHECK_EQ_INT(c.visits, 2 * 5 * chunks);
+    CHECK_EQ_INT(c.rows, 2 * 5 * (7 + 4 + 5));
+    CHECK_MSG(c.maxdiff < 1e-5, "max |walk - forward| = %g", c.maxdiff);
+    CHECK_EQ_INT(calib_walk_layer(w), 2);
+    CHECK_EQ_INT(calib_walk_collect(w, all, 1, visit, &c, &err), -1); /* past the last layer */
+    CHECK_MSG(strstr(err.msg, "every layer was passed"), "%s", err.msg);
+    calib_walk_destroy(&w);
+    calib_walk_destroy(&w); /* idempotent */
+    calib_data_clear(&d);
+    llama_model_free(&m);
+}
+
+static void test_matches_forward_one_chunk(void) { walk_all(0); }
+static void test_matches_forward_in_chunks(void) { walk_all(2); }
+
+static void test_rerun_sees_the_change_keep_does_not(void) {
+    llama_model *m = fx_model_random(22, 64);
+    calib_data d;
+    fill(&d);
+    reference(m, &d, 2); /* the unchanged model */
+    cis_err err = {0};
+    calib_walk *keep = NULL, *rerun = NULL;
+    CHECK_EQ_INT(calib_walk_new(m, &d, 0, NULL, &keep, &err), 0);
+    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &rerun, &err), 0);
+    CHECK_EQ_INT(calib_walk_collect(keep, NULL, 0, NULL, NULL, &err), 0); /* output only */
+    CHECK_EQ_INT(calib_walk_collect(rerun, NULL, 0, NULL, NULL, &err), 0);
+    /* change layer 0 between the collect and the move on */
+    float *down = fx_param(m, "model.layers.0.mlp.down_proj.weight");
+    for (int i = 0; i < 16 * 24; i++) down[i] *= -3.0f;
+    CHECK_EQ_INT(calib_walk_next(keep, CALIB_KEEP_OUTPUT, &err), 0);
+    CHECK_EQ_INT(calib_walk_next(rerun, CALIB_RERUN, &err), 0);
+    CHECK(stream_diff(keep, m, 0) < 1e-6);   /* the input layer 1 had before the change */
+    CHECK(stream_diff(rerun, m, 0) > 1e-3);  /* not that ... */
+    reference(m, &d, 2);                     /* ... but the changed model's */
+    CHECK_MSG(stream_diff(rerun, m, 0) < 1e-6, "%g", stream_diff(rerun, m, 0));
+    /* KEEP_OUTPUT needs a collect on the current layer */
+    CHECK_EQ_INT(calib_walk_next(keep, CALIB_KEEP_OUTPUT, &err), -1);
+    CHECK_MSG(strstr(err.msg, "no collect ran on layer 1"), "%s", err.msg);
+    calib_walk_destroy(&keep);
+    calib_walk_destroy(&rerun);
+    calib_data_clear(&d);
+    llama_model_free(&m);
+}
+
+static bool always(void *arg) { (void)arg; return true; }
+static int failing_visit(void *arg, int layer, llama_hook_point p, int first_seq, const float *rows, int n_rows,
+                         int width, cis_err *err) {
+    return err_set(err, CIS_EINVAL, "visit refused layer %d", layer);
+}
+
+static void test_errors_and_stop(void) {
+    llama_model *m = fx_model_random(23, 64);
+    calib_data d;
+    fill(&d);
+    cis_err err = {0};
+    calib_walk *w = NULL;
+    d.ids[3] = FX_V + 5; /* outside the vocabulary */
+    CHECK_EQ_INT(calib_walk_new(m, &d, 0, NULL, &w, &err), -1);
+    CHECK(w == NULL);
+    CHECK_MSG(strstr(err.msg, "calibration") && strstr(err.msg, "outside"), "%s", err.msg);
+    d.ids[3] = 1;
+    interv_ctx ctx = {.stop_fn = always};
+    CHECK_EQ_INT(calib_walk_new(m, &d, 1, &ctx, &w, &err), 0);
+    llama_hook_point pa = LLAMA_HOOK_A, twice[2] = {LLAMA_HOOK_B, LLAMA_HOOK_B};
+    CHECK_EQ_INT(calib_walk_collect(w, &pa, 1, visit, NULL, &err), -1);
+    CHECK_EQ_INT(err.code, CIS_ECANCEL);
+    ctx.stop_fn = NULL;
+    CHECK_EQ_INT(calib_walk_collect(w, twice, 2, visit, NULL, &err), -1);
+    CHECK_MSG(strstr(err.msg, "twice"), "%s", err.msg);
+    CHECK_EQ_INT(calib_walk_collect(w, &pa, 1, failing_visit, NULL, &err), -1);
+    CHECK_EQ_STR(err.msg, "visit refused layer 0");
+    calib_walk_destroy(&w);
+    calib_data_clear(&d);
+    llama_model_free(&m);
+}
+
+int main(void) {
+    RUN(test_matches_forward_one_chunk);
+    RUN(test_matches_forward_in_chunks);
+    RUN(test_rerun_sees_the_change_keep_does_not);
+    RUN(test_errors_and_stop);
+    for (int l = 0; l < 4; l++) for (int p = 0; p < 5; p++) free(ref[l][p]);
+    return test_summary();
+}

@@ -1,0 +1,178 @@
+/* test_plan.c - the stage plan (worker/interventions/plan.c): the composition in order, the
+ * paper's re-application of a leading Wanda/SparseGPT/GPTQ at the end (never AWQ, never a single
+ * stage, never a compressor that is not first), INTERV_EXACT, and the checks that fail a job before
+ * any work: not built yet, a test stage without permission, the selftest fixture, a bad spec. */
+#include "tests/testlib.h"
+#include "worker/interventions/intervention.h"
+
+#include <stdlib.h>
+
+static json_t *J(const char *text) {
+    json_error_t je;
+    json_t *j = json_loads(text, JSON_DECODE_ANY, &je);
+    if (!j) fprintf(stderr, "  bad test JSON %s: %s\n", text, je.text);
+    return j;
+}
+
+/* the plan of `text` as "method,method,...", with a '+' after re-applied steps; NULL on error */
+static char *plan_str(const char *text, unsigned flags, cis_err *err) {
+    json_t *c = J(text);
+    interv_plan p;
+    int rc = interv_plan_build(c, "comp", flags, &p, err);
+    json_decref(c);
+    if (rc) return NULL;
+    char buf[512] = "";
+    for (int i = 0; i < p.n; i++) {
+        const interv_step *s = &p.steps[i];
+        CHECK_EQ_INT(s->stage, i + 1);
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s%s", i ? "," : "", s->iv->name, s->recompress ? "+" : "");
+        if (s->recompress) {
+            CHECK_EQ_INT(s->of_stage, 1);
+            CHECK(json_equal(s->params, p.steps[0].params)); /* same params (and seed) as stage 1 */
+        } else CHECK_EQ_INT(s->of_stage, i + 1);
+    }
+    interv_plan_clear(&p);
+    return xstrdup(buf);
+}
+
+/* which compositions re-apply: checked through interv_plan_reapplies on canonical arrays */
+static void test_rule(void) {
+    struct { const char *comp; bool again; } cases[] = {
+        {"[]", false},
+        {"[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]", false},                              /* alone */
+        {"[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}},{\"method\":\"memit\"}]", true},
+        {"[{\"method\":\"sparsegpt\",\"params\":{\"sparsity\":0.5}},{\"method\":\"rmu\"}]", true},
+        {"[{\"method\":\"gptq\",\"params\":{\"bits\":4}},{\"method\":\"lora\"}]", true},
+        {"[{\"method\":\"awq\",\"params\":{\"bits\":4}},{\"method\":\"memit\"}]", false},                  /* AWQ never */
+        {"[{\"method\":\"memit\"},{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", false},                 /* not first */
+        {"[{\"method\":\"rmu\"},{\"method\":\"ft\"}]", false},
+        {"[{\"method\":\"test_scale\"},{\"method\":\"test_scale\"}]", false},
+        {"[{\"method\":\"gptq\",\"params\":{\"bits\":4}},{\"method\":\"ft\"},{\"method\":\"rmu\"}]", true}, /* any length */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *j = J(cases[i].comp);
+        cis_err err = {0};
+        json_t *c = spec_normalize(j, "c", true, &err);
+        CHECK_MSG(c != NULL, "%s", err.msg);
+        CHECK_MSG(interv_plan_reapplies(c) == cases[i].again, "%s", cases[i].comp);
+        json_decref(c);
+        json_decref(j);
+    }
+}
+
+/* built stages through interv_plan_build: the composition in order, canonical params */
+static void test_layout_of_built_stages(void) {
+    cis_err err = {0};
+    char *s = plan_str("[]", 0, &err);
+    CHECK_EQ_STR(s, "");
+    free(s);
+    s = plan_str("[{\"method\":\"test_scale\",\"params\":{\"factor\":2}},{\"method\":\"test_scale\","
+                 "\"params\":{\"factor\":0.5,\"param\":\"model.norm.weight\"}}]", INTERV_ALLOW_TEST, &err);
+    CHECK_EQ_STR(s, "test_scale,test_scale");
+    free(s);
+    /* the step carries the canonical params, defaults filled in */
+    json_t *c = J("[{\"method\":\"test_scale\",\"params\":{\"factor\":3}}]");
+    interv_plan p;
+    CHECK_EQ_INT(interv_plan_build(c, "comp", INTERV_ALLOW_TEST, &p, &err), 0);
+    CHECK_EQ_INT(p.n, 1);
+    if (p.n == 1) {
+        CHECK_NEAR(json_real_value(json_object_get(p.steps[0].params, "factor")), 3.0, 0);
+        CHECK_EQ_STR(json_string_value(json_object_get(p.steps[0].params, "param")), "model.layers.*.mlp.down_proj.weight");
+        CHECK_EQ_INT(json_integer_value(json_object_get(p.steps[0].params, "last_layers")), 0);
+        CHECK_EQ_STR(p.steps[0].mi->name, "test_scale");
+    }
+    interv_plan_clear(&p);
+    interv_plan_clear(&p); /* idempotent */
+    json_decref(c);
+}
+
+/* the layout alone (interv_plan_layout), on the paper's compositions whose methods are not built
+ * yet: the re-applied step comes last, repeats stage 1's params, and is marked */
+static char *layout_str(const char *text, unsigned flags) {
+    json_t *j = J(text);
+    cis_err err = {0};
+    json_t *c = spec_normalize(j, "c", true, &err);
+    json_decref(j);
+    CHECK_MSG(c != NULL, "%s", err.msg);
+    if (!c) return xstrdup("?");
+    interv_plan p;
+    interv_plan_layout(c, flags, &p);
+    json_decref(c); /* the plan holds its own reference */
+    char buf[512] = "";
+    for (int i = 0; i < p.n; i++) {
+        const interv_step *s = &p.steps[i];
+        CHECK_EQ_INT(s->stage, i + 1);
+        CHECK(s->iv != NULL && s->mi != NULL);
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s%s", i ? "," : "", s->mi->name,
+                 s->recompress ? "+" : "");
+        if (s->recompress) {
+            CHECK_EQ_INT(s->of_stage, 1);
+            CHECK(s->params == p.steps[0].params); /* the same canonical params */
+        } else CHECK_EQ_INT(s->of_stage, i + 1);
+    }
+    interv_plan_clear(&p);
+    return xstrdup(buf);
+}
+
+static void test_layout_with_reapplication(void) {
+    struct { const char *comp; unsigned flags; const char *want; } cases[] = {
+        {"[{\"method\":\"gptq\",\"params\":{\"bits\":4}},{\"method\":\"memit\"}]", 0, "gptq,memit,gptq+"},
+        {"[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}},{\"method\":\"rmu\"}]", 0, "wanda,rmu,wanda+"},
+        {"[{\"method\":\"sparsegpt\",\"params\":{\"sparsity\":0.35}},{\"method\":\"ga\"},{\"method\":\"ft\"}]", 0,
+         "sparsegpt,ga,ft,sparsegpt+"},
+        {"[{\"method\":\"awq\",\"params\":{\"bits\":4}},{\"method\":\"memit\"}]", 0, "awq,memit"},
+        {"[{\"method\":\"memit\"},{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", 0, "memit,gptq"},
+        {"[{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", 0, "gptq"},
+        {"[{\"method\":\"gptq\",\"params\":{\"bits\":4}},{\"method\":\"memit\"}]", INTERV_EXACT, "gptq,memit"},
+        {"[]", 0, ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *s = layout_str(cases[i].comp, cases[i].flags);
+        CHECK_EQ_STR(s, cases[i].want);
+        free(s);
+    }
+}
+
+static void test_not_built_fails_before_any_work(void) {
+    cis_err err = {0};
+    char *s = plan_str("[{\"method\":\"memit\"}]", 0, &err);
+    CHECK(s == NULL);
+    CHECK_EQ_INT(err.code, CIS_EINVAL);
+    CHECK_EQ_STR(err.msg, "intervention \"memit\" (stage 1) is not built yet");
+    s = plan_str("[{\"method\":\"test_scale\"},{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", INTERV_ALLOW_TEST, &err);
+    CHECK(s == NULL);
+    CHECK_EQ_STR(err.msg, "intervention \"gptq\" (stage 2) is not built yet");
+    s = plan_str("[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}},{\"method\":\"test_scale\"}]",
+                 INTERV_ALLOW_TEST | INTERV_EXACT, &err);
+    CHECK(s == NULL);
+    CHECK_EQ_STR(err.msg, "intervention \"wanda\" (stage 1) is not built yet");
+}
+
+static void test_refusals(void) {
+    cis_err err = {0};
+    char *s = plan_str("[{\"method\":\"test_scale\"}]", 0, &err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err.msg, "\"test_scale\" (stage 1) is a test stage") && strstr(err.msg, "--selftest") &&
+              strstr(err.msg, "--allow-test-stages"), "%s", err.msg);
+    s = plan_str("[{\"method\":\"selftest\"}]", INTERV_ALLOW_TEST, &err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err.msg, "\"selftest\" (stage 1) is the orchestration fixture"), "%s", err.msg);
+    s = plan_str("[{\"method\":\"test_scale\",\"params\":{\"factor\":\"big\"}}]", INTERV_ALLOW_TEST, &err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err.msg, "comp[0].params.factor") && strstr(err.msg, "not a number"), "%s", err.msg);
+    s = plan_str("[{\"method\":\"rome\"}]", INTERV_ALLOW_TEST, &err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err.msg, "comp[0].method") && strstr(err.msg, "unknown method \"rome\""), "%s", err.msg);
+    s = plan_str("{\"method\":\"ft\"}", 0, &err);
+    CHECK(s == NULL);
+    CHECK_MSG(strstr(err.msg, "array of stages"), "%s", err.msg);
+}
+
+int main(void) {
+    RUN(test_rule);
+    RUN(test_layout_of_built_stages);
+    RUN(test_layout_with_reapplication);
+    RUN(test_not_built_fails_before_any_work);
+    RUN(test_refusals);
+    return test_summary();
+}

@@ -1,0 +1,157 @@
+/* calib.c - calibration activations gathered layer by layer (see calib.h). */
+#include "worker/interventions/calib.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void calib_data_init(calib_data *d, int n_seq, int T) {
+    CIS_ASSERT(n_seq > 0 && T > 0);
+    d->n_seq = n_seq;
+    d->T = T;
+    d->ids = xcalloc((size_t)n_seq * T, sizeof *d->ids);
+    d->lens = xcalloc((size_t)n_seq, sizeof *d->lens);
+    for (int s = 0; s < n_seq; s++) d->lens[s] = T;
+}
+
+void calib_data_clear(calib_data *d) {
+    free(d->ids);
+    free(d->lens);
+    memset(d, 0, sizeof *d);
+}
+
+struct calib_walk {
+    llama_model *m;
+    const calib_data *d;
+    const interv_ctx *ctx;
+    int chunk;              /* sequences per layer run */
+    int layer;              /* the layer whose input x holds */
+    int D;
+    float *x;               /* [n_seq*T, D] the stream */
+    float *y;               /* [n_seq*T, D] the output of the last collect */
+    int y_layer;            /* the layer y belongs to (-1 = none) */
+    float *reads[5];        /* [chunk*T, width] hook read buffers, one per point */
+};
+
+static void *alloc_floats(size_t n) { return malloc(n * sizeof(float)); }
+
+int calib_walk_new(llama_model *m, const calib_data *d, int chunk, const interv_ctx *ctx, calib_walk **out,
+                   cis_err *err) {
+    *out = NULL;
+    if (!m || !d || d->n_seq <= 0 || d->T <= 0 || !d->ids || !d->lens)
+        return err_set(err, CIS_EINVAL, "calibration: no sequences");
+    const llama_config *cfg = llama_model_config(m);
+    calib_walk *w = xcalloc(1, sizeof *w);
+    w->m = m;
+    w->d = d;
+    w->ctx = ctx;
+    w->chunk = chunk <= 0 || chunk > d->n_seq ? d->n_seq : chunk;
+    w->D = cfg->hidden_size;
+    w->y_layer = -1;
+    size_t rows = (size_t)d->n_seq * d->T;
+    w->x = alloc_floats(rows * w->D);
+    w->y = alloc_floats(rows * w->D);
+    if (!w->x || !w->y) {
+        calib_walk_destroy(&w);
+        return err_set(err, CIS_ENOMEM, "calibration: out of memory for %zu x %d activations", rows, cfg->hidden_size);
+    }
+    if (llama_embed(m, d->n_seq, d->T, d->ids, d->lens, w->x, err)) {
+        err_prefix(err, "calibration");
+        calib_walk_destroy(&w);
+        return -1;
+    }
+    *out = w;
+    return 0;
+}
+
+void calib_walk_destroy(calib_walk **wp) {
+    if (!wp || !*wp) return;
+    calib_walk *w = *wp;
+    free(w->x);
+    free(w->y);
+    for (int i = 0; i < 5; i++) free(w->reads[i]);
+    free(w);
+    *wp = NULL;
+}
+
+int calib_walk_layer(const calib_walk *w) { return w->layer; }
+const float *calib_walk_stream(const calib_walk *w) { return w->x; }
+
+/* move the real token rows of sequences [s0, s0+B) to the front of buf (in place: a row only ever
+ * moves towards the start); returns their count */
+static int compact_rows(float *buf, const int32_t *lens, int B, int T, int width) {
+    int n = 0;
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < lens[b]; t++, n++)
+            if (n != b * T + t) memmove(buf + (size_t)n * width, buf + ((size_t)b * T + t) * width, (size_t)width * sizeof(float));
+    return n;
+}
+
+static bool stop_requested(const calib_walk *w) { return w->ctx && interv_should_stop(w->ctx); }
+
+/* run the current layer on sequences [s0, s0+B) into y, reading the points */
+static int run_chunk(calib_walk *w, int s0, int B, const llama_hook_point *points, int n_points, cis_err *err) {
+    const calib_data *d = w->d;
+    llama_hook hooks[5];
+    memset(hooks, 0, sizeof hooks);
+    for (int k = 0; k < n_points; k++) {
+        int width = llama_hook_width(w->m, points[k]);
+        if (!w->reads[points[k]] && !(w->reads[points[k]] = alloc_floats((size_t)w->chunk * d->T * width)))
+            return err_set(err, CIS_ENOMEM, "calibration: out of memory for the activations at point %d", (int)points[k]);
+        hooks[k] = (llama_hook){.layer = w->layer, .point = points[k], .mode = LLAMA_HOOK_READ, .n_pos = -1,
+                                .read = w->reads[points[k]]};
+    }
+    size_t off = (size_t)s0 * d->T * w->D;
+    if (llama_layer_run(w->m, w->layer, B, d->T, d->lens + s0, w->x + off, w->y + off, hooks, n_points, err)) {
+        err_prefix(err, "calibration, layer %d", w->layer);
+        return -1;
+    }
+    return 0;
+}
+
+int calib_walk_collect(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
+                       cis_err *err) {
+    const calib_data *d = w->d;
+    int L = llama_model_config(w->m)->num_hidden_layers;
+    if (w->layer >= L) return err_set(err, CIS_EINVAL, "calibration: every layer was passed already (%d)", L);
+    if (n_points < 0 || n_points > 5 || (n_points > 0 && (!points || !visit)))
+        return err_set(err, CIS_EINVAL, "calibration: expected 0..5 hook points and a visit function");
+    for (int k = 0; k < n_points; k++) {
+        if ((int)points[k] < LLAMA_HOOK_A || points[k] > LLAMA_HOOK_E)
+            return err_set(err, CIS_EINVAL, "calibration: hook point %d is not one of A..E", (int)points[k]);
+        for (int j = 0; j < k; j++)
+            if (points[j] == points[k]) return err_set(err, CIS_EINVAL, "calibration: hook point %d twice", (int)points[k]);
+    }
+    w->y_layer = -1;
+    for (int s0 = 0; s0 < d->n_seq; s0 += w->chunk) {
+        if (stop_requested(w)) return err_set(err, CIS_ECANCEL, "stopped on request (calibration, layer %d)", w->layer);
+        int B = d->n_seq - s0 < w->chunk ? d->n_seq - s0 : w->chunk;
+        if (run_chunk(w, s0, B, points, n_points, err)) return -1;
+        for (int k = 0; k < n_points; k++) {
+            int width = llama_hook_width(w->m, points[k]);
+            int rows = compact_rows(w->reads[points[k]], d->lens + s0, B, d->T, width);
+            if (visit(arg, w->layer, points[k], s0, w->reads[points[k]], rows, width, err)) return -1;
+        }
+    }
+    w->y_layer = w->layer;
+    return 0;
+}
+
+int calib_walk_next(calib_walk *w, int how, cis_err *err) {
+    int L = llama_model_config(w->m)->num_hidden_layers;
+    if (w->layer >= L) return err_set(err, CIS_EINVAL, "calibration: every layer was passed already (%d)", L);
+    if (how == CALIB_KEEP_OUTPUT && w->y_layer != w->layer)
+        return err_set(err, CIS_EINVAL, "calibration: no collect ran on layer %d to keep the output of", w->layer);
+    if (how != CALIB_KEEP_OUTPUT) {
+        for (int s0 = 0; s0 < w->d->n_seq; s0 += w->chunk) {
+            if (stop_requested(w)) return err_set(err, CIS_ECANCEL, "stopped on request (calibration, layer %d)", w->layer);
+            int B = w->d->n_seq - s0 < w->chunk ? w->d->n_seq - s0 : w->chunk;
+            if (run_chunk(w, s0, B, NULL, 0, err)) return -1;
+        }
+    }
+    float *t = w->x;
+    w->x = w->y;
+    w->y = t;
+    w->layer++;
+    w->y_layer = -1;
+    return 0;
+}

@@ -1,0 +1,51 @@
+/* registry.c - the intervention registry: one row per method name of common/spec_registry.c
+ * (tests/worker/interventions/test_registry.c checks that the two tables list the same names and
+ * categories, so they cannot drift). A row says whether the method is built in this worker, its
+ * apply and preset functions, and whether the paper's recompress rule re-applies it.
+ *
+ * Adding a method: write worker/interventions/<name>.c, declare it in methods.h, and change its
+ * row below from NOT_BUILT to BUILT with its functions (docs/interventions.md). */
+#include "worker/interventions/intervention.h"
+#include "worker/interventions/methods.h"
+
+#include <string.h>
+
+#define NOT_BUILT(name, cat, reapply, doc) {name, cat, INTERV_NOT_BUILT, NULL, NULL, reapply, doc}
+
+static const intervention TABLE[] = {
+    NOT_BUILT("ft", CAT_EDIT, false, "fine-tuning of mlp.down_proj: not built yet"),
+    NOT_BUILT("memit", CAT_EDIT, false, "MEMIT: not built yet"),
+    NOT_BUILT("lora", CAT_EDIT, false, "LoRA (AdaLoRA), merged: not built yet"),
+    /* the compressors the paper re-applies at the end when they come first (fidelity.md §3) */
+    NOT_BUILT("wanda", CAT_COMPRESS, true, "Wanda: not built yet"),
+    NOT_BUILT("sparsegpt", CAT_COMPRESS, true, "SparseGPT: not built yet"),
+    NOT_BUILT("gptq", CAT_COMPRESS, true, "GPTQ: not built yet"),
+    NOT_BUILT("awq", CAT_COMPRESS, false, "AWQ (never re-applied): not built yet"),
+    NOT_BUILT("rmu", CAT_UNLEARN, false, "RMU: not built yet"),
+    NOT_BUILT("ga", CAT_UNLEARN, false, "gradient ascent: not built yet"),
+    NOT_BUILT("gd", CAT_UNLEARN, false, "gradient difference: not built yet"),
+    {"selftest", CAT_TEST, INTERV_FIXTURE, NULL, NULL, false,
+     "the orchestration fixture: worker/selftest.c, run by the runner, never on a model"},
+    {"test_scale", CAT_TEST, INTERV_BUILT, test_scale_apply, test_scale_preset, false,
+     "test stage: worker/interventions/test_scale.c"},
+};
+#define N_TABLE (sizeof TABLE / sizeof TABLE[0])
+
+const intervention *intervention_lookup(const char *name) {
+    for (size_t i = 0; name && i < N_TABLE; i++)
+        if (!strcmp(TABLE[i].name, name)) return &TABLE[i];
+    return NULL;
+}
+
+const intervention *intervention_at(size_t i) {
+    return i < N_TABLE ? &TABLE[i] : NULL;
+}
+
+const char *interv_status_name(interv_status s) {
+    switch (s) {
+    case INTERV_BUILT: return "built";
+    case INTERV_NOT_BUILT: return "not built yet";
+    case INTERV_FIXTURE: return "fixture";
+    }
+    return "?";
+}

@@ -1,0 +1,130 @@
+/* run.c - the context of one stage and the loop that runs a stage plan on a model (see
+ * intervention.h). The job runner and `cisweep apply` both call interv_run_plan: the effective
+ * params (canonical + the method's per-model preset) computed here are the ones the method reads
+ * and the ones recorded with the job's result. */
+#include "worker/interventions/intervention.h"
+#include "common/log.h"
+
+#include <string.h>
+
+/* ---- the context ---------------------------------------------------------------------------- */
+
+void interv_progress(const interv_ctx *c, double f) {
+    if (!c->progress_fn) return;
+    c->progress_fn(c->cb_arg, f < 0 ? 0 : f > 1 ? 1 : f);
+}
+
+bool interv_should_stop(const interv_ctx *c) {
+    return c->stop_fn && c->stop_fn(c->cb_arg);
+}
+
+int interv_stopped(const interv_ctx *c, cis_err *err) {
+    return err_set(err, CIS_ECANCEL, "stopped on request (cancel, preemption or a signal)");
+}
+
+json_t *interv_param_get(const interv_ctx *c, const char *name) {
+    return json_object_get(c->params, name);
+}
+
+static json_t *param_typed(const interv_ctx *c, const char *name, bool ok_int, bool ok_real, bool ok_str,
+                           bool ok_bool) {
+    json_t *v = json_object_get(c->params, name);
+    bool ok = v && ((ok_int && json_is_integer(v)) || (ok_real && json_is_number(v)) ||
+                    (ok_str && json_is_string(v)) || (ok_bool && json_is_boolean(v)));
+    if (!ok)
+        die_at(__FILE__, __LINE__, __func__, "declare it in common/spec_registry.c or set it in the preset",
+               "%s (stage %d): parameter \"%s\" missing or of the wrong type", c->method ? c->method : "?", c->stage,
+               name);
+    return v;
+}
+
+long long interv_param_int(const interv_ctx *c, const char *name) {
+    return (long long)json_integer_value(param_typed(c, name, true, false, false, false));
+}
+double interv_param_float(const interv_ctx *c, const char *name) {
+    return json_number_value(param_typed(c, name, true, true, false, false));
+}
+const char *interv_param_str(const interv_ctx *c, const char *name) {
+    return json_string_value(param_typed(c, name, false, false, true, false));
+}
+bool interv_param_bool(const interv_ctx *c, const char *name) {
+    return json_is_true(param_typed(c, name, false, false, false, true));
+}
+
+/* ---- effective params ----------------------------------------------------------------------- */
+
+json_t *interv_effective_params(const interv_step *s, const llama_config *cfg, cis_err *err) {
+    json_t *p = json_is_object(s->params) ? json_deep_copy(s->params) : json_object();
+    if (s->iv && s->iv->preset && s->iv->preset(cfg, p, err)) {
+        json_decref(p);
+        err_prefix(err, "%s (stage %d): preset for this model", s->iv->name, s->stage);
+        return NULL;
+    }
+    return p;
+}
+
+/* ---- the plan loop -------------------------------------------------------------------------- */
+
+/* stage k's progress is mapped into the whole plan's: (k - 1 + f) / n */
+typedef struct plan_cb {
+    const interv_env *env;
+    int k, n;
+} plan_cb;
+
+static void plan_progress(void *arg, double f) {
+    plan_cb *p = arg;
+    if (p->env->progress_fn) p->env->progress_fn(p->env->cb_arg, ((double)(p->k - 1) + f) / p->n);
+}
+
+static bool plan_stop(void *arg) {
+    plan_cb *p = arg;
+    return p->env->stop_fn && p->env->stop_fn(p->env->cb_arg);
+}
+
+/* one step: effective params, context, apply, stage record */
+static int run_step(const interv_env *env, const interv_step *s, int n, json_t *records, cis_err *err) {
+    json_t *params = interv_effective_params(s, llama_model_config(env->model), err);
+    if (!params) return -1;
+    interv_record rec;
+    interv_record_init(&rec);
+    plan_cb cb = {env, s->stage, n};
+    int edit_set = env->edit_set >= 1 ? env->edit_set : 1;
+    interv_ctx c = {
+        .model = env->model, .tok = env->tok, .data_dir = env->data_dir, .cache_dir = env->cache_dir,
+        .method = s->iv->name, .stage = s->stage, .n_stages = n, .recompress = s->recompress, .params = params,
+        .seed = (uint64_t)edit_set, .edit_set = edit_set, .threads = env->threads, .record = &rec,
+        .progress_fn = plan_progress, .stop_fn = plan_stop, .cb_arg = &cb,
+    };
+    LOG_I("stage %d/%d: %s%s", s->stage, n, s->iv->name, s->recompress ? " (re-applied at the end: paper rule)" : "");
+    int64_t t0 = mono_ms();
+    int rc;
+    if (!s->iv->apply) /* a plan laid out without interv_plan_build's checks */
+        rc = err_set(err, CIS_EINVAL, "intervention \"%s\" is not built yet", s->iv->name);
+    else rc = interv_should_stop(&c) ? interv_stopped(&c, err) : s->iv->apply(&c, err);
+    interv_phase_end(&rec);
+    int64_t wall = mono_ms() - t0;
+    if (rc) {
+        if (err && !err->code) err->code = CIS_EINVAL; /* a method that forgot the code */
+        err_prefix(err, "%s (stage %d)", s->iv->name, s->stage);
+    } else {
+        interv_stage_info si = {s->stage, s->of_stage, s->iv->name, category_name(s->iv->category), s->recompress,
+                                params, c.seed, wall};
+        json_array_append_new(records, interv_stage_json(&si, &rec));
+        plan_progress(&cb, 1.0);
+        LOG_I("stage %d/%d: %s done in %.3f s", s->stage, n, s->iv->name, wall / 1000.0);
+    }
+    interv_record_clear(&rec);
+    json_decref(params);
+    return rc;
+}
+
+int interv_run_plan(const interv_env *env, const interv_plan *plan, json_t **records, cis_err *err) {
+    CIS_ASSERT(env && env->model && plan);
+    json_t *recs = json_array();
+    int rc = 0;
+    if (plan->n > 0 && env->threads > 0) backend_set_threads(llama_model_backend(env->model), env->threads);
+    for (int k = 0; k < plan->n && rc == 0; k++) rc = run_step(env, &plan->steps[k], plan->n, recs, err);
+    if (records) *records = recs;
+    else json_decref(recs);
+    return rc;
+}
