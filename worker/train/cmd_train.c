@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "worker/data/train.h"
+#include "worker/train/pretrain.h"
 
 static void train_usage(FILE *f) {
     fprintf(f,

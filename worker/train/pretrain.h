@@ -6,13 +6,13 @@
  * model directory as the result (config.json, model.safetensors, tokenizer.json,
  * tokenizer_config.json, special_tokens_map.json, generation_config.json, train_info.json).
  * docs/training.md has the choices and the measured numbers. */
-#ifndef CISWEEP_DATA_TRAIN_H
-#define CISWEEP_DATA_TRAIN_H
+#ifndef CISWEEP_TRAIN_PRETRAIN_H
+#define CISWEEP_TRAIN_PRETRAIN_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include "common/util.h"
-#include "worker/data/arch.h"
+#include "worker/engine/arch.h"
 #include "worker/engine/model.h"
 
 typedef struct train_opts {

@@ -4,8 +4,8 @@
  * fused-projection layout on disk), plus a larger preset for the GPU. Every preset has at least 10
  * layers so the interventions' paper layer defaults (MEMIT/FT on layers 4-8, RMU around layer 7)
  * exist unchanged (docs/training.md). */
-#ifndef CISWEEP_DATA_ARCH_H
-#define CISWEEP_DATA_ARCH_H
+#ifndef CISWEEP_ENGINE_ARCH_H
+#define CISWEEP_ENGINE_ARCH_H
 
 #include <stdbool.h>
 #include "common/util.h"

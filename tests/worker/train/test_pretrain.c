@@ -12,8 +12,8 @@
 
 #include "common/log.h"
 #include "tests/testlib.h"
-#include "worker/data/arch.h"
-#include "worker/data/train.h"
+#include "worker/engine/arch.h"
+#include "worker/train/pretrain.h"
 #include "worker/engine/tokenizer.h"
 
 static char tmpdir[256];

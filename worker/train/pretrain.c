@@ -1,6 +1,6 @@
 /* train.c - train_run of train.h: corpus -> tokenizer -> packed rows -> AdamW loop -> model
  * directory. */
-#include "worker/data/train.h"
+#include "worker/train/pretrain.h"
 
 #include <jansson.h>
 #include <math.h>
