@@ -1,5 +1,5 @@
-/* train.c - train_run of train.h: corpus -> tokenizer -> packed rows -> AdamW loop -> model
- * directory. */
+/* pretrain.c - pretrain_run of pretrain.h: corpus -> tokenizer -> packed rows and SFT items as
+ * the batches of the training loop (train_loop.h) -> model directory. */
 #include "worker/train/pretrain.h"
 
 #include <jansson.h>
@@ -7,22 +7,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <pthread.h>
 #include <sys/stat.h>
 
 #include "common/log.h"
 #include "worker/data/bpe_train.h"
 #include "worker/data/loaders.h"
 #include "worker/engine/tokenizer.h"
+#include "worker/train/train_loop.h"
 
-train_opts train_opts_default(void) {
-    train_opts o;
+pretrain_opts pretrain_opts_default(void) {
+    pretrain_opts o;
     memset(&o, 0, sizeof o);
     o.arch = "tiny-llama3";
     o.device = "cpu";
     o.vocab_size = 2048;
     o.seq_len = 128;
     o.batch = 4;
+    o.steps = PRETRAIN_DEFAULT_STEPS;
     o.seed = 1;
     o.min_lr_ratio = 0.1f;
     o.warmup = 30;
@@ -138,7 +139,7 @@ static int copy_file(const char *src, const char *dst, cis_err *err) {
 }
 
 /* the tokenizer: reused (copied into out_dir) or trained on docs and saved into out_dir */
-static int make_tokenizer(const train_opts *o, const corpus *cp, int max_pos, tokenizer **tok, cis_err *err) {
+static int make_tokenizer(const pretrain_opts *o, const corpus *cp, int max_pos, tokenizer **tok, cis_err *err) {
     const text_docs *docs = &cp->text;
     if (o->tokenizer_dir) {
         const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
@@ -177,9 +178,6 @@ static int make_tokenizer(const train_opts *o, const corpus *cp, int max_pos, to
     }
     return tokenizer_load(o->out_dir, tok, err);
 }
-
-#define CPU_DP_MAX 16   /* at most this many data-parallel replicas */
-
 /* ---- packing ---- */
 
 #define PACK_LOOKAHEAD 64   /* documents scanned for one that fills the rest of a row */
@@ -240,25 +238,6 @@ static double tail_mean(const double *v, int64_t n) {
     for (int64_t i = n - k; i < n; i++) s += v[i];
     return s / (double)k;
 }
-
-/* ---- schedule ---- */
-
-static float lr_at(const train_opts *o, float peak, int64_t step, int64_t total, int warmup) {
-    if (step < warmup) return peak * (float)(step + 1) / (float)warmup;
-    double prog = total > warmup ? (double)(step - warmup) / (double)(total - warmup) : 1.0;
-    if (prog > 1) prog = 1;
-    double lo = peak * o->min_lr_ratio;
-    return (float)(lo + (peak - lo) * 0.5 * (1 + cos(M_PI * prog)));
-}
-
-/* the same schedule on the fraction of a time budget used (warmup still in steps) */
-static float lr_at_frac(const train_opts *o, float peak, int64_t step, double frac, int warmup) {
-    if (step < warmup) return peak * (float)(step + 1) / (float)warmup;
-    if (frac > 1) frac = 1;
-    double lo = peak * o->min_lr_ratio;
-    return (float)(lo + (peak - lo) * 0.5 * (1 + cos(M_PI * frac)));
-}
-
 /* ---- outputs ---- */
 
 static int write_json(const char *dir, const char *name, json_t *v, cis_err *err) {
@@ -270,107 +249,34 @@ static int write_json(const char *dir, const char *name, json_t *v, cis_err *err
     free(s); free(s2); free(path);
     return rc;
 }
+/* ---- the tokenized corpus ---- */
 
-/* ---- data parallelism: replicas of the model, one thread each, on slices of the batch ---- */
+typedef struct pt_data {
+    char *cpath;                  /* the corpus file */
+    tdoc *td, *sd;                /* [ndocs] text documents, then [nsft] SFT items (one allocation) */
+    int ndocs, nsft;
+    int64_t corpus_tokens;
+    int V, bos, eos, pad;
+} pt_data;
 
-typedef struct dp_work {
-    llama_model *m;
-    llama_batch b;
-    float scale;          /* n_targets(slice) / n_targets(batch): the slice's share of the mean */
-    double loss;
-    int rc;
-    cis_err err;
-} dp_work;
-
-static int64_t param_numel(const llama_param *p) {
-    int64_t n = 1;
-    for (int d = 0; d < p->ndim; d++) n *= p->shape[d];
-    return n;
+static void pt_data_free(pt_data *d) {
+    for (int i = 0; d->td && i < d->ndocs + d->nsft; i++) { free(d->td[i].ids); free(d->td[i].sup); }
+    free(d->td);
+    free(d->cpath);
+    memset(d, 0, sizeof *d);
 }
 
-static void *dp_run(void *arg) {
-    dp_work *w = arg;
-    llama_model_zero_grad(w->m);
-    w->rc = llama_forward(w->m, &w->b, NULL, 0, true, &w->loss, &w->err);
-    if (!w->rc) w->rc = llama_backward(w->m, w->scale, NULL, &w->err);
-    return NULL;
-}
-
-static int count_targets(const int32_t *tg, int n) {
-    int c = 0;
-    for (int i = 0; i < n; i++) c += tg[i] != LOSS_IGNORE_INDEX;
-    return c;
-}
-
-/* one forward + backward of batch bt over R replicas (rep[0] = the trained model): the rows are
- * split into R equal slices, replica r > 0 first takes rep[0]'s weights, each runs its slice with
- * the loss scaled by its share of the batch's targets, and the gradients are summed into rep[0]'s
- * buffers: the same gradient as one pass over the whole batch (up to summation order). */
-static int dp_forward_backward(llama_model **rep, int R, const llama_batch *bt, double *loss, cis_err *err) {
-    if (R <= 1 || bt->B % R) {
-        llama_model_zero_grad(rep[0]);
-        return llama_forward(rep[0], bt, NULL, 0, true, loss, err) || llama_backward(rep[0], 1.0f, NULL, err) ? -1 : 0;
-    }
-    int np;
-    llama_param *p0 = llama_model_params(rep[0], &np);
-    dp_work w[CPU_DP_MAX];
-    pthread_t tid[CPU_DP_MAX];
-    int rows = bt->B / R, N = count_targets(bt->targets, bt->B * bt->T);
-    for (int r = 0; r < R; r++) {
-        if (r > 0) {
-            int npr;
-            llama_param *pr = llama_model_params(rep[r], &npr);
-            for (int i = 0; i < np; i++) memcpy(pr[i].data, p0[i].data, (size_t)param_numel(&p0[i]) * sizeof(float));
-        }
-        size_t off = (size_t)r * rows * bt->T;
-        w[r] = (dp_work){.m = rep[r], .b = *bt};
-        w[r].b.B = rows;
-        w[r].b.ids = bt->ids + off;
-        w[r].b.lens = bt->lens + r * rows;
-        w[r].b.targets = bt->targets + off;
-        int n = count_targets(w[r].b.targets, rows * bt->T);
-        w[r].scale = N > 0 ? (float)n / (float)N : 0.0f;
-    }
-    for (int r = 1; r < R; r++)
-        if (pthread_create(&tid[r], NULL, dp_run, &w[r])) { w[r].rc = -2; dp_run(&w[r]); }
-    dp_run(&w[0]);
-    for (int r = 1; r < R; r++)
-        if (w[r].rc != -2) pthread_join(tid[r], NULL);
-    *loss = 0;
-    for (int r = 0; r < R; r++) {
-        if (w[r].rc == -1) { *err = w[r].err; return -1; }
-        *loss += w[r].scale * w[r].loss;
-    }
-    for (int r = 1; r < R; r++)
-        for (int i = 0; i < np; i++) {
-            float *g0 = llama_model_grad(rep[0], i), *gr = llama_model_grad(rep[r], i);
-            if (!g0 || !gr) continue;
-            for (int64_t k = 0, n = param_numel(&p0[i]); k < n; k++) g0[k] += gr[k];
-        }
-    return 0;
-}
-
-int train_run(const train_opts *o, train_result *res, llama_model **model_out, cis_err *err) {
-    memset(res, 0, sizeof *res);
-    if (model_out) *model_out = NULL;
-    const arch_preset *p = o->preset ? o->preset : arch_find(o->arch);
-    if (!p) return err_set(err, CIS_EINVAL, "--arch: unknown architecture \"%s\" (see --list)", o->arch ? o->arch : "");
-    const backend_ops *be = backend_get(o->device ? o->device : "cpu");
-    if (!be) return err_set(err, CIS_EINVAL, "--device: unknown or unavailable device \"%s\" (available: cpu)", o->device);
-    if (!o->out_dir) return err_set(err, CIS_EINVAL, "--out: a model directory is required");
-    if (o->seq_len < 8 || o->batch < 1) return err_set(err, CIS_EINVAL, "--seq-len must be >= 8 and --batch >= 1");
-    if (o->steps <= 0 && o->seconds <= 0) return err_set(err, CIS_EINVAL, "give --steps N or --seconds S (a budget)");
-    int T = o->seq_len, B = o->batch;
-    int max_pos = o->max_pos > 0 ? o->max_pos : T;
-    if (max_pos < T) return err_set(err, CIS_EINVAL, "max_pos %d < seq_len %d", max_pos, T);
-    be->set_threads(o->threads);
-
-    /* corpus */
-    char *cpath = o->corpus ? xstrdup(o->corpus) : o->world_dir ? xasprintf("%s/corpus/pretrain.jsonl", o->world_dir) : NULL;
-    if (!cpath) return err_set(err, CIS_EINVAL, "--world DIR (or --corpus FILE) is required");
+/* read the corpus (and the SFT items), make the tokenizer in out_dir and tokenize everything into
+ * d. With o->tokenizer_only, stop after the tokenizer (d->V set). */
+static int pt_data_load(const pretrain_opts *o, int max_pos, pt_data *d, pretrain_result *res, cis_err *err) {
+    int T = o->seq_len;
+    memset(d, 0, sizeof *d);
+    d->cpath = o->corpus ? xstrdup(o->corpus) : o->world_dir ? xasprintf("%s/corpus/pretrain.jsonl", o->world_dir) : NULL;
+    if (!d->cpath) return err_set(err, CIS_EINVAL, "--world DIR (or --corpus FILE) is required");
+    const char *cpath = d->cpath;
     corpus cp = {0};
     double t0 = mono_sec();
-    if (corpus_load(cpath, &cp, err)) { corpus_free(&cp); free(cpath); return -1; }
+    if (corpus_load(cpath, &cp, err)) { corpus_free(&cp); return -1; }
     /* SFT items: --sft FILE, or WORLD/corpus/sft.jsonl when it exists */
     char *spath = o->sft_path ? xstrdup(o->sft_path) : NULL;
     if (!spath && o->world_dir && !o->corpus) {
@@ -380,234 +286,283 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     }
     if (spath) {
         int src = corpus_load(spath, &cp, err);
-        if (src) { corpus_free(&cp); free(cpath); free(spath); return -1; }
+        if (src) { corpus_free(&cp); free(spath); return -1; }
         LOG_I("train: SFT items from %s", spath);
         free(spath);
     }
-    if (mkdir_p(o->out_dir, err)) { corpus_free(&cp); free(cpath); return -1; }
+    if (mkdir_p(o->out_dir, err)) { corpus_free(&cp); return -1; }
     tokenizer *tok = NULL;
-    if (make_tokenizer(o, &cp, max_pos, &tok, err)) { corpus_free(&cp); free(cpath); return -1; }
+    if (make_tokenizer(o, &cp, max_pos, &tok, err)) { corpus_free(&cp); return -1; }
+    d->V = tokenizer_vocab_size(tok);
     if (o->tokenizer_only) {
-        res->vocab_size = tokenizer_vocab_size(tok);
         res->tokenizer_seconds = mono_sec() - t0;
-        tokenizer_free(tok); corpus_free(&cp); free(cpath);
+        tokenizer_free(tok); corpus_free(&cp);
         return 0;
     }
-    int V = tokenizer_vocab_size(tok), bos = tokenizer_bos_id(tok), eos = tokenizer_eos_id(tok), pad = tokenizer_pad_id(tok);
+    int bos = d->bos = tokenizer_bos_id(tok), eos = d->eos = tokenizer_eos_id(tok);
+    d->pad = tokenizer_pad_id(tok);
     if (bos < 0 || eos < 0) {
-        tokenizer_free(tok); corpus_free(&cp); free(cpath);
+        tokenizer_free(tok); corpus_free(&cp);
         return err_set(err, CIS_EINVAL, "%s: the tokenizer needs a BOS and an EOS token", o->out_dir);
     }
     int ndocs = cp.text.n, nsft = cp.nsft;
-    tdoc *td = xcalloc((size_t)ndocs + (size_t)nsft + 1, sizeof *td), *sd = td + ndocs;
+    tdoc *td = xcalloc((size_t)ndocs + (size_t)nsft + 1, sizeof *td);
     int64_t corpus_tokens = 0, sft_tokens = 0;
     int sft_max = 0;
     for (int i = 0; i < ndocs + nsft; i++) {
-        tdoc *d = &td[i];
+        tdoc *dc = &td[i];
         int erc = 0;
         if (i < ndocs) {
             int32_t *a = NULL;
             size_t na = 0;
             erc = tokenizer_encode(tok, cp.text.text[i], cp.text.len[i], false, &a, &na, err);
             if (!erc) {
-                d->ids = xmalloc((na + 2) * sizeof *d->ids);
-                d->ids[0] = bos;
-                memcpy(d->ids + 1, a, na * sizeof *a);
-                d->ids[na + 1] = eos;
-                d->n = (int)na + 2;
-                corpus_tokens += d->n;
+                dc->ids = xmalloc((na + 2) * sizeof *dc->ids);
+                dc->ids[0] = bos;
+                memcpy(dc->ids + 1, a, na * sizeof *a);
+                dc->ids[na + 1] = eos;
+                dc->n = (int)na + 2;
+                corpus_tokens += dc->n;
             }
             free(a);
         } else {
             int k = i - ndocs, cap = 64;
-            d->ids = xmalloc((size_t)cap * sizeof *d->ids);
-            d->sup = xmalloc((size_t)cap);
-            d->ids[0] = bos; d->sup[0] = 0; d->n = 1;
+            dc->ids = xmalloc((size_t)cap * sizeof *dc->ids);
+            dc->sup = xmalloc((size_t)cap);
+            dc->ids[0] = bos; dc->sup[0] = 0; dc->n = 1;
             for (int g = 0; g < cp.nseg[k] && !erc; g++) {
                 int32_t *a = NULL;
                 size_t na = 0;
                 erc = tokenizer_encode(tok, cp.seg[k][g], strlen(cp.seg[k][g]), false, &a, &na, err);
                 if (!erc && g % 2 == 1 && na == 0) erc = err_set(err, CIS_EINVAL, "completion %d has no tokens", g / 2 + 1);
-                if (!erc && d->n + (int)na > T)
+                if (!erc && dc->n + (int)na > T)
                     erc = err_set(err, CIS_EINVAL, "longer than one row of %d tokens (--seq-len)", T);
                 if (!erc) {
-                    while (d->n + (int)na > cap) { cap *= 2; d->ids = xrealloc(d->ids, (size_t)cap * sizeof *d->ids); d->sup = xrealloc(d->sup, (size_t)cap); }
-                    memcpy(d->ids + d->n, a, na * sizeof *a);
-                    memset(d->sup + d->n, g % 2, na);
-                    d->n += (int)na;
+                    while (dc->n + (int)na > cap) { cap *= 2; dc->ids = xrealloc(dc->ids, (size_t)cap * sizeof *dc->ids); dc->sup = xrealloc(dc->sup, (size_t)cap); }
+                    memcpy(dc->ids + dc->n, a, na * sizeof *a);
+                    memset(dc->sup + dc->n, g % 2, na);
+                    dc->n += (int)na;
                 }
                 free(a);
             }
-            sft_tokens += d->n;
-            if (d->n > sft_max) sft_max = d->n;
+            sft_tokens += dc->n;
+            if (dc->n > sft_max) sft_max = dc->n;
         }
         if (erc) {
             if (i < ndocs) err_prefix(err, "%s: document %d", cpath, i + 1);
             else err_prefix(err, "%s: SFT item %d", cpath, i - ndocs + 1);
             for (int k = 0; k <= i; k++) { free(td[k].ids); free(td[k].sup); }
-            free(td); tokenizer_free(tok); corpus_free(&cp); free(cpath);
+            free(td); tokenizer_free(tok); corpus_free(&cp);
             return -1;
         }
     }
     tokenizer_free(tok);
     corpus_free(&cp);
+    d->td = td; d->sd = td + ndocs; d->ndocs = ndocs; d->nsft = nsft; d->corpus_tokens = corpus_tokens;
     res->tokenizer_seconds = mono_sec() - t0;
     res->corpus_docs = ndocs;
     res->corpus_tokens = corpus_tokens;
     res->sft_items = nsft;
-    res->vocab_size = V;
     LOG_I("train: corpus %s: %d documents, %lld tokens; %d SFT items (%lld tokens, longest %d) (vocab %d) in %.1f s", cpath,
-          ndocs, (long long)corpus_tokens, nsft, (long long)sft_tokens, sft_max, V, res->tokenizer_seconds);
+          ndocs, (long long)corpus_tokens, nsft, (long long)sft_tokens, sft_max, d->V, res->tokenizer_seconds);
+    return 0;
+}
+
+/* ---- the batches and the progress of the training loop (train_loop.h) ---- */
+
+typedef struct pt_run {
+    const pretrain_opts *o;
+    const pt_data *d;
+    pretrain_result *res;
+    packer pk, sp;                /* text documents, SFT items */
+    int32_t *ids, *tg, *lens;     /* [Bmax, T], [Bmax, T], [Bmax] */
+    int *pick;                    /* [sft_batch] the SFT items of a step */
+    bool sft_on;                  /* SFT steps have begun (at sft_from of the budget) */
+    int64_t sft_phase;            /* the step they began at */
+    bool cur_sft;                 /* the batch just made is an SFT batch */
+    int64_t cur_tok;              /* its real (unpadded) text tokens */
+    double *losses, *sft_losses;  /* per LM step, per SFT step */
+    size_t lcap, scap;
+    double sft_log, tlog;         /* for the log line */
+    int sft_nlog;
+    int64_t tok_log;
+    double last_loss;
+} pt_run;
+
+static void shuffle_order(packer *p) {
+    for (int i = p->ndocs - 1; i > 0; i--) {
+        int j = (int)(splitmix(&p->rng) % (uint64_t)(i + 1));
+        int t = p->order[i]; p->order[i] = p->order[j]; p->order[j] = t;
+    }
+}
+
+/* the batch of step si->step: packed text rows, or (every sft_every-th step once sft_from of the
+ * budget has run, or always with a corpus of SFT items only) sft_batch SFT items, one per row
+ * (an item sees nothing but its own prompt, as in 0-shot evaluation), rows as long as the step's
+ * longest item; only completion tokens are targets */
+static int pt_batch(void *ctx, const train_step_info *si, train_batch *out, cis_err *err) {
+    pt_run *x = ctx;
+    const pretrain_opts *o = x->o;
+    const pt_data *d = x->d;
+    int B = o->batch, T = o->seq_len, fill = d->pad >= 0 ? d->pad : d->eos;
+    if (d->nsft > 0 && !x->sft_on && si->frac >= o->sft_from) { x->sft_on = true; x->sft_phase = si->step; }
+    bool sft = d->ndocs == 0 || (x->sft_on && o->sft_every > 0 && (si->step - x->sft_phase) % o->sft_every == o->sft_every - 1);
+    int Bs = B, Ts = T;
+    int64_t ntok = 0;
+    if (sft) {
+        packer *sp = &x->sp;
+        Bs = o->sft_batch; Ts = 2;
+        for (int b = 0; b < Bs; b++) {
+            if (sp->pos == sp->ndocs) { sp->pos = 0; sp->epoch++; shuffle_order(sp); }
+            x->pick[b] = sp->order[sp->pos++];
+            if (d->sd[x->pick[b]].n > Ts) Ts = d->sd[x->pick[b]].n;
+        }
+        for (int b = 0; b < Bs; b++) {
+            const tdoc *dc = &d->sd[x->pick[b]];
+            int32_t *row = x->ids + (size_t)b * Ts, *trow = x->tg + (size_t)b * Ts;
+            memcpy(row, dc->ids, (size_t)dc->n * sizeof *row);
+            x->lens[b] = dc->n;
+            for (int t = 0; t < Ts; t++) trow[t] = t + 1 < dc->n && dc->sup[t + 1] ? dc->ids[t + 1] : LOSS_IGNORE_INDEX;
+            for (int t = dc->n; t < Ts; t++) row[t] = fill;
+        }
+    } else {
+        for (int b = 0; b < B; b++) {
+            int32_t *row = x->ids + (size_t)b * T, *trow = x->tg + (size_t)b * T;
+            int len = pack_row(&x->pk, T, row);
+            if (len < 2) { row[1] = d->eos; len = 2; }
+            x->lens[b] = len;
+            for (int t = 0; t < T; t++) trow[t] = t + 1 < len ? row[t + 1] : LOSS_IGNORE_INDEX;
+            for (int t = len; t < T; t++) row[t] = fill;
+            ntok += len;
+        }
+    }
+    x->cur_sft = sft;
+    x->cur_tok = ntok;
+    out->b = (llama_batch){.B = Bs, .T = Ts, .ids = x->ids, .lens = x->lens, .targets = x->tg};
+    (void)err;
+    return 0;
+}
+
+/* after every step: the loss statistics of pretrain_result and the log line */
+static int pt_progress(void *ctx, const train_progress *p) {
+    pt_run *x = ctx;
+    pretrain_result *res = x->res;
+    if (x->cur_sft) {
+        res->sft_steps++;
+        res->sft_seen += x->o->sft_batch;
+        x->sft_log += p->loss; x->sft_nlog++;
+        if ((size_t)res->sft_steps > x->scap) { x->scap *= 2; x->sft_losses = xrealloc(x->sft_losses, x->scap * sizeof *x->sft_losses); }
+        x->sft_losses[res->sft_steps - 1] = p->loss;
+        if (res->sft_steps == 1) res->sft_first_loss = p->loss;
+    } else {
+        if ((size_t)res->lm_steps == x->lcap) { x->lcap *= 2; x->losses = xrealloc(x->losses, x->lcap * sizeof *x->losses); }
+        x->losses[res->lm_steps++] = p->loss;
+        if (res->lm_steps == 1) res->first_loss = p->loss;
+        x->last_loss = p->loss;
+    }
+    res->tokens += x->cur_tok;
+    x->tok_log += x->cur_tok;
+    int le = x->o->log_every;
+    if (le > 0 && (p->step % le == 0 || p->step == 1)) {
+        double t = p->elapsed;
+        char sl[64] = "";
+        if (x->sft_nlog) snprintf(sl, sizeof sl, " sft loss %.4f", x->sft_log / x->sft_nlog);
+        LOG_I("train: step %lld/%lld loss %.4f%s lr %.2e %.0f tok/s epoch %.2f", (long long)p->step, (long long)p->steps,
+              x->last_loss, sl, p->lr, t > x->tlog ? x->tok_log / (t - x->tlog) : 0.0,
+              x->d->corpus_tokens ? (double)res->tokens / (double)x->d->corpus_tokens : 0.0);
+        x->tlog = t; x->tok_log = 0; x->sft_log = 0; x->sft_nlog = 0;
+    }
+    return 0;
+}
+
+/* ---- the run ---- */
+
+int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **model_out, cis_err *err) {
+    memset(res, 0, sizeof *res);
+    if (model_out) *model_out = NULL;
+    const arch_preset *p = o->preset ? o->preset : arch_find(o->arch);
+    if (!p) return err_set(err, CIS_EINVAL, "--arch: unknown architecture \"%s\" (see --list)", o->arch ? o->arch : "");
+    if (train_device_check(o->device, err)) return -1;
+    if (!o->out_dir) return err_set(err, CIS_EINVAL, "--out: a model directory is required");
+    if (o->seq_len < 8 || o->batch < 1) return err_set(err, CIS_EINVAL, "--seq-len must be >= 8 and --batch >= 1");
+    if (o->steps <= 0 && o->seconds <= 0) return err_set(err, CIS_EINVAL, "give --steps N or --seconds S (a budget)");
+    int T = o->seq_len, B = o->batch;
+    int max_pos = o->max_pos > 0 ? o->max_pos : T;
+    if (max_pos < T) return err_set(err, CIS_EINVAL, "max_pos %d < seq_len %d", max_pos, T);
+
+    pt_data d;
+    if (pt_data_load(o, max_pos, &d, res, err)) { pt_data_free(&d); return -1; }
+    res->vocab_size = d.V;
+    if (o->tokenizer_only) { pt_data_free(&d); return 0; }
 
     /* model */
     llama_config cfg;
     int rc = -1;
     llama_model *m = NULL;
-    optim *opt = NULL;
     int Bmax = B > o->sft_batch ? B : o->sft_batch;
-    int32_t *ids = xcalloc((size_t)Bmax * T, sizeof *ids), *tg = xmalloc((size_t)Bmax * T * sizeof *tg), *lens = xcalloc((size_t)Bmax, sizeof *lens);
-    packer pk = {.docs = td, .ndocs = ndocs, .order = xmalloc((size_t)ndocs * sizeof(int)), .rng = o->seed * 0x2545F4914F6CDD1DULL + 7};
-    for (int i = 0; i < ndocs; i++) pk.order[i] = i;
-    pk.pos = ndocs; /* the first pack_row shuffles */
-    pk.epoch = -1;
-    double *losses = NULL, *sft_losses = NULL;
-    llama_model *rep[CPU_DP_MAX] = {0};
-    int R = 1;
-    int Balloc = B > o->sft_batch ? B : o->sft_batch;
-    int *pick = xmalloc((size_t)Balloc * sizeof *pick);
-    packer sp = {.docs = sd, .ndocs = nsft, .order = xmalloc(((size_t)nsft + 1) * sizeof(int)), .rng = o->seed * 0x9E3779B97F4A7C15ULL + 11};
-    for (int i = 0; i < nsft; i++) sp.order[i] = i;
-    sp.pos = nsft;
-    sp.epoch = -1;
-    if (arch_config(p, V, bos, eos, pad, max_pos, &cfg, err)) goto out;
-    m = llama_model_new(&cfg, be, err);
+    pt_run x = {.o = o, .d = &d, .res = res, .lcap = 1024, .scap = 1024};
+    x.ids = xcalloc((size_t)Bmax * T, sizeof *x.ids);
+    x.tg = xmalloc((size_t)Bmax * T * sizeof *x.tg);
+    x.lens = xcalloc((size_t)Bmax, sizeof *x.lens);
+    x.pick = xmalloc((size_t)Bmax * sizeof *x.pick);
+    x.losses = xmalloc(x.lcap * sizeof *x.losses);
+    x.sft_losses = xmalloc(x.scap * sizeof *x.sft_losses);
+    /* seeded document orders; the first pack_row / SFT step shuffles */
+    x.pk = (packer){.docs = d.td, .ndocs = d.ndocs, .order = xmalloc(((size_t)d.ndocs + 1) * sizeof(int)), .pos = d.ndocs,
+                    .epoch = -1, .rng = o->seed * 0x2545F4914F6CDD1DULL + 7};
+    x.sp = (packer){.docs = d.sd, .ndocs = d.nsft, .order = xmalloc(((size_t)d.nsft + 1) * sizeof(int)), .pos = d.nsft,
+                    .epoch = -1, .rng = o->seed * 0x9E3779B97F4A7C15ULL + 11};
+    for (int i = 0; i < d.ndocs; i++) x.pk.order[i] = i;
+    for (int i = 0; i < d.nsft; i++) x.sp.order[i] = i;
+    if (arch_config(p, d.V, d.bos, d.eos, d.pad, max_pos, &cfg, err)) goto out;
+    m = train_model_new(o->device, o->threads, &cfg, err);
     if (!m) goto out;
     llama_model_init_random(m, o->seed);
     res->params = llama_model_numel(m);
     if (llama_model_set_trainable(m, NULL, -1, -1, true, err) < 0) goto out;
-    /* data parallel: with T threads, T replicas of one thread each (the rows of every step split
-     * between them) when the batch sizes divide; one thread per small matmul does far better than
-     * T threads on the same matmul at this size */
-    R = o->replicas > 0 ? o->replicas : be->get_threads();
-    if (R > CPU_DP_MAX) R = CPU_DP_MAX;
-    if (R > 1 && (B % R || o->sft_batch % R)) R = 1;
-    if (R > 1) {
-        be->set_threads(1);
-        for (int r = 1; r < R; r++) {
-            rep[r] = llama_model_new(&cfg, be, err);
-            if (!rep[r] || llama_model_set_trainable(rep[r], NULL, -1, -1, true, err) < 0) goto out;
-        }
-        LOG_I("train: data parallel over %d replicas, 1 thread each", R);
-    }
-    optim_config oc = optim_config_default(ADAM_TORCH_ADAMW);
-    float peak = o->lr > 0 ? o->lr : p->lr;
-    oc.lr = peak;
-    oc.beta1 = 0.9f; oc.beta2 = 0.95f;
-    oc.weight_decay = o->weight_decay;
-    opt = llama_model_optim_new(m, &oc, err);
-    if (!opt) goto out;
-    LOG_I("train: %s (%s layout, %s): %lld parameters, D=%d F=%d L=%d H=%d Hkv=%d, T=%d B=%d, lr %.2g", p->name,
-          cfg.architecture, cfg.tie_word_embeddings ? "tied" : "untied", res->params, cfg.hidden_size,
-          cfg.intermediate_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads, T, B, peak);
 
-    int64_t total = o->steps > 0 ? o->steps : INT64_MAX;
-    bool fit_time = o->steps <= 0;
-    size_t lcap = 1024, scap = 1024;
-    losses = xmalloc(lcap * sizeof *losses);
-    sft_losses = xmalloc(scap * sizeof *sft_losses);
-    double sft_log = 0, last_loss = 0;
-    bool sft_on = false;
-    int64_t sft_phase = 0;
-    int sft_nlog = 0;
-    double tl0 = mono_sec(), tlog = tl0;
-    int64_t tok_log = 0;
-    int64_t step = 0;
-    for (; fit_time || step < total; step++) {
-        double now = mono_sec();
-        if (o->seconds > 0 && now - tl0 >= o->seconds) break;
-        /* time budget without a step count: the schedule runs on the fraction of the budget used
-         * (progress = elapsed / seconds), and `total` is only the running estimate for the log */
-        if (fit_time && step > 0) total = step + (int64_t)((o->seconds - (now - tl0)) / ((now - tl0) / (double)step)) + 1;
-        int warm = o->warmup;
-        if (!fit_time && warm > total / 10) warm = (int)(total / 10 > 1 ? total / 10 : 1);
-        int64_t ntok = 0;
-        double prog = fit_time ? (now - tl0) / o->seconds : (double)step / (double)total;
-        if (nsft > 0 && !sft_on && prog >= o->sft_from) { sft_on = true; sft_phase = step; }
-        bool sft = ndocs == 0 || (sft_on && o->sft_every > 0 && (step - sft_phase) % o->sft_every == o->sft_every - 1);
-        int Bs = B, Ts = T;
-        if (sft) {
-            /* one SFT item per row (an item sees nothing but its own prompt, as in 0-shot evaluation),
-             * rows as long as the longest item of the step; only completion tokens are targets */
-            Bs = o->sft_batch; Ts = 2;
-            for (int b = 0; b < Bs; b++) {
-                if (sp.pos == nsft) {
-                    sp.pos = 0; sp.epoch++;
-                    for (int i = nsft - 1; i > 0; i--) {
-                        int j = (int)(splitmix(&sp.rng) % (uint64_t)(i + 1));
-                        int t = sp.order[i]; sp.order[i] = sp.order[j]; sp.order[j] = t;
-                    }
-                }
-                pick[b] = sp.order[sp.pos++];
-                if (sd[pick[b]].n > Ts) Ts = sd[pick[b]].n;
-            }
-            for (int b = 0; b < Bs; b++) {
-                const tdoc *d = &sd[pick[b]];
-                int32_t *row = ids + (size_t)b * Ts, *trow = tg + (size_t)b * Ts;
-                memcpy(row, d->ids, (size_t)d->n * sizeof *row);
-                lens[b] = d->n;
-                for (int t = 0; t < Ts; t++) trow[t] = t + 1 < d->n && d->sup[t + 1] ? d->ids[t + 1] : LOSS_IGNORE_INDEX;
-                for (int t = d->n; t < Ts; t++) row[t] = pad >= 0 ? pad : eos;
-            }
-        } else {
-            for (int b = 0; b < B; b++) {
-                int32_t *row = ids + (size_t)b * T, *trow = tg + (size_t)b * T;
-                int len = pack_row(&pk, T, row);
-                if (len < 2) { row[1] = eos; len = 2; }
-                lens[b] = len;
-                for (int t = 0; t < T; t++) trow[t] = t + 1 < len ? row[t + 1] : LOSS_IGNORE_INDEX;
-                for (int t = len; t < T; t++) row[t] = pad >= 0 ? pad : eos;
-                ntok += len;
-            }
-        }
-        llama_batch bt = {.B = Bs, .T = Ts, .ids = ids, .lens = lens, .targets = tg, .n_out = 0};
-        double loss = 0;
-        rep[0] = m;
-        if (dp_forward_backward(rep, R, &bt, &loss, err)) goto out;
-        if (!isfinite(loss)) { err_set(err, CIS_EINVAL, "training diverged at step %lld (loss %g); lower --lr", (long long)step + 1, loss); goto out; }
-        if (o->clip > 0) optim_clip_grad_norm(opt, o->clip);
-        float lr = fit_time ? lr_at_frac(o, peak, step, (mono_sec() - tl0) / o->seconds, warm) : lr_at(o, peak, step, total, warm);
-        optim_step(opt, lr);
-        if (sft) {
-            res->sft_steps++;
-            res->sft_seen += Bs;
-            sft_log += loss; sft_nlog++;
-            if ((size_t)res->sft_steps > scap) { scap *= 2; sft_losses = xrealloc(sft_losses, scap * sizeof *sft_losses); }
-            sft_losses[res->sft_steps - 1] = loss;
-            if (res->sft_steps == 1) res->sft_first_loss = loss;
-        } else {
-            if ((size_t)res->lm_steps == lcap) { lcap *= 2; losses = xrealloc(losses, lcap * sizeof *losses); }
-            losses[res->lm_steps++] = loss;
-            if (res->lm_steps == 1) res->first_loss = loss;
-        }
-        res->tokens += ntok;
-        tok_log += ntok;
-        if (!sft) last_loss = loss;
-        if (o->log_every > 0 && ((step + 1) % o->log_every == 0 || step == 0)) {
-            double t = mono_sec();
-            char sl[64] = "";
-            if (sft_nlog) snprintf(sl, sizeof sl, " sft loss %.4f", sft_log / sft_nlog);
-            LOG_I("train: step %lld/%lld loss %.4f%s lr %.2e %.0f tok/s epoch %.2f", (long long)step + 1, (long long)total,
-                  last_loss, sl, lr, tok_log / (t - tlog), corpus_tokens ? (double)res->tokens / (double)corpus_tokens : 0.0);
-            tlog = t; tok_log = 0; sft_log = 0; sft_nlog = 0;
-        }
+    /* the loop: AdamW (torch; betas 0.9/0.95), linear warmup (at most 10% of a step budget), cosine
+     * decay to min_lr_ratio x lr, global clipping; with T threads, T data-parallel replicas of one
+     * thread each (one thread per small matmul does far better than T threads on the same matmul at
+     * this size) */
+    train_loop_cfg lc = train_loop_cfg_default();
+    lc.steps = o->steps > 0 ? o->steps : 0;
+    lc.seconds = o->seconds;
+    lc.optim.lr = o->lr > 0 ? o->lr : p->lr;
+    lc.optim.beta1 = 0.9f;
+    lc.optim.beta2 = 0.95f;
+    lc.optim.weight_decay = o->weight_decay;
+    lc.schedule = TRAIN_SCHED_COSINE;
+    lc.min_lr_ratio = o->min_lr_ratio;
+    lc.warmup = o->warmup;
+    if (lc.steps > 0 && lc.warmup > lc.steps / 10) lc.warmup = (int)(lc.steps / 10 > 1 ? lc.steps / 10 : 1);
+    lc.clip = o->clip;
+    lc.replicas = o->replicas;
+    lc.stop = o->stop;
+    lc.progress = pt_progress;
+    lc.progress_ctx = &x;
+    LOG_I("train: %s (%s layout, %s): %lld parameters, D=%d F=%d L=%d H=%d Hkv=%d, T=%d B=%d, lr %.2g, %s", p->name,
+          cfg.architecture, cfg.tie_word_embeddings ? "tied" : "untied", res->params, cfg.hidden_size,
+          cfg.intermediate_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.num_key_value_heads, T, B, lc.optim.lr,
+          lc.steps > 0 ? "step budget" : "time budget");
+    train_task task = {.model = m, .batch = pt_batch, .ctx = &x};
+    train_loop_result lres;
+    x.tlog = 0;
+    int st = train_loop_run(&lc, &task, &lres, err);
+    if (st == TRAIN_ERROR) goto out;
+    if (st == TRAIN_STOPPED) {
+        err_set(err, CIS_EINVAL, "stopped after %lld steps (nothing written)", (long long)lres.steps);
+        rc = 1;
+        goto out;
     }
-    res->steps = step;
-    res->train_seconds = mono_sec() - tl0;
+    res->replicas = lres.replicas;
+    res->steps = lres.steps;
+    res->train_seconds = lres.seconds;
     res->tokens_per_s = res->train_seconds > 0 ? res->tokens / res->train_seconds : 0;
-    res->epochs = corpus_tokens ? (double)res->tokens / (double)corpus_tokens : 0;
-    res->final_loss = tail_mean(losses, res->lm_steps);
-    res->sft_final_loss = tail_mean(sft_losses, res->sft_steps);
-    res->sft_epochs = nsft ? (double)res->sft_seen / nsft : 0;
+    res->epochs = d.corpus_tokens ? (double)res->tokens / (double)d.corpus_tokens : 0;
+    res->final_loss = tail_mean(x.losses, res->lm_steps);
+    res->sft_final_loss = tail_mean(x.sft_losses, res->sft_steps);
+    res->sft_epochs = d.nsft ? (double)res->sft_seen / d.nsft : 0;
     LOG_I("train: %lld steps, %lld tokens (%.2f epochs) in %.1f s = %.0f tok/s; loss %.4f -> %.4f", (long long)res->steps,
           (long long)res->tokens, res->epochs, res->train_seconds, res->tokens_per_s, res->first_loss, res->final_loss);
     if (res->sft_steps)
@@ -619,16 +574,20 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     llama_param *params = llama_model_params(m, &np);
     if (checkpoint_save(o->out_dir, &cfg, params, (size_t)np, "F32", 0, err)) goto out;
     if (write_json(o->out_dir, "generation_config.json",
-                   json_pack("{s:i,s:i,s:o,s:b}", "bos_token_id", bos, "eos_token_id", eos, "pad_token_id",
-                             pad >= 0 ? json_integer(pad) : json_null(), "do_sample", 0), err))
+                   json_pack("{s:i,s:i,s:o,s:b}", "bos_token_id", d.bos, "eos_token_id", d.eos, "pad_token_id",
+                             d.pad >= 0 ? json_integer(d.pad) : json_null(), "do_sample", 0), err))
         goto out;
     json_t *info = json_pack("{s:s,s:s,s:I,s:i,s:s,s:I,s:I,s:I,s:I,s:f,s:i,s:i,s:f,s:f,s:f,s:f,s:f,s:f,s:I,s:i}",
-                             "arch", p->name, "stands_for", p->stands_for, "params", (json_int_t)res->params, "vocab_size", V,
-                             "corpus", cpath, "corpus_docs", (json_int_t)ndocs, "corpus_tokens", (json_int_t)corpus_tokens,
+                             "arch", p->name, "stands_for", p->stands_for, "params", (json_int_t)res->params, "vocab_size", d.V,
+                             "corpus", d.cpath, "corpus_docs", (json_int_t)d.ndocs, "corpus_tokens", (json_int_t)d.corpus_tokens,
                              "steps", (json_int_t)res->steps, "tokens", (json_int_t)res->tokens, "epochs", res->epochs,
-                             "seq_len", T, "batch", B, "lr", (double)peak, "train_seconds", res->train_seconds,
+                             "seq_len", T, "batch", B, "lr", (double)lc.optim.lr, "train_seconds", res->train_seconds,
                              "tokens_per_s", res->tokens_per_s, "first_loss", res->first_loss, "final_loss", res->final_loss,
                              "tokenizer_seconds", res->tokenizer_seconds, "seed", (json_int_t)o->seed, "threads", o->threads);
+    json_object_set_new(info, "budget", json_string(o->steps > 0 ? "steps" : "seconds"));
+    json_object_set_new(info, "budget_steps", json_integer(o->steps > 0 ? o->steps : 0));
+    json_object_set_new(info, "budget_seconds", json_real(o->seconds > 0 ? o->seconds : 0));
+    json_object_set_new(info, "replicas", json_integer(res->replicas));
     json_object_set_new(info, "lm_steps", json_integer(res->lm_steps));
     json_object_set_new(info, "sft_items", json_integer(res->sft_items));
     json_object_set_new(info, "sft_every", json_integer(o->sft_every));
@@ -640,13 +599,10 @@ int train_run(const train_opts *o, train_result *res, llama_model **model_out, c
     if (write_json(o->out_dir, "train_info.json", info, err)) goto out;
     rc = 0;
 out:
-    for (int r = 1; r < CPU_DP_MAX; r++) llama_model_free(&rep[r]);
-    free(losses); free(sft_losses); free(pick); free(sp.order);
-    optim_free(&opt);
+    free(x.losses); free(x.sft_losses); free(x.pick); free(x.sp.order); free(x.pk.order);
+    free(x.ids); free(x.tg); free(x.lens);
     if (rc == 0 && model_out) *model_out = m;
-    else llama_model_free(&m);
-    for (int i = 0; i < ndocs; i++) free(td[i].ids);
-    for (int i = 0; i < nsft; i++) { free(sd[i].ids); free(sd[i].sup); }
-    free(td); free(pk.order); free(ids); free(tg); free(lens); free(cpath);
+    else train_model_free(&m);
+    pt_data_free(&d);
     return rc;
 }
