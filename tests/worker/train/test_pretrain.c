@@ -423,7 +423,7 @@ static void test_replicas(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_train.XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_pretrain.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     log_set_level(LOG_WARN);
     write_corpus();
