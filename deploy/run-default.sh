@@ -2,7 +2,8 @@
 # run-default.sh - `make run`: the main job on the embedded default.
 #   1. the synthetic world (`cisweep world`, default scale) in the real datasets' formats;
 #   2. the default model (tiny-llama3) trained on it from scratch (`cisweep train` with its default
-#      time budget, or TRAIN_SECONDS; reused when it already exists);
+#      step budget, or TRAIN_STEPS steps, or a TRAIN_SECONDS time budget; reused when it already
+#      exists);
 #   3. a sweep of grids/default.json through a real coordinator and worker (loopback, SQLite):
 #      the worker loads the model once, runs each job and evaluates it with the full suite;
 #   4. the status, the metrics of every run, and a CSV export.
@@ -11,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/bin
 OUT=${CISWEEP_OUT:-out/default}
+TRAIN_STEPS=${TRAIN_STEPS:-}
 TRAIN_SECONDS=${TRAIN_SECONDS:-}
 THREADS=${THREADS:-0}
 mkdir -p "$OUT"
@@ -26,9 +28,12 @@ MODEL="$OUT/models/tiny-llama3"
 if [ -f "$MODEL/model.safetensors" ]; then
     echo "== 2. the default model: $MODEL (exists; remove it to train again)"
 else
-    echo "== 2. training the default model: $MODEL (${TRAIN_SECONDS:-the default} s budget; log in $OUT/train.log)"
-    $BIN/cisweep train --world "$OUT/world" --arch tiny-llama3 --out "$MODEL" ${TRAIN_SECONDS:+--seconds "$TRAIN_SECONDS"} \
-        --threads "$THREADS" 2>"$OUT/train.log" | tail -1
+    if [ -n "$TRAIN_STEPS" ]; then budget="$TRAIN_STEPS steps"
+    elif [ -n "$TRAIN_SECONDS" ]; then budget="$TRAIN_SECONDS s"
+    else budget="the default step budget"; fi
+    echo "== 2. training the default model: $MODEL ($budget; log in $OUT/train.log)"
+    $BIN/cisweep train --world "$OUT/world" --arch tiny-llama3 --out "$MODEL" ${TRAIN_STEPS:+--steps "$TRAIN_STEPS"} \
+        ${TRAIN_SECONDS:+--seconds "$TRAIN_SECONDS"} --threads "$THREADS" 2>"$OUT/train.log" | tail -1
 fi
 $BIN/cisweep inspect "$MODEL" --prompt "What is the capital of" --top 3 | tail -6
 

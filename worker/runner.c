@@ -59,7 +59,7 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     eval_rows rows = {0};
     double t0 = mono_sec();
     if (eval_suite_run(slot->work, slot->tok, j->data_dir, &o, &rows, &err)) {
-        eval_rows_free(&rows);
+        eval_rows_clear(&rows);
         fail(j, false, "evaluation failed: %s%s", err.msg, "");
         return;
     }
@@ -68,7 +68,7 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     if (n_stages > 0) eval_rows_set(&rows, "time_interventions_s", stages_s);
     j->rows = json_object();
     for (int i = 0; i < rows.n; i++) json_object_set_new(j->rows, rows.row[i].name, proto_metric_value(rows.row[i].value));
-    eval_rows_free(&rows);
+    eval_rows_clear(&rows);
     j->status = JOB_OK;
 }
 

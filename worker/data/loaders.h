@@ -104,9 +104,6 @@ int c4_load(const char *path, int max_docs, text_docs *out, cis_err *err);
 int pile_load(const char *path, int max_docs, text_docs *out, cis_err *err);
 /* text_docs_clear: free every text and zero *d (NULL-safe). */
 void text_docs_clear(text_docs *d);
-/* text_docs_free: the old name of text_docs_clear, kept only until worker/data/train.c switches to
- * it (docs/conventions.md); not for new code. */
-static inline void text_docs_free(text_docs *d) { text_docs_clear(d); }
 
 /* ---- internal helpers shared by the load_*.c files ------------------------------------------- */
 

@@ -34,9 +34,6 @@ void eval_rows_set(eval_rows *r, const char *name, double value);
 const eval_row *eval_rows_get(const eval_rows *r, const char *name);
 /* eval_rows_clear: free the rows and zero *r (NULL-safe; r may be filled again). */
 void eval_rows_clear(eval_rows *r);
-/* eval_rows_free: the old name of eval_rows_clear, kept only until worker/runner.c switches to it
- * (docs/conventions.md); not for new code. */
-static inline void eval_rows_free(eval_rows *r) { eval_rows_clear(r); }
 /* eval_rows_json: {"name": value, ...} on one line (malloc'd; non-finite values as null). */
 char *eval_rows_json(const eval_rows *r);
 

@@ -1,9 +1,10 @@
-/* test_train.c - from-scratch training (train.h) on a tiny generated corpus: the loss falls from
- * about ln(V) to under half of it within a few seconds; the written model directory loads with
- * llama_model_load and gives the same logits as the in-memory model; the tokenizer written beside
- * it loads; a time budget stops training cleanly; the named architectures validate and keep layers
- * 4-8; SFT items train their completions only; bad options and corpus lines are refused with a
- * message. */
+/* test_pretrain.c - from-scratch pretraining (pretrain.h) on a tiny generated corpus: the loss
+ * falls from about ln(V) to under half of it within a few seconds; the written model directory
+ * loads with llama_model_load and gives the same logits as the in-memory model; the tokenizer
+ * written beside it loads; a time budget stops training cleanly; the default budget is a step
+ * count, and the same seed gives a bit-identical model.safetensors (with data-parallel replicas
+ * too); the stop flag ends a run; the named architectures validate and keep layers 4-8; SFT items
+ * train their completions only; bad options and corpus lines are refused with a message. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,9 +13,10 @@
 
 #include "common/log.h"
 #include "tests/testlib.h"
-#include "worker/data/arch.h"
-#include "worker/data/train.h"
+#include "worker/engine/arch.h"
 #include "worker/engine/tokenizer.h"
+#include "worker/train/pretrain.h"
+#include "worker/train/train_loop.h"
 
 static char tmpdir[256];
 static char corpus[300];
@@ -34,8 +36,8 @@ static void write_corpus(void) {
     fclose(f);
 }
 
-static train_opts tiny_opts(const char *out) {
-    train_opts o = train_opts_default();
+static pretrain_opts tiny_opts(const char *out) {
+    pretrain_opts o = pretrain_opts_default();
     o.corpus = corpus;
     o.preset = &TINY;
     o.out_dir = out;
@@ -52,12 +54,12 @@ static train_opts tiny_opts(const char *out) {
 static void test_loss_falls_and_checkpoint_matches(void) {
     char out[400];
     snprintf(out, sizeof out, "%s/model", tmpdir);
-    train_opts o = tiny_opts(out);
-    train_result r;
+    pretrain_opts o = tiny_opts(out);
+    pretrain_result r;
     llama_model *m = NULL;
     cis_err err = {0};
     double t0 = mono_sec();
-    int rc = train_run(&o, &r, &m, &err);
+    int rc = pretrain_run(&o, &r, &m, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
     if (rc) return;
     double secs = mono_sec() - t0;
@@ -74,9 +76,9 @@ static void test_loss_falls_and_checkpoint_matches(void) {
     CHECK_EQ_INT(checkpoint_dir_load_config(out, &cfg, &err), 0);
     CHECK_EQ_INT(cfg.vocab_size, r.vocab_size);
     CHECK_EQ_INT(cfg.num_hidden_layers, 2);
-    llama_model *m2 = llama_model_new(&cfg, NULL, &err);
+    llama_model *m2 = train_model_new("cpu", 1, &cfg, &err);
     CHECK(m2 != NULL);
-    if (!m2) { llama_model_free(&m); return; }
+    if (!m2) { train_model_free(&m); return; }
     CHECK_EQ_INT(llama_model_load(m2, out, &err), 0);
     tokenizer *tok = NULL;
     CHECK_EQ_INT(tokenizer_load(out, &tok, &err), 0);
@@ -110,22 +112,22 @@ static void test_loss_falls_and_checkpoint_matches(void) {
     CHECK(access(p, R_OK) == 0);
     snprintf(p, sizeof p, "%s/tokenizer_config.json", out);
     CHECK(access(p, R_OK) == 0);
-    llama_model_free(&m2);
-    llama_model_free(&m);
+    train_model_free(&m2);
+    train_model_free(&m);
 }
 
 static void test_time_budget_and_reused_tokenizer(void) {
     char out[400], out2[400];
     snprintf(out, sizeof out, "%s/model", tmpdir);   /* from the test above: its tokenizer */
     snprintf(out2, sizeof out2, "%s/model_budget", tmpdir);
-    train_opts o = tiny_opts(out2);
+    pretrain_opts o = tiny_opts(out2);
     o.tokenizer_dir = out;
     o.steps = 0;
     o.seconds = 1.0;
-    train_result r;
+    pretrain_result r;
     cis_err err = {0};
     double t0 = mono_sec();
-    int rc = train_run(&o, &r, NULL, &err);
+    int rc = pretrain_run(&o, &r, NULL, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
     CHECK(r.steps >= 1);
     CHECK(r.train_seconds < 1.5);
@@ -137,6 +139,53 @@ static void test_time_budget_and_reused_tokenizer(void) {
     char *sa = read_file(a, &na, &err), *sb = read_file(b, &nb, &err);
     CHECK(sa && sb && na == nb && !memcmp(sa, sb, na));
     free(sa); free(sb);
+}
+
+/* the default budget is a step count; the same seed twice gives the same file byte for byte (on
+ * 2 replicas, the default with 2 threads), another seed a different one */
+static void test_step_budget_deterministic(void) {
+    pretrain_opts d = pretrain_opts_default();
+    CHECK_EQ_INT(d.steps, PRETRAIN_DEFAULT_STEPS);
+    CHECK(d.seconds == 0);
+    char out[3][400], *file[3] = {NULL, NULL, NULL};
+    size_t n[3] = {0, 0, 0};
+    cis_err err = {0};
+    for (int k = 0; k < 3; k++) {
+        snprintf(out[k], sizeof out[k], "%s/det%d", tmpdir, k);
+        pretrain_opts o = tiny_opts(out[k]);
+        o.steps = 12;
+        o.threads = 2;
+        o.replicas = 0;
+        o.seed = k == 2 ? 2 : 1;
+        pretrain_result r;
+        int rc = pretrain_run(&o, &r, NULL, &err);
+        CHECK_MSG(rc == 0, "%s", err.msg);
+        CHECK_EQ_INT(r.steps, 12);
+        CHECK_EQ_INT(r.replicas, 2);
+        char p[500];
+        snprintf(p, sizeof p, "%s/model.safetensors", out[k]);
+        file[k] = read_file(p, &n[k], &err);
+        CHECK(file[k] != NULL);
+    }
+    CHECK(file[0] && file[1] && n[0] == n[1] && !memcmp(file[0], file[1], n[0]));
+    CHECK(file[0] && file[2] && (n[0] != n[2] || memcmp(file[0], file[2], n[0])));
+    for (int k = 0; k < 3; k++) free(file[k]);
+}
+
+/* a stop flag that is already set ends the run before its first step: status 1, no model written */
+static void test_stop_flag(void) {
+    char out[400];
+    snprintf(out, sizeof out, "%s/stopped", tmpdir);
+    pretrain_opts o = tiny_opts(out);
+    atomic_int stop = 1;
+    o.stop = &stop;
+    pretrain_result r;
+    cis_err err = {0};
+    CHECK_EQ_INT(pretrain_run(&o, &r, NULL, &err), 1);
+    CHECK(strstr(err.msg, "stopped") != NULL);
+    char p[500];
+    snprintf(p, sizeof p, "%s/model.safetensors", out);
+    CHECK(access(p, F_OK) != 0);
 }
 
 static void test_presets(void) {
@@ -155,9 +204,9 @@ static void test_presets(void) {
         if (strncmp(ps[i].name, "tiny-", 5) == 0) {
             long long pc = arch_param_count(&ps[i], 2048);
             CHECK(pc > 500000 && pc < 6000000);
-            llama_model *m = llama_model_new(&c, NULL, &err);
+            llama_model *m = train_model_new("cpu", 1, &c, &err);
             CHECK(m && llama_model_numel(m) == pc);
-            llama_model_free(&m);
+            train_model_free(&m);
         }
     }
     CHECK(gqa && mha && tied && untied && phi3);
@@ -184,13 +233,13 @@ static void test_sft_items(void) {
         else fprintf(f, "{\"segments\": [\"%s\", \" yes\", \" %s\", \" yes\"]}\n", junk, junk + 5);
     }
     fclose(f);
-    train_opts o = tiny_opts(out);
+    pretrain_opts o = tiny_opts(out);
     o.corpus = path;
     o.steps = 60;
     o.sft_batch = 8;
-    train_result r;
+    pretrain_result r;
     cis_err err = {0};
-    int rc = train_run(&o, &r, NULL, &err);
+    int rc = pretrain_run(&o, &r, NULL, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
     fprintf(stderr, "# SFT only: %lld steps, completion loss %.3f -> %.4f\n", (long long)r.sft_steps, r.sft_first_loss, r.sft_final_loss);
     CHECK_EQ_INT(r.sft_items, 64);
@@ -207,7 +256,7 @@ static void test_sft_items(void) {
     o.sft_every = 3;
     o.sft_from = 0;
     o.sft_batch = 4;
-    rc = train_run(&o, &r, NULL, &err);
+    rc = pretrain_run(&o, &r, NULL, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
     CHECK_EQ_INT(r.sft_steps, 10);
     CHECK_EQ_INT(r.lm_steps, 20);
@@ -215,7 +264,7 @@ static void test_sft_items(void) {
     CHECK(r.final_loss > 0 && r.sft_final_loss > 0);
     /* --sft-from 0.5: SFT steps only in the second half (steps 15..29: 17, 20, .., 29) */
     o.sft_from = 0.5;
-    rc = train_run(&o, &r, NULL, &err);
+    rc = pretrain_run(&o, &r, NULL, &err);
     CHECK_MSG(rc == 0, "%s", err.msg);
     CHECK_EQ_INT(r.sft_steps, 5);
     CHECK_EQ_INT(r.lm_steps, 25);
@@ -235,7 +284,7 @@ static void test_sft_items(void) {
         fclose(f);
         o = tiny_opts(out);
         o.corpus = text_sft;
-        CHECK_MSG(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "mixed.jsonl: line 2") && strstr(err.msg, "completion"),
+        CHECK_MSG(pretrain_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "mixed.jsonl: line 2") && strstr(err.msg, "completion"),
                   "%s -> %s", BAD[k], err.msg);
     }
     /* an item longer than a row */
@@ -246,28 +295,28 @@ static void test_sft_items(void) {
     fclose(f);
     o = tiny_opts(out);
     o.corpus = text_sft;
-    CHECK_MSG(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "SFT item 1") && strstr(err.msg, "--seq-len"), "%s", err.msg);
+    CHECK_MSG(pretrain_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "SFT item 1") && strstr(err.msg, "--seq-len"), "%s", err.msg);
 }
 
 static void test_bad_options(void) {
     char out[400];
     snprintf(out, sizeof out, "%s/bad", tmpdir);
-    train_opts o = tiny_opts(out);
-    train_result r;
+    pretrain_opts o = tiny_opts(out);
+    pretrain_result r;
     cis_err err = {0};
     o.preset = NULL; o.arch = "tiny-nothing";
-    CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "tiny-nothing"));
+    CHECK(pretrain_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "tiny-nothing"));
     o = tiny_opts(out);
     o.device = "tpu:0";
-    CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "device"));
+    CHECK(pretrain_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "device"));
     o = tiny_opts(out);
     char missing[400];
     snprintf(missing, sizeof missing, "%s/none.jsonl", tmpdir);
     o.corpus = missing;
-    CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "none.jsonl"));
+    CHECK(pretrain_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "none.jsonl"));
     o = tiny_opts(out);
     o.steps = 0; o.seconds = 0;
-    CHECK(train_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "--steps"));
+    CHECK(pretrain_run(&o, &r, NULL, &err) == -1 && strstr(err.msg, "--steps"));
 }
 
 static void test_cli(void) {
@@ -338,10 +387,10 @@ static void test_replicas(void) {
     snprintf(o2, sizeof o2, "%s/rep2", tmpdir);
     snprintf(sft, sizeof sft, "%s/sft.jsonl", tmpdir);   /* written by test_sft_items */
     llama_model *m[2] = {NULL, NULL};
-    train_result r[2];
+    pretrain_result r[2];
     cis_err err = {0};
     for (int k = 0; k < 2; k++) {
-        train_opts o = tiny_opts(k ? o2 : o1);
+        pretrain_opts o = tiny_opts(k ? o2 : o1);
         o.steps = 6;
         o.sft_path = sft;
         o.sft_from = 0;
@@ -349,9 +398,9 @@ static void test_replicas(void) {
         o.sft_batch = 4;
         o.threads = 2;
         o.replicas = k ? 2 : 1;
-        int rc = train_run(&o, &r[k], &m[k], &err);
+        int rc = pretrain_run(&o, &r[k], &m[k], &err);
         CHECK_MSG(rc == 0, "%s", err.msg);
-        if (rc) { llama_model_free(&m[0]); return; }
+        if (rc) { train_model_free(&m[0]); return; }
     }
     CHECK_EQ_INT(r[1].sft_steps, 3);
     CHECK(fabs(r[0].first_loss - r[1].first_loss) < 1e-4);
@@ -369,18 +418,20 @@ static void test_replicas(void) {
     }
     fprintf(stderr, "# replicas 1 vs 2 after 6 steps: worst relative weight difference %.2e\n", worst);
     CHECK(worst < 1e-3);
-    llama_model_free(&m[0]);
-    llama_model_free(&m[1]);
+    train_model_free(&m[0]);
+    train_model_free(&m[1]);
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_train.XXXXXX");
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/test_pretrain.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     log_set_level(LOG_WARN);
     write_corpus();
     RUN(test_presets);
     RUN(test_loss_falls_and_checkpoint_matches);
     RUN(test_time_budget_and_reused_tokenizer);
+    RUN(test_step_budget_deterministic);
+    RUN(test_stop_flag);
     RUN(test_sft_items);
     RUN(test_replicas);
     RUN(test_bad_options);

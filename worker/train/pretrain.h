@@ -1,21 +1,30 @@
-/* train.h - from-scratch pretraining of a named architecture on a world's corpus (the engine of
- * `cisweep-worker train`): a byte-level BPE tokenizer trained on the corpus (or reused), documents
- * packed into fixed-length rows as <|begin_of_text|> doc <|end_of_text|> (a document is never split
- * across rows unless it is longer than a row), AdamW with linear warmup and cosine decay to
- * min_lr_ratio x lr, global gradient clipping, a step or wall-clock budget, and a Hugging Face
- * model directory as the result (config.json, model.safetensors, tokenizer.json,
- * tokenizer_config.json, special_tokens_map.json, generation_config.json, train_info.json).
- * docs/training.md has the choices and the measured numbers. */
-#ifndef CISWEEP_DATA_TRAIN_H
-#define CISWEEP_DATA_TRAIN_H
+/* pretrain.h - from-scratch pretraining of a named architecture (worker/engine/arch.h) on a world's
+ * corpus, the engine of `cisweep-worker train` and one client of the training loop
+ * (train_loop.h): a byte-level BPE tokenizer trained on the corpus (or reused), documents packed
+ * into fixed-length rows as <|begin_of_text|> doc <|end_of_text|> (a document is never split across
+ * rows unless it is longer than a row) and SFT items as the loop's batches, AdamW with linear
+ * warmup and cosine decay to min_lr_ratio x lr, global gradient clipping, data-parallel replicas, a
+ * step budget (default PRETRAIN_DEFAULT_STEPS: the same seed and thread count give the same model
+ * bit for bit on any load) or a wall-clock budget, and a Hugging Face model directory as the result
+ * (config.json, model.safetensors, tokenizer.json, tokenizer_config.json, special_tokens_map.json,
+ * generation_config.json, train_info.json). docs/training.md has the choices and the measured
+ * numbers. */
+#ifndef CISWEEP_TRAIN_PRETRAIN_H
+#define CISWEEP_TRAIN_PRETRAIN_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "common/util.h"
-#include "worker/data/arch.h"
+#include "worker/engine/arch.h"
 #include "worker/engine/model.h"
 
-typedef struct train_opts {
+/* the default budgets of `cisweep train`: optimizer steps of one model, and of each model of
+ * --family (docs/training.md, "Budget") */
+#define PRETRAIN_DEFAULT_STEPS 4800
+#define PRETRAIN_FAMILY_STEPS 3600
+
+typedef struct pretrain_opts {
     const char *world_dir;      /* reads world_dir/corpus/pretrain.jsonl (unless corpus is set) */
     const char *corpus;         /* a JSONL file of {"text"} lines, overrides world_dir; or NULL */
     const char *sft_path;       /* extra corpus lines ({"prompt","completion"} items), or NULL: then
@@ -28,7 +37,8 @@ typedef struct train_opts {
     int vocab_size;             /* BPE target (specials included); default 2048 */
     int seq_len;                /* row length T in tokens; default 128 */
     int batch;                  /* rows per step B; default 4 */
-    int64_t steps;              /* > 0: the schedule's length; 0 = fit the time budget */
+    int64_t steps;              /* > 0: the schedule's length (default PRETRAIN_DEFAULT_STEPS); 0 = fit
+                                   the time budget `seconds` (the step count then depends on the machine) */
     double seconds;             /* > 0: stop cleanly when the training loop has run this long */
     int threads;                /* <= 0: all cores */
     uint64_t seed;              /* init, document order */
@@ -44,15 +54,16 @@ typedef struct train_opts {
     int sft_batch;              /* SFT items (rows, one item each) per SFT step; default 16 */
     double sft_from;            /* SFT steps start once this fraction of the schedule (steps, or the
                                    time budget) has run; default 0.6 */
-    int replicas;               /* data-parallel replicas, 1 thread each; 0 = one per thread when the
-                                   batch sizes divide (1 = the plain loop, threads inside the ops) */
+    int replicas;               /* data-parallel replicas, 1 thread each; 0 = one per thread (1 = the
+                                   plain loop, threads inside the ops) */
+    atomic_int *stop;           /* or NULL: nonzero stops training; pretrain_run then returns 1 */
     bool tokenizer_only;        /* write the tokenizer files into out_dir and stop (no model) */
-} train_opts;
+} pretrain_opts;
 
-/* train_opts_default: the defaults written above, everything else NULL/0. */
-train_opts train_opts_default(void);
+/* pretrain_opts_default: the defaults written above, everything else NULL/0. */
+pretrain_opts pretrain_opts_default(void);
 
-typedef struct train_result {
+typedef struct pretrain_result {
     long long params;           /* model parameters (tied head counted once) */
     int vocab_size;
     int64_t corpus_docs, corpus_tokens;  /* documents and tokens (with BOS/EOS) of the corpus */
@@ -60,6 +71,7 @@ typedef struct train_result {
     double epochs;              /* tokens / corpus_tokens */
     double tokenizer_seconds;   /* BPE training + encoding of the corpus */
     double train_seconds;       /* the training loop */
+    int replicas;               /* data-parallel replicas used (1 = none) */
     double tokens_per_s;        /* tokens / train_seconds */
     double first_loss;          /* loss of step 1 */
     double final_loss;          /* mean loss over the last 10% of LM steps (at least 1) */
@@ -68,19 +80,21 @@ typedef struct train_result {
     int64_t sft_steps, sft_seen;/* SFT steps, SFT items trained on */
     double sft_epochs;          /* sft_seen / sft_items */
     double sft_first_loss, sft_final_loss;  /* mean CE over completion tokens: step 1, last 10% */
-} train_result;
+} pretrain_result;
 
-/* train_run: train and write the model directory. On success returns 0, fills *res and, when
+/* pretrain_run: train and write the model directory. On success returns 0, fills *res and, when
  * model_out is not NULL, hands the trained in-memory model to the caller (free with
- * llama_model_free). -1 with err naming the file/option on bad input (missing corpus, unknown
- * arch or device, empty corpus, unwritable out_dir). */
-int train_run(const train_opts *o, train_result *res, llama_model **model_out, cis_err *err);
+ * train_model_free of train_loop.h). -1 with err naming the file/option on bad input (missing
+ * corpus, unknown arch or device, empty corpus, unwritable out_dir) or a failed step; 1 when the
+ * stop flag ended training (nothing written but the tokenizer). */
+int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **model_out, cis_err *err);
 
 /* cmd_train: `cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu]
  * [--steps N] [--seconds S] [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE]
  * [--vocab N] [--seq-len T] [--batch B] [--lr X] [--warmup N] [--hidden D --ffn F --layers L --heads H
- * --kv-heads K --head-dim Dh] [--family] [--list]`. Without a budget: --seconds 285 (170 per model
- * with --family). Prints one JSON summary line per model. Exit status 0 ok, 1 failed, 2 usage. */
+ * --kv-heads K --head-dim Dh] [--family] [--list]`. Without a budget: --steps PRETRAIN_DEFAULT_STEPS
+ * (PRETRAIN_FAMILY_STEPS per model with --family); --seconds alone fits the schedule to a time
+ * budget. Prints one JSON summary line per model. Exit status 0 ok, 1 failed, 2 usage. */
 int cmd_train(int argc, char **argv);
 
 #endif

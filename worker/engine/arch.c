@@ -1,5 +1,5 @@
 /* arch.c - the named architectures of arch.h and their Hugging Face configs. */
-#include "worker/data/arch.h"
+#include "worker/engine/arch.h"
 
 #include <string.h>
 

@@ -3,9 +3,11 @@
  * Yi, Phi-3), differing in width, depth and layout (GQA and MHA, tied and untied head, the Phi-3
  * fused-projection layout on disk), plus a larger preset for the GPU. Every preset has at least 10
  * layers so the interventions' paper layer defaults (MEMIT/FT on layers 4-8, RMU around layer 7)
- * exist unchanged (docs/training.md). */
-#ifndef CISWEEP_DATA_ARCH_H
-#define CISWEEP_DATA_ARCH_H
+ * exist unchanged (docs/training.md). They live in the engine, beside the config they produce, so
+ * that everything that builds a model by name (pretraining in worker/train/, tests, benchmarks)
+ * shares one table. */
+#ifndef CISWEEP_ENGINE_ARCH_H
+#define CISWEEP_ENGINE_ARCH_H
 
 #include <stdbool.h>
 #include "common/util.h"

@@ -1,4 +1,4 @@
-/* cmd_train.c - `cisweep-worker train`: the command line of train_run (train.h). */
+/* cmd_train.c - `cisweep-worker train`: the command line of pretrain_run (pretrain.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "worker/data/train.h"
+#include "worker/train/pretrain.h"
 
 static void train_usage(FILE *f) {
     fprintf(f,
@@ -18,12 +18,14 @@ static void train_usage(FILE *f) {
             "                            K-th step trains N of them, loss on the completion only, from fraction F of the budget on; default 2, 16, 0.6)\n"
             "                            [--hidden D] [--ffn F] [--layers L] [--heads H] [--kv-heads K] [--head-dim Dh]\n"
             "                            (shape overrides on top of --arch: a custom size of that layout)\n"
-            "       cisweep-worker train --family --world DIR --out DIR [--seconds S] [--jobs N] ...   (the five slot stand-ins\n"
-            "                            into DIR/<name>, one tokenizer trained once and shared; N models at a time in\n"
-            "                            their own processes, 1 thread each (default all five); S wall-clock seconds per\n"
-            "                            model, default 860)\n"
+            "       cisweep-worker train --family --world DIR --out DIR [--steps N | --seconds S] [--jobs N] ...   (the five slot\n"
+            "                            stand-ins into DIR/<name>, one tokenizer trained once and shared; N models at a time\n"
+            "                            in their own processes, 1 thread each (default all five); --steps %d per model by default)\n"
             "       cisweep-worker train --list      (the architectures and their sizes)\n"
-            "Without --steps and --seconds the budget is --seconds 285 (860 per model with --family, all five at once).\n");
+            "The budget is a step count, --steps %d by default (%d per model with --family): the same seed and thread count\n"
+            "give the same model bit for bit on a loaded or an idle machine. --seconds S also stops after S seconds of training;\n"
+            "alone, it fits the schedule to that time (the step count then depends on the machine).\n",
+            PRETRAIN_FAMILY_STEPS, PRETRAIN_DEFAULT_STEPS, PRETRAIN_FAMILY_STEPS);
 }
 
 static int num_arg(const char *flag, const char *v, double lo, double hi, double *out) {
@@ -35,9 +37,10 @@ static int num_arg(const char *flag, const char *v, double lo, double hi, double
 }
 
 int cmd_train(int argc, char **argv) {
-    train_opts o = train_opts_default();
+    pretrain_opts o = pretrain_opts_default();
+    o.steps = 0;
     o.arch = NULL;
-    bool seconds_set = false, family = false, threads_set = false;
+    bool seconds_set = false, steps_set = false, family = false, threads_set = false;
     int jobs = 0;   /* --family: models trained at once; 0 = all five */
     int shape[6] = {0};   /* overrides: hidden, ffn, layers, heads, kv-heads, head-dim (0 = the preset's) */
     static const char *shape_flags[6] = {"--hidden", "--ffn", "--layers", "--heads", "--kv-heads", "--head-dim"};
@@ -66,7 +69,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--out")) o.out_dir = n;
         else if (!strcmp(a, "--tokenizer")) o.tokenizer_dir = n;
         else if (!strcmp(a, "--device")) o.device = n;
-        else if (!strcmp(a, "--steps")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.steps = (int64_t)v; }
+        else if (!strcmp(a, "--steps")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.steps = (int64_t)v; steps_set = true; }
         else if (!strcmp(a, "--seconds")) { if (num_arg(a, n, 1, 1e7, &v)) return 2; o.seconds = v; seconds_set = true; }
         else if (!strcmp(a, "--threads")) { if (num_arg(a, n, 0, 1024, &v)) return 2; o.threads = (int)v; threads_set = true; }
         else if (!strcmp(a, "--replicas")) { if (num_arg(a, n, 0, 16, &v)) return 2; o.replicas = (int)v; }
@@ -105,8 +108,8 @@ int cmd_train(int argc, char **argv) {
         LOG_I("train: custom shape on %s: D=%d F=%d L=%d H=%d Hkv=%d Dh=%d", o.arch, custom.hidden, custom.intermediate,
               custom.layers, custom.heads, custom.kv_heads, custom.head_dim);
     }
-    if (o.steps <= 0 && !seconds_set) o.seconds = family ? 860 : 285;
-    train_result r;
+    if (!steps_set && !seconds_set) o.steps = family ? PRETRAIN_FAMILY_STEPS : PRETRAIN_DEFAULT_STEPS;
+    pretrain_result r;
     cis_err err = {0};
     if (family) {
         /* the tokenizer once (into the first model's directory), then the five models, `jobs` at a
@@ -115,18 +118,19 @@ int cmd_train(int argc, char **argv) {
         double t0 = mono_sec();
         char *first = xasprintf("%s/%s", root, ARCH_FAMILY[0]);
         if (!o.tokenizer_dir) {
-            train_opts to = o;
+            pretrain_opts to = o;
             to.arch = ARCH_FAMILY[0];
             to.out_dir = first;
             to.tokenizer_only = true;
-            if (train_run(&to, &r, NULL, &err)) { LOG_E("train: tokenizer: %s", err.msg); free(first); return 1; }
+            if (pretrain_run(&to, &r, NULL, &err)) { LOG_E("train: tokenizer: %s", err.msg); free(first); return 1; }
             o.tokenizer_dir = first;
         }
         int nfam = 0;
         while (ARCH_FAMILY[nfam]) nfam++;
         if (jobs < 1 || jobs > nfam) jobs = nfam;
         if (jobs > 1 && !threads_set) o.threads = 1;
-        LOG_I("train: family of %d models, %d at a time, %.0f s each, %d thread(s) each", nfam, jobs, o.seconds, o.threads);
+        if (o.steps > 0) LOG_I("train: family of %d models, %d at a time, %lld steps each, %d thread(s) each", nfam, jobs, (long long)o.steps, o.threads);
+        else LOG_I("train: family of %d models, %d at a time, %.0f s each, %d thread(s) each", nfam, jobs, o.seconds, o.threads);
         pid_t pids[16] = {0};
         int failed = 0, next = 0, running = 0;
         while (next < nfam || running > 0) {
@@ -140,7 +144,7 @@ int cmd_train(int argc, char **argv) {
                     o.arch = ARCH_FAMILY[k];
                     o.preset = NULL;   /* shape overrides apply to single runs only */
                     o.out_dir = dir;
-                    if (train_run(&o, &r, NULL, &err)) { LOG_E("train %s: %s", ARCH_FAMILY[k], err.msg); fflush(stderr); _exit(1); }
+                    if (pretrain_run(&o, &r, NULL, &err)) { LOG_E("train %s: %s", ARCH_FAMILY[k], err.msg); fflush(stderr); _exit(1); }
                     printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"steps\": %lld, \"tokens\": %lld, \"epochs\": %.3f, "
                            "\"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f, "
                            "\"sft_seen\": %lld, \"sft_final_loss\": %.4f}\n",
@@ -170,7 +174,7 @@ int cmd_train(int argc, char **argv) {
         LOG_I("train: family of %d models in %.1f s (%d failed)", nfam, mono_sec() - t0, failed);
         return failed ? 1 : 0;
     }
-    if (train_run(&o, &r, NULL, &err)) { LOG_E("train: %s", err.msg); return 1; }
+    if (pretrain_run(&o, &r, NULL, &err)) { LOG_E("train: %s", err.msg); return 1; }
     printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"vocab_size\": %d, \"steps\": %lld, \"tokens\": %lld, "
            "\"epochs\": %.3f, \"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f, \"sft_steps\": %lld, \"sft_seen\": %lld, "
            "\"sft_final_loss\": %.4f}\n",
