@@ -20,20 +20,13 @@ for r in $(seq 1 "$ROUNDS"); do
     "$B/tests/bench/bench_engine" -t "$THREADS" -s "$SIZES" | sed 's/^/this /' >>"$tmp/out"
 done
 # lines: "<who> <shape> params ..." then "<who>       forward N tok/s ..." / "train N tok/s"
-awk -v rounds="$ROUNDS" -v base="$BASE" '
-    $2 ~ /^[0-9]+m$/ { shape[$1] = $2; next }
-    $2 == "forward" || $2 == "train" {
-        k = shape[$1] " " $2; v = $3 + 0
-        if (v > best[$1 " " k]) best[$1 " " k] = v
-        keys[k] = 1
-    }
-    END {
-        printf "engine A/B, best of %d alternating runs: base = %s, this = working tree\n", rounds, base
-        printf "%-6s %-8s %12s %12s %8s\n", "shape", "mode", "base tok/s", "this tok/s", "ratio"
-        n = asorti(keys, ks)
-        for (i = 1; i <= n; i++) {
-            split(ks[i], p, " ")
-            b = best["base " ks[i]]; t = best["this " ks[i]]
-            printf "%-6s %-8s %12.0f %12.0f %8.3f\n", p[1], p[2], b, t, (b > 0 ? t / b : 0)
-        }
-    }' "$tmp/out"
+awk '$2 ~ /^[0-9]+m$/ { shape[$1] = $2; next }
+     $2 == "forward" || $2 == "train" { print shape[$1], $2, $1, $3 + 0 }' "$tmp/out" |
+    sort -k1,1 -k2,2 -k3,3 -k4,4gr |
+    awk -v rounds="$ROUNDS" -v base="$BASE" '
+        BEGIN { printf "engine A/B, best of %d alternating runs: base = %s, this = working tree\n", rounds, base
+                printf "%-6s %-8s %12s %12s %8s\n", "shape", "mode", "base tok/s", "this tok/s", "ratio" }
+        { k = $1 " " $2; if (!((k, $3) in best)) best[k, $3] = $4; if (!(k in seen)) { seen[k] = 1; order[++n] = k } }
+        END { for (i = 1; i <= n; i++) { k = order[i]; split(k, p, " "); b = best[k, "base"]; t = best[k, "this"]
+                printf "%-6s %-8s %12.0f %12.0f %8.3f\n", p[1], p[2], b, t, (b > 0 ? t / b : 0) } }'
+cp "$tmp/out" "${AB_RAW:-/tmp/bench_engine_ab.raw}"  # every run, for a closer look
