@@ -27,7 +27,10 @@ ifneq ($(CU_SRC),)
 CUDA_ON := 1
 CFLAGS  += -DCISWEEP_CUDA=1
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-NVFLAGS := -std=c++17 -O2 -arch=sm_90 -I. -Xcompiler -Wall
+NVFLAGS := -std=c++17 -O2 -arch=sm_90 -I. -Xcompiler -Wall -DCISWEEP_CUDA=1
+ifneq ($(CI),)
+NVFLAGS += -Xcompiler -Werror
+endif
 WORKER_LDLIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcusolver -lstdc++
 endif
 endif
@@ -51,7 +54,7 @@ LIBCOMMON := $(BUILD)/libcommon.a
 LIBCOORD  := $(BUILD)/libcoord.a
 LIBWORKER := $(BUILD)/libworker.a
 
-.PHONY: all test run bench clean deps tests-build info
+.PHONY: all test test-gpu run bench clean deps tests-build info
 all: info $(BUILD)/bin/cisweep $(BUILD)/bin/cisweep-worker
 
 info:
@@ -106,6 +109,11 @@ test: deps
 	@$(MAKE) --no-print-directory tests-build
 	@$(MAKE) --no-print-directory SANITIZE=address tests-build >/dev/null
 	@ASAN_BUILD=build-asan ASAN_TESTS='$(ASAN_TESTS)' bash tests/run.sh
+
+# make test-gpu: the GPU checks (on the GPU machine; they skip, visibly, where no GPU answers):
+# every backend op on cuda:0 against fp64 references, the whole model on cuda:0 against the cpu
+test-gpu: tests-build
+	@bash tests/run.sh test_backend_ops && bash tests/run.sh test_model_device
 
 run: deps
 	@$(MAKE) --no-print-directory all

@@ -1,13 +1,16 @@
-/* backend.c - opening and closing backend instances by device string ("cpu", "cpu:N", "cuda:K"),
- * the memory wrappers every caller uses, the instance workspace, and op names. The cpu instance
- * is filled from worker/engine/cpu/; a cuda one joins backend_open when CISWEEP_CUDA is built
- * (issue 14). */
+/* backend.c - opening and closing backend instances by device string ("cpu", "cpu:N", "cuda",
+ * "cuda:K"), the memory wrappers every caller uses, the instance workspace, and op names. The cpu
+ * instance is filled from worker/engine/cpu/, the cuda one from worker/engine/cuda/ where the
+ * build has nvcc (CISWEEP_CUDA). */
 #include "worker/engine/backend.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "worker/engine/cpu/cpu_ops.h"
+#ifdef CISWEEP_CUDA
+#include "worker/engine/cuda/cuda_api.h"
+#endif
 
 static const char *OP_NAMES[BOP_COUNT] = {
     "gemm", "linear_fwd", "linear_bwd", "rmsnorm_fwd", "rmsnorm_bwd", "rope_table", "rope_fwd", "rope_bwd",
@@ -48,8 +51,17 @@ bool backend_device_ok(const char *device, cis_err *err) {
         return true;
     }
     if (!strcmp(kind, "cuda")) {
-        err_set(err, CIS_EINVAL, "device \"%s\": this build has no CUDA backend (built without nvcc or "
-                "without CUDA sources); use \"cpu\"", device);
+#ifdef CISWEEP_CUDA
+        const char *why = NULL;
+        int n = cuda_device_count(&why);
+        if (idx < 0) idx = 0;
+        if (idx < n) return true;
+        err_set(err, CIS_EINVAL, "device \"%s\": %s (%d GPU%s visible)", device, n ? "no such GPU" : why, n,
+                n == 1 ? "" : "s");
+#else
+        err_set(err, CIS_EINVAL, "device \"%s\": this build has no CUDA backend (built without nvcc); use \"cpu\"",
+                device);
+#endif
         return false;
     }
     err_set(err, CIS_EINVAL, "device \"%s\": unknown kind \"%s\" (expected cpu or cuda)", device, kind);
@@ -62,6 +74,9 @@ backend *backend_open(const char *device, const backend_opts *opts, cis_err *err
     char kind[16];
     int idx;
     parse_device(device, kind, sizeof kind, &idx);
+#ifdef CISWEEP_CUDA
+    if (!strcmp(kind, "cuda")) return cuda_backend_open(idx < 0 ? 0 : idx, opts, err);
+#endif
     backend *be = calloc(1, sizeof *be);
     if (!be) { err_set(err, CIS_ENOMEM, "backend %s: out of memory", device); return NULL; }
     be->iface = &cpu_backend_iface;

@@ -319,7 +319,9 @@ static void plan_backward(const llama_model *m, const llama_hook *hooks, int n_h
 int model_reserve_ws(llama_model *m, const llama_hook *hooks, int n_hooks, int B, int T, int Tk, cis_err *err) {
     int nt = backend_threads(m->be);
     nt = nt < 1 ? 1 : nt > 64 ? 64 : nt;
-    size_t need = (size_t)nt * 64 * (size_t)Tk * sizeof(float);           // attention blocks
+    size_t need = (size_t)nt * 64 * (size_t)Tk * sizeof(float);           // attention blocks (cpu)
+    if (!backend_is_host(m->be))                                           // the device's dS [B,H,T,Tk]
+        need = (size_t)B * m->H * T * (size_t)Tk * sizeof(float) > need ? (size_t)B * m->H * T * (size_t)Tk * sizeof(float) : need;
     size_t N = (size_t)B * T;
     for (int k = 0; k < n_hooks; k++) {                                    // staged hook arrays
         size_t w = (size_t)llama_hook_width(m, hooks[k].point);

@@ -167,6 +167,10 @@ static void case_memory(void) {
 }
 
 static void case_supports(void) {
+    // every entry of the instance's table is filled (a backend built before an op was added)
+    const void *const *fp = (const void *const *)((const char *)be->iface + sizeof(const char *));
+    size_t nfp = (sizeof(backend_iface) - sizeof(const char *)) / sizeof(void *);
+    for (size_t i = 0; i < nfp; i++) CHECK_MSG(fp[i] != NULL, "%s: iface entry %zu is NULL", backend_name(be), i);
     for (int op = 0; op < BOP_COUNT; op++) CHECK_MSG(backend_supports(be, op, TENSOR_F32), "%s f32", backend_op_name(op));
     CHECK(!backend_supports(be, BOP_COUNT, TENSOR_F32));
     CHECK(strcmp(backend_op_name(BOP_LINEAR_FWD), "linear_fwd") == 0);
