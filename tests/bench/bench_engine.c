@@ -6,7 +6,8 @@
  * Times are the fastest of n passes and sgemm the best of several windows before and after, so
  * that a shared machine's load shows up as little as possible.
  * Built by `make tests-build`, not run by `make test`.
- * Usage: bench_engine [-t threads] [-s 1m,10m,100m] [-n steps]   (default: all cores, all sizes) */
+ * Usage: bench_engine [-d cpu|cuda:0] [-t threads] [-s 1m,10m,100m] [-n steps]
+ *        (default: cpu, all cores, all sizes; on cuda:0 "sgemm" is cuBLAS fp32) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,20 +58,31 @@ static double train_flops(const shape *s) { return 3.0 * fwd_flops(s); }
 static backend *g_be;  /* the instance every model of the run uses */
 
 static double sgemm_rate(backend *be, int M, int N, int K) {
-    float *x = xmalloc((size_t)M * K * sizeof(float)), *W = xmalloc((size_t)N * K * sizeof(float)),
-          *y = xmalloc((size_t)M * N * sizeof(float));
-    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = (float)((i * 37 % 101) - 50) * 0.01f;
-    for (size_t i = 0; i < (size_t)N * K; i++) W[i] = (float)((i * 53 % 97) - 48) * 0.01f;
+    float *hx = xmalloc((size_t)M * K * sizeof(float)), *hW = xmalloc((size_t)N * K * sizeof(float));
+    for (size_t i = 0; i < (size_t)M * K; i++) hx[i] = (float)((i * 37 % 101) - 50) * 0.01f;
+    for (size_t i = 0; i < (size_t)N * K; i++) hW[i] = (float)((i * 53 % 97) - 48) * 0.01f;
+    float *x = backend_alloc(be, (size_t)M * K * sizeof(float), NULL), *W = backend_alloc(be, (size_t)N * K * sizeof(float), NULL),
+          *y = backend_alloc(be, (size_t)M * N * sizeof(float), NULL);
+    CIS_ASSERT(x && W && y);
+    backend_upload(be, x, hx, (size_t)M * K * sizeof(float));
+    backend_upload(be, W, hW, (size_t)N * K * sizeof(float));
+    free(hx); free(hW);
     BE(be, linear_fwd, y, x, W, TENSOR_F32, M, K, N, false);  // warm-up
+    backend_synchronize(be);
     double flop = 2.0 * M * N * K, best = 0;
     for (int w = 0; w < 5; w++) {
         double t0 = mono_sec(), el;
         int reps = 0;
-        do { BE(be, linear_fwd, y, x, W, TENSOR_F32, M, K, N, false); reps++; el = mono_sec() - t0; } while (el < 0.1 && reps < 100);
+        do {
+            BE(be, linear_fwd, y, x, W, TENSOR_F32, M, K, N, false);
+            backend_synchronize(be);
+            reps++;
+            el = mono_sec() - t0;
+        } while (el < 0.1 && reps < 100);
         double r = flop * reps / el / 1e9;
         best = r > best ? r : best;
     }
-    free(x); free(W); free(y);
+    backend_free(be, x); backend_free(be, W); backend_free(be, y);
     return best;
 }
 
@@ -111,8 +123,10 @@ static int run_shape(const shape *s, int steps) {
         if (llama_forward(m, &bt, NULL, 0, true, &loss, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return -1; }
         double t2 = mono_sec();
         if (llama_backward(m, 1.0f, NULL, &err) != 0) { fprintf(stderr, "%s\n", err.msg); return -1; }
+        backend_synchronize(be);
         double t3 = mono_sec();
         optim_step(o, -1);
+        backend_synchronize(be);
         double t4 = mono_sec();
         if (i && t4 - t1 < tt) { tt = t4 - t1; t_f = t2 - t1; t_b = t3 - t2; t_o = t4 - t3; }
     }
@@ -137,15 +151,19 @@ static int run_shape(const shape *s, int steps) {
 
 int main(int argc, char **argv) {
     int threads = 0, steps = 0;
+    const char *device = "cpu";
     const char *sizes = "1m,10m,100m";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) sizes = argv[++i];
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) steps = atoi(argv[++i]);
-        else { fprintf(stderr, "usage: %s [-t threads] [-s 1m,10m,100m] [-n steps]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "-d") && i + 1 < argc) device = argv[++i];
+        else { fprintf(stderr, "usage: %s [-d cpu|cuda:0] [-t threads] [-s 1m,10m,100m] [-n steps]\n", argv[0]); return 2; }
     }
-    backend *be = g_be = backend_open("cpu", &(backend_opts){.threads = threads}, NULL);
-    printf("bench_engine: cpu backend, %d threads\n", backend_threads(be));
+    cis_err err = {0};
+    backend *be = g_be = backend_open(device, &(backend_opts){.threads = threads}, &err);
+    if (!be) { fprintf(stderr, "bench_engine: %s\n", err.msg); return 2; }
+    printf("bench_engine: %s backend, %d threads\n", backend_name(be), backend_threads(be));
     int rc = 0;
     for (size_t k = 0; k < sizeof SHAPES / sizeof SHAPES[0]; k++) {
         char key[16];
