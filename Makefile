@@ -27,11 +27,15 @@ ifneq ($(CU_SRC),)
 CUDA_ON := 1
 CFLAGS  += -DCISWEEP_CUDA=1
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-NVFLAGS := -std=c++17 -O2 -arch=sm_90 -I. -Xcompiler -Wall -DCISWEEP_CUDA=1
+NVFLAGS := -std=c++17 -O2 -arch=sm_90 -I. -Xcompiler -Wall -Xcompiler -fPIC -DCISWEEP_CUDA=1
 ifneq ($(CI),)
 NVFLAGS += -Xcompiler -Werror
 endif
-WORKER_LDLIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcusolver -lstdc++
+# the cuda backend is a shared library loaded on first use (backend.c); the binaries export the
+# engine's symbols it calls back (-rdynamic) and never link the CUDA libraries themselves
+CUDA_LIB := $(BUILD)/lib/libcisweep-cuda.so
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcusolver
+WORKER_LDLIBS := -rdynamic -ldl
 endif
 endif
 
@@ -44,9 +48,7 @@ BENCH_SRC  := $(sort $(shell find tests/bench -name 'bench_*.c' 2>/dev/null))
 COMMON_OBJ := $(COMMON_SRC:%.c=$(BUILD)/%.o)
 COORD_OBJ  := $(COORD_SRC:%.c=$(BUILD)/%.o)
 WORKER_OBJ := $(WORKER_SRC:%.c=$(BUILD)/%.o)
-ifeq ($(CUDA_ON),1)
-WORKER_OBJ += $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
-endif
+CUDA_OBJ   := $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
 TEST_BIN   := $(TEST_SRC:%.c=$(BUILD)/%)
 BENCH_BIN  := $(BENCH_SRC:%.c=$(BUILD)/%)
 
@@ -55,7 +57,7 @@ LIBCOORD  := $(BUILD)/libcoord.a
 LIBWORKER := $(BUILD)/libworker.a
 
 .PHONY: all test test-gpu run bench clean deps tests-build info
-all: info $(BUILD)/bin/cisweep $(BUILD)/bin/cisweep-worker
+all: info $(BUILD)/bin/cisweep $(BUILD)/bin/cisweep-worker $(CUDA_LIB)
 
 info:
 	@if [ -n "$(NVCC)" ]; then echo "✓ nvcc: $(NVCC)$(if $(CU_SRC),, (no .cu sources yet))"; else echo "✗ nvcc not found: CPU backend only"; fi
@@ -67,6 +69,12 @@ $(BUILD)/%.o: %.c
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+ifeq ($(CUDA_ON),1)
+$(CUDA_LIB): $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	$(NVCC) -shared -o $@ $^ $(CUDA_LIBS)
+endif
 
 $(LIBCOMMON): $(COMMON_OBJ)
 	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^

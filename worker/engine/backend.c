@@ -9,7 +9,72 @@
 
 #include "worker/engine/cpu/cpu_ops.h"
 #ifdef CISWEEP_CUDA
-#include "worker/engine/cuda/cuda_api.h"
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <unistd.h>
+
+/* The cuda backend is a shared library (libcisweep-cuda.so, built beside the binaries in
+ * BUILD/lib/) loaded on first use, so a worker on a CPU box never maps the CUDA libraries (about
+ * 1.5 GB of address space: a worker under --mem-limit-mb would not even start its threads) and a
+ * binary runs where CUDA is absent. Found through $CISWEEP_CUDA_LIB, else lib/ beside or above the
+ * executable's directory (build/bin -> build/lib; build/tests/... -> build/lib; /usr/local/bin ->
+ * /usr/local/lib). It resolves backend_workspace, backend_upload, ... from the executable, which
+ * is linked with -rdynamic. */
+typedef int (*cuda_count_fn)(const char **why);
+typedef backend *(*cuda_open_fn)(int index, const backend_opts *opts, cis_err *err);
+static struct {
+    bool tried;
+    void *lib;
+    cuda_count_fn count;
+    cuda_open_fn open;
+    char why[600];
+} cu;
+static pthread_mutex_t cu_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void cuda_try(const char *path) {
+    cu.lib = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!cu.lib) { snprintf(cu.why, sizeof cu.why, "cannot load the CUDA backend %s: %s", path, dlerror()); return; }
+    cu.count = (cuda_count_fn)dlsym(cu.lib, "cuda_device_count");
+    cu.open = (cuda_open_fn)dlsym(cu.lib, "cuda_backend_open");
+    if (!cu.count || !cu.open) {
+        snprintf(cu.why, sizeof cu.why, "%s is not a cisweep CUDA backend (no cuda_backend_open)", path);
+        dlclose(cu.lib);
+        cu.lib = NULL;
+    }
+}
+
+static bool cuda_load(void) {
+    pthread_mutex_lock(&cu_mu);
+    if (!cu.tried) {
+        cu.tried = true;
+        const char *env = getenv("CISWEEP_CUDA_LIB");
+        if (env && *env) cuda_try(env);
+        else {
+            char dir[PATH_MAX], path[PATH_MAX + 40];
+            ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+            dir[n > 0 ? n : 0] = 0;
+            char *slash = strrchr(dir, '/');
+            if (slash) *slash = 0;
+            char first[PATH_MAX];
+            snprintf(first, sizeof first, "%s", dir);
+            bool found = false;
+            for (int up = 0; up < 6 && dir[0] && !found; up++) {
+                snprintf(path, sizeof path, "%s/lib/libcisweep-cuda.so", dir);
+                if (access(path, R_OK) == 0) { found = true; cuda_try(path); }
+                char *s = strrchr(dir, '/');
+                if (!s) break;
+                *s = 0;
+            }
+            if (!found)
+                snprintf(cu.why, sizeof cu.why, "the CUDA backend library lib/libcisweep-cuda.so is not beside or above %s "
+                         "(build with nvcc, or set CISWEEP_CUDA_LIB)", first);
+        }
+    }
+    bool ok = cu.lib != NULL;
+    pthread_mutex_unlock(&cu_mu);
+    return ok;
+}
 #endif
 
 static const char *OP_NAMES[BOP_COUNT] = {
@@ -52,8 +117,9 @@ bool backend_device_ok(const char *device, cis_err *err) {
     }
     if (!strcmp(kind, "cuda")) {
 #ifdef CISWEEP_CUDA
+        if (!cuda_load()) { err_set(err, CIS_EINVAL, "device \"%s\": %s", device, cu.why); return false; }
         const char *why = NULL;
-        int n = cuda_device_count(&why);
+        int n = cu.count(&why);
         if (idx < 0) idx = 0;
         if (idx < n) return true;
         err_set(err, CIS_EINVAL, "device \"%s\": %s (%d GPU%s visible)", device, n ? "no such GPU" : why, n,
@@ -75,7 +141,7 @@ backend *backend_open(const char *device, const backend_opts *opts, cis_err *err
     int idx;
     parse_device(device, kind, sizeof kind, &idx);
 #ifdef CISWEEP_CUDA
-    if (!strcmp(kind, "cuda")) return cuda_backend_open(idx < 0 ? 0 : idx, opts, err);
+    if (!strcmp(kind, "cuda")) return cu.open(idx < 0 ? 0 : idx, opts, err);  // loaded by backend_device_ok
 #endif
     backend *be = calloc(1, sizeof *be);
     if (!be) { err_set(err, CIS_ENOMEM, "backend %s: out of memory", device); return NULL; }
