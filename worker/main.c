@@ -37,6 +37,20 @@ static int int_arg(const char *flag, const char *v, int64_t lo, int64_t *out) {
     return 0;
 }
 
+/* under Slurm (SLURM_JOB_ID set) the default worker id names the Slurm job, so that `cisweep status`
+ * shows which Slurm job each worker is: host/device/slurm-ARRAYJOB_TASK.rRESTART (or slurm-JOB.rN).
+ * The restart count keeps a requeued task's id distinct from its previous run's. */
+static bool slurm_worker_id(const char *device, char *out, size_t n) {
+    const char *job = getenv("SLURM_JOB_ID"), *arr = getenv("SLURM_ARRAY_JOB_ID"), *task = getenv("SLURM_ARRAY_TASK_ID");
+    const char *restart = getenv("SLURM_RESTART_COUNT");
+    if (!job || !*job) return false;
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    if (arr && *arr && task && *task) snprintf(out, n, "%s/%s/slurm-%s_%s.r%s", host, device, arr, task, restart && *restart ? restart : "0");
+    else snprintf(out, n, "%s/%s/slurm-%s.r%s", host, device, job, restart && *restart ? restart : "0");
+    return true;
+}
+
 static int cmd_worker(int argc, char **argv, char **orig_argv) {
     worker_opts o;
     worker_opts_defaults(&o);
@@ -75,6 +89,8 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         struct rlimit rl = {(rlim_t)mem_limit << 20, (rlim_t)mem_limit << 20};
         if (setrlimit(RLIMIT_AS, &rl) != 0) perror("cisweep-worker: setrlimit(RLIMIT_AS)");
     }
+    static char slurm_id[192];
+    if (!o.id && slurm_worker_id(o.device, slurm_id, sizeof slurm_id)) o.id = slurm_id;
     static volatile int stop = 0;
     worker_install_signals(&stop);
     o.stop_flag = &stop;
