@@ -67,6 +67,7 @@ id munge >/dev/null 2>&1 || cannot "the munge user does not exist (the munge pac
 
 # --- munge: a private key and socket -----------------------------------------------------------
 M=$D/munge
+chmod 755 "$D"   # munged runs as the munge user and must reach its socket folder
 mkdir -p "$M"; chown munge:munge "$M"; chmod 700 "$M"
 if [ ! -f "$M/munge.key" ]; then
     head -c 1024 /dev/urandom >"$M/munge.key"
