@@ -108,7 +108,7 @@ deps:
 
 # make test: every test on the normal build, then the parsers and stores again under
 # AddressSanitizer (build-asan/): bad input must never read out of bounds
-ASAN_TESTS ?= protocol|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain
+ASAN_TESTS ?= protocol|artifact_cache|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain
 test: deps
 	@$(MAKE) --no-print-directory tests-build
 	@$(MAKE) --no-print-directory SANITIZE=address tests-build >/dev/null
