@@ -91,6 +91,13 @@ $(BUILD)/gen/schema_sql.h: schema/schema.sql
 	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ";"; } > $@
 $(BUILD)/coordinator/job_store.o: $(BUILD)/gen/schema_sql.h
 CFLAGS += -I$(BUILD)/gen
+# the Slurm batch templates are compiled into `cisweep slurm submit` the same way (issue 15)
+$(BUILD)/gen/slurm_templates.h: deploy/slurm/worker.sbatch deploy/slurm/coordinator.sbatch
+	@mkdir -p $(dir $@)
+	@{ echo "/* generated from deploy/slurm/{worker,coordinator}.sbatch by the Makefile; do not edit */"; \
+	   for t in worker coordinator; do echo "static const char TPL_$$(echo $$t | tr a-z A-Z)_SBATCH[] = "; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' deploy/slurm/$$t.sbatch; echo ";"; done; } > $@
+$(BUILD)/coordinator/cmd_slurm.o: $(BUILD)/gen/slurm_templates.h
 
 $(BUILD)/bin/cisweep: $(BUILD)/coordinator/main.o $(LIBCOORD) $(LIBCOMMON)
 	@mkdir -p $(dir $@)
@@ -112,7 +119,7 @@ deps:
 
 # make test: every test on the normal build, then the parsers and stores again under
 # AddressSanitizer (build-asan/): bad input must never read out of bounds
-ASAN_TESTS ?= protocol|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain
+ASAN_TESTS ?= protocol|artifact_cache|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain
 test: deps
 	@$(MAKE) --no-print-directory tests-build
 	@$(MAKE) --no-print-directory SANITIZE=address tests-build >/dev/null

@@ -4,6 +4,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/grid.h"
 #include "coordinator/job_store.h"
+#include "common/fs_check.h"
 #include "common/log.h"
 
 #include <jansson.h>
@@ -104,6 +105,7 @@ int cmd_coordinator(int argc, char **argv) {
     coord_opts_defaults(&o);
     int64_t v;
     int rc;
+    bool allow_network_db = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--db") && n) { o.db_path = n; i++; }
@@ -116,6 +118,7 @@ int cmd_coordinator(int argc, char **argv) {
         else if (!strcmp(a, "--job-timeout-ms")) { if ((rc = int_opt(argv[0], a, n, 0, &v))) return rc; o.job_timeout_ms = v; i++; }
         else if (!strcmp(a, "--exit-when-done")) o.exit_when_done = true;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
+        else if (!strcmp(a, "--allow-network-db")) allow_network_db = true;   /* issue 15: common/fs_check.h */
         else if (!strcmp(a, "--log-level") && n) {
             int l = log_level_parse(n);
             if (l < 0) { fprintf(stderr, "cisweep %s: --log-level expects debug|info|warn|error\n", argv[0]); return 2; }
@@ -128,6 +131,8 @@ int cmd_coordinator(int argc, char **argv) {
                 argv[0], o.db_path, o.db_path);
         return 2;
     }
+    cis_err ferr = {0};
+    if (fs_check_db_local(o.db_path, allow_network_db, &ferr)) { fprintf(stderr, "cisweep %s: %s\n", argv[0], ferr.msg); return 2; }
     static volatile int stop = 0;
     coord_install_signals(&stop);
     o.stop_flag = &stop;

@@ -71,8 +71,12 @@ static int print_status(job_store *js, FILE *f) {
             alive += !gone;
             busy += job != NULL;
             const char *dev = (const char *)sqlite3_column_text(st, 1);
-            fprintf(f, "  %-40s %-8s last seen %6s ago  %s\n", (const char *)sqlite3_column_text(st, 0),
-                    gone ? "gone" : (dev ? dev : "?"), ago, job ? job : (gone ? "" : "idle"));
+            const char *wid = (const char *)sqlite3_column_text(st, 0);
+            const char *sl = wid ? strstr(wid, "/slurm-") : NULL;   /* ids of workers under Slurm (issue 15) */
+            fprintf(f, "  %-40s %-8s last seen %6s ago  %s", wid, gone ? "gone" : (dev ? dev : "?"), ago,
+                    job ? job : (gone ? "" : "idle"));
+            if (sl) fprintf(f, "  slurm job %.*s", (int)strcspn(sl + 7, ".r"), sl + 7);
+            fprintf(f, "\n");
             (void)job;
             nw++;
         }

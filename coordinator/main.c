@@ -25,6 +25,7 @@ static void usage(FILE *f) {
         "  cancel --db DB (--where SQL | --all)            cancel pending/leased jobs\n"
         "  export --db DB [--format csv] [--out FILE]      one wide row per finished job\n"
         "  run --grid FILE --workers N [--db DB] [...]     local launcher: coordinator + N workers to completion\n"
+        "  slurm submit --db DB [--gpus N] [--partition P] [--time T] [...]  coordinator + worker array on Slurm\n"
         "model commands (run by cisweep-worker):\n"
         "  worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--selftest]\n"
         "  inspect MODEL_DIR | train | eval | world | apply\n"
@@ -44,6 +45,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "retry")) return cmd_retry(argc - 1, argv + 1);
     if (!strcmp(c, "cancel")) return cmd_cancel(argc - 1, argv + 1);
     if (!strcmp(c, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(c, "slurm")) return cmd_slurm(argc - 1, argv + 1);
     if (!strcmp(c, "run")) { log_init("run"); return cmd_run(argc - 1, argv + 1); }
     if (!strcmp(c, "worker") || !strcmp(c, "inspect") || !strcmp(c, "train") || !strcmp(c, "eval") ||
         !strcmp(c, "world") || !strcmp(c, "apply")) {

@@ -17,7 +17,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]\n"
+            "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N | --devices all|LIST] [--cache DIR] [--id ID]\n"
             "                             [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
             "                             [--eval-limit N] [--skip-missing-data] [--max-backoff-ms N]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
@@ -37,14 +37,34 @@ static int int_arg(const char *flag, const char *v, int64_t lo, int64_t *out) {
     return 0;
 }
 
+/* under Slurm (SLURM_JOB_ID set) the default worker id names the Slurm job, so that `cisweep status`
+ * shows which Slurm job each worker is: host/device/slurm-ARRAYJOB_TASK.rRESTART (or slurm-JOB.rN),
+ * with .dK appended for the K-th child of --devices.
+ * The restart count keeps a requeued task's id distinct from its previous run's. */
+static bool slurm_worker_id(const char *device, char *out, size_t n) {
+    const char *job = getenv("SLURM_JOB_ID"), *arr = getenv("SLURM_ARRAY_JOB_ID"), *task = getenv("SLURM_ARRAY_TASK_ID");
+    const char *restart = getenv("SLURM_RESTART_COUNT");
+    const char *idx = getenv("CISWEEP_DEVICE_INDEX");   /* set by --devices for each child process */
+    if (!job || !*job) return false;
+    char host[64] = "host", dx[24] = "";
+    gethostname(host, sizeof host - 1);
+    if (idx && *idx) snprintf(dx, sizeof dx, ".d%s", idx);
+    if (arr && *arr && task && *task) snprintf(out, n, "%s/%s/slurm-%s_%s.r%s%s", host, device, arr, task, restart && *restart ? restart : "0", dx);
+    else snprintf(out, n, "%s/%s/slurm-%s.r%s%s", host, device, job, restart && *restart ? restart : "0", dx);
+    return true;
+}
+
 static int cmd_worker(int argc, char **argv, char **orig_argv) {
     worker_opts o;
     worker_opts_defaults(&o);
     int64_t mem_limit = 0, v;
+    const char *devices = NULL;
+    bool device_given = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--connect") && n) { o.connect = n; i++; }
-        else if (!strcmp(a, "--device") && n) { o.device = n; i++; }
+        else if (!strcmp(a, "--device") && n) { o.device = n; i++; device_given = true; }
+        else if (!strcmp(a, "--devices") && n) { devices = n; i++; }   /* multi_device.c (issue 15) */
         else if (!strcmp(a, "--cache") && n) { o.cache_dir = n; i++; }
         else if (!strcmp(a, "--id") && n) { o.id = n; i++; }
         else if (!strcmp(a, "--selftest")) o.selftest = true;
@@ -66,6 +86,11 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else { fprintf(stderr, "cisweep-worker worker: unknown or incomplete option \"%s\"\n", a); usage(stderr); return 2; }
     }
     if (!o.connect) { fprintf(stderr, "cisweep-worker worker: --connect ENDPOINT is required\n"); usage(stderr); return 2; }
+    if (devices) {
+        extern int worker_devices_main(const char *spec, int argc, char **orig_argv, const char *cache, const char *id);
+        if (device_given) { fprintf(stderr, "cisweep-worker worker: --devices and --device exclude each other\n"); return 2; }
+        return worker_devices_main(devices, argc + 1, orig_argv, o.cache_dir, o.id);
+    }
     cis_err derr = {0};
     if (!backend_device_ok(o.device, &derr)) {
         fprintf(stderr, "cisweep-worker worker: --device: %s\n", derr.msg);
@@ -75,6 +100,8 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         struct rlimit rl = {(rlim_t)mem_limit << 20, (rlim_t)mem_limit << 20};
         if (setrlimit(RLIMIT_AS, &rl) != 0) perror("cisweep-worker: setrlimit(RLIMIT_AS)");
     }
+    static char slurm_id[192];
+    if (!o.id && slurm_worker_id(o.device, slurm_id, sizeof slurm_id)) o.id = slurm_id;
     static volatile int stop = 0;
     worker_install_signals(&stop);
     o.stop_flag = &stop;
