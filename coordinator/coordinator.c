@@ -18,6 +18,8 @@
 #include <zmq.h>
 
 #define BATCH 512
+#define TURN_MAX_BYTES (8 << 20) /* bytes read per loop turn at most (then the turn's work runs) */
+#define TURN_MAX_READ_S 0.05     /* seconds spent reading per loop turn at most */
 #define MAX_SLOTS 8
 #define MAX_BAD_LOGS_PER_10S 20
 
@@ -56,6 +58,12 @@ typedef struct outmsg {
     json_t *body;
 } outmsg;
 
+typedef struct unsent {       /* a JOB whose send failed after its lease was committed */
+    int64_t job;
+    int attempt;
+    char worker[PROTO_MAX_ID + 1];
+} unsent;
+
 typedef struct coord {
     const coord_opts *o;
     job_store *js;
@@ -64,11 +72,16 @@ typedef struct coord {
     size_t nw, capw;
     outmsg *out;
     size_t nout, capout;
+    unsent *uns;              /* handed back (pending, budget untouched) at the next turn */
+    size_t nuns, capuns;
     int64_t next_tick;
     int64_t idle_until;       /* mono ms: no runnable job was found; skip claims until then */
     int bad_logged;
     int64_t bad_window;
     int64_t n_bad;
+    int refused_logged;       /* refusals logged in the current 10 s window */
+    int64_t refused_window;
+    int64_t n_refused;
     char boot[32];
     /* loop statistics, logged at exit (seconds / counts) */
     int64_t st_batches, st_msgs, st_commits;
@@ -140,6 +153,18 @@ static void flush_out(coord *c) {
             if (w) w->last_send = t;
         } else {
             LOG_W("%s", err.msg);
+            if (m->cmd == PROTO_JOB) {
+                /* the lease is committed but the worker never gets the job (it disconnected):
+                 * hand it back at the next turn instead of waiting for the lease to expire */
+                if (c->nuns == c->capuns) {
+                    c->capuns = c->capuns ? 2 * c->capuns : 16;
+                    c->uns = xrealloc(c->uns, c->capuns * sizeof *c->uns);
+                }
+                unsent *u = &c->uns[c->nuns++];
+                u->job = proto_int(m->body, "job", 0);
+                u->attempt = (int)proto_int(m->body, "attempt", 0);
+                snprintf(u->worker, sizeof u->worker, "%s", m->peer);
+            }
         }
         json_decref(m->body);
     }
@@ -153,6 +178,35 @@ static void drop_out(coord *c) {
 
 static json_t *jobref(int64_t job, int attempt) {
     return json_pack("{s:I,s:i}", "job", (json_int_t)job, "attempt", attempt);
+}
+
+/* the worker that (job, attempt) was leased to (attempts.worker_id) into out; "" when unknown */
+static void attempt_holder(coord *c, int64_t job, int attempt, char out[256]) {
+    out[0] = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(job_store_db(c->js), "SELECT worker_id FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+                           -1, &st, NULL) != SQLITE_OK) return;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int(st, 2, attempt);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(out, 256, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+/* a message about a lease that its sender does not hold: refused, never applied. Logged and
+ * recorded (events.kind 'refused') at most MAX_BAD_LOGS_PER_10S times per 10 s, like malformed
+ * messages, so a hostile peer cannot fill the log or the database. */
+static void refused(coord *c, const cworker *w, proto_cmd cmd, int64_t job, int attempt, const char *holder) {
+    c->n_refused++;
+    int64_t t = mono_ms();
+    if (t - c->refused_window > 10000) { c->refused_window = t; c->refused_logged = 0; }
+    if (c->refused_logged++ >= MAX_BAD_LOGS_PER_10S) return;
+    char d[600];
+    snprintf(d, sizeof d, "%s for job %lld attempt %d from \"%s\" refused: that attempt is %s%s%s",
+             proto_cmd_name(cmd), (long long)job, attempt, w->id, holder[0] ? "leased to \"" : "not leased",
+             holder, holder[0] ? "\"" : "");
+    LOG_W("%s", d);
+    js_event(c->js, now_ms(), "refused", job, w->id, d, NULL);
 }
 
 static void send_cancel(coord *c, const char *worker_id, int64_t job, int attempt, const char *why) {
@@ -182,7 +236,12 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     bool rejoin = w != NULL;
     if (!w) w = worker_add(c, m->peer, m->peer_len);
     w->last_recv = mono_ms();
-    w->capacity = 0; /* until READY */
+    /* capacity is known from HELLO onwards (HELLO.slots: jobs it holds at most, running and
+     * prefetched): a worker whose slots are all taken sends no READY after WELCOME, and would
+     * otherwise never be given another job after a coordinator restart. A HELLO without slots
+     * (a draining worker, an old one) gets nothing until READY. */
+    int hs = (int)proto_int(b, "slots", 0);
+    w->capacity = hs > MAX_SLOTS ? MAX_SLOTS : hs;
     js_worker_info wi = {.id = wid, .host = proto_str(b, "host", ""), .device = proto_str(b, "device", ""),
                          .backend = proto_str(b, "backend", ""), .version = proto_str(b, "version", ""),
                          .memory_mb = proto_int(b, "memory_mb", 0), .free_mb = proto_int(b, "free_mb", -1),
@@ -202,6 +261,9 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
         for (int k = 0; k < nh; k++) dup |= hj[k] == j && ha[k] == a;
         if (!dup) { hj[nh] = j; ha[nh++] = a; }
     }
+    /* outcomes in its spool: finished while we were away, their messages follow WELCOME. Their
+     * attempts are not lost: the lease is renewed until the message arrives */
+    json_t *spooled = json_object_get(b, "spooled");
     js_lease *ls = NULL;
     int nl = js_leases_of_worker(c->js, wid, &ls, err);
     if (nl < 0) return -1;
@@ -210,6 +272,17 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
         bool says = false;
         for (int k = 0; k < nh; k++) says |= ls[i].job_id == hj[k] && ls[i].attempt == ha[k];
         if (says) continue;
+        json_array_foreach(spooled, ix, it)
+            says |= proto_int(it, "job", 0) == ls[i].job_id && proto_int(it, "attempt", 0) == ls[i].attempt;
+        if (says) {
+            if (js_heartbeat(c->js, ls[i].job_id, ls[i].attempt, wid, now, c->o->lease_ms, -1, err) < 0) {
+                free(ls);
+                return -1;
+            }
+            LOG_I("worker %s has the outcome of job %lld attempt %d in its spool: waiting for it", wid,
+                  (long long)ls[i].job_id, ls[i].attempt);
+            continue;
+        }
         bool applied = false;
         if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, "worker_restarted", now, c->o->quarantine_after,
                            &applied, err)) { free(ls); return -1; }
@@ -237,6 +310,9 @@ static int hb_one(coord *c, cworker *w, int64_t job, int att, double progress, c
     int cur = js_heartbeat(c->js, job, att, w->id, now_ms(), c->o->lease_ms, progress, err);
     if (cur < 0) return -1;
     if (!cur) {
+        char holder[256];
+        attempt_holder(c, job, att, holder);
+        if (strcmp(holder, w->id) != 0) refused(c, w, PROTO_HEARTBEAT, job, att, holder);
         send_cancel(c, w->id, job, att, "lease no longer held (cancelled, timed out or done elsewhere)");
         held_drop(w, job, att);
     }
@@ -311,7 +387,13 @@ static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
                               &outcome, other, &e2);
     free(mv);
     free_stages(sv, ns);
-    if (rc) {
+    if (rc && e2.code == CIS_EPERM) {
+        /* a stranger's result: refused, nothing stored; acknowledged so that a worker that came back
+         * under a new id stops resending the result of its previous life (the job runs again) */
+        char holder[256];
+        attempt_holder(c, job, att, holder);
+        refused(c, w, PROTO_RESULT, job, att, holder);
+    } else if (rc) {
         if (e2.code != CIS_ESTATE) { *err = e2; return -1; }
         /* a result for an attempt this DB never leased: acknowledge so the worker drops it */
         LOG_W("RESULT from %s for job %lld attempt %d rejected: %s", w->id, (long long)job, att, e2.msg);
@@ -330,14 +412,28 @@ static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     return 0;
 }
 
+/* an outcome that was not applied: true (and refused) when its sender is not the attempt's holder */
+static bool not_holder(coord *c, const cworker *w, proto_cmd cmd, int64_t job, int att) {
+    char holder[256];
+    attempt_holder(c, job, att, holder);
+    if (strcmp(holder, w->id) == 0) return false;
+    refused(c, w, cmd, job, att, holder);
+    return true;
+}
+
 static int on_failed(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     int64_t job = proto_int(m->body, "job", 0);
     int att = (int)proto_int(m->body, "attempt", 0);
     bool applied = false;
     if (js_record_failure(c->js, job, att, w->id, proto_str(m->body, "error", ""), proto_str(m->body, "log_tail", ""),
                           proto_bool(m->body, "retryable", true), now_ms(), &applied, err)) return -1;
-    if (applied) c->idle_until = 0;
-    LOG_I("job %lld attempt %d failed on %s: %s", (long long)job, att, w->id, proto_str(m->body, "error", ""));
+    if (applied) {
+        c->idle_until = 0;
+        LOG_I("job %lld attempt %d failed on %s: %s", (long long)job, att, w->id, proto_str(m->body, "error", ""));
+    } else if (!not_holder(c, w, PROTO_FAILED, job, att)) {
+        LOG_I("FAILED for job %lld attempt %d from %s ignored: that attempt is no longer leased", (long long)job, att,
+              w->id);
+    }
     held_drop(w, job, att); /* an outcome frees the slot */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
                                                     "of", "FAILED"));
@@ -349,8 +445,13 @@ static int on_preempted(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     int att = (int)proto_int(m->body, "attempt", 0);
     bool applied = false;
     if (js_record_preempted(c->js, job, att, w->id, now_ms(), &applied, err)) return -1;
-    if (applied) c->idle_until = 0;
-    LOG_I("job %lld attempt %d preempted on %s: requeued, attempt not spent", (long long)job, att, w->id);
+    if (applied) {
+        c->idle_until = 0;
+        LOG_I("job %lld attempt %d preempted on %s: requeued, attempt not spent", (long long)job, att, w->id);
+    } else if (!not_holder(c, w, PROTO_PREEMPTED, job, att)) {
+        LOG_I("PREEMPTED for job %lld attempt %d from %s ignored: that attempt is no longer leased", (long long)job,
+              att, w->id);
+    }
     held_drop(w, job, att);
     w->capacity = w->njobs; /* a worker hands jobs back when it stops: no more until it says READY */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
@@ -436,6 +537,24 @@ static int handle(coord *c, proto_msg *m, cis_err *err) {
 }
 
 /* ---- periodic checks and dispatch -------------------------------------------------------- */
+
+/* JOBs that could not be sent: back to pending without spending an attempt */
+static int hand_back_unsent(coord *c, cis_err *err) {
+    for (size_t i = 0; i < c->nuns; i++) {
+        unsent *u = &c->uns[i];
+        bool applied = false;
+        if (js_record_preempted(c->js, u->job, u->attempt, u->worker, now_ms(), &applied, err)) return -1;
+        cworker *w = worker_find(c, u->worker, strlen(u->worker));
+        if (w) held_drop(w, u->job, u->attempt);
+        if (applied) {
+            c->idle_until = 0;
+            LOG_W("job %lld attempt %d could not be sent to %s: requeued, attempt not spent", (long long)u->job,
+                  u->attempt, u->worker);
+        }
+    }
+    c->nuns = 0;
+    return 0;
+}
 
 static int check_dead_workers(coord *c, cis_err *err) {
     int64_t t = mono_ms(), limit = (int64_t)c->o->heartbeat_ms * c->o->liveness;
@@ -554,7 +673,7 @@ static int open_socket(coord *c, cis_err *err) {
     c->zctx = zmq_ctx_new();
     c->sock = zmq_socket(c->zctx, ZMQ_ROUTER);
     int one = 1, zero = 0, hwm = 100000, hb = 1000, hbt = 5000;
-    int64_t maxsz = PROTO_MAX_BODY + 4096;
+    int64_t maxsz = PROTO_MAX_BODY + PROTO_MAX_FRAME_SLACK;
     zmq_setsockopt(c->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -607,17 +726,21 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
         int pr = zmq_poll(&pi, 1, timeout);
         c.st_poll += mono_sec() - tp;
         if (pr < 0 && errno != EINTR) { rc = err_set(err, CIS_EIO, "poll: %s", zmq_strerror(errno)); break; }
-        size_t nb = 0;
-        while (nb < BATCH) {
+        /* read at most BATCH messages, TURN_MAX_BYTES and TURN_MAX_READ_S per turn: one peer sending
+         * big frames cannot keep the loop from its checks, its commits and its heartbeats */
+        size_t nb = 0, nbytes = 0;
+        double tr = mono_sec();
+        while (nb < BATCH && nbytes < TURN_MAX_BYTES && mono_sec() - tr < TURN_MAX_READ_S) {
             cis_err e = {0};
             int r = proto_recv(c.sock, true, ZMQ_DONTWAIT, &batch[nb], &e);
             if (r == 0) break;
+            nbytes += batch[nb].nbytes;
             if (r < 0) { bad_message(&c, &batch[nb], &e); proto_msg_clear(&batch[nb]); continue; }
             nb++;
         }
         t = mono_ms();
         bool tick = t >= c.next_tick;
-        if (nb == 0 && !tick) continue;
+        if (nb == 0 && !tick && c.nuns == 0) continue;
         cis_err e = {0};
         if (js_begin(c.js, &e)) {
             LOG_E("cannot begin a transaction: %s; retrying", e.msg);
@@ -645,6 +768,7 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
         bool stop_now = false;
         double td = mono_sec();
         c.st_handle += td - th;
+        if (c.nuns && hand_back_unsent(&c, &e)) LOG_E("handing back unsent jobs failed: %s", e.msg);
         if (tick) {
             c.next_tick = t + tick_ms;
             if (check_dead_workers(&c, &e) || check_leases(&c, &e)) LOG_E("periodic check failed: %s", e.msg);
@@ -690,12 +814,14 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     for (size_t i = 0; i < c.nw; i++)
         proto_send(c.sock, c.w[i].id, c.w[i].id_len, PROTO_BYE, NULL, ZMQ_DONTWAIT, NULL);
     if (c.n_bad) LOG_I("%lld malformed messages were dropped", (long long)c.n_bad);
+    if (c.n_refused) LOG_I("%lld messages about leases their senders did not hold were refused", (long long)c.n_refused);
     LOG_I("loop: %lld messages in %lld batches (%.1f per batch), %lld commits; seconds in poll %.3f, handlers %.3f, "
           "dispatch+checks %.3f, commit %.3f, send %.3f", (long long)c.st_msgs, (long long)c.st_batches,
           c.st_batches ? (double)c.st_msgs / (double)c.st_batches : 0.0, (long long)c.st_commits, c.st_poll,
           c.st_handle, c.st_dispatch, c.st_commit, c.st_send);
     drop_out(&c);
     free(c.out);
+    free(c.uns);
     free(c.w);
     zmq_close(c.sock);
     zmq_ctx_term(c.zctx);

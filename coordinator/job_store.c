@@ -71,7 +71,7 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_HEARTBEAT] = "UPDATE jobs SET lease_until = max(coalesce(lease_until, 0), ?4), "
                     "last_heartbeat = ?5, progress = coalesce(?6, progress) "
                     "WHERE id = ?1 AND state = 'leased' AND attempt = ?2 AND worker_id = ?3",
-    [S_RESULT_LOOKUP] = "SELECT j.state, j.attempt, j.worker_id, a.result_at, a.attempt "
+    [S_RESULT_LOOKUP] = "SELECT j.state, j.attempt, j.worker_id, a.result_at, a.attempt, a.worker_id "
                         "FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = ?2 "
                         "WHERE j.id = ?1",
     [S_RESULT_INSERT] = "INSERT INTO results(job_id, attempt, metric, value, value_text, is_current, "
@@ -110,7 +110,10 @@ static const char *const STMT_SQL[S_COUNT_] = {
                   "ORDER BY id",
     [S_LEASES_OF] = "SELECT id, attempt, worker_id FROM jobs WHERE state = 'leased' AND worker_id = ?1 "
                     "ORDER BY id",
-    [S_RESUME] = "UPDATE jobs SET lease_until = max(coalesce(lease_until, 0), ?1) WHERE state = 'leased'",
+    /* the grace is given once per lease: only to leases renewed (claimed or heartbeated) since the
+     * previous coordinator start (?2); a lease nobody renewed keeps the deadline it had */
+    [S_RESUME] = "UPDATE jobs SET lease_until = max(coalesce(lease_until, 0), ?1) WHERE state = 'leased' "
+                 "AND coalesce(last_heartbeat, 0) >= ?2",
     [S_JOB_STATE] = "SELECT state, attempt, worker_id FROM jobs WHERE id = ?1",
     [S_RETRY_JOB] = "UPDATE jobs SET state = 'pending', spent = 0, lost_count = 0, worker_id = NULL, "
                     "lease_until = NULL, finished_at = NULL, current_attempt = NULL, progress = NULL "

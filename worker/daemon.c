@@ -124,6 +124,15 @@ static void send_hello(wd *w) {
                           w->o->device, "backend", str_starts(w->o->device, "cuda") ? "cuda" : "cpu", "memory_mb",
                           (json_int_t)mem, "version", cisweep_version(), "pid", (json_int_t)getpid(), "slots",
                           w->o->slots, "running", running, "held", held_json(w));
+    /* the outcomes still in the spool (finished while the coordinator was away): the coordinator
+     * must not declare their attempts lost; the messages themselves follow WELCOME */
+    json_t *sp = json_array();
+    for (size_t i = 0; i < spool_count(w->sp) && i < PROTO_MAX_SPOOLED; i++)
+        json_array_append_new(sp, json_pack("{s:I,s:i}", "job", (json_int_t)spool_at(w->sp, i)->job, "attempt",
+                                            spool_at(w->sp, i)->attempt));
+    json_object_set_new(b, "spooled", sp);
+    /* a worker that is stopping takes no more jobs: no slots (the coordinator then waits for READY) */
+    if (w->preempting) json_object_del(b, "slots");
     if (free_mb >= 0) json_object_set_new(b, "free_mb", json_integer(free_mb));
     wsend(w, PROTO_HELLO, b);
     json_decref(b);
@@ -132,7 +141,7 @@ static void send_hello(wd *w) {
 static int open_socket(wd *w, cis_err *err) {
     w->sock = zmq_socket(w->zctx, ZMQ_DEALER);
     int zero = 0, hwm = 10000;
-    int64_t maxsz = PROTO_MAX_BODY + 4096;
+    int64_t maxsz = PROTO_MAX_BODY + PROTO_MAX_FRAME_SLACK;
     zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->id, strlen(w->id));
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -169,8 +178,24 @@ static void report(wd *w, proto_cmd cmd, json_t *body) {
     cis_err e = {0};
     int64_t job = proto_int(body, "job", 0);
     int att = (int)proto_int(body, "attempt", 0);
+    json_t *too_big = NULL;
+    char *text = json_dumps(body, JSON_COMPACT);
+    size_t len = text ? strlen(text) : 0;
+    free(text);
+    if (len > proto_max_body(cmd)) {
+        /* the coordinator would drop the connection on such a frame: report a failure instead */
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s of %zu bytes is over the protocol's %zu-byte limit", proto_cmd_name(cmd), len,
+                 proto_max_body(cmd));
+        LOG_E("job %lld attempt %d: %s", (long long)job, att, msg);
+        too_big = json_pack("{s:I,s:i,s:s,s:s,s:b}", "job", (json_int_t)job, "attempt", att, "error", msg, "log_tail",
+                           "", "retryable", 0);
+        cmd = PROTO_FAILED;
+        body = too_big;
+    }
     if (spool_put(w->sp, job, att, cmd, body, &e)) LOG_E("cannot spool %s: %s", proto_cmd_name(cmd), e.msg);
     wsend(w, cmd, body);
+    if (too_big) json_decref(too_big);
 }
 
 static void send_ready(wd *w) {
@@ -275,7 +300,8 @@ static void on_message(wd *w, proto_msg *m) {
         w->liveness = (int)proto_int(m->body, "liveness", w->liveness);
         LOG_I("registered with coordinator %s at %s as %s", proto_str(m->body, "coordinator", "?"), w->o->connect, w->id);
         resend_spool(w);
-        send_ready(w);
+        /* no READY here: HELLO.slots told the coordinator our capacity, and a READY now would
+         * count the JOBs already on their way to us a second time */
         break;
     case PROTO_JOB: start_job(w, m->body); break;
     case PROTO_ACK: {
