@@ -7,6 +7,7 @@
 #include "common/log.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,9 +28,12 @@ static int need(const char *cmd, const char *flag, const char *v) {
     return 2;
 }
 
+/* an integer option in [lo, INT_MAX] (all of them end in an int or are milliseconds that must fit
+ * one): a value that overflows is refused, never truncated (--lease-ms 4294967396 is not 100) */
 static int int_opt(const char *cmd, const char *flag, const char *v, int64_t lo, int64_t *out) {
-    if (v && parse_i64(v, out) && *out >= lo) return 0;
-    fprintf(stderr, "cisweep %s: %s expects an integer >= %lld, got \"%s\"\n", cmd, flag, (long long)lo, v ? v : "");
+    if (v && parse_i64(v, out) && *out >= lo && *out <= INT_MAX) return 0;
+    fprintf(stderr, "cisweep %s: %s expects an integer from %lld to %d, got \"%s\"\n", cmd, flag, (long long)lo, INT_MAX,
+            v ? v : "");
     return 2;
 }
 
@@ -57,9 +61,23 @@ static char *load_models_map(const char *path, cis_err *err) {
     return out;
 }
 
+/* jobs of the sweep called name in the DB; -1 when there is no such sweep */
+static int64_t sweep_jobs(job_store *js, const char *name) {
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(job_store_db(js), "SELECT (SELECT count(*) FROM jobs j WHERE j.sweep_id = s.id) FROM sweeps s "
+                           "WHERE s.name = ?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
 int cmd_launch(int argc, char **argv) {
     const char *db = NULL, *gridf = NULL, *models = NULL, *name = NULL;
     unsigned flags = 0;
+    bool extend = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--db") && n) { db = n; i++; }
@@ -67,6 +85,8 @@ int cmd_launch(int argc, char **argv) {
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
         else if (!strcmp(a, "--name") && n) { name = n; i++; }
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
+        else if (!strcmp(a, "--allow-huge-grid")) flags |= GRID_ALLOW_HUGE;
+        else if (!strcmp(a, "--extend")) extend = true;
         else { fprintf(stderr, "cisweep launch: unknown or incomplete option \"%s\"\n", a); return 2; }
     }
     int rc;
@@ -87,7 +107,24 @@ int cmd_launch(int argc, char **argv) {
         return err.code == CIS_EVERSION ? 2 : 1;
     }
     js_launch_stats st = {0};
-    rc = js_launch(js, g, name, mj, now_ms(), &st, &err);
+    /* a sweep name already in the DB: relaunching its grid adds nothing; a different grid (one that
+     * would add jobs to it) is refused unless --extend says that is what the user wants */
+    const char *sname = name ? name : g->name;
+    int64_t existing = sweep_jobs(js, sname);
+    rc = js_begin(js, &err);
+    if (!rc) rc = js_launch(js, g, name, mj, now_ms(), &st, &err);
+    if (!rc && existing >= 0 && st.jobs_added > 0 && !extend) {
+        js_rollback(js);
+        fprintf(stderr, "cisweep launch: %s already has a sweep \"%s\" (%lld jobs); %s would add %d jobs to it. "
+                "Nothing was changed.\n---> HINT: pass --extend to add them to \"%s\", or --name NEW for a new sweep\n",
+                db, sname, (long long)existing, gridf, st.jobs_added, sname);
+        job_store_close(&js);
+        grid_free(&g);
+        free(mj);
+        return 2;
+    }
+    if (!rc) rc = js_commit(js, &err);
+    else js_rollback(js);
     if (rc) fprintf(stderr, "cisweep launch: %s\n", err.msg);
     else
         printf("sweep %s (id %lld) in %s: %d compositions added, %d already there; %d jobs added, %d already there\n",

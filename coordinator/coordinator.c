@@ -12,7 +12,9 @@
 #include "common/version.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -196,11 +198,16 @@ static void attempt_holder(coord *c, int64_t job, int attempt, char out[256]) {
 /* a message about a lease that its sender does not hold: refused, never applied. Logged and
  * recorded (events.kind 'refused') at most MAX_BAD_LOGS_PER_10S times per 10 s, like malformed
  * messages, so a hostile peer cannot fill the log or the database. */
-static void refused(coord *c, const cworker *w, proto_cmd cmd, int64_t job, int attempt, const char *holder) {
+/* whether one more rejection may be logged and recorded now (MAX_BAD_LOGS_PER_10S per 10 s) */
+static bool reject_budget(coord *c) {
     c->n_refused++;
     int64_t t = mono_ms();
     if (t - c->refused_window > 10000) { c->refused_window = t; c->refused_logged = 0; }
-    if (c->refused_logged++ >= MAX_BAD_LOGS_PER_10S) return;
+    return c->refused_logged++ < MAX_BAD_LOGS_PER_10S;
+}
+
+static void refused(coord *c, const cworker *w, proto_cmd cmd, int64_t job, int attempt, const char *holder) {
+    if (!reject_budget(c)) return;
     char d[600];
     snprintf(d, sizeof d, "%s for job %lld attempt %d from \"%s\" refused: that attempt is %s%s%s",
              proto_cmd_name(cmd), (long long)job, attempt, w->id, holder[0] ? "leased to \"" : "not leased",
@@ -396,8 +403,10 @@ static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     } else if (rc) {
         if (e2.code != CIS_ESTATE) { *err = e2; return -1; }
         /* a result for an attempt this DB never leased: acknowledge so the worker drops it */
-        LOG_W("RESULT from %s for job %lld attempt %d rejected: %s", w->id, (long long)job, att, e2.msg);
-        js_event(c->js, now_ms(), "bad_result", job, w->id, e2.msg, NULL);
+        if (reject_budget(c)) {
+            LOG_W("RESULT from %s for job %lld attempt %d rejected: %s", w->id, (long long)job, att, e2.msg);
+            js_event(c->js, now_ms(), "bad_result", job, w->id, e2.msg, NULL);
+        }
     } else {
         if (other[0]) {
             int latest = js_job_attempt(c->js, job, NULL);
@@ -483,6 +492,23 @@ static int worker_lost(coord *c, cworker *w, const char *reason, cis_err *err) {
     }
     free(ls);
     if (js_worker_gone(c->js, w->id, now, reason, err)) return -1;
+    /* a peer that never held a lease (a probe, a rogue, a misconfigured client) leaves no
+     * permanent rows: its workers row and its joined/lost events go with it */
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(job_store_db(c->js), "SELECT NOT EXISTS (SELECT 1 FROM attempts WHERE worker_id = ?1)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, w->id, -1, SQLITE_TRANSIENT);
+        bool never = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        const char *del[] = {"DELETE FROM events WHERE worker_id = ?1 AND kind IN ('worker_joined', 'worker_lost')",
+                             "DELETE FROM workers WHERE id = ?1"};
+        for (int k = 0; never && k < 2; k++) {
+            if (sqlite3_prepare_v2(job_store_db(c->js), del[k], -1, &st, NULL) != SQLITE_OK) break;
+            sqlite3_bind_text(st, 1, w->id, -1, SQLITE_TRANSIENT);
+            sqlite3_step(st);
+            sqlite3_finalize(st);
+        }
+    }
     LOG_W("worker %s gone: %s", w->id, reason);
     worker_remove(c, w);
     return 0;
@@ -667,6 +693,40 @@ static int all_done(coord *c, bool *done, cis_err *err) {
     return 0;
 }
 
+/* ---- one coordinator per database --------------------------------------------------------- */
+
+/* lock DB.lock (flock, exclusive, released by the kernel when the process ends, kill -9 included)
+ * and write our host and pid into it. Returns the fd (kept open while serving), or -1 with err
+ * naming the holder when another coordinator serves this database. */
+static int lock_db(const char *db, cis_err *err) {
+    char *path = xasprintf("%s.lock", db);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        err_set(err, CIS_EIO, "cannot open the lock file %s: %s", path, strerror(errno));
+        free(path);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char holder[256] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        err_set(err, CIS_ESTATE, "%s is already served by another coordinator (%s; lock %s): one coordinator per "
+                "database\n---> HINT: stop that one first, or point workers at it", db,
+                holder[0] ? holder : "its host and pid are unknown", path);
+        close(fd);
+        free(path);
+        return -1;
+    }
+    char host[128] = "?", line[300];
+    gethostname(host, sizeof host - 1);
+    int n = snprintf(line, sizeof line, "host %s pid %d since %lld\n", host, (int)getpid(), (long long)now_ms());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n)
+        LOG_W("cannot write our host and pid into %s: %s", path, strerror(errno));
+    free(path);
+    return fd;
+}
+
 /* ---- main loop --------------------------------------------------------------------------- */
 
 static int open_socket(coord *c, cis_err *err) {
@@ -691,14 +751,18 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     memset(&c, 0, sizeof c);
     c.o = o;
     snprintf(c.boot, sizeof c.boot, "%d-%lld", (int)getpid(), (long long)now_ms());
+    int lock_fd = lock_db(o->db_path, err);
+    if (lock_fd < 0) return -1;
     if (job_store_open(o->db_path, o->nosync ? JS_NOSYNC : 0, &c.js, err)) {
         err_prefix(err, "coordinator");
+        close(lock_fd);
         return -1;
     }
     if (open_socket(&c, err)) {
         job_store_close(&c.js);
         zmq_close(c.sock);
         zmq_ctx_term(c.zctx);
+        close(lock_fd);
         return -1;
     }
     /* checkpoint the WAL when idle (below), not every 1000 pages in the middle of a busy batch:
@@ -706,7 +770,7 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     sqlite3_exec(job_store_db(c.js), "PRAGMA wal_autocheckpoint=20000", NULL, NULL, NULL);
     int64_t grace = o->resume_grace_ms > 0 ? o->resume_grace_ms : o->lease_ms;
     int kept = js_resume_prepare(c.js, now_ms(), grace, err);
-    if (kept < 0) { job_store_close(&c.js); zmq_close(c.sock); zmq_ctx_term(c.zctx); return -1; }
+    if (kept < 0) { job_store_close(&c.js); zmq_close(c.sock); zmq_ctx_term(c.zctx); close(lock_fd); return -1; }
     LOG_I("coordinator %s serving %s on %s (heartbeat %d ms x %d, lease %d ms)%s", cisweep_version(), o->db_path,
           o->bind, o->heartbeat_ms, o->liveness, o->lease_ms, kept ? "" : "");
     if (kept) LOG_I("resuming: %d jobs were leased; their workers have %lld ms to re-register", kept, (long long)grace);
@@ -814,7 +878,8 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     for (size_t i = 0; i < c.nw; i++)
         proto_send(c.sock, c.w[i].id, c.w[i].id_len, PROTO_BYE, NULL, ZMQ_DONTWAIT, NULL);
     if (c.n_bad) LOG_I("%lld malformed messages were dropped", (long long)c.n_bad);
-    if (c.n_refused) LOG_I("%lld messages about leases their senders did not hold were refused", (long long)c.n_refused);
+    if (c.n_refused) LOG_I("%lld messages about leases their senders did not hold (or never leased) were refused",
+                           (long long)c.n_refused);
     LOG_I("loop: %lld messages in %lld batches (%.1f per batch), %lld commits; seconds in poll %.3f, handlers %.3f, "
           "dispatch+checks %.3f, commit %.3f, send %.3f", (long long)c.st_msgs, (long long)c.st_batches,
           c.st_batches ? (double)c.st_msgs / (double)c.st_batches : 0.0, (long long)c.st_commits, c.st_poll,
@@ -826,5 +891,6 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     zmq_close(c.sock);
     zmq_ctx_term(c.zctx);
     job_store_close(&c.js);
+    close(lock_fd);
     return rc;
 }

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/version.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +31,9 @@ static void usage(FILE *f) {
 }
 
 static int int_arg(const char *flag, const char *v, int64_t lo, int64_t *out) {
-    if (!v || !parse_i64(v, out) || *out < lo) {
-        fprintf(stderr, "cisweep-worker: %s expects an integer >= %lld, got \"%s\"\n", flag, (long long)lo, v ? v : "");
+    if (!v || !parse_i64(v, out) || *out < lo || *out > INT_MAX) {
+        fprintf(stderr, "cisweep-worker: %s expects an integer from %lld to %d, got \"%s\"\n", flag, (long long)lo, INT_MAX,
+                v ? v : "");
         return -1;
     }
     return 0;

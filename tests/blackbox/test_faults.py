@@ -7,36 +7,12 @@ import json, os, signal, sys, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harness import test, main, wait_for  # noqa: E402
-from sweeplib import Sweep  # noqa: E402
+from sweeplib import Sweep, rogue, send  # noqa: E402
 
 
 def kill9(p):
     p.send_signal(signal.SIGKILL)
     p.wait()
-
-
-def rogue(s, rid=b"rogue", hello=True):
-    """a pyzmq DEALER that registers as worker `rid` (HELLO without slots: it takes no job)"""
-    import zmq
-    ctx = zmq.Context.instance()
-    d = ctx.socket(zmq.DEALER)
-    d.setsockopt(zmq.LINGER, 0)
-    d.setsockopt(zmq.ROUTING_ID, rid)
-    d.connect(s.ep)
-    if hello:
-        body = {"worker": rid.decode(), "host": "elsewhere", "device": "cpu", "version": "rogue"}
-        d.send_multipart([b"", b"CISW1", b"HELLO", json.dumps(body).encode()])
-        deadline = time.time() + 5
-        while time.time() < deadline:
-            if d.poll(200) and d.recv_multipart()[2] == b"WELCOME":
-                break
-        else:
-            raise AssertionError("the rogue peer got no WELCOME")
-    return d
-
-
-def send(d, cmd, body):
-    d.send_multipart([b"", b"CISW1", cmd, json.dumps(body).encode()])
 
 
 def coord_log(s):

@@ -840,11 +840,15 @@ static void test_versions(void) {
     CHECK_EQ_INT(job_store_open(q, JS_CREATE, &js, &err), -1);
     CHECK(strstr(err.msg, "not a cisweep database") != NULL);
     free(q);
-    /* an empty (0-byte) file gets the schema */
+    /* an empty (0-byte) file is refused unless it is being created (launch: JS_CREATE), which
+     * gives it the schema (issue 13) */
     q = new_db_path();
     FILE *f = fopen(q, "w");
     if (f) fclose(f);
-    CHECK_EQ_INT(job_store_open(q, 0, &js, &err), 0);
+    CHECK_EQ_INT(job_store_open(q, 0, &js, &err), -1);
+    CHECK(strstr(err.msg, "empty file (0 bytes)") != NULL);
+    CHECK_EQ_INT(job_store_open(q, JS_READONLY, &js, &err), -1);
+    CHECK_EQ_INT(job_store_open(q, JS_CREATE, &js, &err), 0);
     if (js) CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), V);
     job_store_close(&js);
     free(q);
