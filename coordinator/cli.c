@@ -1,6 +1,7 @@
 /* cli.c - the sweep subcommands of `cisweep`: launch, coordinator/resume, retry, cancel, export.
  * (grid: cmd_grid.c; status: cmd_status.c; run: cmd_run.c.) */
 #include "coordinator/cli.h"
+#include "common/curve.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/grid.h"
 #include "coordinator/job_store.h"
@@ -9,6 +10,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +138,24 @@ int cmd_launch(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+static volatile int *g_reload;
+static void on_hup(int sig) { (void)sig; if (g_reload) *g_reload = 1; }
+
+/* `cisweep keygen NAME...`: a CURVE key pair per NAME, in NAME.pub and NAME.key (0600) */
+int cmd_keygen(int argc, char **argv) {
+    if (argc < 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: cisweep keygen NAME...   (writes NAME.pub and NAME.key; e.g. keys/coordinator, "
+                        "keys/workers/gpu-node-1)\n");
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        cis_err err = {0};
+        if (curve_keygen(argv[i], &err)) { fprintf(stderr, "cisweep keygen: %s\n", err.msg); return 1; }
+        printf("%s.key (secret, mode 0600) and %s.pub written\n", argv[i], argv[i]);
+    }
+    return 0;
+}
+
 int cmd_coordinator(int argc, char **argv) {
     coord_opts o;
     coord_opts_defaults(&o);
@@ -152,6 +172,9 @@ int cmd_coordinator(int argc, char **argv) {
         else if (!strcmp(a, "--quarantine-after")) { if ((rc = int_opt(argv[0], a, n, 1, &v))) return rc; o.quarantine_after = (int)v; i++; }
         else if (!strcmp(a, "--job-timeout-ms")) { if ((rc = int_opt(argv[0], a, n, 0, &v))) return rc; o.job_timeout_ms = v; i++; }
         else if (!strcmp(a, "--exit-when-done")) o.exit_when_done = true;
+        else if (!strcmp(a, "--curve-key") && n) { o.curve_key = n; i++; }
+        else if (!strcmp(a, "--allow-keys") && n) { o.allow_keys = n; i++; }
+        else if (!strcmp(a, "--insecure-bind-any")) o.insecure_bind_any = true;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
         else if (!strcmp(a, "--log-level") && n) {
             int l = log_level_parse(n);
@@ -168,10 +191,21 @@ int cmd_coordinator(int argc, char **argv) {
     static volatile int stop = 0;
     coord_install_signals(&stop);
     o.stop_flag = &stop;
+    if (o.allow_keys) {
+        /* with an allow-list, SIGHUP reloads it (instead of stopping) */
+        static volatile int reload = 0;
+        g_reload = &reload;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_hup;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGHUP, &sa, NULL);
+        o.reload_flag = &reload;
+    }
     cis_err err = {0};
     if (coordinator_run(&o, &err)) {
         LOG_E("%s", err.msg);
-        return err.code == CIS_EVERSION ? 2 : 1;
+        return err.code == CIS_EVERSION || err.code == CIS_EINVAL ? 2 : 1;
     }
     return 0;
 }

@@ -6,6 +6,7 @@
  * lease jobs to ready workers, COMMIT, then send every reply that the commit made true. */
 #include "coordinator/coordinator.h"
 #include "coordinator/job_store.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/spec.h"
@@ -70,6 +71,9 @@ typedef struct coord {
     const coord_opts *o;
     job_store *js;
     void *zctx, *sock;
+    void *zap;                /* ZAP handler (REP on inproc://zeromq.zap.01) when CURVE is on */
+    curve_allow allow;        /* the worker public keys it admits */
+    int64_t n_denied;
     cworker *w;
     size_t nw, capw;
     outmsg *out;
@@ -729,9 +733,96 @@ static int lock_db(const char *db, cis_err *err) {
 
 /* ---- main loop --------------------------------------------------------------------------- */
 
+/* is this endpoint reachable only from this host? (tcp on a loopback address, ipc, inproc) */
+static bool endpoint_local(const char *ep) {
+    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9)) return true;
+    if (strncmp(ep, "tcp://", 6)) return false;
+    const char *h = ep + 6;
+    return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strncmp(h, "[::1]:", 6) || !strncmp(h, "lo:", 3);
+}
+
+/* answer one ZAP request (RFC 27): admit the CURVE client whose public key is listed. Every
+ * denial is logged with the peer's address (rate-limited); the database is never touched. */
+static void zap_serve(coord *c) {
+    zmq_msg_t f[7];
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->zap, ZMQ_DONTWAIT) < 0) { zmq_msg_close(&m); break; }
+        more = zmq_msg_more(&m);
+        if (n < 7) f[n++] = m;
+        else zmq_msg_close(&m);
+    }
+    if (n == 0) return;
+    char addr[64] = "?", mech[16] = "?";
+    const char *name = NULL;
+    bool wellformed = n >= 6 && zmq_msg_size(&f[0]) == 3 && !memcmp(zmq_msg_data(&f[0]), "1.0", 3);
+    if (n >= 6) {
+        snprintf(addr, sizeof addr, "%.*s", (int)(zmq_msg_size(&f[3]) < 63 ? zmq_msg_size(&f[3]) : 63),
+                 (const char *)zmq_msg_data(&f[3]));
+        snprintf(mech, sizeof mech, "%.*s", (int)(zmq_msg_size(&f[5]) < 15 ? zmq_msg_size(&f[5]) : 15),
+                 (const char *)zmq_msg_data(&f[5]));
+    }
+    bool curve = wellformed && !strcmp(mech, "CURVE") && n == 7 && zmq_msg_size(&f[6]) == 32;
+    if (curve) name = curve_allow_find(&c->allow, zmq_msg_data(&f[6]));
+    if (!name) {
+        c->n_denied++;
+        if (reject_budget(c)) {
+            char z85[41] = "-";
+            if (curve) zmq_z85_encode(z85, zmq_msg_data(&f[6]), 32);
+            LOG_W("denied a connection from %s: %s", addr,
+                  !curve ? "not a CURVE handshake (workers need --curve-key and --server-key)"
+                         : "its public key is not in the allow-list");
+            if (curve) LOG_W("  (the unknown key is %s; add its .pub file to %s and send SIGHUP to admit it)", z85,
+                             c->o->allow_keys);
+        }
+    } else {
+        LOG_D("admitted %s (key %s)", addr, name);
+    }
+    if (wellformed) {
+        /* version, request id (echoed), status code, status text, user id, metadata */
+        zmq_send(c->zap, "1.0", 3, ZMQ_SNDMORE);
+        zmq_send(c->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+        zmq_send(c->zap, name ? "200" : "400", 3, ZMQ_SNDMORE);
+        const char *txt = name ? "OK" : "key not allowed";
+        zmq_send(c->zap, txt, strlen(txt), ZMQ_SNDMORE);
+        zmq_send(c->zap, name ? name : "", name ? strlen(name) : 0, ZMQ_SNDMORE);
+        zmq_send(c->zap, "", 0, 0);
+    }
+    for (int i = 0; i < n; i++) zmq_msg_close(&f[i]);
+}
+
 static int open_socket(coord *c, cis_err *err) {
     c->zctx = zmq_ctx_new();
+    char pub[CURVE_Z85_LEN + 1], sec[CURVE_Z85_LEN + 1];
+    if (c->o->curve_key) {
+        if (!c->o->allow_keys)
+            return err_set(err, CIS_EINVAL, "--curve-key needs --allow-keys DIR|FILE: the worker public keys to admit");
+        if (curve_load_secret(c->o->curve_key, pub, sec, err) || curve_allow_load(c->o->allow_keys, &c->allow, err))
+            return -1;
+        /* the ZAP handler must be bound before the socket that uses it */
+        c->zap = zmq_socket(c->zctx, ZMQ_REP);
+        int zero = 0;
+        zmq_setsockopt(c->zap, ZMQ_LINGER, &zero, sizeof zero);
+        if (zmq_bind(c->zap, "inproc://zeromq.zap.01") != 0)
+            return err_set(err, CIS_EIO, "cannot start the ZAP handler: %s", zmq_strerror(errno));
+    } else if (c->o->allow_keys) {
+        return err_set(err, CIS_EINVAL, "--allow-keys needs --curve-key FILE: the coordinator's own key pair");
+    } else if (!endpoint_local(c->o->bind) && !c->o->insecure_bind_any) {
+        return err_set(err, CIS_EINVAL, "--bind %s without CURVE keys would let any host that reaches the port lease "
+                       "jobs, read model paths and post results\n---> HINT: make keys with `cisweep keygen` and give "
+                       "--curve-key and --allow-keys (workers: --curve-key and --server-key), bind to 127.0.0.1, or "
+                       "accept the risk with --insecure-bind-any", c->o->bind);
+    }
     c->sock = zmq_socket(c->zctx, ZMQ_ROUTER);
+    if (c->o->curve_key) {
+        int one = 1;
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, sec, CURVE_Z85_LEN);
+        zmq_setsockopt(c->sock, ZMQ_ZAP_DOMAIN, "cisweep", 7);
+        memset(sec, 0, sizeof sec);
+    }
     int one = 1, zero = 0, hwm = 100000, hb = 1000, hbt = 5000;
     int64_t maxsz = PROTO_MAX_BODY + PROTO_MAX_FRAME_SLACK;
     zmq_setsockopt(c->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
@@ -760,17 +851,34 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     }
     if (open_socket(&c, err)) {
         job_store_close(&c.js);
-        zmq_close(c.sock);
+        if (c.sock) zmq_close(c.sock);
+        if (c.zap) zmq_close(c.zap);
         zmq_ctx_term(c.zctx);
+        curve_allow_clear(&c.allow);
         close(lock_fd);
         return -1;
     }
+    if (o->curve_key)
+        LOG_I("CURVE on: admitting %zu worker keys from %s (SIGHUP reloads them)", c.allow.n, o->allow_keys);
+    else if (!endpoint_local(o->bind))
+        LOG_W("NO AUTHENTICATION: --insecure-bind-any on %s: any host that reaches the port can lease jobs, read model "
+              "paths and post results; use --curve-key and --allow-keys", o->bind);
+    else
+        LOG_I("no CURVE keys: serving unauthenticated on a local endpoint only (%s)", o->bind);
     /* checkpoint the WAL when idle (below), not every 1000 pages in the middle of a busy batch:
      * an automatic checkpoint fsyncs the main DB file inside a commit */
     sqlite3_exec(job_store_db(c.js), "PRAGMA wal_autocheckpoint=20000", NULL, NULL, NULL);
     int64_t grace = o->resume_grace_ms > 0 ? o->resume_grace_ms : o->lease_ms;
     int kept = js_resume_prepare(c.js, now_ms(), grace, err);
-    if (kept < 0) { job_store_close(&c.js); zmq_close(c.sock); zmq_ctx_term(c.zctx); close(lock_fd); return -1; }
+    if (kept < 0) {
+        job_store_close(&c.js);
+        zmq_close(c.sock);
+        if (c.zap) zmq_close(c.zap);
+        zmq_ctx_term(c.zctx);
+        curve_allow_clear(&c.allow);
+        close(lock_fd);
+        return -1;
+    }
     LOG_I("coordinator %s serving %s on %s (heartbeat %d ms x %d, lease %d ms)%s", cisweep_version(), o->db_path,
           o->bind, o->heartbeat_ms, o->liveness, o->lease_ms, kept ? "" : "");
     if (kept) LOG_I("resuming: %d jobs were leased; their workers have %lld ms to re-register", kept, (long long)grace);
@@ -785,9 +893,27 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
         int64_t t = mono_ms();
         long timeout = (long)(c.next_tick - t);
         if (timeout < 0) timeout = 0;
-        zmq_pollitem_t pi = {c.sock, 0, ZMQ_POLLIN, 0};
+        if (o->reload_flag && *o->reload_flag) {
+            *o->reload_flag = 0;
+            curve_allow fresh;
+            cis_err re = {0};
+            if (!c.zap) LOG_W("SIGHUP: no --allow-keys to reload");
+            else if (curve_allow_load(o->allow_keys, &fresh, &re)) LOG_E("SIGHUP: keeping the old allow-list: %s", re.msg);
+            else {
+                LOG_I("SIGHUP: allow-list %s reloaded: %zu worker keys (was %zu)", o->allow_keys, fresh.n, c.allow.n);
+                curve_allow_clear(&c.allow);
+                c.allow = fresh;
+            }
+        }
+        zmq_pollitem_t pis[2] = {{c.sock, 0, ZMQ_POLLIN, 0}, {c.zap, 0, ZMQ_POLLIN, 0}};
         double tp = mono_sec();
-        int pr = zmq_poll(&pi, 1, timeout);
+        int pr = zmq_poll(pis, c.zap ? 2 : 1, timeout);
+        if (c.zap && (pis[1].revents & ZMQ_POLLIN))
+            for (int k = 0; k < 64; k++) {
+                zmq_pollitem_t zp = {c.zap, 0, ZMQ_POLLIN, 0};
+                if (zmq_poll(&zp, 1, 0) <= 0) break;
+                zap_serve(&c);
+            }
         c.st_poll += mono_sec() - tp;
         if (pr < 0 && errno != EINTR) { rc = err_set(err, CIS_EIO, "poll: %s", zmq_strerror(errno)); break; }
         /* read at most BATCH messages, TURN_MAX_BYTES and TURN_MAX_READ_S per turn: one peer sending
@@ -888,8 +1014,11 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     free(c.out);
     free(c.uns);
     free(c.w);
+    if (c.n_denied) LOG_I("%lld connections were denied by the CURVE allow-list", (long long)c.n_denied);
     zmq_close(c.sock);
+    if (c.zap) zmq_close(c.zap);
     zmq_ctx_term(c.zctx);
+    curve_allow_clear(&c.allow);
     job_store_close(&c.js);
     close(lock_fd);
     return rc;

@@ -27,6 +27,9 @@ static void usage(FILE *f) {
         "  cancel --db DB (--where SQL | --all)            cancel pending/leased jobs\n"
         "  export --db DB [--format csv] [--out FILE]      one wide row per finished job\n"
         "  run --grid FILE --workers N [--db DB] [...]     local launcher: coordinator + N workers to completion\n"
+        "  keygen NAME...                                  CURVE key pairs NAME.key (secret) + NAME.pub\n"
+        "coordinator authentication: --curve-key KEY --allow-keys DIR|FILE (workers: --curve-key KEY\n"
+        "  --server-key PUB); without keys only a local endpoint, unless --insecure-bind-any\n"
         "model commands (run by cisweep-worker):\n"
         "  worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--selftest]\n"
         "  inspect MODEL_DIR | train | eval | world | apply\n"
@@ -47,6 +50,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "cancel")) return cmd_cancel(argc - 1, argv + 1);
     if (!strcmp(c, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(c, "run")) { log_init("run"); return cmd_run(argc - 1, argv + 1); }
+    if (!strcmp(c, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(c, "worker") || !strcmp(c, "inspect") || !strcmp(c, "train") || !strcmp(c, "eval") ||
         !strcmp(c, "world") || !strcmp(c, "apply")) {
         char *w = cli_sibling_path("cisweep-worker");

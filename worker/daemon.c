@@ -3,6 +3,7 @@
 #include "worker/job.h"
 #include "worker/model_cache.h"
 #include "worker/spool.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/version.h"
@@ -43,6 +44,8 @@ typedef struct wd {
     int64_t last_recv, last_send, next_connect, backoff, last_spool_resend;
     int connects;
     bool welcomed;
+    bool curve;                 /* CURVE keys loaded (below) */
+    char curve_pub[CURVE_Z85_LEN + 1], curve_sec[CURVE_Z85_LEN + 1], curve_srv[CURVE_Z85_LEN + 1];
     /* the running job */
     job_ctx *job;
     /* the job thread lives as long as the daemon (no thread creation per job); it takes the job
@@ -146,6 +149,11 @@ static int open_socket(wd *w, cis_err *err) {
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->sock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
+    if (w->curve) {
+        zmq_setsockopt(w->sock, ZMQ_CURVE_SERVERKEY, w->curve_srv, CURVE_Z85_LEN);
+        zmq_setsockopt(w->sock, ZMQ_CURVE_PUBLICKEY, w->curve_pub, CURVE_Z85_LEN);
+        zmq_setsockopt(w->sock, ZMQ_CURVE_SECRETKEY, w->curve_sec, CURVE_Z85_LEN);
+    }
     if (zmq_connect(w->sock, w->o->connect) != 0) {
         int e = errno;
         zmq_close(w->sock);
@@ -376,6 +384,11 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
         snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
     }
     log_set_worker(w.id);
+    if (o->curve_key) {
+        if (curve_load_secret(o->curve_key, w.curve_pub, w.curve_sec, err)) { err_prefix(err, "--curve-key"); return -1; }
+        if (curve_load_public(o->server_key, w.curve_srv, err)) { err_prefix(err, "--server-key"); return -1; }
+        w.curve = true;
+    }
     w.cache = model_cache_open(o->device, o->threads, err);
     if (!w.cache) { err_prefix(err, "--device"); return -1; }
     w.spool_dir = xasprintf("%s/spool", o->cache_dir);
@@ -470,7 +483,9 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
             char why[512];
             if (w.welcomed) snprintf(why, sizeof why, "coordinator silent for %lld ms", (long long)(t - w.last_recv));
             else snprintf(why, sizeof why, "no answer from coordinator at %s (attempt %d; is it running? is another "
-                          "worker using the id \"%s\"?)", o->connect, w.connects, w.id);
+                          "worker using the id \"%s\"?%s)", o->connect, w.connects, w.id,
+                          w.curve ? " is our public key in the coordinator's allow-list, and --server-key its key?"
+                                  : " does it require CURVE keys?");
             schedule_reconnect(&w, why);
         }
         if (w.sock && t - last_hb >= w.hb_ms) { send_heartbeat(&w); last_hb = t; }

@@ -22,6 +22,7 @@ static void usage(FILE *f) {
             "                             [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
             "                             [--eval-limit N] [--skip-missing-data] [--max-backoff-ms N]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
+            "                             [--curve-key KEY --server-key PUB]   (CURVE: our key pair, the coordinator's public key)\n"
             "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
             "       cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [...]\n"
             "       cisweep-worker eval MODEL_DIR --world DIR [...]\n"
@@ -49,6 +50,8 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--device") && n) { o.device = n; i++; }
         else if (!strcmp(a, "--cache") && n) { o.cache_dir = n; i++; }
         else if (!strcmp(a, "--id") && n) { o.id = n; i++; }
+        else if (!strcmp(a, "--curve-key") && n) { o.curve_key = n; i++; }
+        else if (!strcmp(a, "--server-key") && n) { o.server_key = n; i++; }
         else if (!strcmp(a, "--selftest")) o.selftest = true;
         else if (!strcmp(a, "--data") && n) { o.data_dir = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) o.skip_missing_data = true;
@@ -68,6 +71,11 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else { fprintf(stderr, "cisweep-worker worker: unknown or incomplete option \"%s\"\n", a); usage(stderr); return 2; }
     }
     if (!o.connect) { fprintf(stderr, "cisweep-worker worker: --connect ENDPOINT is required\n"); usage(stderr); return 2; }
+    if (!o.curve_key != !o.server_key) {
+        fprintf(stderr, "cisweep-worker worker: --curve-key KEY and --server-key PUB go together (our key pair and the "
+                        "coordinator's public key)\n");
+        return 2;
+    }
     cis_err derr = {0};
     if (!backend_device_ok(o.device, &derr)) {
         fprintf(stderr, "cisweep-worker worker: --device: %s\n", derr.msg);
