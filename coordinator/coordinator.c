@@ -257,6 +257,19 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
                          .backend = proto_str(b, "backend", ""), .version = proto_str(b, "version", ""),
                          .memory_mb = proto_int(b, "memory_mb", 0), .free_mb = proto_int(b, "free_mb", -1),
                          .pid = proto_int(b, "pid", 0)};
+    /* the same process as before (same host and pid) or a restarted one? A live process that does
+     * not list a lease never received that JOB (lost in transit: the coordinator died before
+     * sending it, or the worker's connection was replaced): the job never started there */
+    bool same_process = false;
+    sqlite3_stmt *ps = NULL;
+    if (wi.pid > 0 && sqlite3_prepare_v2(job_store_db(c->js), "SELECT pid = ?2 AND host = ?3 FROM workers WHERE id = ?1",
+                                         -1, &ps, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(ps, 1, wid, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ps, 2, wi.pid);
+        sqlite3_bind_text(ps, 3, wi.host, -1, SQLITE_TRANSIENT);
+        same_process = sqlite3_step(ps) == SQLITE_ROW && sqlite3_column_int(ps, 0) == 1;
+    }
+    sqlite3_finalize(ps);
     if (js_worker_seen(c->js, &wi, now, err)) return -1;
     /* what does the DB think this worker holds, and what does the worker say it holds? */
     int64_t hj[MAX_SLOTS];
@@ -278,7 +291,12 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     js_lease *ls = NULL;
     int nl = js_leases_of_worker(c->js, wid, &ls, err);
     if (nl < 0) return -1;
+    /* what we knew it held before (a rejoin): the jobs queued behind its running one never started */
+    int64_t qj[MAX_SLOTS];
+    int qa[MAX_SLOTS], nq = 0;
+    for (int k = w->zombie ? 0 : 1; rejoin && k < w->njobs; k++) { qj[nq] = w->jobs[k]; qa[nq++] = w->atts[k]; }
     w->njobs = 0;
+    w->zombie = false;
     for (int i = 0; i < nl; i++) {
         bool says = false;
         for (int k = 0; k < nh; k++) says |= ls[i].job_id == hj[k] && ls[i].attempt == ha[k];
@@ -294,12 +312,23 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
                   (long long)ls[i].job_id, ls[i].attempt);
             continue;
         }
-        bool applied = false;
-        if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, "worker_restarted", now, c->o->quarantine_after,
-                           &applied, err)) { free(ls); return -1; }
+        bool applied = false, queued = false;
+        for (int k = 0; k < nq; k++) queued |= qj[k] == ls[i].job_id && qa[k] == ls[i].attempt;
+        if (queued && !same_process) {
+            if (js_record_preempted(c->js, ls[i].job_id, ls[i].attempt, wid, now, &applied, err)) { free(ls); return -1; }
+            LOG_I("job %lld attempt %d was queued on worker %s, which restarted: requeued, attempt not spent",
+                  (long long)ls[i].job_id, ls[i].attempt, wid);
+        } else if (same_process) {
+            if (js_record_preempted(c->js, ls[i].job_id, ls[i].attempt, wid, now, &applied, err)) { free(ls); return -1; }
+            LOG_W("job %lld attempt %d never reached worker %s (same process, it does not hold it): requeued, "
+                  "attempt not spent", (long long)ls[i].job_id, ls[i].attempt, wid);
+        } else {
+            if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, "worker_restarted", now, c->o->quarantine_after,
+                               &applied, err)) { free(ls); return -1; }
+            LOG_W("worker %s re-registered (a new process) without job %lld attempt %d: attempt lost", wid,
+                  (long long)ls[i].job_id, ls[i].attempt);
+        }
         if (applied) c->idle_until = 0;
-        LOG_W("worker %s re-registered without job %lld attempt %d: attempt lost", wid,
-              (long long)ls[i].job_id, ls[i].attempt);
     }
     free(ls);
     for (int k = 0; k < nh; k++) {

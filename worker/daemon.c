@@ -376,12 +376,33 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     gethostname(w.host, sizeof w.host - 1);
     if (o->id) snprintf(w.id, sizeof w.id, "%s", o->id);
     else {
-        unsigned nonce = 0;
-        FILE *ur = fopen("/dev/urandom", "rb");
-        if (!ur || fread(&nonce, sizeof nonce, 1, ur) != 1) nonce = (unsigned)(now_ms() * 2654435761u) ^ (unsigned)getpid();
-        if (ur) fclose(ur);
-        nonce &= 0xffffff;
-        snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
+        /* host/device/nonce, the nonce kept in CACHE/worker.id: a daemon restarted on the same cache
+         * (and so the same spool) is the same worker, so that the outcomes it spooled in its
+         * previous life are accepted as its own (a result is accepted only from its lease holder) */
+        char *idf = xasprintf("%s/worker.id", o->cache_dir), prev[PROTO_MAX_ID + 1] = "", want[PROTO_MAX_ID + 1];
+        snprintf(want, sizeof want, "%s/%s/", w.host, o->device);
+        FILE *f = fopen(idf, "r");
+        if (f) {
+            if (!fgets(prev, sizeof prev, f)) prev[0] = 0;
+            fclose(f);
+            prev[strcspn(prev, "\r\n")] = 0;
+        }
+        if (prev[0] && !strncmp(prev, want, strlen(want)) && strlen(prev) == strlen(want) + 6) {
+            snprintf(w.id, sizeof w.id, "%s", prev);
+        } else {
+            unsigned nonce = 0;
+            FILE *ur = fopen("/dev/urandom", "rb");
+            if (!ur || fread(&nonce, sizeof nonce, 1, ur) != 1) nonce = (unsigned)(now_ms() * 2654435761u) ^ (unsigned)getpid();
+            if (ur) fclose(ur);
+            nonce &= 0xffffff;
+            snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
+            cis_err me = {0};
+            if (mkdir_p(o->cache_dir, &me) == 0 && (f = fopen(idf, "w"))) {
+                fprintf(f, "%s\n", w.id);
+                fclose(f);
+            }
+        }
+        free(idf);
     }
     log_set_worker(w.id);
     if (o->curve_key) {

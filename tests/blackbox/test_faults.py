@@ -148,5 +148,27 @@ def flood_of_huge_frames_does_not_stall_the_loop():
         d.close()
 
 
+@test
+def worker_restarted_on_its_cache_keeps_its_id_loses_only_the_running_job():
+    # found by the soak: a daemon restarted on the same cache (the same spool) is the same worker,
+    # so the results it spooled before dying are its own; the job queued behind the running one
+    # never started and is not charged
+    with Sweep(4, {"sleep_ms": 3000}) as s:
+        s.launch()
+        s.start_coordinator()
+        w = s.start_worker("--slots", "2", name="a")
+        wait_for(lambda: s.count("leased") == 2, 10, what="the worker full (2 leases)")
+        kill9(w)
+        s.start_worker("--slots", "2", name="a")
+        s.wait_finished(40)
+        assert s.count("done") == 4
+        assert s.q("SELECT count(DISTINCT worker_id) FROM attempts")[0][0] == 1
+        assert s.q("SELECT count(*) FROM workers")[0][0] == 1
+        assert s.q("SELECT count(*) FROM events WHERE kind='lost'")[0][0] == 1
+        assert s.q("SELECT count(*) FROM attempts WHERE outcome='preempted'")[0][0] == 1
+        assert s.q("SELECT sum(spent) FROM jobs")[0][0] == 1
+        s.exactly_once()
+
+
 if __name__ == "__main__":
     main()
