@@ -295,6 +295,33 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     int64_t qj[MAX_SLOTS];
     int qa[MAX_SLOTS], nq = 0;
     for (int k = w->zombie ? 0 : 1; rejoin && k < w->njobs; k++) { qj[nq] = w->jobs[k]; qa[nq++] = w->atts[k]; }
+    /* no memory of it (we restarted too): a worker runs its jobs in lease order, so of the leases it
+     * does not list (and has no outcome for) only the earliest leased was running; the later ones
+     * were queued behind it */
+    int64_t first_job = 0, first_at = INT64_MAX;
+    if (!rejoin) {
+        sqlite3_stmt *sa = NULL;
+        /* lease order = the order of their 'leased' events (two leases of one turn share a timestamp) */
+        if (sqlite3_prepare_v2(job_store_db(c->js), "SELECT max(id) FROM events WHERE kind = 'leased' AND job_id = ?1 "
+                               "AND attempt = ?2", -1, &sa, NULL) == SQLITE_OK) {
+            for (int i = 0; i < nl; i++) {
+                bool listed = false;
+                for (int k = 0; k < nh; k++) listed |= ls[i].job_id == hj[k] && ls[i].attempt == ha[k];
+                json_array_foreach(spooled, ix, it)
+                    listed |= proto_int(it, "job", 0) == ls[i].job_id && proto_int(it, "attempt", 0) == ls[i].attempt;
+                if (listed) continue;
+                sqlite3_bind_int64(sa, 1, ls[i].job_id);
+                sqlite3_bind_int(sa, 2, ls[i].attempt);
+                int64_t at = sqlite3_step(sa) == SQLITE_ROW && sqlite3_column_type(sa, 0) != SQLITE_NULL
+                                 ? sqlite3_column_int64(sa, 0) : INT64_MAX;
+                sqlite3_reset(sa);
+                if (at < first_at) { first_at = at; first_job = ls[i].job_id; }
+            }
+        }
+        sqlite3_finalize(sa);
+        for (int i = 0; i < nl && nq < MAX_SLOTS; i++)
+            if (first_job && ls[i].job_id != first_job) { qj[nq] = ls[i].job_id; qa[nq++] = ls[i].attempt; }
+    }
     w->njobs = 0;
     w->zombie = false;
     for (int i = 0; i < nl; i++) {

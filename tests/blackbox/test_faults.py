@@ -170,5 +170,27 @@ def worker_restarted_on_its_cache_keeps_its_id_loses_only_the_running_job():
         s.exactly_once()
 
 
+@test
+def worker_and_coordinator_both_killed_only_the_running_job_is_lost():
+    # the restarted coordinator has no memory of which lease was running: the earliest leased one
+    # was (a worker runs its jobs in lease order); the one queued behind it is requeued unspent
+    with Sweep(4, {"sleep_ms": 3000}) as s:
+        s.launch()
+        c = s.start_coordinator()
+        w = s.start_worker("--slots", "2", name="a")
+        wait_for(lambda: s.count("leased") == 2, 10, what="the worker full (2 leases)")
+        first = s.q("SELECT job_id FROM events WHERE kind='leased' ORDER BY id LIMIT 1")[0][0]
+        kill9(c)
+        kill9(w)
+        s.start_coordinator()
+        s.start_worker("--slots", "2", name="a")
+        s.wait_finished(40)
+        assert s.count("done") == 4
+        assert s.q("SELECT job_id FROM events WHERE kind='lost'") == [(first,)]
+        assert s.q("SELECT count(*) FROM attempts WHERE outcome='preempted'")[0][0] == 1
+        assert s.q("SELECT sum(spent) FROM jobs")[0][0] == 1
+        s.exactly_once()
+
+
 if __name__ == "__main__":
     main()
