@@ -1,6 +1,7 @@
 /* coordinator.c - the ROUTER loop: leases, heartbeats, results, requeues (see coordinator.h).
  *
- * One thread. Each turn of the loop: poll (timeout <= one tick), drain up to BATCH messages,
+ * One thread. Each turn of the loop: poll (timeout <= one tick; the ZAP handler of CURVE is served
+ * here too), read up to BATCH messages / TURN_MAX_BYTES / TURN_MAX_READ_S,
  * BEGIN IMMEDIATE, apply each message inside its own SAVEPOINT (a message whose writes fail is
  * rolled back alone), run the periodic checks (dead workers, expired leases, job time limits),
  * lease jobs to ready workers, COMMIT, then send every reply that the commit made true. */
