@@ -119,10 +119,11 @@ deps:
 
 # make test: every test on the normal build, then the parsers and stores again under
 # AddressSanitizer (build-asan/): bad input must never read out of bounds
-ASAN_TESTS ?= protocol|artifact_cache|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain
+ASAN_TESTS ?= fuzz_regressions|protocol|artifact_cache|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain
 test: deps
 	@$(MAKE) --no-print-directory tests-build
 	@$(MAKE) --no-print-directory SANITIZE=address tests-build >/dev/null
+	@if command -v clang >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz-build >/dev/null; fi
 	@ASAN_BUILD=build-asan ASAN_TESTS='$(ASAN_TESTS)' bash tests/run.sh
 
 # make test-gpu: the GPU checks (on the GPU machine; they skip, visibly, where no GPU answers):
@@ -139,6 +140,29 @@ bench: deps
 	@bash tests/bench/run.sh
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# ---- fuzzing (issue 13): libFuzzer targets tests/fuzz/fuzz_*.c, built with clang into build-fuzz/
+#   make fuzz                 build, then run each target FUZZ_SECONDS (default 60) from its seed
+#                             corpus tests/fuzz/corpus/<target>/ (the regression inputs included)
+# make test builds them too where clang is present; tests/fuzz/test_fuzz_short.py runs each briefly.
+FUZZ_SRC     := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_NAMES   := $(FUZZ_SRC:tests/fuzz/%.c=%)
+FUZZ_SECONDS ?= 60
+FUZZ_SAN     := fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+CLANG        := $(shell command -v clang 2>/dev/null)
+
+fuzz-build:
+	@test -n "$(CLANG)" || { echo "make fuzz needs clang (libFuzzer)"; exit 2; }
+	@$(MAKE) --no-print-directory CC=clang BUILD=build-fuzz OPT='-O1 -Wno-unknown-warning-option' SANITIZE='$(FUZZ_SAN)' fuzz-bins
+
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/%)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz_util.h $(LIBCOORD) $(LIBWORKER) $(LIBCOMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< $(LIBCOORD) $(LIBWORKER) $(LIBCOMMON) $(LDLIBS) $(WORKER_LDLIBS)
+
+fuzz: deps fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) python3 tests/fuzz/test_fuzz_short.py

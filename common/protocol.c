@@ -97,7 +97,8 @@ json_t *proto_metric_value(double v) {
 static const field F_JOBREF[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {NULL, 0, 0}};
 static const field F_HELLO[] = {{"worker", F_STR, true}, {"host", F_STR, true}, {"device", F_STR, true},
     {"backend", F_STR, false}, {"memory_mb", F_INT, false}, {"free_mb", F_INT, false}, {"version", F_STR, true}, {"pid", F_INT, false},
-    {"slots", F_POSINT, false}, {"running", F_OBJ_OR_NULL, false}, {"held", F_ARR, false}, {NULL, 0, 0}};
+    {"slots", F_POSINT, false}, {"running", F_OBJ_OR_NULL, false}, {"held", F_ARR, false},
+    {"spooled", F_ARR, false}, {NULL, 0, 0}};
 static const field F_WELCOME[] = {{"heartbeat_ms", F_POSINT, true}, {"liveness", F_POSINT, true},
     {"coordinator", F_STR, false}, {NULL, 0, 0}};
 static const field F_READY[] = {{"slots", F_POSINT, false}, {NULL, 0, 0}};
@@ -187,6 +188,14 @@ int proto_validate(proto_cmd cmd, json_t *body, cis_err *err) {
         size_t n = json_string_length(json_object_get(body, "worker"));
         if (n == 0 || n > PROTO_MAX_ID)
             return err_set(err, CIS_EINVAL, "HELLO: field \"worker\" must be 1..%d bytes", PROTO_MAX_ID);
+        json_t *sp = json_object_get(body, "spooled"), *it;
+        size_t i;
+        if (json_array_size(sp) > PROTO_MAX_SPOOLED)
+            return err_set(err, CIS_EINVAL, "HELLO: field \"spooled\" lists more than %d jobs", PROTO_MAX_SPOOLED);
+        json_array_foreach(sp, i, it) {
+            if (!json_is_object(it)) return err_set(err, CIS_EINVAL, "HELLO: spooled[%zu] must be {job, attempt}", i);
+            if (check_fields(cmd, it, F_JOBREF, err)) { err_prefix(err, "spooled[%zu]", i); return -1; }
+        }
         json_t *r = json_object_get(body, "running");
         if (json_is_object(r) && check_fields(cmd, r, F_JOBREF, err)) {
             err_prefix(err, "HELLO.running");
@@ -233,6 +242,15 @@ int proto_validate(proto_cmd cmd, json_t *body, cis_err *err) {
 
 /* ---- decode / recv / send ---------------------------------------------------------------- */
 
+size_t proto_max_body(int cmd) {
+    switch (cmd) {
+    case PROTO_RESULT: case PROTO_JOB: return PROTO_MAX_BODY;
+    case PROTO_FAILED: return 256 << 10;
+    case PROTO_HELLO: return 64 << 10;
+    default: return 80 << 10;
+    }
+}
+
 int proto_decode(const void *const *frames, const size_t *lens, size_t n, proto_msg *out, cis_err *err) {
     out->cmd = PROTO_INVALID;
     out->body = NULL;
@@ -249,7 +267,9 @@ int proto_decode(const void *const *frames, const size_t *lens, size_t n, proto_
     if (cmd == PROTO_INVALID)
         return err_set(err, CIS_EINVAL, "unknown command \"%.*s\"", (int)(lens[2] > 32 ? 32 : lens[2]),
                        (const char *)frames[2]);
-    if (lens[3] > PROTO_MAX_BODY) return err_set(err, CIS_EINVAL, "%s: body too large", proto_cmd_name(cmd));
+    if (lens[3] > proto_max_body(cmd))
+        return err_set(err, CIS_EINVAL, "%s: body of %zu bytes is over the %zu-byte limit for %s", proto_cmd_name(cmd),
+                       lens[3], proto_max_body(cmd), proto_cmd_name(cmd));
     json_error_t je;
     json_t *body = json_loadb(frames[3], lens[3], JSON_REJECT_DUPLICATES, &je);
     if (!body)
@@ -270,6 +290,7 @@ int proto_recv(void *sock, bool router, int flags, proto_msg *out, cis_err *err)
     out->peer_len = 0;
     out->cmd = PROTO_INVALID;
     out->body = NULL;
+    out->nbytes = 0;
     while (more) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -281,6 +302,7 @@ int proto_recv(void *sock, bool router, int flags, proto_msg *out, cis_err *err)
             return err_set(err, CIS_EIO, "receive failed: %s", zmq_strerror(e));
         }
         more = zmq_msg_more(&m);
+        out->nbytes += zmq_msg_size(&m);
         total++;
         if (nparts < MAXF) parts[nparts++] = m;
         else zmq_msg_close(&m); /* too many frames: drain the rest, report below */

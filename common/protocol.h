@@ -12,7 +12,8 @@
  *           memory_mb, free_mb, version, pid,   JOB     {job, attempt, model, model_path,
  *           slots,
  *           running:{job,attempt}|null,              composition:[stages], key, edit_set,
- *           held:[{job,attempt}]}                       lease_ms, timeout_ms}
+ *           held:[{job,attempt}],                       lease_ms, timeout_ms}
+ *           spooled:[{job,attempt}]}
  *   READY  {slots}                             HEARTBEAT {}
  *   HEARTBEAT {job?, attempt?, progress?, held?}
  *   RESULT {job, attempt, rows:{metric:num},   ACK     {job, attempt, of:"RESULT"|"FAILED"|
@@ -24,7 +25,11 @@
  * READY.slots is how many more jobs the worker takes now (one running + prefetched ones queued
  * behind it); RESULT, FAILED and PREEMPTED each free one slot without a READY. HELLO.held and
  * HEARTBEAT.held list every job the worker holds (running and queued) so that their leases stay
- * alive and survive a coordinator restart.
+ * alive and survive a coordinator restart. HELLO.slots is how many jobs the worker holds at most
+ * (its capacity is known from HELLO on; absent = none until READY). HELLO.spooled lists the
+ * outcomes in the worker's spool (finished while the coordinator was away; the messages follow
+ * WELCOME), so that their attempts are not declared lost. RESULT, FAILED, PREEMPTED and HEARTBEAT
+ * are accepted only from the worker that holds the lease of that attempt.
  * Metric values that are not finite travel as the strings "nan", "inf", "-inf".
  * RESULT.stages (optional; absent for the baseline) lists what ran, one object per stage of the
  * plan in order: {stage (1, 2, ...), method, params (the effective params), of_stage?, category?,
@@ -41,7 +46,17 @@
 #define PROTO_VERSION 1
 #define PROTO_TAG "CISW1"
 #define PROTO_MAX_ID 255          /* routing id bytes */
-#define PROTO_MAX_BODY (16 << 20) /* bytes; also ZMQ_MAXMSGSIZE on the sockets */
+#define PROTO_MAX_BODY (1 << 20)  /* bytes: the largest body of any command (RESULT, JOB); the
+                                     sockets' ZMQ_MAXMSGSIZE is this + PROTO_MAX_FRAME_SLACK, so
+                                     libzmq drops a peer that announces a bigger frame before
+                                     reading it */
+#define PROTO_MAX_FRAME_SLACK 4096
+
+/* proto_max_body: the largest body accepted for cmd, in bytes (a RESULT or a JOB is kilobytes:
+ * 1 MiB; FAILED 256 KiB for its error and log tail; HELLO 64 KiB; HEARTBEAT and the small control
+ * messages 80 KiB at most, room for their 64 KiB reason strings). */
+size_t proto_max_body(int cmd);
+#define PROTO_MAX_SPOOLED 256    /* HELLO.spooled entries */
 #define PROTO_MAX_STAGES 129      /* RESULT.stages: a 64-stage composition, re-applied stages and more */
 
 typedef enum proto_cmd {
@@ -59,6 +74,7 @@ typedef struct proto_msg {
     size_t peer_len;
     proto_cmd cmd;
     json_t *body;                /* owned; proto_msg_clear frees it */
+    size_t nbytes;               /* bytes of all its frames on the wire (proto_recv) */
 } proto_msg;
 
 /* proto_msg_clear: free the body and empty *m (NULL-safe; cmd becomes PROTO_INVALID). */

@@ -10,6 +10,7 @@
 #include "common/spec.h"
 
 #include <math.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -231,18 +232,22 @@ static int cmp_ll(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* "4-8", "4,6,8", "3-5,9" -> list; false on junk or a list longer than cap */
+/* "4-8", "4,6,8", "3-5,9" -> list; false on junk, a list longer than cap, or a number outside
+ * +-1e9 (strtoll saturates on overflow, and b - a or x++ would then overflow: issue 13, fuzzing) */
+#define INT_RANGE_MAX 1000000000LL
 static bool parse_int_ranges(const char *s, long long *out, size_t cap, size_t *n) {
     *n = 0;
     while (*s) {
         char *end;
+        errno = 0;
         long long a = strtoll(s, &end, 10), b;
-        if (end == s) return false;
+        if (end == s || errno == ERANGE || a > INT_RANGE_MAX || a < -INT_RANGE_MAX) return false;
         s = end;
         if (*s == '-') {
             s++;
+            errno = 0;
             b = strtoll(s, &end, 10);
-            if (end == s || b < a || b - a > 4096) return false;
+            if (end == s || errno == ERANGE || b > INT_RANGE_MAX || b < a || b - a > 4096) return false;
             s = end;
         } else b = a;
         for (long long x = a; x <= b; x++) {

@@ -24,6 +24,7 @@ enum cis_errcode {
     CIS_ESTATE = 5,   /* the request does not fit the current state (stale attempt, unknown job) */
     CIS_EVERSION = 6, /* version mismatch (schema, protocol) */
     CIS_ECANCEL = 7,  /* stopped on request (preemption, cancellation) */
+    CIS_EPERM = 8,    /* the peer may not do this (not the holder of the lease it reports on) */
 };
 
 typedef struct cis_err {

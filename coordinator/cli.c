@@ -1,6 +1,7 @@
 /* cli.c - the sweep subcommands of `cisweep`: launch, coordinator/resume, retry, cancel, export.
  * (grid: cmd_grid.c; status: cmd_status.c; run: cmd_run.c.) */
 #include "coordinator/cli.h"
+#include "common/curve.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/grid.h"
 #include "coordinator/job_store.h"
@@ -8,7 +9,9 @@
 #include "common/log.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,9 +31,12 @@ static int need(const char *cmd, const char *flag, const char *v) {
     return 2;
 }
 
+/* an integer option in [lo, INT_MAX] (all of them end in an int or are milliseconds that must fit
+ * one): a value that overflows is refused, never truncated (--lease-ms 4294967396 is not 100) */
 static int int_opt(const char *cmd, const char *flag, const char *v, int64_t lo, int64_t *out) {
-    if (v && parse_i64(v, out) && *out >= lo) return 0;
-    fprintf(stderr, "cisweep %s: %s expects an integer >= %lld, got \"%s\"\n", cmd, flag, (long long)lo, v ? v : "");
+    if (v && parse_i64(v, out) && *out >= lo && *out <= INT_MAX) return 0;
+    fprintf(stderr, "cisweep %s: %s expects an integer from %lld to %d, got \"%s\"\n", cmd, flag, (long long)lo, INT_MAX,
+            v ? v : "");
     return 2;
 }
 
@@ -58,9 +64,23 @@ static char *load_models_map(const char *path, cis_err *err) {
     return out;
 }
 
+/* jobs of the sweep called name in the DB; -1 when there is no such sweep */
+static int64_t sweep_jobs(job_store *js, const char *name) {
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(job_store_db(js), "SELECT (SELECT count(*) FROM jobs j WHERE j.sweep_id = s.id) FROM sweeps s "
+                           "WHERE s.name = ?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
 int cmd_launch(int argc, char **argv) {
     const char *db = NULL, *gridf = NULL, *models = NULL, *name = NULL;
     unsigned flags = 0;
+    bool extend = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--db") && n) { db = n; i++; }
@@ -68,6 +88,8 @@ int cmd_launch(int argc, char **argv) {
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
         else if (!strcmp(a, "--name") && n) { name = n; i++; }
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
+        else if (!strcmp(a, "--allow-huge-grid")) flags |= GRID_ALLOW_HUGE;
+        else if (!strcmp(a, "--extend")) extend = true;
         else { fprintf(stderr, "cisweep launch: unknown or incomplete option \"%s\"\n", a); return 2; }
     }
     int rc;
@@ -88,7 +110,24 @@ int cmd_launch(int argc, char **argv) {
         return err.code == CIS_EVERSION ? 2 : 1;
     }
     js_launch_stats st = {0};
-    rc = js_launch(js, g, name, mj, now_ms(), &st, &err);
+    /* a sweep name already in the DB: relaunching its grid adds nothing; a different grid (one that
+     * would add jobs to it) is refused unless --extend says that is what the user wants */
+    const char *sname = name ? name : g->name;
+    int64_t existing = sweep_jobs(js, sname);
+    rc = js_begin(js, &err);
+    if (!rc) rc = js_launch(js, g, name, mj, now_ms(), &st, &err);
+    if (!rc && existing >= 0 && st.jobs_added > 0 && !extend) {
+        js_rollback(js);
+        fprintf(stderr, "cisweep launch: %s already has a sweep \"%s\" (%lld jobs); %s would add %d jobs to it. "
+                "Nothing was changed.\n---> HINT: pass --extend to add them to \"%s\", or --name NEW for a new sweep\n",
+                db, sname, (long long)existing, gridf, st.jobs_added, sname);
+        job_store_close(&js);
+        grid_free(&g);
+        free(mj);
+        return 2;
+    }
+    if (!rc) rc = js_commit(js, &err);
+    else js_rollback(js);
     if (rc) fprintf(stderr, "cisweep launch: %s\n", err.msg);
     else
         printf("sweep %s (id %lld) in %s: %d compositions added, %d already there; %d jobs added, %d already there\n",
@@ -98,6 +137,24 @@ int cmd_launch(int argc, char **argv) {
     grid_free(&g);
     free(mj);
     return rc ? 1 : 0;
+}
+
+static volatile int *g_reload;
+static void on_hup(int sig) { (void)sig; if (g_reload) *g_reload = 1; }
+
+/* `cisweep keygen NAME...`: a CURVE key pair per NAME, in NAME.pub and NAME.key (0600) */
+int cmd_keygen(int argc, char **argv) {
+    if (argc < 2 || argv[1][0] == '-') {
+        fprintf(stderr, "usage: cisweep keygen NAME...   (writes NAME.pub and NAME.key; e.g. keys/coordinator, "
+                        "keys/workers/gpu-node-1)\n");
+        return 2;
+    }
+    for (int i = 1; i < argc; i++) {
+        cis_err err = {0};
+        if (curve_keygen(argv[i], &err)) { fprintf(stderr, "cisweep keygen: %s\n", err.msg); return 1; }
+        printf("%s.key (secret, mode 0600) and %s.pub written\n", argv[i], argv[i]);
+    }
+    return 0;
 }
 
 int cmd_coordinator(int argc, char **argv) {
@@ -117,6 +174,9 @@ int cmd_coordinator(int argc, char **argv) {
         else if (!strcmp(a, "--quarantine-after")) { if ((rc = int_opt(argv[0], a, n, 1, &v))) return rc; o.quarantine_after = (int)v; i++; }
         else if (!strcmp(a, "--job-timeout-ms")) { if ((rc = int_opt(argv[0], a, n, 0, &v))) return rc; o.job_timeout_ms = v; i++; }
         else if (!strcmp(a, "--exit-when-done")) o.exit_when_done = true;
+        else if (!strcmp(a, "--curve-key") && n) { o.curve_key = n; i++; }
+        else if (!strcmp(a, "--allow-keys") && n) { o.allow_keys = n; i++; }
+        else if (!strcmp(a, "--insecure-bind-any")) o.insecure_bind_any = true;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
         else if (!strcmp(a, "--allow-network-db")) allow_network_db = true;   /* issue 15: common/fs_check.h */
         else if (!strcmp(a, "--log-level") && n) {
@@ -136,10 +196,21 @@ int cmd_coordinator(int argc, char **argv) {
     static volatile int stop = 0;
     coord_install_signals(&stop);
     o.stop_flag = &stop;
+    if (o.allow_keys) {
+        /* with an allow-list, SIGHUP reloads it (instead of stopping) */
+        static volatile int reload = 0;
+        g_reload = &reload;
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_hup;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGHUP, &sa, NULL);
+        o.reload_flag = &reload;
+    }
     cis_err err = {0};
     if (coordinator_run(&o, &err)) {
         LOG_E("%s", err.msg);
-        return err.code == CIS_EVERSION ? 2 : 1;
+        return err.code == CIS_EVERSION || err.code == CIS_EINVAL ? 2 : 1;
     }
     return 0;
 }

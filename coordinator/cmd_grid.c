@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char USAGE[] = "usage: cisweep grid FILE [--count] [--jobs] [--allow-selftest] [--quiet]";
+static const char USAGE[] = "usage: cisweep grid FILE [--count] [--jobs] [--allow-selftest] [--allow-huge-grid] [--quiet]";
 
 typedef struct tally { const char *name; size_t comps, jobs; } tally;
 
@@ -33,6 +33,7 @@ int cmd_grid(int argc, char **argv) {
         else if (!strcmp(argv[i], "--jobs")) jobs = true;
         else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) quiet = true;
         else if (!strcmp(argv[i], "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
+        else if (!strcmp(argv[i], "--allow-huge-grid")) flags |= GRID_ALLOW_HUGE;
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { puts(USAGE); return 0; }
         else if (argv[i][0] == '-' && argv[i][1]) {
             fprintf(stderr, "cisweep grid: unknown option %s\n%s\n", argv[i], USAGE);

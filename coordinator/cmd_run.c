@@ -10,6 +10,7 @@
 #include "coordinator/job_store.h"
 #include "common/log.h"
 
+#include <limits.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -133,9 +134,9 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--nosync")) o.nosync = true;
         else if (!strcmp(a, "--workers") && n && parse_i64(n, &nworkers) && nworkers >= 1 && nworkers <= 1024) i++;
         else if (!strcmp(a, "--slots") && n && parse_i64(n, &slots) && slots >= 1 && slots <= 8) i++;
-        else if (!strcmp(a, "--heartbeat-ms") && n && parse_i64(n, &hb) && hb >= 10) { o.heartbeat_ms = (int)hb; i++; }
-        else if (!strcmp(a, "--lease-ms") && n && parse_i64(n, &v) && v >= 10) { o.lease_ms = (int)v; i++; }
-        else if (!strcmp(a, "--quarantine-after") && n && parse_i64(n, &v) && v >= 1) { o.quarantine_after = (int)v; i++; }
+        else if (!strcmp(a, "--heartbeat-ms") && n && parse_i64(n, &hb) && hb >= 10 && hb <= INT_MAX) { o.heartbeat_ms = (int)hb; i++; }
+        else if (!strcmp(a, "--lease-ms") && n && parse_i64(n, &v) && v >= 10 && v <= INT_MAX) { o.lease_ms = (int)v; i++; }
+        else if (!strcmp(a, "--quarantine-after") && n && parse_i64(n, &v) && v >= 1 && v <= INT_MAX) { o.quarantine_after = (int)v; i++; }
         else if (!strcmp(a, "--job-timeout-ms") && n && parse_i64(n, &v) && v >= 0) { o.job_timeout_ms = v; i++; }
         else { fprintf(stderr, "cisweep run: unknown, incomplete or invalid option \"%s\"\n", a); return 2; }
     }

@@ -25,6 +25,7 @@
 typedef struct {
     const char *db, *shared, *partition, *time_limit, *coordinator, *coord_node, *account;
     const char *worker_bin, *cisweep_bin, *templates, *sweep;
+    const char *keys;        /* --keys DIR: CURVE keys laid out by deploy/curve-keys.sh DIR slurm */
     int64_t gpus, cpu_workers, port, signal_s, max_parallel, wait_s, cpus, coord_cpus;
     const char *worker_args[MAX_ARGS];
     int n_worker_args;
@@ -213,6 +214,11 @@ static void usage(FILE *f) {
         "  --sweep NAME          the sweep, when DB holds several\n"
         "  --templates DIR       use DIR/{coordinator,worker}.sbatch instead of the built-in copies\n"
         "  --worker-bin PATH / --cisweep-bin PATH   the programs as the nodes see them (default: next to this one)\n"
+        "  --keys DIR            CURVE authentication with the keys of `deploy/curve-keys.sh DIR slurm`: the\n"
+        "                        coordinator gets --curve-key DIR/coordinator.key --allow-keys DIR/workers, every\n"
+        "                        worker --curve-key DIR/private/slurm.key --server-key DIR/coordinator.pub.\n"
+        "                        Without it the coordinator binds every interface unauthenticated\n"
+        "                        (--insecure-bind-any; a warning says so)\n"
         "  --dry-run             write the filled scripts, print their paths, submit nothing\n");
 }
 
@@ -250,6 +256,7 @@ static int slurm_submit(int argc, char **argv) {
         else if (!strcmp(a, "--cpus")) { if ((rc = int_flag(a, n, 1, &o.cpus))) return rc; }
         else if (!strcmp(a, "--coordinator-cpus")) { if ((rc = int_flag(a, n, 1, &o.coord_cpus))) return rc; }
         else if (!strcmp(a, "--wait-s")) { if ((rc = int_flag(a, n, 1, &o.wait_s))) return rc; }
+        else if (!strcmp(a, "--keys")) o.keys = n;
         else if (!strcmp(a, "--worker-arg")) {
             if (o.n_worker_args == MAX_ARGS) { fprintf(stderr, "cisweep slurm submit: at most %d --worker-arg\n", MAX_ARGS); return 2; }
             o.worker_args[o.n_worker_args++] = n;
@@ -292,6 +299,7 @@ static int slurm_submit(int argc, char **argv) {
     char *logs = xasprintf("%s/logs", shared);
     char *wtpl = NULL, *ctpl = NULL, *wfile = NULL, *cfile = NULL, *wtext = NULL, *ctext = NULL, *epfile = NULL;
     char *wargs = NULL, *sbl = NULL;
+    char *kdir = NULL, *k_ckey = NULL, *k_allow = NULL, *k_wkey = NULL, *k_pub = NULL, *cargs = NULL;
     rc = 2;
     if (plain_value("--shared", shared) || plain_value("--db", db) || plain_value("--worker-bin", wbin) || plain_value("--cisweep-bin", cbin))
         goto out;
@@ -330,6 +338,34 @@ static int slurm_submit(int argc, char **argv) {
     }
     char *wsbl = o.gpus ? xasprintf("%s#SBATCH --gres=gpu:1\n", sbl) : xstrdup(sbl);
     char *csbl = o.coord_node ? xasprintf("%s#SBATCH --nodelist=%s\n", sbl, o.coord_node) : xstrdup(sbl);
+    /* authentication: the CURVE keys, or an explicit, announced --insecure-bind-any */
+    kdir = o.keys ? abs_path(o.keys) : NULL;
+    if (kdir) {
+        k_ckey = xasprintf("%s/coordinator.key", kdir);
+        k_allow = xasprintf("%s/workers", kdir);
+        k_wkey = xasprintf("%s/private/slurm.key", kdir);
+        k_pub = xasprintf("%s/coordinator.pub", kdir);
+        const char *need[] = {k_ckey, k_allow, k_wkey, k_pub};
+        for (int i = 0; i < 4; i++)
+            if (access(need[i], R_OK) != 0) {
+                fprintf(stderr, "cisweep slurm submit: --keys %s: %s is missing\n---> HINT: make the keys with "
+                        "`deploy/curve-keys.sh %s slurm`\n", o.keys, need[i], o.keys);
+                rc = 2;
+                goto out;
+            }
+        const char *ca[] = {"--curve-key", k_ckey, "--allow-keys", k_allow};
+        cargs = quoted_words(ca, 4);
+        if (o.n_worker_args + 4 > MAX_ARGS) { fprintf(stderr, "cisweep slurm submit: too many --worker-arg\n"); rc = 2; goto out; }
+        o.worker_args[o.n_worker_args++] = "--curve-key";
+        o.worker_args[o.n_worker_args++] = k_wkey;
+        o.worker_args[o.n_worker_args++] = "--server-key";
+        o.worker_args[o.n_worker_args++] = k_pub;
+    } else {
+        cargs = xstrdup("--insecure-bind-any");
+        if (!o.coordinator)
+            fprintf(stderr, "cisweep slurm submit: WARNING: no --keys: the coordinator accepts any host that reaches its port "
+                    "(--insecure-bind-any); see `deploy/curve-keys.sh`\n");
+    }
     wargs = quoted_words(o.worker_args, o.n_worker_args);
     char last[32], sig[32], wait_s[32], cpus[32], ccpus[32], port[32], limit[32] = "";
     snprintf(ccpus, sizeof ccpus, "%lld", (long long)o.coord_cpus);
@@ -343,7 +379,7 @@ static int slurm_submit(int argc, char **argv) {
                {"CPUS", cpus}, {"SBATCH_LINES", wsbl}, {"WAIT_S", wait_s}, {"WORKER_BIN", wbin},
                {"DEVICE", o.gpus ? "cuda:0" : "cpu"}, {"CACHE", cache}, {"WORKER_ARGS", wargs}};
     kv cv[] = {{"JOB_NAME", jname}, {"SHARED", shared}, {"SBATCH_LINES", csbl}, {"CISWEEP_BIN", cbin}, {"DB", db}, {"PORT", port},
-               {"COORD_CPUS", ccpus}, {"COORD_ARGS", ""}};
+               {"COORD_CPUS", ccpus}, {"COORD_ARGS", cargs}};
     wtext = fill("worker.sbatch", wtpl, wv, (int)(sizeof wv / sizeof wv[0]), &err);
     if (wtext && !o.coordinator) ctext = fill("coordinator.sbatch", ctpl, cv, (int)(sizeof cv / sizeof cv[0]), &err);
     free(wsbl);
@@ -386,6 +422,7 @@ static int slurm_submit(int argc, char **argv) {
     printf("logs: %s; watch: cisweep status --db %s\n", logs, o.db);
     rc = 0;
 out:
+    free(kdir); free(k_ckey); free(k_allow); free(k_wkey); free(k_pub); free(cargs);
     free(shared); free(db); free(wbin); free(cbin); free(cache); free(logs); free(wtpl); free(ctpl); free(wfile); free(cfile);
     free(wtext); free(ctext); free(epfile); free(wargs); free(sbl);
     return rc;

@@ -1,23 +1,29 @@
 /* coordinator.c - the ROUTER loop: leases, heartbeats, results, requeues (see coordinator.h).
  *
- * One thread. Each turn of the loop: poll (timeout <= one tick), drain up to BATCH messages,
+ * One thread. Each turn of the loop: poll (timeout <= one tick; the ZAP handler of CURVE is served
+ * here too), read up to BATCH messages / TURN_MAX_BYTES / TURN_MAX_READ_S,
  * BEGIN IMMEDIATE, apply each message inside its own SAVEPOINT (a message whose writes fail is
  * rolled back alone), run the periodic checks (dead workers, expired leases, job time limits),
  * lease jobs to ready workers, COMMIT, then send every reply that the commit made true. */
 #include "coordinator/coordinator.h"
 #include "coordinator/job_store.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/spec.h"
 #include "common/version.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <string.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #define BATCH 512
+#define TURN_MAX_BYTES (8 << 20) /* bytes read per loop turn at most (then the turn's work runs) */
+#define TURN_MAX_READ_S 0.05     /* seconds spent reading per loop turn at most */
 #define MAX_SLOTS 8
 #define MAX_BAD_LOGS_PER_10S 20
 
@@ -56,19 +62,33 @@ typedef struct outmsg {
     json_t *body;
 } outmsg;
 
+typedef struct unsent {       /* a JOB whose send failed after its lease was committed */
+    int64_t job;
+    int attempt;
+    char worker[PROTO_MAX_ID + 1];
+} unsent;
+
 typedef struct coord {
     const coord_opts *o;
     job_store *js;
     void *zctx, *sock;
+    void *zap;                /* ZAP handler (REP on inproc://zeromq.zap.01) when CURVE is on */
+    curve_allow allow;        /* the worker public keys it admits */
+    int64_t n_denied;
     cworker *w;
     size_t nw, capw;
     outmsg *out;
     size_t nout, capout;
+    unsent *uns;              /* handed back (pending, budget untouched) at the next turn */
+    size_t nuns, capuns;
     int64_t next_tick;
     int64_t idle_until;       /* mono ms: no runnable job was found; skip claims until then */
     int bad_logged;
     int64_t bad_window;
     int64_t n_bad;
+    int refused_logged;       /* refusals logged in the current 10 s window */
+    int64_t refused_window;
+    int64_t n_refused;
     char boot[32];
     /* loop statistics, logged at exit (seconds / counts) */
     int64_t st_batches, st_msgs, st_commits;
@@ -140,6 +160,18 @@ static void flush_out(coord *c) {
             if (w) w->last_send = t;
         } else {
             LOG_W("%s", err.msg);
+            if (m->cmd == PROTO_JOB) {
+                /* the lease is committed but the worker never gets the job (it disconnected):
+                 * hand it back at the next turn instead of waiting for the lease to expire */
+                if (c->nuns == c->capuns) {
+                    c->capuns = c->capuns ? 2 * c->capuns : 16;
+                    c->uns = xrealloc(c->uns, c->capuns * sizeof *c->uns);
+                }
+                unsent *u = &c->uns[c->nuns++];
+                u->job = proto_int(m->body, "job", 0);
+                u->attempt = (int)proto_int(m->body, "attempt", 0);
+                snprintf(u->worker, sizeof u->worker, "%s", m->peer);
+            }
         }
         json_decref(m->body);
     }
@@ -153,6 +185,40 @@ static void drop_out(coord *c) {
 
 static json_t *jobref(int64_t job, int attempt) {
     return json_pack("{s:I,s:i}", "job", (json_int_t)job, "attempt", attempt);
+}
+
+/* the worker that (job, attempt) was leased to (attempts.worker_id) into out; "" when unknown */
+static void attempt_holder(coord *c, int64_t job, int attempt, char out[256]) {
+    out[0] = 0;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(job_store_db(c->js), "SELECT worker_id FROM attempts WHERE job_id = ?1 AND attempt = ?2",
+                           -1, &st, NULL) != SQLITE_OK) return;
+    sqlite3_bind_int64(st, 1, job);
+    sqlite3_bind_int(st, 2, attempt);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(out, 256, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+/* a message about a lease that its sender does not hold: refused, never applied. Logged and
+ * recorded (events.kind 'refused') at most MAX_BAD_LOGS_PER_10S times per 10 s, like malformed
+ * messages, so a hostile peer cannot fill the log or the database. */
+/* whether one more rejection may be logged and recorded now (MAX_BAD_LOGS_PER_10S per 10 s) */
+static bool reject_budget(coord *c) {
+    c->n_refused++;
+    int64_t t = mono_ms();
+    if (t - c->refused_window > 10000) { c->refused_window = t; c->refused_logged = 0; }
+    return c->refused_logged++ < MAX_BAD_LOGS_PER_10S;
+}
+
+static void refused(coord *c, const cworker *w, proto_cmd cmd, int64_t job, int attempt, const char *holder) {
+    if (!reject_budget(c)) return;
+    char d[600];
+    snprintf(d, sizeof d, "%s for job %lld attempt %d from \"%s\" refused: that attempt is %s%s%s",
+             proto_cmd_name(cmd), (long long)job, attempt, w->id, holder[0] ? "leased to \"" : "not leased",
+             holder, holder[0] ? "\"" : "");
+    LOG_W("%s", d);
+    js_event(c->js, now_ms(), "refused", job, w->id, d, NULL);
 }
 
 static void send_cancel(coord *c, const char *worker_id, int64_t job, int attempt, const char *why) {
@@ -182,11 +248,29 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     bool rejoin = w != NULL;
     if (!w) w = worker_add(c, m->peer, m->peer_len);
     w->last_recv = mono_ms();
-    w->capacity = 0; /* until READY */
+    /* capacity is known from HELLO onwards (HELLO.slots: jobs it holds at most, running and
+     * prefetched): a worker whose slots are all taken sends no READY after WELCOME, and would
+     * otherwise never be given another job after a coordinator restart. A HELLO without slots
+     * (a draining worker, an old one) gets nothing until READY. */
+    int hs = (int)proto_int(b, "slots", 0);
+    w->capacity = hs > MAX_SLOTS ? MAX_SLOTS : hs;
     js_worker_info wi = {.id = wid, .host = proto_str(b, "host", ""), .device = proto_str(b, "device", ""),
                          .backend = proto_str(b, "backend", ""), .version = proto_str(b, "version", ""),
                          .memory_mb = proto_int(b, "memory_mb", 0), .free_mb = proto_int(b, "free_mb", -1),
                          .pid = proto_int(b, "pid", 0)};
+    /* the same process as before (same host and pid) or a restarted one? A live process that does
+     * not list a lease never received that JOB (lost in transit: the coordinator died before
+     * sending it, or the worker's connection was replaced): the job never started there */
+    bool same_process = false;
+    sqlite3_stmt *ps = NULL;
+    if (wi.pid > 0 && sqlite3_prepare_v2(job_store_db(c->js), "SELECT pid = ?2 AND host = ?3 FROM workers WHERE id = ?1",
+                                         -1, &ps, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(ps, 1, wid, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(ps, 2, wi.pid);
+        sqlite3_bind_text(ps, 3, wi.host, -1, SQLITE_TRANSIENT);
+        same_process = sqlite3_step(ps) == SQLITE_ROW && sqlite3_column_int(ps, 0) == 1;
+    }
+    sqlite3_finalize(ps);
     if (js_worker_seen(c->js, &wi, now, err)) return -1;
     /* what does the DB think this worker holds, and what does the worker say it holds? */
     int64_t hj[MAX_SLOTS];
@@ -202,20 +286,77 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
         for (int k = 0; k < nh; k++) dup |= hj[k] == j && ha[k] == a;
         if (!dup) { hj[nh] = j; ha[nh++] = a; }
     }
+    /* outcomes in its spool: finished while we were away, their messages follow WELCOME. Their
+     * attempts are not lost: the lease is renewed until the message arrives */
+    json_t *spooled = json_object_get(b, "spooled");
     js_lease *ls = NULL;
     int nl = js_leases_of_worker(c->js, wid, &ls, err);
     if (nl < 0) return -1;
+    /* what we knew it held before (a rejoin): the jobs queued behind its running one never started */
+    int64_t qj[MAX_SLOTS];
+    int qa[MAX_SLOTS], nq = 0;
+    for (int k = w->zombie ? 0 : 1; rejoin && k < w->njobs; k++) { qj[nq] = w->jobs[k]; qa[nq++] = w->atts[k]; }
+    /* no memory of it (we restarted too): a worker runs its jobs in lease order, so of the leases it
+     * does not list (and has no outcome for) only the earliest leased was running; the later ones
+     * were queued behind it */
+    int64_t first_job = 0, first_at = INT64_MAX;
+    if (!rejoin) {
+        sqlite3_stmt *sa = NULL;
+        /* lease order = the order of their 'leased' events (two leases of one turn share a timestamp) */
+        if (sqlite3_prepare_v2(job_store_db(c->js), "SELECT max(id) FROM events WHERE kind = 'leased' AND job_id = ?1 "
+                               "AND attempt = ?2", -1, &sa, NULL) == SQLITE_OK) {
+            for (int i = 0; i < nl; i++) {
+                bool listed = false;
+                for (int k = 0; k < nh; k++) listed |= ls[i].job_id == hj[k] && ls[i].attempt == ha[k];
+                json_array_foreach(spooled, ix, it)
+                    listed |= proto_int(it, "job", 0) == ls[i].job_id && proto_int(it, "attempt", 0) == ls[i].attempt;
+                if (listed) continue;
+                sqlite3_bind_int64(sa, 1, ls[i].job_id);
+                sqlite3_bind_int(sa, 2, ls[i].attempt);
+                int64_t at = sqlite3_step(sa) == SQLITE_ROW && sqlite3_column_type(sa, 0) != SQLITE_NULL
+                                 ? sqlite3_column_int64(sa, 0) : INT64_MAX;
+                sqlite3_reset(sa);
+                if (at < first_at) { first_at = at; first_job = ls[i].job_id; }
+            }
+        }
+        sqlite3_finalize(sa);
+        for (int i = 0; i < nl && nq < MAX_SLOTS; i++)
+            if (first_job && ls[i].job_id != first_job) { qj[nq] = ls[i].job_id; qa[nq++] = ls[i].attempt; }
+    }
     w->njobs = 0;
+    w->zombie = false;
     for (int i = 0; i < nl; i++) {
         bool says = false;
         for (int k = 0; k < nh; k++) says |= ls[i].job_id == hj[k] && ls[i].attempt == ha[k];
         if (says) continue;
-        bool applied = false;
-        if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, "worker_restarted", now, c->o->quarantine_after,
-                           &applied, err)) { free(ls); return -1; }
+        json_array_foreach(spooled, ix, it)
+            says |= proto_int(it, "job", 0) == ls[i].job_id && proto_int(it, "attempt", 0) == ls[i].attempt;
+        if (says) {
+            if (js_heartbeat(c->js, ls[i].job_id, ls[i].attempt, wid, now, c->o->lease_ms, -1, err) < 0) {
+                free(ls);
+                return -1;
+            }
+            LOG_I("worker %s has the outcome of job %lld attempt %d in its spool: waiting for it", wid,
+                  (long long)ls[i].job_id, ls[i].attempt);
+            continue;
+        }
+        bool applied = false, queued = false;
+        for (int k = 0; k < nq; k++) queued |= qj[k] == ls[i].job_id && qa[k] == ls[i].attempt;
+        if (queued && !same_process) {
+            if (js_record_preempted(c->js, ls[i].job_id, ls[i].attempt, wid, now, &applied, err)) { free(ls); return -1; }
+            LOG_I("job %lld attempt %d was queued on worker %s, which restarted: requeued, attempt not spent",
+                  (long long)ls[i].job_id, ls[i].attempt, wid);
+        } else if (same_process) {
+            if (js_record_preempted(c->js, ls[i].job_id, ls[i].attempt, wid, now, &applied, err)) { free(ls); return -1; }
+            LOG_W("job %lld attempt %d never reached worker %s (same process, it does not hold it): requeued, "
+                  "attempt not spent", (long long)ls[i].job_id, ls[i].attempt, wid);
+        } else {
+            if (js_record_lost(c->js, ls[i].job_id, ls[i].attempt, "worker_restarted", now, c->o->quarantine_after,
+                               &applied, err)) { free(ls); return -1; }
+            LOG_W("worker %s re-registered (a new process) without job %lld attempt %d: attempt lost", wid,
+                  (long long)ls[i].job_id, ls[i].attempt);
+        }
         if (applied) c->idle_until = 0;
-        LOG_W("worker %s re-registered without job %lld attempt %d: attempt lost", wid,
-              (long long)ls[i].job_id, ls[i].attempt);
     }
     free(ls);
     for (int k = 0; k < nh; k++) {
@@ -237,6 +378,9 @@ static int hb_one(coord *c, cworker *w, int64_t job, int att, double progress, c
     int cur = js_heartbeat(c->js, job, att, w->id, now_ms(), c->o->lease_ms, progress, err);
     if (cur < 0) return -1;
     if (!cur) {
+        char holder[256];
+        attempt_holder(c, job, att, holder);
+        if (strcmp(holder, w->id) != 0) refused(c, w, PROTO_HEARTBEAT, job, att, holder);
         send_cancel(c, w->id, job, att, "lease no longer held (cancelled, timed out or done elsewhere)");
         held_drop(w, job, att);
     }
@@ -311,11 +455,19 @@ static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
                               &outcome, other, &e2);
     free(mv);
     free_stages(sv, ns);
-    if (rc) {
+    if (rc && e2.code == CIS_EPERM) {
+        /* a stranger's result: refused, nothing stored; acknowledged so that a worker that came back
+         * under a new id stops resending the result of its previous life (the job runs again) */
+        char holder[256];
+        attempt_holder(c, job, att, holder);
+        refused(c, w, PROTO_RESULT, job, att, holder);
+    } else if (rc) {
         if (e2.code != CIS_ESTATE) { *err = e2; return -1; }
         /* a result for an attempt this DB never leased: acknowledge so the worker drops it */
-        LOG_W("RESULT from %s for job %lld attempt %d rejected: %s", w->id, (long long)job, att, e2.msg);
-        js_event(c->js, now_ms(), "bad_result", job, w->id, e2.msg, NULL);
+        if (reject_budget(c)) {
+            LOG_W("RESULT from %s for job %lld attempt %d rejected: %s", w->id, (long long)job, att, e2.msg);
+            js_event(c->js, now_ms(), "bad_result", job, w->id, e2.msg, NULL);
+        }
     } else {
         if (other[0]) {
             int latest = js_job_attempt(c->js, job, NULL);
@@ -330,14 +482,28 @@ static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     return 0;
 }
 
+/* an outcome that was not applied: true (and refused) when its sender is not the attempt's holder */
+static bool not_holder(coord *c, const cworker *w, proto_cmd cmd, int64_t job, int att) {
+    char holder[256];
+    attempt_holder(c, job, att, holder);
+    if (strcmp(holder, w->id) == 0) return false;
+    refused(c, w, cmd, job, att, holder);
+    return true;
+}
+
 static int on_failed(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     int64_t job = proto_int(m->body, "job", 0);
     int att = (int)proto_int(m->body, "attempt", 0);
     bool applied = false;
     if (js_record_failure(c->js, job, att, w->id, proto_str(m->body, "error", ""), proto_str(m->body, "log_tail", ""),
                           proto_bool(m->body, "retryable", true), now_ms(), &applied, err)) return -1;
-    if (applied) c->idle_until = 0;
-    LOG_I("job %lld attempt %d failed on %s: %s", (long long)job, att, w->id, proto_str(m->body, "error", ""));
+    if (applied) {
+        c->idle_until = 0;
+        LOG_I("job %lld attempt %d failed on %s: %s", (long long)job, att, w->id, proto_str(m->body, "error", ""));
+    } else if (!not_holder(c, w, PROTO_FAILED, job, att)) {
+        LOG_I("FAILED for job %lld attempt %d from %s ignored: that attempt is no longer leased", (long long)job, att,
+              w->id);
+    }
     held_drop(w, job, att); /* an outcome frees the slot */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
                                                     "of", "FAILED"));
@@ -349,8 +515,13 @@ static int on_preempted(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     int att = (int)proto_int(m->body, "attempt", 0);
     bool applied = false;
     if (js_record_preempted(c->js, job, att, w->id, now_ms(), &applied, err)) return -1;
-    if (applied) c->idle_until = 0;
-    LOG_I("job %lld attempt %d preempted on %s: requeued, attempt not spent", (long long)job, att, w->id);
+    if (applied) {
+        c->idle_until = 0;
+        LOG_I("job %lld attempt %d preempted on %s: requeued, attempt not spent", (long long)job, att, w->id);
+    } else if (!not_holder(c, w, PROTO_PREEMPTED, job, att)) {
+        LOG_I("PREEMPTED for job %lld attempt %d from %s ignored: that attempt is no longer leased", (long long)job,
+              att, w->id);
+    }
     held_drop(w, job, att);
     w->capacity = w->njobs; /* a worker hands jobs back when it stops: no more until it says READY */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
@@ -382,6 +553,23 @@ static int worker_lost(coord *c, cworker *w, const char *reason, cis_err *err) {
     }
     free(ls);
     if (js_worker_gone(c->js, w->id, now, reason, err)) return -1;
+    /* a peer that never held a lease (a probe, a rogue, a misconfigured client) leaves no
+     * permanent rows: its workers row and its joined/lost events go with it */
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(job_store_db(c->js), "SELECT NOT EXISTS (SELECT 1 FROM attempts WHERE worker_id = ?1)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, w->id, -1, SQLITE_TRANSIENT);
+        bool never = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        const char *del[] = {"DELETE FROM events WHERE worker_id = ?1 AND kind IN ('worker_joined', 'worker_lost')",
+                             "DELETE FROM workers WHERE id = ?1"};
+        for (int k = 0; never && k < 2; k++) {
+            if (sqlite3_prepare_v2(job_store_db(c->js), del[k], -1, &st, NULL) != SQLITE_OK) break;
+            sqlite3_bind_text(st, 1, w->id, -1, SQLITE_TRANSIENT);
+            sqlite3_step(st);
+            sqlite3_finalize(st);
+        }
+    }
     LOG_W("worker %s gone: %s", w->id, reason);
     worker_remove(c, w);
     return 0;
@@ -436,6 +624,24 @@ static int handle(coord *c, proto_msg *m, cis_err *err) {
 }
 
 /* ---- periodic checks and dispatch -------------------------------------------------------- */
+
+/* JOBs that could not be sent: back to pending without spending an attempt */
+static int hand_back_unsent(coord *c, cis_err *err) {
+    for (size_t i = 0; i < c->nuns; i++) {
+        unsent *u = &c->uns[i];
+        bool applied = false;
+        if (js_record_preempted(c->js, u->job, u->attempt, u->worker, now_ms(), &applied, err)) return -1;
+        cworker *w = worker_find(c, u->worker, strlen(u->worker));
+        if (w) held_drop(w, u->job, u->attempt);
+        if (applied) {
+            c->idle_until = 0;
+            LOG_W("job %lld attempt %d could not be sent to %s: requeued, attempt not spent", (long long)u->job,
+                  u->attempt, u->worker);
+        }
+    }
+    c->nuns = 0;
+    return 0;
+}
 
 static int check_dead_workers(coord *c, cis_err *err) {
     int64_t t = mono_ms(), limit = (int64_t)c->o->heartbeat_ms * c->o->liveness;
@@ -548,13 +754,134 @@ static int all_done(coord *c, bool *done, cis_err *err) {
     return 0;
 }
 
+/* ---- one coordinator per database --------------------------------------------------------- */
+
+/* lock DB.lock (flock, exclusive, released by the kernel when the process ends, kill -9 included)
+ * and write our host and pid into it. Returns the fd (kept open while serving), or -1 with err
+ * naming the holder when another coordinator serves this database. */
+static int lock_db(const char *db, cis_err *err) {
+    char *path = xasprintf("%s.lock", db);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        err_set(err, CIS_EIO, "cannot open the lock file %s: %s", path, strerror(errno));
+        free(path);
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char holder[256] = "";
+        ssize_t n = pread(fd, holder, sizeof holder - 1, 0);
+        holder[n > 0 ? n : 0] = 0;
+        holder[strcspn(holder, "\n")] = 0;
+        err_set(err, CIS_ESTATE, "%s is already served by another coordinator (%s; lock %s): one coordinator per "
+                "database\n---> HINT: stop that one first, or point workers at it", db,
+                holder[0] ? holder : "its host and pid are unknown", path);
+        close(fd);
+        free(path);
+        return -1;
+    }
+    char host[128] = "?", line[300];
+    gethostname(host, sizeof host - 1);
+    int n = snprintf(line, sizeof line, "host %s pid %d since %lld\n", host, (int)getpid(), (long long)now_ms());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, line, (size_t)n, 0) != n)
+        LOG_W("cannot write our host and pid into %s: %s", path, strerror(errno));
+    free(path);
+    return fd;
+}
+
 /* ---- main loop --------------------------------------------------------------------------- */
+
+/* is this endpoint reachable only from this host? (tcp on a loopback address, ipc, inproc) */
+static bool endpoint_local(const char *ep) {
+    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9)) return true;
+    if (strncmp(ep, "tcp://", 6)) return false;
+    const char *h = ep + 6;
+    return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strncmp(h, "[::1]:", 6) || !strncmp(h, "lo:", 3);
+}
+
+/* answer one ZAP request (RFC 27): admit the CURVE client whose public key is listed. Every
+ * denial is logged with the peer's address (rate-limited); the database is never touched. */
+static void zap_serve(coord *c) {
+    zmq_msg_t f[7];
+    int n = 0, more = 1;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, c->zap, ZMQ_DONTWAIT) < 0) { zmq_msg_close(&m); break; }
+        more = zmq_msg_more(&m);
+        if (n < 7) f[n++] = m;
+        else zmq_msg_close(&m);
+    }
+    if (n == 0) return;
+    char addr[64] = "?", mech[16] = "?";
+    const char *name = NULL;
+    bool wellformed = n >= 6 && zmq_msg_size(&f[0]) == 3 && !memcmp(zmq_msg_data(&f[0]), "1.0", 3);
+    if (n >= 6) {
+        snprintf(addr, sizeof addr, "%.*s", (int)(zmq_msg_size(&f[3]) < 63 ? zmq_msg_size(&f[3]) : 63),
+                 (const char *)zmq_msg_data(&f[3]));
+        snprintf(mech, sizeof mech, "%.*s", (int)(zmq_msg_size(&f[5]) < 15 ? zmq_msg_size(&f[5]) : 15),
+                 (const char *)zmq_msg_data(&f[5]));
+    }
+    bool curve = wellformed && !strcmp(mech, "CURVE") && n == 7 && zmq_msg_size(&f[6]) == 32;
+    if (curve) name = curve_allow_find(&c->allow, zmq_msg_data(&f[6]));
+    if (!name) {
+        c->n_denied++;
+        if (reject_budget(c)) {
+            char z85[41] = "-";
+            if (curve) zmq_z85_encode(z85, zmq_msg_data(&f[6]), 32);
+            LOG_W("denied a connection from %s: %s", addr,
+                  !curve ? "not a CURVE handshake (workers need --curve-key and --server-key)"
+                         : "its public key is not in the allow-list");
+            if (curve) LOG_W("  (the unknown key is %s; add its .pub file to %s and send SIGHUP to admit it)", z85,
+                             c->o->allow_keys);
+        }
+    } else {
+        LOG_D("admitted %s (key %s)", addr, name);
+    }
+    if (wellformed) {
+        /* version, request id (echoed), status code, status text, user id, metadata */
+        zmq_send(c->zap, "1.0", 3, ZMQ_SNDMORE);
+        zmq_send(c->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
+        zmq_send(c->zap, name ? "200" : "400", 3, ZMQ_SNDMORE);
+        const char *txt = name ? "OK" : "key not allowed";
+        zmq_send(c->zap, txt, strlen(txt), ZMQ_SNDMORE);
+        zmq_send(c->zap, name ? name : "", name ? strlen(name) : 0, ZMQ_SNDMORE);
+        zmq_send(c->zap, "", 0, 0);
+    }
+    for (int i = 0; i < n; i++) zmq_msg_close(&f[i]);
+}
 
 static int open_socket(coord *c, cis_err *err) {
     c->zctx = zmq_ctx_new();
+    char pub[CURVE_Z85_LEN + 1], sec[CURVE_Z85_LEN + 1];
+    if (c->o->curve_key) {
+        if (!c->o->allow_keys)
+            return err_set(err, CIS_EINVAL, "--curve-key needs --allow-keys DIR|FILE: the worker public keys to admit");
+        if (curve_load_secret(c->o->curve_key, pub, sec, err) || curve_allow_load(c->o->allow_keys, &c->allow, err))
+            return -1;
+        /* the ZAP handler must be bound before the socket that uses it */
+        c->zap = zmq_socket(c->zctx, ZMQ_REP);
+        int zero = 0;
+        zmq_setsockopt(c->zap, ZMQ_LINGER, &zero, sizeof zero);
+        if (zmq_bind(c->zap, "inproc://zeromq.zap.01") != 0)
+            return err_set(err, CIS_EIO, "cannot start the ZAP handler: %s", zmq_strerror(errno));
+    } else if (c->o->allow_keys) {
+        return err_set(err, CIS_EINVAL, "--allow-keys needs --curve-key FILE: the coordinator's own key pair");
+    } else if (!endpoint_local(c->o->bind) && !c->o->insecure_bind_any) {
+        return err_set(err, CIS_EINVAL, "--bind %s without CURVE keys would let any host that reaches the port lease "
+                       "jobs, read model paths and post results\n---> HINT: make keys with `cisweep keygen` and give "
+                       "--curve-key and --allow-keys (workers: --curve-key and --server-key), bind to 127.0.0.1, or "
+                       "accept the risk with --insecure-bind-any", c->o->bind);
+    }
     c->sock = zmq_socket(c->zctx, ZMQ_ROUTER);
+    if (c->o->curve_key) {
+        int one = 1;
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+        zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, sec, CURVE_Z85_LEN);
+        zmq_setsockopt(c->sock, ZMQ_ZAP_DOMAIN, "cisweep", 7);
+        memset(sec, 0, sizeof sec);
+    }
     int one = 1, zero = 0, hwm = 100000, hb = 1000, hbt = 5000;
-    int64_t maxsz = PROTO_MAX_BODY + 4096;
+    int64_t maxsz = PROTO_MAX_BODY + PROTO_MAX_FRAME_SLACK;
     zmq_setsockopt(c->sock, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(c->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
@@ -572,22 +899,43 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     memset(&c, 0, sizeof c);
     c.o = o;
     snprintf(c.boot, sizeof c.boot, "%d-%lld", (int)getpid(), (long long)now_ms());
+    int lock_fd = lock_db(o->db_path, err);
+    if (lock_fd < 0) return -1;
     if (job_store_open(o->db_path, o->nosync ? JS_NOSYNC : 0, &c.js, err)) {
         err_prefix(err, "coordinator");
+        close(lock_fd);
         return -1;
     }
     if (open_socket(&c, err)) {
         job_store_close(&c.js);
-        zmq_close(c.sock);
+        if (c.sock) zmq_close(c.sock);
+        if (c.zap) zmq_close(c.zap);
         zmq_ctx_term(c.zctx);
+        curve_allow_clear(&c.allow);
+        close(lock_fd);
         return -1;
     }
+    if (o->curve_key)
+        LOG_I("CURVE on: admitting %zu worker keys from %s (SIGHUP reloads them)", c.allow.n, o->allow_keys);
+    else if (!endpoint_local(o->bind))
+        LOG_W("NO AUTHENTICATION: --insecure-bind-any on %s: any host that reaches the port can lease jobs, read model "
+              "paths and post results; use --curve-key and --allow-keys", o->bind);
+    else
+        LOG_I("no CURVE keys: serving unauthenticated on a local endpoint only (%s)", o->bind);
     /* checkpoint the WAL when idle (below), not every 1000 pages in the middle of a busy batch:
      * an automatic checkpoint fsyncs the main DB file inside a commit */
     sqlite3_exec(job_store_db(c.js), "PRAGMA wal_autocheckpoint=20000", NULL, NULL, NULL);
     int64_t grace = o->resume_grace_ms > 0 ? o->resume_grace_ms : o->lease_ms;
     int kept = js_resume_prepare(c.js, now_ms(), grace, err);
-    if (kept < 0) { job_store_close(&c.js); zmq_close(c.sock); zmq_ctx_term(c.zctx); return -1; }
+    if (kept < 0) {
+        job_store_close(&c.js);
+        zmq_close(c.sock);
+        if (c.zap) zmq_close(c.zap);
+        zmq_ctx_term(c.zctx);
+        curve_allow_clear(&c.allow);
+        close(lock_fd);
+        return -1;
+    }
     LOG_I("coordinator %s serving %s on %s (heartbeat %d ms x %d, lease %d ms)%s", cisweep_version(), o->db_path,
           o->bind, o->heartbeat_ms, o->liveness, o->lease_ms, kept ? "" : "");
     if (kept) LOG_I("resuming: %d jobs were leased; their workers have %lld ms to re-register", kept, (long long)grace);
@@ -602,22 +950,44 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
         int64_t t = mono_ms();
         long timeout = (long)(c.next_tick - t);
         if (timeout < 0) timeout = 0;
-        zmq_pollitem_t pi = {c.sock, 0, ZMQ_POLLIN, 0};
+        if (o->reload_flag && *o->reload_flag) {
+            *o->reload_flag = 0;
+            curve_allow fresh;
+            cis_err re = {0};
+            if (!c.zap) LOG_W("SIGHUP: no --allow-keys to reload");
+            else if (curve_allow_load(o->allow_keys, &fresh, &re)) LOG_E("SIGHUP: keeping the old allow-list: %s", re.msg);
+            else {
+                LOG_I("SIGHUP: allow-list %s reloaded: %zu worker keys (was %zu)", o->allow_keys, fresh.n, c.allow.n);
+                curve_allow_clear(&c.allow);
+                c.allow = fresh;
+            }
+        }
+        zmq_pollitem_t pis[2] = {{c.sock, 0, ZMQ_POLLIN, 0}, {c.zap, 0, ZMQ_POLLIN, 0}};
         double tp = mono_sec();
-        int pr = zmq_poll(&pi, 1, timeout);
+        int pr = zmq_poll(pis, c.zap ? 2 : 1, timeout);
+        if (c.zap && (pis[1].revents & ZMQ_POLLIN))
+            for (int k = 0; k < 64; k++) {
+                zmq_pollitem_t zp = {c.zap, 0, ZMQ_POLLIN, 0};
+                if (zmq_poll(&zp, 1, 0) <= 0) break;
+                zap_serve(&c);
+            }
         c.st_poll += mono_sec() - tp;
         if (pr < 0 && errno != EINTR) { rc = err_set(err, CIS_EIO, "poll: %s", zmq_strerror(errno)); break; }
-        size_t nb = 0;
-        while (nb < BATCH) {
+        /* read at most BATCH messages, TURN_MAX_BYTES and TURN_MAX_READ_S per turn: one peer sending
+         * big frames cannot keep the loop from its checks, its commits and its heartbeats */
+        size_t nb = 0, nbytes = 0;
+        double tr = mono_sec();
+        while (nb < BATCH && nbytes < TURN_MAX_BYTES && mono_sec() - tr < TURN_MAX_READ_S) {
             cis_err e = {0};
             int r = proto_recv(c.sock, true, ZMQ_DONTWAIT, &batch[nb], &e);
             if (r == 0) break;
+            nbytes += batch[nb].nbytes;
             if (r < 0) { bad_message(&c, &batch[nb], &e); proto_msg_clear(&batch[nb]); continue; }
             nb++;
         }
         t = mono_ms();
         bool tick = t >= c.next_tick;
-        if (nb == 0 && !tick) continue;
+        if (nb == 0 && !tick && c.nuns == 0) continue;
         cis_err e = {0};
         if (js_begin(c.js, &e)) {
             LOG_E("cannot begin a transaction: %s; retrying", e.msg);
@@ -645,6 +1015,7 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
         bool stop_now = false;
         double td = mono_sec();
         c.st_handle += td - th;
+        if (c.nuns && hand_back_unsent(&c, &e)) LOG_E("handing back unsent jobs failed: %s", e.msg);
         if (tick) {
             c.next_tick = t + tick_ms;
             if (check_dead_workers(&c, &e) || check_leases(&c, &e)) LOG_E("periodic check failed: %s", e.msg);
@@ -690,15 +1061,22 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     for (size_t i = 0; i < c.nw; i++)
         proto_send(c.sock, c.w[i].id, c.w[i].id_len, PROTO_BYE, NULL, ZMQ_DONTWAIT, NULL);
     if (c.n_bad) LOG_I("%lld malformed messages were dropped", (long long)c.n_bad);
+    if (c.n_refused) LOG_I("%lld messages about leases their senders did not hold (or never leased) were refused",
+                           (long long)c.n_refused);
     LOG_I("loop: %lld messages in %lld batches (%.1f per batch), %lld commits; seconds in poll %.3f, handlers %.3f, "
           "dispatch+checks %.3f, commit %.3f, send %.3f", (long long)c.st_msgs, (long long)c.st_batches,
           c.st_batches ? (double)c.st_msgs / (double)c.st_batches : 0.0, (long long)c.st_commits, c.st_poll,
           c.st_handle, c.st_dispatch, c.st_commit, c.st_send);
     drop_out(&c);
     free(c.out);
+    free(c.uns);
     free(c.w);
+    if (c.n_denied) LOG_I("%lld connections were denied by the CURVE allow-list", (long long)c.n_denied);
     zmq_close(c.sock);
+    if (c.zap) zmq_close(c.zap);
     zmq_ctx_term(c.zctx);
+    curve_allow_clear(&c.allow);
     job_store_close(&c.js);
+    close(lock_fd);
     return rc;
 }

@@ -25,6 +25,13 @@ typedef struct coord_opts {
     bool exit_when_done;     /* stop when no job is pending or leased (the local launcher) */
     bool nosync;             /* synchronous=NORMAL (tests only) */
     volatile int *stop_flag; /* set to non-zero (e.g. by a signal handler) to stop; may be NULL */
+    /* authentication (issue 13): CURVE on the socket, and a ZAP handler that admits only the
+     * listed worker public keys. Without curve_key the coordinator binds to loopback (or ipc,
+     * inproc) only, unless insecure_bind_any. */
+    const char *curve_key;   /* the coordinator's .key file (cisweep keygen); NULL = no CURVE */
+    const char *allow_keys;  /* directory of worker *.pub files, or a file of keys */
+    bool insecure_bind_any;  /* allow a non-loopback bind without keys (says so at start) */
+    volatile int *reload_flag; /* set (SIGHUP) to reload allow_keys; may be NULL */
 } coord_opts;
 
 void coord_opts_defaults(coord_opts *o);

@@ -25,6 +25,7 @@ typedef struct gx {
     grid_comp *comps;
     char **src;          /* [n] JSON path each composition came from (duplicate messages) */
     size_t n, cap;
+    size_t n_jobs;       /* jobs so far (compositions x edit sets) */
 } gx;
 
 /* one block's settings after parsing */
@@ -257,6 +258,13 @@ static int add_comp(gx *x, const block *b, const char *model, json_t *stages, co
     json_t *norm = spec_normalize(stages, src, x->flags & GRID_ALLOW_SELFTEST, x->err);
     if (!norm) return -1;
     if (x->n >= MAX_COMPS) { json_decref(norm); return bad(x->err, "%s: more than %d compositions", src, MAX_COMPS); }
+    size_t add = spec_has_category(norm, CAT_EDIT) && b->n_edit_sets > 0 ? (size_t)b->n_edit_sets : 1;
+    if (x->n_jobs + add > GRID_MAX_JOBS && !(x->flags & GRID_ALLOW_HUGE)) {
+        json_decref(norm);
+        return bad(x->err, "%s: the grid expands to more than %d jobs; check its ranges and counts, or pass "
+                   "--allow-huge-grid to launch it anyway", src, GRID_MAX_JOBS);
+    }
+    x->n_jobs += add;
     char *text = spec_dump_canonical(norm);
     sha256_hex(text, strlen(text), key);
     if (x->n == x->cap) {
@@ -395,6 +403,9 @@ static int expand_block(gx *x, json_t *obj, const char *path, const block *paren
             st_params = json_object_get(selftest, "params");
             if (!json_is_integer(cnt) || json_integer_value(cnt) < 1 || json_integer_value(cnt) > MAX_COMPS)
                 r = bad(err, "%s.count: expected an integer in 1..%d", sp, MAX_COMPS);
+            else if (x->n_jobs + (size_t)json_integer_value(cnt) > GRID_MAX_JOBS && !(x->flags & GRID_ALLOW_HUGE))
+                r = bad(err, "%s.count: the grid expands to more than %d jobs; check the count, or pass "
+                        "--allow-huge-grid to launch it anyway", sp, GRID_MAX_JOBS);
             else if (ids && (!json_is_integer(ids) || json_integer_value(ids) < 0))
                 r = bad(err, "%s.id_start: expected a non-negative integer", sp);
             else if (st_params && !json_is_object(st_params))
@@ -543,6 +554,10 @@ int grid_load(const char *path, unsigned flags, grid **out, cis_err *err) {
     int max_attempts;
     if (get_int(root, "max_attempts", "$", 1, 1000, 3, &max_attempts, err)) goto out;
     if (expand_block(&x, root, "$", NULL) || find_duplicates(&x)) goto out;
+    if (x.n == 0) {
+        bad(err, "$: the grid generates no job (give it categories, compositions, a baseline or selftest jobs)");
+        goto out;
+    }
     g = xcalloc(1, sizeof *g);
     g->path = xstrdup(path);
     g->name = xstrdup(name);

@@ -11,7 +11,12 @@
 
 enum grid_flags {
     GRID_ALLOW_SELFTEST = 1, /* accept the `selftest` test-fixture method (tests, benchmarks) */
+    GRID_ALLOW_HUGE = 2,     /* allow more than GRID_MAX_JOBS jobs (`launch --allow-huge-grid`) */
 };
+
+/* a grid that expands to more jobs than this is refused unless GRID_ALLOW_HUGE (a typo in a range
+ * or a count should not fill the database); one that expands to none is refused always */
+#define GRID_MAX_JOBS 1000000
 
 typedef struct grid_comp {
     char *model;        /* model slot name, e.g. "llama3-8b" */

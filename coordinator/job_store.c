@@ -4,6 +4,9 @@
  * creation and upgrades in job_store_migrate.c. */
 #include "coordinator/job_store_int.h"
 
+#include <unistd.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,7 +74,7 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_HEARTBEAT] = "UPDATE jobs SET lease_until = max(coalesce(lease_until, 0), ?4), "
                     "last_heartbeat = ?5, progress = coalesce(?6, progress) "
                     "WHERE id = ?1 AND state = 'leased' AND attempt = ?2 AND worker_id = ?3",
-    [S_RESULT_LOOKUP] = "SELECT j.state, j.attempt, j.worker_id, a.result_at, a.attempt "
+    [S_RESULT_LOOKUP] = "SELECT j.state, j.attempt, j.worker_id, a.result_at, a.attempt, a.worker_id "
                         "FROM jobs j LEFT JOIN attempts a ON a.job_id = j.id AND a.attempt = ?2 "
                         "WHERE j.id = ?1",
     [S_RESULT_INSERT] = "INSERT INTO results(job_id, attempt, metric, value, value_text, is_current, "
@@ -110,7 +113,10 @@ static const char *const STMT_SQL[S_COUNT_] = {
                   "ORDER BY id",
     [S_LEASES_OF] = "SELECT id, attempt, worker_id FROM jobs WHERE state = 'leased' AND worker_id = ?1 "
                     "ORDER BY id",
-    [S_RESUME] = "UPDATE jobs SET lease_until = max(coalesce(lease_until, 0), ?1) WHERE state = 'leased'",
+    /* the grace is given once per lease: only to leases renewed (claimed or heartbeated) since the
+     * previous coordinator start (?2); a lease nobody renewed keeps the deadline it had */
+    [S_RESUME] = "UPDATE jobs SET lease_until = max(coalesce(lease_until, 0), ?1) WHERE state = 'leased' "
+                 "AND coalesce(last_heartbeat, 0) >= ?2",
     [S_JOB_STATE] = "SELECT state, attempt, worker_id FROM jobs WHERE id = ?1",
     [S_RETRY_JOB] = "UPDATE jobs SET state = 'pending', spent = 0, lost_count = 0, worker_id = NULL, "
                     "lease_until = NULL, finished_at = NULL, current_attempt = NULL, progress = NULL "
@@ -216,8 +222,8 @@ int job_store_user_version(job_store *js) { return js->user_version; }
 
 /* ---- open / close -------------------------------------------------------------------------- */
 
-/* uri_for_readonly: "file:<path, with %, ?, # escaped>?mode=ro" (malloc'd) */
-static char *uri_for_readonly(const char *path) {
+/* uri_for_readonly: "file:<path, with %, ?, # escaped>?mode=ro[&immutable=1]" (malloc'd) */
+static char *uri_for_readonly(const char *path, bool immutable) {
     size_t n = strlen(path);
     char *u = xmalloc(n * 3 + 32), *p = u;
     p += sprintf(p, "file:");
@@ -225,7 +231,7 @@ static char *uri_for_readonly(const char *path) {
         if (*s == '%' || *s == '?' || *s == '#') p += sprintf(p, "%%%02X", (unsigned char)*s);
         else *p++ = *s;
     }
-    sprintf(p, "?mode=ro");
+    sprintf(p, immutable ? "?mode=ro&immutable=1" : "?mode=ro");
     return u;
 }
 
@@ -242,12 +248,44 @@ static int exec_sql(job_store *js, const char *sql, cis_err *err) {
 int job_store_open(const char *path, unsigned flags, job_store **out, cis_err *err) {
     *out = NULL;
     if (!path || !*path) return err_set(err, CIS_EINVAL, "job store: empty database path");
+    /* SQLite takes a 0-byte file for an empty database and would write a schema into it: only
+     * launch (JS_CREATE) may do that; anything else was given the wrong file */
+    struct stat sb;
+    if (!(flags & JS_CREATE) && stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size == 0)
+        return err_set(err, CIS_EINVAL, "%s is an empty file (0 bytes), not a sweep database\n---> HINT: create "
+                       "the sweep with `cisweep launch --db %s --grid FILE`", path, path);
     job_store *js = xcalloc(1, sizeof *js);
     js->path = xstrdup(path);
     js->flags = flags;
     int rc;
     if (flags & JS_READONLY) {
-        char *uri = uri_for_readonly(path);
+        /* a WAL database is read through DB-shm, which SQLite creates next to it: when that cannot
+         * be created (a read-only directory or file, someone else's sweep) and there is no
+         * write-ahead log to merge, the file alone is complete and is read as immutable; with a
+         * log, reading it needs the -shm file and we say so in plain words */
+        bool immutable = false, refuse = false;
+        char *shm = xasprintf("%s-shm", path), *wal = xasprintf("%s-wal", path), *dir = xstrdup(path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+        else snprintf(dir, strlen(dir) + 1, ".");
+        struct stat ws;
+        bool has_wal = stat(wal, &ws) == 0 && ws.st_size > 0;
+        bool shm_ok = access(shm, F_OK) == 0 ? access(shm, R_OK | W_OK) == 0 : access(dir, W_OK) == 0;
+        if (access(path, R_OK) != 0) {
+            refuse = true;
+            err_set(err, CIS_EIO, "%s: you may not read this file (%s)", path, strerror(errno));
+        } else if (!shm_ok && !has_wal) {
+            immutable = true;
+        } else if (!shm_ok) {
+            refuse = true;
+            err_set(err, CIS_EIO, "%s is read-only to you, and reading it needs its write-ahead log %s merged "
+                    "through %s, which cannot be created or written in %s\n---> HINT: ask the sweep's owner to stop "
+                    "the coordinator cleanly (SIGTERM merges the log into the file), or copy %s, %s and %s to a "
+                    "directory you can write", path, wal, shm, dir, path, wal, shm);
+        }
+        free(shm); free(wal); free(dir);
+        if (refuse) { free(js->path); free(js); return -1; }
+        char *uri = uri_for_readonly(path, immutable);
         rc = sqlite3_open_v2(uri, &js->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
         free(uri);
     } else {

@@ -163,8 +163,9 @@ typedef struct js_stage {
  * If the job is done already: rows stored with is_current=0, attempt outcome 'superseded'.
  * `timing_ms` (>=0) goes into attempts.run_ms. *outcome gets the enum above. other_worker may be
  * NULL; it gets "" when there is no one to cancel; the attempt to name in that CANCEL is the job's
- * latest attempt, js_job_attempt(job_id) (NOT the reporting attempt). worker_id is the reporting worker: it becomes
- * jobs.worker_id of a done job (it may differ from the lease holder after a worker restart).
+ * latest attempt, js_job_attempt(job_id) (NOT the reporting attempt). worker_id is the reporting worker: when
+ * not NULL it must be the worker that attempt was leased to (attempts.worker_id), else -1 with CIS_EPERM
+ * and nothing stored (a stranger cannot complete another worker's job); it becomes jobs.worker_id.
  * A stage with stage/of_stage < 1 or no method/params -> -1 CIS_EINVAL, nothing stored. */
 int js_record_result(job_store *js, int64_t job_id, int attempt, const char *worker_id,
                      const js_metric *rows, size_t n_rows, const js_stage *stages, size_t n_stages,
@@ -204,8 +205,11 @@ int js_expired_leases(job_store *js, int64_t now, js_lease **out, cis_err *err);
 int js_leases_of_worker(job_store *js, const char *worker_id, js_lease **out, cis_err *err);
 
 /* js_resume_prepare: called once when the coordinator starts on an existing DB (resume): every
- * leased job gets lease_until = max(lease_until, now + grace_ms) so that workers still running
- * them can re-register and report; event "coordinator_start". Returns the number of such jobs. */
+ * leased job renewed (claimed or heartbeated) since the previous coordinator start gets
+ * lease_until = max(lease_until, now + grace_ms) so that workers still running them can
+ * re-register and report; the others keep their deadline (the grace is given once per lease, so
+ * restarts faster than the grace cannot keep a dead worker's lease alive). Event
+ * "coordinator_start". Returns the number of leases extended. */
 int js_resume_prepare(job_store *js, int64_t now, int64_t grace_ms, cis_err *err);
 
 /* ---- user verbs ------------------------------------------------------------------------------ */

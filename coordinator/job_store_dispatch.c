@@ -213,10 +213,16 @@ static int result_body(job_store *js, int64_t job_id, int attempt, const char *w
     copy_str(holder, sizeof holder, sqlite3_column_text(st, 2));
     bool recorded = sqlite3_column_type(st, 3) != SQLITE_NULL;
     bool attempt_known = sqlite3_column_type(st, 4) != SQLITE_NULL;
+    char att_holder[256];
+    copy_str(att_holder, sizeof att_holder, sqlite3_column_text(st, 5));
     sqlite3_reset(st);
     if (attempt < 1 || attempt > job_attempt || !attempt_known)
         return err_set(err, CIS_ESTATE, "result for job %lld attempt %d: that attempt was never leased (the job "
                        "is at attempt %d)", (long long)job_id, attempt, job_attempt);
+    /* only the worker that was leased this attempt may report on it */
+    if (worker_id && strcmp(worker_id, att_holder) != 0)
+        return err_set(err, CIS_EPERM, "result for job %lld attempt %d from \"%s\": that attempt is leased to \"%s\"",
+                       (long long)job_id, attempt, worker_id, att_holder);
     if (recorded) { *outcome = JS_RESULT_DUPLICATE; return 0; }
 
     bool current = strcmp(state, "done") != 0;
@@ -450,9 +456,17 @@ int js_resume_prepare(job_store *js, int64_t now, int64_t grace_ms, cis_err *err
     bool own;
     if (js_tx_enter(js, &own, err) < 0) return -1;
     int n = -1;
+    /* when did the previous coordinator start? (leases not renewed since then had their grace) */
+    int64_t prev = 0;
+    sqlite3_stmt *ps = NULL;
+    if (sqlite3_prepare_v2(js->db, "SELECT max(ts) FROM events WHERE kind = 'coordinator_start'", -1, &ps, NULL)
+            == SQLITE_OK && sqlite3_step(ps) == SQLITE_ROW)
+        prev = sqlite3_column_int64(ps, 0);
+    sqlite3_finalize(ps);
     sqlite3_stmt *st = js_st(js, S_RESUME, err);
     if (st) {
         sqlite3_bind_int64(st, 1, now + grace_ms);
+        sqlite3_bind_int64(st, 2, prev);
         if (js_run(js, st, "extending leases on resume", err) == 0) {
             n = sqlite3_changes(js->db);
             char d[96];

@@ -15,9 +15,11 @@ static void usage(FILE *f) {
     fprintf(f,
         "usage: cisweep COMMAND [options]\n"
         "sweep commands:\n"
-        "  grid FILE [--count|--jobs] [--allow-selftest]   expand a grid spec and print its compositions\n"
-        "  launch --db DB --grid FILE [--models MAP] [--name NAME] [--allow-selftest]\n"
-        "                                                  store a sweep's compositions and jobs (idempotent)\n"
+        "  grid FILE [--count|--jobs] [--allow-selftest] [--allow-huge-grid]\n"
+        "                                                  expand a grid spec and print its compositions\n"
+        "  launch --db DB --grid FILE [--models MAP] [--name NAME] [--allow-selftest] [--allow-huge-grid] [--extend]\n"
+        "                                                  store a sweep's compositions and jobs (idempotent; adding\n"
+        "                                                  new jobs to an existing sweep needs --extend)\n"
         "  coordinator --db DB --bind ENDPOINT [...]       serve jobs to workers (see --help)\n"
         "  resume --db DB --bind ENDPOINT [...]            restart the coordinator on an existing sweep\n"
         "  status --db DB [--watch [SECONDS]]              progress, rate, ETA, workers, why jobs wait\n"
@@ -26,6 +28,9 @@ static void usage(FILE *f) {
         "  export --db DB [--format csv] [--out FILE]      one wide row per finished job\n"
         "  run --grid FILE --workers N [--db DB] [...]     local launcher: coordinator + N workers to completion\n"
         "  slurm submit --db DB [--gpus N] [--partition P] [--time T] [...]  coordinator + worker array on Slurm\n"
+        "  keygen NAME...                                  CURVE key pairs NAME.key (secret) + NAME.pub\n"
+        "coordinator authentication: --curve-key KEY --allow-keys DIR|FILE (workers: --curve-key KEY\n"
+        "  --server-key PUB); without keys only a local endpoint, unless --insecure-bind-any\n"
         "model commands (run by cisweep-worker):\n"
         "  worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--selftest]\n"
         "  inspect MODEL_DIR | train | eval | world | apply\n"
@@ -47,6 +52,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "export")) return cmd_export(argc - 1, argv + 1);
     if (!strcmp(c, "slurm")) return cmd_slurm(argc - 1, argv + 1);
     if (!strcmp(c, "run")) { log_init("run"); return cmd_run(argc - 1, argv + 1); }
+    if (!strcmp(c, "keygen")) return cmd_keygen(argc - 1, argv + 1);
     if (!strcmp(c, "worker") || !strcmp(c, "inspect") || !strcmp(c, "train") || !strcmp(c, "eval") ||
         !strcmp(c, "world") || !strcmp(c, "apply")) {
         char *w = cli_sibling_path("cisweep-worker");

@@ -3,6 +3,7 @@
 #include "worker/job.h"
 #include "worker/model_cache.h"
 #include "worker/spool.h"
+#include "common/curve.h"
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/version.h"
@@ -43,6 +44,8 @@ typedef struct wd {
     int64_t last_recv, last_send, next_connect, backoff, last_spool_resend;
     int connects;
     bool welcomed;
+    bool curve;                 /* CURVE keys loaded (below) */
+    char curve_pub[CURVE_Z85_LEN + 1], curve_sec[CURVE_Z85_LEN + 1], curve_srv[CURVE_Z85_LEN + 1];
     /* the running job */
     job_ctx *job;
     /* the job thread lives as long as the daemon (no thread creation per job); it takes the job
@@ -124,6 +127,15 @@ static void send_hello(wd *w) {
                           w->o->device, "backend", str_starts(w->o->device, "cuda") ? "cuda" : "cpu", "memory_mb",
                           (json_int_t)mem, "version", cisweep_version(), "pid", (json_int_t)getpid(), "slots",
                           w->o->slots, "running", running, "held", held_json(w));
+    /* the outcomes still in the spool (finished while the coordinator was away): the coordinator
+     * must not declare their attempts lost; the messages themselves follow WELCOME */
+    json_t *sp = json_array();
+    for (size_t i = 0; i < spool_count(w->sp) && i < PROTO_MAX_SPOOLED; i++)
+        json_array_append_new(sp, json_pack("{s:I,s:i}", "job", (json_int_t)spool_at(w->sp, i)->job, "attempt",
+                                            spool_at(w->sp, i)->attempt));
+    json_object_set_new(b, "spooled", sp);
+    /* a worker that is stopping takes no more jobs: no slots (the coordinator then waits for READY) */
+    if (w->preempting) json_object_del(b, "slots");
     if (free_mb >= 0) json_object_set_new(b, "free_mb", json_integer(free_mb));
     wsend(w, PROTO_HELLO, b);
     json_decref(b);
@@ -132,11 +144,16 @@ static void send_hello(wd *w) {
 static int open_socket(wd *w, cis_err *err) {
     w->sock = zmq_socket(w->zctx, ZMQ_DEALER);
     int zero = 0, hwm = 10000;
-    int64_t maxsz = PROTO_MAX_BODY + 4096;
+    int64_t maxsz = PROTO_MAX_BODY + PROTO_MAX_FRAME_SLACK;
     zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->id, strlen(w->id));
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt(w->sock, ZMQ_MAXMSGSIZE, &maxsz, sizeof maxsz);
+    if (w->curve) {
+        zmq_setsockopt(w->sock, ZMQ_CURVE_SERVERKEY, w->curve_srv, CURVE_Z85_LEN);
+        zmq_setsockopt(w->sock, ZMQ_CURVE_PUBLICKEY, w->curve_pub, CURVE_Z85_LEN);
+        zmq_setsockopt(w->sock, ZMQ_CURVE_SECRETKEY, w->curve_sec, CURVE_Z85_LEN);
+    }
     if (zmq_connect(w->sock, w->o->connect) != 0) {
         int e = errno;
         zmq_close(w->sock);
@@ -169,8 +186,24 @@ static void report(wd *w, proto_cmd cmd, json_t *body) {
     cis_err e = {0};
     int64_t job = proto_int(body, "job", 0);
     int att = (int)proto_int(body, "attempt", 0);
+    json_t *too_big = NULL;
+    char *text = json_dumps(body, JSON_COMPACT);
+    size_t len = text ? strlen(text) : 0;
+    free(text);
+    if (len > proto_max_body(cmd)) {
+        /* the coordinator would drop the connection on such a frame: report a failure instead */
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s of %zu bytes is over the protocol's %zu-byte limit", proto_cmd_name(cmd), len,
+                 proto_max_body(cmd));
+        LOG_E("job %lld attempt %d: %s", (long long)job, att, msg);
+        too_big = json_pack("{s:I,s:i,s:s,s:s,s:b}", "job", (json_int_t)job, "attempt", att, "error", msg, "log_tail",
+                           "", "retryable", 0);
+        cmd = PROTO_FAILED;
+        body = too_big;
+    }
     if (spool_put(w->sp, job, att, cmd, body, &e)) LOG_E("cannot spool %s: %s", proto_cmd_name(cmd), e.msg);
     wsend(w, cmd, body);
+    if (too_big) json_decref(too_big);
 }
 
 static void send_ready(wd *w) {
@@ -275,7 +308,8 @@ static void on_message(wd *w, proto_msg *m) {
         w->liveness = (int)proto_int(m->body, "liveness", w->liveness);
         LOG_I("registered with coordinator %s at %s as %s", proto_str(m->body, "coordinator", "?"), w->o->connect, w->id);
         resend_spool(w);
-        send_ready(w);
+        /* no READY here: HELLO.slots told the coordinator our capacity, and a READY now would
+         * count the JOBs already on their way to us a second time */
         break;
     case PROTO_JOB: start_job(w, m->body); break;
     case PROTO_ACK: {
@@ -342,14 +376,40 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     gethostname(w.host, sizeof w.host - 1);
     if (o->id) snprintf(w.id, sizeof w.id, "%s", o->id);
     else {
-        unsigned nonce = 0;
-        FILE *ur = fopen("/dev/urandom", "rb");
-        if (!ur || fread(&nonce, sizeof nonce, 1, ur) != 1) nonce = (unsigned)(now_ms() * 2654435761u) ^ (unsigned)getpid();
-        if (ur) fclose(ur);
-        nonce &= 0xffffff;
-        snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
+        /* host/device/nonce, the nonce kept in CACHE/worker.id: a daemon restarted on the same cache
+         * (and so the same spool) is the same worker, so that the outcomes it spooled in its
+         * previous life are accepted as its own (a result is accepted only from its lease holder) */
+        char *idf = xasprintf("%s/worker.id", o->cache_dir), prev[PROTO_MAX_ID + 1] = "", want[PROTO_MAX_ID + 1];
+        snprintf(want, sizeof want, "%s/%s/", w.host, o->device);
+        FILE *f = fopen(idf, "r");
+        if (f) {
+            if (!fgets(prev, sizeof prev, f)) prev[0] = 0;
+            fclose(f);
+            prev[strcspn(prev, "\r\n")] = 0;
+        }
+        if (prev[0] && !strncmp(prev, want, strlen(want)) && strlen(prev) == strlen(want) + 6) {
+            snprintf(w.id, sizeof w.id, "%s", prev);
+        } else {
+            unsigned nonce = 0;
+            FILE *ur = fopen("/dev/urandom", "rb");
+            if (!ur || fread(&nonce, sizeof nonce, 1, ur) != 1) nonce = (unsigned)(now_ms() * 2654435761u) ^ (unsigned)getpid();
+            if (ur) fclose(ur);
+            nonce &= 0xffffff;
+            snprintf(w.id, sizeof w.id, "%s/%s/%06x", w.host, o->device, nonce);
+            cis_err me = {0};
+            if (mkdir_p(o->cache_dir, &me) == 0 && (f = fopen(idf, "w"))) {
+                fprintf(f, "%s\n", w.id);
+                fclose(f);
+            }
+        }
+        free(idf);
     }
     log_set_worker(w.id);
+    if (o->curve_key) {
+        if (curve_load_secret(o->curve_key, w.curve_pub, w.curve_sec, err)) { err_prefix(err, "--curve-key"); return -1; }
+        if (curve_load_public(o->server_key, w.curve_srv, err)) { err_prefix(err, "--server-key"); return -1; }
+        w.curve = true;
+    }
     w.cache = model_cache_open(o->device, o->threads, err);
     if (!w.cache) { err_prefix(err, "--device"); return -1; }
     w.spool_dir = xasprintf("%s/spool", o->cache_dir);
@@ -444,7 +504,9 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
             char why[512];
             if (w.welcomed) snprintf(why, sizeof why, "coordinator silent for %lld ms", (long long)(t - w.last_recv));
             else snprintf(why, sizeof why, "no answer from coordinator at %s (attempt %d; is it running? is another "
-                          "worker using the id \"%s\"?)", o->connect, w.connects, w.id);
+                          "worker using the id \"%s\"?%s)", o->connect, w.connects, w.id,
+                          w.curve ? " is our public key in the coordinator's allow-list, and --server-key its key?"
+                                  : " does it require CURVE keys?");
             schedule_reconnect(&w, why);
         }
         if (w.sock && t - last_hb >= w.hb_ms) { send_heartbeat(&w); last_hb = t; }

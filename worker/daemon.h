@@ -33,6 +33,8 @@ typedef struct worker_opts {
     int max_backoff_ms;         /* reconnect backoff cap (default 32000) */
     int preempt_grace_ms;       /* how long a stopping job may take before we give up (default 10000) */
     int slots;                  /* jobs held at once: 1 running + (slots-1) prefetched (default 2, max 8) */
+    const char *curve_key;      /* our CURVE .key file (cisweep keygen); NULL = no CURVE */
+    const char *server_key;     /* the coordinator's .pub file (with curve_key) */
     volatile int *stop_flag;    /* set by signal handlers */
 } worker_opts;
 

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/version.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@ static void usage(FILE *f) {
             "                             [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
             "                             [--eval-limit N] [--skip-missing-data] [--max-backoff-ms N]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
+            "                             [--curve-key KEY --server-key PUB]   (CURVE: our key pair, the coordinator's public key)\n"
             "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
             "       cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [...]\n"
             "       cisweep-worker eval MODEL_DIR --world DIR [...]\n"
@@ -30,8 +32,9 @@ static void usage(FILE *f) {
 }
 
 static int int_arg(const char *flag, const char *v, int64_t lo, int64_t *out) {
-    if (!v || !parse_i64(v, out) || *out < lo) {
-        fprintf(stderr, "cisweep-worker: %s expects an integer >= %lld, got \"%s\"\n", flag, (long long)lo, v ? v : "");
+    if (!v || !parse_i64(v, out) || *out < lo || *out > INT_MAX) {
+        fprintf(stderr, "cisweep-worker: %s expects an integer from %lld to %d, got \"%s\"\n", flag, (long long)lo, INT_MAX,
+                v ? v : "");
         return -1;
     }
     return 0;
@@ -67,6 +70,8 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--devices") && n) { devices = n; i++; }   /* multi_device.c (issue 15) */
         else if (!strcmp(a, "--cache") && n) { o.cache_dir = n; i++; }
         else if (!strcmp(a, "--id") && n) { o.id = n; i++; }
+        else if (!strcmp(a, "--curve-key") && n) { o.curve_key = n; i++; }
+        else if (!strcmp(a, "--server-key") && n) { o.server_key = n; i++; }
         else if (!strcmp(a, "--selftest")) o.selftest = true;
         else if (!strcmp(a, "--data") && n) { o.data_dir = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) o.skip_missing_data = true;
@@ -86,6 +91,11 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else { fprintf(stderr, "cisweep-worker worker: unknown or incomplete option \"%s\"\n", a); usage(stderr); return 2; }
     }
     if (!o.connect) { fprintf(stderr, "cisweep-worker worker: --connect ENDPOINT is required\n"); usage(stderr); return 2; }
+    if (!o.curve_key != !o.server_key) {
+        fprintf(stderr, "cisweep-worker worker: --curve-key KEY and --server-key PUB go together (our key pair and the "
+                        "coordinator's public key)\n");
+        return 2;
+    }
     if (devices) {
         extern int worker_devices_main(const char *spec, int argc, char **orig_argv, const char *cache, const char *id);
         if (device_given) { fprintf(stderr, "cisweep-worker worker: --devices and --device exclude each other\n"); return 2; }

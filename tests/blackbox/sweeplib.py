@@ -118,3 +118,27 @@ class Sweep:
     def __exit__(self, et, ev, tb):
         self.close(ok=et is None)
         return False
+
+
+def rogue(s, rid=b"rogue", hello=True):
+    """a pyzmq DEALER that registers as worker `rid` (HELLO without slots: it takes no job)"""
+    import zmq
+    ctx = zmq.Context.instance()
+    d = ctx.socket(zmq.DEALER)
+    d.setsockopt(zmq.LINGER, 0)
+    d.setsockopt(zmq.ROUTING_ID, rid)
+    d.connect(s.ep)
+    if hello:
+        body = {"worker": rid.decode(), "host": "elsewhere", "device": "cpu", "version": "rogue"}
+        d.send_multipart([b"", b"CISW1", b"HELLO", json.dumps(body).encode()])
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            if d.poll(200) and d.recv_multipart()[2] == b"WELCOME":
+                break
+        else:
+            raise AssertionError("the rogue peer got no WELCOME")
+    return d
+
+
+def send(d, cmd, body):
+    d.send_multipart([b"", b"CISW1", cmd, json.dumps(body).encode()])

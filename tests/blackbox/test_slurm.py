@@ -123,8 +123,11 @@ def coordinator_and_workers_as_slurm_jobs_finish_a_sweep():
         try:
             s.launch()
             port = free_port()
+            # authenticated: CURVE keys laid out by deploy/curve-keys.sh, the coordinator on every interface
+            keys = os.path.join(s.dir, "keys")
+            run(["bash", os.path.join(ROOT, "deploy", "curve-keys.sh"), keys, "slurm"], env={**os.environ, "CISWEEP": CISWEEP})
             p = run([CISWEEP, "slurm", "submit", "--db", s.db, "--cpu-workers", "1", "--cpus", "1", "--port", str(port),
-                     "--shared", shared, "--worker-arg", "--selftest"], env=env)
+                     "--shared", shared, "--keys", keys, "--worker-arg", "--selftest"], env=env)
             cj = re.search(r"coordinator job (\d+)", p.stdout)
             wj = re.search(r"worker array job (\d+)", p.stdout)
             assert cj and wj, p.stdout
@@ -163,7 +166,8 @@ def submit_dry_run_fills_templates_into_valid_shell():
         for line in ["#SBATCH --array=0-2%2", "#SBATCH --partition=gpu", "#SBATCH --time=2:00:00", "#SBATCH --gres=gpu:1",
                      "#SBATCH --requeue", "#SBATCH --signal=B:TERM@120", "--device cuda:0", "'/shared/it'\\''s world'"]:
             assert line in w, f"{line!r} not in the worker script:\n{w}"
-        assert f"resume --db {s.db} --bind tcp://0.0.0.0:5555 --exit-when-done" in c, c
+        assert f"resume --db {s.db} --bind tcp://0.0.0.0:5555 --exit-when-done --insecure-bind-any" in c, c
+        assert "WARNING: no --keys" in p.stderr, p.stderr  # unauthenticated, and said so
         for f in ("worker.sbatch", "coordinator.sbatch"):
             run(["bash", "-n", os.path.join(shared, f)])
 

@@ -25,6 +25,27 @@ static void expect_reject(const char *cmd, const char *body, const char *needle)
     proto_msg_clear(&m);
 }
 
+/* issue 13, defect 5: a frame's size is capped by its command (a heartbeat is bytes, a result
+ * kilobytes), so one peer cannot make the coordinator parse megabytes per message */
+static void body_size_capped_by_command(void) {
+    size_t n = 100 << 10;
+    char *big = malloc(n + 64);
+    snprintf(big, n + 64, "{\"pad\":\"");
+    size_t k = strlen(big);
+    memset(big + k, 'x', n);
+    snprintf(big + k + n, 64, "\"}");
+    expect_reject("HEARTBEAT", big, "over the 81920-byte limit for HEARTBEAT");
+    expect_reject("HELLO", big, "over the 65536-byte limit for HELLO");
+    free(big);
+    CHECK(proto_max_body(PROTO_RESULT) == PROTO_MAX_BODY);
+    CHECK(proto_max_body(PROTO_FAILED) < PROTO_MAX_BODY && proto_max_body(PROTO_HEARTBEAT) < proto_max_body(PROTO_FAILED));
+    /* HELLO.spooled entries are job references */
+    expect_reject("HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"c\",\"version\":\"0\",\"spooled\":[3]}",
+                  "spooled[0]");
+    expect_reject("HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"c\",\"version\":\"0\",\"spooled\":[{\"job\":0,\"attempt\":1}]}",
+                  "job");
+}
+
 static void valid_messages_decode(void) {
     const char *ok[][2] = {
         {"HELLO", "{\"worker\":\"h/cpu/1\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"0.1.0\",\"running\":null,"
@@ -46,6 +67,8 @@ static void valid_messages_decode(void) {
         {"CANCEL", "{\"job\":1,\"attempt\":1,\"reason\":\"x\"}"},
         {"RECONNECT", "{}"},
         {"BYE", "{\"reason\":\"signal\",\"unknown_future_field\":1}"},
+        {"HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"0\",\"slots\":2,"
+                  "\"spooled\":[{\"job\":4,\"attempt\":2}]}"},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         const char *fr[4] = {"", PROTO_TAG, ok[i][0], ok[i][1]};
@@ -189,6 +212,7 @@ static void random_frames_never_crash(void) {
 
 int main(void) {
     RUN(valid_messages_decode);
+    RUN(body_size_capped_by_command);
     RUN(malformed_frames_rejected);
     RUN(round_trip_over_zeromq);
     RUN(random_frames_never_crash);

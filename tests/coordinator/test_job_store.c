@@ -411,6 +411,21 @@ static void test_result_duplicate(void) {
     CHECK_EQ_INT(js_record_result(js, 2, 0, "w1", &m, 1, NULL, 0, 0, 3000, &oc, other, &err), -1);
     CHECK_EQ_INT(js_record_result(js, 77, 1, "w1", &m, 1, NULL, 0, 0, 3000, &oc, other, &err), -1);
     CHECK_EQ_INT(err.code, CIS_ESTATE);
+    /* a result from a worker that does not hold that attempt's lease: refused, nothing stored */
+    CHECK_EQ_INT(claim(js, "w1", NULL, 3500, &j), 1);
+    js_job_clear(&j);
+    CHECK_EQ_INT(js_record_result(js, 2, 1, "stranger", &m, 1, NULL, 0, 0, 3600, &oc, other, &err), -1);
+    CHECK_EQ_INT(err.code, CIS_EPERM);
+    CHECK(strstr(err.msg, "stranger") && strstr(err.msg, "leased to \"w1\""));
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM results WHERE job_id = 2"), 0);
+    CHECK_SQL_TEXT(js, "SELECT state FROM jobs WHERE id = 2", "leased");
+    bool ap0 = true;
+    CHECK_EQ_INT(js_record_failure(js, 2, 1, "stranger", "forged", "", false, 3700, &ap0, &err), 0);
+    CHECK(!ap0);
+    CHECK_EQ_INT(js_record_preempted(js, 2, 1, "stranger", 3700, &ap0, &err), 0);
+    CHECK(!ap0);
+    CHECK_EQ_INT(js_record_preempted(js, 2, 1, "w1", 3800, &ap0, &err), 0); /* back to pending for what follows */
+    CHECK(ap0);
     /* non-finite metrics */
     CHECK_EQ_INT(claim(js, "w1", NULL, 4000, &j), 1);
     js_job_clear(&j);
@@ -616,10 +631,18 @@ static void test_expired_and_resume(void) {
     /* a heartbeat shorter than the grace does not shorten the lease */
     CHECK_EQ_INT(js_heartbeat(js, 1, 1, "w1", 51000, 5000, -1, &err), 1);
     CHECK_EQ_INT(q_int(js, "SELECT lease_until FROM jobs WHERE id = 1"), 70000);
-    CHECK_EQ_INT(js_expired_leases(js, 70001, &l, &err), 3);
+    /* a second restart within the grace: only lease 1, renewed since the first start, gets the grace
+     * again; leases 2 and 3 keep their deadline (restarts cannot keep a dead worker's lease alive) */
+    CHECK_EQ_INT(js_resume_prepare(js, 60000, 20000, &err), 1);
+    CHECK_EQ_INT(q_int(js, "SELECT lease_until FROM jobs WHERE id = 1"), 80000);
+    CHECK_EQ_INT(q_int(js, "SELECT max(lease_until) FROM jobs WHERE id > 1"), 70000);
+    CHECK_EQ_INT(js_resume_prepare(js, 61000, 20000, &err), 0);
+    CHECK_EQ_INT(js_expired_leases(js, 70001, &l, &err), 2);
+    free(l);
+    CHECK_EQ_INT(js_expired_leases(js, 80001, &l, &err), 3);
     for (int i = 0; l && i < 3; i++) {
         bool ap;
-        CHECK_EQ_INT(js_record_lost(js, l[i].job_id, l[i].attempt, "lease_expired", 70001, 3, &ap, &err), 0);
+        CHECK_EQ_INT(js_record_lost(js, l[i].job_id, l[i].attempt, "lease_expired", 80001, 3, &ap, &err), 0);
         CHECK(ap);
     }
     free(l);
@@ -817,11 +840,15 @@ static void test_versions(void) {
     CHECK_EQ_INT(job_store_open(q, JS_CREATE, &js, &err), -1);
     CHECK(strstr(err.msg, "not a cisweep database") != NULL);
     free(q);
-    /* an empty (0-byte) file gets the schema */
+    /* an empty (0-byte) file is refused unless it is being created (launch: JS_CREATE), which
+     * gives it the schema (issue 13) */
     q = new_db_path();
     FILE *f = fopen(q, "w");
     if (f) fclose(f);
-    CHECK_EQ_INT(job_store_open(q, 0, &js, &err), 0);
+    CHECK_EQ_INT(job_store_open(q, 0, &js, &err), -1);
+    CHECK(strstr(err.msg, "empty file (0 bytes)") != NULL);
+    CHECK_EQ_INT(job_store_open(q, JS_READONLY, &js, &err), -1);
+    CHECK_EQ_INT(job_store_open(q, JS_CREATE, &js, &err), 0);
     if (js) CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), V);
     job_store_close(&js);
     free(q);

@@ -78,7 +78,12 @@ int mmlu_load_csv(const char *path, const char *name, mc_task *out, cis_err *err
         int r = csv_record(d, len, &pos, f, 6, &nf, &line, &why);
         if (r == 1) break;
         row++;
-        if (r < 0) { rc = err_set(err, CIS_EINVAL, "%s: row %d (line %d): bad CSV: %s", path, row, start_line, why); break; }
+        if (r < 0) {
+            /* the fields parsed before the bad one are ours to free (issue 13, fuzzing: input `,"`) */
+            for (int i = 0; i < 6 && i < nf; i++) free(f[i]);
+            rc = err_set(err, CIS_EINVAL, "%s: row %d (line %d): bad CSV: %s", path, row, start_line, why);
+            break;
+        }
         int ans = -1;
         if (nf == 6) {
             const char *a = f[5];

@@ -5,6 +5,7 @@
 #include "worker/engine/config.h"
 
 #include <jansson.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,11 @@ static int get_num(const char *path, json_t *obj, const char *where, const char 
     double d = json_number_value(v);
     if (!isfinite(d))
         return err_set(err, CIS_EINVAL, "%s: field '%s%s' must be finite", path, where, key);
+    /* stored as a float: a finite double beyond FLT_MAX would become inf (and a config.json
+     * written from it would not load again: issue 13, fuzzing) */
+    if (fabs(d) > FLT_MAX)
+        return err_set(err, CIS_EINVAL, "%s: field '%s%s' = %g is too large (at most %g)", path, where, key, d,
+                       (double)FLT_MAX);
     *out = (float)d;
     return 0;
 }

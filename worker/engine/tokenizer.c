@@ -55,7 +55,9 @@ static void split_added(const tokenizer *t, const char *s, size_t len, size_t of
         int best = -1;
         for (int k = 0; k < t->n_added; k++) {
             const tok_added *a = &t->added[k];
-            if (a->normalized != normalized || a->match[0] != s[i] || a->len > len - i) continue;
+            /* an added token whose (normalized) form is empty matches nothing: a zero-length match
+             * would never advance i (issue 13, fuzzing) */
+            if (a->len == 0 || a->normalized != normalized || a->match[0] != s[i] || a->len > len - i) continue;
             if (memcmp(s + i, a->match, a->len) == 0 && (best < 0 || a->len > t->added[best].len)) best = k;
         }
         if (best < 0) { i++; continue; }

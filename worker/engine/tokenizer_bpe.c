@@ -268,10 +268,10 @@ void tok_bpe_word(const tokenizer *t, const char *w, size_t len, int32_t **ids, 
         pthread_mutex_lock(&mt->mu);
         tok_cache_ent *e = &mt->cache[slot];
         free(e->key); free(e->ids);
-        e->key = xmalloc(len); memcpy(e->key, w, len); e->klen = (uint32_t)len;
+        e->key = xmalloc(len ? len : 1); if (len) memcpy(e->key, w, len); e->klen = (uint32_t)len;
         e->n = (uint32_t)(*n - n0);
         e->ids = xmalloc((e->n ? e->n : 1) * sizeof *e->ids);
-        memcpy(e->ids, *ids + n0, e->n * sizeof *e->ids);
+        if (e->n) memcpy(e->ids, *ids + n0, e->n * sizeof *e->ids); /* *ids may be NULL when n is 0 */
         pthread_mutex_unlock(&mt->mu);
     }
 }
