@@ -275,23 +275,35 @@ static void test_preset(void) {
     CHECK_NEAR(json_real_value(json_object_get(p, "steering_coeff")), 20.0, 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "max_len"), "cyber")), 768);
     json_decref(p);
-    /* a 10-layer tiny model: round(3 x 10 / 32) = 1, layers 0..1; the tiny family's values; positions cap */
-    c = fx_config(64, 10, 192, 128);
+    /* a 12-layer model of D=256 (not the tiny family): round(3 x 12 / 32) = 1, layers 0..1, the
+     * paper's values */
+    c = fx_config(256, 12, 768, 2048);
     p = rmu_params("true");
     CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 1);
     CHECK_EQ_INT(json_array_size(json_object_get(p, "update_layers")), 2);
-    CHECK(json_real_value(json_object_get(p, "alpha")) != 1000.0 || json_real_value(json_object_get(p, "steering_coeff")) != 20.0);
-    CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "alpha")), 1000.0, 0);
-    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "max_len"), "bio")), 128);
+    CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 1000.0, 0);
     json_decref(p);
-    /* Mistral: layer 6 on down_proj, scaled: round(6 x 10 / 32) = 2 */
-    c = fx_config(64, 10, 224, 128);
+    /* Mistral (not tiny): layer 6 on down_proj, scaled: round(6 x 12 / 32) = 2 */
     snprintf(c.model_type, sizeof c.model_type, "mistral");
     p = rmu_params("true");
     CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 2);
     CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
+    json_decref(p);
+    /* the tiny family (10 layers, D=64): layer L - 3 = 7 on down_proj, the grid's values, the given ones
+     * kept under "given", the truncation capped at the model's 128 positions */
+    c = fx_config(64, 10, 192, 128);
+    p = rmu_params("true");
+    CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 7);
+    CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(p, "update_layers"), 0)), 5);
+    CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
+    CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 10.0, 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "steering_coeff")), 300.0, 0);
+    CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "alpha")), 1000.0, 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(p, "given"), "module")), "o_proj");
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "max_len"), "bio")), 128);
     json_decref(p);
     /* use_preset false: everything as given, the layer an index of this model */
     c = fx_config(64, 10, 192, 128);
