@@ -26,10 +26,14 @@
 /* GA's and GD's min_len (characters) */
 #define GA_MIN_LEN 50
 
-/* The tiny default family's learning rate (hidden size <= GA_TINY_MAX_D), docs/unlearning.md */
+/* The tiny default family's values (hidden size <= GA_TINY_MAX_D), from grids/unlearn-tiny-tune.json
+ * on the default tiny-llama3 (docs/unlearning.md): GA's lr is the lowest of the grid that unlearns at
+ * all (1e-3 changes nothing in its 6 steps); GD's lr and retain weight give the lowest WMDP with MMLU
+ * within 0.15 of the baseline. */
 #define GA_TINY_MAX_D 128
-#define GA_TINY_LR 1e-3
+#define GA_TINY_LR 1e-2
 #define GD_TINY_LR 1e-3
+#define GD_TINY_RETAIN_WEIGHT 5.0
 
 void ga_result_clear(ga_result *r) {
     if (!r) return;
@@ -137,14 +141,21 @@ int ga_run(llama_model *m, const ga_opts *o, const unl_batches *forget, const un
 
 /* ---- the interventions ---- */
 
-static int preset(const llama_config *cfg, json_t *params, double tiny_lr) {
+/* tiny_rw < 0: no retain weight (GA) */
+static int preset(const llama_config *cfg, json_t *params, double tiny_lr, double tiny_rw) {
     bool use = json_is_true(json_object_get(params, "use_preset"));
     if (use && cfg->hidden_size <= GA_TINY_MAX_D) {
         json_t *given = json_object();
         json_object_set_new(given, "lr", json_deep_copy(json_object_get(params, "lr")));
-        json_object_set_new(params, "given", given);
         json_object_set_new(params, "lr", json_real(tiny_lr));
-        json_object_set_new(params, "preset", json_string("tiny family (hidden size <= 128): lr from "
+        if (tiny_rw >= 0) {
+            json_object_set_new(given, "retain_weight", json_deep_copy(json_object_get(params, "retain_weight")));
+            json_object_set_new(params, "retain_weight", json_real(tiny_rw));
+        }
+        json_object_set_new(params, "given", given);
+        json_object_set_new(params, "preset", json_string(tiny_rw >= 0 ? "tiny family (hidden size <= 128): lr 1e-3 and "
+                                                          "retain_weight 5 from grids/unlearn-tiny-tune.json"
+                                                          : "tiny family (hidden size <= 128): lr 1e-2 from "
                                                           "grids/unlearn-tiny-tune.json"));
     } else {
         json_object_set_new(params, "preset", json_string(use ? "the paper's values" : "none"));
@@ -162,12 +173,12 @@ static int preset(const llama_config *cfg, json_t *params, double tiny_lr) {
 
 int ga_preset(const llama_config *cfg, json_t *params, cis_err *err) {
     (void)err;
-    return preset(cfg, params, GA_TINY_LR);
+    return preset(cfg, params, GA_TINY_LR, -1);
 }
 
 int gd_preset(const llama_config *cfg, json_t *params, cis_err *err) {
     (void)err;
-    return preset(cfg, params, GD_TINY_LR);
+    return preset(cfg, params, GD_TINY_LR, GD_TINY_RETAIN_WEIGHT);
 }
 
 /* the first n of texts in a seeded shuffled order (upstream shuffles with Python's global random) */

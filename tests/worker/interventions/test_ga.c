@@ -204,7 +204,7 @@ static void test_bad_options(void) {
 static void test_preset(void) {
     cis_err err = {0};
     const char *pj = "{\"accum\":2,\"batch_size\":4,\"freeze_lower_half\":true,\"lr\":5e-05,\"max_len\":1024,"
-                     "\"pad_in_loss\":true,\"train_size\":50,\"use_preset\":true}";
+                     "\"pad_in_loss\":true,\"retain_weight\":40.0,\"train_size\":50,\"use_preset\":true}";
     llama_config c = fx_config(4096, 32, 14336, 8192);
     json_t *p = json_loads(pj, 0, NULL);
     CHECK_EQ_INT(ga_preset(&c, p, &err), 0);
@@ -218,7 +218,21 @@ static void test_preset(void) {
     CHECK_EQ_INT(gd_preset(&c, p, &err), 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "seq_len")), 128);
     CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "lr")), 5e-5, 0);
-    CHECK(json_real_value(json_object_get(p, "lr")) != 5e-5);
+    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 1e-3, 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "retain_weight")), 5.0, 0);
+    CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "retain_weight")), 40.0, 0);
+    json_decref(p);
+    p = json_loads(pj, 0, NULL);
+    CHECK_EQ_INT(ga_preset(&c, p, &err), 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 1e-2, 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "retain_weight")), 40.0, 0);   /* GA: untouched */
+    json_decref(p);
+    /* use_preset false: as given */
+    p = json_loads(pj, 0, NULL);
+    json_object_set_new(p, "use_preset", json_false());
+    CHECK_EQ_INT(gd_preset(&c, p, &err), 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 5e-5, 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(p, "preset")), "none");
     json_decref(p);
 }
 
