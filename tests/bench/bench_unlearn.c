@@ -52,8 +52,10 @@ static double train_step_rate(llama_model *m, const unl_batch *b, int n) {
 }
 
 static void report(const char *shape, const char *method, int steps, double sec, int tokens_per_step, double engine) {
-    printf("%-8s %-4s %6d steps %8.2f s %8.2f steps/s %9.0f tok/s   engine train step %7.2f steps/s (same batch "
-           "shape)\n", shape, method, steps, sec, steps / sec, steps * (double)tokens_per_step / sec, engine);
+    /* tokens_per_step: the padded tokens of the step's forget batches (RMU also runs two partial
+     * forwards of a retain batch per step; GD a retain batch per forget batch) */
+    printf("%-8s %-4s %6d steps %8.2f s %8.2f steps/s (%6d forget tokens/step)   engine train step %7.2f steps/s "
+           "(one batch of that shape)\n", shape, method, steps, sec, steps / sec, tokens_per_step, engine);
     fflush(stdout);
 }
 
@@ -108,7 +110,7 @@ static void bench_default(const char *model_dir, const char *world) {
     llama_model_copy_params(m, base, &err);
     go.retain_weight = 40;
     if (ga_run(m, &go, &fb2, &gb, &gr, &err) < 0) die_err("gd", &err);
-    report("default", "gd", gr.steps, gr.seconds, 2 * 2 * 2 * maxpos, train_step_rate(m, &fb2.b[0], 10));
+    report("default", "gd", gr.steps, gr.seconds, 2 * 2 * maxpos, train_step_rate(m, &fb2.b[0], 10));
     ga_result_clear(&gr);
     rmu_result_clear(&r);
     free(f.text); free(f.len);
@@ -177,7 +179,7 @@ static void bench_100m(void) {
     llama_model_copy_params(m, base, &err);
     go.retain_weight = 40;
     if (ga_run(m, &go, &bs[3], &bs[4], &gr, &err) < 0) die_err("gd", &err);
-    report("100m", "gd", gr.steps, gr.seconds, 2 * 2 * B * T, eng);
+    report("100m", "gd", gr.steps, gr.seconds, 2 * B * T, eng);
     ga_result_clear(&gr);
     for (int k = 0; k < 5; k++) unl_batches_clear(&bs[k]);
     llama_model_free(&m);
