@@ -172,8 +172,10 @@ static void test_end_to_end(void) {
     /* ga and gd */
     for (int k = 0; k < 2; k++) {
         m = ufx_model(32, 4);
-        r = run_stage(m, tok, g_dir, k == 0 ? "[{\"method\":\"ga\",\"params\":{\"batch_size\":2,\"accum\":1}}]"
-                                            : "[{\"method\":\"gd\",\"params\":{\"batch_size\":1,\"retain_weight\":2}}]", &err);
+        r = run_stage(m, tok, g_dir, k == 0 ? "[{\"method\":\"ga\",\"params\":{\"batch_size\":2,\"accum\":1,"
+                                                  "\"use_preset\":false,\"lr\":0.001}}]"
+                                            : "[{\"method\":\"gd\",\"params\":{\"batch_size\":1,\"retain_weight\":0.5,"
+                                                  "\"use_preset\":false,\"lr\":0.001}}]", &err);
         CHECK_MSG(r != NULL, "%s", err.msg);
         if (r) {
             json_t *p = json_object_get(r, "params"), *rec = json_object_get(r, "record");
@@ -182,11 +184,25 @@ static void test_end_to_end(void) {
             /* ga: 5 docs in 3 batches of 2, one per step; gd: 3 retain rows, 3 batches, accum 2: 1 step */
             CHECK_EQ_INT(json_integer_value(json_object_get(rec, "steps")), k == 0 ? 3 : 1);
             CHECK(json_real_value(json_object_get(rec, "forget_ce_after")) > json_real_value(json_object_get(rec, "forget_ce_before")));
-            CHECK(json_object_get(p, "preset") != NULL);
+            CHECK_EQ_STR(json_string_value(json_object_get(p, "preset")), "none");
         }
         json_decref(r);
         llama_model_free(&m);
     }
+    /* the defaults on a tiny model (hidden size 16): the tiny family's preset, layer L - 3 = 1 on
+     * down_proj, the given values kept */
+    m = ufx_model(34, 4);
+    r = run_stage(m, tok, g_dir, "[{\"method\":\"rmu\",\"params\":{\"max_batches\":2}}]", &err);
+    CHECK_MSG(r != NULL, "%s", err.msg);
+    if (r) {
+        json_t *p = json_object_get(r, "params");
+        CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 1);
+        CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
+        CHECK_NEAR(json_real_value(json_object_get(p, "steering_coeff")), 300.0, 0);
+        CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "steering_coeff")), 20.0, 0);
+    }
+    json_decref(r);
+    llama_model_free(&m);
     /* a missing corpus: the stage fails naming the file */
     m = ufx_model(33, 4);
     r = run_stage(m, tok, "/nonexistent/dir", "[{\"method\":\"gd\"}]", &err);
