@@ -13,8 +13,9 @@
  * (512 tokens bio, 768 cyber, 512 retain; never past the model's positions), runs `max_batches`
  * steps in all (250, fidelity.md: upstream's hard-coded 1000 is capped by its corpora at 250) and
  * records what ran. Its preset (rmu_preset) resolves the layer given for Llama-3-8B to this model's
- * depth, the module for Mistral, and the coefficient and alpha of the tiny default family
- * (grids/rmu-tiny-tune.json; docs/unlearning.md). */
+ * depth (round(layer x L / 32)), Mistral's layer 6 and down_proj, and for the tiny default family
+ * (hidden size <= 128) the layer L - 3, down_proj, coefficient, alpha and lr of the tuning grid
+ * grids/rmu-tiny-tune.json (docs/unlearning.md); the replaced values stay under "given". */
 #include "worker/interventions/methods.h"
 #include "worker/interventions/unlearn.h"
 #include "worker/train/train_loop.h"
@@ -243,7 +244,7 @@ out:
 
 /* ---- the intervention ---- */
 
-/* rmu_resolve_layer: the paper's layer (given for Llama-3-8B, 32 layers) on a model of L layers:
+/* scale_layer: the paper's layer (given for Llama-3-8B, 32 layers) on a model of L layers:
  * round(layer x L / 32), clamped to 0..L-1. */
 static int scale_layer(int layer, int L) {
     int l = (int)lround((double)layer * L / 32.0);
