@@ -137,8 +137,9 @@ static void test_defaults_filled(void) {
                     "\"v_weight_decay\":0.001}}]");
     free(a);
     a = canon("[{\"method\":\"rmu\",\"params\":{}}]", false, k1);
-    CHECK_EQ_STR(a, "[{\"method\":\"rmu\",\"params\":{\"alpha\":1000.0,\"layer\":3,\"lr\":5e-05,\"max_batches\":250,"
-                    "\"steering_coeff\":20.0}}]");
+    CHECK_EQ_STR(a, "[{\"method\":\"rmu\",\"params\":{\"alpha\":1000.0,\"batch_size\":4,\"layer\":3,\"lr\":5e-05,"
+                    "\"max_batches\":250,\"module\":\"o_proj\",\"pad_in_loss\":true,\"steering_coeff\":20.0,"
+                    "\"use_preset\":true}}]");
     free(a);
     a = canon("[{\"method\":\"selftest\"}]", true, k1);
     CHECK_EQ_STR(a, "[{\"method\":\"selftest\",\"params\":{\"action\":\"ok\",\"fail_attempts\":1,\"id\":0,\"oom_mb\":0,"

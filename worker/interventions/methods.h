@@ -11,4 +11,15 @@
 int test_scale_apply(interv_ctx *c, cis_err *err);
 int test_scale_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* rmu.c: RMU unlearning (unlearn.h has its engine, rmu_run). The preset resolves the layer for this
+ * model's depth (act_layer, update_layers), Mistral's layer and module, the tiny family's values,
+ * and the truncation lengths (max_len). */
+int rmu_apply(interv_ctx *c, cis_err *err);
+int rmu_preset(const llama_config *cfg, json_t *params, cis_err *err);
+/* ga.c: gradient ascent and gradient difference (unlearn.h has their engine, ga_run). */
+int ga_apply(interv_ctx *c, cis_err *err);
+int ga_preset(const llama_config *cfg, json_t *params, cis_err *err);
+int gd_apply(interv_ctx *c, cis_err *err);
+int gd_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
 #endif
