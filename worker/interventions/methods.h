@@ -11,4 +11,12 @@
 int test_scale_apply(interv_ctx *c, cis_err *err);
 int test_scale_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* ft.c: FT-M fine-tuning of mlp.down_proj of the chosen layers on the edit set. */
+int ft_apply(interv_ctx *c, cis_err *err);
+int ft_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
+/* memit.c: MEMIT mass editing of mlp.down_proj with second-moment statistics (memit_stats.c). */
+int memit_apply(interv_ctx *c, cis_err *err);
+int memit_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
 #endif
