@@ -24,7 +24,7 @@
  *
  * Record: edit_set, n_edits, records, edit_layers, z_layer, loss_layer, templates, stats (key,
  * cached/computed layers, tokens, documents, seconds), values (per edit: loss_first, loss_last,
- * steps, delta_rel = ||δ||/||h0||), layers (per layer: delta_norm, resid_norm), resid_final
+ * steps, delta_rel = ||δ||/||h0||), layers (per layer: delta_norm, resid_norm, key_fit = ||Δ K - R̃|| / ||R̃||), resid_final
  * (mean ||z - h|| / ||z - h_before|| at L* after the update); phases stats, templates, values,
  * keys, solve, write. */
 #include "worker/interventions/methods.h"
@@ -540,6 +540,16 @@ int memit_apply(interv_ctx *c, cis_err *err) {
         interv_phase_begin(c->record, "solve");
         for (size_t x = 0; x < (size_t)F * F; x++) Cd[x] = C[i][x];
         if (memit_solve(Cd, Kd, Rd, F, u, D, lambda, Dd, err)) { free(R0); err_prefix(err, "layer %d: ", l); goto out; }
+        /* how well the update maps the keys onto their residuals: ||Δ K - R̃|| / ||R̃|| */
+        double fit = 0, rr = 0;
+        for (int d = 0; d < D; d++)
+            for (int e = 0; e < u; e++) {
+                double dk = 0;
+                for (int f = 0; f < F; f++) dk += Dd[(size_t)d * F + f] * Kd[(size_t)f * u + e];
+                double x = Rd[(size_t)d * u + e];
+                fit += (dk - x) * (dk - x);
+                rr += x * x;
+            }
         interv_phase_begin(c->record, "write");
         char name[96];
         snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", l);
@@ -553,6 +563,7 @@ int memit_apply(interv_ctx *c, cis_err *err) {
         json_object_set_new(lj, "layer", json_integer(l));
         json_object_set_new(lj, "delta_norm", json_real(sqrt(dn)));
         json_object_set_new(lj, "resid_norm", json_real(sqrt(rn)));
+        json_object_set_new(lj, "key_fit", json_real(rr > 0 ? sqrt(fit / rr) : 0));
         json_array_append_new(lrec, lj);
         interv_progress(c, 0.8 + 0.2 * (i + 1) / N);
     }

@@ -135,10 +135,10 @@ static void test_layout_with_reapplication(void) {
 
 static void test_not_built_fails_before_any_work(void) {
     cis_err err = {0};
-    char *s = plan_str("[{\"method\":\"memit\"}]", 0, &err);
+    char *s = plan_str("[{\"method\":\"lora\"}]", 0, &err);
     CHECK(s == NULL);
     CHECK_EQ_INT(err.code, CIS_EINVAL);
-    CHECK_EQ_STR(err.msg, "intervention \"memit\" (stage 1) is not built yet");
+    CHECK_EQ_STR(err.msg, "intervention \"lora\" (stage 1) is not built yet");
     s = plan_str("[{\"method\":\"test_scale\"},{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", INTERV_ALLOW_TEST, &err);
     CHECK(s == NULL);
     CHECK_EQ_STR(err.msg, "intervention \"gptq\" (stage 2) is not built yet");
