@@ -190,6 +190,27 @@ int edit_preset_layers(const llama_config *cfg, json_t *params, cis_err *err) {
     return 0;
 }
 
+bool edit_is_tiny(const llama_config *cfg) {
+    return cfg->hidden_size < EDIT_TINY_HIDDEN;
+}
+
+void edit_tiny_override(const llama_config *cfg, json_t *params, const char *name, double paper, double tiny) {
+    if (!edit_is_tiny(cfg)) return;
+    json_t *v = json_object_get(params, name);
+    if (!json_is_number(v) || json_number_value(v) != paper) return;
+    bool is_int = json_is_integer(v);
+    json_object_set_new(params, name, is_int ? json_integer((json_int_t)tiny) : json_real(tiny));
+    json_t *note = json_object_get(params, "tiny_preset");
+    if (!json_is_array(note)) {
+        note = json_array();
+        json_object_set_new(params, "tiny_preset", note);
+    }
+    char buf[160];
+    snprintf(buf, sizeof buf, "%s: %g -> %g (hidden_size %d < %d)", name, paper, tiny, cfg->hidden_size,
+             EDIT_TINY_HIDDEN);
+    json_array_append_new(note, json_string(buf));
+}
+
 int *edit_param_layers(const interv_ctx *c, int *n) {
     json_t *a = interv_param_get(c, "edit_layers");
     CIS_ASSERT(json_is_array(a) && json_array_size(a) > 0);

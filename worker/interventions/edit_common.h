@@ -72,6 +72,15 @@ int edit_scale_layers(const int *layers, int n, int depth, int L, int **out, int
  * params and adds "edit_layers" (the resolved list). */
 int edit_preset_layers(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* The tiny-model preset (docs/editing.md): a model with hidden_size < EDIT_TINY_HIDDEN (the
+ * embedded default family; every model of the paper has >= 3072) gets its own values for the
+ * params that are still at the paper's default: edit_tiny_override(cfg, params, name, paper,
+ * tiny) replaces params[name] by `tiny` when it equals `paper` (an explicitly different value is
+ * kept) and notes "name: paper -> tiny" in params["tiny_preset"] (a list). No-op on real models. */
+#define EDIT_TINY_HIDDEN 1024
+bool edit_is_tiny(const llama_config *cfg);
+void edit_tiny_override(const llama_config *cfg, json_t *params, const char *name, double paper, double tiny);
+
 /* edit_param_layers: the "edit_layers" list of the effective params (malloc'd), *n its length. */
 int *edit_param_layers(const interv_ctx *c, int *n);
 

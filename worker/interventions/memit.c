@@ -45,8 +45,23 @@
 #define MEMIT_TEMPLATE_LEN 10  /* tokens of a sampled template, BOS and seed word included */
 #define MEMIT_TOP_K 5
 
+/* the tiny-model preset (docs/editing.md): the statistics weight scaled by the key width relative
+ * to Llama-3-8B's (λ C against K Kᵀ: a key's share of tr C is ~1/F, so the same balance needs
+ * λ F_tiny / F_8B), and a value optimisation that can reach its targets on a model whose residual
+ * stream is ~10x larger per coordinate (v_lr 2, 50 steps) */
+#define MEMIT_PAPER_LAMBDA 15000.0
+#define MEMIT_PAPER_F 14336.0
+#define MEMIT_PAPER_VLR 0.5
+#define MEMIT_TINY_VLR 2.0
+#define MEMIT_PAPER_VSTEPS 25
+#define MEMIT_TINY_VSTEPS 50
+
 int memit_preset(const llama_config *cfg, json_t *params, cis_err *err) {
     if (edit_preset_layers(cfg, params, err)) return -1;
+    edit_tiny_override(cfg, params, "mom2_update_weight", MEMIT_PAPER_LAMBDA,
+                       round(MEMIT_PAPER_LAMBDA * cfg->intermediate_size / MEMIT_PAPER_F));
+    edit_tiny_override(cfg, params, "v_lr", MEMIT_PAPER_VLR, MEMIT_TINY_VLR);
+    edit_tiny_override(cfg, params, "v_steps", MEMIT_PAPER_VSTEPS, MEMIT_TINY_VSTEPS);
     json_object_set_new(params, "loss_layer", json_integer(cfg->num_hidden_layers - 1));
     return 0;
 }
