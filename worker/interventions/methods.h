@@ -19,4 +19,8 @@ int ft_preset(const llama_config *cfg, json_t *params, cis_err *err);
 int memit_apply(interv_ctx *c, cis_err *err);
 int memit_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* lora.c: AdaLoRA (the paper's) or plain LoRA adapters trained on the edit set, merged. */
+int lora_apply(interv_ctx *c, cis_err *err);
+int lora_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
 #endif
