@@ -190,7 +190,7 @@ static bool ctx_stop(void *arg) { return interv_should_stop(arg); }
 int memit_stats_get(interv_ctx *c, const int *layers, int n, int n_samples, float **C, memit_stats_info *info,
                     cis_err *err) {
     memset(info, 0, sizeof *info);
-    llama_model *m = c->model;
+    llama_model *m = c->base ? c->base : c->model;   /* the base model's statistics when it is known */
     const llama_config *cfg = llama_model_config(m);
     int F = cfg->intermediate_size, maxlen = cfg->max_position_embeddings;
     if (!c->data_dir)

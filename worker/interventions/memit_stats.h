@@ -11,7 +11,8 @@
  * Cache: one file per (model, layer) in CACHE_DIR/mom2/<key>.mom2, written atomically (temp file +
  * rename). key = sha256 of a descriptor holding the format version, the layer, n_samples, the
  * truncation length, the corpus file's sha256, and the sha256 of every parameter the layer's keys
- * depend on (the embedding and layers 0..l) AS THEY ARE WHEN THE STATISTICS ARE FIRST ASKED FOR.
+ * depend on (the embedding and layers 0..l) in the BASE model (c->base; the working model when the
+ * base is unknown).
  * Every job of a sweep that asks for the same layer on the same base model with the same settings
  * finds the file and does not recompute. File layout (little endian): "CISMOM2\0", int32 version
  * (1), int32 layer, int32 F, int32 pad, int64 n_tokens, int64 n_docs, then F*F fp32 (row-major,
@@ -45,7 +46,9 @@ typedef struct memit_stats_info {
     double seconds;        /* computing (0 when every layer was cached) */
 } memit_stats_info;
 
-/* memit_stats_get: C for each layer of `layers` on c->model: from c->cache_dir when a file for its
+/* memit_stats_get: C for each layer of `layers` on c->base (the unmodified base model, so that a
+ * MEMIT after a compressor uses the uncompressed statistics as upstream does) or, when the caller
+ * does not know the base (c->base NULL: `cisweep apply`), on c->model as it is: from c->cache_dir when a file for its
  * key exists, otherwise computed over n_samples documents of the corpus (one pass for all the
  * missing layers) and written to the cache (when c->cache_dir is set). C[i] is malloc'd F*F floats
  * (caller frees). -1 with err: the corpus file missing or malformed (CIS_EINVAL), a corrupt cache

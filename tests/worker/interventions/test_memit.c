@@ -261,6 +261,18 @@ static void test_stats_cache_reused(void) {
     CHECK_EQ_INT(i3.n_cached, 1);
     CHECK_EQ_INT(i3.n_computed, 1);
     for (int i = 0; i < 2; i++) free(C3[i]);
+    /* with the base model known (a sweep's worker), a modified working model (e.g. compressed before
+     * MEMIT) still gets the base model's statistics: read from the cache, nothing recomputed */
+    llama_model *base = ef_model(22, 3);
+    c.base = base;
+    CHECK(memit_stats_get(&c, layers, 2, 1000, C3, &i3, &err) == 0);
+    CHECK_EQ_INT(i3.n_cached, 2);
+    CHECK_EQ_INT(i3.n_computed, 0);
+    CHECK_EQ_STR(i3.key, i1.key);
+    CHECK(memcmp(C3[1], C1[1], 24 * 24 * sizeof(float)) == 0);
+    for (int i = 0; i < 2; i++) free(C3[i]);
+    c.base = NULL;
+    llama_model_free(&base);
     /* a corrupt file is an error naming it */
     char *cmd = xasprintf("for f in %s/mom2/*.mom2; do printf garbage > $f; done", cache);
     CHECK(system(cmd) == 0);
