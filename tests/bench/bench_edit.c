@@ -127,7 +127,7 @@ static void bench(const char *name, llama_model *m, const tokenizer *tok, const 
     best = 1e30;
     for (int r = 0; r < reps; r++) {
         double t = now();
-        if (memit_solve(Cd, K, R, F, 50, D, 15000.0 * F / 14336.0, Dl, &err)) { fprintf(stderr, "%s\n", err.msg); break; }
+        if (memit_solve(Cd, K, R, F, 50, D, 15000.0 * F / 14336.0, Dl, NULL, &err)) { fprintf(stderr, "%s\n", err.msg); break; }
         t = now() - t;
         if (t < best) best = t;
     }

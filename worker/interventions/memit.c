@@ -24,7 +24,7 @@
  *
  * Record: edit_set, n_edits, records, edit_layers, z_layer, loss_layer, templates, stats (key,
  * cached/computed layers, tokens, documents, seconds), values (per edit: loss_first, loss_last,
- * steps, delta_rel = ||δ||/||h0||), layers (per layer: delta_norm, resid_norm, key_fit = ||Δ K - R̃|| / ||R̃||), resid_final
+ * steps, delta_rel = ||δ||/||h0||), layers (per layer: delta_norm, resid_norm, ridge (0 unless A was singular), key_fit = ||Δ K - R̃|| / ||R̃||), resid_final
  * (mean ||z - h|| / ||z - h_before|| at L* after the update); phases stats, templates, values,
  * keys, solve, write. */
 #include "worker/interventions/methods.h"
@@ -69,7 +69,7 @@ int memit_preset(const llama_config *cfg, json_t *params, cis_err *err) {
 /* ---- the closed form ------------------------------------------------------------------------- */
 
 int memit_solve(const double *C, const double *K, const double *R, int F, int u, int D, double lambda,
-                double *Delta, cis_err *err) {
+                double *Delta, double *ridge, cis_err *err) {
     memset(Delta, 0, (size_t)D * F * sizeof *Delta);
     if (u == 0) return 0;
     double *A = xmalloc((size_t)F * F * sizeof *A), *X = xmalloc((size_t)F * u * sizeof *X);
@@ -77,10 +77,27 @@ int memit_solve(const double *C, const double *K, const double *R, int F, int u,
     cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, F, u, 1.0, K, u, 1.0, A, F);   /* A += K Kᵀ */
     memcpy(X, K, (size_t)F * u * sizeof *X);
     int rc = 0;
+    /* A singular A (statistics of lower rank than F - u: an undertrained model's keys span a
+     * subspace) makes the reference's solve fail or return garbage; here a ridge of eps·mean(diag)
+     * is added, eps = 1e-12, 1e-10, ..., 1e-4, until the Cholesky factorisation succeeds (*ridge
+     * reports it; 0 when none was needed). */
+    double *A0 = xmalloc((size_t)F * F * sizeof *A0), md = 0;
+    memcpy(A0, A, (size_t)F * F * sizeof *A0);
+    for (int i = 0; i < F; i++) md += A0[(size_t)i * F + i] / F;
     lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', F, A, F);
+    double eps = 1e-12;
+    if (ridge) *ridge = 0;
+    while (info != 0 && eps <= 1e-4 && md > 0) {
+        memcpy(A, A0, (size_t)F * F * sizeof *A);
+        for (int i = 0; i < F; i++) A[(size_t)i * F + i] += eps * md;
+        info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', F, A, F);
+        if (info == 0 && ridge) *ridge = eps * md;
+        eps *= 100;
+    }
+    free(A0);
     if (info != 0) {
-        rc = err_set(err, CIS_EINVAL, "MEMIT: lambda C + K Kᵀ is not positive definite (leading minor %d); "
-                     "the statistics or the keys are degenerate", (int)info);
+        rc = err_set(err, CIS_EINVAL, "MEMIT: lambda C + K Kᵀ is not positive definite even with a ridge of "
+                     "1e-4 x its mean diagonal (leading minor %d); the statistics or the keys are degenerate", (int)info);
     } else {
         LAPACKE_dpotrs(LAPACK_ROW_MAJOR, 'L', F, u, A, F, X, u);                         /* X = A⁻¹ K */
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, F, u, 1.0, R, u, X, u, 0.0, Delta, F);
@@ -554,7 +571,8 @@ int memit_apply(interv_ctx *c, cis_err *err) {
         for (size_t x = 0; x < (size_t)D * u; x++) Rd[x] /= (double)(N - i);
         interv_phase_begin(c->record, "solve");
         for (size_t x = 0; x < (size_t)F * F; x++) Cd[x] = C[i][x];
-        if (memit_solve(Cd, Kd, Rd, F, u, D, lambda, Dd, err)) { free(R0); err_prefix(err, "layer %d: ", l); goto out; }
+        double ridge = 0;
+        if (memit_solve(Cd, Kd, Rd, F, u, D, lambda, Dd, &ridge, err)) { free(R0); err_prefix(err, "layer %d: ", l); goto out; }
         /* how well the update maps the keys onto their residuals: ||Δ K - R̃|| / ||R̃|| */
         double fit = 0, rr = 0;
         for (int d = 0; d < D; d++)
@@ -579,6 +597,7 @@ int memit_apply(interv_ctx *c, cis_err *err) {
         json_object_set_new(lj, "delta_norm", json_real(sqrt(dn)));
         json_object_set_new(lj, "resid_norm", json_real(sqrt(rn)));
         json_object_set_new(lj, "key_fit", json_real(rr > 0 ? sqrt(fit / rr) : 0));
+        json_object_set_new(lj, "ridge", json_real(ridge));
         json_array_append_new(lrec, lj);
         interv_progress(c, 0.8 + 0.2 * (i + 1) / N);
     }

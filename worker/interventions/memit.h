@@ -15,9 +15,12 @@
  *   Delta = R Kᵀ A⁻¹  = R Xᵀ with X = A⁻¹ K     R [D,u] (column j = the residual of edit j,
  *                                                already divided by the layers left)
  * Delta [D,F] row-major (the shape of down_proj's weight). Minimises ||Delta K - R||² +
- * lambda tr(Delta C Deltaᵀ). -1 with CIS_EINVAL when A is not positive definite. u = 0 gives 0. */
+ * lambda tr(Delta C Deltaᵀ). When A is singular (statistics of too low a rank: the reference's
+ * solve fails there) a ridge eps·mean(diag A)·I, eps = 1e-12, 1e-10, ... 1e-4, is added until the
+ * Cholesky factorisation succeeds; *ridge (may be NULL) gets what was added (0: none). -1 with
+ * CIS_EINVAL when even 1e-4 does not help. u = 0 gives 0. */
 int memit_solve(const double *C, const double *K, const double *R, int F, int u, int D, double lambda,
-                double *Delta, cis_err *err);
+                double *Delta, double *ridge, cis_err *err);
 
 #define MEMIT_N_TEMPLATES 6   /* "{}" and five sampled "<text>. {}" */
 

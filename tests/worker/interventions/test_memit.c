@@ -68,7 +68,7 @@ static void test_normal_equations(void) {
     instance(11, F, u, D, C, K, R);
     cis_err err = {0};
     double lambda = 0.7;
-    CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, &err) == 0);
+    CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, NULL, &err) == 0);
     /* (Δ K - R) Kᵀ + λ Δ C = 0 */
     double worst = 0, scale = 0;
     for (int d = 0; d < D; d++)
@@ -84,9 +84,26 @@ static void test_normal_equations(void) {
             if (fabs(g) > worst) worst = fabs(g);
         }
     CHECK_MSG(worst < 1e-10 * scale, "stationarity residual %g (scale %g)", worst, scale);
+    /* a dead key coordinate (its row of C and of K zero: A singular, where the reference's solve
+     * fails): a ridge is added, Δ is finite and its column for the dead coordinate is exactly 0;
+     * a regular A gets no ridge */
+    double ridge = -1;
+    CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, &ridge, &err) == 0);
+    CHECK(ridge == 0);
+    double Cs[F * F], Ks[F * u];
+    memcpy(Cs, C, sizeof Cs);
+    memcpy(Ks, K, sizeof Ks);
+    for (int i = 0; i < F; i++) Cs[i] = Cs[i * F] = 0;
+    for (int j = 0; j < u; j++) Ks[j] = 0;
+    CHECK(memit_solve(Cs, Ks, R, F, u, D, lambda, Dl, &ridge, &err) == 0);
+    CHECK_MSG(ridge > 0, "ridge %g", ridge);
+    bool finite = true, dead0 = true;
+    for (int i = 0; i < D * F; i++) finite &= isfinite(Dl[i]);
+    for (int d = 0; d < D; d++) dead0 &= Dl[d * F] == 0;
+    CHECK(finite && dead0);
     /* u = 0: no change; R = 0: Δ = 0 */
     double Z[D * u] = {0};
-    CHECK(memit_solve(C, K, Z, F, u, D, lambda, Dl, &err) == 0);
+    CHECK(memit_solve(C, K, Z, F, u, D, lambda, Dl, NULL, &err) == 0);
     double mx = 0;
     for (int i = 0; i < D * F; i++) mx = fmax(mx, fabs(Dl[i]));
     CHECK(mx == 0);
@@ -99,7 +116,7 @@ static void test_lambda_to_zero_maps_keys_onto_residuals(void) {
     cis_err err = {0};
     double prev = INFINITY;
     for (double lambda = 1.0; lambda >= 1e-9; lambda *= 1e-2) {
-        CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, &err) == 0);
+        CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, NULL, &err) == 0);
         double e = 0;
         for (int d = 0; d < D; d++)
             for (int j = 0; j < u; j++) {
@@ -119,7 +136,7 @@ static void test_woodbury_agrees(void) {
     instance(13, F, u, D, C, K, R);
     cis_err err = {0};
     double lambda = 2.5;
-    CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, &err) == 0);
+    CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, NULL, &err) == 0);
     /* Δ K = R [I - (I + Kᵀ (λC)⁻¹ K)⁻¹] */
     double Ci[F * F];
     for (int i = 0; i < F * F; i++) Ci[i] = lambda * C[i];
