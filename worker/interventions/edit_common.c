@@ -1,6 +1,7 @@
 /* edit_common.c - the knowledge editors' shared pieces (edit_common.h): the job's edit requests
- * from the zsRE file, the prompt + " " + target batch with its target positions, and the layer
- * preset that scales the paper's Llama-3-8B layers to the model's depth. */
+ * from the zsRE file, the prompt + " " + target batch with its target positions, the layer preset
+ * that scales the paper's Llama-3-8B layers to the model's depth, and the tiny-model preset
+ * helper (edit_tiny_override). */
 #include "worker/interventions/edit_common.h"
 #include "worker/data/loaders.h"
 #include "worker/engine/backend.h"
