@@ -8,8 +8,9 @@
  * C = (1/N_tok) Σ k kᵀ: each chunk's Σ k kᵀ is one fp32 GEMM on the backend (fp32 accumulation, as
  * the reference), the chunks are summed in double, divided at the end and stored as fp32.
  *
- * Cache: one file per (model, layer) in CACHE_DIR/mom2/<key>.mom2, written atomically (temp file +
- * rename). key = sha256 of a descriptor holding the format version, the layer, n_samples, the
+ * Cache: one file per (model, layer) in CACHE_DIR/mom2/<key>.mom2, written atomically (a per-process
+ * temp file, fsync, rename: workers sharing the directory never read half a file, and two that
+ * compute the same key at once write the same bytes). key = sha256 of a descriptor holding the format version, the layer, n_samples, the
  * truncation length, the corpus file's sha256, and the sha256 of every parameter the layer's keys
  * depend on (the embedding and layers 0..l) in the BASE model (c->base; the working model when the
  * base is unknown).
