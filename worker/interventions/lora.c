@@ -70,6 +70,25 @@ double lora_orth_penalty(const float *A, int rows, int cols, bool gram_rows, flo
     return f;
 }
 
+void lora_project(const float *dW, const float *A, const float *B, const float *E, int out, int in, int r, double s,
+                  bool ada, float *dA, float *dB, float *dE, float *scratch) {
+    float *M = scratch;   /* M = diag(E) A [r, in], then dM */
+    for (int i = 0; i < r; i++)
+        for (int j = 0; j < in; j++) M[i * in + j] = (ada ? E[i] : 1.0f) * A[i * in + j];
+    /* dB = s dW Mᵀ [out, r] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, out, r, in, (float)s, dW, in, M, in, 0.0f, dB, r);
+    /* dM = s Bᵀ dW [r, in] */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, in, out, (float)s, B, r, dW, in, 0.0f, M, in);
+    for (int i = 0; i < r; i++) {
+        double de = 0;
+        for (int j = 0; j < in; j++) {
+            dA[i * in + j] = (ada ? E[i] : 1.0f) * M[i * in + j];
+            de += (double)M[i * in + j] * A[i * in + j];
+        }
+        if (dE) dE[i] = ada ? (float)de : 0.0f;
+    }
+}
+
 typedef struct lora_mat {
     int pi;              /* parameter index */
     int out, in;
@@ -131,21 +150,9 @@ static int lora_step(void *arg, const train_step_info *si, double *loss, cis_err
         backend_download(be, L->hA, x->A, na * sizeof(float));
         backend_download(be, L->hB, x->B, nb * sizeof(float));
         backend_download(be, L->hE, x->E, (size_t)r * sizeof(float));
-        for (int i = 0; i < r; i++)
-            for (int j = 0; j < x->in; j++) L->hM[i * x->in + j] = (L->ada ? L->hE[i] : 1.0f) * L->hA[i * x->in + j];
-        float *dB = L->t1, *dM = L->t2;
-        /* dB = s dW Mᵀ [out, r]; dM = s Bᵀ dW [r, in] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, x->out, r, x->in, (float)L->s, L->hG, x->in, L->hM, x->in,
-                    0.0f, dB, r);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, x->in, x->out, (float)L->s, L->hB, r, L->hG, x->in,
-                    0.0f, dM, x->in);
-        float *dA = L->hM;   /* reuse: dA [r, in] */
-        float dE[64] = {0};
-        for (int i = 0; i < r; i++)
-            for (int j = 0; j < x->in; j++) {
-                dA[i * x->in + j] = (L->ada ? L->hE[i] : 1.0f) * dM[i * x->in + j];
-                if (L->ada) dE[i] += dM[i * x->in + j] * L->hA[i * x->in + j];
-            }
+        float *dB = L->t1, *dA = L->t2;
+        float dE[64];
+        lora_project(L->hG, L->hA, L->hB, L->hE, x->out, x->in, r, L->s, L->ada, dA, dB, dE, L->hM);
         if (L->ada && L->orth > 0) {
             double gs = si->loss_scale * L->orth / P;
             pen += lora_orth_penalty(L->hA, r, x->in, true, dA, gs);

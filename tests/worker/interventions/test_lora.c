@@ -3,7 +3,8 @@
  * merged model is W0 + s B diag(E) A); with B = 0 (plain LoRA) the first loss is the base model's loss
  * (to float summation order) on the batch (the adapters start as the identity); training lowers the loss; the
  * AdaLoRA orthogonality penalty is 0 on orthonormal factors and its gradient matches central
- * differences; a bad target name is a clear error. */
+ * differences; the factor gradients (the weight gradient projected onto A, B, E) match central
+ * differences of the model's loss; a bad target name is a clear error. */
 #include "tests/testlib.h"
 #include "tests/worker/interventions/edit_fixture.h"
 #include "worker/interventions/edit_common.h"
@@ -117,6 +118,87 @@ static void test_orth_penalty(void) {
     }
 }
 
+/* the batch loss of the model with q_proj.0 = W0 + s B diag(E) A */
+static double loss_with(llama_model *m, int pi, const float *W0, const float *A, const float *B, const float *E,
+                        int out, int in, int r, double s, const llama_batch *bt) {
+    float *W = xmalloc((size_t)out * in * sizeof *W);
+    for (int o = 0; o < out; o++)
+        for (int i = 0; i < in; i++) {
+            double a = W0[o * in + i];
+            for (int k = 0; k < r; k++) a += s * B[o * r + k] * E[k] * A[k * in + i];
+            W[o * in + i] = (float)a;
+        }
+    cis_err err = {0};
+    CIS_ASSERT(llama_model_param_set(m, pi, W, &err) == 0);
+    double loss = 0;
+    CIS_ASSERT(llama_forward(m, bt, NULL, 0, false, &loss, &err) == 0);
+    free(W);
+    return loss;
+}
+
+static void test_factor_gradients_match_finite_differences(void) {
+    /* the projection of the merged weight's gradient onto A, B and E (what lora_apply trains with)
+     * against central differences of the model's loss in the factors, on q_proj of layer 0 */
+    char *w = ef_world(60, 4);
+    llama_model *m = ef_model(41, 2);
+    cis_err err = {0};
+    edit_requests q;
+    CHECK(edit_requests_load(w, 2, &q, &err) == 0);   /* 10 edits */
+    const char **pr = xcalloc((size_t)q.n, sizeof *pr), **tg = xcalloc((size_t)q.n, sizeof *tg);
+    for (int i = 0; i < q.n; i++) { pr[i] = q.r[i].prompt; tg[i] = q.r[i].target; }
+    edit_batch eb;
+    CHECK(edit_batch_build(g_tok, q.n, pr, tg, 128, &eb, &err) == 0);
+    llama_batch bt = {.B = eb.B, .T = eb.T, .ids = eb.ids, .lens = eb.lens, .targets = eb.targets};
+    const char *name = "model.layers.0.self_attn.q_proj.weight";
+    int pi = llama_model_find(m, name), n;
+    llama_param *p = llama_model_params(m, &n);
+    int out = (int)p[pi].shape[0], in = (int)p[pi].shape[1], r = 3;
+    double s = 32.0 / (r + 1e-5);
+    float *W0 = xmalloc((size_t)out * in * sizeof *W0), A[3 * 16], B[16 * 3], E[3], dA[3 * 16], dB[16 * 3], dE[3];
+    float *dW = xmalloc((size_t)out * in * sizeof *dW), scratch[3 * 16];
+    CIS_ASSERT(in == 16 && out == 16);
+    memcpy(W0, p[pi].data, (size_t)out * in * sizeof *W0);
+    uint64_t st = 3;
+    for (int i = 0; i < r * in; i++) A[i] = (float)(rng_splitmix64_open01(&st) - 0.5) * 0.2f;
+    for (int i = 0; i < out * r; i++) B[i] = (float)(rng_splitmix64_open01(&st) - 0.5) * 0.2f;
+    for (int i = 0; i < r; i++) E[i] = (float)(rng_splitmix64_open01(&st) - 0.5) * 0.2f;
+    loss_with(m, pi, W0, A, B, E, out, in, r, s, &bt);
+    llama_model_freeze_all(m);
+    CHECK(llama_model_set_trainable(m, name, -1, -1, true, &err) == 1);
+    llama_model_zero_grad(m);
+    double l0;
+    CHECK(llama_forward(m, &bt, NULL, 0, true, &l0, &err) == 0);
+    CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+    memcpy(dW, llama_model_grad(m, pi), (size_t)out * in * sizeof *dW);
+    llama_model_freeze_all(m);
+    lora_project(dW, A, B, E, out, in, r, s, true, dA, dB, dE, scratch);
+    float *fac[3] = {A, B, E}, *grad[3] = {dA, dB, dE};
+    int len[3] = {r * in, out * r, r};
+    const char *fname[3] = {"A", "B", "E"};
+    for (int f = 0; f < 3; f++) {
+        double worst = 0, gmax = 0;
+        for (int i = 0; i < len[f]; i += (f == 2 ? 1 : 5)) {
+            float x0 = fac[f][i];
+            const float h = 1e-2f;
+            fac[f][i] = x0 + h;
+            double lp = loss_with(m, pi, W0, A, B, E, out, in, r, s, &bt);
+            fac[f][i] = x0 - h;
+            double lm = loss_with(m, pi, W0, A, B, E, out, in, r, s, &bt);
+            fac[f][i] = x0;
+            double fd = (lp - lm) / (2 * h);
+            worst = fmax(worst, fabs(fd - grad[f][i]));
+            gmax = fmax(gmax, fabs(grad[f][i]));
+        }
+        CHECK_MSG(gmax > 0 && worst < 2e-2 * gmax + 1e-4, "d%s: max |fd - grad| = %g (max |grad| %g)", fname[f], worst, gmax);
+    }
+    edit_batch_clear(&eb);
+    free(pr); free(tg); free(W0); free(dW);
+    edit_requests_clear(&q);
+    llama_model_free(&m);
+    fx_rm_rf(w);
+    free(w);
+}
+
 static void test_bad_target(void) {
     char *w = ef_world(60, 4);
     llama_model *m = ef_model(3, 2);
@@ -137,6 +219,7 @@ int main(void) {
     RUN(test_adalora_merged_rank_and_loss);
     RUN(test_plain_lora_starts_at_base);
     RUN(test_orth_penalty);
+    RUN(test_factor_gradients_match_finite_differences);
     RUN(test_bad_target);
     tokenizer_free(g_tok);
     fx_rm_rf(g_tokdir);
