@@ -18,13 +18,23 @@
 /* ---- knowledge editors (50 zsRE edits in one batch; runs once per edit set) ---------------- */
 static const param_info FT_PARAMS[] = {
     {"layers", PARAM_INT_LIST, "[4,5,6,7,8]", 0, 1023, NULL,
-     "decoder layers whose mlp.down_proj is trained (list or \"4-8\")", 0},
+     "decoder layers whose mlp.down_proj is trained (list or \"4-8\"), written for a model of "
+     "layers_depth layers", 0},
+    {"layers_depth", PARAM_INT, "32", 0, 1023, NULL,
+     "the depth the layers list is written for (32 = Llama-3-8B); another model's preset scales the "
+     "range to its depth (docs/editing.md); 0 = the list as written", 0},
     {"lr", PARAM_FLOAT, "5e-05", 0, 1, NULL, LR_DOC " (Adam)", PARAM_EXCL_MIN},
     {"steps", PARAM_INT, "25", 1, NOMAX, NULL, "optimisation steps", 0},
+    {"norm_constraint", PARAM_FLOAT, "0.0", 0, NOMAX, NULL,
+     "0 = none (what the paper ran); eps > 0 clamps each trained weight to within eps of its start", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info MEMIT_PARAMS[] = {
-    {"layers", PARAM_INT_LIST, "[4,5,6,7,8]", 0, 1023, NULL, "edited layers (mlp.down_proj)", 0},
+    {"layers", PARAM_INT_LIST, "[4,5,6,7,8]", 0, 1023, NULL,
+     "edited layers (mlp.down_proj), written for a model of layers_depth layers", 0},
+    {"layers_depth", PARAM_INT, "32", 0, 1023, NULL,
+     "the depth the layers list is written for (32 = Llama-3-8B); another model's preset scales the "
+     "range to its depth and the loss layer is the model's last (docs/editing.md); 0 = as written", 0},
     {"v_lr", PARAM_FLOAT, "0.5", 0, 100, NULL, "learning rate of the target-value optimisation",
      PARAM_EXCL_MIN},
     {"v_steps", PARAM_INT, "25", 1, NOMAX, NULL, "gradient steps of the value optimisation", 0},
@@ -34,12 +44,21 @@ static const param_info MEMIT_PARAMS[] = {
     {"kl_factor", PARAM_FLOAT, "0.0625", 0, NOMAX, NULL, "weight of the essence (KL) loss", 0},
     {"mom2_update_weight", PARAM_FLOAT, "15000.0", 0, NOMAX, NULL,
      "weight of the second-moment (covariance) statistics", 0},
+    {"mom2_n_samples", PARAM_INT, "100000", 1, NOMAX, NULL,
+     "corpus documents the second-moment statistics are computed over (all when fewer)", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info LORA_PARAMS[] = {
-    {"rank", PARAM_INT, "8", 1, 4096, NULL, "adapter rank", 0},
-    {"alpha", PARAM_FLOAT, "32.0", 0, NOMAX, NULL, "LoRA scaling numerator (scale = alpha/rank)",
-     PARAM_EXCL_MIN},
+    {"type", PARAM_STRING, "\"adalora\"", 0, 0, "adalora|lora",
+     "adalora = what the paper ran (peft AdaLoRA, SVD-form adapters B diag(E) A, orthogonality "
+     "penalty, the rank allocator never called); lora = plain LoRA (B A)", 0},
+    {"rank", PARAM_INT, "12", 1, 4096, NULL,
+     "adapter rank: AdaLoRA's init_r (peft ignores r; the yaml's r = 8 and target_r 8 never apply, "
+     "so the paper's adapters have rank 12)", 0},
+    {"alpha", PARAM_FLOAT, "32.0", 0, NOMAX, NULL, "scaling numerator: scale = alpha/rank (32/12 for "
+     "the paper's AdaLoRA)", PARAM_EXCL_MIN},
+    {"orth_reg", PARAM_FLOAT, "0.5", 0, NOMAX, NULL,
+     "AdaLoRA orthogonality penalty weight (ignored for type lora)", 0},
     {"lr", PARAM_FLOAT, "0.005", 0, 1, NULL, LR_DOC " (Adam)", PARAM_EXCL_MIN},
     {"steps", PARAM_INT, "70", 1, NOMAX, NULL, "optimisation steps", 0},
     {"targets", PARAM_STRING, "\"q_proj,v_proj\"", 0, 0, NULL,

@@ -39,7 +39,7 @@ static void progress_cb(void *arg, double f) { job_set_progress(arg, RUNNER_STAG
 /* run the plan's stages on the slot's working model; 0, or -1 with the outcome filled */
 static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, json_t **records) {
     interv_env env = {.model = slot->work, .tok = slot->tok, .data_dir = j->data_dir, .cache_dir = j->cache_dir,
-                      .edit_set = job_edit_set(j), .threads = j->threads, .progress_fn = progress_cb,
+                      .base = slot->base, .edit_set = job_edit_set(j), .threads = j->threads, .progress_fn = progress_cb,
                       .stop_fn = stop_cb, .cb_arg = j};
     cis_err err = {0};
     if (interv_run_plan(&env, plan, records, &err) == 0) return 0;

@@ -133,7 +133,8 @@ static void test_defaults_filled(void) {
     /* the paper's MEMIT settings, every parameter present, sorted */
     a = canon("[{\"method\":\"memit\"}]", false, k1);
     CHECK_EQ_STR(a, "[{\"method\":\"memit\",\"params\":{\"clamp_norm_factor\":4.0,\"kl_factor\":0.0625,"
-                    "\"layers\":[4,5,6,7,8],\"mom2_update_weight\":15000.0,\"v_lr\":0.5,\"v_steps\":25,"
+                    "\"layers\":[4,5,6,7,8],\"layers_depth\":32,\"mom2_n_samples\":100000,"
+                    "\"mom2_update_weight\":15000.0,\"v_lr\":0.5,\"v_steps\":25,"
                     "\"v_weight_decay\":0.001}}]");
     free(a);
     a = canon("[{\"method\":\"rmu\",\"params\":{}}]", false, k1);
@@ -154,7 +155,8 @@ static void test_equivalent_and_different(void) {
     char *b = canon("[{\"method\":\"ft\",\"params\":{\"layers\":[8,7,6,5,4,4],\"lr\":0.00005,\"steps\":25}}]", false, k2);
     CHECK_EQ_STR(a, b);
     CHECK_EQ_STR(k1, k2);
-    CHECK_EQ_STR(a, "[{\"method\":\"ft\",\"params\":{\"layers\":[4,5,6,7,8],\"lr\":5e-05,\"steps\":25}}]");
+    CHECK_EQ_STR(a, "[{\"method\":\"ft\",\"params\":{\"layers\":[4,5,6,7,8],\"layers_depth\":32,\"lr\":5e-05,"
+                    "\"norm_constraint\":0.0,\"steps\":25}}]");
     free(a); free(b);
     a = canon("[{\"method\":\"lora\",\"params\":{\"alpha\":32}}]", false, k1);
     CHECK(a && strstr(a, "\"alpha\":32.0"));
@@ -195,7 +197,7 @@ static void test_errors_name_things(void) {
     m = fails("[{\"method\":\"wanda\"}]", false);
     CHECK_MSG(strstr(m, "missing required parameter \"sparsity\""), "%s", m);
     m = fails("[{\"method\":\"ft\",\"params\":{\"lr\":1e-4,\"foo\":1}}]", false);
-    CHECK_MSG(strstr(m, "spec[0].params.foo") && strstr(m, "unknown parameter \"foo\" for ft") && strstr(m, "layers|lr|steps"), "%s", m);
+    CHECK_MSG(strstr(m, "spec[0].params.foo") && strstr(m, "unknown parameter \"foo\" for ft") && strstr(m, "layers|layers_depth|lr|steps|norm_constraint"), "%s", m);
     m = fails("[{\"method\":\"ft\",\"params\":{\"steps\":2.5}}]", false);
     CHECK_MSG(strstr(m, "ft steps") && strstr(m, "not an integer"), "%s", m);
     m = fails("[{\"method\":\"ft\",\"params\":{\"layers\":\"4-x\"}}]", false);

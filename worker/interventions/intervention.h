@@ -42,6 +42,9 @@ typedef struct interv_ctx {
     int edit_set;                /* the zsRE edit set, 1-based (zsre_split in worker/data/loaders.h) */
     int threads;                 /* compute threads the caller asked for (<= 0 = all cores) */
     interv_record *record;       /* what the method did and its phase times (record.h) */
+    llama_model *base;           /* the unmodified base model (its weights are never changed), or NULL
+                                    = unknown: MEMIT keys and computes its statistics on it, as upstream
+                                    reuses the uncompressed statistics after compression */
     /* callbacks: call interv_progress / interv_should_stop, not these */
     void (*progress_fn)(void *arg, double fraction);
     bool (*stop_fn)(void *arg);
@@ -157,6 +160,7 @@ typedef struct interv_env {
     const char *cache_dir;       /* NULL = none */
     int edit_set;                /* >= 1; also the seed of every stage */
     int threads;                 /* > 0: the backend's thread count for the stages */
+    llama_model *base;           /* the unmodified base model (read-only weights), or NULL (see interv_ctx) */
     void (*progress_fn)(void *arg, double fraction);   /* whole plan 0..1; NULL = none */
     bool (*stop_fn)(void *arg);                         /* NULL = never stop */
     void *cb_arg;

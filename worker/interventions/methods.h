@@ -22,4 +22,16 @@ int ga_preset(const llama_config *cfg, json_t *params, cis_err *err);
 int gd_apply(interv_ctx *c, cis_err *err);
 int gd_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* ft.c: FT-M fine-tuning of mlp.down_proj of the chosen layers on the edit set. */
+int ft_apply(interv_ctx *c, cis_err *err);
+int ft_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
+/* memit.c: MEMIT mass editing of mlp.down_proj with second-moment statistics (memit_stats.c). */
+int memit_apply(interv_ctx *c, cis_err *err);
+int memit_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
+/* lora.c: AdaLoRA (the paper's) or plain LoRA adapters trained on the edit set, merged. */
+int lora_apply(interv_ctx *c, cis_err *err);
+int lora_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
 #endif

@@ -13,9 +13,12 @@
 #define NOT_BUILT(name, cat, reapply, doc) {name, cat, INTERV_NOT_BUILT, NULL, NULL, reapply, doc}
 
 static const intervention TABLE[] = {
-    NOT_BUILT("ft", CAT_EDIT, false, "fine-tuning of mlp.down_proj: not built yet"),
-    NOT_BUILT("memit", CAT_EDIT, false, "MEMIT: not built yet"),
-    NOT_BUILT("lora", CAT_EDIT, false, "LoRA (AdaLoRA), merged: not built yet"),
+    {"ft", CAT_EDIT, INTERV_BUILT, ft_apply, ft_preset, false,
+     "FT-M fine-tuning of mlp.down_proj: worker/interventions/ft.c"},
+    {"memit", CAT_EDIT, INTERV_BUILT, memit_apply, memit_preset, false,
+     "MEMIT with cached second-moment statistics: worker/interventions/memit.c, memit_stats.c"},
+    {"lora", CAT_EDIT, INTERV_BUILT, lora_apply, lora_preset, false,
+     "AdaLoRA (rank 12, the paper's) or plain LoRA on q/v_proj, merged: worker/interventions/lora.c"},
     /* the compressors the paper re-applies at the end when they come first (fidelity.md §3) */
     NOT_BUILT("wanda", CAT_COMPRESS, true, "Wanda: not built yet"),
     NOT_BUILT("sparsegpt", CAT_COMPRESS, true, "SparseGPT: not built yet"),

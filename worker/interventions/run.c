@@ -90,7 +90,7 @@ static int run_step(const interv_env *env, const interv_step *s, int n, json_t *
     plan_cb cb = {env, s->stage, n};
     int edit_set = env->edit_set >= 1 ? env->edit_set : 1;
     interv_ctx c = {
-        .model = env->model, .tok = env->tok, .data_dir = env->data_dir, .cache_dir = env->cache_dir,
+        .model = env->model, .tok = env->tok, .data_dir = env->data_dir, .cache_dir = env->cache_dir, .base = env->base,
         .method = s->iv->name, .stage = s->stage, .n_stages = n, .recompress = s->recompress, .params = params,
         .seed = (uint64_t)edit_set, .edit_set = edit_set, .threads = env->threads, .record = &rec,
         .progress_fn = plan_progress, .stop_fn = plan_stop, .cb_arg = &cb,

@@ -119,7 +119,7 @@ def bad_input_exits_2_and_names_the_problem():
           "--allow-test-stages"], "stage 2.params.factor"),
         (["--stage", '{"method":"test_scale","params":{"bogus":1}}', "--out", out, "--allow-test-stages"],
          'unknown parameter "bogus"'),
-        (["--stage", '{"method":"memit"}', "--out", out], 'intervention "memit" (stage 1) is not built yet'),
+        (["--stage", '{"method":"memit"}', "--out", out], "memit (stage 1): the edits come from DATA_DIR/zsre"),
         (["--stage", '{"method":"selftest"}', "--out", out, "--allow-test-stages"], "orchestration fixture"),
         (["--stage", '{"method":"test_scale","params":{"last_layers":999}}', "--out", out, "--allow-test-stages"],
          "test_scale (stage 1): preset for this model: params.last_layers: 999"),

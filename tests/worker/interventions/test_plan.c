@@ -135,10 +135,23 @@ static void test_layout_with_reapplication(void) {
 
 static void test_not_built_fails_before_any_work(void) {
     cis_err err = {0};
-    char *s = plan_str("[{\"method\":\"memit\"}]", 0, &err);
-    CHECK(s == NULL);
-    CHECK_EQ_INT(err.code, CIS_EINVAL);
-    CHECK_EQ_STR(err.msg, "intervention \"memit\" (stage 1) is not built yet");
+    /* the first method of the registry that has not landed in this tree (if any) */
+    const intervention *nb = NULL;
+    for (size_t i = 0; intervention_at(i); i++)
+        if (intervention_at(i)->status == INTERV_NOT_BUILT && intervention_at(i)->category != CAT_COMPRESS) {
+            nb = intervention_at(i);
+            break;
+        }
+    char *s = NULL;
+    if (nb) {
+        char comp[128], want[128];
+        snprintf(comp, sizeof comp, "[{\"method\":\"%s\"}]", nb->name);
+        snprintf(want, sizeof want, "intervention \"%s\" (stage 1) is not built yet", nb->name);
+        s = plan_str(comp, 0, &err);
+        CHECK(s == NULL);
+        CHECK_EQ_INT(err.code, CIS_EINVAL);
+        CHECK_EQ_STR(err.msg, want);
+    }
     s = plan_str("[{\"method\":\"test_scale\"},{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", INTERV_ALLOW_TEST, &err);
     CHECK(s == NULL);
     CHECK_EQ_STR(err.msg, "intervention \"gptq\" (stage 2) is not built yet");

@@ -1,0 +1,458 @@
+/* test_memit.c - MEMIT (worker/interventions/memit.c, memit_stats.c) against its oracles
+ * (../shared/docs/algorithms.md §6): the closed-form update satisfies its normal equations; as the
+ * statistics weight goes to zero the edited keys map onto their residuals; the Woodbury form
+ * (computed here with a plain Gauss-Jordan inverse) agrees with the Cholesky solve; the statistics
+ * equal the exact second moment accumulated here token by token from READ hooks (padding never
+ * counts, chunking does not matter); a second request for the same statistics reads the cached
+ * file (counted in the record, bit-identical, faster) while changed weights get a new key; a
+ * corrupt cache file is an error naming it; the context templates are seeded; a full MEMIT stage
+ * on a tiny model changes only the edited down_proj weights, records what ran, and moves the
+ * layer-L* outputs of the edited prompts towards their targets. */
+#include "tests/testlib.h"
+#include "tests/worker/interventions/edit_fixture.h"
+#include "worker/interventions/memit.h"
+#include "worker/interventions/memit_stats.h"
+#include "worker/interventions/record.h"
+#include "common/rng.h"
+
+#include <time.h>
+
+static char *g_tokdir;
+static tokenizer *g_tok;
+
+static double urand(uint64_t *s) { return rng_splitmix64_open01(s) * 2 - 1; }
+
+/* a random SPD-ish C = G Gᵀ / m (m > F samples), K [F,u], R [D,u] */
+static void instance(uint64_t seed, int F, int u, int D, double *C, double *K, double *R) {
+    uint64_t s = seed;
+    int mm = 3 * F;
+    double *G = xmalloc((size_t)F * mm * sizeof *G);
+    for (int i = 0; i < F * mm; i++) G[i] = urand(&s);
+    for (int i = 0; i < F; i++)
+        for (int j = 0; j < F; j++) {
+            double a = 0;
+            for (int k = 0; k < mm; k++) a += G[i * mm + k] * G[j * mm + k];
+            C[i * F + j] = a / mm;
+        }
+    for (int i = 0; i < F * u; i++) K[i] = urand(&s);
+    for (int i = 0; i < D * u; i++) R[i] = urand(&s);
+    free(G);
+}
+
+/* Gauss-Jordan inverse with partial pivoting, in place (n small) */
+static void inverse(double *A, int n) {
+    double *I = xcalloc((size_t)n * n, sizeof *I);
+    for (int i = 0; i < n; i++) I[i * n + i] = 1;
+    for (int c = 0; c < n; c++) {
+        int p = c;
+        for (int r = c + 1; r < n; r++) if (fabs(A[r * n + c]) > fabs(A[p * n + c])) p = r;
+        for (int k = 0; k < n; k++) {
+            double t = A[c * n + k]; A[c * n + k] = A[p * n + k]; A[p * n + k] = t;
+            t = I[c * n + k]; I[c * n + k] = I[p * n + k]; I[p * n + k] = t;
+        }
+        double d = A[c * n + c];
+        for (int k = 0; k < n; k++) { A[c * n + k] /= d; I[c * n + k] /= d; }
+        for (int r = 0; r < n; r++) {
+            if (r == c) continue;
+            double f = A[r * n + c];
+            for (int k = 0; k < n; k++) { A[r * n + k] -= f * A[c * n + k]; I[r * n + k] -= f * I[c * n + k]; }
+        }
+    }
+    memcpy(A, I, (size_t)n * n * sizeof *A);
+    free(I);
+}
+
+static void test_normal_equations(void) {
+    enum { F = 12, u = 4, D = 5 };
+    double C[F * F], K[F * u], R[D * u], Dl[D * F];
+    instance(11, F, u, D, C, K, R);
+    cis_err err = {0};
+    double lambda = 0.7;
+    CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, NULL, &err) == 0);
+    /* (Δ K - R) Kᵀ + λ Δ C = 0 */
+    double worst = 0, scale = 0;
+    for (int d = 0; d < D; d++)
+        for (int f = 0; f < F; f++) {
+            double g = 0;
+            for (int j = 0; j < u; j++) {
+                double dk = 0;
+                for (int k = 0; k < F; k++) dk += Dl[d * F + k] * K[k * u + j];
+                g += (dk - R[d * u + j]) * K[f * u + j];
+                scale += fabs(R[d * u + j] * K[f * u + j]);
+            }
+            for (int k = 0; k < F; k++) g += lambda * Dl[d * F + k] * C[k * F + f];
+            if (fabs(g) > worst) worst = fabs(g);
+        }
+    CHECK_MSG(worst < 1e-10 * scale, "stationarity residual %g (scale %g)", worst, scale);
+    /* a dead key coordinate (its row of C and of K zero: A singular, where the reference's solve
+     * fails): a ridge is added, Δ is finite and its column for the dead coordinate is exactly 0;
+     * a regular A gets no ridge */
+    double ridge = -1;
+    CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, &ridge, &err) == 0);
+    CHECK(ridge == 0);
+    double Cs[F * F], Ks[F * u];
+    memcpy(Cs, C, sizeof Cs);
+    memcpy(Ks, K, sizeof Ks);
+    for (int i = 0; i < F; i++) Cs[i] = Cs[i * F] = 0;
+    for (int j = 0; j < u; j++) Ks[j] = 0;
+    CHECK(memit_solve(Cs, Ks, R, F, u, D, lambda, Dl, &ridge, &err) == 0);
+    CHECK_MSG(ridge > 0, "ridge %g", ridge);
+    bool finite = true, dead0 = true;
+    for (int i = 0; i < D * F; i++) finite &= isfinite(Dl[i]);
+    for (int d = 0; d < D; d++) dead0 &= Dl[d * F] == 0;
+    CHECK(finite && dead0);
+    /* u = 0: no change; R = 0: Δ = 0 */
+    double Z[D * u] = {0};
+    CHECK(memit_solve(C, K, Z, F, u, D, lambda, Dl, NULL, &err) == 0);
+    double mx = 0;
+    for (int i = 0; i < D * F; i++) mx = fmax(mx, fabs(Dl[i]));
+    CHECK(mx == 0);
+}
+
+static void test_lambda_to_zero_maps_keys_onto_residuals(void) {
+    enum { F = 16, u = 6, D = 4 };
+    double C[F * F], K[F * u], R[D * u], Dl[D * F];
+    instance(12, F, u, D, C, K, R);
+    cis_err err = {0};
+    double prev = INFINITY;
+    for (double lambda = 1.0; lambda >= 1e-9; lambda *= 1e-2) {
+        CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, NULL, &err) == 0);
+        double e = 0;
+        for (int d = 0; d < D; d++)
+            for (int j = 0; j < u; j++) {
+                double dk = 0;
+                for (int k = 0; k < F; k++) dk += Dl[d * F + k] * K[k * u + j];
+                e = fmax(e, fabs(dk - R[d * u + j]));
+            }
+        CHECK_MSG(e <= prev * 1.0001, "lambda %g: error %g grew from %g", lambda, e, prev);
+        prev = e;
+    }
+    CHECK_MSG(prev < 1e-6, "at lambda 1e-9: max |Δk - r| = %g", prev);
+}
+
+static void test_woodbury_agrees(void) {
+    enum { F = 10, u = 3, D = 4 };
+    double C[F * F], K[F * u], R[D * u], Dl[D * F];
+    instance(13, F, u, D, C, K, R);
+    cis_err err = {0};
+    double lambda = 2.5;
+    CHECK(memit_solve(C, K, R, F, u, D, lambda, Dl, NULL, &err) == 0);
+    /* Δ K = R [I - (I + Kᵀ (λC)⁻¹ K)⁻¹] */
+    double Ci[F * F];
+    for (int i = 0; i < F * F; i++) Ci[i] = lambda * C[i];
+    inverse(Ci, F);
+    double M[u * u];
+    for (int a = 0; a < u; a++)
+        for (int b = 0; b < u; b++) {
+            double s = a == b;
+            for (int i = 0; i < F; i++)
+                for (int k = 0; k < F; k++) s += K[i * u + a] * Ci[i * F + k] * K[k * u + b];
+            M[a * u + b] = s;
+        }
+    inverse(M, u);
+    double worst = 0;
+    for (int d = 0; d < D; d++)
+        for (int j = 0; j < u; j++) {
+            double want = 0, got = 0;
+            for (int a = 0; a < u; a++) want += R[d * u + a] * ((a == j) - M[a * u + j]);
+            for (int k = 0; k < F; k++) got += Dl[d * F + k] * K[k * u + j];
+            worst = fmax(worst, fabs(want - got));
+        }
+    CHECK_MSG(worst < 1e-12, "Woodbury vs solve: %g", worst);
+}
+
+/* the exact E[k kᵀ]: each sequence alone, READ hook at D, every token row, summed in double */
+static void exact_mom2(llama_model *m, int n, int32_t **seqs, const int *lens, int layer, double *C, int F) {
+    memset(C, 0, (size_t)F * F * sizeof *C);
+    long tok = 0;
+    cis_err err = {0};
+    for (int s = 0; s < n; s++) {
+        float *rd = xmalloc((size_t)lens[s] * F * sizeof *rd);
+        llama_hook h = {.layer = layer, .point = LLAMA_HOOK_D, .mode = LLAMA_HOOK_READ, .n_pos = -1, .read = rd};
+        llama_batch b = {.B = 1, .T = lens[s], .ids = seqs[s]};
+        CIS_ASSERT(llama_forward(m, &b, &h, 1, false, NULL, &err) == 0);
+        for (int t = 0; t < lens[s]; t++)
+            for (int i = 0; i < F; i++)
+                for (int j = 0; j < F; j++) C[i * F + j] += (double)rd[t * F + i] * rd[t * F + j];
+        tok += lens[s];
+        free(rd);
+    }
+    for (int i = 0; i < F * F; i++) C[i] /= (double)tok;
+}
+
+static void test_stats_exact_second_moment(void) {
+    llama_model *m = ef_model(21, 3);
+    int F = 24, n = 40;
+    int32_t **seqs = xcalloc((size_t)n, sizeof *seqs);
+    int *lens = xcalloc((size_t)n, sizeof *lens);
+    uint64_t s = 5;
+    for (int i = 0; i < n; i++) {
+        lens[i] = 1 + (int)(rng_splitmix64(&s) % 120);   /* many padded chunks of up to 4096 tokens */
+        seqs[i] = xmalloc((size_t)lens[i] * sizeof(int32_t));
+        for (int t = 0; t < lens[i]; t++) seqs[i][t] = (int32_t)(rng_splitmix64(&s) % FX_V);
+    }
+    int layers[2] = {0, 2};
+    float *C[2] = {xmalloc((size_t)F * F * sizeof(float)), xmalloc((size_t)F * F * sizeof(float))};
+    int64_t ntok = 0;
+    cis_err err = {0};
+    CHECK(memit_stats_compute(m, n, (const int32_t *const *)seqs, lens, layers, 2, C, &ntok, NULL, NULL, &err) == 0);
+    long want_tok = 0;
+    for (int i = 0; i < n; i++) want_tok += lens[i];
+    CHECK_EQ_INT(ntok, want_tok);
+    double *E = xmalloc((size_t)F * F * sizeof *E);
+    for (int li = 0; li < 2; li++) {
+        exact_mom2(m, n, seqs, lens, layers[li], E, F);
+        double worst = 0, mx = 0, asym = 0;
+        for (int i = 0; i < F * F; i++) { worst = fmax(worst, fabs(C[li][i] - E[i])); mx = fmax(mx, fabs(E[i])); }
+        for (int i = 0; i < F; i++)
+            for (int j = 0; j < F; j++) asym = fmax(asym, fabs(C[li][i * F + j] - C[li][j * F + i]));
+        CHECK_MSG(worst <= 1e-5 * mx, "layer %d: max |C - exact| = %g (max %g)", layers[li], worst, mx);
+        CHECK_MSG(asym <= 1e-6 * mx, "asymmetry %g", asym);
+        double dmin = INFINITY;
+        for (int i = 0; i < F; i++) dmin = fmin(dmin, C[li][i * F + i]);
+        CHECK(dmin >= 0);
+    }
+    /* a hand-checkable case: one sequence of one token: C = k kᵀ exactly */
+    int one = 1;
+    int32_t *s1 = seqs[0];
+    CHECK(memit_stats_compute(m, 1, (const int32_t *const *)&s1, &one, layers, 1, C, &ntok, NULL, NULL, &err) == 0);
+    float k[24];
+    llama_hook h = {.layer = 0, .point = LLAMA_HOOK_D, .mode = LLAMA_HOOK_READ, .n_pos = -1, .read = k};
+    llama_batch b = {.B = 1, .T = 1, .ids = s1};
+    CHECK(llama_forward(m, &b, &h, 1, false, NULL, &err) == 0);
+    double w1 = 0;
+    for (int i = 0; i < F; i++)
+        for (int j = 0; j < F; j++) w1 = fmax(w1, fabs(C[0][i * F + j] - k[i] * k[j]));
+    CHECK_MSG(w1 < 1e-5, "one token: %g", w1);
+    CHECK_EQ_INT(ntok, 1);
+    for (int i = 0; i < n; i++) free(seqs[i]);
+    free(seqs); free(lens); free(E); free(C[0]); free(C[1]);
+    llama_model_free(&m);
+}
+
+static double mono(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void test_stats_cache_reused(void) {
+    char *w = ef_world(60, 300);
+    char cache[] = "/tmp/cisweep-mom2-XXXXXX";
+    CIS_ASSERT(mkdtemp(cache));
+    llama_model *m = ef_model(22, 3);
+    interv_record rec;
+    interv_record_init(&rec);
+    interv_ctx c = {.model = m, .tok = g_tok, .data_dir = w, .cache_dir = cache, .method = "memit", .record = &rec};
+    int layers[2] = {1, 2};
+    float *C1[2], *C2[2];
+    memit_stats_info i1, i2;
+    cis_err err = {0};
+    double t0 = mono();
+    CHECK(memit_stats_get(&c, layers, 2, 1000, C1, &i1, &err) == 0);
+    double t1 = mono();
+    CHECK(memit_stats_get(&c, layers, 2, 1000, C2, &i2, &err) == 0);
+    double t2 = mono();
+    CHECK_EQ_INT(i1.n_computed, 2);
+    CHECK_EQ_INT(i1.n_cached, 0);
+    CHECK_EQ_INT(i1.n_docs, 300);
+    CHECK_EQ_INT(i2.n_computed, 0);
+    CHECK_EQ_INT(i2.n_cached, 2);
+    CHECK_EQ_INT(i2.n_tokens, i1.n_tokens);
+    CHECK(memcmp(C1[0], C2[0], 24 * 24 * sizeof(float)) == 0 && memcmp(C1[1], C2[1], 24 * 24 * sizeof(float)) == 0);
+    CHECK_MSG(t2 - t1 < t1 - t0, "cached %.4f s vs computed %.4f s", t2 - t1, t1 - t0);
+    CHECK_EQ_STR(i1.key, i2.key);
+    /* fewer samples: another key, computed again */
+    memit_stats_info i3;
+    float *C3[2];
+    CHECK(memit_stats_get(&c, layers, 2, 100, C3, &i3, &err) == 0);
+    CHECK_EQ_INT(i3.n_computed, 2);
+    CHECK_EQ_INT(i3.n_docs, 100);
+    CHECK(strcmp(i3.key, i1.key) != 0);
+    for (int i = 0; i < 2; i++) free(C3[i]);
+    /* a change in layer 2's weights changes layer 2's key only */
+    int n;
+    llama_param *p = llama_model_params(m, &n);
+    p[llama_model_find(m, "model.layers.2.mlp.up_proj.weight")].data[0] += 1.0f;
+    CHECK(memit_stats_get(&c, layers, 2, 1000, C3, &i3, &err) == 0);
+    CHECK_EQ_INT(i3.n_cached, 1);
+    CHECK_EQ_INT(i3.n_computed, 1);
+    for (int i = 0; i < 2; i++) free(C3[i]);
+    /* with the base model known (a sweep's worker), a modified working model (e.g. compressed before
+     * MEMIT) still gets the base model's statistics: read from the cache, nothing recomputed */
+    llama_model *base = ef_model(22, 3);
+    c.base = base;
+    CHECK(memit_stats_get(&c, layers, 2, 1000, C3, &i3, &err) == 0);
+    CHECK_EQ_INT(i3.n_cached, 2);
+    CHECK_EQ_INT(i3.n_computed, 0);
+    CHECK_EQ_STR(i3.key, i1.key);
+    CHECK(memcmp(C3[1], C1[1], 24 * 24 * sizeof(float)) == 0);
+    for (int i = 0; i < 2; i++) free(C3[i]);
+    c.base = NULL;
+    llama_model_free(&base);
+    /* a corrupt file is an error naming it */
+    char *cmd = xasprintf("for f in %s/mom2/*.mom2; do printf garbage > $f; done", cache);
+    CHECK(system(cmd) == 0);
+    free(cmd);
+    err = (cis_err){0};
+    CHECK(memit_stats_get(&c, layers, 2, 1000, C3, &i3, &err) == -1);
+    CHECK_MSG(strstr(err.msg, ".mom2") && strstr(err.msg, "not a cisweep statistics file"), "%s", err.msg);
+    for (int i = 0; i < 2; i++) { free(C1[i]); free(C2[i]); }
+    interv_record_clear(&rec);
+    llama_model_free(&m);
+    fx_rm_rf(cache);
+    fx_rm_rf(w);
+    free(w);
+}
+
+static void test_templates_seeded(void) {
+    llama_model *m = ef_model(23, 2);
+    char *a[MEMIT_N_TEMPLATES], *b[MEMIT_N_TEMPLATES], *c[MEMIT_N_TEMPLATES];
+    cis_err err = {0};
+    CHECK(memit_context_templates(m, g_tok, 1, a, &err) == 0);
+    CHECK(memit_context_templates(m, g_tok, 1, b, &err) == 0);
+    CHECK(memit_context_templates(m, g_tok, 2, c, &err) == 0);
+    CHECK_EQ_STR(a[0], "{}");
+    int same = 0, diff = 0;
+    for (int t = 0; t < MEMIT_N_TEMPLATES; t++) {
+        CHECK_EQ_STR(a[t], b[t]);
+        same += !strcmp(a[t], c[t]);
+        size_t L = strlen(a[t]);
+        CHECK(L >= 2 && !strcmp(a[t] + L - 2, "{}"));
+        CHECK(strstr(a[t], "{}") == a[t] + L - 2);   /* braces of the sample are gone */
+        if (t) CHECK(L > 4 && !strcmp(a[t] + L - 4, ". {}"));
+    }
+    for (int t = 1; t < MEMIT_N_TEMPLATES; t++) diff += strcmp(a[t], c[t]) != 0;
+    CHECK_MSG(diff > 0, "seeds 1 and 2 gave the same five templates");
+    CHECK(!strncmp(a[1], "The", 3) && !strncmp(a[2], "Therefore", 9));
+    (void)same;
+    for (int t = 0; t < MEMIT_N_TEMPLATES; t++) { free(a[t]); free(b[t]); free(c[t]); }
+    llama_model_free(&m);
+}
+
+/* the layer-L* outputs at the last subject token of each edit's plain prompt */
+static void zl_outputs(llama_model *m, int u, char **prompts, const int *iota, int zl, float *out) {
+    cis_err err = {0};
+    for (int e = 0; e < u; e++) {
+        int32_t *ids = NULL;
+        size_t n = 0;
+        CIS_ASSERT(tokenizer_encode(g_tok, prompts[e], strlen(prompts[e]), true, &ids, &n, &err) == 0);
+        float *rd = xmalloc(n * 16 * sizeof *rd);
+        llama_hook h = {.layer = zl, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_READ, .n_pos = -1, .read = rd};
+        llama_batch b = {.B = 1, .T = (int)n, .ids = ids, .n_layers = zl + 1};
+        CIS_ASSERT(llama_forward(m, &b, &h, 1, false, NULL, &err) == 0);
+        memcpy(out + (size_t)e * 16, rd + (size_t)iota[e] * 16, 16 * sizeof(float));
+        free(rd);
+        free(ids);
+    }
+}
+
+static void test_memit_stage(void) {
+    char *w = ef_world(120, 200);
+    char cache[] = "/tmp/cisweep-mom2s-XXXXXX";
+    CIS_ASSERT(mkdtemp(cache));
+    llama_model *m = ef_model(24, 4);
+    ef_snap s = ef_take(m);
+    json_t *recs = NULL;
+    cis_err err = {0};
+    const char *comp = "[{\"method\":\"memit\",\"params\":{\"layers\":[1,2],\"layers_depth\":0,\"v_steps\":10,"
+                       "\"mom2_update_weight\":1.0,\"mom2_n_samples\":200}}]";
+    int rc = ef_run(m, g_tok, comp, w, cache, 1, &recs, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    int n;
+    llama_param *p = llama_model_params(m, &n);
+    for (int i = 0; i < n; i++) {
+        bool want = !strcmp(p[i].name, "model.layers.1.mlp.down_proj.weight") ||
+                    !strcmp(p[i].name, "model.layers.2.mlp.down_proj.weight");
+        CHECK_MSG(ef_changed(m, &s, i) == want, "%s changed=%d", p[i].name, (int)ef_changed(m, &s, i));
+    }
+    json_t *st = json_array_get(recs, 0), *r = json_object_get(st, "record"), *ep = json_object_get(st, "params");
+    CHECK_EQ_INT(json_integer_value(json_object_get(ep, "loss_layer")), 3);
+    CHECK_EQ_INT(json_integer_value(json_object_get(r, "z_layer")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(r, "n_edits")), 50);
+    CHECK_EQ_INT(json_array_size(json_object_get(r, "values")), 50);
+    CHECK_EQ_INT(json_array_size(json_object_get(r, "templates")), MEMIT_N_TEMPLATES);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(r, "stats"), "computed_layers")), 2);
+    double rf = json_number_value(json_object_get(r, "resid_final"));
+    CHECK_MSG(rf < 0.95, "the update left %.3f of the residual at layer L*", rf);
+    json_t *ph = json_object_get(st, "phases_s");
+    const char *phases[] = {"stats", "templates", "values", "keys", "solve", "write"};
+    for (int i = 0; i < 6; i++) CHECK_MSG(json_is_number(json_object_get(ph, phases[i])), "phase %s", phases[i]);
+    /* every value optimisation lowered its loss or stopped early */
+    json_t *vals = json_object_get(r, "values");
+    int lower = 0;
+    for (size_t i = 0; i < json_array_size(vals); i++) {
+        json_t *v = json_array_get(vals, i);
+        lower += json_number_value(json_object_get(v, "loss_last")) < json_number_value(json_object_get(v, "loss_first"));
+        CHECK(json_number_value(json_object_get(v, "delta_rel")) <= 4.0 + 1e-4);   /* the clamp */
+    }
+    CHECK_MSG(lower >= 45, "%d of 50 value losses fell", lower);
+    json_decref(recs);
+
+    /* a second MEMIT job on the same base model (edit set 2) reads the statistics */
+    llama_model_free(&m);
+    m = ef_model(24, 4);
+    recs = NULL;
+    rc = ef_run(m, g_tok, comp, w, cache, 2, &recs, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    r = json_object_get(json_array_get(recs, 0), "record");
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(r, "stats"), "cached_layers")), 2);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(r, "stats"), "computed_layers")), 0);
+    json_decref(recs);
+    ef_snap_free(&s);
+    llama_model_free(&m);
+    fx_rm_rf(cache);
+    fx_rm_rf(w);
+    free(w);
+}
+
+static void test_lambda_small_keys_hit_residuals(void) {
+    /* with mom2_update_weight -> 0 and fewer edits (10, edit set 2 of 60 records) than keys (F 24),
+     * the update maps each edited key exactly onto its share of the residual (key_fit -> 0), on the
+     * real keys of the stage; with the paper's weight it does not */
+    char *w = ef_world(60, 50);
+    double fit[2];
+    const char *comp[2] = {
+        "[{\"method\":\"memit\",\"params\":{\"layers\":[1,2],\"layers_depth\":0,\"v_steps\":5,"
+        "\"mom2_update_weight\":1e-7,\"mom2_n_samples\":50}}]",
+        "[{\"method\":\"memit\",\"params\":{\"layers\":[1,2],\"layers_depth\":0,\"v_steps\":5,"
+        "\"mom2_update_weight\":15000,\"mom2_n_samples\":50}}]"};
+    for (int k = 0; k < 2; k++) {
+        llama_model *m = ef_model(25, 4);   /* L* = 2 below the last layer: δ at the subject reaches the
+                                                target positions through attention */
+        json_t *recs = NULL;
+        cis_err err = {0};
+        int rc = ef_run(m, g_tok, comp[k], w, NULL, 2, &recs, &err);
+        CHECK_MSG(rc == 0, "%s", err.msg);
+        json_t *r = json_object_get(json_array_get(recs, 0), "record");
+        CHECK_EQ_INT(json_integer_value(json_object_get(r, "n_edits")), 10);
+        json_t *ls = json_object_get(r, "layers");
+        CHECK_EQ_INT(json_array_size(ls), 2);
+        fit[k] = 0;
+        for (size_t i = 0; i < json_array_size(ls); i++)
+            fit[k] = fmax(fit[k], json_number_value(json_object_get(json_array_get(ls, i), "key_fit")));
+        json_decref(recs);
+        llama_model_free(&m);
+    }
+    CHECK_MSG(fit[0] < 1e-4, "lambda 1e-7: key fit %g", fit[0]);
+    CHECK_MSG(fit[1] > 1e-2, "lambda 15000: key fit %g", fit[1]);
+    fx_rm_rf(w);
+    free(w);
+    (void)zl_outputs;
+}
+
+int main(void) {
+    g_tok = ef_tokenizer(&g_tokdir);
+    RUN(test_normal_equations);
+    RUN(test_lambda_to_zero_maps_keys_onto_residuals);
+    RUN(test_woodbury_agrees);
+    RUN(test_stats_exact_second_moment);
+    RUN(test_stats_cache_reused);
+    RUN(test_templates_seeded);
+    RUN(test_memit_stage);
+    RUN(test_lambda_small_keys_hit_residuals);
+    tokenizer_free(g_tok);
+    fx_rm_rf(g_tokdir);
+    free(g_tokdir);
+    return test_summary();
+}

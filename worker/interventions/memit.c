@@ -1,0 +1,635 @@
+/* memit.c - `memit`: MEMIT mass editing (Meng et al. 2023) as EasyEdit implements it and the paper
+ * ran it (../shared/docs/algorithms.md §6, fidelity.md §6): all the edits of the edit set in one
+ * batch, into mlp.down_proj of the edited layers.
+ *
+ *   0. statistics   C_l = E[k kᵀ] of the MLP keys of each edited layer (memit_stats.c: computed
+ *                   once per base model and settings, then read from the cache directory);
+ *   1. templates    "{}" and five "<sampled text>. {}" from the unedited model (top-5 sampling,
+ *                   seeded by the job's seed);
+ *   2. values       per edit j, a residual delta δ_j at the output of the last edited layer L*
+ *                   (an ADD hook at point E, on the last subject token of each of 6 rewriting
+ *                   inputs and 1 KL input), optimised with Adam (lr v_lr) for v_steps iterations
+ *                   on NLL(target | T_t(prompt)) + kl_factor KL(P_δ || P_0)("{subject} is a") +
+ *                   v_weight_decay ||δ|| / ||h0||², stopping when the loss is < 0.05 or at the
+ *                   last iteration (no step there), δ clamped to clamp_norm_factor ||h0|| after
+ *                   every step; z_j = h0 + δ_j. The loss is read at the model's output (the loss
+ *                   layer is the last layer: the reference's max(31, L*) on a 32-layer model);
+ *   3. per edited layer l in increasing order (i = 0..N-1):
+ *        keys      K = ½[k(T0) + mean_t k(T_t)] at the last subject token, on the current model;
+ *        residual  R = (Z - H) / (N - i), H = the layer-L* output at the plain prompts now;
+ *        solve     Δ = R Kᵀ (λ C_l + K Kᵀ)⁻¹ in double (memit_solve), λ = mom2_update_weight;
+ *        write     W_l += Δ at once (the next layer sees it).
+ * The value optimisation runs on the shared training loop (worker/train/train_loop.h) in step
+ * mode over the caller's tensor δ; its gradient comes from the ADD hook's grad.
+ *
+ * Record: edit_set, n_edits, records, edit_layers, z_layer, loss_layer, templates, stats (key,
+ * cached/computed layers, tokens, documents, seconds), values (per edit: loss_first, loss_last,
+ * steps, delta_rel = ||δ||/||h0||), layers (per layer: delta_norm, resid_norm, ridge (0 unless A was singular), key_fit = ||Δ K - R̃|| / ||R̃||), resid_final
+ * (mean ||z - h|| / ||z - h_before|| at L* after the update); phases stats, templates, values,
+ * keys, solve, write. */
+#include "worker/interventions/methods.h"
+#include "worker/interventions/memit.h"
+#include "worker/interventions/memit_stats.h"
+#include "worker/interventions/edit_common.h"
+#include "worker/train/train_loop.h"
+#include "worker/engine/backend.h"
+#include "common/rng.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MEMIT_STOP_LOSS 5e-2   /* the reference's early stop of the value optimisation */
+#define MEMIT_TEMPLATE_LEN 10  /* tokens of a sampled template, BOS and seed word included */
+#define MEMIT_TOP_K 5
+
+/* the tiny-model preset (docs/editing.md): the statistics weight scaled by the key width relative
+ * to Llama-3-8B's (λ C against K Kᵀ: a key's share of tr C is ~1/F, so the same balance needs
+ * λ F_tiny / F_8B), and a value optimisation that can reach its targets on a model whose residual
+ * stream is ~10x larger per coordinate (v_lr 2, 50 steps) */
+#define MEMIT_PAPER_LAMBDA 15000.0
+#define MEMIT_PAPER_F 14336.0
+#define MEMIT_PAPER_VLR 0.5
+#define MEMIT_TINY_VLR 2.0
+#define MEMIT_PAPER_VSTEPS 25
+#define MEMIT_TINY_VSTEPS 50
+
+int memit_preset(const llama_config *cfg, json_t *params, cis_err *err) {
+    if (edit_preset_layers(cfg, params, err)) return -1;
+    edit_tiny_override(cfg, params, "mom2_update_weight", MEMIT_PAPER_LAMBDA,
+                       round(MEMIT_PAPER_LAMBDA * cfg->intermediate_size / MEMIT_PAPER_F));
+    edit_tiny_override(cfg, params, "v_lr", MEMIT_PAPER_VLR, MEMIT_TINY_VLR);
+    edit_tiny_override(cfg, params, "v_steps", MEMIT_PAPER_VSTEPS, MEMIT_TINY_VSTEPS);
+    json_object_set_new(params, "loss_layer", json_integer(cfg->num_hidden_layers - 1));
+    return 0;
+}
+
+/* ---- the closed form ------------------------------------------------------------------------- */
+
+int memit_solve(const double *C, const double *K, const double *R, int F, int u, int D, double lambda,
+                double *Delta, double *ridge, cis_err *err) {
+    memset(Delta, 0, (size_t)D * F * sizeof *Delta);
+    if (u == 0) return 0;
+    double *A = xmalloc((size_t)F * F * sizeof *A), *X = xmalloc((size_t)F * u * sizeof *X);
+    for (size_t i = 0; i < (size_t)F * F; i++) A[i] = lambda * C[i];
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, F, u, 1.0, K, u, 1.0, A, F);   /* A += K Kᵀ */
+    memcpy(X, K, (size_t)F * u * sizeof *X);
+    int rc = 0;
+    /* A singular A (statistics of lower rank than F - u: an undertrained model's keys span a
+     * subspace) makes the reference's solve fail or return garbage; here a ridge of eps·mean(diag)
+     * is added, eps = 1e-12, 1e-10, ..., 1e-4, until the Cholesky factorisation succeeds (*ridge
+     * reports it; 0 when none was needed). */
+    double *A0 = xmalloc((size_t)F * F * sizeof *A0), md = 0;
+    memcpy(A0, A, (size_t)F * F * sizeof *A0);
+    for (int i = 0; i < F; i++) md += A0[(size_t)i * F + i] / F;
+    lapack_int info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', F, A, F);
+    double eps = 1e-12;
+    if (ridge) *ridge = 0;
+    while (info != 0 && eps <= 1e-4 && md > 0) {
+        memcpy(A, A0, (size_t)F * F * sizeof *A);
+        for (int i = 0; i < F; i++) A[(size_t)i * F + i] += eps * md;
+        info = LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', F, A, F);
+        if (info == 0 && ridge) *ridge = eps * md;
+        eps *= 100;
+    }
+    free(A0);
+    if (info != 0) {
+        rc = err_set(err, CIS_EINVAL, "MEMIT: lambda C + K Kᵀ is not positive definite even with a ridge of "
+                     "1e-4 x its mean diagonal (leading minor %d); the statistics or the keys are degenerate", (int)info);
+    } else {
+        LAPACKE_dpotrs(LAPACK_ROW_MAJOR, 'L', F, u, A, F, X, u);                         /* X = A⁻¹ K */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, D, F, u, 1.0, R, u, X, u, 0.0, Delta, F);
+    }
+    free(A);
+    free(X);
+    return rc;
+}
+
+/* a malloc'd copy of the first n bytes of s */
+static char *dup_n(const char *s, size_t n) {
+    char *o = xmalloc(n + 1);
+    memcpy(o, s, n);
+    o[n] = 0;
+    return o;
+}
+
+/* ---- context templates ------------------------------------------------------------------------ */
+
+static char *str_replace_all(const char *s, const char *from, const char *to) {
+    size_t fl = strlen(from), tl = strlen(to), cap = strlen(s) * (tl > fl ? tl : 1) + 1, w = 0;
+    char *o = xmalloc(cap + 1);
+    while (*s) {
+        if (!strncmp(s, from, fl)) { memcpy(o + w, to, tl); w += tl; s += fl; }
+        else o[w++] = *s++;
+    }
+    o[w] = 0;
+    return o;
+}
+
+int memit_context_templates(llama_model *m, const tokenizer *tok, uint64_t seed, char *out[MEMIT_N_TEMPLATES],
+                            cis_err *err) {
+    static const char *WORDS[] = {"The", "Therefore", "Because", "I", "You"};
+    int V = llama_model_config(m)->vocab_size;
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, seed, 0x6d656d6974ULL /* "memit" */);
+    float *logits = xmalloc((size_t)V * sizeof *logits);
+    memset(out, 0, MEMIT_N_TEMPLATES * sizeof *out);
+    out[0] = xstrdup("{}");
+    for (int w = 0; w < 5; w++) {
+        int32_t *ids0 = NULL, ids[MEMIT_TEMPLATE_LEN];
+        int n = 0;
+        if (edit_tokens(tok, WORDS[w], true, &ids0, &n, err)) goto fail;
+        if (n > MEMIT_TEMPLATE_LEN) n = MEMIT_TEMPLATE_LEN;
+        memcpy(ids, ids0, (size_t)n * sizeof *ids);
+        free(ids0);
+        while (n < MEMIT_TEMPLATE_LEN) {
+            int32_t ob = 0, ot = n - 1;
+            llama_batch b = {.B = 1, .T = n, .ids = ids, .n_out = 1, .out_b = &ob, .out_t = &ot, .logits = logits};
+            if (llama_forward(m, &b, NULL, 0, false, NULL, err)) goto fail;
+            /* top-5 (ties to the lower id), softmax over them, one draw */
+            int top[MEMIT_TOP_K];
+            for (int k = 0; k < MEMIT_TOP_K; k++) {
+                int best = -1;
+                for (int v = 0; v < V; v++) {
+                    bool used = false;
+                    for (int q = 0; q < k; q++) used |= top[q] == v;
+                    if (!used && (best < 0 || logits[v] > logits[best])) best = v;
+                }
+                top[k] = best;
+            }
+            double p[MEMIT_TOP_K], s = 0;
+            for (int k = 0; k < MEMIT_TOP_K; k++) s += p[k] = exp((double)logits[top[k]] - logits[top[0]]);
+            double x = (double)(rng_xoshiro_next(&r) >> 11) * 0x1.0p-53 * s;
+            int pick = MEMIT_TOP_K - 1;
+            for (int k = 0; k < MEMIT_TOP_K; k++) {
+                if (x < p[k]) { pick = k; break; }
+                x -= p[k];
+            }
+            ids[n++] = top[pick];
+        }
+        char *text = NULL;
+        if (tokenizer_decode(tok, ids, (size_t)n, true, &text)) {
+            err_set(err, CIS_EINVAL, "MEMIT: could not decode a sampled context template");
+            goto fail;
+        }
+        char *a = str_replace_all(text, "\n\n", " "), *b2 = str_replace_all(a, "{", " "), *c2 = str_replace_all(b2, "}", " ");
+        out[1 + w] = xasprintf("%s. {}", c2);
+        free(text); free(a); free(b2); free(c2);
+    }
+    free(logits);
+    return 0;
+fail:
+    free(logits);
+    for (int i = 0; i < MEMIT_N_TEMPLATES; i++) { free(out[i]); out[i] = NULL; }
+    return -1;
+}
+
+/* ---- the inputs of one edit -------------------------------------------------------------------- */
+
+/* the text of template t applied to the prompt, split around the subject */
+typedef struct edit_texts {
+    char *ctx_prefix[MEMIT_N_TEMPLATES];   /* template text before "{}" */
+    char *before;                          /* prompt text before the subject */
+} edit_texts;
+
+/* tok(ctx + before + subject) (BOS): its length - 1 is the last subject token; tok(ctx + prompt)
+ * is the key/rewriting input. */
+static int subject_index(const tokenizer *tok, const char *ctx, const char *before, const char *subject, int *iota,
+                         cis_err *err) {
+    char *s = xasprintf("%s%s%s", ctx, before, subject);
+    int32_t *ids = NULL;
+    int n = 0;
+    int rc = edit_tokens(tok, s, true, &ids, &n, err);
+    free(s);
+    free(ids);
+    *iota = n - 1;
+    return rc;
+}
+
+typedef struct memit_job {
+    interv_ctx *c;
+    llama_model *m;
+    int D, V, zl;
+    /* one edit's value optimisation */
+    int T;
+    int32_t ids[7 * 256], lens[7], targets[7 * 256];
+    int32_t pb[7], pt[7];
+    float *hval, *hgrad, *hread;    /* [7, D], [7, D], [7*T, D] */
+    float *logits, *dlogits;        /* [V] */
+    double *logp0;                  /* [V] */
+    bool have0;
+    float *delta_h;                 /* host copy of δ [D] */
+    float *delta_d, *grad_d;        /* δ and its gradient in the backend's memory */
+    float *h0;                      /* [D] */
+    double h0n;                     /* ||h0|| */
+    double kl_factor, wd, clamp;
+    double loss_first, loss_last;
+    bool first;
+} memit_job;
+
+static int value_step(void *arg, const train_step_info *si, double *loss, cis_err *err) {
+    memit_job *j = arg;
+    if (interv_should_stop(j->c)) return err_set(err, CIS_ECANCEL, "stopped on request");
+    backend *be = llama_model_backend(j->m);
+    int D = j->D, V = j->V;
+    backend_download(be, j->delta_h, j->delta_d, (size_t)D * sizeof(float));
+    for (int r = 0; r < 7; r++) memcpy(j->hval + (size_t)r * D, j->delta_h, (size_t)D * sizeof(float));
+    llama_hook hk = {.layer = j->zl, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 7, .pos_b = j->pb,
+                     .pos_t = j->pt, .value = j->hval, .read = j->have0 ? NULL : j->hread, .grad = j->hgrad};
+    int32_t ob = 6, ot = j->pt[6];
+    llama_batch b = {.B = 7, .T = j->T, .ids = j->ids, .lens = j->lens, .targets = j->targets, .n_out = 1,
+                     .out_b = &ob, .out_t = &ot, .logits = j->logits};
+    double nll = 0;
+    if (llama_forward(j->m, &b, &hk, 1, true, &nll, err)) return -1;
+    if (!j->have0) {
+        /* h0: the layer-L* output at the subject of the first (plain) rewriting input, δ = 0 */
+        memcpy(j->h0, j->hread + (size_t)j->pt[0] * D, (size_t)D * sizeof(float));
+        double s = 0;
+        for (int d = 0; d < D; d++) s += (double)j->h0[d] * j->h0[d];
+        j->h0n = sqrt(s);
+    }
+    /* KL(P_δ || P_0) at the KL input's subject */
+    double mx = j->logits[0], s = 0;
+    for (int v = 1; v < V; v++) if (j->logits[v] > mx) mx = j->logits[v];
+    for (int v = 0; v < V; v++) s += exp((double)j->logits[v] - mx);
+    double lse = mx + log(s), kl = 0;
+    if (!j->have0) {
+        for (int v = 0; v < V; v++) j->logp0[v] = j->logits[v] - lse;
+        j->have0 = true;
+    }
+    for (int v = 0; v < V; v++) {
+        double lp = j->logits[v] - lse;
+        kl += exp(lp) * (lp - j->logp0[v]);
+    }
+    double dn = 0;
+    for (int d = 0; d < D; d++) dn += (double)j->delta_h[d] * j->delta_h[d];
+    dn = sqrt(dn);
+    double h2 = j->h0n * j->h0n > 0 ? j->h0n * j->h0n : 1;
+    double total = nll + j->kl_factor * kl + j->wd * dn / h2;
+    *loss = total;
+    if (j->first) { j->loss_first = total; j->first = false; }
+    j->loss_last = total;
+    if (total < MEMIT_STOP_LOSS || si->step == si->steps - 1) return 1;
+    for (int v = 0; v < V; v++) {
+        double lp = j->logits[v] - lse;
+        j->dlogits[v] = (float)(si->loss_scale * j->kl_factor * exp(lp) * (lp - j->logp0[v] - kl));
+    }
+    if (llama_backward(j->m, si->loss_scale, j->dlogits, err)) return -1;
+    float *g = j->hval;   /* reuse: the summed gradient [D] */
+    for (int d = 0; d < D; d++) {
+        double a = dn > 0 ? si->loss_scale * j->wd * j->delta_h[d] / (dn * h2) : 0;
+        for (int r = 0; r < 7; r++) a += j->hgrad[(size_t)r * D + d];
+        g[d] = (float)a;
+    }
+    /* the loop zeroed grad_d before this micro-batch: accumulate */
+    float *cur = j->hgrad;
+    backend_download(be, cur, j->grad_d, (size_t)D * sizeof(float));
+    for (int d = 0; d < D; d++) cur[d] += g[d];
+    backend_upload(be, j->grad_d, cur, (size_t)D * sizeof(float));
+    return 0;
+}
+
+/* clamp ||δ|| to clamp_norm_factor ||h0|| */
+static int value_after(void *arg, int64_t step, cis_err *err) {
+    memit_job *j = arg;
+    backend *be = llama_model_backend(j->m);
+    backend_download(be, j->delta_h, j->delta_d, (size_t)j->D * sizeof(float));
+    double n = 0;
+    for (int d = 0; d < j->D; d++) n += (double)j->delta_h[d] * j->delta_h[d];
+    n = sqrt(n);
+    double mx = j->clamp * j->h0n;
+    if (n > mx) {
+        for (int d = 0; d < j->D; d++) j->delta_h[d] = (float)(j->delta_h[d] * mx / n);
+        backend_upload(be, j->delta_d, j->delta_h, (size_t)j->D * sizeof(float));
+    }
+    return 0;
+}
+
+/* first occurrence of the subject in the prompt; -1 when absent */
+static long subject_pos(const edit_request *r) {
+    const char *p = strstr(r->prompt, r->subject);
+    return p ? (long)(p - r->prompt) : -1;
+}
+
+int memit_apply(interv_ctx *c, cis_err *err) {
+    llama_model *m = c->model;
+    const llama_config *cfg = llama_model_config(m);
+    backend *be = llama_model_backend(m);
+    int D = cfg->hidden_size, F = cfg->intermediate_size, V = cfg->vocab_size;
+    int N = 0;
+    int *layers = edit_param_layers(c, &N);
+    int zl = layers[N - 1];
+    double lambda = interv_param_float(c, "mom2_update_weight");
+    int n_samples = (int)interv_param_int(c, "mom2_n_samples");
+    edit_requests q = {0};
+    char *tmpl[MEMIT_N_TEMPLATES] = {0};
+    float **C = xcalloc((size_t)N, sizeof *C);
+    float *Z = NULL;
+    int32_t *kids = NULL, *klens = NULL, *kpb = NULL, *kpt = NULL;
+    float *kread = NULL, *hread = NULL;
+    double *Kd = NULL, *Rd = NULL, *Cd = NULL, *Dd = NULL;
+    float *W = NULL;
+    memit_job j = {0};
+    int rc = -1, u = 0;
+    json_t *vals = json_array(), *lrec = json_array();
+
+    interv_phase_begin(c->record, "prepare");
+    if (edit_requests_load(c->data_dir, c->edit_set, &q, err)) goto out;
+    u = q.n;
+    for (int i = 0; i < u; i++)
+        if (subject_pos(&q.r[i]) < 0) {
+            err_set(err, CIS_EINVAL, "edit set %d, zsRE record %d: subject \"%s\" does not occur in src \"%s\" "
+                    "(MEMIT needs the subject's last token)", c->edit_set, q.r[i].record, q.r[i].subject,
+                    q.r[i].prompt);
+            goto out;
+        }
+    llama_model_freeze_all(m);
+
+    /* 0. statistics */
+    interv_phase_begin(c->record, "stats");
+    memit_stats_info si;
+    if (memit_stats_get(c, layers, N, n_samples, C, &si, err)) goto out;
+    json_t *st = json_object();
+    json_object_set_new(st, "key", json_string(si.key));
+    json_object_set_new(st, "cached_layers", json_integer(si.n_cached));
+    json_object_set_new(st, "computed_layers", json_integer(si.n_computed));
+    json_object_set_new(st, "n_tokens", json_integer(si.n_tokens));
+    json_object_set_new(st, "n_docs", json_integer(si.n_docs));
+    json_object_set_new(st, "seconds", json_real(si.seconds));
+    interv_record_set(c->record, "stats", st);
+    interv_progress(c, 0.1);
+
+    /* 1. context templates */
+    interv_phase_begin(c->record, "templates");
+    if (memit_context_templates(m, c->tok, c->seed, tmpl, err)) goto out;
+    json_t *tj = json_array();
+    for (int t = 0; t < MEMIT_N_TEMPLATES; t++) json_array_append_new(tj, json_string(tmpl[t]));
+    interv_record_set(c->record, "templates", tj);
+
+    /* 2. target values z_j */
+    interv_phase_begin(c->record, "values");
+    Z = xmalloc((size_t)u * D * sizeof *Z);
+    j.c = c; j.m = m; j.D = D; j.V = V; j.zl = zl;
+    j.kl_factor = interv_param_float(c, "kl_factor");
+    j.wd = interv_param_float(c, "v_weight_decay");
+    j.clamp = interv_param_float(c, "clamp_norm_factor");
+    j.hval = xmalloc((size_t)7 * D * sizeof(float));
+    j.hgrad = xmalloc((size_t)7 * D * sizeof(float));
+    j.hread = xmalloc((size_t)7 * 256 * D * sizeof(float));
+    j.logits = xmalloc((size_t)V * sizeof(float));
+    j.dlogits = xmalloc((size_t)V * sizeof(float));
+    j.logp0 = xmalloc((size_t)V * sizeof(double));
+    j.delta_h = xmalloc((size_t)D * sizeof(float));
+    j.h0 = xmalloc((size_t)D * sizeof(float));
+    j.delta_d = backend_alloc(be, (size_t)D * sizeof(float), err);
+    j.grad_d = backend_alloc(be, (size_t)D * sizeof(float), err);
+    if (!j.delta_d || !j.grad_d) goto out;
+    for (int e = 0; e < u; e++) {
+        const edit_request *r = &q.r[e];
+        long sp = subject_pos(r);
+        char *before = dup_n(r->prompt, (size_t)sp);
+        /* target tokens: tok(prompt + " " + target) minus tok(prompt) */
+        int32_t *pid = NULL, *fid = NULL;
+        int np = 0, nf = 0;
+        char *full = xasprintf("%s %s", r->prompt, r->target);
+        int trc = edit_tokens(c->tok, r->prompt, true, &pid, &np, err) || edit_tokens(c->tok, full, true, &fid, &nf, err);
+        free(full);
+        int no = nf - np;
+        if (!trc && no < 1)
+            trc = err_set(err, CIS_EINVAL, "zsRE record %d: target \"%s\" adds no token", r->record, r->target);
+        /* 6 rewriting inputs tok(T_t(prompt)) + target[:-1], and the KL input "{subject} is a" */
+        int T = 1;
+        int32_t *seq[7] = {0};
+        int sl[7] = {0};
+        for (int t = 0; t < MEMIT_N_TEMPLATES && !trc; t++) {
+            const char *br = strstr(tmpl[t], "{}");
+            char *ctxp = dup_n(tmpl[t], (size_t)(br - tmpl[t]));
+            char *text = xasprintf("%s%s", ctxp, r->prompt);
+            int32_t *ids = NULL;
+            int n = 0, iota = 0;
+            trc = edit_tokens(c->tok, text, true, &ids, &n, err) ||
+                  subject_index(c->tok, ctxp, before, r->subject, &iota, err);
+            if (!trc) {
+                seq[t] = xmalloc((size_t)(n + no) * sizeof(int32_t));
+                memcpy(seq[t], ids, (size_t)n * sizeof(int32_t));
+                memcpy(seq[t] + n, fid + np, (size_t)(no - 1) * sizeof(int32_t));
+                sl[t] = n + no - 1;
+                j.pt[t] = iota;
+                /* labels: position n-1+k predicts target k */
+                j.lens[t] = sl[t];
+            }
+            if (!trc) {
+                /* keep n for labels in pb temporarily */
+                j.pb[t] = n;
+            }
+            free(ids); free(text); free(ctxp);
+        }
+        if (!trc) {
+            char *kl = xasprintf("%s is a", r->subject);
+            int n = 0, iota = 0;
+            trc = edit_tokens(c->tok, kl, true, &seq[6], &n, err) || subject_index(c->tok, "", "", r->subject, &iota, err);
+            sl[6] = n; j.lens[6] = n; j.pt[6] = iota; j.pb[6] = 0;
+            free(kl);
+        }
+        for (int t = 0; t < 7 && !trc; t++) if (sl[t] > T) T = sl[t];
+        if (!trc && T > 256)
+            trc = err_set(err, CIS_EINVAL, "zsRE record %d: a rewriting input is %d tokens (at most 256)", r->record, T);
+        if (!trc) {
+            j.T = T;
+            memset(j.ids, 0, sizeof j.ids);
+            for (int i = 0; i < 7 * T; i++) j.targets[i] = LOSS_IGNORE_INDEX;
+            for (int t = 0; t < 7; t++) {
+                memcpy(j.ids + (size_t)t * T, seq[t], (size_t)sl[t] * sizeof(int32_t));
+                if (t < 6) {
+                    int n = j.pb[t];
+                    for (int k = 0; k < no; k++) j.targets[(size_t)t * T + n - 1 + k] = fid[np + k];
+                }
+            }
+            for (int t = 0; t < 7; t++) j.pb[t] = t;
+        }
+        for (int t = 0; t < 7; t++) free(seq[t]);
+        free(pid); free(fid); free(before);
+        if (trc) goto out;
+        /* optimise δ (fresh Adam per edit, as the reference) */
+        backend_memset(be, j.delta_d, 0, (size_t)D * sizeof(float));
+        j.have0 = false;
+        j.first = true;
+        train_loop_cfg tc = train_loop_cfg_default();
+        tc.steps = interv_param_int(c, "v_steps");
+        tc.optim = optim_config_default(ADAM_TORCH_ADAM);
+        tc.optim.lr = (float)interv_param_float(c, "v_lr");
+        tc.optim.weight_decay = 0;
+        float *pp[1] = {j.delta_d}, *gg[1] = {j.grad_d};
+        int64_t ln[1] = {D};
+        train_tensors tt = {.n = 1, .params = pp, .grads = gg, .len = ln};
+        train_task task = {.model = m, .tensors = &tt, .step = value_step, .after_step = value_after, .ctx = &j};
+        train_loop_result res;
+        int s = train_loop_run(&tc, &task, &res, err);
+        if (s == TRAIN_ERROR) {
+            if (err->code == CIS_ECANCEL) { rc = interv_stopped(c, err); goto out; }
+            err_prefix(err, "value optimisation of zsRE record %d: ", r->record);
+            goto out;
+        }
+        if (s == TRAIN_STOPPED) { rc = interv_stopped(c, err); goto out; }
+        backend_download(be, j.delta_h, j.delta_d, (size_t)D * sizeof(float));
+        double dn = 0;
+        for (int d = 0; d < D; d++) {
+            Z[(size_t)e * D + d] = j.h0[d] + j.delta_h[d];
+            dn += (double)j.delta_h[d] * j.delta_h[d];
+        }
+        json_t *v = json_object();
+        json_object_set_new(v, "record", json_integer(r->record));
+        json_object_set_new(v, "loss_first", json_real(j.loss_first));
+        json_object_set_new(v, "loss_last", json_real(j.loss_last));
+        json_object_set_new(v, "steps", json_integer(res.steps));
+        json_object_set_new(v, "delta_rel", json_real(j.h0n > 0 ? sqrt(dn) / j.h0n : 0));
+        json_array_append_new(vals, v);
+        interv_progress(c, 0.1 + 0.7 * (e + 1) / u);
+    }
+    interv_record_set(c->record, "values", vals);
+    vals = NULL;
+
+    /* 3. the key inputs: tok(T_t(prompt)) for every edit and template, their subject tokens */
+    interv_phase_begin(c->record, "keys");
+    int NK = u * MEMIT_N_TEMPLATES, KT = 1;
+    int32_t **kseq = xcalloc((size_t)NK, sizeof *kseq);
+    klens = xcalloc((size_t)NK, sizeof *klens);
+    kpb = xcalloc((size_t)NK, sizeof *kpb);
+    kpt = xcalloc((size_t)NK, sizeof *kpt);
+    int krc = 0;
+    for (int e = 0; e < u && !krc; e++) {
+        const edit_request *r = &q.r[e];
+        char *before = dup_n(r->prompt, (size_t)subject_pos(r));
+        for (int t = 0; t < MEMIT_N_TEMPLATES && !krc; t++) {
+            int s = e * MEMIT_N_TEMPLATES + t;
+            const char *br = strstr(tmpl[t], "{}");
+            char *ctxp = dup_n(tmpl[t], (size_t)(br - tmpl[t]));
+            char *text = xasprintf("%s%s", ctxp, r->prompt);
+            krc = edit_tokens(c->tok, text, true, &kseq[s], &klens[s], err) ||
+                  subject_index(c->tok, ctxp, before, r->subject, &kpt[s], err);
+            kpb[s] = s;
+            if (!krc && klens[s] > KT) KT = klens[s];
+            free(ctxp); free(text);
+        }
+        free(before);
+    }
+    if (!krc) {
+        kids = xcalloc((size_t)NK * KT, sizeof *kids);
+        for (int s = 0; s < NK; s++) memcpy(kids + (size_t)s * KT, kseq[s], (size_t)klens[s] * sizeof(int32_t));
+    }
+    for (int s = 0; s < NK; s++) free(kseq[s]);
+    free(kseq);
+    if (krc) goto out;
+    kread = xmalloc((size_t)NK * KT * F * sizeof(float));
+    hread = xmalloc((size_t)NK * KT * D * sizeof(float));
+    Kd = xmalloc((size_t)F * u * sizeof *Kd);
+    Rd = xmalloc((size_t)D * u * sizeof *Rd);
+    Cd = xmalloc((size_t)F * F * sizeof *Cd);
+    Dd = xmalloc((size_t)D * F * sizeof *Dd);
+    W = xmalloc((size_t)D * F * sizeof *W);
+    double resid0 = 0;
+    double *R0 = xmalloc((size_t)D * u * sizeof *R0);
+    for (int i = 0; i <= N; i++) {
+        if (interv_should_stop(c)) { free(R0); rc = interv_stopped(c, err); goto out; }
+        interv_phase_begin(c->record, "keys");
+        int l = i < N ? layers[i] : zl;
+        llama_hook hk[2] = {
+            {.layer = l, .point = LLAMA_HOOK_D, .mode = LLAMA_HOOK_READ, .n_pos = -1, .read = kread},
+            {.layer = zl, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_READ, .n_pos = -1, .read = hread},
+        };
+        llama_batch b = {.B = NK, .T = KT, .ids = kids, .lens = klens, .n_layers = zl + 1};
+        if (llama_forward(m, &b, hk, 2, false, NULL, err)) { free(R0); goto out; }
+        /* residual at L*: Z - H on the plain prompts (template 0) */
+        double rn = 0;
+        for (int e = 0; e < u; e++) {
+            int s = e * MEMIT_N_TEMPLATES;
+            const float *h = hread + ((size_t)s * KT + kpt[s]) * D;
+            for (int d = 0; d < D; d++) {
+                double x = (double)Z[(size_t)e * D + d] - h[d];
+                Rd[(size_t)d * u + e] = x;
+                rn += x * x;
+            }
+        }
+        if (i == 0) { resid0 = sqrt(rn); memcpy(R0, Rd, (size_t)D * u * sizeof *R0); }
+        if (i == N) {
+            interv_record_set_num(c->record, "resid_final", resid0 > 0 ? sqrt(rn) / resid0 : 0);
+            break;
+        }
+        /* keys: ½[k(T0) + mean_t k(T_t)] */
+        for (int e = 0; e < u; e++)
+            for (int f = 0; f < F; f++) {
+                int s0 = e * MEMIT_N_TEMPLATES;
+                double k0 = kread[((size_t)s0 * KT + kpt[s0]) * F + f], ks = 0;
+                for (int t = 1; t < MEMIT_N_TEMPLATES; t++) {
+                    int s = s0 + t;
+                    ks += kread[((size_t)s * KT + kpt[s]) * F + f];
+                }
+                Kd[(size_t)f * u + e] = 0.5 * (k0 + ks / (MEMIT_N_TEMPLATES - 1));
+            }
+        for (size_t x = 0; x < (size_t)D * u; x++) Rd[x] /= (double)(N - i);
+        interv_phase_begin(c->record, "solve");
+        for (size_t x = 0; x < (size_t)F * F; x++) Cd[x] = C[i][x];
+        double ridge = 0;
+        if (memit_solve(Cd, Kd, Rd, F, u, D, lambda, Dd, &ridge, err)) { free(R0); err_prefix(err, "layer %d: ", l); goto out; }
+        /* how well the update maps the keys onto their residuals: ||Δ K - R̃|| / ||R̃|| */
+        double fit = 0, rr = 0;
+        for (int d = 0; d < D; d++)
+            for (int e = 0; e < u; e++) {
+                double dk = 0;
+                for (int f = 0; f < F; f++) dk += Dd[(size_t)d * F + f] * Kd[(size_t)f * u + e];
+                double x = Rd[(size_t)d * u + e];
+                fit += (dk - x) * (dk - x);
+                rr += x * x;
+            }
+        interv_phase_begin(c->record, "write");
+        char name[96];
+        snprintf(name, sizeof name, "model.layers.%d.mlp.down_proj.weight", l);
+        int pi = llama_model_find(m, name);
+        CIS_ASSERT(pi >= 0);
+        if (llama_model_param_get(m, pi, W, err)) { free(R0); goto out; }
+        double dn = 0;
+        for (size_t x = 0; x < (size_t)D * F; x++) { W[x] += (float)Dd[x]; dn += Dd[x] * Dd[x]; }
+        if (llama_model_param_set(m, pi, W, err)) { free(R0); goto out; }
+        json_t *lj = json_object();
+        json_object_set_new(lj, "layer", json_integer(l));
+        json_object_set_new(lj, "delta_norm", json_real(sqrt(dn)));
+        json_object_set_new(lj, "resid_norm", json_real(sqrt(rn)));
+        json_object_set_new(lj, "key_fit", json_real(rr > 0 ? sqrt(fit / rr) : 0));
+        json_object_set_new(lj, "ridge", json_real(ridge));
+        json_array_append_new(lrec, lj);
+        interv_progress(c, 0.8 + 0.2 * (i + 1) / N);
+    }
+    free(R0);
+    interv_phase_end(c->record);
+    json_t *recs = json_array(), *lay = json_array();
+    for (int e = 0; e < u; e++) json_array_append_new(recs, json_integer(q.r[e].record));
+    for (int i = 0; i < N; i++) json_array_append_new(lay, json_integer(layers[i]));
+    interv_record_set_int(c->record, "edit_set", c->edit_set);
+    interv_record_set_int(c->record, "n_edits", u);
+    interv_record_set(c->record, "records", recs);
+    interv_record_set(c->record, "edit_layers", lay);
+    interv_record_set_int(c->record, "z_layer", zl);
+    interv_record_set_int(c->record, "loss_layer", cfg->num_hidden_layers - 1);
+    interv_record_set(c->record, "layers", lrec);
+    lrec = NULL;
+    interv_progress(c, 1.0);
+    rc = 0;
+out:
+    interv_phase_end(c->record);
+    json_decref(vals);
+    json_decref(lrec);
+    for (int i = 0; i < N; i++) free(C[i]);
+    free(C);
+    for (int t = 0; t < MEMIT_N_TEMPLATES; t++) free(tmpl[t]);
+    free(Z); free(kids); free(klens); free(kpb); free(kpt); free(kread); free(hread);
+    free(Kd); free(Rd); free(Cd); free(Dd); free(W);
+    free(j.hval); free(j.hgrad); free(j.hread); free(j.logits); free(j.dlogits); free(j.logp0);
+    free(j.delta_h); free(j.h0);
+    backend_free(be, j.delta_d);
+    backend_free(be, j.grad_d);
+    edit_requests_clear(&q);
+    free(layers);
+    return rc;
+}
