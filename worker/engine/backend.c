@@ -14,6 +14,7 @@ static const char *OP_NAMES[BOP_COUNT] = {
     "attention_fwd", "attention_bwd", "swiglu_fwd", "swiglu_bwd", "embedding_fwd", "embedding_bwd", "ce_fwd",
     "ce_bwd", "rows_gather", "rows_scatter", "rows_fill", "add", "scale", "axpy", "sum", "sumsq", "adam_step",
     "cholesky", "tri_inv", "chol_solve", "tri_solve", "spd_inverse",
+    "gram_acc", "colsumsq_acc", "quant_params", "quant_dequant", "obs_sweep", "row_prune",
 };
 
 const char *backend_op_name(backend_op op) { return op >= 0 && op < BOP_COUNT ? OP_NAMES[op] : "?"; }

@@ -11,4 +11,13 @@
 int test_scale_apply(interv_ctx *c, cis_err *err);
 int test_scale_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* wanda.c, sparsegpt.c, gptq.c, awq.c: the compressors (docs/compression.md); gptq/awq presets
+ * resolve the effective quantisation "group" for the model (compress.h cmp_group_preset). */
+int wanda_apply(interv_ctx *c, cis_err *err);
+int sparsegpt_apply(interv_ctx *c, cis_err *err);
+int gptq_apply(interv_ctx *c, cis_err *err);
+int gptq_preset(const llama_config *cfg, json_t *params, cis_err *err);
+int awq_apply(interv_ctx *c, cis_err *err);
+int awq_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
 #endif

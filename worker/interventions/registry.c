@@ -17,9 +17,10 @@ static const intervention TABLE[] = {
     NOT_BUILT("memit", CAT_EDIT, false, "MEMIT: not built yet"),
     NOT_BUILT("lora", CAT_EDIT, false, "LoRA (AdaLoRA), merged: not built yet"),
     /* the compressors the paper re-applies at the end when they come first (fidelity.md §3) */
-    NOT_BUILT("wanda", CAT_COMPRESS, true, "Wanda: not built yet"),
-    NOT_BUILT("sparsegpt", CAT_COMPRESS, true, "SparseGPT: not built yet"),
-    NOT_BUILT("gptq", CAT_COMPRESS, true, "GPTQ: not built yet"),
+    {"wanda", CAT_COMPRESS, INTERV_BUILT, wanda_apply, NULL, true, "Wanda: worker/interventions/wanda.c"},
+    {"sparsegpt", CAT_COMPRESS, INTERV_BUILT, sparsegpt_apply, NULL, true,
+     "SparseGPT: worker/interventions/sparsegpt.c"},
+    {"gptq", CAT_COMPRESS, INTERV_BUILT, gptq_apply, gptq_preset, true, "GPTQ: worker/interventions/gptq.c"},
     NOT_BUILT("awq", CAT_COMPRESS, false, "AWQ (never re-applied): not built yet"),
     NOT_BUILT("rmu", CAT_UNLEARN, false, "RMU: not built yet"),
     NOT_BUILT("ga", CAT_UNLEARN, false, "gradient ascent: not built yet"),
