@@ -21,7 +21,7 @@ static const intervention TABLE[] = {
     {"sparsegpt", CAT_COMPRESS, INTERV_BUILT, sparsegpt_apply, NULL, true,
      "SparseGPT: worker/interventions/sparsegpt.c"},
     {"gptq", CAT_COMPRESS, INTERV_BUILT, gptq_apply, gptq_preset, true, "GPTQ: worker/interventions/gptq.c"},
-    NOT_BUILT("awq", CAT_COMPRESS, false, "AWQ (never re-applied): not built yet"),
+    {"awq", CAT_COMPRESS, INTERV_BUILT, awq_apply, awq_preset, false, "AWQ (never re-applied): worker/interventions/awq.c"},
     NOT_BUILT("rmu", CAT_UNLEARN, false, "RMU: not built yet"),
     NOT_BUILT("ga", CAT_UNLEARN, false, "gradient ascent: not built yet"),
     NOT_BUILT("gd", CAT_UNLEARN, false, "gradient difference: not built yet"),
