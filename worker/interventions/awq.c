@@ -26,6 +26,7 @@
 #include "worker/interventions/methods.h"
 
 #include <float.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,6 +154,50 @@ static int64_t clip_search(const float *X, int n_tok, float *W, int rows, int k,
         }
     free(cur); free(org);
     return shrunk;
+}
+
+int awq_fold(llama_model *m, int l, int pair, const float *sv, cis_err *err) {
+    static const int LIN[4][3] = {{CMP_Q, CMP_K, CMP_V}, {CMP_O, -1, -1}, {CMP_GATE, CMP_UP, -1}, {CMP_DOWN, -1, -1}};
+    static const llama_hook_point PT[4] = {LLAMA_HOOK_A, LLAMA_HOOK_B, LLAMA_HOOK_C, LLAMA_HOOK_D};
+    static const char *NORMS[2] = {"input_layernorm", "post_attention_layernorm"};
+    int np = 0;
+    llama_param *P = llama_model_params(m, &np);
+    int k = llama_hook_width(m, PT[pair]);
+    float *buf = NULL;
+    int rc = -1;
+    if (pair == 0 || pair == 2) {
+        char nm[96];
+        snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, NORMS[pair / 2]);
+        int ni = llama_model_find(m, nm);
+        CIS_ASSERT(ni >= 0);
+        if (!(buf = malloc((size_t)k * sizeof(float)))) goto oom;
+        if (llama_model_param_get(m, ni, buf, err)) goto out;
+        for (int j = 0; j < k; j++) buf[j] /= sv[j];
+        if (llama_model_param_set(m, ni, buf, err)) goto out;
+    } else { /* the prev op's last k output rows / s: v_proj (pair 1), up_proj (pair 3) */
+        int pi = cmp_param(m, l, pair == 1 ? CMP_V : CMP_UP), rows = (int)P[pi].shape[0], cols = (int)P[pi].shape[1];
+        if (rows < k) return err_set(err, CIS_EINVAL, "AWQ fold: prev op has %d rows, fewer than %d scales", rows, k);
+        if (!(buf = malloc((size_t)rows * cols * sizeof(float)))) goto oom;
+        if (llama_model_param_get(m, pi, buf, err)) goto out;
+        for (int r = rows - k; r < rows; r++)
+            for (int j = 0; j < cols; j++) buf[(size_t)r * cols + j] /= sv[r - (rows - k)];
+        if (llama_model_param_set(m, pi, buf, err)) goto out;
+    }
+    for (int q = 0; q < 3 && LIN[pair][q] >= 0; q++) {
+        int pi = cmp_param(m, l, LIN[pair][q]), rows = (int)P[pi].shape[0];
+        free(buf);
+        if (!(buf = malloc((size_t)rows * k * sizeof(float)))) goto oom;
+        if (llama_model_param_get(m, pi, buf, err)) goto out;
+        for (int r = 0; r < rows; r++) for (int j = 0; j < k; j++) buf[(size_t)r * k + j] *= sv[j];
+        if (llama_model_param_set(m, pi, buf, err)) goto out;
+    }
+    rc = 0;
+    goto out;
+oom:
+    err_set(err, CIS_ENOMEM, "out of memory (AWQ fold)");
+out:
+    free(buf);
+    return rc;
 }
 
 int awq_apply(interv_ctx *c, cis_err *err) {
@@ -302,33 +347,17 @@ int awq_apply(interv_ctx *c, cis_err *err) {
         interv_phase_begin(rec, "statistics");
         if (calib_walk_collect(w, NULL, 0, NULL, NULL, err)) { free(scale_buf); goto done; }
         interv_phase_begin(rec, "write_back");
-        /* fold the scales: prev op / s, linears' columns * s, recorded inputs / s */
-        static const char *NORMS[2] = {"input_layernorm", "post_attention_layernorm"};
+        /* fold the scales into the model (prev op / s, the linears' columns * s), read the scaled
+         * weights back, and divide the recorded inputs by s */
         for (int pr = 0; pr < 4; pr++) {
             if (!scales[pr]) continue;
+            if (awq_fold(m, l, pr, scales[pr], err)) { free(scale_buf); goto done; }
             int k = llama_hook_width(m, PAIR_PT[pr]);
-            const float *sv = scales[pr];
-            if (pr == 0 || pr == 2) {
-                char nm[96];
-                snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, NORMS[pr / 2]);
-                int ni = llama_model_find(m, nm);
-                CIS_ASSERT(ni >= 0);
-                if (llama_model_param_get(m, ni, tmp, err)) { free(scale_buf); goto done; }
-                for (int j = 0; j < k; j++) tmp[j] /= sv[j];
-                if (llama_model_param_set(m, ni, tmp, err)) { free(scale_buf); goto done; }
-            } else { /* prev op's last k output rows / s: v_proj (pair 1), up_proj (pair 3) */
-                int prev = pr == 1 ? CMP_V : CMP_UP, rows = (int)P[cmp_param(m, l, prev)].shape[0];
-                int cols = (int)P[cmp_param(m, l, prev)].shape[1];
-                for (int r = rows - k; r < rows; r++)
-                    for (int j = 0; j < cols; j++) W0[prev][(size_t)r * cols + j] /= sv[r - (rows - k)];
-            }
-            for (int q = 0; q < 3 && PAIRS[pr][q] >= 0; q++) {
-                int which = PAIRS[pr][q], rows = (int)P[cmp_param(m, l, which)].shape[0];
-                for (int r = 0; r < rows; r++) for (int j = 0; j < k; j++) W0[which][(size_t)r * k + j] *= sv[j];
-            }
             float *X = s.X[PAIR_PT[pr]];
-            for (size_t t = 0; t < nt; t++) for (int j = 0; j < k; j++) X[t * k + j] /= sv[j];
+            for (size_t t = 0; t < nt; t++) for (int j = 0; j < k; j++) X[t * k + j] /= scales[pr][j];
         }
+        for (int i = 0; i < CMP_N_LINEARS; i++)
+            if (llama_model_param_get(m, cmp_param(m, l, i), W0[i], err)) { free(scale_buf); goto done; }
         free(scale_buf);
         /* clip (all but q_proj, k_proj), then quantize every linear */
         interv_phase_begin(rec, "solve");

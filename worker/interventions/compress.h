@@ -74,6 +74,12 @@ typedef struct cmp_obs_cfg {
 } cmp_obs_cfg;
 int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err);
 
+/* awq_fold (awq.c): fold AWQ scales s[k] of scaling pair `pair` of layer l into the model, output-
+ * preserving before quantization: pair 0 input_layernorm / s and q,k,v columns * s; pair 1 v_proj's
+ * last k rows / s and o_proj columns * s; pair 2 post_attention_layernorm / s and gate,up columns * s;
+ * pair 3 up_proj rows / s and down_proj columns * s. -1 with err (memory). */
+int awq_fold(llama_model *m, int l, int pair, const float *s, cis_err *err);
+
 /* cmp_quant_of_records: what the last quantizer of a plan's stage records (a JSON array of
  * interv_stage_json objects) reports: its record's "wbits" and "group" (the effective group).
  * 0 and *wbits = 0 when no stage quantized. */
