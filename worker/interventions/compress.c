@@ -147,6 +147,11 @@ int cmp_group_preset(const llama_config *cfg, json_t *params, cis_err *err) {
 
 /* ---- the inverse-Hessian factor ----------------------------------------------------------------- */
 
+static int fcmp(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
 typedef struct dkey { float v; int i; } dkey;
 static int dkey_desc(const void *a, const void *b) {
     const dkey *x = a, *y = b;
@@ -243,6 +248,40 @@ static int hess_visit(void *arg, int layer, llama_hook_point point, int first_se
 static const int TS_GROUPS[4][4] = {{CMP_K, CMP_V, CMP_Q, -1}, {CMP_O, -1}, {CMP_UP, CMP_GATE, -1}, {CMP_DOWN, -1}};
 static const int ALL_GROUP[8] = {CMP_Q, CMP_K, CMP_V, CMP_O, CMP_GATE, CMP_UP, CMP_DOWN, -1};
 
+/* R = W with the floor(numel·s) smallest |w| of the matrix zeroed (Wanda's repo's "magnitude"
+ * baseline: one threshold per matrix), on the host */
+static void magnitude_prune(backend *be, float *R, const float *W, int rows, int k, double s) {
+    size_t n = (size_t)rows * k;
+    float *w = malloc(n * sizeof(float)), *a = malloc(n * sizeof(float));
+    CIS_ASSERT(w && a);
+    backend_download(be, w, W, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) a[i] = fabsf(w[i]);
+    qsort(a, n, sizeof(float), fcmp);
+    size_t kk = (size_t)((double)n * s);
+    float t = a[kk < n ? kk : n - 1];
+    for (size_t i = 0; i < n; i++) if (fabsf(w[i]) <= t) w[i] = 0.0f;
+    backend_upload(be, R, w, n * sizeof(float));
+    free(w); free(a);
+}
+
+/* tr(D H Dᵀ) for D = A - B ([rows,k], backend) under H [k,k] (backend), on the host: the layer's
+ * output error ‖(A - B) X‖² up to H's 2/N */
+static double quad_err(backend *be, const float *A, const float *Bq, const float *H, int rows, int k, float *tmpd,
+                       float *tmpt) {
+    size_t n = (size_t)rows * k;
+    backend_copy(be, tmpd, A, n * sizeof(float));
+    BE(be, axpy, tmpd, -1.0f, Bq, (int64_t)n);
+    BE(be, gemm, false, false, rows, k, k, 1.0f, tmpd, k, H, k, 0.0f, tmpt, k);
+    float *d = malloc(n * sizeof(float)), *t = malloc(n * sizeof(float));
+    CIS_ASSERT(d && t);
+    backend_download(be, d, tmpd, n * sizeof(float));
+    backend_download(be, t, tmpt, n * sizeof(float));
+    double e = 0;
+    for (size_t i = 0; i < n; i++) e += (double)d[i] * t[i];
+    free(d); free(t);
+    return e;
+}
+
 int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err) {
     llama_model *m = ctx->model;
     const llama_config *lc = llama_model_config(m);
@@ -257,7 +296,7 @@ int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err) {
     int32_t *perm = NULL;
     float *scale = NULL, *zero = NULL;
     json_t *layers_rec = json_array();
-    double loss_total = 0;
+    double loss_total = 0, layer_err = 0, base_err = 0;
     int64_t masked_total = 0, numel_total = 0;
     int dead_total = 0;
 
@@ -311,6 +350,22 @@ int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err) {
                 BE(be, scale, Hc, 2.0f / (float)d.n_seq, (int64_t)k * k);
                 int dead = 0;
                 float *W = P[pi].data;
+                /* for the record: the layer error of this result and of round-to-nearest (GPTQ) or
+                 * per-matrix magnitude pruning (SparseGPT) under the undamped H */
+                size_t wb = (size_t)rows * k * sizeof(float);
+                float *H0 = backend_alloc(be, hb, err), *W0 = H0 ? backend_alloc(be, wb, err) : NULL;
+                float *T1 = W0 ? backend_alloc(be, wb, err) : NULL, *T2 = T1 ? backend_alloc(be, wb, err) : NULL;
+                float *R = T2 ? backend_alloc(be, wb, err) : NULL;
+                if (!R) { backend_free(be, H0); backend_free(be, W0); backend_free(be, T1); backend_free(be, T2); backend_free(be, Hc); goto done; }
+                backend_copy(be, H0, Hc, hb);
+                backend_copy(be, W0, W, wb);
+                if (cfg->op.bits > 0) {
+                    BE(be, quant_params, scale, zero, W0, rows, k, k, cfg->op.group, cfg->op.bits, cfg->op.grid);
+                    BE(be, quant_dequant, R, W0, scale, zero, rows, k, cfg->op.group, cfg->op.bits);
+                } else {
+                    magnitude_prune(be, R, W0, rows, k, cfg->op.prune_n > 0 ? (double)cfg->op.prune_n / cfg->op.prune_m
+                                                                           : cfg->op.sparsity);
+                }
                 if (cmp_hinv_factor(be, Hc, W, rows, k, cfg->damp, cfg->desc_act ? perm : NULL, &dead, err)) {
                     backend_free(be, Hc);
                     err_prefix(err, "layer %d %s", l, cmp_linears[which].short_name);
@@ -320,6 +375,10 @@ int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err) {
                 double loss = BE(be, obs_sweep, W, Hc, rows, k, &cfg->op, scale, zero, &nm);
                 backend_free(be, Hc);
                 if (cfg->desc_act) cmp_unpermute(be, W, rows, k, perm);
+                double e_new = quad_err(be, W0, W, H0, rows, k, T1, T2), e_base = quad_err(be, W0, R, H0, rows, k, T1, T2);
+                backend_free(be, H0); backend_free(be, W0); backend_free(be, T1); backend_free(be, T2); backend_free(be, R);
+                layer_err += e_new;
+                base_err += e_base;
                 interv_phase_end(rec);
                 loss_total += loss;
                 masked_total += nm;
@@ -327,6 +386,8 @@ int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err) {
                 dead_total += dead;
                 json_t *o = json_object();
                 json_object_set_new(o, "err", json_real(loss));
+                json_object_set_new(o, "layer_err", json_real(e_new));
+                json_object_set_new(o, cfg->op.bits > 0 ? "layer_err_rtn" : "layer_err_magnitude", json_real(e_base));
                 if (cfg->op.bits <= 0) json_object_set_new(o, "masked", json_integer(nm));
                 if (dead) json_object_set_new(o, "dead_inputs", json_integer(dead));
                 json_object_set_new(lrec, cmp_linears[which].short_name, o);
@@ -353,6 +414,8 @@ done:
         interv_record_set_int(rec, "calib_seqlen", d.T);
         interv_record_set_int(rec, "calib_seed", (long long)cfg->calib_seed);
         interv_record_set_num(rec, "obs_err_total", loss_total);
+        interv_record_set_num(rec, "layer_err_total", layer_err);
+        interv_record_set_num(rec, cfg->op.bits > 0 ? "layer_err_rtn_total" : "layer_err_magnitude_total", base_err);
         interv_record_set_int(rec, "numel", numel_total);
         if (cfg->op.bits <= 0) {
             interv_record_set_int(rec, "masked", masked_total);
