@@ -53,9 +53,6 @@ static const param_info WANDA_PARAMS[] = {
      PARAM_EXCL_MIN | PARAM_EXCL_MAX},
     {"prune_n", PARAM_INT, "0", 0, 1024, NULL, "n of an n:m mask (0 = unstructured); needs sparsity = n/m", 0},
     {"prune_m", PARAM_INT, "0", 0, 1024, NULL, "m of an n:m mask (0 = unstructured)", 0},
-    {"n_samples", PARAM_INT, "128", 1, 4096, NULL, "calibration windows (C4)", 0},
-    {"seqlen", PARAM_INT, "0", 0, 8192, NULL,
-     "calibration window tokens; 0 = upstream's min(max_position_embeddings, 8192), capped by the model", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info SPARSEGPT_PARAMS[] = {
@@ -63,27 +60,17 @@ static const param_info SPARSEGPT_PARAMS[] = {
      PARAM_EXCL_MIN | PARAM_EXCL_MAX},
     {"prune_n", PARAM_INT, "0", 0, 1024, NULL, "n of an n:m mask (0 = unstructured); needs sparsity = n/m", 0},
     {"prune_m", PARAM_INT, "0", 0, 1024, NULL, "m of an n:m mask (0 = unstructured)", 0},
-    {"n_samples", PARAM_INT, "128", 1, 4096, NULL, "calibration windows (C4)", 0},
-    {"seqlen", PARAM_INT, "0", 0, 8192, NULL,
-     "calibration window tokens; 0 = upstream's min(max_position_embeddings, 8192), capped by the model", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info GPTQ_PARAMS[] = {
     {"bits", PARAM_INT, NULL, 0, 0, "2|3|4|8", "weight bits (AutoGPTQ's set)", 0},
     {"group_size", PARAM_INT, "128", 1, 1048576, NULL, "quantisation group size (columns)", 0},
     {"desc_act", PARAM_BOOL, "false", 0, 0, NULL, "act order: columns by descending Hessian diagonal", 0},
-    {"damp_percent", PARAM_FLOAT, "0.01", 0, 1, NULL, "damping, a fraction of the mean Hessian diagonal",
-     PARAM_EXCL_MIN},
-    {"n_samples", PARAM_INT, "128", 1, 4096, NULL, "calibration windows (C4)", 0},
-    {"seqlen", PARAM_INT, "0", 0, 8192, NULL,
-     "calibration window tokens; 0 = upstream's min(max_position_embeddings, 8192), capped by the model", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info AWQ_PARAMS[] = {
     {"bits", PARAM_INT, NULL, 2, 8, NULL, "weight bits (the paper uses 2,3,4,5,6,8)", 0},
     {"group_size", PARAM_INT, "128", 1, 1048576, NULL, "quantisation group size (columns)", 0},
-    {"n_samples", PARAM_INT, "128", 1, 4096, NULL, "pile-val lines concatenated into the calibration blocks", 0},
-    {"seqlen", PARAM_INT, "512", 1, 8192, NULL, "calibration block tokens (capped by the model)", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 

@@ -35,8 +35,16 @@
 #define AWQ_CLIP_STEPS 10   /* max_shrink 0.5 * 20 */
 #define AWQ_CLIP_TOKENS 512
 
+/* the effective params: the group for this model, the calibration (128 pile-val lines in blocks of
+ * 512 tokens, capped by the model), and the searches' fixed settings, recorded */
 int awq_preset(const llama_config *cfg, json_t *params, cis_err *err) {
-    return cmp_group_preset(cfg, params, err);
+    if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 512, err)) return -1;
+    json_object_set_new(params, "zero_point", json_true());
+    json_object_set_new(params, "duo_scaling", json_true());
+    json_object_set_new(params, "n_grid", json_integer(AWQ_GRID));
+    json_object_set_new(params, "max_shrink", json_real(0.5));
+    json_object_set_new(params, "clip_tokens", json_integer(AWQ_CLIP_TOKENS));
+    return 0;
 }
 
 typedef struct awq_state {
@@ -230,9 +238,9 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     int64_t shrunk_total = 0;
 
     interv_phase_begin(rec, "calibrate");
-    int T = lc->max_position_embeddings < interv_param_int(c, "seqlen") ? lc->max_position_embeddings
-                                                                          : (int)interv_param_int(c, "seqlen");
-    if (cmp_calib_pile(c, (int)interv_param_int(c, "n_samples"), T, 42, &d, err)) goto done;
+    long long Tp = cmp_param_int(c, "seqlen", 512);
+    int T = (int)(Tp > 0 && Tp < lc->max_position_embeddings ? Tp : lc->max_position_embeddings);
+    if (cmp_calib_pile(c, (int)cmp_param_int(c, "n_samples", 128), T, 42, &d, err)) goto done;
     if (calib_walk_new(m, &d, 8, c, &w, err)) goto done;
     interv_phase_end(rec);
     s.n_tok = d.n_seq * d.T;

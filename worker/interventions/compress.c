@@ -145,6 +145,32 @@ int cmp_group_preset(const llama_config *cfg, json_t *params, cis_err *err) {
     return 0;
 }
 
+static void set_default(json_t *params, const char *key, json_t *v) {
+    if (!json_object_get(params, key)) json_object_set_new(params, key, v);
+    else json_decref(v);
+}
+
+int cmp_calib_preset(const llama_config *cfg, json_t *params, int upstream_T, cis_err *err) {
+    set_default(params, "n_samples", json_integer(128));
+    json_t *tv = json_object_get(params, "seqlen");
+    long long T = json_is_integer(tv) && json_integer_value(tv) > 0 ? json_integer_value(tv) : upstream_T;
+    if (T > cfg->max_position_embeddings) T = cfg->max_position_embeddings;
+    json_object_set_new(params, "seqlen", json_integer(T));
+    json_t *nv = json_object_get(params, "n_samples");
+    if (!json_is_integer(nv) || json_integer_value(nv) < 1)
+        return err_set(err, CIS_EINVAL, "params.n_samples: expected an integer >= 1");
+    return 0;
+}
+
+long long cmp_param_int(const interv_ctx *c, const char *key, long long dflt) {
+    json_t *v = interv_param_get(c, key);
+    return json_is_integer(v) ? json_integer_value(v) : dflt;
+}
+double cmp_param_num(const interv_ctx *c, const char *key, double dflt) {
+    json_t *v = interv_param_get(c, key);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
 /* ---- the inverse-Hessian factor ----------------------------------------------------------------- */
 
 static int fcmp(const void *a, const void *b) {

@@ -49,6 +49,15 @@ int cmp_seqlen(const llama_config *cfg, long long requested);
  * family: 64, 192) the gcd of group_size and the widths, so every group is whole. */
 int cmp_group_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* cmp_calib_preset: the calibration keys of the effective params, resolved for this model (not
+ * grid parameters: upstream fixes them; tests and benchmarks that build params by hand may set
+ * them first): "n_samples" (128 unless present) and "seqlen" (present and > 0, else upstream_T;
+ * capped by max_position_embeddings). -1 with err on a bad n_samples. */
+int cmp_calib_preset(const llama_config *cfg, json_t *params, int upstream_T, cis_err *err);
+/* optional effective keys (added by a preset): the value, or dflt when absent */
+long long cmp_param_int(const interv_ctx *c, const char *key, long long dflt);
+double cmp_param_num(const interv_ctx *c, const char *key, double dflt);
+
 /* cmp_hinv_factor: H[k,k] (backend memory, the accumulated Hessian) -> U, the upper Cholesky factor
  * of (H + λI)⁻¹ with λ = damp·mean(diag H) after the dead-input fix (H_jj = 0 -> H_jj = 1 and column
  * j of W[rows,k] zeroed). perm (host, may be NULL): desc_act: gets argsort(diag H, descending, stable)

@@ -12,8 +12,16 @@
 #include "worker/interventions/compress.h"
 #include "worker/interventions/methods.h"
 
+/* the effective params: the group for this model, the calibration (128 windows of
+ * min(max_pos, 8192) tokens), and what upstream fixes, recorded: damping 0.01, block 128,
+ * symmetric, true-sequential */
 int gptq_preset(const llama_config *cfg, json_t *params, cis_err *err) {
-    return cmp_group_preset(cfg, params, err);
+    if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 8192, err)) return -1;
+    if (!json_object_get(params, "damp_percent")) json_object_set_new(params, "damp_percent", json_real(0.01));
+    json_object_set_new(params, "block", json_integer(128));
+    json_object_set_new(params, "sym", json_true());
+    json_object_set_new(params, "true_sequential", json_true());
+    return 0;
 }
 
 int gptq_apply(interv_ctx *c, cis_err *err) {
@@ -26,11 +34,11 @@ int gptq_apply(interv_ctx *c, cis_err *err) {
     if (group < 1) return err_set(err, CIS_EINVAL, "params.group_size: %lld must be >= 1", group);
     cmp_obs_cfg cfg = {
         .op = {.block = 128, .bits = (int)bits, .group = (int)group, .grid = QGRID_MINMAX_SYM},
-        .damp = interv_param_float(c, "damp_percent"),
+        .damp = cmp_param_num(c, "damp_percent", 0.01),
         .true_sequential = true,
         .desc_act = interv_param_bool(c, "desc_act"),
-        .n_samples = (int)interv_param_int(c, "n_samples"),
-        .seqlen = cmp_seqlen(lc, interv_param_int(c, "seqlen")),
+        .n_samples = (int)cmp_param_int(c, "n_samples", 128),
+        .seqlen = cmp_seqlen(lc, cmp_param_int(c, "seqlen", 0)),
         .calib_seed = 0,
     };
     if (cmp_obs_run(c, &cfg, err)) return -1;

@@ -11,10 +11,12 @@
 int test_scale_apply(interv_ctx *c, cis_err *err);
 int test_scale_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
-/* wanda.c, sparsegpt.c, gptq.c, awq.c: the compressors (docs/compression.md); gptq/awq presets
- * resolve the effective quantisation "group" for the model (compress.h cmp_group_preset). */
+/* wanda.c, sparsegpt.c, gptq.c, awq.c: the compressors (docs/compression.md); presets resolve
+ * the calibration and (gptq, awq) the effective quantisation "group" for the model (compress.h). */
 int wanda_apply(interv_ctx *c, cis_err *err);
+int wanda_preset(const llama_config *cfg, json_t *params, cis_err *err);
 int sparsegpt_apply(interv_ctx *c, cis_err *err);
+int sparsegpt_preset(const llama_config *cfg, json_t *params, cis_err *err);
 int gptq_apply(interv_ctx *c, cis_err *err);
 int gptq_preset(const llama_config *cfg, json_t *params, cis_err *err);
 int awq_apply(interv_ctx *c, cis_err *err);

@@ -17,8 +17,8 @@ static const intervention TABLE[] = {
     NOT_BUILT("memit", CAT_EDIT, false, "MEMIT: not built yet"),
     NOT_BUILT("lora", CAT_EDIT, false, "LoRA (AdaLoRA), merged: not built yet"),
     /* the compressors the paper re-applies at the end when they come first (fidelity.md §3) */
-    {"wanda", CAT_COMPRESS, INTERV_BUILT, wanda_apply, NULL, true, "Wanda: worker/interventions/wanda.c"},
-    {"sparsegpt", CAT_COMPRESS, INTERV_BUILT, sparsegpt_apply, NULL, true,
+    {"wanda", CAT_COMPRESS, INTERV_BUILT, wanda_apply, wanda_preset, true, "Wanda: worker/interventions/wanda.c"},
+    {"sparsegpt", CAT_COMPRESS, INTERV_BUILT, sparsegpt_apply, sparsegpt_preset, true,
      "SparseGPT: worker/interventions/sparsegpt.c"},
     {"gptq", CAT_COMPRESS, INTERV_BUILT, gptq_apply, gptq_preset, true, "GPTQ: worker/interventions/gptq.c"},
     {"awq", CAT_COMPRESS, INTERV_BUILT, awq_apply, awq_preset, false, "AWQ (never re-applied): worker/interventions/awq.c"},

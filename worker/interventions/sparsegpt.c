@@ -29,6 +29,15 @@ int cmp_check_sparsity(const interv_ctx *c, double s, long long n, long long m, 
     return 0;
 }
 
+/* the effective params: the calibration (128 windows of min(max_pos, 8192) tokens) and what the
+ * callers upstream hard-code, recorded: damping 0.01, block 128 */
+int sparsegpt_preset(const llama_config *cfg, json_t *params, cis_err *err) {
+    if (cmp_calib_preset(cfg, params, 8192, err)) return -1;
+    if (!json_object_get(params, "damp_percent")) json_object_set_new(params, "damp_percent", json_real(0.01));
+    json_object_set_new(params, "block", json_integer(128));
+    return 0;
+}
+
 int sparsegpt_apply(interv_ctx *c, cis_err *err) {
     const llama_config *lc = llama_model_config(c->model);
     double s = interv_param_float(c, "sparsity");
@@ -36,10 +45,10 @@ int sparsegpt_apply(interv_ctx *c, cis_err *err) {
     if (cmp_check_sparsity(c, s, n, m, err)) return -1;
     cmp_obs_cfg cfg = {
         .op = {.block = 128, .sparsity = n ? 0 : s, .prune_n = (int)n, .prune_m = (int)m},
-        .damp = 0.01,
+        .damp = cmp_param_num(c, "damp_percent", 0.01),
         .true_sequential = false,
-        .n_samples = (int)interv_param_int(c, "n_samples"),
-        .seqlen = cmp_seqlen(lc, interv_param_int(c, "seqlen")),
+        .n_samples = (int)cmp_param_int(c, "n_samples", 128),
+        .seqlen = cmp_seqlen(lc, cmp_param_int(c, "seqlen", 0)),
         .calib_seed = c->seed,
     };
     if (cmp_obs_run(c, &cfg, err)) return -1;

@@ -39,6 +39,12 @@ static int norm_visit(void *arg, int layer, llama_hook_point point, int first_se
     return 0;
 }
 
+/* the effective params: the calibration, resolved for this model (128 windows of
+ * min(max_pos, 8192) tokens) */
+int wanda_preset(const llama_config *cfg, json_t *params, cis_err *err) {
+    return cmp_calib_preset(cfg, params, 8192, err);
+}
+
 int wanda_apply(interv_ctx *c, cis_err *err) {
     llama_model *m = c->model;
     const llama_config *lc = llama_model_config(m);
@@ -63,7 +69,7 @@ int wanda_apply(interv_ctx *c, cis_err *err) {
     json_t *per_row = json_object();
 
     interv_phase_begin(rec, "calibrate");
-    if (cmp_calib_c4(c, (int)interv_param_int(c, "n_samples"), cmp_seqlen(lc, interv_param_int(c, "seqlen")), c->seed,
+    if (cmp_calib_c4(c, (int)cmp_param_int(c, "n_samples", 128), cmp_seqlen(lc, cmp_param_int(c, "seqlen", 0)), c->seed,
                      &d, err))
         goto done;
     if (calib_walk_new(m, &d, 8, c, &w, err)) goto done;

@@ -105,7 +105,7 @@ static float *get(llama_model *m, int l, int which, int *rows, int *k) {
 static void test_wanda_rows(void) {
     llama_model *m = model(32, 64, 2, 3);
     cis_err err = {0};
-    json_t *r = run_stage(m, "{\"method\":\"wanda\",\"params\":{\"sparsity\":0.4,\"n_samples\":8}}", 2, dir, &err);
+    json_t *r = run_stage(m, "{\"method\":\"wanda\",\"params\":{\"sparsity\":0.4}}", 2, dir, &err);
     CHECK_MSG(r, "%s", err.msg);
     for (int l = 0; l < 2; l++)
         for (int which = 0; which < CMP_N_LINEARS; which++) {
@@ -129,7 +129,7 @@ static void test_wanda_rows(void) {
     llama_model_free(&m);
     /* 2:4 */
     m = model(32, 64, 2, 3);
-    r = run_stage(m, "{\"method\":\"wanda\",\"params\":{\"sparsity\":0.5,\"prune_n\":2,\"prune_m\":4,\"n_samples\":4}}", 1, dir, &err);
+    r = run_stage(m, "{\"method\":\"wanda\",\"params\":{\"sparsity\":0.5,\"prune_n\":2,\"prune_m\":4}}", 1, dir, &err);
     CHECK_MSG(r, "%s", err.msg);
     int rows, k;
     float *w = get(m, 1, CMP_DOWN, &rows, &k);
@@ -149,7 +149,7 @@ static void test_wanda_rows(void) {
 static void test_sparsegpt_blocks(void) {
     llama_model *m = model(32, 64, 2, 4);
     cis_err err = {0};
-    json_t *r = run_stage(m, "{\"method\":\"sparsegpt\",\"params\":{\"sparsity\":0.5,\"n_samples\":8}}", 1, dir, &err);
+    json_t *r = run_stage(m, "{\"method\":\"sparsegpt\",\"params\":{\"sparsity\":0.5}}", 1, dir, &err);
     CHECK_MSG(r, "%s", err.msg);
     int64_t total = 0;
     for (int l = 0; l < 2; l++)
@@ -199,7 +199,7 @@ static void test_gptq(void) {
     float *first = NULL;
     for (int seed = 1; seed <= 2; seed++) {
         llama_model *m = model(32, 64, 2, 5);
-        json_t *r = run_stage(m, "{\"method\":\"gptq\",\"params\":{\"bits\":3,\"n_samples\":8}}", seed, dir, &err);
+        json_t *r = run_stage(m, "{\"method\":\"gptq\",\"params\":{\"bits\":3}}", seed, dir, &err);
         CHECK_MSG(r, "%s", err.msg);
         json_t *params = json_object_get(r, "params"), *rec = json_object_get(r, "record");
         CHECK_EQ_INT(json_integer_value(json_object_get(params, "group")), 32);   /* gcd(128, 32, 32, 64) */
@@ -221,7 +221,7 @@ static void test_gptq(void) {
     free(first);
     /* desc_act runs and stays on the grid */
     llama_model *m = model(32, 64, 2, 5);
-    json_t *r = run_stage(m, "{\"method\":\"gptq\",\"params\":{\"bits\":4,\"desc_act\":true,\"n_samples\":4}}", 1, dir, &err);
+    json_t *r = run_stage(m, "{\"method\":\"gptq\",\"params\":{\"bits\":4,\"desc_act\":true}}", 1, dir, &err);
     CHECK_MSG(r, "%s", err.msg);
     /* with act order the groups are consecutive in the permuted order: a row of k columns holds at
      * most 2^4 values per group of 32, i.e. 16·ceil(k/32) */

@@ -139,13 +139,13 @@ static void test_not_built_fails_before_any_work(void) {
     CHECK(s == NULL);
     CHECK_EQ_INT(err.code, CIS_EINVAL);
     CHECK_EQ_STR(err.msg, "intervention \"memit\" (stage 1) is not built yet");
-    s = plan_str("[{\"method\":\"test_scale\"},{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", INTERV_ALLOW_TEST, &err);
+    /* (the compressors are built: issue 9; these cases use the editors, not built on this branch) */
+    s = plan_str("[{\"method\":\"test_scale\"},{\"method\":\"memit\"}]", INTERV_ALLOW_TEST, &err);
     CHECK(s == NULL);
-    CHECK_EQ_STR(err.msg, "intervention \"gptq\" (stage 2) is not built yet");
-    s = plan_str("[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}},{\"method\":\"test_scale\"}]",
-                 INTERV_ALLOW_TEST | INTERV_EXACT, &err);
+    CHECK_EQ_STR(err.msg, "intervention \"memit\" (stage 2) is not built yet");
+    s = plan_str("[{\"method\":\"memit\"},{\"method\":\"test_scale\"}]", INTERV_ALLOW_TEST | INTERV_EXACT, &err);
     CHECK(s == NULL);
-    CHECK_EQ_STR(err.msg, "intervention \"wanda\" (stage 1) is not built yet");
+    CHECK_EQ_STR(err.msg, "intervention \"memit\" (stage 1) is not built yet");
 }
 
 static void test_refusals(void) {

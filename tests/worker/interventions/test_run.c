@@ -228,9 +228,9 @@ static void test_reapplication_recorded(void) {
     json_decref(recs);
     /* unchecked plan with a stage that is not built: a clean error, never a NULL call */
     for (int i = 0; i < p.n; i++)
-        if (p.steps[i].iv == &fake) p.steps[i].iv = intervention_lookup("wanda");
+        if (p.steps[i].iv == &fake) p.steps[i].iv = intervention_lookup("memit");   /* not built on this branch */
     CHECK_EQ_INT(interv_run_plan(&env, &p, NULL, &err), -1);
-    CHECK_MSG(strstr(err.msg, "wanda (stage 1): intervention \"wanda\" is not built yet"), "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "memit (stage 1): intervention \"memit\" is not built yet"), "%s", err.msg);
     interv_plan_clear(&p);
     json_decref(c);
     json_decref(j);
