@@ -120,11 +120,14 @@ int main(int argc, char **argv) {
             bool q = !strcmp(meth, "gptq") || !strcmp(meth, "awq");
             int awq_T = T < 512 ? T : 512;
             char stage[256];
-            snprintf(stage, sizeof stage, "[{\"method\":\"%s\",\"params\":{\"%s\":%s,\"n_samples\":%d,\"seqlen\":%d}}]", meth,
-                     q ? "bits" : "sparsity", q ? "4" : "0.5", n_samples, !strcmp(meth, "awq") ? awq_T : T);
+            snprintf(stage, sizeof stage, "[{\"method\":\"%s\",\"params\":{\"%s\":%s}}]", meth, q ? "bits" : "sparsity",
+                     q ? "4" : "0.5");
             json_t *comp = json_loads(stage, 0, NULL), *records = NULL;
             interv_plan plan;
             if (interv_plan_build(comp, "bench", INTERV_EXACT, &plan, &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
+            /* the calibration size: keys the presets keep when present (not grid parameters) */
+            json_object_set_new(plan.steps[0].params, "n_samples", json_integer(n_samples));
+            json_object_set_new(plan.steps[0].params, "seqlen", json_integer(!strcmp(meth, "awq") ? awq_T : T));
             interv_env env = {.model = m, .tok = tok, .data_dir = world, .edit_set = 1, .threads = threads > 0 ? threads : 2};
             double t0 = mono_sec();
             if (interv_run_plan(&env, &plan, &records, &err)) { fprintf(stderr, "%s: %s\n", meth, err.msg); return 1; }
