@@ -32,10 +32,52 @@ int cmp_seqlen(const llama_config *cfg, long long requested) {
 
 /* ---- calibration samplers ------------------------------------------------------------------------ */
 
+/* the v1 sampler (the paper's Llama-3 runs; the GPTQ/SparseGPT/Wanda repos' get_c4): random
+ * documents until one has more than T tokens (with BOS), then a random T-token window of it */
+static int c4_v1(const interv_ctx *ctx, const char *path, int n, int T, uint64_t seed, calib_data *out, cis_err *err) {
+    text_docs docs = {0};
+    if (c4_load(path, 0, &docs, err)) return -1;
+    int32_t **enc = calloc((size_t)(docs.n > 0 ? docs.n : 1), sizeof(int32_t *));
+    size_t *len = calloc((size_t)(docs.n > 0 ? docs.n : 1), sizeof(size_t));
+    int rc = -1, eligible = 0;
+    if (!enc || !len) { err_set(err, CIS_ENOMEM, "out of memory tokenizing %s", path); goto out; }
+    for (int i = 0; i < docs.n; i++) {
+        if (tokenizer_encode(ctx->tok, docs.text[i], docs.len[i], true, &enc[i], &len[i], err)) goto out;
+        eligible += len[i] > (size_t)T;
+    }
+    if (eligible == 0) {
+        err_set(err, CIS_EINVAL, "%s: none of its %d documents is longer than the calibration window of %d tokens",
+                path, docs.n, T);
+        goto out;
+    }
+    rng_mt mt;
+    rng_mt_seed(&mt, seed);
+    calib_data_init(out, n, T);
+    for (int s = 0; s < n; s++) {
+        int d;
+        do d = (int)rng_mt_below(&mt, (uint32_t)docs.n); /* randint(0, len(traindata) - 1) */
+        while (len[d] <= (size_t)T);
+        uint32_t i = rng_mt_below(&mt, (uint32_t)(len[d] - (size_t)T)); /* randint(0, len - T - 1) */
+        memcpy(out->ids + (size_t)s * T, enc[d] + i, (size_t)T * sizeof(int32_t));
+    }
+    rc = 0;
+out:
+    for (int i = 0; enc && i < docs.n; i++) free(enc[i]);
+    free(enc);
+    free(len);
+    text_docs_clear(&docs);
+    return rc;
+}
+
 int cmp_calib_c4(const interv_ctx *ctx, int n, int T, uint64_t seed, calib_data *out, cis_err *err) {
     if (!ctx->data_dir) return err_set(err, CIS_EINVAL, "calibration needs the datasets (--data DIR with c4/)");
     char path[4096];
     snprintf(path, sizeof path, "%s/c4/c4-train.00000-of-01024.json.gz", ctx->data_dir);
+    json_t *sv = interv_param_get(ctx, "c4_sampler");
+    const char *sampler = json_is_string(sv) ? json_string_value(sv) : "concat1000";
+    if (!strcmp(sampler, "v1")) return c4_v1(ctx, path, n, T, seed, out, err);
+    if (strcmp(sampler, "concat1000") != 0)
+        return err_set(err, CIS_EINVAL, "params.c4_sampler: \"%s\" is not v1 or concat1000", sampler);
     text_docs docs = {0};
     if (c4_load(path, 1000, &docs, err)) return -1;
     size_t total = 0;
@@ -152,6 +194,7 @@ static void set_default(json_t *params, const char *key, json_t *v) {
 
 int cmp_calib_preset(const llama_config *cfg, json_t *params, int upstream_T, cis_err *err) {
     set_default(params, "n_samples", json_integer(128));
+    if (upstream_T != 512) set_default(params, "c4_sampler", json_string("concat1000"));
     json_t *tv = json_object_get(params, "seqlen");
     long long T = json_is_integer(tv) && json_integer_value(tv) > 0 ? json_integer_value(tv) : upstream_T;
     if (T > cfg->max_position_embeddings) T = cfg->max_position_embeddings;

@@ -28,10 +28,14 @@ extern const cmp_linear cmp_linears[CMP_N_LINEARS];
 /* cmp_param: the index of layer l's linear `which` in llama_model_params (asserts it exists). */
 int cmp_param(llama_model *m, int l, int which);
 
-/* cmp_calib_c4: n windows of T tokens from ctx->data_dir/c4/c4-train.00000-of-01024.json.gz as
- * composable's loader (sparsellm/lib/data.py): the first 1000 documents joined with single spaces,
- * tokenized once with BOS, random.seed(seed) (CPython MT19937), n offsets randint(0, len-T-1).
- * -1 with CIS_EINVAL naming the file when it is missing or too short for one window. */
+/* cmp_calib_c4: n windows of T tokens from ctx->data_dir/c4/c4-train.00000-of-01024.json.gz, with
+ * random.seed(seed) (CPython MT19937), by the effective key "c4_sampler":
+ *   "v1" (default: the loader of the paper's Llama-3 runs, as the GPTQ/SparseGPT/Wanda repos):
+ *        randint(0, n_docs-1) until a document has more than T tokens (with BOS), then a window at
+ *        randint(0, len-T-1) of it;
+ *   "concat1000" (composable's loader from Nov 2024): the first 1000 documents joined with single
+ *        spaces, tokenized once with BOS, n offsets randint(0, len-T-1).
+ * -1 with CIS_EINVAL naming the file when it is missing or has no document / text long enough. */
 int cmp_calib_c4(const interv_ctx *ctx, int n, int T, uint64_t seed, calib_data *out, cis_err *err);
 /* cmp_calib_pile: AWQ's pile-val blocks: ctx->data_dir/pile/val.jsonl (or .jsonl.zst) lines
  * shuffled with seed (MT19937 random.shuffle; upstream shuffles with datasets' numpy generator:
@@ -51,8 +55,9 @@ int cmp_group_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
 /* cmp_calib_preset: the calibration keys of the effective params, resolved for this model (not
  * grid parameters: upstream fixes them; tests and benchmarks that build params by hand may set
- * them first): "n_samples" (128 unless present) and "seqlen" (present and > 0, else upstream_T;
- * capped by max_position_embeddings). -1 with err on a bad n_samples. */
+ * them first): "n_samples" (128 unless present), "seqlen" (present and > 0, else upstream_T;
+ * capped by max_position_embeddings) and, for the C4 methods (upstream_T != 512), "c4_sampler"
+ * ("v1" unless present). -1 with err on a bad n_samples. */
 int cmp_calib_preset(const llama_config *cfg, json_t *params, int upstream_T, cis_err *err);
 /* optional effective keys (added by a preset): the value, or dflt when absent */
 long long cmp_param_int(const interv_ctx *c, const char *key, long long dflt);
