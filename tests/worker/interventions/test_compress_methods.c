@@ -343,9 +343,43 @@ static void test_group_preset(void) {
     json_decref(p);
 }
 
+/* the two C4 samplers: every window is T consecutive tokens of the tokenized shard (concat1000: of
+ * the joined text; v1: of one document longer than T), the seed decides them, and v1 names the
+ * file when no document is long enough */
+static void test_c4_samplers(void) {
+    json_t *params = json_object();
+    interv_ctx c = {.tok = tok, .data_dir = dir, .params = params};
+    for (int v = 0; v < 2; v++) {
+        json_object_set_new(params, "c4_sampler", json_string(v ? "v1" : "concat1000"));
+        calib_data a = {0}, b = {0}, a2 = {0};
+        cis_err err = {0};
+        CHECK_MSG(cmp_calib_c4(&c, 6, 16, 1, &a, &err) == 0, "%s", err.msg);
+        CHECK(cmp_calib_c4(&c, 6, 16, 1, &a2, &err) == 0);
+        CHECK(cmp_calib_c4(&c, 6, 16, 2, &b, &err) == 0);
+        CHECK(memcmp(a.ids, a2.ids, sizeof(int32_t) * 6 * 16) == 0);
+        CHECK(memcmp(a.ids, b.ids, sizeof(int32_t) * 6 * 16) != 0);
+        /* a window without BOS inside (v1: from one document; concat1000: BOS only at the very start) */
+        int bos_inside = 0;
+        for (int i = 0; i < 6; i++) for (int t = 1; t < 16; t++) bos_inside += a.ids[i * 16 + t] == FX_BOS;
+        CHECK_EQ_INT(bos_inside, 0);
+        calib_data_clear(&a); calib_data_clear(&a2); calib_data_clear(&b);
+    }
+    calib_data d = {0};
+    cis_err err = {0};
+    CHECK(cmp_calib_c4(&c, 2, 31, 1, &d, &err) == 0);   /* 40 words > 31 tokens */
+    calib_data_clear(&d);
+    CHECK(cmp_calib_c4(&c, 2, 4000, 1, &d, &err) == -1);
+    CHECK_MSG(strstr(err.msg, "c4-train.00000-of-01024.json.gz") && strstr(err.msg, "longer than"), "%s", err.msg);
+    json_object_set_new(params, "c4_sampler", json_string("v2"));
+    CHECK(cmp_calib_c4(&c, 2, 16, 1, &d, &err) == -1);
+    CHECK_MSG(strstr(err.msg, "params.c4_sampler"), "%s", err.msg);
+    json_decref(params);
+}
+
 int main(void) {
     write_data();
     RUN(test_group_preset);
+    RUN(test_c4_samplers);
     RUN(test_wanda_rows);
     RUN(test_sparsegpt_blocks);
     RUN(test_gptq);
