@@ -233,7 +233,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     int maxw = s.F > s.D ? s.F : s.D;
     if (s.HD > maxw) maxw = s.HD;
     float *W0[CMP_N_LINEARS] = {0}, *tmp = NULL, *qs = NULL, *qz = NULL, *y0 = NULL, *Xd = NULL, *yd = NULL;
-    float *xm = NULL, *wm = NULL, *sc = NULL, *best = NULL;
+    float *xm = NULL, *wm = NULL, *sc = NULL;
     json_t *layers_rec = json_array();
     int64_t shrunk_total = 0;
 
@@ -248,7 +248,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     for (int i = 0; i < 4; i++) if (!(s.X[i] = malloc(nt * (i == 3 ? s.F : i == 1 ? s.HD : s.D) * sizeof(float)))) goto oom;
     if (!(s.y_ref = malloc(nt * s.D * sizeof(float))) || !(tmp = malloc(bigw * sizeof(float))) ||
         !(xm = malloc(maxw * sizeof(float))) || !(wm = malloc(maxw * sizeof(float))) ||
-        !(sc = malloc(maxw * sizeof(float))) || !(best = malloc(maxw * sizeof(float))))
+        !(sc = malloc(maxw * sizeof(float))))
         goto oom;
     for (int i = 0; i < CMP_N_LINEARS; i++) if (!(W0[i] = malloc(bigw * sizeof(float)))) goto oom;
     if (!(s.dY = backend_alloc(be, nt * maxw * sizeof(float), err)) || !(s.dX = backend_alloc(be, nt * maxw * sizeof(float), err)) ||
@@ -398,7 +398,7 @@ done:
     interv_phase_end(rec);
     for (int i = 0; i < 4; i++) free(s.X[i]);
     for (int i = 0; i < CMP_N_LINEARS; i++) free(W0[i]);
-    free(s.y_ref); free(tmp); free(xm); free(wm); free(sc); free(best);
+    free(s.y_ref); free(tmp); free(xm); free(wm); free(sc);
     backend_free(be, s.dY); backend_free(be, s.dX); backend_free(be, s.dT); backend_free(be, Xd);
     backend_free(be, yd); backend_free(be, y0); backend_free(be, qs); backend_free(be, qz);
     calib_walk_destroy(&w);

@@ -88,6 +88,10 @@ typedef struct cmp_obs_cfg {
 } cmp_obs_cfg;
 int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err);
 
+/* cmp_check_sparsity (sparsegpt.c; Wanda too): sparsity in (0,1); prune_n:prune_m either 0:0 or
+ * 0 < n < m <= 1024 with sparsity = n/m. -1 with CIS_EINVAL naming the parameter. */
+int cmp_check_sparsity(const interv_ctx *c, double s, long long n, long long m, cis_err *err);
+
 /* awq_fold (awq.c): fold AWQ scales s[k] of scaling pair `pair` of layer l into the model, output-
  * preserving before quantization: pair 0 input_layernorm / s and q,k,v columns * s; pair 1 v_proj's
  * last k rows / s and o_proj columns * s; pair 2 post_attention_layernorm / s and gate,up columns * s;

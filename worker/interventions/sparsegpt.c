@@ -14,7 +14,6 @@
 #include "worker/interventions/compress.h"
 #include "worker/interventions/methods.h"
 
-/* shared by Wanda: sparsity in (0,1), n:m consistent with it */
 int cmp_check_sparsity(const interv_ctx *c, double s, long long n, long long m, cis_err *err) {
     if (!(s > 0 && s < 1)) return err_set(err, CIS_EINVAL, "params.sparsity: %g is outside (0, 1)", s);
     if (n || m) {

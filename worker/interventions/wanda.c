@@ -15,8 +15,6 @@
 #include <math.h>
 #include <stdlib.h>
 
-int cmp_check_sparsity(const interv_ctx *c, double s, long long n, long long m, cis_err *err);
-
 typedef struct norm_acc {
     backend *be;
     float *a[5];         /* per hook point: [width] Σ x² in backend memory */
