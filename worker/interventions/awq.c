@@ -121,46 +121,68 @@ static void qdq_group_host(float *w, int n, int bits) {
 }
 
 /* clip search of W [rows,k] (host, in place) on inputs X [n_tok,k] (host, post-scale); returns the
- * number of (row, group) pairs whose max was shrunk */
-static int64_t clip_search(const float *X, int n_tok, float *W, int rows, int k, int group, int bits) {
+ * number of (row, group) pairs whose max was shrunk. Per group of columns, the partial outputs of
+ * the original weights and of the 10 clipped-and-quantized candidates of a batch of rows are one
+ * GEMM on the backend (Y = X_g · [W; candidates]ᵀ over the sub-sampled tokens), the errors
+ * mean_t (y_cand - y_orig)² on the host. -1 with err when backend memory is short. */
+#define CLIP_ROWS 256
+static int64_t clip_search(backend *be, const float *X, int n_tok, float *W, int rows, int k, int group, int bits,
+                           cis_err *err) {
     int step = n_tok / AWQ_CLIP_TOKENS > 1 ? n_tok / AWQ_CLIP_TOKENS : 1;
-    int ns = (n_tok + step - 1) / step;
-    float *cur = malloc((size_t)group * sizeof(float));
-    double *org = malloc((size_t)ns * sizeof(double));
-    CIS_ASSERT(cur && org);
-    int64_t shrunk = 0;
-    for (int r = 0; r < rows; r++)
-        for (int g0 = 0; g0 < k; g0 += group) {
-            float *w = W + (size_t)r * k + g0;
-            float m0 = 0;
-            for (int j = 0; j < group; j++) m0 = fmaxf(m0, fabsf(w[j]));
-            for (int t = 0; t < ns; t++) {
-                const float *x = X + (size_t)t * step * k + g0;
-                double o = 0;
-                for (int j = 0; j < group; j++) o += (double)x[j] * w[j];
-                org[t] = o;
-            }
-            double best = 1e9;
-            float best_m = m0;
-            int best_i = 0;
-            for (int i = 0; i < AWQ_CLIP_STEPS; i++) {
-                float mv = m0 * (1.0f - (float)i / AWQ_GRID);
-                for (int j = 0; j < group; j++) cur[j] = fminf(fmaxf(w[j], -mv), mv);
-                qdq_group_host(cur, group, bits);
-                double e = 0;
-                for (int t = 0; t < ns; t++) {
-                    const float *x = X + (size_t)t * step * k + g0;
-                    double o = 0;
-                    for (int j = 0; j < group; j++) o += (double)x[j] * cur[j];
-                    e += (o - org[t]) * (o - org[t]);
+    int ns = (n_tok + step - 1) / step, C = AWQ_CLIP_STEPS + 1;
+    int rb_max = rows < CLIP_ROWS ? rows : CLIP_ROWS;
+    size_t xb = (size_t)ns * group * sizeof(float), wb = (size_t)rb_max * C * group * sizeof(float),
+           yb = (size_t)ns * rb_max * C * sizeof(float);
+    float *xg = malloc(xb), *wc = malloc(wb), *y = malloc(yb), *mvs = malloc((size_t)rb_max * C * sizeof(float));
+    float *dX = backend_alloc(be, xb, err), *dW = dX ? backend_alloc(be, wb, err) : NULL;
+    float *dY = dW ? backend_alloc(be, yb, err) : NULL;
+    int64_t shrunk = -1;
+    if (!xg || !wc || !y || !mvs) err_set(err, CIS_ENOMEM, "out of memory (AWQ clip search)");
+    if (!xg || !wc || !y || !mvs || !dY) goto out;
+    shrunk = 0;
+    for (int g0 = 0; g0 < k; g0 += group) {
+        for (int t = 0; t < ns; t++) memcpy(xg + (size_t)t * group, X + (size_t)t * step * k + g0, (size_t)group * sizeof(float));
+        backend_upload(be, dX, xg, xb);
+        for (int r0 = 0; r0 < rows; r0 += rb_max) {
+            int rb = rows - r0 < rb_max ? rows - r0 : rb_max;
+            for (int r = 0; r < rb; r++) {
+                const float *w = W + (size_t)(r0 + r) * k + g0;
+                float m0 = 0;
+                for (int j = 0; j < group; j++) m0 = fmaxf(m0, fabsf(w[j]));
+                float *o = wc + (size_t)r * C * group;
+                memcpy(o, w, (size_t)group * sizeof(float));
+                for (int i = 0; i < AWQ_CLIP_STEPS; i++) {
+                    float mv = m0 * (1.0f - (float)i / AWQ_GRID), *cur = o + (size_t)(i + 1) * group;
+                    mvs[r * C + i] = mv;
+                    for (int j = 0; j < group; j++) cur[j] = fminf(fmaxf(w[j], -mv), mv);
+                    qdq_group_host(cur, group, bits);
                 }
-                e /= ns;
-                if (e < best) { best = e; best_m = mv; best_i = i; }
             }
-            if (best_i > 0) shrunk++;
-            for (int j = 0; j < group; j++) w[j] = fminf(fmaxf(w[j], -best_m), best_m);
+            backend_upload(be, dW, wc, (size_t)rb * C * group * sizeof(float));
+            BE(be, gemm, false, true, ns, rb * C, group, 1.0f, dX, group, dW, group, 0.0f, dY, rb * C);
+            backend_download(be, y, dY, (size_t)ns * rb * C * sizeof(float));
+            for (int r = 0; r < rb; r++) {
+                double best = 1e9;
+                int best_i = 0;
+                for (int i = 0; i < AWQ_CLIP_STEPS; i++) {
+                    double e = 0;
+                    for (int t = 0; t < ns; t++) {
+                        const float *yt = y + (size_t)t * rb * C + (size_t)r * C;
+                        double dlt = (double)yt[1 + i] - yt[0];
+                        e += dlt * dlt;
+                    }
+                    e /= ns;
+                    if (e < best) { best = e; best_i = i; }
+                }
+                if (best_i > 0) shrunk++;
+                float bm = mvs[r * C + best_i], *w = W + (size_t)(r0 + r) * k + g0;
+                for (int j = 0; j < group; j++) w[j] = fminf(fmaxf(w[j], -bm), bm);
+            }
         }
-    free(cur); free(org);
+    }
+out:
+    free(xg); free(wc); free(y); free(mvs);
+    backend_free(be, dX); backend_free(be, dW); backend_free(be, dY);
     return shrunk;
 }
 
@@ -373,8 +395,10 @@ int awq_apply(interv_ctx *c, cis_err *err) {
         for (int which = 0; which < CMP_N_LINEARS; which++) {
             if (which == CMP_Q || which == CMP_K) continue;
             int pi = cmp_param(m, l, which);
-            shrunk += clip_search(s.X[cmp_linears[which].point], s.n_tok, W0[which], (int)P[pi].shape[0],
-                                  (int)P[pi].shape[1], group, s.bits);
+            int64_t sh = clip_search(be, s.X[cmp_linears[which].point], s.n_tok, W0[which], (int)P[pi].shape[0],
+                                     (int)P[pi].shape[1], group, s.bits, err);
+            if (sh < 0) goto done;
+            shrunk += sh;
         }
         interv_phase_begin(rec, "write_back");
         for (int which = 0; which < CMP_N_LINEARS; which++) {
