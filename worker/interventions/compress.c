@@ -216,11 +216,6 @@ double cmp_param_num(const interv_ctx *c, const char *key, double dflt) {
 
 /* ---- the inverse-Hessian factor ----------------------------------------------------------------- */
 
-static int fcmp(const void *a, const void *b) {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct dkey { float v; int i; } dkey;
 static int dkey_desc(const void *a, const void *b) {
     const dkey *x = a, *y = b;
@@ -325,9 +320,23 @@ static void magnitude_prune(backend *be, float *R, const float *W, int rows, int
     CIS_ASSERT(w && a);
     backend_download(be, w, W, n * sizeof(float));
     for (size_t i = 0; i < n; i++) a[i] = fabsf(w[i]);
-    qsort(a, n, sizeof(float), fcmp);
     size_t kk = (size_t)((double)n * s);
-    float t = a[kk < n ? kk : n - 1];
+    if (kk >= n) kk = n - 1;
+    /* the kk-th smallest |w| (Hoare's selection on the copy) */
+    int64_t lo = 0, hi = (int64_t)n - 1, want = (int64_t)kk;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) { float tt = a[i]; a[i] = a[j]; a[j] = tt; i++; j--; }
+        }
+        if (want <= j) hi = j;
+        else if (want >= i) lo = i;
+        else break;
+    }
+    float t = a[kk];
     for (size_t i = 0; i < n; i++) if (fabsf(w[i]) <= t) w[i] = 0.0f;
     backend_upload(be, R, w, n * sizeof(float));
     free(w); free(a);

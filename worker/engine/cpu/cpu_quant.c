@@ -163,6 +163,24 @@ static void sweep_row(void *arg, int r, int thread) {
     s->masked[r] += masked;
 }
 
+/* the k-th smallest of a[0..n) (0-based; a is reordered): Hoare's selection, O(n) expected */
+static float kth_smallest(float *a, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pivot) i++;
+            while (a[j] > pivot) j--;
+            if (i <= j) { float t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
+}
+
 typedef struct sal { float v; int i; } sal;
 static int sal_cmp(const void *a, const void *b) {
     const sal *x = a, *y = b;
@@ -187,7 +205,7 @@ double cpu_obs_sweep(backend *be, float *W, const float *U, int rows, int cols, 
     s.scratch = malloc((size_t)threads * stride * sizeof(float));
     bool unstructured = p->sparsity > 0 && p->prune_n <= 0;
     unsigned char *mask = unstructured ? malloc((size_t)rows * B) : NULL;
-    sal *tmp = unstructured ? malloc((size_t)rows * B * sizeof(sal)) : NULL;
+    float *tmp = unstructured ? malloc((size_t)rows * B * sizeof(float)) : NULL;
     CIS_ASSERT(s.E && s.loss && s.masked && s.scratch && (!unstructured || (mask && tmp)));
     if (p->bits > 0 && g == 0) cpu_quant_params(be, scale, zero, W, rows, cols, cols, 0, p->bits, p->grid);
     for (int i1 = 0; i1 < cols; i1 += B) {
@@ -200,17 +218,16 @@ double cpu_obs_sweep(backend *be, float *W, const float *U, int rows, int cols, 
             for (int r = 0; r < rows; r++)
                 for (int i = 0; i < cnt; i++) {
                     float w = W[(int64_t)r * cols + i1 + i], d = U[(int64_t)(i1 + i) * cols + i1 + i];
-                    tmp[(int64_t)r * cnt + i] = (sal){w * w / (d * d), 0};
+                    tmp[(int64_t)r * cnt + i] = w * w / (d * d);
                 }
-            sal *sorted = malloc((size_t)n * sizeof(sal));
-            CIS_ASSERT(sorted);
-            memcpy(sorted, tmp, (size_t)n * sizeof(sal));
-            qsort(sorted, (size_t)n, sizeof(sal), sal_cmp);
+            float *vals = malloc((size_t)n * sizeof(float));
+            CIS_ASSERT(vals);
+            for (int64_t j = 0; j < n; j++) vals[j] = tmp[j];
             int64_t k = (int64_t)((double)n * p->sparsity);
             if (k >= n) k = n - 1;
-            float t = sorted[k].v;
-            free(sorted);
-            for (int64_t j = 0; j < n; j++) mask[j] = tmp[j].v <= t;
+            float t = kth_smallest(vals, n, k); /* = the k-th element of the ascending sort */
+            free(vals);
+            for (int64_t j = 0; j < n; j++) mask[j] = tmp[j] <= t;
             s.mask = mask;
         }
         cpu_parallel_for(rows, threads, sweep_row, &s);
@@ -227,6 +244,24 @@ double cpu_obs_sweep(backend *be, float *W, const float *U, int rows, int cols, 
 }
 
 /* ---- Wanda's per-row selection ----------------------------------------------------------------- */
+
+/* partition t[0..n) so that t[0..k) are the k smallest in (value, index) order, i.e. exactly the
+ * first k of a stable ascending sort (the keys are distinct: indices break ties) */
+static void sal_select(sal *t, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        sal pivot = t[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (sal_cmp(&t[i], &pivot) < 0) i++;
+            while (sal_cmp(&t[j], &pivot) > 0) j--;
+            if (i <= j) { sal x = t[i]; t[i] = t[j]; t[j] = x; i++; j--; }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return;
+    }
+}
 
 typedef struct prune_ctx {
     float *W;
@@ -251,7 +286,7 @@ static void prune_row(void *arg, int r, int thread) {
         }
     } else {
         for (int j = 0; j < c->cols; j++) t[j] = (sal){s[j], j};
-        qsort(t, (size_t)c->cols, sizeof(sal), sal_cmp); /* (value, index): a stable ascending order */
+        if (c->n_prune > 0 && c->n_prune < c->cols) sal_select(t, c->cols, c->n_prune); /* (value, index) order */
         for (int j = 0; j < c->n_prune && j < c->cols; j++) { w[t[j].i] = 0.0f; z++; }
     }
     c->count[r] = z;
