@@ -238,6 +238,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     json_t *gv = interv_param_get(c, "group");
     int group = (int)(gv ? json_integer_value(gv) : interv_param_int(c, "group_size"));
     if (bits < 2 || bits > 8) return err_set(err, CIS_EINVAL, "params.bits: %lld is outside 2..8", bits);
+    if (cmp_require_ops(c->model, err)) return -1;
     awq_state s = {.c = c, .m = m, .be = be, .D = lc->hidden_size, .F = lc->intermediate_size,
                    .HD = lc->num_attention_heads * lc->head_dim, .bits = (int)bits, .group = group};
     int widths[3] = {s.D, s.HD, s.F};

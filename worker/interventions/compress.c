@@ -17,6 +17,15 @@ const cmp_linear cmp_linears[CMP_N_LINEARS] = {
     {"mlp.down_proj", "down_proj", LLAMA_HOOK_D},
 };
 
+int cmp_require_ops(const llama_model *m, cis_err *err) {
+    const backend *be = llama_model_backend(m);
+    const backend_iface *f = be->iface;
+    if (f->gram_acc && f->colsumsq_acc && f->quant_params && f->quant_dequant && f->obs_sweep && f->row_prune) return 0;
+    return err_set(err, CIS_EINVAL, "the compression ops (gram_acc, colsumsq_acc, quant_params, quant_dequant, "
+                   "obs_sweep, row_prune) are not implemented on backend \"%s\" yet: run compression on the cpu "
+                   "device", backend_name(be));
+}
+
 int cmp_param(llama_model *m, int l, int which) {
     char name[128];
     snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, cmp_linears[which].name);

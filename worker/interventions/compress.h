@@ -25,6 +25,10 @@ typedef struct cmp_linear {
 } cmp_linear;
 extern const cmp_linear cmp_linears[CMP_N_LINEARS];
 
+/* cmp_require_ops: 0 when the model's backend implements the six compression ops; else -1 with a
+ * clear CIS_EINVAL naming the backend (a backend added before its compression kernels) */
+int cmp_require_ops(const llama_model *m, cis_err *err);
+
 /* cmp_param: the index of layer l's linear `which` in llama_model_params (asserts it exists). */
 int cmp_param(llama_model *m, int l, int which);
 

@@ -32,6 +32,7 @@ int gptq_apply(interv_ctx *c, cis_err *err) {
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
         return err_set(err, CIS_EINVAL, "params.bits: %lld is not one of 2, 3, 4, 8", bits);
     if (group < 1) return err_set(err, CIS_EINVAL, "params.group_size: %lld must be >= 1", group);
+    if (cmp_require_ops(c->model, err)) return -1;
     cmp_obs_cfg cfg = {
         .op = {.block = 128, .bits = (int)bits, .group = (int)group, .grid = QGRID_MINMAX_SYM},
         .damp = cmp_param_num(c, "damp_percent", 0.01),

@@ -42,6 +42,7 @@ int sparsegpt_apply(interv_ctx *c, cis_err *err) {
     double s = interv_param_float(c, "sparsity");
     long long n = interv_param_int(c, "prune_n"), m = interv_param_int(c, "prune_m");
     if (cmp_check_sparsity(c, s, n, m, err)) return -1;
+    if (cmp_require_ops(c->model, err)) return -1;
     cmp_obs_cfg cfg = {
         .op = {.block = 128, .sparsity = n ? 0 : s, .prune_n = (int)n, .prune_m = (int)m},
         .damp = cmp_param_num(c, "damp_percent", 0.01),

@@ -50,6 +50,7 @@ int wanda_apply(interv_ctx *c, cis_err *err) {
     double s = interv_param_float(c, "sparsity");
     long long pn = interv_param_int(c, "prune_n"), pm = interv_param_int(c, "prune_m");
     if (cmp_check_sparsity(c, s, pn, pm, err)) return -1;
+    if (cmp_require_ops(c->model, err)) return -1;
     int L = lc->num_hidden_layers, np = 0;
     llama_param *P = llama_model_params(m, &np);
     interv_record *rec = c->record;

@@ -327,6 +327,23 @@ static void test_bad_params(void) {
     expect_error("{\"method\":\"awq\",\"params\":{\"bits\":4}}", "/nonexistent", "pile");
 }
 
+/* a backend without the compression ops (a new backend before its kernels) is refused by name */
+static void test_backend_without_ops(void) {
+    llama_model *m = model(32, 64, 2, 9);
+    backend *be = llama_model_backend(m);
+    const backend_iface *orig = be->iface;
+    backend_iface partial = *orig;
+    partial.obs_sweep = NULL;
+    be->iface = &partial;
+    cis_err err = {0};
+    json_t *r = run_stage(m, "{\"method\":\"gptq\",\"params\":{\"bits\":4}}", 1, dir, &err);
+    be->iface = orig;
+    CHECK(r == NULL);
+    CHECK_MSG(strstr(err.msg, "not implemented on backend \"cpu\"") != NULL, "%s", err.msg);
+    json_decref(r);
+    llama_model_free(&m);
+}
+
 static void test_group_preset(void) {
     llama_config c = fx_config(4096, 2, 14336, 8192);
     json_t *p = json_pack("{s:i}", "group_size", 128);
@@ -386,6 +403,7 @@ int main(void) {
     RUN(test_awq);
     RUN(test_awq_fold_preserves_output);
     RUN(test_bad_params);
+    RUN(test_backend_without_ops);
     tokenizer_free(tok);
     fx_rm_rf(dir);
     return test_summary();
