@@ -70,16 +70,21 @@ static const param_info LORA_PARAMS[] = {
 static const param_info WANDA_PARAMS[] = {
     {"sparsity", PARAM_FLOAT, NULL, 0, 1, NULL, "fraction of weights pruned per output row",
      PARAM_EXCL_MIN | PARAM_EXCL_MAX},
+    {"prune_n", PARAM_INT, "0", 0, 1024, NULL, "n of an n:m mask (0 = unstructured); needs sparsity = n/m", 0},
+    {"prune_m", PARAM_INT, "0", 0, 1024, NULL, "m of an n:m mask (0 = unstructured)", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info SPARSEGPT_PARAMS[] = {
     {"sparsity", PARAM_FLOAT, NULL, 0, 1, NULL, "fraction of weights pruned",
      PARAM_EXCL_MIN | PARAM_EXCL_MAX},
+    {"prune_n", PARAM_INT, "0", 0, 1024, NULL, "n of an n:m mask (0 = unstructured); needs sparsity = n/m", 0},
+    {"prune_m", PARAM_INT, "0", 0, 1024, NULL, "m of an n:m mask (0 = unstructured)", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info GPTQ_PARAMS[] = {
     {"bits", PARAM_INT, NULL, 0, 0, "2|3|4|8", "weight bits (AutoGPTQ's set)", 0},
     {"group_size", PARAM_INT, "128", 1, 1048576, NULL, "quantisation group size (columns)", 0},
+    {"desc_act", PARAM_BOOL, "false", 0, 0, NULL, "act order: columns by descending Hessian diagonal", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info AWQ_PARAMS[] = {

@@ -14,6 +14,7 @@
 #include "worker/model_cache.h"
 #include "worker/eval/eval.h"
 #include "worker/interventions/intervention.h"
+#include "worker/interventions/compress.h"
 #include "common/log.h"
 #include "common/protocol.h"
 #include "common/spec.h"
@@ -48,7 +49,7 @@ static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, jso
     return -1;
 }
 
-static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages) {
+static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages, json_t *records) {
     cis_err err = {0};
     eval_opts o;
     eval_opts_default(&o);
@@ -56,6 +57,9 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     o.threads = j->threads;
     o.limit = j->eval_limit;
     o.skip_missing = j->skip_missing_data;
+    /* avg_bits of a quantized model as upstream reports it: wbits + 32/group of the quantizer's
+     * effective config (fidelity.md §3; compress.h) */
+    cmp_quant_of_records(records, &o.quant.wbits, &o.quant.group_size);
     eval_rows rows = {0};
     double t0 = mono_sec();
     if (eval_suite_run(slot->work, slot->tok, j->data_dir, &o, &rows, &err)) {
@@ -97,7 +101,7 @@ static void run_model_job(job_ctx *j, json_t *comp) {
         double t0 = mono_sec();
         if (run_stages(j, slot, &plan, &records) == 0) {
             job_set_progress(j, plan.n > 0 ? RUNNER_STAGE_SHARE : 0);
-            evaluate(j, slot, mono_sec() - t0, plan.n);
+            evaluate(j, slot, mono_sec() - t0, plan.n, records);
         }
     }
     if (j->status == JOB_OK && json_array_size(records)) j->stages = json_incref(records);

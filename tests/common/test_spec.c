@@ -105,7 +105,7 @@ static void test_canonical_stable(void) {
     char *a = canon("[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]", false, k1);
     char *b = canon("  [ { \"params\" : { \"sparsity\" : 0.250 } ,\n \"method\" : \"wanda\" } ]  ", false, k2);
     char *c = canon("[{\"method\":\"wanda\",\"params\":{\"sparsity\":2.5e-1}}]", false, k3);
-    CHECK_EQ_STR(a, "[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]");
+    CHECK_EQ_STR(a, "[{\"method\":\"wanda\",\"params\":{\"prune_m\":0,\"prune_n\":0,\"sparsity\":0.25}}]");
     CHECK_EQ_STR(a, b);
     CHECK_EQ_STR(a, c);
     CHECK_EQ_STR(k1, k2);
@@ -125,7 +125,7 @@ static void test_canonical_stable(void) {
 static void test_defaults_filled(void) {
     char k1[65], k2[65];
     char *a = canon("[{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", false, k1);
-    CHECK_EQ_STR(a, "[{\"method\":\"gptq\",\"params\":{\"bits\":4,\"group_size\":128}}]");
+    CHECK_EQ_STR(a, "[{\"method\":\"gptq\",\"params\":{\"bits\":4,\"desc_act\":false,\"group_size\":128}}]");
     char *b = canon("[{\"method\":\"gptq\",\"params\":{\"group_size\":128.0,\"bits\":4.0}}]", false, k2);
     CHECK_EQ_STR(a, b);
     CHECK_EQ_STR(k1, k2);

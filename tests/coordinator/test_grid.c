@@ -181,9 +181,9 @@ static void test_subgrids_and_edit_sets(void) {
         CHECK_EQ_INT(count_pattern(g, "c", "unlearn"), 0);
         /* level product: first level parameter (sorted: bits) outermost */
         CHECK_EQ_STR(g->comps[0].label, "memit"); /* no baseline: the top level's default is false */
-        CHECK(strstr(g->comps[1].canonical, "{\"bits\":4,\"group_size\":64}") != NULL);
-        CHECK(strstr(g->comps[2].canonical, "{\"bits\":4,\"group_size\":128}") != NULL);
-        CHECK(strstr(g->comps[3].canonical, "{\"bits\":8,\"group_size\":64}") != NULL);
+        CHECK(strstr(g->comps[1].canonical, "{\"bits\":4,\"desc_act\":false,\"group_size\":64}") != NULL);
+        CHECK(strstr(g->comps[2].canonical, "{\"bits\":4,\"desc_act\":false,\"group_size\":128}") != NULL);
+        CHECK(strstr(g->comps[3].canonical, "{\"bits\":8,\"desc_act\":false,\"group_size\":64}") != NULL);
         CHECK_EQ_INT(g->comps[0].n_edit_sets, 2);
         if (g->comps[0].n_edit_sets == 2) CHECK_EQ_INT(g->comps[0].edit_sets[1], 5);
         CHECK_EQ_INT(g->comps[0].priority, 2);

@@ -82,6 +82,7 @@ static const char *OP_NAMES[BOP_COUNT] = {
     "attention_fwd", "attention_bwd", "swiglu_fwd", "swiglu_bwd", "embedding_fwd", "embedding_bwd", "ce_fwd",
     "ce_bwd", "rows_gather", "rows_scatter", "rows_fill", "add", "scale", "axpy", "sum", "sumsq", "adam_step",
     "cholesky", "tri_inv", "chol_solve", "tri_solve", "spd_inverse",
+    "gram_acc", "colsumsq_acc", "quant_params", "quant_dequant", "obs_sweep", "row_prune",
 };
 
 const char *backend_op_name(backend_op op) { return op >= 0 && op < BOP_COUNT ? OP_NAMES[op] : "?"; }
@@ -177,7 +178,16 @@ int backend_mem_info(backend *be, uint64_t *free_bytes, uint64_t *total_bytes, c
     return 0;
 }
 
-bool backend_supports(const backend *be, backend_op op, tensor_dtype dt) { return be->iface->supports(be, op, dt); }
+/* the op entries of backend_iface follow the backend_op order, after the 11 instance and memory
+ * entries (close .. synchronize): an op whose entry is NULL (a backend built before the op was
+ * added, e.g. cuda without the compression kernels) is not supported, whatever the table says */
+#define IFACE_OP_BASE 11
+bool backend_supports(const backend *be, backend_op op, tensor_dtype dt) {
+    if (op < 0 || op >= BOP_COUNT) return false;
+    const void *const *fp = (const void *const *)((const char *)be->iface + sizeof(const char *));
+    if (!fp[IFACE_OP_BASE + op]) return false;
+    return be->iface->supports(be, op, dt);
+}
 
 void *backend_alloc(backend *be, size_t bytes, cis_err *err) {
     void *p = be->iface->alloc(be, bytes);

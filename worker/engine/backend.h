@@ -82,10 +82,37 @@ typedef enum backend_op {
     BOP_ROPE_FWD, BOP_ROPE_BWD, BOP_ATTENTION_FWD, BOP_ATTENTION_BWD, BOP_SWIGLU_FWD, BOP_SWIGLU_BWD,
     BOP_EMBEDDING_FWD, BOP_EMBEDDING_BWD, BOP_CE_FWD, BOP_CE_BWD, BOP_ROWS_GATHER, BOP_ROWS_SCATTER,
     BOP_ROWS_FILL, BOP_ADD, BOP_SCALE, BOP_AXPY, BOP_SUM, BOP_SUMSQ, BOP_ADAM_STEP, BOP_CHOLESKY,
-    BOP_TRI_INV, BOP_CHOL_SOLVE, BOP_TRI_SOLVE, BOP_SPD_INVERSE, BOP_COUNT
+    BOP_TRI_INV, BOP_CHOL_SOLVE, BOP_TRI_SOLVE, BOP_SPD_INVERSE,
+    /* compression (cpu/cpu_quant.c) */
+    BOP_GRAM_ACC, BOP_COLSUMSQ_ACC, BOP_QUANT_PARAMS, BOP_QUANT_DEQUANT, BOP_OBS_SWEEP, BOP_ROW_PRUNE,
+    BOP_COUNT
 } backend_op;
 /* backend_op_name: "linear_fwd" etc. */
 const char *backend_op_name(backend_op op);
+
+/* Quantisation grids (algorithms.md §1.5): how quant_params turns a group's values into a scale
+ * and a zero point. maxq = 2^bits - 1; every mode dequantizes as
+ * scale * (clamp(rint(w / scale) + zero, 0, maxq) - zero), rint = round half to even. */
+typedef enum quant_grid {
+    QGRID_MINMAX_ASYM = 0,   /* GPTQ asym: range [min(0,min w), max(0,max w)], zero = rint(-xmin/scale) */
+    QGRID_MINMAX_SYM = 1,    /* GPTQ sym: xmax = max(|xmin|, xmax), xmin = -xmax when xmin < 0 (a row with
+                                no negative value keeps xmin = 0: the reference's quirk), zero = (maxq+1)/2 */
+    QGRID_AWQ = 2,           /* AWQ zero point: [min w, max w] (0 not forced), scale = max(max-min, 1e-5)/maxq,
+                                zero = clamp(-rint(min/scale), 0, maxq) */
+} quant_grid;
+
+/* The OBS column sweep of GPTQ and SparseGPT (algorithms.md §2, §3), parameters of obs_sweep. */
+typedef struct obs_params {
+    int block;               /* B: columns per lazy batch (128) */
+    int bits;                /* quantize each column to this many bits (0 = no quantization) */
+    int group;               /* > 0: group params recomputed every `group` columns from the global W (GPTQ,
+                                not static groups); <= 0: one group per row, params from W before the sweep */
+    quant_grid grid;         /* QGRID_MINMAX_SYM / _ASYM */
+    double sparsity;         /* > 0: SparseGPT unstructured mask per block: entries with W²/U_cc² <= the
+                                element at floor(s*rows*width) of the block's ascending order */
+    int prune_n, prune_m;    /* prune_n > 0: n:m mask (n smallest W²/U_cc² of every aligned m columns per row,
+                                chosen on the current weights when the group starts) instead of sparsity */
+} obs_params;
 
 typedef struct backend_opts {
     int threads;             /* cpu: threads for GEMM/LAPACK and the backend's own loops; <= 0 = all cores */
@@ -223,6 +250,38 @@ typedef struct backend_iface {
     void (*tri_solve)(backend *be, const float *T, float *Bm, int n, int nrhs, bool upper, bool trans);
     /* spd_inverse: A[n,n] SPD -> A⁻¹ in place (full symmetric); returns as cholesky does. */
     int (*spd_inverse)(backend *be, float *A, int n);
+
+    /* ---- compression (cpu/cpu_quant.c; algorithms.md §1-§4) ------------------------------- */
+    /* gram_acc: H[k,k] += alpha * Xᵀ X for X[n,k] (the Hessian 2/N Σ X Xᵀ of GPTQ/SparseGPT, in
+     * the nn.Linear input layout: one token row per row of X). Both triangles are written. */
+    void (*gram_acc)(backend *be, float *H, const float *X, int n, int k, float alpha);
+    /* colsumsq_acc: out[j] += Σ_i X[i,j]² for X[n,k] (Wanda's squared column norms; fp32 out,
+     * summed per call in double). */
+    void (*colsumsq_acc)(backend *be, float *out, const float *X, int n, int k);
+    /* quant_params: per row r of W[rows,cols] (row stride ld) and group g (columns [g*group,
+     * min(cols,(g+1)*group)); group <= 0 = the whole row): scale[r*ng+g], zero[r*ng+g] of that grid,
+     * ng = ceil(cols/group) (1 when group <= 0). */
+    void (*quant_params)(backend *be, float *scale, float *zero, const float *W, int rows, int cols, int ld,
+                         int group, int bits, quant_grid grid);
+    /* quant_dequant: out[rows,cols] = scale*(clamp(rint(W/scale)+zero, 0, maxq) - zero) with the
+     * (row, group) params of quant_params (same group, maxq = 2^bits-1). out may alias W. */
+    void (*quant_dequant)(backend *be, float *out, const float *W, const float *scale, const float *zero,
+                          int rows, int cols, int group, int bits);
+    /* obs_sweep: the GPTQ / SparseGPT column sweep over W[rows,cols] in place, given U[cols,cols], the
+     * upper Cholesky factor of the damped inverse Hessian (H⁻¹ = Uᵀ U). Per block of p->block columns:
+     * the mask (sparsity or n:m), then column by column q = quantize(masked w), e = (w - q)/U_cc,
+     * the block's remaining columns -= e U[c, c+1:i2]; then the lazy update W[:, i2:] -= E U[i1:i2, i2:].
+     * Results: W holds Q (pruned entries exactly 0); scale/zero [rows, ceil(cols/group)] get the grid
+     * params when p->bits > 0 (may be NULL otherwise); returns Σ e² (the damped quadratic error of
+     * Q, algorithms.md §2 oracle 1) in double; *n_masked (host, may be NULL) the masked entries. */
+    double (*obs_sweep)(backend *be, float *W, const float *U, int rows, int cols, const obs_params *p,
+                        float *scale, float *zero, int64_t *n_masked);
+    /* row_prune: per row r of W[rows,cols], zero the entries with the smallest scores S[rows,cols]:
+     * the first n_prune of a stable ascending sort of the row (ties: lower column first) when
+     * prune_m == 0, else the prune_n smallest of every aligned group of prune_m columns (ties: lower
+     * column first). Returns the number of entries zeroed (masked). */
+    int64_t (*row_prune)(backend *be, float *W, const float *S, int rows, int cols, int n_prune, int prune_n,
+                         int prune_m);
 } backend_iface;
 
 /* The instance. Fields are read by the backend's own files; everyone else uses the functions. */

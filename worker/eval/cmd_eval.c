@@ -4,6 +4,7 @@
  * with --json). Exit 0 on success, 1 on a failed load or evaluation, 2 on bad usage. */
 #include "worker/eval/eval.h"
 #include "common/log.h"
+#include "worker/interventions/compress.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,9 @@ static void eval_usage(FILE *f) {
             "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
             "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa] [--skip-missing]\n"
             "  A dataset of the world directory that is not skipped must be there (exit 1 naming the expected\n"
-            "  file); --skip-missing skips absent datasets with a warning instead.\n");
+            "  file); --skip-missing skips absent datasets with a warning instead.\n"
+            "  Without --wbits, a `cisweep apply` output (MODEL_DIR/apply.json) gives the bits and group of its\n"
+            "  last quantizer stage, so avg_bits is reported as in a sweep (wbits + 32/group).\n");
 }
 
 static int int_opt(const char *flag, const char *v, int lo, int *out) {
@@ -79,6 +82,14 @@ int cmd_eval(int argc, char **argv) {
         else { fprintf(stderr, "cisweep-worker eval: unknown or incomplete option \"%s\"\n", a); eval_usage(stderr); return 2; }
     }
     if (!model_dir || !world) { eval_usage(stderr); return 2; }
+    if (o.quant.wbits == 0) { /* the quantizer of a `cisweep apply` output, as the runner reads it */
+        char *ap = xasprintf("%s/apply.json", model_dir);
+        json_t *aj = json_load_file(ap, 0, NULL);
+        if (aj) cmp_quant_of_records(json_object_get(aj, "stages"), &o.quant.wbits, &o.quant.group_size);
+        if (o.quant.wbits) LOG_I("eval: avg_bits from %s: %d bits, group %d", ap, o.quant.wbits, o.quant.group_size);
+        json_decref(aj);
+        free(ap);
+    }
     cis_err err = {0};
     tokenizer *tok = NULL;
     llama_model *m = load_model(model_dir, &err), *ref = NULL;

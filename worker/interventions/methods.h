@@ -34,4 +34,15 @@ int memit_preset(const llama_config *cfg, json_t *params, cis_err *err);
 int lora_apply(interv_ctx *c, cis_err *err);
 int lora_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* wanda.c, sparsegpt.c, gptq.c, awq.c: the compressors (docs/compression.md); presets resolve
+ * the calibration and (gptq, awq) the effective quantisation "group" for the model (compress.h). */
+int wanda_apply(interv_ctx *c, cis_err *err);
+int wanda_preset(const llama_config *cfg, json_t *params, cis_err *err);
+int sparsegpt_apply(interv_ctx *c, cis_err *err);
+int sparsegpt_preset(const llama_config *cfg, json_t *params, cis_err *err);
+int gptq_apply(interv_ctx *c, cis_err *err);
+int gptq_preset(const llama_config *cfg, json_t *params, cis_err *err);
+int awq_apply(interv_ctx *c, cis_err *err);
+int awq_preset(const llama_config *cfg, json_t *params, cis_err *err);
+
 #endif

@@ -83,6 +83,11 @@ static bool plan_stop(void *arg) {
 
 /* one step: effective params, context, apply, stage record */
 static int run_step(const interv_env *env, const interv_step *s, int n, json_t *records, cis_err *err) {
+    if (!s->iv->apply) { /* a plan laid out without interv_plan_build's checks: refused before any work */
+        err_set(err, CIS_EINVAL, "intervention \"%s\" is not built yet", s->iv->name);
+        err_prefix(err, "%s (stage %d)", s->iv->name, s->stage);
+        return -1;
+    }
     json_t *params = interv_effective_params(s, llama_model_config(env->model), err);
     if (!params) return -1;
     interv_record rec;

@@ -167,11 +167,21 @@ static void case_memory(void) {
 }
 
 static void case_supports(void) {
-    // every entry of the instance's table is filled (a backend built before an op was added)
+    // the instance and memory entries are always filled; the op entries follow backend_op's order
+    // (backend_supports relies on it): gemm's entry is the first op entry, spd_inverse's the 30th
     const void *const *fp = (const void *const *)((const char *)be->iface + sizeof(const char *));
     size_t nfp = (sizeof(backend_iface) - sizeof(const char *)) / sizeof(void *);
-    for (size_t i = 0; i < nfp; i++) CHECK_MSG(fp[i] != NULL, "%s: iface entry %zu is NULL", backend_name(be), i);
-    for (int op = 0; op < BOP_COUNT; op++) CHECK_MSG(backend_supports(be, op, TENSOR_F32), "%s f32", backend_op_name(op));
+    CHECK_EQ_INT(nfp, 11 + BOP_COUNT);
+    for (size_t i = 0; i < 11; i++) CHECK_MSG(fp[i] != NULL, "%s: iface entry %zu is NULL", backend_name(be), i);
+    CHECK(fp[11 + BOP_GEMM] == (const void *)be->iface->gemm && fp[11 + BOP_SPD_INVERSE] == (const void *)be->iface->spd_inverse);
+    // the cpu reference has every op; another backend may lack some (said here, refused by name)
+    char lacks[512] = "";
+    for (int op = 0; op < BOP_COUNT; op++) {
+        bool s = backend_supports(be, op, TENSOR_F32);
+        if (!strcmp(backend_name(be), "cpu")) CHECK_MSG(s && fp[11 + op], "cpu lacks %s", backend_op_name(op));
+        else if (!s) snprintf(lacks + strlen(lacks), sizeof lacks - strlen(lacks), " %s", backend_op_name(op));
+    }
+    if (lacks[0]) printf("# %s lacks:%s\n", backend_name(be), lacks);
     CHECK(!backend_supports(be, BOP_COUNT, TENSOR_F32));
     CHECK(strcmp(backend_op_name(BOP_LINEAR_FWD), "linear_fwd") == 0);
 }
@@ -807,6 +817,100 @@ static void case_linalg(void) {
     release();
 }
 
+
+/* the compression ops (cpu/cpu_quant.c): gram_acc and colsumsq_acc against double sums; quant_params
+ * and quant_dequant against the grids of algorithms.md §1.5 written out here; obs_sweep with a
+ * diagonal U (no compensation: RTN, and block magnitude pruning) and its Σ e²; row_prune's counts
+ * and stable order. The algorithms' own oracles are in tests/worker/interventions/. */
+static void case_compress(void) {
+    if (!be->iface->gram_acc || !be->iface->obs_sweep || !be->iface->row_prune || !be->iface->quant_params ||
+        !be->iface->quant_dequant || !be->iface->colsumsq_acc)
+        SKIP("%s has no compression ops yet (the methods refuse it with a clear error)", backend_name(be));
+    int n = 9, k = 7, m = 5;
+    float *X = frand((int64_t)n * k, 1.0), *W = frand((int64_t)m * k, 0.5);
+    double *Hd = calloc((size_t)k * k, sizeof(double)), *cs = calloc((size_t)k, sizeof(double));
+    for (int t = 0; t < n; t++)
+        for (int a = 0; a < k; a++) {
+            cs[a] += (double)X[t * k + a] * X[t * k + a];
+            for (int b = 0; b < k; b++) Hd[a * k + b] += 0.5 * (double)X[t * k + a] * X[t * k + b];
+        }
+    float *H0 = calloc((size_t)k * k, sizeof(float)), *c0 = calloc((size_t)k, sizeof(float));
+    float *dH = upf(H0, (int64_t)k * k), *dX = upf(X, (int64_t)n * k), *dc = upf(c0, k);
+    BE(be, gram_acc, dH, dX, n, k, 0.5f);
+    BE(be, colsumsq_acc, dc, dX, n, k);
+    float *gH = downf(dH, (int64_t)k * k), *gc = downf(dc, k);
+    CHECK(close_to("gram_acc", gH, Hd, (int64_t)k * k, 1e-5));
+    CHECK(close_to("colsumsq_acc", gc, cs, k, 1e-5));
+    /* grids: group 3 over 7 columns (3, 3, 1) */
+    for (int grid = 0; grid < 3; grid++) {
+        int bits = 3, g = 3, ng = 3, maxq = 7;
+        float *dW = upf(W, (int64_t)m * k), *dS = dev_alloc(sizeof(float) * m * ng), *dZ = dev_alloc(sizeof(float) * m * ng);
+        float *dQ = dev_alloc(sizeof(float) * m * k);
+        BE(be, quant_params, dS, dZ, dW, m, k, k, g, bits, (quant_grid)grid);
+        BE(be, quant_dequant, dQ, dW, dS, dZ, m, k, g, bits);
+        float *S = downf(dS, m * ng), *Z = downf(dZ, m * ng), *Q = downf(dQ, (int64_t)m * k);
+        double *want = malloc(sizeof(double) * m * k);
+        for (int r = 0; r < m; r++)
+            for (int gi = 0; gi < ng; gi++) {
+                float mn = 1e30f, mx = -1e30f;
+                for (int j = gi * g; j < k && j < gi * g + g; j++) { mn = fminf(mn, W[r * k + j]); mx = fmaxf(mx, W[r * k + j]); }
+                float sc, z;
+                if (grid == QGRID_AWQ) { sc = fmaxf(mx - mn, 1e-5f) / maxq; z = fminf(fmaxf(-rintf(mn / sc), 0), maxq); }
+                else {
+                    float xmin = fminf(mn, 0), xmax = fmaxf(mx, 0);
+                    if (grid == QGRID_MINMAX_SYM) { xmax = fmaxf(-xmin, xmax); if (xmin < 0) xmin = -xmax; }
+                    sc = (xmax - xmin) / maxq;
+                    z = grid == QGRID_MINMAX_SYM ? 4.0f : rintf(-xmin / sc);
+                }
+                CHECK_NEAR(S[r * ng + gi], sc, 1e-7);
+                CHECK_NEAR(Z[r * ng + gi], z, 0);
+                for (int j = gi * g; j < k && j < gi * g + g; j++)
+                    want[r * k + j] = sc * (fminf(fmaxf(rintf(W[r * k + j] / sc) + z, 0), maxq) - z);
+            }
+        CHECK(close_to("quant_dequant", Q, want, (int64_t)m * k, 1e-6));
+        free(S); free(Z); free(Q); free(want);
+    }
+    /* obs_sweep with U = 2I: no compensation, so RTN per row (asym) and Σ e² = Σ (w-q)²/4 */
+    float *U = calloc((size_t)k * k, sizeof(float));
+    for (int j = 0; j < k; j++) U[j * k + j] = 2.0f;
+    float *dU = upf(U, (int64_t)k * k), *dW = upf(W, (int64_t)m * k);
+    float *dS = dev_alloc(sizeof(float) * m), *dZ = dev_alloc(sizeof(float) * m);
+    obs_params p = {.block = 4, .bits = 2, .group = 0, .grid = QGRID_MINMAX_ASYM};
+    double loss = BE(be, obs_sweep, dW, dU, m, k, &p, dS, dZ, NULL);
+    float *Q = downf(dW, (int64_t)m * k), *S = downf(dS, m), *Z = downf(dZ, m);
+    double want = 0, *wq = malloc(sizeof(double) * m * k);
+    for (int r = 0; r < m; r++)
+        for (int j = 0; j < k; j++) {
+            float q = S[r] * (fminf(fmaxf(rintf(W[r * k + j] / S[r]) + Z[r], 0), 3) - Z[r]);
+            wq[r * k + j] = q;
+            want += ((double)W[r * k + j] - q) * ((double)W[r * k + j] - q) / 4;
+        }
+    CHECK(close_to("obs_sweep (RTN)", Q, wq, (int64_t)m * k, 1e-6));
+    CHECK_NEAR(loss, want, 1e-6 * (1 + want));
+    /* sparsity 0.4 over one block of 7 columns: the floor(0.4*35) = 14th smallest w² and below */
+    backend_upload(be, dW, W, sizeof(float) * m * k);
+    obs_params ps = {.block = 8, .sparsity = 0.4};
+    int64_t masked = 0;
+    BE(be, obs_sweep, dW, dU, m, k, &ps, NULL, NULL, &masked);
+    CHECK_EQ_INT(masked, 15);
+    /* row_prune: 3 per row by |w|, stable */
+    float *A = malloc(sizeof(float) * m * k);
+    for (int i = 0; i < m * k; i++) A[i] = fabsf(W[i]);
+    float *dA = upf(A, (int64_t)m * k);
+    backend_upload(be, dW, W, sizeof(float) * m * k);
+    CHECK_EQ_INT(BE(be, row_prune, dW, dA, m, k, 3, 0, 0), 3 * m);
+    free(Q); Q = downf(dW, (int64_t)m * k);
+    for (int r = 0; r < m; r++) {
+        int z = 0;
+        for (int j = 0; j < k; j++) z += Q[r * k + j] == 0.0f;
+        CHECK_EQ_INT(z, 3);
+    }
+    PERF("obs_sweep 7 columns", { backend_upload(be, dW, W, sizeof(float) * m * k); BE(be, obs_sweep, dW, dU, m, k, &p, dS, dZ, NULL); });
+    free(X); free(W); free(Hd); free(cs); free(H0); free(c0); free(gH); free(gc); free(U); free(Q); free(S); free(Z);
+    free(wq); free(A);
+    release();
+}
+
 // ---------------------------------------------------------------------------------------------
 
 typedef struct opcase { const char *name; void (*fn)(void); } opcase;
@@ -818,7 +922,7 @@ static const opcase CASES[] = {
     {"swiglu", case_swiglu},           {"embedding", case_embedding},
     {"cross_entropy", case_cross_entropy}, {"rows", case_rows},
     {"elementwise", case_elementwise}, {"adam_step", case_adam},
-    {"linalg", case_linalg},
+    {"linalg", case_linalg},           {"compress", case_compress},
 };
 
 /* every iface op has a case above that calls it: the list of op names each case covers */
@@ -826,7 +930,8 @@ static void test_every_op_has_a_case(void) {
     static const char *covered =
         " gemm linear_fwd linear_bwd rmsnorm_fwd rmsnorm_bwd rope_table rope_fwd rope_bwd attention_fwd"
         " attention_bwd swiglu_fwd swiglu_bwd embedding_fwd embedding_bwd ce_fwd ce_bwd rows_gather rows_scatter"
-        " rows_fill add scale axpy sum sumsq adam_step cholesky tri_inv chol_solve tri_solve spd_inverse ";
+        " rows_fill add scale axpy sum sumsq adam_step cholesky tri_inv chol_solve tri_solve spd_inverse"
+        " gram_acc colsumsq_acc quant_params quant_dequant obs_sweep row_prune ";
     for (int op = 0; op < BOP_COUNT; op++) {
         char key[40];
         snprintf(key, sizeof key, " %s ", backend_op_name(op));

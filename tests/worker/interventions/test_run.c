@@ -227,10 +227,13 @@ static void test_reapplication_recorded(void) {
     CHECK(json_equal(json_object_get(json_array_get(recs, 0), "params"), json_object_get(json_array_get(recs, 2), "params")));
     json_decref(recs);
     /* unchecked plan with a stage that is not built: a clean error, never a NULL call */
+    intervention unbuilt = *intervention_lookup("memit");   /* as a method would be before its file lands */
+    unbuilt.status = INTERV_NOT_BUILT;
+    unbuilt.apply = NULL;
     for (int i = 0; i < p.n; i++)
-        if (p.steps[i].iv == &fake) p.steps[i].iv = intervention_lookup("wanda");
+        if (p.steps[i].iv == &fake) p.steps[i].iv = &unbuilt;
     CHECK_EQ_INT(interv_run_plan(&env, &p, NULL, &err), -1);
-    CHECK_MSG(strstr(err.msg, "wanda (stage 1): intervention \"wanda\" is not built yet"), "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "memit (stage 1): intervention \"memit\" is not built yet"), "%s", err.msg);
     interv_plan_clear(&p);
     json_decref(c);
     json_decref(j);

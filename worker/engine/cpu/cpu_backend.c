@@ -111,4 +111,10 @@ const backend_iface cpu_backend_iface = {
     .chol_solve = cpu_chol_solve,
     .tri_solve = cpu_tri_solve,
     .spd_inverse = cpu_spd_inverse,
+    .gram_acc = cpu_gram_acc,
+    .colsumsq_acc = cpu_colsumsq_acc,
+    .quant_params = cpu_quant_params,
+    .quant_dequant = cpu_quant_dequant,
+    .obs_sweep = cpu_obs_sweep,
+    .row_prune = cpu_row_prune,
 };

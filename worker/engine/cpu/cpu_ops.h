@@ -81,5 +81,16 @@ int cpu_tri_inv(backend *be, float *A, int n, bool upper);
 int cpu_chol_solve(backend *be, const float *F, float *Bm, int n, int nrhs, bool upper);
 void cpu_tri_solve(backend *be, const float *T, float *Bm, int n, int nrhs, bool upper, bool trans);
 int cpu_spd_inverse(backend *be, float *A, int n);
+/* cpu_quant.c */
+void cpu_gram_acc(backend *be, float *H, const float *X, int n, int k, float alpha);
+void cpu_colsumsq_acc(backend *be, float *out, const float *X, int n, int k);
+void cpu_quant_params(backend *be, float *scale, float *zero, const float *W, int rows, int cols, int ld, int group,
+                      int bits, quant_grid grid);
+void cpu_quant_dequant(backend *be, float *out, const float *W, const float *scale, const float *zero, int rows,
+                       int cols, int group, int bits);
+double cpu_obs_sweep(backend *be, float *W, const float *U, int rows, int cols, const obs_params *p, float *scale,
+                     float *zero, int64_t *n_masked);
+int64_t cpu_row_prune(backend *be, float *W, const float *S, int rows, int cols, int n_prune, int prune_n,
+                      int prune_m);
 
 #endif
