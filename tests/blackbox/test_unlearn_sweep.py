@@ -40,7 +40,7 @@ def unlearners_run_in_a_sweep_and_record_what_ran():
                                 [{"method": "gd", "params": {"train_size": 8, "accum": 1}}]]}, open(grid, "w"))
     db = os.path.join(d, "u.db")
     p = run([CISWEEP, "run", "--grid", grid, "--workers", "1", "--db", db, "--models", os.path.join(d, "models.json"),
-             "--data", os.path.join(d, "world"), "--eval-limit", "8", "--threads", "1"], check=False, timeout=600)
+             "--data", os.path.join(d, "world"), "--eval-limit", "8", "--threads", "1", "--cache", os.path.join(d, "cache")], check=False, timeout=600)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr[-3000:])
     jobs = sqlite3_shell(db, "SELECT label, state FROM v_jobs ORDER BY id")
     assert [j["state"] for j in jobs] == ["done"] * 3, jobs
