@@ -2,7 +2,9 @@
  * tokenizer.json text, optionally followed by "\n#TEXT#\n" and a text to encode (without it a
  * fixed text with a NUL byte, spaces, an added-token look-alike and non-ASCII is used). A text
  * that encodes must decode. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "worker/engine/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 /* fuzz_dir: a scratch directory for this process (created once; the path is static storage) */
-static const char *fuzz_dir(void) {
+static inline const char *fuzz_dir(void) {
     static char dir[256];
     if (!dir[0]) {
         snprintf(dir, sizeof dir, "/tmp/cisweep-fuzz-%d", (int)getpid());
@@ -23,7 +23,7 @@ static const char *fuzz_dir(void) {
 
 /* fuzz_write: write data[0..n) to fuzz_dir()/name; returns the path (static storage, one per call
  * site is enough: the next call with the same name overwrites it) */
-static const char *fuzz_write(const char *name, const uint8_t *data, size_t n) {
+static inline const char *fuzz_write(const char *name, const uint8_t *data, size_t n) {
     static char path[512];
     snprintf(path, sizeof path, "%s/%s", fuzz_dir(), name);
     FILE *f = fopen(path, "wb");
