@@ -68,7 +68,7 @@ static bool exists(const char *dir, const char *file) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep run [--out DIR] [--study-grid FILE] [--workers N] [--family-steps N] [--threads N]\n"
-            "                   [--eval-limit N] [--no-report]\n"
+            "                   [--eval-limit N] [--world-scale default|small] [--no-report]\n"
             "  the study end to end on the embedded default: world, one tiny model per slot of the grid\n"
             "  (default grids/paper-417.json), the whole grid on N local workers (default: one per core), the\n"
             "  report and the paper's findings checked on this run's numbers. Everything goes to DIR (default\n"
@@ -78,7 +78,7 @@ static void usage(FILE *f) {
 
 int cmd_study(int argc, char **argv) {
     const char *out = "out/study", *gridf = "grids/paper-417.json", *family_steps = NULL, *threads = NULL,
-               *eval_limit = NULL;
+               *eval_limit = NULL, *world_scale = "default";
     int64_t workers = 0, v;
     bool report = true;
     for (int i = 1; i < argc; i++) {
@@ -91,6 +91,7 @@ int cmd_study(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--no-report")) report = false;
+        else if (!strcmp(a, "--world-scale") && n) { world_scale = n; i++; }
         else {
             fprintf(stderr, "cisweep run: unknown, incomplete or invalid option \"%s\"\n", a);
             usage(stderr);
@@ -141,7 +142,7 @@ int cmd_study(int argc, char **argv) {
     if (exists(world, "world.json")) printf("== 1. world: %s (exists)\n", world);
     else {
         printf("== 1. world: %s\n", world);
-        char *av[] = {wbin, "world", "--out", world, "--seed", "1234", "--scale", "default", NULL};
+        char *av[] = {wbin, "world", "--out", world, "--seed", "1234", "--scale", (char *)world_scale, NULL};
         if (run_child(av)) { fprintf(stderr, "cisweep run: generating the world failed\n"); rc = 1; }
     }
     t_world = mono_sec() - t0;
