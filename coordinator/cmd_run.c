@@ -154,7 +154,7 @@ int cmd_run(int argc, char **argv) {
     for (int i = 1; i < argc; i++) has_grid |= !strcmp(argv[i], "--grid");
     if (!has_grid) return cmd_study(argc, argv);   /* no grid: the study end to end (cmd_study.c) */
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
-               *data = NULL, *threads = NULL, *eval_limit = NULL;
+               *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0, progress_s = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
@@ -169,6 +169,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--cache") && n) { cache = n; i++; }
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
         else if (!strcmp(a, "--data") && n) { data = n; i++; }
+        else if (!strcmp(a, "--artifacts") && n) { artifacts = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
@@ -211,7 +212,7 @@ int cmd_run(int argc, char **argv) {
     snprintf(hbs, sizeof hbs, "%d", o.heartbeat_ms);
     char slotss[32];
     snprintf(slotss, sizeof slotss, "%lld", (long long)slots);
-    char *wargv[24];
+    char *wargv[32];
     int wc = 0;
     wargv[wc++] = cli_sibling_path("cisweep-worker");
     wargv[wc++] = "worker"; wargv[wc++] = "--connect"; wargv[wc++] = ep; wargv[wc++] = "--device"; wargv[wc++] = (char *)device;
@@ -220,6 +221,7 @@ int cmd_run(int argc, char **argv) {
     if (flags & GRID_ALLOW_SELFTEST) wargv[wc++] = "--selftest";
     if (slots) { wargv[wc++] = "--slots"; wargv[wc++] = slotss; }
     if (data) { wargv[wc++] = "--data"; wargv[wc++] = (char *)data; }
+    if (artifacts) { wargv[wc++] = "--artifacts"; wargv[wc++] = (char *)artifacts; }
     if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
     if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";

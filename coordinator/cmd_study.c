@@ -4,10 +4,12 @@
  *   1. world:    `cisweep-worker world` (synthetic world in the real datasets' formats) into OUT/world;
  *   2. family:   one tiny model per model slot of the study grid (`train --family --archs ...`,
  *                the slot -> architecture map below), into OUT/family/<arch>;
- *   3. sweep:    the study grid (grids/paper-417.json) launched into OUT/sweep.db and run by local
+ *   3. statistics: MEMIT's second moments of each base model, computed once into OUT/artifacts,
+ *                which every worker reads (--artifacts);
+ *   4. sweep:    the study grid (grids/paper-417.json) launched into OUT/sweep.db and run by local
  *                workers (one per core) through a real coordinator, with a progress line and ETA;
- *   4. report:   `cisweep report` into OUT/report (when this build has it);
- *   5. findings: for each of the paper's findings, the numbers of this run that support or
+ *   5. report:   `cisweep report` into OUT/report;
+ *   6. findings: for each of the paper's findings, the numbers of this run that support or
  *                contradict it (coordinator/findings.c), and the wall time of each step
  *                (OUT/timings.json). */
 #include "coordinator/cli.h"
@@ -111,10 +113,22 @@ int cmd_study(int argc, char **argv) {
     /* the slots of the grid and their stand-ins */
     json_t *archs = json_object();   /* arch -> true, in first-seen order */
     json_t *map = json_object();     /* slot -> model directory */
+    json_t *memit = json_object();   /* slot -> the first MEMIT stage of its compositions (statistics) */
     char *family = xasprintf("%s/family", out);
     int rc = 0;
     for (size_t i = 0; i < g->n_comps && !rc; i++) {
         const char *slot = g->comps[i].model, *arch = slot_arch(slot);
+        if (!json_object_get(memit, slot) && strstr(g->comps[i].canonical, "\"memit\"")) {
+            json_t *stages = json_loads(g->comps[i].canonical, 0, NULL);
+            for (size_t k = 0; k < json_array_size(stages); k++) {
+                json_t *st = json_array_get(stages, k);
+                if (!strcmp(json_string_value(json_object_get(st, "method")), "memit")) {
+                    json_object_set(memit, slot, st);
+                    break;
+                }
+            }
+            json_decref(stages);
+        }
         if (json_object_get(map, slot)) continue;
         if (!arch) {
             fprintf(stderr, "cisweep run: %s: model slot \"%s\" has no stand-in in the embedded default (slots: llama3-8b, "
@@ -169,7 +183,43 @@ int cmd_study(int argc, char **argv) {
         t_family = mono_sec() - t0;
     }
 
-    /* 3. the sweep */
+    /* 3. statistics: MEMIT's second moments of each slot's base model, computed once into the
+     * artifacts directory that every worker reads (memit_stats.h: content-addressed by the base
+     * weights, the layer and the settings), by applying the grid's MEMIT stage to the base model */
+    char *artifacts = xasprintf("%s/artifacts", out);
+    double t_stats = 0;
+    if (!rc && json_object_size(memit)) {
+        t0 = mono_sec();
+        const char *slot;
+        json_t *st;
+        json_object_foreach(memit, slot, st) {
+            char *mark = xasprintf("%s/stats-%s.done", artifacts, slot), *tmp = xasprintf("%s/stats-%s.model", artifacts, slot);
+            if (access(mark, F_OK) == 0) printf("== 3. statistics for %s: %s (exists)\n", slot, artifacts);
+            else {
+                printf("== 3. statistics for %s (MEMIT's second moments): %s\n", slot, artifacts);
+                char *stage = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
+                char *av[] = {wbin, "apply", (char *)json_string_value(json_object_get(map, slot)), "--stage", stage, "--exact",
+                              "--data", world, "--cache", artifacts, "--out", tmp, NULL, NULL, NULL};
+                if (threads && strcmp(threads, "0")) { av[12] = "--threads"; av[13] = (char *)threads; }
+                if (mkdir_p(artifacts, &err) || run_child(av)) {
+                    fprintf(stderr, "cisweep run: computing the statistics of %s failed\n", slot);
+                    rc = 1;
+                } else {
+                    char *w = xasprintf("%s/model.safetensors", tmp);
+                    unlink(w);   /* the edited model itself is not needed */
+                    free(w);
+                    if (write_file_atomic(mark, "done\n", 5, &err)) LOG_W("%s", err.msg);
+                }
+                free(stage);
+            }
+            free(mark);
+            free(tmp);
+            if (rc) break;
+        }
+        t_stats = mono_sec() - t0;
+    }
+
+    /* 4. the sweep */
     char *db = xasprintf("%s/sweep.db", out), *models = xasprintf("%s/models.json", out), *cache = xasprintf("%s/cache", out);
     if (!rc) {
         /* the models map with absolute paths (jobs carry them to workers) */
@@ -187,7 +237,7 @@ int cmd_study(int argc, char **argv) {
         free(txt);
     }
     if (!rc) {
-        printf("== 3. sweep: %s on %lld local workers (Ctrl-C stops; running again continues)\n", db, (long long)workers);
+        printf("== 4. sweep: %s on %lld local workers (Ctrl-C stops; running again continues)\n", db, (long long)workers);
         t0 = mono_sec();
         char wn[32];
         snprintf(wn, sizeof wn, "%lld", (long long)workers);
@@ -196,6 +246,7 @@ int cmd_study(int argc, char **argv) {
         av[ac++] = "run"; av[ac++] = "--grid"; av[ac++] = (char *)gridf; av[ac++] = "--db"; av[ac++] = db;
         av[ac++] = "--models"; av[ac++] = models; av[ac++] = "--data"; av[ac++] = world; av[ac++] = "--workers"; av[ac++] = wn;
         av[ac++] = "--cache"; av[ac++] = cache; av[ac++] = "--progress"; av[ac++] = "10";
+        av[ac++] = "--artifacts"; av[ac++] = artifacts;
         /* one BLAS thread per worker unless told otherwise: the workers already fill the cores */
         av[ac++] = "--threads"; av[ac++] = threads ? (char *)threads : "1";
         if (eval_limit) { av[ac++] = "--eval-limit"; av[ac++] = (char *)eval_limit; }
@@ -206,13 +257,13 @@ int cmd_study(int argc, char **argv) {
         else if (r) printf("cisweep run: the sweep ended with failed jobs (see above); the report covers what finished\n");
     }
 
-    /* 4. the report */
+    /* 5. the report */
     if (!rc && report) {
         char *rdir = xasprintf("%s/report", out);
         t0 = mono_sec();
         char *cis = cli_sibling_path("cisweep");
         char *av[] = {cis, "report", "--db", db, "--out", rdir, NULL};
-        printf("== 4. report: %s\n", rdir);
+        printf("== 5. report: %s\n", rdir);
         int r = run_child(av);
         if (r) printf("cisweep run: the report failed (exit %d)\n", r);
         t_report = mono_sec() - t0;
@@ -220,17 +271,18 @@ int cmd_study(int argc, char **argv) {
         free(rdir);
     }
 
-    /* 5. the findings and the time breakdown */
+    /* 6. the findings and the time breakdown */
     if (!rc) {
         job_store *js = NULL;
-        printf("== 5. the paper's findings on this run\n");
+        printf("== 6. the paper's findings on this run\n");
         if (job_store_open(db, JS_READONLY, &js, &err) == 0) {
             findings_print(job_store_db(js), NULL, stdout);
             job_store_close(&js);
         } else fprintf(stderr, "cisweep run: %s\n", err.msg);
-        printf("time: world %.0f s, models %.0f s, sweep %.0f s, report %.0f s, total %.0f s\n", t_world, t_family, t_sweep,
-               t_report, t_world + t_family + t_sweep + t_report);
-        json_t *tjo = json_pack("{s:f, s:f, s:f, s:f, s:I, s:s, s:I}", "world_s", t_world, "models_s", t_family, "sweep_s",
+        printf("time: world %.0f s, models %.0f s, statistics %.0f s, sweep %.0f s, report %.0f s, total %.0f s\n", t_world,
+               t_family, t_stats, t_sweep, t_report, t_world + t_family + t_stats + t_sweep + t_report);
+        json_t *tjo = json_pack("{s:f, s:f, s:f, s:f, s:f, s:I, s:s, s:I}", "world_s", t_world, "models_s", t_family,
+                                "statistics_s", t_stats, "sweep_s",
                                 t_sweep, "report_s", t_report, "workers", (json_int_t)workers, "grid", gridf, "jobs",
                                 (json_int_t)n_jobs);
         char *tj = json_dumps(tjo, JSON_INDENT(2));
@@ -243,11 +295,13 @@ int cmd_study(int argc, char **argv) {
     free(db);
     free(models);
     free(cache);
+    free(artifacts);
     free(world);
     free(wbin);
 done:
     json_decref(archs);
     json_decref(map);
+    json_decref(memit);
     free(family);
     return rc;
 }
