@@ -154,7 +154,7 @@ int cmd_run(int argc, char **argv) {
     for (int i = 1; i < argc; i++) has_grid |= !strcmp(argv[i], "--grid");
     if (!has_grid) return cmd_study(argc, argv);   /* no grid: the study end to end (cmd_study.c) */
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
-               *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL;
+               *models_dir = NULL, *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0, progress_s = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
@@ -168,6 +168,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--device") && n) { device = n; i++; }
         else if (!strcmp(a, "--cache") && n) { cache = n; i++; }
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
+        else if (!strcmp(a, "--models-dir") && n) { models_dir = n; i++; }
         else if (!strcmp(a, "--data") && n) { data = n; i++; }
         else if (!strcmp(a, "--artifacts") && n) { artifacts = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
@@ -186,10 +187,11 @@ int cmd_run(int argc, char **argv) {
     }
     if (!gridf) { fprintf(stderr, "cisweep run: --grid FILE is required\n"); return 2; }
     /* 1. launch (the same code path as `cisweep launch`) */
-    char *largv[10];
+    char *largv[12];
     int lc = 0;
     largv[lc++] = "launch"; largv[lc++] = "--db"; largv[lc++] = (char *)db; largv[lc++] = "--grid"; largv[lc++] = (char *)gridf;
     if (models) { largv[lc++] = "--models"; largv[lc++] = (char *)models; }
+    if (models_dir) { largv[lc++] = "--models-dir"; largv[lc++] = (char *)models_dir; }
     if (flags & GRID_ALLOW_SELFTEST) largv[lc++] = "--allow-selftest";
     largv[lc] = NULL;
     int rc = cmd_launch(lc, largv);
