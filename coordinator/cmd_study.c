@@ -116,8 +116,21 @@ int cmd_study(int argc, char **argv) {
     json_t *memit = json_object();   /* slot -> the first MEMIT stage of its compositions (statistics) */
     char *family = xasprintf("%s/family", out);
     int rc = 0;
+    /* the grid's own slot map GRID.models.json (slot -> family member), else the table above */
+    json_t *slotmap = NULL;
+    char *mapf = str_ends(gridf, ".json") ? xasprintf("%.*s.models.json", (int)(strlen(gridf) - 5), gridf) : NULL;
+    if (mapf && access(mapf, F_OK) == 0) {
+        json_error_t je;
+        slotmap = json_load_file(mapf, 0, &je);
+        if (!json_is_object(slotmap)) {
+            fprintf(stderr, "cisweep run: %s:%d: %s (expected an object of slot -> family member name)\n", mapf, je.line,
+                    slotmap ? "not an object" : je.text);
+            rc = 2;
+        }
+    }
     for (size_t i = 0; i < g->n_comps && !rc; i++) {
-        const char *slot = g->comps[i].model, *arch = slot_arch(slot);
+        const char *slot = g->comps[i].model;
+        const char *arch = slotmap ? json_string_value(json_object_get(slotmap, slot)) : slot_arch(slot);
         if (!json_object_get(memit, slot) && strstr(g->comps[i].canonical, "\"memit\"")) {
             json_t *stages = json_loads(g->comps[i].canonical, 0, NULL);
             for (size_t k = 0; k < json_array_size(stages); k++) {
@@ -131,8 +144,9 @@ int cmd_study(int argc, char **argv) {
         }
         if (json_object_get(map, slot)) continue;
         if (!arch) {
-            fprintf(stderr, "cisweep run: %s: model slot \"%s\" has no stand-in in the embedded default (slots: llama3-8b, "
-                    "mistral-7b, llama3.2-1b, yi-1.5-9b, phi3-mini, default); run it with --grid FILE --models MAP\n", gridf, slot);
+            fprintf(stderr, "cisweep run: %s: model slot \"%s\" has no stand-in in the embedded default (%s); run it with "
+                    "--grid FILE --models MAP\n", gridf, slot, slotmap ? mapf : "slots: llama3-8b, mistral-7b, llama3.2-1b, "
+                    "yi-1.5-9b, phi3-mini, default");
             rc = 2;
             break;
         }
@@ -302,6 +316,8 @@ done:
     json_decref(archs);
     json_decref(map);
     json_decref(memit);
+    json_decref(slotmap);
+    free(mapf);
     free(family);
     return rc;
 }
