@@ -27,6 +27,8 @@ static void usage(FILE *f) {
         "  cancel --db DB (--where SQL | --all)            cancel pending/leased jobs\n"
         "  export --db DB [--format csv] [--out FILE]      one wide row per finished job\n"
         "  run --grid FILE --workers N [--db DB] [...]     local launcher: coordinator + N workers to completion\n"
+        "  run [--out DIR] [...]                           the study end to end on the embedded default (make run)\n"
+        "  findings --db DB [--sweep NAME]                 the paper's findings checked on a sweep's numbers\n"
         "  slurm submit --db DB [--gpus N] [--partition P] [--time T] [...]  coordinator + worker array on Slurm\n"
         "  keygen NAME...                                  CURVE key pairs NAME.key (secret) + NAME.pub\n"
         "coordinator authentication: --curve-key KEY --allow-keys DIR|FILE (workers: --curve-key KEY\n"
@@ -53,6 +55,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "slurm")) return cmd_slurm(argc - 1, argv + 1);
     if (!strcmp(c, "run")) { log_init("run"); return cmd_run(argc - 1, argv + 1); }
     if (!strcmp(c, "keygen")) return cmd_keygen(argc - 1, argv + 1);
+    if (!strcmp(c, "findings")) return cmd_findings(argc - 1, argv + 1);
     if (!strcmp(c, "worker") || !strcmp(c, "inspect") || !strcmp(c, "train") || !strcmp(c, "eval") ||
         !strcmp(c, "world") || !strcmp(c, "apply")) {
         char *w = cli_sibling_path("cisweep-worker");
