@@ -13,6 +13,7 @@ int cmd_export(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_slurm(int argc, char **argv);   /* cmd_slurm.c: `slurm submit` */
 int cmd_keygen(int argc, char **argv);       /* `cisweep keygen NAME...`: CURVE key pairs */
+int cmd_report(int argc, char **argv);       /* report.c: `cisweep report --db DB --out DIR` */
 
 /* the path of a sibling program (cisweep-worker) next to the running binary; malloc'd */
 char *cli_sibling_path(const char *name);
