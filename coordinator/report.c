@@ -152,9 +152,8 @@ int cmd_report(int argc, char **argv) {
         int comps = 0;
         for (int i = 0; i < d.n_cm; i++)
             if (i == 0 || d.cm[i].composition_id != d.cm[i - 1].composition_id) comps++;
-        printf("cisweep report: wrote %s and %s (%d sweep%s, %d compositions with metrics, %d pair rows; "
-               "composability from the %s)\n", md, html, d.n_sweeps, d.n_sweeps == 1 ? "" : "s", comps, d.n_pairs,
-               report_eq(d.source, "views") ? "DB's views" : "fallback queries");
+        printf("cisweep report: wrote %s and %s (%d sweep%s, %d compositions with metrics, %d pair rows)\n", md, html,
+               d.n_sweeps, d.n_sweeps == 1 ? "" : "s", comps, d.n_pairs);
     }
     free(md);
     free(html);

@@ -1,101 +1,13 @@
-/* report_data.c - loads what `cisweep report` shows (see report_data.h). The three composability
- * names resolve to the DB's views (schema/views.sql) when it has them; otherwise to the fallback
- * definitions below, common table expressions with the same names and columns, computed from
- * v_runs and compositions exactly as docs/report.md states (means and standard errors over edit
- * sets; E_OF = 1 - max, E_OS = |difference| for the higher-is-better metrics, min and |difference|
- * for WMDP = (bio + cyber) / 2; headline level 25% sparsity / 4 bits; an Average row per column).
- * Switching to the views needs nothing but the views being in the DB. */
+/* report_data.c - loads what `cisweep report` shows (see report_data.h) from the composability
+ * views of schema/views.sql (v_composition_metrics, v_composability, v_composability_table), which
+ * job_store_open provides on every connection (in the file, or as TEMP views for a read-only reader
+ * of a file written before them), plus the header facts from the tables. One read transaction, so
+ * every query sees the same snapshot while a coordinator writes. */
 #include "coordinator/report_data.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* the fallback definitions; each name and column is that of schema/views.sql's view */
-static const char FALLBACK_SQL[] =
-    "WITH\n"
-    /* every done job's current metrics, long form; WMDP is v_runs' wmdp_avg (reported, or bio+cyber / 2) */
-    "_runs AS (SELECT j.composition_id, v.mmlu, v.wmdp_avg, v.edit_success, v.generalization, v.locality\n"
-    "          FROM v_runs v JOIN jobs j ON j.id = v.job_id),\n"
-    "_long AS (SELECT composition_id, 'edit_success' AS metric, edit_success AS value FROM _runs WHERE edit_success IS NOT NULL\n"
-    "  UNION ALL SELECT composition_id, 'generalization', generalization FROM _runs WHERE generalization IS NOT NULL\n"
-    "  UNION ALL SELECT composition_id, 'locality', locality FROM _runs WHERE locality IS NOT NULL\n"
-    "  UNION ALL SELECT composition_id, 'mmlu', mmlu FROM _runs WHERE mmlu IS NOT NULL\n"
-    "  UNION ALL SELECT composition_id, 'wmdp', wmdp_avg FROM _runs WHERE wmdp_avg IS NOT NULL),\n"
-    "_dev AS (SELECT composition_id, metric, value,\n"
-    "                avg(value) OVER (PARTITION BY composition_id, metric) AS mu FROM _long),\n"
-    "_agg AS (SELECT composition_id, metric, count(*) AS n, avg(value) AS mean,\n"
-    "                CASE WHEN count(*) > 1 THEN sqrt(sum((value - mu) * (value - mu)) / (count(*) - 1) / count(*)) END AS se\n"
-    "         FROM _dev GROUP BY composition_id, metric),\n"
-    "_cat AS (SELECT c.*, CASE WHEN instr(c.pattern, '->') > 0 THEN substr(c.pattern, 1, instr(c.pattern, '->') - 1)\n"
-    "                          WHEN c.n_stages >= 1 THEN c.pattern END AS cat1,\n"
-    "                     CASE WHEN c.n_stages >= 2 THEN substr(c.pattern, instr(c.pattern, '->') + 2) END AS rest\n"
-    "         FROM compositions c),\n"
-    "v_composition_metrics AS (\n"
-    "  SELECT s.name AS sweep, m.name AS model, c.id AS composition_id, c.pattern, c.label, c.n_stages,\n"
-    "         json_extract(c.canonical, '$[0].method') AS method_1, c.cat1 AS category_1,\n"
-    "         CASE WHEN c.cat1 = 'compress' THEN coalesce(json_extract(c.canonical, '$[0].params.sparsity'),\n"
-    "                                                     json_extract(c.canonical, '$[0].params.bits')) END AS level_1,\n"
-    "         json_extract(c.canonical, '$[1].method') AS method_2,\n"
-    "         CASE WHEN instr(c.rest, '->') > 0 THEN substr(c.rest, 1, instr(c.rest, '->') - 1) ELSE c.rest END AS category_2,\n"
-    "         CASE WHEN c.rest = 'compress' OR c.rest LIKE 'compress->%' THEN\n"
-    "              coalesce(json_extract(c.canonical, '$[1].params.sparsity'), json_extract(c.canonical, '$[1].params.bits')) END AS level_2,\n"
-    "         a.metric, a.n, a.mean, a.se\n"
-    "  FROM _agg a JOIN _cat c ON c.id = a.composition_id\n"
-    "  JOIN sweeps s ON s.id = c.sweep_id JOIN models m ON m.id = c.model_id),\n"
-    /* every two-stage composition of two categories as the pair (a, b), a_first = it ran a then b */
-    "_two AS (SELECT *, CASE WHEN 'compress' IN (category_1, category_2)\n"
-    "                        THEN CASE WHEN 'edit' IN (category_1, category_2) THEN 'edit_compress' ELSE 'unlearn_compress' END\n"
-    "                        ELSE 'edit_unlearn' END AS pair_kind,\n"
-    "                   (category_1 = 'compress' OR (category_1 = 'edit' AND category_2 = 'unlearn')) AS a_first\n"
-    "         FROM v_composition_metrics\n"
-    "         WHERE n_stages = 2 AND category_1 <> category_2\n"
-    "           AND category_1 IN ('edit', 'compress', 'unlearn') AND category_2 IN ('edit', 'compress', 'unlearn')),\n"
-    "_ab AS (SELECT sweep, model, pair_kind, a_first, metric, n, mean, se,\n"
-    "               CASE WHEN a_first THEN method_1 ELSE method_2 END AS method_a,\n"
-    "               CASE WHEN a_first THEN level_1 ELSE level_2 END AS level_a,\n"
-    "               CASE WHEN a_first THEN method_2 ELSE method_1 END AS method_b,\n"
-    "               CASE WHEN a_first THEN level_2 ELSE level_1 END AS level_b FROM _two),\n"
-    "_k AS (SELECT x.sweep, x.model, x.pair_kind, x.method_a, x.level_a, x.method_b, x.level_b, x.metric,\n"
-    "              x.mean AS kappa_ab, y.mean AS kappa_ba, x.n AS n_ab, y.n AS n_ba, x.se AS se_ab, y.se AS se_ba,\n"
-    "              CASE WHEN x.metric = 'wmdp' THEN min(x.mean, y.mean) ELSE 1 - max(x.mean, y.mean) END AS e_of,\n"
-    "              abs(x.mean - y.mean) AS e_os\n"
-    "       FROM _ab x JOIN _ab y ON y.sweep = x.sweep AND y.model = x.model AND y.pair_kind = x.pair_kind\n"
-    "            AND y.method_a = x.method_a AND y.method_b = x.method_b AND y.level_a IS x.level_a\n"
-    "            AND y.level_b IS x.level_b AND y.metric = x.metric AND NOT y.a_first\n"
-    "       WHERE x.a_first),\n"
-    "v_composability AS (\n"
-    "  SELECT *, round(e_of, 4) AS e_of_r4, round(e_os, 4) AS e_os_r4,\n"
-    "         (pair_kind = 'edit_unlearn' OR level_a IN (0.25, 4)) AS headline FROM _k),\n"
-    /* the paper's tables: rows compressors (unlearners in editing x unlearning) plus Average */
-    "_h AS (SELECT sweep, model, pair_kind, metric, e_of, e_os,\n"
-    "              CASE WHEN pair_kind = 'edit_unlearn' THEN method_b ELSE method_a END AS row_method,\n"
-    "              CASE WHEN pair_kind = 'edit_unlearn' THEN method_a ELSE method_b END AS col_method\n"
-    "       FROM v_composability WHERE headline),\n"
-    "v_composability_table AS (\n"
-    "  SELECT sweep, model, pair_kind, row_method, col_method, metric, round(e_of, 4) AS e_of, round(e_os, 4) AS e_os FROM _h\n"
-    "  UNION ALL\n"
-    "  SELECT sweep, model, pair_kind, 'Average', col_method, metric, round(avg(e_of), 4), round(avg(e_os), 4)\n"
-    "  FROM _h GROUP BY sweep, model, pair_kind, col_method, metric)\n";
-
-static int has_view(sqlite3 *db, const char *name) {
-    sqlite3_stmt *st = NULL;
-    int found = 0;
-    if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_schema WHERE type = 'view' AND name = ?", -1, &st, NULL) ==
-        SQLITE_OK) {
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-        found = sqlite3_step(st) == SQLITE_ROW;
-    }
-    sqlite3_finalize(st);
-    return found;
-}
-
-const char *report_source(sqlite3 *db, int *native) {
-    int all = has_view(db, "v_composition_metrics") && has_view(db, "v_composability") &&
-              has_view(db, "v_composability_table");
-    if (native) *native = all;
-    return all ? "" : FALLBACK_SQL;
-}
 
 /* ---- column helpers ---------------------------------------------------------------------- */
 
@@ -108,16 +20,14 @@ static double col_dbl(sqlite3_stmt *st, int i) {
     return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
 }
 
-/* prepare prefix + sql; on failure fill err naming the DB and the query's first words */
-static sqlite3_stmt *prep(sqlite3 *db, const char *path, const char *prefix, const char *sql, cis_err *err) {
-    char *full = xasprintf("%s%s", prefix, sql);
+/* prepare sql; on failure fill err naming the DB and the query's first words */
+static sqlite3_stmt *prep(sqlite3 *db, const char *path, const char *sql, cis_err *err) {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, full, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
         err_set(err, CIS_EDB, "%s: cannot read it as a cisweep sweep (query \"%.60s...\"): %s", path, sql,
                 sqlite3_errmsg(db));
         st = NULL;
     }
-    free(full);
     return st;
 }
 
@@ -144,7 +54,7 @@ static int load_sweeps(sqlite3 *db, const char *path, report_data *d, cis_err *e
         "   FROM compositions c JOIN jobs j ON j.composition_id = c.id AND j.state = 'done', json_each(c.canonical) e"
         "   WHERE c.sweep_id = s.id ORDER BY method))"
         " FROM sweeps s ORDER BY s.id";
-    sqlite3_stmt *st = prep(db, path, "", SQL, err);
+    sqlite3_stmt *st = prep(db, path, SQL, err);
     if (!st) return -1;
     int rc, cap = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -172,8 +82,8 @@ static int load_sweeps(sqlite3 *db, const char *path, report_data *d, cis_err *e
     return r;
 }
 
-static int load_cm(sqlite3 *db, const char *path, const char *src, report_data *d, cis_err *err) {
-    sqlite3_stmt *st = prep(db, path, src,
+static int load_cm(sqlite3 *db, const char *path, report_data *d, cis_err *err) {
+    sqlite3_stmt *st = prep(db, path,
         "SELECT sweep, model, composition_id, pattern, label, n_stages, method_1, category_1, level_1,"
         " method_2, category_2, level_2, metric, n, mean, se FROM v_composition_metrics"
         " WHERE metric IN ('edit_success', 'generalization', 'locality', 'mmlu', 'wmdp')"
@@ -206,8 +116,8 @@ static int load_cm(sqlite3 *db, const char *path, const char *src, report_data *
     return r;
 }
 
-static int load_pairs(sqlite3 *db, const char *path, const char *src, report_data *d, cis_err *err) {
-    sqlite3_stmt *st = prep(db, path, src,
+static int load_pairs(sqlite3 *db, const char *path, report_data *d, cis_err *err) {
+    sqlite3_stmt *st = prep(db, path,
         "SELECT sweep, model, pair_kind, method_a, level_a, method_b, level_b, metric, kappa_ab, kappa_ba,"
         " n_ab, n_ba, se_ab, se_ba, e_of, e_os, headline FROM v_composability"
         " ORDER BY sweep, model, pair_kind, method_a, method_b, metric, level_a", err);
@@ -240,8 +150,8 @@ static int load_pairs(sqlite3 *db, const char *path, const char *src, report_dat
     return r;
 }
 
-static int load_cells(sqlite3 *db, const char *path, const char *src, report_data *d, cis_err *err) {
-    sqlite3_stmt *st = prep(db, path, src,
+static int load_cells(sqlite3 *db, const char *path, report_data *d, cis_err *err) {
+    sqlite3_stmt *st = prep(db, path,
         "SELECT sweep, model, pair_kind, row_method, col_method, metric, e_of, e_os FROM v_composability_table", err);
     if (!st) return -1;
     int rc, cap = 0;
@@ -264,16 +174,13 @@ static int load_cells(sqlite3 *db, const char *path, const char *src, report_dat
 }
 
 int report_load(sqlite3 *db, const char *path, report_data *d, cis_err *err) {
-    int native = 0;
-    const char *src = report_source(db, &native);
-    d->source = native ? "views" : "fallback";
     /* one read transaction: every query sees the same snapshot while a coordinator writes */
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
         return err_set(err, CIS_EDB, "%s: cannot start a read transaction: %s", path, sqlite3_errmsg(db));
     int rc = load_sweeps(db, path, d, err);
-    if (!rc) rc = load_cm(db, path, src, d, err);
-    if (!rc) rc = load_pairs(db, path, src, d, err);
-    if (!rc) rc = load_cells(db, path, src, d, err);
+    if (!rc) rc = load_cm(db, path, d, err);
+    if (!rc) rc = load_pairs(db, path, d, err);
+    if (!rc) rc = load_cells(db, path, d, err);
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     return rc;
 }

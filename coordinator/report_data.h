@@ -3,10 +3,8 @@
  * interventions at every level (v_composability), the paper's tables (v_composability_table),
  * and the header facts (sweeps, models, job counts, compositions by pattern).
  *
- * The composability numbers come from the SQL views of schema/views.sql when the DB has them.
- * A DB without them (one written before the views existed) is read through fallback definitions
- * of the same names and columns as common table expressions (report_data.c, report_source); the
- * report says which source it used. Nothing here writes to the DB. */
+ * The composability numbers are those of the SQL views of schema/views.sql (job_store_open makes
+ * them available on every connection); this module only reads them. Nothing here writes. */
 #ifndef CISWEEP_REPORT_DATA_H
 #define CISWEEP_REPORT_DATA_H
 
@@ -42,7 +40,7 @@ typedef struct rep_pair {
 /* one cell of the paper's tables (row_method is a compressor or "Average") */
 typedef struct rep_cell {
     char *sweep, *model, *kind, *row, *col, *metric;   /* owned */
-    double e_of, e_os;                                 /* rounded to 4 decimals, as the paper */
+    double e_of, e_os;                                 /* the notebook's rounded cells (Average: their mean) */
 } rep_cell;
 
 /* header facts of one sweep */
@@ -56,7 +54,6 @@ typedef struct rep_sweep {
 } rep_sweep;
 
 typedef struct report_data {
-    const char *source;        /* "views" (schema/views.sql) or "fallback" (report_data.c's definitions) */
     rep_sweep *sweeps; int n_sweeps;
     rep_cm *cm; int n_cm;
     rep_pair *pairs; int n_pairs;
@@ -68,10 +65,5 @@ typedef struct report_data {
  * with report_data_clear whatever the outcome. */
 int report_load(sqlite3 *db, const char *path, report_data *d, cis_err *err);
 void report_data_clear(report_data *d);
-
-/* report_source: the SQL prefix that makes the names v_composition_metrics, v_composability and
- * v_composability_table resolve: "" when the DB has all three views, else a WITH clause of
- * fallback definitions (static storage). *native gets whether the DB's views are used. */
-const char *report_source(sqlite3 *db, int *native);
 
 #endif

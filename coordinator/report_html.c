@@ -296,9 +296,8 @@ int report_write_html(FILE *f, const report_data *d, const char *db) {
     esc(f, db);
     fprintf(f, "</title>\n<style>%s</style></head>\n<body>\n<h1>cisweep report</h1>\n<p>Database <code>", CSS);
     esc(f, db);
-    fprintf(f, "</code>, read %s. Composability from %s.</p>\n", fmt_time_ms(now_ms(), ts, sizeof ts),
-            report_eq(d->source, "views") ? "the database's views (schema/views.sql)"
-                                          : "the report's fallback queries (the database has no v_composability views)");
+    fprintf(f, "</code>, read %s. Composability: the views of schema/views.sql.</p>\n",
+            fmt_time_ms(now_ms(), ts, sizeof ts));
     if (d->n_sweeps == 0) fputs("<div class=\"nodata\">no data: no sweep has been launched into this database</div>\n", f);
     for (int i = 0; i < d->n_sweeps; i++) {
         const rep_sweep *s = &d->sweeps[i];

@@ -34,9 +34,8 @@ static void header(FILE *f, const report_data *d, const char *db) {
     fputs("# cisweep report\n\n", f);
     fputs("Database: `", f);
     md_text(f, db);
-    fprintf(f, "` (read %s). Composability from %s.\n\n", fmt_time_ms(now_ms(), ts, sizeof ts),
-            report_eq(d->source, "views") ? "the database's views (`schema/views.sql`)"
-                                          : "the report's fallback queries (the database has no `v_composability` views)");
+    fprintf(f, "` (read %s). Composability: the views of `schema/views.sql` (`v_composability_table`, "
+               "`v_composability`, `v_composition_metrics`).\n\n", fmt_time_ms(now_ms(), ts, sizeof ts));
     if (d->n_sweeps == 0) fputs("No sweep has been launched into this database.\n\n", f);
     for (int i = 0; i < d->n_sweeps; i++) {
         const rep_sweep *s = &d->sweeps[i];

@@ -147,6 +147,33 @@ def markdown_header_and_every_composition():
     assert not any(l.startswith("| gptq(bits=8) |") for l in rows)
 
 
+@test
+def file_without_views_reads_through_temp_views():
+    """a file an older build wrote (no composability views in it): the read-only report still has
+    them (job_store_open makes them TEMP views on its own connection) and never writes the file"""
+    db, out = made("plain")
+    old = os.path.join(_tmp, "old.db")
+    src = sqlite3.connect(db)
+    dst = sqlite3.connect(old)
+    src.backup(dst)
+    src.close()
+    views = [r[0] for r in dst.execute("SELECT name FROM sqlite_schema WHERE type = 'view' AND name IN "
+                                       "('v_composability_table', 'v_composability', 'v_composability_sets', "
+                                       "'v_composition_metrics', 'v_run_metrics', 'v_composition_stages', 'v_views_version')")]
+    assert len(views) == 7, views
+    for v in ("v_composability_table", "v_composability", "v_composability_sets", "v_composition_metrics",
+              "v_run_metrics", "v_composition_stages", "v_views_version"):
+        dst.execute(f"DROP VIEW {v}")
+    dst.commit()
+    dst.close()
+    before = os.path.getmtime(old), os.path.getsize(old)
+    out2 = os.path.join(_tmp, "old-out")
+    run([CISWEEP, "report", "--db", old, "--out", out2])
+    assert parse_tables(read(os.path.join(out2, "report.md"))) == parse_tables(read(os.path.join(out, "report.md")))
+    assert (os.path.getmtime(old), os.path.getsize(old)) == before
+    assert sqlite3.connect(old).execute("SELECT count(*) FROM sqlite_schema WHERE name = 'v_composability'").fetchone() == (0,)
+
+
 # ---- escaping ----------------------------------------------------------------------------------
 
 EVIL_MODEL = '<script>alert("m")</script>'
