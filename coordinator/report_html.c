@@ -186,6 +186,22 @@ static void heat_maps(FILE *f, const report_data *d, const char *sweep, const ch
             first[nr++] = p;
         }
     }
+    /* rows in the paper's order: by kind (the loop above), then the methods' ranks */
+    for (int i = 1; i < nr; i++) {
+        const rep_pair *x = first[i];
+        char *xr = rows[i];
+        int j = i - 1;
+        while (j >= 0 && report_eq(first[j]->kind, x->kind) &&
+               (report_method_rank(first[j]->a) > report_method_rank(x->a) ||
+                (report_method_rank(first[j]->a) == report_method_rank(x->a) &&
+                 report_method_rank(first[j]->b) > report_method_rank(x->b)))) {
+            first[j + 1] = first[j];
+            rows[j + 1] = rows[j];
+            j--;
+        }
+        first[j + 1] = x;
+        rows[j + 1] = xr;
+    }
     strlist_sort(&metrics, report_metric_rank);
     const char **cols = xcalloc((size_t)metrics.n + 1, sizeof *cols);
     for (int m = 0; m < metrics.n; m++) cols[m] = report_metric_name(metrics.v[m]);

@@ -82,7 +82,7 @@ static void kind_tables(FILE *f, const report_data *d, const char *sweep, const 
     strlist_sort(&cols, report_method_rank);
     strlist_sort(&metrics, report_metric_rank);
     fprintf(f, "E_OF and E_OS at 25%% sparsity (Wanda, SparseGPT) / 4 bits (GPTQ, AWQ), means over edit sets, "
-               "4 decimals; *Average* is the column mean over the %s.\n\n",
+               "4 decimals as the notebook rounds; *Average* is the column mean of the rounded cells over the %s.\n\n",
             report_eq(kind, "edit_unlearn") ? "unlearners" : "compressors");
     for (int m = 0; m < metrics.n; m++) {
         fputs("**", f);
