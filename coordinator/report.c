@@ -6,8 +6,10 @@
 #include "coordinator/cli.h"
 #include "coordinator/job_store.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *const REPORT_METRICS[REPORT_N_METRICS] = {"edit_success", "generalization", "locality", "mmlu", "wmdp"};
 
@@ -129,6 +131,14 @@ int cmd_report(int argc, char **argv) {
 
     cis_err err = {0};
     job_store *js = NULL;
+    struct stat sb;
+    int st = stat(db, &sb), e = errno;
+    if (st != 0 || !S_ISREG(sb.st_mode)) {
+        fprintf(stderr, "cisweep report: %s: %s\n---> HINT: --db takes the sweep database that `cisweep launch` made\n",
+                db, st != 0 ? (e == ENOENT ? "no such file" : strerror(e))
+                            : S_ISDIR(sb.st_mode) ? "is a directory, not a sweep database" : "not a regular file");
+        return 2;
+    }
     if (job_store_open(db, JS_READONLY, &js, &err)) {
         fprintf(stderr, "cisweep report: %s\n%s", err.msg,
                 strstr(err.msg, "HINT") ? "" : "---> HINT: --db takes the sweep database that `cisweep launch` made\n");

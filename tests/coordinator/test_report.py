@@ -208,7 +208,9 @@ def bad_inputs_exit_2_naming_the_db():
     out = os.path.join(_tmp, "bad-out")
     missing = os.path.join(_tmp, "nope.db")
     err = report_fails(missing, out)
-    assert missing in err and "cisweep report:" in err, err
+    assert f"cisweep report: {missing}: no such file" in err, err
+    err = report_fails(_tmp, out)
+    assert f"{_tmp}: is a directory" in err, err
     text = os.path.join(_tmp, "notes.txt")
     with open(text, "w") as f:
         f.write("this is not a database\n" * 100)
