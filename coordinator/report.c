@@ -115,6 +115,46 @@ static int write_one(const char *path, int (*writer)(FILE *, const report_data *
     return rc;
 }
 
+int report_write(const char *db, const char *out, int *n_compositions, cis_err *err) {
+    struct stat sb;
+    int st = stat(db, &sb), e = errno;
+    if (st != 0 || !S_ISREG(sb.st_mode))
+        return err_set(err, CIS_EINVAL, "%s: %s\n---> HINT: --db takes the sweep database that `cisweep launch` made", db,
+                       st != 0 ? (e == ENOENT ? "no such file" : strerror(e))
+                               : S_ISDIR(sb.st_mode) ? "is a directory, not a sweep database" : "not a regular file");
+    job_store *js = NULL;
+    if (job_store_open(db, JS_READONLY, &js, err)) {
+        if (!strstr(err->msg, "HINT")) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);   /* err_set must not read what it writes */
+            err_set(err, CIS_EINVAL, "%.900s\n---> HINT: --db takes the sweep database that `cisweep launch` made", msg);
+        }
+        err->code = CIS_EINVAL;
+        return -1;
+    }
+    report_data d = {0};
+    int rc = report_load(job_store_db(js), db, &d, err);
+    job_store_close(&js);
+    if (rc) {
+        err->code = CIS_EINVAL;
+        report_data_clear(&d);
+        return -1;
+    }
+    char *md = xasprintf("%s/report.md", out), *html = xasprintf("%s/report.html", out);
+    if (mkdir_p(out, err) || write_one(md, report_write_md, &d, db, err) || write_one(html, report_write_html, &d, db, err)) {
+        err->code = CIS_EIO;
+        rc = -1;
+    } else if (n_compositions) {
+        *n_compositions = 0;
+        for (int i = 0; i < d.n_cm; i++)
+            if (i == 0 || d.cm[i].composition_id != d.cm[i - 1].composition_id) (*n_compositions)++;
+    }
+    free(md);
+    free(html);
+    report_data_clear(&d);
+    return rc;
+}
+
 static const char USAGE[] = "usage: cisweep report --db DB --out DIR   (writes DIR/report.md and DIR/report.html)";
 
 int cmd_report(int argc, char **argv) {
@@ -128,45 +168,12 @@ int cmd_report(int argc, char **argv) {
     }
     if (!db || !out) { fprintf(stderr, "cisweep report: %s is required\n%s\n", !db ? "--db DB" : "--out DIR", USAGE); return 2; }
     if (!*db || !*out) { fprintf(stderr, "cisweep report: %s must not be empty\n", !*db ? "--db" : "--out"); return 2; }
-
     cis_err err = {0};
-    job_store *js = NULL;
-    struct stat sb;
-    int st = stat(db, &sb), e = errno;
-    if (st != 0 || !S_ISREG(sb.st_mode)) {
-        fprintf(stderr, "cisweep report: %s: %s\n---> HINT: --db takes the sweep database that `cisweep launch` made\n",
-                db, st != 0 ? (e == ENOENT ? "no such file" : strerror(e))
-                            : S_ISDIR(sb.st_mode) ? "is a directory, not a sweep database" : "not a regular file");
-        return 2;
-    }
-    if (job_store_open(db, JS_READONLY, &js, &err)) {
-        fprintf(stderr, "cisweep report: %s\n%s", err.msg,
-                strstr(err.msg, "HINT") ? "" : "---> HINT: --db takes the sweep database that `cisweep launch` made\n");
-        return 2;
-    }
-    report_data d = {0};
-    int rc = report_load(job_store_db(js), db, &d, &err);
-    job_store_close(&js);
-    if (rc) {
+    int comps = 0;
+    if (report_write(db, out, &comps, &err)) {
         fprintf(stderr, "cisweep report: %s\n", err.msg);
-        report_data_clear(&d);
-        return 2;
+        return err.code == CIS_EIO ? 1 : 2;
     }
-    char *md = xasprintf("%s/report.md", out), *html = xasprintf("%s/report.html", out);
-    rc = 0;
-    if (mkdir_p(out, &err) || write_one(md, report_write_md, &d, db, &err) ||
-        write_one(html, report_write_html, &d, db, &err)) {
-        fprintf(stderr, "cisweep report: %s\n", err.msg);
-        rc = 1;
-    } else {
-        int comps = 0;
-        for (int i = 0; i < d.n_cm; i++)
-            if (i == 0 || d.cm[i].composition_id != d.cm[i - 1].composition_id) comps++;
-        printf("cisweep report: wrote %s and %s (%d sweep%s, %d compositions with metrics, %d pair rows)\n", md, html,
-               d.n_sweeps, d.n_sweeps == 1 ? "" : "s", comps, d.n_pairs);
-    }
-    free(md);
-    free(html);
-    report_data_clear(&d);
-    return rc;
+    printf("cisweep report: wrote %s/report.md and %s/report.html (%d compositions with metrics)\n", out, out, comps);
+    return 0;
 }

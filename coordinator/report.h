@@ -40,6 +40,13 @@ void strlist_clear(strlist *l);
 /* null-safe string equality */
 int report_eq(const char *a, const char *b);
 
+/* report_write: the whole command without its CLI (for `cisweep run`'s end of study): read db
+ * read-only and write out_dir/report.md and out_dir/report.html (out_dir made if missing).
+ * *n_compositions (may be NULL) gets the number of compositions with metrics. Returns 0, or -1
+ * with err naming the file: err->code CIS_EINVAL for a missing, unreadable or non-cisweep db,
+ * CIS_EIO when the output cannot be written. */
+int report_write(const char *db, const char *out_dir, int *n_compositions, cis_err *err);
+
 /* the two writers; db_path is named in the header. Return 0 (they cannot fail on valid data;
  * write errors are found by the caller when it closes the stream). */
 int report_write_md(FILE *f, const report_data *d, const char *db_path);

@@ -52,7 +52,11 @@ static int load_sweeps(sqlite3 *db, const char *path, report_data *d, cis_err *e
         "   FROM compositions WHERE sweep_id = s.id GROUP BY pattern ORDER BY f)),"
         " (SELECT group_concat(method, ', ') FROM (SELECT DISTINCT json_extract(e.value, '$.method') AS method"
         "   FROM compositions c JOIN jobs j ON j.composition_id = c.id AND j.state = 'done', json_each(c.canonical) e"
-        "   WHERE c.sweep_id = s.id ORDER BY method))"
+        "   WHERE c.sweep_id = s.id ORDER BY method)),"
+        " (SELECT coalesce(sum(a.run_ms), 0) FROM jobs j JOIN attempts a ON a.job_id = j.id AND a.attempt = j.current_attempt"
+        "   WHERE j.sweep_id = s.id AND j.state = 'done'),"
+        " (SELECT count(*) FROM jobs j JOIN stages st ON st.job_id = j.id AND st.attempt = j.current_attempt"
+        "   WHERE j.sweep_id = s.id AND j.state = 'done' AND st.recompress = 1)"
         " FROM sweeps s ORDER BY s.id";
     sqlite3_stmt *st = prep(db, path, SQL, err);
     if (!st) return -1;
@@ -76,6 +80,8 @@ static int load_sweeps(sqlite3 *db, const char *path, report_data *d, cis_err *e
         s->jobs_cancelled = sqlite3_column_int64(st, 13);
         s->patterns = col_str(st, 14);
         s->methods = col_str(st, 15);
+        s->run_ms = sqlite3_column_int64(st, 16);
+        s->recompress_stages = sqlite3_column_int64(st, 17);
     }
     int r = step_err(db, path, rc, err);
     sqlite3_finalize(st);

@@ -51,6 +51,8 @@ typedef struct rep_sweep {
     int64_t jobs_total, jobs_done, jobs_failed, jobs_dead, jobs_pending, jobs_leased, jobs_cancelled;
     char *patterns;                                    /* owned: "baseline 1, edit 3, ..." (compositions by pattern) */
     char *methods;                                     /* owned: every method a done job ran, "awq, ft, ..." */
+    int64_t run_ms;                                    /* the workers' time of the done jobs' current attempts, ms */
+    int64_t recompress_stages;                         /* stages of done jobs that re-applied the leading compressor */
 } rep_sweep;
 
 typedef struct report_data {

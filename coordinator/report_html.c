@@ -335,7 +335,9 @@ int report_write_html(FILE *f, const report_data *d, const char *db) {
         esc(f, s->patterns);
         fputs("</td></tr><tr><td>methods that ran</td><td>", f);
         esc(f, s->methods ? s->methods : "none yet");
-        fputs("</td></tr></table>\n", f);
+        fprintf(f, "</td></tr><tr><td>worker time of the done jobs</td><td>%.1f s</td></tr><tr><td>compressors "
+                "re-applied at the end (the paper's rule)</td><td>%lld stages</td></tr></table>\n",
+                (double)s->run_ms / 1000.0, (long long)s->recompress_stages);
     }
     int sections = 0;
     for (int i = 0; i < d->n_cm; i++) {

@@ -57,7 +57,8 @@ static void header(FILE *f, const report_data *d, const char *db) {
         md_text(f, s->patterns);
         fputs(" |\n| methods that ran (done jobs) | ", f);
         md_text(f, s->methods ? s->methods : "none yet");
-        fputs(" |\n\n", f);
+        fprintf(f, " |\n| worker time of the done jobs | %.1f s |\n| compressors re-applied at the end (the paper's rule) | "
+                "%lld stages |\n\n", (double)s->run_ms / 1000.0, (long long)s->recompress_stages);
     }
 }
 

@@ -1,7 +1,8 @@
 """report_db.py - builds the sweep databases the report tests read: a real `cisweep launch` of a
 small grid (2 editors, 2 compressors at 3 levels each, 2 unlearners; every pair in both orders; 3
 edit sets), then results for the done jobs inserted by SQL, as the coordinator would have stored
-them (an attempt per job, is_current rows). Values are a deterministic function of the
+them (an attempt per job, is_current rows, the stages that ran with the paper's re-application
+of a leading compressor). Values are a deterministic function of the
 composition's label, the metric and the edit set (value()), so a test can compute by hand what
 the report must show. WMDP is stored as wmdp_bio and wmdp_cyber only: the report's WMDP is their
 mean. One job is left failed and one pending, so the header's counts and the averages over edit
@@ -43,10 +44,10 @@ def make_db(cisweep, tmp, model_name=None, label_prefix=None):
     subprocess.run([cisweep, "launch", "--db", db, "--grid", grid], check=True, capture_output=True, text=True)
     con = sqlite3.connect(db)
     con.execute("PRAGMA foreign_keys = ON")
-    jobs = con.execute("SELECT j.id, c.label, c.pattern, j.edit_set FROM jobs j JOIN compositions c "
+    jobs = con.execute("SELECT j.id, c.label, c.pattern, j.edit_set, c.canonical FROM jobs j JOIN compositions c "
                        "ON c.id = j.composition_id ORDER BY j.id").fetchall()
     t = 1_700_000_000_000
-    for jid, label, pattern, es in jobs:
+    for jid, label, pattern, es, canonical in jobs:
         if (label, es) == PENDING:
             continue
         t += 1000
@@ -58,6 +59,17 @@ def make_db(cisweep, tmp, model_name=None, label_prefix=None):
             continue
         con.execute("UPDATE jobs SET state = 'done', attempt = 1, current_attempt = 1, worker_id = 'w1', "
                     "started_at = ?, finished_at = ? WHERE id = ?", (t - 900, t, jid))
+        # what ran (the stages table): a composition that starts with a compressor (not AWQ)
+        # re-applies it at the end, as the paper's rule
+        stages = json.loads(canonical)
+        cats = pattern.split("->")
+        plan = [(i + 1, st, 0) for i, st in enumerate(stages)]
+        if len(stages) > 1 and cats[0] == "compress" and stages[0]["method"] != "awq":
+            plan.append((1, stages[0], 1))
+        for n, (of, st, rec) in enumerate(plan, 1):
+            con.execute("INSERT INTO stages(job_id, attempt, stage, of_stage, method, category, recompress, "
+                        "params_json, seed, wall_ms, created_at) VALUES (?, 1, ?, ?, ?, ?, ?, ?, ?, 100, ?)",
+                        (jid, n, of, st["method"], cats[of - 1], rec, json.dumps(st["params"]), max(es, 1), t))
         metrics = ["mmlu", "wmdp_bio", "wmdp_cyber", "ppl_wikitext"]
         if "edit" in pattern.split("->"):
             metrics += EDIT_METRICS

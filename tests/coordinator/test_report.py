@@ -126,6 +126,9 @@ def markdown_header_and_every_composition():
     assert "135 total: 133 done, 1 failed, 0 dead, 1 pending, 0 leased, 0 cancelled" in md
     assert "| models | tiny |" in md and "report test grid" in md
     assert "methods that ran (done jobs) | ft, ga, gptq, memit, rmu, wanda |" in md
+    assert "| worker time of the done jobs | 119.7 s |" in md            # 133 done jobs x 900 ms
+    # compress->edit: 12 compositions x 3 edit sets; compress->unlearn: 12 x 1
+    assert "| compressors re-applied at the end (the paper's rule) | 48 stages |" in md
     # one row per composition with metrics: 67 less the failed gptq(bits=8)
     rows = [l for l in md.splitlines() if re.match(r"\| \S.* \| (baseline|edit|compress|unlearn)\S* \| \d+ \|", l)]
     assert len(rows) == 66, len(rows)
