@@ -77,7 +77,7 @@ static job_store *open_store(const char *path, unsigned flags) {
 
 static const char *const VIEWS[] = {"v_composition_stages", "v_run_metrics", "v_composition_metrics",
                                     "v_composability_sets", "v_composability", "v_composability_table",
-                                    "v_views_version"};
+                                    "v_composability_area", "v_views_version"};
 #define N_VIEWS (sizeof VIEWS / sizeof VIEWS[0])
 
 /* drop every analysis view from the file: what a file of an older build looks like */
