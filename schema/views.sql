@@ -25,8 +25,9 @@
 --     they differ only on exact binary ties, which accuracies averaged over edit sets do not hit.
 --   * the tables: compressor at sparsity 0.25 / 4 bits, plus an Average row = the column mean of the
 --     rounded cells over compressors (over unlearners in the editing x unlearning table).
--- Beyond the paper: every compression level (headline = 0 rows), and E_OF / E_OS per edit set
--- with their mean and standard error over edit sets (v_composability_sets).
+-- Beyond the paper: every compression level (headline = 0 rows), E_OF / E_OS per edit set with
+-- their mean and standard error over edit sets (v_composability_sets), and E_OF / E_OS integrated
+-- over the compression level (v_composability_area).
 --
 -- Names: a composition's stage i is json_extract(canonical, '$[i-1]'); its category is the i-th
 -- element of `pattern` (edit, compress, unlearn, test); a compressor's level is its `sparsity`
@@ -36,6 +37,7 @@
 -- wanda->memit run wanda->memit->wanda (schema/README.md, stages.recompress).
 -- Column meanings and example queries: schema/README.md "Composability views".
 
+DROP VIEW IF EXISTS v_composability_area;
 DROP VIEW IF EXISTS v_composability_table;
 DROP VIEW IF EXISTS v_composability;
 DROP VIEW IF EXISTS v_composability_sets;
@@ -257,3 +259,32 @@ SELECT sweep, model, pair_kind, 'Average', col_method, metric,
        avg(e_of_r4), avg(e_os_r4), avg(e_of), avg(e_os), count(*), 1
 FROM cells
 GROUP BY sweep, model, pair_kind, col_method, metric;
+
+-- beyond the tables: E_OF and E_OS integrated over the compression level (trapezoid rule, x = the
+-- level: sparsity or bits), per compressor method (its other params equal) x other intervention x
+-- metric, over the levels where both orders have results; *_level_mean = area / (level_max -
+-- level_min), the level-averaged value (NULL with a single level). paper.md §3.2 ("the area
+-- between the order curves", np.trapz in an early notebook, over Average bits there); no table
+-- of the paper uses it.
+CREATE VIEW v_composability_area AS
+WITH pts AS (
+    SELECT sweep_id, model_id, sweep, model, pair_kind, method_a, method_b, metric, level_a, e_of, e_os,
+           json_remove(stage_a, '$.params.sparsity', '$.params.bits') AS family_a, stage_b,
+           lag(level_a) OVER w AS prev_level, lag(e_of) OVER w AS prev_of, lag(e_os) OVER w AS prev_os
+    FROM v_composability
+    WHERE pair_kind IN ('edit_compress', 'unlearn_compress') AND level_a IS NOT NULL
+    WINDOW w AS (PARTITION BY sweep_id, model_id, pair_kind,
+                              json_remove(stage_a, '$.params.sparsity', '$.params.bits'), stage_b, metric
+                 ORDER BY level_a)
+)
+SELECT sweep, model, pair_kind, method_a, method_b, metric,
+       count(*) AS n_levels, min(level_a) AS level_min, max(level_a) AS level_max,
+       coalesce(sum((level_a - prev_level) * (e_of + prev_of) / 2.0), 0.0) AS e_of_area,
+       coalesce(sum((level_a - prev_level) * (e_os + prev_os) / 2.0), 0.0) AS e_os_area,
+       CASE WHEN max(level_a) > min(level_a) THEN
+           sum((level_a - prev_level) * (e_of + prev_of) / 2.0) / (max(level_a) - min(level_a)) END AS e_of_level_mean,
+       CASE WHEN max(level_a) > min(level_a) THEN
+           sum((level_a - prev_level) * (e_os + prev_os) / 2.0) / (max(level_a) - min(level_a)) END AS e_os_level_mean,
+       sweep_id, model_id, family_a AS stage_a_family, stage_b
+FROM pts
+GROUP BY sweep_id, model_id, pair_kind, family_a, stage_b, metric;

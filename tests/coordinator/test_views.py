@@ -303,6 +303,23 @@ def composability_table():
 
 
 @test
+def composability_area():
+    r = {(x["model"], x["method_a"], x["method_b"], x["metric"]): x for x in rows("SELECT * FROM v_composability_area")}
+    # wanda x memit, edit_success, levels 0.25 (E_OF 0.2, E_OS 0.3) and 0.5 (E_OF 0.4, E_OS 0.2): trapezoids
+    # 0.25 * (0.2 + 0.4) / 2 = 0.075 and 0.25 * (0.3 + 0.2) / 2 = 0.0625; over the range 0.25: 0.3 and 0.25
+    same(r[("m1", "wanda", "memit", "edit_success")],
+         {"pair_kind": "edit_compress", "n_levels": 2, "level_min": 0.25, "level_max": 0.5, "e_of_area": 0.075,
+          "e_os_area": 0.0625, "e_of_level_mean": 0.3, "e_os_level_mean": 0.25}, "wanda area")
+    # one level: no area, no level mean
+    same(r[("m1", "gptq", "memit", "edit_success")],
+         {"n_levels": 1, "e_of_area": 0.0, "e_os_area": 0.0, "e_of_level_mean": None, "e_os_level_mean": None},
+         "gptq area")
+    check(("m1", "memit", "rmu", "edit_success") not in r, "no area without a compressor")
+    # m1: wanda/memit edit_success + mmlu, gptq/memit edit_success, gptq/rmu mmlu + wmdp; m2: wanda/memit = 6
+    check(len(r) == 6, f"{len(r)} rows, want 6: {sorted(r)}")
+
+
+@test
 def views_in_an_older_file_and_readonly_sqlite3():
     """a schema-v2 file written by an older build (schema.sql only, no views.sql) gains the views on
     the new binary's first writing open; `sqlite3 -readonly` then queries them"""
@@ -319,7 +336,7 @@ def views_in_an_older_file_and_readonly_sqlite3():
     run([CISWEEP, "launch", "--db", path, "--grid", grid], cwd=ROOT, timeout=60)
     names = {r[0] for r in query(path, "SELECT name FROM sqlite_schema WHERE type = 'view'")}
     for v in ["v_composition_stages", "v_run_metrics", "v_composition_metrics", "v_composability_sets",
-              "v_composability", "v_composability_table", "v_views_version", "v_runs"]:
+              "v_composability", "v_composability_table", "v_composability_area", "v_views_version", "v_runs"]:
         check(v in names, f"{v} missing after the open: {sorted(names)}")
     check(query(path, "PRAGMA user_version") == [(2,)], "the version is untouched")
     if not shutil.which("sqlite3"):
