@@ -1,5 +1,6 @@
 /* report_data.c - loads what `cisweep report` shows (see report_data.h) from the composability
- * views of schema/views.sql (v_composition_metrics, v_composability, v_composability_table), which
+ * views of schema/views.sql (v_composition_metrics, v_composability, v_composability_table,
+ * v_composability_area), which
  * job_store_open provides on every connection (in the file, or as TEMP views for a read-only reader
  * of a file written before them), plus the header facts from the tables. One read transaction, so
  * every query sees the same snapshot while a coordinator writes. */
@@ -179,6 +180,36 @@ static int load_cells(sqlite3 *db, const char *path, report_data *d, cis_err *er
     return r;
 }
 
+static int load_areas(sqlite3 *db, const char *path, report_data *d, cis_err *err) {
+    sqlite3_stmt *st = prep(db, path,
+        "SELECT sweep, model, pair_kind, method_a, method_b, metric, n_levels, level_min, level_max,"
+        " e_of_area, e_os_area, e_of_level_mean, e_os_level_mean FROM v_composability_area"
+        " ORDER BY sweep, model, pair_kind, method_a, method_b, metric", err);
+    if (!st) return -1;
+    int rc, cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (d->n_areas == cap) { cap = cap ? cap * 2 : 64; d->areas = xrealloc(d->areas, (size_t)cap * sizeof *d->areas); }
+        rep_area *a = &d->areas[d->n_areas++];
+        memset(a, 0, sizeof *a);
+        a->sweep = col_str(st, 0);
+        a->model = col_str(st, 1);
+        a->kind = col_str(st, 2);
+        a->a = col_str(st, 3);
+        a->b = col_str(st, 4);
+        a->metric = col_str(st, 5);
+        a->n_levels = sqlite3_column_int(st, 6);
+        a->level_min = col_dbl(st, 7);
+        a->level_max = col_dbl(st, 8);
+        a->e_of_area = col_dbl(st, 9);
+        a->e_os_area = col_dbl(st, 10);
+        a->e_of_mean = col_dbl(st, 11);
+        a->e_os_mean = col_dbl(st, 12);
+    }
+    int r = step_err(db, path, rc, err);
+    sqlite3_finalize(st);
+    return r;
+}
+
 int report_load(sqlite3 *db, const char *path, report_data *d, cis_err *err) {
     /* one read transaction: every query sees the same snapshot while a coordinator writes */
     if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
@@ -187,6 +218,7 @@ int report_load(sqlite3 *db, const char *path, report_data *d, cis_err *err) {
     if (!rc) rc = load_cm(db, path, d, err);
     if (!rc) rc = load_pairs(db, path, d, err);
     if (!rc) rc = load_cells(db, path, d, err);
+    if (!rc) rc = load_areas(db, path, d, err);
     sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
     return rc;
 }
@@ -211,6 +243,10 @@ void report_data_clear(report_data *d) {
         rep_cell *c = &d->cells[i];
         free(c->sweep); free(c->model); free(c->kind); free(c->row); free(c->col); free(c->metric);
     }
-    free(d->sweeps); free(d->cm); free(d->pairs); free(d->cells);
+    for (int i = 0; i < d->n_areas; i++) {
+        rep_area *a = &d->areas[i];
+        free(a->sweep); free(a->model); free(a->kind); free(a->a); free(a->b); free(a->metric);
+    }
+    free(d->sweeps); free(d->cm); free(d->pairs); free(d->cells); free(d->areas);
     memset(d, 0, sizeof *d);
 }

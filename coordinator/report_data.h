@@ -1,6 +1,7 @@
 /* report_data.h - what `cisweep report` reads from a sweep DB, loaded into memory in one go:
  * per-composition metric means (v_composition_metrics), the composability of every pair of
  * interventions at every level (v_composability), the paper's tables (v_composability_table),
+ * the same integrated over the compression level (v_composability_area),
  * and the header facts (sweeps, models, job counts, compositions by pattern).
  *
  * The composability numbers are those of the SQL views of schema/views.sql (job_store_open makes
@@ -43,6 +44,16 @@ typedef struct rep_cell {
     double e_of, e_os;                                 /* the notebook's rounded cells (Average: their mean) */
 } rep_cell;
 
+/* one (compressor, other intervention, metric) over every level both orders have (beyond the
+ * paper; v_composability_area): trapezoid areas over the level and their level means */
+typedef struct rep_area {
+    char *sweep, *model, *kind, *a, *b, *metric;       /* owned; a = the compressor */
+    int n_levels;
+    double level_min, level_max;                       /* sparsity or bits */
+    double e_of_area, e_os_area;                       /* integrals over the level (trapezoids) */
+    double e_of_mean, e_os_mean;                       /* area / (level_max - level_min); NAN with one level */
+} rep_area;
+
 /* header facts of one sweep */
 typedef struct rep_sweep {
     char *name, *grid_name, *grid_path, *description;  /* owned (NULL when the DB has none) */
@@ -60,6 +71,7 @@ typedef struct report_data {
     rep_cm *cm; int n_cm;
     rep_pair *pairs; int n_pairs;
     rep_cell *cells; int n_cells;
+    rep_area *areas; int n_areas;
 } report_data;
 
 /* report_load: read everything the report shows from db (opened read-only by the caller); path is

@@ -1,7 +1,7 @@
 /* report_html.c - report.html: one self-contained page (inline CSS, inline SVG from svg_plot.c,
  * no script, a Content-Security-Policy that forbids loading anything) with, per (sweep, model):
  *   1. heat maps of E_OF and E_OS at the paper's level (rows: pairs of interventions, columns:
- *      metrics);
+ *      metrics), and of the same averaged over every compression level (beyond the paper);
  *   2. the paper's figures: per compressor, edit success of every editor and WMDP and MMLU of
  *      every unlearner against the compression level, both orders (compressor first: solid;
  *      compressor last: dashed);
@@ -234,6 +234,69 @@ static void heat_maps(FILE *f, const report_data *d, const char *sweep, const ch
     strlist_clear(&metrics);
 }
 
+/* heat maps of E_OF and E_OS averaged over the compression levels (v_composability_area) */
+static void area_heat_maps(FILE *f, const report_data *d, const char *sweep, const char *model) {
+    int nr = 0;
+    char **rows = NULL;
+    const rep_area **first = NULL;
+    strlist metrics = {0};
+    for (int k = 0; k < 2; k++) {
+        const char *kind = k == 0 ? "edit_compress" : "unlearn_compress";
+        int start = nr;
+        for (int i = 0; i < d->n_areas; i++) {
+            const rep_area *a = &d->areas[i];
+            if (!report_eq(a->sweep, sweep) || !report_eq(a->model, model) || !report_eq(a->kind, kind) ||
+                !report_kind_has_metric(a->kind, a->metric))
+                continue;
+            strlist_add(&metrics, a->metric);
+            bool seen = false;
+            for (int r = start; r < nr && !seen; r++) seen = report_eq(first[r]->a, a->a) && report_eq(first[r]->b, a->b);
+            if (seen) continue;
+            rows = xrealloc(rows, (size_t)(nr + 1) * sizeof *rows);
+            first = xrealloc(first, (size_t)(nr + 1) * sizeof *first);
+            rows[nr] = xasprintf("%s \xc3\x97 %s", report_method_name(a->a), report_method_name(a->b));
+            first[nr] = a;
+            /* in the paper's order within the kind */
+            for (int j = nr; j > start && (report_method_rank(first[j - 1]->a) > report_method_rank(a->a) ||
+                                           (report_method_rank(first[j - 1]->a) == report_method_rank(a->a) &&
+                                            report_method_rank(first[j - 1]->b) > report_method_rank(a->b))); j--) {
+                const rep_area *ta = first[j]; first[j] = first[j - 1]; first[j - 1] = ta;
+                char *tr = rows[j]; rows[j] = rows[j - 1]; rows[j - 1] = tr;
+            }
+            nr++;
+        }
+    }
+    strlist_sort(&metrics, report_metric_rank);
+    const char **cols = xcalloc((size_t)metrics.n + 1, sizeof *cols);
+    for (int m = 0; m < metrics.n; m++) cols[m] = report_metric_name(metrics.v[m]);
+    size_t nv = (size_t)nr * (size_t)metrics.n + 1;
+    double *vof = xmalloc(nv * sizeof *vof), *vos = xmalloc(nv * sizeof *vos);
+    for (int r = 0; r < nr; r++)
+        for (int m = 0; m < metrics.n; m++) {
+            vof[r * metrics.n + m] = vos[r * metrics.n + m] = NAN;
+            for (int i = 0; i < d->n_areas; i++) {
+                const rep_area *a = &d->areas[i];
+                if (report_eq(a->sweep, sweep) && report_eq(a->model, model) && report_eq(a->kind, first[r]->kind) &&
+                    report_eq(a->a, first[r]->a) && report_eq(a->b, first[r]->b) && report_eq(a->metric, metrics.v[m])) {
+                    vof[r * metrics.n + m] = a->e_of_mean;
+                    vos[r * metrics.n + m] = a->e_os_mean;
+                }
+            }
+        }
+    heat_map h = {.title = "E_OF averaged over every level", .rows = (const char *const *)rows, .cols = cols,
+                  .n_rows = nr, .n_cols = metrics.n, .v = vof, .vmin = 0, .vmax = 1};
+    fputs("<div class=\"plots\">\n", f);
+    svg_heat_map(f, &h);
+    h.title = "E_OS averaged over every level";
+    h.v = vos;
+    h.vmin = h.vmax = 0;
+    svg_heat_map(f, &h);
+    fputs("</div>\n", f);
+    for (int r = 0; r < nr; r++) free(rows[r]);
+    free(rows); free(first); free(cols); free(vof); free(vos);
+    strlist_clear(&metrics);
+}
+
 static void model_section(FILE *f, const report_data *d, const char *sweep, const char *model) {
     strlist comps = {0}, editors = {0}, unlearners = {0};
     for (int i = 0; i < d->n_cm; i++) {
@@ -258,6 +321,11 @@ static void model_section(FILE *f, const report_data *d, const char *sweep, cons
           "of the two, lower is better); E_OS = the absolute difference between the orders. Means over edit sets; "
           "compressors at 25% sparsity or 4 bits.</p>\n", f);
     heat_maps(f, d, sweep, model);
+    fputs("<h3>Composability over every compression level (beyond the paper)</h3>\n<p class=\"note\">The same "
+          "quantities averaged over the compression level: the trapezoid area under E_OF (E_OS) across the levels "
+          "where both orders finished, divided by the level range (sparsity or bits). E_OS here is the mean width "
+          "of the shaded band in the pair plots below.</p>\n", f);
+    area_heat_maps(f, d, sweep, model);
 
     fputs("<h3>The paper's figures: metrics against the compression level</h3>\n<p class=\"note\">Solid: the "
           "compressor first (compressor &rarr; X); dashed: the compressor last (X &rarr; compressor). Dotted grey: "

@@ -1,11 +1,13 @@
 /* report_md.c - report.md: a header per sweep (models, jobs by state, what ran), then per model
  * the paper's Tables 2-4 (one table per metric: rows the compressors, or the unlearners for
  * editing x unlearning, plus Average; columns the other category's methods, each with E_OF and
- * E_OS at 25% sparsity / 4 bits, 4 decimals) and a table of every composition's metrics (mean
- * +- standard error over edit sets). Text from the DB is escaped for Markdown tables. */
+ * E_OS at 25% sparsity / 4 bits, 4 decimals), the same averaged over every compression level
+ * (beyond the paper) and a table of every composition's metrics (mean +- standard error over edit
+ * sets). Text from the DB is escaped for Markdown tables. */
 #include "coordinator/report.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -129,6 +131,83 @@ done:
     strlist_clear(&metrics);
 }
 
+/* beyond the paper: E_OF and E_OS averaged over the compression levels (v_composability_area) */
+static void area_tables(FILE *f, const report_data *d, const char *sweep, const char *model) {
+    static const char *const KINDS[2] = {"edit_compress", "unlearn_compress"};
+    fputs("### Over every compression level (beyond the paper)\n\nE_OF / E_OS averaged over the compression level: "
+          "the trapezoid area under each over the levels where both orders finished, divided by the level range "
+          "(sparsity or bits); `levels` = how many levels, and their range.\n\n", f);
+    int any = 0;
+    for (int k = 0; k < 2; k++) {
+        strlist metrics = {0};
+        char **keys = NULL;                /* row labels "A x B", one per (a, b) */
+        const rep_area **firsts = NULL;
+        int nk = 0;
+        for (int i = 0; i < d->n_areas; i++) {
+            const rep_area *a = &d->areas[i];
+            if (!report_eq(a->sweep, sweep) || !report_eq(a->model, model) || !report_eq(a->kind, KINDS[k]) ||
+                !report_kind_has_metric(a->kind, a->metric))
+                continue;
+            strlist_add(&metrics, a->metric);
+            bool seen = false;
+            for (int r = 0; r < nk && !seen; r++) seen = report_eq(firsts[r]->a, a->a) && report_eq(firsts[r]->b, a->b);
+            if (seen) continue;
+            keys = xrealloc(keys, (size_t)(nk + 1) * sizeof *keys);
+            firsts = xrealloc(firsts, (size_t)(nk + 1) * sizeof *firsts);
+            keys[nk] = xasprintf("%s \xc3\x97 %s", report_method_name(a->a), report_method_name(a->b));
+            firsts[nk++] = a;
+        }
+        if (nk == 0) { free(keys); free(firsts); strlist_clear(&metrics); continue; }
+        any = 1;
+        for (int i = 1; i < nk; i++) {   /* the paper's order: compressor, then the other method */
+            const rep_area *x = firsts[i];
+            char *xk = keys[i];
+            int j = i - 1;
+            while (j >= 0 && (report_method_rank(firsts[j]->a) > report_method_rank(x->a) ||
+                              (report_method_rank(firsts[j]->a) == report_method_rank(x->a) &&
+                               report_method_rank(firsts[j]->b) > report_method_rank(x->b)))) {
+                firsts[j + 1] = firsts[j];
+                keys[j + 1] = keys[j];
+                j--;
+            }
+            firsts[j + 1] = x;
+            keys[j + 1] = xk;
+        }
+        strlist_sort(&metrics, report_metric_rank);
+        fprintf(f, "**%s**\n\n| pair | levels |", k == 0 ? "Editing \xc3\x97 compression" : "Unlearning \xc3\x97 compression");
+        for (int m = 0; m < metrics.n; m++) fprintf(f, " %s E_OF / E_OS |", report_metric_name(metrics.v[m]));
+        fputs("\n|---|---|", f);
+        for (int m = 0; m < metrics.n; m++) fputs("---:|", f);
+        fputs("\n", f);
+        for (int r = 0; r < nk; r++) {
+            fputs("| ", f);
+            md_text(f, keys[r]);
+            fprintf(f, " | %d (%g-%g) |", firsts[r]->n_levels, firsts[r]->level_min, firsts[r]->level_max);
+            for (int m = 0; m < metrics.n; m++) {
+                const rep_area *hit = NULL;
+                for (int i = 0; i < d->n_areas && !hit; i++) {
+                    const rep_area *a = &d->areas[i];
+                    if (report_eq(a->sweep, sweep) && report_eq(a->model, model) && report_eq(a->kind, KINDS[k]) &&
+                        report_eq(a->a, firsts[r]->a) && report_eq(a->b, firsts[r]->b) && report_eq(a->metric, metrics.v[m]))
+                        hit = a;
+                }
+                fputs(" ", f);
+                md_num(f, hit ? hit->e_of_mean : NAN);
+                fputs(" / ", f);
+                md_num(f, hit ? hit->e_os_mean : NAN);
+                fputs(" |", f);
+            }
+            fputs("\n", f);
+            free(keys[r]);
+        }
+        fputs("\n", f);
+        free(keys);
+        free(firsts);
+        strlist_clear(&metrics);
+    }
+    if (!any) fputs("No data: no compressor has both orders finished at two levels or more.\n\n", f);
+}
+
 /* every composition of one (sweep, model): mean +- se per metric */
 static void composition_table(FILE *f, const report_data *d, const char *sweep, const char *model) {
     fputs("### Every composition\n\nMean \xc2\xb1 standard error over the done jobs (edit sets); n = jobs averaged. "
@@ -179,6 +258,7 @@ int report_write_md(FILE *f, const report_data *d, const char *db) {
         kind_tables(f, d, c->sweep, c->model, "edit_compress");
         kind_tables(f, d, c->sweep, c->model, "unlearn_compress");
         kind_tables(f, d, c->sweep, c->model, "edit_unlearn");
+        area_tables(f, d, c->sweep, c->model);
         composition_table(f, d, c->sweep, c->model);
     }
     if (d->n_cm == 0) fputs("No data: no job has finished with metrics yet.\n", f);

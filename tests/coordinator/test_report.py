@@ -120,6 +120,40 @@ def markdown_tables_match_hand_computation():
 
 
 @test
+def markdown_level_means_match_hand_computation():
+    """beyond the paper: E_OF / E_OS averaged over the levels (trapezoids / level range)"""
+    db, out = made("plain")
+    md = read(os.path.join(out, "report.md"))
+    sec = md[md.index("### Over every compression level"):md.index("### Every composition")]
+
+    def level_mean(comp, levels, other, metric):
+        ofs, oss = [], []
+        for lv in levels:
+            c = f"{comp}({'sparsity' if comp == 'wanda' else 'bits'}={lv})"
+            k1, k2 = report_db.expected_kappa(f"{c}->{other}", metric), report_db.expected_kappa(f"{other}->{c}", metric)
+            ofs.append(min(k1, k2) if metric == "wmdp" else 1 - max(k1, k2))
+            oss.append(abs(k1 - k2))
+        xs = [float(l) for l in levels]
+        trap = lambda ys: sum((xs[i] - xs[i - 1]) * (ys[i] + ys[i - 1]) / 2 for i in range(1, len(xs)))
+        return trap(ofs) / (xs[-1] - xs[0]), trap(oss) / (xs[-1] - xs[0])
+
+    checked = 0
+    for comp, levels, name in (("wanda", ["0.25", "0.45", "0.65"], "Wanda"), ("gptq", ["2", "4", "8"], "GPTQ")):
+        for other, oname, metrics in (("ft", "FT", ["edit_success", "generalization", "locality", "mmlu"]),
+                                      ("memit", "MEMIT", ["edit_success", "generalization", "locality", "mmlu"]),
+                                      ("rmu", "RMU", ["mmlu", "wmdp"]), ("ga", "GA", ["mmlu", "wmdp"])):
+            row = next(l for l in sec.splitlines() if l.startswith(f"| {name} × {oname} |"))
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            assert cells[1] == f"3 ({levels[0]}-{levels[-1]})", cells
+            for i, m in enumerate(metrics):
+                of, os_ = level_mean(comp, levels, other, m)
+                got = [float(v) for v in cells[2 + i].split(" / ")]
+                assert abs(got[0] - of) <= 0.6e-4 and abs(got[1] - os_) <= 0.6e-4, (name, oname, m, got, of, os_)
+                checked += 1
+    assert checked == 2 * (4 + 4 + 2 + 2), checked
+
+
+@test
 def markdown_header_and_every_composition():
     db, out = made("plain")
     md = read(os.path.join(out, "report.md"))
@@ -351,9 +385,10 @@ def chromium_renders_every_plot():
     page = os.path.join(out, "report.html")
     html = read(page)
     n_svg = html.count('<svg class="plot')
-    # 2 heat maps, 6 of the paper's figures (2 compressors x edit success, WMDP, MMLU), 24 pair plots
-    # (3 edit metrics x 4 editor pairs, MMLU x 8 pairs, WMDP x 4 unlearner pairs)
-    assert n_svg == 2 + 6 + 24, n_svg
+    # 2 + 2 heat maps (the paper's level, every level), 6 of the paper's figures (2 compressors x
+    # edit success, WMDP, MMLU), 24 pair plots (3 edit metrics x 4 editor pairs, MMLU x 8 pairs,
+    # WMDP x 4 unlearner pairs)
+    assert n_svg == 2 + 2 + 6 + 24, n_svg
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)", html), "an external resource"
     # 1. the page as shipped: loads with no console message at all; screenshot kept
     os.makedirs(ARTIFACTS, exist_ok=True)
