@@ -269,6 +269,8 @@ def bad_inputs_exit_2_naming_the_db():
                  ["report", "--db", missing, "--out", out, "--bogus"]):
         p = run([CISWEEP] + args, check=False)
         assert p.returncode == 2 and "usage: cisweep report" in p.stderr + p.stdout or "required" in p.stderr, (args, p.stderr)
+    p = run([CISWEEP, "--help"])
+    assert "report --db DB --out DIR" in p.stdout, p.stdout
     # an output directory that cannot be made: exit 1, naming it
     db, _ = made("plain")
     blocker = os.path.join(_tmp, "file-not-dir")
@@ -291,6 +293,32 @@ def empty_sweep_says_no_data():
     md, html = read(os.path.join(out, "report.md")), read(os.path.join(out, "report.html"))
     assert "135 total: 0 done" in md and "No data: no job has finished" in md, md[:2000]
     assert "no data: no job has finished" in html and "<svg" not in html
+
+
+@test
+def singles_only_sweep_gives_no_data_boxes():
+    """only the baseline and single interventions finished: every pair plot and heat map is a
+    "no data" box (none is an empty frame), the tables say No data"""
+    d = os.path.join(_tmp, "singles")
+    os.makedirs(d)
+    db = report_db.make_db(CISWEEP, d)
+    con = sqlite3.connect(db)
+    two = "SELECT j.id FROM jobs j JOIN compositions c ON c.id = j.composition_id WHERE c.n_stages = 2"
+    for t in ("results", "stages"):
+        con.execute(f"DELETE FROM {t} WHERE job_id IN ({two})")
+    con.execute(f"UPDATE jobs SET state = 'pending', current_attempt = NULL, finished_at = NULL WHERE id IN ({two})")
+    con.execute(f"DELETE FROM attempts WHERE job_id IN ({two})")
+    con.execute(f"UPDATE jobs SET attempt = 0 WHERE id IN ({two})")
+    con.commit()
+    con.close()
+    out = os.path.join(d, "out")
+    run([CISWEEP, "report", "--db", db, "--out", out])
+    md, html = read(os.path.join(out, "report.md")), read(os.path.join(out, "report.html"))
+    assert md.count("No data: no pair of this kind") == 3, md[:3000]
+    assert "No data: no compressor has both orders finished" in md
+    assert html.count('<svg class="plot') == 0
+    # 4 heat maps + 6 figures + 24 pair plots, each a visible note
+    assert html.count('<div class="nodata">') == 4 + 6 + 24, html.count('<div class="nodata">')
 
 
 @test
