@@ -68,7 +68,19 @@ typedef struct js_launch_stats {
     int64_t sweep_id;
     int comps_added, comps_existing;
     int jobs_added, jobs_existing;
+    /* of jobs_added, those equivalent to a job of another sweep of the file (same model path and
+     * config, composition key, seed; docs/grids.md "Two grids in one database"): */
+    int jobs_shared;             /* all of them */
+    int jobs_reused;             /* ... whose equivalent was done: result copied, the job done */
+    int jobs_shared_inflight;    /* ... whose equivalent is pending or leased (would run twice) */
+    int jobs_shared_unfinished;  /* ... whose equivalent failed, died or was cancelled (runs here) */
+    char shared_sweep[128];      /* the first other sweep seen sharing a job ("" if none) */
+    char inflight_sweep[128];    /* the first other sweep seen with a shared job still to run */
 } js_launch_stats;
+
+enum js_launch_flags {
+    JS_LAUNCH_NO_REUSE = 1, /* count equivalent jobs of other sweeps but copy no result (they run again) */
+};
 
 /* js_launch: in ONE transaction of its own, create (or find, by name) the sweep `sweep_name`
  * (default: the grid's name), its models (models_json: NULL or a JSON object {"slot": "path" |
@@ -78,6 +90,12 @@ typedef struct js_launch_stats {
  * twice adds nothing (stats say what existed). Records a "launch" event. */
 int js_launch(job_store *js, const grid *g, const char *sweep_name, const char *models_json,
               int64_t now, js_launch_stats *st, cis_err *err);
+/* js_launch_ex: js_launch with flags (js_launch_flags). js_launch = js_launch_ex(..., 0, ...): each
+ * added job whose equivalent in another sweep is done is reused (its result copied, the job done
+ * at once; job_store_reuse.c); the counts are in *st, and refusing a launch that would run shared
+ * work twice (jobs_shared_inflight > 0) is the caller's decision (`cisweep launch` refuses). */
+int js_launch_ex(job_store *js, const grid *g, const char *sweep_name, const char *models_json,
+                 int64_t now, unsigned flags, js_launch_stats *st, cis_err *err);
 
 /* js_add_dependency: job `job_id` may not be leased before `depends_on` is done (a DAG; a cycle
  * -> -1 CIS_EINVAL). Used for shared prerequisites (e.g. MEMIT covariance statistics per model). */

@@ -17,7 +17,7 @@ static void usage(FILE *f) {
         "sweep commands:\n"
         "  grid FILE [--count|--jobs] [--allow-selftest] [--allow-huge-grid]\n"
         "                                                  expand a grid spec and print its compositions\n"
-        "  launch --db DB --grid FILE [--models MAP] [--name NAME] [--allow-selftest] [--allow-huge-grid] [--extend]\n"
+        "  launch --db DB --grid FILE [--models MAP [--models-dir DIR]] [--name NAME] [--allow-selftest] [--allow-huge-grid] [--extend] [--no-reuse]\n"
         "                                                  store a sweep's compositions and jobs (idempotent; adding\n"
         "                                                  new jobs to an existing sweep needs --extend)\n"
         "  coordinator --db DB --bind ENDPOINT [...]       serve jobs to workers (see --help)\n"

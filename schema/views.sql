@@ -21,7 +21,8 @@
 --       wmdp, W = (wmdp_bio + wmdp_cyber) / 2 (lower is better):
 --           E_OF = min(W_ij, W_ji),              E_OS = |W_ij - W_ji|
 --   * rounding to 4 decimals the notebook's way: e_of_r4 = 1 - round(max, 4) (min: round(min, 4)),
---     e_os_r4 = round(|diff|, 4). SQLite's round() rounds half away from zero, numpy's half to even:
+--     e_os_r4 = round(|diff|, 4); 1 - round(max, 4) is rounded once more to drop the float noise of
+--     the subtraction (1 - 0.5417 = 0.45830000000000004 -> 0.4583). SQLite's round() rounds half away from zero, numpy's half to even:
 --     they differ only on exact binary ties, which accuracies averaged over edit sets do not hit.
 --   * the tables: compressor at sparsity 0.25 / 4 bits, plus an Average row = the column mean of the
 --     rounded cells over compressors (over unlearners in the editing x unlearning table).
@@ -195,7 +196,7 @@ WITH two AS (
            CASE WHEN ab.metric = 'wmdp' THEN min(ab.mean, ba.mean) ELSE 1 - max(ab.mean, ba.mean) END AS e_of,
            abs(ab.mean - ba.mean) AS e_os,
            CASE WHEN ab.metric = 'wmdp' THEN round(min(ab.mean, ba.mean), 4)
-                ELSE 1 - round(max(ab.mean, ba.mean), 4) END AS e_of_r4,
+                ELSE round(1 - round(max(ab.mean, ba.mean), 4), 4) END AS e_of_r4,
            round(abs(ab.mean - ba.mean), 4) AS e_os_r4,
            CASE WHEN ab.category_1 = 'compress'
                 THEN coalesce(json_extract(ab.stage_1, '$.params.sparsity') = 0.25

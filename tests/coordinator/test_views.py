@@ -238,6 +238,9 @@ def composability_pairs():
          {"pair_kind": "unlearn_compress", "kappa_ab": 0.61234, "kappa_ba": 0.55556, "e_of": 0.38766,
           "e_os": 0.05678, "e_of_r4": 0.3877, "e_os_r4": 0.0568, "se_ab": None, "se_ba": None, "n_sets": 1,
           "e_of_set_mean": 0.38766, "e_of_set_se": None, "headline": 1}, "G4<->rmu mmlu")
+    # the rounded value is exactly the 4-decimal number (1 - 0.6123 alone is 0.38770000000000004)
+    r = one(q, ("m1", "gptq", 4, "rmu", None, "mmlu"))
+    check(r["e_of_r4"] == 0.3877 and r["e_os_r4"] == 0.0568, f"exact rounding {r['e_of_r4']!r} {r['e_os_r4']!r}")
     # wmdp (lower is better): W 0.35 vs 0.27: E_OF = min = 0.27, E_OS 0.08
     same(one(q, ("m1", "gptq", 4, "rmu", None, "wmdp")),
          {"kappa_ab": 0.35, "kappa_ba": 0.27, "e_of": 0.27, "e_os": 0.08, "e_of_r4": 0.27, "e_os_r4": 0.08},
@@ -317,6 +320,30 @@ def composability_area():
     check(("m1", "memit", "rmu", "edit_success") not in r, "no area without a compressor")
     # m1: wanda/memit edit_success + mmlu, gptq/memit edit_success, gptq/rmu mmlu + wmdp; m2: wanda/memit = 6
     check(len(r) == 6, f"{len(r)} rows, want 6: {sorted(r)}")
+
+
+@test
+def readme_queries():
+    """every SQL example of schema/README.md "Composability views" runs; the Table 2 one prints the cells"""
+    import re
+    with open(os.path.join(ROOT, "schema", "README.md")) as f:
+        text = f.read()
+    sec = text[text.index("## Composability views"):text.index("## Changing the schema")]
+    blocks = re.findall(r"```sql\n(.*?)```", sec, re.S)
+    check(len(blocks) >= 4, f"{len(blocks)} sql blocks")
+    con = sqlite3.connect(f"file:{db()}?mode=ro", uri=True)
+    try:
+        # the examples name the paper grid's main model slot; this sweep's is m1
+        out = [con.execute(stmt.replace("'llama3-8b'", "'m1'")).fetchall()
+               for b in blocks for stmt in b.split(";") if stmt.strip()]
+    finally:
+        con.close()
+    # Table 2, edit success, m1: columns ft/memit/lora E_OF, then E_OS; only memit ran here
+    check(out[0] == [("wanda", None, "0.20", None, None, "0.30", None),
+                     ("gptq", None, "0.10", None, None, "0.05", None),
+                     ("Average", None, "0.15", None, None, "0.18", None)], f"Table 2 {out[0]}")
+    # the wanda x memit curve of m1: levels 0.25 and 0.5
+    check([r[0] for r in out[1]] == [0.25, 0.5], f"curve levels {out[1]}")
 
 
 @test
