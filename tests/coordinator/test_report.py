@@ -365,6 +365,10 @@ CHECK_JS = """<script>
 
 
 def chromium():
+    """the browser: $CISWEEP_CHROMIUM when set (a path that does not exist = none), else on PATH"""
+    forced = os.environ.get("CISWEEP_CHROMIUM")
+    if forced is not None:
+        return forced if os.access(forced, os.X_OK) else None
     for name in ("chromium", "chromium-browser", "google-chrome"):
         p = shutil.which(name)
         if p:
