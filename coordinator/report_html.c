@@ -284,7 +284,8 @@ static void area_heat_maps(FILE *f, const report_data *d, const char *sweep, con
             }
         }
     heat_map h = {.title = "E_OF averaged over every level", .rows = (const char *const *)rows, .cols = cols,
-                  .n_rows = nr, .n_cols = metrics.n, .v = vof, .vmin = 0, .vmax = 1};
+                  .n_rows = nr, .n_cols = metrics.n, .v = vof, .vmin = 0, .vmax = 1,
+                  .nodata = "no compressor has both orders finished at two levels or more"};
     fputs("<div class=\"plots\">\n", f);
     svg_heat_map(f, &h);
     h.title = "E_OS averaged over every level";

@@ -315,7 +315,7 @@ int svg_heat_map(FILE *f, const heat_map *h) {
         if (h->v[i] > hi) hi = h->v[i];
     }
     if (h->n_rows == 0 || h->n_cols == 0 || cells == 0) {
-        nodata(f, h->title, "no pair of interventions has both orders finished");
+        nodata(f, h->title, h->nodata ? h->nodata : "no pair of interventions has both orders finished");
         return 0;
     }
     if (h->vmin < h->vmax) { lo = h->vmin; hi = h->vmax; }

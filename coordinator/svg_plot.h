@@ -71,6 +71,7 @@ typedef struct heat_map {
     int n_rows, n_cols;
     const double *v;                    /* [n_rows * n_cols] */
     double vmin, vmax;                  /* colour scale; vmin >= vmax picks the data's range */
+    const char *nodata;                 /* why there is nothing to show (NULL: a generic sentence) */
 } heat_map;
 
 /* svg_heat_map: write one <svg class="plot heat"> element, or a "no data" note when there is no

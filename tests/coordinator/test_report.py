@@ -319,6 +319,7 @@ def singles_only_sweep_gives_no_data_boxes():
     assert html.count('<svg class="plot') == 0
     # 4 heat maps + 6 figures + 24 pair plots, each a visible note
     assert html.count('<div class="nodata">') == 4 + 6 + 24, html.count('<div class="nodata">')
+    assert html.count("no data: no compressor has both orders finished at two levels or more") == 2
 
 
 @test

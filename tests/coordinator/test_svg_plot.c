@@ -152,8 +152,13 @@ static void test_heat_map(void) {
     h.v = none;
     svg = capture_heat(&h, &cells);
     CHECK_EQ_INT(cells, 0);
-    CHECK(strstr(svg, "no data") != NULL && !strstr(svg, "<svg"));
+    CHECK(strstr(svg, "no data: no pair of interventions") != NULL && !strstr(svg, "<svg"));
     free(svg);
+    h.nodata = "only one <level>";
+    svg = capture_heat(&h, &cells);
+    CHECK(strstr(svg, "no data: only one &lt;level&gt;") != NULL);
+    free(svg);
+    h.nodata = NULL;
     h.n_rows = 0;
     h.v = v;
     svg = capture_heat(&h, &cells);
