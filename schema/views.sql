@@ -9,11 +9,14 @@
 -- build's) creates the same views as TEMP views on its own connection. Hence every statement here
 -- is idempotent: DROP VIEW IF EXISTS, then CREATE VIEW. Views are not part of PRAGMA user_version.
 --
--- What the paper computed (docs/fidelity.md §5, notebooks/paper_analysis_iclr.ipynb cells 10, 23):
+-- What the paper computed (../shared/docs/fidelity.md §5; the authors' notebook
+-- notebooks/paper_analysis_iclr.ipynb on iclr_push, cells 10, 23, 29-43):
 --   * runs reduced to the current result per (model, composition, edit set): results.is_current = 1
 --     of jobs in state 'done' (one job per composition and edit set; superseded attempts and
 --     failed/dead/pending jobs never count)
---   * averaged per composition over its runs (edit sets), with the standard error
+--   * averaged per composition over its runs (edit sets; for compositions without an editor, the
+--     grid's seeds, which jobs.edit_set also holds, or the one run with edit set 0), with the
+--     standard error
 --     se = sample standard deviation / sqrt(n) (pandas std, ddof = 1; NULL when n < 2)
 --   * for each pair of interventions (i, j) from different categories, both orders:
 --       higher-is-better kappa (edit_success, generalization, locality, mmlu):
@@ -21,9 +24,10 @@
 --       wmdp, W = (wmdp_bio + wmdp_cyber) / 2 (lower is better):
 --           E_OF = min(W_ij, W_ji),              E_OS = |W_ij - W_ji|
 --   * rounding to 4 decimals the notebook's way: e_of_r4 = 1 - round(max, 4) (min: round(min, 4)),
---     e_os_r4 = round(|diff|, 4); 1 - round(max, 4) is rounded once more to drop the float noise of
---     the subtraction (1 - 0.5417 = 0.45830000000000004 -> 0.4583). SQLite's round() rounds half away from zero, numpy's half to even:
---     they differ only on exact binary ties, which accuracies averaged over edit sets do not hit.
+--     e_os_r4 = round(|diff|, 4); 1 - round(max, 4) is rounded once more to drop the float noise
+--     of the subtraction (1 - 0.5417 = 0.45830000000000004 -> 0.4583). SQLite's round() rounds
+--     half away from zero, numpy's half to even: they differ only on exact binary ties, which
+--     accuracies averaged over edit sets do not hit.
 --   * the tables: compressor at sparsity 0.25 / 4 bits, plus an Average row = the column mean of the
 --     rounded cells over compressors (over unlearners in the editing x unlearning table).
 -- Beyond the paper: every compression level (headline = 0 rows), E_OF / E_OS per edit set with

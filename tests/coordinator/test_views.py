@@ -323,6 +323,41 @@ def composability_area():
 
 
 @test
+def seeds_average_like_edit_sets():
+    """a block with `seeds` (compositions without an editor, one job per seed in jobs.edit_set)"""
+    path = os.path.join(_tmp, "seeds.db")
+    grid = os.path.join(_tmp, "seeds.json")
+    with open(grid, "w") as f:
+        f.write('{"name": "seeds", "models": ["m1"], "seeds": [1, 2], "singles": false, "categories": '
+                '{"compress": [{"method": "wanda", "levels": {"sparsity": [0.25]}}], "unlearn": [{"method": "ga"}]}, '
+                '"pairs": [["unlearn", "compress"]]}')
+    run([CISWEEP, "launch", "--db", path, "--grid", grid], cwd=ROOT, timeout=60)
+    con = sqlite3.connect(path)
+    with con:
+        # wanda->ga: seeds 1, 2 mmlu 0.5, 0.7 (mean 0.6, sd 0.141421, se 0.1); ga->wanda: 0.4, 0.4
+        for label, es, v in [(f"{W25}->ga", 1, 0.5), (f"{W25}->ga", 2, 0.7), (f"ga->{W25}", 1, 0.4),
+                             (f"ga->{W25}", 2, 0.4)]:
+            jid = job_id(con, "m1", label, es)
+            con.execute("INSERT INTO attempts(job_id, attempt, worker_id, started_at, outcome) "
+                        "VALUES (?, 1, 'w1', 1000, 'done')", (jid,))
+            add_rows(con, jid, 1, {"mmlu": v}, True)
+            con.execute("UPDATE jobs SET state = 'done', attempt = 1, current_attempt = 1 WHERE id = ?", (jid,))
+    con.close()
+    c = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    c.row_factory = sqlite3.Row
+    try:
+        r = [dict(x) for x in c.execute("SELECT * FROM v_composability")]
+    finally:
+        c.close()
+    check(len(r) == 1, f"{r}")
+    # E_OF = 1 - 0.6 = 0.4, E_OS 0.2; per seed (0.5, 0.4) (0.7, 0.4): E_OF 0.5, 0.3 -> 0.4, se 0.1;
+    # E_OS 0.1, 0.3 -> 0.2, se 0.1
+    same(r[0], {"pair_kind": "unlearn_compress", "kappa_ab": 0.6, "kappa_ba": 0.4, "n_ab": 2, "se_ab": 0.1,
+                "se_ba": 0.0, "e_of": 0.4, "e_os": 0.2, "n_sets": 2, "e_of_set_mean": 0.4, "e_of_set_se": 0.1,
+                "e_os_set_mean": 0.2, "e_os_set_se": 0.1}, "seeds")
+
+
+@test
 def readme_queries():
     """every SQL example of schema/README.md "Composability views" runs; the Table 2 one prints the cells"""
     import re
