@@ -70,19 +70,19 @@ int report_kind_has_metric(const char *kind, const char *metric) {
     return r < REPORT_N_METRICS;
 }
 
-void strlist_add(strlist *l, const char *s) {
-    if (!s || strlist_find(l, s) >= 0) return;
+void rep_names_add(rep_names *l, const char *s) {
+    if (!s || rep_names_find(l, s) >= 0) return;
     if (l->n == l->cap) { l->cap = l->cap ? l->cap * 2 : 8; l->v = xrealloc(l->v, (size_t)l->cap * sizeof *l->v); }
     l->v[l->n++] = s;
 }
 
-int strlist_find(const strlist *l, const char *s) {
+int rep_names_find(const rep_names *l, const char *s) {
     for (int i = 0; i < l->n; i++)
         if (report_eq(l->v[i], s)) return i;
     return -1;
 }
 
-void strlist_sort(strlist *l, int (*rank)(const char *)) {
+void rep_names_sort(rep_names *l, int (*rank)(const char *)) {
     for (int i = 1; i < l->n; i++) {   /* insertion sort: lists are short */
         const char *x = l->v[i];
         int j = i - 1;
@@ -96,7 +96,7 @@ void strlist_sort(strlist *l, int (*rank)(const char *)) {
     }
 }
 
-void strlist_clear(strlist *l) {
+void rep_names_clear(rep_names *l) {
     free(l->v);
     memset(l, 0, sizeof *l);
 }

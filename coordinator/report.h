@@ -31,11 +31,11 @@ const char *report_kind_title(const char *kind);
 int report_kind_has_metric(const char *kind, const char *metric);
 
 /* a list of distinct borrowed strings */
-typedef struct strlist { const char **v; int n, cap; } strlist;
-void strlist_add(strlist *l, const char *s);          /* NULL and duplicates ignored */
-int strlist_find(const strlist *l, const char *s);    /* index or -1 */
-void strlist_sort(strlist *l, int (*rank)(const char *));  /* by rank, then by name */
-void strlist_clear(strlist *l);
+typedef struct rep_names { const char **v; int n, cap; } rep_names;
+void rep_names_add(rep_names *l, const char *s);          /* NULL and duplicates ignored */
+int rep_names_find(const rep_names *l, const char *s);    /* index or -1 */
+void rep_names_sort(rep_names *l, int (*rank)(const char *));  /* by rank, then by name */
+void rep_names_clear(rep_names *l);
 
 /* null-safe string equality */
 int report_eq(const char *a, const char *b);

@@ -130,7 +130,7 @@ static void pair_plot(FILE *f, const report_data *d, const char *sweep, const ch
 
 /* the paper's figure: one compressor, one metric, every method of `others`, both orders */
 static void overview_plot(FILE *f, const report_data *d, const char *sweep, const char *model, const char *comp,
-                          const strlist *others, const char *metric, const char *what) {
+                          const rep_names *others, const char *metric, const char *what) {
     int n = others->n;
     curve *cv = xcalloc((size_t)(2 * n + 1), sizeof *cv);
     plot_series *s = xcalloc((size_t)(2 * n), sizeof *s);
@@ -165,14 +165,14 @@ static void heat_maps(FILE *f, const report_data *d, const char *sweep, const ch
     int cap = 0, nr = 0;
     char **rows = NULL;
     const rep_pair **first = NULL;   /* the first pair row of each heat-map row */
-    strlist metrics = {0};
+    rep_names metrics = {0};
     for (int k = 0; k < 3; k++) {
         for (int i = 0; i < d->n_pairs; i++) {
             const rep_pair *p = &d->pairs[i];
             if (!p->headline || !report_eq(p->sweep, sweep) || !report_eq(p->model, model) || !report_eq(p->kind, KINDS[k]) ||
                 !report_kind_has_metric(p->kind, p->metric))
                 continue;
-            strlist_add(&metrics, p->metric);
+            rep_names_add(&metrics, p->metric);
             bool seen = false;
             for (int r = 0; r < nr && !seen; r++)
                 seen = report_eq(first[r]->kind, p->kind) && report_eq(first[r]->a, p->a) && report_eq(first[r]->b, p->b);
@@ -202,7 +202,7 @@ static void heat_maps(FILE *f, const report_data *d, const char *sweep, const ch
         first[j + 1] = x;
         rows[j + 1] = xr;
     }
-    strlist_sort(&metrics, report_metric_rank);
+    rep_names_sort(&metrics, report_metric_rank);
     const char **cols = xcalloc((size_t)metrics.n + 1, sizeof *cols);
     for (int m = 0; m < metrics.n; m++) cols[m] = report_metric_name(metrics.v[m]);
     double *vof = xmalloc(((size_t)nr * (size_t)metrics.n + 1) * sizeof *vof);
@@ -231,7 +231,7 @@ static void heat_maps(FILE *f, const report_data *d, const char *sweep, const ch
     fputs("</div>\n", f);
     for (int r = 0; r < nr; r++) free(rows[r]);
     free(rows); free(first); free(cols); free(vof); free(vos);
-    strlist_clear(&metrics);
+    rep_names_clear(&metrics);
 }
 
 /* heat maps of E_OF and E_OS averaged over the compression levels (v_composability_area) */
@@ -239,7 +239,7 @@ static void area_heat_maps(FILE *f, const report_data *d, const char *sweep, con
     int nr = 0;
     char **rows = NULL;
     const rep_area **first = NULL;
-    strlist metrics = {0};
+    rep_names metrics = {0};
     for (int k = 0; k < 2; k++) {
         const char *kind = k == 0 ? "edit_compress" : "unlearn_compress";
         int start = nr;
@@ -248,7 +248,7 @@ static void area_heat_maps(FILE *f, const report_data *d, const char *sweep, con
             if (!report_eq(a->sweep, sweep) || !report_eq(a->model, model) || !report_eq(a->kind, kind) ||
                 !report_kind_has_metric(a->kind, a->metric))
                 continue;
-            strlist_add(&metrics, a->metric);
+            rep_names_add(&metrics, a->metric);
             bool seen = false;
             for (int r = start; r < nr && !seen; r++) seen = report_eq(first[r]->a, a->a) && report_eq(first[r]->b, a->b);
             if (seen) continue;
@@ -266,7 +266,7 @@ static void area_heat_maps(FILE *f, const report_data *d, const char *sweep, con
             nr++;
         }
     }
-    strlist_sort(&metrics, report_metric_rank);
+    rep_names_sort(&metrics, report_metric_rank);
     const char **cols = xcalloc((size_t)metrics.n + 1, sizeof *cols);
     for (int m = 0; m < metrics.n; m++) cols[m] = report_metric_name(metrics.v[m]);
     size_t nv = (size_t)nr * (size_t)metrics.n + 1;
@@ -295,23 +295,23 @@ static void area_heat_maps(FILE *f, const report_data *d, const char *sweep, con
     fputs("</div>\n", f);
     for (int r = 0; r < nr; r++) free(rows[r]);
     free(rows); free(first); free(cols); free(vof); free(vos);
-    strlist_clear(&metrics);
+    rep_names_clear(&metrics);
 }
 
 static void model_section(FILE *f, const report_data *d, const char *sweep, const char *model) {
-    strlist comps = {0}, editors = {0}, unlearners = {0};
+    rep_names comps = {0}, editors = {0}, unlearners = {0};
     for (int i = 0; i < d->n_cm; i++) {
         const rep_cm *c = &d->cm[i];
         if (!report_eq(c->sweep, sweep) || !report_eq(c->model, model)) continue;
         for (int k = 0; k < c->n_stages && k < 2; k++) {
-            if (report_eq(c->category[k], "compress")) strlist_add(&comps, c->method[k]);
-            else if (report_eq(c->category[k], "edit")) strlist_add(&editors, c->method[k]);
-            else if (report_eq(c->category[k], "unlearn")) strlist_add(&unlearners, c->method[k]);
+            if (report_eq(c->category[k], "compress")) rep_names_add(&comps, c->method[k]);
+            else if (report_eq(c->category[k], "edit")) rep_names_add(&editors, c->method[k]);
+            else if (report_eq(c->category[k], "unlearn")) rep_names_add(&unlearners, c->method[k]);
         }
     }
-    strlist_sort(&comps, report_method_rank);
-    strlist_sort(&editors, report_method_rank);
-    strlist_sort(&unlearners, report_method_rank);
+    rep_names_sort(&comps, report_method_rank);
+    rep_names_sort(&editors, report_method_rank);
+    rep_names_sort(&unlearners, report_method_rank);
 
     fputs("<h2>Model ", f);
     esc(f, model);
@@ -350,7 +350,7 @@ static void model_section(FILE *f, const report_data *d, const char *sweep, cons
         bool edit_metric = m < 3;   /* edit_success, generalization, locality: editors only */
         bool any = false;
         for (int g = 0; g < 2; g++) {
-            const strlist *others = g == 0 ? &editors : &unlearners;
+            const rep_names *others = g == 0 ? &editors : &unlearners;
             if ((g == 0 && report_eq(metric, "wmdp")) || (g == 1 && edit_metric)) continue;
             for (int c = 0; c < comps.n; c++)
                 for (int o = 0; o < others->n; o++) {
@@ -368,9 +368,9 @@ static void model_section(FILE *f, const report_data *d, const char *sweep, cons
     if (comps.n == 0 || editors.n + unlearners.n == 0)
         fputs("<div class=\"nodata\">no data: no composition of a compressor with an editor or an unlearner has "
               "finished</div>\n", f);
-    strlist_clear(&comps);
-    strlist_clear(&editors);
-    strlist_clear(&unlearners);
+    rep_names_clear(&comps);
+    rep_names_clear(&editors);
+    rep_names_clear(&unlearners);
 }
 
 int report_write_html(FILE *f, const report_data *d, const char *db) {

@@ -66,24 +66,24 @@ static void header(FILE *f, const report_data *d, const char *db) {
 
 /* the paper's tables for one (sweep, model) and one pair kind: one table per metric */
 static void kind_tables(FILE *f, const report_data *d, const char *sweep, const char *model, const char *kind) {
-    strlist rows = {0}, cols = {0}, metrics = {0};
+    rep_names rows = {0}, cols = {0}, metrics = {0};
     for (int i = 0; i < d->n_cells; i++) {
         const rep_cell *c = &d->cells[i];
         if (!report_eq(c->sweep, sweep) || !report_eq(c->model, model) || !report_eq(c->kind, kind) ||
             !report_kind_has_metric(kind, c->metric))
             continue;
-        strlist_add(&rows, c->row);
-        strlist_add(&cols, c->col);
-        strlist_add(&metrics, c->metric);
+        rep_names_add(&rows, c->row);
+        rep_names_add(&cols, c->col);
+        rep_names_add(&metrics, c->metric);
     }
     fprintf(f, "### %s\n\n", report_kind_title(kind));
     if (rows.n == 0) {
         fputs("No data: no pair of this kind has both orders finished at 25% sparsity / 4 bits.\n\n", f);
         goto done;
     }
-    strlist_sort(&rows, report_method_rank);
-    strlist_sort(&cols, report_method_rank);
-    strlist_sort(&metrics, report_metric_rank);
+    rep_names_sort(&rows, report_method_rank);
+    rep_names_sort(&cols, report_method_rank);
+    rep_names_sort(&metrics, report_metric_rank);
     fprintf(f, "E_OF and E_OS at 25%% sparsity (Wanda, SparseGPT) / 4 bits (GPTQ, AWQ), means over edit sets, "
                "4 decimals as the notebook rounds; *Average* is the column mean of the rounded cells over the %s.\n\n",
             report_eq(kind, "edit_unlearn") ? "unlearners" : "compressors");
@@ -126,9 +126,9 @@ static void kind_tables(FILE *f, const report_data *d, const char *sweep, const 
         fputs("\n", f);
     }
 done:
-    strlist_clear(&rows);
-    strlist_clear(&cols);
-    strlist_clear(&metrics);
+    rep_names_clear(&rows);
+    rep_names_clear(&cols);
+    rep_names_clear(&metrics);
 }
 
 /* beyond the paper: E_OF and E_OS averaged over the compression levels (v_composability_area) */
@@ -139,7 +139,7 @@ static void area_tables(FILE *f, const report_data *d, const char *sweep, const 
           "(sparsity or bits); `levels` = how many levels, and their range.\n\n", f);
     int any = 0;
     for (int k = 0; k < 2; k++) {
-        strlist metrics = {0};
+        rep_names metrics = {0};
         char **keys = NULL;                /* row labels "A x B", one per (a, b) */
         const rep_area **firsts = NULL;
         int nk = 0;
@@ -148,7 +148,7 @@ static void area_tables(FILE *f, const report_data *d, const char *sweep, const 
             if (!report_eq(a->sweep, sweep) || !report_eq(a->model, model) || !report_eq(a->kind, KINDS[k]) ||
                 !report_kind_has_metric(a->kind, a->metric))
                 continue;
-            strlist_add(&metrics, a->metric);
+            rep_names_add(&metrics, a->metric);
             bool seen = false;
             for (int r = 0; r < nk && !seen; r++) seen = report_eq(firsts[r]->a, a->a) && report_eq(firsts[r]->b, a->b);
             if (seen) continue;
@@ -157,7 +157,7 @@ static void area_tables(FILE *f, const report_data *d, const char *sweep, const 
             keys[nk] = xasprintf("%s \xc3\x97 %s", report_method_name(a->a), report_method_name(a->b));
             firsts[nk++] = a;
         }
-        if (nk == 0) { free(keys); free(firsts); strlist_clear(&metrics); continue; }
+        if (nk == 0) { free(keys); free(firsts); rep_names_clear(&metrics); continue; }
         any = 1;
         for (int i = 1; i < nk; i++) {   /* the paper's order: compressor, then the other method */
             const rep_area *x = firsts[i];
@@ -173,7 +173,7 @@ static void area_tables(FILE *f, const report_data *d, const char *sweep, const 
             firsts[j + 1] = x;
             keys[j + 1] = xk;
         }
-        strlist_sort(&metrics, report_metric_rank);
+        rep_names_sort(&metrics, report_metric_rank);
         fprintf(f, "**%s**\n\n| pair | levels |", k == 0 ? "Editing \xc3\x97 compression" : "Unlearning \xc3\x97 compression");
         for (int m = 0; m < metrics.n; m++) fprintf(f, " %s E_OF / E_OS |", report_metric_name(metrics.v[m]));
         fputs("\n|---|---|", f);
@@ -203,7 +203,7 @@ static void area_tables(FILE *f, const report_data *d, const char *sweep, const 
         fputs("\n", f);
         free(keys);
         free(firsts);
-        strlist_clear(&metrics);
+        rep_names_clear(&metrics);
     }
     if (!any) fputs("No data: no compressor has both orders finished at two levels or more.\n\n", f);
 }
