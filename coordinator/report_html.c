@@ -298,7 +298,20 @@ static void area_heat_maps(FILE *f, const report_data *d, const char *sweep, con
     rep_names_clear(&metrics);
 }
 
-static void model_section(FILE *f, const report_data *d, const char *sweep, const char *model) {
+/* the first index of each (sweep, model) in d->cm, i.e. the sections in page order; returns how many */
+static int model_sections(const report_data *d, int *first) {
+    int n = 0;
+    for (int i = 0; i < d->n_cm; i++) {
+        bool seen = false;
+        for (int k = 0; k < n && !seen; k++)
+            seen = report_eq(d->cm[first[k]].sweep, d->cm[i].sweep) && report_eq(d->cm[first[k]].model, d->cm[i].model);
+        if (!seen) first[n++] = i;
+    }
+    return n;
+}
+
+/* section number `no` (its anchor is #model-NO) */
+static void model_section(FILE *f, const report_data *d, const char *sweep, const char *model, int no) {
     rep_names comps = {0}, editors = {0}, unlearners = {0};
     for (int i = 0; i < d->n_cm; i++) {
         const rep_cm *c = &d->cm[i];
@@ -313,7 +326,7 @@ static void model_section(FILE *f, const report_data *d, const char *sweep, cons
     rep_names_sort(&editors, report_method_rank);
     rep_names_sort(&unlearners, report_method_rank);
 
-    fputs("<h2>Model ", f);
+    fprintf(f, "<h2 id=\"model-%d\">Model ", no);
     esc(f, model);
     fputs(" <small>(sweep ", f);
     esc(f, sweep);
@@ -408,15 +421,21 @@ int report_write_html(FILE *f, const report_data *d, const char *db) {
                 "re-applied at the end (the paper's rule)</td><td>%lld stages</td></tr></table>\n",
                 (double)s->run_ms / 1000.0, (long long)s->recompress_stages);
     }
-    int sections = 0;
-    for (int i = 0; i < d->n_cm; i++) {
-        const rep_cm *c = &d->cm[i];
-        bool seen = false;
-        for (int k = 0; k < i && !seen; k++) seen = report_eq(d->cm[k].sweep, c->sweep) && report_eq(d->cm[k].model, c->model);
-        if (seen) continue;
-        model_section(f, d, c->sweep, c->model);
-        sections++;
+    int *first = xmalloc(((size_t)d->n_cm + 1) * sizeof *first);
+    int sections = model_sections(d, first);
+    if (sections > 1) {   /* a table of contents: in-page links only */
+        fputs("<p>Models:", f);
+        for (int k = 0; k < sections; k++) {
+            fprintf(f, " <a href=\"#model-%d\">", k + 1);
+            esc(f, d->cm[first[k]].model);
+            fputs(" (", f);
+            esc(f, d->cm[first[k]].sweep);
+            fputs(")</a>", f);
+        }
+        fputs("</p>\n", f);
     }
+    for (int k = 0; k < sections; k++) model_section(f, d, d->cm[first[k]].sweep, d->cm[first[k]].model, k + 1);
+    free(first);
     if (!sections) fputs("<div class=\"nodata\">no data: no job has finished with metrics yet</div>\n", f);
     fputs("</body></html>\n", f);
     return 0;

@@ -34,12 +34,13 @@ def value(label, metric, edit_set):
     return round(base + 0.02 * (edit_set - 2) * (1 if h[4] & 1 else -1), 6)
 
 
-def make_db(cisweep, tmp, model_name=None, label_prefix=None):
+def make_db(cisweep, tmp, model_name=None, label_prefix=None, models=None):
     """launch the grid into tmp/sweep.db, fill results; returns the DB path. model_name and
-    label_prefix rename the model and prefix every label afterwards (the injection tests)."""
+    label_prefix rename the model and prefix every label afterwards (the injection tests);
+    models replaces the grid's model slots (every slot gets the same values)."""
     grid = os.path.join(tmp, "grid.json")
     with open(grid, "w") as f:
-        json.dump(GRID, f)
+        json.dump(dict(GRID, models=models) if models else GRID, f)
     db = os.path.join(tmp, "sweep.db")
     subprocess.run([cisweep, "launch", "--db", db, "--grid", grid], check=True, capture_output=True, text=True)
     con = sqlite3.connect(db)

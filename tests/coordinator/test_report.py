@@ -323,6 +323,33 @@ def singles_only_sweep_gives_no_data_boxes():
 
 
 @test
+def two_models_two_sections():
+    d = os.path.join(_tmp, "two")
+    os.makedirs(d)
+    db = report_db.make_db(CISWEEP, d, models=["tiny", "small"])
+    out = os.path.join(d, "out")
+    run([CISWEEP, "report", "--db", db, "--out", out])
+    md, html = read(os.path.join(out, "report.md")), read(os.path.join(out, "report.html"))
+    assert "## Model tiny (sweep report-test)" in md and "## Model small (sweep report-test)" in md
+    ids = dict((m, n) for n, m in re.findall(r'<h2 id="model-(\d)">Model (\w+)', html))
+    assert sorted(ids) == ["small", "tiny"] and sorted(ids.values()) == ["1", "2"], ids
+    for m, n in ids.items():   # the table of contents links each section
+        assert f'<a href="#model-{n}">{m} (report-test)</a>' in html, (m, n)
+    # the same values in both slots: the same tables twice
+    a, b = re.split(r"^## Model ", md, flags=re.M)[1:]
+    t = parse_tables(a)
+    assert t and t == parse_tables(b) == hand_tables_rounded(t)
+    assert html.count('<svg class="plot') == 2 * (2 + 2 + 6 + 24)
+
+
+def hand_tables_rounded(got):
+    """hand_tables() where each value is within the printing tolerance of got's, else the hand value"""
+    want = hand_tables()
+    return {k: got[k] if k in got and abs(got[k][0] - v[0]) <= 1.01e-4 and abs(got[k][1] - v[1]) <= 1.01e-4 else v
+            for k, v in want.items()}
+
+
+@test
 def runs_while_a_writer_holds_the_db():
     db, _ = made("plain")
     w = sqlite3.connect(db, timeout=10)
