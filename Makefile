@@ -90,6 +90,13 @@ $(BUILD)/gen/schema_sql.h: schema/schema.sql
 	   echo "static const char SCHEMA_SQL[] = "; \
 	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ";"; } > $@
 $(BUILD)/coordinator/job_store.o: $(BUILD)/gen/schema_sql.h
+# so is views.sql, the composability views (re-created on open when they differ; job_store_views.c)
+$(BUILD)/gen/views_sql.h: schema/views.sql
+	@mkdir -p $(dir $@)
+	@{ echo "/* generated from schema/views.sql by the Makefile; do not edit */"; \
+	   echo "static const char VIEWS_SQL[] = "; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ";"; } > $@
+$(BUILD)/coordinator/job_store_views.o: $(BUILD)/gen/views_sql.h
 CFLAGS += -I$(BUILD)/gen
 # the Slurm batch templates are compiled into `cisweep slurm submit` the same way (issue 15)
 $(BUILD)/gen/slurm_templates.h: deploy/slurm/worker.sbatch deploy/slurm/coordinator.sbatch

@@ -327,6 +327,8 @@ int job_store_open(const char *path, unsigned flags, job_store **out, cis_err *e
                      err) < 0)
             goto fail;
     }
+    /* the analysis views (schema/views.sql): current in the file, or TEMP for a read-only reader */
+    if (js_views_prepare(js, err) < 0) goto fail;
     *out = js;
     return 0;
 fail:

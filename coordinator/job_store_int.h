@@ -1,6 +1,7 @@
 /* job_store_int.h - internals shared by the job store's files (job_store.c: open, statements,
  * transactions, launch, workers; job_store_dispatch.c: claim, heartbeat, record_*;
- * job_store_verbs.c: retry, cancel, counts, export; job_store_migrate.c: schema upgrades).
+ * job_store_verbs.c: retry, cancel, counts, export; job_store_migrate.c: schema upgrades;
+ * job_store_views.c: the analysis views of schema/views.sql).
  * Not for use outside coordinator/job_store*.c. */
 #ifndef CISWEEP_JOB_STORE_INT_H
 #define CISWEEP_JOB_STORE_INT_H
@@ -73,5 +74,14 @@ void js_reuse_close(js_reuse **r);
 /* schema creation and upgrade (job_store_migrate.c); js_schema_sql: schema/schema.sql, compiled in */
 const char *js_schema_sql(void);
 int js_schema_prepare(job_store *js, cis_err *err);
+
+/* the analysis views (job_store_views.c); js_views_sql: schema/views.sql, compiled in;
+ * js_views_sha256: its sha256 (hex), the marker view v_views_version holds it.
+ * js_views_prepare: after js_schema_prepare: a writable store (re)creates the views in the file
+ * when its marker is not ours (one transaction); a read-only store whose file lacks them creates
+ * them as TEMP views of its connection. 0, or -1 with err naming the file (CIS_EDB). */
+const char *js_views_sql(void);
+void js_views_sha256(char hex[65]);
+int js_views_prepare(job_store *js, cis_err *err);
 
 #endif
