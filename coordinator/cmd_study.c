@@ -321,3 +321,24 @@ done:
     free(family);
     return rc;
 }
+
+/* `cisweep findings --db DB [--sweep NAME]`: the study's findings summary on any sweep database */
+int cmd_findings(int argc, char **argv) {
+    const char *db = NULL, *sweep = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--db") && n) { db = n; i++; }
+        else if (!strcmp(a, "--sweep") && n) { sweep = n; i++; }
+        else {
+            fprintf(stderr, "cisweep findings: unknown or incomplete option \"%s\"\nusage: cisweep findings --db DB [--sweep NAME]\n", a);
+            return 2;
+        }
+    }
+    if (!db) { fprintf(stderr, "cisweep findings: --db DB is required\nusage: cisweep findings --db DB [--sweep NAME]\n"); return 2; }
+    cis_err err = {0};
+    job_store *js = NULL;
+    if (job_store_open(db, JS_READONLY, &js, &err)) { fprintf(stderr, "cisweep findings: %s\n", err.msg); return 2; }
+    int n = findings_print(job_store_db(js), sweep, stdout);
+    job_store_close(&js);
+    return n < 0 ? 1 : 0;
+}

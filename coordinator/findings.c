@@ -88,6 +88,10 @@ static finding_verdict f_edit(fq *q) {
     num(q->out, aggr);
     fprintf(q->out, " (%d)\n", na);
     if (isnan(alone) || isnan(head)) return FINDING_NO_DATA;
+    if (alone < 0.5) {
+        fprintf(q->out, "    (the editors alone reach edit success < 0.5: there is little editing for compression to hinder)\n");
+        return FINDING_MIXED;
+    }
     if (alone - head <= FINDING_EPS) return FINDING_CONTRADICTS;
     if (!isnan(aggr) && aggr > head + FINDING_EPS) return FINDING_MIXED;   /* hinders, but not more when stronger */
     return FINDING_SUPPORTS;
@@ -121,6 +125,10 @@ static finding_verdict f_unlearn(fq *q) {
     fprintf(q->out, " (%d)\n", n2);
     (void)nb;
     if (isnan(alone) || isnan(head)) return FINDING_NO_DATA;
+    if (!isnan(base) && alone > base - 0.05) {
+        fprintf(q->out, "    (the unlearners alone leave WMDP within 0.05 of the baseline: there is little forgetting to undo)\n");
+        return FINDING_MIXED;
+    }
     return head - alone > FINDING_EPS ? FINDING_SUPPORTS : FINDING_CONTRADICTS;
 }
 
@@ -198,6 +206,10 @@ static finding_verdict f_mmlu(fq *q) {
     num(q->out, mt);
     fprintf(q->out, "\n");
     if (!nm || !nt) return FINDING_NO_DATA;
+    if (isnan(all) || all == 0) {
+        fprintf(q->out, "    (no pair moves edit success or WMDP by >= 0.1: no composability failure to hide)\n");
+        return FINDING_MIXED;
+    }
     if (!isnan(hidden) && hidden > 0 && mm < mt) return FINDING_SUPPORTS;
     return mm < mt ? FINDING_MIXED : FINDING_CONTRADICTS;
 }

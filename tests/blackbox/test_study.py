@@ -110,7 +110,7 @@ def report_findings_and_timings():
     for f in ("report/report.md", "report/report.html", "timings.json"):
         assert os.path.getsize(os.path.join(out, f)) > 0, f
     text = s["second"].stdout
-    assert "== 5. the paper's findings on this run" in text, text[-3000:]
+    assert "== 6. the paper's findings on this run" in text, text[-3000:]
     verdicts = [l for l in text.splitlines() if l.strip().startswith("=> this run:")]
     assert len(verdicts) == 5, text[-4000:]
     # every finding had data on this grid
