@@ -40,7 +40,10 @@ enum job_store_flags {
 
 /* job_store_open: open/create `path`; sets journal_mode=WAL, synchronous=FULL, busy_timeout=5000,
  * foreign_keys=ON; creates or migrates the schema (user_version). A file with a newer
- * user_version -> -1 with CIS_EVERSION and a message naming the file, its version and ours. */
+ * user_version -> -1 with CIS_EVERSION and a message naming the file, its version and ours.
+ * Then the composability views of schema/views.sql: re-created in the file by a writable open when
+ * they are not this build's, TEMP views of the connection for a read-only one (job_store_views.c,
+ * docs/composability.md); a failure there -> -1 (CIS_EDB) naming the file and views.sql. */
 int job_store_open(const char *path, unsigned flags, job_store **out, cis_err *err);
 /* job_store_close: checkpoint(TRUNCATE) when writable, close, NULL the pointer. Idempotent. */
 void job_store_close(job_store **js);
@@ -270,5 +273,11 @@ extern const size_t JS_N_MIGRATIONS;
  * calls it with JS_MIGRATIONS; tests call it with their own steps. */
 int js_migrate(sqlite3 *db, const char *path, int to, const js_migration *steps, size_t n_steps,
                cis_err *err);
+
+/* ---- the composability views (job_store_views.c) ----------------------------------------------- */
+/* js_views_sql: schema/views.sql as compiled in; js_views_sha256: its sha256 as 64 hex characters +
+ * NUL, the value the marker view v_views_version holds in a file whose views are this build's. */
+const char *js_views_sql(void);
+void js_views_sha256(char hex[65]);
 
 #endif

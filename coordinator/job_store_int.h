@@ -75,13 +75,10 @@ void js_reuse_close(js_reuse **r);
 const char *js_schema_sql(void);
 int js_schema_prepare(job_store *js, cis_err *err);
 
-/* the analysis views (job_store_views.c); js_views_sql: schema/views.sql, compiled in;
- * js_views_sha256: its sha256 (hex), the marker view v_views_version holds it.
+/* the analysis views (job_store_views.c; js_views_sql, js_views_sha256 in job_store.h).
  * js_views_prepare: after js_schema_prepare: a writable store (re)creates the views in the file
  * when its marker is not ours (one transaction); a read-only store whose file lacks them creates
  * them as TEMP views of its connection. 0, or -1 with err naming the file (CIS_EDB). */
-const char *js_views_sql(void);
-void js_views_sha256(char hex[65]);
 int js_views_prepare(job_store *js, cis_err *err);
 
 #endif

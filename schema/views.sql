@@ -51,22 +51,30 @@ DROP VIEW IF EXISTS v_run_metrics;
 DROP VIEW IF EXISTS v_composition_stages;
 DROP VIEW IF EXISTS v_views_version;
 
--- one row per composition: its first two stages decoded (method, category, level, canonical JSON)
+-- one row per composition: its first two stages decoded (method, category, level, canonical JSON).
+-- canonical_valid = 0 marks a composition whose canonical text is not a JSON array (only a
+-- hand-edited file has one): its stages are NULL, so it pairs with nothing, instead of one bad row
+-- making every view fail with "malformed JSON".
 CREATE VIEW v_composition_stages AS
-WITH c0 AS (
+WITH cv AS (
+    SELECT c.*, CASE WHEN json_valid(c.canonical) THEN json_type(c.canonical) = 'array' ELSE 0 END AS ok
+    FROM compositions c
+), c0 AS (
     SELECT c.id AS composition_id, c.sweep_id, c.model_id, c.pattern, c.label, c.n_stages, c.key,
-           c.canonical,
-           CASE WHEN c.n_stages >= 1 THEN json_extract(c.canonical, '$[0]') END AS stage_1,
-           CASE WHEN c.n_stages >= 2 THEN json_extract(c.canonical, '$[1]') END AS stage_2,
-           CASE WHEN c.n_stages >= 1 THEN json_extract(c.canonical, '$[0].method') END AS method_1,
-           CASE WHEN c.n_stages >= 2 THEN json_extract(c.canonical, '$[1].method') END AS method_2,
+           c.canonical, c.ok,
+           CASE WHEN c.ok AND c.n_stages >= 1 AND json_type(c.canonical, '$[0]') = 'object'
+                THEN json_extract(c.canonical, '$[0]') END AS stage_1,
+           CASE WHEN c.ok AND c.n_stages >= 2 AND json_type(c.canonical, '$[1]') = 'object'
+                THEN json_extract(c.canonical, '$[1]') END AS stage_2,
+           CASE WHEN c.ok AND c.n_stages >= 1 THEN json_extract(c.canonical, '$[0].method') END AS method_1,
+           CASE WHEN c.ok AND c.n_stages >= 2 THEN json_extract(c.canonical, '$[1].method') END AS method_2,
            -- pattern 'a->b->...': its first and second elements
            CASE WHEN c.n_stages >= 1 THEN
                CASE WHEN instr(c.pattern, '->') > 0 THEN substr(c.pattern, 1, instr(c.pattern, '->') - 1)
                     ELSE c.pattern END END AS category_1,
            CASE WHEN c.n_stages >= 2 AND instr(c.pattern, '->') > 0 THEN
                substr(c.pattern, instr(c.pattern, '->') + 2) END AS rest_2
-    FROM compositions c
+    FROM cv c
 ), c1 AS (
     SELECT c0.*,
            CASE WHEN instr(rest_2, '->') > 0 THEN substr(rest_2, 1, instr(rest_2, '->') - 1)
@@ -84,7 +92,7 @@ SELECT c1.composition_id, c1.sweep_id, c1.model_id,
        CASE WHEN c1.category_2 = 'compress' THEN
            coalesce(json_extract(c1.stage_2, '$.params.sparsity'), json_extract(c1.stage_2, '$.params.bits'))
        END AS level_2,
-       c1.stage_1, c1.stage_2
+       c1.stage_1, c1.stage_2, c1.ok AS canonical_valid
 FROM c1
 JOIN sweeps s ON s.id = c1.sweep_id
 JOIN models m ON m.id = c1.model_id;

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "coordinator/job_store_int.h"
+#include "coordinator/job_store.h"
 #include "tests/testlib.h"
 
 static char tmpdir[256];

@@ -358,6 +358,28 @@ def seeds_average_like_edit_sets():
 
 
 @test
+def a_malformed_canonical_row_does_not_break_the_views():
+    """a hand-edited composition whose canonical text is not a JSON array of objects pairs with
+    nothing and is flagged (canonical_valid = 0); every view still answers, with the same pairs"""
+    path = os.path.join(_tmp, "bad.db")
+    shutil.copy(db(), path)
+    con = sqlite3.connect(path)
+    with con:
+        con.execute("UPDATE compositions SET canonical = '[{\"method\": \"wanda\", ' WHERE label = ?", (f"{G4}->rmu",))
+        con.execute("UPDATE compositions SET canonical = '[\"wanda\", 3]' WHERE label = ?", (f"memit->{W50}",))
+    con.close()
+    got = query(path, "SELECT label, canonical_valid, method_1, stage_1, stage_2 FROM v_composition_stages "
+                      "WHERE label IN (?, ?) AND model = 'm1' ORDER BY label", (f"{G4}->rmu", f"memit->{W50}"))
+    check(got == [(f"{G4}->rmu", 0, None, None, None), (f"memit->{W50}", 1, None, None, None)], got)
+    pairs = {(r[0], r[1], r[2]) for r in query(path, "SELECT method_a, level_a, metric FROM v_composability "
+                                                     "WHERE model = 'm1'")}
+    check(pairs == {("wanda", 0.25, "edit_success"), ("wanda", 0.25, "mmlu"), ("gptq", 4, "edit_success"),
+                    ("memit", None, "edit_success")}, pairs)  # G4<->rmu and W50<->memit lost their pairing
+    for v in ("v_composability_table", "v_composability_sets", "v_composability_area", "v_composition_metrics"):
+        check(query(path, f"SELECT count(*) FROM {v}")[0][0] > 0, v)
+
+
+@test
 def readme_queries():
     """every SQL example of schema/README.md "Composability views" runs; the Table 2 one prints the cells"""
     import re
