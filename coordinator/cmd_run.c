@@ -154,7 +154,8 @@ int cmd_run(int argc, char **argv) {
     for (int i = 1; i < argc; i++) has_grid |= !strcmp(argv[i], "--grid");
     if (!has_grid) return cmd_study(argc, argv);   /* no grid: the study end to end (cmd_study.c) */
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
-               *models_dir = NULL, *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL;
+               *models_dir = NULL, *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL,
+               *eval_profile = NULL, *mc_prompt = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0, progress_s = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
@@ -174,6 +175,8 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
+        else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "default") || !strcmp(n, "paper"))) { eval_profile = n; i++; }
+        else if (!strcmp(a, "--mc-prompt") && n && (!strcmp(n, "0.4.2") || !strcmp(n, "0.4.4"))) { mc_prompt = n; i++; }
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
         else if (!strcmp(a, "--progress") && n && parse_i64(n, &progress_s) && progress_s >= 1 && progress_s <= 86400) i++;
@@ -227,6 +230,8 @@ int cmd_run(int argc, char **argv) {
     if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
     if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
+    if (eval_profile) { wargv[wc++] = "--eval-profile"; wargv[wc++] = (char *)eval_profile; }
+    if (mc_prompt) { wargv[wc++] = "--mc-prompt"; wargv[wc++] = (char *)mc_prompt; }
     wargv[wc] = NULL;
     r.argv = wargv;
     pthread_mutex_lock(&r.mu);

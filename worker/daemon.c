@@ -288,6 +288,8 @@ static void start_job(wd *w, json_t *body) {
     j->cache = w->cache;
     j->eval_limit = w->o->eval_limit;
     j->skip_missing_data = w->o->skip_missing_data;
+    j->eval_profile = w->o->eval_profile;
+    j->mc_prompt = w->o->mc_prompt;
     atomic_store(&j->stop, JOB_STOP_NONE);
     atomic_store(&j->progress_pm, 0);
     w->job = j;

@@ -30,6 +30,8 @@ typedef struct worker_opts {
     int eval_limit;             /* > 0: evaluate at most N items per set (smoke runs, tests) */
     bool skip_missing_data;     /* skip an evaluation dataset absent from data_dir (default: the job
                                    fails naming the expected file) */
+    const char *eval_profile;   /* --eval-profile default|paper (NULL = default; docs/eval.md) */
+    const char *mc_prompt;      /* --mc-prompt 0.4.2|0.4.4: overrides the profile's (NULL = the profile's) */
     int heartbeat_ms;           /* until WELCOME says otherwise (default 1000) */
     int liveness;               /* idem (default 5) */
     int max_backoff_ms;         /* reconnect backoff cap (default 32000) */

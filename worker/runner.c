@@ -49,10 +49,41 @@ static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, jso
     return -1;
 }
 
+/* the evaluation protocol of a job (docs/eval.md "Profiles"): the worker's --eval-profile and
+ * --mc-prompt, overridden by the job's optional "eval": {"profile": "default"|"paper",
+ * "mc_prompt": "0.4.2"|"0.4.4"}. 0, or -1 with the outcome failed (not retryable) naming the field. */
+static int eval_protocol(job_ctx *j, eval_opts *o) {
+    json_t *ev = json_object_get(j->spec, "eval");
+    const char *prof = j->eval_profile, *prompt = j->mc_prompt, *where = "worker option";
+    if (ev && !json_is_object(ev)) { fail(j, false, "JOB.eval: expected an object {\"profile\", \"mc_prompt\"}%s%s", "", ""); return -1; }
+    if (ev) {
+        const char *k;
+        json_t *v;
+        json_object_foreach(ev, k, v) {
+            if (strcmp(k, "profile") && strcmp(k, "mc_prompt")) {
+                fail(j, false, "JOB.eval: unknown key \"%s\" (allowed: profile|mc_prompt)%s", k, "");
+                return -1;
+            }
+            if (!json_is_string(v)) { fail(j, false, "JOB.eval.%s: expected a string%s", k, ""); return -1; }
+        }
+        if (json_object_get(ev, "profile")) { prof = json_string_value(json_object_get(ev, "profile")); where = "JOB.eval"; }
+        if (json_object_get(ev, "mc_prompt")) prompt = json_string_value(json_object_get(ev, "mc_prompt"));
+    }
+    eval_profile p = EVAL_PROFILE_DEFAULT;
+    if (prof && eval_profile_parse(prof, &p)) { fail(j, false, "%s: profile \"%s\": expected default or paper", where, prof); return -1; }
+    eval_opts_profile(o, p);
+    if (prompt && mc_prompt_style_parse(prompt, &o->mc_prompt)) {
+        fail(j, false, "mc_prompt \"%s\" (%s): expected 0.4.2 or 0.4.4", prompt, ev ? "JOB.eval or worker option" : "worker option");
+        return -1;
+    }
+    return 0;
+}
+
 static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages, json_t *records) {
     cis_err err = {0};
     eval_opts o;
     eval_opts_default(&o);
+    if (eval_protocol(j, &o)) return;
     o.edit_set = job_edit_set(j);
     o.threads = j->threads;
     o.limit = j->eval_limit;
@@ -79,6 +110,9 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
 /* a composition on a real model: plan, reset, stages, evaluation */
 static void run_model_job(job_ctx *j, json_t *comp) {
     cis_err err = {0};
+    eval_opts probe; /* a bad evaluation protocol fails the job before any stage runs */
+    eval_opts_default(&probe);
+    if (eval_protocol(j, &probe)) return;
     interv_plan plan;
     if (interv_plan_build(comp, "JOB.composition", j->selftest_enabled ? INTERV_ALLOW_TEST : 0, &plan, &err)) {
         fail(j, false, "%s%s", err.msg, "");

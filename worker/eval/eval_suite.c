@@ -9,11 +9,25 @@
 #include <string.h>
 #include <sys/stat.h>
 
+int eval_profile_parse(const char *s, eval_profile *out) {
+    if (s && !strcmp(s, "default")) { *out = EVAL_PROFILE_DEFAULT; return 0; }
+    if (s && !strcmp(s, "paper")) { *out = EVAL_PROFILE_PAPER; return 0; }
+    return -1;
+}
+
+const char *eval_profile_name(eval_profile p) { return p == EVAL_PROFILE_PAPER ? "paper" : "default"; }
+
+void eval_opts_profile(eval_opts *o, eval_profile p) {
+    o->profile = p;
+    o->mc_prompt = MC_PROMPT_LMEVAL_042;
+    o->max_length = p == EVAL_PROFILE_PAPER ? EVAL_PAPER_MAX_LENGTH : EVAL_DEFAULT_MAX_LENGTH;
+}
+
 void eval_opts_default(eval_opts *o) {
     memset(o, 0, sizeof *o);
+    eval_opts_profile(o, EVAL_PROFILE_DEFAULT);
     o->edit_set = 1;
     o->edit_set_size = 50;
-    o->max_length = 50;
     o->batch_tokens = 8192;
     o->teacher_forced = true;
 }
@@ -47,7 +61,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
     int rc = mmlu_load_dir(md, "test", &tasks, &nt, err);
     free(md);
     if (rc) return -1;
-    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     int total = 0, correct = 0;
     double t0 = mono_sec();
     for (int i = 0; i < nt && !rc; i++) {
@@ -78,7 +92,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
     double acc[2];
     int have = 0, rc = 0, nq = 0;
     double t0 = mono_sec();
-    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     for (int k = 0; k < 2 && !rc; k++) {
         char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
         if (!exists(p)) { free(p); p = xasprintf("%s/wmdp/%s.jsonl", dir, file[k]); }
@@ -197,6 +211,10 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     double sp = 0;
     eval_rows_set(out, "avg_bits", eval_avg_bits(m, &opts->quant, &sp));
     eval_rows_set(out, "sparsity", sp);
+    /* what protocol ran, so a stored result says it (docs/eval.md "Profiles") */
+    eval_rows_set(out, "eval_profile", opts->profile);
+    eval_rows_set(out, "mc_prompt_newlines", mc_prompt_newlines(opts->mc_prompt));
+    eval_rows_set(out, "zsre_max_length", opts->max_length);
     eval_rows_set(out, "time_eval_s", mono_sec() - t0);
     return 0;
 }

@@ -118,6 +118,10 @@ static void test_suite(void) {
     CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
     if (err.msg[0]) fprintf(stderr, "  %s\n", err.msg);
     check_rows(&r, 1e-9);
+    /* the protocol is recorded with the rows (docs/eval.md "Profiles") */
+    CHECK_NEAR(row(&r, "eval_profile"), EVAL_PROFILE_DEFAULT, 0);
+    CHECK_NEAR(row(&r, "mc_prompt_newlines"), 1, 0);
+    CHECK_NEAR(row(&r, "zsre_max_length"), EVAL_DEFAULT_MAX_LENGTH, 0);
     /* every decoder linear of this model is zero: sparsity 1 -> 1 bit; quantized -> wbits + 32/g */
     CHECK_NEAR(row(&r, "avg_bits"), 1.0, 1e-12);
     CHECK_NEAR(row(&r, "sparsity"), 1.0, 1e-12);
@@ -281,6 +285,37 @@ static void test_cli(void) {
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
     CHECK(!bio && cyber);
     rename_in_world("wmdp/bio.jsonl", "wmdp/wmdp-bio.json");
+    /* --profile / --mc-prompt / --max-length: recorded as rows; an option overrides the profile
+     * wherever it stands */
+    static const struct { const char *args; double profile, newlines, max_length; } pc[] = {
+        {"--profile paper", EVAL_PROFILE_PAPER, 1, EVAL_PAPER_MAX_LENGTH},
+        {"--mc-prompt 0.4.4 --profile paper", EVAL_PROFILE_PAPER, 2, EVAL_PAPER_MAX_LENGTH},
+        {"--max-length 40 --profile paper", EVAL_PROFILE_PAPER, 1, 40},
+        {"--profile default --mc-prompt lm-eval-0.4.4", EVAL_PROFILE_DEFAULT, 2, EVAL_DEFAULT_MAX_LENGTH},
+    };
+    for (size_t c = 0; c < sizeof pc / sizeof *pc; c++) {
+        free(cmd);
+        cmd = xasprintf("'%s' eval '%s' --world '%s' --seqlen 16 --limit 2 --skip ppl %s 2>/dev/null", bin, md, world, pc[c].args);
+        f = popen(cmd, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            char name[128];
+            double v;
+            if (sscanf(line, "%127s %lf", name, &v) == 2) eval_rows_set(&r, name, v);
+        }
+        rc = f ? pclose(f) : -1;
+        CHECK_MSG(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "%s", pc[c].args);
+        CHECK_MSG(row(&r, "eval_profile") == pc[c].profile, "%s", pc[c].args);
+        CHECK_MSG(row(&r, "mc_prompt_newlines") == pc[c].newlines, "%s", pc[c].args);
+        CHECK_MSG(row(&r, "zsre_max_length") == pc[c].max_length, "%s", pc[c].args);
+        eval_rows_clear(&r);
+    }
+    static const char *bad[] = {"--profile", "--profile fast", "--mc-prompt 0.4", "--mc-prompt"};
+    for (size_t c = 0; c < sizeof bad / sizeof *bad; c++) {
+        free(cmd);
+        cmd = xasprintf("'%s' eval '%s' --world '%s' %s 2>/dev/null >/dev/null", bin, md, world, bad[c]);
+        rc = system(cmd);
+        CHECK_MSG(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "%s", bad[c]);
+    }
     free(cmd); free(md); free(bin);
     llama_model_free(&m);
 }
