@@ -25,8 +25,7 @@ typedef struct job_ctx {
     int eval_limit;           /* the worker's --eval-limit (0 = full evaluation sets; smoke runs) */
     bool skip_missing_data;   /* the worker's --skip-missing-data: an absent dataset is skipped, not
                                  a failed job */
-    const char *eval_profile; /* the worker's --eval-profile (NULL = default); a job's "eval" object
-                                 may override it (runner.c) */
+    const char *eval_profile; /* the worker's --eval-profile (NULL = default; docs/eval.md) */
     const char *mc_prompt;    /* the worker's --mc-prompt (NULL = the profile's) */
     atomic_int stop;          /* enum job_stop, set by the network thread */
     atomic_int progress_pm;   /* progress in permille (0..1000), set by the job thread */

@@ -50,30 +50,17 @@ static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, jso
 }
 
 /* the evaluation protocol of a job (docs/eval.md "Profiles"): the worker's --eval-profile and
- * --mc-prompt, overridden by the job's optional "eval": {"profile": "default"|"paper",
- * "mc_prompt": "0.4.2"|"0.4.4"}. 0, or -1 with the outcome failed (not retryable) naming the field. */
+ * --mc-prompt (main.c checked them; a bad value still fails the job, not the worker). 0, or -1
+ * with the outcome failed (not retryable) naming the option. */
 static int eval_protocol(job_ctx *j, eval_opts *o) {
-    json_t *ev = json_object_get(j->spec, "eval");
-    const char *prof = j->eval_profile, *prompt = j->mc_prompt, *where = "worker option";
-    if (ev && !json_is_object(ev)) { fail(j, false, "JOB.eval: expected an object {\"profile\", \"mc_prompt\"}%s%s", "", ""); return -1; }
-    if (ev) {
-        const char *k;
-        json_t *v;
-        json_object_foreach(ev, k, v) {
-            if (strcmp(k, "profile") && strcmp(k, "mc_prompt")) {
-                fail(j, false, "JOB.eval: unknown key \"%s\" (allowed: profile|mc_prompt)%s", k, "");
-                return -1;
-            }
-            if (!json_is_string(v)) { fail(j, false, "JOB.eval.%s: expected a string%s", k, ""); return -1; }
-        }
-        if (json_object_get(ev, "profile")) { prof = json_string_value(json_object_get(ev, "profile")); where = "JOB.eval"; }
-        if (json_object_get(ev, "mc_prompt")) prompt = json_string_value(json_object_get(ev, "mc_prompt"));
-    }
     eval_profile p = EVAL_PROFILE_DEFAULT;
-    if (prof && eval_profile_parse(prof, &p)) { fail(j, false, "%s: profile \"%s\": expected default or paper", where, prof); return -1; }
+    if (j->eval_profile && eval_profile_parse(j->eval_profile, &p)) {
+        fail(j, false, "worker option --eval-profile \"%s\": expected default or paper%s", j->eval_profile, "");
+        return -1;
+    }
     eval_opts_profile(o, p);
-    if (prompt && mc_prompt_style_parse(prompt, &o->mc_prompt)) {
-        fail(j, false, "mc_prompt \"%s\" (%s): expected 0.4.2 or 0.4.4", prompt, ev ? "JOB.eval or worker option" : "worker option");
+    if (j->mc_prompt && mc_prompt_style_parse(j->mc_prompt, &o->mc_prompt)) {
+        fail(j, false, "worker option --mc-prompt \"%s\": expected 0.4.2 or 0.4.4%s", j->mc_prompt, "");
         return -1;
     }
     return 0;
