@@ -13,10 +13,10 @@ then compare with `cisweep-worker eval --world DIR --print-prompts` (the C mc_pr
 form (`--mc-prompt 0.4.4`) is compared with the same templates rendered with
 keep_trailing_newline=True, which is what 0.4.4 changed. The training items of the world
 (corpus/sft.jsonl) must be the 0.4.2 contexts too. Skips visibly when the wheel cannot be had."""
-import csv, glob, hashlib, importlib.util, json, os, subprocess, sys, tempfile, zipfile
+import csv, glob, hashlib, importlib.util, json, os, shutil, subprocess, sys, tempfile, zipfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from harness import test, skip, main, check, WORKER, ROOT  # noqa: E402
+from harness import test, skip, main, check, cleanup, WORKER, ROOT  # noqa: E402
 
 WHEEL_NAME = "lm_eval-0.4.2-py3-none-any.whl"
 WHEEL_SHA256 = "8f3fe50ec92bc98ea62ad96236facc78d7e371db85dbc980627299e5750c8db4"  # PyPI's file
@@ -28,6 +28,17 @@ def wheel():
     """the extracted wheel directory, or skip (no network / no pip)"""
     if "dir" in _cache:
         return _cache["dir"]
+    if "no_wheel" in _cache:  # tried once already: no second download attempt per test
+        skip(_cache["no_wheel"])
+    try:
+        return _wheel()
+    except Exception as e:
+        if type(e).__name__ == "Skip":
+            _cache["no_wheel"] = str(e)
+        raise
+
+
+def _wheel():
     path = os.environ.get("CISWEEP_LMEVAL_WHEEL")
     if not path:
         d = os.path.join(ROOT, os.environ.get("CISWEEP_BUILD", "build"), "third_party")
@@ -248,6 +259,11 @@ def print_prompts_bad_input():
     open(os.path.join(bad, "wmdp", "wmdp-bio.json"), "w").write('[{"question": "q", "choices": ["a"], "answer": 0}]')
     r = subprocess.run([WORKER, "eval", "--world", bad, "--print-prompts"], capture_output=True, text=True)
     assert r.returncode == 1 and "wmdp-bio.json" in r.stderr, r.stderr
+
+
+@cleanup
+def remove_tmp():
+    shutil.rmtree(TMP, ignore_errors=True)
 
 
 if __name__ == "__main__":
