@@ -155,3 +155,18 @@ int calib_walk_next(calib_walk *w, int how, cis_err *err) {
     w->y_layer = -1;
     return 0;
 }
+
+int calib_walk_save_output(const calib_walk *w, float *out, cis_err *err) {
+    if (w->y_layer != w->layer || w->layer >= llama_model_config(w->m)->num_hidden_layers)
+        return err_set(err, CIS_EINVAL, "calibration: no collect ran on layer %d to save the output of", w->layer);
+    memcpy(out, w->y, (size_t)w->d->n_seq * w->d->T * w->D * sizeof(float));
+    return 0;
+}
+
+int calib_walk_restore_output(calib_walk *w, const float *saved, cis_err *err) {
+    int L = llama_model_config(w->m)->num_hidden_layers;
+    if (w->layer >= L) return err_set(err, CIS_EINVAL, "calibration: every layer was passed already (%d)", L);
+    memcpy(w->y, saved, (size_t)w->d->n_seq * w->d->T * w->D * sizeof(float));
+    w->y_layer = w->layer;
+    return 0;
+}

@@ -63,6 +63,15 @@ enum calib_next {
     CALIB_RERUN = 0,       /* run the layer again with its current (maybe changed) weights */
     CALIB_KEEP_OUTPUT = 1, /* use the output of the last calib_walk_collect on this layer */
 };
+/* calib_walk_save_output: copy the output of the last calib_walk_collect on the current layer into
+ * out [n_seq*T, D] (host memory the caller owns). calib_walk_restore_output: make out the kept
+ * output of the current layer again, as if that collect had just run (AWQ: its first collect runs
+ * the original layer; the candidate runs of its scale search overwrite the kept output, which is
+ * restored instead of running the original layer once more: the same floats). -1 with err when no
+ * collect ran on this layer (save) or when every layer was passed. */
+int calib_walk_save_output(const calib_walk *w, float *out, cis_err *err);
+int calib_walk_restore_output(calib_walk *w, const float *saved, cis_err *err);
+
 /* calib_walk_next: move the stream to the input of the next layer (how: enum calib_next).
  * -1 with err when past the last layer, or KEEP_OUTPUT without a collect on this layer. */
 int calib_walk_next(calib_walk *w, int how, cis_err *err);
