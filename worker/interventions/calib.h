@@ -59,6 +59,14 @@ const float *calib_walk_stream(const calib_walk *w);
 int calib_walk_collect(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
                        cis_err *err);
 
+/* calib_walk_collect_norm_in: the activations at point A (RMSNorm_in of the stream: the inputs of
+ * q/k/v_proj) of the current layer for every chunk, handed to visit as calib_walk_collect does,
+ * without running the layer: point A is the layer's first op (model_forward.c), so the backend's
+ * rmsnorm_fwd on the stream with the layer's input_layernorm weight gives the same bytes (tested
+ * against a hook read in test_calib.c). GPTQ's first true-sequential pass needs nothing else. The
+ * kept output is unset (calib_walk_next then needs CALIB_RERUN). -1 with err as collect. */
+int calib_walk_collect_norm_in(calib_walk *w, calib_visit_fn visit, void *arg, cis_err *err);
+
 enum calib_next {
     CALIB_RERUN = 0,       /* run the layer again with its current (maybe changed) weights */
     CALIB_KEEP_OUTPUT = 1, /* use the output of the last calib_walk_collect on this layer */

@@ -3,7 +3,7 @@
  * every layer agree (real token rows only, right-padded sequences of different lengths), in one
  * chunk and in chunks of 2 sequences; CALIB_RERUN after changing layer 0 gives the changed model's
  * next-layer input, CALIB_KEEP_OUTPUT the unchanged one's; a saved and restored output gives the
- * bytes of a kept one; errors and a stop request. */
+ * bytes of a kept one; point A by the RMSNorm alone = a hook read; errors and a stop request. */
 #include "tests/testlib.h"
 #include "tests/worker/eval/eval_fixture.h"
 #include "worker/interventions/calib.h"
@@ -194,6 +194,51 @@ static void test_save_restore_output(void) {
     llama_model_free(&m);
 }
 
+/* visits appended to one buffer */
+typedef struct appender { float *buf; size_t n; int visits; } appender;
+static int append_visit(void *arg, int layer, llama_hook_point p, int first_seq, const float *rows, int n_rows,
+                        int width, cis_err *err) {
+    appender *a = arg;
+    memcpy(a->buf + a->n, rows, (size_t)n_rows * width * sizeof(float));
+    a->n += (size_t)n_rows * width;
+    a->visits++;
+    return 0;
+}
+
+/* GPTQ's q/k/v pass: point A by the RMSNorm alone gives the bytes a hook read in the layer gives,
+ * chunk by chunk, on every layer (padded sequences of different lengths) */
+static void test_norm_in_matches_hook_a(void) {
+    llama_model *m = fx_model_random(25, 64);
+    int D = llama_model_config(m)->hidden_size;
+    calib_data d;
+    fill(&d);
+    cis_err err = {0};
+    calib_walk *w = NULL;
+    size_t cap = (size_t)NS * TT * D;
+    appender a = {.buf = xmalloc(cap * sizeof(float))}, b = {.buf = xmalloc(cap * sizeof(float))};
+    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &w, &err), 0);
+    llama_hook_point pa = LLAMA_HOOK_A;
+    for (int l = 0; l < 2; l++) {
+        a.n = b.n = 0;
+        a.visits = b.visits = 0;
+        CHECK_MSG(calib_walk_collect_norm_in(w, append_visit, &b, &err) == 0, "%s", err.msg);
+        CHECK_EQ_INT(calib_walk_next(w, CALIB_KEEP_OUTPUT, &err), -1); /* no layer output */
+        CHECK_MSG(calib_walk_collect(w, &pa, 1, append_visit, &a, &err) == 0, "%s", err.msg);
+        CHECK_EQ_INT(a.visits, 2);
+        CHECK_EQ_INT(b.visits, 2);
+        CHECK_EQ_INT((int)b.n, (7 + 4 + 5) * D);
+        CHECK((int)a.n == (int)b.n && memcmp(a.buf, b.buf, a.n * sizeof(float)) == 0);
+        CHECK_EQ_INT(calib_walk_next(w, CALIB_RERUN, &err), 0);
+    }
+    CHECK_EQ_INT(calib_walk_collect_norm_in(w, append_visit, &b, &err), -1);
+    CHECK_MSG(strstr(err.msg, "every layer was passed"), "%s", err.msg);
+    calib_walk_destroy(&w);
+    free(a.buf);
+    free(b.buf);
+    calib_data_clear(&d);
+    llama_model_free(&m);
+}
+
 static bool always(void *arg) { (void)arg; return true; }
 static int failing_visit(void *arg, int layer, llama_hook_point p, int first_seq, const float *rows, int n_rows,
                          int width, cis_err *err) {
@@ -231,6 +276,7 @@ int main(void) {
     RUN(test_matches_forward_in_chunks);
     RUN(test_rerun_sees_the_change_keep_does_not);
     RUN(test_save_restore_output);
+    RUN(test_norm_in_matches_hook_a);
     RUN(test_errors_and_stop);
     for (int l = 0; l < 4; l++) for (int p = 0; p < 5; p++) free(ref[l][p]);
     return test_summary();
