@@ -38,7 +38,7 @@
 /* the effective params: the group for this model, the calibration (128 pile-val lines in blocks of
  * 512 tokens, capped by the model), and the searches' fixed settings, recorded */
 int awq_preset(const llama_config *cfg, json_t *params, cis_err *err) {
-    if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 512, err)) return -1;
+    if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 512, CMP_TINY_N_SAMPLES_AWQ, err)) return -1;
     json_object_set_new(params, "zero_point", json_true());
     json_object_set_new(params, "duo_scaling", json_true());
     json_object_set_new(params, "n_grid", json_integer(AWQ_GRID));
