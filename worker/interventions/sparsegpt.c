@@ -28,7 +28,8 @@ int cmp_check_sparsity(const interv_ctx *c, double s, long long n, long long m, 
     return 0;
 }
 
-/* the effective params: the calibration (128 windows of min(max_pos, 8192) tokens) and what the
+/* the effective params: the calibration (128 windows of min(max_pos, 8192) tokens; 32 on the tiny
+ * family: compress.h) and what the
  * callers upstream hard-code, recorded: damping 0.01, block 128 */
 int sparsegpt_preset(const llama_config *cfg, json_t *params, cis_err *err) {
     if (cmp_calib_preset(cfg, params, 8192, CMP_TINY_N_SAMPLES_SPARSEGPT, err)) return -1;
