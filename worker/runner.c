@@ -2,7 +2,8 @@
  * never trusts a message), then
  *   - a `selftest` composition (the orchestration test fixture) runs its stages;
  *   - any other composition: its stage plan (worker/interventions/plan.c: the stages in order, and
- *     the paper's re-application of a leading Wanda/SparseGPT/GPTQ at the end) is checked before
+ *     the re-applications of JOB.recompress, the recompress policy: by default the paper's
+ *     re-application of a leading Wanda/SparseGPT/GPTQ at the end) is checked before
  *     any work (a method that is not built yet, or a test stage on a worker without --selftest,
  *     fails at once, not retryable); then the resident model is reset to its base weights
  *     (model_cache.c), the stages run through the intervention registry (interv_run_plan, the same
@@ -76,11 +77,28 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     j->status = JOB_OK;
 }
 
+/* the job's recompress policy: JOB.recompress (common/recompress.h), "paper" when absent; -1 with
+ * the job failed when it is not one of the policies */
+static int job_policy(job_ctx *j) {
+    json_t *v = json_object_get(j->spec, "recompress");
+    if (!v) return RECOMPRESS_PAPER;
+    int p = recompress_parse(json_string_value(v));
+    if (p < 0) {
+        char got[64];
+        snprintf(got, sizeof got, "%s", json_is_string(v) ? json_string_value(v) : "(not a string)");
+        fail(j, false, "JOB.recompress: \"%s\" is not a recompress policy (allowed: %s)", got, RECOMPRESS_CHOICES);
+    }
+    return p;
+}
+
 /* a composition on a real model: plan, reset, stages, evaluation */
 static void run_model_job(job_ctx *j, json_t *comp) {
     cis_err err = {0};
     interv_plan plan;
-    if (interv_plan_build(comp, "JOB.composition", j->selftest_enabled ? INTERV_ALLOW_TEST : 0, &plan, &err)) {
+    int policy = job_policy(j);
+    if (policy < 0) return;
+    unsigned flags = (j->selftest_enabled ? INTERV_ALLOW_TEST : 0) | INTERV_RECOMPRESS(policy);
+    if (interv_plan_build(comp, "JOB.composition", flags, &plan, &err)) {
         fail(j, false, "%s%s", err.msg, "");
         return;
     }
