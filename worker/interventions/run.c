@@ -92,9 +92,9 @@ static int mask_post_step(void *arg, int64_t step, cis_err *err) {
 /* policy mask around one step: mk holds the zeros of the pruners before it (n = 0: none yet).
  * After the step: re-impose them (a closed-form update, a merge), record what was restored, and
  * capture the step's own zeros when it is a pruner that later steps follow. */
-static int mask_after_step(const interv_step *s, llama_model *m, interv_mask *mk, interv_record *rec, cis_err *err) {
-    if (mk->n > 0) {
-        int64_t a0 = mk->applied, r0 = mk->restored;
+static int mask_after_step(const interv_step *s, llama_model *m, interv_mask *mk, int64_t a0, int64_t r0,
+                           interv_record *rec, cis_err *err) {
+    if (mk->n > 0) { /* a0, r0: the counters before the step (the post-step hook counted during it) */
         if (interv_mask_apply(mk, err)) return -1;
         interv_record_set_int(rec, "mask_reimposed", (long long)(mk->applied - a0));
         interv_record_set_int(rec, "mask_restored", (long long)(mk->restored - r0));
@@ -129,15 +129,16 @@ static int run_step(const interv_env *env, const interv_step *s, int n, interv_m
     LOG_I("stage %d/%d: %s%s", s->stage, n, s->iv->name, s->recompress ? " (re-applied at the end: recompress policy)" : "");
     int64_t t0 = mono_ms();
     int rc;
+    int64_t mask_a0 = mk->applied, mask_r0 = mk->restored;
     if (!s->iv->apply) /* a plan laid out without interv_plan_build's checks */
         rc = err_set(err, CIS_EINVAL, "intervention \"%s\" is not built yet", s->iv->name);
     else {
-        if (mk->n > 0) train_loop_set_post_step(mask_post_step, mk);
+        if (mk->n > 0) train_loop_set_post_step(mask_post_step, mk); /* policy mask: after every optimizer step */
         rc = interv_should_stop(&c) ? interv_stopped(&c, err) : s->iv->apply(&c, err);
         train_loop_set_post_step(NULL, NULL);
     }
     interv_phase_end(&rec);
-    if (rc == 0) rc = mask_after_step(s, env->model, mk, &rec, err);
+    if (rc == 0) rc = mask_after_step(s, env->model, mk, mask_a0, mask_r0, &rec, err);
     int64_t wall = mono_ms() - t0;
     if (rc) {
         if (err && !err->code) err->code = CIS_EINVAL; /* a method that forgot the code */
