@@ -5,6 +5,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/grid.h"
 #include "coordinator/job_store.h"
+#include "coordinator/model_presets.h"
 #include "common/fs_check.h"
 #include "common/log.h"
 
@@ -40,8 +41,8 @@ static int int_opt(const char *cmd, const char *flag, const char *v, int64_t lo,
     return 2;
 }
 
-/* models map: {"slot": "path"} or {"slot": {"path": "...", ...}}; validated here so that launch
- * refuses a bad file before touching the DB */
+/* models map: {"slot": "path"} or {"slot": {"path": "...", "presets": {...}, ...}}; validated here
+ * (presets: model_presets.h) so that launch refuses a bad file before touching the DB */
 static char *load_models_map(const char *path, cis_err *err) {
     char *text = read_file(path, NULL, err);
     if (!text) return NULL;
@@ -55,10 +56,12 @@ static char *load_models_map(const char *path, cis_err *err) {
     json_object_foreach(m, k, v) {
         if (json_is_string(v)) continue;
         if (json_is_object(v) && json_is_string(json_object_get(v, "path"))) continue;
-        json_decref(m);
-        err_set(err, CIS_EINVAL, "%s: $.%s: expected a path string or an object with a \"path\" string", path, k);
+        err_set(err, CIS_EINVAL, "%s: $.%s: expected a path string or an object with a \"path\" string (and "
+                "optionally \"presets\": {\"method\": {\"param\": value}})", path, k);
+        json_decref(m); /* after: k lives in m */
         return NULL;
     }
+    if (model_presets_check(m, path, err)) { json_decref(m); return NULL; }
     char *out = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(m);
     return out;
@@ -102,6 +105,17 @@ int cmd_launch(int argc, char **argv) {
         fprintf(stderr, "cisweep launch: %s\n", err.msg);
         grid_free(&g);
         return 2;
+    }
+    if (mj) { /* the slots' presets into their compositions: the stored spec is what runs */
+        json_t *map = json_loads(mj, 0, NULL);
+        int prc = model_presets_apply(g, map, models, &err);
+        json_decref(map);
+        if (prc) {
+            fprintf(stderr, "cisweep launch: %s\n", err.msg);
+            grid_free(&g);
+            free(mj);
+            return 2;
+        }
     }
     job_store *js = NULL;
     if (job_store_open(db, JS_CREATE, &js, &err)) {
