@@ -1,0 +1,105 @@
+"""Black-box: the recompress policy and the models map's presets land in the database (issue 12,
+items 1 and 3). A real `cisweep run` (coordinator + worker processes, a SQLite file) on a tiny
+trained model and a small synthetic world, with Wanda 50% -> FT under the policies paper, mask and
+always (a grid key per block) and RMU alone, and a models map whose slot carries presets for FT
+(steps) and RMU (use_preset false, layer, module): every job ends done; composition_policy holds each
+composition's policy; the stages table shows the paper's re-applied Wanda as its own recompress row,
+none under mask (whose FT stage records the pruned weights it put back at zero); the presets are in
+the stored canonical composition and in the stages' effective params, while a value the grid set
+wins over the preset; the slot's presets are kept in models.config. A bad map or a bad policy is
+refused before the DB is touched."""
+import json, os, shutil, sqlite3, sys, tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness import test, cleanup, main, run, CISWEEP, WORKER  # noqa: E402
+
+STATE = {}
+
+
+def setup():
+    if "dir" in STATE:
+        return STATE["dir"]
+    d = tempfile.mkdtemp(prefix="cisweep-recompress-")
+    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
+    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
+         os.path.join(d, "model"), "--steps", "2", "--threads", "1"], timeout=300)
+    STATE["dir"] = d
+    return d
+
+
+WANDA = {"method": "wanda", "params": {"sparsity": 0.5}}
+FT = {"method": "ft", "params": {"lr": 0.001}}   # steps from the preset; lr from the grid
+PRESETS = {"ft": {"steps": 2, "lr": 0.01},
+           "rmu": {"use_preset": False, "layer": 1, "module": "down_proj", "max_batches": 2}}
+
+
+@test
+def policy_and_presets_land_in_the_db():
+    d = setup()
+    grid = os.path.join(d, "g.json")
+    json.dump({"name": "rc", "models": ["default"], "singles": False, "compositions": [[WANDA, FT]],
+               "subgrids": [{"models": ["default"], "recompress": "mask", "singles": False,
+                             "compositions": [[WANDA, FT]]},
+                            {"models": ["default"], "recompress": "always", "singles": False,
+                             "compositions": [[WANDA, FT], [{"method": "rmu"}]]}]}, open(grid, "w"))
+    models = os.path.join(d, "models.json")
+    json.dump({"default": {"path": os.path.join(d, "model"), "presets": PRESETS}}, open(models, "w"))
+    db = os.path.join(d, "s.db")
+    p = run([CISWEEP, "run", "--grid", grid, "--workers", "1", "--db", db, "--models", models,
+             "--data", os.path.join(d, "world"), "--eval-limit", "4", "--threads", "1",
+             "--cache", os.path.join(d, "c")], check=False, timeout=900)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr[-3000:])
+    con = sqlite3.connect(db)
+    comps = {label: (policy, json.loads(canon), state) for label, policy, canon, state in con.execute(
+        "SELECT c.label, cp.recompress, c.canonical, j.state FROM compositions c JOIN jobs j "
+        "ON j.composition_id = c.id LEFT JOIN composition_policy cp ON cp.composition_id = c.id")}
+    assert sorted(comps) == ["rmu [recompress=always]", "wanda(sparsity=0.5)->ft",
+                             "wanda(sparsity=0.5)->ft [recompress=always]",
+                             "wanda(sparsity=0.5)->ft [recompress=mask]"], comps
+    assert {k: v[0] for k, v in comps.items()} == {
+        "rmu [recompress=always]": "always", "wanda(sparsity=0.5)->ft": "paper",
+        "wanda(sparsity=0.5)->ft [recompress=always]": "always",
+        "wanda(sparsity=0.5)->ft [recompress=mask]": "mask"}, comps
+    assert all(v[2] == "done" for v in comps.values()), comps
+    # the presets are in the stored spec (the grid's lr wins over the preset's, the preset's steps fill the default)
+    ft = comps["wanda(sparsity=0.5)->ft"][1][1]["params"]
+    assert ft["steps"] == 2 and ft["lr"] == 0.001, ft
+    rmu = comps["rmu [recompress=always]"][1][0]["params"]
+    assert rmu["layer"] == 1 and rmu["module"] == "down_proj" and rmu["use_preset"] is False, rmu
+    stages = {}
+    for label, stage, method, recompress, params, record in con.execute(
+            "SELECT c.label, s.stage, s.method, s.recompress, s.params_json, s.record_json FROM stages s "
+            "JOIN jobs j ON j.id = s.job_id JOIN compositions c ON c.id = j.composition_id ORDER BY s.job_id, s.stage"):
+        stages.setdefault(label, []).append((stage, method, recompress, json.loads(params), json.loads(record)))
+    lay = {k: [(s, m, r) for s, m, r, _, _ in v] for k, v in stages.items()}
+    assert lay["wanda(sparsity=0.5)->ft"] == [(1, "wanda", 0), (2, "ft", 0), (3, "wanda", 1)], lay
+    assert lay["wanda(sparsity=0.5)->ft [recompress=always]"] == [(1, "wanda", 0), (2, "ft", 0), (3, "wanda", 1)], lay
+    assert lay["wanda(sparsity=0.5)->ft [recompress=mask]"] == [(1, "wanda", 0), (2, "ft", 0)], lay
+    mask = stages["wanda(sparsity=0.5)->ft [recompress=mask]"]
+    assert mask[0][4]["mask_zeros"] > 0, mask[0][4]
+    assert mask[1][4]["mask_reimposed"] == 3 and mask[1][4]["mask_restored"] > 0, mask[1][4]   # 2 steps + once after
+    assert mask[1][3]["steps"] == 2 and mask[1][4]["steps"] == 2, mask[1]                       # the preset ran
+    (_, _, _, rp, rr), = stages["rmu [recompress=always]"]
+    assert rp["act_layer"] == 1 and rp["module"] == "down_proj" and rp["preset"] == "none", rp
+    cfg = json.loads(con.execute("SELECT config FROM models").fetchone()[0])
+    assert cfg["presets"] == PRESETS, cfg
+    # bad input: refused before the DB is touched
+    bad = os.path.join(d, "bad.json")
+    json.dump({"default": {"path": os.path.join(d, "model"), "presets": {"rmu": {"param": "down_proj"}}}}, open(bad, "w"))
+    p = run([CISWEEP, "launch", "--db", os.path.join(d, "b.db"), "--grid", grid, "--models", bad], check=False)
+    assert p.returncode == 2 and "$.default.presets.rmu.param: unknown parameter \"param\" for rmu" in p.stderr, p.stderr
+    assert not os.path.exists(os.path.join(d, "b.db"))
+    json.dump({"name": "x", "models": ["default"], "baseline": True, "recompress": "sometimes"}, open(bad, "w"))
+    p = run([CISWEEP, "launch", "--db", os.path.join(d, "b.db"), "--grid", bad], check=False)
+    assert p.returncode == 2 and "$.recompress: \"sometimes\" is not a recompress policy (allowed: paper|never|always|mask)" \
+        in p.stderr, p.stderr
+
+
+@cleanup
+def remove_tmp():
+    if "dir" in STATE:
+        shutil.rmtree(STATE["dir"], ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
