@@ -112,7 +112,7 @@ static void summary(const char *db_path) {
 
 int cmd_run(int argc, char **argv) {
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
-               *data = NULL, *threads = NULL, *eval_limit = NULL;
+               *data = NULL, *threads = NULL, *eval_limit = NULL, *stage_evals = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
@@ -128,6 +128,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
         else if (!strcmp(a, "--data") && n) { data = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
+        else if (!strcmp(a, "--stage-evals") && n && parse_i64(n, &v) && v >= 0) { stage_evals = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
@@ -168,7 +169,7 @@ int cmd_run(int argc, char **argv) {
     snprintf(hbs, sizeof hbs, "%d", o.heartbeat_ms);
     char slotss[32];
     snprintf(slotss, sizeof slotss, "%lld", (long long)slots);
-    char *wargv[24];
+    char *wargv[28];
     int wc = 0;
     wargv[wc++] = cli_sibling_path("cisweep-worker");
     wargv[wc++] = "worker"; wargv[wc++] = "--connect"; wargv[wc++] = ep; wargv[wc++] = "--device"; wargv[wc++] = (char *)device;
@@ -179,6 +180,7 @@ int cmd_run(int argc, char **argv) {
     if (data) { wargv[wc++] = "--data"; wargv[wc++] = (char *)data; }
     if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
     if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
+    if (stage_evals) { wargv[wc++] = "--stage-evals"; wargv[wc++] = (char *)stage_evals; }
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
     wargv[wc] = NULL;
     r.argv = wargv;

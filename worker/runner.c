@@ -38,11 +38,65 @@ static int job_edit_set(const job_ctx *j) {
 static bool stop_cb(void *arg) { return job_should_stop(arg); }
 static void progress_cb(void *arg, double f) { job_set_progress(arg, RUNNER_STAGE_SHARE * f); }
 
+/* ---- the cheap evaluation after each stage (--stage-evals N) ------------------------------------ */
+
+/* what a stage evaluation reports, as "stage<k>.<metric>" (k: the plan step that just ran) */
+static const char *const STAGE_METRICS[] = {"mmlu", "wmdp_bio", "wmdp_cyber", "wmdp_avg", "ppl_wikitext", "avg_bits",
+                                            "sparsity", NULL};
+
+typedef struct stage_evals {
+    job_ctx *j;
+    model_slot *slot;
+    json_t *rows;        /* {"stage1.mmlu": v, ...} (owned) */
+    double seconds;      /* spent in stage evaluations (not counted as intervention time) */
+} stage_evals;
+
+/* interv_env.after_step_fn: MMLU and WMDP on their first N questions, N perplexity windows of
+ * WikiText, avg_bits / sparsity of the model as it is after step s (N = --stage-evals, capped by
+ * --eval-limit); no zsRE generation (the expensive part; the final suite has it) */
+static int stage_eval(void *arg, const interv_step *s, json_t *records, cis_err *err) {
+    stage_evals *se = arg;
+    job_ctx *j = se->j;
+    eval_opts o;
+    eval_opts_default(&o);
+    o.edit_set = job_edit_set(j);
+    o.threads = j->threads;
+    o.limit = j->eval_limit > 0 && j->eval_limit < j->stage_evals ? j->eval_limit : j->stage_evals;
+    o.skip_zsre = o.skip_qa = true;
+    o.teacher_forced = false;
+    o.skip_missing = j->skip_missing_data;
+    cmp_quant_of_records(records, &o.quant.wbits, &o.quant.group_size);
+    eval_rows rows = {0};
+    double t0 = mono_sec();
+    if (eval_suite_run(se->slot->work, se->slot->tok, j->data_dir, &o, &rows, err)) {
+        eval_rows_clear(&rows);
+        err_prefix(err, "the evaluation after stage %d (--stage-evals)", s->stage);
+        return -1;
+    }
+    double dt = mono_sec() - t0;
+    se->seconds += dt;
+    char name[128];
+    for (int i = 0; STAGE_METRICS[i]; i++) {
+        const eval_row *r = eval_rows_get(&rows, STAGE_METRICS[i]);
+        if (!r) continue;
+        snprintf(name, sizeof name, "stage%d.%s", s->stage, STAGE_METRICS[i]);
+        json_object_set_new(se->rows, name, proto_metric_value(r->value));
+    }
+    snprintf(name, sizeof name, "stage%d.time_eval_s", s->stage);
+    json_object_set_new(se->rows, name, proto_metric_value(dt));
+    eval_rows_clear(&rows);
+    return job_should_stop(j) ? err_set(err, CIS_ECANCEL, "stopped on request") : 0;
+}
+
 /* run the plan's stages on the slot's working model; 0, or -1 with the outcome filled */
-static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, json_t **records) {
+static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, stage_evals *se, json_t **records) {
     interv_env env = {.model = slot->work, .tok = slot->tok, .data_dir = j->data_dir, .cache_dir = j->cache_dir,
                       .base = slot->base, .edit_set = job_edit_set(j), .threads = j->threads, .progress_fn = progress_cb,
                       .stop_fn = stop_cb, .cb_arg = j};
+    if (j->stage_evals > 0 && plan->n > 1) {
+        env.after_step_fn = stage_eval;
+        env.after_arg = se;
+    }
     cis_err err = {0};
     if (interv_run_plan(&env, plan, records, &err) == 0) return 0;
     if (err.code == CIS_ECANCEL || job_should_stop(j)) j->status = JOB_STOPPED;
@@ -50,7 +104,8 @@ static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, jso
     return -1;
 }
 
-static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages, json_t *records) {
+static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages, json_t *records,
+                     const stage_evals *se) {
     cis_err err = {0};
     eval_opts o;
     eval_opts_default(&o);
@@ -70,9 +125,11 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     }
     eval_rows_set(&rows, "time_eval_s", mono_sec() - t0);
     eval_rows_set(&rows, "time_model_load_s", slot->load_s);
-    if (n_stages > 0) eval_rows_set(&rows, "time_interventions_s", stages_s);
+    if (n_stages > 0) eval_rows_set(&rows, "time_interventions_s", stages_s - se->seconds);
+    if (json_object_size(se->rows)) eval_rows_set(&rows, "time_stage_evals_s", se->seconds);
     j->rows = json_object();
     for (int i = 0; i < rows.n; i++) json_object_set_new(j->rows, rows.row[i].name, proto_metric_value(rows.row[i].value));
+    json_object_update(j->rows, se->rows);
     eval_rows_clear(&rows);
     j->status = JOB_OK;
 }
@@ -117,10 +174,12 @@ static void run_model_job(job_ctx *j, json_t *comp) {
         j->status = JOB_STOPPED;
     } else {
         double t0 = mono_sec();
-        if (run_stages(j, slot, &plan, &records) == 0) {
+        stage_evals se = {.j = j, .slot = slot, .rows = json_object()};
+        if (run_stages(j, slot, &plan, &se, &records) == 0) {
             job_set_progress(j, plan.n > 0 ? RUNNER_STAGE_SHARE : 0);
-            evaluate(j, slot, mono_sec() - t0, plan.n, records);
+            evaluate(j, slot, mono_sec() - t0, plan.n, records, &se);
         }
+        json_decref(se.rows);
     }
     if (j->status == JOB_OK && json_array_size(records)) j->stages = json_incref(records);
     json_decref(records);

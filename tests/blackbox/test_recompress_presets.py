@@ -46,10 +46,27 @@ def policy_and_presets_land_in_the_db():
     json.dump({"default": {"path": os.path.join(d, "model"), "presets": PRESETS}}, open(models, "w"))
     db = os.path.join(d, "s.db")
     p = run([CISWEEP, "run", "--grid", grid, "--workers", "1", "--db", db, "--models", models,
-             "--data", os.path.join(d, "world"), "--eval-limit", "4", "--threads", "1",
+             "--data", os.path.join(d, "world"), "--eval-limit", "4", "--threads", "1", "--stage-evals", "8",
              "--cache", os.path.join(d, "c")], check=False, timeout=900)
     assert p.returncode == 0, (p.returncode, p.stdout, p.stderr[-3000:])
     con = sqlite3.connect(db)
+    # --stage-evals: rows after every stage but the last of the plan that ran, none for a single stage
+    srows = {}
+    for label, metric, value in con.execute(
+            "SELECT c.label, r.metric, r.value FROM results r JOIN jobs j ON j.id = r.job_id JOIN compositions c "
+            "ON c.id = j.composition_id WHERE r.is_current = 1 AND r.metric LIKE 'stage%'"):
+        srows.setdefault(label, {})[metric] = value
+    paper = srows["wanda(sparsity=0.5)->ft"]
+    assert sorted(k.split(".")[0] for k in paper if k.endswith(".mmlu")) == ["stage1", "stage2"], paper
+    assert sorted(k.split(".")[0] for k in srows["wanda(sparsity=0.5)->ft [recompress=mask]"]
+                  if k.endswith(".mmlu")) == ["stage1"], srows
+    assert "rmu [recompress=always]" not in srows, srows
+    for k in ("mmlu", "wmdp_bio", "wmdp_cyber", "wmdp_avg", "ppl_wikitext", "avg_bits", "sparsity", "time_eval_s"):
+        assert "stage1." + k in paper, (k, paper)
+    assert abs(paper["stage1.sparsity"] - 0.5) < 0.01 and abs(paper["stage1.avg_bits"] - (16 - 15 * paper["stage1.sparsity"])) < 1e-6, paper
+    assert paper["stage2.sparsity"] < paper["stage1.sparsity"], paper   # FT moved pruned weights (paper: no mask)
+    mask1 = srows["wanda(sparsity=0.5)->ft [recompress=mask]"]
+    assert 0 < mask1["stage1.mmlu"] <= 1 and mask1["stage1.ppl_wikitext"] > 1, mask1
     comps = {label: (policy, json.loads(canon), state) for label, policy, canon, state in con.execute(
         "SELECT c.label, cp.recompress, c.canonical, j.state FROM compositions c JOIN jobs j "
         "ON j.composition_id = c.id LEFT JOIN composition_policy cp ON cp.composition_id = c.id")}

@@ -184,6 +184,11 @@ typedef struct interv_env {
     void (*progress_fn)(void *arg, double fraction);   /* whole plan 0..1; NULL = none */
     bool (*stop_fn)(void *arg);                         /* NULL = never stop */
     void *cb_arg;
+    /* called after every step but the last, outside the step's wall time (the runner's cheap
+     * per-stage evaluation, worker/runner.c); s: the step that just ran, records: the stage records
+     * so far. 0, or -1 with err (the plan fails with it). NULL = none. */
+    int (*after_step_fn)(void *arg, const interv_step *s, json_t *records, cis_err *err);
+    void *after_arg;
 } interv_env;
 
 /* interv_effective_params: the effective params of step s on a model of config cfg: a deep copy

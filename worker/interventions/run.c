@@ -161,7 +161,13 @@ int interv_run_plan(const interv_env *env, const interv_plan *plan, json_t **rec
     int rc = 0;
     if (plan->n > 0 && env->threads > 0) backend_set_threads(llama_model_backend(env->model), env->threads);
     interv_mask mk = {0};
-    for (int k = 0; k < plan->n && rc == 0; k++) rc = run_step(env, &plan->steps[k], plan->n, &mk, recs, err);
+    for (int k = 0; k < plan->n && rc == 0; k++) {
+        rc = run_step(env, &plan->steps[k], plan->n, &mk, recs, err);
+        if (rc == 0 && k + 1 < plan->n && env->after_step_fn) {
+            rc = env->after_step_fn(env->after_arg, &plan->steps[k], recs, err);
+            if (rc) err_prefix(err, "after stage %d", plan->steps[k].stage);
+        }
+    }
     interv_mask_clear(&mk);
     if (records) *records = recs;
     else json_decref(recs);
