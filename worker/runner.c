@@ -9,6 +9,8 @@
  *     (model_cache.c), the stages run through the intervention registry (interv_run_plan, the same
  *     code as `cisweep apply`), and the evaluation suite (worker/eval) scores the result on the
  *     worker's --data directory.
+ * With the worker's --stage-evals N, a cheap evaluation (MMLU/WMDP on N questions, N perplexity
+ * windows, avg_bits) runs after every stage of the plan but the last, as rows "stage<k>.<metric>".
  * The outcome carries the metric rows and one stage record per stage that ran (method, effective
  * params, seed, record, wall time), which the coordinator stores in the `stages` table. */
 #include "worker/job.h"

@@ -2,7 +2,8 @@
  * random model through the real stage plan: wanda -> ft under `mask` leaves exactly the positions
  * Wanda pruned at zero in every decoder linear (FT's Adam steps moved them, the post-step hook put
  * them back: the record says how many), while FT still changed its down_proj weights; under `never`
- * the same composition moves pruned weights off zero (so the check can fail); and the mask helpers
+ * the same composition moves pruned weights off zero (so the check can fail); wanda -> lora the same
+ * through LoRA's per-step merge, wanda -> memit through its closed-form update; and the mask helpers
  * alone (capture is a union, apply restores only masked positions). */
 #include "tests/testlib.h"
 #include "tests/worker/interventions/edit_fixture.h"
@@ -124,6 +125,77 @@ static void test_wanda_then_ft_keeps_zeros(void) {
     llama_model_free(&ref);
 }
 
+/* wanda -> lora under mask: LoRA merges W0 + s B diag(E) A into q/v_proj after every step; the
+ * hook zeroes the pruned positions of the merged weights each time, and they end zero */
+static void test_wanda_then_lora_keeps_zeros(void) {
+    cis_err err = {0};
+    llama_model *ref = ef_model(9, 2);
+    json_t *recs = NULL;
+    CHECK_MSG(run_policy(ref, "[" WANDA "]", RECOMPRESS_PAPER, &recs, &err) == 0, "%s", err.msg);
+    json_decref(recs);
+    int64_t n_ref, z_ref, n, z;
+    unsigned char *want = zeros_of(ref, &n_ref, &z_ref);
+    llama_model *m = ef_model(9, 2);
+    recs = NULL;
+    CHECK_MSG(run_policy(m, "[" WANDA ",{\"method\":\"lora\",\"params\":{\"steps\":3,\"lr\":0.05}}]", RECOMPRESS_MASK,
+                         &recs, &err) == 0, "%s", err.msg);
+    unsigned char *got = zeros_of(m, &n, &z);
+    CHECK_EQ_INT(z, z_ref);
+    CHECK(n == n_ref && memcmp(got, want, (size_t)n) == 0);
+    json_t *r2 = json_object_get(json_array_get(recs, 1), "record");
+    CHECK_EQ_INT(json_integer_value(json_object_get(r2, "mask_reimposed")), 4);
+    CHECK_MSG(json_integer_value(json_object_get(r2, "mask_restored")) > 0, "%s", json_dumps(r2, 0));
+    free(got);
+    free(want);
+    json_decref(recs);
+    llama_model_free(&m);
+    llama_model_free(&ref);
+}
+
+/* wanda -> memit under mask: MEMIT's closed-form update of down_proj (layers 1, 2) moves pruned
+ * weights; they are put back after the stage (and after each step of its value optimisation) */
+static void test_wanda_then_memit_keeps_zeros(void) {
+    char *w = ef_world(120, 200);
+    write_c4(w);
+    char cache[] = "/tmp/cisweep-mask-mom2s-XXXXXX";
+    CIS_ASSERT(mkdtemp(cache));
+    const char *memit = "{\"method\":\"memit\",\"params\":{\"layers\":[1,2],\"layers_depth\":0,\"v_steps\":5,"
+                        "\"mom2_update_weight\":1.0,\"mom2_n_samples\":200}}";
+    char *comp = xasprintf("[" WANDA ",%s]", memit);
+    cis_err err = {0};
+    int64_t n_ref, z_ref, n, z;
+    unsigned char *want = NULL, *got = NULL;
+    json_t *recs = NULL;
+    for (int pass = 0; pass < 2; pass++) { /* 0: wanda alone (the reference zeros); 1: wanda -> memit, mask */
+        llama_model *m = ef_model(24, 4);
+        json_t *c = json_loads(pass ? comp : "[" WANDA "]", 0, NULL);
+        interv_plan p;
+        CHECK_MSG(interv_plan_build(c, "comp", INTERV_RECOMPRESS(RECOMPRESS_MASK), &p, &err) == 0, "%s", err.msg);
+        interv_env env = {.model = m, .tok = g_tok, .data_dir = w, .cache_dir = cache, .edit_set = 1, .threads = 1};
+        json_decref(recs);
+        recs = NULL;
+        CHECK_MSG(interv_run_plan(&env, &p, &recs, &err) == 0, "%s", err.msg);
+        interv_plan_clear(&p);
+        json_decref(c);
+        if (pass == 0) want = zeros_of(m, &n_ref, &z_ref);
+        else got = zeros_of(m, &n, &z);
+        llama_model_free(&m);
+    }
+    CHECK_EQ_INT(z, z_ref);
+    CHECK(n == n_ref && want && got && memcmp(got, want, (size_t)n) == 0);
+    json_t *r2 = json_object_get(json_array_get(recs, 1), "record");
+    CHECK_MSG(json_integer_value(json_object_get(r2, "mask_reimposed")) >= 1 &&
+              json_integer_value(json_object_get(r2, "mask_restored")) > 0, "%s",
+              json_dumps(json_object_get(json_array_get(recs, 1), "record"), JSON_COMPACT));
+    json_decref(recs);
+    free(want);
+    free(got);
+    free(comp);
+    fx_rm_rf(cache);
+    fx_rm_rf(w);
+    free(w);
+}
+
 /* the helpers alone: capture is a union over calls; apply restores only masked weights */
 static void test_mask_helpers(void) {
     cis_err err = {0};
@@ -168,6 +240,8 @@ int main(void) {
     write_c4(g_world);
     RUN(test_mask_helpers);
     RUN(test_wanda_then_ft_keeps_zeros);
+    RUN(test_wanda_then_lora_keeps_zeros);
+    RUN(test_wanda_then_memit_keeps_zeros);
     tokenizer_free(g_tok);
     fx_rm_rf(g_world);
     fx_rm_rf(g_tokdir);
