@@ -2,11 +2,13 @@
 items 1 and 3). A real `cisweep run` (coordinator + worker processes, a SQLite file) on a tiny
 trained model and a small synthetic world, with Wanda 50% -> FT under the policies paper, mask and
 always (a grid key per block) and RMU alone, and a models map whose slot carries presets for FT
-(steps) and RMU (use_preset false, layer, module): every job ends done; composition_policy holds each
+(steps) and RMU (use_preset false, layer, module), and GPTQ -> FT under never: every job ends done; composition_policy holds each
 composition's policy; the stages table shows the paper's re-applied Wanda as its own recompress row,
 none under mask (whose FT stage records the pruned weights it put back at zero); the presets are in
 the stored canonical composition and in the stages' effective params, while a value the grid set
-wins over the preset; the slot's presets are kept in models.config. A bad map or a bad policy is
+wins over the preset; the slot's presets are kept in models.config; avg_bits stays upstream's
+wbits + 32/group after FT edited the quantized model; --stage-evals rows come after every stage but the
+last; `cisweep grid` shows the policies. A bad map or a bad policy is
 refused before the DB is touched."""
 import json, os, shutil, sqlite3, sys, tempfile
 
@@ -29,6 +31,7 @@ def setup():
 
 WANDA = {"method": "wanda", "params": {"sparsity": 0.5}}
 FT = {"method": "ft", "params": {"lr": 0.001}}   # steps from the preset; lr from the grid
+GPTQ = {"method": "gptq", "params": {"bits": 4}}
 PRESETS = {"ft": {"steps": 2, "lr": 0.01},
            "rmu": {"use_preset": False, "layer": 1, "module": "down_proj", "max_batches": 2}}
 
@@ -41,7 +44,12 @@ def policy_and_presets_land_in_the_db():
                "subgrids": [{"models": ["default"], "recompress": "mask", "singles": False,
                              "compositions": [[WANDA, FT]]},
                             {"models": ["default"], "recompress": "always", "singles": False,
-                             "compositions": [[WANDA, FT], [{"method": "rmu"}]]}]}, open(grid, "w"))
+                             "compositions": [[WANDA, FT], [{"method": "rmu"}]]},
+                            {"models": ["default"], "recompress": "never", "singles": False,
+                             "compositions": [[GPTQ, FT]]}]}, open(grid, "w"))
+    lines = run([CISWEEP, "grid", grid]).stdout.splitlines()
+    assert sum(ln.endswith("\trecompress=mask") for ln in lines) == 1, lines
+    assert sum(ln.endswith("\trecompress=never") for ln in lines) == 1, lines
     models = os.path.join(d, "models.json")
     json.dump({"default": {"path": os.path.join(d, "model"), "presets": PRESETS}}, open(models, "w"))
     db = os.path.join(d, "s.db")
@@ -70,10 +78,12 @@ def policy_and_presets_land_in_the_db():
     comps = {label: (policy, json.loads(canon), state) for label, policy, canon, state in con.execute(
         "SELECT c.label, cp.recompress, c.canonical, j.state FROM compositions c JOIN jobs j "
         "ON j.composition_id = c.id LEFT JOIN composition_policy cp ON cp.composition_id = c.id")}
-    assert sorted(comps) == ["rmu [recompress=always]", "wanda(sparsity=0.5)->ft",
+    assert sorted(comps) == ["gptq(bits=4)->ft [recompress=never]",
+                             "rmu [recompress=always]", "wanda(sparsity=0.5)->ft",
                              "wanda(sparsity=0.5)->ft [recompress=always]",
                              "wanda(sparsity=0.5)->ft [recompress=mask]"], comps
     assert {k: v[0] for k, v in comps.items()} == {
+        "gptq(bits=4)->ft [recompress=never]": "never",
         "rmu [recompress=always]": "always", "wanda(sparsity=0.5)->ft": "paper",
         "wanda(sparsity=0.5)->ft [recompress=always]": "always",
         "wanda(sparsity=0.5)->ft [recompress=mask]": "mask"}, comps
@@ -92,6 +102,14 @@ def policy_and_presets_land_in_the_db():
     assert lay["wanda(sparsity=0.5)->ft"] == [(1, "wanda", 0), (2, "ft", 0), (3, "wanda", 1)], lay
     assert lay["wanda(sparsity=0.5)->ft [recompress=always]"] == [(1, "wanda", 0), (2, "ft", 0), (3, "wanda", 1)], lay
     assert lay["wanda(sparsity=0.5)->ft [recompress=mask]"] == [(1, "wanda", 0), (2, "ft", 0)], lay
+    assert lay["gptq(bits=4)->ft [recompress=never]"] == [(1, "gptq", 0), (2, "ft", 0)], lay
+    # avg_bits as upstream reports it: wbits + 32/group of the quantizer, also when an editor ran after it
+    # and nothing re-quantized (never), and in the stage rows after it
+    bits = dict(con.execute("SELECT c.label, r.value FROM results r JOIN jobs j ON j.id = r.job_id JOIN compositions c "
+                            "ON c.id = j.composition_id WHERE r.is_current = 1 AND r.metric = 'avg_bits'"))
+    group = stages["gptq(bits=4)->ft [recompress=never]"][0][4]["group"]
+    assert bits["gptq(bits=4)->ft [recompress=never]"] == 4 + 32 / group, (bits, group)
+    assert srows["gptq(bits=4)->ft [recompress=never]"]["stage1.avg_bits"] == 4 + 32 / group, srows
     mask = stages["wanda(sparsity=0.5)->ft [recompress=mask]"]
     assert mask[0][4]["mask_zeros"] > 0, mask[0][4]
     assert mask[1][4]["mask_reimposed"] == 3 and mask[1][4]["mask_restored"] > 0, mask[1][4]   # 2 steps + once after
