@@ -5,8 +5,9 @@
  *           composition of more than one stage that starts with Wanda, SparseGPT or GPTQ re-applies
  *           that compressor after its last stage; never AWQ. The default.
  *   never   the stages as written: nothing re-applied.
- *   always  every compressor stage (AWQ included) that some non-compressor stage follows is
- *           re-applied after the last stage, in composition order (beyond the paper).
+ *   always  the paper's rule for every compressor stage (AWQ included) that another stage follows:
+ *           each is re-applied after the last stage, in composition order (beyond the paper; a
+ *           superset of paper).
  *   mask    nothing re-applied; the zeros a pruner (Wanda, SparseGPT) leaves are kept at zero
  *           during every later stage: re-imposed after every optimizer step of a trainer and after
  *           every later stage (closed-form MEMIT, LoRA's merge). A quantizer (GPTQ, AWQ) followed by

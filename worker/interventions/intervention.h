@@ -152,7 +152,7 @@ bool interv_plan_reapplies(json_t *canonical);
  * the recompress policy of flags asks for (same params and seed as the stage they repeat):
  *   paper (default)  the first stage again when interv_plan_reapplies;
  *   never (or INTERV_EXACT)  none;
- *   always           every compressor stage that a non-compressor stage follows, in order;
+ *   always           every compressor stage (AWQ too) that another stage follows, in order;
  *   mask             none; pruning steps followed by another get mask_capture.
  * Everything that can be
  * known before touching a model is checked here, so a job fails before any work:

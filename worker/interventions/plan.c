@@ -51,13 +51,9 @@ static bool reapplied(json_t *canonical, size_t i, recompress_policy policy) {
     size_t n = json_array_size(canonical);
     if (policy == RECOMPRESS_PAPER) return i == 0 && interv_plan_reapplies(canonical);
     if (policy != RECOMPRESS_ALWAYS) return false;
+    /* always: the paper's rule for every compressor (AWQ included) that some later stage follows */
     const intervention *iv = intervention_lookup(stage_method(canonical, i));
-    if (!iv || iv->category != CAT_COMPRESS) return false;
-    for (size_t j = i + 1; j < n; j++) { /* some later stage that is not a compressor */
-        const intervention *later = intervention_lookup(stage_method(canonical, j));
-        if (later && later->category != CAT_COMPRESS) return true;
-    }
-    return false;
+    return iv && iv->category == CAT_COMPRESS && i + 1 < n;
 }
 
 void interv_plan_layout(json_t *canonical, unsigned flags, interv_plan *out) {

@@ -220,14 +220,15 @@ static void test_policies(void) {
         {"[" MEMIT "," W25 "]", {"memit,wanda", "memit,wanda", "memit,wanda", "memit,wanda"}},
         {"[" W25 "]", {"wanda", "wanda", "wanda", "wanda"}},
         {"[" FT "," RMU "]", {"ft,rmu", "ft,rmu", "ft,rmu", "ft,rmu"}},
-        /* always: every compressor that a non-compressor follows, in composition order */
+        /* always: every compressor that another stage follows, in composition order */
         {"[" SG5 "," RMU "," AQ4 "," FT "]",
          {"sparsegpt,rmu,awq,ft,sparsegpt+1", "sparsegpt,rmu,awq,ft", "sparsegpt,rmu,awq,ft,sparsegpt+1,awq+3", "ERR"}},
         {"[" W25 "," SG5 "," MEMIT "]",
          {"wanda,sparsegpt,memit,wanda+1", "wanda,sparsegpt,memit", "wanda,sparsegpt,memit,wanda+1,sparsegpt+2",
           "wanda*,sparsegpt*,memit"}},
-        /* two compressors and nothing after them: nothing to re-apply but the paper's rule */
-        {"[" GQ4 "," W25 "]", {"gptq,wanda,gptq+1", "gptq,wanda", "gptq,wanda", "ERR"}},
+        /* two compressors: always re-applies the first (as paper does), not the last */
+        {"[" GQ4 "," W25 "]", {"gptq,wanda,gptq+1", "gptq,wanda", "gptq,wanda,gptq+1", "ERR"}},
+        {"[" AQ4 "," W25 "]", {"awq,wanda", "awq,wanda", "awq,wanda,awq+1", "ERR"}},
         {"[" RMU "," GQ4 "]", {"rmu,gptq", "rmu,gptq", "rmu,gptq", "rmu,gptq"}}, /* a quantizer last: fine */
         {"[]", {"", "", "", ""}},
     };
