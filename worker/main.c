@@ -1,7 +1,7 @@
 /* main.c - `cisweep-worker`: the worker daemon and the model tools. `cisweep worker|inspect|...`
  * hands over to this program, so users learn one command.
  *   cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]
- *                         [--data DIR] [--threads N] [--eval-limit N] [--skip-missing-data]
+ *                         [--data DIR] [--threads N] [--eval-limit N] [--stage-evals N] [--skip-missing-data]
  *                         [--slots N] [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]
  *                         [--preempt-grace-ms N] [--mem-limit-mb N] [--log-level L] */
 #include "worker/daemon.h"
