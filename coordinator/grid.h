@@ -26,8 +26,11 @@ typedef struct grid_comp {
     char *pattern;      /* "baseline", "edit", "compress", "unlearn", "edit->compress",
                            "compress->edit", "unlearn->compress", ... (categories joined by "->") */
     char *label;        /* short human label, e.g. "memit->wanda(sparsity=0.25)" */
-    int n_edit_sets;    /* 0 when no stage is an editor: one job with edit_set 0 */
-    int *edit_sets;     /* [n_edit_sets] edit set numbers (1-based) for editing compositions */
+    int n_edit_sets;    /* jobs of this composition: 0 = one job with edit_set 0 (no editor, no seeds) */
+    int *edit_sets;     /* [n_edit_sets] 1-based: the edit sets of an editing composition, or the seeds
+                           of one without an editor in a block with "seeds" (seeded); each is one job's
+                           jobs.edit_set, which the worker also uses as every stage's seed */
+    bool seeded;        /* edit_sets holds seeds (no editor; the grid's "seeds" key) */
     int priority;       /* higher runs first (grid "priority" field; default 0) */
     int recompress;     /* recompress_policy (common/recompress.h): the block's "recompress" key,
                            "paper" by default; stored with the composition, sent in the JOB */

@@ -332,6 +332,8 @@ int job_store_open(const char *path, unsigned flags, job_store **out, cis_err *e
                      err) < 0)
             goto fail;
     }
+    /* the analysis views (schema/views.sql): current in the file, or TEMP for a read-only reader */
+    if (js_views_prepare(js, err) < 0) goto fail;
     *out = js;
     return 0;
 fail:
@@ -481,7 +483,7 @@ static int check_grid(const grid *g, cis_err *err) {
 }
 
 static int launch_body(job_store *js, const grid *g, const char *sweep_name, json_t *models, int64_t now,
-                       js_launch_stats *st_out, cis_err *err) {
+                       unsigned flags, js_reuse *reuse, js_launch_stats *st_out, cis_err *err) {
     js_launch_stats s = {0};
     sqlite3_stmt *st = js_st(js, S_SWEEP_FIND, err);
     if (!st) return -1;
@@ -548,14 +550,21 @@ static int launch_body(job_store *js, const grid *g, const char *sweep_name, jso
             sqlite3_bind_int(st, 6, g->max_attempts);
             sqlite3_bind_int64(st, 7, now);
             if (js_run(js, st, "adding a job", err) < 0) return -1;
-            if (sqlite3_changes(js->db) == 1) s.jobs_added++;
-            else s.jobs_existing++;
+            if (sqlite3_changes(js->db) == 1) {
+                s.jobs_added++;
+                if (js_reuse_job(reuse, sqlite3_last_insert_rowid(js->db), !(flags & JS_LAUNCH_NO_REUSE), now, &s,
+                                 err) < 0)
+                    return -1;
+            } else {
+                s.jobs_existing++;
+            }
         }
     }
-    json_t *d = json_pack("{s:I, s:s, s:i, s:i, s:i, s:i}", "sweep", (json_int_t)s.sweep_id,
+    json_t *d = json_pack("{s:I, s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "sweep", (json_int_t)s.sweep_id,
                           "grid", g->path ? g->path : "", "comps_added", s.comps_added,
                           "comps_existing", s.comps_existing, "jobs_added", s.jobs_added,
-                          "jobs_existing", s.jobs_existing);
+                          "jobs_existing", s.jobs_existing, "jobs_shared", s.jobs_shared,
+                          "jobs_reused", s.jobs_reused);
     char *ds = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(d);
     int rc = js_event(js, now, "launch", 0, NULL, ds, err);
@@ -567,6 +576,11 @@ static int launch_body(job_store *js, const grid *g, const char *sweep_name, jso
 
 int js_launch(job_store *js, const grid *g, const char *sweep_name, const char *models_json, int64_t now,
               js_launch_stats *st, cis_err *err) {
+    return js_launch_ex(js, g, sweep_name, models_json, now, 0, st, err);
+}
+
+int js_launch_ex(job_store *js, const grid *g, const char *sweep_name, const char *models_json, int64_t now,
+                 unsigned flags, js_launch_stats *st, cis_err *err) {
     if (check_grid(g, err) < 0) return -1;
     const char *name = sweep_name && *sweep_name ? sweep_name : g->name;
     if (!name || !*name) return err_set(err, CIS_EINVAL, "%s: the grid has no name and no sweep name was given",
@@ -584,7 +598,10 @@ int js_launch(job_store *js, const grid *g, const char *sweep_name, const char *
     }
     bool own;
     if (js_tx_enter(js, &own, err) < 0) { json_decref(models); return -1; }
-    int rc = launch_body(js, g, name, models, now, st, err);
+    js_reuse *reuse = NULL;
+    int rc = js_reuse_open(js, &reuse, err);
+    if (!rc) rc = launch_body(js, g, name, models, now, flags, reuse, st, err);
+    js_reuse_close(&reuse);
     json_decref(models);
     return js_tx_leave(js, own, rc, err);
 }

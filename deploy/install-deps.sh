@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # install-deps.sh - idempotent install of everything cisweep's build, tests and main job need.
 # Debian/Ubuntu: apt-get for the C libraries and tools, pip for the Python test peers
-# (numpy reference forward, the safetensors and tokenizers packages for parity tests).
+# (numpy reference forward, the safetensors and tokenizers packages for parity tests), and Debian's
+# chromium, in which the report test (tests/coordinator/test_report.py) loads report.html.
 # Safe to run twice: it installs only what is missing and prints what it did.
 set -euo pipefail
 
 APT_PKGS="build-essential pkg-config libzmq3-dev libsqlite3-dev sqlite3 libjansson-dev \
-libopenblas-dev liblapacke-dev zlib1g-dev libzstd-dev python3 python3-pip"
+libopenblas-dev liblapacke-dev zlib1g-dev libzstd-dev python3 python3-pip chromium fonts-dejavu-core"
 PY_PKGS="numpy safetensors tokenizers zmq"
 
 need_apt=""

@@ -283,7 +283,7 @@ static void start_job(wd *w, json_t *body) {
     j->spec = json_incref(body);
     j->selftest_enabled = w->o->selftest;
     j->data_dir = w->o->data_dir;
-    j->cache_dir = w->o->cache_dir;
+    j->cache_dir = w->o->artifacts_dir ? w->o->artifacts_dir : w->o->cache_dir;
     j->threads = w->o->threads;
     j->cache = w->cache;
     j->eval_limit = w->o->eval_limit;

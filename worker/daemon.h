@@ -21,6 +21,8 @@ typedef struct worker_opts {
     const char *connect;        /* coordinator endpoint, e.g. tcp://head:5555 */
     const char *device;         /* "cpu" or "cuda:N" */
     const char *cache_dir;      /* spool and caches live here */
+    const char *artifacts_dir;  /* reusable intervention files (MEMIT statistics) that workers may
+                                   share: content-addressed, written atomically; NULL = cache_dir */
     const char *id;             /* worker id; NULL = host/device/boot-nonce */
     bool selftest;              /* accept selftest jobs (test fixture) */
     const char *data_dir;       /* evaluation data (a `cisweep world` dir or real data in that layout) */

@@ -19,7 +19,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N | --devices all|LIST] [--cache DIR] [--id ID]\n"
-            "                             [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
+            "                             [--artifacts DIR] [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
             "                             [--eval-limit N] [--stage-evals N] [--skip-missing-data] [--max-backoff-ms N]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
             "                             [--curve-key KEY --server-key PUB]   (CURVE: our key pair, the coordinator's public key)\n"
@@ -69,6 +69,7 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--device") && n) { o.device = n; i++; device_given = true; }
         else if (!strcmp(a, "--devices") && n) { devices = n; i++; }   /* multi_device.c (issue 15) */
         else if (!strcmp(a, "--cache") && n) { o.cache_dir = n; i++; }
+        else if (!strcmp(a, "--artifacts") && n) { o.artifacts_dir = n; i++; }
         else if (!strcmp(a, "--id") && n) { o.id = n; i++; }
         else if (!strcmp(a, "--curve-key") && n) { o.curve_key = n; i++; }
         else if (!strcmp(a, "--server-key") && n) { o.server_key = n; i++; }
