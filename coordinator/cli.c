@@ -5,6 +5,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/grid.h"
 #include "coordinator/job_store.h"
+#include "coordinator/model_presets.h"
 #include "common/fs_check.h"
 #include "common/log.h"
 
@@ -49,8 +50,8 @@ static char *join_models_dir(const char *base, const char *rel) {
     return xasprintf("%s/%.*s/%s", cwd, (int)n, base, rel);
 }
 
-/* models map: {"slot": "path"} or {"slot": {"path": "...", ...}}; validated here so that launch
- * refuses a bad file before touching the DB. With models_dir (--models-dir DIR), a relative path
+/* models map: {"slot": "path"} or {"slot": {"path": "...", "presets": {...}, ...}}; validated here
+ * (presets: model_presets.h) so that launch refuses a bad file before touching the DB. With models_dir (--models-dir DIR), a relative path
  * becomes DIR/path, absolute (so that every worker and every later launch read the same string:
  * cross-sweep reuse compares models.path); without it, paths are stored as written. */
 static char *load_models_map(const char *path, const char *models_dir, cis_err *err) {
@@ -67,7 +68,7 @@ static char *load_models_map(const char *path, const char *models_dir, cis_err *
         json_t *pv = json_is_object(v) ? json_object_get(v, "path") : v;
         if (!json_is_string(pv) || !*json_string_value(pv)) {
             err_set(err, CIS_EINVAL, "%s: $.%s: expected a non-empty path string or an object with a non-empty "
-                    "\"path\" string", path, k);
+                    "\"path\" string (and optionally \"presets\": {\"method\": {\"param\": value}})", path, k);
             json_decref(m); /* after: k lives in m */
             return NULL;
         }
@@ -78,6 +79,7 @@ static char *load_models_map(const char *path, const char *models_dir, cis_err *
             free(full);
         }
     }
+    if (model_presets_check(m, path, err)) { json_decref(m); return NULL; }
     char *out = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(m);
     return out;
@@ -129,6 +131,17 @@ int cmd_launch(int argc, char **argv) {
         fprintf(stderr, "cisweep launch: %s\n", err.msg);
         grid_free(&g);
         return 2;
+    }
+    if (mj) { /* the slots' presets into their compositions: the stored spec is what runs */
+        json_t *map = json_loads(mj, 0, NULL);
+        int prc = model_presets_apply(g, map, models, &err);
+        json_decref(map);
+        if (prc) {
+            fprintf(stderr, "cisweep launch: %s\n", err.msg);
+            grid_free(&g);
+            free(mj);
+            return 2;
+        }
     }
     job_store *js = NULL;
     if (job_store_open(db, JS_CREATE, &js, &err)) {

@@ -155,7 +155,7 @@ int cmd_run(int argc, char **argv) {
     if (!has_grid) return cmd_study(argc, argv);   /* no grid: the study end to end (cmd_study.c) */
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
                *models_dir = NULL, *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL,
-               *eval_profile = NULL, *mc_prompt = NULL;
+               *eval_profile = NULL, *mc_prompt = NULL, *stage_evals = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0, progress_s = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
@@ -173,6 +173,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--data") && n) { data = n; i++; }
         else if (!strcmp(a, "--artifacts") && n) { artifacts = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
+        else if (!strcmp(a, "--stage-evals") && n && parse_i64(n, &v) && v >= 0) { stage_evals = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
         else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "default") || !strcmp(n, "paper"))) { eval_profile = n; i++; }
@@ -217,7 +218,7 @@ int cmd_run(int argc, char **argv) {
     snprintf(hbs, sizeof hbs, "%d", o.heartbeat_ms);
     char slotss[32];
     snprintf(slotss, sizeof slotss, "%lld", (long long)slots);
-    char *wargv[32];
+    char *wargv[40];
     int wc = 0;
     wargv[wc++] = cli_sibling_path("cisweep-worker");
     wargv[wc++] = "worker"; wargv[wc++] = "--connect"; wargv[wc++] = ep; wargv[wc++] = "--device"; wargv[wc++] = (char *)device;
@@ -229,6 +230,7 @@ int cmd_run(int argc, char **argv) {
     if (artifacts) { wargv[wc++] = "--artifacts"; wargv[wc++] = (char *)artifacts; }
     if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
     if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
+    if (stage_evals) { wargv[wc++] = "--stage-evals"; wargv[wc++] = (char *)stage_evals; }
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
     if (eval_profile) { wargv[wc++] = "--eval-profile"; wargv[wc++] = (char *)eval_profile; }
     if (mc_prompt) { wargv[wc++] = "--mc-prompt"; wargv[wc++] = (char *)mc_prompt; }

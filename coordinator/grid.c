@@ -16,6 +16,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "common/spec.h"
+#include "common/recompress.h"
 
 #define MAX_EDIT_SETS 100000
 #define MAX_COMPS 5000000
@@ -39,6 +40,7 @@ typedef struct block {
     int *seeds;          /* [n_seeds] seeds of compositions without an editor ("seeds"); NULL = once */
     int n_seeds;
     int priority;
+    int recompress;      /* recompress_policy (common/recompress.h), "recompress" key; inherited */
     bool singles, baseline, both_orders;
     json_t *cat[3];      /* per category: array of normalized single stages (owned) */
     json_t *cat_src[3];  /* per category: JSON path of each stage's method entry (strings, owned) */
@@ -276,9 +278,21 @@ static int add_comp(gx *x, const block *b, const char *model, json_t *stages, co
         return bad(x->err, "%s: the grid expands to more than %d jobs; check its ranges and counts, or pass "
                    "--allow-huge-grid to launch it anyway", src, GRID_MAX_JOBS);
     }
+    if (b->recompress == RECOMPRESS_MASK) /* the worker refuses these too (plan.c); say it at load */
+        for (size_t i = 0; i + 1 < json_array_size(norm); i++) {
+            const char *m = json_string_value(json_object_get(json_array_get(norm, i), "method"));
+            const method_info *mi = method_lookup(m);
+            if (mi && mi->category == CAT_COMPRESS && strcmp(m, "wanda") && strcmp(m, "sparsegpt")) {
+                bad(x->err, "%s: \"recompress\": \"mask\" keeps only a pruner's (wanda, sparsegpt) zeros, "
+                    "but stage %zu is the quantizer %s followed by another stage; give quantizers a block "
+                    "with paper, never or always", src, i + 1, m);
+                json_decref(norm); /* after: m lives in norm */
+                return -1;
+            }
+        }
     x->n_jobs += add;
     char *text = spec_dump_canonical(norm);
-    sha256_hex(text, strlen(text), key);
+    grid_comp_key(text, b->recompress, key);
     if (x->n == x->cap) {
         x->cap = x->cap ? x->cap * 2 : 256;
         x->comps = xrealloc(x->comps, x->cap * sizeof *x->comps);
@@ -291,6 +305,12 @@ static int add_comp(gx *x, const block *b, const char *model, json_t *stages, co
     memcpy(c->key, key, sizeof key);
     c->pattern = spec_pattern(norm);
     c->label = spec_label(norm);
+    if (b->recompress != RECOMPRESS_PAPER) {
+        char *l = xasprintf("%s [recompress=%s]", c->label, recompress_name(b->recompress));
+        free(c->label);
+        c->label = l;
+    }
+    c->recompress = b->recompress;
     c->priority = b->priority;
     if (n_sets > 0) {
         c->n_edit_sets = n_sets;
@@ -321,9 +341,9 @@ static void block_clear(block *b) {
 static int expand_block(gx *x, json_t *obj, const char *path, const block *parent) {
     static const char *const TOP_KEYS[] = {"name", "description", "version", "max_attempts", "models", "edit_sets",
         "seeds", "priority", "categories", "singles", "baseline", "pairs", "both_orders", "compositions", "selftest",
-        "subgrids", NULL};
+        "subgrids", "recompress", NULL};
     static const char *const SUB_KEYS[] = {"name", "description", "models", "edit_sets", "seeds", "priority", "categories",
-        "singles", "baseline", "pairs", "both_orders", "compositions", "selftest", NULL};
+        "singles", "baseline", "pairs", "both_orders", "compositions", "selftest", "recompress", NULL};
     cis_err *err = x->err;
     if (!json_is_object(obj)) return bad(err, "%s: expected an object", path);
     if (check_keys(obj, path, parent ? SUB_KEYS : TOP_KEYS, err)) return -1;
@@ -360,6 +380,15 @@ static int expand_block(gx *x, json_t *obj, const char *path, const block *paren
     if (json_object_get(obj, "seeds") &&
         parse_sets(json_object_get(obj, "seeds"), path, "seeds", true, &b.seeds, &b.n_seeds, err)) goto out;
     if (get_int(obj, "priority", path, -1000000, 1000000, parent ? parent->priority : 0, &b.priority, err)) goto out;
+    b.recompress = parent ? parent->recompress : RECOMPRESS_PAPER;
+    json_t *rcv = json_object_get(obj, "recompress");
+    if (rcv && (b.recompress = recompress_parse(json_string_value(rcv))) < 0) {
+        if (json_is_string(rcv))
+            bad(err, "%s.recompress: \"%s\" is not a recompress policy (allowed: %s)", path, json_string_value(rcv),
+                RECOMPRESS_CHOICES);
+        else bad(err, "%s.recompress: expected a string, one of %s", path, RECOMPRESS_CHOICES);
+        goto out;
+    }
     if (get_bool(obj, "singles", path, true, &b.singles, err) || get_bool(obj, "baseline", path, false, &b.baseline, err) ||
         get_bool(obj, "both_orders", path, parent ? parent->both_orders : true, &b.both_orders, err)) goto out;
 
@@ -500,7 +529,7 @@ static int expand_block(gx *x, json_t *obj, const char *path, const block *paren
         }
     }
 
-    /* sub-grids inherit edit_sets, seeds, priority and both_orders */
+    /* sub-grids inherit edit_sets, seeds, priority, both_orders and recompress */
     json_t *subs = json_object_get(obj, "subgrids");
     if (subs && !json_is_array(subs)) { bad(err, "%s.subgrids: expected a list of grid blocks", path); goto out; }
     for (size_t i = 0; i < json_array_size(subs); i++) {
@@ -549,6 +578,16 @@ static int find_duplicates(gx *x) {
     }
     free(idx);
     return rc;
+}
+
+void grid_comp_key(const char *canonical, int recompress, char key[65]) {
+    if (recompress == RECOMPRESS_PAPER) {
+        sha256_hex(canonical, strlen(canonical), key);
+        return;
+    }
+    char *t = xasprintf("%s\nrecompress=%s", canonical, recompress_name(recompress));
+    sha256_hex(t, strlen(t), key);
+    free(t);
 }
 
 int grid_load(const char *path, unsigned flags, grid **out, cis_err *err) {

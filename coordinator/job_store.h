@@ -28,7 +28,7 @@
 #include "common/util.h"
 #include "coordinator/grid.h"
 
-#define JOB_STORE_SCHEMA_VERSION 2
+#define JOB_STORE_SCHEMA_VERSION 3
 
 typedef struct job_store job_store;
 
@@ -132,6 +132,7 @@ typedef struct js_job {
     char *composition;        /* malloc'd canonical JSON */
     char key[65];
     int edit_set;             /* 0 = none */
+    char recompress[8];       /* the composition's recompress policy ("paper" when it has no row) */
     int64_t lease_until;
 } js_job;
 void js_job_clear(js_job *j); /* frees the malloc'd fields */

@@ -287,6 +287,7 @@ static void start_job(wd *w, json_t *body) {
     j->threads = w->o->threads;
     j->cache = w->cache;
     j->eval_limit = w->o->eval_limit;
+    j->stage_evals = w->o->stage_evals;
     j->skip_missing_data = w->o->skip_missing_data;
     j->eval_profile = w->o->eval_profile;
     j->mc_prompt = w->o->mc_prompt;

@@ -28,6 +28,9 @@ typedef struct worker_opts {
     const char *data_dir;       /* evaluation data (a `cisweep world` dir or real data in that layout) */
     int threads;                /* compute threads for jobs (0 = all cores) */
     int eval_limit;             /* > 0: evaluate at most N items per set (smoke runs, tests) */
+    int stage_evals;            /* > 0: after every stage of a plan but the last, MMLU/WMDP on N
+                                   questions and N perplexity windows (rows "stage<k>.<metric>");
+                                   0 = off (--stage-evals N; runner.c) */
     bool skip_missing_data;     /* skip an evaluation dataset absent from data_dir (default: the job
                                    fails naming the expected file) */
     const char *eval_profile;   /* --eval-profile default|paper (NULL = default; docs/eval.md) */

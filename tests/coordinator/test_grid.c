@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include "common/recompress.h"
 #include <jansson.h>
 #include "common/spec.h"
 #include "coordinator/grid.h"
@@ -315,6 +316,63 @@ static void test_subgrids_and_edit_sets(void) {
     free(p);
 }
 
+static void expect_bad(const char *name, const char *body, const char *want1, const char *want2);
+
+/* the "recompress" key: block-level, inherited by sub-grids, in the label and the key (the same
+ * stages under two policies are two compositions; paper keeps the plain key); bad values named */
+static void test_recompress_key(void) {
+    char *p = write_tmp("rc.json",
+        "{\"name\":\"rc\",\"models\":[\"a\"],\"singles\":false,"
+        "\"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]},"
+        "\"pairs\":[[\"compress\",\"edit\"]],\"both_orders\":false,"
+        "\"subgrids\":[{\"models\":[\"a\"],\"recompress\":\"mask\",\"singles\":false,\"pairs\":[[\"compress\",\"edit\"]],"
+        "  \"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]}},"
+        " {\"models\":[\"a\"],\"singles\":false,\"pairs\":[[\"compress\",\"edit\"]],"
+        "  \"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"sparsegpt\",\"params\":{\"sparsity\":0.25}}]}}],"
+        "\"recompress\":\"never\"}");
+    grid *g = NULL;
+    cis_err err = {0};
+    CHECK_MSG(grid_load(p, 0, &g, &err) == 0, "%s", err.msg);
+    if (g) {
+        /* top: wanda->ft (never); sub 0: wanda->ft (mask); sub 1: sparsegpt->ft (never, inherited) */
+        CHECK_EQ_INT(g->n_comps, 3);
+        CHECK_EQ_INT(g->comps[0].recompress, RECOMPRESS_NEVER);
+        CHECK_EQ_STR(g->comps[0].label, "wanda(sparsity=0.25)->ft [recompress=never]");
+        char key[65];
+        sha256_hex(g->comps[0].canonical, strlen(g->comps[0].canonical), key);
+        CHECK(strcmp(g->comps[0].key, key) != 0); /* never: not the plain key */
+        CHECK_EQ_INT(g->comps[1].recompress, RECOMPRESS_MASK);
+        CHECK_EQ_STR(g->comps[1].label, "wanda(sparsity=0.25)->ft [recompress=mask]");
+        CHECK_EQ_STR(g->comps[1].canonical, g->comps[0].canonical);
+        CHECK(strcmp(g->comps[1].key, g->comps[0].key) != 0);
+        grid_comp_key(g->comps[1].canonical, RECOMPRESS_MASK, key);
+        CHECK_EQ_STR(g->comps[1].key, key);
+        CHECK_EQ_INT(g->comps[2].recompress, RECOMPRESS_NEVER);
+    }
+    grid_free(&g);
+    free(p);
+    /* without the key: paper, the plain sha256 of the canonical text (keys of older grids unchanged) */
+    p = write_tmp("rc0.json", "{\"name\":\"rc0\",\"models\":[\"a\"],\"categories\":{\"compress\":["
+                  "{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]}}");
+    CHECK_MSG(grid_load(p, 0, &g, &err) == 0, "%s", err.msg);
+    if (g && g->n_comps == 1) {
+        char key[65];
+        sha256_hex(g->comps[0].canonical, strlen(g->comps[0].canonical), key);
+        CHECK_EQ_STR(g->comps[0].key, key);
+        CHECK_EQ_INT(g->comps[0].recompress, RECOMPRESS_PAPER);
+        CHECK_EQ_STR(g->comps[0].label, "wanda(sparsity=0.25)");
+    }
+    grid_free(&g);
+    free(p);
+    expect_bad("rc1.json", "{\"name\":\"x\",\"models\":[\"m\"],\"baseline\":true,\"recompress\":\"sometimes\"}",
+               "$.recompress: \"sometimes\" is not a recompress policy", "(allowed: paper|never|always|mask)");
+    expect_bad("rc2.json", "{\"name\":\"x\",\"models\":[\"m\"],\"baseline\":true,\"subgrids\":[{\"recompress\":1}]}",
+               "$.subgrids[0].recompress: expected a string", "paper|never|always|mask");
+    expect_bad("rc3.json", "{\"name\":\"x\",\"models\":[\"m\"],\"recompress\":\"mask\",\"singles\":false,"
+               "\"pairs\":[[\"compress\",\"edit\"]],\"both_orders\":false,\"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"gptq\",\"params\":{\"bits\":4}}]}}",
+               "\"recompress\": \"mask\" keeps only a pruner's", "stage 1 is the quantizer gptq followed by another stage");
+}
+
 /* every shipped grid loads (selftest ones with the flag) and has a unique name */
 static void test_all_shipped_grids_load(void) {
     DIR *d = opendir("grids");
@@ -486,6 +544,7 @@ int main(void) {
     RUN(test_all_shipped_grids_load);
     RUN(test_subgrids_and_edit_sets);
     RUN(test_bad_grids);
+    RUN(test_recompress_key);
     RUN(test_cmd_grid);
     char *cmd = xasprintf("rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
