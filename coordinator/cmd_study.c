@@ -70,7 +70,7 @@ static bool exists(const char *dir, const char *file) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep run [--out DIR] [--study-grid FILE] [--workers N] [--family-steps N] [--threads N]\n"
-            "                   [--eval-limit N] [--world-scale default|small] [--no-report]\n"
+            "                   [--eval-limit N] [--eval-profile P] [--mc-prompt V] [--world-scale default|small] [--no-report]\n"
             "  the study end to end on the embedded default: world, one tiny model per slot of the grid\n"
             "  (default grids/paper-417.json), the whole grid on N local workers (default: one per core), the\n"
             "  report and the paper's findings checked on this run's numbers. Everything goes to DIR (default\n"
@@ -80,7 +80,8 @@ static void usage(FILE *f) {
 
 int cmd_study(int argc, char **argv) {
     const char *out = "out/study", *gridf = "grids/paper-417.json", *family_steps = NULL, *threads = NULL,
-               *eval_limit = NULL, *world_scale = "default";
+               *eval_limit = NULL, *world_scale = "default",
+               *eval_profile = NULL, *mc_prompt = NULL;
     int64_t workers = 0, v;
     bool report = true;
     for (int i = 1; i < argc; i++) {
@@ -94,6 +95,8 @@ int cmd_study(int argc, char **argv) {
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--no-report")) report = false;
         else if (!strcmp(a, "--world-scale") && n) { world_scale = n; i++; }
+        else if (!strcmp(a, "--eval-profile") && n) { eval_profile = n; i++; }   /* checked by `run --grid` */
+        else if (!strcmp(a, "--mc-prompt") && n) { mc_prompt = n; i++; }
         else {
             fprintf(stderr, "cisweep run: unknown, incomplete or invalid option \"%s\"\n", a);
             usage(stderr);
@@ -255,7 +258,7 @@ int cmd_study(int argc, char **argv) {
         t0 = mono_sec();
         char wn[32];
         snprintf(wn, sizeof wn, "%lld", (long long)workers);
-        char *av[24];
+        char *av[32];
         int ac = 0;
         av[ac++] = "run"; av[ac++] = "--grid"; av[ac++] = (char *)gridf; av[ac++] = "--db"; av[ac++] = db;
         av[ac++] = "--models"; av[ac++] = models; av[ac++] = "--data"; av[ac++] = world; av[ac++] = "--workers"; av[ac++] = wn;
@@ -264,6 +267,8 @@ int cmd_study(int argc, char **argv) {
         /* one BLAS thread per worker unless told otherwise: the workers already fill the cores */
         av[ac++] = "--threads"; av[ac++] = threads ? (char *)threads : "1";
         if (eval_limit) { av[ac++] = "--eval-limit"; av[ac++] = (char *)eval_limit; }
+        if (eval_profile) { av[ac++] = "--eval-profile"; av[ac++] = (char *)eval_profile; }
+        if (mc_prompt) { av[ac++] = "--mc-prompt"; av[ac++] = (char *)mc_prompt; }
         av[ac] = NULL;
         int r = cmd_run(ac, av);
         t_sweep = mono_sec() - t0;
