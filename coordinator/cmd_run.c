@@ -112,7 +112,7 @@ static void summary(const char *db_path) {
 
 int cmd_run(int argc, char **argv) {
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
-               *data = NULL, *threads = NULL, *eval_limit = NULL;
+               *data = NULL, *threads = NULL, *eval_limit = NULL, *snapshot_mb = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
@@ -129,6 +129,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--data") && n) { data = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
+        else if (!strcmp(a, "--snapshot-mb") && n && parse_i64(n, &v) && v >= 0 && v <= INT_MAX) { snapshot_mb = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
@@ -180,6 +181,7 @@ int cmd_run(int argc, char **argv) {
     if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
     if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
+    if (snapshot_mb) { wargv[wc++] = "--snapshot-mb"; wargv[wc++] = (char *)snapshot_mb; }
     wargv[wc] = NULL;
     r.argv = wargv;
     pthread_mutex_lock(&r.mu);

@@ -164,6 +164,15 @@ typedef struct interv_env {
     void (*progress_fn)(void *arg, double fraction);   /* whole plan 0..1; NULL = none */
     bool (*stop_fn)(void *arg);                         /* NULL = never stop */
     void *cb_arg;
+    /* starting from a snapshot (worker/snapshot.h): the first `first_step` steps are already
+     * applied to `model`; `records_in` (borrowed) holds their stage records, copied to the front of
+     * *records. 0 / NULL = run every step. */
+    int first_step;
+    json_t *records_in;
+    /* after_step: called after each step that completed, with the number of steps applied so far,
+     * the model and the records so far (borrowed); NULL = none */
+    void (*after_step)(void *arg, int done, llama_model *model, json_t *records);
+    void *after_arg;
 } interv_env;
 
 /* interv_effective_params: the effective params of step s on a model of config cfg: a deep copy

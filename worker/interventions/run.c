@@ -125,10 +125,14 @@ static int run_step(const interv_env *env, const interv_step *s, int n, json_t *
 
 int interv_run_plan(const interv_env *env, const interv_plan *plan, json_t **records, cis_err *err) {
     CIS_ASSERT(env && env->model && plan);
-    json_t *recs = json_array();
+    json_t *recs = env->records_in ? json_deep_copy(env->records_in) : json_array();
     int rc = 0;
     if (plan->n > 0 && env->threads > 0) backend_set_threads(llama_model_backend(env->model), env->threads);
-    for (int k = 0; k < plan->n && rc == 0; k++) rc = run_step(env, &plan->steps[k], plan->n, recs, err);
+    int first = env->first_step > 0 ? env->first_step : 0;
+    for (int k = first; k < plan->n && rc == 0; k++) {
+        rc = run_step(env, &plan->steps[k], plan->n, recs, err);
+        if (rc == 0 && env->after_step) env->after_step(env->after_arg, k + 1, env->model, recs);
+    }
     if (records) *records = recs;
     else json_decref(recs);
     return rc;
