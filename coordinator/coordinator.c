@@ -714,6 +714,7 @@ static int dispatch(coord *c, cis_err *err) {
             int npre = prefix_sched_for(c->ps, w->id, pre, PREFIX_SCHED_PER_WORKER);
             int got = js_claim_prefer(c->js, w->id, w->model[0] ? w->model : NULL, pre, npre, now, c->o->lease_ms, &j,
                                       err);
+            if (got >= 0) prefix_sched_claimed(c->ps, pre, npre);
             if (got < 0) return -1;
             if (got == 0) { c->idle_until = t + c->o->heartbeat_ms / 2; return 0; }
             json_error_t je;

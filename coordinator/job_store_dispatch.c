@@ -23,7 +23,7 @@ static void copy_str(char *dst, size_t n, const unsigned char *src) {
 
 /* the lowest-id runnable job at priority prio that starts with one of the prefixes (first match
  * in their order): 1 and *job_id, 0 none, -1 error */
-static int claim_prefix(job_store *js, int64_t prio, const js_prefix *pre, int n, int64_t *job_id, cis_err *err) {
+static int claim_prefix(job_store *js, int64_t prio, js_prefix *pre, int n, int64_t *job_id, cis_err *err) {
     for (int i = 0; i < n; i++) {
         sqlite3_stmt *st = js_st(js, S_CLAIM_PREFIX, err);
         if (!st) return -1;
@@ -37,12 +37,13 @@ static int claim_prefix(job_store *js, int64_t prio, const js_prefix *pre, int n
         sqlite3_reset(st);
         if (rc == SQLITE_ROW) return 1;
         if (rc != SQLITE_DONE) return js_dberr(js, err, "choosing a job by prefix");
+        pre[i].none = true;
     }
     return 0;
 }
 
 /* pick the job to lease: 1 and *job_id, 0 none, -1 error */
-static int claim_pick(job_store *js, const char *prefer_model, const js_prefix *pre, int n_pre, int64_t *job_id,
+static int claim_pick(job_store *js, const char *prefer_model, js_prefix *pre, int n_pre, int64_t *job_id,
                       cis_err *err) {
     sqlite3_stmt *st = js_st(js, S_CLAIM_BEST, err);
     if (!st) return -1;
@@ -84,7 +85,7 @@ static int claim_pick(job_store *js, const char *prefer_model, const js_prefix *
     return 1;
 }
 
-static int claim_body(job_store *js, const char *worker_id, const char *prefer_model, const js_prefix *pre,
+static int claim_body(job_store *js, const char *worker_id, const char *prefer_model, js_prefix *pre,
                       int n_pre, int64_t now, int64_t lease_ms, js_job *out, cis_err *err) {
     int64_t id = 0;
     int f = claim_pick(js, prefer_model, pre, n_pre, &id, err);
@@ -141,7 +142,7 @@ int js_claim(job_store *js, const char *worker_id, const char *prefer_model, int
     return js_claim_prefer(js, worker_id, prefer_model, NULL, 0, now, lease_ms, out, err);
 }
 
-int js_claim_prefer(job_store *js, const char *worker_id, const char *prefer_model, const js_prefix *prefixes,
+int js_claim_prefer(job_store *js, const char *worker_id, const char *prefer_model, js_prefix *prefixes,
                     int n_prefixes, int64_t now, int64_t lease_ms, js_job *out, cis_err *err) {
     if (!worker_id || !*worker_id) return err_set(err, CIS_EINVAL, "claim: empty worker id");
     bool own;

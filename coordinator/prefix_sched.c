@@ -11,6 +11,7 @@ typedef struct pdesc {
     char *model, *model_path, *text;   /* malloc'd */
     int edit_set;                      /* seed of its stages, or -1: they use none */
     uint64_t noted;                    /* tick of its last note (the oldest is forgotten first) */
+    bool exhausted;                    /* a claim found no runnable job with it (until noted again) */
 } pdesc;
 
 typedef struct pworker {
@@ -58,7 +59,7 @@ void prefix_sched_note_job(prefix_sched *p, const char *model, const char *model
         char key[PREFIX_KEY_HEX + 1];
         if (prefix_key(model_path, canonical, k, edit_set, NULL, key, NULL)) return;
         pdesc *d = desc_find(p, key);
-        if (d) { d->noted = ++p->tick; continue; }
+        if (d) { d->noted = ++p->tick; d->exhausted = false; continue; }
         if (p->nd == PREFIX_SCHED_TABLE) { /* forget the oldest */
             size_t old = 0;
             for (size_t i = 1; i < p->nd; i++)
@@ -119,8 +120,13 @@ int prefix_sched_for(prefix_sched *p, const char *worker_id, js_prefix *out, int
     int n = 0;
     for (int i = 0; w && i < w->n && n < max; i++) {
         const pdesc *d = desc_find(p, w->keys[i]);
-        if (!d) continue; /* a prefix leased before a coordinator restart: not known here */
-        out[n++] = (js_prefix){d->model, d->model_path, d->text, d->edit_set};
+        if (!d || d->exhausted) continue; /* unknown (leased before a coordinator restart), or no job left */
+        out[n++] = (js_prefix){d->model, d->model_path, d->text, d->edit_set, (int)(d - p->d), false};
     }
     return n;
+}
+
+void prefix_sched_claimed(prefix_sched *p, const js_prefix *pre, int n) {
+    for (int i = 0; i < n; i++)
+        if (pre[i].none && pre[i].tag >= 0 && (size_t)pre[i].tag < p->nd) p->d[pre[i].tag].exhausted = true;
 }

@@ -28,7 +28,13 @@ void prefix_sched_worker_held(prefix_sched *p, const char *worker_id, json_t *pr
 /* prefix_sched_worker_gone: forget a worker's holdings (it left or was lost: its memory is gone). */
 void prefix_sched_worker_gone(prefix_sched *p, const char *worker_id);
 /* prefix_sched_for: the preferences of worker_id for the next claim, at most max, into out (its
- * pointers stay valid until the next note_job / free). Returns how many. */
+ * pointers stay valid until the next note_job / free), leaving out the prefixes known to have no
+ * runnable job left. Returns how many. */
 int prefix_sched_for(prefix_sched *p, const char *worker_id, js_prefix *out, int max);
+/* prefix_sched_claimed: after js_claim_prefer with those preferences (before any note_job): the
+ * prefixes it found no job for are left out of later preferences until a job with that prefix is
+ * leased again (a job requeued after a failure, or launched later, then runs in the usual order:
+ * the preference is an optimisation, never a condition). */
+void prefix_sched_claimed(prefix_sched *p, const js_prefix *pre, int n);
 
 #endif

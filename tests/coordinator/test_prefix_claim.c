@@ -78,14 +78,14 @@ static pre first_stage(const char *text, int es) {
     CIS_ASSERT(c);
     pre r;
     r.text = prefix_text(c, 1);
-    r.p = (js_prefix){"m1", "/models/one", r.text, prefix_seed_free(c, 1) ? -1 : prefix_effective_edit_set(es)};
+    r.p = (js_prefix){"m1", "/models/one", r.text, prefix_seed_free(c, 1) ? -1 : prefix_effective_edit_set(es), 0, false};
     json_decref(c);
     json_decref(j);
     return r;
 }
 
 /* claim one job; 1 and its composition's first method and edit set, 0 none */
-static int claim(job_store *js, const js_prefix *p, int n, char *method, int *es, char *second) {
+static int claim(job_store *js, js_prefix *p, int n, char *method, int *es, char *second) {
     js_job j;
     cis_err err = {0};
     int rc = js_claim_prefer(js, "w1", "m1", p, n, 2000, 30000, &j, &err);
@@ -126,6 +126,8 @@ static void test_holder_gets_its_prefix_jobs_first(void) {
         CHECK_EQ_INT(claim(js, both, 2, m, &es, s), 1);
         CHECK_EQ_STR(m, "wanda");
         CHECK_EQ_INT(es, 2);
+        CHECK(both[0].none);  /* the GPTQ scan found nothing: the caller stops asking for it */
+        CHECK(!both[1].none);
     }
     /* nothing left with that prefix: the usual order (lowest id: wanda->ft edit set 3) */
     CHECK_EQ_INT(claim(js, both, 2, m, &es, s), 1);
@@ -176,6 +178,14 @@ static void test_prefix_sched_maps_advertised_keys(void) {
     CHECK(n == 2 && out[1].edit_set == -1 && str_starts(out[1].text, "[{\"method\":\"gptq\""));
     CHECK_EQ_STR(out[0].model_path, "/models/one");
     prefix_sched_worker_held(ps, "w1", NULL); /* a message without the field changes nothing */
+    CHECK_EQ_INT(prefix_sched_for(ps, "w1", out, 4), 2);
+    /* a claim found no job left for the Wanda prefix: it is no longer asked for ... */
+    out[0].none = true;
+    prefix_sched_claimed(ps, out, 2);
+    CHECK_EQ_INT(prefix_sched_for(ps, "w1", out, 4), 1);
+    CHECK(str_starts(out[0].text, "[{\"method\":\"gptq\""));
+    /* ... until a job with it is leased again */
+    prefix_sched_note_job(ps, "m1", "/models/one", cw, 2);
     CHECK_EQ_INT(prefix_sched_for(ps, "w1", out, 4), 2);
     CHECK_EQ_INT(prefix_sched_for(ps, "w2", out, 4), 0);
     prefix_sched_worker_gone(ps, "w1");
