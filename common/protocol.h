@@ -30,7 +30,7 @@
  * outcomes in the worker's spool (finished while the coordinator was away; the messages follow
  * WELCOME), so that their attempts are not declared lost. RESULT, FAILED, PREEMPTED and HEARTBEAT
  * are accepted only from the worker that holds the lease of that attempt.
- * READY.prefixes, HEARTBEAT.prefixes and RESULT.prefixes (optional, at most PREFIX_MAX_ADVERT = 64
+ * HELLO.prefixes, READY.prefixes, HEARTBEAT.prefixes and RESULT.prefixes (optional, at most PREFIX_MAX_ADVERT = 64
  * keys of 64 lowercase hex characters, common/prefix_key.h) list the stage-prefix snapshots the
  * worker holds (worker/snapshot.h), most recently used first; the coordinator prefers handing it
  * the pending jobs that start with one of them (issue 12: shared work done once).

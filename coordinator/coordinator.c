@@ -250,7 +250,8 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     bool rejoin = w != NULL;
     if (!w) w = worker_add(c, m->peer, m->peer_len);
     w->last_recv = mono_ms();
-    prefix_sched_worker_gone(c->ps, w->id); /* a new process holds no snapshot; RESULT says again */
+    prefix_sched_worker_gone(c->ps, w->id); /* what it holds now, from HELLO.prefixes (absent: none) */
+    prefix_sched_worker_held(c->ps, w->id, json_object_get(b, "prefixes"));
     /* capacity is known from HELLO onwards (HELLO.slots: jobs it holds at most, running and
      * prefetched): a worker whose slots are all taken sends no READY after WELCOME, and would
      * otherwise never be given another job after a coordinator restart. A HELLO without slots
@@ -733,6 +734,7 @@ static int dispatch(coord *c, cis_err *err) {
                                   "composition", comp, "key", j.key, "edit_set", j.edit_set, "lease_ms",
                                   c->o->lease_ms, "timeout_ms", (json_int_t)c->o->job_timeout_ms);
             prefix_sched_note_job(c->ps, j.model, j.model_path ? j.model_path : j.model, comp, j.edit_set);
+            prefix_sched_anticipate(c->ps, w->id, j.model_path ? j.model_path : j.model, comp, j.edit_set);
             queue(c, w->id, w->id_len, PROTO_JOB, b);
             held_add(w, j.id, j.attempt);
             snprintf(w->model, sizeof w->model, "%s", j.model);

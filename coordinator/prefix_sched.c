@@ -98,8 +98,7 @@ static pworker *worker_find(prefix_sched *p, const char *id, bool add) {
 
 void prefix_sched_worker_held(prefix_sched *p, const char *worker_id, json_t *prefixes) {
     if (!json_is_array(prefixes)) return;
-    pworker *w = worker_find(p, worker_id, json_array_size(prefixes) > 0);
-    if (!w) return;
+    pworker *w = worker_find(p, worker_id, true); /* an empty list too: it keeps snapshots */
     w->n = 0;
     size_t i;
     json_t *it;
@@ -107,6 +106,23 @@ void prefix_sched_worker_held(prefix_sched *p, const char *worker_id, json_t *pr
         if (w->n == PREFIX_SCHED_PER_WORKER) break;
         const char *k = json_string_value(it);
         if (prefix_key_valid(k)) memcpy(w->keys[w->n++], k, PREFIX_KEY_HEX + 1);
+    }
+}
+
+void prefix_sched_anticipate(prefix_sched *p, const char *worker_id, const char *model_path, json_t *canonical,
+                             int edit_set) {
+    pworker *w = worker_find(p, worker_id, false);
+    if (!w) return; /* it never said it keeps snapshots */
+    int n = (int)json_array_size(canonical);
+    for (int k = 1; k <= n; k++) {
+        char key[PREFIX_KEY_HEX + 1];
+        if (!prefix_kept(k, n) || prefix_key(model_path, canonical, k, edit_set, NULL, key, NULL)) continue;
+        int at = w->n < PREFIX_SCHED_PER_WORKER ? w->n : PREFIX_SCHED_PER_WORKER - 1; /* drop the oldest */
+        for (int i = 0; i < w->n; i++)
+            if (!strcmp(w->keys[i], key)) { at = i; break; }
+        memmove(w->keys[1], w->keys[0], (size_t)at * sizeof w->keys[0]);
+        memcpy(w->keys[0], key, sizeof key);
+        if (at == w->n) w->n++;
     }
 }
 

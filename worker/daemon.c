@@ -140,6 +140,8 @@ static void send_hello(wd *w) {
     /* a worker that is stopping takes no more jobs: no slots (the coordinator then waits for READY) */
     if (w->preempting) json_object_del(b, "slots");
     if (free_mb >= 0) json_object_set_new(b, "free_mb", json_integer(free_mb));
+    /* the prefix snapshots held (none for a new process): also says this worker keeps them */
+    if (w->snaps && w->o->snapshot_mb > 0) json_object_set_new(b, "prefixes", snapshot_store_keys(w->snaps));
     wsend(w, PROTO_HELLO, b);
     json_decref(b);
 }

@@ -113,6 +113,8 @@ static void malformed_frames_rejected(void) {
     expect_reject("READY", "{\"prefixes\":[7]}", "READY: prefixes[0] must be a prefix key (64 lowercase hex");
     expect_reject("RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"prefixes\":[\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0\"]}",
                   "RESULT: prefixes[1] must be a prefix key");
+    expect_reject("HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"v\",\"prefixes\":{}}",
+                  "HELLO: field \"prefixes\" must be an array");
     expect_reject("HEARTBEAT", "{\"prefixes\":[\"0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\"]}", "HEARTBEAT: prefixes[0] must be a prefix key");
     {   /* more keys than a message may list */
         char *many = xstrdup("{\"prefixes\":[");

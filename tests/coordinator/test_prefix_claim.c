@@ -190,6 +190,20 @@ static void test_prefix_sched_maps_advertised_keys(void) {
     CHECK_EQ_INT(prefix_sched_for(ps, "w2", out, 4), 0);
     prefix_sched_worker_gone(ps, "w1");
     CHECK_EQ_INT(prefix_sched_for(ps, "w1", out, 4), 0);
+    /* a leased job's prefix is anticipated for a worker that keeps snapshots (it said so with an
+     * empty HELLO.prefixes), in front of what it listed; never for one that did not say so */
+    prefix_sched_anticipate(ps, "w3", "/models/one", cg, 3);
+    CHECK_EQ_INT(prefix_sched_for(ps, "w3", out, 4), 0);
+    json_t *empty = json_array(), *one = json_pack("[s]", kw);
+    prefix_sched_worker_held(ps, "w3", empty);
+    CHECK_EQ_INT(prefix_sched_for(ps, "w3", out, 4), 0);
+    prefix_sched_worker_held(ps, "w3", one);
+    prefix_sched_anticipate(ps, "w3", "/models/one", cg, 3);
+    prefix_sched_anticipate(ps, "w3", "/models/one", cg, 3); /* once only */
+    n = prefix_sched_for(ps, "w3", out, 4);
+    CHECK_EQ_INT(n, 2);
+    CHECK(n == 2 && str_starts(out[0].text, "[{\"method\":\"gptq\"") && str_starts(out[1].text, "[{\"method\":\"wanda\""));
+    json_decref(empty); json_decref(one);
     json_decref(adv); json_decref(gf); json_decref(wf); json_decref(cg); json_decref(cw);
     prefix_sched_free(&ps);
     CHECK(ps == NULL);
