@@ -14,10 +14,14 @@ typedef struct pdesc {
     bool exhausted;                    /* a claim found no runnable job with it (until noted again) */
 } pdesc;
 
+#define N_ANTICIPATED 4   /* the kept prefixes of the jobs most recently leased to a worker */
+
 typedef struct pworker {
     char id[PROTO_MAX_ID + 1];
-    int n;
+    int n;                                                  /* as the worker listed them */
     char keys[PREFIX_SCHED_PER_WORKER][PREFIX_KEY_HEX + 1];
+    int n_ant;                                              /* anticipated, newest first: kept */
+    char ant[N_ANTICIPATED][PREFIX_KEY_HEX + 1];            /* apart, as a listing replaces keys[] */
 } pworker;
 
 struct prefix_sched {
@@ -117,12 +121,12 @@ void prefix_sched_anticipate(prefix_sched *p, const char *worker_id, const char 
     for (int k = 1; k <= n; k++) {
         char key[PREFIX_KEY_HEX + 1];
         if (!prefix_kept(k, n) || prefix_key(model_path, canonical, k, edit_set, NULL, key, NULL)) continue;
-        int at = w->n < PREFIX_SCHED_PER_WORKER ? w->n : PREFIX_SCHED_PER_WORKER - 1; /* drop the oldest */
-        for (int i = 0; i < w->n; i++)
-            if (!strcmp(w->keys[i], key)) { at = i; break; }
-        memmove(w->keys[1], w->keys[0], (size_t)at * sizeof w->keys[0]);
-        memcpy(w->keys[0], key, sizeof key);
-        if (at == w->n) w->n++;
+        int at = w->n_ant < N_ANTICIPATED ? w->n_ant : N_ANTICIPATED - 1; /* drop the oldest */
+        for (int i = 0; i < w->n_ant; i++)
+            if (!strcmp(w->ant[i], key)) { at = i; break; }
+        memmove(w->ant[1], w->ant[0], (size_t)at * sizeof w->ant[0]);
+        memcpy(w->ant[0], key, sizeof key);
+        if (at == w->n_ant) w->n_ant++;
     }
 }
 
@@ -134,8 +138,11 @@ void prefix_sched_worker_gone(prefix_sched *p, const char *worker_id) {
 int prefix_sched_for(prefix_sched *p, const char *worker_id, js_prefix *out, int max) {
     pworker *w = worker_find(p, worker_id, false);
     int n = 0;
-    for (int i = 0; w && i < w->n && n < max; i++) {
-        const pdesc *d = desc_find(p, w->keys[i]);
+    for (int i = 0; w && i < w->n_ant + w->n && n < max; i++) { /* anticipated first, then listed */
+        const char *key = i < w->n_ant ? w->ant[i] : w->keys[i - w->n_ant];
+        bool dup = false;
+        for (int a = 0; a < w->n_ant && i >= w->n_ant && !dup; a++) dup = !strcmp(w->ant[a], key);
+        const pdesc *d = dup ? NULL : desc_find(p, key);
         if (!d || d->exhausted) continue; /* unknown (leased before a coordinator restart), or no job left */
         out[n++] = (js_prefix){d->model, d->model_path, d->text, d->edit_set, (int)(d - p->d), false};
     }

@@ -26,9 +26,11 @@ void prefix_sched_note_job(prefix_sched *p, const char *model, const char *model
  * recent first; NULL = the message had none: nothing changes). */
 void prefix_sched_worker_held(prefix_sched *p, const char *worker_id, json_t *prefixes);
 /* prefix_sched_anticipate: a job was just leased to worker_id: once it has run, the worker holds
- * its kept prefixes, so they go to the front of the worker's list now (its prefetched claim and
- * the one after it need not wait for the RESULT that lists them). Only for a worker that said it
- * keeps snapshots (a HELLO/RESULT with a prefixes field); the next list it sends replaces this. */
+ * its kept prefixes, so they are preferred now, before the keys it listed (its prefetched claim and
+ * the ones after it need not wait for the RESULT that lists them). The prefixes of the last 4 jobs
+ * leased to it are kept apart from its listing (a RESULT of an earlier job replaces the listing,
+ * not these). Only for a worker that said it keeps snapshots (a HELLO/RESULT with a prefixes
+ * field). A stale one costs nothing: a claim finds its jobs or marks it exhausted. */
 void prefix_sched_anticipate(prefix_sched *p, const char *worker_id, const char *model_path, json_t *canonical,
                              int edit_set);
 /* prefix_sched_worker_gone: forget a worker's holdings (it left or was lost: its memory is gone). */

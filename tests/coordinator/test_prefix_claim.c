@@ -203,6 +203,11 @@ static void test_prefix_sched_maps_advertised_keys(void) {
     n = prefix_sched_for(ps, "w3", out, 4);
     CHECK_EQ_INT(n, 2);
     CHECK(n == 2 && str_starts(out[0].text, "[{\"method\":\"gptq\"") && str_starts(out[1].text, "[{\"method\":\"wanda\""));
+    /* a RESULT of an earlier job lists what the worker holds then: the anticipated prefix stays first */
+    prefix_sched_worker_held(ps, "w3", one);
+    n = prefix_sched_for(ps, "w3", out, 4);
+    CHECK_EQ_INT(n, 2);
+    CHECK(n == 2 && str_starts(out[0].text, "[{\"method\":\"gptq\""));
     json_decref(empty); json_decref(one);
     json_decref(adv); json_decref(gf); json_decref(wf); json_decref(cg); json_decref(cw);
     prefix_sched_free(&ps);
