@@ -1,5 +1,6 @@
 /* protocol.c - encode, decode and validate the coordinator <-> worker messages (see protocol.h). */
 #include "common/protocol.h"
+#include "common/prefix_key.h"
 
 #include <errno.h>
 #include <math.h>
@@ -98,18 +99,18 @@ static const field F_JOBREF[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, 
 static const field F_HELLO[] = {{"worker", F_STR, true}, {"host", F_STR, true}, {"device", F_STR, true},
     {"backend", F_STR, false}, {"memory_mb", F_INT, false}, {"free_mb", F_INT, false}, {"version", F_STR, true}, {"pid", F_INT, false},
     {"slots", F_POSINT, false}, {"running", F_OBJ_OR_NULL, false}, {"held", F_ARR, false},
-    {"spooled", F_ARR, false}, {NULL, 0, 0}};
+    {"spooled", F_ARR, false}, {"prefixes", F_ARR, false}, {NULL, 0, 0}};
 static const field F_WELCOME[] = {{"heartbeat_ms", F_POSINT, true}, {"liveness", F_POSINT, true},
     {"coordinator", F_STR, false}, {NULL, 0, 0}};
-static const field F_READY[] = {{"slots", F_POSINT, false}, {NULL, 0, 0}};
+static const field F_READY[] = {{"slots", F_POSINT, false}, {"prefixes", F_ARR, false}, {NULL, 0, 0}};
 static const field F_JOB[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"model", F_STR, true},
     {"model_path", F_STR, false}, {"composition", F_ARR, true}, {"key", F_STR, false},
     {"edit_set", F_INT, false}, {"lease_ms", F_POSINT, true}, {"timeout_ms", F_INT, false},
     {"recompress", F_STR, false}, {NULL, 0, 0}};
 static const field F_HEARTBEAT[] = {{"job", F_POSINT, false}, {"attempt", F_POSINT, false},
-    {"progress", F_NUM, false}, {"held", F_ARR, false}, {NULL, 0, 0}};
+    {"progress", F_NUM, false}, {"held", F_ARR, false}, {"prefixes", F_ARR, false}, {NULL, 0, 0}};
 static const field F_RESULT[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"rows", F_OBJ, true},
-    {"run_ms", F_INT, false}, {"stages", F_ARR, false}, {NULL, 0, 0}};
+    {"run_ms", F_INT, false}, {"stages", F_ARR, false}, {"prefixes", F_ARR, false}, {NULL, 0, 0}};
 /* one element of RESULT.stages (worker/interventions/record.h interv_stage_json) */
 static const field F_STAGE[] = {{"stage", F_POSINT, true}, {"method", F_STR, true}, {"params", F_OBJ, true},
     {"of_stage", F_POSINT, false}, {"category", F_STR, false}, {"recompress", F_BOOL, false}, {"seed", F_INT, false},
@@ -183,6 +184,20 @@ int proto_validate(proto_cmd cmd, json_t *body, cis_err *err) {
                 else err_prefix(err, "held[%zu]", i);
                 return -1;
             }
+        }
+    }
+    /* READY/HEARTBEAT/RESULT.prefixes: the prefix snapshot keys the worker holds (prefix_key.h) */
+    json_t *pre = json_object_get(body, "prefixes");
+    if (pre) {
+        if (json_array_size(pre) > PREFIX_MAX_ADVERT)
+            return err_set(err, CIS_EINVAL, "%s: field \"prefixes\" lists more than %d keys", proto_cmd_name(cmd),
+                           PREFIX_MAX_ADVERT);
+        size_t i;
+        json_t *it;
+        json_array_foreach(pre, i, it) {
+            if (!prefix_key_valid(json_string_value(it)))
+                return err_set(err, CIS_EINVAL, "%s: prefixes[%zu] must be a prefix key (64 lowercase hex characters)",
+                               proto_cmd_name(cmd), i);
         }
     }
     if (cmd == PROTO_HELLO) {

@@ -15,10 +15,10 @@
  *           held:[{job,attempt}],                       lease_ms, timeout_ms,
  *                                                       recompress?: "paper"|"never"|"always"|"mask"}
  *           spooled:[{job,attempt}]}
- *   READY  {slots}                             HEARTBEAT {}
+ *   READY  {slots, prefixes?}                  HEARTBEAT {}
  *   HEARTBEAT {job?, attempt?, progress?, held?}
  *   RESULT {job, attempt, rows:{metric:num},   ACK     {job, attempt, of:"RESULT"|"FAILED"|
- *           run_ms, stages?:[stage]}                             "PREEMPTED"}
+ *           run_ms, stages?:[stage], prefixes?}                             "PREEMPTED"}
  *   FAILED {job, attempt, error, log_tail,     CANCEL  {job, attempt, reason}
  *           retryable}                         RECONNECT {reason}   (unknown peer: say HELLO)
  *   PREEMPTED {job, attempt}                   BYE {reason}
@@ -31,6 +31,10 @@
  * outcomes in the worker's spool (finished while the coordinator was away; the messages follow
  * WELCOME), so that their attempts are not declared lost. RESULT, FAILED, PREEMPTED and HEARTBEAT
  * are accepted only from the worker that holds the lease of that attempt.
+ * HELLO.prefixes, READY.prefixes, HEARTBEAT.prefixes and RESULT.prefixes (optional, at most PREFIX_MAX_ADVERT = 64
+ * keys of 64 lowercase hex characters, common/prefix_key.h) list the stage-prefix snapshots the
+ * worker holds (worker/snapshot.h), most recently used first; the coordinator prefers handing it
+ * the pending jobs that start with one of them (issue 12: shared work done once).
  * Metric values that are not finite travel as the strings "nan", "inf", "-inf".
  * RESULT.stages (optional; absent for the baseline) lists what ran, one object per stage of the
  * plan in order: {stage (1, 2, ...), method, params (the effective params), of_stage?, category?,

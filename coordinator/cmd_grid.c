@@ -6,15 +6,21 @@
  *   "# by pattern:" then "#   PATTERN<spaces>COUNT" in order of first appearance
  *   "# by model:" then "#   MODEL<spaces>COMPOSITIONS compositions, JOBS jobs"
  *   --count: N alone on a line; --jobs: M alone on a line (with both: N, then M last).
+ *   --prefixes: what shared stage prefixes save (common/prefix_key.h, the keys the workers and the
+ *   coordinator use): "# prefixes: ..." lines with the stage applications of all jobs, the distinct
+ *   prefixes kept, and the stage applications a job can restore from an earlier job's snapshot
+ *   (unlimited snapshot memory, every job of a prefix on one worker), by method.
  * A bad grid prints "cisweep grid: MESSAGE" on stderr and exits 2; usage errors exit 2 too. */
 #include "common/recompress.h"
 #include "coordinator/grid.h"
+#include "common/prefix_key.h"
+#include "common/spec.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char USAGE[] = "usage: cisweep grid FILE [--count] [--jobs] [--allow-selftest] [--allow-huge-grid] [--quiet]";
+static const char USAGE[] = "usage: cisweep grid FILE [--count] [--jobs] [--prefixes] [--allow-selftest] [--allow-huge-grid] [--quiet]";
 
 typedef struct tally { const char *name; size_t comps, jobs; } tally;
 
@@ -26,13 +32,70 @@ static void tally_add(tally *t, size_t *n, const char *name, size_t jobs) {
     (*n)++;
 }
 
+/* the shared-prefix count of --prefixes: jobs in grid order; a job restores the longest of its
+ * prefixes an earlier job kept (prefix_kept), and keeps its own. Keys are kept in a sorted array. */
+static int key_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void print_prefix_savings(const grid *g) {
+    size_t cap = 1024, n = 0, apps = 0, saved = 0, njobs = 0;
+    char **keys = xmalloc(cap * sizeof *keys);
+    tally *by = xcalloc(64, sizeof *by);
+    size_t nby = 0;
+    for (size_t i = 0; i < g->n_comps; i++) {
+        const grid_comp *c = &g->comps[i];
+        json_t *canon = json_loads(c->canonical, 0, NULL);
+        int ns = (int)json_array_size(canon);
+        int nes = c->n_edit_sets > 0 ? c->n_edit_sets : 1;
+        for (int e = 0; e < nes; e++) {
+            int es = c->n_edit_sets > 0 ? c->edit_sets[e] : 0;
+            njobs++;
+            apps += (size_t)ns;
+            char k[PREFIX_MAX_K][PREFIX_KEY_HEX + 1];
+            int nk = 0;
+            for (int s = 1; s <= ns && s <= PREFIX_MAX_K; s++, nk++)
+                if (prefix_key(c->model, canon, s, es, NULL, k[s - 1], NULL)) break;
+            int best = 0;
+            for (int s = nk; s >= 1 && !best; s--) {
+                char *kp = k[s - 1];
+                if (prefix_kept(s, ns) && bsearch(&kp, keys, n, sizeof *keys, key_cmp)) best = s;
+            }
+            saved += (size_t)best;
+            for (int s = 0; s < best && nby < 64; s++) {
+                const method_info *mi = method_lookup(
+                    json_string_value(json_object_get(json_array_get(canon, (size_t)s), "method")));
+                tally_add(by, &nby, mi ? mi->name : "?", 1); /* static names: canon is freed below */
+            }
+            for (int s = 1; s <= nk; s++) {
+                char *kp = k[s - 1];
+                if (!prefix_kept(s, ns) || bsearch(&kp, keys, n, sizeof *keys, key_cmp)) continue;
+                if (n == cap) keys = xrealloc(keys, (cap *= 2) * sizeof *keys);
+                keys[n++] = xstrdup(kp);
+                qsort(keys, n, sizeof *keys, key_cmp);
+            }
+        }
+        json_decref(canon);
+    }
+    printf("# prefixes: %zu jobs apply %zu composition stages (the paper's re-application of a leading compressor "
+           "at the end is not counted: it runs on edited weights and is never shared)\n", njobs, apps);
+    printf("# prefixes: %zu distinct stage prefixes kept; %zu stage applications (%.1f%%) restored from a snapshot "
+           "instead of computed (unlimited snapshot memory; every job of a prefix on one worker)\n", n, saved,
+           apps ? 100.0 * (double)saved / (double)apps : 0.0);
+    printf("# prefixes: restored, by method:");
+    for (size_t i = 0; i < nby; i++) printf(" %s %zu%s", by[i].name, by[i].comps, i + 1 < nby ? "," : "\n");
+    if (!nby) printf(" none\n");
+    for (size_t i = 0; i < n; i++) free(keys[i]);
+    free(keys);
+    free(by);
+}
+
 int cmd_grid(int argc, char **argv) {
     const char *file = NULL;
-    bool count = false, jobs = false, quiet = false;
+    bool count = false, jobs = false, quiet = false, prefixes = false;
     unsigned flags = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--count")) count = true;
         else if (!strcmp(argv[i], "--jobs")) jobs = true;
+        else if (!strcmp(argv[i], "--prefixes")) prefixes = true;
         else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) quiet = true;
         else if (!strcmp(argv[i], "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(argv[i], "--allow-huge-grid")) flags |= GRID_ALLOW_HUGE;
@@ -74,6 +137,7 @@ int cmd_grid(int argc, char **argv) {
     printf("# by model:\n");
     for (size_t i = 0; i < nmod; i++)
         printf("#   %-*s %6zu compositions %7zu jobs\n", (int)wmod, mod[i].name, mod[i].comps, mod[i].jobs);
+    if (prefixes) print_prefix_savings(g);
     if (count) printf("%zu\n", g->n_comps);
     if (jobs) printf("%zu\n", g->n_jobs);
     fflush(stdout);

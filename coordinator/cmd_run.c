@@ -155,7 +155,7 @@ int cmd_run(int argc, char **argv) {
     if (!has_grid) return cmd_study(argc, argv);   /* no grid: the study end to end (cmd_study.c) */
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
                *models_dir = NULL, *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL,
-               *eval_profile = NULL, *mc_prompt = NULL, *stage_evals = NULL;
+               *eval_profile = NULL, *mc_prompt = NULL, *stage_evals = NULL, *snapshot_mb = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0, progress_s = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
@@ -175,6 +175,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--stage-evals") && n && parse_i64(n, &v) && v >= 0) { stage_evals = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
+        else if (!strcmp(a, "--snapshot-mb") && n && parse_i64(n, &v) && v >= 0 && v <= INT_MAX) { snapshot_mb = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
         else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "default") || !strcmp(n, "paper"))) { eval_profile = n; i++; }
         else if (!strcmp(a, "--mc-prompt") && n && (!strcmp(n, "0.4.2") || !strcmp(n, "0.4.4"))) { mc_prompt = n; i++; }
@@ -234,6 +235,7 @@ int cmd_run(int argc, char **argv) {
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
     if (eval_profile) { wargv[wc++] = "--eval-profile"; wargv[wc++] = (char *)eval_profile; }
     if (mc_prompt) { wargv[wc++] = "--mc-prompt"; wargv[wc++] = (char *)mc_prompt; }
+    if (snapshot_mb) { wargv[wc++] = "--snapshot-mb"; wargv[wc++] = (char *)snapshot_mb; }
     wargv[wc] = NULL;
     r.argv = wargv;
     pthread_mutex_lock(&r.mu);

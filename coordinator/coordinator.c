@@ -6,6 +6,7 @@
  * rolled back alone), run the periodic checks (dead workers, expired leases, job time limits),
  * lease jobs to ready workers, COMMIT, then send every reply that the commit made true. */
 #include "coordinator/coordinator.h"
+#include "coordinator/prefix_sched.h"
 #include "coordinator/job_store.h"
 #include "common/curve.h"
 #include "common/log.h"
@@ -90,6 +91,7 @@ typedef struct coord {
     int64_t refused_window;
     int64_t n_refused;
     char boot[32];
+    prefix_sched *ps;         /* the stage prefixes workers hold (shared work done once) */
     /* loop statistics, logged at exit (seconds / counts) */
     int64_t st_batches, st_msgs, st_commits;
     double st_handle, st_dispatch, st_commit, st_send, st_poll;
@@ -248,6 +250,8 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     bool rejoin = w != NULL;
     if (!w) w = worker_add(c, m->peer, m->peer_len);
     w->last_recv = mono_ms();
+    prefix_sched_worker_gone(c->ps, w->id); /* what it holds now, from HELLO.prefixes (absent: none) */
+    prefix_sched_worker_held(c->ps, w->id, json_object_get(b, "prefixes"));
     /* capacity is known from HELLO onwards (HELLO.slots: jobs it holds at most, running and
      * prefetched): a worker whose slots are all taken sends no READY after WELCOME, and would
      * otherwise never be given another job after a coordinator restart. A HELLO without slots
@@ -571,6 +575,7 @@ static int worker_lost(coord *c, cworker *w, const char *reason, cis_err *err) {
         }
     }
     LOG_W("worker %s gone: %s", w->id, reason);
+    prefix_sched_worker_gone(c->ps, w->id);
     worker_remove(c, w);
     return 0;
 }
@@ -603,6 +608,7 @@ static int handle(coord *c, proto_msg *m, cis_err *err) {
         return 0;
     }
     w->last_recv = mono_ms();
+    prefix_sched_worker_held(c->ps, w->id, json_object_get(m->body, "prefixes")); /* READY/HEARTBEAT/RESULT */
     switch (m->cmd) {
     case PROTO_READY: {
         int slots = (int)proto_int(m->body, "slots", 1);
@@ -705,7 +711,11 @@ static int dispatch(coord *c, cis_err *err) {
         while (w->njobs + (w->zombie ? 1 : 0) < w->capacity) {
             js_job j;
             memset(&j, 0, sizeof j);
-            int got = js_claim(c->js, w->id, w->model[0] ? w->model : NULL, now, c->o->lease_ms, &j, err);
+            js_prefix pre[PREFIX_SCHED_PER_WORKER];
+            int npre = prefix_sched_for(c->ps, w->id, pre, PREFIX_SCHED_PER_WORKER);
+            int got = js_claim_prefer(c->js, w->id, w->model[0] ? w->model : NULL, pre, npre, now, c->o->lease_ms, &j,
+                                      err);
+            if (got >= 0) prefix_sched_claimed(c->ps, pre, npre);
             if (got < 0) return -1;
             if (got == 0) { c->idle_until = t + c->o->heartbeat_ms / 2; return 0; }
             json_error_t je;
@@ -724,6 +734,8 @@ static int dispatch(coord *c, cis_err *err) {
                                   "composition", comp, "key", j.key, "edit_set", j.edit_set, "lease_ms",
                                   c->o->lease_ms, "timeout_ms", (json_int_t)c->o->job_timeout_ms, "recompress",
                                   j.recompress[0] ? j.recompress : "paper");
+            prefix_sched_note_job(c->ps, j.model, j.model_path ? j.model_path : j.model, comp, j.edit_set);
+            prefix_sched_anticipate(c->ps, w->id, j.model_path ? j.model_path : j.model, comp, j.edit_set);
             queue(c, w->id, w->id_len, PROTO_JOB, b);
             held_add(w, j.id, j.attempt);
             snprintf(w->model, sizeof w->model, "%s", j.model);
@@ -941,6 +953,7 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
           o->bind, o->heartbeat_ms, o->liveness, o->lease_ms, kept ? "" : "");
     if (kept) LOG_I("resuming: %d jobs were leased; their workers have %lld ms to re-register", kept, (long long)grace);
 
+    c.ps = prefix_sched_new();
     int tick_ms = o->heartbeat_ms / 4 > 0 ? o->heartbeat_ms / 4 : 1;
     if (tick_ms > 250) tick_ms = 250;
     c.next_tick = mono_ms();
@@ -1072,6 +1085,7 @@ int coordinator_run(const coord_opts *o, cis_err *err) {
     free(c.out);
     free(c.uns);
     free(c.w);
+    prefix_sched_free(&c.ps);
     if (c.n_denied) LOG_I("%lld connections were denied by the CURVE allow-list", (long long)c.n_denied);
     zmq_close(c.sock);
     if (c.zap) zmq_close(c.zap);

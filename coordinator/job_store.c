@@ -66,6 +66,18 @@ static const char *const STMT_SQL[S_COUNT_] = {
                          "WHERE j.state = 'pending' AND j.priority = ?1 AND j.model_id = ?2 "
                          "AND NOT EXISTS (SELECT 1 FROM dependencies d JOIN jobs p ON p.id = d.depends_on "
                          "WHERE d.job_id = j.id AND p.state <> 'done') ORDER BY j.id LIMIT 1",
+    /* prefix sharing (common/prefix_key.h): the lowest-id runnable job at the top priority whose
+     * stored canonical composition starts with the prefix text ?3 ("[s1,...,sk": it equals ?3]
+     * or continues with ?3,), of the model ?2 at path ?5, and of edit set ?4 (edit set 0 runs with
+     * seed 1; ?4 < 0: any, the prefix's stages do not depend on the seed). The compositions are
+     * scanned first (CROSS JOIN keeps that order: a few hundred rows per sweep, byte compares, no
+     * JSON parsing), then each match's jobs through the (composition_id, edit_set) unique index. */
+    [S_CLAIM_PREFIX] = "SELECT j.id FROM compositions c CROSS JOIN jobs j ON j.composition_id = c.id "
+                       "WHERE (c.canonical = ?3 || ']' OR substr(c.canonical, 1, length(?3) + 1) = ?3 || ',') "
+                       "AND c.model_id IN (SELECT id FROM models WHERE name = ?2 AND path = ?5) "
+                       "AND j.state = 'pending' AND j.priority = ?1 AND (?4 < 0 OR max(j.edit_set, 1) = ?4) "
+                       "AND NOT EXISTS (SELECT 1 FROM dependencies d JOIN jobs p ON p.id = d.depends_on "
+                       "WHERE d.job_id = j.id AND p.state <> 'done') ORDER BY j.id LIMIT 1",
     [S_CLAIM_UPDATE] = "UPDATE jobs SET state = 'leased', attempt = attempt + 1, worker_id = ?2, "
                        "lease_until = ?3, last_heartbeat = ?4, started_at = ?4, progress = 0 "
                        "WHERE id = ?1 AND state = 'pending' RETURNING attempt",

@@ -145,6 +145,26 @@ void js_job_clear(js_job *j); /* frees the malloc'd fields */
 int js_claim(job_store *js, const char *worker_id, const char *prefer_model, int64_t now,
              int64_t lease_ms, js_job *out, cis_err *err);
 
+/* A stage prefix the claiming worker holds a snapshot of (worker/snapshot.h, common/prefix_key.h):
+ * the pending jobs that start with it reuse the work. */
+typedef struct js_prefix {
+    const char *model;        /* model slot name */
+    const char *model_path;   /* its path as the JOB names it */
+    const char *text;         /* prefix_text(): "[s1,...,sk" of the canonical stages */
+    int edit_set;             /* the seed its stages used (>= 1), or -1 when they use none */
+    int tag;                  /* the caller's (prefix_sched: its table index) */
+    bool none;                /* out: js_claim_prefer looked and found no runnable job at the top
+                                 priority that starts with it (set only for the prefixes it tried) */
+} js_prefix;
+
+/* js_claim_prefer: js_claim, but among the runnable jobs at the top priority, one that starts with
+ * prefixes[0], else prefixes[1], ... comes first (before model affinity); never a lower priority
+ * (no starvation: priorities are kept as they are). n_prefixes = 0 is js_claim. Each prefix tried
+ * costs one scan of the pending jobs of its model at the top priority, in id order, up to the first
+ * match; a prefix found to have none gets .none = true (the caller stops asking for it). */
+int js_claim_prefer(job_store *js, const char *worker_id, const char *prefer_model, js_prefix *prefixes,
+                    int n_prefixes, int64_t now, int64_t lease_ms, js_job *out, cis_err *err);
+
 /* js_heartbeat: if job is leased to worker for attempt, extend lease_until = now + lease_ms,
  * last_heartbeat = now, progress (0..1; <0 = unchanged). Returns 1 if the lease is current,
  * 0 if not (stale attempt, other worker, job no longer leased: the caller may CANCEL). */

@@ -2,6 +2,7 @@
 #include "worker/daemon.h"
 #include "worker/job.h"
 #include "worker/model_cache.h"
+#include "worker/snapshot.h"
 #include "worker/spool.h"
 #include "common/curve.h"
 #include "common/log.h"
@@ -27,6 +28,7 @@ void worker_opts_defaults(worker_opts *o) {
     o->max_backoff_ms = 32000;
     o->preempt_grace_ms = 10000;
     o->slots = 2;
+    o->snapshot_mb = 1024;
 }
 
 void worker_install_signals(volatile int *flag) { install_stop_signals(flag); }
@@ -38,6 +40,7 @@ typedef struct wd {
     spool *sp;
     char *spool_dir;
     model_cache *cache;         /* the model cache on o->device (the job thread's; mem info from any) */
+    snapshot_store *snaps;      /* prefix snapshots (the job thread's; keys listed from any) */
     void *zctx, *sock;
     int pipefd[2];              /* job thread -> network thread: "job finished" */
     int hb_ms, liveness;
@@ -137,6 +140,8 @@ static void send_hello(wd *w) {
     /* a worker that is stopping takes no more jobs: no slots (the coordinator then waits for READY) */
     if (w->preempting) json_object_del(b, "slots");
     if (free_mb >= 0) json_object_set_new(b, "free_mb", json_integer(free_mb));
+    /* the prefix snapshots held (none for a new process): also says this worker keeps them */
+    if (w->snaps && w->o->snapshot_mb > 0) json_object_set_new(b, "prefixes", snapshot_store_keys(w->snaps));
     wsend(w, PROTO_HELLO, b);
     json_decref(b);
 }
@@ -230,6 +235,8 @@ static void finish_job(wd *w) {
         b = json_pack("{s:I,s:i,s:O,s:I}", "job", (json_int_t)j->job, "attempt", j->attempt, "rows", j->rows,
                       "run_ms", (json_int_t)j->run_ms);
         if (json_array_size(j->stages)) json_object_set(b, "stages", j->stages);
+        if (w->snaps && w->o->snapshot_mb > 0) /* the prefixes held: the coordinator prefers their jobs */
+            json_object_set_new(b, "prefixes", snapshot_store_keys(w->snaps));
         report(w, PROTO_RESULT, b);
         LOG_D("job %lld attempt %d done in %lld ms", (long long)j->job, j->attempt, (long long)j->run_ms);
     } else {
@@ -286,6 +293,7 @@ static void start_job(wd *w, json_t *body) {
     j->cache_dir = w->o->artifacts_dir ? w->o->artifacts_dir : w->o->cache_dir;
     j->threads = w->o->threads;
     j->cache = w->cache;
+    j->snaps = w->snaps;
     j->eval_limit = w->o->eval_limit;
     j->stage_evals = w->o->stage_evals;
     j->skip_missing_data = w->o->skip_missing_data;
@@ -415,9 +423,10 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     }
     w.cache = model_cache_open(o->device, o->threads, err);
     if (!w.cache) { err_prefix(err, "--device"); return -1; }
+    w.snaps = snapshot_store_new((uint64_t)(o->snapshot_mb > 0 ? o->snapshot_mb : 0) << 20);
     w.spool_dir = xasprintf("%s/spool", o->cache_dir);
-    if (spool_open(w.spool_dir, &w.sp, err)) { free(w.spool_dir); model_cache_close(&w.cache); return -1; }
-    if (pipe(w.pipefd) != 0) { spool_close(&w.sp); free(w.spool_dir); model_cache_close(&w.cache); return err_set(err, CIS_EIO, "pipe: %s", strerror(errno)); }
+    if (spool_open(w.spool_dir, &w.sp, err)) { free(w.spool_dir); model_cache_close(&w.cache); snapshot_store_free(&w.snaps); return -1; }
+    if (pipe(w.pipefd) != 0) { spool_close(&w.sp); free(w.spool_dir); snapshot_store_free(&w.snaps); model_cache_close(&w.cache); return err_set(err, CIS_EIO, "pipe: %s", strerror(errno)); }
     fcntl(w.pipefd[0], F_SETFL, O_NONBLOCK);
     pthread_mutex_init(&w.mu, NULL);
     pthread_cond_init(&w.cv, NULL);
@@ -428,7 +437,7 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
         pthread_attr_destroy(&at);
         close(w.pipefd[0]); close(w.pipefd[1]);
         spool_close(&w.sp);
-        free(w.spool_dir); model_cache_close(&w.cache);
+        free(w.spool_dir); model_cache_close(&w.cache); snapshot_store_free(&w.snaps);
         return err_set(err, CIS_EIO, "cannot start the job thread: %s", strerror(errno));
     }
     pthread_attr_destroy(&at);
@@ -443,7 +452,7 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
         zmq_ctx_term(w.zctx);
         close(w.pipefd[0]); close(w.pipefd[1]);
         spool_close(&w.sp);
-        free(w.spool_dir); model_cache_close(&w.cache);
+        free(w.spool_dir); model_cache_close(&w.cache); snapshot_store_free(&w.snaps);
         return -1;
     }
     LOG_I("worker %s (%s) connecting to %s; spool %s", w.id, cisweep_version(), o->connect, w.spool_dir);
@@ -552,6 +561,7 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     if (!w.job) { close(w.pipefd[0]); close(w.pipefd[1]); }
     spool_close(&w.sp);
     free(w.spool_dir);
+    if (!w.job) snapshot_store_free(&w.snaps); // before the cache: snapshots live in its backend
     if (!w.job) model_cache_close(&w.cache);  // a stuck job thread may still hold the model
     return rc;
 }

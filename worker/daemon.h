@@ -39,6 +39,8 @@ typedef struct worker_opts {
     int liveness;               /* idem (default 5) */
     int max_backoff_ms;         /* reconnect backoff cap (default 32000) */
     int preempt_grace_ms;       /* how long a stopping job may take before we give up (default 10000) */
+    int snapshot_mb;            /* MiB of prefix snapshots kept (worker/snapshot.h; default 1024;
+                                   0 = off: every job starts from the base weights) */
     int slots;                  /* jobs held at once: 1 running + (slots-1) prefetched (default 2, max 8) */
     const char *curve_key;      /* our CURVE .key file (cisweep keygen); NULL = no CURVE */
     const char *server_key;     /* the coordinator's .pub file (with curve_key) */

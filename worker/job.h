@@ -22,6 +22,8 @@ typedef struct job_ctx {
     const char *cache_dir;    /* the worker's --cache DIR (interventions keep reusable files there) */
     int threads;              /* the worker's --threads (0 = all cores) */
     struct model_cache *cache;/* the worker's model cache on its --device (owned by the daemon) */
+    struct snapshot_store *snaps; /* the worker's prefix snapshots (worker/snapshot.h; owned by the
+                                     daemon); NULL = none: every job starts from the base weights */
     int eval_limit;           /* the worker's --eval-limit (0 = full evaluation sets; smoke runs) */
     int stage_evals;          /* the worker's --stage-evals N: the cheap evaluation after each stage
                                  but the last (0 = off; runner.c) */

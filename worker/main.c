@@ -24,7 +24,7 @@ static void usage(FILE *f) {
             "                             [--artifacts DIR] [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
             "                             [--eval-limit N] [--stage-evals N] [--skip-missing-data] [--max-backoff-ms N]\n"
             "                             [--eval-profile default|paper] [--mc-prompt 0.4.2|0.4.4]\n"
-            "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
+            "                             [--preempt-grace-ms N] [--slots N] [--snapshot-mb N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
             "                             [--curve-key KEY --server-key PUB]   (CURVE: our key pair, the coordinator's public key)\n"
             "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
             "       cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [...]\n"
@@ -96,6 +96,7 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--max-backoff-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.max_backoff_ms = (int)v; i++; }
         else if (!strcmp(a, "--preempt-grace-ms")) { if (int_arg(a, n, 0, &v)) return 2; o.preempt_grace_ms = (int)v; i++; }
         else if (!strcmp(a, "--slots")) { if (int_arg(a, n, 1, &v) || v > 8) { if (v > 8) fprintf(stderr, "cisweep-worker: --slots is at most 8\n"); return 2; } o.slots = (int)v; i++; }
+        else if (!strcmp(a, "--snapshot-mb")) { if (int_arg(a, n, 0, &v)) return 2; o.snapshot_mb = (int)v; i++; }
         else if (!strcmp(a, "--mem-limit-mb")) { if (int_arg(a, n, 1, &mem_limit)) return 2; i++; }
         else if (!strcmp(a, "--log-level") && n) {
             int l = log_level_parse(n);

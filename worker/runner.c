@@ -15,6 +15,7 @@
  * params, seed, record, wall time), which the coordinator stores in the `stages` table. */
 #include "worker/job.h"
 #include "worker/model_cache.h"
+#include "worker/snapshot.h"
 #include "worker/eval/eval.h"
 #include "worker/interventions/intervention.h"
 #include "worker/interventions/compress.h"
@@ -92,15 +93,23 @@ static int stage_eval(void *arg, const interv_step *s, json_t *records, cis_err 
 
 /* run the plan's stages on the slot's working model; 0, or -1 with the outcome filled */
 static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, stage_evals *se, json_t **records) {
+    /* shared work done once: start from the longest snapshot of a prefix, keep new ones (snapshot.h) */
+    snap_job sj;
+    snap_job_begin(&sj, j->snaps, slot, slot->load_s > 0, plan, slot->path, j->job, j->attempt,
+                   (int)json_integer_value(json_object_get(j->spec, "edit_set")),
+                   json_string_value(json_object_get(j->spec, "recompress")));
     interv_env env = {.model = slot->work, .tok = slot->tok, .data_dir = j->data_dir, .cache_dir = j->cache_dir,
                       .base = slot->base, .edit_set = job_edit_set(j), .threads = j->threads, .progress_fn = progress_cb,
-                      .stop_fn = stop_cb, .cb_arg = j};
+                      .stop_fn = stop_cb, .cb_arg = j, .first_step = sj.restored, .records_in = sj.records,
+                      .snap_step_fn = snap_job_after_step, .snap_arg = &sj};
     if (j->stage_evals > 0 && plan->n > 1) {
         env.after_step_fn = stage_eval;
         env.after_arg = se;
     }
     cis_err err = {0};
-    if (interv_run_plan(&env, plan, records, &err) == 0) return 0;
+    int rc = interv_run_plan(&env, plan, records, &err);
+    snap_job_end(&sj);
+    if (rc == 0) return 0;
     if (err.code == CIS_ECANCEL || job_should_stop(j)) j->status = JOB_STOPPED;
     else fail(j, err.code == CIS_ENOMEM || err.code == CIS_EIO, "%s%s", err.msg, "");
     return -1;

@@ -3,6 +3,7 @@
  * was wrong. */
 #include "tests/testlib.h"
 #include "common/protocol.h"
+#include "common/prefix_key.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,10 @@ static void valid_messages_decode(void) {
         {"BYE", "{\"reason\":\"signal\",\"unknown_future_field\":1}"},
         {"HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"0\",\"slots\":2,"
                   "\"spooled\":[{\"job\":4,\"attempt\":2}]}"},
+        /* the prefix snapshots a worker holds (common/prefix_key.h) */
+        {"READY", "{\"slots\":1,\"prefixes\":[\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"]}"},
+        {"HEARTBEAT", "{\"prefixes\":[]}"},
+        {"RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"prefixes\":[\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"]}"},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         const char *fr[4] = {"", PROTO_TAG, ok[i][0], ok[i][1]};
@@ -104,6 +109,25 @@ static void malformed_frames_rejected(void) {
     expect_reject("JOB", "{\"job\":1,\"attempt\":1,\"model\":\"m\",\"composition\":{},\"lease_ms\":1}", "\"composition\" must be an array");
     expect_reject("HEARTBEAT", "{\"progress\":1.5}", "progress");
     expect_reject("HEARTBEAT", "{\"job\":3}", "go together");
+    expect_reject("READY", "{\"prefixes\":\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"}", "field \"prefixes\" must be an array");
+    expect_reject("READY", "{\"prefixes\":[7]}", "READY: prefixes[0] must be a prefix key (64 lowercase hex");
+    expect_reject("RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"prefixes\":[\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0\"]}",
+                  "RESULT: prefixes[1] must be a prefix key");
+    expect_reject("HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"v\",\"prefixes\":{}}",
+                  "HELLO: field \"prefixes\" must be an array");
+    expect_reject("HEARTBEAT", "{\"prefixes\":[\"0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\"]}", "HEARTBEAT: prefixes[0] must be a prefix key");
+    {   /* more keys than a message may list */
+        char *many = xstrdup("{\"prefixes\":[");
+        for (int i = 0; i <= PREFIX_MAX_ADVERT; i++) {
+            char *t = xasprintf("%s%s\"%s\"", many, i ? "," : "", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+            free(many);
+            many = t;
+        }
+        char *body = xasprintf("%s]}", many);
+        expect_reject("READY", body, "lists more than 64 keys");
+        free(many);
+        free(body);
+    }
     expect_reject("RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{\"a\":\"text\"}}", "metric \"a\"");
     expect_reject("RESULT", "{\"job\":1,\"attempt\":-2,\"rows\":{}}", "\"attempt\" must be a positive integer");
 #define RES(stages) "{\"job\":1,\"attempt\":1,\"rows\":{},\"stages\":" stages "}"

@@ -188,6 +188,15 @@ typedef struct interv_env {
      * per-stage evaluation, worker/runner.c); s: the step that just ran, records: the stage records
      * so far. 0, or -1 with err (the plan fails with it). NULL = none. */
     int (*after_step_fn)(void *arg, const interv_step *s, json_t *records, cis_err *err);
+    /* starting from a snapshot (worker/snapshot.h): the first `first_step` steps are already
+     * applied to `model`; `records_in` (borrowed) holds their stage records, copied to the front of
+     * *records. 0 / NULL = run every step. */
+    int first_step;
+    json_t *records_in;
+    /* snap_step_fn: called after each step that completed (before after_step_fn), with the number
+     * of steps applied so far, the model and the records so far (borrowed); NULL = none */
+    void (*snap_step_fn)(void *arg, int done, llama_model *model, json_t *records);
+    void *snap_arg;
     void *after_arg;
 } interv_env;
 

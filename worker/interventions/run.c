@@ -157,12 +157,18 @@ static int run_step(const interv_env *env, const interv_step *s, int n, interv_m
 
 int interv_run_plan(const interv_env *env, const interv_plan *plan, json_t **records, cis_err *err) {
     CIS_ASSERT(env && env->model && plan);
-    json_t *recs = json_array();
+    json_t *recs = env->records_in ? json_deep_copy(env->records_in) : json_array();
     int rc = 0;
     if (plan->n > 0 && env->threads > 0) backend_set_threads(llama_model_backend(env->model), env->threads);
     interv_mask mk = {0};
-    for (int k = 0; k < plan->n && rc == 0; k++) {
+    int first = env->first_step > 0 ? env->first_step : 0;
+    /* a restored prefix (snapshot.h): the masks its pruning steps would have captured are the
+     * zeros of the restored weights (under `mask` they were kept at zero since) */
+    for (int k = 0; k < first && k < plan->n && rc == 0; k++)
+        if (plan->steps[k].mask_capture) rc = interv_mask_capture(&mk, env->model, err);
+    for (int k = first; k < plan->n && rc == 0; k++) {
         rc = run_step(env, &plan->steps[k], plan->n, &mk, recs, err);
+        if (rc == 0 && env->snap_step_fn) env->snap_step_fn(env->snap_arg, k + 1, env->model, recs);
         if (rc == 0 && k + 1 < plan->n && env->after_step_fn) {
             rc = env->after_step_fn(env->after_arg, &plan->steps[k], recs, err);
             if (rc) err_prefix(err, "after stage %d", plan->steps[k].stage);
