@@ -1,5 +1,7 @@
 /* cpu_matmul.c - GEMM and the linear layer (HF nn.Linear layout W[out, in]) on the cpu backend,
- * all through OpenBLAS cblas_sgemm (row-major). OpenBLAS's thread count is process-wide: each op
+ * through OpenBLAS cblas_sgemm (row-major), except the forward of a linear layer over at most
+ * CPU_GEMV_MAX_ROWS rows (decoding at batch 1 or 2), which is one cblas_sgemv per row: sgemm
+ * packs the whole weight on every call, so at M = 1 it costs 3-6x a gemv (docs/engine.md). OpenBLAS's thread count is process-wide: each op
  * sets it to the instance's count (be->threads) when it differs, so instances used one after
  * another keep their own counts, and instances used at the same time from several threads (the
  * trainer's replicas) should all have the same count. BF16 weights are widened to fp32 in the
@@ -42,11 +44,22 @@ static const float *weight_f32(backend *be, const void *W, tensor_dtype wt, int 
     return w;
 }
 
+/* up to this many rows, the linear forward is a gemv per row (measured on the 2-core VM with
+ * OpenBLAS 0.3.21: gemv wins 3-6x at M = 1, ~2x at M = 2, ties at M = 4, loses from M = 8) */
+#define CPU_GEMV_MAX_ROWS 2
+
 // y[N,out] (+)= x[N,in] · W[out,in]ᵀ
 void cpu_linear_fwd(backend *be, float *y, const float *x, const void *W, tensor_dtype wt, int N, int in, int out,
                     bool acc) {
     const float *w = weight_f32(be, W, wt, out, in);
     if (!w) return;  // the caller checked backend_workspace beforehand (model.c reserves it)
+    if (N >= 1 && N <= CPU_GEMV_MAX_ROWS && in > 0 && out > 0) {
+        cpu_blas_threads(be);
+        for (int r = 0; r < N; r++)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, out, in, 1.0f, w, in, x + (int64_t)r * in, 1, acc ? 1.0f : 0.0f,
+                        y + (int64_t)r * out, 1);
+        return;
+    }
     cpu_gemm(be, false, true, N, out, in, 1.0f, x, in, w, in, acc ? 1.0f : 0.0f, y, out);
 }
 
