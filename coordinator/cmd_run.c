@@ -112,7 +112,7 @@ static void summary(const char *db_path) {
 
 int cmd_run(int argc, char **argv) {
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
-               *data = NULL, *threads = NULL, *eval_limit = NULL;
+               *data = NULL, *threads = NULL, *eval_limit = NULL, *eval_profile = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
@@ -128,6 +128,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
         else if (!strcmp(a, "--data") && n) { data = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
+        else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "paper") || !strcmp(n, "sweep"))) { eval_profile = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
@@ -179,6 +180,7 @@ int cmd_run(int argc, char **argv) {
     if (data) { wargv[wc++] = "--data"; wargv[wc++] = (char *)data; }
     if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
     if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
+    if (eval_profile) { wargv[wc++] = "--eval-profile"; wargv[wc++] = (char *)eval_profile; }
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
     wargv[wc] = NULL;
     r.argv = wargv;

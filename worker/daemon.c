@@ -287,6 +287,7 @@ static void start_job(wd *w, json_t *body) {
     j->threads = w->o->threads;
     j->cache = w->cache;
     j->eval_limit = w->o->eval_limit;
+    j->eval_profile = w->o->eval_profile;
     j->skip_missing_data = w->o->skip_missing_data;
     atomic_store(&j->stop, JOB_STOP_NONE);
     atomic_store(&j->progress_pm, 0);

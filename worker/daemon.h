@@ -26,6 +26,7 @@ typedef struct worker_opts {
     const char *data_dir;       /* evaluation data (a `cisweep world` dir or real data in that layout) */
     int threads;                /* compute threads for jobs (0 = all cores) */
     int eval_limit;             /* > 0: evaluate at most N items per set (smoke runs, tests) */
+    int eval_profile;           /* EVAL_PROFILE_* (worker/eval/eval.h) for jobs that do not name one */
     bool skip_missing_data;     /* skip an evaluation dataset absent from data_dir (default: the job
                                    fails naming the expected file) */
     int heartbeat_ms;           /* until WELCOME says otherwise (default 1000) */

@@ -23,6 +23,8 @@ typedef struct job_ctx {
     int threads;              /* the worker's --threads (0 = all cores) */
     struct model_cache *cache;/* the worker's model cache on its --device (owned by the daemon) */
     int eval_limit;           /* the worker's --eval-limit (0 = full evaluation sets; smoke runs) */
+    int eval_profile;         /* the worker's --eval-profile (EVAL_PROFILE_*); a JOB's "eval_profile"
+                                 ("paper" | "sweep") wins over it */
     bool skip_missing_data;   /* the worker's --skip-missing-data: an absent dataset is skipped, not
                                  a failed job */
     atomic_int stop;          /* enum job_stop, set by the network thread */

@@ -1,11 +1,13 @@
 /* main.c - `cisweep-worker`: the worker daemon and the model tools. `cisweep worker|inspect|...`
  * hands over to this program, so users learn one command.
  *   cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]
- *                         [--data DIR] [--threads N] [--eval-limit N] [--skip-missing-data]
+ *                         [--data DIR] [--threads N] [--eval-limit N] [--eval-profile paper|sweep]
+ *                         [--skip-missing-data]
  *                         [--slots N] [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]
  *                         [--preempt-grace-ms N] [--mem-limit-mb N] [--log-level L] */
 #include "worker/daemon.h"
 #include "worker/engine/backend.h"
+#include "worker/eval/eval.h"
 #include "common/log.h"
 #include "common/version.h"
 
@@ -20,7 +22,7 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N | --devices all|LIST] [--cache DIR] [--id ID]\n"
             "                             [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
-            "                             [--eval-limit N] [--skip-missing-data] [--max-backoff-ms N]\n"
+            "                             [--eval-limit N] [--eval-profile paper|sweep] [--skip-missing-data] [--max-backoff-ms N]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
             "                             [--curve-key KEY --server-key PUB]   (CURVE: our key pair, the coordinator's public key)\n"
             "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
@@ -77,6 +79,14 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--skip-missing-data")) o.skip_missing_data = true;
         else if (!strcmp(a, "--threads")) { if (int_arg(a, n, 0, &v)) return 2; o.threads = (int)v; i++; }
         else if (!strcmp(a, "--eval-limit")) { if (int_arg(a, n, 0, &v)) return 2; o.eval_limit = (int)v; i++; }
+        else if (!strcmp(a, "--eval-profile")) {
+            cis_err pe = {0};
+            if (eval_profile_parse(n, "cisweep-worker worker --eval-profile", &o.eval_profile, &pe)) {
+                fprintf(stderr, "%s\n", pe.msg);
+                return 2;
+            }
+            i++;
+        }
         else if (!strcmp(a, "--heartbeat-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.heartbeat_ms = (int)v; i++; }
         else if (!strcmp(a, "--liveness")) { if (int_arg(a, n, 1, &v)) return 2; o.liveness = (int)v; i++; }
         else if (!strcmp(a, "--max-backoff-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.max_backoff_ms = (int)v; i++; }

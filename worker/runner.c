@@ -56,6 +56,13 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     o.edit_set = job_edit_set(j);
     o.threads = j->threads;
     o.limit = j->eval_limit;
+    int profile = j->eval_profile;
+    json_t *ep = json_object_get(j->spec, "eval_profile");
+    if (ep && eval_profile_parse(json_string_value(ep), "JOB.eval_profile", &profile, &err)) {
+        fail(j, false, "%s%s", err.msg, "");
+        return;
+    }
+    eval_opts_profile(&o, profile);
     o.skip_missing = j->skip_missing_data;
     /* avg_bits of a quantized model as upstream reports it: wbits + 32/group of the quantizer's
      * effective config (fidelity.md §3; compress.h) */

@@ -15,6 +15,9 @@ static void eval_usage(FILE *f) {
             "usage: cisweep-worker eval MODEL_DIR --world DIR [--edit-set K] [--limit N] [--seqlen T] [--threads N]\n"
             "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
             "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa] [--skip-missing]\n"
+            "                           [--profile paper|sweep]\n"
+            "  --profile sweep scores the sets sized for a sweep (25 questions per MC task, 32 WikiText windows,\n"
+            "  100 QA records, no teacher-forced extras; options after it still apply); paper (default) all.\n"
             "  A dataset of the world directory that is not skipped must be there (exit 1 naming the expected\n"
             "  file); --skip-missing skips absent datasets with a warning instead.\n"
             "  Without --wbits, a `cisweep apply` output (MODEL_DIR/apply.json) gives the bits and group of its\n"
@@ -63,6 +66,13 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--group-size")) { if (int_opt(a, n, 1, &o.quant.group_size)) return 2; i++; }
         else if (!strcmp(a, "--mc-bos")) o.mc_bos = true;
         else if (!strcmp(a, "--no-tf")) o.teacher_forced = false;
+        else if (!strcmp(a, "--profile")) {
+            cis_err e = {0};
+            int pf;
+            if (eval_profile_parse(n, "cisweep-worker eval --profile", &pf, &e)) { fprintf(stderr, "%s\n", e.msg); return 2; }
+            eval_opts_profile(&o, pf);
+            i++;
+        }
         else if (!strcmp(a, "--skip-missing")) o.skip_missing = true;
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--skip") && n) {

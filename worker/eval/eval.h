@@ -167,10 +167,23 @@ double eval_avg_bits(llama_model *m, const quant_info *q, double *sparsity);
 
 /* ---- the suite --------------------------------------------------------------------------------- */
 
+/* Evaluation profiles: which sizes of the evaluation sets a run scores (docs/eval.md "Profiles").
+ * paper: every question, window and record (what the paper's numbers use; the default);
+ * sweep: sets sized for the embedded default model so that a 417-composition sweep fits on 2
+ * cores (EVAL_SWEEP_* below), its numbers measured against the paper profile's. */
+enum { EVAL_PROFILE_PAPER = 0, EVAL_PROFILE_SWEEP = 1 };
+#define EVAL_SWEEP_MC 25          /* questions per MC task (8 MMLU subjects, WMDP bio and cyber) */
+#define EVAL_SWEEP_PPL_WINDOWS 32 /* WikiText windows */
+#define EVAL_SWEEP_QA 100         /* zsRE QA-set records (the edit set is scored whole) */
+
 typedef struct eval_opts {
     int edit_set;          /* zsRE edit set 1..10 (default 1) */
     int edit_set_size;     /* 50 */
     int limit;             /* > 0: at most N questions per MC task, N zsRE records, N PPL windows */
+    int profile;           /* EVAL_PROFILE_*: recorded as the row eval_profile (set by eval_opts_profile) */
+    int mc_limit;          /* > 0: at most N questions per MC task (with limit: the smaller) */
+    int ppl_windows;       /* > 0: at most N PPL windows (with limit: the smaller) */
+    int qa_limit;          /* > 0: at most N zsRE QA-set records (with limit: the smaller) */
     int seqlen;            /* > 0: PPL window min(max_position_embeddings, seqlen); 0 = max_pos */
     int max_length;        /* zsRE generation length (50) */
     int batch_tokens;      /* padded tokens per forward (MC, PPL, teacher forcing); 0 = 8192 */
@@ -185,6 +198,13 @@ typedef struct eval_opts {
 } eval_opts;
 
 void eval_opts_default(eval_opts *o);
+/* eval_opts_profile: set o's profile and the sizes (and teacher_forced) it implies, keeping every
+ * other field. */
+void eval_opts_profile(eval_opts *o, int profile);
+/* eval_profile_parse: "paper" or "sweep" -> EVAL_PROFILE_*; -1 with err naming `what` (the option
+ * or field) and the expected names. */
+int eval_profile_parse(const char *s, const char *what, int *profile, cis_err *err);
+const char *eval_profile_name(int profile);
 
 /* eval_suite_run: every metric on dir's files (world layout: mmlu/data/test/<subject>_test.csv, wmdp/wmdp-bio.json,
  * wmdp/wmdp-cyber.json, wikitext/wiki.test.raw, zsre/zsre_mend_train.json [+ edit_sets.json]).

@@ -18,6 +18,28 @@ void eval_opts_default(eval_opts *o) {
     o->teacher_forced = true;
 }
 
+void eval_opts_profile(eval_opts *o, int profile) {
+    o->profile = profile;
+    bool sweep = profile == EVAL_PROFILE_SWEEP;
+    o->mc_limit = sweep ? EVAL_SWEEP_MC : 0;
+    o->ppl_windows = sweep ? EVAL_SWEEP_PPL_WINDOWS : 0;
+    o->qa_limit = sweep ? EVAL_SWEEP_QA : 0;
+    o->teacher_forced = !sweep;  /* EasyEdit's extras are not among the paper's metrics */
+}
+
+const char *eval_profile_name(int profile) { return profile == EVAL_PROFILE_SWEEP ? "sweep" : "paper"; }
+
+int eval_profile_parse(const char *s, const char *what, int *profile, cis_err *err) {
+    if (s && !strcmp(s, "paper")) *profile = EVAL_PROFILE_PAPER;
+    else if (s && !strcmp(s, "sweep")) *profile = EVAL_PROFILE_SWEEP;
+    else return err_set(err, CIS_EINVAL, "%s: \"%s\": expected an evaluation profile, paper or sweep", what,
+                        s ? s : "(none)");
+    return 0;
+}
+
+/* the smaller positive of two caps (0 = no cap) */
+static int cap(int a, int b) { return a > 0 && (b <= 0 || a < b) ? a : b; }
+
 static bool exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0;
@@ -47,7 +69,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
     int rc = mmlu_load_dir(md, "test", &tasks, &nt, err);
     free(md);
     if (rc) return -1;
-    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = cap(o->limit, o->mc_limit)};
     int total = 0, correct = 0;
     double t0 = mono_sec();
     for (int i = 0; i < nt && !rc; i++) {
@@ -78,7 +100,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
     double acc[2];
     int have = 0, rc = 0, nq = 0;
     double t0 = mono_sec();
-    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = cap(o->limit, o->mc_limit)};
     for (int k = 0; k < 2 && !rc; k++) {
         char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
         if (!exists(p)) { free(p); p = xasprintf("%s/wmdp/%s.jsonl", dir, file[k]); }
@@ -117,7 +139,7 @@ static int run_ppl(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     if (rc) return -1;
     double t0 = mono_sec();
     ppl_result r;
-    rc = eval_ppl_text(m, tok, text, len, o->seqlen, o->limit, o->batch_tokens, &r, err);
+    rc = eval_ppl_text(m, tok, text, len, o->seqlen, cap(o->limit, o->ppl_windows), o->batch_tokens, &r, err);
     double dt = mono_sec() - t0;
     free(text);
     if (rc) return -1;
@@ -154,7 +176,8 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
         /* QA set (records 500..999 of the shuffled list): src vs answers[0] */
         rc = zsre_split(sets, d.n, 0, o->edit_set_size, &idx, &n, err);
         if (rc) { LOG_W("eval: no zsRE QA set (%s): qa_f1 skipped", err->msg); rc = 0; n = 0; }
-        if (o->limit > 0 && n > o->limit) n = o->limit;
+        int qcap = cap(o->limit, o->qa_limit);
+        if (qcap > 0 && n > qcap) n = qcap;
         if (n > 0) {
             const char **pr = xmalloc((size_t)n * sizeof *pr), **an = xmalloc((size_t)n * sizeof *an);
             double *f1 = xmalloc((size_t)n * sizeof *f1), *rec = xmalloc((size_t)n * sizeof *rec);
@@ -197,6 +220,7 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     double sp = 0;
     eval_rows_set(out, "avg_bits", eval_avg_bits(m, &opts->quant, &sp));
     eval_rows_set(out, "sparsity", sp);
+    eval_rows_set(out, "eval_profile", opts->profile);
     eval_rows_set(out, "time_eval_s", mono_sec() - t0);
     return 0;
 }
