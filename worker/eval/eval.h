@@ -122,12 +122,18 @@ int tf_argmax_batch(llama_model *m, const tokenizer *tok, int n, const char *con
                     int *n_mismatch, cis_err *err);
 
 /* ppl_responses: composable's perplexity of responses after prompts: tok(prompt) and
- * tok(response), each with BOS, concatenated; one forward per pair; the mean next-token CE over
+ * tok(response), each with BOS, concatenated (batched: ppl_responses2); the mean next-token CE over
  * the response tokens (mask_prompt) or over all tokens (not masked), times the response length,
  * summed over pairs; *ppl = exp(sum / total response tokens). (Unmasked, the mean over all
  * tokens is weighted by the response length, as the reference code does.) */
 int ppl_responses(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *responses,
                   bool mask_prompt, double *ppl, cis_err *err);
+/* ppl_responses2: both of ppl_responses' numbers from one pass (either pointer may be NULL): the
+ * pairs right-padded into batches of at most max_batch_tokens padded tokens (0 = 8192) and 64 MB
+ * of logits, the CE of every position computed on the host (max-shifted, sums in double). */
+int ppl_responses2(llama_model *m, const tokenizer *tok, int n, const char *const *prompts,
+                   const char *const *responses, int max_batch_tokens, double *ppl_masked, double *ppl_unmasked,
+                   cis_err *err);
 
 /* zsre_loc_prompt: lm_compose's loc.split("nq question:")[1].strip(): the text after the first
  * "nq question:" up to a second one, Python-stripped; a loc without the marker is only stripped

@@ -8,6 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+/* CPU seconds of the whole process (every thread): the cpu_*_s rows, which, unlike the wall-time
+ * time_*_s rows, a shared machine's load leaves nearly alone */
+static double cpu_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 void eval_opts_default(eval_opts *o) {
     memset(o, 0, sizeof *o);
@@ -71,7 +80,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
     if (rc) return -1;
     mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = cap(o->limit, o->mc_limit)};
     int total = 0, correct = 0;
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec();
     for (int i = 0; i < nt && !rc; i++) {
         mc_result r;
         rc = eval_mc_task(m, tok, &tasks[i], &mo, NULL, NULL, &r, err);
@@ -88,6 +97,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
         eval_rows_set(out, "mmlu", (double)correct / total);
         eval_rows_set(out, "n_mmlu", total);
         eval_rows_set(out, "time_mmlu_s", dt);
+        eval_rows_set(out, "cpu_mmlu_s", cpu_sec() - c0);
         eval_rows_set(out, "mmlu_questions_per_s", dt > 0 ? total / dt : 0);
     }
     mc_tasks_free(&tasks, nt);
@@ -99,7 +109,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
                       *subj[2] = {"biology", "cybersecurity"};
     double acc[2];
     int have = 0, rc = 0, nq = 0;
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec();
     mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = cap(o->limit, o->mc_limit)};
     for (int k = 0; k < 2 && !rc; k++) {
         char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
@@ -125,7 +135,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
     }
     double dt = mono_sec() - t0;
     if (!rc && have == 2) eval_rows_set(out, "wmdp_avg", (acc[0] + acc[1]) / 2);
-    if (!rc && have) { eval_rows_set(out, "n_wmdp", nq); eval_rows_set(out, "time_wmdp_s", dt); }
+    if (!rc && have) { eval_rows_set(out, "n_wmdp", nq); eval_rows_set(out, "time_wmdp_s", dt); eval_rows_set(out, "cpu_wmdp_s", cpu_sec() - c0); }
     return rc;
 }
 
@@ -137,16 +147,17 @@ static int run_ppl(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     int rc = wikitext_load(p, &text, &len, err);
     free(p);
     if (rc) return -1;
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec();
     ppl_result r;
     rc = eval_ppl_text(m, tok, text, len, o->seqlen, cap(o->limit, o->ppl_windows), o->batch_tokens, &r, err);
-    double dt = mono_sec() - t0;
+    double dt = mono_sec() - t0, dc = cpu_sec() - c0;
     free(text);
     if (rc) return -1;
     eval_rows_set(out, "ppl_wikitext", r.ppl);
     eval_rows_set(out, "ppl_windows", r.n_windows);
     eval_rows_set(out, "ppl_seqlen", r.seqlen);
     eval_rows_set(out, "time_ppl_s", dt);
+    eval_rows_set(out, "cpu_ppl_s", dc);
     eval_rows_set(out, "ppl_tokens_per_s", dt > 0 ? (double)r.n_windows * r.seqlen / dt : 0);
     return 0;
 }
@@ -161,7 +172,7 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
     char *sets = xasprintf("%s/zsre/edit_sets.json", dir);
     int32_t *idx = NULL;
     int n = 0;
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec(), c1 = c0;
     if (!o->skip_zsre) {
         rc = zsre_split(sets, d.n, o->edit_set, o->edit_set_size, &idx, &n, err);
         if (!rc && o->limit > 0 && n > o->limit) n = o->limit;
@@ -171,6 +182,8 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
         if (!rc) { eval_rows_set(out, "edit_set", o->edit_set); eval_rows_set(out, "n_edits", n); }
         free(idx);
         idx = NULL;
+        c1 = cpu_sec();
+        if (!rc) eval_rows_set(out, "cpu_edits_s", c1 - c0);
     }
     if (!rc && !o->skip_qa) {
         /* QA set (records 500..999 of the shuffled list): src vs answers[0] */
@@ -191,10 +204,11 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
                 eval_rows_set(out, "n_qa", n);
                 /* composable's "PPl QA": unmasked, on answers[0] */
                 double pq = 0;
-                rc = ppl_responses(m, tok, n, pr, an, false, &pq, err);
+                rc = ppl_responses2(m, tok, n, pr, an, o->batch_tokens, NULL, &pq, err);
                 if (!rc) eval_rows_set(out, "ppl_qa", pq);
             }
             free(pr); free(an); free(f1); free(rec);
+            if (!rc) eval_rows_set(out, "cpu_qa_s", cpu_sec() - c1);
         }
         free(idx);
     }
@@ -210,7 +224,7 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return err_set(err, CIS_EIO, "eval: %s is not a directory", dir);
     if (opts->threads > 0) backend_set_threads(llama_model_backend(m), opts->threads);
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec();
     int rc = 0;
     if (!rc && !opts->skip_mmlu) rc = run_mmlu(m, tok, dir, opts, out, err);
     if (!rc && !opts->skip_wmdp) rc = run_wmdp(m, tok, dir, opts, out, err);
@@ -222,5 +236,6 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     eval_rows_set(out, "sparsity", sp);
     eval_rows_set(out, "eval_profile", opts->profile);
     eval_rows_set(out, "time_eval_s", mono_sec() - t0);
+    eval_rows_set(out, "cpu_eval_s", cpu_sec() - c0);
     return 0;
 }

@@ -270,6 +270,58 @@ static void test_ppl_responses(void) {
     llama_model_free(&m);
 }
 
+/* batched ppl_responses2 == one llama_forward per pair with the loss computed by the engine (the
+ * reference code's loop), masked and unmasked, on a random model; batch budgets that force one pair
+ * per batch and that take every pair in one */
+static void test_ppl_responses_batched(void) {
+    llama_model *m = fx_model_random(7, 64);
+    const char *p[5] = {"Where is Ossa?", "Q", "capital of Valkor", "who wrote the book", "x"};
+    const char *r[5] = {"in the north", "A B C", "Ossa", "Mira Tal of the river", "y"};
+    double want[2] = {0, 0};
+    int64_t count = 0;
+    cis_err err = {0};
+    for (int mask = 0; mask < 2; mask++) {
+        double tot = 0;
+        count = 0;
+        for (int i = 0; i < 5; i++) {
+            int32_t *a = NULL, *b = NULL;
+            int na = 0, nb = 0;
+            CIS_ASSERT(eval_encode(tok, p[i], true, &a, &na, &err) == 0 && eval_encode(tok, r[i], true, &b, &nb, &err) == 0);
+            int L = na + nb;
+            int32_t ids[64], tg[64];
+            memcpy(ids, a, (size_t)na * sizeof *a);
+            memcpy(ids + na, b, (size_t)nb * sizeof *b);
+            for (int t = 0; t < L; t++) tg[t] = t + 1 < L && (!mask || t + 1 >= na) ? ids[t + 1] : LOSS_IGNORE_INDEX;
+            llama_batch bt = {.B = 1, .T = L, .ids = ids, .targets = tg};
+            double loss = 0;
+            CHECK_EQ_INT(llama_forward(m, &bt, NULL, 0, false, &loss, &err), 0);
+            tot += loss * nb;
+            count += nb;
+            free(a); free(b);
+        }
+        want[mask] = exp(tot / (double)count);
+    }
+    static const int budgets[3] = {1, 40, 0};
+    for (int k = 0; k < 3; k++) {
+        double pm = 0, pu = 0;
+        CHECK_EQ_INT(ppl_responses2(m, tok, 5, p, r, budgets[k], &pm, &pu, &err), 0);
+        CHECK_NEAR(pm, want[1], 1e-5 * want[1]);
+        CHECK_NEAR(pu, want[0], 1e-5 * want[0]);
+    }
+    double one = 0;
+    CHECK_EQ_INT(ppl_responses(m, tok, 5, p, r, true, &one, &err), 0);
+    CHECK_NEAR(one, want[1], 1e-5 * want[1]);
+    /* a pair past max_position_embeddings fails naming the pair */
+    char *longp = xmalloc(200);
+    memset(longp, 'q', 199);
+    longp[199] = 0;
+    const char *p2[2] = {"Q", longp}, *r2[2] = {"A", "B"};
+    CHECK_EQ_INT(ppl_responses2(m, tok, 2, p2, r2, 0, &one, NULL, &err), -1);
+    CHECK_MSG(strstr(err.msg, "pair 1") != NULL, "%s", err.msg);
+    free(longp);
+    llama_model_free(&m);
+}
+
 /* ---------------- average bits ---------------- */
 static void test_avg_bits(void) {
     llama_model *m = fx_model_random(1, 64);
@@ -308,6 +360,7 @@ int main(void) {
     RUN(test_teacher_forced);
     RUN(test_zsre_records);
     RUN(test_ppl_responses);
+    RUN(test_ppl_responses_batched);
     RUN(test_avg_bits);
     tokenizer_free(tok);
     free(d);
