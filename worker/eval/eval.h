@@ -93,6 +93,11 @@ int eval_ppl_tokens(llama_model *m, const int32_t *ids, int64_t n, int seqlen, i
 /* eval_ppl_text: tokenize text once (with the BOS rule of the tokenizer), then eval_ppl_tokens. */
 int eval_ppl_text(llama_model *m, const tokenizer *tok, const char *text, size_t len, int seqlen, int max_windows,
                   int batch_tokens, ppl_result *res, cis_err *err);
+/* eval_ppl_text_spread: eval_ppl_text over n_windows windows spread evenly over the text (window
+ * floor(k * W / n_windows) of the W there are, k < n_windows; all W when n_windows <= 0 or >= W),
+ * then at most max_windows of those (> 0). res->n_windows is the number scored. */
+int eval_ppl_text_spread(llama_model *m, const tokenizer *tok, const char *text, size_t len, int seqlen,
+                         int n_windows, int max_windows, int batch_tokens, ppl_result *res, cis_err *err);
 
 /* ---- zsRE (algorithms.md §10.1, §10.2) --------------------------------------------------------- */
 
@@ -178,7 +183,8 @@ double eval_avg_bits(llama_model *m, const quant_info *q, double *sparsity);
  * sweep: sets sized for the embedded default model so that a 417-composition sweep fits on 2
  * cores (EVAL_SWEEP_* below), its numbers measured against the paper profile's. */
 enum { EVAL_PROFILE_PAPER = 0, EVAL_PROFILE_SWEEP = 1 };
-#define EVAL_SWEEP_MC 25          /* questions per MC task (8 MMLU subjects, WMDP bio and cyber) */
+#define EVAL_SWEEP_MMLU 16        /* questions per MMLU subject (8 in the default world: 128) */
+#define EVAL_SWEEP_WMDP 100       /* questions per WMDP task (bio, cyber: 200) */
 #define EVAL_SWEEP_PPL_WINDOWS 32 /* WikiText windows */
 #define EVAL_SWEEP_QA 100         /* zsRE QA-set records (the edit set is scored whole) */
 
@@ -187,9 +193,11 @@ typedef struct eval_opts {
     int edit_set_size;     /* 50 */
     int limit;             /* > 0: at most N questions per MC task, N zsRE records, N PPL windows */
     int profile;           /* EVAL_PROFILE_*: recorded as the row eval_profile (set by eval_opts_profile) */
-    int mc_limit;          /* > 0: at most N questions per MC task (with limit: the smaller) */
-    int ppl_windows;       /* > 0: at most N PPL windows (with limit: the smaller) */
-    int qa_limit;          /* > 0: at most N zsRE QA-set records (with limit: the smaller) */
+    int mmlu_sample;       /* > 0: N questions per MMLU subject, spread evenly over its file (then limit) */
+    int wmdp_sample;       /* > 0: N questions per WMDP task, spread evenly (then limit) */
+    int ppl_sample;        /* > 0: N PPL windows spread evenly over the text (then limit) */
+    int qa_limit;          /* > 0: the first N zsRE QA-set records (a random sample: the set is
+                              shuffled); with limit: the smaller */
     int seqlen;            /* > 0: PPL window min(max_position_embeddings, seqlen); 0 = max_pos */
     int max_length;        /* zsRE generation length (50) */
     int batch_tokens;      /* padded tokens per forward (MC, PPL, teacher forcing); 0 = 8192 */

@@ -30,8 +30,9 @@ void eval_opts_default(eval_opts *o) {
 void eval_opts_profile(eval_opts *o, int profile) {
     o->profile = profile;
     bool sweep = profile == EVAL_PROFILE_SWEEP;
-    o->mc_limit = sweep ? EVAL_SWEEP_MC : 0;
-    o->ppl_windows = sweep ? EVAL_SWEEP_PPL_WINDOWS : 0;
+    o->mmlu_sample = sweep ? EVAL_SWEEP_MMLU : 0;
+    o->wmdp_sample = sweep ? EVAL_SWEEP_WMDP : 0;
+    o->ppl_sample = sweep ? EVAL_SWEEP_PPL_WINDOWS : 0;
     o->qa_limit = sweep ? EVAL_SWEEP_QA : 0;
     o->teacher_forced = !sweep;  /* EasyEdit's extras are not among the paper's metrics */
 }
@@ -48,6 +49,28 @@ int eval_profile_parse(const char *s, const char *what, int *profile, cis_err *e
 
 /* the smaller positive of two caps (0 = no cap) */
 static int cap(int a, int b) { return a > 0 && (b <= 0 || a < b) ? a : b; }
+
+/* the task scored: t itself, or (sample > 0 and below t's size) `sample` of its questions spread
+ * evenly over the file (question floor(k * n / sample)), sharing t's strings: free only ->q */
+static mc_task mc_sampled(const mc_task *t, int sample) {
+    mc_task s = *t;
+    if (sample <= 0 || sample >= t->n) { s.q = NULL; return s; }
+    s.q = xmalloc((size_t)sample * sizeof *s.q);
+    for (int k = 0; k < sample; k++) s.q[k] = t->q[(int64_t)k * t->n / sample];
+    s.n = sample;
+    return s;
+}
+
+/* eval_mc_task on the sampled task */
+static int mc_run(llama_model *m, tokenizer *tok, const mc_task *t, int sample, const mc_opts *mo, mc_result *r,
+                  cis_err *err) {
+    mc_task s = mc_sampled(t, sample);
+    bool own = s.q != NULL;
+    if (!own) s.q = t->q;
+    int rc = eval_mc_task(m, tok, &s, mo, NULL, NULL, r, err);
+    if (own) free(s.q);
+    return rc;
+}
 
 static bool exists(const char *p) {
     struct stat sb;
@@ -78,12 +101,12 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
     int rc = mmlu_load_dir(md, "test", &tasks, &nt, err);
     free(md);
     if (rc) return -1;
-    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = cap(o->limit, o->mc_limit)};
+    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     int total = 0, correct = 0;
     double t0 = mono_sec(), c0 = cpu_sec();
     for (int i = 0; i < nt && !rc; i++) {
         mc_result r;
-        rc = eval_mc_task(m, tok, &tasks[i], &mo, NULL, NULL, &r, err);
+        rc = mc_run(m, tok, &tasks[i], o->mmlu_sample, &mo, &r, err);
         if (rc) break;
         char k[96];
         snprintf(k, sizeof k, "mmlu_%s", tasks[i].name);
@@ -110,7 +133,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
     double acc[2];
     int have = 0, rc = 0, nq = 0;
     double t0 = mono_sec(), c0 = cpu_sec();
-    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = cap(o->limit, o->mc_limit)};
+    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     for (int k = 0; k < 2 && !rc; k++) {
         char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
         if (!exists(p)) { free(p); p = xasprintf("%s/wmdp/%s.jsonl", dir, file[k]); }
@@ -126,7 +149,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
         free(p);
         if (rc) break;
         mc_result r;
-        rc = eval_mc_task(m, tok, &t, &mo, NULL, NULL, &r, err);
+        rc = mc_run(m, tok, &t, o->wmdp_sample, &mo, &r, err);
         mc_task_clear(&t);
         if (rc) break;
         eval_rows_set(out, row[k], r.acc);
@@ -149,7 +172,7 @@ static int run_ppl(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     if (rc) return -1;
     double t0 = mono_sec(), c0 = cpu_sec();
     ppl_result r;
-    rc = eval_ppl_text(m, tok, text, len, o->seqlen, cap(o->limit, o->ppl_windows), o->batch_tokens, &r, err);
+    rc = eval_ppl_text_spread(m, tok, text, len, o->seqlen, o->ppl_sample, o->limit, o->batch_tokens, &r, err);
     double dt = mono_sec() - t0, dc = cpu_sec() - c0;
     free(text);
     if (rc) return -1;

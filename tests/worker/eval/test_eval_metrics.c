@@ -322,6 +322,36 @@ static void test_ppl_responses_batched(void) {
     llama_model_free(&m);
 }
 
+/* eval_ppl_text_spread: windows floor(k*W/n) of the W there are, each scored as in eval_ppl_tokens */
+static void test_ppl_spread(void) {
+    llama_model *m = fx_model_random(5, 64);
+    char text[400];
+    for (int i = 0; i < 399; i++) text[i] = (char)('a' + (i * 7 + i / 13) % 26);
+    text[399] = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    cis_err err = {0};
+    CIS_ASSERT(tokenizer_encode(tok, text, 399, true, &ids, &n, &err) == 0);
+    const int T = 16, W = (int)n / T;  /* 400 tokens: 25 windows */
+    ppl_result got, want, all;
+    CHECK_EQ_INT(eval_ppl_text_spread(m, tok, text, 399, T, 3, 0, 0, &got, &err), 0);
+    int32_t sel[3 * 16];
+    for (int k = 0; k < 3; k++) memcpy(sel + k * T, ids + (size_t)(k * W / 3) * T, T * sizeof *sel);
+    CHECK_EQ_INT(eval_ppl_tokens(m, sel, 3 * T, T, 0, 0, &want, &err), 0);
+    CHECK_EQ_INT(got.n_windows, 3);
+    CHECK_NEAR(got.ppl, want.ppl, 1e-12 * want.ppl);
+    /* not the first three windows: the spread differs from the plain cap */
+    CHECK_EQ_INT(eval_ppl_text(m, tok, text, 399, T, 3, 0, &all, &err), 0);
+    CHECK(fabs(all.ppl - got.ppl) > 1e-9);
+    /* a sample of at least W windows is all of them; limit caps the sample */
+    CHECK_EQ_INT(eval_ppl_text_spread(m, tok, text, 399, T, 1000, 0, 0, &got, &err), 0);
+    CHECK_EQ_INT(got.n_windows, W);
+    CHECK_EQ_INT(eval_ppl_text_spread(m, tok, text, 399, T, 5, 2, 0, &got, &err), 0);
+    CHECK_EQ_INT(got.n_windows, 2);
+    free(ids);
+    llama_model_free(&m);
+}
+
 /* ---------------- average bits ---------------- */
 static void test_avg_bits(void) {
     llama_model *m = fx_model_random(1, 64);
@@ -361,6 +391,7 @@ int main(void) {
     RUN(test_zsre_records);
     RUN(test_ppl_responses);
     RUN(test_ppl_responses_batched);
+    RUN(test_ppl_spread);
     RUN(test_avg_bits);
     tokenizer_free(tok);
     free(d);

@@ -171,9 +171,9 @@ static void test_suite(void) {
     free(td);
 }
 
-/* profiles: the sweep profile's caps per set (here smaller than the sets by hand: 1 question per MC
- * task, 1 window, 3 QA records), recorded as rows; the edit set whole; no teacher-forced rows;
- * limit still caps; names parsed with errors naming the field */
+/* profiles: the sweep profile's samples per set (here smaller than the sets by hand: 2 questions per
+ * MC task spread over the file, 1 window, 3 QA records), recorded as rows; the edit set whole; no
+ * teacher-forced rows; limit still caps; names parsed with errors naming the field */
 static void test_profiles(void) {
     char *td = xasprintf("%s/tok", tmpdir);
     tokenizer *tok = fx_tokenizer(td, true);
@@ -182,17 +182,19 @@ static void test_profiles(void) {
     eval_opts_default(&o);
     CHECK_EQ_INT(o.profile, EVAL_PROFILE_PAPER);
     eval_opts_profile(&o, EVAL_PROFILE_SWEEP);
-    CHECK(o.mc_limit == EVAL_SWEEP_MC && o.ppl_windows == EVAL_SWEEP_PPL_WINDOWS && o.qa_limit == EVAL_SWEEP_QA);
+    CHECK(o.mmlu_sample == EVAL_SWEEP_MMLU && o.wmdp_sample == EVAL_SWEEP_WMDP && o.ppl_sample == EVAL_SWEEP_PPL_WINDOWS &&
+          o.qa_limit == EVAL_SWEEP_QA);
     CHECK(!o.teacher_forced);
     o.seqlen = 8;
-    o.mc_limit = 1; o.ppl_windows = 1; o.qa_limit = 3;
+    o.mmlu_sample = 2; o.wmdp_sample = 2; o.ppl_sample = 1; o.qa_limit = 3;
     eval_rows r = {0};
     cis_err err = {0};
     CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
-    CHECK_NEAR(row(&r, "n_mmlu"), 2, 0);          /* 2 subjects x 1 */
-    CHECK_NEAR(row(&r, "mmlu_astronomy"), 1, 0);  /* its first question only (gold A) */
-    CHECK_NEAR(row(&r, "n_wmdp"), 2, 0);
-    CHECK_NEAR(row(&r, "wmdp_cyber"), 0, 0);      /* c1: gold B */
+    CHECK_NEAR(row(&r, "n_mmlu"), 3, 0);            /* astronomy 2 of 3, virology its only one */
+    CHECK_NEAR(row(&r, "mmlu_astronomy"), 0.5, 0);  /* questions 0 and 1 (gold A, B); the model says A */
+    CHECK_NEAR(row(&r, "n_wmdp"), 4, 0);
+    CHECK_NEAR(row(&r, "wmdp_bio"), 1, 0);          /* b1, b2: gold A */
+    CHECK_NEAR(row(&r, "wmdp_cyber"), 0, 0);        /* c1, c3 (0 and 4/2): gold B, D */
     CHECK_NEAR(row(&r, "ppl_windows"), 1, 0);
     CHECK_NEAR(row(&r, "n_edits"), 50, 0);
     CHECK_NEAR(row(&r, "n_qa"), 3, 0);
@@ -208,7 +210,7 @@ static void test_profiles(void) {
     CHECK_NEAR(row(&r, "n_edits"), 2, 0);
     eval_rows_clear(&r);
     eval_opts_profile(&o, EVAL_PROFILE_PAPER);
-    CHECK(o.mc_limit == 0 && o.ppl_windows == 0 && o.qa_limit == 0 && o.teacher_forced);
+    CHECK(o.mmlu_sample == 0 && o.wmdp_sample == 0 && o.ppl_sample == 0 && o.qa_limit == 0 && o.teacher_forced);
     int pf = -1;
     CHECK(eval_profile_parse("sweep", "X", &pf, &err) == 0 && pf == EVAL_PROFILE_SWEEP);
     CHECK(eval_profile_parse("paper", "X", &pf, &err) == 0 && pf == EVAL_PROFILE_PAPER);
