@@ -1,7 +1,9 @@
 # cisweep build. C11; objects in build/, binaries in build/bin/.
 #   make            build cisweep (coordinator + CLI) and cisweep-worker (daemon + model tools)
 #   make test       install deps if missing, build, run every test (tests/run.sh)
-#   make run        install deps if missing, build, run the main job on the embedded default
+#   make run        install deps if missing, build, run the study end to end on the embedded default
+#                   (`cisweep run`: world, models, statistics, grids/paper-417.json, report, findings)
+#   make demo       the quick tour: one model, grids/default.json
 #   make bench      run the benchmarks under tests/bench/
 #   make SANITIZE=address ...   build with AddressSanitizer into build-asan/
 # CI=1 (or CI=true) adds -Werror. nvcc is detected; .cu files are compiled where it exists.
@@ -56,7 +58,7 @@ LIBCOMMON := $(BUILD)/libcommon.a
 LIBCOORD  := $(BUILD)/libcoord.a
 LIBWORKER := $(BUILD)/libworker.a
 
-.PHONY: all test test-gpu run bench clean deps tests-build info
+.PHONY: all test test-gpu run demo bench clean deps tests-build info
 all: info $(BUILD)/bin/cisweep $(BUILD)/bin/cisweep-worker $(CUDA_LIB)
 
 info:
@@ -90,6 +92,13 @@ $(BUILD)/gen/schema_sql.h: schema/schema.sql
 	   echo "static const char SCHEMA_SQL[] = "; \
 	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ";"; } > $@
 $(BUILD)/coordinator/job_store.o: $(BUILD)/gen/schema_sql.h
+# so is views.sql, the composability views (re-created on open when they differ; job_store_views.c)
+$(BUILD)/gen/views_sql.h: schema/views.sql
+	@mkdir -p $(dir $@)
+	@{ echo "/* generated from schema/views.sql by the Makefile; do not edit */"; \
+	   echo "static const char VIEWS_SQL[] = "; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/"/' -e 's/$$/\\n"/' $<; echo ";"; } > $@
+$(BUILD)/coordinator/job_store_views.o: $(BUILD)/gen/views_sql.h
 CFLAGS += -I$(BUILD)/gen
 # the Slurm batch templates are compiled into `cisweep slurm submit` the same way (issue 15)
 $(BUILD)/gen/slurm_templates.h: deploy/slurm/worker.sbatch deploy/slurm/coordinator.sbatch
@@ -132,6 +141,11 @@ test-gpu: tests-build
 	@bash tests/run.sh test_backend_ops && bash tests/run.sh test_model_device
 
 run: deps
+	@$(MAKE) --no-print-directory all
+	@$(BUILD)/bin/cisweep run
+
+# make demo: the quick tour of before issue 12 (one model, grids/default.json, a CSV export)
+demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash deploy/run-default.sh
 

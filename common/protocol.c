@@ -104,7 +104,8 @@ static const field F_WELCOME[] = {{"heartbeat_ms", F_POSINT, true}, {"liveness",
 static const field F_READY[] = {{"slots", F_POSINT, false}, {NULL, 0, 0}};
 static const field F_JOB[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"model", F_STR, true},
     {"model_path", F_STR, false}, {"composition", F_ARR, true}, {"key", F_STR, false},
-    {"edit_set", F_INT, false}, {"lease_ms", F_POSINT, true}, {"timeout_ms", F_INT, false}, {NULL, 0, 0}};
+    {"edit_set", F_INT, false}, {"lease_ms", F_POSINT, true}, {"timeout_ms", F_INT, false},
+    {"recompress", F_STR, false}, {NULL, 0, 0}};
 static const field F_HEARTBEAT[] = {{"job", F_POSINT, false}, {"attempt", F_POSINT, false},
     {"progress", F_NUM, false}, {"held", F_ARR, false}, {NULL, 0, 0}};
 static const field F_RESULT[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"rows", F_OBJ, true},

@@ -12,7 +12,8 @@
  *           memory_mb, free_mb, version, pid,   JOB     {job, attempt, model, model_path,
  *           slots,
  *           running:{job,attempt}|null,              composition:[stages], key, edit_set,
- *           held:[{job,attempt}],                       lease_ms, timeout_ms}
+ *           held:[{job,attempt}],                       lease_ms, timeout_ms,
+ *                                                       recompress?: "paper"|"never"|"always"|"mask"}
  *           spooled:[{job,attempt}]}
  *   READY  {slots}                             HEARTBEAT {}
  *   HEARTBEAT {job?, attempt?, progress?, held?}

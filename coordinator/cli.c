@@ -5,6 +5,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/grid.h"
 #include "coordinator/job_store.h"
+#include "coordinator/model_presets.h"
 #include "common/fs_check.h"
 #include "common/log.h"
 
@@ -40,9 +41,20 @@ static int int_opt(const char *cmd, const char *flag, const char *v, int64_t lo,
     return 2;
 }
 
-/* models map: {"slot": "path"} or {"slot": {"path": "...", ...}}; validated here so that launch
- * refuses a bad file before touching the DB */
-static char *load_models_map(const char *path, cis_err *err) {
+/* `base`/`rel`, with base made absolute against the working directory when it is relative */
+static char *join_models_dir(const char *base, const char *rel) {
+    char cwd[PATH_MAX];
+    size_t n = strlen(base);
+    while (n > 1 && base[n - 1] == '/') n--;
+    if (base[0] == '/' || !getcwd(cwd, sizeof cwd)) return xasprintf("%.*s/%s", (int)n, base, rel);
+    return xasprintf("%s/%.*s/%s", cwd, (int)n, base, rel);
+}
+
+/* models map: {"slot": "path"} or {"slot": {"path": "...", "presets": {...}, ...}}; validated here
+ * (presets: model_presets.h) so that launch refuses a bad file before touching the DB. With models_dir (--models-dir DIR), a relative path
+ * becomes DIR/path, absolute (so that every worker and every later launch read the same string:
+ * cross-sweep reuse compares models.path); without it, paths are stored as written. */
+static char *load_models_map(const char *path, const char *models_dir, cis_err *err) {
     char *text = read_file(path, NULL, err);
     if (!text) return NULL;
     json_error_t je;
@@ -53,12 +65,21 @@ static char *load_models_map(const char *path, cis_err *err) {
     const char *k;
     json_t *v;
     json_object_foreach(m, k, v) {
-        if (json_is_string(v)) continue;
-        if (json_is_object(v) && json_is_string(json_object_get(v, "path"))) continue;
-        json_decref(m);
-        err_set(err, CIS_EINVAL, "%s: $.%s: expected a path string or an object with a \"path\" string", path, k);
-        return NULL;
+        json_t *pv = json_is_object(v) ? json_object_get(v, "path") : v;
+        if (!json_is_string(pv) || !*json_string_value(pv)) {
+            err_set(err, CIS_EINVAL, "%s: $.%s: expected a non-empty path string or an object with a non-empty "
+                    "\"path\" string (and optionally \"presets\": {\"method\": {\"param\": value}})", path, k);
+            json_decref(m); /* after: k lives in m */
+            return NULL;
+        }
+        if (models_dir && json_string_value(pv)[0] != '/') {
+            char *full = join_models_dir(models_dir, json_string_value(pv));
+            if (json_is_object(v)) json_object_set_new(v, "path", json_string(full));
+            else json_object_set_new(m, k, json_string(full));
+            free(full);
+        }
     }
+    if (model_presets_check(m, path, err)) { json_decref(m); return NULL; }
     char *out = json_dumps(m, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(m);
     return out;
@@ -78,14 +99,16 @@ static int64_t sweep_jobs(job_store *js, const char *name) {
 }
 
 int cmd_launch(int argc, char **argv) {
-    const char *db = NULL, *gridf = NULL, *models = NULL, *name = NULL;
+    const char *db = NULL, *gridf = NULL, *models = NULL, *models_dir = NULL, *name = NULL;
     unsigned flags = 0;
-    bool extend = false;
+    bool extend = false, no_reuse = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--db") && n) { db = n; i++; }
         else if (!strcmp(a, "--grid") && n) { gridf = n; i++; }
+        else if (!strcmp(a, "--no-reuse")) no_reuse = true;
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
+        else if (!strcmp(a, "--models-dir") && n) { models_dir = n; i++; }
         else if (!strcmp(a, "--name") && n) { name = n; i++; }
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(a, "--allow-huge-grid")) flags |= GRID_ALLOW_HUGE;
@@ -94,14 +117,31 @@ int cmd_launch(int argc, char **argv) {
     }
     int rc;
     if ((rc = need("launch", "--db DB", db)) || (rc = need("launch", "--grid FILE", gridf))) return rc;
+    if (models_dir && !models) {
+        fprintf(stderr, "cisweep launch: --models-dir DIR resolves the relative paths of a models map: give one "
+                "with --models MAP\n");
+        return 2;
+    }
+    if (models_dir && !*models_dir) { fprintf(stderr, "cisweep launch: --models-dir: expected a directory\n"); return 2; }
     cis_err err = {0};
     grid *g = NULL;
     if (grid_load(gridf, flags, &g, &err)) { fprintf(stderr, "cisweep launch: %s\n", err.msg); return 2; }
     char *mj = NULL;
-    if (models && !(mj = load_models_map(models, &err))) {
+    if (models && !(mj = load_models_map(models, models_dir, &err))) {
         fprintf(stderr, "cisweep launch: %s\n", err.msg);
         grid_free(&g);
         return 2;
+    }
+    if (mj) { /* the slots' presets into their compositions: the stored spec is what runs */
+        json_t *map = json_loads(mj, 0, NULL);
+        int prc = model_presets_apply(g, map, models, &err);
+        json_decref(map);
+        if (prc) {
+            fprintf(stderr, "cisweep launch: %s\n", err.msg);
+            grid_free(&g);
+            free(mj);
+            return 2;
+        }
     }
     job_store *js = NULL;
     if (job_store_open(db, JS_CREATE, &js, &err)) {
@@ -115,7 +155,21 @@ int cmd_launch(int argc, char **argv) {
     const char *sname = name ? name : g->name;
     int64_t existing = sweep_jobs(js, sname);
     rc = js_begin(js, &err);
-    if (!rc) rc = js_launch(js, g, name, mj, now_ms(), &st, &err);
+    if (!rc) rc = js_launch_ex(js, g, name, mj, now_ms(), no_reuse ? JS_LAUNCH_NO_REUSE : 0, &st, &err);
+    /* the same work (model path and config, composition, seed) not yet done in another sweep: two
+     * sweeps would run it twice; say so and change nothing unless --no-reuse says that is wanted */
+    if (!rc && st.jobs_shared_inflight > 0 && !no_reuse) {
+        js_rollback(js);
+        fprintf(stderr, "cisweep launch: %d of the %d jobs %s would add to %s are the same work (model path, composition, "
+                "edit set or seed) as jobs of sweep \"%s\" that are not done yet (pending or leased); launching now "
+                "would run them twice. Nothing was changed.\n---> HINT: let \"%s\" finish and launch again (its results "
+                "are then reused, not recomputed), or pass --no-reuse to run them in both sweeps\n",
+                st.jobs_shared_inflight, st.jobs_added, gridf, db, st.inflight_sweep, st.inflight_sweep);
+        job_store_close(&js);
+        grid_free(&g);
+        free(mj);
+        return 2;
+    }
     if (!rc && existing >= 0 && st.jobs_added > 0 && !extend) {
         js_rollback(js);
         fprintf(stderr, "cisweep launch: %s already has a sweep \"%s\" (%lld jobs); %s would add %d jobs to it. "
@@ -133,6 +187,15 @@ int cmd_launch(int argc, char **argv) {
         printf("sweep %s (id %lld) in %s: %d compositions added, %d already there; %d jobs added, %d already there\n",
                name ? name : g->name, (long long)st.sweep_id, db, st.comps_added, st.comps_existing, st.jobs_added,
                st.jobs_existing);
+    if (!rc && st.jobs_shared > 0) {
+        if (no_reuse)
+            printf("%d of the added jobs are the same work as jobs of other sweeps (e.g. \"%s\"); --no-reuse: they "
+                   "run again\n", st.jobs_shared, st.shared_sweep);
+        else
+            printf("%d of the added jobs are the same work as jobs of other sweeps (e.g. \"%s\"): %d reused (their "
+                   "results copied, done now), %d to run (the other sweep's job failed or was cancelled)\n",
+                   st.jobs_shared, st.shared_sweep, st.jobs_reused, st.jobs_shared_unfinished);
+    }
     job_store_close(&js);
     grid_free(&g);
     free(mj);

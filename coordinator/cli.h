@@ -11,8 +11,11 @@ int cmd_retry(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_study(int argc, char **argv);        /* cmd_study.c: `cisweep run` without --grid */
+int cmd_findings(int argc, char **argv);     /* cmd_study.c: the paper's findings on a sweep DB */
 int cmd_slurm(int argc, char **argv);   /* cmd_slurm.c: `slurm submit` */
 int cmd_keygen(int argc, char **argv);       /* `cisweep keygen NAME...`: CURVE key pairs */
+int cmd_report(int argc, char **argv);       /* report.c: `cisweep report --db DB --out DIR` */
 
 /* the path of a sibling program (cisweep-worker) next to the running binary; malloc'd */
 char *cli_sibling_path(const char *name);

@@ -1,11 +1,13 @@
 /* cmd_grid.c - `cisweep grid FILE [--count] [--jobs] [--allow-selftest] [--quiet]`: expand a grid
  * spec and print it. Output (stdout):
- *   one line per composition: MODEL<TAB>PATTERN<TAB>CANONICAL   (omitted with --quiet)
+ *   one line per composition: MODEL<TAB>PATTERN<TAB>CANONICAL   (omitted with --quiet), and
+ *     <TAB>recompress=POLICY when the block's recompress policy is not paper
  *   "# grid NAME (FILE): N compositions, M jobs"
  *   "# by pattern:" then "#   PATTERN<spaces>COUNT" in order of first appearance
  *   "# by model:" then "#   MODEL<spaces>COMPOSITIONS compositions, JOBS jobs"
  *   --count: N alone on a line; --jobs: M alone on a line (with both: N, then M last).
  * A bad grid prints "cisweep grid: MESSAGE" on stderr and exits 2; usage errors exit 2 too. */
+#include "common/recompress.h"
 #include "coordinator/grid.h"
 
 #include <stdio.h>
@@ -56,7 +58,10 @@ int cmd_grid(int argc, char **argv) {
     for (size_t i = 0; i < g->n_comps; i++) {
         const grid_comp *c = &g->comps[i];
         size_t nj = c->n_edit_sets > 0 ? (size_t)c->n_edit_sets : 1;
-        if (!quiet) printf("%s\t%s\t%s\n", c->model, c->pattern, c->canonical);
+        if (!quiet) /* a 4th column only for a policy other than paper: older outputs unchanged */
+            printf("%s\t%s\t%s%s%s\n", c->model, c->pattern, c->canonical,
+                   c->recompress != RECOMPRESS_PAPER ? "\trecompress=" : "",
+                   c->recompress != RECOMPRESS_PAPER ? recompress_name(c->recompress) : "");
         tally_add(pat, &npat, c->pattern, nj);
         tally_add(mod, &nmod, c->model, nj);
         if (strlen(c->pattern) > wpat) wpat = strlen(c->pattern);

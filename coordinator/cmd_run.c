@@ -77,6 +77,45 @@ static void *supervise(void *arg) {
     }
 }
 
+/* the progress line (--progress SECONDS): every period, the jobs finished, the rate since the
+ * start and the ETA at that rate, read from the DB through a read-only connection */
+typedef struct progress_ctx {
+    const char *db;
+    int period_s;
+    volatile int stop;
+} progress_ctx;
+
+static void *progress_loop(void *arg) {
+    progress_ctx *p = arg;
+    int64_t t0 = mono_ms(), start_done = -1;
+    while (!p->stop) {
+        for (int i = 0; i < p->period_s * 10 && !p->stop; i++) sleep_ms(100);
+        if (p->stop) break;
+        cis_err err = {0};
+        job_store *js = NULL;
+        js_counts k;
+        if (job_store_open(p->db, JS_READONLY, &js, &err) || js_count_states(js, &k, &err)) {
+            job_store_close(&js);
+            continue;
+        }
+        job_store_close(&js);
+        int64_t finished = k.done + k.failed + k.dead + k.cancelled;
+        if (start_done < 0) { start_done = finished; t0 = mono_ms(); continue; }   /* the rate counts this run only */
+        double el = (mono_ms() - t0) / 1000.0, rate = el > 0 ? (finished - start_done) / el : 0;
+        int64_t left = k.pending + k.leased;
+        char eta[32] = "-";
+        if (rate > 0) {
+            int64_t s = (int64_t)(left / rate);
+            snprintf(eta, sizeof eta, "%lld:%02lld:%02lld", (long long)(s / 3600), (long long)(s / 60 % 60), (long long)(s % 60));
+        }
+        printf("progress: %lld/%lld jobs finished (%.1f%%), %lld failed/dead, %lld running, %.2f jobs/s, ETA %s\n",
+               (long long)finished, (long long)k.total, k.total ? 100.0 * finished / k.total : 0.0,
+               (long long)(k.failed + k.dead), (long long)k.leased, rate, eta);
+        fflush(stdout);
+    }
+    return NULL;
+}
+
 static void summary(const char *db_path) {
     cis_err err = {0};
     job_store *js = NULL;
@@ -111,9 +150,13 @@ static void summary(const char *db_path) {
 }
 
 int cmd_run(int argc, char **argv) {
+    bool has_grid = false;
+    for (int i = 1; i < argc; i++) has_grid |= !strcmp(argv[i], "--grid");
+    if (!has_grid) return cmd_study(argc, argv);   /* no grid: the study end to end (cmd_study.c) */
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
-               *data = NULL, *threads = NULL, *eval_limit = NULL, *eval_profile = NULL;
-    int64_t nworkers = 1, hb = 1000, v, slots = 0;
+               *models_dir = NULL, *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL,
+               *eval_profile = NULL, *mc_prompt = NULL, *stage_evals = NULL;
+    int64_t nworkers = 1, hb = 1000, v, slots = 0, progress_s = 0;
     unsigned flags = 0;
     bool skip_missing_data = false;
     coord_opts o;
@@ -126,13 +169,18 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--device") && n) { device = n; i++; }
         else if (!strcmp(a, "--cache") && n) { cache = n; i++; }
         else if (!strcmp(a, "--models") && n) { models = n; i++; }
+        else if (!strcmp(a, "--models-dir") && n) { models_dir = n; i++; }
         else if (!strcmp(a, "--data") && n) { data = n; i++; }
+        else if (!strcmp(a, "--artifacts") && n) { artifacts = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
-        else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "paper") || !strcmp(n, "sweep"))) { eval_profile = n; i++; }
+        else if (!strcmp(a, "--stage-evals") && n && parse_i64(n, &v) && v >= 0) { stage_evals = n; i++; }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
+        else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "default") || !strcmp(n, "paper") || !strcmp(n, "sweep"))) { eval_profile = n; i++; }
+        else if (!strcmp(a, "--mc-prompt") && n && (!strcmp(n, "0.4.2") || !strcmp(n, "0.4.4"))) { mc_prompt = n; i++; }
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(a, "--nosync")) o.nosync = true;
+        else if (!strcmp(a, "--progress") && n && parse_i64(n, &progress_s) && progress_s >= 1 && progress_s <= 86400) i++;
         else if (!strcmp(a, "--workers") && n && parse_i64(n, &nworkers) && nworkers >= 1 && nworkers <= 1024) i++;
         else if (!strcmp(a, "--slots") && n && parse_i64(n, &slots) && slots >= 1 && slots <= 8) i++;
         else if (!strcmp(a, "--heartbeat-ms") && n && parse_i64(n, &hb) && hb >= 10 && hb <= INT_MAX) { o.heartbeat_ms = (int)hb; i++; }
@@ -143,10 +191,11 @@ int cmd_run(int argc, char **argv) {
     }
     if (!gridf) { fprintf(stderr, "cisweep run: --grid FILE is required\n"); return 2; }
     /* 1. launch (the same code path as `cisweep launch`) */
-    char *largv[10];
+    char *largv[12];
     int lc = 0;
     largv[lc++] = "launch"; largv[lc++] = "--db"; largv[lc++] = (char *)db; largv[lc++] = "--grid"; largv[lc++] = (char *)gridf;
     if (models) { largv[lc++] = "--models"; largv[lc++] = (char *)models; }
+    if (models_dir) { largv[lc++] = "--models-dir"; largv[lc++] = (char *)models_dir; }
     if (flags & GRID_ALLOW_SELFTEST) largv[lc++] = "--allow-selftest";
     largv[lc] = NULL;
     int rc = cmd_launch(lc, largv);
@@ -169,7 +218,7 @@ int cmd_run(int argc, char **argv) {
     snprintf(hbs, sizeof hbs, "%d", o.heartbeat_ms);
     char slotss[32];
     snprintf(slotss, sizeof slotss, "%lld", (long long)slots);
-    char *wargv[24];
+    char *wargv[40];
     int wc = 0;
     wargv[wc++] = cli_sibling_path("cisweep-worker");
     wargv[wc++] = "worker"; wargv[wc++] = "--connect"; wargv[wc++] = ep; wargv[wc++] = "--device"; wargv[wc++] = (char *)device;
@@ -178,10 +227,13 @@ int cmd_run(int argc, char **argv) {
     if (flags & GRID_ALLOW_SELFTEST) wargv[wc++] = "--selftest";
     if (slots) { wargv[wc++] = "--slots"; wargv[wc++] = slotss; }
     if (data) { wargv[wc++] = "--data"; wargv[wc++] = (char *)data; }
+    if (artifacts) { wargv[wc++] = "--artifacts"; wargv[wc++] = (char *)artifacts; }
     if (threads) { wargv[wc++] = "--threads"; wargv[wc++] = (char *)threads; }
     if (eval_limit) { wargv[wc++] = "--eval-limit"; wargv[wc++] = (char *)eval_limit; }
-    if (eval_profile) { wargv[wc++] = "--eval-profile"; wargv[wc++] = (char *)eval_profile; }
+    if (stage_evals) { wargv[wc++] = "--stage-evals"; wargv[wc++] = (char *)stage_evals; }
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
+    if (eval_profile) { wargv[wc++] = "--eval-profile"; wargv[wc++] = (char *)eval_profile; }
+    if (mc_prompt) { wargv[wc++] = "--mc-prompt"; wargv[wc++] = (char *)mc_prompt; }
     wargv[wc] = NULL;
     r.argv = wargv;
     pthread_mutex_lock(&r.mu);
@@ -194,7 +246,11 @@ int cmd_run(int argc, char **argv) {
     static volatile int stop = 0;
     coord_install_signals(&stop);
     o.stop_flag = &stop;
+    progress_ctx pc = {.db = db, .period_s = (int)progress_s};
+    pthread_t prog;
+    if (progress_s) pthread_create(&prog, NULL, progress_loop, &pc);
     int crc = coordinator_run(&o, &err);
+    if (progress_s) { pc.stop = 1; pthread_join(prog, NULL); }
     if (crc) LOG_E("%s", err.msg);
     /* 4. stop the workers */
     pthread_mutex_lock(&r.mu);

@@ -719,10 +719,11 @@ static int dispatch(coord *c, cis_err *err) {
                 js_job_clear(&j);
                 continue;
             }
-            json_t *b = json_pack("{s:I,s:i,s:s,s:s,s:o,s:s,s:i,s:i,s:I}", "job", (json_int_t)j.id, "attempt",
+            json_t *b = json_pack("{s:I,s:i,s:s,s:s,s:o,s:s,s:i,s:i,s:I,s:s}", "job", (json_int_t)j.id, "attempt",
                                   j.attempt, "model", j.model, "model_path", j.model_path ? j.model_path : j.model,
                                   "composition", comp, "key", j.key, "edit_set", j.edit_set, "lease_ms",
-                                  c->o->lease_ms, "timeout_ms", (json_int_t)c->o->job_timeout_ms);
+                                  c->o->lease_ms, "timeout_ms", (json_int_t)c->o->job_timeout_ms, "recompress",
+                                  j.recompress[0] ? j.recompress : "paper");
             queue(c, w->id, w->id_len, PROTO_JOB, b);
             held_add(w, j.id, j.attempt);
             snprintf(w->model, sizeof w->model, "%s", j.model);

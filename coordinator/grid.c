@@ -4,7 +4,9 @@
  * baseline, category pairs, explicit compositions, a selftest generator) plus "subgrids": more
  * blocks, e.g. the reduced grids of the appendix models. Each block expands, per model in its
  * order, into: the baseline, the singles (edit, compress, unlearn), each listed pair (A->B, then
- * B->A when both_orders), the explicit compositions, then the selftest ones. Every error names the
+ * B->A when both_orders), the explicit compositions, then the selftest ones. A composition with an
+ * editor runs once per edit set; one without runs once, or once per seed when the block has
+ * "seeds" (the job's edit_set column then holds the seed; docs/grids.md). Every error names the
  * file and the JSON path of the offending value; unknown keys are errors at every level; two
  * compositions with the same model and canonical spec are an error. */
 #include "coordinator/grid.h"
@@ -14,6 +16,7 @@
 #include <string.h>
 #include <jansson.h>
 #include "common/spec.h"
+#include "common/recompress.h"
 
 #define MAX_EDIT_SETS 100000
 #define MAX_COMPS 5000000
@@ -34,7 +37,10 @@ typedef struct block {
     json_t *models;      /* array of strings (borrowed) or NULL */
     int *edit_sets;      /* [n_edit_sets] */
     int n_edit_sets;
+    int *seeds;          /* [n_seeds] seeds of compositions without an editor ("seeds"); NULL = once */
+    int n_seeds;
     int priority;
+    int recompress;      /* recompress_policy (common/recompress.h), "recompress" key; inherited */
     bool singles, baseline, both_orders;
     json_t *cat[3];      /* per category: array of normalized single stages (owned) */
     json_t *cat_src[3];  /* per category: JSON path of each stage's method entry (strings, owned) */
@@ -109,12 +115,15 @@ static int parse_models(json_t *v, const char *path, cis_err *err) {
     return 0;
 }
 
-/* "edit_sets": N (meaning 1..N) or a list of distinct positive integers */
-static int parse_edit_sets(json_t *v, const char *path, int **out, int *n, cis_err *err) {
+/* "edit_sets" / "seeds" (key): N (meaning 1..N) or a list of distinct positive integers; for
+ * "seeds" (allow_zero) 0 means none: the compositions without an editor run once (*n = 0) */
+static int parse_sets(json_t *v, const char *path, const char *key, bool allow_zero, int **out, int *n, cis_err *err) {
     if (json_is_integer(v)) {
         long long k = json_integer_value(v);
-        if (k < 1 || k > MAX_EDIT_SETS) return bad(err, "%s.edit_sets: %lld is out of range (allowed: 1..%d)", path, k, MAX_EDIT_SETS);
-        int *e = xmalloc(sizeof(int) * (size_t)k);
+        if (k < (allow_zero ? 0 : 1) || k > MAX_EDIT_SETS)
+            return bad(err, "%s.%s: %lld is out of range (allowed: %d..%d%s)", path, key, k, allow_zero ? 0 : 1,
+                       MAX_EDIT_SETS, allow_zero ? "; 0 = run once" : "");
+        int *e = k ? xmalloc(sizeof(int) * (size_t)k) : NULL;
         for (int i = 0; i < k; i++) e[i] = i + 1;
         free(*out);
         *out = e;
@@ -122,21 +131,21 @@ static int parse_edit_sets(json_t *v, const char *path, int **out, int *n, cis_e
         return 0;
     }
     if (!json_is_array(v) || json_array_size(v) == 0 || json_array_size(v) > MAX_EDIT_SETS)
-        return bad(err, "%s.edit_sets: expected a count N (sets 1..N) or a non-empty list of positive integers", path);
+        return bad(err, "%s.%s: expected a count N (sets 1..N) or a non-empty list of positive integers", path, key);
     size_t k = json_array_size(v);
     int *e = xmalloc(sizeof(int) * k);
     for (size_t i = 0; i < k; i++) {
         json_t *x = json_array_get(v, i);
         if (!json_is_integer(x) || json_integer_value(x) < 1 || json_integer_value(x) > 1000000000) {
             free(e);
-            return bad(err, "%s.edit_sets[%zu]: expected a positive integer", path, i);
+            return bad(err, "%s.%s[%zu]: expected a positive integer", path, key, i);
         }
         e[i] = (int)json_integer_value(x);
         for (size_t j = 0; j < i; j++)
             if (e[j] == e[i]) {
                 int dup = e[i];
                 free(e);
-                return bad(err, "%s.edit_sets[%zu]: %d is listed twice", path, i, dup);
+                return bad(err, "%s.%s[%zu]: %d is listed twice", path, key, i, dup);
             }
     }
     free(*out);
@@ -258,15 +267,32 @@ static int add_comp(gx *x, const block *b, const char *model, json_t *stages, co
     json_t *norm = spec_normalize(stages, src, x->flags & GRID_ALLOW_SELFTEST, x->err);
     if (!norm) return -1;
     if (x->n >= MAX_COMPS) { json_decref(norm); return bad(x->err, "%s: more than %d compositions", src, MAX_COMPS); }
-    size_t add = spec_has_category(norm, CAT_EDIT) && b->n_edit_sets > 0 ? (size_t)b->n_edit_sets : 1;
+    /* the sets this composition runs over: an editor's edit sets; else the block's seeds, if any
+     * (not for the baseline: it has no stage that a seed could change) */
+    bool editing = spec_has_category(norm, CAT_EDIT), seeded = !editing && json_array_size(norm) > 0 && b->n_seeds > 0;
+    const int *sets = editing ? b->edit_sets : seeded ? b->seeds : NULL;
+    int n_sets = editing ? b->n_edit_sets : seeded ? b->n_seeds : 0;
+    size_t add = n_sets > 0 ? (size_t)n_sets : 1;
     if (x->n_jobs + add > GRID_MAX_JOBS && !(x->flags & GRID_ALLOW_HUGE)) {
         json_decref(norm);
         return bad(x->err, "%s: the grid expands to more than %d jobs; check its ranges and counts, or pass "
                    "--allow-huge-grid to launch it anyway", src, GRID_MAX_JOBS);
     }
+    if (b->recompress == RECOMPRESS_MASK) /* the worker refuses these too (plan.c); say it at load */
+        for (size_t i = 0; i + 1 < json_array_size(norm); i++) {
+            const char *m = json_string_value(json_object_get(json_array_get(norm, i), "method"));
+            const method_info *mi = method_lookup(m);
+            if (mi && mi->category == CAT_COMPRESS && strcmp(m, "wanda") && strcmp(m, "sparsegpt")) {
+                bad(x->err, "%s: \"recompress\": \"mask\" keeps only a pruner's (wanda, sparsegpt) zeros, "
+                    "but stage %zu is the quantizer %s followed by another stage; give quantizers a block "
+                    "with paper, never or always", src, i + 1, m);
+                json_decref(norm); /* after: m lives in norm */
+                return -1;
+            }
+        }
     x->n_jobs += add;
     char *text = spec_dump_canonical(norm);
-    sha256_hex(text, strlen(text), key);
+    grid_comp_key(text, b->recompress, key);
     if (x->n == x->cap) {
         x->cap = x->cap ? x->cap * 2 : 256;
         x->comps = xrealloc(x->comps, x->cap * sizeof *x->comps);
@@ -279,11 +305,18 @@ static int add_comp(gx *x, const block *b, const char *model, json_t *stages, co
     memcpy(c->key, key, sizeof key);
     c->pattern = spec_pattern(norm);
     c->label = spec_label(norm);
+    if (b->recompress != RECOMPRESS_PAPER) {
+        char *l = xasprintf("%s [recompress=%s]", c->label, recompress_name(b->recompress));
+        free(c->label);
+        c->label = l;
+    }
+    c->recompress = b->recompress;
     c->priority = b->priority;
-    if (spec_has_category(norm, CAT_EDIT)) {
-        c->n_edit_sets = b->n_edit_sets;
-        c->edit_sets = xmalloc(sizeof(int) * (size_t)b->n_edit_sets);
-        memcpy(c->edit_sets, b->edit_sets, sizeof(int) * (size_t)b->n_edit_sets);
+    if (n_sets > 0) {
+        c->n_edit_sets = n_sets;
+        c->edit_sets = xmalloc(sizeof(int) * (size_t)n_sets);
+        memcpy(c->edit_sets, sets, sizeof(int) * (size_t)n_sets);
+        c->seeded = seeded;
     }
     x->src[x->n] = xstrdup(src);
     x->n++;
@@ -300,16 +333,17 @@ static json_t *pair_of(json_t *a, json_t *b) {
 
 static void block_clear(block *b) {
     free(b->edit_sets);
+    free(b->seeds);
     for (int i = 0; i < 3; i++) { json_decref(b->cat[i]); json_decref(b->cat_src[i]); }
 }
 
 /* parse and expand one block; top: the file's top level (other keys allowed, no inheritance) */
 static int expand_block(gx *x, json_t *obj, const char *path, const block *parent) {
     static const char *const TOP_KEYS[] = {"name", "description", "version", "max_attempts", "models", "edit_sets",
-        "priority", "categories", "singles", "baseline", "pairs", "both_orders", "compositions", "selftest",
-        "subgrids", NULL};
-    static const char *const SUB_KEYS[] = {"name", "description", "models", "edit_sets", "priority", "categories",
-        "singles", "baseline", "pairs", "both_orders", "compositions", "selftest", NULL};
+        "seeds", "priority", "categories", "singles", "baseline", "pairs", "both_orders", "compositions", "selftest",
+        "subgrids", "recompress", NULL};
+    static const char *const SUB_KEYS[] = {"name", "description", "models", "edit_sets", "seeds", "priority", "categories",
+        "singles", "baseline", "pairs", "both_orders", "compositions", "selftest", "recompress", NULL};
     cis_err *err = x->err;
     if (!json_is_object(obj)) return bad(err, "%s: expected an object", path);
     if (check_keys(obj, path, parent ? SUB_KEYS : TOP_KEYS, err)) return -1;
@@ -336,8 +370,25 @@ static int expand_block(gx *x, json_t *obj, const char *path, const block *paren
         b.edit_sets[0] = 1;
     }
     if (json_object_get(obj, "edit_sets") &&
-        parse_edit_sets(json_object_get(obj, "edit_sets"), path, &b.edit_sets, &b.n_edit_sets, err)) goto out;
+        parse_sets(json_object_get(obj, "edit_sets"), path, "edit_sets", false, &b.edit_sets, &b.n_edit_sets, err))
+        goto out;
+    if (parent && parent->n_seeds > 0) {
+        b.n_seeds = parent->n_seeds;
+        b.seeds = xmalloc(sizeof(int) * (size_t)parent->n_seeds);
+        memcpy(b.seeds, parent->seeds, sizeof(int) * (size_t)parent->n_seeds);
+    }
+    if (json_object_get(obj, "seeds") &&
+        parse_sets(json_object_get(obj, "seeds"), path, "seeds", true, &b.seeds, &b.n_seeds, err)) goto out;
     if (get_int(obj, "priority", path, -1000000, 1000000, parent ? parent->priority : 0, &b.priority, err)) goto out;
+    b.recompress = parent ? parent->recompress : RECOMPRESS_PAPER;
+    json_t *rcv = json_object_get(obj, "recompress");
+    if (rcv && (b.recompress = recompress_parse(json_string_value(rcv))) < 0) {
+        if (json_is_string(rcv))
+            bad(err, "%s.recompress: \"%s\" is not a recompress policy (allowed: %s)", path, json_string_value(rcv),
+                RECOMPRESS_CHOICES);
+        else bad(err, "%s.recompress: expected a string, one of %s", path, RECOMPRESS_CHOICES);
+        goto out;
+    }
     if (get_bool(obj, "singles", path, true, &b.singles, err) || get_bool(obj, "baseline", path, false, &b.baseline, err) ||
         get_bool(obj, "both_orders", path, parent ? parent->both_orders : true, &b.both_orders, err)) goto out;
 
@@ -478,7 +529,7 @@ static int expand_block(gx *x, json_t *obj, const char *path, const block *paren
         }
     }
 
-    /* sub-grids inherit edit_sets, priority and both_orders */
+    /* sub-grids inherit edit_sets, seeds, priority, both_orders and recompress */
     json_t *subs = json_object_get(obj, "subgrids");
     if (subs && !json_is_array(subs)) { bad(err, "%s.subgrids: expected a list of grid blocks", path); goto out; }
     for (size_t i = 0; i < json_array_size(subs); i++) {
@@ -527,6 +578,16 @@ static int find_duplicates(gx *x) {
     }
     free(idx);
     return rc;
+}
+
+void grid_comp_key(const char *canonical, int recompress, char key[65]) {
+    if (recompress == RECOMPRESS_PAPER) {
+        sha256_hex(canonical, strlen(canonical), key);
+        return;
+    }
+    char *t = xasprintf("%s\nrecompress=%s", canonical, recompress_name(recompress));
+    sha256_hex(t, strlen(t), key);
+    free(t);
 }
 
 int grid_load(const char *path, unsigned flags, grid **out, cis_err *err) {

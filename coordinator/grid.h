@@ -22,13 +22,18 @@ typedef struct grid_comp {
     char *model;        /* model slot name, e.g. "llama3-8b" */
     char *canonical;    /* canonical JSON of the stage list: [{"method":"memit","params":{...}},...];
                            "[]" is the baseline */
-    char key[65];       /* sha256 hex of `canonical` (spec_key) */
+    char key[65];       /* grid_comp_key: sha256 hex of `canonical` (+ the policy unless paper) */
     char *pattern;      /* "baseline", "edit", "compress", "unlearn", "edit->compress",
                            "compress->edit", "unlearn->compress", ... (categories joined by "->") */
     char *label;        /* short human label, e.g. "memit->wanda(sparsity=0.25)" */
-    int n_edit_sets;    /* 0 when no stage is an editor: one job with edit_set 0 */
-    int *edit_sets;     /* [n_edit_sets] edit set numbers (1-based) for editing compositions */
+    int n_edit_sets;    /* jobs of this composition: 0 = one job with edit_set 0 (no editor, no seeds) */
+    int *edit_sets;     /* [n_edit_sets] 1-based: the edit sets of an editing composition, or the seeds
+                           of one without an editor in a block with "seeds" (seeded); each is one job's
+                           jobs.edit_set, which the worker also uses as every stage's seed */
+    bool seeded;        /* edit_sets holds seeds (no editor; the grid's "seeds" key) */
     int priority;       /* higher runs first (grid "priority" field; default 0) */
+    int recompress;     /* recompress_policy (common/recompress.h): the block's "recompress" key,
+                           "paper" by default; stored with the composition, sent in the JOB */
 } grid_comp;
 
 typedef struct grid {
@@ -40,6 +45,11 @@ typedef struct grid {
     size_t n_comps;
     size_t n_jobs;       /* sum over comps of max(1, n_edit_sets) */
 } grid;
+
+/* grid_comp_key: the composition key: sha256 hex of `canonical` under the paper's policy (so keys
+ * of grids without "recompress" are unchanged), else of canonical + "\nrecompress=<policy>" (the
+ * same stages under another policy are another composition). */
+void grid_comp_key(const char *canonical, int recompress, char key[65]);
 
 /* grid_load: read, validate and expand the grid at `path`. On a syntax error, an unknown method,
  * an invalid level or parameter, returns -1 with err naming the file, the JSON path (e.g.

@@ -28,7 +28,7 @@
 #include "common/util.h"
 #include "coordinator/grid.h"
 
-#define JOB_STORE_SCHEMA_VERSION 2
+#define JOB_STORE_SCHEMA_VERSION 3
 
 typedef struct job_store job_store;
 
@@ -40,7 +40,10 @@ enum job_store_flags {
 
 /* job_store_open: open/create `path`; sets journal_mode=WAL, synchronous=FULL, busy_timeout=5000,
  * foreign_keys=ON; creates or migrates the schema (user_version). A file with a newer
- * user_version -> -1 with CIS_EVERSION and a message naming the file, its version and ours. */
+ * user_version -> -1 with CIS_EVERSION and a message naming the file, its version and ours.
+ * Then the composability views of schema/views.sql: re-created in the file by a writable open when
+ * they are not this build's, TEMP views of the connection for a read-only one (job_store_views.c,
+ * docs/composability.md); a failure there -> -1 (CIS_EDB) naming the file and views.sql. */
 int job_store_open(const char *path, unsigned flags, job_store **out, cis_err *err);
 /* job_store_close: checkpoint(TRUNCATE) when writable, close, NULL the pointer. Idempotent. */
 void job_store_close(job_store **js);
@@ -68,7 +71,19 @@ typedef struct js_launch_stats {
     int64_t sweep_id;
     int comps_added, comps_existing;
     int jobs_added, jobs_existing;
+    /* of jobs_added, those equivalent to a job of another sweep of the file (same model path and
+     * config, composition key, seed; docs/grids.md "Two grids in one database"): */
+    int jobs_shared;             /* all of them */
+    int jobs_reused;             /* ... whose equivalent was done: result copied, the job done */
+    int jobs_shared_inflight;    /* ... whose equivalent is pending or leased (would run twice) */
+    int jobs_shared_unfinished;  /* ... whose equivalent failed, died or was cancelled (runs here) */
+    char shared_sweep[128];      /* the first other sweep seen sharing a job ("" if none) */
+    char inflight_sweep[128];    /* the first other sweep seen with a shared job still to run */
 } js_launch_stats;
+
+enum js_launch_flags {
+    JS_LAUNCH_NO_REUSE = 1, /* count equivalent jobs of other sweeps but copy no result (they run again) */
+};
 
 /* js_launch: in ONE transaction of its own, create (or find, by name) the sweep `sweep_name`
  * (default: the grid's name), its models (models_json: NULL or a JSON object {"slot": "path" |
@@ -78,6 +93,12 @@ typedef struct js_launch_stats {
  * twice adds nothing (stats say what existed). Records a "launch" event. */
 int js_launch(job_store *js, const grid *g, const char *sweep_name, const char *models_json,
               int64_t now, js_launch_stats *st, cis_err *err);
+/* js_launch_ex: js_launch with flags (js_launch_flags). js_launch = js_launch_ex(..., 0, ...): each
+ * added job whose equivalent in another sweep is done is reused (its result copied, the job done
+ * at once; job_store_reuse.c); the counts are in *st, and refusing a launch that would run shared
+ * work twice (jobs_shared_inflight > 0) is the caller's decision (`cisweep launch` refuses). */
+int js_launch_ex(job_store *js, const grid *g, const char *sweep_name, const char *models_json,
+                 int64_t now, unsigned flags, js_launch_stats *st, cis_err *err);
 
 /* js_add_dependency: job `job_id` may not be leased before `depends_on` is done (a DAG; a cycle
  * -> -1 CIS_EINVAL). Used for shared prerequisites (e.g. MEMIT covariance statistics per model). */
@@ -111,6 +132,7 @@ typedef struct js_job {
     char *composition;        /* malloc'd canonical JSON */
     char key[65];
     int edit_set;             /* 0 = none */
+    char recompress[8];       /* the composition's recompress policy ("paper" when it has no row) */
     int64_t lease_until;
 } js_job;
 void js_job_clear(js_job *j); /* frees the malloc'd fields */
@@ -252,5 +274,11 @@ extern const size_t JS_N_MIGRATIONS;
  * calls it with JS_MIGRATIONS; tests call it with their own steps. */
 int js_migrate(sqlite3 *db, const char *path, int to, const js_migration *steps, size_t n_steps,
                cis_err *err);
+
+/* ---- the composability views (job_store_views.c) ----------------------------------------------- */
+/* js_views_sql: schema/views.sql as compiled in; js_views_sha256: its sha256 as 64 hex characters +
+ * NUL, the value the marker view v_views_version holds in a file whose views are this build's. */
+const char *js_views_sql(void);
+void js_views_sha256(char hex[65]);
 
 #endif

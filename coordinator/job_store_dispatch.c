@@ -95,6 +95,7 @@ static int claim_body(job_store *js, const char *worker_id, const char *prefer_m
     out->composition = xstrdup((const char *)sqlite3_column_text(st, 3));
     copy_str(out->key, sizeof out->key, sqlite3_column_text(st, 4));
     out->edit_set = sqlite3_column_int(st, 5);
+    copy_str(out->recompress, sizeof out->recompress, sqlite3_column_text(st, 6));
     out->lease_until = now + lease_ms;
     sqlite3_reset(st);
 

@@ -1,6 +1,7 @@
 /* job_store_int.h - internals shared by the job store's files (job_store.c: open, statements,
  * transactions, launch, workers; job_store_dispatch.c: claim, heartbeat, record_*;
- * job_store_verbs.c: retry, cancel, counts, export; job_store_migrate.c: schema upgrades).
+ * job_store_verbs.c: retry, cancel, counts, export; job_store_migrate.c: schema upgrades;
+ * job_store_views.c: the analysis views of schema/views.sql).
  * Not for use outside coordinator/job_store*.c. */
 #ifndef CISWEEP_JOB_STORE_INT_H
 #define CISWEEP_JOB_STORE_INT_H
@@ -12,7 +13,7 @@ enum js_stmt_id {
     S_BEGIN, S_COMMIT, S_ROLLBACK, S_SAVEPOINT, S_RELEASE, S_ROLLBACK_TO,
     S_EVENT,
     /* launch */
-    S_SWEEP_FIND, S_SWEEP_INSERT, S_MODEL_INSERT, S_MODEL_FIND, S_COMP_INSERT, S_COMP_FIND,
+    S_SWEEP_FIND, S_SWEEP_INSERT, S_MODEL_INSERT, S_MODEL_FIND, S_COMP_INSERT, S_COMP_FIND, S_COMP_POLICY,
     S_JOB_INSERT,
     /* dependencies */
     S_JOB_EXISTS, S_DEP_REACHES, S_DEP_INSERT,
@@ -59,8 +60,25 @@ int js_tx_leave(job_store *js, bool own, int rc, cis_err *err);
 int js_event_at(job_store *js, int64_t now, const char *kind, int64_t job_id, int attempt,
                 const char *worker_id, const char *detail, cis_err *err);
 
+/* cross-sweep reuse at launch (job_store_reuse.c): js_reuse_open prepares its statements (closed by
+ * js_reuse_close); js_reuse_job looks for a job of another sweep equivalent to the new job `job_id`
+ * (same models.path and config, composition key, seed = max(edit_set, 1)) and counts it in *s
+ * (jobs_shared; jobs_shared_inflight when pending/leased, jobs_shared_unfinished when failed, dead
+ * or cancelled); when it is done and `copy`, its current attempt (attempt, results, stages) is
+ * copied into the new job, which becomes done (jobs_reused), with a "reused" event. 0 or -1. */
+typedef struct js_reuse js_reuse;
+int js_reuse_open(job_store *js, js_reuse **out, cis_err *err);
+int js_reuse_job(js_reuse *r, int64_t job_id, bool copy, int64_t now, js_launch_stats *s, cis_err *err);
+void js_reuse_close(js_reuse **r);
+
 /* schema creation and upgrade (job_store_migrate.c); js_schema_sql: schema/schema.sql, compiled in */
 const char *js_schema_sql(void);
 int js_schema_prepare(job_store *js, cis_err *err);
+
+/* the analysis views (job_store_views.c; js_views_sql, js_views_sha256 in job_store.h).
+ * js_views_prepare: after js_schema_prepare: a writable store (re)creates the views in the file
+ * when its marker is not ours (one transaction); a read-only store whose file lacks them creates
+ * them as TEMP views of its connection. 0, or -1 with err naming the file (CIS_EDB). */
+int js_views_prepare(job_store *js, cis_err *err);
 
 #endif

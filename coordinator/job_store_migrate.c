@@ -66,6 +66,11 @@ const js_migration JS_MIGRATIONS[] = {
         "JOIN sweeps s       ON s.id = j.sweep_id\n"
         "JOIN models m       ON m.id = j.model_id\n"
         "JOIN compositions c ON c.id = j.composition_id;\n"},
+    /* 2 -> 3: the recompress policy of each composition (no row: 'paper', what version 2 ran) */
+    {2, "CREATE TABLE composition_policy (\n"
+        "    composition_id INTEGER PRIMARY KEY REFERENCES compositions(id),\n"
+        "    recompress     TEXT NOT NULL CHECK (recompress IN ('paper', 'never', 'always', 'mask'))\n"
+        ") STRICT;\n"},
 };
 const size_t JS_N_MIGRATIONS = sizeof JS_MIGRATIONS / sizeof JS_MIGRATIONS[0];
 

@@ -17,7 +17,7 @@ static void usage(FILE *f) {
         "sweep commands:\n"
         "  grid FILE [--count|--jobs] [--allow-selftest] [--allow-huge-grid]\n"
         "                                                  expand a grid spec and print its compositions\n"
-        "  launch --db DB --grid FILE [--models MAP] [--name NAME] [--allow-selftest] [--allow-huge-grid] [--extend]\n"
+        "  launch --db DB --grid FILE [--models MAP [--models-dir DIR]] [--name NAME] [--allow-selftest] [--allow-huge-grid] [--extend] [--no-reuse]\n"
         "                                                  store a sweep's compositions and jobs (idempotent; adding\n"
         "                                                  new jobs to an existing sweep needs --extend)\n"
         "  coordinator --db DB --bind ENDPOINT [...]       serve jobs to workers (see --help)\n"
@@ -26,7 +26,10 @@ static void usage(FILE *f) {
         "  retry --db DB (--failed | --where SQL)          send failed/dead (or selected) jobs back to pending\n"
         "  cancel --db DB (--where SQL | --all)            cancel pending/leased jobs\n"
         "  export --db DB [--format csv] [--out FILE]      one wide row per finished job\n"
+        "  report --db DB --out DIR                        DIR/report.md (the paper's tables) and DIR/report.html (plots)\n"
         "  run --grid FILE --workers N [--db DB] [...]     local launcher: coordinator + N workers to completion\n"
+        "  run [--out DIR] [...]                           the study end to end on the embedded default (make run)\n"
+        "  findings --db DB [--sweep NAME]                 the paper's findings checked on a sweep's numbers\n"
         "  slurm submit --db DB [--gpus N] [--partition P] [--time T] [...]  coordinator + worker array on Slurm\n"
         "  keygen NAME...                                  CURVE key pairs NAME.key (secret) + NAME.pub\n"
         "coordinator authentication: --curve-key KEY --allow-keys DIR|FILE (workers: --curve-key KEY\n"
@@ -50,9 +53,11 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "retry")) return cmd_retry(argc - 1, argv + 1);
     if (!strcmp(c, "cancel")) return cmd_cancel(argc - 1, argv + 1);
     if (!strcmp(c, "export")) return cmd_export(argc - 1, argv + 1);
+    if (!strcmp(c, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(c, "slurm")) return cmd_slurm(argc - 1, argv + 1);
     if (!strcmp(c, "run")) { log_init("run"); return cmd_run(argc - 1, argv + 1); }
     if (!strcmp(c, "keygen")) return cmd_keygen(argc - 1, argv + 1);
+    if (!strcmp(c, "findings")) return cmd_findings(argc - 1, argv + 1);
     if (!strcmp(c, "worker") || !strcmp(c, "inspect") || !strcmp(c, "train") || !strcmp(c, "eval") ||
         !strcmp(c, "world") || !strcmp(c, "apply")) {
         char *w = cli_sibling_path("cisweep-worker");

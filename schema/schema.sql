@@ -1,4 +1,4 @@
--- schema.sql - the cisweep job store, schema version 2: the single source of truth.
+-- schema.sql - the cisweep job store, schema version 3: the single source of truth.
 --
 -- Compiled into the binaries (build/gen/schema_sql.h) and run by job_store_open on a new file,
 -- inside one transaction; the PRAGMA user_version at the end records the version. Older files
@@ -38,6 +38,14 @@ CREATE TABLE compositions (
     label     TEXT NOT NULL,
     n_stages  INTEGER NOT NULL,
     UNIQUE (sweep_id, model_id, key)
+) STRICT;
+
+-- a composition's recompress policy (common/recompress.h, docs/interventions.md "Recompress
+-- policy"), as the grid's "recompress" key set it and the JOB message carries it: one row per
+-- composition launched by schema version 3 or later; a composition without a row ran 'paper'
+CREATE TABLE composition_policy (
+    composition_id INTEGER PRIMARY KEY REFERENCES compositions(id),
+    recompress     TEXT NOT NULL CHECK (recompress IN ('paper', 'never', 'always', 'mask'))
 ) STRICT;
 
 -- one unit of work: a composition (x one edit set for editing compositions)
@@ -362,4 +370,4 @@ JOIN sweeps s       ON s.id = j.sweep_id
 JOIN models m       ON m.id = j.model_id
 JOIN compositions c ON c.id = j.composition_id;
 
-PRAGMA user_version = 2;
+PRAGMA user_version = 3;

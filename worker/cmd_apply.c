@@ -22,10 +22,14 @@ static void apply_usage(FILE *f) {
     fprintf(f,
             "usage: cisweep apply MODEL_DIR --stage JSON [--stage JSON ...] --out DIR [--data DIR] [--edit-set K]\n"
             "                     [--device cpu] [--threads N] [--cache DIR] [--dtype F32|BF16|F16] [--exact]\n"
-            "                     [--allow-test-stages]\n"
+            "                     [--recompress paper|never|always|mask] [--allow-test-stages]\n"
             "  --stage JSON   one stage {\"method\": NAME, \"params\": {...}} (or an array of stages), in order\n"
             "  --edit-set K   the zsRE edit set, also the seed of every stage (default 1)\n"
             "  --exact        run the stages as given: no re-application of a leading Wanda/SparseGPT/GPTQ\n"
+            "                 (the same as --recompress never)\n"
+            "  --recompress P the recompress policy (docs/interventions.md): paper (default: a leading\n"
+            "                 Wanda/SparseGPT/GPTQ re-applied at the end), never, always (every compressor\n"
+            "                 that a non-compressor follows, AWQ too), mask (a pruner's zeros kept at zero)\n"
             "  --dtype D      dtype of model.safetensors (default: the model's torch_dtype)\n"
             "  --allow-test-stages  accept test-category stages (test_scale)\n");
 }
@@ -84,6 +88,7 @@ typedef struct apply_opts {
     const char *model_dir, *out_dir, *data_dir, *cache_dir, *device, *dtype;
     int edit_set, threads;
     bool exact, allow_test;
+    int recompress;          /* recompress_policy (--recompress; paper by default) */
     json_t *stages;          /* the --stage values in order (owned) */
 } apply_opts;
 
@@ -135,6 +140,14 @@ static int parse_args(int argc, char **argv, apply_opts *o) {
         else if (!strcmp(a, "--edit-set")) { if (int_opt(a, n, 1, &o->edit_set)) return -1; i++; }
         else if (!strcmp(a, "--threads")) { if (int_opt(a, n, 1, &o->threads)) return -1; i++; }
         else if (!strcmp(a, "--exact")) o->exact = true;
+        else if (!strcmp(a, "--recompress") && n) {
+            if ((o->recompress = recompress_parse(n)) < 0) {
+                fprintf(stderr, "cisweep apply: --recompress: \"%s\" is not a policy (allowed: %s)\n", n,
+                        RECOMPRESS_CHOICES);
+                return -1;
+            }
+            i++;
+        }
         else if (!strcmp(a, "--allow-test-stages")) o->allow_test = true;
         else if (a[0] != '-' && !o->model_dir) o->model_dir = a;
         else { fprintf(stderr, "cisweep apply: unknown or incomplete option \"%s\"\n", a); return -1; }
@@ -197,7 +210,8 @@ static json_t *apply_record(const apply_opts *o, const interv_plan *plan, json_t
     json_object_set_new(r, "created", json_string(fmt_time_ms(now_ms(), when, sizeof when)));
     json_object_set_new(r, "source", json_string(o->model_dir));
     json_object_set_new(r, "composition", json_incref(plan->canonical));
-    json_object_set_new(r, "plan", json_string(o->exact ? "exact" : "paper"));
+    json_object_set_new(r, "plan", json_string(o->exact ? "exact" : recompress_name(plan->policy)));
+    json_object_set_new(r, "recompress", json_string(recompress_name(plan->policy)));
     json_object_set_new(r, "edit_set", json_integer(o->edit_set));
     json_object_set_new(r, "seed", json_integer(o->edit_set));
     json_object_set_new(r, "data", o->data_dir ? json_string(o->data_dir) : json_null());
@@ -273,7 +287,8 @@ int cmd_apply(int argc, char **argv) {
     if (parse_args(argc, argv, &o)) { apply_usage(stderr); json_decref(o.stages); return 2; }
     cis_err err = {0};
     interv_plan plan = {0};
-    unsigned flags = (o.allow_test ? INTERV_ALLOW_TEST : 0) | (o.exact ? INTERV_EXACT : 0);
+    unsigned flags = (o.allow_test ? INTERV_ALLOW_TEST : 0) | (o.exact ? INTERV_EXACT : 0) |
+                     INTERV_RECOMPRESS(o.recompress);
     int status = 2;
     if (check_inputs(&o, &err) || interv_plan_build(o.stages, "stages", flags, &plan, &err))
         fprintf(stderr, "cisweep apply: %s\n", err.msg);

@@ -283,12 +283,14 @@ static void start_job(wd *w, json_t *body) {
     j->spec = json_incref(body);
     j->selftest_enabled = w->o->selftest;
     j->data_dir = w->o->data_dir;
-    j->cache_dir = w->o->cache_dir;
+    j->cache_dir = w->o->artifacts_dir ? w->o->artifacts_dir : w->o->cache_dir;
     j->threads = w->o->threads;
     j->cache = w->cache;
     j->eval_limit = w->o->eval_limit;
-    j->eval_profile = w->o->eval_profile;
+    j->stage_evals = w->o->stage_evals;
     j->skip_missing_data = w->o->skip_missing_data;
+    j->eval_profile = w->o->eval_profile;
+    j->mc_prompt = w->o->mc_prompt;
     atomic_store(&j->stop, JOB_STOP_NONE);
     atomic_store(&j->progress_pm, 0);
     w->job = j;

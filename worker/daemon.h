@@ -21,14 +21,20 @@ typedef struct worker_opts {
     const char *connect;        /* coordinator endpoint, e.g. tcp://head:5555 */
     const char *device;         /* "cpu" or "cuda:N" */
     const char *cache_dir;      /* spool and caches live here */
+    const char *artifacts_dir;  /* reusable intervention files (MEMIT statistics) that workers may
+                                   share: content-addressed, written atomically; NULL = cache_dir */
     const char *id;             /* worker id; NULL = host/device/boot-nonce */
     bool selftest;              /* accept selftest jobs (test fixture) */
     const char *data_dir;       /* evaluation data (a `cisweep world` dir or real data in that layout) */
     int threads;                /* compute threads for jobs (0 = all cores) */
     int eval_limit;             /* > 0: evaluate at most N items per set (smoke runs, tests) */
-    int eval_profile;           /* EVAL_PROFILE_* (worker/eval/eval.h) for jobs that do not name one */
+    int stage_evals;            /* > 0: after every stage of a plan but the last, MMLU/WMDP on N
+                                   questions and N perplexity windows (rows "stage<k>.<metric>");
+                                   0 = off (--stage-evals N; runner.c) */
     bool skip_missing_data;     /* skip an evaluation dataset absent from data_dir (default: the job
                                    fails naming the expected file) */
+    const char *eval_profile;   /* --eval-profile default|paper (NULL = default; docs/eval.md) */
+    const char *mc_prompt;      /* --mc-prompt 0.4.2|0.4.4: overrides the profile's (NULL = the profile's) */
     int heartbeat_ms;           /* until WELCOME says otherwise (default 1000) */
     int liveness;               /* idem (default 5) */
     int max_backoff_ms;         /* reconnect backoff cap (default 32000) */

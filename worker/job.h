@@ -23,10 +23,12 @@ typedef struct job_ctx {
     int threads;              /* the worker's --threads (0 = all cores) */
     struct model_cache *cache;/* the worker's model cache on its --device (owned by the daemon) */
     int eval_limit;           /* the worker's --eval-limit (0 = full evaluation sets; smoke runs) */
-    int eval_profile;         /* the worker's --eval-profile (EVAL_PROFILE_*); a JOB's "eval_profile"
-                                 ("paper" | "sweep") wins over it */
+    int stage_evals;          /* the worker's --stage-evals N: the cheap evaluation after each stage
+                                 but the last (0 = off; runner.c) */
     bool skip_missing_data;   /* the worker's --skip-missing-data: an absent dataset is skipped, not
                                  a failed job */
+    const char *eval_profile; /* the worker's --eval-profile (NULL = default; docs/eval.md) */
+    const char *mc_prompt;    /* the worker's --mc-prompt (NULL = the profile's) */
     atomic_int stop;          /* enum job_stop, set by the network thread */
     atomic_int progress_pm;   /* progress in permille (0..1000), set by the job thread */
     /* outcome (written by the job thread before it signals completion) */

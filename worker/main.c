@@ -1,13 +1,13 @@
 /* main.c - `cisweep-worker`: the worker daemon and the model tools. `cisweep worker|inspect|...`
  * hands over to this program, so users learn one command.
  *   cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]
- *                         [--data DIR] [--threads N] [--eval-limit N] [--eval-profile paper|sweep]
- *                         [--skip-missing-data]
+ *                         [--data DIR] [--threads N] [--eval-limit N] [--stage-evals N] [--skip-missing-data]
+ *                         [--eval-profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4]
  *                         [--slots N] [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]
  *                         [--preempt-grace-ms N] [--mem-limit-mb N] [--log-level L] */
 #include "worker/daemon.h"
-#include "worker/engine/backend.h"
 #include "worker/eval/eval.h"
+#include "worker/engine/backend.h"
 #include "common/log.h"
 #include "common/version.h"
 
@@ -21,8 +21,9 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N | --devices all|LIST] [--cache DIR] [--id ID]\n"
-            "                             [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
-            "                             [--eval-limit N] [--eval-profile paper|sweep] [--skip-missing-data] [--max-backoff-ms N]\n"
+            "                             [--artifacts DIR] [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
+            "                             [--eval-limit N] [--stage-evals N] [--skip-missing-data] [--max-backoff-ms N]\n"
+            "                             [--eval-profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
             "                             [--curve-key KEY --server-key PUB]   (CURVE: our key pair, the coordinator's public key)\n"
             "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
@@ -71,22 +72,25 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--device") && n) { o.device = n; i++; device_given = true; }
         else if (!strcmp(a, "--devices") && n) { devices = n; i++; }   /* multi_device.c (issue 15) */
         else if (!strcmp(a, "--cache") && n) { o.cache_dir = n; i++; }
+        else if (!strcmp(a, "--artifacts") && n) { o.artifacts_dir = n; i++; }
         else if (!strcmp(a, "--id") && n) { o.id = n; i++; }
         else if (!strcmp(a, "--curve-key") && n) { o.curve_key = n; i++; }
         else if (!strcmp(a, "--server-key") && n) { o.server_key = n; i++; }
         else if (!strcmp(a, "--selftest")) o.selftest = true;
         else if (!strcmp(a, "--data") && n) { o.data_dir = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) o.skip_missing_data = true;
+        else if (!strcmp(a, "--eval-profile")) { /* docs/eval.md "Profiles" */
+            eval_profile p;
+            if (eval_profile_parse(n, &p)) { fprintf(stderr, "cisweep-worker: --eval-profile expects default, paper or sweep, got \"%s\"\n", n ? n : ""); return 2; }
+            o.eval_profile = n; i++;
+        } else if (!strcmp(a, "--mc-prompt")) {
+            mc_prompt_style st;
+            if (mc_prompt_style_parse(n, &st)) { fprintf(stderr, "cisweep-worker: --mc-prompt expects 0.4.2 or 0.4.4 (lm-eval's version), got \"%s\"\n", n ? n : ""); return 2; }
+            o.mc_prompt = n; i++;
+        }
         else if (!strcmp(a, "--threads")) { if (int_arg(a, n, 0, &v)) return 2; o.threads = (int)v; i++; }
         else if (!strcmp(a, "--eval-limit")) { if (int_arg(a, n, 0, &v)) return 2; o.eval_limit = (int)v; i++; }
-        else if (!strcmp(a, "--eval-profile")) {
-            cis_err pe = {0};
-            if (eval_profile_parse(n, "cisweep-worker worker --eval-profile", &o.eval_profile, &pe)) {
-                fprintf(stderr, "%s\n", pe.msg);
-                return 2;
-            }
-            i++;
-        }
+        else if (!strcmp(a, "--stage-evals")) { if (int_arg(a, n, 0, &v)) return 2; o.stage_evals = (int)v; i++; }
         else if (!strcmp(a, "--heartbeat-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.heartbeat_ms = (int)v; i++; }
         else if (!strcmp(a, "--liveness")) { if (int_arg(a, n, 1, &v)) return 2; o.liveness = (int)v; i++; }
         else if (!strcmp(a, "--max-backoff-ms")) { if (int_arg(a, n, 10, &v)) return 2; o.max_backoff_ms = (int)v; i++; }

@@ -2,12 +2,15 @@
  * never trusts a message), then
  *   - a `selftest` composition (the orchestration test fixture) runs its stages;
  *   - any other composition: its stage plan (worker/interventions/plan.c: the stages in order, and
- *     the paper's re-application of a leading Wanda/SparseGPT/GPTQ at the end) is checked before
+ *     the re-applications of JOB.recompress, the recompress policy: by default the paper's
+ *     re-application of a leading Wanda/SparseGPT/GPTQ at the end) is checked before
  *     any work (a method that is not built yet, or a test stage on a worker without --selftest,
  *     fails at once, not retryable); then the resident model is reset to its base weights
  *     (model_cache.c), the stages run through the intervention registry (interv_run_plan, the same
  *     code as `cisweep apply`), and the evaluation suite (worker/eval) scores the result on the
  *     worker's --data directory.
+ * With the worker's --stage-evals N, a cheap evaluation (MMLU/WMDP on N questions, N perplexity
+ * windows, avg_bits) runs after every stage of the plan but the last, as rows "stage<k>.<metric>".
  * The outcome carries the metric rows and one stage record per stage that ran (method, effective
  * params, seed, record, wall time), which the coordinator stores in the `stages` table. */
 #include "worker/job.h"
@@ -37,11 +40,65 @@ static int job_edit_set(const job_ctx *j) {
 static bool stop_cb(void *arg) { return job_should_stop(arg); }
 static void progress_cb(void *arg, double f) { job_set_progress(arg, RUNNER_STAGE_SHARE * f); }
 
+/* ---- the cheap evaluation after each stage (--stage-evals N) ------------------------------------ */
+
+/* what a stage evaluation reports, as "stage<k>.<metric>" (k: the plan step that just ran) */
+static const char *const STAGE_METRICS[] = {"mmlu", "wmdp_bio", "wmdp_cyber", "wmdp_avg", "ppl_wikitext", "avg_bits",
+                                            "sparsity", NULL};
+
+typedef struct stage_evals {
+    job_ctx *j;
+    model_slot *slot;
+    json_t *rows;        /* {"stage1.mmlu": v, ...} (owned) */
+    double seconds;      /* spent in stage evaluations (not counted as intervention time) */
+} stage_evals;
+
+/* interv_env.after_step_fn: MMLU and WMDP on their first N questions, N perplexity windows of
+ * WikiText, avg_bits / sparsity of the model as it is after step s (N = --stage-evals, capped by
+ * --eval-limit); no zsRE generation (the expensive part; the final suite has it) */
+static int stage_eval(void *arg, const interv_step *s, json_t *records, cis_err *err) {
+    stage_evals *se = arg;
+    job_ctx *j = se->j;
+    eval_opts o;
+    eval_opts_default(&o);
+    o.edit_set = job_edit_set(j);
+    o.threads = j->threads;
+    o.limit = j->eval_limit > 0 && j->eval_limit < j->stage_evals ? j->eval_limit : j->stage_evals;
+    o.skip_zsre = o.skip_qa = true;
+    o.teacher_forced = false;
+    o.skip_missing = j->skip_missing_data;
+    cmp_quant_of_records(records, &o.quant.wbits, &o.quant.group_size);
+    eval_rows rows = {0};
+    double t0 = mono_sec();
+    if (eval_suite_run(se->slot->work, se->slot->tok, j->data_dir, &o, &rows, err)) {
+        eval_rows_clear(&rows);
+        err_prefix(err, "the evaluation after stage %d (--stage-evals)", s->stage);
+        return -1;
+    }
+    double dt = mono_sec() - t0;
+    se->seconds += dt;
+    char name[128];
+    for (int i = 0; STAGE_METRICS[i]; i++) {
+        const eval_row *r = eval_rows_get(&rows, STAGE_METRICS[i]);
+        if (!r) continue;
+        snprintf(name, sizeof name, "stage%d.%s", s->stage, STAGE_METRICS[i]);
+        json_object_set_new(se->rows, name, proto_metric_value(r->value));
+    }
+    snprintf(name, sizeof name, "stage%d.time_eval_s", s->stage);
+    json_object_set_new(se->rows, name, proto_metric_value(dt));
+    eval_rows_clear(&rows);
+    return job_should_stop(j) ? err_set(err, CIS_ECANCEL, "stopped on request") : 0;
+}
+
 /* run the plan's stages on the slot's working model; 0, or -1 with the outcome filled */
-static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, json_t **records) {
+static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, stage_evals *se, json_t **records) {
     interv_env env = {.model = slot->work, .tok = slot->tok, .data_dir = j->data_dir, .cache_dir = j->cache_dir,
                       .base = slot->base, .edit_set = job_edit_set(j), .threads = j->threads, .progress_fn = progress_cb,
                       .stop_fn = stop_cb, .cb_arg = j};
+    if (j->stage_evals > 0 && plan->n > 1) {
+        env.after_step_fn = stage_eval;
+        env.after_arg = se;
+    }
     cis_err err = {0};
     if (interv_run_plan(&env, plan, records, &err) == 0) return 0;
     if (err.code == CIS_ECANCEL || job_should_stop(j)) j->status = JOB_STOPPED;
@@ -49,20 +106,32 @@ static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, jso
     return -1;
 }
 
-static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages, json_t *records) {
+/* the evaluation protocol of a job (docs/eval.md "Profiles"): the worker's --eval-profile and
+ * --mc-prompt (main.c checked them; a bad value still fails the job, not the worker). 0, or -1
+ * with the outcome failed (not retryable) naming the option. */
+static int eval_protocol(job_ctx *j, eval_opts *o) {
+    eval_profile p = EVAL_PROFILE_DEFAULT;
+    if (j->eval_profile && eval_profile_parse(j->eval_profile, &p)) {
+        fail(j, false, "worker option --eval-profile \"%s\": expected default, paper or sweep%s", j->eval_profile, "");
+        return -1;
+    }
+    eval_opts_profile(o, p);
+    if (j->mc_prompt && mc_prompt_style_parse(j->mc_prompt, &o->mc_prompt)) {
+        fail(j, false, "worker option --mc-prompt \"%s\": expected 0.4.2 or 0.4.4%s", j->mc_prompt, "");
+        return -1;
+    }
+    return 0;
+}
+
+static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages, json_t *records,
+                     const stage_evals *se) {
     cis_err err = {0};
     eval_opts o;
     eval_opts_default(&o);
+    if (eval_protocol(j, &o)) return;
     o.edit_set = job_edit_set(j);
     o.threads = j->threads;
     o.limit = j->eval_limit;
-    int profile = j->eval_profile;
-    json_t *ep = json_object_get(j->spec, "eval_profile");
-    if (ep && eval_profile_parse(json_string_value(ep), "JOB.eval_profile", &profile, &err)) {
-        fail(j, false, "%s%s", err.msg, "");
-        return;
-    }
-    eval_opts_profile(&o, profile);
     o.skip_missing = j->skip_missing_data;
     /* avg_bits of a quantized model as upstream reports it: wbits + 32/group of the quantizer's
      * effective config (fidelity.md §3; compress.h) */
@@ -76,18 +145,40 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     }
     eval_rows_set(&rows, "time_eval_s", mono_sec() - t0);
     eval_rows_set(&rows, "time_model_load_s", slot->load_s);
-    if (n_stages > 0) eval_rows_set(&rows, "time_interventions_s", stages_s);
+    if (n_stages > 0) eval_rows_set(&rows, "time_interventions_s", stages_s - se->seconds);
+    if (json_object_size(se->rows)) eval_rows_set(&rows, "time_stage_evals_s", se->seconds);
     j->rows = json_object();
     for (int i = 0; i < rows.n; i++) json_object_set_new(j->rows, rows.row[i].name, proto_metric_value(rows.row[i].value));
+    json_object_update(j->rows, se->rows);
     eval_rows_clear(&rows);
     j->status = JOB_OK;
+}
+
+/* the job's recompress policy: JOB.recompress (common/recompress.h), "paper" when absent; -1 with
+ * the job failed when it is not one of the policies */
+static int job_policy(job_ctx *j) {
+    json_t *v = json_object_get(j->spec, "recompress");
+    if (!v) return RECOMPRESS_PAPER;
+    int p = recompress_parse(json_string_value(v));
+    if (p < 0) {
+        char got[64];
+        snprintf(got, sizeof got, "%s", json_is_string(v) ? json_string_value(v) : "(not a string)");
+        fail(j, false, "JOB.recompress: \"%s\" is not a recompress policy (allowed: %s)", got, RECOMPRESS_CHOICES);
+    }
+    return p;
 }
 
 /* a composition on a real model: plan, reset, stages, evaluation */
 static void run_model_job(job_ctx *j, json_t *comp) {
     cis_err err = {0};
+    eval_opts probe; /* a bad evaluation protocol fails the job before any stage runs */
+    eval_opts_default(&probe);
+    if (eval_protocol(j, &probe)) return;
     interv_plan plan;
-    if (interv_plan_build(comp, "JOB.composition", j->selftest_enabled ? INTERV_ALLOW_TEST : 0, &plan, &err)) {
+    int policy = job_policy(j);
+    if (policy < 0) return;
+    unsigned flags = (j->selftest_enabled ? INTERV_ALLOW_TEST : 0) | INTERV_RECOMPRESS(policy);
+    if (interv_plan_build(comp, "JOB.composition", flags, &plan, &err)) {
         fail(j, false, "%s%s", err.msg, "");
         return;
     }
@@ -106,10 +197,12 @@ static void run_model_job(job_ctx *j, json_t *comp) {
         j->status = JOB_STOPPED;
     } else {
         double t0 = mono_sec();
-        if (run_stages(j, slot, &plan, &records) == 0) {
+        stage_evals se = {.j = j, .slot = slot, .rows = json_object()};
+        if (run_stages(j, slot, &plan, &se, &records) == 0) {
             job_set_progress(j, plan.n > 0 ? RUNNER_STAGE_SHARE : 0);
-            evaluate(j, slot, mono_sec() - t0, plan.n, records);
+            evaluate(j, slot, mono_sec() - t0, plan.n, records, &se);
         }
+        json_decref(se.rows);
     }
     if (j->status == JOB_OK && json_array_size(records)) j->stages = json_incref(records);
     json_decref(records);

@@ -6,7 +6,7 @@
  * Every floor uses the best sgemm rate measured in the shape's run (before and after each method).
  * FLOP model (per layer, N = windows x T calibration tokens, widths D, q = H·Dh, kv, F):
  *   one layer forward   2N(D(q+2kv) + qD + 3DF) + 4·n_seq·H·T(T+1)/2·Dh
- *   statistics          forwards (Wanda/SparseGPT 1, GPTQ 4 true-sequential passes, AWQ 22: the
+ *   statistics          forwards (Wanda/SparseGPT 1, GPTQ 4 true-sequential passes, AWQ 21: the
  *                       collection, 20 qkv grid points through the layer, the kept output) plus the
  *                       Hessians 2N(D² + q² + D² + F²) (GPTQ/SparseGPT)
  *   solve               per linear m×k: inverse and factor ≈ (4/3)k³, the sweep 2mk², the layer-error
@@ -65,7 +65,7 @@ static flops model_flops(const llama_config *c, const char *method, int n_seq, i
     if (!strcmp(method, "wanda")) f = (flops){fwd, 0, fwd};
     else if (!strcmp(method, "sparsegpt")) f = (flops){fwd + hess, obs, fwd};
     else if (!strcmp(method, "gptq")) f = (flops){4 * fwd + hess, obs, fwd};
-    else f = (flops){22 * fwd, 20 * (6 * N * D * F + 2 * N * F * D) + clip, 0};
+    else f = (flops){21 * fwd, 20 * (6 * N * D * F + 2 * N * F * D) + clip, 0};
     int L = c->num_hidden_layers;
     f.stat *= L; f.solve *= L; f.wb *= L;
     return f;

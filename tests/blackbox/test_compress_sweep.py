@@ -56,7 +56,8 @@ def compressors_run_in_a_sweep():
     _, _, _, params, seed, record, phases = gptq[0]
     assert params["bits"] == 4 and params["group_size"] == 128 and params["group"] == 64, params
     assert "group_reason" in params and params["damp_percent"] == 0.01 and params["desc_act"] is False, params
-    assert params["n_samples"] == 128 and params["seqlen"] == 128, params
+    assert params["n_samples"] == 64 and params["seqlen"] == 128, params   # the tiny calibration preset
+    assert record["calib_windows"] == 64, record
     assert record["wbits"] == 4 and record["group"] == 64 and record["calib_seed"] == 0, record
     assert record["layer_err_total"] < record["layer_err_rtn_total"], record
     assert set(phases) >= {"calibrate", "statistics", "solve", "write_back"}, phases

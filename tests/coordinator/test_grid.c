@@ -1,5 +1,6 @@
 /* test_grid.c - grid expansion: the shipped grids' counts (paper 311 with the per-pattern counts of
- * docs/paper.md §2.1 and 1688 jobs; paper-417 by H1; smoke), determinism, edit sets, sub-grid
+ * docs/paper.md §2.1 and 1688 jobs; paper-417 as fidelity.md §1 rebuilds it, per model and pattern,
+ * with its models map; smoke), the "seeds" key, determinism, edit sets, sub-grid
  * inheritance, the selftest generator, bad grids (syntax, unknown method, invalid level, unknown
  * key, duplicates: -1 with the file and the JSON path) and `cmd_grid`'s output and exit codes.
  * Run from the repository root (tests/run.sh does). */
@@ -8,6 +9,8 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <dirent.h>
+#include "common/recompress.h"
+#include <jansson.h>
 #include "common/spec.h"
 #include "coordinator/grid.h"
 #include "tests/testlib.h"
@@ -86,35 +89,151 @@ static void test_paper_311(void) {
     CHECK(g == NULL);
 }
 
+/* the comps of `model` whose canonical text contains every one of the NULL-ended needles */
+static size_t count_canon(const grid *g, const char *model, const char *pattern, const char *const *needles) {
+    size_t n = 0;
+    for (size_t i = 0; i < g->n_comps; i++) {
+        const grid_comp *c = &g->comps[i];
+        if (strcmp(c->model, model) || (pattern && strcmp(c->pattern, pattern))) continue;
+        bool all = true;
+        for (size_t k = 0; needles[k] && all; k++) all = strstr(c->canonical, needles[k]) != NULL;
+        n += all;
+    }
+    return n;
+}
+
+/* docs/fidelity.md §1: 311 (main, edit sets 1..10) + Mistral 65 + Yi 38 (edit set 1) + 3 Mistral
+ * compositions outside the design (RMU->FT, RMU->LoRA evidence; FT->RMU reconstruction) */
 static void test_paper_417(void) {
     grid *g = NULL;
     cis_err err = {0};
     if (grid_load("grids/paper-417.json", 0, &g, &err)) { fprintf(stderr, "  %s\n", err.msg); CHECK(0); return; }
     CHECK_EQ_INT(g->n_comps, 417);
-    struct { const char *m; int n, k; } models[] = {
-        {"llama3-8b", 311, 3}, {"mistral-7b", 31, 3}, {"llama3.2-1b", 31, 3}, {"yi-1.5-9b", 22, 2}, {"phi3-mini", 22, 2}};
-    size_t jobs = 0;
-    for (int i = 0; i < 5; i++) {
+    const char *pats[] = {"baseline", "edit", "compress", "unlearn", "edit->compress", "compress->edit",
+                          "unlearn->compress", "compress->unlearn", "edit->unlearn", "unlearn->edit"};
+    struct { const char *m; int n; int want[10]; } models[] = {
+        {"llama3-8b", 311, {1, 3, 22, 3, 66, 66, 66, 66, 9, 9}},
+        {"mistral-7b", 68, {1, 1, 12, 1, 12, 12, 12, 12, 2, 3}},  /* 65 + RMU->FT, RMU->LoRA (unlearn->edit), FT->RMU */
+        {"yi-1.5-9b", 38, {1, 1, 12, 0, 12, 12, 0, 0, 0, 0}},
+    };
+    size_t total = 0;
+    for (int i = 0; i < 3; i++) {
         int n = 0;
         for (size_t j = 0; j < g->n_comps; j++) n += !strcmp(g->comps[j].model, models[i].m);
         CHECK_MSG(n == models[i].n, "%s: %d, want %d", models[i].m, n, models[i].n);
-        if (i == 0) continue;
-        int k = models[i].k;
-        CHECK_EQ_INT(count_pattern(g, models[i].m, "edit"), k);
-        CHECK_EQ_INT(count_pattern(g, models[i].m, "compress"), 4);
-        CHECK_EQ_INT(count_pattern(g, models[i].m, "edit->compress"), 4 * k);
-        CHECK_EQ_INT(count_pattern(g, models[i].m, "compress->edit"), 4 * k);
-        CHECK_EQ_INT(count_pattern(g, models[i].m, "baseline"), 0);
-        CHECK_EQ_INT(count_pattern(g, models[i].m, "unlearn"), 0);
-        jobs += (size_t)(9 * k) * 10 + 4; /* edit sets inherited from the top level */
+        for (int k = 0; k < 10; k++) {
+            size_t c = count_pattern(g, models[i].m, pats[k]);
+            CHECK_MSG((int)c == models[i].want[k], "%s %s: %zu, want %d", models[i].m, pats[k], c, models[i].want[k]);
+        }
+        total += (size_t)n;
     }
-    CHECK_EQ_INT(g->n_jobs, 1688 + jobs);
-    CHECK(strstr(g->description, "H1") != NULL);
-    /* reduced grids use one level per compressor */
-    for (size_t j = 0; j < g->n_comps; j++)
-        if (!strcmp(g->comps[j].model, "phi3-mini") && !strcmp(g->comps[j].pattern, "compress"))
-            CHECK(strstr(g->comps[j].canonical, "0.25") || strstr(g->comps[j].canonical, "\"bits\":4"));
+    CHECK_EQ_INT(total, 417);
+    /* the main model is exactly grids/paper.json, in the same order */
+    grid *p = NULL;
+    CHECK_EQ_INT(grid_load("grids/paper.json", 0, &p, &err), 0);
+    if (p) {
+        CHECK_EQ_INT(p->n_comps, 311);
+        for (size_t i = 0; i < 311 && i < p->n_comps; i++) {
+            CHECK_MSG(!strcmp(p->comps[i].key, g->comps[i].key) && !strcmp(g->comps[i].model, "llama3-8b"),
+                      "composition %zu differs from paper.json", i);
+            CHECK_EQ_INT(g->comps[i].n_edit_sets, p->comps[i].n_edit_sets);
+        }
+    }
+    grid_free(&p);
+    /* the appendix models ran once: edit set 1 for editing compositions, one job otherwise */
+    size_t jobs_appendix = 0;
+    for (size_t j = 311; j < g->n_comps; j++) {
+        const grid_comp *c = &g->comps[j];
+        bool ed = strstr(c->pattern, "edit") != NULL;
+        CHECK_EQ_INT(c->n_edit_sets, ed ? 1 : 0);
+        if (ed && c->n_edit_sets == 1) CHECK_EQ_INT(c->edit_sets[0], 1);
+        CHECK(!c->seeded);
+        jobs_appendix++;
+    }
+    CHECK_EQ_INT(g->n_jobs, 1688 + jobs_appendix);
+    CHECK_EQ_INT(g->n_jobs, 1794);
+    /* Mistral's RMU: layer 6 on down_proj, in every Mistral composition that has RMU */
+    const char *rmu6[] = {"\"method\":\"rmu\",\"params\":{", "\"layer\":6,", "\"module\":\"down_proj\"", NULL};
+    const char *rmu[] = {"\"method\":\"rmu\"", NULL};
+    CHECK_EQ_INT(count_canon(g, "mistral-7b", NULL, rmu6), 1 + 24 + 2 + 3);
+    CHECK_EQ_INT(count_canon(g, "mistral-7b", NULL, rmu), 1 + 24 + 2 + 3);
+    CHECK_EQ_INT(count_canon(g, "llama3-8b", NULL, rmu6), 0);
+    /* the appendix compressors: Wanda six levels and AWQ 2,3,4,5,6,8; no SparseGPT, no GPTQ */
+    const char *sgpt[] = {"sparsegpt", NULL}, *gptq[] = {"gptq", NULL}, *awq5[] = {"\"method\":\"awq\",\"params\":{\"bits\":5,", NULL},
+               *w75[] = {"\"method\":\"wanda\",\"params\":{\"prune_m\":0,\"prune_n\":0,\"sparsity\":0.75}", NULL};
+    for (int i = 1; i < 3; i++) {
+        CHECK_EQ_INT(count_canon(g, models[i].m, NULL, sgpt) + count_canon(g, models[i].m, NULL, gptq), 0);
+        CHECK_EQ_INT(count_canon(g, models[i].m, "compress", awq5), 1);
+        CHECK_EQ_INT(count_canon(g, models[i].m, "compress", w75), 1);
+    }
+    /* the three compositions outside the design, and the editors of the appendix (MEMIT in the design) */
+    const char *ft[] = {"\"method\":\"ft\"", NULL}, *lora[] = {"\"method\":\"lora\"", NULL}, *memit[] = {"\"method\":\"memit\"", NULL};
+    CHECK_EQ_INT(count_canon(g, "mistral-7b", "unlearn->edit", ft), 1);
+    CHECK_EQ_INT(count_canon(g, "mistral-7b", "unlearn->edit", lora), 1);
+    CHECK_EQ_INT(count_canon(g, "mistral-7b", "edit->unlearn", ft), 1);
+    CHECK_EQ_INT(count_canon(g, "mistral-7b", "edit->unlearn", lora), 0);
+    CHECK_EQ_INT(count_canon(g, "mistral-7b", NULL, ft), 2);
+    CHECK_EQ_INT(count_canon(g, "mistral-7b", NULL, memit), 1 + 24 + 2);
+    CHECK_EQ_INT(count_canon(g, "yi-1.5-9b", NULL, memit), 1 + 24);
+    CHECK_EQ_INT(count_canon(g, "yi-1.5-9b", NULL, ft) + count_canon(g, "yi-1.5-9b", NULL, lora), 0);
     grid_free(&g);
+}
+
+/* grids/paper-417.models.json maps exactly the slots of paper-417 to members of the default family
+ * (worker/engine/arch.c ARCH_FAMILY: tiny-llama3, tiny-mistral, tiny-yi), as relative paths */
+static void test_paper_417_models_map(void) {
+    size_t len;
+    cis_err err = {0};
+    char *text = read_file("grids/paper-417.models.json", &len, &err);
+    if (!text) { fprintf(stderr, "  %s\n", err.msg); CHECK(0); return; }
+    json_t *m = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+    free(text);
+    CHECK(json_is_object(m));
+    grid *g = NULL;
+    CHECK_EQ_INT(grid_load("grids/paper-417.json", 0, &g, &err), 0);
+    if (g && json_is_object(m)) {
+        for (size_t i = 0; i < g->n_comps; i++)
+            CHECK_MSG(json_is_string(json_object_get(m, g->comps[i].model)), "slot %s not mapped", g->comps[i].model);
+        CHECK_EQ_INT(json_object_size(m), 3);
+        CHECK_EQ_STR(json_string_value(json_object_get(m, "llama3-8b")), "tiny-llama3");
+        CHECK_EQ_STR(json_string_value(json_object_get(m, "mistral-7b")), "tiny-mistral");
+        CHECK_EQ_STR(json_string_value(json_object_get(m, "yi-1.5-9b")), "tiny-yi");
+    }
+    grid_free(&g);
+    json_decref(m);
+}
+
+/* "seeds": compositions without an editor run once per seed (edit_sets holds the seeds, seeded);
+ * editing ones keep their edit sets; the baseline runs once; subgrids inherit; 0 turns it off */
+static void test_seeds(void) {
+    char *p = write_tmp("seeds.json",
+        "{\"name\":\"s\",\"models\":[\"a\"],\"edit_sets\":[1,2],\"seeds\":3,\"baseline\":true,"
+        "\"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"wanda\",\"levels\":{\"sparsity\":[0.25]}}],"
+        "  \"unlearn\":[{\"method\":\"rmu\"}]},"
+        "\"pairs\":[[\"unlearn\",\"compress\"],[\"edit\",\"compress\"]],"
+        "\"subgrids\":[{\"models\":[\"b\"],\"categories\":{\"unlearn\":[{\"method\":\"ga\"}]}},"
+        "  {\"models\":[\"c\"],\"seeds\":[7,9],\"edit_sets\":[4],\"compositions\":[[{\"method\":\"gd\"}],[{\"method\":\"lora\"}]]},"
+        "  {\"models\":[\"d\"],\"seeds\":0,\"categories\":{\"unlearn\":[{\"method\":\"ga\"}]}}]}");
+    grid *g = NULL;
+    cis_err err = {0};
+    CHECK_EQ_INT(grid_load(p, 0, &g, &err), 0);
+    if (!g) { fprintf(stderr, "  %s\n", err.msg); free(p); return; }
+    /* a: baseline, ft, wanda, rmu, rmu->wanda, wanda->rmu, ft->wanda, wanda->ft; b: ga; c: gd, lora; d: ga */
+    CHECK_EQ_INT(g->n_comps, 8 + 1 + 2 + 1);
+    for (size_t i = 0; i < g->n_comps; i++) {
+        const grid_comp *c = &g->comps[i];
+        bool ed = strstr(c->pattern, "edit") != NULL, base = !strcmp(c->pattern, "baseline");
+        int want = !strcmp(c->model, "d") || base ? 0 : ed ? (!strcmp(c->model, "c") ? 1 : 2) : (!strcmp(c->model, "c") ? 2 : 3);
+        CHECK_MSG(c->n_edit_sets == want, "%s %s: %d sets, want %d", c->model, c->label, c->n_edit_sets, want);
+        CHECK_MSG(c->seeded == (!ed && want > 0), "%s %s: seeded %d", c->model, c->label, c->seeded);
+        if (!strcmp(c->model, "a") && !ed && !base && c->n_edit_sets == 3) CHECK_EQ_INT(c->edit_sets[2], 3);
+        if (!strcmp(c->model, "c") && !ed && c->n_edit_sets == 2) CHECK_EQ_INT(c->edit_sets[1], 9);
+        if (!strcmp(c->model, "c") && ed && c->n_edit_sets == 1) CHECK_EQ_INT(c->edit_sets[0], 4);
+    }
+    /* jobs: a 1 + 2 (ft) + 3 (wanda) + 3 (rmu) + 3 + 3 + 2 + 2, b 3, c 2 + 1, d 1 */
+    CHECK_EQ_INT(g->n_jobs, 19 + 3 + 3 + 1);
+    grid_free(&g);
+    free(p);
 }
 
 static void test_smoke(void) {
@@ -197,6 +316,63 @@ static void test_subgrids_and_edit_sets(void) {
     free(p);
 }
 
+static void expect_bad(const char *name, const char *body, const char *want1, const char *want2);
+
+/* the "recompress" key: block-level, inherited by sub-grids, in the label and the key (the same
+ * stages under two policies are two compositions; paper keeps the plain key); bad values named */
+static void test_recompress_key(void) {
+    char *p = write_tmp("rc.json",
+        "{\"name\":\"rc\",\"models\":[\"a\"],\"singles\":false,"
+        "\"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]},"
+        "\"pairs\":[[\"compress\",\"edit\"]],\"both_orders\":false,"
+        "\"subgrids\":[{\"models\":[\"a\"],\"recompress\":\"mask\",\"singles\":false,\"pairs\":[[\"compress\",\"edit\"]],"
+        "  \"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]}},"
+        " {\"models\":[\"a\"],\"singles\":false,\"pairs\":[[\"compress\",\"edit\"]],"
+        "  \"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"sparsegpt\",\"params\":{\"sparsity\":0.25}}]}}],"
+        "\"recompress\":\"never\"}");
+    grid *g = NULL;
+    cis_err err = {0};
+    CHECK_MSG(grid_load(p, 0, &g, &err) == 0, "%s", err.msg);
+    if (g) {
+        /* top: wanda->ft (never); sub 0: wanda->ft (mask); sub 1: sparsegpt->ft (never, inherited) */
+        CHECK_EQ_INT(g->n_comps, 3);
+        CHECK_EQ_INT(g->comps[0].recompress, RECOMPRESS_NEVER);
+        CHECK_EQ_STR(g->comps[0].label, "wanda(sparsity=0.25)->ft [recompress=never]");
+        char key[65];
+        sha256_hex(g->comps[0].canonical, strlen(g->comps[0].canonical), key);
+        CHECK(strcmp(g->comps[0].key, key) != 0); /* never: not the plain key */
+        CHECK_EQ_INT(g->comps[1].recompress, RECOMPRESS_MASK);
+        CHECK_EQ_STR(g->comps[1].label, "wanda(sparsity=0.25)->ft [recompress=mask]");
+        CHECK_EQ_STR(g->comps[1].canonical, g->comps[0].canonical);
+        CHECK(strcmp(g->comps[1].key, g->comps[0].key) != 0);
+        grid_comp_key(g->comps[1].canonical, RECOMPRESS_MASK, key);
+        CHECK_EQ_STR(g->comps[1].key, key);
+        CHECK_EQ_INT(g->comps[2].recompress, RECOMPRESS_NEVER);
+    }
+    grid_free(&g);
+    free(p);
+    /* without the key: paper, the plain sha256 of the canonical text (keys of older grids unchanged) */
+    p = write_tmp("rc0.json", "{\"name\":\"rc0\",\"models\":[\"a\"],\"categories\":{\"compress\":["
+                  "{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]}}");
+    CHECK_MSG(grid_load(p, 0, &g, &err) == 0, "%s", err.msg);
+    if (g && g->n_comps == 1) {
+        char key[65];
+        sha256_hex(g->comps[0].canonical, strlen(g->comps[0].canonical), key);
+        CHECK_EQ_STR(g->comps[0].key, key);
+        CHECK_EQ_INT(g->comps[0].recompress, RECOMPRESS_PAPER);
+        CHECK_EQ_STR(g->comps[0].label, "wanda(sparsity=0.25)");
+    }
+    grid_free(&g);
+    free(p);
+    expect_bad("rc1.json", "{\"name\":\"x\",\"models\":[\"m\"],\"baseline\":true,\"recompress\":\"sometimes\"}",
+               "$.recompress: \"sometimes\" is not a recompress policy", "(allowed: paper|never|always|mask)");
+    expect_bad("rc2.json", "{\"name\":\"x\",\"models\":[\"m\"],\"baseline\":true,\"subgrids\":[{\"recompress\":1}]}",
+               "$.subgrids[0].recompress: expected a string", "paper|never|always|mask");
+    expect_bad("rc3.json", "{\"name\":\"x\",\"models\":[\"m\"],\"recompress\":\"mask\",\"singles\":false,"
+               "\"pairs\":[[\"compress\",\"edit\"]],\"both_orders\":false,\"categories\":{\"edit\":[{\"method\":\"ft\"}],\"compress\":[{\"method\":\"gptq\",\"params\":{\"bits\":4}}]}}",
+               "\"recompress\": \"mask\" keeps only a pruner's", "stage 1 is the quantizer gptq followed by another stage");
+}
+
 /* every shipped grid loads (selftest ones with the flag) and has a unique name */
 static void test_all_shipped_grids_load(void) {
     DIR *d = opendir("grids");
@@ -205,7 +381,7 @@ static void test_all_shipped_grids_load(void) {
     int n = 0;
     char names[64][128];
     while ((e = readdir(d))) {
-        if (!str_ends(e->d_name, ".json")) continue;
+        if (!str_ends(e->d_name, ".json") || str_ends(e->d_name, ".models.json")) continue; /* models maps */
         char *p = xasprintf("grids/%s", e->d_name);
         grid *g = NULL;
         cis_err err = {0};
@@ -277,6 +453,13 @@ static void test_bad_grids(void) {
     expect_bad("models.json", "{\"name\":\"x\",\"models\":[\"m\",\"m\"],\"baseline\":true}", "$.models[1]", "twice");
     expect_bad("noname.json", "{\"models\":[\"m\"],\"baseline\":true}", "$.name", NULL);
     expect_bad("editsets.json", "{\"name\":\"x\",\"models\":[\"m\"],\"edit_sets\":[1,0]}", "$.edit_sets[1]", NULL);
+    expect_bad("seeds.json", "{\"name\":\"x\",\"models\":[\"m\"],\"seeds\":[1,2,2]}", "$.seeds[2]: 2 is listed twice", NULL);
+    expect_bad("seeds2.json", "{\"name\":\"x\",\"models\":[\"m\"],\"seeds\":-1}", "$.seeds: -1 is out of range",
+               "0 = run once");
+    expect_bad("seeds3.json", "{\"name\":\"x\",\"models\":[\"m\"],\"seeds\":\"3\"}", "$.seeds: expected a count N", NULL);
+    expect_bad("seeds4.json", "{\"name\":\"x\",\"subgrids\":[{\"models\":[\"m\"],\"seeds\":[0]}]}",
+               "$.subgrids[0].seeds[0]: expected a positive integer", NULL);
+    expect_bad("seeds5.json", "{\"name\":\"x\",\"models\":[\"m\"],\"seeds\":[]}", "$.seeds: expected a count N", NULL);
     expect_bad("version.json", "{\"name\":\"x\",\"version\":2}", "$.version", NULL);
     expect_bad("notobj.json", "[1,2]", "$: expected an object", NULL);
     expect_bad("stage.json", "{\"name\":\"x\",\"models\":[\"m\"],\"compositions\":[[{\"method\":\"gptq\",\"params\":{\"bits\":16}}]]}",
@@ -354,11 +537,14 @@ int main(void) {
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
     RUN(test_paper_311);
     RUN(test_paper_417);
+    RUN(test_paper_417_models_map);
+    RUN(test_seeds);
     RUN(test_smoke);
     RUN(test_selftest_generator);
     RUN(test_all_shipped_grids_load);
     RUN(test_subgrids_and_edit_sets);
     RUN(test_bad_grids);
+    RUN(test_recompress_key);
     RUN(test_cmd_grid);
     char *cmd = xasprintf("rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -1,5 +1,5 @@
 """test_grid_cli.py - black-box tests of `cisweep grid` (build/bin/cisweep): the shipped grids'
-counts (311, 417), the composition lines and breakdown, bad grids (exit 2, a message naming the
+counts (311; 417 per model), the composition lines and breakdown, bad grids (exit 2, a message naming the
 file, the JSON path and what is allowed), usage errors (exit 2), and canonical text that Python's
 json.dumps(sort_keys=True, separators=(",", ":")) reproduces, so keys (sha256 of it) can be
 recomputed outside cisweep.
@@ -56,9 +56,20 @@ def paper_counts_311():
 
 @test
 def paper_417():
+    """fidelity.md §1: llama3-8b 311 over 10 edit sets, mistral-7b 65 + 3, yi-1.5-9b 38, once each"""
     cli_ready()
-    p = grid("grids/paper-417.json", "--count")
-    assert p.stdout.strip().splitlines()[-1] == "417", p.stdout[-200:]
+    p = grid("grids/paper-417.json", "--count", "--jobs")
+    lines = p.stdout.strip().splitlines()
+    assert lines[-2:] == ["417", "1794"], lines[-2:]
+    per = {}
+    for l in lines:
+        if "\t" in l and not l.startswith("#"):
+            model = l.split("\t")[0]
+            per[model] = per.get(model, 0) + 1
+    assert per == {"llama3-8b": 311, "mistral-7b": 68, "yi-1.5-9b": 38}, per
+    by_model = [l.split() for l in lines if l.startswith("#   ") and "jobs" in l]
+    assert ["#", "mistral-7b", "68", "compositions", "68", "jobs"] in by_model, by_model
+    assert ["#", "llama3-8b", "311", "compositions", "1688", "jobs"] in by_model, by_model
 
 
 @test

@@ -175,7 +175,7 @@ static void test_create_open_reopen(void) {
     CHECK(js != NULL);
     if (!js) return;
     CHECK_EQ_INT(job_store_user_version(js), JOB_STORE_SCHEMA_VERSION);
-    CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), 2);
+    CHECK_EQ_INT(q_int(js, "PRAGMA user_version"), 3);
     CHECK_SQL_TEXT(js, "PRAGMA journal_mode", "wal");
     CHECK_EQ_INT(q_int(js, "PRAGMA foreign_keys"), 1);
     CHECK_EQ_INT(q_int(js, "PRAGMA synchronous"), 1); /* NORMAL with JS_NOSYNC */
@@ -924,6 +924,7 @@ static void test_stages_recorded(void) {
 
 /* the objects each schema version added (for a file of an older version made from the new schema) */
 #define V2_OBJECTS "'stages','stages_method','v_stages'"
+#define V3_OBJECTS "'composition_policy','sqlite_autoindex_composition_policy_1'"
 
 /* the schema a migration produces must equal the schema a new file gets: a version-1 file (the
  * current schema without what version 2 added, created through a step 0 -> 1) opened by
@@ -936,7 +937,7 @@ static void test_migrated_equals_new(void) {
     cis_err err = {0};
     CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
     char *sql = q_text(js, "SELECT group_concat(sql, ';' || char(10)) || ';' FROM (SELECT sql FROM sqlite_schema "
-                           "WHERE sql IS NOT NULL AND name NOT IN (" V2_OBJECTS ") ORDER BY rowid)");
+                           "WHERE sql IS NOT NULL AND name NOT IN (" V2_OBJECTS "," V3_OBJECTS ") ORDER BY rowid)");
     js_migration steps[] = {{0, sql}};
     CHECK_EQ_INT(js_migrate(db, p, 1, steps, 1, &err), 0);
     sqlite3_close(db);
@@ -971,7 +972,8 @@ static void test_migrate_v1_sweep(void) {
     job_store_close(&js);
     sqlite3 *db;
     CHECK_EQ_INT(sqlite3_open(p, &db), SQLITE_OK);
-    CHECK_EQ_INT(sqlite3_exec(db, "DROP VIEW v_stages; DROP TABLE stages; PRAGMA user_version = 1", NULL, NULL, NULL),
+    CHECK_EQ_INT(sqlite3_exec(db, "DROP VIEW v_stages; DROP TABLE stages; DROP TABLE composition_policy; "
+                                  "PRAGMA user_version = 1", NULL, NULL, NULL),
                  SQLITE_OK);
     sqlite3_close(db);
     cis_err err = {0};
@@ -1114,6 +1116,90 @@ static void test_export_csv(void) {
     }
     free(text);
     free(out);
+    job_store_close(&js);
+}
+
+/* two sweeps of one file sharing work (job_store_reuse.c): a job of sweep B equivalent to a done
+ * job of sweep A (same model path and config, composition key, seed with 0 read as 1) is done at
+ * launch with A's attempt, metric rows and stages copied, visible in v_runs / v_stages under both
+ * sweeps; an equivalent still pending is counted as in flight (not copied); a different model
+ * path, config or seed is not shared; JS_LAUNCH_NO_REUSE counts but copies nothing. */
+static void test_reuse_across_sweeps(void) {
+    job_store *js = open_new(NULL, 0);
+    if (!js) { CHECK(0); return; }
+    cis_err err = {0};
+    const char *c0 = "[{\"method\":\"selftest\",\"params\":{\"k\":0}}]", *c1 = "[{\"method\":\"selftest\",\"params\":{\"k\":1}}]",
+               *c2 = "[{\"method\":\"selftest\",\"params\":{\"k\":2}}]";
+    grid *a = grid_new("a", 3);
+    grid_add(a, "m", c0, "test", "k0", 0, 0);  /* edit_set 0: seed 1 */
+    grid_add(a, "m", c1, "test", "k1", 0, 2);  /* edit sets 1, 2 */
+    grid_add(a, "m", c2, "test", "k2", 0, 0);  /* left pending */
+    js_launch_stats st;
+    CHECK_EQ_INT(js_launch(js, a, NULL, "{\"m\": \"/models/one\"}", 1000, &st, &err), 0);
+    CHECK_EQ_INT(st.jobs_added, 4);
+    CHECK_EQ_INT(st.jobs_shared, 0);
+    /* finish every job of A but k2 (job 4), with stages */
+    js_stage stg = {1, 1, "selftest", "test", false, "{\"k\":0}", 1, "{\"did\":1}", "{\"run\":0.5}", 7};
+    for (int64_t id = 1; id <= 3; id++) {
+        js_job j;
+        CHECK_EQ_INT(claim(js, "w1", NULL, 2000, &j), 1);
+        CHECK_EQ_INT(j.id, id);
+        js_metric m[2] = {{"mmlu", 0.5 + 0.1 * (double)id}, {"avg_bits", 16}};
+        int oc = 0;
+        CHECK_EQ_INT(js_record_result(js, j.id, j.attempt, "w1", m, 2, &stg, 1, 40, 3000, &oc, NULL, &err), 0);
+        js_job_clear(&j);
+    }
+    /* B: the same compositions on the same path; k0 with seeds [1, 2]; k1 edit set 2 only; k2 again;
+     * and k0 on another path and on the same path with another config (not shared) */
+    grid *b = grid_new("b", 3);
+    grid_add(b, "m", c0, "test", "k0", 0, 2);  /* sets 1 (= A's edit_set 0) and 2 (new) */
+    grid_add(b, "m", c1, "test", "k1", 0, 0);  /* edit_set 0 = seed 1 = A's k1 set 1 */
+    grid_add(b, "m", c2, "test", "k2", 0, 0);  /* A's is pending: in flight */
+    grid_add(b, "other", c0, "test", "k0", 0, 0);
+    grid_add(b, "cfg", c0, "test", "k0", 0, 0);
+    CHECK_EQ_INT(js_launch(js, b, NULL, "{\"m\": \"/models/one\", \"other\": \"/models/two\", "
+                                       "\"cfg\": {\"path\": \"/models/one\", \"preset\": \"x\"}}", 4000, &st, &err), 0);
+    CHECK_EQ_INT(st.jobs_added, 6);
+    CHECK_EQ_INT(st.jobs_shared, 3);
+    CHECK_EQ_INT(st.jobs_reused, 2);
+    CHECK_EQ_INT(st.jobs_shared_inflight, 1);
+    CHECK_EQ_INT(st.jobs_shared_unfinished, 0);
+    CHECK_EQ_STR(st.shared_sweep, "a");
+    CHECK_EQ_STR(st.inflight_sweep, "a");
+    /* the reused jobs: done, attempt 1, A's rows under sweep b */
+    CHECK_SQL_TEXT(js, "SELECT group_concat(label || ':' || edit_set || ':' || state, ' ') FROM "
+                       "(SELECT * FROM v_jobs WHERE sweep = 'b' ORDER BY id)",
+                   "k0:1:done k0:2:pending k1:0:done k2:0:pending k0:0:pending k0:0:pending");
+    CHECK_SQL_TEXT(js, "SELECT group_concat(sweep || ':' || label || ':' || edit_set || ':' || mmlu, ' ') FROM "
+                       "(SELECT * FROM v_runs WHERE label IN ('k0', 'k1') ORDER BY sweep, job_id)",
+                   "a:k0:0:0.6 a:k1:1:0.7 a:k1:2:0.8 b:k0:1:0.6 b:k1:0:0.7");
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_stages WHERE sweep = 'b' AND is_current AND wall_ms = 7 AND "
+                           "json_extract(record_json, '$.did') = 1"), 2);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE j.sweep_id = 2 AND "
+                           "a.outcome = 'done' AND a.log_tail LIKE 'reused: the result of job %% (sweep \"a\", attempt 1)%%' "
+                           "AND a.run_ms = 40 AND a.worker_id = 'w1'"), 2);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM events WHERE kind = 'reused' AND json_extract(detail, '$.from_sweep') = 'a'"), 2);
+    /* a reused job is never leased: the next claim is b's first pending job */
+    js_job j;
+    CHECK_EQ_INT(claim(js, "w2", NULL, 5000, &j), 1);
+    CHECK_SQL_TEXT(js, "SELECT sweep || ':' || label || ':' || edit_set FROM v_jobs WHERE state = 'leased'", "a:k2:0");
+    js_job_clear(&j);
+    check_integrity(js);
+    /* relaunching B adds nothing and copies nothing again */
+    CHECK_EQ_INT(js_launch(js, b, NULL, "{\"m\": \"/models/one\", \"other\": \"/models/two\", "
+                                       "\"cfg\": {\"path\": \"/models/one\", \"preset\": \"x\"}}", 6000, &st, &err), 0);
+    CHECK_EQ_INT(st.jobs_added + st.jobs_shared + st.jobs_reused, 0);
+    /* --no-reuse: a third sweep counts the shared jobs but copies nothing */
+    CHECK_EQ_INT(js_launch_ex(js, b, "c", "{\"m\": \"/models/one\", \"other\": \"/models/two\", "
+                                         "\"cfg\": {\"path\": \"/models/one\", \"preset\": \"x\"}}", 7000,
+                              JS_LAUNCH_NO_REUSE, &st, &err), 0);
+    CHECK_EQ_INT(st.jobs_added, 6);
+    CHECK_EQ_INT(st.jobs_reused, 0);
+    CHECK(st.jobs_shared >= 5);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_jobs WHERE sweep = 'c' AND state = 'done'"), 0);
+    check_integrity(js);
+    grid_free(&a);
+    grid_free(&b);
     job_store_close(&js);
 }
 
@@ -1274,6 +1360,7 @@ int main(int argc, char **argv) {
     RUN(test_nested_batch);
     RUN(test_export_csv);
     RUN(test_launch_real_grids);
+    RUN(test_reuse_across_sweeps);
     RUN(test_claim_result_batches);
     char *cmd = xasprintf("rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);

@@ -95,7 +95,7 @@ typedef struct wmc {
 } wmc;
 /* wmc_make: an item for fact fi with question template qi, distractors from the object pool. */
 void wmc_make(const world *w, int fi, int qi, rng_xoshiro *r, wmc *out);
-/* wmc_prompt: the lm-eval 0-shot prompt for subject ("world_geography" or "biology"), appended to
+/* wmc_prompt: the lm-eval 0.4.2 0-shot prompt (byte for byte mc_prompt's default) for subject ("world_geography" or "biology"), appended to
  * b; with_answer appends " <letter>". */
 void wmc_prompt(wbuf *b, const char *subject, const wmc *m, int with_answer);
 /* wmc_block: "{question}\nA. ..\nD. {c3}\n" (what must not appear verbatim in the corpus). */

@@ -1,4 +1,5 @@
-/* world_mc.c - multiple-choice items in the lm-eval 0-shot format and the MMLU-like subjects:
+/* world_mc.c - multiple-choice items in the lm-eval 0.4.2 0-shot format (the evaluator's mc_prompt,
+ * one newline after the description) and the MMLU-like subjects:
  * which facts become dev and test questions (5 dev + up to 50 test per subject, disjoint facts),
  * and the held-out lookup the corpus uses to keep test items out of the practice items. */
 #include "worker/data/world.h"
@@ -41,7 +42,8 @@ void wmc_block(wbuf *b, const wmc *m) {
 void wmc_prompt(wbuf *b, const char *subject, const wmc *m, int with_answer) {
     wbuf_put(b, "The following are multiple choice questions (with answers) about ");
     for (const char *s = subject; *s; s++) wbuf_putn(b, *s == '_' ? " " : s, 1);
-    wbuf_printf(b, ".\n\n%s\nA. %s\nB. %s\nC. %s\nD. %s\nAnswer:", m->question, m->choices[0], m->choices[1],
+    /* lm-eval 0.4.2: the description's second newline is lost to Jinja (fidelity.md §4) */
+    wbuf_printf(b, ".\n%s\nA. %s\nB. %s\nC. %s\nD. %s\nAnswer:", m->question, m->choices[0], m->choices[1],
                 m->choices[2], m->choices[3]);
     if (with_answer) wbuf_printf(b, " %c", 'A' + m->answer);
 }

@@ -1,7 +1,8 @@
 /* cmd_eval.c - `cisweep-worker eval MODEL_DIR --world DIR [options]`: load a Hugging Face style
  * model directory (config.json, safetensors, tokenizer.json), run the evaluation suite on a world
  * (or real data) directory and print every metric, one `name value` per line (and one JSON line
- * with --json). Exit 0 on success, 1 on a failed load or evaluation, 2 on bad usage. */
+ * with --json); --profile / --mc-prompt pick the protocol (docs/eval.md "Profiles"), and
+ * --print-prompts writes the MMLU/WMDP contexts without a model. Exit 0 on success, 1 on a failed load or evaluation, 2 on bad usage. */
 #include "worker/eval/eval.h"
 #include "common/log.h"
 #include "worker/interventions/compress.h"
@@ -15,9 +16,13 @@ static void eval_usage(FILE *f) {
             "usage: cisweep-worker eval MODEL_DIR --world DIR [--edit-set K] [--limit N] [--seqlen T] [--threads N]\n"
             "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
             "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa] [--skip-missing]\n"
-            "                           [--profile paper|sweep]\n"
-            "  --profile sweep scores the sets sized for a sweep (25 questions per MC task, 32 WikiText windows,\n"
-            "  100 QA records, no teacher-forced extras; options after it still apply); paper (default) all.\n"
+            "                           [--profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4]\n"
+            "       cisweep-worker eval --world DIR --print-prompts [--mc-prompt 0.4.2|0.4.4]\n"
+            "  --profile sets the protocol (paper: lm-eval 0.4.2 prompt, zsRE max_length 30; default: the\n"
+            "  embedded default's, see docs/eval.md; sweep: default's protocol on smaller sets: 16 questions per\n"
+            "  MMLU subject, 100 per WMDP task, 32 WikiText windows, 100 QA records, no tf_* rows); --mc-prompt\n"
+            "  and --max-length given with it override it.\n"
+            "  --print-prompts writes every MMLU/WMDP context as JSON lines and loads no model.\n"
             "  A dataset of the world directory that is not skipped must be there (exit 1 naming the expected\n"
             "  file); --skip-missing skips absent datasets with a warning instead.\n"
             "  Without --wbits, a `cisweep apply` output (MODEL_DIR/apply.json) gives the bits and group of its\n"
@@ -49,9 +54,20 @@ static llama_model *load_model(const char *dir, cis_err *err) {
 int cmd_eval(int argc, char **argv) {
     /* argv[0] == "eval" */
     const char *model_dir = NULL, *world = NULL, *ref_dir = NULL;
-    bool json = false;
+    bool json = false, print_prompts = false;
     eval_opts o;
     eval_opts_default(&o);
+    /* the profile first, so that --max-length / --mc-prompt override it wherever they stand */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--profile") != 0) continue;
+        eval_profile p;
+        if (i + 1 >= argc || eval_profile_parse(argv[i + 1], &p)) {
+            fprintf(stderr, "cisweep-worker eval: --profile expects default, paper or sweep, got \"%s\"\n",
+                    i + 1 < argc ? argv[i + 1] : "");
+            return 2;
+        }
+        eval_opts_profile(&o, p);
+    }
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--world") && n) { world = n; i++; }
@@ -64,15 +80,18 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--batch-tokens")) { if (int_opt(a, n, 1, &o.batch_tokens)) return 2; i++; }
         else if (!strcmp(a, "--wbits")) { if (int_opt(a, n, 1, &o.quant.wbits)) return 2; i++; }
         else if (!strcmp(a, "--group-size")) { if (int_opt(a, n, 1, &o.quant.group_size)) return 2; i++; }
-        else if (!strcmp(a, "--mc-bos")) o.mc_bos = true;
-        else if (!strcmp(a, "--no-tf")) o.teacher_forced = false;
-        else if (!strcmp(a, "--profile")) {
-            cis_err e = {0};
-            int pf;
-            if (eval_profile_parse(n, "cisweep-worker eval --profile", &pf, &e)) { fprintf(stderr, "%s\n", e.msg); return 2; }
-            eval_opts_profile(&o, pf);
+        else if (!strcmp(a, "--profile")) i++; /* applied above */
+        else if (!strcmp(a, "--mc-prompt")) {
+            if (mc_prompt_style_parse(n, &o.mc_prompt)) {
+                fprintf(stderr, "cisweep-worker eval: --mc-prompt expects 0.4.2 or 0.4.4 (lm-eval's version), got \"%s\"\n",
+                        n ? n : "");
+                return 2;
+            }
             i++;
         }
+        else if (!strcmp(a, "--print-prompts")) print_prompts = true;
+        else if (!strcmp(a, "--mc-bos")) o.mc_bos = true;
+        else if (!strcmp(a, "--no-tf")) o.teacher_forced = false;
         else if (!strcmp(a, "--skip-missing")) o.skip_missing = true;
         else if (!strcmp(a, "--json")) json = true;
         else if (!strcmp(a, "--skip") && n) {
@@ -91,6 +110,12 @@ int cmd_eval(int argc, char **argv) {
         else if (a[0] != '-' && !model_dir) model_dir = a;
         else { fprintf(stderr, "cisweep-worker eval: unknown or incomplete option \"%s\"\n", a); eval_usage(stderr); return 2; }
     }
+    if (print_prompts) {
+        if (!world || model_dir) { eval_usage(stderr); return 2; }
+        cis_err perr = {0};
+        if (eval_print_mc_prompts(world, o.mc_prompt, stdout, &perr)) { LOG_E("eval: %s", perr.msg); return 1; }
+        return 0;
+    }
     if (!model_dir || !world) { eval_usage(stderr); return 2; }
     if (o.quant.wbits == 0) { /* the quantizer of a `cisweep apply` output, as the runner reads it */
         char *ap = xasprintf("%s/apply.json", model_dir);
@@ -100,6 +125,8 @@ int cmd_eval(int argc, char **argv) {
         json_decref(aj);
         free(ap);
     }
+    LOG_I("eval: profile %s: MMLU/WMDP prompt %s, zsRE max_length %d", eval_profile_name(o.profile),
+          mc_prompt_style_name(o.mc_prompt), o.max_length);
     cis_err err = {0};
     tokenizer *tok = NULL;
     llama_model *m = load_model(model_dir, &err), *ref = NULL;

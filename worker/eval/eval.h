@@ -10,6 +10,7 @@
 #define CISWEEP_EVAL_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include "common/util.h"
 #include "worker/data/loaders.h"
@@ -47,7 +48,26 @@ void eval_py_strip(const char *s, size_t n, size_t *b, size_t *e);
 
 /* ---- multiple choice (lm-eval-harness, algorithms.md §10.3) ------------------------------------ */
 
+/* mc_prompt_style: how the task description ends. lm-eval 0.4.2 (the version the authors pinned,
+ * fidelity.md §4) renders the yaml description "...about <subject>.\n\n" through Jinja without
+ * keep_trailing_newline, which drops its last newline: ONE newline before the question. lm-eval
+ * 0.4.4 and later keep both. */
+typedef enum mc_prompt_style {
+    MC_PROMPT_LMEVAL_042 = 0,  /* "...about <subject>.\n<question>..." (default: what the paper ran) */
+    MC_PROMPT_LMEVAL_044 = 1,  /* "...about <subject>.\n\n<question>..." (lm-eval >= 0.4.4) */
+} mc_prompt_style;
+
+/* mc_prompt_style_parse: "0.4.2" / "lm-eval-0.4.2" -> 042, "0.4.4" / "lm-eval-0.4.4" -> 044;
+ * 0, or -1 for anything else. */
+int mc_prompt_style_parse(const char *s, mc_prompt_style *out);
+/* mc_prompt_style_name: "lm-eval-0.4.2" or "lm-eval-0.4.4". */
+const char *mc_prompt_style_name(mc_prompt_style s);
+/* mc_prompt_newlines: the newlines after the description (1 for 0.4.2, 2 for 0.4.4): the value of
+ * the `mc_prompt_newlines` metric row that records which prompt a run used. */
+int mc_prompt_newlines(mc_prompt_style s);
+
 typedef struct mc_opts {
+    mc_prompt_style prompt;/* the description's newlines (default MC_PROMPT_LMEVAL_042) */
     bool add_bos;          /* encode the context with the tokenizer's special tokens (lm-eval's
                               add_bos_token); default false, as lm-eval 0.4.x */
     bool force_full;       /* score every continuation with a full forward (tests, diagnostics) */
@@ -65,9 +85,12 @@ typedef struct mc_result {
     int n_prefix_mismatch; /* questions where tok(ctx + " X") != tok(ctx) ++ [id(" X")] for some X */
 } mc_result;
 
-/* mc_prompt: the 0-shot context, byte for byte lm-eval's
- * "The following are multiple choice questions (with answers) about <subject>.\n\n"
+/* mc_prompt_styled: the 0-shot context, byte for byte lm-eval's (0.4.2 shown; 0.4.4 has "\n\n"
+ * after the description)
+ * "The following are multiple choice questions (with answers) about <subject>.\n"
  * "<question.strip()>\nA. <c0>\nB. <c1>\nC. <c2>\nD. <c3>\nAnswer:"  (malloc'd). */
+char *mc_prompt_styled(const mc_question *q, const char *subject, mc_prompt_style style);
+/* mc_prompt: mc_prompt_styled with the default style (lm-eval 0.4.2). */
 char *mc_prompt(const mc_question *q, const char *subject);
 
 /* eval_mc_task: acc of the model on the task. pred (may be NULL) gets [n] predicted indices and
@@ -146,7 +169,7 @@ int ppl_responses2(llama_model *m, const tokenizer *tok, int n, const char *cons
 char *zsre_loc_prompt(const char *loc);
 
 typedef struct zsre_opts {
-    int max_length;        /* generation length counting the prompt (50; 30 in the paper's v1) */
+    int max_length;        /* generation length counting the prompt (30 in the paper, fidelity.md §4) */
     int max_batch_tokens;  /* teacher forcing; <= 0 = 8192 */
     bool teacher_forced;   /* also compute EasyEdit's tf_* metrics */
     bool ppl;              /* also ppl_edits / ppl_edits_unmasked (src vs alt) */
@@ -178,28 +201,44 @@ double eval_avg_bits(llama_model *m, const quant_info *q, double *sparsity);
 
 /* ---- the suite --------------------------------------------------------------------------------- */
 
-/* Evaluation profiles: which sizes of the evaluation sets a run scores (docs/eval.md "Profiles").
- * paper: every question, window and record (what the paper's numbers use; the default);
- * sweep: sets sized for the embedded default model so that a 417-composition sweep fits on 2
- * cores (EVAL_SWEEP_* below), its numbers measured against the paper profile's. */
-enum { EVAL_PROFILE_PAPER = 0, EVAL_PROFILE_SWEEP = 1 };
-#define EVAL_SWEEP_MMLU 16        /* questions per MMLU subject (8 in the default world: 128) */
-#define EVAL_SWEEP_WMDP 100       /* questions per WMDP task (bio, cyber: 200) */
-#define EVAL_SWEEP_PPL_WINDOWS 32 /* WikiText windows */
-#define EVAL_SWEEP_QA 100         /* zsRE QA-set records (the edit set is scored whole) */
+/* eval_profile: a named set of the evaluation's protocol settings (docs/eval.md "Profiles").
+ *   paper   - what the paper ran (fidelity.md §4): lm-eval 0.4.2's prompt, zsRE max_length 30
+ *   default - the embedded default model: lm-eval 0.4.2's prompt, max_length EVAL_DEFAULT_MAX_LENGTH
+ *   sweep   - default's protocol on sets sized so that a 417-composition sweep fits on 2 cores
+ *             (EVAL_SWEEP_* below; paper and default score every item), no teacher-forced extras
+ * A profile sets eval_opts.mc_prompt and max_length; options given after it override them, and the
+ * suite records what ran (rows eval_profile, mc_prompt_newlines, zsre_max_length). */
+typedef enum eval_profile {
+    EVAL_PROFILE_DEFAULT = 0,
+    EVAL_PROFILE_PAPER = 1,
+    EVAL_PROFILE_SWEEP = 2,
+} eval_profile;
+
+#define EVAL_PAPER_MAX_LENGTH 30     /* conf/config.yaml at v1 and on iclr_push (fidelity.md §4) */
+#define EVAL_DEFAULT_MAX_LENGTH 30   /* see docs/eval.md "Profiles" for the measurement behind it */
+#define EVAL_SWEEP_MMLU 16           /* questions per MMLU subject, spread over its file (8 subjects: 128) */
+#define EVAL_SWEEP_WMDP 100          /* questions per WMDP task, spread (bio, cyber: 200) */
+#define EVAL_SWEEP_PPL_WINDOWS 32    /* WikiText windows, spread over the text */
+#define EVAL_SWEEP_QA 100            /* zsRE QA-set records (the edit set is scored whole) */
+
+/* eval_profile_parse: "default" / "paper" / "sweep"; 0, or -1 for anything else. */
+int eval_profile_parse(const char *s, eval_profile *out);
+/* eval_profile_name: "default", "paper" or "sweep". */
+const char *eval_profile_name(eval_profile p);
 
 typedef struct eval_opts {
+    eval_profile profile;  /* which profile the settings below came from (recorded as a row) */
+    mc_prompt_style mc_prompt; /* MMLU/WMDP prompt (lm-eval 0.4.2 by default) */
     int edit_set;          /* zsRE edit set 1..10 (default 1) */
     int edit_set_size;     /* 50 */
     int limit;             /* > 0: at most N questions per MC task, N zsRE records, N PPL windows */
-    int profile;           /* EVAL_PROFILE_*: recorded as the row eval_profile (set by eval_opts_profile) */
     int mmlu_sample;       /* > 0: N questions per MMLU subject, spread evenly over its file (then limit) */
     int wmdp_sample;       /* > 0: N questions per WMDP task, spread evenly (then limit) */
     int ppl_sample;        /* > 0: N PPL windows spread evenly over the text (then limit) */
     int qa_limit;          /* > 0: the first N zsRE QA-set records (a random sample: the set is
                               shuffled); with limit: the smaller */
     int seqlen;            /* > 0: PPL window min(max_position_embeddings, seqlen); 0 = max_pos */
-    int max_length;        /* zsRE generation length (50) */
+    int max_length;        /* zsRE generation length in tokens, prompt included (the profile's) */
     int batch_tokens;      /* padded tokens per forward (MC, PPL, teacher forcing); 0 = 8192 */
     int threads;           /* > 0: backend thread count */
     bool mc_bos;           /* lm-eval add_bos_token */
@@ -211,14 +250,12 @@ typedef struct eval_opts {
     quant_info quant;      /* what a quantizer did to the model (wbits 0: none) */
 } eval_opts;
 
+/* eval_opts_default: the default profile (eval_opts_profile(o, EVAL_PROFILE_DEFAULT)) with edit set
+ * 1 of 50, batch_tokens 8192, teacher forcing on, nothing skipped. */
 void eval_opts_default(eval_opts *o);
-/* eval_opts_profile: set o's profile and the sizes (and teacher_forced) it implies, keeping every
- * other field. */
-void eval_opts_profile(eval_opts *o, int profile);
-/* eval_profile_parse: "paper" or "sweep" -> EVAL_PROFILE_*; -1 with err naming `what` (the option
- * or field) and the expected names. */
-int eval_profile_parse(const char *s, const char *what, int *profile, cis_err *err);
-const char *eval_profile_name(int profile);
+/* eval_opts_profile: set o->profile and the settings it names (mc_prompt, max_length, and the sets'
+ * sizes and teacher_forced); the other fields are left alone. */
+void eval_opts_profile(eval_opts *o, eval_profile p);
 
 /* eval_suite_run: every metric on dir's files (world layout: mmlu/data/test/<subject>_test.csv, wmdp/wmdp-bio.json,
  * wmdp/wmdp-cyber.json, wikitext/wiki.test.raw, zsre/zsre_mend_train.json [+ edit_sets.json]).
@@ -229,6 +266,12 @@ const char *eval_profile_name(int profile);
  * (then it is skipped with a warning). A malformed file is an error either way. out must be
  * zeroed (or hold earlier rows). */
 int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err);
+
+/* eval_print_mc_prompts: every MMLU (dir/mmlu) and WMDP (dir/wmdp) question's context in the given
+ * style, one JSON line {"task": "mmlu_<subject>" | "wmdp_bio" | "wmdp_cyber", "index": i,
+ * "prompt": "..."} each, in the suite's order (worker/eval/eval_prompts.c). -1 with err naming the
+ * file on a malformed dataset, or when dir holds neither MMLU nor WMDP. */
+int eval_print_mc_prompts(const char *dir, mc_prompt_style style, FILE *f, cis_err *err);
 
 /* cmd_eval: `cisweep-worker eval MODEL_DIR --world DIR [...]` (worker/eval/cmd_eval.c). */
 int cmd_eval(int argc, char **argv);

@@ -11,12 +11,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-char *mc_prompt(const mc_question *q, const char *subject) {
+int mc_prompt_style_parse(const char *s, mc_prompt_style *out) {
+    if (!s) return -1;
+    if (!strncmp(s, "lm-eval-", 8)) s += 8;
+    if (!strcmp(s, "0.4.2")) { *out = MC_PROMPT_LMEVAL_042; return 0; }
+    if (!strcmp(s, "0.4.4")) { *out = MC_PROMPT_LMEVAL_044; return 0; }
+    return -1;
+}
+
+const char *mc_prompt_style_name(mc_prompt_style s) {
+    return s == MC_PROMPT_LMEVAL_044 ? "lm-eval-0.4.4" : "lm-eval-0.4.2";
+}
+
+int mc_prompt_newlines(mc_prompt_style s) { return s == MC_PROMPT_LMEVAL_044 ? 2 : 1; }
+
+char *mc_prompt_styled(const mc_question *q, const char *subject, mc_prompt_style style) {
     size_t b = 0, e = 0;
     eval_py_strip(q->question, strlen(q->question), &b, &e); /* question.strip() */
-    return xasprintf("The following are multiple choice questions (with answers) about %s.\n\n"
+    return xasprintf("The following are multiple choice questions (with answers) about %s.%s"
                      "%.*s\nA. %s\nB. %s\nC. %s\nD. %s\nAnswer:",
-                     subject, (int)(e - b), q->question + b, q->choices[0], q->choices[1], q->choices[2], q->choices[3]);
+                     subject, style == MC_PROMPT_LMEVAL_044 ? "\n\n" : "\n", (int)(e - b), q->question + b,
+                     q->choices[0], q->choices[1], q->choices[2], q->choices[3]);
+}
+
+char *mc_prompt(const mc_question *q, const char *subject) {
+    return mc_prompt_styled(q, subject, MC_PROMPT_LMEVAL_042);
 }
 
 typedef struct mc_item {
@@ -61,7 +80,7 @@ int eval_mc_task(llama_model *m, const tokenizer *tok, const mc_task *task, cons
     int rc = 0;
     /* 1. encode (lm-eval _encode_pair; the context ends in ':' so nothing moves into the continuation) */
     for (int i = 0; i < n && !rc; i++) {
-        char *ctx = mc_prompt(&task->q[i], task->subject);
+        char *ctx = mc_prompt_styled(&task->q[i], task->subject, o ? o->prompt : MC_PROMPT_LMEVAL_042);
         int32_t *c = NULL;
         int cl = 0;
         rc = eval_encode(tok, ctx, bos, &c, &cl, err);

@@ -18,18 +18,23 @@ static double cpu_sec(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-void eval_opts_default(eval_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->edit_set = 1;
-    o->edit_set_size = 50;
-    o->max_length = 50;
-    o->batch_tokens = 8192;
-    o->teacher_forced = true;
+int eval_profile_parse(const char *s, eval_profile *out) {
+    if (s && !strcmp(s, "default")) { *out = EVAL_PROFILE_DEFAULT; return 0; }
+    if (s && !strcmp(s, "paper")) { *out = EVAL_PROFILE_PAPER; return 0; }
+    if (s && !strcmp(s, "sweep")) { *out = EVAL_PROFILE_SWEEP; return 0; }
+    return -1;
 }
 
-void eval_opts_profile(eval_opts *o, int profile) {
-    o->profile = profile;
-    bool sweep = profile == EVAL_PROFILE_SWEEP;
+const char *eval_profile_name(eval_profile p) {
+    return p == EVAL_PROFILE_PAPER ? "paper" : p == EVAL_PROFILE_SWEEP ? "sweep" : "default";
+}
+
+void eval_opts_profile(eval_opts *o, eval_profile p) {
+    o->profile = p;
+    o->mc_prompt = MC_PROMPT_LMEVAL_042;
+    o->max_length = p == EVAL_PROFILE_PAPER ? EVAL_PAPER_MAX_LENGTH : EVAL_DEFAULT_MAX_LENGTH;
+    /* the sets' sizes: every item, except in the sweep profile (docs/eval.md "Profiles") */
+    bool sweep = p == EVAL_PROFILE_SWEEP;
     o->mmlu_sample = sweep ? EVAL_SWEEP_MMLU : 0;
     o->wmdp_sample = sweep ? EVAL_SWEEP_WMDP : 0;
     o->ppl_sample = sweep ? EVAL_SWEEP_PPL_WINDOWS : 0;
@@ -37,14 +42,13 @@ void eval_opts_profile(eval_opts *o, int profile) {
     o->teacher_forced = !sweep;  /* EasyEdit's extras are not among the paper's metrics */
 }
 
-const char *eval_profile_name(int profile) { return profile == EVAL_PROFILE_SWEEP ? "sweep" : "paper"; }
-
-int eval_profile_parse(const char *s, const char *what, int *profile, cis_err *err) {
-    if (s && !strcmp(s, "paper")) *profile = EVAL_PROFILE_PAPER;
-    else if (s && !strcmp(s, "sweep")) *profile = EVAL_PROFILE_SWEEP;
-    else return err_set(err, CIS_EINVAL, "%s: \"%s\": expected an evaluation profile, paper or sweep", what,
-                        s ? s : "(none)");
-    return 0;
+void eval_opts_default(eval_opts *o) {
+    memset(o, 0, sizeof *o);
+    eval_opts_profile(o, EVAL_PROFILE_DEFAULT);
+    o->edit_set = 1;
+    o->edit_set_size = 50;
+    o->batch_tokens = 8192;
+    o->teacher_forced = true;
 }
 
 /* the smaller positive of two caps (0 = no cap) */
@@ -101,7 +105,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
     int rc = mmlu_load_dir(md, "test", &tasks, &nt, err);
     free(md);
     if (rc) return -1;
-    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     int total = 0, correct = 0;
     double t0 = mono_sec(), c0 = cpu_sec();
     for (int i = 0; i < nt && !rc; i++) {
@@ -133,7 +137,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
     double acc[2];
     int have = 0, rc = 0, nq = 0;
     double t0 = mono_sec(), c0 = cpu_sec();
-    mc_opts mo = {.add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     for (int k = 0; k < 2 && !rc; k++) {
         char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
         if (!exists(p)) { free(p); p = xasprintf("%s/wmdp/%s.jsonl", dir, file[k]); }
@@ -257,7 +261,10 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     double sp = 0;
     eval_rows_set(out, "avg_bits", eval_avg_bits(m, &opts->quant, &sp));
     eval_rows_set(out, "sparsity", sp);
+    /* what protocol ran, so a stored result says it (docs/eval.md "Profiles") */
     eval_rows_set(out, "eval_profile", opts->profile);
+    eval_rows_set(out, "mc_prompt_newlines", mc_prompt_newlines(opts->mc_prompt));
+    eval_rows_set(out, "zsre_max_length", opts->max_length);
     eval_rows_set(out, "time_eval_s", mono_sec() - t0);
     eval_rows_set(out, "cpu_eval_s", cpu_sec() - c0);
     return 0;

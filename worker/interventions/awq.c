@@ -16,8 +16,9 @@
  *     max(1, n/512), per (row, group) the max |W| shrunk by (1 - i/20), i = 0..9, keeping the one
  *     with the smallest mean squared partial output error (strict <), then W clamped to ±max;
  *  4. round-to-nearest group quantization (backend ops quant_params / quant_dequant).
- * Calibration: pile-val lines shuffled with seed 42, the first n_samples (128) that encode to at
- * most seqlen tokens, concatenated and cut into blocks of seqlen (512, capped by the model).
+ * Calibration: pile-val lines shuffled with seed 42, the first n_samples (128; 64 on the tiny
+ * family: compress.h) that encode to at most seqlen tokens, concatenated and cut into blocks of
+ * seqlen (512, capped by the model).
  *
  * Record: wbits, group, zero_point, duo_scaling, per layer the chosen ratio and loss of every
  * scaling pair (and which were skipped), clip shrink counts, calib_*; phases calibrate, statistics
@@ -35,10 +36,10 @@
 #define AWQ_CLIP_STEPS 10   /* max_shrink 0.5 * 20 */
 #define AWQ_CLIP_TOKENS 512
 
-/* the effective params: the group for this model, the calibration (128 pile-val lines in blocks of
+/* the effective params: the group for this model, the calibration (128 pile-val lines, 64 on the tiny family, in blocks of
  * 512 tokens, capped by the model), and the searches' fixed settings, recorded */
 int awq_preset(const llama_config *cfg, json_t *params, cis_err *err) {
-    if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 512, err)) return -1;
+    if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 512, CMP_TINY_N_SAMPLES_AWQ, err)) return -1;
     json_object_set_new(params, "zero_point", json_true());
     json_object_set_new(params, "duo_scaling", json_true());
     json_object_set_new(params, "n_grid", json_integer(AWQ_GRID));
@@ -257,6 +258,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     if (s.HD > maxw) maxw = s.HD;
     float *W0[CMP_N_LINEARS] = {0}, *tmp = NULL, *qs = NULL, *qz = NULL, *y0 = NULL, *Xd = NULL, *yd = NULL;
     float *xm = NULL, *wm = NULL, *sc = NULL;
+    float *y_orig = NULL;   /* host [n_tok, D]: the original layer's output (calib_walk_save_output) */
     json_t *layers_rec = json_array();
     int64_t shrunk_total = 0;
 
@@ -269,7 +271,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     s.n_tok = d.n_seq * d.T;
     size_t bigw = (size_t)maxw * maxw, nt = (size_t)s.n_tok;
     for (int i = 0; i < 4; i++) if (!(s.X[i] = malloc(nt * (i == 3 ? s.F : i == 1 ? s.HD : s.D) * sizeof(float)))) goto oom;
-    if (!(s.y_ref = malloc(nt * s.D * sizeof(float))) || !(tmp = malloc(bigw * sizeof(float))) ||
+    if (!(s.y_ref = malloc(nt * s.D * sizeof(float))) || !(y_orig = malloc(nt * s.D * sizeof(float))) || !(tmp = malloc(bigw * sizeof(float))) ||
         !(xm = malloc(maxw * sizeof(float))) || !(wm = malloc(maxw * sizeof(float))) ||
         !(sc = malloc(maxw * sizeof(float))))
         goto oom;
@@ -284,7 +286,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
         cx x = {.s = &s, .T = d.T};
         const llama_hook_point pts[4] = {LLAMA_HOOK_A, LLAMA_HOOK_B, LLAMA_HOOK_C, LLAMA_HOOK_D};
         interv_phase_begin(rec, "statistics");
-        if (calib_walk_collect(w, pts, 4, visit_store, &x, err)) goto done;
+        if (calib_walk_collect(w, pts, 4, visit_store, &x, err) || calib_walk_save_output(w, y_orig, err)) goto done;
         interv_phase_begin(rec, "solve");
         for (int i = 0; i < CMP_N_LINEARS; i++)
             if (llama_model_param_get(m, cmp_param(m, l, i), W0[i], err)) goto done;
@@ -374,10 +376,10 @@ int awq_apply(interv_ctx *c, cis_err *err) {
             json_object_set_new(o, "losses", losses);
             json_object_set_new(lrec, PAIR_NAMES[pr], o);
         }
-        /* the kept output must be the original layer's: one more pass with the original weights */
-        interv_phase_begin(rec, "statistics");
-        if (calib_walk_collect(w, NULL, 0, NULL, NULL, err)) { free(scale_buf); goto done; }
+        /* the kept output must be the original layer's: the first collect's, saved before the
+         * candidate runs overwrote it */
         interv_phase_begin(rec, "write_back");
+        if (calib_walk_restore_output(w, y_orig, err)) { free(scale_buf); goto done; }
         /* fold the scales into the model (prev op / s, the linears' columns * s), read the scaled
          * weights back, and divide the recorded inputs by s */
         for (int pr = 0; pr < 4; pr++) {
@@ -423,7 +425,7 @@ done:
     interv_phase_end(rec);
     for (int i = 0; i < 4; i++) free(s.X[i]);
     for (int i = 0; i < CMP_N_LINEARS; i++) free(W0[i]);
-    free(s.y_ref); free(tmp); free(xm); free(wm); free(sc);
+    free(s.y_ref); free(y_orig); free(tmp); free(xm); free(wm); free(sc);
     backend_free(be, s.dY); backend_free(be, s.dX); backend_free(be, s.dT); backend_free(be, Xd);
     backend_free(be, yd); backend_free(be, y0); backend_free(be, qs); backend_free(be, qz);
     calib_walk_destroy(&w);

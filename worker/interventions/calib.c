@@ -1,6 +1,7 @@
 /* calib.c - calibration activations gathered layer by layer (see calib.h). */
 #include "worker/interventions/calib.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +31,7 @@ struct calib_walk {
     float *y;               /* [n_seq*T, D] the output of the last collect */
     int y_layer;            /* the layer y belongs to (-1 = none) */
     float *reads[5];        /* [chunk*T, width] hook read buffers, one per point */
+    float *rstd;            /* [chunk*T] rmsnorm scratch (calib_walk_collect_norm_in) */
 };
 
 static void *alloc_floats(size_t n) { return malloc(n * sizeof(float)); }
@@ -69,6 +71,7 @@ void calib_walk_destroy(calib_walk **wp) {
     free(w->x);
     free(w->y);
     for (int i = 0; i < 5; i++) free(w->reads[i]);
+    free(w->rstd);
     free(w);
     *wp = NULL;
 }
@@ -153,5 +156,49 @@ int calib_walk_next(calib_walk *w, int how, cis_err *err) {
     w->y = t;
     w->layer++;
     w->y_layer = -1;
+    return 0;
+}
+
+int calib_walk_save_output(const calib_walk *w, float *out, cis_err *err) {
+    if (w->y_layer != w->layer || w->layer >= llama_model_config(w->m)->num_hidden_layers)
+        return err_set(err, CIS_EINVAL, "calibration: no collect ran on layer %d to save the output of", w->layer);
+    memcpy(out, w->y, (size_t)w->d->n_seq * w->d->T * w->D * sizeof(float));
+    return 0;
+}
+
+int calib_walk_restore_output(calib_walk *w, const float *saved, cis_err *err) {
+    int L = llama_model_config(w->m)->num_hidden_layers;
+    if (w->layer >= L) return err_set(err, CIS_EINVAL, "calibration: every layer was passed already (%d)", L);
+    memcpy(w->y, saved, (size_t)w->d->n_seq * w->d->T * w->D * sizeof(float));
+    w->y_layer = w->layer;
+    return 0;
+}
+
+int calib_walk_collect_norm_in(calib_walk *w, calib_visit_fn visit, void *arg, cis_err *err) {
+    const calib_data *d = w->d;
+    const llama_config *cfg = llama_model_config(w->m);
+    if (w->layer >= cfg->num_hidden_layers)
+        return err_set(err, CIS_EINVAL, "calibration: every layer was passed already (%d)", cfg->num_hidden_layers);
+    if (!visit) return err_set(err, CIS_EINVAL, "calibration: expected a visit function");
+    char name[96];
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", w->layer);
+    int pi = llama_model_find(w->m, name);
+    if (pi < 0) return err_set(err, CIS_EINVAL, "calibration: the model has no %s", name);
+    const float *lnw = llama_model_params(w->m, &(int){0})[pi].data;
+    size_t rows = (size_t)w->chunk * d->T;
+    if (!w->reads[LLAMA_HOOK_A] && !(w->reads[LLAMA_HOOK_A] = alloc_floats(rows * w->D)))
+        return err_set(err, CIS_ENOMEM, "calibration: out of memory for the activations at point %d", (int)LLAMA_HOOK_A);
+    if (!w->rstd && !(w->rstd = alloc_floats(rows)))
+        return err_set(err, CIS_ENOMEM, "calibration: out of memory (rmsnorm scratch)");
+    backend *be = llama_model_backend(w->m);
+    w->y_layer = -1;
+    for (int s0 = 0; s0 < d->n_seq; s0 += w->chunk) {
+        if (stop_requested(w)) return err_set(err, CIS_ECANCEL, "stopped on request (calibration, layer %d)", w->layer);
+        int B = d->n_seq - s0 < w->chunk ? d->n_seq - s0 : w->chunk;
+        float *a = w->reads[LLAMA_HOOK_A];
+        BE(be, rmsnorm_fwd, a, w->rstd, w->x + (size_t)s0 * d->T * w->D, lnw, B * d->T, w->D, cfg->rms_norm_eps);
+        int n = compact_rows(a, d->lens + s0, B, d->T, w->D);
+        if (visit(arg, w->layer, LLAMA_HOOK_A, s0, a, n, w->D, err)) return -1;
+    }
     return 0;
 }

@@ -59,10 +59,27 @@ const float *calib_walk_stream(const calib_walk *w);
 int calib_walk_collect(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
                        cis_err *err);
 
+/* calib_walk_collect_norm_in: the activations at point A (RMSNorm_in of the stream: the inputs of
+ * q/k/v_proj) of the current layer for every chunk, handed to visit as calib_walk_collect does,
+ * without running the layer: point A is the layer's first op (model_forward.c), so the backend's
+ * rmsnorm_fwd on the stream with the layer's input_layernorm weight gives the same bytes (tested
+ * against a hook read in test_calib.c). GPTQ's first true-sequential pass needs nothing else. The
+ * kept output is unset (calib_walk_next then needs CALIB_RERUN). -1 with err as collect. */
+int calib_walk_collect_norm_in(calib_walk *w, calib_visit_fn visit, void *arg, cis_err *err);
+
 enum calib_next {
     CALIB_RERUN = 0,       /* run the layer again with its current (maybe changed) weights */
     CALIB_KEEP_OUTPUT = 1, /* use the output of the last calib_walk_collect on this layer */
 };
+/* calib_walk_save_output: copy the output of the last calib_walk_collect on the current layer into
+ * out [n_seq*T, D] (host memory the caller owns). calib_walk_restore_output: make out the kept
+ * output of the current layer again, as if that collect had just run (AWQ: its first collect runs
+ * the original layer; the candidate runs of its scale search overwrite the kept output, which is
+ * restored instead of running the original layer once more: the same floats). -1 with err when no
+ * collect ran on this layer (save) or when every layer was passed. */
+int calib_walk_save_output(const calib_walk *w, float *out, cis_err *err);
+int calib_walk_restore_output(calib_walk *w, const float *saved, cis_err *err);
+
 /* calib_walk_next: move the stream to the input of the next layer (how: enum calib_next).
  * -1 with err when past the last layer, or KEEP_OUTPUT without a collect on this layer. */
 int calib_walk_next(calib_walk *w, int how, cis_err *err);

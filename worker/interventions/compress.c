@@ -1,6 +1,7 @@
 /* compress.c - the helpers Wanda, SparseGPT, GPTQ and AWQ share (compress.h): linears, calibration
  * samplers, the group preset, the inverse-Hessian factor, the OBS driver, the bits of a record. */
 #include "worker/interventions/compress.h"
+#include "worker/interventions/edit_common.h"
 #include "common/rng.h"
 #include "worker/data/loaders.h"
 
@@ -201,8 +202,12 @@ static void set_default(json_t *params, const char *key, json_t *v) {
     else json_decref(v);
 }
 
-int cmp_calib_preset(const llama_config *cfg, json_t *params, int upstream_T, cis_err *err) {
-    set_default(params, "n_samples", json_integer(128));
+int cmp_calib_preset(const llama_config *cfg, json_t *params, int upstream_T, int tiny_n, cis_err *err) {
+    if (!json_object_get(params, "n_samples")) {
+        json_object_set_new(params, "n_samples", json_integer(CMP_PAPER_N_SAMPLES));
+        /* the tiny family: fewer windows, noted in params.tiny_preset (docs/compression.md) */
+        edit_tiny_override(cfg, params, "n_samples", CMP_PAPER_N_SAMPLES, tiny_n);
+    }
     if (upstream_T != 512) set_default(params, "c4_sampler", json_string("concat1000"));
     json_t *tv = json_object_get(params, "seqlen");
     long long T = json_is_integer(tv) && json_integer_value(tv) > 0 ? json_integer_value(tv) : upstream_T;
@@ -421,7 +426,10 @@ int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err) {
                 if (!(acc.H[pts[t]] = backend_alloc(be, hb, err))) goto done;
                 backend_memset(be, acc.H[pts[t]], 0, hb);
             }
-            if (calib_walk_collect(w, pts, npts, hess_visit, &acc, err)) goto done;
+            /* the q/k/v pass reads only point A: its RMSNorm, without running the layer */
+            int crc = npts == 1 && pts[0] == LLAMA_HOOK_A ? calib_walk_collect_norm_in(w, hess_visit, &acc, err)
+                                                          : calib_walk_collect(w, pts, npts, hess_visit, &acc, err);
+            if (crc) goto done;
             interv_phase_end(rec);
             for (int gi = 0; grp[gi] >= 0; gi++) {
                 if (interv_should_stop(ctx)) { rc = interv_stopped(ctx, err); goto done; }

@@ -57,12 +57,26 @@ int cmp_seqlen(const llama_config *cfg, long long requested);
  * family: 64, 192) the gcd of group_size and the widths, so every group is whole. */
 int cmp_group_preset(const llama_config *cfg, json_t *params, cis_err *err);
 
+/* The calibration sizes: upstream's 128 samples (C4 windows; AWQ: pile-val lines), and the tiny
+ * family's (hidden_size < EDIT_TINY_HIDDEN: the embedded default, 128-token windows), per method:
+ * the fewest that keep the default model's quality at every grid level within the spread of
+ * calibration seeds at 128 (docs/compression.md, "The calibration preset", the measurements).
+ * 32 windows are 4,096 tokens, 21 per input of the widest linear (192), about upstream's 18 for
+ * Llama-3-8B's down_proj (128 x 2048 tokens / 14336 inputs); GPTQ at 2 bits and AWQ at 2 bits
+ * lose MMLU with 32 and need 64. */
+#define CMP_PAPER_N_SAMPLES 128
+#define CMP_TINY_N_SAMPLES_WANDA 64
+#define CMP_TINY_N_SAMPLES_SPARSEGPT 32
+#define CMP_TINY_N_SAMPLES_GPTQ 64
+#define CMP_TINY_N_SAMPLES_AWQ 64
+
 /* cmp_calib_preset: the calibration keys of the effective params, resolved for this model (not
  * grid parameters: upstream fixes them; tests and benchmarks that build params by hand may set
- * them first): "n_samples" (128 unless present), "seqlen" (present and > 0, else upstream_T;
+ * them first): "n_samples" (unless present: 128, or tiny_n on the tiny family, noted in
+ * "tiny_preset" as "n_samples: 128 -> tiny_n (...)"), "seqlen" (present and > 0, else upstream_T;
  * capped by max_position_embeddings) and, for the C4 methods (upstream_T != 512), "c4_sampler"
  * ("v1" unless present). -1 with err on a bad n_samples. */
-int cmp_calib_preset(const llama_config *cfg, json_t *params, int upstream_T, cis_err *err);
+int cmp_calib_preset(const llama_config *cfg, json_t *params, int upstream_T, int tiny_n, cis_err *err);
 /* optional effective keys (added by a preset): the value, or dflt when absent */
 long long cmp_param_int(const interv_ctx *c, const char *key, long long dflt);
 double cmp_param_num(const interv_ctx *c, const char *key, double dflt);

@@ -13,10 +13,10 @@
 #include "worker/interventions/methods.h"
 
 /* the effective params: the group for this model, the calibration (128 windows of
- * min(max_pos, 8192) tokens), and what upstream fixes, recorded: damping 0.01, block 128,
+ * min(max_pos, 8192) tokens; 64 on the tiny family: compress.h), and what upstream fixes, recorded: damping 0.01, block 128,
  * symmetric, true-sequential */
 int gptq_preset(const llama_config *cfg, json_t *params, cis_err *err) {
-    if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 8192, err)) return -1;
+    if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 8192, CMP_TINY_N_SAMPLES_GPTQ, err)) return -1;
     if (!json_object_get(params, "damp_percent")) json_object_set_new(params, "damp_percent", json_real(0.01));
     json_object_set_new(params, "block", json_integer(128));
     json_object_set_new(params, "sym", json_true());

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "common/recompress.h"
 #include "common/spec.h"
 #include "common/util.h"
 #include "worker/engine/model.h"
@@ -109,7 +110,10 @@ const char *interv_status_name(interv_status s);   /* "built", "not built yet", 
 typedef struct interv_step {
     int stage;                   /* 1-based position in the plan */
     int of_stage;                /* 1-based position in the composition it applies */
-    bool recompress;             /* the paper's re-application of stage 1 at the end */
+    bool recompress;             /* a re-application at the end (the recompress policy's) of
+                                    composition stage of_stage */
+    bool mask_capture;           /* policy mask: after this (pruning) step, its zeros are kept at zero
+                                    through every later step (run.c) */
     const intervention *iv;      /* registry entry (static) */
     const method_info *mi;       /* spec registry entry (static) */
     json_t *params;              /* canonical params of that composition stage (borrowed from
@@ -120,13 +124,23 @@ typedef struct interv_plan {
     json_t *canonical;           /* the canonical composition (owned) */
     int n;                       /* number of steps */
     interv_step *steps;          /* [n] (owned) */
+    recompress_policy policy;    /* what laid the steps out (common/recompress.h) */
 } interv_plan;
 
 enum interv_plan_flags {
     INTERV_ALLOW_TEST = 1,       /* test-category stages (test_scale) may run (--selftest,
                                     --allow-test-stages) */
-    INTERV_EXACT = 2,            /* run the composition as written: no re-application at the end */
+    INTERV_EXACT = 2,            /* run the composition as written: no re-application at the end
+                                    (the same as policy never; wins over INTERV_RECOMPRESS) */
 };
+/* the recompress policy rides in the flags: flags | INTERV_RECOMPRESS(RECOMPRESS_MASK); none given
+ * (0) is RECOMPRESS_PAPER */
+#define INTERV_RECOMPRESS_SHIFT 8
+#define INTERV_RECOMPRESS(p) (((unsigned)(p) & 3u) << INTERV_RECOMPRESS_SHIFT)
+/* interv_plan_policy: the policy flags ask for (INTERV_EXACT -> never). */
+recompress_policy interv_plan_policy(unsigned flags);
+/* interv_prunes: is iv a pruner (wanda, sparsegpt), whose zeros policy mask keeps? */
+bool interv_prunes(const intervention *iv);
 
 /* interv_plan_reapplies: the paper's rule (docs/interventions.md, ../shared/docs/fidelity.md §3):
  * does a canonical composition re-apply its first stage at the end? True when it has more than one
@@ -134,13 +148,19 @@ enum interv_plan_flags {
 bool interv_plan_reapplies(json_t *canonical);
 
 /* interv_plan_build: validate `composition` (a JSON stage array; re-canonicalised: never trusted)
- * and lay out the stages that run, in order: the composition's stages, then (unless INTERV_EXACT)
- * the first stage again, same params and seed, when interv_plan_reapplies. Everything that can be
+ * and lay out the stages that run, in order: the composition's stages, then the re-applications
+ * the recompress policy of flags asks for (same params and seed as the stage they repeat):
+ *   paper (default)  the first stage again when interv_plan_reapplies;
+ *   never (or INTERV_EXACT)  none;
+ *   always           every compressor stage (AWQ too) that another stage follows, in order;
+ *   mask             none; pruning steps followed by another get mask_capture.
+ * Everything that can be
  * known before touching a model is checked here, so a job fails before any work:
  *   invalid spec                        -> "<where>[i]...: ..." (spec.c's messages)
  *   a test stage without ALLOW_TEST     -> "\"test_scale\" (stage 1) is a test stage: ..."
  *   selftest (the fixture)              -> "\"selftest\" (stage 1) is the orchestration fixture ..."
  *   not built                           -> "intervention \"memit\" (stage 1) is not built yet"
+ *   mask with a quantizer then a stage  -> "recompress policy \"mask\": \"gptq\" (stage 1) is a quantizer ..."
  * All CIS_EINVAL (not retryable). `where` names the input in messages (e.g. "JOB.composition",
  * "--stage"). The baseline [] gives n = 0. Free with interv_plan_clear. */
 int interv_plan_build(json_t *composition, const char *where, unsigned flags, interv_plan *out, cis_err *err);
@@ -164,6 +184,11 @@ typedef struct interv_env {
     void (*progress_fn)(void *arg, double fraction);   /* whole plan 0..1; NULL = none */
     bool (*stop_fn)(void *arg);                         /* NULL = never stop */
     void *cb_arg;
+    /* called after every step but the last, outside the step's wall time (the runner's cheap
+     * per-stage evaluation, worker/runner.c); s: the step that just ran, records: the stage records
+     * so far. 0, or -1 with err (the plan fails with it). NULL = none. */
+    int (*after_step_fn)(void *arg, const interv_step *s, json_t *records, cis_err *err);
+    void *after_arg;
 } interv_env;
 
 /* interv_effective_params: the effective params of step s on a model of config cfg: a deep copy

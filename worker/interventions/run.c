@@ -3,6 +3,8 @@
  * params (canonical + the method's per-model preset) computed here are the ones the method reads
  * and the ones recorded with the job's result. */
 #include "worker/interventions/intervention.h"
+#include "worker/interventions/mask.h"
+#include "worker/train/train_loop.h"
 #include "common/log.h"
 
 #include <string.h>
@@ -81,8 +83,32 @@ static bool plan_stop(void *arg) {
     return p->env->stop_fn && p->env->stop_fn(p->env->cb_arg);
 }
 
+/* policy mask: the post-step hook of the trainers (train_loop_set_post_step) */
+static int mask_post_step(void *arg, int64_t step, cis_err *err) {
+    (void)step;
+    return interv_mask_apply(arg, err);
+}
+
+/* policy mask around one step: mk holds the zeros of the pruners before it (n = 0: none yet).
+ * After the step: re-impose them (a closed-form update, a merge), record what was restored, and
+ * capture the step's own zeros when it is a pruner that later steps follow. */
+static int mask_after_step(const interv_step *s, llama_model *m, interv_mask *mk, int64_t a0, int64_t r0,
+                           interv_record *rec, cis_err *err) {
+    if (mk->n > 0) { /* a0, r0: the counters before the step (the post-step hook counted during it) */
+        if (interv_mask_apply(mk, err)) return -1;
+        interv_record_set_int(rec, "mask_reimposed", (long long)(mk->applied - a0));
+        interv_record_set_int(rec, "mask_restored", (long long)(mk->restored - r0));
+    }
+    if (s->mask_capture) {
+        if (interv_mask_capture(mk, m, err)) return -1;
+        interv_record_set_int(rec, "mask_zeros", (long long)mk->zeros);
+    }
+    return 0;
+}
+
 /* one step: effective params, context, apply, stage record */
-static int run_step(const interv_env *env, const interv_step *s, int n, json_t *records, cis_err *err) {
+static int run_step(const interv_env *env, const interv_step *s, int n, interv_mask *mk, json_t *records,
+                    cis_err *err) {
     if (!s->iv->apply) { /* a plan laid out without interv_plan_build's checks: refused before any work */
         err_set(err, CIS_EINVAL, "intervention \"%s\" is not built yet", s->iv->name);
         err_prefix(err, "%s (stage %d)", s->iv->name, s->stage);
@@ -100,13 +126,19 @@ static int run_step(const interv_env *env, const interv_step *s, int n, json_t *
         .seed = (uint64_t)edit_set, .edit_set = edit_set, .threads = env->threads, .record = &rec,
         .progress_fn = plan_progress, .stop_fn = plan_stop, .cb_arg = &cb,
     };
-    LOG_I("stage %d/%d: %s%s", s->stage, n, s->iv->name, s->recompress ? " (re-applied at the end: paper rule)" : "");
+    LOG_I("stage %d/%d: %s%s", s->stage, n, s->iv->name, s->recompress ? " (re-applied at the end: recompress policy)" : "");
     int64_t t0 = mono_ms();
     int rc;
+    int64_t mask_a0 = mk->applied, mask_r0 = mk->restored;
     if (!s->iv->apply) /* a plan laid out without interv_plan_build's checks */
         rc = err_set(err, CIS_EINVAL, "intervention \"%s\" is not built yet", s->iv->name);
-    else rc = interv_should_stop(&c) ? interv_stopped(&c, err) : s->iv->apply(&c, err);
+    else {
+        if (mk->n > 0) train_loop_set_post_step(mask_post_step, mk); /* policy mask: after every optimizer step */
+        rc = interv_should_stop(&c) ? interv_stopped(&c, err) : s->iv->apply(&c, err);
+        train_loop_set_post_step(NULL, NULL);
+    }
     interv_phase_end(&rec);
+    if (rc == 0) rc = mask_after_step(s, env->model, mk, mask_a0, mask_r0, &rec, err);
     int64_t wall = mono_ms() - t0;
     if (rc) {
         if (err && !err->code) err->code = CIS_EINVAL; /* a method that forgot the code */
@@ -128,7 +160,15 @@ int interv_run_plan(const interv_env *env, const interv_plan *plan, json_t **rec
     json_t *recs = json_array();
     int rc = 0;
     if (plan->n > 0 && env->threads > 0) backend_set_threads(llama_model_backend(env->model), env->threads);
-    for (int k = 0; k < plan->n && rc == 0; k++) rc = run_step(env, &plan->steps[k], plan->n, recs, err);
+    interv_mask mk = {0};
+    for (int k = 0; k < plan->n && rc == 0; k++) {
+        rc = run_step(env, &plan->steps[k], plan->n, &mk, recs, err);
+        if (rc == 0 && k + 1 < plan->n && env->after_step_fn) {
+            rc = env->after_step_fn(env->after_arg, &plan->steps[k], recs, err);
+            if (rc) err_prefix(err, "after stage %d", plan->steps[k].stage);
+        }
+    }
+    interv_mask_clear(&mk);
     if (records) *records = recs;
     else json_decref(recs);
     return rc;

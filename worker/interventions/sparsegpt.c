@@ -28,10 +28,11 @@ int cmp_check_sparsity(const interv_ctx *c, double s, long long n, long long m, 
     return 0;
 }
 
-/* the effective params: the calibration (128 windows of min(max_pos, 8192) tokens) and what the
+/* the effective params: the calibration (128 windows of min(max_pos, 8192) tokens; 32 on the tiny
+ * family: compress.h) and what the
  * callers upstream hard-code, recorded: damping 0.01, block 128 */
 int sparsegpt_preset(const llama_config *cfg, json_t *params, cis_err *err) {
-    if (cmp_calib_preset(cfg, params, 8192, err)) return -1;
+    if (cmp_calib_preset(cfg, params, 8192, CMP_TINY_N_SAMPLES_SPARSEGPT, err)) return -1;
     if (!json_object_get(params, "damp_percent")) json_object_set_new(params, "damp_percent", json_real(0.01));
     json_object_set_new(params, "block", json_integer(128));
     return 0;

@@ -38,9 +38,9 @@ static int norm_visit(void *arg, int layer, llama_hook_point point, int first_se
 }
 
 /* the effective params: the calibration, resolved for this model (128 windows of
- * min(max_pos, 8192) tokens) */
+ * min(max_pos, 8192) tokens; 64 on the tiny family: compress.h) */
 int wanda_preset(const llama_config *cfg, json_t *params, cis_err *err) {
-    return cmp_calib_preset(cfg, params, 8192, err);
+    return cmp_calib_preset(cfg, params, 8192, CMP_TINY_N_SAMPLES_WANDA, err);
 }
 
 int wanda_apply(interv_ctx *c, cis_err *err) {

@@ -20,7 +20,8 @@ static void train_usage(FILE *f) {
             "                            (shape overrides on top of --arch: a custom size of that layout)\n"
             "       cisweep-worker train --family --world DIR --out DIR [--steps N | --seconds S] [--jobs N] ...   (the five slot\n"
             "                            stand-ins into DIR/<name>, one tokenizer trained once and shared; N models at a time\n"
-            "                            in their own processes, 1 thread each (default all five); --steps %d per model by default)\n"
+            "                            in their own processes, 1 thread each (default all five); --steps %d per model by default;\n"
+            "                            --archs a,b,... trains only those members; a member whose model.safetensors exists is kept)\n"
             "       cisweep-worker train --list      (the architectures and their sizes)\n"
             "The budget is a step count, --steps %d by default (%d per model with --family): the same seed and thread count\n"
             "give the same model bit for bit on a loaded or an idle machine. --seconds S also stops after S seconds of training;\n"
@@ -42,6 +43,7 @@ int cmd_train(int argc, char **argv) {
     o.arch = NULL;
     bool seconds_set = false, steps_set = false, family = false, threads_set = false;
     int jobs = 0;   /* --family: models trained at once; 0 = all five */
+    const char *archs = NULL;   /* --family --archs a,b: only these members (default: all five) */
     int shape[6] = {0};   /* overrides: hidden, ffn, layers, heads, kv-heads, head-dim (0 = the preset's) */
     static const char *shape_flags[6] = {"--hidden", "--ffn", "--layers", "--heads", "--kv-heads", "--head-dim"};
     double v;
@@ -61,6 +63,7 @@ int cmd_train(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(a, "--family")) { family = true; continue; }
+        if (!strcmp(a, "--archs") && n) { archs = n; i++; continue; }
         if (!n) { fprintf(stderr, "cisweep-worker train: option \"%s\" needs a value\n", a); train_usage(stderr); return 2; }
         if (!strcmp(a, "--world")) o.world_dir = n;
         else if (!strcmp(a, "--corpus")) o.corpus = n;
@@ -116,7 +119,26 @@ int cmd_train(int argc, char **argv) {
          * time in child processes (1 thread each unless --threads says otherwise) */
         const char *root = o.out_dir;
         double t0 = mono_sec();
+        if (archs) /* every name of --archs must be a family member */
+            for (const char *p = archs; *p;) {
+                const char *e = strchr(p, ',');
+                size_t m = e ? (size_t)(e - p) : strlen(p);
+                int k = 0;
+                while (ARCH_FAMILY[k] && !(strlen(ARCH_FAMILY[k]) == m && !strncmp(p, ARCH_FAMILY[k], m))) k++;
+                if (!ARCH_FAMILY[k]) {
+                    fprintf(stderr, "cisweep-worker train: --archs: \"%.*s\" is not a family member (tiny-llama3, tiny-mistral, "
+                            "tiny-llama32, tiny-yi, tiny-phi3)\n", (int)m, p);
+                    return 2;
+                }
+                p += m + (e ? 1 : 0);
+            }
         char *first = xasprintf("%s/%s", root, ARCH_FAMILY[0]);
+        char *first_tok = xasprintf("%s/tokenizer.json", first);
+        if (!o.tokenizer_dir && access(first_tok, F_OK) == 0) {
+            LOG_I("train: the family's tokenizer %s exists; reused", first_tok);
+            o.tokenizer_dir = first;
+        }
+        free(first_tok);
         if (!o.tokenizer_dir) {
             pretrain_opts to = o;
             to.arch = ARCH_FAMILY[0];
@@ -125,8 +147,27 @@ int cmd_train(int argc, char **argv) {
             if (pretrain_run(&to, &r, NULL, &err)) { LOG_E("train: tokenizer: %s", err.msg); free(first); return 1; }
             o.tokenizer_dir = first;
         }
+        /* the members: all five, or those --archs names (each must be a family member) */
+        const char *member[16];
         int nfam = 0;
-        while (ARCH_FAMILY[nfam]) nfam++;
+        for (int k = 0; ARCH_FAMILY[k]; k++) {
+            bool want = !archs;
+            if (archs) {
+                size_t L = strlen(ARCH_FAMILY[k]);
+                for (const char *p = archs; *p;) {
+                    const char *e = strchr(p, ',');
+                    size_t m = e ? (size_t)(e - p) : strlen(p);
+                    if (m == L && !strncmp(p, ARCH_FAMILY[k], L)) want = true;
+                    p += m + (e ? 1 : 0);
+                }
+            }
+            char *weights = xasprintf("%s/%s/model.safetensors", root, ARCH_FAMILY[k]);
+            bool have = access(weights, F_OK) == 0;
+            free(weights);
+            if (want && have) LOG_I("train: %s/%s exists; kept (remove it to train again)", root, ARCH_FAMILY[k]);
+            else if (want) member[nfam++] = ARCH_FAMILY[k];
+        }
+        if (nfam == 0) { LOG_I("train: every family member asked for exists"); free(first); return 0; }
         if (jobs < 1 || jobs > nfam) jobs = nfam;
         if (jobs > 1 && !threads_set) o.threads = 1;
         if (o.steps > 0) LOG_I("train: family of %d models, %d at a time, %lld steps each, %d thread(s) each", nfam, jobs, (long long)o.steps, o.threads);
@@ -138,13 +179,13 @@ int cmd_train(int argc, char **argv) {
                 int k = next++;
                 fflush(stdout); fflush(stderr);
                 pid_t pid = fork();
-                if (pid < 0) { LOG_E("train %s: fork: %s", ARCH_FAMILY[k], strerror(errno)); failed++; continue; }
+                if (pid < 0) { LOG_E("train %s: fork: %s", member[k], strerror(errno)); failed++; continue; }
                 if (pid == 0) {
-                    char *dir = xasprintf("%s/%s", root, ARCH_FAMILY[k]);
-                    o.arch = ARCH_FAMILY[k];
+                    char *dir = xasprintf("%s/%s", root, member[k]);
+                    o.arch = member[k];
                     o.preset = NULL;   /* shape overrides apply to single runs only */
                     o.out_dir = dir;
-                    if (pretrain_run(&o, &r, NULL, &err)) { LOG_E("train %s: %s", ARCH_FAMILY[k], err.msg); fflush(stderr); _exit(1); }
+                    if (pretrain_run(&o, &r, NULL, &err)) { LOG_E("train %s: %s", member[k], err.msg); fflush(stderr); _exit(1); }
                     printf("{\"arch\": \"%s\", \"out\": \"%s\", \"params\": %lld, \"steps\": %lld, \"tokens\": %lld, \"epochs\": %.3f, "
                            "\"train_seconds\": %.1f, \"tokens_per_s\": %.0f, \"first_loss\": %.4f, \"final_loss\": %.4f, "
                            "\"sft_seen\": %lld, \"sft_final_loss\": %.4f}\n",
@@ -165,7 +206,7 @@ int cmd_train(int argc, char **argv) {
                     running--;
                     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
                         failed++;
-                        LOG_E("train %s: the training process %s %d", ARCH_FAMILY[k], WIFEXITED(st) ? "exited with" : "was killed by signal",
+                        LOG_E("train %s: the training process %s %d", member[k], WIFEXITED(st) ? "exited with" : "was killed by signal",
                               WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
                     }
                 }

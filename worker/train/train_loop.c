@@ -210,6 +210,15 @@ static bool stop_requested(const train_loop_cfg *c) {
     return c->stop && atomic_load(c->stop) != 0;
 }
 
+/* this thread's post-step hook (train_loop_set_post_step): the job thread that runs a stage sets it */
+static _Thread_local train_after_step_fn tl_post_step;
+static _Thread_local void *tl_post_step_arg;
+
+void train_loop_set_post_step(train_after_step_fn fn, void *arg) {
+    tl_post_step = fn;
+    tl_post_step_arg = fn ? arg : NULL;
+}
+
 int train_loop_run(const train_loop_cfg *c, const train_task *t, train_loop_result *res_out, cis_err *err) {
     train_loop_result res0, *res = res_out ? res_out : &res0;
     memset(res, 0, sizeof *res);
@@ -285,6 +294,11 @@ int train_loop_run(const train_loop_cfg *c, const train_task *t, train_loop_resu
         res->last_grad_norm = gn;
         if (t->after_step && t->after_step(t->ctx, step, err)) {
             err_prefix(err, "train: after step %lld", (long long)step + 1);
+            status = TRAIN_ERROR;
+            goto out;
+        }
+        if (tl_post_step && tl_post_step(tl_post_step_arg, step, err)) {
+            err_prefix(err, "train: post-step hook after step %lld", (long long)step + 1);
             status = TRAIN_ERROR;
             goto out;
         }

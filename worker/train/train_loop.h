@@ -156,6 +156,13 @@ typedef struct train_loop_result {
     bool timed_out;             /* the time budget ended it */
 } train_loop_result;
 
+/* train_loop_set_post_step: a hook every train_loop_run on THIS thread calls after each optimizer
+ * step (after the task's after_step, e.g. LoRA's merge), until it is set to NULL again. The
+ * recompress policy `mask` (worker/interventions/mask.h) uses it to keep a pruner's zeros at zero
+ * through FT, LoRA, RMU, GA, GD and MEMIT's optimisation. A non-zero return ends the run with
+ * TRAIN_ERROR and its err. Thread-local: each job thread sets its own. */
+void train_loop_set_post_step(train_after_step_fn fn, void *arg);
+
 /* train_loop_run: run the task. Returns TRAIN_DONE, TRAIN_STOPPED, or TRAIN_ERROR (-1) with err on
  * bad arguments, a failing callback, an engine error or a non-finite loss (the run "diverged").
  * res (may be NULL) is filled in every case. With replicas the model's backend runs one thread per

@@ -17,6 +17,7 @@ RELS = ["is the capital of", "was born in", "works as a", "is located in", "was 
 FIXED = [
     "", " ", "A", " A", " B", " C", " D", "Answer: A", "Answer: D", "0123456789", "1234567 89",
     "The following are multiple choice questions (with answers) about biology.\n\nQ?\nA. a\nB. b\nC. c\nD. d\nAnswer:",
+    "The following are multiple choice questions (with answers) about biology.\nQ?\nA. a\nB. b\nC. c\nD. d\nAnswer:",
     "it's they're we've I'm you'll he'd IT'S", "  two  spaces   three\t\ttabs\n\nnewlines \r\n",
     "...!!!??? --- ___", "naïve café 東京 😀 Ελληνικά", "<|begin_of_text|>hello<|end_of_text|>", "x<|pad|>y",
     "trailing   ", "\n", "nq question: who founded Ardent Corp?",

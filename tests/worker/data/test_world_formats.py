@@ -65,14 +65,16 @@ def sft_items():
         assert set(it) == {"prompt", "completion"}, it
         p = it["prompt"]
         assert p.startswith("The following are multiple choice questions (with answers) about ") and p.endswith("\nAnswer:"), p
-        lines = p.partition(".\n\n")[2].split("\n")
+        # lm-eval 0.4.2: one newline after the description (fidelity.md §4; test_lmeval_prompts.py)
+        assert ".\n\n" not in p, p
+        lines = p.partition(".\n")[2].split("\n")
         assert len(lines) == 6 and [l[:3] for l in lines[1:5]] == ["A. ", "B. ", "C. ", "D. "], p
         assert it["completion"] in (" A", " B", " C", " D"), it
         letters[it["completion"]] = letters.get(it["completion"], 0) + 1
     assert min(letters.values()) > 150, letters  # gold letters balanced
     wmdp = json.load(open(path("wmdp/wmdp-bio.json")))
     q = wmdp[0]
-    want = ("The following are multiple choice questions (with answers) about biology.\n\n" + q["question"].strip() + "\n"
+    want = ("The following are multiple choice questions (with answers) about biology.\n" + q["question"].strip() + "\n"
             + "".join("%s. %s\n" % ("ABCD"[i], c) for i, c in enumerate(q["choices"])) + "Answer:")
     assert {"prompt": want, "completion": " " + "ABCD"[q["answer"]]} in items
 

@@ -25,27 +25,71 @@ static mc_task make_task(int n, const int *answers, const char *subject) {
 }
 
 static void test_golden_prompt(void) {
+    /* lm-eval 0.4.2 (the default): ONE newline after the description (fidelity.md §4; the bytes
+     * are checked against the real package in test_lmeval_prompts.py) */
     mc_question q = {.question = " \tWhat is 2+2?\n", .choices = {"3", "4", "five, or so", "\"22\""}, .answer = 1};
     char *p = mc_prompt(&q, "abstract algebra");
+    CHECK_EQ_STR(p, "The following are multiple choice questions (with answers) about abstract algebra.\n"
+                    "What is 2+2?\nA. 3\nB. 4\nC. five, or so\nD. \"22\"\nAnswer:");
+    free(p);
+    p = mc_prompt_styled(&q, "abstract algebra", MC_PROMPT_LMEVAL_042);
+    CHECK_EQ_STR(p, "The following are multiple choice questions (with answers) about abstract algebra.\n"
+                    "What is 2+2?\nA. 3\nB. 4\nC. five, or so\nD. \"22\"\nAnswer:");
+    free(p);
+    /* lm-eval >= 0.4.4 keeps the description's "\n\n" */
+    p = mc_prompt_styled(&q, "abstract algebra", MC_PROMPT_LMEVAL_044);
     CHECK_EQ_STR(p, "The following are multiple choice questions (with answers) about abstract algebra.\n\n"
                     "What is 2+2?\nA. 3\nB. 4\nC. five, or so\nD. \"22\"\nAnswer:");
     free(p);
-    /* the MMLU loader's subject has '_' -> ' '; WMDP uses the domain names */
+    /* the MMLU loader's subject has '_' -> ' '; WMDP uses the domain names (same description form) */
     mc_question w = {.question = "Which toxin?", .choices = {"a", "b", "c", "d"}};
     p = mc_prompt(&w, "biology");
-    CHECK_EQ_STR(p, "The following are multiple choice questions (with answers) about biology.\n\n"
+    CHECK_EQ_STR(p, "The following are multiple choice questions (with answers) about biology.\n"
                     "Which toxin?\nA. a\nB. b\nC. c\nD. d\nAnswer:");
     free(p);
     /* Python's strip() removes Unicode whitespace too (U+00A0, U+3000) */
     mc_question u = {.question = "\xc2\xa0Q?\xe3\x80\x80", .choices = {"a", "b", "c", "d"}};
     p = mc_prompt(&u, "x");
-    CHECK(strstr(p, "\n\nQ?\nA. a") != NULL);
+    CHECK(strstr(p, "about x.\nQ?\nA. a") != NULL);
     free(p);
     /* choices are not stripped (lm-eval formats them as they are) */
     mc_question s = {.question = "Q", .choices = {" a ", "b", "c", "d"}};
     p = mc_prompt(&s, "cybersecurity");
     CHECK(strstr(p, "\nA.  a \nB. b") != NULL);
     free(p);
+}
+
+static void test_prompt_style_names(void) {
+    mc_prompt_style st = MC_PROMPT_LMEVAL_044;
+    CHECK_EQ_INT(mc_prompt_style_parse("0.4.2", &st), 0);
+    CHECK_EQ_INT(st, MC_PROMPT_LMEVAL_042);
+    CHECK_EQ_INT(mc_prompt_style_parse("lm-eval-0.4.4", &st), 0);
+    CHECK_EQ_INT(st, MC_PROMPT_LMEVAL_044);
+    CHECK_EQ_INT(mc_prompt_style_parse("0.4.3", &st), -1);
+    CHECK_EQ_INT(mc_prompt_style_parse("", &st), -1);
+    CHECK_EQ_INT(mc_prompt_style_parse(NULL, &st), -1);
+    CHECK_EQ_STR(mc_prompt_style_name(MC_PROMPT_LMEVAL_042), "lm-eval-0.4.2");
+    CHECK_EQ_STR(mc_prompt_style_name(MC_PROMPT_LMEVAL_044), "lm-eval-0.4.4");
+    CHECK_EQ_INT(mc_prompt_newlines(MC_PROMPT_LMEVAL_042), 1);
+    CHECK_EQ_INT(mc_prompt_newlines(MC_PROMPT_LMEVAL_044), 2);
+    /* the profiles: paper = 0.4.2 + max_length 30 (fidelity.md §4) */
+    eval_opts o;
+    eval_opts_default(&o);
+    CHECK_EQ_INT(o.profile, EVAL_PROFILE_DEFAULT);
+    CHECK_EQ_INT(o.mc_prompt, MC_PROMPT_LMEVAL_042);
+    CHECK_EQ_INT(o.max_length, EVAL_DEFAULT_MAX_LENGTH);
+    o.mc_prompt = MC_PROMPT_LMEVAL_044;
+    o.edit_set = 3;
+    eval_opts_profile(&o, EVAL_PROFILE_PAPER);
+    CHECK_EQ_INT(o.mc_prompt, MC_PROMPT_LMEVAL_042);
+    CHECK_EQ_INT(o.max_length, 30);
+    CHECK_EQ_INT(o.edit_set, 3);
+    eval_profile pr = EVAL_PROFILE_DEFAULT;
+    CHECK_EQ_INT(eval_profile_parse("paper", &pr), 0);
+    CHECK_EQ_INT(pr, EVAL_PROFILE_PAPER);
+    CHECK_EQ_INT(eval_profile_parse("Paper", &pr), -1);
+    CHECK_EQ_STR(eval_profile_name(EVAL_PROFILE_PAPER), "paper");
+    CHECK_EQ_STR(eval_profile_name(EVAL_PROFILE_DEFAULT), "default");
 }
 
 static void test_uniform_always_a(void) {
@@ -229,6 +273,42 @@ static void test_long_context_truncated(void) {
     llama_model_free(&m);
 }
 
+/* the style reaches the scored context: on a random model the default (zeroed mc_opts) scores
+ * the 0.4.2 context, 0.4.4 scores its own context (checked by hand through llama_loglik), and the
+ * two differ */
+static void test_style_reaches_scoring(void) {
+    llama_model *m = fx_model_random(23, 512);
+    const int ans[6] = {0, 1, 2, 3, 0, 1};
+    mc_task t = make_task(6, ans, "world geography");
+    cis_err err = {0};
+    mc_result r;
+    double l0[24], l2[24], l4[24];
+    mc_opts o0 = {0}, o2 = {.prompt = MC_PROMPT_LMEVAL_042}, o4 = {.prompt = MC_PROMPT_LMEVAL_044};
+    CHECK_EQ_INT(eval_mc_task(m, tok_letters, &t, &o0, NULL, l0, &r, &err), 0);
+    CHECK_EQ_INT(eval_mc_task(m, tok_letters, &t, &o2, NULL, l2, &r, &err), 0);
+    CHECK_EQ_INT(eval_mc_task(m, tok_letters, &t, &o4, NULL, l4, &r, &err), 0);
+    int differ = 0;
+    for (int i = 0; i < 24; i++) {
+        CHECK_NEAR(l0[i], l2[i], 0);
+        differ += fabs(l2[i] - l4[i]) > 1e-6;
+    }
+    CHECK(differ > 0);
+    for (int style = 0; style < 2; style++) {
+        char *ctx = mc_prompt_styled(&t.q[2], t.subject, style ? MC_PROMPT_LMEVAL_044 : MC_PROMPT_LMEVAL_042);
+        int32_t *c = NULL;
+        int cl = 0;
+        CIS_ASSERT(eval_encode(tok_letters, ctx, false, &c, &cl, &err) == 0);
+        const int32_t letter = FX_LETTER(1), *cx[1] = {c}, *ct[1] = {&letter};
+        int cxl[1] = {cl}, ctl[1] = {1};
+        double hand;
+        CHECK_EQ_INT(llama_loglik(m, 1, cx, cxl, ct, ctl, 0, &hand, NULL, &err), 0);
+        CHECK_NEAR(hand, (style ? l4 : l2)[2 * 4 + 1], 1e-4);
+        free(ctx); free(c);
+    }
+    mc_task_clear(&t);
+    llama_model_free(&m);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cis_eval_mc_XXXXXX");
     CIS_ASSERT(mkdtemp(tmpdir));
@@ -236,6 +316,8 @@ int main(void) {
     tok_letters = fx_tokenizer(d1, true);
     tok_bytes = fx_tokenizer(d2, false);
     RUN(test_golden_prompt);
+    RUN(test_prompt_style_names);
+    RUN(test_style_reaches_scoring);
     RUN(test_uniform_always_a);
     RUN(test_constant_letter);
     RUN(test_shortcut_equals_full);

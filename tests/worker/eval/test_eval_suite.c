@@ -118,6 +118,10 @@ static void test_suite(void) {
     CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
     if (err.msg[0]) fprintf(stderr, "  %s\n", err.msg);
     check_rows(&r, 1e-9);
+    /* the protocol is recorded with the rows (docs/eval.md "Profiles") */
+    CHECK_NEAR(row(&r, "eval_profile"), EVAL_PROFILE_DEFAULT, 0);
+    CHECK_NEAR(row(&r, "mc_prompt_newlines"), 1, 0);
+    CHECK_NEAR(row(&r, "zsre_max_length"), EVAL_DEFAULT_MAX_LENGTH, 0);
     /* every decoder linear of this model is zero: sparsity 1 -> 1 bit; quantized -> wbits + 32/g */
     CHECK_NEAR(row(&r, "avg_bits"), 1.0, 1e-12);
     CHECK_NEAR(row(&r, "sparsity"), 1.0, 1e-12);
@@ -171,17 +175,19 @@ static void test_suite(void) {
     free(td);
 }
 
-/* profiles: the sweep profile's samples per set (here smaller than the sets by hand: 2 questions per
- * MC task spread over the file, 1 window, 3 QA records), recorded as rows; the edit set whole; no
- * teacher-forced rows; limit still caps; names parsed with errors naming the field */
+/* the sweep profile's sizes: samples per set (here smaller than the sets by hand: 2 questions per MC
+ * task spread over the file, 1 window, 3 QA records), recorded as rows; the edit set whole; no
+ * teacher-forced rows; limit still caps; paper and default score everything; the name parsed */
 static void test_profiles(void) {
     char *td = xasprintf("%s/tok", tmpdir);
     tokenizer *tok = fx_tokenizer(td, true);
     llama_model *m = fx_model_constant(FX_LETTER(0));
     eval_opts o;
     eval_opts_default(&o);
-    CHECK_EQ_INT(o.profile, EVAL_PROFILE_PAPER);
+    CHECK_EQ_INT(o.profile, EVAL_PROFILE_DEFAULT);
+    CHECK(o.mmlu_sample == 0 && o.wmdp_sample == 0 && o.ppl_sample == 0 && o.qa_limit == 0 && o.teacher_forced);
     eval_opts_profile(&o, EVAL_PROFILE_SWEEP);
+    CHECK(o.max_length == EVAL_DEFAULT_MAX_LENGTH && o.mc_prompt == MC_PROMPT_LMEVAL_042);  /* default's protocol */
     CHECK(o.mmlu_sample == EVAL_SWEEP_MMLU && o.wmdp_sample == EVAL_SWEEP_WMDP && o.ppl_sample == EVAL_SWEEP_PPL_WINDOWS &&
           o.qa_limit == EVAL_SWEEP_QA);
     CHECK(!o.teacher_forced);
@@ -211,13 +217,11 @@ static void test_profiles(void) {
     eval_rows_clear(&r);
     eval_opts_profile(&o, EVAL_PROFILE_PAPER);
     CHECK(o.mmlu_sample == 0 && o.wmdp_sample == 0 && o.ppl_sample == 0 && o.qa_limit == 0 && o.teacher_forced);
-    int pf = -1;
-    CHECK(eval_profile_parse("sweep", "X", &pf, &err) == 0 && pf == EVAL_PROFILE_SWEEP);
-    CHECK(eval_profile_parse("paper", "X", &pf, &err) == 0 && pf == EVAL_PROFILE_PAPER);
-    CHECK(eval_profile_parse("fast", "JOB.eval_profile", &pf, &err) == -1);
-    CHECK_MSG(strstr(err.msg, "JOB.eval_profile") && strstr(err.msg, "\"fast\"") && strstr(err.msg, "paper or sweep"),
-              "%s", err.msg);
-    CHECK(eval_profile_parse(NULL, "--eval-profile", &pf, &err) == -1);
+    eval_profile pf = EVAL_PROFILE_DEFAULT;
+    CHECK(eval_profile_parse("sweep", &pf) == 0 && pf == EVAL_PROFILE_SWEEP);
+    CHECK_EQ_STR(eval_profile_name(EVAL_PROFILE_SWEEP), "sweep");
+    CHECK(eval_profile_parse("paper", &pf) == 0 && pf == EVAL_PROFILE_PAPER);
+    CHECK(eval_profile_parse("fast", &pf) == -1 && eval_profile_parse(NULL, &pf) == -1);
     llama_model_free(&m);
     tokenizer_free(tok);
     free(td);
@@ -328,7 +332,7 @@ static void test_cli(void) {
                     md, world);
     f = popen(cmd, "r");
     bool prof = false, tf = false;
-    while (f && fgets(line, sizeof line, f)) { prof |= str_starts(line, "eval_profile 1"); tf |= str_starts(line, "tf_"); }
+    while (f && fgets(line, sizeof line, f)) { prof |= str_starts(line, "eval_profile 2"); tf |= str_starts(line, "tf_"); }
     rc = f ? pclose(f) : -1;
     CHECK_EQ_INT(rc, 0);
     CHECK(prof && !tf);
@@ -351,6 +355,37 @@ static void test_cli(void) {
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
     CHECK(!bio && cyber);
     rename_in_world("wmdp/bio.jsonl", "wmdp/wmdp-bio.json");
+    /* --profile / --mc-prompt / --max-length: recorded as rows; an option overrides the profile
+     * wherever it stands */
+    static const struct { const char *args; double profile, newlines, max_length; } pc[] = {
+        {"--profile paper", EVAL_PROFILE_PAPER, 1, EVAL_PAPER_MAX_LENGTH},
+        {"--mc-prompt 0.4.4 --profile paper", EVAL_PROFILE_PAPER, 2, EVAL_PAPER_MAX_LENGTH},
+        {"--max-length 40 --profile paper", EVAL_PROFILE_PAPER, 1, 40},
+        {"--profile default --mc-prompt lm-eval-0.4.4", EVAL_PROFILE_DEFAULT, 2, EVAL_DEFAULT_MAX_LENGTH},
+    };
+    for (size_t c = 0; c < sizeof pc / sizeof *pc; c++) {
+        free(cmd);
+        cmd = xasprintf("'%s' eval '%s' --world '%s' --seqlen 16 --limit 2 --skip ppl %s 2>/dev/null", bin, md, world, pc[c].args);
+        f = popen(cmd, "r");
+        while (f && fgets(line, sizeof line, f)) {
+            char name[128];
+            double v;
+            if (sscanf(line, "%127s %lf", name, &v) == 2) eval_rows_set(&r, name, v);
+        }
+        rc = f ? pclose(f) : -1;
+        CHECK_MSG(WIFEXITED(rc) && WEXITSTATUS(rc) == 0, "%s", pc[c].args);
+        CHECK_MSG(row(&r, "eval_profile") == pc[c].profile, "%s", pc[c].args);
+        CHECK_MSG(row(&r, "mc_prompt_newlines") == pc[c].newlines, "%s", pc[c].args);
+        CHECK_MSG(row(&r, "zsre_max_length") == pc[c].max_length, "%s", pc[c].args);
+        eval_rows_clear(&r);
+    }
+    static const char *bad[] = {"--profile", "--profile fast", "--mc-prompt 0.4", "--mc-prompt"};
+    for (size_t c = 0; c < sizeof bad / sizeof *bad; c++) {
+        free(cmd);
+        cmd = xasprintf("'%s' eval '%s' --world '%s' %s 2>/dev/null >/dev/null", bin, md, world, bad[c]);
+        rc = system(cmd);
+        CHECK_MSG(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "%s", bad[c]);
+    }
     free(cmd); free(md); free(bin);
     llama_model_free(&m);
 }

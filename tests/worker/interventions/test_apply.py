@@ -107,6 +107,31 @@ def stages_in_order_and_dtype():
 
 
 @test
+def recompress_policy_option():
+    d = setup()
+    wanda = '{"method":"wanda","params":{"sparsity":0.5}}'
+    ts = '{"method":"test_scale","params":{"factor":2}}'
+    for policy, want in [("always", [("wanda", False), ("test_scale", False), ("wanda", True)]),
+                         ("mask", [("wanda", False), ("test_scale", False)])]:
+        out = os.path.join(d, "rc-" + policy)
+        apply("--stage", wanda, "--stage", ts, "--recompress", policy, "--data", os.path.join(d, "world"),
+              "--out", out, "--allow-test-stages")
+        rec = json.load(open(os.path.join(out, "apply.json")))
+        assert rec["recompress"] == policy and rec["plan"] == policy, rec
+        assert [(s["method"], s["recompress"]) for s in rec["stages"]] == want, rec["stages"]
+    rec = json.load(open(os.path.join(d, "rc-mask", "apply.json")))
+    assert rec["stages"][0]["record"]["mask_zeros"] > 0 and rec["stages"][1]["record"]["mask_reimposed"] == 1, rec
+    out = os.path.join(d, "rc-bad")
+    p = apply("--stage", '{"method":"gptq","params":{"bits":4}}', "--stage", ts, "--recompress", "mask",
+              "--out", out, "--allow-test-stages", check=False)
+    assert p.returncode == 2 and '"gptq" (stage 1) is a quantizer followed by stage 2' in p.stderr, p.stderr
+    p = apply("--stage", ts, "--recompress", "sometimes", "--out", out, "--allow-test-stages", check=False)
+    assert p.returncode == 2 and '--recompress: "sometimes" is not a policy (allowed: paper|never|always|mask)' \
+        in p.stderr, p.stderr
+    assert not os.path.exists(out)
+
+
+@test
 def bad_input_exits_2_and_names_the_problem():
     d = setup()
     out = os.path.join(d, "never")

@@ -2,7 +2,8 @@
  * llama_forward with READ hooks on a tiny random model: the activations at every point A-E of
  * every layer agree (real token rows only, right-padded sequences of different lengths), in one
  * chunk and in chunks of 2 sequences; CALIB_RERUN after changing layer 0 gives the changed model's
- * next-layer input, CALIB_KEEP_OUTPUT the unchanged one's; errors and a stop request. */
+ * next-layer input, CALIB_KEEP_OUTPUT the unchanged one's; a saved and restored output gives the
+ * bytes of a kept one; point A by the RMSNorm alone = a hook read; errors and a stop request. */
 #include "tests/testlib.h"
 #include "tests/worker/eval/eval_fixture.h"
 #include "worker/interventions/calib.h"
@@ -135,6 +136,109 @@ static void test_rerun_sees_the_change_keep_does_not(void) {
     llama_model_free(&m);
 }
 
+/* the real token rows of two streams are the same bytes */
+static bool same_stream(const calib_walk *a, const calib_walk *b, int D) {
+    for (int s = 0; s < NS; s++)
+        if (memcmp(calib_walk_stream(a) + (size_t)s * TT * D, calib_walk_stream(b) + (size_t)s * TT * D,
+                   (size_t)LENS[s] * D * sizeof(float)))
+            return false;
+    return true;
+}
+
+/* AWQ's save / restore: the output of the original layer, saved, then overwritten by a collect on
+ * the changed layer and restored, moves the stream on to exactly the bytes a walk that kept it
+ * directly gives (the original layer is not run again) */
+static void test_save_restore_output(void) {
+    llama_model *m = fx_model_random(24, 64);
+    int D = llama_model_config(m)->hidden_size;
+    calib_data d;
+    fill(&d);
+    cis_err err = {0};
+    calib_walk *w = NULL, *ref_w = NULL;
+    float *saved = xmalloc((size_t)NS * TT * D * sizeof(float));
+    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &w, &err), 0);
+    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &ref_w, &err), 0);
+    CHECK_EQ_INT(calib_walk_save_output(w, saved, &err), -1); /* no collect yet */
+    CHECK_MSG(strstr(err.msg, "no collect ran on layer 0"), "%s", err.msg);
+    CHECK_EQ_INT(calib_walk_collect(w, NULL, 0, NULL, NULL, &err), 0);
+    CHECK_EQ_INT(calib_walk_collect(ref_w, NULL, 0, NULL, NULL, &err), 0);
+    CHECK_EQ_INT(calib_walk_save_output(w, saved, &err), 0);
+    float *down = fx_param(m, "model.layers.0.mlp.down_proj.weight");
+    float *orig = xmalloc(16 * 24 * sizeof(float));
+    memcpy(orig, down, 16 * 24 * sizeof(float));
+    for (int i = 0; i < 16 * 24; i++) down[i] *= -3.0f;
+    CHECK_EQ_INT(calib_walk_collect(w, NULL, 0, NULL, NULL, &err), 0); /* the changed layer's output */
+    memcpy(down, orig, 16 * 24 * sizeof(float));
+    CHECK_EQ_INT(calib_walk_restore_output(w, saved, &err), 0);
+    CHECK_EQ_INT(calib_walk_next(w, CALIB_KEEP_OUTPUT, &err), 0);
+    CHECK_EQ_INT(calib_walk_next(ref_w, CALIB_KEEP_OUTPUT, &err), 0);
+    CHECK(same_stream(w, ref_w, D));
+    /* without the restore the kept output is the changed layer's: the check above can fail */
+    calib_walk *bad = NULL;
+    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &bad, &err), 0);
+    for (int i = 0; i < 16 * 24; i++) down[i] *= -3.0f;
+    CHECK_EQ_INT(calib_walk_collect(bad, NULL, 0, NULL, NULL, &err), 0);
+    memcpy(down, orig, 16 * 24 * sizeof(float));
+    CHECK_EQ_INT(calib_walk_next(bad, CALIB_KEEP_OUTPUT, &err), 0);
+    CHECK(!same_stream(bad, ref_w, D));
+    /* past the last layer */
+    CHECK_EQ_INT(calib_walk_next(w, CALIB_RERUN, &err), 0);
+    CHECK_EQ_INT(calib_walk_restore_output(w, saved, &err), -1);
+    CHECK_MSG(strstr(err.msg, "every layer was passed"), "%s", err.msg);
+    calib_walk_destroy(&w);
+    calib_walk_destroy(&ref_w);
+    calib_walk_destroy(&bad);
+    free(saved);
+    free(orig);
+    calib_data_clear(&d);
+    llama_model_free(&m);
+}
+
+/* visits appended to one buffer */
+typedef struct appender { float *buf; size_t n; int visits; } appender;
+static int append_visit(void *arg, int layer, llama_hook_point p, int first_seq, const float *rows, int n_rows,
+                        int width, cis_err *err) {
+    appender *a = arg;
+    memcpy(a->buf + a->n, rows, (size_t)n_rows * width * sizeof(float));
+    a->n += (size_t)n_rows * width;
+    a->visits++;
+    return 0;
+}
+
+/* GPTQ's q/k/v pass: point A by the RMSNorm alone gives the bytes a hook read in the layer gives,
+ * chunk by chunk, on every layer (padded sequences of different lengths) */
+static void test_norm_in_matches_hook_a(void) {
+    llama_model *m = fx_model_random(25, 64);
+    int D = llama_model_config(m)->hidden_size;
+    calib_data d;
+    fill(&d);
+    cis_err err = {0};
+    calib_walk *w = NULL;
+    size_t cap = (size_t)NS * TT * D;
+    appender a = {.buf = xmalloc(cap * sizeof(float))}, b = {.buf = xmalloc(cap * sizeof(float))};
+    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &w, &err), 0);
+    llama_hook_point pa = LLAMA_HOOK_A;
+    for (int l = 0; l < 2; l++) {
+        a.n = b.n = 0;
+        a.visits = b.visits = 0;
+        CHECK_MSG(calib_walk_collect_norm_in(w, append_visit, &b, &err) == 0, "%s", err.msg);
+        CHECK_EQ_INT(calib_walk_next(w, CALIB_KEEP_OUTPUT, &err), -1); /* no layer output */
+        CHECK_MSG(calib_walk_collect(w, &pa, 1, append_visit, &a, &err) == 0, "%s", err.msg);
+        CHECK_EQ_INT(a.visits, 2);
+        CHECK_EQ_INT(b.visits, 2);
+        CHECK_EQ_INT((int)b.n, (7 + 4 + 5) * D);
+        CHECK((int)a.n == (int)b.n && memcmp(a.buf, b.buf, a.n * sizeof(float)) == 0);
+        CHECK_EQ_INT(calib_walk_next(w, CALIB_RERUN, &err), 0);
+    }
+    CHECK_EQ_INT(calib_walk_collect_norm_in(w, append_visit, &b, &err), -1);
+    CHECK_MSG(strstr(err.msg, "every layer was passed"), "%s", err.msg);
+    calib_walk_destroy(&w);
+    free(a.buf);
+    free(b.buf);
+    calib_data_clear(&d);
+    llama_model_free(&m);
+}
+
 static bool always(void *arg) { (void)arg; return true; }
 static int failing_visit(void *arg, int layer, llama_hook_point p, int first_seq, const float *rows, int n_rows,
                          int width, cis_err *err) {
@@ -171,6 +275,8 @@ int main(void) {
     RUN(test_matches_forward_one_chunk);
     RUN(test_matches_forward_in_chunks);
     RUN(test_rerun_sees_the_change_keep_does_not);
+    RUN(test_save_restore_output);
+    RUN(test_norm_in_matches_hook_a);
     RUN(test_errors_and_stop);
     for (int l = 0; l < 4; l++) for (int p = 0; p < 5; p++) free(ref[l][p]);
     return test_summary();

@@ -52,7 +52,10 @@ def gptq_apply_and_eval():
     assert p.returncode == 0, p.stderr[-2000:]
     st = json.load(open(os.path.join(out, "apply.json")))["stages"][0]
     assert st["params"]["group"] == 64 and "group_reason" in st["params"], st["params"]
-    assert st["params"]["n_samples"] == 128 and st["params"]["c4_sampler"] == "concat1000", st["params"]
+    # the tiny family's calibration preset (docs/compression.md): GPTQ 64 windows, noted
+    assert st["params"]["n_samples"] == 64 and st["params"]["c4_sampler"] == "concat1000", st["params"]
+    assert "n_samples: 128 -> 64 (hidden_size 64 < 1024)" in st["params"]["tiny_preset"], st["params"]
+    assert st["record"]["calib_windows"] == 64, st["record"]
     worst = 0
     for name, w in linears(out).items():
         g = w.reshape(w.shape[0], -1, 64)

@@ -9,6 +9,7 @@
 #include "tests/testlib.h"
 #include "tests/worker/eval/eval_fixture.h"
 #include "worker/interventions/compress.h"
+#include "worker/interventions/methods.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -360,6 +361,55 @@ static void test_group_preset(void) {
     json_decref(p);
 }
 
+/* the calibration preset: upstream's 128 samples on a real model; the tiny family's per method,
+ * noted in tiny_preset; an explicit n_samples is kept on both */
+static void test_calib_preset(void) {
+    llama_config big = fx_config(4096, 2, 14336, 8192), tiny = fx_config(64, 2, 192, 128);
+    static const struct { const char *method; int T, tiny_n; } M[4] = {
+        {"wanda", 8192, CMP_TINY_N_SAMPLES_WANDA}, {"sparsegpt", 8192, CMP_TINY_N_SAMPLES_SPARSEGPT},
+        {"gptq", 8192, CMP_TINY_N_SAMPLES_GPTQ}, {"awq", 512, CMP_TINY_N_SAMPLES_AWQ}};
+    cis_err err = {0};
+    for (int k = 0; k < 4; k++) {
+        CHECK(M[k].tiny_n >= 1 && M[k].tiny_n < 128);
+        json_t *p = json_object();
+        CHECK(cmp_calib_preset(&big, p, M[k].T, M[k].tiny_n, &err) == 0);
+        CHECK_EQ_INT(json_integer_value(json_object_get(p, "n_samples")), 128);
+        CHECK_EQ_INT(json_integer_value(json_object_get(p, "seqlen")), M[k].T);
+        CHECK(json_object_get(p, "tiny_preset") == NULL);
+        json_decref(p);
+        p = json_object();
+        CHECK(cmp_calib_preset(&tiny, p, M[k].T, M[k].tiny_n, &err) == 0);
+        CHECK_EQ_INT(json_integer_value(json_object_get(p, "n_samples")), M[k].tiny_n);
+        CHECK_EQ_INT(json_integer_value(json_object_get(p, "seqlen")), 128);
+        char want[96];
+        snprintf(want, sizeof want, "n_samples: 128 -> %d (hidden_size 64 < 1024)", M[k].tiny_n);
+        json_t *note = json_array_get(json_object_get(p, "tiny_preset"), 0);
+        CHECK_MSG(json_is_string(note) && !strcmp(json_string_value(note), want), "%s: %s", M[k].method,
+                  json_is_string(note) ? json_string_value(note) : "(none)");
+        json_decref(p);
+        for (int b = 0; b < 2; b++) { /* given: kept, no note */
+            p = json_pack("{s:i}", "n_samples", 128);
+            CHECK(cmp_calib_preset(b ? &big : &tiny, p, M[k].T, M[k].tiny_n, &err) == 0);
+            CHECK_EQ_INT(json_integer_value(json_object_get(p, "n_samples")), 128);
+            CHECK(json_object_get(p, "tiny_preset") == NULL);
+            json_decref(p);
+        }
+    }
+    /* each method's preset applies its own value */
+    json_t *p = json_object();
+    CHECK(gptq_preset(&tiny, p, &err) == 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "n_samples")), CMP_TINY_N_SAMPLES_GPTQ);
+    json_decref(p);
+    p = json_object();
+    CHECK(sparsegpt_preset(&tiny, p, &err) == 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "n_samples")), CMP_TINY_N_SAMPLES_SPARSEGPT);
+    json_decref(p);
+    p = json_pack("{s:i}", "n_samples", 0);
+    CHECK_EQ_INT(cmp_calib_preset(&tiny, p, 8192, CMP_TINY_N_SAMPLES_GPTQ, &err), -1);
+    CHECK_MSG(strstr(err.msg, "params.n_samples"), "%s", err.msg);
+    json_decref(p);
+}
+
 /* the two C4 samplers: every window is T consecutive tokens of the tokenized shard (concat1000: of
  * the joined text; v1: of one document longer than T), the seed decides them, and v1 names the
  * file when no document is long enough */
@@ -396,6 +446,7 @@ static void test_c4_samplers(void) {
 int main(void) {
     write_data();
     RUN(test_group_preset);
+    RUN(test_calib_preset);
     RUN(test_c4_samplers);
     RUN(test_wanda_rows);
     RUN(test_sparsegpt_blocks);

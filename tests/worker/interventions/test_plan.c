@@ -176,11 +176,89 @@ static void test_refusals(void) {
     CHECK_MSG(strstr(err.msg, "array of stages"), "%s", err.msg);
 }
 
+/* the plan of `text` under a recompress policy (interv_plan_build): "method,...", a re-applied step
+ * as "method+K" (K = the composition stage it repeats), a step whose zeros the mask keeps as
+ * "method*"; "ERR: message" when refused */
+static char *policy_str(const char *text, recompress_policy policy) {
+    json_t *c = J(text);
+    interv_plan p;
+    cis_err err = {0};
+    int rc = interv_plan_build(c, "comp", INTERV_RECOMPRESS(policy), &p, &err);
+    json_decref(c);
+    if (rc) return xasprintf("ERR: %s", err.msg);
+    CHECK_EQ_INT((int)p.policy, (int)policy);
+    char buf[512] = "";
+    for (int i = 0; i < p.n; i++) {
+        const interv_step *s = &p.steps[i];
+        CHECK_EQ_INT(s->stage, i + 1);
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%s%s", i ? "," : "", s->iv->name);
+        if (s->recompress) {
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "+%d", s->of_stage);
+            /* the same canonical params as the stage it repeats */
+            CHECK(json_equal(s->params, p.steps[s->of_stage - 1].params));
+        } else CHECK_EQ_INT(s->of_stage, i + 1);
+        if (s->mask_capture) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "*");
+    }
+    interv_plan_clear(&p);
+    return xstrdup(buf);
+}
+
+#define W25 "{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}"
+#define SG5 "{\"method\":\"sparsegpt\",\"params\":{\"sparsity\":0.5}}"
+#define GQ4 "{\"method\":\"gptq\",\"params\":{\"bits\":4}}"
+#define AQ4 "{\"method\":\"awq\",\"params\":{\"bits\":4}}"
+#define MEMIT "{\"method\":\"memit\"}"
+#define FT "{\"method\":\"ft\"}"
+#define RMU "{\"method\":\"rmu\"}"
+
+/* each recompress policy's layout (common/recompress.h) on the same compositions */
+static void test_policies(void) {
+    struct { const char *comp; const char *want[4]; /* paper, never, always, mask */ } cases[] = {
+        {"[" GQ4 "," MEMIT "]", {"gptq,memit,gptq+1", "gptq,memit", "gptq,memit,gptq+1", "ERR"}},
+        {"[" AQ4 "," MEMIT "]", {"awq,memit", "awq,memit", "awq,memit,awq+1", "ERR"}},
+        {"[" W25 "," FT "]", {"wanda,ft,wanda+1", "wanda,ft", "wanda,ft,wanda+1", "wanda*,ft"}},
+        {"[" MEMIT "," W25 "]", {"memit,wanda", "memit,wanda", "memit,wanda", "memit,wanda"}},
+        {"[" W25 "]", {"wanda", "wanda", "wanda", "wanda"}},
+        {"[" FT "," RMU "]", {"ft,rmu", "ft,rmu", "ft,rmu", "ft,rmu"}},
+        /* always: every compressor that another stage follows, in composition order */
+        {"[" SG5 "," RMU "," AQ4 "," FT "]",
+         {"sparsegpt,rmu,awq,ft,sparsegpt+1", "sparsegpt,rmu,awq,ft", "sparsegpt,rmu,awq,ft,sparsegpt+1,awq+3", "ERR"}},
+        {"[" W25 "," SG5 "," MEMIT "]",
+         {"wanda,sparsegpt,memit,wanda+1", "wanda,sparsegpt,memit", "wanda,sparsegpt,memit,wanda+1,sparsegpt+2",
+          "wanda*,sparsegpt*,memit"}},
+        /* two compressors: always re-applies the first (as paper does), not the last */
+        {"[" GQ4 "," W25 "]", {"gptq,wanda,gptq+1", "gptq,wanda", "gptq,wanda,gptq+1", "ERR"}},
+        {"[" AQ4 "," W25 "]", {"awq,wanda", "awq,wanda", "awq,wanda,awq+1", "ERR"}},
+        {"[" RMU "," GQ4 "]", {"rmu,gptq", "rmu,gptq", "rmu,gptq", "rmu,gptq"}}, /* a quantizer last: fine */
+        {"[]", {"", "", "", ""}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int p = 0; p < 4; p++) {
+            char *s = policy_str(cases[i].comp, (recompress_policy)p);
+            if (!strcmp(cases[i].want[p], "ERR"))
+                CHECK_MSG(!strncmp(s, "ERR: recompress policy \"mask\": \"", 32) && strstr(s, "is a quantizer followed by") &&
+                          strstr(s, "use paper, never or always"), "%s under %s: %s", cases[i].comp, recompress_name(p), s);
+            else CHECK_MSG(!strcmp(s, cases[i].want[p]), "%s under %s: got %s, want %s", cases[i].comp,
+                           recompress_name(p), s, cases[i].want[p]);
+            free(s);
+        }
+    /* INTERV_EXACT is never, whatever policy the flags name */
+    CHECK_EQ_INT((int)interv_plan_policy(INTERV_EXACT | INTERV_RECOMPRESS(RECOMPRESS_ALWAYS)), RECOMPRESS_NEVER);
+    CHECK_EQ_INT((int)interv_plan_policy(0), RECOMPRESS_PAPER);
+    /* the names round-trip; anything else is refused */
+    for (int p = 0; p < 4; p++) CHECK_EQ_INT(recompress_parse(recompress_name(p)), p);
+    CHECK_EQ_INT(recompress_parse("Paper"), -1);
+    CHECK_EQ_INT(recompress_parse(""), -1);
+    CHECK_EQ_INT(recompress_parse(NULL), -1);
+    CHECK_EQ_STR(recompress_name((recompress_policy)7), "?");
+}
+
 int main(void) {
     RUN(test_rule);
     RUN(test_layout_of_built_stages);
     RUN(test_layout_with_reapplication);
     RUN(test_not_built_fails_before_any_work);
     RUN(test_refusals);
+    RUN(test_policies);
     return test_summary();
 }

@@ -375,8 +375,26 @@ static void test_family(void) {
     FILE *f = fopen(bad, "w");
     fprintf(f, "{\"text\": \"ok\"}\n{\"nope\": 1}\n");
     fclose(f);
-    char *b[] = {"train", "--family", "--corpus", bad, "--out", root, "--steps", "2", "--log-every", "0"};
+    /* a member whose weights exist is kept (a resumed `cisweep run`): the same call again trains
+     * nothing and leaves the files as they are, even with a corpus that would fail */
+    char w0[600];
+    snprintf(w0, sizeof w0, "%s/%s/model.safetensors", root, ARCH_FAMILY[0]);
+    size_t nb0 = 0, nb1 = 0;
+    char *before = read_file(w0, &nb0, &err);
+    char *again[] = {"train", "--family", "--corpus", bad, "--out", root, "--steps", "2", "--log-every", "0"};
+    CHECK_EQ_INT(cmd_train((int)(sizeof again / sizeof *again), again), 0);
+    char *after = read_file(w0, &nb1, &err);
+    CHECK(before && after && nb0 == nb1 && !memcmp(before, after, nb0));
+    free(before);
+    free(after);
+    /* a bad corpus fails a family that has something to train */
+    char fresh[500];
+    snprintf(fresh, sizeof fresh, "%s/family-bad", tmpdir);
+    char *b[] = {"train", "--family", "--corpus", bad, "--out", fresh, "--steps", "2", "--log-every", "0"};
     CHECK_EQ_INT(cmd_train((int)(sizeof b / sizeof *b), b), 1);
+    /* --archs names family members only */
+    char *c[] = {"train", "--family", "--archs", "tiny-llama3,tiny-nope", "--corpus", bad, "--out", fresh, "--steps", "2"};
+    CHECK_EQ_INT(cmd_train((int)(sizeof c / sizeof *c), c), 2);
 }
 
 /* data parallel: 2 replicas of 1 thread give the same training (up to summation order) as the

@@ -1,0 +1,349 @@
+/* cmd_study.c - `cisweep run` with no --grid: the study end to end on the embedded default
+ * (issue 12, item 8). Every step is resumable: what exists is kept, and running it again after an
+ * interruption continues where it stopped.
+ *   1. world:    `cisweep-worker world` (synthetic world in the real datasets' formats) into OUT/world;
+ *   2. family:   one tiny model per model slot of the study grid (`train --family --archs ...`,
+ *                the slot -> architecture map below), into OUT/family/<arch>;
+ *   3. statistics: MEMIT's second moments of each base model, computed once into OUT/artifacts,
+ *                which every worker reads (--artifacts);
+ *   4. sweep:    the study grid (grids/paper-417.json) launched into OUT/sweep.db and run by local
+ *                workers (one per core) through a real coordinator, with a progress line and ETA;
+ *   5. report:   `cisweep report` into OUT/report;
+ *   6. findings: for each of the paper's findings, the numbers of this run that support or
+ *                contradict it (coordinator/findings.c), and the wall time of each step
+ *                (OUT/timings.json). */
+#include "coordinator/cli.h"
+#include "coordinator/findings.h"
+#include "coordinator/grid.h"
+#include "coordinator/job_store.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* the embedded default's stand-in for each model slot of the paper's grids (docs/training.md:
+ * `train --family`); a slot not listed here is refused with the list */
+static const struct { const char *slot, *arch; } SLOT_ARCH[] = {
+    {"llama3-8b", "tiny-llama3"},   {"mistral-7b", "tiny-mistral"}, {"llama3.2-1b", "tiny-llama32"},
+    {"yi-1.5-9b", "tiny-yi"},       {"phi3-mini", "tiny-phi3"},     {"default", "tiny-llama3"},
+};
+
+static const char *slot_arch(const char *slot) {
+    for (size_t i = 0; i < sizeof SLOT_ARCH / sizeof *SLOT_ARCH; i++)
+        if (!strcmp(SLOT_ARCH[i].slot, slot)) return SLOT_ARCH[i].arch;
+    return NULL;
+}
+
+/* run a program to completion (argv NULL-terminated); its exit status, or -1 */
+static int run_child(char *const argv[]) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t p = fork();
+    if (p < 0) return -1;
+    if (p == 0) {
+        execv(argv[0], argv);
+        fprintf(stderr, "cisweep run: cannot exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    int st;
+    while (waitpid(p, &st, 0) < 0)
+        if (errno != EINTR) return -1;
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+static bool exists(const char *dir, const char *file) {
+    char *p = xasprintf("%s/%s", dir, file);
+    bool ok = access(p, F_OK) == 0;
+    free(p);
+    return ok;
+}
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: cisweep run [--out DIR] [--study-grid FILE] [--workers N] [--family-steps N] [--threads N]\n"
+            "                   [--eval-limit N] [--eval-profile P] [--mc-prompt V] [--world-scale default|small] [--no-report]\n"
+            "  the study end to end on the embedded default: world, one tiny model per slot of the grid\n"
+            "  (default grids/paper-417.json), the whole grid on N local workers (default: one per core), the\n"
+            "  report and the paper's findings checked on this run's numbers. Everything goes to DIR (default\n"
+            "  out/study); running it again continues where it stopped. `cisweep run --grid FILE ...` runs one\n"
+            "  grid on given models instead (see cisweep run --grid --help).\n");
+}
+
+int cmd_study(int argc, char **argv) {
+    const char *out = "out/study", *gridf = "grids/paper-417.json", *family_steps = NULL, *threads = NULL,
+               *eval_limit = NULL, *world_scale = "default",
+               *eval_profile = NULL, *mc_prompt = NULL;
+    int64_t workers = 0, v;
+    bool report = true;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "--out") && n) { out = n; i++; }
+        else if (!strcmp(a, "--study-grid") && n) { gridf = n; i++; }
+        else if (!strcmp(a, "--workers") && n && parse_i64(n, &workers) && workers >= 1 && workers <= 256) i++;
+        else if (!strcmp(a, "--family-steps") && n && parse_i64(n, &v) && v >= 1) { family_steps = n; i++; }
+        else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
+        else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
+        else if (!strcmp(a, "--no-report")) report = false;
+        else if (!strcmp(a, "--world-scale") && n) { world_scale = n; i++; }
+        else if (!strcmp(a, "--eval-profile") && n) { eval_profile = n; i++; }   /* checked by `run --grid` */
+        else if (!strcmp(a, "--mc-prompt") && n) { mc_prompt = n; i++; }
+        else {
+            fprintf(stderr, "cisweep run: unknown, incomplete or invalid option \"%s\"\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (workers == 0) {
+        long nc = sysconf(_SC_NPROCESSORS_ONLN);
+        workers = nc >= 1 ? nc : 1;
+    }
+    cis_err err = {0};
+    grid *g = NULL;
+    if (grid_load(gridf, 0, &g, &err)) {
+        fprintf(stderr, "cisweep run: %s\n", err.msg);
+        return 2;
+    }
+    /* the slots of the grid and their stand-ins */
+    json_t *archs = json_object();   /* arch -> true, in first-seen order */
+    json_t *map = json_object();     /* slot -> model directory */
+    json_t *memit = json_object();   /* slot -> the first MEMIT stage of its compositions (statistics) */
+    char *family = xasprintf("%s/family", out);
+    int rc = 0;
+    /* the grid's own slot map GRID.models.json (slot -> family member), else the table above */
+    json_t *slotmap = NULL;
+    char *mapf = str_ends(gridf, ".json") ? xasprintf("%.*s.models.json", (int)(strlen(gridf) - 5), gridf) : NULL;
+    if (mapf && access(mapf, F_OK) == 0) {
+        json_error_t je;
+        slotmap = json_load_file(mapf, 0, &je);
+        if (!json_is_object(slotmap)) {
+            fprintf(stderr, "cisweep run: %s:%d: %s (expected an object of slot -> family member name)\n", mapf, je.line,
+                    slotmap ? "not an object" : je.text);
+            rc = 2;
+        }
+    }
+    for (size_t i = 0; i < g->n_comps && !rc; i++) {
+        const char *slot = g->comps[i].model;
+        const char *arch = slotmap ? json_string_value(json_object_get(slotmap, slot)) : slot_arch(slot);
+        if (!json_object_get(memit, slot) && strstr(g->comps[i].canonical, "\"memit\"")) {
+            json_t *stages = json_loads(g->comps[i].canonical, 0, NULL);
+            for (size_t k = 0; k < json_array_size(stages); k++) {
+                json_t *st = json_array_get(stages, k);
+                if (!strcmp(json_string_value(json_object_get(st, "method")), "memit")) {
+                    json_object_set(memit, slot, st);
+                    break;
+                }
+            }
+            json_decref(stages);
+        }
+        if (json_object_get(map, slot)) continue;
+        if (!arch) {
+            fprintf(stderr, "cisweep run: %s: model slot \"%s\" has no stand-in in the embedded default (%s); run it with "
+                    "--grid FILE --models MAP\n", gridf, slot, slotmap ? mapf : "slots: llama3-8b, mistral-7b, llama3.2-1b, "
+                    "yi-1.5-9b, phi3-mini, default");
+            rc = 2;
+            break;
+        }
+        json_object_set_new(archs, arch, json_true());
+        char *dir = xasprintf("%s/%s", family, arch);
+        json_object_set_new(map, slot, json_string(dir));
+        free(dir);
+    }
+    size_t n_comps = g->n_comps, n_jobs = g->n_jobs;
+    grid_free(&g);
+    if (rc) goto done;
+    if (mkdir_p(out, &err)) { fprintf(stderr, "cisweep run: %s\n", err.msg); rc = 1; goto done; }
+    printf("cisweep run: the study %s (%zu compositions, %zu jobs) on the embedded default, %lld workers, in %s\n", gridf,
+           n_comps, n_jobs, (long long)workers, out);
+    char *wbin = cli_sibling_path("cisweep-worker");
+    double t_world = 0, t_family = 0, t_sweep = 0, t_report = 0, t0;
+
+    /* 1. the world */
+    char *world = xasprintf("%s/world", out);
+    t0 = mono_sec();
+    if (exists(world, "world.json")) printf("== 1. world: %s (exists)\n", world);
+    else {
+        printf("== 1. world: %s\n", world);
+        char *av[] = {wbin, "world", "--out", world, "--seed", "1234", "--scale", (char *)world_scale, NULL};
+        if (run_child(av)) { fprintf(stderr, "cisweep run: generating the world failed\n"); rc = 1; }
+    }
+    t_world = mono_sec() - t0;
+
+    /* 2. the family: one model per slot's architecture */
+    if (!rc) {
+        char list[512] = "";
+        const char *k;
+        json_t *jv;
+        json_object_foreach(archs, k, jv) {
+            (void)jv;
+            if (*list) strncat(list, ",", sizeof list - strlen(list) - 1);
+            strncat(list, k, sizeof list - strlen(list) - 1);
+        }
+        printf("== 2. models: %s into %s (kept where trained already)\n", list, family);
+        t0 = mono_sec();
+        char *av[16];
+        int ac = 0;
+        av[ac++] = wbin; av[ac++] = "train"; av[ac++] = "--family"; av[ac++] = "--archs"; av[ac++] = list;
+        av[ac++] = "--world"; av[ac++] = world; av[ac++] = "--out"; av[ac++] = family;
+        if (family_steps) { av[ac++] = "--steps"; av[ac++] = (char *)family_steps; }
+        av[ac] = NULL;
+        if (run_child(av)) { fprintf(stderr, "cisweep run: training the models failed\n"); rc = 1; }
+        t_family = mono_sec() - t0;
+    }
+
+    /* 3. statistics: MEMIT's second moments of each slot's base model, computed once into the
+     * artifacts directory that every worker reads (memit_stats.h: content-addressed by the base
+     * weights, the layer and the settings), by applying the grid's MEMIT stage to the base model */
+    char *artifacts = xasprintf("%s/artifacts", out);
+    double t_stats = 0;
+    if (!rc && json_object_size(memit)) {
+        t0 = mono_sec();
+        const char *slot;
+        json_t *st;
+        json_object_foreach(memit, slot, st) {
+            char *mark = xasprintf("%s/stats-%s.done", artifacts, slot), *tmp = xasprintf("%s/stats-%s.model", artifacts, slot);
+            if (access(mark, F_OK) == 0) printf("== 3. statistics for %s: %s (exists)\n", slot, artifacts);
+            else {
+                printf("== 3. statistics for %s (MEMIT's second moments): %s\n", slot, artifacts);
+                char *stage = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
+                char *av[] = {wbin, "apply", (char *)json_string_value(json_object_get(map, slot)), "--stage", stage, "--exact",
+                              "--data", world, "--cache", artifacts, "--out", tmp, NULL, NULL, NULL};
+                if (threads && strcmp(threads, "0")) { av[12] = "--threads"; av[13] = (char *)threads; }
+                if (mkdir_p(artifacts, &err) || run_child(av)) {
+                    fprintf(stderr, "cisweep run: computing the statistics of %s failed\n", slot);
+                    rc = 1;
+                } else {
+                    char *w = xasprintf("%s/model.safetensors", tmp);
+                    unlink(w);   /* the edited model itself is not needed */
+                    free(w);
+                    if (write_file_atomic(mark, "done\n", 5, &err)) LOG_W("%s", err.msg);
+                }
+                free(stage);
+            }
+            free(mark);
+            free(tmp);
+            if (rc) break;
+        }
+        t_stats = mono_sec() - t0;
+    }
+
+    /* 4. the sweep */
+    char *db = xasprintf("%s/sweep.db", out), *models = xasprintf("%s/models.json", out), *cache = xasprintf("%s/cache", out);
+    if (!rc) {
+        /* the models map with absolute paths (jobs carry them to workers) */
+        json_t *absmap = json_object();
+        const char *slot;
+        json_t *dir;
+        json_object_foreach(map, slot, dir) {
+            char *abs = realpath(json_string_value(dir), NULL);
+            json_object_set_new(absmap, slot, json_string(abs ? abs : json_string_value(dir)));
+            free(abs);
+        }
+        char *txt = json_dumps(absmap, JSON_INDENT(2) | JSON_SORT_KEYS);
+        json_decref(absmap);
+        if (write_file_atomic(models, txt, strlen(txt), &err)) { fprintf(stderr, "cisweep run: %s\n", err.msg); rc = 1; }
+        free(txt);
+    }
+    if (!rc) {
+        printf("== 4. sweep: %s on %lld local workers (Ctrl-C stops; running again continues)\n", db, (long long)workers);
+        t0 = mono_sec();
+        char wn[32];
+        snprintf(wn, sizeof wn, "%lld", (long long)workers);
+        char *av[32];
+        int ac = 0;
+        av[ac++] = "run"; av[ac++] = "--grid"; av[ac++] = (char *)gridf; av[ac++] = "--db"; av[ac++] = db;
+        av[ac++] = "--models"; av[ac++] = models; av[ac++] = "--data"; av[ac++] = world; av[ac++] = "--workers"; av[ac++] = wn;
+        av[ac++] = "--cache"; av[ac++] = cache; av[ac++] = "--progress"; av[ac++] = "10";
+        av[ac++] = "--artifacts"; av[ac++] = artifacts;
+        /* one BLAS thread per worker unless told otherwise: the workers already fill the cores */
+        av[ac++] = "--threads"; av[ac++] = threads ? (char *)threads : "1";
+        if (eval_limit) { av[ac++] = "--eval-limit"; av[ac++] = (char *)eval_limit; }
+        if (eval_profile) { av[ac++] = "--eval-profile"; av[ac++] = (char *)eval_profile; }
+        if (mc_prompt) { av[ac++] = "--mc-prompt"; av[ac++] = (char *)mc_prompt; }
+        av[ac] = NULL;
+        int r = cmd_run(ac, av);
+        t_sweep = mono_sec() - t0;
+        if (r == 130) { printf("cisweep run: interrupted; run it again to continue\n"); rc = 130; }
+        else if (r) printf("cisweep run: the sweep ended with failed jobs (see above); the report covers what finished\n");
+    }
+
+    /* 5. the report */
+    if (!rc && report) {
+        char *rdir = xasprintf("%s/report", out);
+        t0 = mono_sec();
+        char *cis = cli_sibling_path("cisweep");
+        char *av[] = {cis, "report", "--db", db, "--out", rdir, NULL};
+        printf("== 5. report: %s\n", rdir);
+        int r = run_child(av);
+        if (r) printf("cisweep run: the report failed (exit %d)\n", r);
+        t_report = mono_sec() - t0;
+        free(cis);
+        free(rdir);
+    }
+
+    /* 6. the findings and the time breakdown */
+    if (!rc) {
+        job_store *js = NULL;
+        printf("== 6. the paper's findings on this run\n");
+        if (job_store_open(db, JS_READONLY, &js, &err) == 0) {
+            findings_print(job_store_db(js), NULL, stdout);
+            job_store_close(&js);
+        } else fprintf(stderr, "cisweep run: %s\n", err.msg);
+        printf("time: world %.0f s, models %.0f s, statistics %.0f s, sweep %.0f s, report %.0f s, total %.0f s\n", t_world,
+               t_family, t_stats, t_sweep, t_report, t_world + t_family + t_stats + t_sweep + t_report);
+        json_t *tjo = json_pack("{s:f, s:f, s:f, s:f, s:f, s:I, s:s, s:I}", "world_s", t_world, "models_s", t_family,
+                                "statistics_s", t_stats, "sweep_s",
+                                t_sweep, "report_s", t_report, "workers", (json_int_t)workers, "grid", gridf, "jobs",
+                                (json_int_t)n_jobs);
+        char *tj = json_dumps(tjo, JSON_INDENT(2));
+        json_decref(tjo);
+        char *tp = xasprintf("%s/timings.json", out);
+        if (write_file_atomic(tp, tj, strlen(tj), &err)) LOG_W("%s", err.msg);
+        free(tp);
+        free(tj);
+    }
+    free(db);
+    free(models);
+    free(cache);
+    free(artifacts);
+    free(world);
+    free(wbin);
+done:
+    json_decref(archs);
+    json_decref(map);
+    json_decref(memit);
+    json_decref(slotmap);
+    free(mapf);
+    free(family);
+    return rc;
+}
+
+/* `cisweep findings --db DB [--sweep NAME]`: the study's findings summary on any sweep database */
+int cmd_findings(int argc, char **argv) {
+    const char *db = NULL, *sweep = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--db") && n) { db = n; i++; }
+        else if (!strcmp(a, "--sweep") && n) { sweep = n; i++; }
+        else {
+            fprintf(stderr, "cisweep findings: unknown or incomplete option \"%s\"\nusage: cisweep findings --db DB [--sweep NAME]\n", a);
+            return 2;
+        }
+    }
+    if (!db) { fprintf(stderr, "cisweep findings: --db DB is required\nusage: cisweep findings --db DB [--sweep NAME]\n"); return 2; }
+    cis_err err = {0};
+    job_store *js = NULL;
+    if (job_store_open(db, JS_READONLY, &js, &err)) { fprintf(stderr, "cisweep findings: %s\n", err.msg); return 2; }
+    int n = findings_print(job_store_db(js), sweep, stdout);
+    job_store_close(&js);
+    return n < 0 ? 1 : 0;
+}

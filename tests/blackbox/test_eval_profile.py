@@ -1,0 +1,82 @@
+"""Black-box: the evaluation protocol of a sweep is chosen on the workers and stored with every
+result. `cisweep run` (coordinator + a worker process, a SQLite file) on a 20-step model and a small
+world: without options the rows say the default profile, lm-eval 0.4.2's single newline and zsRE
+max_length 30; with --eval-profile paper --mc-prompt 0.4.4 they say so, and the metrics that do not
+depend on the MC prompt stay the same (that the prompt reaches the MC scoring is checked in
+tests/worker/eval/test_eval_mc.c, test_style_reaches_scoring). Bad values are refused by
+`cisweep run` and by the worker with exit 2 and a message naming the option."""
+import json, os, shutil, subprocess, sys, tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from harness import test, cleanup, main, run, query, CISWEEP, WORKER  # noqa: E402
+
+STATE = {}
+
+
+def setup():
+    if "dir" in STATE:
+        return STATE["dir"]
+    d = tempfile.mkdtemp(prefix="cisweep-evalprof-")
+    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
+    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
+         os.path.join(d, "model"), "--steps", "20", "--threads", "1"], timeout=300)
+    json.dump({"default": os.path.join(d, "model")}, open(os.path.join(d, "models.json"), "w"))
+    json.dump({"name": "evalprof", "models": ["default"], "baseline": True, "singles": False, "compositions": []},
+              open(os.path.join(d, "g.json"), "w"))
+    STATE["dir"] = d
+    return d
+
+
+def sweep(name, *extra):
+    d = setup()
+    db = os.path.join(d, name + ".db")
+    p = run([CISWEEP, "run", "--grid", os.path.join(d, "g.json"), "--workers", "1", "--db", db, "--models",
+             os.path.join(d, "models.json"), "--data", os.path.join(d, "world"), "--eval-limit", "6", "--threads", "1",
+             "--cache", os.path.join(d, "cache"), *extra], check=False, timeout=600)
+    assert p.returncode == 0, (p.returncode, p.stdout, p.stderr[-3000:])
+    rows = query(db, "SELECT metric, value FROM v_results WHERE is_current = 1")
+    return {m: v for m, v in rows}
+
+
+@test
+def default_protocol_is_recorded():
+    r = sweep("default")
+    assert r["eval_profile"] == 0 and r["mc_prompt_newlines"] == 1 and r["zsre_max_length"] == 30, r
+
+
+@test
+def paper_profile_and_044_prompt_are_recorded():
+    base = sweep("default2")
+    r = sweep("paper044", "--eval-profile", "paper", "--mc-prompt", "0.4.4")
+    assert r["eval_profile"] == 1 and r["mc_prompt_newlines"] == 2 and r["zsre_max_length"] == 30, r
+    assert any(k.startswith("mmlu_") for k in r) and "wmdp_bio" in r, sorted(r)
+    # the rest of the suite does not depend on the MC prompt
+    for k in ("ppl_wikitext", "edit_success", "qa_f1"):
+        assert abs(base[k] - r[k]) < 1e-9, (k, base[k], r[k])
+
+
+@test
+def bad_values_are_refused():
+    d = setup()
+    p = subprocess.run([CISWEEP, "run", "--grid", os.path.join(d, "g.json"), "--eval-profile", "fast"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--eval-profile" in p.stderr, (p.returncode, p.stderr)
+    p = subprocess.run([CISWEEP, "run", "--grid", os.path.join(d, "g.json"), "--mc-prompt", "0.4.3"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--mc-prompt" in p.stderr, (p.returncode, p.stderr)
+    p = subprocess.run([WORKER, "worker", "--connect", "tcp://127.0.0.1:1", "--eval-profile", "fast"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--eval-profile expects default or paper" in p.stderr, p.stderr
+    p = subprocess.run([WORKER, "worker", "--connect", "tcp://127.0.0.1:1", "--mc-prompt", "x"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "--mc-prompt expects 0.4.2 or 0.4.4" in p.stderr, p.stderr
+
+
+@cleanup
+def remove_tmp():
+    if "dir" in STATE:
+        shutil.rmtree(STATE["dir"], ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
