@@ -177,7 +177,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--snapshot-mb") && n && parse_i64(n, &v) && v >= 0 && v <= INT_MAX) { snapshot_mb = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
-        else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "default") || !strcmp(n, "paper"))) { eval_profile = n; i++; }
+        else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "default") || !strcmp(n, "paper") || !strcmp(n, "sweep"))) { eval_profile = n; i++; }
         else if (!strcmp(a, "--mc-prompt") && n && (!strcmp(n, "0.4.2") || !strcmp(n, "0.4.4"))) { mc_prompt = n; i++; }
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
         else if (!strcmp(a, "--nosync")) o.nosync = true;

@@ -121,7 +121,7 @@ static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, sta
 static int eval_protocol(job_ctx *j, eval_opts *o) {
     eval_profile p = EVAL_PROFILE_DEFAULT;
     if (j->eval_profile && eval_profile_parse(j->eval_profile, &p)) {
-        fail(j, false, "worker option --eval-profile \"%s\": expected default or paper%s", j->eval_profile, "");
+        fail(j, false, "worker option --eval-profile \"%s\": expected default, paper or sweep%s", j->eval_profile, "");
         return -1;
     }
     eval_opts_profile(o, p);

@@ -5,9 +5,13 @@
  * wall time of the whole step give "model GFLOP/s", printed as a fraction of sgemm's rate.
  * Times are the fastest of n passes and sgemm the best of several windows before and after, so
  * that a shared machine's load shows up as little as possible.
+ * Decoding: greedy llama_generate from an 8-token prompt at batch 1 and 8 (the model has no EOS,
+ * so every row runs to the end); decode tokens/s = new tokens / (time - the prefill's time), the
+ * fastest of 3; next to it the linear layers' M=1 forward (the backend's linear_fwd) and a plain
+ * M=1 cblas_sgemm on the same weights, per token (the whole stack's projections and head).
  * Built by `make tests-build`, not run by `make test`.
- * Usage: bench_engine [-d cpu|cuda:0] [-t threads] [-s 1m,10m,100m] [-n steps]
- *        (default: cpu, all cores, all sizes; on cuda:0 "sgemm" is cuBLAS fp32) */
+ * Usage: bench_engine [-d cpu|cuda:0] [-t threads] [-s 1m,10m,100m] [-n steps] [-g]
+ *        (default: cpu, all cores, all sizes; on cuda:0 "sgemm" is cuBLAS fp32; -g: decoding only) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +41,7 @@ static llama_config make_config(const shape *s) {
     c.vocab_size = s->V; c.hidden_size = s->D; c.intermediate_size = s->F; c.num_hidden_layers = s->L;
     c.num_attention_heads = s->H; c.num_key_value_heads = s->Hkv; c.head_dim = s->Dh;
     c.max_position_embeddings = 2048; c.rms_norm_eps = 1e-5f; c.rope_theta = 10000.0f;
-    c.tie_word_embeddings = s->tied; c.bos_token_id = 1; c.eos_token_ids[0] = 2; c.n_eos = 1; c.pad_token_id = -1;
+    c.tie_word_embeddings = s->tied; c.bos_token_id = 1; c.n_eos = 0; c.pad_token_id = -1;  // no EOS: decoding runs to the end
     return c;
 }
 
@@ -84,6 +88,82 @@ static double sgemm_rate(backend *be, int M, int N, int K) {
     }
     backend_free(be, x); backend_free(be, W); backend_free(be, y);
     return best;
+}
+
+/* seconds of llama_generate for B rows of an 8-token prompt to max_length tokens (fastest of 3) */
+static double gen_time(llama_model *m, int B, int max_length) {
+    enum { P = 8 };
+    int32_t pr[8][P], *out = xmalloc((size_t)B * max_length * sizeof *out);
+    const int32_t *pp[8];
+    int pl[8], ol[8];
+    int V = llama_model_config(m)->vocab_size;
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < P; t++) pr[b][t] = (int32_t)((b * 131 + t * 7919 + 17) % V);
+        pp[b] = pr[b];
+        pl[b] = P;
+    }
+    double best = 1e30;
+    cis_err err = {0};
+    for (int r = 0; r < 3; r++) {
+        double t0 = mono_sec();
+        if (llama_generate(m, B, pp, pl, max_length, out, ol, &err) != 0) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+        double el = mono_sec() - t0;
+        best = el < best ? el : best;
+    }
+    free(out);
+    return best;
+}
+
+/* seconds per token of the stack's linear layers (q, k, v, o, gate, up, down x L, and the head) at
+ * M = 1, through the backend's linear_fwd (sgemm = false) or a plain cblas-style sgemm on the same
+ * weights through the backend's gemm (sgemm = true) */
+static double linear_m1_time(backend *be, const shape *s, bool sgemm) {
+    int q = s->H * s->Dh, kv = s->Hkv * s->Dh;
+    int io[8][2] = {{s->D, q}, {s->D, kv}, {s->D, kv}, {q, s->D}, {s->D, s->F}, {s->D, s->F}, {s->F, s->D}, {s->D, s->V}};
+    double total = 0;
+    for (int k = 0; k < 8; k++) {
+        int in = io[k][0], out = io[k][1];
+        float *x = backend_alloc(be, (size_t)in * sizeof(float), NULL), *W = backend_alloc(be, (size_t)in * out * sizeof(float), NULL),
+              *y = backend_alloc(be, (size_t)out * sizeof(float), NULL);
+        CIS_ASSERT(x && W && y);
+        backend_memset(be, x, 0, (size_t)in * sizeof(float));
+        backend_memset(be, W, 0, (size_t)in * out * sizeof(float));
+        double best = 1e30;
+        for (int w = 0; w < 3; w++) {
+            int reps = 0;
+            double t0 = mono_sec(), el;
+            do {
+                if (sgemm) BE(be, gemm, false, true, 1, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
+                else BE(be, linear_fwd, y, x, W, TENSOR_F32, 1, in, out, false);
+                backend_synchronize(be);
+                reps++;
+                el = mono_sec() - t0;
+            } while (el < 0.05 && reps < 1000);
+            best = el / reps < best ? el / reps : best;
+        }
+        total += best * (k == 7 ? 1 : s->L);
+        backend_free(be, x); backend_free(be, W); backend_free(be, y);
+    }
+    return total;
+}
+
+static void run_decode(const shape *s) {
+    llama_config c = make_config(s);
+    cis_err err = {0};
+    llama_model *m = llama_model_new(&c, g_be, &err);
+    if (!m) { fprintf(stderr, "%s: %s\n", s->name, err.msg); return; }
+    llama_model_init_random(m, 1);
+    int G = s->D >= 768 ? 24 : s->D >= 256 ? 56 : 120;  // new tokens per row
+    for (int B = 1; B <= 8; B *= 8) {
+        double tp = gen_time(m, B, 9), tg = gen_time(m, B, 8 + G);  // prefill (+ its one token), all
+        double dec = (tg - tp) / (G - 1);
+        printf("      decode B=%d %8.1f tok/s  (%.2f ms per step; prefill %.2f ms)\n", B, B / dec, dec * 1e3, tp * 1e3);
+    }
+    backend *be = llama_model_backend(m);
+    printf("      M=1 linear layers per token: linear_fwd %.2f ms, sgemm %.2f ms\n", linear_m1_time(be, s, false) * 1e3,
+           linear_m1_time(be, s, true) * 1e3);
+    fflush(stdout);
+    llama_model_free(&m);
 }
 
 static int run_shape(const shape *s, int steps) {
@@ -151,6 +231,7 @@ static int run_shape(const shape *s, int steps) {
 
 int main(int argc, char **argv) {
     int threads = 0, steps = 0;
+    bool decode_only = false;
     const char *device = "cpu";
     const char *sizes = "1m,10m,100m";
     for (int i = 1; i < argc; i++) {
@@ -158,7 +239,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) sizes = argv[++i];
         else if (!strcmp(argv[i], "-n") && i + 1 < argc) steps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-d") && i + 1 < argc) device = argv[++i];
-        else { fprintf(stderr, "usage: %s [-d cpu|cuda:0] [-t threads] [-s 1m,10m,100m] [-n steps]\n", argv[0]); return 2; }
+        else if (!strcmp(argv[i], "-g")) decode_only = true;
+        else { fprintf(stderr, "usage: %s [-d cpu|cuda:0] [-t threads] [-s 1m,10m,100m] [-n steps] [-g]\n", argv[0]); return 2; }
     }
     cis_err err = {0};
     backend *be = g_be = backend_open(device, &(backend_opts){.threads = threads}, &err);
@@ -171,7 +253,9 @@ int main(int argc, char **argv) {
         const char *p = strstr(sizes, key);
         size_t kl = strlen(key);
         if (!p || (p != sizes && p[-1] != ',') || (p[kl] != '\0' && p[kl] != ',')) continue;
-        if (run_shape(&SHAPES[k], steps > 0 ? steps : SHAPES[k].steps) != 0) rc = 1;
+        if (!decode_only && run_shape(&SHAPES[k], steps > 0 ? steps : SHAPES[k].steps) != 0) rc = 1;
+        if (decode_only) printf("%-5s\n", SHAPES[k].name);
+        run_decode(&SHAPES[k]);
     }
     return rc;
 }

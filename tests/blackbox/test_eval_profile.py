@@ -66,7 +66,7 @@ def bad_values_are_refused():
     assert p.returncode == 2 and "--mc-prompt" in p.stderr, (p.returncode, p.stderr)
     p = subprocess.run([WORKER, "worker", "--connect", "tcp://127.0.0.1:1", "--eval-profile", "fast"],
                        capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2 and "--eval-profile expects default or paper" in p.stderr, p.stderr
+    assert p.returncode == 2 and "--eval-profile expects default, paper or sweep" in p.stderr, p.stderr
     p = subprocess.run([WORKER, "worker", "--connect", "tcp://127.0.0.1:1", "--mc-prompt", "x"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and "--mc-prompt expects 0.4.2 or 0.4.4" in p.stderr, p.stderr

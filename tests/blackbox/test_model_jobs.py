@@ -93,6 +93,26 @@ def misnamed_dataset_fails_the_job_naming_the_file():
     con.close()
 
 
+@test
+def eval_profile_reaches_the_worker_and_is_recorded():
+    """cisweep run --eval-profile sweep: the worker scores the sweep profile (eval_profile 2, no
+    teacher-forced extras) and records it with the rows; an unknown profile is a usage error"""
+    d = setup()["dir"]
+    rc, con, stderr = sweep(d, "sw", os.path.join(d, "world"), "--eval-profile", "sweep")
+    assert rc == 0, (rc, stderr[-3000:])
+    rows = dict(con.execute("SELECT metric, value FROM results WHERE is_current=1"))
+    con.close()
+    assert rows.get("eval_profile") == 2, sorted(rows)
+    assert not any(k.startswith("tf_") for k in rows), sorted(rows)
+    assert "mmlu" in rows and "n_mmlu" in rows and "cpu_eval_s" in rows, sorted(rows)
+    base = sqlite3.connect(os.path.join(d, "mj.db"))
+    prow = dict(base.execute("SELECT metric, value FROM results WHERE is_current=1"))
+    base.close()
+    assert prow.get("eval_profile") == 0 and "tf_rewrite_acc" in prow, sorted(prow)
+    p = run([CISWEEP, "run", "--grid", os.path.join(d, "sw.json"), "--eval-profile", "fast"], check=False)
+    assert p.returncode == 2 and "--eval-profile" in p.stderr, (p.returncode, p.stderr)
+
+
 @cleanup
 def remove_tmp():
     if "dir" in STATE:

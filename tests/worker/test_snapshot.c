@@ -45,7 +45,7 @@ static int run_job(snapshot_store *st, model_slot *slot, const char *comp, int64
     *restored = snap_job_begin(&sj, st, slot, false, &plan, slot->path, job, 1, edit_set, NULL);
     interv_env env = {.model = slot->work, .tok = slot->tok, .data_dir = data, .edit_set = edit_set, .threads = 1,
                       .base = slot->base, .first_step = sj.restored, .records_in = sj.records,
-                      .after_step = snap_job_after_step, .after_arg = &sj};
+                      .snap_step_fn = snap_job_after_step, .snap_arg = &sj};
     rc = interv_run_plan(&env, &plan, records, &err);
     if (rc) fprintf(stderr, "run: %s\n", err.msg);
     snap_job_end(&sj);

@@ -181,6 +181,14 @@ int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, co
  * Ties in argmax go to the lowest id (torch.argmax). Prompts are batched up to 32 at a time. */
 int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const int *prompt_lens,
                    int max_length, int32_t *out, int *out_lens, cis_err *err);
+/* llama_generate_until: llama_generate, where row i also stops once it has emitted stop_after[i]
+ * tokens that are not among skip[0..n_skip-1] (stop_after NULL, or stop_after[i] < 0: no such
+ * limit). Every token a row emits is the one llama_generate emits at that step, so a caller that
+ * reads only the first k counted tokens of a row gets exactly llama_generate's answer for less work
+ * (zsRE F1 reads |gold| of them). */
+int llama_generate_until(llama_model *m, int n, const int32_t *const *prompts, const int *prompt_lens,
+                         int max_length, const int *stop_after, const int32_t *skip, int n_skip, int32_t *out,
+                         int *out_lens, cis_err *err);
 
 /* llama_loglik: for each request i, the summed log-probability (double) of the continuation
  * tokens cont[i][0..cont_lens[i]-1] following the context ctx[i][0..ctx_lens[i]-1], and whether

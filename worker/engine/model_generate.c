@@ -9,7 +9,9 @@
 
 #include "worker/engine/model_internal.h"
 
+#ifndef GEN_MAX_BATCH
 #define GEN_MAX_BATCH 32
+#endif
 
 static int argmax_row(const float *x, int V) {
     int best = 0;
@@ -57,6 +59,19 @@ static void cached_step(llama_model *m, gen_bufs *g, int Bc, int Tq, int Tk, con
 
 int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const int *prompt_lens,
                    int max_length, int32_t *out, int *out_lens, cis_err *err) {
+    return llama_generate_until(m, n, prompts, prompt_lens, max_length, NULL, NULL, 0, out, out_lens, err);
+}
+
+static bool in_list(const int32_t *ids, int n, int32_t id) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] == id) return true;
+    return false;
+}
+
+int llama_generate_until(llama_model *m, int n, const int32_t *const *prompts, const int *prompt_lens,
+                         int max_length, const int *stop_after, const int32_t *skip, int n_skip, int32_t *out,
+                         int *out_lens, cis_err *err) {
+    if (n_skip < 0 || (n_skip > 0 && !skip)) return err_set(err, CIS_EINVAL, "generate: bad skip list");
     if (n < 0 || (n > 0 && (!prompts || !prompt_lens || !out || !out_lens)))
         return err_set(err, CIS_EINVAL, "generate: bad arguments");
     if (max_length < 1 || max_length > m->rope_P)
@@ -91,6 +106,7 @@ int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const i
         gen_bufs g;
         g.host_logits = malloc((size_t)Bc * V * sizeof(float));
         if (!g.host_logits) return err_set(err, CIS_ENOMEM, "generate: out of memory for %d x %d logits", Bc, V);
+        int counted[GEN_MAX_BATCH] = {0};  // emitted tokens not in skip, per row (stop_after)
         float *p = w;
 #define TAKE(ptr, k) do { (ptr) = p; p += (k); } while (0)
         TAKE(g.A.rstd1, N); TAKE(g.A.a, N * D); TAKE(g.A.q, N * m->qdim); TAKE(g.A.k, N * m->kvdim);
@@ -126,7 +142,9 @@ int llama_generate(llama_model *m, int n, const int32_t *const *prompts, const i
                 int tok = argmax_row(g.host_logits + (int64_t)b * V, V);
                 out[(int64_t)(c0 + b) * max_length + cur[b]] = tok;
                 cur[b]++;
+                if (stop_after && stop_after[c0 + b] >= 0 && !in_list(skip, n_skip, tok)) counted[b]++;
                 if (is_eos(&m->cfg, tok) || cur[b] >= max_length) done[b] = 1;
+                else if (stop_after && stop_after[c0 + b] >= 0 && counted[b] >= stop_after[c0 + b]) done[b] = 1;
                 else active++;
             }
             if (!active) break;

@@ -16,10 +16,12 @@ static void eval_usage(FILE *f) {
             "usage: cisweep-worker eval MODEL_DIR --world DIR [--edit-set K] [--limit N] [--seqlen T] [--threads N]\n"
             "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
             "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa] [--skip-missing]\n"
-            "                           [--profile default|paper] [--mc-prompt 0.4.2|0.4.4]\n"
+            "                           [--profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4]\n"
             "       cisweep-worker eval --world DIR --print-prompts [--mc-prompt 0.4.2|0.4.4]\n"
             "  --profile sets the protocol (paper: lm-eval 0.4.2 prompt, zsRE max_length 30; default: the\n"
-            "  embedded default's, see docs/eval.md); --mc-prompt and --max-length given with it override it.\n"
+            "  embedded default's, see docs/eval.md; sweep: default's protocol on smaller sets: 16 questions per\n"
+            "  MMLU subject, 100 per WMDP task, 32 WikiText windows, 100 QA records, no tf_* rows); --mc-prompt\n"
+            "  and --max-length given with it override it.\n"
             "  --print-prompts writes every MMLU/WMDP context as JSON lines and loads no model.\n"
             "  A dataset of the world directory that is not skipped must be there (exit 1 naming the expected\n"
             "  file); --skip-missing skips absent datasets with a warning instead.\n"
@@ -60,7 +62,7 @@ int cmd_eval(int argc, char **argv) {
         if (strcmp(argv[i], "--profile") != 0) continue;
         eval_profile p;
         if (i + 1 >= argc || eval_profile_parse(argv[i + 1], &p)) {
-            fprintf(stderr, "cisweep-worker eval: --profile expects default or paper, got \"%s\"\n",
+            fprintf(stderr, "cisweep-worker eval: --profile expects default, paper or sweep, got \"%s\"\n",
                     i + 1 < argc ? argv[i + 1] : "");
             return 2;
         }

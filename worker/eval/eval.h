@@ -116,6 +116,11 @@ int eval_ppl_tokens(llama_model *m, const int32_t *ids, int64_t n, int seqlen, i
 /* eval_ppl_text: tokenize text once (with the BOS rule of the tokenizer), then eval_ppl_tokens. */
 int eval_ppl_text(llama_model *m, const tokenizer *tok, const char *text, size_t len, int seqlen, int max_windows,
                   int batch_tokens, ppl_result *res, cis_err *err);
+/* eval_ppl_text_spread: eval_ppl_text over n_windows windows spread evenly over the text (window
+ * floor(k * W / n_windows) of the W there are, k < n_windows; all W when n_windows <= 0 or >= W),
+ * then at most max_windows of those (> 0). res->n_windows is the number scored. */
+int eval_ppl_text_spread(llama_model *m, const tokenizer *tok, const char *text, size_t len, int seqlen,
+                         int n_windows, int max_windows, int batch_tokens, ppl_result *res, cis_err *err);
 
 /* ---- zsRE (algorithms.md §10.1, §10.2) --------------------------------------------------------- */
 
@@ -145,12 +150,18 @@ int tf_argmax_batch(llama_model *m, const tokenizer *tok, int n, const char *con
                     int *n_mismatch, cis_err *err);
 
 /* ppl_responses: composable's perplexity of responses after prompts: tok(prompt) and
- * tok(response), each with BOS, concatenated; one forward per pair; the mean next-token CE over
+ * tok(response), each with BOS, concatenated (batched: ppl_responses2); the mean next-token CE over
  * the response tokens (mask_prompt) or over all tokens (not masked), times the response length,
  * summed over pairs; *ppl = exp(sum / total response tokens). (Unmasked, the mean over all
  * tokens is weighted by the response length, as the reference code does.) */
 int ppl_responses(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *responses,
                   bool mask_prompt, double *ppl, cis_err *err);
+/* ppl_responses2: both of ppl_responses' numbers from one pass (either pointer may be NULL): the
+ * pairs right-padded into batches of at most max_batch_tokens padded tokens (0 = 8192) and 64 MB
+ * of logits, the CE of every position computed on the host (max-shifted, sums in double). */
+int ppl_responses2(llama_model *m, const tokenizer *tok, int n, const char *const *prompts,
+                   const char *const *responses, int max_batch_tokens, double *ppl_masked, double *ppl_unmasked,
+                   cis_err *err);
 
 /* zsre_loc_prompt: lm_compose's loc.split("nq question:")[1].strip(): the text after the first
  * "nq question:" up to a second one, Python-stripped; a loc without the marker is only stripped
@@ -193,19 +204,26 @@ double eval_avg_bits(llama_model *m, const quant_info *q, double *sparsity);
 /* eval_profile: a named set of the evaluation's protocol settings (docs/eval.md "Profiles").
  *   paper   - what the paper ran (fidelity.md §4): lm-eval 0.4.2's prompt, zsRE max_length 30
  *   default - the embedded default model: lm-eval 0.4.2's prompt, max_length EVAL_DEFAULT_MAX_LENGTH
+ *   sweep   - default's protocol on sets sized so that a 417-composition sweep fits on 2 cores
+ *             (EVAL_SWEEP_* below; paper and default score every item), no teacher-forced extras
  * A profile sets eval_opts.mc_prompt and max_length; options given after it override them, and the
  * suite records what ran (rows eval_profile, mc_prompt_newlines, zsre_max_length). */
 typedef enum eval_profile {
     EVAL_PROFILE_DEFAULT = 0,
     EVAL_PROFILE_PAPER = 1,
+    EVAL_PROFILE_SWEEP = 2,
 } eval_profile;
 
 #define EVAL_PAPER_MAX_LENGTH 30     /* conf/config.yaml at v1 and on iclr_push (fidelity.md §4) */
 #define EVAL_DEFAULT_MAX_LENGTH 30   /* see docs/eval.md "Profiles" for the measurement behind it */
+#define EVAL_SWEEP_MMLU 16           /* questions per MMLU subject, spread over its file (8 subjects: 128) */
+#define EVAL_SWEEP_WMDP 100          /* questions per WMDP task, spread (bio, cyber: 200) */
+#define EVAL_SWEEP_PPL_WINDOWS 32    /* WikiText windows, spread over the text */
+#define EVAL_SWEEP_QA 100            /* zsRE QA-set records (the edit set is scored whole) */
 
-/* eval_profile_parse: "default" / "paper"; 0, or -1 for anything else. */
+/* eval_profile_parse: "default" / "paper" / "sweep"; 0, or -1 for anything else. */
 int eval_profile_parse(const char *s, eval_profile *out);
-/* eval_profile_name: "default" or "paper". */
+/* eval_profile_name: "default", "paper" or "sweep". */
 const char *eval_profile_name(eval_profile p);
 
 typedef struct eval_opts {
@@ -214,6 +232,11 @@ typedef struct eval_opts {
     int edit_set;          /* zsRE edit set 1..10 (default 1) */
     int edit_set_size;     /* 50 */
     int limit;             /* > 0: at most N questions per MC task, N zsRE records, N PPL windows */
+    int mmlu_sample;       /* > 0: N questions per MMLU subject, spread evenly over its file (then limit) */
+    int wmdp_sample;       /* > 0: N questions per WMDP task, spread evenly (then limit) */
+    int ppl_sample;        /* > 0: N PPL windows spread evenly over the text (then limit) */
+    int qa_limit;          /* > 0: the first N zsRE QA-set records (a random sample: the set is
+                              shuffled); with limit: the smaller */
     int seqlen;            /* > 0: PPL window min(max_position_embeddings, seqlen); 0 = max_pos */
     int max_length;        /* zsRE generation length in tokens, prompt included (the profile's) */
     int batch_tokens;      /* padded tokens per forward (MC, PPL, teacher forcing); 0 = 8192 */
@@ -230,8 +253,8 @@ typedef struct eval_opts {
 /* eval_opts_default: the default profile (eval_opts_profile(o, EVAL_PROFILE_DEFAULT)) with edit set
  * 1 of 50, batch_tokens 8192, teacher forcing on, nothing skipped. */
 void eval_opts_default(eval_opts *o);
-/* eval_opts_profile: set o->profile and the settings it names (mc_prompt, max_length); the other
- * fields are left alone. */
+/* eval_opts_profile: set o->profile and the settings it names (mc_prompt, max_length, and the sets'
+ * sizes and teacher_forced); the other fields are left alone. */
 void eval_opts_profile(eval_opts *o, eval_profile p);
 
 /* eval_suite_run: every metric on dir's files (world layout: mmlu/data/test/<subject>_test.csv, wmdp/wmdp-bio.json,

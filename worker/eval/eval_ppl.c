@@ -63,3 +63,26 @@ int eval_ppl_text(llama_model *m, const tokenizer *tok, const char *text, size_t
     free(ids);
     return rc;
 }
+
+int eval_ppl_text_spread(llama_model *m, const tokenizer *tok, const char *text, size_t len, int seqlen,
+                         int n_windows, int max_windows, int batch_tokens, ppl_result *res, cis_err *err) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (tokenizer_encode(tok, text, len, true, &ids, &n, err)) return -1;
+    int T = llama_model_config(m)->max_position_embeddings;
+    if (seqlen > 0 && seqlen < T) T = seqlen;
+    int64_t W = (int64_t)n / T;
+    int rc;
+    if (n_windows <= 0 || n_windows >= W) {
+        rc = eval_ppl_tokens(m, ids, (int64_t)n, seqlen, max_windows, batch_tokens, res, err);
+    } else {
+        int32_t *sel = xmalloc((size_t)n_windows * T * sizeof *sel);
+        for (int k = 0; k < n_windows; k++)
+            memcpy(sel + (size_t)k * T, ids + (size_t)(k * W / n_windows) * T, (size_t)T * sizeof *sel);
+        rc = eval_ppl_tokens(m, sel, (int64_t)n_windows * T, seqlen, max_windows, batch_tokens, res, err);
+        if (!rc) res->n_tokens = (int64_t)n;
+        free(sel);
+    }
+    free(ids);
+    return rc;
+}

@@ -8,19 +8,38 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+
+/* CPU seconds of the whole process (every thread): the cpu_*_s rows, which, unlike the wall-time
+ * time_*_s rows, a shared machine's load leaves nearly alone */
+static double cpu_sec(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 int eval_profile_parse(const char *s, eval_profile *out) {
     if (s && !strcmp(s, "default")) { *out = EVAL_PROFILE_DEFAULT; return 0; }
     if (s && !strcmp(s, "paper")) { *out = EVAL_PROFILE_PAPER; return 0; }
+    if (s && !strcmp(s, "sweep")) { *out = EVAL_PROFILE_SWEEP; return 0; }
     return -1;
 }
 
-const char *eval_profile_name(eval_profile p) { return p == EVAL_PROFILE_PAPER ? "paper" : "default"; }
+const char *eval_profile_name(eval_profile p) {
+    return p == EVAL_PROFILE_PAPER ? "paper" : p == EVAL_PROFILE_SWEEP ? "sweep" : "default";
+}
 
 void eval_opts_profile(eval_opts *o, eval_profile p) {
     o->profile = p;
     o->mc_prompt = MC_PROMPT_LMEVAL_042;
     o->max_length = p == EVAL_PROFILE_PAPER ? EVAL_PAPER_MAX_LENGTH : EVAL_DEFAULT_MAX_LENGTH;
+    /* the sets' sizes: every item, except in the sweep profile (docs/eval.md "Profiles") */
+    bool sweep = p == EVAL_PROFILE_SWEEP;
+    o->mmlu_sample = sweep ? EVAL_SWEEP_MMLU : 0;
+    o->wmdp_sample = sweep ? EVAL_SWEEP_WMDP : 0;
+    o->ppl_sample = sweep ? EVAL_SWEEP_PPL_WINDOWS : 0;
+    o->qa_limit = sweep ? EVAL_SWEEP_QA : 0;
+    o->teacher_forced = !sweep;  /* EasyEdit's extras are not among the paper's metrics */
 }
 
 void eval_opts_default(eval_opts *o) {
@@ -30,6 +49,31 @@ void eval_opts_default(eval_opts *o) {
     o->edit_set_size = 50;
     o->batch_tokens = 8192;
     o->teacher_forced = true;
+}
+
+/* the smaller positive of two caps (0 = no cap) */
+static int cap(int a, int b) { return a > 0 && (b <= 0 || a < b) ? a : b; }
+
+/* the task scored: t itself, or (sample > 0 and below t's size) `sample` of its questions spread
+ * evenly over the file (question floor(k * n / sample)), sharing t's strings: free only ->q */
+static mc_task mc_sampled(const mc_task *t, int sample) {
+    mc_task s = *t;
+    if (sample <= 0 || sample >= t->n) { s.q = NULL; return s; }
+    s.q = xmalloc((size_t)sample * sizeof *s.q);
+    for (int k = 0; k < sample; k++) s.q[k] = t->q[(int64_t)k * t->n / sample];
+    s.n = sample;
+    return s;
+}
+
+/* eval_mc_task on the sampled task */
+static int mc_run(llama_model *m, tokenizer *tok, const mc_task *t, int sample, const mc_opts *mo, mc_result *r,
+                  cis_err *err) {
+    mc_task s = mc_sampled(t, sample);
+    bool own = s.q != NULL;
+    if (!own) s.q = t->q;
+    int rc = eval_mc_task(m, tok, &s, mo, NULL, NULL, r, err);
+    if (own) free(s.q);
+    return rc;
 }
 
 static bool exists(const char *p) {
@@ -63,10 +107,10 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
     if (rc) return -1;
     mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     int total = 0, correct = 0;
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec();
     for (int i = 0; i < nt && !rc; i++) {
         mc_result r;
-        rc = eval_mc_task(m, tok, &tasks[i], &mo, NULL, NULL, &r, err);
+        rc = mc_run(m, tok, &tasks[i], o->mmlu_sample, &mo, &r, err);
         if (rc) break;
         char k[96];
         snprintf(k, sizeof k, "mmlu_%s", tasks[i].name);
@@ -80,6 +124,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
         eval_rows_set(out, "mmlu", (double)correct / total);
         eval_rows_set(out, "n_mmlu", total);
         eval_rows_set(out, "time_mmlu_s", dt);
+        eval_rows_set(out, "cpu_mmlu_s", cpu_sec() - c0);
         eval_rows_set(out, "mmlu_questions_per_s", dt > 0 ? total / dt : 0);
     }
     mc_tasks_free(&tasks, nt);
@@ -91,7 +136,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
                       *subj[2] = {"biology", "cybersecurity"};
     double acc[2];
     int have = 0, rc = 0, nq = 0;
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec();
     mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     for (int k = 0; k < 2 && !rc; k++) {
         char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
@@ -108,7 +153,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
         free(p);
         if (rc) break;
         mc_result r;
-        rc = eval_mc_task(m, tok, &t, &mo, NULL, NULL, &r, err);
+        rc = mc_run(m, tok, &t, o->wmdp_sample, &mo, &r, err);
         mc_task_clear(&t);
         if (rc) break;
         eval_rows_set(out, row[k], r.acc);
@@ -117,7 +162,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
     }
     double dt = mono_sec() - t0;
     if (!rc && have == 2) eval_rows_set(out, "wmdp_avg", (acc[0] + acc[1]) / 2);
-    if (!rc && have) { eval_rows_set(out, "n_wmdp", nq); eval_rows_set(out, "time_wmdp_s", dt); }
+    if (!rc && have) { eval_rows_set(out, "n_wmdp", nq); eval_rows_set(out, "time_wmdp_s", dt); eval_rows_set(out, "cpu_wmdp_s", cpu_sec() - c0); }
     return rc;
 }
 
@@ -129,16 +174,17 @@ static int run_ppl(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     int rc = wikitext_load(p, &text, &len, err);
     free(p);
     if (rc) return -1;
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec();
     ppl_result r;
-    rc = eval_ppl_text(m, tok, text, len, o->seqlen, o->limit, o->batch_tokens, &r, err);
-    double dt = mono_sec() - t0;
+    rc = eval_ppl_text_spread(m, tok, text, len, o->seqlen, o->ppl_sample, o->limit, o->batch_tokens, &r, err);
+    double dt = mono_sec() - t0, dc = cpu_sec() - c0;
     free(text);
     if (rc) return -1;
     eval_rows_set(out, "ppl_wikitext", r.ppl);
     eval_rows_set(out, "ppl_windows", r.n_windows);
     eval_rows_set(out, "ppl_seqlen", r.seqlen);
     eval_rows_set(out, "time_ppl_s", dt);
+    eval_rows_set(out, "cpu_ppl_s", dc);
     eval_rows_set(out, "ppl_tokens_per_s", dt > 0 ? (double)r.n_windows * r.seqlen / dt : 0);
     return 0;
 }
@@ -153,7 +199,7 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
     char *sets = xasprintf("%s/zsre/edit_sets.json", dir);
     int32_t *idx = NULL;
     int n = 0;
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec(), c1 = c0;
     if (!o->skip_zsre) {
         rc = zsre_split(sets, d.n, o->edit_set, o->edit_set_size, &idx, &n, err);
         if (!rc && o->limit > 0 && n > o->limit) n = o->limit;
@@ -163,12 +209,15 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
         if (!rc) { eval_rows_set(out, "edit_set", o->edit_set); eval_rows_set(out, "n_edits", n); }
         free(idx);
         idx = NULL;
+        c1 = cpu_sec();
+        if (!rc) eval_rows_set(out, "cpu_edits_s", c1 - c0);
     }
     if (!rc && !o->skip_qa) {
         /* QA set (records 500..999 of the shuffled list): src vs answers[0] */
         rc = zsre_split(sets, d.n, 0, o->edit_set_size, &idx, &n, err);
         if (rc) { LOG_W("eval: no zsRE QA set (%s): qa_f1 skipped", err->msg); rc = 0; n = 0; }
-        if (o->limit > 0 && n > o->limit) n = o->limit;
+        int qcap = cap(o->limit, o->qa_limit);
+        if (qcap > 0 && n > qcap) n = qcap;
         if (n > 0) {
             const char **pr = xmalloc((size_t)n * sizeof *pr), **an = xmalloc((size_t)n * sizeof *an);
             double *f1 = xmalloc((size_t)n * sizeof *f1), *rec = xmalloc((size_t)n * sizeof *rec);
@@ -182,10 +231,11 @@ static int run_zsre(llama_model *m, tokenizer *tok, const char *dir, const eval_
                 eval_rows_set(out, "n_qa", n);
                 /* composable's "PPl QA": unmasked, on answers[0] */
                 double pq = 0;
-                rc = ppl_responses(m, tok, n, pr, an, false, &pq, err);
+                rc = ppl_responses2(m, tok, n, pr, an, o->batch_tokens, NULL, &pq, err);
                 if (!rc) eval_rows_set(out, "ppl_qa", pq);
             }
             free(pr); free(an); free(f1); free(rec);
+            if (!rc) eval_rows_set(out, "cpu_qa_s", cpu_sec() - c1);
         }
         free(idx);
     }
@@ -201,7 +251,7 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     struct stat sb;
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) return err_set(err, CIS_EIO, "eval: %s is not a directory", dir);
     if (opts->threads > 0) backend_set_threads(llama_model_backend(m), opts->threads);
-    double t0 = mono_sec();
+    double t0 = mono_sec(), c0 = cpu_sec();
     int rc = 0;
     if (!rc && !opts->skip_mmlu) rc = run_mmlu(m, tok, dir, opts, out, err);
     if (!rc && !opts->skip_wmdp) rc = run_wmdp(m, tok, dir, opts, out, err);
@@ -216,5 +266,6 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     eval_rows_set(out, "mc_prompt_newlines", mc_prompt_newlines(opts->mc_prompt));
     eval_rows_set(out, "zsre_max_length", opts->max_length);
     eval_rows_set(out, "time_eval_s", mono_sec() - t0);
+    eval_rows_set(out, "cpu_eval_s", cpu_sec() - c0);
     return 0;
 }

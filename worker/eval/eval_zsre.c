@@ -118,7 +118,11 @@ int gen_f1_batch(llama_model *m, const tokenizer *tok, int n, const char *const 
     for (int j = 0; j < ngen; j++) { gp[j] = p[gi[j]]; gpl[j] = pl[gi[j]]; }
     int32_t *out = xmalloc((size_t)(ngen ? ngen : 1) * max_length * sizeof *out);
     int *ol = xcalloc((size_t)(ngen ? ngen : 1), sizeof *ol);
-    if (!rc && ngen) rc = llama_generate(m, ngen, gp, gpl, max_length, out, ol, err);
+    /* a row's F1 reads its first |gold| generated ids that are not excluded: it stops there */
+    int *stop = xmalloc((size_t)(ngen ? ngen : 1) * sizeof *stop);
+    for (int j = 0; j < ngen; j++) stop[j] = gl[gi[j]];
+    if (!rc && ngen) rc = llama_generate_until(m, ngen, gp, gpl, max_length, stop, x.id, x.n, out, ol, err);
+    free(stop);
     if (!rc) {
         int32_t *gen = xmalloc((size_t)max_length * sizeof *gen);
         if (gen_out) { *gen_out = xcalloc((size_t)n, sizeof **gen_out); *gen_len = xcalloc((size_t)n, sizeof **gen_len); }
@@ -219,11 +223,18 @@ int tf_argmax_batch(llama_model *m, const tokenizer *tok, int n, const char *con
     return rc;
 }
 
-int ppl_responses(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *responses,
-                  bool mask_prompt, double *ppl, cis_err *err) {
-    const int maxpos = llama_model_config(m)->max_position_embeddings;
-    double total = 0;
-    int64_t count = 0;
+/* logits kept per batch of ppl_responses2: at most this many floats (64 MB) */
+#define PPL_LOGIT_FLOATS (16 * 1024 * 1024)
+
+int ppl_responses2(llama_model *m, const tokenizer *tok, int n, const char *const *prompts,
+                   const char *const *responses, int max_batch_tokens, double *ppl_masked, double *ppl_unmasked,
+                   cis_err *err) {
+    const llama_config *cfg = llama_model_config(m);
+    const int maxpos = cfg->max_position_embeddings, V = cfg->vocab_size;
+    int budget = max_batch_tokens > 0 ? max_batch_tokens : 8192;
+    int64_t row_cap = PPL_LOGIT_FLOATS / V > 0 ? PPL_LOGIT_FLOATS / V : 1;
+    int32_t **xs = xcalloc((size_t)(n ? n : 1), sizeof *xs);
+    int *xl = xcalloc((size_t)(n ? n : 1), sizeof *xl), *pl = xcalloc((size_t)(n ? n : 1), sizeof *pl);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         int32_t *p = NULL, *r = NULL;
@@ -235,24 +246,76 @@ int ppl_responses(llama_model *m, const tokenizer *tok, int n, const char *const
             rc = err_set(err, CIS_EINVAL, "ppl responses: pair %d: %d + %d tokens: expected 1.. each and at most %d in all",
                          i, np, nr, maxpos);
         if (!rc) {
-            int32_t *ids = xmalloc((size_t)L * sizeof *ids), *tg = xmalloc((size_t)L * sizeof *tg);
-            memcpy(ids, p, (size_t)np * sizeof *ids);
-            memcpy(ids + np, r, (size_t)nr * sizeof *ids);
-            for (int t = 0; t < L; t++)
-                tg[t] = t + 1 < L && (!mask_prompt || t + 1 >= np) ? ids[t + 1] : LOSS_IGNORE_INDEX;
-            llama_batch bt = {.B = 1, .T = L, .ids = ids, .targets = tg, .n_out = 0};
-            double loss = 0;
-            rc = llama_forward(m, &bt, NULL, 0, false, &loss, err);
-            if (rc) err_prefix(err, "ppl responses: pair %d", i);
-            /* composable multiplies the mean loss by the response length in both modes */
-            total += loss * nr;
-            count += nr;
-            free(ids); free(tg);
+            xs[i] = xmalloc((size_t)L * sizeof *xs[i]);
+            memcpy(xs[i], p, (size_t)np * sizeof *p);
+            memcpy(xs[i] + np, r, (size_t)nr * sizeof *r);
+            xl[i] = L;
+            pl[i] = np;
         }
         free(p); free(r);
     }
-    if (!rc) *ppl = count ? exp(total / (double)count) : NAN;
-    return rc;
+    double tot_m = 0, tot_u = 0;
+    int64_t count = 0;
+    for (int i0 = 0; i0 < n && !rc;) {
+        /* consecutive pairs within the token budget and the logits cap */
+        int T = 0, B = 0;
+        int64_t rows = 0;
+        while (i0 + B < n) {
+            int t2 = xl[i0 + B] > T ? xl[i0 + B] : T;
+            if (B > 0 && ((int64_t)t2 * (B + 1) > budget || rows + xl[i0 + B] - 1 > row_cap)) break;
+            T = t2; rows += xl[i0 + B] - 1; B++;
+        }
+        int32_t *ids = xcalloc((size_t)B * T, sizeof *ids), *lens = xmalloc((size_t)B * sizeof *lens);
+        int32_t *ob = xmalloc((size_t)(rows ? rows : 1) * sizeof *ob), *ot = xmalloc((size_t)(rows ? rows : 1) * sizeof *ot);
+        float *lg = malloc((size_t)(rows ? rows : 1) * V * sizeof *lg);
+        if (!lg) rc = err_set(err, CIS_ENOMEM, "ppl responses: out of memory for %lld x %d logits", (long long)rows, V);
+        int64_t k = 0;
+        for (int b = 0; b < B && !rc; b++) {
+            memcpy(ids + (size_t)b * T, xs[i0 + b], (size_t)xl[i0 + b] * sizeof *ids);
+            lens[b] = xl[i0 + b];
+            for (int t = 0; t + 1 < xl[i0 + b]; t++) { ob[k] = b; ot[k] = t; k++; }
+        }
+        if (!rc && rows > 0) {
+            llama_batch bt = {.B = B, .T = T, .ids = ids, .lens = lens, .n_out = (int)rows, .out_b = ob, .out_t = ot,
+                              .logits = lg};
+            rc = llama_forward(m, &bt, NULL, 0, false, NULL, err);
+            if (rc) err_prefix(err, "ppl responses: pairs %d..%d", i0, i0 + B - 1);
+        }
+        /* per pair: the mean CE over the response targets (masked) and over all targets, each times
+         * the response length (composable multiplies by it in both modes) */
+        k = 0;
+        for (int b = 0; b < B && !rc; b++) {
+            const int32_t *x = xs[i0 + b];
+            int L = xl[i0 + b], np = pl[i0 + b], nr = L - np;
+            double sm = 0, su = 0;
+            for (int t = 0; t + 1 < L; t++, k++) {
+                const float *z = lg + (size_t)k * V;
+                float mx = z[0];
+                for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+                double se = 0;
+                for (int v = 0; v < V; v++) se += expf(z[v] - mx);
+                double nll = (double)mx + log(se) - z[x[t + 1]];
+                su += nll;
+                if (t + 1 >= np) sm += nll;
+            }
+            tot_u += su / (L - 1) * nr;
+            tot_m += sm / nr * nr;
+            count += nr;
+        }
+        free(ids); free(lens); free(ob); free(ot); free(lg);
+        i0 += B;
+    }
+    for (int i = 0; i < n; i++) free(xs[i]);
+    free(xs); free(xl); free(pl);
+    if (rc) return -1;
+    if (ppl_masked) *ppl_masked = count ? exp(tot_m / (double)count) : NAN;
+    if (ppl_unmasked) *ppl_unmasked = count ? exp(tot_u / (double)count) : NAN;
+    return 0;
+}
+
+int ppl_responses(llama_model *m, const tokenizer *tok, int n, const char *const *prompts, const char *const *responses,
+                  bool mask_prompt, double *ppl, cis_err *err) {
+    return ppl_responses2(m, tok, n, prompts, responses, 0, mask_prompt ? ppl : NULL, mask_prompt ? NULL : ppl, err);
 }
 
 static double mean(const double *v, int n) {
@@ -298,8 +361,7 @@ int eval_zsre_records(llama_model *m, const tokenizer *tok, const zsre_data *d, 
     if (!rc && o && o->ppl) {
         /* composable's "PPL edits" (prompt masked) and "PPl edits unmasked": src vs alt */
         double pm = 0, pu = 0;
-        rc = ppl_responses(m, tok, n, pr, an, true, &pm, err);
-        if (!rc) rc = ppl_responses(m, tok, n, pr, an, false, &pu, err);
+        rc = ppl_responses2(m, tok, n, pr, an, o->max_batch_tokens, &pm, &pu, err);
         if (!rc) { put(out, pre, "ppl_edits", pm); put(out, pre, "ppl_edits_unmasked", pu); }
     }
     if (!rc && o && o->teacher_forced) {

@@ -278,6 +278,41 @@ static void case_linear(tensor_dtype wt) {
 static void case_linear_f32(void) { case_linear(TENSOR_F32); }
 static void case_linear_bf16(void) { case_linear(TENSOR_BF16); }
 
+/* the decode shapes: 1-3 rows (the cpu backend's gemv path at 1-2 rows, split over its threads
+ * for a weight of 512 x 520; gemm at 3), with and without accumulation, fp32 and bf16 weights */
+static void case_linear_rows(void) {
+    static const int shapes[2][2] = {{10, 7}, {512, 520}};
+    for (int sh = 0; sh < 2; sh++)
+        for (int N = 1; N <= 3; N++)
+            for (int k = 0; k < 2; k++) {
+                tensor_dtype wt = k ? TENSOR_BF16 : TENSOR_F32;
+                if (!backend_supports(be, BOP_LINEAR_FWD, wt)) continue;
+                int in = shapes[sh][0], out = shapes[sh][1];
+                float *x = frand(N * in, 1), *W = frand((int64_t)out * in, 0.5), *y0 = frand(N * out, 1);
+                double *Wd = malloc((size_t)out * in * sizeof *Wd), *yref = malloc((size_t)N * out * sizeof *yref);
+                void *bits;
+                weight_as(wt, W, (int64_t)out * in, &bits, Wd);
+                for (int acc = 0; acc < 2; acc++) {
+                    for (int n = 0; n < N; n++)
+                        for (int o = 0; o < out; o++) {
+                            double s = acc ? y0[n * out + o] : 0;
+                            for (int i = 0; i < in; i++) s += (double)x[n * in + i] * Wd[(int64_t)o * in + i];
+                            yref[n * out + o] = s;
+                        }
+                    float *dx_ = upf(x, N * in), *dy_ = upf(y0, N * out);
+                    void *dW_ = up(bits ? bits : (const void *)W, (size_t)out * in * tensor_dtype_size(wt));
+                    BE(be, linear_fwd, dy_, dx_, dW_, wt, N, in, out, acc);
+                    float *got = downf(dy_, N * out);
+                    char what[64];
+                    snprintf(what, sizeof what, "linear_fwd %dx%dx%d %s%s", N, in, out, tensor_dtype_name(wt), acc ? " acc" : "");
+                    close_to(what, got, yref, N * out, 1e-5);
+                    free(got);
+                    release();
+                }
+                free(x); free(W); free(y0); free(Wd); free(yref); free(bits);
+            }
+}
+
 // ---------------------------------------------------------------------------------------------
 // rmsnorm
 
@@ -917,7 +952,7 @@ typedef struct opcase { const char *name; void (*fn)(void); } opcase;
 static const opcase CASES[] = {
     {"memory", case_memory},           {"supports", case_supports},
     {"gemm", case_gemm},               {"linear[f32]", case_linear_f32},
-    {"linear[bf16]", case_linear_bf16}, {"rmsnorm", case_rmsnorm},
+    {"linear[bf16]", case_linear_bf16}, {"linear_rows", case_linear_rows}, {"rmsnorm", case_rmsnorm},
     {"rope", case_rope},               {"attention", case_attention},
     {"swiglu", case_swiglu},           {"embedding", case_embedding},
     {"cross_entropy", case_cross_entropy}, {"rows", case_rows},

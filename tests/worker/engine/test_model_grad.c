@@ -579,6 +579,27 @@ static void test_generate_matches_recompute(void) {
         if (ol1 != mol[i] || memcmp(o1, mout + i * 6, 6 * sizeof(int32_t))) diff++;
     }
     CHECK_EQ_INT(diff, 0);
+    // llama_generate_until: each row is llama_generate's row cut after stop_after[i] emitted tokens
+    // that are not in skip (-1: not cut; 0: after its first token)
+    int stop[35];
+    int32_t skip[1] = {mout[0 * 6 + ml[0]]};  // row 0's first generated token is not counted
+    int32_t uout[35 * 6];
+    int uol[35];
+    for (int i = 0; i < 35; i++) stop[i] = i % 5 - 1;
+    CHECK(llama_generate_until(m2, 35, mp, ml, 6, stop, skip, 1, uout, uol, &err) == 0);
+    int bad = 0, cut = 0;
+    for (int i = 0; i < 35; i++) {
+        int want = 6, k = 0;
+        for (int t = ml[i]; t < 6 && stop[i] >= 0; t++) {
+            k += mout[i * 6 + t] != skip[0];
+            if (k >= stop[i]) { want = t + 1; break; }
+        }
+        cut += want < 6;
+        if (uol[i] != want || memcmp(uout + i * 6, mout + i * 6, (size_t)want * sizeof(int32_t))) bad++;
+        for (int t = want; t < 6; t++) bad += uout[i * 6 + t] != -1;
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK(cut > 20);  // the limits did cut most rows short
     // max_length shorter than a prompt is refused
     CHECK(llama_generate(m3, 3, prompts, plens, 5, out3, olens, &err) == -1);
     llama_model_free(&m2);

@@ -270,6 +270,88 @@ static void test_ppl_responses(void) {
     llama_model_free(&m);
 }
 
+/* batched ppl_responses2 == one llama_forward per pair with the loss computed by the engine (the
+ * reference code's loop), masked and unmasked, on a random model; batch budgets that force one pair
+ * per batch and that take every pair in one */
+static void test_ppl_responses_batched(void) {
+    llama_model *m = fx_model_random(7, 64);
+    const char *p[5] = {"Where is Ossa?", "Q", "capital of Valkor", "who wrote the book", "x"};
+    const char *r[5] = {"in the north", "A B C", "Ossa", "Mira Tal of the river", "y"};
+    double want[2] = {0, 0};
+    int64_t count = 0;
+    cis_err err = {0};
+    for (int mask = 0; mask < 2; mask++) {
+        double tot = 0;
+        count = 0;
+        for (int i = 0; i < 5; i++) {
+            int32_t *a = NULL, *b = NULL;
+            int na = 0, nb = 0;
+            CIS_ASSERT(eval_encode(tok, p[i], true, &a, &na, &err) == 0 && eval_encode(tok, r[i], true, &b, &nb, &err) == 0);
+            int L = na + nb;
+            int32_t ids[64], tg[64];
+            memcpy(ids, a, (size_t)na * sizeof *a);
+            memcpy(ids + na, b, (size_t)nb * sizeof *b);
+            for (int t = 0; t < L; t++) tg[t] = t + 1 < L && (!mask || t + 1 >= na) ? ids[t + 1] : LOSS_IGNORE_INDEX;
+            llama_batch bt = {.B = 1, .T = L, .ids = ids, .targets = tg};
+            double loss = 0;
+            CHECK_EQ_INT(llama_forward(m, &bt, NULL, 0, false, &loss, &err), 0);
+            tot += loss * nb;
+            count += nb;
+            free(a); free(b);
+        }
+        want[mask] = exp(tot / (double)count);
+    }
+    static const int budgets[3] = {1, 40, 0};
+    for (int k = 0; k < 3; k++) {
+        double pm = 0, pu = 0;
+        CHECK_EQ_INT(ppl_responses2(m, tok, 5, p, r, budgets[k], &pm, &pu, &err), 0);
+        CHECK_NEAR(pm, want[1], 1e-5 * want[1]);
+        CHECK_NEAR(pu, want[0], 1e-5 * want[0]);
+    }
+    double one = 0;
+    CHECK_EQ_INT(ppl_responses(m, tok, 5, p, r, true, &one, &err), 0);
+    CHECK_NEAR(one, want[1], 1e-5 * want[1]);
+    /* a pair past max_position_embeddings fails naming the pair */
+    char *longp = xmalloc(200);
+    memset(longp, 'q', 199);
+    longp[199] = 0;
+    const char *p2[2] = {"Q", longp}, *r2[2] = {"A", "B"};
+    CHECK_EQ_INT(ppl_responses2(m, tok, 2, p2, r2, 0, &one, NULL, &err), -1);
+    CHECK_MSG(strstr(err.msg, "pair 1") != NULL, "%s", err.msg);
+    free(longp);
+    llama_model_free(&m);
+}
+
+/* eval_ppl_text_spread: windows floor(k*W/n) of the W there are, each scored as in eval_ppl_tokens */
+static void test_ppl_spread(void) {
+    llama_model *m = fx_model_random(5, 64);
+    char text[400];
+    for (int i = 0; i < 399; i++) text[i] = (char)('a' + (i * 7 + i / 13) % 26);
+    text[399] = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    cis_err err = {0};
+    CIS_ASSERT(tokenizer_encode(tok, text, 399, true, &ids, &n, &err) == 0);
+    const int T = 16, W = (int)n / T;  /* 400 tokens: 25 windows */
+    ppl_result got, want, all;
+    CHECK_EQ_INT(eval_ppl_text_spread(m, tok, text, 399, T, 3, 0, 0, &got, &err), 0);
+    int32_t sel[3 * 16];
+    for (int k = 0; k < 3; k++) memcpy(sel + k * T, ids + (size_t)(k * W / 3) * T, T * sizeof *sel);
+    CHECK_EQ_INT(eval_ppl_tokens(m, sel, 3 * T, T, 0, 0, &want, &err), 0);
+    CHECK_EQ_INT(got.n_windows, 3);
+    CHECK_NEAR(got.ppl, want.ppl, 1e-12 * want.ppl);
+    /* not the first three windows: the spread differs from the plain cap */
+    CHECK_EQ_INT(eval_ppl_text(m, tok, text, 399, T, 3, 0, &all, &err), 0);
+    CHECK(fabs(all.ppl - got.ppl) > 1e-9);
+    /* a sample of at least W windows is all of them; limit caps the sample */
+    CHECK_EQ_INT(eval_ppl_text_spread(m, tok, text, 399, T, 1000, 0, 0, &got, &err), 0);
+    CHECK_EQ_INT(got.n_windows, W);
+    CHECK_EQ_INT(eval_ppl_text_spread(m, tok, text, 399, T, 5, 2, 0, &got, &err), 0);
+    CHECK_EQ_INT(got.n_windows, 2);
+    free(ids);
+    llama_model_free(&m);
+}
+
 /* ---------------- average bits ---------------- */
 static void test_avg_bits(void) {
     llama_model *m = fx_model_random(1, 64);
@@ -308,6 +390,8 @@ int main(void) {
     RUN(test_teacher_forced);
     RUN(test_zsre_records);
     RUN(test_ppl_responses);
+    RUN(test_ppl_responses_batched);
+    RUN(test_ppl_spread);
     RUN(test_avg_bits);
     tokenizer_free(tok);
     free(d);

@@ -175,6 +175,58 @@ static void test_suite(void) {
     free(td);
 }
 
+/* the sweep profile's sizes: samples per set (here smaller than the sets by hand: 2 questions per MC
+ * task spread over the file, 1 window, 3 QA records), recorded as rows; the edit set whole; no
+ * teacher-forced rows; limit still caps; paper and default score everything; the name parsed */
+static void test_profiles(void) {
+    char *td = xasprintf("%s/tok", tmpdir);
+    tokenizer *tok = fx_tokenizer(td, true);
+    llama_model *m = fx_model_constant(FX_LETTER(0));
+    eval_opts o;
+    eval_opts_default(&o);
+    CHECK_EQ_INT(o.profile, EVAL_PROFILE_DEFAULT);
+    CHECK(o.mmlu_sample == 0 && o.wmdp_sample == 0 && o.ppl_sample == 0 && o.qa_limit == 0 && o.teacher_forced);
+    eval_opts_profile(&o, EVAL_PROFILE_SWEEP);
+    CHECK(o.max_length == EVAL_DEFAULT_MAX_LENGTH && o.mc_prompt == MC_PROMPT_LMEVAL_042);  /* default's protocol */
+    CHECK(o.mmlu_sample == EVAL_SWEEP_MMLU && o.wmdp_sample == EVAL_SWEEP_WMDP && o.ppl_sample == EVAL_SWEEP_PPL_WINDOWS &&
+          o.qa_limit == EVAL_SWEEP_QA);
+    CHECK(!o.teacher_forced);
+    o.seqlen = 8;
+    o.mmlu_sample = 2; o.wmdp_sample = 2; o.ppl_sample = 1; o.qa_limit = 3;
+    eval_rows r = {0};
+    cis_err err = {0};
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+    CHECK_NEAR(row(&r, "n_mmlu"), 3, 0);            /* astronomy 2 of 3, virology its only one */
+    CHECK_NEAR(row(&r, "mmlu_astronomy"), 0.5, 0);  /* questions 0 and 1 (gold A, B); the model says A */
+    CHECK_NEAR(row(&r, "n_wmdp"), 4, 0);
+    CHECK_NEAR(row(&r, "wmdp_bio"), 1, 0);          /* b1, b2: gold A */
+    CHECK_NEAR(row(&r, "wmdp_cyber"), 0, 0);        /* c1, c3 (0 and 4/2): gold B, D */
+    CHECK_NEAR(row(&r, "ppl_windows"), 1, 0);
+    CHECK_NEAR(row(&r, "n_edits"), 50, 0);
+    CHECK_NEAR(row(&r, "n_qa"), 3, 0);
+    CHECK_NEAR(row(&r, "eval_profile"), EVAL_PROFILE_SWEEP, 0);
+    CHECK(eval_rows_get(&r, "tf_rewrite_acc") == NULL);
+    CHECK_NEAR(row(&r, "edit_success"), 1.0, 1e-9);
+    eval_rows_clear(&r);
+    o.limit = 2;  /* the smaller cap wins either way */
+    o.qa_limit = 4;
+    o.skip_mmlu = o.skip_wmdp = o.skip_ppl = true;
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+    CHECK_NEAR(row(&r, "n_qa"), 2, 0);
+    CHECK_NEAR(row(&r, "n_edits"), 2, 0);
+    eval_rows_clear(&r);
+    eval_opts_profile(&o, EVAL_PROFILE_PAPER);
+    CHECK(o.mmlu_sample == 0 && o.wmdp_sample == 0 && o.ppl_sample == 0 && o.qa_limit == 0 && o.teacher_forced);
+    eval_profile pf = EVAL_PROFILE_DEFAULT;
+    CHECK(eval_profile_parse("sweep", &pf) == 0 && pf == EVAL_PROFILE_SWEEP);
+    CHECK_EQ_STR(eval_profile_name(EVAL_PROFILE_SWEEP), "sweep");
+    CHECK(eval_profile_parse("paper", &pf) == 0 && pf == EVAL_PROFILE_PAPER);
+    CHECK(eval_profile_parse("fast", &pf) == -1 && eval_profile_parse(NULL, &pf) == -1);
+    llama_model_free(&m);
+    tokenizer_free(tok);
+    free(td);
+}
+
 static void rename_in_world(const char *from, const char *to) {
     char *a = xasprintf("%s/%s", world, from), *b = xasprintf("%s/%s", world, to);
     CIS_ASSERT(rename(a, b) == 0);
@@ -266,6 +318,24 @@ static void test_cli(void) {
     cmd = xasprintf("'%s' eval /nonexistent/model --world '%s' 2>/dev/null >/dev/null", bin, world);
     rc = system(cmd);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    /* an unknown profile: exit 2 naming the option and the names; sweep: its caps as rows */
+    free(cmd);
+    cmd = xasprintf("'%s' eval '%s' --world '%s' --profile fast 2>&1 >/dev/null", bin, md, world);
+    f = popen(cmd, "r");
+    bool said = false;
+    while (f && fgets(line, sizeof line, f)) said |= strstr(line, "--profile") && strstr(line, "paper or sweep");
+    rc = f ? pclose(f) : -1;
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    CHECK(said);
+    free(cmd);
+    cmd = xasprintf("'%s' eval '%s' --world '%s' --seqlen 16 --threads 1 --profile sweep --skip zsre 2>/dev/null", bin,
+                    md, world);
+    f = popen(cmd, "r");
+    bool prof = false, tf = false;
+    while (f && fgets(line, sizeof line, f)) { prof |= str_starts(line, "eval_profile 2"); tf |= str_starts(line, "tf_"); }
+    rc = f ? pclose(f) : -1;
+    CHECK_EQ_INT(rc, 0);
+    CHECK(prof && !tf);
     /* a misnamed dataset: exit 1 naming the expected file; --skip-missing: exit 0 without its row */
     rename_in_world("wmdp/wmdp-bio.json", "wmdp/bio.jsonl");
     free(cmd);
@@ -325,6 +395,7 @@ int main(void) {
     CIS_ASSERT(mkdtemp(tmpdir));
     make_world();
     RUN(test_suite);
+    RUN(test_profiles);
     RUN(test_missing_dataset);
     RUN(test_cli);
     fx_rm_rf(tmpdir);

@@ -107,7 +107,7 @@ void cpu_attention_fwd(backend *be, float *out, float *probs, const float *q, co
     for (int i = 0; i < nt && i < 64; i++) scratch[i] = block ? block + (size_t)i * ATT_QB * Tk : NULL;
     att_args a = {.out = out, .probs = probs, .q = q, .k = k, .v = v, .qpos = qpos, .kv_len = kv_len,
                   .B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .Dh = Dh, .scratch = scratch};
-    cpu_parallel_for(B * Hkv, nt, att_fwd_task, &a);
+    cpu_parallel_for(be, B * Hkv, nt, att_fwd_task, &a);
     att_threads_end(be);
 }
 
@@ -174,6 +174,6 @@ void cpu_attention_bwd(backend *be, float *dq, float *dk, float *dv, const float
     for (int i = 0; i < nt && i < 64; i++) scratch[i] = block + (size_t)i * ATT_QB * Tk;
     att_args a = {.dq = dq, .dk = dk, .dv = dv, .dout = dout, .cprobs = probs, .q = q, .k = k, .v = v,
                   .kv_len = kv_len, .B = B, .Tq = Tq, .Tk = Tk, .H = H, .Hkv = Hkv, .Dh = Dh, .scratch = scratch};
-    cpu_parallel_for(B * Hkv, nt, att_bwd_task, &a);
+    cpu_parallel_for(be, B * Hkv, nt, att_bwd_task, &a);
     att_threads_end(be);
 }

@@ -1,6 +1,7 @@
 /* cpu_backend.c - the "cpu" backend instance: host memory (64-byte aligned), the thread count of
- * the instance, memory information from /proc/meminfo, the supports() table, and the iface that
- * backend.c hands out for "cpu". The ops themselves are in the other cpu_*.c files. */
+ * the instance (its thread pool is in cpu_threads.c, joined at close), memory information from
+ * /proc/meminfo, the supports() table, and the iface that backend.c hands out for "cpu". The ops
+ * themselves are in the other cpu_*.c files. */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +10,7 @@
 
 #include "worker/engine/cpu/cpu_ops.h"
 
-static void cpu_close(backend *be) { (void)be; }
+static void cpu_close(backend *be) { cpu_pool_close(be); }
 
 static void cpu_set_threads(backend *be, int n) {
     if (n <= 0) n = openblas_get_num_procs();

@@ -64,7 +64,7 @@ double cpu_ce_fwd(backend *be, float *loss, float *lse, const float *logits, con
                   int *n_valid) {
     ce_args a = {.loss = loss, .lse = lse, .logits = logits, .targets = targets, .N = N, .V = V,
                  .nt = ce_threads(be, N, V)};
-    cpu_parallel_for(a.nt, a.nt, ce_fwd_range, &a);
+    cpu_parallel_for(be, a.nt, a.nt, ce_fwd_range, &a);
     double tot = 0.0;
     int cnt = 0;
     for (int i = 0; i < a.nt; i++) { tot += a.part[i]; cnt += a.cnt[i]; }
@@ -98,5 +98,5 @@ void cpu_ce_bwd(backend *be, float *dlogits, const float *logits, const float *l
                 int N, int V, float scale) {
     ce_args a = {.lse = (float *)lse, .dlogits = dlogits, .logits = logits, .targets = targets, .N = N, .V = V,
                  .nt = ce_threads(be, N, V), .scale = scale};
-    cpu_parallel_for(a.nt, a.nt, ce_bwd_range, &a);
+    cpu_parallel_for(be, a.nt, a.nt, ce_bwd_range, &a);
 }

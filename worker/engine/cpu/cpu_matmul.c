@@ -1,5 +1,8 @@
 /* cpu_matmul.c - GEMM and the linear layer (HF nn.Linear layout W[out, in]) on the cpu backend,
- * all through OpenBLAS cblas_sgemm (row-major). OpenBLAS's thread count is process-wide: each op
+ * through OpenBLAS cblas_sgemm (row-major), except the forward of a linear layer over at most
+ * CPU_GEMV_MAX_ROWS rows (decoding at batch 1 or 2), which is one single-threaded cblas_sgemv per
+ * row (and per range of output rows on the pool's threads): sgemm packs the whole weight on every
+ * call, so at M = 1 it costs 3-6x a gemv (docs/engine.md). OpenBLAS's thread count is process-wide: each op
  * sets it to the instance's count (be->threads) when it differs, so instances used one after
  * another keep their own counts, and instances used at the same time from several threads (the
  * trainer's replicas) should all have the same count. BF16 weights are widened to fp32 in the
@@ -42,11 +45,42 @@ static const float *weight_f32(backend *be, const void *W, tensor_dtype wt, int 
     return w;
 }
 
+/* up to this many rows, the linear forward is a gemv per row (measured on the 2-core VM with
+ * OpenBLAS 0.3.21, one thread: gemv wins 3-6x at M = 1, ~2x at M = 2, ties at M = 4, loses from
+ * M = 8). OpenBLAS's own threaded gemv is run single-threaded: on the shared machine it took
+ * 30-80x longer at 2 threads than at 1 on the 1M shape; instead, a weight of at least
+ * GEMV_SPLIT_MIN elements has its output rows split over the instance's pool. */
+#define CPU_GEMV_MAX_ROWS 2
+#define GEMV_SPLIT_MIN (256 * 1024)
+
+typedef struct gemv_args {
+    float *y;
+    const float *x, *w;
+    int N, in, out, nt;
+    float beta;
+} gemv_args;
+
+static void gemv_task(void *ctx, int task, int thread) {
+    const gemv_args *a = ctx;
+    int lo = (int)((int64_t)a->out * task / a->nt), hi = (int)((int64_t)a->out * (task + 1) / a->nt);
+    if (hi <= lo) return;
+    for (int r = 0; r < a->N; r++)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, hi - lo, a->in, 1.0f, a->w + (int64_t)lo * a->in, a->in,
+                    a->x + (int64_t)r * a->in, 1, a->beta, a->y + (int64_t)r * a->out + lo, 1);
+}
+
 // y[N,out] (+)= x[N,in] · W[out,in]ᵀ
 void cpu_linear_fwd(backend *be, float *y, const float *x, const void *W, tensor_dtype wt, int N, int in, int out,
                     bool acc) {
     const float *w = weight_f32(be, W, wt, out, in);
     if (!w) return;  // the caller checked backend_workspace beforehand (model.c reserves it)
+    if (N >= 1 && N <= CPU_GEMV_MAX_ROWS && in > 0 && out > 0) {
+        if (openblas_get_num_threads() != 1) openblas_set_num_threads(1);  // the next gemm sets it back
+        int nt = (int64_t)in * out >= GEMV_SPLIT_MIN ? be->threads : 1;
+        gemv_args a = {y, x, w, N, in, out, nt < 1 ? 1 : nt, acc ? 1.0f : 0.0f};
+        cpu_parallel_for(be, a.nt, a.nt, gemv_task, &a);
+        return;
+    }
     cpu_gemm(be, false, true, N, out, in, 1.0f, x, in, w, in, acc ? 1.0f : 0.0f, y, out);
 }
 

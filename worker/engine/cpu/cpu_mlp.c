@@ -35,7 +35,7 @@ static int sw_threads(backend *be, int64_t n) {
 // out, g, u [n]
 void cpu_swiglu_fwd(backend *be, float *out, const float *g, const float *u, int64_t n) {
     sw_args a = {.out = out, .g = g, .u = u, .n = n, .nt = sw_threads(be, n)};
-    cpu_parallel_for(a.nt, a.nt, sw_fwd_task, &a);
+    cpu_parallel_for(be, a.nt, a.nt, sw_fwd_task, &a);
 }
 
 // d silu(x)/dx = s (1 + x (1 - s)), s = sigmoid(x); dg may alias dout
@@ -62,5 +62,5 @@ static void sw_bwd_task(void *ctx, int task, int thread) {
 
 void cpu_swiglu_bwd(backend *be, float *dg, float *du, const float *dout, const float *g, const float *u, int64_t n) {
     sw_args a = {.dg = dg, .du = du, .dout = dout, .g = g, .u = u, .n = n, .nt = sw_threads(be, n)};
-    cpu_parallel_for(a.nt, a.nt, sw_bwd_task, &a);
+    cpu_parallel_for(be, a.nt, a.nt, sw_bwd_task, &a);
 }

@@ -11,8 +11,11 @@
 extern const backend_iface cpu_backend_iface;
 
 /* cpu_threads.c: run fn(ctx, task, thread) for task in [0, n) over up to `threads` threads
- * (contiguous ranges; thread index < threads); returns when all are done. */
-void cpu_parallel_for(int n, int threads, void (*fn)(void *ctx, int task, int thread), void *ctx);
+ * (contiguous ranges; thread index < threads) of be's pool (be may be NULL: threads made for the
+ * call); returns when all are done. The same (n, threads) gives the same ranges on every path. */
+void cpu_parallel_for(backend *be, int n, int threads, void (*fn)(void *ctx, int task, int thread), void *ctx);
+/* cpu_pool_close: stop and join be's pool threads (backend_close); no-op when none were started */
+void cpu_pool_close(backend *be);
 
 /* cpu_matmul.c */
 /* cpu_blas_threads: make OpenBLAS's (process-wide) thread count be->threads before a BLAS call. */

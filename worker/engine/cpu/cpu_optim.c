@@ -61,5 +61,5 @@ void cpu_adam_step(backend *be, float *p, const float *g, float *m, float *v, in
     int nt = n >= ADAM_PAR_MIN ? be->threads : 1;
     nt = nt < 1 ? 1 : (nt > 64 ? 64 : nt);
     adam_args a = {p, m, v, g, n, nt, ap};
-    cpu_parallel_for(nt, nt, adam_task, &a);
+    cpu_parallel_for(be, nt, nt, adam_task, &a);
 }

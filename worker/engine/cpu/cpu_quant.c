@@ -230,7 +230,7 @@ double cpu_obs_sweep(backend *be, float *W, const float *U, int rows, int cols, 
             for (int64_t j = 0; j < n; j++) mask[j] = tmp[j] <= t;
             s.mask = mask;
         }
-        cpu_parallel_for(rows, threads, sweep_row, &s);
+        cpu_parallel_for(be, rows, threads, sweep_row, &s);
         if (i2 < cols) /* lazy batch update: W[:, i2:] -= E · U[i1:i2, i2:] */
             cpu_gemm(be, false, false, rows, cols - i2, cnt, -1.0f, s.E, cnt, U + (int64_t)i1 * cols + i2, cols,
                      1.0f, W + i2, cols);
@@ -299,7 +299,7 @@ int64_t cpu_row_prune(backend *be, float *W, const float *S, int rows, int cols,
     c.scratch = malloc((size_t)threads * (cols > 0 ? cols : 1) * sizeof(sal));
     c.count = calloc((size_t)(rows > 0 ? rows : 1), sizeof(int64_t));
     CIS_ASSERT(c.scratch && c.count);
-    cpu_parallel_for(rows, threads, prune_row, &c);
+    cpu_parallel_for(be, rows, threads, prune_row, &c);
     int64_t z = 0;
     for (int r = 0; r < rows; r++) z += c.count[r];
     free(c.scratch); free(c.count);
