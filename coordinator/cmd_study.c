@@ -70,7 +70,7 @@ static bool exists(const char *dir, const char *file) {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep run [--out DIR] [--study-grid FILE] [--workers N] [--family-steps N] [--threads N]\n"
-            "                   [--eval-limit N] [--eval-profile P] [--mc-prompt V] [--world-scale default|small] [--no-report]\n"
+            "                   [--eval-limit N] [--eval-profile sweep|default|paper] [--mc-prompt V] [--world-scale default|small] [--no-report]\n"
             "  the study end to end on the embedded default: world, one tiny model per slot of the grid\n"
             "  (default grids/paper-417.json), the whole grid on N local workers (default: one per core), the\n"
             "  report and the paper's findings checked on this run's numbers. Everything goes to DIR (default\n"
@@ -267,7 +267,8 @@ int cmd_study(int argc, char **argv) {
         /* one BLAS thread per worker unless told otherwise: the workers already fill the cores */
         av[ac++] = "--threads"; av[ac++] = threads ? (char *)threads : "1";
         if (eval_limit) { av[ac++] = "--eval-limit"; av[ac++] = (char *)eval_limit; }
-        if (eval_profile) { av[ac++] = "--eval-profile"; av[ac++] = (char *)eval_profile; }
+        /* the sweep profile by default: evaluation sets sized for the embedded default (docs/eval.md) */
+        av[ac++] = "--eval-profile"; av[ac++] = eval_profile ? (char *)eval_profile : "sweep";
         if (mc_prompt) { av[ac++] = "--mc-prompt"; av[ac++] = (char *)mc_prompt; }
         av[ac] = NULL;
         int r = cmd_run(ac, av);
