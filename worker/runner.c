@@ -95,7 +95,10 @@ static int stage_eval(void *arg, const interv_step *s, json_t *records, cis_err 
 static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, stage_evals *se, json_t **records) {
     /* shared work done once: start from the longest snapshot of a prefix, keep new ones (snapshot.h) */
     snap_job sj;
-    snap_job_begin(&sj, j->snaps, slot, slot->load_s > 0, plan, slot->path, j->job, j->attempt,
+    /* --stage-evals evaluates the model after every stage, so every stage must run: a restored
+     * prefix has no intermediate model to evaluate (no snapshots for such jobs) */
+    bool snaps = !(j->stage_evals > 0 && plan->n > 1);
+    snap_job_begin(&sj, snaps ? j->snaps : NULL, slot, slot->load_s > 0, plan, slot->path, j->job, j->attempt,
                    (int)json_integer_value(json_object_get(j->spec, "edit_set")),
                    json_string_value(json_object_get(j->spec, "recompress")));
     interv_env env = {.model = slot->work, .tok = slot->tok, .data_dir = j->data_dir, .cache_dir = j->cache_dir,
