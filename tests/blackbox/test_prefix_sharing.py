@@ -63,7 +63,7 @@ def first_stages(db):
 def metrics(db):
     rows = query(db, "SELECT c.label, r.metric, r.value, r.value_text FROM results r JOIN jobs j ON j.id = r.job_id "
                      "JOIN compositions c ON c.id = j.composition_id WHERE r.is_current = 1 "
-                     "AND r.metric NOT LIKE 'time%' AND r.metric NOT LIKE '%per_s'")  # wall times and rates vary
+                     "AND r.metric NOT LIKE 'time%' AND r.metric NOT LIKE '%per_s' AND substr(r.metric, 1, 4) <> 'cpu_'")  # wall/CPU times and rates vary
     return {(lab, m): (v, t) for lab, m, v, t in rows}
 
 
