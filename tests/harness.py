@@ -182,3 +182,15 @@ def run(args, check=True, **kw):
     if check and p.returncode != 0:
         raise AssertionError(f"{args} exited {p.returncode}\nstdout:{p.stdout}\nstderr:{p.stderr}")
     return p
+
+
+def tiny_world_and_model(d, steps=2):
+    """The black-box tests' common set-up: a small `cisweep world` in d/world, tiny-llama3 trained
+    `steps` steps on it in d/model (1 thread: the same model every time), and d/models.json mapping
+    the slot "default" to it. Returns d."""
+    import json
+    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"], timeout=300)
+    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
+         os.path.join(d, "model"), "--steps", str(steps), "--threads", "1"], timeout=300)
+    json.dump({"default": os.path.join(d, "model")}, open(os.path.join(d, "models.json"), "w"))
+    return d

@@ -8,7 +8,7 @@ wbits + 32/group for the quantizers (also after a later stage) and 16 - 15·spar
 import json, os, shutil, sqlite3, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import test, cleanup, main, run, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, CISWEEP, WORKER, tiny_world_and_model  # noqa: E402
 
 STATE = {}
 
@@ -17,10 +17,7 @@ def setup():
     if "dir" in STATE:
         return STATE["dir"]
     d = tempfile.mkdtemp(prefix="cisweep-compress-")
-    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
-    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
-         os.path.join(d, "model"), "--steps", "2", "--threads", "1"], timeout=300)
-    json.dump({"default": os.path.join(d, "model")}, open(os.path.join(d, "models.json"), "w"))
+    tiny_world_and_model(d, steps=2)
     STATE["dir"] = d
     return d
 

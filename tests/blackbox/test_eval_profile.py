@@ -8,7 +8,7 @@ tests/worker/eval/test_eval_mc.c, test_style_reaches_scoring). Bad values are re
 import json, os, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import test, cleanup, main, run, query, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, query, CISWEEP, WORKER, tiny_world_and_model  # noqa: E402
 
 STATE = {}
 
@@ -17,10 +17,7 @@ def setup():
     if "dir" in STATE:
         return STATE["dir"]
     d = tempfile.mkdtemp(prefix="cisweep-evalprof-")
-    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
-    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
-         os.path.join(d, "model"), "--steps", "20", "--threads", "1"], timeout=300)
-    json.dump({"default": os.path.join(d, "model")}, open(os.path.join(d, "models.json"), "w"))
+    tiny_world_and_model(d, steps=20)
     json.dump({"name": "evalprof", "models": ["default"], "baseline": True, "singles": False, "compositions": []},
               open(os.path.join(d, "g.json"), "w"))
     STATE["dir"] = d

@@ -6,7 +6,7 @@ worker skips absent datasets explicitly (--skip-missing-data)."""
 import json, os, shutil, sqlite3, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import test, cleanup, main, run, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, CISWEEP, WORKER, tiny_world_and_model  # noqa: E402
 
 STATE = {}
 
@@ -15,9 +15,7 @@ def setup():
     if "dir" in STATE:
         return STATE
     d = tempfile.mkdtemp(prefix="cisweep-model-jobs-")
-    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
-    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
-         os.path.join(d, "model"), "--steps", "2", "--threads", "1"], timeout=300)
+    tiny_world_and_model(d, steps=2)
     STATE["dir"] = d
     return STATE
 

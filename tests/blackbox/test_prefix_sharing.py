@@ -13,7 +13,7 @@ that share a first stage: A->X1..X4 and B->X1..X4, listed interleaved (A->X1, B-
 import json, os, shutil, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import test, cleanup, main, run, query, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, query, CISWEEP, WORKER, tiny_world_and_model  # noqa: E402
 
 STATE = {}
 A = {"method": "test_scale", "params": {"factor": 0.5}}
@@ -28,10 +28,7 @@ def setup():
     if "dir" in STATE:
         return STATE["dir"]
     d = tempfile.mkdtemp(prefix="cisweep-prefix-")
-    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
-    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
-         os.path.join(d, "model"), "--steps", "2", "--threads", "1"], timeout=300)
-    json.dump({"default": os.path.join(d, "model")}, open(os.path.join(d, "models.json"), "w"))
+    tiny_world_and_model(d, steps=2)
     comps = []
     for i in range(1, 5):
         comps += [[A, X(i)], [B, X(i)]]

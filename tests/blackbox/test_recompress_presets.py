@@ -13,7 +13,7 @@ refused before the DB is touched."""
 import json, os, shutil, sqlite3, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import test, cleanup, main, run, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, CISWEEP, WORKER, tiny_world_and_model  # noqa: E402
 
 STATE = {}
 
@@ -22,9 +22,7 @@ def setup():
     if "dir" in STATE:
         return STATE["dir"]
     d = tempfile.mkdtemp(prefix="cisweep-recompress-")
-    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
-    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
-         os.path.join(d, "model"), "--steps", "2", "--threads", "1"], timeout=300)
+    tiny_world_and_model(d, steps=2)
     STATE["dir"] = d
     return d
 

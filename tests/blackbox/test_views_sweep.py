@@ -7,7 +7,7 @@ paper's formulas (docs/composability.md), independently of the SQL."""
 import json, os, shutil, sqlite3, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import CISWEEP, WORKER, check, cleanup, main, run, test  # noqa: E402
+from harness import CISWEEP, WORKER, check, cleanup, main, run, test, tiny_world_and_model  # noqa: E402
 
 STATE = {}
 
@@ -18,9 +18,7 @@ def sweep():
         return STATE["db"]
     d = tempfile.mkdtemp(prefix="cisweep-views-sweep-")
     STATE["dir"] = d
-    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"], timeout=300)
-    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
-         os.path.join(d, "model"), "--steps", "2", "--threads", "1"], timeout=300)
+    tiny_world_and_model(d, steps=2)
     grid = os.path.join(d, "pairs.json")
     json.dump({"name": "pairs", "models": ["default"], "edit_sets": [1], "singles": False,
                "categories": {"edit": [{"method": "ft"}],

@@ -8,7 +8,7 @@ field or directory, nothing written."""
 import json, os, shutil, struct, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from harness import test, cleanup, main, run, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, CISWEEP, WORKER, tiny_world_and_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
@@ -20,9 +20,7 @@ def setup():
     if "dir" in STATE:
         return STATE["dir"]
     d = tempfile.mkdtemp(prefix="cisweep-apply-")
-    run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
-    run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
-         os.path.join(d, "model"), "--steps", "2", "--threads", "1"], timeout=300)
+    tiny_world_and_model(d, steps=2)
     STATE["dir"] = d
     return d
 

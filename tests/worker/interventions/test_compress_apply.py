@@ -7,7 +7,7 @@ for Wanda); a group that does not fit the model is refused with exit status 2 na
 import json, os, shutil, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-from harness import test, cleanup, main, run, CISWEEP, WORKER  # noqa: E402
+from harness import test, cleanup, main, run, CISWEEP, WORKER, tiny_world_and_model  # noqa: E402
 
 import numpy as np  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
@@ -18,9 +18,7 @@ STATE = {}
 def setup():
     if "dir" not in STATE:
         d = tempfile.mkdtemp(prefix="cmp_apply_")
-        run([WORKER, "world", "--out", os.path.join(d, "world"), "--scale", "small"])
-        run([WORKER, "train", "--world", os.path.join(d, "world"), "--arch", "tiny-llama3", "--out",
-             os.path.join(d, "model"), "--steps", "2", "--threads", "1"], timeout=300)
+        tiny_world_and_model(d, steps=2)
         STATE["dir"] = d
     return STATE["dir"]
 
