@@ -72,21 +72,36 @@ static void num(FILE *out, double v) {
     else fprintf(out, "%.3f", v);
 }
 
+/* the mean of `metric` over the compositions whose pattern is in `patterns` (an SQL list) and whose
+ * compressor level matches `level` (an SQL predicate tail such as HEADLINE, or "" for any level);
+ * *n: the compositions averaged */
+static double pattern_mean(fq *q, const char *patterns, const char *metric, const char *level, int *n) {
+    char *sql = sqlite3_mprintf("SELECT avg(mean), count(*) " WHERE_CM "AND pattern IN (%s) AND metric = '%q'%s%s", patterns,
+                                metric, *level ? " AND coalesce(level_1, level_2) " : "", level);
+    double v = agg(q, sql, n);
+    sqlite3_free(sql);
+    return v;
+}
+
+/* print `before`, the value, then `after` formatted with the count */
+static void show(fq *q, const char *before, double v, const char *after, int n) {
+    fputs(before, q->out);
+    num(q->out, v);
+    fprintf(q->out, after, n);
+}
+
+#define EDIT_PAIRS "'edit->compress','compress->edit'"
+#define UNLEARN_PAIRS "'unlearn->compress','compress->unlearn'"
+
 /* 1. compression hinders editing */
 static finding_verdict f_edit(fq *q) {
     int n0, nh, na;
-    double alone = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern = 'edit' AND metric = 'edit_success'", &n0);
-    double head = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern IN ('edit->compress','compress->edit') "
-                         "AND metric = 'edit_success' AND coalesce(level_1, level_2) " HEADLINE, &nh);
-    double aggr = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern IN ('edit->compress','compress->edit') "
-                         "AND metric = 'edit_success' AND coalesce(level_1, level_2) " AGGRESSIVE, &na);
-    fprintf(q->out, "    edit success: editors alone ");
-    num(q->out, alone);
-    fprintf(q->out, " (%d); with a compressor at 25%%/4 bits ", n0);
-    num(q->out, head);
-    fprintf(q->out, " (%d compositions, both orders); at 75%%/2 bits ", nh);
-    num(q->out, aggr);
-    fprintf(q->out, " (%d)\n", na);
+    double alone = pattern_mean(q, "'edit'", "edit_success", "", &n0);
+    double head = pattern_mean(q, EDIT_PAIRS, "edit_success", HEADLINE, &nh);
+    double aggr = pattern_mean(q, EDIT_PAIRS, "edit_success", AGGRESSIVE, &na);
+    show(q, "    edit success: editors alone ", alone, " (%d)", n0);
+    show(q, "; with a compressor at 25%/4 bits ", head, " (%d compositions, both orders)", nh);
+    show(q, "; at 75%/2 bits ", aggr, " (%d)\n", na);
     if (isnan(alone) || isnan(head)) return FINDING_NO_DATA;
     if (alone < 0.5) {
         fprintf(q->out, "    (the editors alone reach edit success < 0.5: there is little editing for compression to hinder)\n");
@@ -100,30 +115,18 @@ static finding_verdict f_edit(fq *q) {
 /* 2. compression hinders unlearning (W: lower = more forgotten) */
 static finding_verdict f_unlearn(fq *q) {
     int nb, n0, nh, na, n1, n2;
-    double base = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern = 'baseline' AND metric = 'wmdp'", &nb);
-    double alone = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern = 'unlearn' AND metric = 'wmdp'", &n0);
-    double head = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern IN ('unlearn->compress','compress->unlearn') "
-                         "AND metric = 'wmdp' AND coalesce(level_1, level_2) " HEADLINE, &nh);
-    double aggr = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern IN ('unlearn->compress','compress->unlearn') "
-                         "AND metric = 'wmdp' AND coalesce(level_1, level_2) " AGGRESSIVE, &na);
-    double uc = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern = 'unlearn->compress' "
-                       "AND metric = 'wmdp' AND coalesce(level_1, level_2) " HEADLINE, &n1);
-    double cu = agg(q, "SELECT avg(mean), count(*) " WHERE_CM "AND pattern = 'compress->unlearn' "
-                       "AND metric = 'wmdp' AND coalesce(level_1, level_2) " HEADLINE, &n2);
-    fprintf(q->out, "    WMDP (mean of bio and cyber; chance 0.25): baseline ");
-    num(q->out, base);
-    fprintf(q->out, "; unlearners alone ");
-    num(q->out, alone);
-    fprintf(q->out, " (%d); with a compressor at 25%%/4 bits ", n0);
-    num(q->out, head);
-    fprintf(q->out, " (%d), at 75%%/2 bits ", nh);
-    num(q->out, aggr);
-    fprintf(q->out, " (%d)\n    by order at 25%%/4 bits: unlearn first ", na);
-    num(q->out, uc);
-    fprintf(q->out, " (%d), compress first ", n1);
-    num(q->out, cu);
-    fprintf(q->out, " (%d)\n", n2);
-    (void)nb;
+    double base = pattern_mean(q, "'baseline'", "wmdp", "", &nb);
+    double alone = pattern_mean(q, "'unlearn'", "wmdp", "", &n0);
+    double head = pattern_mean(q, UNLEARN_PAIRS, "wmdp", HEADLINE, &nh);
+    double aggr = pattern_mean(q, UNLEARN_PAIRS, "wmdp", AGGRESSIVE, &na);
+    double uc = pattern_mean(q, "'unlearn->compress'", "wmdp", HEADLINE, &n1);
+    double cu = pattern_mean(q, "'compress->unlearn'", "wmdp", HEADLINE, &n2);
+    show(q, "    WMDP (mean of bio and cyber; chance 0.25): baseline ", base, "", nb);
+    show(q, "; unlearners alone ", alone, " (%d)", n0);
+    show(q, "; with a compressor at 25%/4 bits ", head, " (%d)", nh);
+    show(q, ", at 75%/2 bits ", aggr, " (%d)\n", na);
+    show(q, "    by order at 25%/4 bits: unlearn first ", uc, " (%d)", n1);
+    show(q, ", compress first ", cu, " (%d)\n", n2);
     if (isnan(alone) || isnan(head)) return FINDING_NO_DATA;
     if (!isnan(base) && alone > base - 0.05) {
         fprintf(q->out, "    (the unlearners alone leave WMDP within 0.05 of the baseline: there is little forgetting to undo)\n");
