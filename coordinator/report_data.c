@@ -250,3 +250,27 @@ void report_data_clear(report_data *d) {
     free(d->sweeps); free(d->cm); free(d->pairs); free(d->cells); free(d->areas);
     memset(d, 0, sizeof *d);
 }
+
+int rep_sweep_facts(const rep_sweep *s, rep_fact *out) {
+    char ts[40];
+    int n = 0;
+    out[n++] = (rep_fact){"grid", xasprintf("%s (%s)", s->grid_name ? s->grid_name : "", s->grid_path ? s->grid_path : "")};
+    out[n++] = (rep_fact){"description", xasprintf("%s", s->description ? s->description : "")};
+    out[n++] = (rep_fact){"launched", xasprintf("%s", fmt_time_ms(s->created_at, ts, sizeof ts))};
+    out[n++] = (rep_fact){"models", xasprintf("%s", s->models ? s->models : "")};
+    out[n++] = (rep_fact){"jobs", xasprintf("%lld total: %lld done, %lld failed, %lld dead, %lld pending, %lld leased, "
+                                            "%lld cancelled", (long long)s->jobs_total, (long long)s->jobs_done,
+                                            (long long)s->jobs_failed, (long long)s->jobs_dead,
+                                            (long long)s->jobs_pending, (long long)s->jobs_leased,
+                                            (long long)s->jobs_cancelled)};
+    out[n++] = (rep_fact){"compositions by pattern", xasprintf("%s", s->patterns ? s->patterns : "")};
+    out[n++] = (rep_fact){"methods that ran (done jobs)", xasprintf("%s", s->methods ? s->methods : "none yet")};
+    out[n++] = (rep_fact){"worker time of the done jobs", xasprintf("%.1f s", (double)s->run_ms / 1000.0)};
+    out[n++] = (rep_fact){"compressors re-applied at the end (the paper's rule)",
+                          xasprintf("%lld stages", (long long)s->recompress_stages)};
+    return n;
+}
+
+void rep_facts_clear(rep_fact *f, int n) {
+    for (int i = 0; i < n; i++) { free(f[i].text); f[i].text = NULL; }
+}

@@ -80,4 +80,17 @@ typedef struct report_data {
 int report_load(sqlite3 *db, const char *path, report_data *d, cis_err *err);
 void report_data_clear(report_data *d);
 
+/* A sweep's facts table, one row per fact, in the order both report formats print them. */
+enum { REP_FACTS_MAX = 9 };
+typedef struct rep_fact {
+    const char *label;  /* static text */
+    char *text;         /* owned: the value as plain text (the caller escapes it for its format) */
+} rep_fact;
+
+/* rep_sweep_facts: fill out[0..REP_FACTS_MAX) with s's facts (grid, description, launched, models,
+ * jobs, compositions by pattern, methods that ran, worker time, recompress stages); returns the
+ * count. Free the texts with rep_facts_clear. */
+int rep_sweep_facts(const rep_sweep *s, rep_fact *out);
+void rep_facts_clear(rep_fact *f, int n);
+
 #endif

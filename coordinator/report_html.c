@@ -401,25 +401,16 @@ int report_write_html(FILE *f, const report_data *d, const char *db) {
         const rep_sweep *s = &d->sweeps[i];
         fputs("<h2>Sweep ", f);
         esc(f, s->name);
-        fputs("</h2>\n<table class=\"facts\"><tr><td>grid</td><td>", f);
-        esc(f, s->grid_name);
-        fputs(" (", f);
-        esc(f, s->grid_path);
-        fputs(")</td></tr><tr><td>description</td><td>", f);
-        esc(f, s->description);
-        fprintf(f, "</td></tr><tr><td>launched</td><td>%s</td></tr><tr><td>models</td><td>",
-                fmt_time_ms(s->created_at, ts, sizeof ts));
-        esc(f, s->models);
-        fprintf(f, "</td></tr><tr><td>jobs</td><td>%lld total: %lld done, %lld failed, %lld dead, %lld pending, "
-                "%lld leased, %lld cancelled</td></tr><tr><td>compositions by pattern</td><td>",
-                (long long)s->jobs_total, (long long)s->jobs_done, (long long)s->jobs_failed, (long long)s->jobs_dead,
-                (long long)s->jobs_pending, (long long)s->jobs_leased, (long long)s->jobs_cancelled);
-        esc(f, s->patterns);
-        fputs("</td></tr><tr><td>methods that ran</td><td>", f);
-        esc(f, s->methods ? s->methods : "none yet");
-        fprintf(f, "</td></tr><tr><td>worker time of the done jobs</td><td>%.1f s</td></tr><tr><td>compressors "
-                "re-applied at the end (the paper's rule)</td><td>%lld stages</td></tr></table>\n",
-                (double)s->run_ms / 1000.0, (long long)s->recompress_stages);
+        fputs("</h2>\n<table class=\"facts\">", f);
+        rep_fact facts[REP_FACTS_MAX];
+        int nf = rep_sweep_facts(s, facts);
+        for (int k = 0; k < nf; k++) {
+            fprintf(f, "<tr><td>%s</td><td>", facts[k].label);
+            esc(f, facts[k].text);
+            fputs("</td></tr>", f);
+        }
+        fputs("</table>\n", f);
+        rep_facts_clear(facts, nf);
     }
     int *first = xmalloc(((size_t)d->n_cm + 1) * sizeof *first);
     int sections = model_sections(d, first);

@@ -44,23 +44,16 @@ static void header(FILE *f, const report_data *d, const char *db) {
         fputs("## Sweep ", f);
         md_text(f, s->name);
         fputs("\n\n", f);
-        fputs("| | |\n|---|---|\n| grid | ", f);
-        md_text(f, s->grid_name);
-        fputs(" (", f);
-        md_text(f, s->grid_path);
-        fputs(") |\n| description | ", f);
-        md_text(f, s->description);
-        fprintf(f, " |\n| launched | %s |\n| models | ", fmt_time_ms(s->created_at, ts, sizeof ts));
-        md_text(f, s->models);
-        fprintf(f, " |\n| jobs | %lld total: %lld done, %lld failed, %lld dead, %lld pending, %lld leased, %lld cancelled |\n",
-                (long long)s->jobs_total, (long long)s->jobs_done, (long long)s->jobs_failed, (long long)s->jobs_dead,
-                (long long)s->jobs_pending, (long long)s->jobs_leased, (long long)s->jobs_cancelled);
-        fputs("| compositions by pattern | ", f);
-        md_text(f, s->patterns);
-        fputs(" |\n| methods that ran (done jobs) | ", f);
-        md_text(f, s->methods ? s->methods : "none yet");
-        fprintf(f, " |\n| worker time of the done jobs | %.1f s |\n| compressors re-applied at the end (the paper's rule) | "
-                "%lld stages |\n\n", (double)s->run_ms / 1000.0, (long long)s->recompress_stages);
+        rep_fact facts[REP_FACTS_MAX];
+        int nf = rep_sweep_facts(s, facts);
+        fputs("| | |\n|---|---|\n", f);
+        for (int k = 0; k < nf; k++) {
+            fprintf(f, "| %s | ", facts[k].label);
+            md_text(f, facts[k].text);
+            fputs(" |\n", f);
+        }
+        fputs("\n", f);
+        rep_facts_clear(facts, nf);
     }
 }
 
