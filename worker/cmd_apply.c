@@ -244,7 +244,8 @@ static int run_apply(const apply_opts *o, const interv_plan *plan) {
     if (!m) { fprintf(stderr, "cisweep apply: %s: %s\n", o->model_dir, err.msg); return 2; }
     double load_s = mono_sec() - t0;
     install_stop_signals(&g_signal);
-    interv_env env = {.model = m, .tok = tok, .data_dir = o->data_dir, .cache_dir = o->cache_dir,
+    /* a compression stage's record file (masks, integer codes) goes next to apply.json */
+    interv_env env = {.model = m, .tok = tok, .data_dir = o->data_dir, .cache_dir = o->cache_dir, .record_dir = o->out_dir,
                       .edit_set = o->edit_set, .threads = o->threads, .stop_fn = stop_on_signal};
     json_t *stages = NULL;
     t0 = mono_sec();
