@@ -366,6 +366,8 @@ int cmprec_decode(const uint8_t *buf, size_t len, const char *name, cmprec **out
                     (unsigned long long)plen, (unsigned long long)want);
             goto bad;
         }
+        snprintf(field, sizeof field, "tensor %u (%s) payload", k, tname);
+        if (plen > b.n - b.off) { take(&b, NULL, plen, field); goto bad; } /* before allocating for it */
         cmprec_tensor *t = push(r, tname, (int64_t)rows, (int64_t)cols);
         t->ndim = (int)ndim;
         int64_t n = t->rows * t->cols;

@@ -356,6 +356,28 @@ static void test_corrupt_files(void) {
     c[n - CMPREC_TRAILER_BYTES] = 'x';
     expect_fail(c, n, "trailer", "the end mark");
 #undef EDIT
+    /* a shape whose payload the file does not have fails before anything is allocated for it (the
+     * fuzz regression tests/fuzz/corpus/fuzz_cmp_record/regress-huge-shape: 2^30 x 64 mask bits) */
+    {
+        cmprec *h = cmprec_new(CMPREC_MASK, "wanda", 0, 0, false, false);
+        h->t = xcalloc(1, sizeof *h->t);
+        h->n = 1;
+        h->t[0].name = xstrdup("w");
+        h->t[0].rows = 2;
+        h->t[0].cols = 64;
+        h->t[0].ndim = 2;
+        h->t[0].mask = xcalloc(16, 1);
+        uint8_t *hb = NULL;
+        size_t hn = 0;
+        cmprec_encode(h, &hb, &hn);
+        uint64_t rows = 1ull << 30, plen = rows * 64 / 8;
+        memcpy(hb + CMPREC_HEADER_BYTES + 4 + 1 + 4, &rows, 8);     /* rows */
+        memcpy(hb + CMPREC_HEADER_BYTES + 4 + 1 + 4 + 16 + 4, &plen, 8); /* payload_len to match */
+        rehash(hb, hn);
+        expect_fail(hb, hn, "truncated: tensor 0 (w) payload needs 8589934592 bytes", "a huge shape");
+        free(hb);
+        cmprec_free(&h);
+    }
     /* the file against the stage record's reference */
     char d2[300];
     snprintf(d2, sizeof d2, "%s/corrupt", dir);
