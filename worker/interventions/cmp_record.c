@@ -3,6 +3,7 @@
 #include "worker/interventions/cmp_record.h"
 #include "worker/interventions/compress.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -460,8 +461,9 @@ int cmprec_write(const cmprec *r, const char *dir, cmprec_ref *ref, cis_err *err
     memset(ref, 0, sizeof *ref);
     sha256_hex(buf, len, ref->sha256);
     ref->bytes = len;
-    snprintf(ref->path, sizeof ref->path, "%s/%s%s", dir, ref->sha256, CMPREC_EXT);
     int rc = mkdir_p(dir, err);
+    char abs[PATH_MAX]; /* the reference carries an absolute path (a worker's cache dir may be relative) */
+    snprintf(ref->path, sizeof ref->path, "%s/%s%s", rc == 0 && realpath(dir, abs) ? abs : dir, ref->sha256, CMPREC_EXT);
     struct stat st;
     /* content-addressed: a file of that name holds these bytes already (same record, another job) */
     if (rc == 0 && !(stat(ref->path, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == len))

@@ -106,7 +106,7 @@ int cmprec_decode(const uint8_t *buf, size_t len, const char *name, cmprec **out
 
 /* A written record, as the stage record's "cmp_record" names it. */
 typedef struct cmprec_ref {
-    char path[4096];     /* DIR/<sha256>.cisrec */
+    char path[4096];     /* DIR/<sha256>.cisrec, DIR made absolute */
     char sha256[65];
     uint64_t bytes;
     double write_s;      /* encode + hash + write */
