@@ -22,7 +22,8 @@
  *
  * Record: wbits, group, zero_point, duo_scaling, per layer the chosen ratio and loss of every
  * scaling pair (and which were skipped), clip shrink counts, calib_*; phases calibrate, statistics
- * (the collection passes), solve (scale and clip search), write_back (fold, quantize). */
+ * (the collection passes), solve (scale and clip search), write_back (fold, quantize), record (the
+ * integer codes, scales, zero points and the folded norms as the stage's record file, cmp_record.h). */
 #include "worker/interventions/compress.h"
 #include "worker/interventions/cmp_record.h"
 #include "worker/interventions/methods.h"

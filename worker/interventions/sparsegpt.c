@@ -10,7 +10,7 @@
  *
  * Record: sparsity, prune_n/m, masked (entries zeroed by the masks), sparsity_masked, calib_*,
  * obs_err_total, per-layer errors and masked counts; phases calibrate, statistics, solve,
- * write_back. */
+ * write_back, record (the masks as the stage's record file, cmp_record.h). */
 #include "worker/interventions/compress.h"
 #include "worker/interventions/cmp_record.h"
 #include "worker/interventions/methods.h"

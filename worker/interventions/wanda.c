@@ -8,7 +8,8 @@
  * Calibration: 128 C4 windows of min(max_pos, 8192) tokens seeded by the job's seed (the edit set).
  *
  * Record: sparsity, prune_n/m, per_row_pruned (floor(k·s) per matrix width), masked, numel,
- * sparsity_masked, calib_*; phases calibrate, statistics, solve (scores and masks), write_back. */
+ * sparsity_masked, calib_*; phases calibrate, statistics, solve (scores and masks), write_back,
+ * record (the masks as the stage's record file, cmp_record.h). */
 #include "worker/interventions/compress.h"
 #include "worker/interventions/cmp_record.h"
 #include "worker/interventions/methods.h"
