@@ -4,7 +4,9 @@ reader of the documented format written here in NumPy (docs/compression.md "The 
 file"), not the C one, decodes GPTQ's packed 4-bit codes and AWQ's 3-bit ones and dequantizes them
 to the checkpoint's weights bit for bit, and Wanda's mask bits to the checkpoint's zeros; `cisweep
 inspect FILE.cisrec --json` recomputes avg_bits equal to the stage record's (GPTQ) and to `cisweep
-eval`'s (Wanda); a truncated or corrupted file makes inspect exit 2 naming the file and the field."""
+eval`'s (Wanda); `cisweep apply BASE --record FILE` re-applies GPTQ's, AWQ's and Wanda's records to the
+base model and writes the stage's checkpoint byte for byte; a truncated or corrupted file makes
+inspect exit 2 naming the file and the field."""
 import hashlib, json, os, shutil, struct, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
@@ -150,6 +152,41 @@ def wanda_mask_is_the_checkpoints_zeros():
     assert abs(s["sparsity"] - float(rows["sparsity"])) < 1e-5, (s["sparsity"], rows["sparsity"])
     text = run([CISWEEP, "inspect", path], timeout=120).stdout
     assert "kind: mask" in text and "avg_bits: " in text and "model.layers.0.mlp.down_proj.weight" in text, text
+
+
+def reapply(path, name):
+    """`cisweep apply BASE --record path`: the checkpoint it writes"""
+    d = setup()
+    out = os.path.join(d, name)
+    p = run([CISWEEP, "apply", os.path.join(d, "model"), "--record", path, "--out", out], check=False, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return out
+
+
+@test
+def apply_record_reproduces_the_stage():
+    # GPTQ and AWQ (codes, AWQ's norms) and Wanda (no weight update: the mask alone) re-applied to the
+    # base model give the stage's checkpoint byte for byte
+    for stage, name in [({"method": "gptq", "params": {"bits": 4}}, "re_gptq4"),
+                        ({"method": "awq", "params": {"bits": 4}}, "re_awq4"),
+                        ({"method": "wanda", "params": {"sparsity": 0.5}}, "re_wanda50")]:
+        out, st = apply(stage, name)
+        again = reapply(check_ref(out, st), name + "_again")
+        a = open(os.path.join(out, "model.safetensors"), "rb").read()
+        b = open(os.path.join(again, "model.safetensors"), "rb").read()
+        assert a == b, name
+        rs = json.load(open(os.path.join(again, "apply.json")))["stages"][0]
+        assert rs["method"] == stage["method"] and rs["record"]["changed"] > 0, rs
+        if stage["method"] != "wanda":
+            assert rs["record"]["wbits"] == 4 and rs["record"]["group"] == st["record"]["group"], rs
+    d = setup()
+    p = run([CISWEEP, "apply", os.path.join(d, "model"), "--record", os.path.join(d, "nope.cisrec"), "--out",
+             os.path.join(d, "x")], check=False, timeout=120)
+    assert p.returncode == 2 and "nope.cisrec" in p.stderr, p.stderr
+    p = run([CISWEEP, "apply", os.path.join(d, "model"), "--record", os.path.join(d, "nope.cisrec"), "--stage",
+             json.dumps({"method": "gptq", "params": {"bits": 4}}), "--out", os.path.join(d, "x")], check=False,
+            timeout=120)
+    assert p.returncode == 2 and "exclude each other" in p.stderr, p.stderr
 
 
 @test
