@@ -11,7 +11,8 @@
  *   mask    nothing re-applied; the zeros a pruner (Wanda, SparseGPT) leaves are kept at zero
  *           during every later stage: re-imposed after every optimizer step of a trainer and after
  *           every later stage (closed-form MEMIT, LoRA's merge). A quantizer (GPTQ, AWQ) followed by
- *           another stage is refused under `mask` (its grid is not kept: re-snapping is not built). */
+ *           another stage is refused under `mask` (its grid is kept in the stage's record file,
+ *           worker/interventions/cmp_record.h, but re-snapping to it is not built). */
 #ifndef CISWEEP_COMMON_RECOMPRESS_H
 #define CISWEEP_COMMON_RECOMPRESS_H
 

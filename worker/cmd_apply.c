@@ -5,9 +5,12 @@
  * tokenizer files) plus DIR/apply.json: each stage's method, effective params, seed, record and
  * wall time. `cisweep eval DIR --world DATA` then scores it. Exit status: 0 ok; 1 a run-time
  * failure (a stage, the save, a stop signal); 2 usage or bad input (JSON, method, params, a model
- * directory that is missing or does not load, a stage not built yet). */
+ * directory that is missing or does not load, a stage not built yet).
+ * `cisweep apply MODEL_DIR --record FILE.cisrec --out DIR` re-applies a compression stage's record
+ * file instead (cmp_record.h: codes dequantized, or masks) and writes the same outputs. */
 #include "worker/apply.h"
 #include "worker/interventions/intervention.h"
+#include "worker/interventions/cmp_record.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "worker/engine/checkpoint.h"
@@ -31,7 +34,10 @@ static void apply_usage(FILE *f) {
             "                 Wanda/SparseGPT/GPTQ re-applied at the end), never, always (every compressor\n"
             "                 that a non-compressor follows, AWQ too), mask (a pruner's zeros kept at zero)\n"
             "  --dtype D      dtype of model.safetensors (default: the model's torch_dtype)\n"
-            "  --allow-test-stages  accept test-category stages (test_scale)\n");
+            "  --allow-test-stages  accept test-category stages (test_scale)\n"
+            "usage: cisweep apply MODEL_DIR --record FILE.cisrec --out DIR [--dtype D]\n"
+            "  --record FILE  instead of stages: re-apply a compression stage's record file (its integer codes,\n"
+            "                 dequantized, or its masks; docs/compression.md \"The compression record file\")\n");
 }
 
 /* ---- saving ------------------------------------------------------------------------------- */
@@ -90,6 +96,7 @@ typedef struct apply_opts {
     bool exact, allow_test;
     int recompress;          /* recompress_policy (--recompress; paper by default) */
     json_t *stages;          /* the --stage values in order (owned) */
+    const char *record;      /* --record FILE.cisrec: re-apply a compression record instead of stages */
 } apply_opts;
 
 static int int_opt(const char *flag, const char *v, int lo, int *out) {
@@ -149,11 +156,17 @@ static int parse_args(int argc, char **argv, apply_opts *o) {
             i++;
         }
         else if (!strcmp(a, "--allow-test-stages")) o->allow_test = true;
+        else if (!strcmp(a, "--record") && n) { o->record = n; i++; }
         else if (a[0] != '-' && !o->model_dir) o->model_dir = a;
         else { fprintf(stderr, "cisweep apply: unknown or incomplete option \"%s\"\n", a); return -1; }
     }
-    if (!o->model_dir || !o->out_dir || json_array_size(o->stages) == 0) {
-        fprintf(stderr, "cisweep apply: MODEL_DIR, --out DIR and at least one --stage are required\n");
+    if (o->record && json_array_size(o->stages)) {
+        fprintf(stderr, "cisweep apply: --record and --stage exclude each other\n");
+        return -1;
+    }
+    if (!o->model_dir || !o->out_dir || (json_array_size(o->stages) == 0 && !o->record)) {
+        fprintf(stderr, "cisweep apply: MODEL_DIR, --out DIR and at least one --stage (or --record FILE) are "
+                "required\n");
         return -1;
     }
     if (o->dtype && strcmp(o->dtype, "F32") && strcmp(o->dtype, "BF16") && strcmp(o->dtype, "F16")) {
@@ -244,7 +257,8 @@ static int run_apply(const apply_opts *o, const interv_plan *plan) {
     if (!m) { fprintf(stderr, "cisweep apply: %s: %s\n", o->model_dir, err.msg); return 2; }
     double load_s = mono_sec() - t0;
     install_stop_signals(&g_signal);
-    interv_env env = {.model = m, .tok = tok, .data_dir = o->data_dir, .cache_dir = o->cache_dir,
+    /* a compression stage's record file (masks, integer codes) goes next to apply.json */
+    interv_env env = {.model = m, .tok = tok, .data_dir = o->data_dir, .cache_dir = o->cache_dir, .record_dir = o->out_dir,
                       .edit_set = o->edit_set, .threads = o->threads, .stop_fn = stop_on_signal};
     json_t *stages = NULL;
     t0 = mono_sec();
@@ -280,6 +294,63 @@ static int run_apply(const apply_opts *o, const interv_plan *plan) {
     return status;
 }
 
+/* --record: re-apply a compression record file to the model and save it, with an apply.json whose
+ * one stage names the record (and, for codes, its wbits and group: `cisweep eval` reports avg_bits
+ * from them as after the stage itself) */
+static int run_record(const apply_opts *o) {
+    cis_err err = {0};
+    cmprec *r = NULL;
+    if (cmprec_read(o->record, NULL, &r, &err)) { fprintf(stderr, "cisweep apply: --record: %s\n", err.msg); return 2; }
+    tokenizer *tok = NULL;
+    double t0 = mono_sec();
+    llama_model *m = load_model(o->model_dir, o->device, o->threads, &tok, &err);
+    if (!m) { fprintf(stderr, "cisweep apply: %s: %s\n", o->model_dir, err.msg); cmprec_free(&r); return 2; }
+    double load_s = mono_sec() - t0;
+    int64_t changed = 0;
+    int status = 0;
+    const char *dtype = o->dtype ? o->dtype : apply_dtype_of(llama_model_config(m));
+    t0 = mono_sec();
+    if (cmprec_apply(r, m, &changed, &err)) {
+        fprintf(stderr, "cisweep apply: --record %s: %s\n", o->record, err.msg);
+        status = 2;
+    } else if (apply_save_model(m, o->model_dir, o->out_dir, dtype, &err)) {
+        fprintf(stderr, "cisweep apply: %s\n", err.msg);
+        status = 1;
+    } else {
+        size_t len = 0;
+        char *bytes = read_file(o->record, &len, &err), hex[65] = "";
+        if (bytes) sha256_hex(bytes, len, hex);
+        free(bytes);
+        json_t *rec = json_pack("{s:s,s:s,s:I,s:I}", "reapplied_from_record", o->record, "sha256", hex, "changed",
+                                (json_int_t)changed, "tensors", (json_int_t)r->n);
+        if (r->kind == CMPREC_QUANT) {
+            json_object_set_new(rec, "wbits", json_integer(r->bits));
+            json_object_set_new(rec, "group", json_integer(r->group));
+        }
+        interv_stage_info si = {1, 1, r->method, "compress", false, NULL, 0, (int64_t)((mono_sec() - t0) * 1000)};
+        interv_record ir;
+        interv_record_init(&ir);
+        json_decref(ir.info);
+        ir.info = rec;
+        json_t *stages = json_array();
+        json_array_append_new(stages, interv_stage_json(&si, &ir));
+        interv_record_clear(&ir);
+        char when[40];
+        json_t *a = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:o,s:f}", "tool", "cisweep apply", "version", cisweep_version(),
+                              "created", fmt_time_ms(now_ms(), when, sizeof when), "source", o->model_dir, "plan",
+                              "record", "device", o->device, "dtype", dtype, "stages", stages, "load_s", load_s);
+        if (write_record(o->out_dir, a, &err)) { fprintf(stderr, "cisweep apply: %s\n", err.msg); status = 1; }
+        json_decref(a);
+        if (status == 0)
+            printf("re-applied %s (%s, %d tensors, %lld weights changed); wrote %s (%s) and %s/apply.json\n", o->record,
+                   r->method, r->n, (long long)changed, o->out_dir, dtype, o->out_dir);
+    }
+    tokenizer_free(tok);
+    llama_model_free(&m);
+    cmprec_free(&r);
+    return status;
+}
+
 int cmd_apply(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { apply_usage(stdout); return 0; }
@@ -290,7 +361,10 @@ int cmd_apply(int argc, char **argv) {
     unsigned flags = (o.allow_test ? INTERV_ALLOW_TEST : 0) | (o.exact ? INTERV_EXACT : 0) |
                      INTERV_RECOMPRESS(o.recompress);
     int status = 2;
-    if (check_inputs(&o, &err) || interv_plan_build(o.stages, "stages", flags, &plan, &err))
+    if (o.record) {
+        if (check_inputs(&o, &err)) fprintf(stderr, "cisweep apply: %s\n", err.msg);
+        else status = run_record(&o);
+    } else if (check_inputs(&o, &err) || interv_plan_build(o.stages, "stages", flags, &plan, &err))
         fprintf(stderr, "cisweep apply: %s\n", err.msg);
     else
         status = run_apply(&o, &plan);

@@ -1,5 +1,6 @@
 /* cmd_inspect.c - `cisweep inspect MODEL_DIR [--prompt TEXT] [--top K] [--threads N]`: the
- * newcomer's first check that a checkpoint loads. Prints what config.json says (architecture,
+ * newcomer's first check that a checkpoint loads (and `cisweep inspect FILE.cisrec [--json]`: the
+ * summary of a compression stage's record file, worker/interventions/cmp_record.h). Prints what config.json says (architecture,
  * sizes, RoPE, tied head, BOS/EOS), the parameter count, the dtypes found in the safetensors
  * headers, the tokenizer's kind and size, then the prompt's token ids and the top-K next tokens
  * with their probabilities after one forward on the cpu backend. Output is "key: value" lines
@@ -18,11 +19,13 @@
 #include "worker/engine/model.h"
 #include "worker/engine/safetensors.h"
 #include "worker/engine/tokenizer.h"
+#include "worker/interventions/cmp_record.h"
 
 int cmd_inspect(int argc, char **argv);
 
 static void inspect_usage(FILE *f) {
     fprintf(f, "usage: cisweep inspect MODEL_DIR [--prompt TEXT] [--top K] [--threads N]\n"
+               "       cisweep inspect FILE.cisrec [--json]   (a compression stage's record file)\n"
                "  MODEL_DIR holds config.json, model.safetensors (or shards + model.safetensors.index.json)\n"
                "  and, for the prompt, tokenizer.json. Defaults: --prompt \"The capital of\" --top 10.\n");
 }
@@ -233,12 +236,56 @@ out:
     return rc;
 }
 
+/* `cisweep inspect FILE.cisrec [--json]`: a compression stage's record file (cmp_record.h): what it
+ * holds, per tensor and in all, with avg_bits recomputed from it as the evaluation reports it */
+static int inspect_record(const char *path, bool json_out) {
+    cis_err err = {0};
+    cmprec *r = NULL;
+    if (cmprec_read(path, NULL, &r, &err)) { fprintf(stderr, "cisweep inspect: %s\n", err.msg); return 2; }
+    json_t *s = cmprec_summary(r);
+    size_t len = 0;
+    char *buf = read_file(path, &len, &err), hex[65] = "";
+    if (buf) sha256_hex(buf, len, hex);
+    free(buf);
+    json_object_set_new(s, "file", json_string(path));
+    json_object_set_new(s, "bytes", json_integer((json_int_t)len));
+    json_object_set_new(s, "sha256", json_string(hex));
+    if (json_out) {
+        char *t = json_dumps(s, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+        printf("%s\n", t);
+        free(t);
+    } else {
+        printf("record: %s\nbytes_on_disk: %zu\nsha256: %s\nmethod: %s\nkind: %s\n", path, len, hex, r->method,
+               r->kind == CMPREC_MASK ? "mask" : "quant");
+        if (r->kind == CMPREC_QUANT)
+            printf("bits: %d\ngroup: %d\nsym: %s\ndesc_act: %s\n", r->bits, r->group, r->sym ? "true" : "false",
+                   r->desc_act ? "true" : "false");
+        printf("tensors: %d\nnumel: %lld\nsparsity: %.6f\navg_bits: %.6f\nstored_bits_per_weight: %.4f\n", r->n,
+               (long long)json_integer_value(json_object_get(s, "numel")),
+               json_real_value(json_object_get(s, "sparsity")), json_real_value(json_object_get(s, "avg_bits")),
+               json_real_value(json_object_get(s, "stored_bits_per_weight")));
+        size_t i;
+        json_t *t;
+        json_array_foreach(json_object_get(s, "tensors"), i, t)
+            printf("  %s [%lld, %lld] bits %lld sparsity %.4f avg_bits %.4f\n",
+                   json_string_value(json_object_get(t, "name")), (long long)json_integer_value(json_object_get(t, "rows")),
+                   (long long)json_integer_value(json_object_get(t, "cols")),
+                   (long long)json_integer_value(json_object_get(t, "bits")),
+                   json_real_value(json_object_get(t, "sparsity")), json_real_value(json_object_get(t, "avg_bits")));
+    }
+    json_decref(s);
+    cmprec_free(&r);
+    return 0;
+}
+
 int cmd_inspect(int argc, char **argv) {
     const char *dir = NULL, *prompt = "The capital of";
     int64_t top = 10, threads = 0;
+    bool json_out = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { inspect_usage(stdout); return 0; }
+        else if (!strcmp(a, "--json")) json_out = true;
         else if (!strcmp(a, "--prompt") && v) { prompt = v; i++; }
         else if (!strcmp(a, "--top") && v) {
             if (!parse_i64(v, &top) || top < 1 || top > 1000) {
@@ -260,6 +307,11 @@ int cmd_inspect(int argc, char **argv) {
     }
     if (!dir) { inspect_usage(stderr); return 2; }
     struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode) && str_ends(dir, CMPREC_EXT)) return inspect_record(dir, json_out);
+    if (json_out) {
+        fprintf(stderr, "cisweep inspect: --json is for a compression record (FILE%s)\n", CMPREC_EXT);
+        return 2;
+    }
     if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
         fprintf(stderr, "cisweep inspect: %s is not a directory (expected a Hugging Face model directory "
                         "with config.json and model.safetensors)\n", dir);

@@ -101,8 +101,11 @@ static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, sta
     snap_job_begin(&sj, snaps ? j->snaps : NULL, slot, slot->load_s > 0, plan, slot->path, j->job, j->attempt,
                    (int)json_integer_value(json_object_get(j->spec, "edit_set")),
                    json_string_value(json_object_get(j->spec, "recompress")));
+    /* a compression stage's record file (masks, integer codes) goes to the worker's cache dir,
+     * content-addressed (cmp_record.h): CACHE/records/<sha256>.cisrec */
+    char *record_dir = j->cache_dir ? xasprintf("%s/records", j->cache_dir) : NULL;
     interv_env env = {.model = slot->work, .tok = slot->tok, .data_dir = j->data_dir, .cache_dir = j->cache_dir,
-                      .base = slot->base, .edit_set = job_edit_set(j), .threads = j->threads, .progress_fn = progress_cb,
+                      .record_dir = record_dir, .base = slot->base, .edit_set = job_edit_set(j), .threads = j->threads, .progress_fn = progress_cb,
                       .stop_fn = stop_cb, .cb_arg = j, .first_step = sj.restored, .records_in = sj.records,
                       .snap_step_fn = snap_job_after_step, .snap_arg = &sj};
     if (j->stage_evals > 0 && plan->n > 1) {
@@ -111,6 +114,7 @@ static int run_stages(job_ctx *j, model_slot *slot, const interv_plan *plan, sta
     }
     cis_err err = {0};
     int rc = interv_run_plan(&env, plan, records, &err);
+    free(record_dir);
     snap_job_end(&sj);
     if (rc == 0) return 0;
     if (err.code == CIS_ECANCEL || job_should_stop(j)) j->status = JOB_STOPPED;

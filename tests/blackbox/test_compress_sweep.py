@@ -3,9 +3,10 @@ worker processes, a SQLite file) on a tiny trained model and a small synthetic w
 compositions GPTQ 4-bit, AWQ 8-bit, Wanda 50% and Wanda→GPTQ: every job ends done; the `stages`
 table holds each stage's effective params (the group preset's 64 and its reason, the calibration
 keys, GPTQ's damping), its seed and its record (wbits, group, masked counts, phases); the paper's
-re-application of the leading Wanda is its own recompress row; avg_bits is upstream's
+re-application of the leading Wanda is its own recompress row; each compression stage's record file
+(masks, integer codes) is in the worker's cache and matches its reference; avg_bits is upstream's
 wbits + 32/group for the quantizers (also after a later stage) and 16 - 15·sparsity for Wanda."""
-import json, os, shutil, sqlite3, sys, tempfile
+import hashlib, json, os, shutil, sqlite3, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harness import test, cleanup, main, run, CISWEEP, WORKER, tiny_world_and_model  # noqa: E402
@@ -57,12 +58,19 @@ def compressors_run_in_a_sweep():
     assert record["calib_windows"] == 64, record
     assert record["wbits"] == 4 and record["group"] == 64 and record["calib_seed"] == 0, record
     assert record["layer_err_total"] < record["layer_err_rtn_total"], record
-    assert set(phases) >= {"calibrate", "statistics", "solve", "write_back"}, phases
+    assert set(phases) >= {"calibrate", "statistics", "solve", "write_back", "record"}, phases
+    # the compression record file: in the worker's cache, content-addressed, as referenced
+    ref = record["cmp_record"]
+    assert ref["kind"] == "quant" and ref["path"].startswith(os.path.join(d, "c", "")) and "/records/" in ref["path"], ref
+    data = open(ref["path"], "rb").read()
+    assert len(data) == ref["bytes"] and hashlib.sha256(data).hexdigest() == ref["sha256"], ref
     awq = [v for k, v in by.items() if k.startswith("awq")][0]
     assert awq[0][5]["vo_scaled"] is False and awq[0][3]["group"] == 64, awq
     both = [v for k, v in by.items() if k.startswith("wanda") and "gptq" in k][0]
     assert [(s, m, r) for s, m, r, *_ in both] == [(1, "wanda", 0), (2, "gptq", 0), (3, "wanda", 1)], both
     assert both[2][3] == both[0][3] and both[2][4] == both[0][4], both   # same params, same seed
+    assert both[0][5]["cmp_record"]["kind"] == "mask" and both[2][5]["cmp_record"]["kind"] == "mask", both
+    assert os.path.exists(both[2][5]["cmp_record"]["path"]), both[2][5]["cmp_record"]
     bits = {k: v for k, v in con.execute(
         "SELECT c.label, r.value FROM results r JOIN jobs j ON j.id = r.job_id JOIN compositions c "
         "ON c.id = j.composition_id WHERE r.metric = 'avg_bits' AND r.is_current = 1")}

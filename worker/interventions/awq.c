@@ -22,8 +22,10 @@
  *
  * Record: wbits, group, zero_point, duo_scaling, per layer the chosen ratio and loss of every
  * scaling pair (and which were skipped), clip shrink counts, calib_*; phases calibrate, statistics
- * (the collection passes), solve (scale and clip search), write_back (fold, quantize). */
+ * (the collection passes), solve (scale and clip search), write_back (fold, quantize), record (the
+ * integer codes, scales, zero points and the folded norms as the stage's record file, cmp_record.h). */
 #include "worker/interventions/compress.h"
+#include "worker/interventions/cmp_record.h"
 #include "worker/interventions/methods.h"
 
 #include <float.h>
@@ -409,6 +411,10 @@ int awq_apply(interv_ctx *c, cis_err *err) {
             if (llama_model_param_set(m, pi, W0[which], err)) goto done;
             BE(be, quant_params, qs, qz, P[pi].data, rows, k, k, group, s.bits, QGRID_AWQ);
             BE(be, quant_dequant, P[pi].data, P[pi].data, qs, qz, rows, k, group, s.bits);
+            interv_phase_begin(rec, "record"); /* the integer codes and the grid, for the record file */
+            if (!rec->cmp) rec->cmp = cmprec_new(CMPREC_QUANT, "awq", s.bits, group, false, false);
+            if (cmprec_add_quant(rec->cmp, m, pi, qs, qz, NULL, err)) goto done;
+            interv_phase_begin(rec, "write_back");
         }
         json_object_set_new(lrec, "clip_shrunk", json_integer(shrunk));
         shrunk_total += shrunk;
@@ -429,6 +435,17 @@ done:
     backend_free(be, s.dY); backend_free(be, s.dX); backend_free(be, s.dT); backend_free(be, Xd);
     backend_free(be, yd); backend_free(be, y0); backend_free(be, qs); backend_free(be, qz);
     calib_walk_destroy(&w);
+    for (int l = 0; rc == 0 && l < L; l++) { /* the folded norms, verbatim, so the record re-applies whole */
+        char name[96];
+        interv_phase_begin(rec, "record");
+        for (int nrm = 0; nrm < 2 && rc == 0; nrm++) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, nrm ? "post_attention_layernorm" : "input_layernorm");
+            int pi = llama_model_find(m, name);
+            CIS_ASSERT(pi >= 0);
+            rc = cmprec_add_raw(rec->cmp, m, pi, err);
+        }
+        interv_phase_end(rec);
+    }
     if (rc == 0) {
         interv_record_set_int(rec, "wbits", bits);
         interv_record_set_int(rec, "group", group);

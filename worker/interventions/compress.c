@@ -1,6 +1,7 @@
 /* compress.c - the helpers Wanda, SparseGPT, GPTQ and AWQ share (compress.h): linears, calibration
  * samplers, the group preset, the inverse-Hessian factor, the OBS driver, the bits of a record. */
 #include "worker/interventions/compress.h"
+#include "worker/interventions/cmp_record.h"
 #include "worker/interventions/edit_common.h"
 #include "common/rng.h"
 #include "worker/data/loaders.h"
@@ -474,6 +475,15 @@ int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err) {
                 backend_free(be, H0); backend_free(be, W0); backend_free(be, T1); backend_free(be, T2); backend_free(be, R);
                 layer_err += e_new;
                 base_err += e_base;
+                if (cfg->op.bits > 0) { /* the integer codes and the grid, for the stage's record file */
+                    interv_phase_begin(rec, "record");
+                    if (!rec->cmp) {
+                        CIS_ASSERT(cfg->op.group > 0);
+                        rec->cmp = cmprec_new(CMPREC_QUANT, ctx->method, cfg->op.bits, cfg->op.group,
+                                              cfg->op.grid == QGRID_MINMAX_SYM, cfg->desc_act);
+                    }
+                    if (cmprec_add_quant(rec->cmp, m, pi, scale, zero, cfg->desc_act ? perm : NULL, err)) goto done;
+                }
                 interv_phase_end(rec);
                 loss_total += loss;
                 masked_total += nm;
@@ -522,6 +532,15 @@ done:
         json_decref(layers_rec);
     }
     calib_data_clear(&d);
+    return rc;
+}
+
+int cmp_record_masks(interv_ctx *c, cis_err *err) {
+    interv_phase_begin(c->record, "record");
+    cmprec_free(&c->record->cmp);
+    c->record->cmp = cmprec_new(CMPREC_MASK, c->method, 0, 0, false, false);
+    int rc = cmprec_add_masks(c->record->cmp, c->model, err);
+    interv_phase_end(c->record);
     return rc;
 }
 

@@ -116,6 +116,10 @@ int cmp_check_sparsity(const interv_ctx *c, double s, long long n, long long m, 
  * pair 3 up_proj rows / s and down_proj columns * s. -1 with err (memory). */
 int awq_fold(llama_model *m, int l, int pair, const float *s, cis_err *err);
 
+/* cmp_record_masks (compress.c): a pruner's compression record (cmp_record.h): the zero pattern of
+ * every decoder linear of c->model now, into c->record->cmp, timed as phase "record". */
+int cmp_record_masks(interv_ctx *c, cis_err *err);
+
 /* cmp_quant_of_records: what the last quantizer of a plan's stage records (a JSON array of
  * interv_stage_json objects) reports: its record's "wbits" and "group" (the effective group).
  * 0 and *wbits = 0 when no stage quantized. */

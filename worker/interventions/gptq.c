@@ -8,7 +8,8 @@
  *
  * Record: wbits, group (effective), sym, desc_act, true_sequential, damp, calib_* (windows, seqlen,
  * seed), obs_err_total (Σ (w-q)²/U_cc² over every linear: the damped quadratic error), per-layer
- * errors, dead_inputs; phases calibrate, statistics, solve, write_back. */
+ * errors, dead_inputs; phases calibrate, statistics, solve, write_back, record (the integer codes,
+ * scales, zero points and act-order permutations as the stage's record file, cmp_record.h). */
 #include "worker/interventions/compress.h"
 #include "worker/interventions/methods.h"
 

@@ -178,6 +178,9 @@ typedef struct interv_env {
     const tokenizer *tok;
     const char *data_dir;        /* NULL = none */
     const char *cache_dir;       /* NULL = none */
+    const char *record_dir;      /* where a compression stage's record file goes (cmp_record.h:
+                                    DIR/<sha256>.cisrec, referenced from the stage record as
+                                    "cmp_record"); NULL = kept in memory only, no file */
     int edit_set;                /* >= 1; also the seed of every stage */
     int threads;                 /* > 0: the backend's thread count for the stages */
     llama_model *base;           /* the unmodified base model (read-only weights), or NULL (see interv_ctx) */

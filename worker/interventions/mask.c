@@ -1,5 +1,6 @@
 /* mask.c - the pruned-weight mask of the recompress policy `mask` (mask.h). */
 #include "worker/interventions/mask.h"
+#include "worker/interventions/cmp_record.h"
 #include "worker/interventions/compress.h"
 
 #include <stdlib.h>
@@ -23,6 +24,38 @@ static int entry_of(interv_mask *mk, int i, int64_t numel) {
     mk->numel[e] = numel;
     mk->bits[e] = xcalloc((size_t)(numel + 63) / 64, sizeof(uint64_t));
     return e;
+}
+
+/* the scratch buffer of the largest masked tensor */
+static void size_buf(interv_mask *mk) {
+    int64_t big = 0;
+    for (int e = 0; e < mk->n; e++) big = mk->numel[e] > big ? mk->numel[e] : big;
+    free(mk->buf);
+    mk->buf = xmalloc(sizeof(float) * (size_t)(big > 0 ? big : 1));
+}
+
+int interv_mask_add_record(interv_mask *mk, llama_model *m, const cmprec *r, cis_err *err) {
+    CIS_ASSERT(mk && m && r && r->kind == CMPREC_MASK && (!mk->model || mk->model == m));
+    mk->model = m;
+    int np = 0;
+    llama_param *ps = llama_model_params(m, &np);
+    for (int k = 0; k < r->n; k++) {
+        const cmprec_tensor *t = &r->t[k];
+        int i = llama_model_find(m, t->name);
+        if (i < 0 || ps[i].ndim != 2 || ps[i].shape[0] != t->rows || ps[i].shape[1] != t->cols)
+            return err_set(err, CIS_EINVAL, "mask: the record's tensor %s [%lld, %lld] is not in the model with that "
+                           "shape", t->name, (long long)t->rows, (long long)t->cols);
+        int64_t numel = t->rows * t->cols;
+        int e = entry_of(mk, i, numel); /* may grow mk->bits: index it after */
+        uint64_t *b = mk->bits[e];
+        for (int64_t j = 0; j < numel; j++) {
+            if (!(t->mask[j >> 3] >> (j & 7) & 1) || (b[j >> 6] >> (j & 63) & 1u)) continue;
+            b[j >> 6] |= (uint64_t)1 << (j & 63);
+            mk->zeros++;
+        }
+    }
+    size_buf(mk);
+    return 0;
 }
 
 int interv_mask_capture(interv_mask *mk, llama_model *m, cis_err *err) {
@@ -50,10 +83,7 @@ int interv_mask_capture(interv_mask *mk, llama_model *m, cis_err *err) {
             free(host);
         }
     }
-    int64_t big = 0;
-    for (int e = 0; e < mk->n; e++) big = mk->numel[e] > big ? mk->numel[e] : big;
-    free(mk->buf);
-    mk->buf = xmalloc(sizeof(float) * (size_t)(big > 0 ? big : 1));
+    size_buf(mk);
     return 0;
 }
 

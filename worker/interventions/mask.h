@@ -27,6 +27,12 @@ typedef struct interv_mask {
 /* interv_mask_capture: add the zeros of m's decoder linears to mk (a union when called again, e.g.
  * after a second pruner). 0, or -1 with err (memory, a backend copy). */
 int interv_mask_capture(interv_mask *mk, llama_model *m, cis_err *err);
+/* interv_mask_add_record: add the masks of a pruner's compression record (cmp_record.h, a MASK
+ * record, e.g. read back from the file a restored stage references) to mk, a union as capture;
+ * mk->model becomes m. -1 with CIS_EINVAL naming the tensor when one is not in m or has another
+ * shape. */
+struct cmprec;
+int interv_mask_add_record(interv_mask *mk, llama_model *m, const struct cmprec *r, cis_err *err);
 /* interv_mask_apply: set every masked weight of mk->model back to zero; counts what it restored.
  * A tensor with nothing to restore is not written. 0, or -1 with err. */
 int interv_mask_apply(interv_mask *mk, cis_err *err);

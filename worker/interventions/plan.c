@@ -102,8 +102,8 @@ int interv_plan_build(json_t *composition, const char *where, unsigned flags, in
         if (out->policy == RECOMPRESS_MASK && s->iv->category == CAT_COMPRESS && !interv_prunes(s->iv) &&
             s->stage < out->n) {
             err_set(err, CIS_EINVAL, "recompress policy \"mask\": \"%s\" (stage %d) is a quantizer followed by "
-                    "stage %d; mask keeps only a pruner's (wanda, sparsegpt) zeros, a quantizer's grid is not kept "
-                    "(use paper, never or always)", s->iv->name, s->stage, s->stage + 1);
+                    "stage %d; mask keeps only a pruner's (wanda, sparsegpt) zeros, snapping to a quantizer's grid is "
+                    "not built (use paper, never or always)", s->iv->name, s->stage, s->stage + 1);
             interv_plan_clear(out);
             return -1;
         }

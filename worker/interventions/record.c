@@ -1,5 +1,6 @@
 /* record.c - the intervention record and the stage record (see record.h). */
 #include "worker/interventions/record.h"
+#include "worker/interventions/cmp_record.h"
 #include "common/util.h"
 
 #include <math.h>
@@ -14,6 +15,7 @@ void interv_record_init(interv_record *r) {
 void interv_record_clear(interv_record *r) {
     json_decref(r->info);
     json_decref(r->phases);
+    cmprec_free(&r->cmp);
     memset(r, 0, sizeof *r);
 }
 

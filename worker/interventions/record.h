@@ -15,11 +15,14 @@ typedef struct interv_record {
     json_t *phases;      /* object: phase name -> wall seconds (accumulated over repeats) */
     char cur[64];        /* the running phase, "" when none */
     double cur_t0;       /* mono_sec() when the running phase began */
+    struct cmprec *cmp;  /* a compressor's masks or integer codes (cmp_record.h; owned, NULL = none):
+                            run.c writes it as the stage's record file */
 } interv_record;
 
 /* interv_record_init: an empty record (info {} and phases {}); free with interv_record_clear. */
 void interv_record_init(interv_record *r);
-/* interv_record_clear: free what the record holds (ends nothing: a running phase is dropped). */
+/* interv_record_clear: free what the record holds, cmp included (ends nothing: a running phase is
+ * dropped). */
 void interv_record_clear(interv_record *r);
 
 /* interv_record_set: info[key] = value; the reference to value is stolen (jansson's _new). */

@@ -3,11 +3,13 @@
  * params (canonical + the method's per-model preset) computed here are the ones the method reads
  * and the ones recorded with the job's result. */
 #include "worker/interventions/intervention.h"
+#include "worker/interventions/cmp_record.h"
 #include "worker/interventions/mask.h"
 #include "worker/train/train_loop.h"
 #include "common/log.h"
 
 #include <string.h>
+#include <unistd.h>
 
 /* ---- the context ---------------------------------------------------------------------------- */
 
@@ -106,6 +108,30 @@ static int mask_after_step(const interv_step *s, llama_model *m, interv_mask *mk
     return 0;
 }
 
+/* policy mask, a restored pruning step: its mask from the record file its stage record references
+ * (stage_rec.record.cmp_record), or the zeros of the model when it references none or the file is
+ * missing (logged, and said in the stage record's record.mask_source). A file that is there but
+ * does not decode, or is not the one referenced, fails the plan (naming it). */
+static int mask_from_record(interv_mask *mk, llama_model *m, json_t *stage_rec, cis_err *err) {
+    json_t *rec = json_object_get(stage_rec, "record");
+    json_t *ref = json_object_get(rec, "cmp_record");
+    const char *path = json_string_value(json_object_get(ref, "path"));
+    char why[512] = "no cmp_record in the stage record";
+    if (path && access(path, F_OK) != 0) snprintf(why, sizeof why, "%s is missing", path);
+    else if (ref) {
+        cmprec *cr = NULL;
+        if (cmprec_read_ref(ref, &cr, err)) return err_prefix(err, "the restored stage's mask"), -1;
+        int rc = cr->kind == CMPREC_MASK ? interv_mask_add_record(mk, m, cr, err)
+                                          : err_set(err, CIS_EINVAL, "%s: a %s record holds no mask", path, cr->method);
+        cmprec_free(&cr);
+        if (rc == 0 && json_is_object(rec)) json_object_set_new(rec, "mask_source", json_sprintf("record %s", path));
+        return rc;
+    }
+    LOG_W("policy mask: the restored pruning stage's mask comes from the model's zeros (%s)", why);
+    if (json_is_object(rec)) json_object_set_new(rec, "mask_source", json_sprintf("zeros of the restored model (%s)", why));
+    return interv_mask_capture(mk, m, err);
+}
+
 /* one step: effective params, context, apply, stage record */
 static int run_step(const interv_env *env, const interv_step *s, int n, interv_mask *mk, json_t *records,
                     cis_err *err) {
@@ -138,6 +164,13 @@ static int run_step(const interv_env *env, const interv_step *s, int n, interv_m
         train_loop_set_post_step(NULL, NULL);
     }
     interv_phase_end(&rec);
+    if (rc == 0 && rec.cmp && env->record_dir) { /* a compressor's masks or codes, as a file */
+        cmprec_ref ref;
+        interv_phase_begin(&rec, "record");
+        rc = cmprec_write(rec.cmp, env->record_dir, &ref, err);
+        interv_phase_end(&rec);
+        if (rc == 0) interv_record_set(&rec, "cmp_record", cmprec_ref_json(rec.cmp, &ref));
+    }
     if (rc == 0) rc = mask_after_step(s, env->model, mk, mask_a0, mask_r0, &rec, err);
     int64_t wall = mono_ms() - t0;
     if (rc) {
@@ -162,10 +195,12 @@ int interv_run_plan(const interv_env *env, const interv_plan *plan, json_t **rec
     if (plan->n > 0 && env->threads > 0) backend_set_threads(llama_model_backend(env->model), env->threads);
     interv_mask mk = {0};
     int first = env->first_step > 0 ? env->first_step : 0;
-    /* a restored prefix (snapshot.h): the masks its pruning steps would have captured are the
-     * zeros of the restored weights (under `mask` they were kept at zero since) */
+    /* a restored prefix (snapshot.h): the masks its pruning steps captured are read from their
+     * record files (the stage record's cmp_record); a step without one (a record from before the
+     * files, or a file gone) falls back to the zeros of the restored weights, which under `mask`
+     * were kept at zero since */
     for (int k = 0; k < first && k < plan->n && rc == 0; k++)
-        if (plan->steps[k].mask_capture) rc = interv_mask_capture(&mk, env->model, err);
+        if (plan->steps[k].mask_capture) rc = mask_from_record(&mk, env->model, json_array_get(recs, (size_t)k), err);
     for (int k = first; k < plan->n && rc == 0; k++) {
         rc = run_step(env, &plan->steps[k], plan->n, &mk, recs, err);
         if (rc == 0 && env->snap_step_fn) env->snap_step_fn(env->snap_arg, k + 1, env->model, recs);

@@ -10,8 +10,9 @@
  *
  * Record: sparsity, prune_n/m, masked (entries zeroed by the masks), sparsity_masked, calib_*,
  * obs_err_total, per-layer errors and masked counts; phases calibrate, statistics, solve,
- * write_back. */
+ * write_back, record (the masks as the stage's record file, cmp_record.h). */
 #include "worker/interventions/compress.h"
+#include "worker/interventions/cmp_record.h"
 #include "worker/interventions/methods.h"
 
 int cmp_check_sparsity(const interv_ctx *c, double s, long long n, long long m, cis_err *err) {
@@ -53,6 +54,7 @@ int sparsegpt_apply(interv_ctx *c, cis_err *err) {
         .calib_seed = c->seed,
     };
     if (cmp_obs_run(c, &cfg, err)) return -1;
+    if (cmp_record_masks(c, err)) return -1;
     interv_record_set_num(c->record, "sparsity", s);
     interv_record_set_int(c->record, "prune_n", n);
     interv_record_set_int(c->record, "prune_m", m);

@@ -8,8 +8,10 @@
  * Calibration: 128 C4 windows of min(max_pos, 8192) tokens seeded by the job's seed (the edit set).
  *
  * Record: sparsity, prune_n/m, per_row_pruned (floor(k·s) per matrix width), masked, numel,
- * sparsity_masked, calib_*; phases calibrate, statistics, solve (scores and masks), write_back. */
+ * sparsity_masked, calib_*; phases calibrate, statistics, solve (scores and masks), write_back,
+ * record (the masks as the stage's record file, cmp_record.h). */
 #include "worker/interventions/compress.h"
+#include "worker/interventions/cmp_record.h"
 #include "worker/interventions/methods.h"
 
 #include <math.h>
@@ -111,7 +113,7 @@ int wanda_apply(interv_ctx *c, cis_err *err) {
         interv_phase_end(rec);
         interv_progress(c, (l + 1.0) / L);
     }
-    rc = 0;
+    rc = cmp_record_masks(c, err);
 done:
     interv_phase_end(rec);
     for (int t = 0; t < 5; t++) backend_free(be, acc.a[t]);

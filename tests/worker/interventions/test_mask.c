@@ -3,8 +3,9 @@
  * Wanda pruned at zero in every decoder linear (FT's Adam steps moved them, the post-step hook put
  * them back: the record says how many), while FT still changed its down_proj weights; under `never`
  * the same composition moves pruned weights off zero (so the check can fail); wanda -> lora the same
- * through LoRA's per-step merge, wanda -> memit through its closed-form update; and the mask helpers
- * alone (capture is a union, apply restores only masked positions). */
+ * through LoRA's per-step merge, wanda -> memit through its closed-form update; the mask helpers
+ * alone (capture is a union, apply restores only masked positions); and the mask read back from the
+ * wanda stage's record file when the plan starts from a restored prefix. */
 #include "tests/testlib.h"
 #include "tests/worker/interventions/edit_fixture.h"
 #include "worker/interventions/compress.h"
@@ -234,6 +235,127 @@ static void test_mask_helpers(void) {
     llama_model_free(&m);
 }
 
+/* wanda -> ft under mask, started from a restored prefix (the snapshot path: first_step 1, the
+ * wanda stage's record handed in): the mask comes from the record file the wanda stage wrote, not
+ * from the restored weights' zeros. To tell them apart the restored model gets some pruned
+ * positions set off zero: with the record they end zero again; without a cmp_record (a fallback to
+ * the zeros) they do not. A missing file falls back too (said in mask_source); a corrupt one fails
+ * naming it. */
+static int run_restored(llama_model *m, json_t *records_in, const char *recdir, json_t **out, cis_err *err) {
+    json_t *c = json_loads("[" WANDA "," FT "]", 0, NULL);
+    interv_plan p;
+    int rc = interv_plan_build(c, "comp", INTERV_RECOMPRESS(RECOMPRESS_MASK), &p, err);
+    json_decref(c);
+    if (rc) return rc;
+    interv_env env = {.model = m, .tok = g_tok, .data_dir = g_world, .record_dir = recdir, .edit_set = 1, .threads = 1,
+                      .first_step = 1, .records_in = records_in};
+    rc = interv_run_plan(&env, &p, out, err);
+    interv_plan_clear(&p);
+    return rc;
+}
+
+/* the pruned model with every pruned weight of layer 0's q_proj set to 0.5 */
+static llama_model *restored(llama_model *pruned) {
+    cis_err err = {0};
+    llama_model *m = ef_model(7, 2);
+    CIS_ASSERT(llama_model_copy_params(m, pruned, &err) == 0);
+    int i = cmp_param(m, 0, CMP_Q), np = 0;
+    llama_param *P = llama_model_params(m, &np);
+    int64_t cnt = P[i].shape[0] * P[i].shape[1];
+    float *w = xmalloc(sizeof(float) * (size_t)cnt);
+    CIS_ASSERT(llama_model_param_get(m, i, w, &err) == 0);
+    for (int64_t k = 0; k < cnt; k++) if (w[k] == 0.0f) w[k] = 0.5f;
+    CIS_ASSERT(llama_model_param_set(m, i, w, &err) == 0);
+    free(w);
+    return m;
+}
+
+static void test_mask_from_record_after_restore(void) {
+    char recdir[] = "/tmp/cisweep-mask-rec-XXXXXX";
+    CIS_ASSERT(mkdtemp(recdir));
+    cis_err err = {0};
+    llama_model *pruned = ef_model(7, 2);
+    json_t *recs = NULL;
+    json_t *c = json_loads("[" WANDA "]", 0, NULL);
+    interv_plan p;
+    CHECK(interv_plan_build(c, "comp", 0, &p, &err) == 0);
+    interv_env env = {.model = pruned, .tok = g_tok, .data_dir = g_world, .record_dir = recdir, .edit_set = 1, .threads = 1};
+    CHECK_MSG(interv_run_plan(&env, &p, &recs, &err) == 0, "%s", err.msg);
+    interv_plan_clear(&p);
+    json_decref(c);
+    int64_t n_ref, z_ref, n, z;
+    unsigned char *want = zeros_of(pruned, &n_ref, &z_ref);
+    json_t *ref = json_object_get(json_object_get(json_array_get(recs, 0), "record"), "cmp_record");
+    const char *path = json_string_value(json_object_get(ref, "path"));
+    CHECK_MSG(path != NULL, "no cmp_record: %s", json_dumps(recs, JSON_COMPACT));
+
+    /* from the record: the perturbed positions are zero again, exactly Wanda's zeros */
+    llama_model *m = restored(pruned);
+    json_t *out = NULL;
+    CHECK_MSG(run_restored(m, recs, recdir, &out, &err) == 0, "%s", err.msg);
+    unsigned char *got = zeros_of(m, &n, &z);
+    CHECK_EQ_INT(z, z_ref);
+    CHECK(n == n_ref && memcmp(got, want, (size_t)n) == 0);
+    const char *src = json_string_value(json_object_get(json_object_get(json_array_get(out, 0), "record"), "mask_source"));
+    CHECK_MSG(src && str_starts(src, "record ") && path && strstr(src, path), "%s", src ? src : "(none)");
+    free(got);
+    json_decref(out);
+    llama_model_free(&m);
+
+    /* without a cmp_record: the zeros of the restored model, so the perturbed positions stay off zero */
+    json_t *bare = json_deep_copy(recs);
+    json_object_del(json_object_get(json_array_get(bare, 0), "record"), "cmp_record");
+    m = restored(pruned);
+    out = NULL;
+    CHECK_MSG(run_restored(m, bare, recdir, &out, &err) == 0, "%s", err.msg);
+    got = zeros_of(m, &n, &z);
+    CHECK_MSG(z < z_ref, "zeros: %lld, wanda left %lld", (long long)z, (long long)z_ref);
+    src = json_string_value(json_object_get(json_object_get(json_array_get(out, 0), "record"), "mask_source"));
+    CHECK_MSG(src && str_starts(src, "zeros of the restored model"), "%s", src ? src : "(none)");
+    free(got);
+    json_decref(out);
+    json_decref(bare);
+    llama_model_free(&m);
+
+    /* a file gone: the same fallback, said */
+    json_t *gone = json_deep_copy(recs);
+    json_object_set_new(json_object_get(json_object_get(json_array_get(gone, 0), "record"), "cmp_record"), "path",
+                        json_string("/nonexistent/gone.cisrec"));
+    m = restored(pruned);
+    out = NULL;
+    CHECK_MSG(run_restored(m, gone, recdir, &out, &err) == 0, "%s", err.msg);
+    src = json_string_value(json_object_get(json_object_get(json_array_get(out, 0), "record"), "mask_source"));
+    CHECK_MSG(src && strstr(src, "/nonexistent/gone.cisrec is missing"), "%s", src ? src : "(none)");
+    json_decref(out);
+    json_decref(gone);
+    llama_model_free(&m);
+
+    /* a corrupt file: the plan fails naming it */
+    if (path) {
+        size_t len = 0;
+        char *bytes = read_file(path, &len, &err), *bad_path = xasprintf("%s/corrupt.cisrec", recdir);
+        CIS_ASSERT(bytes && len > 100);
+        bytes[60] ^= 0x5a;
+        CIS_ASSERT(write_file_atomic(bad_path, bytes, len, &err) == 0);
+        json_t *bad = json_deep_copy(recs);
+        json_object_set_new(json_object_get(json_object_get(json_array_get(bad, 0), "record"), "cmp_record"), "path",
+                            json_string(bad_path));
+        m = restored(pruned);
+        out = NULL;
+        CHECK(run_restored(m, bad, recdir, &out, &err) == -1);
+        CHECK_MSG(strstr(err.msg, bad_path) != NULL, "%s", err.msg);
+        json_decref(out);
+        json_decref(bad);
+        llama_model_free(&m);
+        free(bytes);
+        free(bad_path);
+    }
+    free(want);
+    json_decref(recs);
+    llama_model_free(&pruned);
+    fx_rm_rf(recdir);
+}
+
 int main(void) {
     g_tok = ef_tokenizer(&g_tokdir);
     g_world = ef_world(120, 4);
@@ -242,6 +364,7 @@ int main(void) {
     RUN(test_wanda_then_ft_keeps_zeros);
     RUN(test_wanda_then_lora_keeps_zeros);
     RUN(test_wanda_then_memit_keeps_zeros);
+    RUN(test_mask_from_record_after_restore);
     tokenizer_free(g_tok);
     fx_rm_rf(g_world);
     fx_rm_rf(g_tokdir);
