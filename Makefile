@@ -68,9 +68,11 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# -MMD -MP -MF: the headers each .cu includes (backend.h's iface above all) rebuild it when they
+# change; without them a stale libcisweep-cuda.so kept an old, shorter backend_iface
 $(BUILD)/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	$(NVCC) $(NVFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
 
 ifeq ($(CUDA_ON),1)
 $(CUDA_LIB): $(CUDA_OBJ)

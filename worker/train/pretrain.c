@@ -563,10 +563,9 @@ int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **mod
         LOG_I("train: %lld SFT steps, %lld items (%.2f epochs of %lld); completion loss %.4f -> %.4f", (long long)res->sft_steps,
               (long long)res->sft_seen, res->sft_epochs, (long long)res->sft_items, res->sft_first_loss, res->sft_final_loss);
 
-    /* write */
-    int np;
-    llama_param *params = llama_model_params(m, &np);
-    if (checkpoint_save(o->out_dir, &cfg, params, (size_t)np, "F32", 0, err)) goto out;
+    /* write (llama_model_save: through a host copy when the model lives on a device; the model
+     * was made from cfg, so its config.json is cfg's) */
+    if (llama_model_save(m, o->out_dir, "F32", err)) goto out;
     if (write_json(o->out_dir, "generation_config.json",
                    json_pack("{s:i,s:i,s:o,s:b}", "bos_token_id", d.bos, "eos_token_id", d.eos, "pad_token_id",
                              d.pad >= 0 ? json_integer(d.pad) : json_null(), "do_sample", 0), err))
