@@ -573,7 +573,8 @@ static int launch_body(job_store *js, const grid *g, const char *sweep_name, jso
         }
     }
     /* MEMIT's statistics as prerequisite jobs (job_store_prereq.c) */
-    if (js_launch_prereqs(js, s.sweep_id, g->max_attempts, now, &s, err) < 0) return -1;
+    if (!(flags & JS_LAUNCH_NO_PREREQS) && js_launch_prereqs(js, s.sweep_id, g->max_attempts, now, &s, err) < 0)
+        return -1;
     json_t *d = json_pack("{s:I, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "sweep", (json_int_t)s.sweep_id,
                           "grid", g->path ? g->path : "", "comps_added", s.comps_added,
                           "comps_existing", s.comps_existing, "jobs_added", s.jobs_added,

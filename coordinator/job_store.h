@@ -87,6 +87,8 @@ typedef struct js_launch_stats {
 
 enum js_launch_flags {
     JS_LAUNCH_NO_REUSE = 1, /* count equivalent jobs of other sweeps but copy no result (they run again) */
+    JS_LAUNCH_NO_PREREQS = 2, /* add no prerequisite jobs (js_launch_prereqs): for a store whose MEMIT jobs
+                                 get their results otherwise (the synthetic stores of the view tests) */
 };
 
 /* js_launch: in ONE transaction of its own, create (or find, by name) the sweep `sweep_name`

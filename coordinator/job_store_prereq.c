@@ -14,6 +14,7 @@
  * Not for use outside coordinator/job_store*.c (the API is in job_store.h). */
 #include "coordinator/job_store_int.h"
 #include "common/log.h"
+#include "common/spec.h"
 
 #include <jansson.h>
 #include <stdlib.h>
@@ -74,23 +75,35 @@ static int q_one(prereq_q *q, sqlite3_stmt *st, int64_t *v, const char *what, ci
     return rc == SQLITE_DONE ? 0 : js_dberr(q->js, err, what);
 }
 
-/* the statistics composition of a canonical memit stage: its canonical text (malloc'd) and label
- * (malloc'd), or -1 with err naming what the stage lacks */
+/* params[name] of a memit stage, else the registry's default (common/spec_registry.c; a stored
+ * canonical form has every param, a hand-made composition may not); new reference or NULL */
+static json_t *memit_param(json_t *params, const char *name) {
+    json_t *v = json_object_get(params, name);
+    if (v) return json_incref(v);
+    const method_info *mi = method_lookup("memit");
+    for (const param_info *p = mi ? mi->params : NULL; p && p->name; p++)
+        if (!strcmp(p->name, name) && p->default_json) return json_loads(p->default_json, JSON_DECODE_ANY, NULL);
+    return NULL;
+}
+
+/* the statistics composition of a memit stage: its canonical text (malloc'd) and label (malloc'd),
+ * or -1 with err naming what the stage lacks */
 static int stats_comp(json_t *stage, int64_t comp_id, char **canonical, char **label, cis_err *err) {
     json_t *p = json_object_get(stage, "params");
-    json_t *layers = json_object_get(p, "layers"), *depth = json_object_get(p, "layers_depth"),
-           *ns = json_object_get(p, "mom2_n_samples");
-    if (!json_is_array(layers) || !json_is_integer(depth) || !json_is_integer(ns))
-        return err_set(err, CIS_EINVAL, "composition %lld: a memit stage without layers (list), layers_depth and "
-                       "mom2_n_samples (integers) in its canonical params", (long long)comp_id);
-    json_t *sp = json_pack("{s:O, s:O, s:O}", "layers", layers, "layers_depth", depth, "mom2_n_samples", ns);
+    json_t *layers = memit_param(p, "layers"), *depth = memit_param(p, "layers_depth"), *ns = memit_param(p, "mom2_n_samples");
+    if (!json_is_array(layers) || !json_is_integer(depth) || !json_is_integer(ns)) {
+        json_decref(layers); json_decref(depth); json_decref(ns);
+        return err_set(err, CIS_EINVAL, "composition %lld: a memit stage whose layers (a list), layers_depth and "
+                       "mom2_n_samples (integers) are not what the registry declares", (long long)comp_id);
+    }
+    json_t *sp = json_pack("{s:o, s:o, s:o}", "layers", layers, "layers_depth", depth, "mom2_n_samples", ns);
     json_t *arr = json_pack("[{s:s, s:o}]", "method", "memit_stats", "params", sp);
     *canonical = json_dumps(arr, JSON_COMPACT | JSON_SORT_KEYS);
-    json_decref(arr);
-    char *ls = json_dumps(layers, JSON_COMPACT);
-    *label = xasprintf("memit_stats layers %s/%lld n=%lld", ls, (long long)json_integer_value(depth),
-                       (long long)json_integer_value(ns));
+    char *ls = json_dumps(json_object_get(sp, "layers"), JSON_COMPACT);
+    *label = xasprintf("memit_stats layers %s/%lld n=%lld", ls, (long long)json_integer_value(json_object_get(sp, "layers_depth")),
+                       (long long)json_integer_value(json_object_get(sp, "mom2_n_samples")));
     free(ls);
+    json_decref(arr);
     return 0;
 }
 
