@@ -57,7 +57,8 @@ typedef struct memit_stats_info {
 
 /* memit_stats_get: C for each layer of `layers` on c->base (the unmodified base model, so that a
  * MEMIT after a compressor uses the uncompressed statistics as upstream does) or, when the caller
- * does not know the base (c->base NULL: `cisweep apply`), on c->model as it is: from c->cache_dir when a file for its
+ * does not know the base (c->base NULL: `cisweep apply` with MEMIT as its first stage, where the
+ * model is still as loaded), on c->model as it is: from c->cache_dir when a file for its
  * key exists, otherwise computed over n_samples documents of the corpus (one pass for all the
  * missing layers) and published to the artifact cache (when c->cache_dir is set). C[i] is malloc'd F*F floats
  * (caller frees). -1 with err: the corpus file missing or malformed (CIS_EINVAL), a corrupt cache
