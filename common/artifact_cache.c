@@ -98,12 +98,17 @@ static int shard_dir(const acache *c, const char *key, cis_err *err) {
 }
 
 int acache_put_bytes(const acache *c, const void *data, size_t len, char key_out[65], bool *stored, cis_err *err) {
-    if (stored) *stored = false;
     sha256_hex(data, len, key_out);
-    char *final = acache_path(c, key_out);
+    return acache_put_bytes_key(c, key_out, data, len, stored, err);
+}
+
+int acache_put_bytes_key(const acache *c, const char *key, const void *data, size_t len, bool *stored, cis_err *err) {
+    if (stored) *stored = false;
+    if (!acache_key_ok(key, err)) return -1;
+    char *final = acache_path(c, key);
     struct stat st;
-    if (stat(final, &st) == 0) { free(final); return 0; }   /* present: same bytes by construction */
-    if (shard_dir(c, key_out, err)) { free(final); return -1; }
+    if (stat(final, &st) == 0) { free(final); return 0; }   /* present: the same recipe's bytes */
+    if (shard_dir(c, key, err)) { free(final); return -1; }
     char *tmp = tmp_name(c);
     int rc = -1;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);

@@ -39,6 +39,13 @@ int acache_get(const acache *c, const char *key, char **path_out, cis_err *err);
 int acache_put_bytes(const acache *c, const void *data, size_t len, char key_out[65], bool *stored, cis_err *err);
 int acache_put_file(const acache *c, const char *src, char key_out[65], bool *stored, cis_err *err);
 
+/* acache_put_bytes_key: store bytes under a caller-given key that names a deterministic recipe
+ * (e.g. MEMIT's statistics: the sha256 of the base weights, layer and settings), published like a
+ * file of acache_put_bytes (a temporary name, fsync, one link(2)). When the entry exists already
+ * (or another writer wins the race) the entry is kept as it is and *stored = false: the recipe's
+ * bytes are interchangeable. Key checked by acache_key_ok. 0 ok, -1 err. */
+int acache_put_bytes_key(const acache *c, const char *key, const void *data, size_t len, bool *stored, cis_err *err);
+
 /* acache_tmpdir: a fresh empty directory under ROOT/tmp for the caller to build an entry in;
  * malloc'd path. Publish it with acache_publish_dir or remove it with acache_discard. */
 char *acache_tmpdir(const acache *c, cis_err *err);

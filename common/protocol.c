@@ -110,7 +110,11 @@ static const field F_JOB[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, tru
 static const field F_HEARTBEAT[] = {{"job", F_POSINT, false}, {"attempt", F_POSINT, false},
     {"progress", F_NUM, false}, {"held", F_ARR, false}, {"prefixes", F_ARR, false}, {NULL, 0, 0}};
 static const field F_RESULT[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"rows", F_OBJ, true},
-    {"run_ms", F_INT, false}, {"stages", F_ARR, false}, {"prefixes", F_ARR, false}, {NULL, 0, 0}};
+    {"run_ms", F_INT, false}, {"stages", F_ARR, false}, {"prefixes", F_ARR, false}, {"artifacts", F_ARR, false},
+    {NULL, 0, 0}};
+/* one element of RESULT.artifacts (worker/prereq.c) */
+static const field F_ARTIFACT[] = {{"key", F_STR, true}, {"kind", F_STR, true}, {"path", F_STR, true},
+    {"sha256", F_STR, true}, {"bytes", F_INT, true}, {"layer", F_INT, false}, {NULL, 0, 0}};
 /* one element of RESULT.stages (worker/interventions/record.h interv_stage_json) */
 static const field F_STAGE[] = {{"stage", F_POSINT, true}, {"method", F_STR, true}, {"params", F_OBJ, true},
     {"of_stage", F_POSINT, false}, {"category", F_STR, false}, {"recompress", F_BOOL, false}, {"seed", F_INT, false},
@@ -148,6 +152,55 @@ static int validate_stages(json_t *stages, cis_err *err) {
         json_t *seed = json_object_get(st, "seed"), *wall = json_object_get(st, "wall_ms");
         if ((seed && json_integer_value(seed) < 0) || (wall && json_integer_value(wall) < 0))
             return err_set(err, CIS_EINVAL, "RESULT: stages[%zu]: fields \"seed\" and \"wall_ms\" must be >= 0", i);
+    }
+    return 0;
+}
+
+static bool lower_hex(const char *s, size_t n_min, size_t n_max) {
+    size_t n = strlen(s);
+    if (n < n_min || n > n_max) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return false;
+    return true;
+}
+
+/* RESULT.artifacts: at most PROTO_MAX_ARTIFACTS objects {key: 16-128 lowercase hex, kind: 1..64
+ * of [a-z0-9_], path: 1..1024 bytes relative to the artifact root (no leading '/', no ".."
+ * component), sha256: 64 lowercase hex, bytes >= 0, layer?} */
+static int validate_artifacts(json_t *arts, cis_err *err) {
+    if (!arts) return 0;
+    if (json_array_size(arts) > PROTO_MAX_ARTIFACTS)
+        return err_set(err, CIS_EINVAL, "RESULT: field \"artifacts\" lists more than %d artifacts", PROTO_MAX_ARTIFACTS);
+    size_t i;
+    json_t *a;
+    json_array_foreach(arts, i, a) {
+        if (!json_is_object(a))
+            return err_set(err, CIS_EINVAL, "RESULT: artifacts[%zu] must be an object {key, kind, path, sha256, bytes}", i);
+        if (check_fields(PROTO_RESULT, a, F_ARTIFACT, err)) {
+            char what[sizeof err->msg];
+            const char *m = err->msg, *pre = "RESULT: ";
+            snprintf(what, sizeof what, "%s", strncmp(m, pre, strlen(pre)) ? m : m + strlen(pre));
+            return err_set(err, CIS_EINVAL, "RESULT: artifacts[%zu]: %s", i, what);
+        }
+        const char *key = json_string_value(json_object_get(a, "key")), *kind = json_string_value(json_object_get(a, "kind"));
+        const char *path = json_string_value(json_object_get(a, "path")), *sha = json_string_value(json_object_get(a, "sha256"));
+        if (!lower_hex(key, 16, 128))
+            return err_set(err, CIS_EINVAL, "RESULT: artifacts[%zu]: field \"key\" must be 16-128 lowercase hex characters", i);
+        size_t kl = strlen(kind);
+        bool kind_ok = kl >= 1 && kl <= 64;
+        for (size_t k = 0; k < kl && kind_ok; k++)
+            kind_ok = (kind[k] >= 'a' && kind[k] <= 'z') || (kind[k] >= '0' && kind[k] <= '9') || kind[k] == '_';
+        if (!kind_ok)
+            return err_set(err, CIS_EINVAL, "RESULT: artifacts[%zu]: field \"kind\" must be 1..64 of [a-z0-9_]", i);
+        size_t pl = strlen(path);
+        if (pl == 0 || pl > 1024 || path[0] == '/' || !strcmp(path, "..") || !strncmp(path, "../", 3) ||
+            strstr(path, "/../") || (pl >= 3 && !strcmp(path + pl - 3, "/..")))
+            return err_set(err, CIS_EINVAL, "RESULT: artifacts[%zu]: field \"path\" must be 1..1024 bytes relative to "
+                           "the artifact root (no leading '/', no \"..\")", i);
+        if (!lower_hex(sha, 64, 64))
+            return err_set(err, CIS_EINVAL, "RESULT: artifacts[%zu]: field \"sha256\" must be 64 lowercase hex characters", i);
+        if (json_integer_value(json_object_get(a, "bytes")) < 0)
+            return err_set(err, CIS_EINVAL, "RESULT: artifacts[%zu]: field \"bytes\" must be >= 0", i);
     }
     return 0;
 }
@@ -244,6 +297,7 @@ int proto_validate(proto_cmd cmd, json_t *body, cis_err *err) {
         }
     }
     if (cmd == PROTO_RESULT && validate_stages(json_object_get(body, "stages"), err)) return -1;
+    if (cmd == PROTO_RESULT && validate_artifacts(json_object_get(body, "artifacts"), err)) return -1;
     if (cmd == PROTO_ACK) {
         const char *of = json_string_value(json_object_get(body, "of"));
         if (strcmp(of, "RESULT") && strcmp(of, "FAILED") && strcmp(of, "PREEMPTED"))

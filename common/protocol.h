@@ -18,7 +18,8 @@
  *   READY  {slots, prefixes?}                  HEARTBEAT {}
  *   HEARTBEAT {job?, attempt?, progress?, held?}
  *   RESULT {job, attempt, rows:{metric:num},   ACK     {job, attempt, of:"RESULT"|"FAILED"|
- *           run_ms, stages?:[stage], prefixes?}                             "PREEMPTED"}
+ *           run_ms, stages?:[stage], prefixes?,                             "PREEMPTED"}
+ *           artifacts?:[artifact]}
  *   FAILED {job, attempt, error, log_tail,     CANCEL  {job, attempt, reason}
  *           retryable}                         RECONNECT {reason}   (unknown peer: say HELLO)
  *   PREEMPTED {job, attempt}                   BYE {reason}
@@ -39,7 +40,11 @@
  * RESULT.stages (optional; absent for the baseline) lists what ran, one object per stage of the
  * plan in order: {stage (1, 2, ...), method, params (the effective params), of_stage?, category?,
  * recompress?, seed?, record?:{...}, phases_s?:{phase: seconds}, wall_ms?} (worker/interventions/
- * record.h); the coordinator stores them in the `stages` table. */
+ * record.h); the coordinator stores them in the `stages` table.
+ * RESULT.artifacts (optional; a prerequisite job's, worker/prereq.c) lists the files the job
+ * published in the shared artifact cache: {key (16-128 lowercase hex), kind ([a-z0-9_]{1,64}),
+ * path (relative to the artifact root, no ".."), sha256 (64 hex), bytes (>= 0), layer?}, at most
+ * PROTO_MAX_ARTIFACTS; the coordinator stores them in the `artifacts` table. */
 #ifndef CISWEEP_PROTOCOL_H
 #define CISWEEP_PROTOCOL_H
 
@@ -62,6 +67,7 @@
  * messages 80 KiB at most, room for their 64 KiB reason strings). */
 size_t proto_max_body(int cmd);
 #define PROTO_MAX_SPOOLED 256    /* HELLO.spooled entries */
+#define PROTO_MAX_ARTIFACTS 64     /* RESULT.artifacts: one per statistics layer (MEMIT_STATS_MAX_LAYERS) */
 #define PROTO_MAX_STAGES 129      /* RESULT.stages: a 64-stage composition, re-applied stages and more */
 
 typedef enum proto_cmd {

@@ -187,6 +187,9 @@ int cmd_launch(int argc, char **argv) {
         printf("sweep %s (id %lld) in %s: %d compositions added, %d already there; %d jobs added, %d already there\n",
                name ? name : g->name, (long long)st.sweep_id, db, st.comps_added, st.comps_existing, st.jobs_added,
                st.jobs_existing);
+    if (!rc && st.prereqs_added + st.prereqs_existing > 0)
+        printf("%d statistics jobs added, %d already there (MEMIT's second moments of each base model, computed once "
+               "into the artifact cache; the MEMIT jobs wait for them)\n", st.prereqs_added, st.prereqs_existing);
     if (!rc && st.jobs_shared > 0) {
         if (no_reuse)
             printf("%d of the added jobs are the same work as jobs of other sweeps (e.g. \"%s\"); --no-reuse: they "

@@ -208,6 +208,10 @@ int cmd_run(int argc, char **argv) {
     o.exit_when_done = true;
     cis_err err = {0};
     if (mkdir_p(cache, &err)) { fprintf(stderr, "cisweep run: %s\n", err.msg); free(ep); return 1; }
+    /* the artifact cache the local workers share (MEMIT's statistics, written by the sweep's
+     * prerequisite jobs): --artifacts DIR, else CACHE/artifacts (each worker's --cache is its own) */
+    char *artifacts_default = artifacts ? NULL : xasprintf("%s/artifacts", cache);
+    if (!artifacts) artifacts = artifacts_default;
     run_ctx r;
     memset(&r, 0, sizeof r);
     pthread_mutex_init(&r.mu, NULL);
@@ -282,6 +286,7 @@ int cmd_run(int argc, char **argv) {
     free(ep);
     free(r.pids);
     free(r.cache_root);
+    free(artifacts_default);
     free(wargv[0]);
     if (crc) return 1;
     if (stop) return 130;

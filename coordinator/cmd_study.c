@@ -4,8 +4,9 @@
  *   1. world:    `cisweep-worker world` (synthetic world in the real datasets' formats) into OUT/world;
  *   2. family:   one tiny model per model slot of the study grid (`train --family --archs ...`,
  *                the slot -> architecture map below), into OUT/family/<arch>;
- *   3. statistics: MEMIT's second moments of each base model, computed once into OUT/artifacts,
- *                which every worker reads (--artifacts);
+ *   3. statistics: MEMIT's second moments of each base model: prerequisite jobs of the sweep
+ *                (added by the launch), computed once into OUT/artifacts, the shared artifact
+ *                cache which every worker reads (--artifacts); their time is read from the DB;
  *   4. sweep:    the study grid (grids/paper-417.json) launched into OUT/sweep.db and run by local
  *                workers (one per core) through a real coordinator, with a progress line and ETA;
  *   5. report:   `cisweep report` into OUT/report;
@@ -35,6 +36,25 @@ static const struct { const char *slot, *arch; } SLOT_ARCH[] = {
     {"llama3-8b", "tiny-llama3"},   {"mistral-7b", "tiny-mistral"}, {"llama3.2-1b", "tiny-llama32"},
     {"yi-1.5-9b", "tiny-yi"},       {"phi3-mini", "tiny-phi3"},     {"default", "tiny-llama3"},
 };
+
+/* the wall seconds of the sweep's statistics jobs (the prerequisite jobs' current attempts, as the
+ * workers timed them: attempts.run_ms), summed; 0 when there are none or the file cannot be read */
+static double stats_seconds(const char *db) {
+    job_store *js = NULL;
+    cis_err err = {0};
+    if (job_store_open(db, JS_READONLY, &js, &err)) return 0;
+    sqlite3_stmt *st = NULL;
+    double s = 0;
+    if (sqlite3_prepare_v2(job_store_db(js),
+                           "SELECT coalesce(sum(a.run_ms), 0) FROM jobs j JOIN compositions c ON c.id = j.composition_id "
+                           "JOIN attempts a ON a.job_id = j.id AND a.attempt = j.current_attempt "
+                           "WHERE c.pattern = 'prereq' AND j.state = 'done'", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        s = sqlite3_column_int64(st, 0) / 1000.0;
+    sqlite3_finalize(st);
+    job_store_close(&js);
+    return s;
+}
 
 static const char *slot_arch(const char *slot) {
     for (size_t i = 0; i < sizeof SLOT_ARCH / sizeof *SLOT_ARCH; i++)
@@ -116,7 +136,6 @@ int cmd_study(int argc, char **argv) {
     /* the slots of the grid and their stand-ins */
     json_t *archs = json_object();   /* arch -> true, in first-seen order */
     json_t *map = json_object();     /* slot -> model directory */
-    json_t *memit = json_object();   /* slot -> the first MEMIT stage of its compositions (statistics) */
     char *family = xasprintf("%s/family", out);
     int rc = 0;
     /* the grid's own slot map GRID.models.json (slot -> family member), else the table above */
@@ -134,17 +153,6 @@ int cmd_study(int argc, char **argv) {
     for (size_t i = 0; i < g->n_comps && !rc; i++) {
         const char *slot = g->comps[i].model;
         const char *arch = slotmap ? json_string_value(json_object_get(slotmap, slot)) : slot_arch(slot);
-        if (!json_object_get(memit, slot) && strstr(g->comps[i].canonical, "\"memit\"")) {
-            json_t *stages = json_loads(g->comps[i].canonical, 0, NULL);
-            for (size_t k = 0; k < json_array_size(stages); k++) {
-                json_t *st = json_array_get(stages, k);
-                if (!strcmp(json_string_value(json_object_get(st, "method")), "memit")) {
-                    json_object_set(memit, slot, st);
-                    break;
-                }
-            }
-            json_decref(stages);
-        }
         if (json_object_get(map, slot)) continue;
         if (!arch) {
             fprintf(stderr, "cisweep run: %s: model slot \"%s\" has no stand-in in the embedded default (%s); run it with "
@@ -200,41 +208,13 @@ int cmd_study(int argc, char **argv) {
         t_family = mono_sec() - t0;
     }
 
-    /* 3. statistics: MEMIT's second moments of each slot's base model, computed once into the
-     * artifacts directory that every worker reads (memit_stats.h: content-addressed by the base
-     * weights, the layer and the settings), by applying the grid's MEMIT stage to the base model */
+    /* 3. statistics: MEMIT's second moments of each slot's base model are the sweep's prerequisite
+     * jobs (`cisweep launch` adds one per model and setting, coordinator/job_store_prereq.c): the
+     * first worker free computes them into OUT/artifacts, the shared artifact cache every worker
+     * reads (--artifacts), before any MEMIT job is leased. Their time is read from the database
+     * after the sweep (statistics_s: part of sweep_s). */
     char *artifacts = xasprintf("%s/artifacts", out);
     double t_stats = 0;
-    if (!rc && json_object_size(memit)) {
-        t0 = mono_sec();
-        const char *slot;
-        json_t *st;
-        json_object_foreach(memit, slot, st) {
-            char *mark = xasprintf("%s/stats-%s.done", artifacts, slot), *tmp = xasprintf("%s/stats-%s.model", artifacts, slot);
-            if (access(mark, F_OK) == 0) printf("== 3. statistics for %s: %s (exists)\n", slot, artifacts);
-            else {
-                printf("== 3. statistics for %s (MEMIT's second moments): %s\n", slot, artifacts);
-                char *stage = json_dumps(st, JSON_COMPACT | JSON_SORT_KEYS);
-                char *av[] = {wbin, "apply", (char *)json_string_value(json_object_get(map, slot)), "--stage", stage, "--exact",
-                              "--data", world, "--cache", artifacts, "--out", tmp, NULL, NULL, NULL};
-                if (threads && strcmp(threads, "0")) { av[12] = "--threads"; av[13] = (char *)threads; }
-                if (mkdir_p(artifacts, &err) || run_child(av)) {
-                    fprintf(stderr, "cisweep run: computing the statistics of %s failed\n", slot);
-                    rc = 1;
-                } else {
-                    char *w = xasprintf("%s/model.safetensors", tmp);
-                    unlink(w);   /* the edited model itself is not needed */
-                    free(w);
-                    if (write_file_atomic(mark, "done\n", 5, &err)) LOG_W("%s", err.msg);
-                }
-                free(stage);
-            }
-            free(mark);
-            free(tmp);
-            if (rc) break;
-        }
-        t_stats = mono_sec() - t0;
-    }
 
     /* 4. the sweep */
     char *db = xasprintf("%s/sweep.db", out), *models = xasprintf("%s/models.json", out), *cache = xasprintf("%s/cache", out);
@@ -273,6 +253,7 @@ int cmd_study(int argc, char **argv) {
         av[ac] = NULL;
         int r = cmd_run(ac, av);
         t_sweep = mono_sec() - t0;
+        t_stats = stats_seconds(db);
         if (r == 130) { printf("cisweep run: interrupted; run it again to continue\n"); rc = 130; }
         else if (r) printf("cisweep run: the sweep ended with failed jobs (see above); the report covers what finished\n");
     }
@@ -299,10 +280,10 @@ int cmd_study(int argc, char **argv) {
             findings_print(job_store_db(js), NULL, stdout);
             job_store_close(&js);
         } else fprintf(stderr, "cisweep run: %s\n", err.msg);
-        printf("time: world %.0f s, models %.0f s, statistics %.0f s, sweep %.0f s, report %.0f s, total %.0f s\n", t_world,
-               t_family, t_stats, t_sweep, t_report, t_world + t_family + t_stats + t_sweep + t_report);
-        json_t *tjo = json_pack("{s:f, s:f, s:f, s:f, s:f, s:I, s:s, s:I}", "world_s", t_world, "models_s", t_family,
-                                "statistics_s", t_stats, "sweep_s",
+        printf("time: world %.0f s, models %.0f s, sweep %.0f s (of which the statistics jobs %.0f s), report %.0f s, total "
+               "%.0f s\n", t_world, t_family, t_sweep, t_stats, t_report, t_world + t_family + t_sweep + t_report);
+        json_t *tjo = json_pack("{s:f, s:f, s:f, s:b, s:f, s:f, s:I, s:s, s:I}", "world_s", t_world, "models_s", t_family,
+                                "statistics_s", t_stats, "statistics_in_sweep", 1, "sweep_s",
                                 t_sweep, "report_s", t_report, "workers", (json_int_t)workers, "grid", gridf, "jobs",
                                 (json_int_t)n_jobs);
         char *tj = json_dumps(tjo, JSON_INDENT(2));
@@ -321,7 +302,6 @@ int cmd_study(int argc, char **argv) {
 done:
     json_decref(archs);
     json_decref(map);
-    json_decref(memit);
     json_decref(slotmap);
     free(mapf);
     free(family);

@@ -437,6 +437,23 @@ static void free_stages(js_stage *s, size_t n) {
     free(s);
 }
 
+/* RESULT.artifacts (validated by proto_validate) -> `artifacts` rows of the job (a prerequisite
+ * job's statistics files; worker/prereq.c) */
+static int result_artifacts(coord *c, int64_t job, json_t *body, cis_err *err) {
+    json_t *arr = json_object_get(body, "artifacts");
+    size_t n = json_array_size(arr);
+    if (n == 0) return 0;
+    js_artifact *a = xcalloc(n, sizeof *a);
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_array_get(arr, i);
+        a[i] = (js_artifact){proto_str(o, "key", NULL), proto_str(o, "kind", NULL), proto_str(o, "path", NULL),
+                             proto_str(o, "sha256", NULL), proto_int(o, "bytes", -1)};
+    }
+    int rc = js_record_artifacts(c->js, job, a, n, now_ms(), err);
+    free(a);
+    return rc;
+}
+
 static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     int64_t job = proto_int(m->body, "job", 0);
     int att = (int)proto_int(m->body, "attempt", 0);
@@ -459,6 +476,7 @@ static int on_result(coord *c, cworker *w, proto_msg *m, cis_err *err) {
                               &outcome, other, &e2);
     free(mv);
     free_stages(sv, ns);
+    if (!rc && result_artifacts(c, job, m->body, &e2)) rc = -1;
     if (rc && e2.code == CIS_EPERM) {
         /* a stranger's result: refused, nothing stored; acknowledged so that a worker that came back
          * under a new id stops resending the result of its previous life (the job runs again) */

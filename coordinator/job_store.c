@@ -572,11 +572,14 @@ static int launch_body(job_store *js, const grid *g, const char *sweep_name, jso
             }
         }
     }
-    json_t *d = json_pack("{s:I, s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "sweep", (json_int_t)s.sweep_id,
+    /* MEMIT's statistics as prerequisite jobs (job_store_prereq.c) */
+    if (!(flags & JS_LAUNCH_NO_PREREQS) && js_launch_prereqs(js, s.sweep_id, g->max_attempts, now, &s, err) < 0)
+        return -1;
+    json_t *d = json_pack("{s:I, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "sweep", (json_int_t)s.sweep_id,
                           "grid", g->path ? g->path : "", "comps_added", s.comps_added,
                           "comps_existing", s.comps_existing, "jobs_added", s.jobs_added,
                           "jobs_existing", s.jobs_existing, "jobs_shared", s.jobs_shared,
-                          "jobs_reused", s.jobs_reused);
+                          "jobs_reused", s.jobs_reused, "prereqs_added", s.prereqs_added);
     char *ds = d ? json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(d);
     int rc = js_event(js, now, "launch", 0, NULL, ds, err);

@@ -79,10 +79,16 @@ typedef struct js_launch_stats {
     int jobs_shared_unfinished;  /* ... whose equivalent failed, died or was cancelled (runs here) */
     char shared_sweep[128];      /* the first other sweep seen sharing a job ("" if none) */
     char inflight_sweep[128];    /* the first other sweep seen with a shared job still to run */
+    /* prerequisite jobs (job_store_prereq.c: MEMIT's statistics, one per model and setting), not
+     * counted in jobs_added/jobs_existing: */
+    int prereqs_added;           /* added by this launch */
+    int prereqs_existing;        /* the sweep had them already */
 } js_launch_stats;
 
 enum js_launch_flags {
     JS_LAUNCH_NO_REUSE = 1, /* count equivalent jobs of other sweeps but copy no result (they run again) */
+    JS_LAUNCH_NO_PREREQS = 2, /* add no prerequisite jobs (js_launch_prereqs): for a store whose MEMIT jobs
+                                 get their results otherwise (the synthetic stores of the view tests) */
 };
 
 /* js_launch: in ONE transaction of its own, create (or find, by name) the sweep `sweep_name`
@@ -99,6 +105,27 @@ int js_launch(job_store *js, const grid *g, const char *sweep_name, const char *
  * work twice (jobs_shared_inflight > 0) is the caller's decision (`cisweep launch` refuses). */
 int js_launch_ex(job_store *js, const grid *g, const char *sweep_name, const char *models_json,
                  int64_t now, unsigned flags, js_launch_stats *st, cis_err *err);
+
+/* js_launch_prereqs: (called by js_launch_ex inside its transaction) for every model of sweep
+ * sweep_id and every distinct statistics setting (layers, layers_depth, mom2_n_samples) of a MEMIT
+ * stage of its compositions, one prerequisite job (composition [{"method":"memit_stats",
+ * "params":{...}}], pattern "prereq", edit set 0, priority above its dependents', max_attempts)
+ * and a dependency from every job of those compositions to it; idempotent (a relaunch adds
+ * nothing). Counts go to s->prereqs_added / prereqs_existing. 0 or -1 with err. */
+int js_launch_prereqs(job_store *js, int64_t sweep_id, int max_attempts, int64_t now, js_launch_stats *s,
+                      cis_err *err);
+
+/* One file a job published in the shared artifact cache (RESULT.artifacts). */
+typedef struct js_artifact {
+    const char *key;          /* the cache key (16-128 lowercase hex): UNIQUE in `artifacts` */
+    const char *kind;         /* "memit_mom2" */
+    const char *path;         /* relative to the artifact root (objects/ab/abcd...) */
+    const char *sha256;       /* of the bytes; NULL = unknown */
+    int64_t bytes;            /* size in bytes; < 0 = unknown */
+} js_artifact;
+/* js_record_artifacts: an `artifacts` row per entry (job_id = the job that made it, created_at =
+ * now); an existing key is kept as it is (the first job that registered it). 0 or -1 with err. */
+int js_record_artifacts(job_store *js, int64_t job_id, const js_artifact *a, size_t n, int64_t now, cis_err *err);
 
 /* js_add_dependency: job `job_id` may not be leased before `depends_on` is done (a DAG; a cycle
  * -> -1 CIS_EINVAL). Used for shared prerequisites (e.g. MEMIT covariance statistics per model). */

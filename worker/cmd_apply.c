@@ -249,6 +249,14 @@ static int write_record(const char *out_dir, json_t *rec, cis_err *err) {
     return rc;
 }
 
+/* whether a MEMIT step comes after another step of the plan (then its statistics need the model as
+ * loaded: the working model is no longer it) */
+static bool apply_needs_base(const interv_plan *plan) {
+    for (int i = 1; i < plan->n; i++)
+        if (!strcmp(plan->steps[i].iv->name, "memit")) return true;
+    return false;
+}
+
 static int run_apply(const apply_opts *o, const interv_plan *plan) {
     cis_err err = {0};
     tokenizer *tok = NULL;
@@ -257,8 +265,22 @@ static int run_apply(const apply_opts *o, const interv_plan *plan) {
     if (!m) { fprintf(stderr, "cisweep apply: %s: %s\n", o->model_dir, err.msg); return 2; }
     double load_s = mono_sec() - t0;
     install_stop_signals(&g_signal);
+    /* MEMIT after another stage keys its statistics on the model as loaded (the base), as upstream
+     * reuses the uncompressed statistics after a compressor: a copy of the loaded weights is kept */
+    llama_model *base = NULL;
+    if (apply_needs_base(plan)) {
+        base = llama_model_new(llama_model_config(m), llama_model_backend(m), &err);
+        if (!base || llama_model_copy_params(base, m, &err)) {
+            fprintf(stderr, "cisweep apply: %s: keeping the base model for MEMIT's statistics: %s\n", o->model_dir, err.msg);
+            llama_model_free(&base);
+            tokenizer_free(tok);
+            llama_model_free(&m);
+            return 1;
+        }
+    }
     /* a compression stage's record file (masks, integer codes) goes next to apply.json */
-    interv_env env = {.model = m, .tok = tok, .data_dir = o->data_dir, .cache_dir = o->cache_dir, .record_dir = o->out_dir,
+    interv_env env = {.model = m, .tok = tok, .data_dir = o->data_dir, .cache_dir = o->cache_dir, .base = base,
+                      .record_dir = o->out_dir,
                       .edit_set = o->edit_set, .threads = o->threads, .stop_fn = stop_on_signal};
     json_t *stages = NULL;
     t0 = mono_sec();
@@ -290,6 +312,7 @@ static int run_apply(const apply_opts *o, const interv_plan *plan) {
     }
     json_decref(stages);
     tokenizer_free(tok);
+    llama_model_free(&base);
     llama_model_free(&m);
     return status;
 }

@@ -235,6 +235,7 @@ static void finish_job(wd *w) {
         b = json_pack("{s:I,s:i,s:O,s:I}", "job", (json_int_t)j->job, "attempt", j->attempt, "rows", j->rows,
                       "run_ms", (json_int_t)j->run_ms);
         if (json_array_size(j->stages)) json_object_set(b, "stages", j->stages);
+        if (json_array_size(j->artifacts)) json_object_set(b, "artifacts", j->artifacts);
         if (w->snaps && w->o->snapshot_mb > 0) /* the prefixes held: the coordinator prefers their jobs */
             json_object_set_new(b, "prefixes", snapshot_store_keys(w->snaps));
         report(w, PROTO_RESULT, b);
@@ -251,6 +252,7 @@ static void finish_job(wd *w) {
     json_decref(j->spec);
     if (j->rows) json_decref(j->rows);
     json_decref(j->stages);
+    json_decref(j->artifacts);
     free(j);
     w->job = NULL;
     w->cancel_deadline = 0;

@@ -38,6 +38,9 @@ typedef struct job_ctx {
     json_t *rows;             /* JOB_OK: {metric: value} (owned) */
     json_t *stages;           /* JOB_OK: one stage record per stage that ran (owned; NULL = none):
                                  method, effective params, seed, record, wall time (RESULT.stages) */
+    json_t *artifacts;        /* JOB_OK: files the job published in the artifact cache (owned; NULL =
+                                 none): [{key, kind, path, sha256, bytes}] (RESULT.artifacts;
+                                 worker/prereq.c) */
     char error[1024];         /* JOB_FAILED: one line */
     bool retryable;           /* JOB_FAILED: worth another attempt */
     int64_t run_ms;           /* wall time of the job */

@@ -11,9 +11,12 @@
  *     worker's --data directory.
  * With the worker's --stage-evals N, a cheap evaluation (MMLU/WMDP on N questions, N perplexity
  * windows, avg_bits) runs after every stage of the plan but the last, as rows "stage<k>.<metric>".
+ * A prerequisite job (a composition of one `memit_stats` stage, added by the coordinator at launch)
+ * runs worker/prereq.c instead: no stage plan, no evaluation.
  * The outcome carries the metric rows and one stage record per stage that ran (method, effective
  * params, seed, record, wall time), which the coordinator stores in the `stages` table. */
 #include "worker/job.h"
+#include "worker/prereq.h"
 #include "worker/model_cache.h"
 #include "worker/snapshot.h"
 #include "worker/eval/eval.h"
@@ -260,6 +263,11 @@ static void run_selftest_job(job_ctx *j, json_t *comp) {
 void runner_execute(job_ctx *j) {
     int64_t t0 = mono_ms();
     cis_err err = {0};
+    if (prereq_is(json_object_get(j->spec, "composition"))) {   /* a prerequisite job (prereq.c) */
+        prereq_run(j, json_object_get(j->spec, "composition"));
+        j->run_ms = mono_ms() - t0;
+        return;
+    }
     json_t *comp = spec_normalize(json_object_get(j->spec, "composition"), "JOB.composition", true, &err);
     if (!comp) {
         j->status = JOB_FAILED;

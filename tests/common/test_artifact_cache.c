@@ -70,6 +70,24 @@ static void test_round_trip_and_key_errors(void) {
     CHECK(strstr(err.msg, "not a regular file") != NULL);
     CHECK_EQ_INT(acache_publish_dir(c, "0123456789abcdef", "/etc", &stored, &err), -1);
     CHECK(strstr(err.msg, "expected a folder from acache_tmpdir") != NULL);
+    /* a recipe key (MEMIT's statistics: worker/interventions/memit_stats.c): the bytes under the
+     * caller's key; the first entry stays (the recipe's bytes are interchangeable) */
+    const char *rk = "feedfacefeedface0123";
+    CHECK_EQ_INT(acache_put_bytes_key(c, rk, "first", 5, &stored, &err), 0);
+    CHECK(stored);
+    CHECK_EQ_INT(acache_put_bytes_key(c, rk, "other", 5, &stored, &err), 0);
+    CHECK(!stored);
+    CHECK_EQ_INT(acache_get(c, rk, &path, &err), 1);
+    text = read_file(path, &len, &err);
+    CHECK(text && len == 5 && !memcmp(text, "first", 5));
+    CHECK(strstr(path, "/objects/fe/feedfacefeedface0123") != NULL);
+    free(text);
+    free(path);
+    CHECK_EQ_INT(acache_put_bytes_key(c, "../../etc/passwd", "x", 1, &stored, &err), -1);
+    CHECK(strstr(err.msg, "lowercase hex") != NULL);
+    char *tmpd = xasprintf("%s/tmp", root);
+    CHECK_EQ_INT(count_dir(tmpd), 0);
+    free(tmpd);
     free(src);
     acache_close(&c);
     acache_close(&c);   /* idempotent */

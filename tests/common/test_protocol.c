@@ -9,6 +9,8 @@
 #include <string.h>
 #include <zmq.h>
 
+#define SHA64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
 static int decode_frames(const char **fr, size_t n, proto_msg *m, cis_err *e) {
     const void *f[8];
     size_t l[8];
@@ -74,6 +76,10 @@ static void valid_messages_decode(void) {
         {"READY", "{\"slots\":1,\"prefixes\":[\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"]}"},
         {"HEARTBEAT", "{\"prefixes\":[]}"},
         {"RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"prefixes\":[\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\",\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"]}"},
+        /* a prerequisite job's published files (worker/prereq.c) */
+        {"RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"artifacts\":[{\"key\":\"0123456789abcdef\",\"kind\":\"memit_mom2\","
+                   "\"path\":\"objects/01/0123456789abcdef\",\"sha256\":\"" SHA64 "\",\"bytes\":4096,\"layer\":3}]}"},
+        {"RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"artifacts\":[]}"},
     };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
         const char *fr[4] = {"", PROTO_TAG, ok[i][0], ok[i][1]};
@@ -130,6 +136,34 @@ static void malformed_frames_rejected(void) {
     }
     expect_reject("RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{\"a\":\"text\"}}", "metric \"a\"");
     expect_reject("RESULT", "{\"job\":1,\"attempt\":-2,\"rows\":{}}", "\"attempt\" must be a positive integer");
+#define ART(fields) "{\"job\":1,\"attempt\":1,\"rows\":{},\"artifacts\":[{" fields "}]}"
+#define GOOD_KEY "\"key\":\"0123456789abcdef\",\"kind\":\"memit_mom2\","
+#define GOOD_SHA "\"sha256\":\"" SHA64 "\",\"bytes\":1"
+    expect_reject("RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"artifacts\":{}}", "field \"artifacts\" must be an array");
+    expect_reject("RESULT", "{\"job\":1,\"attempt\":1,\"rows\":{},\"artifacts\":[1]}", "RESULT: artifacts[0] must be an object");
+    expect_reject("RESULT", ART(GOOD_KEY GOOD_SHA), "RESULT: artifacts[0]: missing field \"path\"");
+    expect_reject("RESULT", ART("\"key\":\"0123456789ABCDEF\",\"kind\":\"k\",\"path\":\"p\"," GOOD_SHA),
+                  "artifacts[0]: field \"key\" must be 16-128 lowercase hex");
+    expect_reject("RESULT", ART("\"key\":\"0123456789abcdef\",\"kind\":\"Mom 2\",\"path\":\"p\"," GOOD_SHA),
+                  "artifacts[0]: field \"kind\" must be 1..64 of [a-z0-9_]");
+    expect_reject("RESULT", ART(GOOD_KEY "\"path\":\"/etc/passwd\"," GOOD_SHA), "field \"path\" must be 1..1024 bytes relative");
+    expect_reject("RESULT", ART(GOOD_KEY "\"path\":\"objects/../../x\"," GOOD_SHA), "no \"..\"");
+    expect_reject("RESULT", ART(GOOD_KEY "\"path\":\"..\"," GOOD_SHA), "no \"..\"");
+    expect_reject("RESULT", ART(GOOD_KEY "\"path\":\"p\",\"sha256\":\"abc\",\"bytes\":1"),
+                  "field \"sha256\" must be 64 lowercase hex");
+    expect_reject("RESULT", ART(GOOD_KEY "\"path\":\"p\",\"sha256\":\"" SHA64 "\",\"bytes\":-1"), "field \"bytes\" must be >= 0");
+    {   /* more artifacts than a statistics job has layers */
+        char *many = xstrdup("{\"job\":1,\"attempt\":1,\"rows\":{},\"artifacts\":[");
+        for (int i = 0; i <= PROTO_MAX_ARTIFACTS; i++) {
+            char *t = xasprintf("%s%s{" GOOD_KEY "\"path\":\"p\"," GOOD_SHA "}", many, i ? "," : "");
+            free(many);
+            many = t;
+        }
+        char *body = xasprintf("%s]}", many);
+        expect_reject("RESULT", body, "lists more than 64 artifacts");
+        free(many);
+        free(body);
+    }
 #define RES(stages) "{\"job\":1,\"attempt\":1,\"rows\":{},\"stages\":" stages "}"
     expect_reject("RESULT", RES("{}"), "field \"stages\" must be an array");
     expect_reject("RESULT", RES("[7]"), "RESULT: stages[0] must be an object");

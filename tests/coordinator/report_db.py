@@ -52,6 +52,21 @@ def make_db(cisweep, tmp, model_name=None, label_prefix=None, models=None):
         if (label, es) == PENDING:
             continue
         t += 1000
+        if pattern == "prereq":
+            # the launch's MEMIT statistics job (coordinator/job_store_prereq.c), done as a worker
+            # reports it (worker/prereq.c): one memit_stats stage, statistics rows, no evaluation
+            con.execute("INSERT INTO attempts(job_id, attempt, worker_id, started_at, ended_at, outcome, run_ms, "
+                        "result_at) VALUES (?, 1, 'w1', ?, ?, 'done', 900, ?)", (jid, t - 900, t, t))
+            con.execute("UPDATE jobs SET state = 'done', attempt = 1, current_attempt = 1, worker_id = 'w1', "
+                        "started_at = ?, finished_at = ? WHERE id = ?", (t - 900, t, jid))
+            st = json.loads(canonical)[0]
+            con.execute("INSERT INTO stages(job_id, attempt, stage, of_stage, method, category, recompress, "
+                        "params_json, seed, wall_ms, created_at) VALUES (?, 1, 1, 1, ?, 'prereq', 0, ?, 0, 900, ?)",
+                        (jid, st["method"], json.dumps(st["params"]), t))
+            for m, v in (("stats_seconds", 0.8), ("stats_layers_computed", 5)):
+                con.execute("INSERT INTO results(job_id, attempt, metric, value, is_current, created_at) "
+                            "VALUES (?, 1, ?, ?, 1, ?)", (jid, m, v, t))
+            continue
         con.execute("INSERT INTO attempts(job_id, attempt, worker_id, started_at, ended_at, outcome, run_ms, result_at)"
                     " VALUES (?, 1, 'w1', ?, ?, ?, 900, ?)", (jid, t - 900, t, "failed" if label == FAILED_LABEL else "done", t))
         if label == FAILED_LABEL:

@@ -218,6 +218,7 @@ static void test_launch_twice(void) {
     CHECK_EQ_INT(js_launch(js, g, NULL, "{\"m1\": \"/models/one\", \"m3\": \"/unused\"}", 1000, &st, &err), 0);
     CHECK_EQ_INT(st.comps_added, 3);
     CHECK_EQ_INT(st.jobs_added, 6);
+    CHECK_EQ_INT(st.prereqs_added, 2);
     CHECK_EQ_INT(st.comps_existing + st.jobs_existing, 0);
     int64_t sweep = st.sweep_id;
     CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 2000, &st, &err), 0);
@@ -226,15 +227,27 @@ static void test_launch_twice(void) {
     CHECK_EQ_INT(st.jobs_added, 0);
     CHECK_EQ_INT(st.comps_existing, 3);
     CHECK_EQ_INT(st.jobs_existing, 6);
-    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM jobs"), 6);
-    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM compositions"), 3);
+    /* and one statistics job per model with MEMIT (m1, m2), each a composition of its own, which
+     * the MEMIT jobs (3 of m1, 2 of m2) depend on: not added twice */
+    CHECK_EQ_INT(st.prereqs_added, 0);
+    CHECK_EQ_INT(st.prereqs_existing, 2);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM jobs"), 6 + 2);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM compositions"), 3 + 2);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM dependencies"), 5);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM dependencies d JOIN v_jobs p ON p.id = d.depends_on "
+                           "JOIN v_jobs j ON j.id = d.job_id WHERE p.pattern = 'prereq' AND p.model = j.model "
+                           "AND j.label LIKE '%%memit' AND p.edit_set = 0"), 5);
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM events WHERE kind = 'launch'"), 2);
     CHECK_SQL_TEXT(js, "SELECT path FROM models WHERE name = 'm1'", "/models/one");
     CHECK_SQL_TEXT(js, "SELECT path FROM models WHERE name = 'm2'", "m2");
     CHECK_EQ_INT(q_int(js, "SELECT n_stages FROM compositions WHERE label = 'wanda(0.25)->memit'"), 2);
     CHECK_EQ_INT(q_int(js, "SELECT group_concat(edit_set) = '1,2,3' FROM (SELECT edit_set FROM v_jobs "
                            "WHERE label = 'memit' ORDER BY edit_set)"), 1);
-    CHECK_EQ_INT(q_int(js, "SELECT sum(priority) FROM jobs"), 10);
+    CHECK_EQ_INT(q_int(js, "SELECT sum(priority) FROM jobs j JOIN compositions c ON c.id = j.composition_id "
+                           "WHERE c.pattern <> 'prereq'"), 10);
+    /* a statistics job runs before what waits for it: one above its dependents' priority (0 and 5) */
+    CHECK_EQ_INT(q_int(js, "SELECT group_concat(priority) = '1,6' FROM (SELECT priority FROM v_jobs WHERE pattern = "
+                           "'prereq' ORDER BY model)"), 1);
     CHECK_EQ_INT(q_int(js, "SELECT max(max_attempts) FROM jobs"), 3);
     /* a second sweep name gives new jobs */
     CHECK_EQ_INT(js_launch(js, g, "other", NULL, 3000, &st, &err), 0);
@@ -251,7 +264,7 @@ static void test_launch_twice(void) {
     CHECK_EQ_INT(js_launch(js, g, "fourth", NULL, 3000, &st, &err), -1);
     CHECK(strstr(err.msg, "broken") != NULL);
     CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM sweeps"), 2);
-    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM jobs"), 12);
+    CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM jobs"), 16);
     check_integrity(js);
     grid_free(&g);
     job_store_close(&js);
@@ -1226,13 +1239,20 @@ static void test_launch_real_grids(void) {
         CHECK_EQ_INT(js_launch(js, g, NULL, NULL, 2000, &st, &err), 0);
         CHECK_EQ_INT(st.comps_added + st.jobs_added, 0);
         CHECK_EQ_INT(st.jobs_existing, g->n_jobs);
-        CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_jobs"), g->n_jobs);
+        /* the grid's jobs, and one statistics job per model slot with MEMIT (every paper grid's
+         * MEMIT stages share one setting), which every job with a MEMIT stage depends on */
+        int prereqs = (int)q_int(js, "SELECT count(DISTINCT model_id) FROM compositions WHERE canonical LIKE '%%\"memit\"%%'");
+        CHECK_EQ_INT(st.prereqs_added + st.prereqs_existing, prereqs);
+        CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_jobs WHERE pattern <> 'prereq'"), g->n_jobs);
+        CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM v_jobs WHERE pattern = 'prereq'"), prereqs);
+        CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM dependencies"),
+                     q_int(js, "SELECT count(*) FROM v_jobs WHERE canonical LIKE '%%\"memit\"%%'"));
         CHECK_EQ_INT(q_int(js, "SELECT count(*) FROM compositions WHERE n_stages = 0"),
                      q_int(js, "SELECT count(*) FROM compositions WHERE pattern = 'baseline'"));
         js_counts c;
         CHECK_EQ_INT(js_count_states(js, &c, &err), 0);
-        CHECK_EQ_INT(c.pending, g->n_jobs);
-        printf("# %s: %zu compositions, %zu jobs launched\n", files[i], g->n_comps, g->n_jobs);
+        CHECK_EQ_INT(c.pending, (int64_t)g->n_jobs + prereqs);
+        printf("# %s: %zu compositions, %zu jobs launched, %d statistics jobs\n", files[i], g->n_comps, g->n_jobs, prereqs);
         check_integrity(js);
         job_store_close(&js);
         grid_free(&g);
@@ -1299,7 +1319,8 @@ static int make_db(const char *path) {
     grid_add(g, "m1", "[{\"method\":\"gptq\",\"params\":{\"bits\":4}}]", "compress", "gptq(4)", 0, 0); /* 4 */
     grid_add(g, "m1", "[{\"method\":\"rmu\",\"params\":{}}]", "unlearn", "rmu", 0, 0);               /* 5 */
     grid_add(g, "m1", "[{\"method\":\"ga\",\"params\":{}}]", "unlearn", "ga", 0, 0);                 /* 6 */
-    int rc = js_launch(js, g, "views-sweep", NULL, 1000000, NULL, &err);
+    /* no statistics job: the MEMIT jobs get their results by hand below (job ids as commented) */
+    int rc = js_launch_ex(js, g, "views-sweep", NULL, 1000000, JS_LAUNCH_NO_PREREQS, NULL, &err);
     grid_free(&g);
     if (rc < 0) { fprintf(stderr, "%s\n", err.msg); return 1; }
     /* jobs 1..4 done (job 2 by a late result after a loss: two attempts, one superseded),

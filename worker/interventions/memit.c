@@ -23,7 +23,8 @@
  * mode over the caller's tensor δ; its gradient comes from the ADD hook's grad.
  *
  * Record: edit_set, n_edits, records, edit_layers, z_layer, loss_layer, templates, stats (key,
- * cached/computed layers, tokens, documents, seconds), values (per edit: loss_first, loss_last,
+ * cached/computed layers, tokens, documents, seconds, artifact_root, source "artifact"|"computed",
+ * note: why they were computed), values (per edit: loss_first, loss_last,
  * steps, delta_rel = ||δ||/||h0||), layers (per layer: delta_norm, resid_norm, ridge (0 unless A was singular), key_fit = ||Δ K - R̃|| / ||R̃||), resid_final
  * (mean ||z - h|| / ||z - h_before|| at L* after the update); phases stats, templates, values,
  * keys, solve, write. */
@@ -358,6 +359,19 @@ int memit_apply(interv_ctx *c, cis_err *err) {
     json_object_set_new(st, "n_tokens", json_integer(si.n_tokens));
     json_object_set_new(st, "n_docs", json_integer(si.n_docs));
     json_object_set_new(st, "seconds", json_real(si.seconds));
+    /* where they came from: the shared artifact cache (the sweep's prerequisite job wrote them) or
+     * computed here, and why */
+    json_object_set_new(st, "artifact_root", c->cache_dir ? json_string(c->cache_dir) : json_null());
+    json_object_set_new(st, "source", json_string(si.n_computed == 0 ? "artifact" : "computed"));
+    if (si.n_computed > 0) {
+        char *why = c->cache_dir
+                        ? xasprintf("%d of %d layers were not in the artifact cache %s (its prerequisite job did not "
+                                    "write there, failed, or the cache was wiped): computed here and published",
+                                    si.n_computed, N, c->cache_dir)
+                        : xasprintf("no artifact cache given: computed here, not kept");
+        json_object_set_new(st, "note", json_string(why));
+        free(why);
+    }
     interv_record_set(c->record, "stats", st);
     interv_progress(c, 0.1);
 

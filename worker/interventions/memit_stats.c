@@ -3,6 +3,7 @@
 #include "worker/interventions/memit_stats.h"
 #include "worker/data/loaders.h"
 #include "worker/engine/backend.h"
+#include "common/artifact_cache.h"
 #include "common/rng.h"
 
 #include <errno.h>
@@ -173,14 +174,17 @@ static int cache_read(const char *path, int layer, int F, float *C, int64_t *nto
     return rc;
 }
 
-static int cache_write(const char *path, int layer, int F, const float *C, int64_t ntok, int64_t ndocs, cis_err *err) {
+/* publish layer `layer`'s statistics as the artifact cache entry `key` (acache_put_bytes_key: a
+ * temporary file, fsync, one link; a writer that loses a race keeps the winner's entry) */
+static int cache_write(const acache *ac, const char *key, int layer, int F, const float *C, int64_t ntok,
+                       int64_t ndocs, cis_err *err) {
     size_t bytes = sizeof(mom2_header) + (size_t)F * F * sizeof(float);
     char *buf = xcalloc(1, bytes);
     mom2_header h = {.version = MOM2_VERSION, .layer = layer, .F = F, .n_tokens = ntok, .n_docs = ndocs};
     memcpy(h.magic, "CISMOM2", 8);
     memcpy(buf, &h, sizeof h);
     memcpy(buf + sizeof h, C, (size_t)F * F * sizeof(float));
-    int rc = write_file_atomic(path, buf, bytes, err);
+    int rc = acache_put_bytes_key(ac, key, buf, bytes, NULL, err);
     free(buf);
     return rc;
 }
@@ -203,19 +207,28 @@ int memit_stats_get(interv_ctx *c, const int *layers, int n, int n_samples, floa
         free(corpus);
         return rc;
     }
+    if (n > MEMIT_STATS_MAX_LAYERS) {
+        free(corpus);
+        return err_set(err, CIS_EINVAL, "MEMIT statistics: %d layers asked for (at most %d)", n, MEMIT_STATS_MAX_LAYERS);
+    }
     char (*keys)[65] = xcalloc((size_t)n, sizeof *keys);
     char **paths = xcalloc((size_t)n, sizeof *paths);
     int *missing = xmalloc((size_t)n * sizeof *missing), n_miss = 0;
     float **Cm = xcalloc((size_t)n, sizeof *Cm);
     int rc = 0;
+    acache *ac = NULL;
+    if (c->cache_dir && acache_open(c->cache_dir, &ac, err)) rc = -1;
     for (int i = 0; i < n; i++) C[i] = xmalloc((size_t)F * F * sizeof(float));
+    info->n_layers = n;
     for (int i = 0; i < n && !rc; i++) {
         if (memit_stats_key(m, corpus, layers[i], n_samples, maxlen, keys[i], err)) { rc = -1; break; }
         memcpy(info->key, keys[i], 65);
+        memcpy(info->layer_keys[i], keys[i], 65);
+        info->layers[i] = layers[i];
         int got = 0;
         int64_t ntok = 0, ndocs = 0;
-        if (c->cache_dir) {
-            paths[i] = xasprintf("%s/mom2/%s.mom2", c->cache_dir, keys[i]);
+        if (ac) {
+            paths[i] = acache_path(ac, keys[i]);
             got = cache_read(paths[i], layers[i], F, C[i], &ntok, &ndocs, err);
             if (got < 0) { rc = -1; break; }
         }
@@ -261,16 +274,12 @@ int memit_stats_get(interv_ctx *c, const int *layers, int n, int n_samples, floa
         info->n_tokens = ntok;
         info->n_docs = use;
         info->n_computed = n_miss;
-        if (!rc && c->cache_dir) {
-            char *dir = xasprintf("%s/mom2", c->cache_dir);
-            if (mkdir_p(dir, err)) rc = -1;
-            free(dir);
-            for (int j = 0; j < n_miss && !rc; j++) {
-                int i = missing[j];
-                if (cache_write(paths[i], layers[i], F, C[i], ntok, use, err)) rc = -1;
-            }
+        for (int j = 0; j < n_miss && !rc && ac; j++) {
+            int i = missing[j];
+            if (cache_write(ac, keys[i], layers[i], F, C[i], ntok, use, err)) rc = -1;
         }
     }
+    acache_close(&ac);
     if (rc)
         for (int i = 0; i < n; i++) { free(C[i]); C[i] = NULL; }
     for (int i = 0; i < n; i++) free(paths[i]);

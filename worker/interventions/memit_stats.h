@@ -8,9 +8,12 @@
  * C = (1/N_tok) Σ k kᵀ: each chunk's Σ k kᵀ is one fp32 GEMM on the backend (fp32 accumulation, as
  * the reference), the chunks are summed in double, divided at the end and stored as fp32.
  *
- * Cache: one file per (model, layer) in CACHE_DIR/mom2/<key>.mom2, written atomically (a per-process
- * temp file, fsync, rename: workers sharing the directory never read half a file, and two that
- * compute the same key at once write the same bytes). key = sha256 of a descriptor holding the format version, the layer, n_samples, the
+ * Cache: one entry per (model, layer) in the shared artifact cache rooted at CACHE_DIR
+ * (common/artifact_cache.h: CACHE_DIR/objects/<key[0:2]>/<key>), published atomically (a unique
+ * temporary file, fsync, one link(2): workers sharing the directory, on a network filesystem too,
+ * never read half a file, and of two that compute the same key at once one wins, the other keeps
+ * its result in memory only). The coordinator's prerequisite job `memit_stats` (worker/prereq.c)
+ * writes them before any MEMIT job of the sweep runs. key = sha256 of a descriptor holding the format version, the layer, n_samples, the
  * truncation length, the corpus file's sha256, and the sha256 of every parameter the layer's keys
  * depend on (the embedding and layers 0..l) in the BASE model (c->base; the working model when the
  * base is unknown).
@@ -37,9 +40,14 @@ int memit_stats_compute(llama_model *m, int n_seq, const int32_t *const *seqs, c
                         const int *layers, int n, float **C, int64_t *n_tokens,
                         bool (*stop)(void *), void *stop_arg, cis_err *err);
 
+#define MEMIT_STATS_MAX_LAYERS 64
+
 /* What memit_stats_get did, for the stage record. */
 typedef struct memit_stats_info {
     char key[65];          /* of the last layer asked for */
+    int n_layers;          /* layers asked for (<= MEMIT_STATS_MAX_LAYERS) */
+    int layers[MEMIT_STATS_MAX_LAYERS];           /* their indices */
+    char layer_keys[MEMIT_STATS_MAX_LAYERS][65];  /* the cache key of each */
     int n_cached;          /* layers read from the cache */
     int n_computed;        /* layers computed now (and written, when a cache dir was given) */
     int64_t n_tokens;      /* tokens the statistics cover */
@@ -49,9 +57,10 @@ typedef struct memit_stats_info {
 
 /* memit_stats_get: C for each layer of `layers` on c->base (the unmodified base model, so that a
  * MEMIT after a compressor uses the uncompressed statistics as upstream does) or, when the caller
- * does not know the base (c->base NULL: `cisweep apply`), on c->model as it is: from c->cache_dir when a file for its
+ * does not know the base (c->base NULL: `cisweep apply` with MEMIT as its first stage, where the
+ * model is still as loaded), on c->model as it is: from c->cache_dir when a file for its
  * key exists, otherwise computed over n_samples documents of the corpus (one pass for all the
- * missing layers) and written to the cache (when c->cache_dir is set). C[i] is malloc'd F*F floats
+ * missing layers) and published to the artifact cache (when c->cache_dir is set). C[i] is malloc'd F*F floats
  * (caller frees). -1 with err: the corpus file missing or malformed (CIS_EINVAL), a corrupt cache
  * file (CIS_EIO, naming it), a write failure (CIS_EIO), a stop (CIS_ECANCEL). */
 int memit_stats_get(interv_ctx *c, const int *layers, int n, int n_samples, float **C, memit_stats_info *info,

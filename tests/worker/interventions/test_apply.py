@@ -129,6 +129,50 @@ def recompress_policy_option():
     assert not os.path.exists(out)
 
 
+MEMIT_FAST = '{"method":"memit","params":{"v_steps":1,"mom2_n_samples":40}}'
+
+
+def stats_of(out, method="memit"):
+    rec = json.load(open(os.path.join(out, "apply.json")))
+    return [s for s in rec["stages"] if s["method"] == method][0]["record"]["stats"]
+
+
+@test
+def memit_after_a_compressor_uses_the_base_models_statistics():
+    """`cisweep apply` with GPTQ before MEMIT keys (and computes) MEMIT's statistics on the model as
+    loaded, not on the quantized one: the same key as MEMIT alone on the same base, and, given the
+    cache MEMIT alone filled, read from it, not computed."""
+    d = setup()
+    world = os.path.join(d, "world")
+    c1, c2 = os.path.join(d, "stats-plain"), os.path.join(d, "stats-gptq")
+    plain, after = os.path.join(d, "memit-plain"), os.path.join(d, "gptq-memit")
+    apply("--stage", MEMIT_FAST, "--out", plain, "--data", world, "--cache", c1, "--threads", "1")
+    s1 = stats_of(plain)
+    assert s1["computed_layers"] >= 1 and s1["cached_layers"] == 0 and s1["source"] == "computed", s1
+    gptq = '{"method":"gptq","params":{"bits":4}}'
+    # a fresh cache: computed here, on the base weights (same key)
+    apply("--stage", gptq, "--stage", MEMIT_FAST, "--exact", "--out", after, "--data", world, "--cache", c2,
+          "--threads", "1")
+    s2 = stats_of(after)
+    assert s2["key"] == s1["key"], (s1, s2)
+    assert s2["computed_layers"] == s1["computed_layers"] and s2["n_tokens"] == s1["n_tokens"], (s1, s2)
+    # the gptq stage did change the weights MEMIT sees (else the check above proves nothing)
+    rec = json.load(open(os.path.join(after, "apply.json")))
+    assert [s["method"] for s in rec["stages"]] == ["gptq", "memit"], rec["stages"]
+    w0 = load_file(os.path.join(d, "model", "model.safetensors"))["model.layers.0.mlp.up_proj.weight"]
+    q = load_file(os.path.join(after, "model.safetensors"))["model.layers.0.mlp.up_proj.weight"]
+    assert not np.array_equal(w0, q), "gptq left layer 0 unchanged"
+    # the cache MEMIT alone filled: read, not computed
+    again = os.path.join(d, "gptq-memit-cached")
+    apply("--stage", gptq, "--stage", MEMIT_FAST, "--exact", "--out", again, "--data", world, "--cache", c1,
+          "--threads", "1")
+    s3 = stats_of(again)
+    assert s3["key"] == s1["key"] and s3["computed_layers"] == 0 and s3["source"] == "artifact", s3
+    assert s3["cached_layers"] == s1["computed_layers"], (s1, s3)
+    # the entries are in the shared artifact cache layout: objects/<2 hex>/<key>
+    assert os.path.isfile(os.path.join(c1, "objects", s1["key"][:2], s1["key"])), os.listdir(c1)
+
+
 @test
 def bad_input_exits_2_and_names_the_problem():
     d = setup()

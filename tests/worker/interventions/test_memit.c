@@ -16,6 +16,7 @@
 #include "common/rng.h"
 
 #include <time.h>
+#include <unistd.h>
 
 static char *g_tokdir;
 static tokenizer *g_tok;
@@ -291,12 +292,20 @@ static void test_stats_cache_reused(void) {
     c.base = NULL;
     llama_model_free(&base);
     /* a corrupt file is an error naming it */
-    char *cmd = xasprintf("for f in %s/mom2/*.mom2; do printf garbage > $f; done", cache);
+    /* the entries are the shared artifact cache's (common/artifact_cache.h): CACHE/objects/ab/<key>,
+     * nothing left in CACHE/tmp */
+    char *ent = xasprintf("%s/objects/%.2s/%s", cache, i1.key, i1.key);
+    CHECK_MSG(access(ent, R_OK) == 0, "%s", ent);
+    free(ent);
+    char *cmd = xasprintf("test -z \"$(ls -A %s/tmp)\"", cache);
+    CHECK(system(cmd) == 0);
+    free(cmd);
+    cmd = xasprintf("for f in %s/objects/*/*; do printf garbage > $f; done", cache);
     CHECK(system(cmd) == 0);
     free(cmd);
     err = (cis_err){0};
     CHECK(memit_stats_get(&c, layers, 2, 1000, C3, &i3, &err) == -1);
-    CHECK_MSG(strstr(err.msg, ".mom2") && strstr(err.msg, "not a cisweep statistics file"), "%s", err.msg);
+    CHECK_MSG(strstr(err.msg, "/objects/") && strstr(err.msg, "not a cisweep statistics file"), "%s", err.msg);
     for (int i = 0; i < 2; i++) { free(C1[i]); free(C2[i]); }
     interv_record_clear(&rec);
     llama_model_free(&m);
