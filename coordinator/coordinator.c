@@ -53,6 +53,8 @@ typedef struct cworker {
                                  occupies a slot, and every job in jobs[] is queued behind it */
     char model[128];          /* model of its last job (affinity) */
     int64_t offer_mb;         /* device memory it offers to jobs (HELLO.free_mb, MiB); -1 = unconstrained */
+    bool draining;            /* it handed a job back (PREEMPTED): no new job until READY or HELLO,
+                                 even once the job it still runs has finished */
     int64_t last_recv;        /* mono ms */
     int64_t last_send;        /* mono ms */
 } cworker;
@@ -261,6 +263,7 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
      * (a draining worker, an old one) gets nothing until READY. */
     int hs = (int)proto_int(b, "slots", 0);
     w->capacity = hs > MAX_SLOTS ? MAX_SLOTS : hs;
+    w->draining = false;
     js_worker_info wi = {.id = wid, .host = proto_str(b, "host", ""), .device = proto_str(b, "device", ""),
                          .backend = proto_str(b, "backend", ""), .version = proto_str(b, "version", ""),
                          .memory_mb = proto_int(b, "memory_mb", 0), .free_mb = proto_int(b, "free_mb", -1),
@@ -543,6 +546,7 @@ static int on_preempted(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     }
     held_drop(w, job, att);
     w->capacity = w->njobs; /* a worker hands jobs back when it stops: no more until it says READY */
+    w->draining = true;     /* (capacity alone would let a new job in once its running job ends) */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
                                                     "of", "PREEMPTED"));
     return 0;
@@ -628,6 +632,7 @@ static int handle(coord *c, proto_msg *m, cis_err *err) {
     case PROTO_READY: {
         int slots = (int)proto_int(m->body, "slots", 1);
         w->zombie = false; /* READY follows the end of a cancelled job */
+        w->draining = false;
         w->capacity = w->njobs + slots > MAX_SLOTS ? MAX_SLOTS : w->njobs + slots;
         return 0;
     }
@@ -749,7 +754,7 @@ static int dispatch(coord *c, cis_err *err) {
     bool leased = false, starved = false;
     for (size_t i = 0; i < c->nw; i++) {
         cworker *w = &c->w[i];
-        while (w->njobs + (w->zombie ? 1 : 0) < w->capacity) {
+        while (!w->draining && w->njobs + (w->zombie ? 1 : 0) < w->capacity) {
             js_job j;
             memset(&j, 0, sizeof j);
             js_prefix pre[PREFIX_SCHED_PER_WORKER];
