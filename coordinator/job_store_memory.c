@@ -22,6 +22,7 @@ struct js_memo {
     json_t *models;         /* the models map (borrowed), or NULL */
     memo_model *v;
     size_t n, cap;
+    sqlite3_stmt *ins;      /* the job_memory insert, prepared on first use */
 };
 
 int js_memo_open(json_t *models, js_memo **out, cis_err *err) {
@@ -42,6 +43,7 @@ int js_memo_open(json_t *models, js_memo **out, cis_err *err) {
 
 void js_memo_close(js_memo **mm) {
     if (!mm || !*mm) return;
+    sqlite3_finalize((*mm)->ins);
     free((*mm)->v);
     free(*mm);
     *mm = NULL;
@@ -96,16 +98,16 @@ int js_memo_job(job_store *js, js_memo *mm, int64_t model_id, const char *model_
     mem_need need;
     mem_need_estimate(m, stages, &need);
     json_decref(stages);
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(js->db, "INSERT INTO job_memory(job_id, need_mb, kind, basis) VALUES (?1, ?2, ?3, ?4) "
-                           "ON CONFLICT(job_id) DO NOTHING", -1, &st, NULL) != SQLITE_OK)
+    if (!mm->ins && sqlite3_prepare_v2(js->db, "INSERT INTO job_memory(job_id, need_mb, kind, basis) VALUES "
+                                       "(?1, ?2, ?3, ?4) ON CONFLICT(job_id) DO NOTHING", -1, &mm->ins, NULL) != SQLITE_OK)
         return js_dberr(js, err, "storing a job's memory need");
+    sqlite3_stmt *st = mm->ins;
     sqlite3_bind_int64(st, 1, job_id);
     sqlite3_bind_int64(st, 2, need.need_mb);
     sqlite3_bind_text(st, 3, need.kind, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, need.basis, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    sqlite3_reset(st);
     if (rc != SQLITE_DONE) return js_dberr(js, err, "storing a job's memory need");
     return 0;
 }
