@@ -585,8 +585,9 @@ static int worker_lost(coord *c, cworker *w, const char *reason, cis_err *err) {
         bool never = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
         const char *del[] = {"DELETE FROM events WHERE worker_id = ?1 AND kind IN ('worker_joined', 'worker_lost')",
+                             "DELETE FROM worker_memory WHERE worker_id = ?1", /* it references the row */
                              "DELETE FROM workers WHERE id = ?1"};
-        for (int k = 0; never && k < 2; k++) {
+        for (int k = 0; never && k < 3; k++) {
             if (sqlite3_prepare_v2(job_store_db(c->js), del[k], -1, &st, NULL) != SQLITE_OK) break;
             sqlite3_bind_text(st, 1, w->id, -1, SQLITE_TRANSIENT);
             sqlite3_step(st);

@@ -11,7 +11,7 @@ coordinator, and real `cisweep-worker` processes that offer a given memory (`--r
 - model affinity still holds among the jobs that fit: a worker given interleaved jobs of two small
   models runs one model's jobs, then the other's (one switch), and skips the big ones;
 - the estimate is in the database (job_memory) and each worker's offer (worker_memory)."""
-import json, os, sys
+import json, os, signal, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -123,6 +123,25 @@ def model_affinity_holds_among_the_jobs_that_fit():
         st = run([CISWEEP, "status", "--db", s.db]).stdout
         assert "4 need more device memory than any connected worker offers" in st, st
 
+
+
+@test
+def a_memory_bound_worker_that_ran_nothing_leaves_no_rows():
+    """like any peer that never held a lease (orchestration.md): its workers row goes with it, and
+    so does its worker_memory row (which references it)"""
+    with Sweep(name="mem") as s:
+        setup(s, [block("big", 1, 1)], {"big": BIG})
+        s.start_coordinator()
+        w = s.start_worker("--id", "tiny-gpu", "--report-free-mb", "10")
+        wait_for(lambda: s.q("SELECT free_mb FROM worker_memory WHERE worker_id = 'tiny-gpu'") == [(10,)], 10, 0.05,
+                 what="its offer recorded")
+        time.sleep(0.5)
+        assert s.count("pending") == 1
+        w.send_signal(signal.SIGTERM)
+        assert w.wait(timeout=10) == 0
+        wait_for(lambda: s.q("SELECT count(*) FROM workers")[0][0] == 0, 10, 0.05, what="its workers row gone")
+        assert s.q("SELECT count(*) FROM worker_memory") == [(0,)]
+        assert s.count("pending") == 1
 
 if __name__ == "__main__":
     main()
