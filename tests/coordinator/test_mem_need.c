@@ -6,13 +6,14 @@
  *     override), the largest stage decides, hand-computed numbers;
  *   - launch stores one job_memory row per job from the model's config.json (none when the config
  *     cannot be read), takes the models map's need_mb, refuses a bad need_mb naming the slot;
- *   - js_claim_fit never leases a job above the offer, keeps priority and model affinity among the
- *     jobs that fit, and an unconstrained claim (-1) takes anything; js_unfit_jobs and
+ *   - js_claim_fit never leases a job above the offer, keeps priority, held prefixes and model
+ *     affinity among the jobs that fit, and an unconstrained claim (-1) takes anything; js_unfit_jobs and
  *     js_live_offer answer what `cisweep status` prints. */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/prefix_key.h"
 #include "common/spec.h"
 #include "coordinator/job_store.h"
 #include "coordinator/mem_need.h"
@@ -329,6 +330,57 @@ static void test_priority_among_fitting(void) {
     free(map); free(p); free(big); free(small);
 }
 
+/* the prefix preference also stays within what fits: a held GPTQ prefix whose FT continuation does
+ * not fit gives the GPTQ-alone job, not the lower-id job without the prefix */
+static void test_prefix_among_fitting(void) {
+    char *small = model_dir("small", TINY);
+    char *p = xasprintf("%s/prefix.db", tmpdir);
+    job_store *js = NULL;
+    cis_err err = {0};
+    CIS_ASSERT(job_store_open(p, JS_CREATE | JS_NOSYNC, &js, &err) == 0);
+    grid *g = xcalloc(1, sizeof *g);
+    g->path = xstrdup("grids/x.json");
+    g->name = xstrdup("x");
+    g->description = xstrdup("");
+    g->max_attempts = 3;
+    const char *texts[] = {"[{\"method\":\"gptq\",\"params\":{\"bits\":4}},{\"method\":\"ft\"}]",
+                           "[{\"method\":\"wanda\",\"params\":{\"sparsity\":0.25}}]",
+                           "[{\"method\":\"gptq\",\"params\":{\"bits\":4}}]"};
+    for (int i = 0; i < 3; i++) {
+        g->comps = xrealloc(g->comps, (g->n_comps + 1) * sizeof *g->comps);
+        grid_comp *c = &g->comps[g->n_comps++];
+        memset(c, 0, sizeof *c);
+        c->model = xstrdup("small");
+        c->canonical = spec_canonical_text(texts[i], "t", false, c->key, &err);
+        CIS_ASSERT(c->canonical);
+        c->pattern = xstrdup("x");
+        c->label = xasprintf("c%d", i);
+        if (i == 0) { c->n_edit_sets = 1; c->edit_sets = xmalloc(sizeof(int)); c->edit_sets[0] = 1; }
+        g->n_jobs++;
+    }
+    char *map = xasprintf("{\"small\": \"%s\"}", small);
+    js_launch_stats st;
+    CHECK_EQ_INT(js_launch(js, g, NULL, map, 1000, &st, &err), 0);
+    CHECK_EQ_INT(q_int(js, "SELECT need_mb FROM job_memory WHERE job_id = 1"), 69); /* train: 5.25 W + 64 MiB */
+    CHECK_EQ_INT(q_int(js, "SELECT need_mb FROM job_memory WHERE job_id = 3"), 67);
+    json_t *c0 = json_loads(g->comps[0].canonical, 0, NULL);
+    char *text = prefix_text(c0, 1);
+    js_prefix pre = {"small", small, text, prefix_seed_free(c0, 1) ? -1 : prefix_effective_edit_set(1), 0, false};
+    js_job j;
+    CHECK_EQ_INT(js_claim_fit(js, "w", "small", &pre, 1, 68, 2000, 30000, &j, &err), 1);
+    CHECK_EQ_INT(j.id, 3); /* the prefix's job that fits */
+    js_job_clear(&j);
+    pre.none = false;
+    CHECK_EQ_INT(js_claim_fit(js, "w2", "small", &pre, 1, 100, 2000, 30000, &j, &err), 1);
+    CHECK_EQ_INT(j.id, 1); /* with room, the prefix's FT job */
+    js_job_clear(&j);
+    free(text);
+    json_decref(c0);
+    grid_free(&g);
+    job_store_close(&js);
+    free(map); free(p); free(small);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/test_mem_need.XXXXXX");
     if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -338,6 +390,7 @@ int main(void) {
     RUN(test_launch_stores_needs);
     RUN(test_claim_fits_the_offer);
     RUN(test_priority_among_fitting);
+    RUN(test_prefix_among_fitting);
     char *rm = xasprintf("rm -rf '%s'", tmpdir);
     if (system(rm) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
     free(rm);
