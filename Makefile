@@ -130,7 +130,7 @@ deps:
 
 # make test: every test on the normal build, then the parsers and stores again under
 # AddressSanitizer (build-asan/): bad input must never read out of bounds
-ASAN_TESTS ?= fuzz_regressions|protocol|artifact_cache|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain|svg_plot|prefix_key|prefix_claim|snapshot|test_mask|job_store_views|model_presets|cpu_threads|test_prereq
+ASAN_TESTS ?= fuzz_regressions|protocol|artifact_cache|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain|svg_plot|prefix_key|prefix_claim|snapshot|test_mask|job_store_views|model_presets|cpu_threads|test_prereq|mem_need
 test: deps
 	@$(MAKE) --no-print-directory tests-build
 	@$(MAKE) --no-print-directory SANITIZE=address tests-build >/dev/null

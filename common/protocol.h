@@ -10,7 +10,7 @@
  *   worker -> coordinator                      coordinator -> worker
  *   HELLO  {worker, host, device, backend,     WELCOME {heartbeat_ms, liveness, coordinator}
  *           memory_mb, free_mb, version, pid,   JOB     {job, attempt, model, model_path,
- *           slots,
+ *           free_mb_source?, slots,
  *           running:{job,attempt}|null,              composition:[stages], key, edit_set,
  *           held:[{job,attempt}],                       lease_ms, timeout_ms,
  *                                                       recompress?: "paper"|"never"|"always"|"mask"}
@@ -25,7 +25,8 @@
  *   PREEMPTED {job, attempt}                   BYE {reason}
  *   BYE {reason}
  * READY.slots is how many more jobs the worker takes now (one running + prefetched ones queued
- * behind it); RESULT, FAILED and PREEMPTED each free one slot without a READY. HELLO.held and
+ * behind it); RESULT and FAILED each free one slot without a READY; after a PREEMPTED (the worker
+ * is stopping, or had no room) it gets no job until READY or a HELLO with slots. HELLO.held and
  * HEARTBEAT.held list every job the worker holds (running and queued) so that their leases stay
  * alive and survive a coordinator restart. HELLO.slots is how many jobs the worker holds at most
  * (its capacity is known from HELLO on; absent = none until READY). HELLO.spooled lists the
@@ -36,6 +37,9 @@
  * keys of 64 lowercase hex characters, common/prefix_key.h) list the stage-prefix snapshots the
  * worker holds (worker/snapshot.h), most recently used first; the coordinator prefers handing it
  * the pending jobs that start with one of them (issue 12: shared work done once).
+ * HELLO.free_mb (MiB) is the memory the worker offers to jobs (issue 15: the coordinator leases
+ * it only jobs whose estimated need fits, coordinator/mem_need.h); it binds for a non-cpu backend,
+ * and for a cpu one only with free_mb_source "option" (--report-free-mb; default "measured").
  * Metric values that are not finite travel as the strings "nan", "inf", "-inf".
  * RESULT.stages (optional; absent for the baseline) lists what ran, one object per stage of the
  * plan in order: {stage (1, 2, ...), method, params (the effective params), of_stage?, category?,

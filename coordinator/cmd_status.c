@@ -27,6 +27,29 @@ static void fmt_dur(int64_t ms, char *buf, size_t n) {
     else snprintf(buf, n, "%lldh%02lldm", (long long)(s / 3600), (long long)(s / 60 % 60));
 }
 
+/* the pending jobs no connected worker can take for lack of device memory (issue 15; the needs
+ * are job_memory, the offers worker_memory): how many, the largest five, and what to do. Only
+ * when every connected worker is memory-bound (a cpu worker without --report-free-mb takes any
+ * job). Returns their count (they are not waiting for a free worker). */
+static int64_t print_unfit(job_store *js, FILE *f, int alive) {
+    int n_live = 0, n_free = 0;
+    int64_t max = -1, n = 0;
+    cis_err err = {0};
+    if (alive == 0 || js_live_offer(js, &n_live, &n_free, &max, &err) || n_live == 0 || n_free > 0) return 0;
+    js_unfit u[5];
+    if (js_unfit_jobs(js, max, u, 5, &n, &err)) { fprintf(stderr, "cisweep status: %s\n", err.msg); return 0; }
+    if (n == 0) return 0;
+    fprintf(f, "  %lld need more device memory than any connected worker offers (the largest offer is %lld MiB); "
+            "no connected worker can run them:\n", (long long)n, (long long)max);
+    for (int i = 0; i < 5 && i < n; i++)
+        fprintf(f, "    job %lld needs %lld MiB (model %s, %s)\n", (long long)u[i].job_id, (long long)u[i].need_mb,
+                u[i].model, u[i].kind);
+    if (n > 5) fprintf(f, "    ... (SELECT * FROM job_memory for all)\n");
+    fprintf(f, "    they stay pending: connect a worker with more memory, or lower an estimate that is too high "
+            "(UPDATE job_memory SET need_mb = N WHERE job_id = J; docs/cluster.md)\n");
+    return n;
+}
+
 static int print_status(job_store *js, FILE *f) {
     sqlite3 *db = job_store_db(js);
     cis_err err = {0};
@@ -57,7 +80,8 @@ static int print_status(job_store *js, FILE *f) {
     sqlite3_stmt *st;
     const char *wsql =
         "SELECT w.id, w.device, w.last_seen, (SELECT group_concat(j.id || '/' || j.attempt) FROM jobs j "
-        "WHERE j.state='leased' AND j.worker_id=w.id), w.state FROM workers w WHERE w.state != 'gone' "
+        "WHERE j.state='leased' AND j.worker_id=w.id), w.state, wm.free_mb FROM workers w "
+        "LEFT JOIN worker_memory wm ON wm.worker_id = w.id WHERE w.state != 'gone' "
         "OR w.last_seen >= ? ORDER BY w.state='gone', w.id";
     int nw = 0, alive = 0, busy = 0;
     if (sqlite3_prepare_v2(db, wsql, -1, &st, NULL) == SQLITE_OK) {
@@ -76,6 +100,8 @@ static int print_status(job_store *js, FILE *f) {
             fprintf(f, "  %-40s %-8s last seen %6s ago  %s", wid, gone ? "gone" : (dev ? dev : "?"), ago,
                     job ? job : (gone ? "" : "idle"));
             if (sl) fprintf(f, "  slurm job %.*s", (int)strcspn(sl + 7, ".r"), sl + 7);
+            if (!gone && sqlite3_column_type(st, 5) != SQLITE_NULL)   /* its memory offer (issue 15) */
+                fprintf(f, "  offers %lld MiB", (long long)sqlite3_column_int64(st, 5));
             fprintf(f, "\n");
             (void)job;
             nw++;
@@ -87,6 +113,8 @@ static int print_status(job_store *js, FILE *f) {
         fprintf(f, "why pending jobs wait:\n");
         if (k.blocked) fprintf(f, "  %lld wait on a dependency that is not done yet\n", (long long)k.blocked);
         int64_t runnable = k.pending - k.blocked;
+        runnable -= print_unfit(js, f, alive);
+        if (runnable < 0) runnable = 0;
         if (runnable > 0) {
             if (alive == 0) fprintf(f, "  %lld are runnable but no worker is connected (start `cisweep worker`)\n", (long long)runnable);
             else if (busy >= alive) fprintf(f, "  %lld are runnable and wait for a free worker (%d of %d busy)\n", (long long)runnable, busy, alive);

@@ -52,6 +52,9 @@ typedef struct cworker {
     bool zombie;              /* its running job was cancelled and has not stopped yet: it still
                                  occupies a slot, and every job in jobs[] is queued behind it */
     char model[128];          /* model of its last job (affinity) */
+    int64_t offer_mb;         /* device memory it offers to jobs (HELLO.free_mb, MiB); -1 = unconstrained */
+    bool draining;            /* it handed a job back (PREEMPTED): no new job until READY or HELLO,
+                                 even once the job it still runs has finished */
     int64_t last_recv;        /* mono ms */
     int64_t last_send;        /* mono ms */
 } cworker;
@@ -92,6 +95,7 @@ typedef struct coord {
     int64_t n_refused;
     char boot[32];
     prefix_sched *ps;         /* the stage prefixes workers hold (shared work done once) */
+    int64_t unfit_logged;     /* mono ms of the last "no worker fits" warning */
     /* loop statistics, logged at exit (seconds / counts) */
     int64_t st_batches, st_msgs, st_commits;
     double st_handle, st_dispatch, st_commit, st_send, st_poll;
@@ -113,6 +117,7 @@ static cworker *worker_add(coord *c, const char *id, size_t len) {
     memcpy(w->id, id, len);
     w->id[len] = 0;
     w->id_len = len;
+    w->offer_mb = -1; /* until its HELLO says otherwise */
     return w;
 }
 
@@ -258,6 +263,7 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
      * (a draining worker, an old one) gets nothing until READY. */
     int hs = (int)proto_int(b, "slots", 0);
     w->capacity = hs > MAX_SLOTS ? MAX_SLOTS : hs;
+    w->draining = false;
     js_worker_info wi = {.id = wid, .host = proto_str(b, "host", ""), .device = proto_str(b, "device", ""),
                          .backend = proto_str(b, "backend", ""), .version = proto_str(b, "version", ""),
                          .memory_mb = proto_int(b, "memory_mb", 0), .free_mb = proto_int(b, "free_mb", -1),
@@ -276,6 +282,18 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
     }
     sqlite3_finalize(ps);
     if (js_worker_seen(c->js, &wi, now, err)) return -1;
+    /* its memory offer (issue 15): a device's free memory binds; a cpu worker's free RAM does not,
+     * unless the worker was given --report-free-mb (free_mb_source "option") */
+    const char *src = proto_str(b, "free_mb_source", "measured");
+    if (strcmp(src, "measured") && strcmp(src, "option")) {
+        LOG_W("HELLO from %s: free_mb_source must be \"measured\" or \"option\", got \"%.40s\"; taken as measured",
+              wid, src);
+        src = "measured";
+    }
+    bool by_option = !strcmp(src, "option");
+    w->offer_mb = wi.free_mb >= 0 && (by_option || strcmp(wi.backend, "cpu") != 0) ? wi.free_mb : -1;
+    if (js_worker_offer(c->js, wid, w->offer_mb, src, now, err)) return -1;
+    c->idle_until = 0; /* a worker with more memory may fit a job no one else could take */
     /* what does the DB think this worker holds, and what does the worker say it holds? */
     int64_t hj[MAX_SLOTS];
     int ha[MAX_SLOTS], nh = 0;
@@ -546,6 +564,7 @@ static int on_preempted(coord *c, cworker *w, proto_msg *m, cis_err *err) {
     }
     held_drop(w, job, att);
     w->capacity = w->njobs; /* a worker hands jobs back when it stops: no more until it says READY */
+    w->draining = true;     /* (capacity alone would let a new job in once its running job ends) */
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
                                                     "of", "PREEMPTED"));
     return 0;
@@ -584,8 +603,9 @@ static int worker_lost(coord *c, cworker *w, const char *reason, cis_err *err) {
         bool never = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
         sqlite3_finalize(st);
         const char *del[] = {"DELETE FROM events WHERE worker_id = ?1 AND kind IN ('worker_joined', 'worker_lost')",
+                             "DELETE FROM worker_memory WHERE worker_id = ?1", /* it references the row */
                              "DELETE FROM workers WHERE id = ?1"};
-        for (int k = 0; never && k < 2; k++) {
+        for (int k = 0; never && k < 3; k++) {
             if (sqlite3_prepare_v2(job_store_db(c->js), del[k], -1, &st, NULL) != SQLITE_OK) break;
             sqlite3_bind_text(st, 1, w->id, -1, SQLITE_TRANSIENT);
             sqlite3_step(st);
@@ -631,6 +651,7 @@ static int handle(coord *c, proto_msg *m, cis_err *err) {
     case PROTO_READY: {
         int slots = (int)proto_int(m->body, "slots", 1);
         w->zombie = false; /* READY follows the end of a cancelled job */
+        w->draining = false;
         w->capacity = w->njobs + slots > MAX_SLOTS ? MAX_SLOTS : w->njobs + slots;
         return 0;
     }
@@ -720,22 +741,50 @@ static int check_leases(coord *c, cis_err *err) {
     return 0;
 }
 
+/* the pending jobs that no connected worker can take for lack of memory: a warning at most every
+ * 30 s while it lasts (`cisweep status` lists them too); nothing when some worker is unconstrained */
+static void warn_unfit(coord *c) {
+    int64_t t = mono_ms(), max = -1;
+    if (c->nw == 0 || (c->unfit_logged && t - c->unfit_logged < 30000)) return;
+    for (size_t i = 0; i < c->nw; i++) {
+        if (c->w[i].offer_mb < 0) return;
+        if (c->w[i].offer_mb > max) max = c->w[i].offer_mb;
+    }
+    js_unfit u[3];
+    int64_t n = 0;
+    cis_err e = {0};
+    if (js_unfit_jobs(c->js, max, u, 3, &n, &e)) { LOG_W("%s", e.msg); return; }
+    if (n == 0) return;
+    c->unfit_logged = t;
+    char list[512] = "";
+    size_t off = 0;
+    for (int i = 0; i < 3 && i < n && off < sizeof list; i++)
+        off += (size_t)snprintf(list + off, sizeof list - off, "%sjob %lld needs %lld MiB (model %s, %s)", i ? "; " : "",
+                                (long long)u[i].job_id, (long long)u[i].need_mb, u[i].model, u[i].kind);
+    LOG_W("%lld pending job(s) need more device memory than any connected worker offers (the largest offer is "
+          "%lld MiB): %s%s; they stay pending until a worker that fits connects", (long long)n, (long long)max, list,
+          n > 3 ? "; ..." : "");
+}
+
 static int dispatch(coord *c, cis_err *err) {
     int64_t t = mono_ms();
     if (t < c->idle_until) return 0;
     int64_t now = now_ms();
+    bool leased = false, starved = false;
     for (size_t i = 0; i < c->nw; i++) {
         cworker *w = &c->w[i];
-        while (w->njobs + (w->zombie ? 1 : 0) < w->capacity) {
+        while (!w->draining && w->njobs + (w->zombie ? 1 : 0) < w->capacity) {
             js_job j;
             memset(&j, 0, sizeof j);
             js_prefix pre[PREFIX_SCHED_PER_WORKER];
             int npre = prefix_sched_for(c->ps, w->id, pre, PREFIX_SCHED_PER_WORKER);
-            int got = js_claim_prefer(c->js, w->id, w->model[0] ? w->model : NULL, pre, npre, now, c->o->lease_ms, &j,
-                                      err);
+            int got = js_claim_fit(c->js, w->id, w->model[0] ? w->model : NULL, pre, npre, w->offer_mb, now,
+                                   c->o->lease_ms, &j, err);
             if (got >= 0) prefix_sched_claimed(c->ps, pre, npre);
             if (got < 0) return -1;
-            if (got == 0) { c->idle_until = t + c->o->heartbeat_ms / 2; return 0; }
+            if (got == 0 && w->offer_mb < 0) { c->idle_until = t + c->o->heartbeat_ms / 2; return 0; }
+            if (got == 0) { starved = true; break; } /* nothing fits this worker: the next may take more */
+            leased = true;
             json_error_t je;
             json_t *comp = json_loads(j.composition, 0, &je);
             if (!comp) {
@@ -759,6 +808,11 @@ static int dispatch(coord *c, cis_err *err) {
             snprintf(w->model, sizeof w->model, "%s", j.model);
             js_job_clear(&j);
         }
+    }
+    /* only memory-bound workers found nothing: wait as for an empty queue, and say why jobs wait */
+    if (starved && !leased) {
+        c->idle_until = t + c->o->heartbeat_ms / 2;
+        warn_unfit(c);
     }
     return 0;
 }

@@ -57,15 +57,19 @@ static const char *const STMT_SQL[S_COUNT_] = {
     [S_WORKER_TOUCH] = "UPDATE workers SET last_seen = ?2, current_job = ?3, state = ?4 WHERE id = ?1",
     [S_WORKER_GONE] = "UPDATE workers SET last_seen = max(last_seen, ?2), state = 'gone', "
                       "current_job = NULL WHERE id = ?1",
+    /* the claims' memory condition (issue 15): the job fits the worker's offer ?N (MiB; < 0 = the
+     * worker is unconstrained); a job without a job_memory row fits any worker */
+#define JS_FITS(n) "AND (" n " < 0 OR NOT EXISTS (SELECT 1 FROM job_memory jm WHERE jm.job_id = j.id " \
+                   "AND jm.need_mb > " n ")) "
     [S_CLAIM_BEST] = "SELECT j.id, j.priority, m.name FROM jobs j JOIN models m ON m.id = j.model_id "
                      "WHERE j.state = 'pending' AND NOT EXISTS (SELECT 1 FROM dependencies d "
                      "JOIN jobs p ON p.id = d.depends_on WHERE d.job_id = j.id AND p.state <> 'done') "
-                     "ORDER BY j.priority DESC, j.id LIMIT 1",
+                     JS_FITS("?1") "ORDER BY j.priority DESC, j.id LIMIT 1",
     [S_MODEL_IDS] = "SELECT id FROM models WHERE name = ?1",
     [S_CLAIM_AFFINITY] = "SELECT j.id FROM jobs j INDEXED BY jobs_affinity "
                          "WHERE j.state = 'pending' AND j.priority = ?1 AND j.model_id = ?2 "
                          "AND NOT EXISTS (SELECT 1 FROM dependencies d JOIN jobs p ON p.id = d.depends_on "
-                         "WHERE d.job_id = j.id AND p.state <> 'done') ORDER BY j.id LIMIT 1",
+                         "WHERE d.job_id = j.id AND p.state <> 'done') " JS_FITS("?3") "ORDER BY j.id LIMIT 1",
     /* prefix sharing (common/prefix_key.h): the lowest-id runnable job at the top priority whose
      * stored canonical composition starts with the prefix text ?3 ("[s1,...,sk": it equals ?3]
      * or continues with ?3,), of the model ?2 at path ?5, and of edit set ?4 (edit set 0 runs with
@@ -77,7 +81,7 @@ static const char *const STMT_SQL[S_COUNT_] = {
                        "AND c.model_id IN (SELECT id FROM models WHERE name = ?2 AND path = ?5) "
                        "AND j.state = 'pending' AND j.priority = ?1 AND (?4 < 0 OR max(j.edit_set, 1) = ?4) "
                        "AND NOT EXISTS (SELECT 1 FROM dependencies d JOIN jobs p ON p.id = d.depends_on "
-                       "WHERE d.job_id = j.id AND p.state <> 'done') ORDER BY j.id LIMIT 1",
+                       "WHERE d.job_id = j.id AND p.state <> 'done') " JS_FITS("?6") "ORDER BY j.id LIMIT 1",
     [S_CLAIM_UPDATE] = "UPDATE jobs SET state = 'leased', attempt = attempt + 1, worker_id = ?2, "
                        "lease_until = ?3, last_heartbeat = ?4, started_at = ?4, progress = 0 "
                        "WHERE id = ?1 AND state = 'pending' RETURNING attempt",
@@ -495,7 +499,7 @@ static int check_grid(const grid *g, cis_err *err) {
 }
 
 static int launch_body(job_store *js, const grid *g, const char *sweep_name, json_t *models, int64_t now,
-                       unsigned flags, js_reuse *reuse, js_launch_stats *st_out, cis_err *err) {
+                       unsigned flags, js_reuse *reuse, js_memo *memo, js_launch_stats *st_out, cis_err *err) {
     js_launch_stats s = {0};
     sqlite3_stmt *st = js_st(js, S_SWEEP_FIND, err);
     if (!st) return -1;
@@ -564,9 +568,9 @@ static int launch_body(job_store *js, const grid *g, const char *sweep_name, jso
             if (js_run(js, st, "adding a job", err) < 0) return -1;
             if (sqlite3_changes(js->db) == 1) {
                 s.jobs_added++;
-                if (js_reuse_job(reuse, sqlite3_last_insert_rowid(js->db), !(flags & JS_LAUNCH_NO_REUSE), now, &s,
-                                 err) < 0)
-                    return -1;
+                int64_t job_id = sqlite3_last_insert_rowid(js->db);
+                if (js_memo_job(js, memo, model_id, c->model, c->canonical, job_id, err) < 0) return -1;
+                if (js_reuse_job(reuse, job_id, !(flags & JS_LAUNCH_NO_REUSE), now, &s, err) < 0) return -1;
             } else {
                 s.jobs_existing++;
             }
@@ -611,12 +615,15 @@ int js_launch_ex(job_store *js, const grid *g, const char *sweep_name, const cha
             if (!used) LOG_W("models map: slot \"%s\" is not used by grid %s; ignored", k, g->path ? g->path : "");
         }
     }
+    js_memo *memo = NULL;
+    if (js_memo_open(models, &memo, err) < 0) { json_decref(models); return -1; }
     bool own;
-    if (js_tx_enter(js, &own, err) < 0) { json_decref(models); return -1; }
+    if (js_tx_enter(js, &own, err) < 0) { js_memo_close(&memo); json_decref(models); return -1; }
     js_reuse *reuse = NULL;
     int rc = js_reuse_open(js, &reuse, err);
-    if (!rc) rc = launch_body(js, g, name, models, now, flags, reuse, st, err);
+    if (!rc) rc = launch_body(js, g, name, models, now, flags, reuse, memo, st, err);
     js_reuse_close(&reuse);
+    js_memo_close(&memo);
     json_decref(models);
     return js_tx_leave(js, own, rc, err);
 }

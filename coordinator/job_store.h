@@ -28,7 +28,7 @@
 #include "common/util.h"
 #include "coordinator/grid.h"
 
-#define JOB_STORE_SCHEMA_VERSION 3
+#define JOB_STORE_SCHEMA_VERSION 4
 
 typedef struct job_store job_store;
 
@@ -191,6 +191,36 @@ typedef struct js_prefix {
  * match; a prefix found to have none gets .none = true (the caller stops asking for it). */
 int js_claim_prefer(job_store *js, const char *worker_id, const char *prefer_model, js_prefix *prefixes,
                     int n_prefixes, int64_t now, int64_t lease_ms, js_job *out, cis_err *err);
+
+/* ---- scheduling by device memory (issue 15; job_store_memory.c, coordinator/mem_need.h) ------- */
+
+/* js_claim_fit: js_claim_prefer among the jobs that fit offer_mb, the memory (MiB) the worker
+ * offers (HELLO.free_mb): a job whose job_memory.need_mb exceeds it is never leased to it; a job
+ * without an estimate fits any worker; offer_mb < 0 = unconstrained (js_claim_prefer). Among the
+ * jobs that fit, the order is js_claim_prefer's (priority, prefixes, model affinity, id). */
+int js_claim_fit(job_store *js, const char *worker_id, const char *prefer_model, js_prefix *prefixes,
+                 int n_prefixes, int64_t offer_mb, int64_t now, int64_t lease_ms, js_job *out, cis_err *err);
+
+/* js_worker_offer: record the memory worker_id offers to jobs (worker_memory: free_mb MiB, source
+ * "measured" or "option"); offer_mb < 0 removes the row (unconstrained). The workers row must exist
+ * (js_worker_seen first). */
+int js_worker_offer(job_store *js, const char *worker_id, int64_t offer_mb, const char *source, int64_t now,
+                    cis_err *err);
+
+/* A pending job that needs more memory than a given offer. */
+typedef struct js_unfit {
+    int64_t job_id;
+    int64_t need_mb;          /* MiB */
+    char model[128];          /* model slot name */
+    char kind[16];            /* job_memory.kind */
+} js_unfit;
+/* js_unfit_jobs: the pending jobs whose need exceeds max_offer_mb (the largest offer of the workers
+ * that may take them), largest need first then id, at most max into out (may be NULL when max is
+ * 0); *count gets how many there are in all. 0 or -1 with err. */
+int js_unfit_jobs(job_store *js, int64_t max_offer_mb, js_unfit *out, int max, int64_t *count, cis_err *err);
+/* js_live_offer: over the workers not 'gone': *n_live gets their number, *n_unconstrained those
+ * without a worker_memory row, *max_offer_mb the largest offer of the others (-1 when none). */
+int js_live_offer(job_store *js, int *n_live, int *n_unconstrained, int64_t *max_offer_mb, cis_err *err);
 
 /* js_heartbeat: if job is leased to worker for attempt, extend lease_until = now + lease_ms,
  * last_heartbeat = now, progress (0..1; <0 = unchanged). Returns 1 if the lease is current,

@@ -23,7 +23,8 @@ static void copy_str(char *dst, size_t n, const unsigned char *src) {
 
 /* the lowest-id runnable job at priority prio that starts with one of the prefixes (first match
  * in their order): 1 and *job_id, 0 none, -1 error */
-static int claim_prefix(job_store *js, int64_t prio, js_prefix *pre, int n, int64_t *job_id, cis_err *err) {
+static int claim_prefix(job_store *js, int64_t prio, js_prefix *pre, int n, int64_t offer_mb, int64_t *job_id,
+                        cis_err *err) {
     for (int i = 0; i < n; i++) {
         sqlite3_stmt *st = js_st(js, S_CLAIM_PREFIX, err);
         if (!st) return -1;
@@ -32,6 +33,7 @@ static int claim_prefix(job_store *js, int64_t prio, js_prefix *pre, int n, int6
         sqlite3_bind_text(st, 3, pre[i].text, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(st, 4, pre[i].edit_set);
         sqlite3_bind_text(st, 5, pre[i].model_path, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 6, offer_mb);
         int rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) *job_id = sqlite3_column_int64(st, 0);
         sqlite3_reset(st);
@@ -42,11 +44,12 @@ static int claim_prefix(job_store *js, int64_t prio, js_prefix *pre, int n, int6
     return 0;
 }
 
-/* pick the job to lease: 1 and *job_id, 0 none, -1 error */
-static int claim_pick(job_store *js, const char *prefer_model, js_prefix *pre, int n_pre, int64_t *job_id,
-                      cis_err *err) {
+/* pick the job to lease among those that fit offer_mb (< 0: all): 1 and *job_id, 0 none, -1 error */
+static int claim_pick(job_store *js, const char *prefer_model, js_prefix *pre, int n_pre, int64_t offer_mb,
+                      int64_t *job_id, cis_err *err) {
     sqlite3_stmt *st = js_st(js, S_CLAIM_BEST, err);
     if (!st) return -1;
+    sqlite3_bind_int64(st, 1, offer_mb);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) { sqlite3_reset(st); return 0; }
     if (rc != SQLITE_ROW) { sqlite3_reset(st); return js_dberr(js, err, "choosing a job"); }
@@ -55,7 +58,7 @@ static int claim_pick(job_store *js, const char *prefer_model, js_prefix *pre, i
     bool same = prefer_model && strcmp((const char *)sqlite3_column_text(st, 2), prefer_model) == 0;
     sqlite3_reset(st);
     if (n_pre > 0) {
-        int f = claim_prefix(js, prio, pre, n_pre, job_id, err);
+        int f = claim_prefix(js, prio, pre, n_pre, offer_mb, job_id, err);
         if (f != 0) return f;
     }
     if (!prefer_model || same) return 1;
@@ -71,6 +74,7 @@ static int claim_pick(job_store *js, const char *prefer_model, js_prefix *pre, i
         if (!af) { sqlite3_reset(mi); return -1; }
         sqlite3_bind_int64(af, 1, prio);
         sqlite3_bind_int64(af, 2, model_id);
+        sqlite3_bind_int64(af, 3, offer_mb);
         int arc = sqlite3_step(af);
         if (arc == SQLITE_ROW) {
             int64_t id = sqlite3_column_int64(af, 0);
@@ -86,9 +90,9 @@ static int claim_pick(job_store *js, const char *prefer_model, js_prefix *pre, i
 }
 
 static int claim_body(job_store *js, const char *worker_id, const char *prefer_model, js_prefix *pre,
-                      int n_pre, int64_t now, int64_t lease_ms, js_job *out, cis_err *err) {
+                      int n_pre, int64_t offer_mb, int64_t now, int64_t lease_ms, js_job *out, cis_err *err) {
     int64_t id = 0;
-    int f = claim_pick(js, prefer_model, pre, n_pre, &id, err);
+    int f = claim_pick(js, prefer_model, pre, n_pre, offer_mb, &id, err);
     if (f <= 0) return f;
     sqlite3_stmt *st = js_st(js, S_CLAIM_UPDATE, err);
     if (!st) return -1;
@@ -145,10 +149,15 @@ int js_claim(job_store *js, const char *worker_id, const char *prefer_model, int
 
 int js_claim_prefer(job_store *js, const char *worker_id, const char *prefer_model, js_prefix *prefixes,
                     int n_prefixes, int64_t now, int64_t lease_ms, js_job *out, cis_err *err) {
+    return js_claim_fit(js, worker_id, prefer_model, prefixes, n_prefixes, -1, now, lease_ms, out, err);
+}
+
+int js_claim_fit(job_store *js, const char *worker_id, const char *prefer_model, js_prefix *prefixes,
+                 int n_prefixes, int64_t offer_mb, int64_t now, int64_t lease_ms, js_job *out, cis_err *err) {
     if (!worker_id || !*worker_id) return err_set(err, CIS_EINVAL, "claim: empty worker id");
     bool own;
     if (js_tx_enter(js, &own, err) < 0) return -1;
-    int f = claim_body(js, worker_id, prefer_model, prefixes, n_prefixes, now, lease_ms, out, err);
+    int f = claim_body(js, worker_id, prefer_model, prefixes, n_prefixes, offer_mb, now, lease_ms, out, err);
     if (js_tx_leave(js, own, f < 0 ? -1 : 0, err) < 0) {
         if (f == 1) js_job_clear(out);
         return -1;

@@ -6,6 +6,8 @@
 #ifndef CISWEEP_JOB_STORE_INT_H
 #define CISWEEP_JOB_STORE_INT_H
 
+#include <jansson.h>
+
 #include "coordinator/job_store.h"
 
 /* cached statements, prepared on first use (a read-only connection never prepares the writers) */
@@ -80,5 +82,17 @@ int js_schema_prepare(job_store *js, cis_err *err);
  * when its marker is not ours (one transaction); a read-only store whose file lacks them creates
  * them as TEMP views of its connection. 0, or -1 with err naming the file (CIS_EDB). */
 int js_views_prepare(job_store *js, cis_err *err);
+
+/* device memory needs at launch (job_store_memory.c): js_memo_open keeps, for one launch, each
+ * model slot's parameter count (read once from its config.json; coordinator/mem_need.h) and the
+ * models map's need_mb overrides; js_memo_job stores the estimate of a new job (job_memory) or
+ * nothing when the model's config cannot be read (then logged once per slot: any worker may take
+ * its jobs). A models-map slot whose need_mb is not a positive integer is refused by js_memo_open
+ * (-1 with err naming the slot). */
+typedef struct js_memo js_memo;
+int js_memo_open(json_t *models, js_memo **out, cis_err *err);
+int js_memo_job(job_store *js, js_memo *mm, int64_t model_id, const char *model_name, const char *canonical,
+                int64_t job_id, cis_err *err);
+void js_memo_close(js_memo **mm);
 
 #endif

@@ -71,6 +71,20 @@ const js_migration JS_MIGRATIONS[] = {
         "    composition_id INTEGER PRIMARY KEY REFERENCES compositions(id),\n"
         "    recompress     TEXT NOT NULL CHECK (recompress IN ('paper', 'never', 'always', 'mask'))\n"
         ") STRICT;\n"},
+    /* 3 -> 4: scheduling by device memory (issue 15): each job's estimated need, each worker's offer
+     * (jobs launched by version 3 have no estimate: any worker may take them) */
+    {3, "CREATE TABLE job_memory (\n"
+        "    job_id  INTEGER PRIMARY KEY REFERENCES jobs(id),\n"
+        "    need_mb INTEGER NOT NULL CHECK (need_mb >= 1),  -- MiB\n"
+        "    kind    TEXT NOT NULL,                          -- inference, train, edit-stats, override\n"
+        "    basis   TEXT NOT NULL                           -- the formula's inputs, one line\n"
+        ") STRICT;\n"
+        "CREATE TABLE worker_memory (\n"
+        "    worker_id  TEXT PRIMARY KEY REFERENCES workers(id),\n"
+        "    free_mb    INTEGER NOT NULL,                    -- MiB\n"
+        "    source     TEXT NOT NULL CHECK (source IN ('measured', 'option')),\n"
+        "    updated_at INTEGER NOT NULL\n"
+        ") STRICT;\n"},
 };
 const size_t JS_N_MIGRATIONS = sizeof JS_MIGRATIONS / sizeof JS_MIGRATIONS[0];
 

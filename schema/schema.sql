@@ -1,4 +1,4 @@
--- schema.sql - the cisweep job store, schema version 3: the single source of truth.
+-- schema.sql - the cisweep job store, schema version 4: the single source of truth.
 --
 -- Compiled into the binaries (build/gen/schema_sql.h) and run by job_store_open on a new file,
 -- inside one transaction; the PRAGMA user_version at the end records the version. Older files
@@ -182,6 +182,25 @@ CREATE TABLE dependencies (
     CHECK (job_id <> depends_on)
 ) STRICT;
 CREATE INDEX dependencies_rev ON dependencies (depends_on);
+
+-- a job's device memory need, estimated at launch (coordinator/mem_need.h): the claim leases the
+-- job only to a worker that offers at least need_mb (worker_memory); no row = not estimated (the
+-- model's config.json could not be read at launch): any worker may take it
+CREATE TABLE job_memory (
+    job_id  INTEGER PRIMARY KEY REFERENCES jobs(id),
+    need_mb INTEGER NOT NULL CHECK (need_mb >= 1),  -- MiB
+    kind    TEXT NOT NULL,                          -- inference, train, edit-stats, override
+    basis   TEXT NOT NULL                           -- the formula's inputs, one line
+) STRICT;
+
+-- the device memory a connected worker offers to jobs (HELLO.free_mb), as the claim uses it; no
+-- row = unconstrained (a cpu worker without --report-free-mb)
+CREATE TABLE worker_memory (
+    worker_id  TEXT PRIMARY KEY REFERENCES workers(id),
+    free_mb    INTEGER NOT NULL,                    -- MiB
+    source     TEXT NOT NULL CHECK (source IN ('measured', 'option')),
+    updated_at INTEGER NOT NULL
+) STRICT;
 
 -- ---- views ----------------------------------------------------------------------------------
 
@@ -370,4 +389,4 @@ JOIN sweeps s       ON s.id = j.sweep_id
 JOIN models m       ON m.id = j.model_id
 JOIN compositions c ON c.id = j.composition_id;
 
-PRAGMA user_version = 3;
+PRAGMA user_version = 4;

@@ -29,6 +29,7 @@ void worker_opts_defaults(worker_opts *o) {
     o->preempt_grace_ms = 10000;
     o->slots = 2;
     o->snapshot_mb = 1024;
+    o->report_free_mb = -1;
 }
 
 void worker_install_signals(volatile int *flag) { install_stop_signals(flag); }
@@ -60,6 +61,9 @@ typedef struct wd {
     job_ctx *handoff;           /* set by the network thread, taken by the job thread */
     bool thr_quit;
     int64_t cancel_deadline;    /* mono ms; 0 = no cancel pending */
+    int64_t offer_mb;           /* HELLO.free_mb, measured before the first model load and kept (the
+                                   memory our own resident model takes is part of what we offer); -2 =
+                                   not measured yet, -1 = none to report */
     /* preemption */
     bool preempting;
     int64_t stop_deadline;      /* the job must stop by then */
@@ -120,6 +124,7 @@ static void send_hello(wd *w) {
     if (w->cache && model_cache_mem_info(w->cache, &fb, &tb, NULL) == 0) {
         mem = (int64_t)(tb >> 20);
         free_mb = (int64_t)(fb >> 20);
+        if (w->offer_mb == -2) w->offer_mb = free_mb; /* the first HELLO: no model is resident yet */
     } else {
         struct sysinfo si;
         mem = sysinfo(&si) == 0 ? (int64_t)si.totalram * si.mem_unit / (1 << 20) : 0;
@@ -139,7 +144,15 @@ static void send_hello(wd *w) {
     json_object_set_new(b, "spooled", sp);
     /* a worker that is stopping takes no more jobs: no slots (the coordinator then waits for READY) */
     if (w->preempting) json_object_del(b, "slots");
-    if (free_mb >= 0) json_object_set_new(b, "free_mb", json_integer(free_mb));
+    /* the memory offered to jobs (the coordinator leases a job only when its estimated need fits;
+     * a cpu worker's measured free RAM does not constrain it, an explicit --report-free-mb does) */
+    int64_t offer = w->offer_mb >= 0 ? w->offer_mb : free_mb;
+    if (w->o->report_free_mb >= 0) {
+        bool cuda = str_starts(w->o->device, "cuda");
+        offer = cuda && offer >= 0 && offer < w->o->report_free_mb ? offer : w->o->report_free_mb;
+        json_object_set_new(b, "free_mb_source", json_string("option"));
+    }
+    if (offer >= 0) json_object_set_new(b, "free_mb", json_integer(offer));
     /* the prefix snapshots held (none for a new process): also says this worker keeps them */
     if (w->snaps && w->o->snapshot_mb > 0) json_object_set_new(b, "prefixes", snapshot_store_keys(w->snaps));
     wsend(w, PROTO_HELLO, b);
@@ -384,6 +397,7 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     wd w;
     memset(&w, 0, sizeof w);
     w.o = o;
+    w.offer_mb = -2;
     w.hb_ms = o->heartbeat_ms;
     w.liveness = o->liveness;
     gethostname(w.host, sizeof w.host - 1);

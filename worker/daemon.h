@@ -42,6 +42,10 @@ typedef struct worker_opts {
     int snapshot_mb;            /* MiB of prefix snapshots kept (worker/snapshot.h; default 1024;
                                    0 = off: every job starts from the base weights) */
     int slots;                  /* jobs held at once: 1 running + (slots-1) prefetched (default 2, max 8) */
+    int64_t report_free_mb;     /* --report-free-mb N (>= 0): the memory (MiB) offered to jobs in HELLO.free_mb,
+                                   instead of the device's measured free memory (a cuda device: the smaller of
+                                   the two); it also constrains a cpu worker, which is otherwise unconstrained.
+                                   -1 = not given (default); docs/cluster.md "Scheduling by device memory" */
     const char *curve_key;      /* our CURVE .key file (cisweep keygen); NULL = no CURVE */
     const char *server_key;     /* the coordinator's .pub file (with curve_key) */
     volatile int *stop_flag;    /* set by signal handlers */

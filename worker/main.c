@@ -25,6 +25,7 @@ static void usage(FILE *f) {
             "                             [--eval-limit N] [--stage-evals N] [--skip-missing-data] [--max-backoff-ms N]\n"
             "                             [--eval-profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--snapshot-mb N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
+            "                             [--report-free-mb N]   (offer N MiB of device memory to jobs: a cap; see docs/cluster.md)\n"
             "                             [--curve-key KEY --server-key PUB]   (CURVE: our key pair, the coordinator's public key)\n"
             "       cisweep-worker world --out DIR [--seed S] [--scale small|default|large]\n"
             "       cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [...]\n"
@@ -97,6 +98,7 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--preempt-grace-ms")) { if (int_arg(a, n, 0, &v)) return 2; o.preempt_grace_ms = (int)v; i++; }
         else if (!strcmp(a, "--slots")) { if (int_arg(a, n, 1, &v) || v > 8) { if (v > 8) fprintf(stderr, "cisweep-worker: --slots is at most 8\n"); return 2; } o.slots = (int)v; i++; }
         else if (!strcmp(a, "--snapshot-mb")) { if (int_arg(a, n, 0, &v)) return 2; o.snapshot_mb = (int)v; i++; }
+        else if (!strcmp(a, "--report-free-mb")) { if (int_arg(a, n, 0, &v)) return 2; o.report_free_mb = v; i++; }
         else if (!strcmp(a, "--mem-limit-mb")) { if (int_arg(a, n, 1, &mem_limit)) return 2; i++; }
         else if (!strcmp(a, "--log-level") && n) {
             int l = log_level_parse(n);

@@ -46,11 +46,11 @@ def near(a, b, tol=1e-12):
 
 @test
 def schema_version_and_objects():
-    assert query(db(), "PRAGMA user_version") == [(3,)]
+    assert query(db(), "PRAGMA user_version") == [(4,)]
     names = {r[0] for r in query(db(), "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view')")}
     for t in ["sweeps", "models", "compositions", "jobs", "attempts", "results", "workers", "events",
               "artifacts", "dependencies", "stages", "v_jobs", "v_runs", "v_progress", "v_failures", "v_results",
-              "v_stages", "composition_policy"]:
+              "v_stages", "composition_policy", "job_memory", "worker_memory"]:
         assert t in names, t
     assert query(db(), "PRAGMA integrity_check") == [("ok",)]
     assert query(db(), "PRAGMA journal_mode") == [("wal",)]
@@ -152,7 +152,7 @@ def schema_sql_loads_in_python_sqlite():
         skip(f"python's SQLite is {sqlite3.sqlite_version}")
     con = sqlite3.connect(":memory:")
     con.executescript(open(SCHEMA).read())
-    assert con.execute("PRAGMA user_version").fetchone() == (3,)
+    assert con.execute("PRAGMA user_version").fetchone() == (4,)
     con.execute("PRAGMA foreign_keys = ON")
     # STRICT and CHECK constraints hold
     con.execute("INSERT INTO sweeps(name, created_at) VALUES ('s', 0)")

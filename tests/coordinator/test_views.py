@@ -413,7 +413,7 @@ def views_in_an_older_file_and_readonly_sqlite3():
         con.executescript(f.read())
     con.execute("PRAGMA journal_mode = WAL")
     con.close()
-    check(query(path, "PRAGMA user_version") == [(3,)], "schema v3")
+    check(query(path, "PRAGMA user_version") == [(4,)], "schema v4")
     check(query(path, "SELECT count(*) FROM sqlite_schema WHERE name = 'v_composability'") == [(0,)], "no views yet")
     grid = os.path.join(_tmp, "views-test.json")
     db()  # writes the grid file
@@ -422,7 +422,7 @@ def views_in_an_older_file_and_readonly_sqlite3():
     for v in ["v_composition_stages", "v_run_metrics", "v_composition_metrics", "v_composability_sets",
               "v_composability", "v_composability_table", "v_composability_area", "v_views_version", "v_runs"]:
         check(v in names, f"{v} missing after the open: {sorted(names)}")
-    check(query(path, "PRAGMA user_version") == [(3,)], "the version is untouched")
+    check(query(path, "PRAGMA user_version") == [(4,)], "the version is untouched")
     if not shutil.which("sqlite3"):
         check(query(path, "SELECT count(*) FROM v_composability_table") == [(0,)], "empty table")
         return
