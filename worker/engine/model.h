@@ -83,6 +83,16 @@ typedef struct llama_batch {
     float *logits;             /* out or NULL: [n_out (or B*T), V] */
     int n_layers;              /* 0 = the whole model; k > 0 = only layers 0..k-1 (no head, no loss:
                                   for hooks on early layers) */
+    int start_layer;           /* 0 = from the embedding; s > 0 = start at layer s with x_start as its
+                                  input (the residual stream a caller computed once, e.g. with
+                                  llama_embed + llama_layer_run: the frozen prefix of a loss that only
+                                  changes later layers). Hooks must be on layers >= s, except hooks at
+                                  point E of layer s-1, which act on x_start (ADD/REPLACE edit the
+                                  rows, READ reads them, grad gets dLoss/d(layer s input)). The
+                                  backward stops at layer s: no trainable parameter may lie below it
+                                  (nor the embedding). ids must still be valid (they are checked) */
+    const float *x_start;      /* [B*T, D] BACKEND memory (as llama_layer_run's x_in), when start_layer
+                                  > 0; copied, not modified */
 } llama_batch;
 
 /* ---- life cycle and parameters ------------------------------------------------------------ */

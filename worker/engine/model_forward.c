@@ -13,6 +13,7 @@
 struct fwd_state {
     bool valid;
     int B, T, N, n_run;       /* batch, padded length, rows, layers run */
+    int start;                /* first layer run (batch start_layer) */
     int lo_visit, lo_int;     /* backward visits layers >= lo_visit, runs layer internals >= lo_int */
     llama_hook *hooks;        /* copy of the caller's hook array */
     int n_hooks;
@@ -207,7 +208,7 @@ static void layout_all(llama_model *m, struct fwd_state *st, bump *b, bool for_b
     for (int l = 0; l <= st->n_run; l++) st->xs[l] = take(b, N * D);
     for (int l = 0; l < st->n_run; l++)
         if (for_backward && l >= st->lo_int) layout_acts(m, b, &st->acts[l], st->B, st->T, true);
-    if (!for_backward || st->lo_int > 0) layout_acts(m, b, scratch, st->B, st->T, false);
+    if (!for_backward || st->lo_int > st->start) layout_acts(m, b, scratch, st->B, st->T, false);
     st->rstd_f = take(b, N);
     st->xf = take(b, N * D);
     st->xsel_loss = take(b, (size_t)st->n_loss * D);
@@ -271,6 +272,16 @@ static int check_batch(const llama_model *m, const llama_batch *bt, const llama_
     }
     if (bt->n_layers > 0 && bt->n_out != 0)
         return err_set(err, CIS_EINVAL, "forward: logits asked for with n_layers=%d (no head is run)", bt->n_layers);
+    int run0 = bt->n_layers ? bt->n_layers : m->L;
+    if (bt->start_layer < 0 || bt->start_layer >= run0)
+        return err_set(err, CIS_EINVAL, "forward: start_layer=%d: expected 0..%d (the layers run)", bt->start_layer, run0 - 1);
+    if (bt->start_layer > 0) {
+        if (!bt->x_start) return err_set(err, CIS_EINVAL, "forward: start_layer=%d without x_start", bt->start_layer);
+        for (int i = 0; i < m->n_params; i++)
+            if (m->trainable[i] && ((m->param_layer[i] >= 0 && m->param_layer[i] < bt->start_layer) || i == m->i_embed))
+                return err_set(err, CIS_EINVAL, "forward: parameter %s is trainable but start_layer=%d skips it",
+                               m->names[i], bt->start_layer);
+    }
     for (int k = 0; k < n_hooks; k++) {
         const llama_hook *h = &hooks[k];
         if (h->layer < 0 || h->layer >= m->L)
@@ -280,6 +291,9 @@ static int check_batch(const llama_model *m, const llama_batch *bt, const llama_
         if (h->mode != LLAMA_HOOK_READ && !h->value) return err_set(err, CIS_EINVAL, "hook %d: edit without value", k);
         int run = bt->n_layers ? bt->n_layers : m->L;
         if (h->layer >= run) return err_set(err, CIS_EINVAL, "hook %d: layer %d is not run (n_layers=%d)", k, h->layer, run);
+        if (h->layer < bt->start_layer - 1 || (h->layer == bt->start_layer - 1 && h->point != LLAMA_HOOK_E))
+            return err_set(err, CIS_EINVAL, "hook %d: layer %d point %c is before start_layer=%d (only point E of layer %d "
+                           "acts on x_start)", k, h->layer, 'A' + (int)h->point, bt->start_layer, bt->start_layer - 1);
         if (h->n_pos >= 0) {
             if (h->n_pos > 0 && (!h->pos_b || !h->pos_t)) return err_set(err, CIS_EINVAL, "hook %d: n_pos=%d but no positions", k, h->n_pos);
             for (int i = 0; i < h->n_pos; i++)
@@ -355,9 +369,14 @@ int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks
     const int B = bt->B, T = bt->T, N = B * T, D = m->D, V = m->V;
     st->B = B; st->T = T; st->N = N;
     st->n_run = bt->n_layers ? bt->n_layers : m->L;
+    st->start = bt->start_layer;
     st->head_run = st->n_run == m->L;
     if (for_backward) plan_backward(m, hooks, n_hooks, st->n_run, &st->lo_visit, &st->lo_int);
     else st->lo_visit = st->lo_int = st->n_run;
+    /* a started forward: nothing below the start exists (check_batch refused hooks and trainable
+     * parameters there), so the backward visits at most the start's input hook */
+    if (st->lo_int < st->start) st->lo_int = st->start;
+    if (st->lo_visit < st->start - 1) st->lo_visit = st->start - 1;
 
     // integer workspace: pos[N], lens[B], ids[N], loss rows/targets[N], out rows[N]
     int32_t *iw = model_iws_reserve(m, (size_t)N * 5 + B);
@@ -397,8 +416,13 @@ int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks
 
     backend *be = m->be;
     model_iws_upload(m, (size_t)N * 5 + B);
-    BE(be, embedding_fwd, st->xs[0], m->embed, model_dev(m, st->ids), N, D);
-    for (int l = 0; l < st->n_run; l++) {
+    if (st->start == 0) {
+        BE(be, embedding_fwd, st->xs[0], m->embed, model_dev(m, st->ids), N, D);
+    } else {
+        backend_copy(be, st->xs[st->start], bt->x_start, (size_t)N * D * sizeof(float));
+        model_apply_hooks(m, hooks, n_hooks, st->start - 1, LLAMA_HOOK_E, st->xs[st->start], T, D, N);
+    }
+    for (int l = st->start; l < st->n_run; l++) {
         layer_acts *A = (for_backward && l >= st->lo_int) ? &st->acts[l] : &scratch;
         model_layer_forward(m, l, A, st->xs[l], st->xs[l + 1], B, T, model_dev(m, st->pos), model_dev(m, st->lens),
                             NULL, NULL, T, NULL, hooks, n_hooks);

@@ -811,6 +811,60 @@ static void test_layer_by_layer(void) {
     llama_model_free(&m);
 }
 
+static void test_started_forward(void) {
+    // a forward that starts at layer 1 from the residual stream computed by llama_embed +
+    // llama_layer_run(0) equals the whole forward bit for bit: logits, loss, an ADD hook at point E
+    // of layer 0 (acting on the start's input) and its gradient, a trainable layer-1 weight's
+    // gradient; hooks and trainable parameters below the start are refused
+    llama_model *m = tiny_model(false, false, 29);
+    cis_err err = {0};
+    const int D = 16, V = 37, N = BB * TT;
+    float *x0 = malloc(N * D * 4), *x1 = malloc(N * D * 4);
+    float lg[2][BB * TT * 37], gr[2][2 * 16], pg[2][16 * 24], val[2 * 16], dl[BB * TT * 37], rd[2][BB * TT * 16];
+    for (int i = 0; i < 2 * D; i++) val[i] = (float)cos(0.7 * i);
+    for (int i = 0; i < N * V; i++) dl[i] = (float)sin(0.013 * i) * 0.1f;
+    int32_t pb[2] = {0, 2}, pt[2] = {3, 4};
+    CHECK(llama_model_set_trainable(m, "model.layers.1.mlp.down_proj.weight", -1, -1, true, &err) == 1);
+    int pi = llama_model_find(m, "model.layers.1.mlp.down_proj.weight");
+    double loss[2];
+    CHECK(llama_embed(m, BB, TT, g_ids, g_lens, x0, &err) == 0);
+    CHECK(llama_layer_run(m, 0, BB, TT, g_lens, x0, x1, NULL, 0, &err) == 0);
+    for (int k = 0; k < 2; k++) {
+        llama_hook hk = {.layer = 0, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 2, .pos_b = pb, .pos_t = pt,
+                         .value = val, .read = rd[k], .grad = gr[k]};
+        llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg, .n_out = -1, .logits = lg[k],
+                          .start_layer = k, .x_start = k ? x1 : NULL};
+        llama_model_zero_grad(m);
+        CHECK(llama_forward(m, &bt, &hk, 1, true, &loss[k], &err) == 0);
+        CHECK(llama_backward(m, 1.0f, dl, &err) == 0);
+        memcpy(pg[k], llama_model_grad(m, pi), sizeof pg[k]);
+    }
+    CHECK(loss[0] == loss[1] && loss[0] > 0);
+    CHECK(memcmp(lg[0], lg[1], sizeof lg[0]) == 0);
+    CHECK(memcmp(rd[0], rd[1], sizeof rd[0]) == 0);
+    CHECK(memcmp(gr[0], gr[1], sizeof gr[0]) == 0);
+    CHECK(memcmp(pg[0], pg[1], sizeof pg[0]) == 0);
+    double gn = 0;
+    for (int i = 0; i < 2 * D; i++) gn += fabs(gr[1][i]);
+    CHECK(gn > 0);
+    // refused: no x_start, start beyond the layers run, a hook below the start's input, a hook at
+    // another point of layer start-1, a trainable parameter below the start
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .start_layer = 1};
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "x_start"));
+    bt.x_start = x1;
+    bt.start_layer = 2;
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "start_layer=2"));
+    bt.start_layer = 1;
+    llama_hook hd = {.layer = 0, .point = LLAMA_HOOK_D, .n_pos = -1, .read = x0};
+    CHECK(llama_forward(m, &bt, &hd, 1, false, NULL, &err) == -1 && strstr(err.msg, "before start_layer"));
+    CHECK(llama_model_set_trainable(m, "model.layers.0.mlp.down_proj.weight", -1, -1, true, &err) == 1);
+    CHECK(llama_forward(m, &bt, NULL, 0, true, NULL, &err) == -1 && strstr(err.msg, "layers.0.mlp.down_proj"));
+    llama_model_freeze_all(m);
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == 0);
+    free(x0); free(x1);
+    llama_model_free(&m);
+}
+
 static void test_bad_input(void) {
     llama_model *m = tiny_model(true, false, 91);
     cis_err err = {0};
@@ -887,6 +941,7 @@ int main(void) {
     RUN(test_gradient_subset_and_ascent);
     RUN(test_partial_forward_seeded_grad);
     RUN(test_layer_by_layer);
+    RUN(test_started_forward);
     RUN(test_bad_input);
     return test_summary();
 }
