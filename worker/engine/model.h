@@ -83,7 +83,8 @@ typedef struct llama_batch {
     float *logits;             /* out or NULL: [n_out (or B*T), V] */
     int n_layers;              /* 0 = the whole model; k > 0 = only layers 0..k-1 (no head, no loss:
                                   for hooks on early layers) */
-    int start_layer;           /* 0 = from the embedding; s > 0 = start at layer s with x_start as its
+    int start_layer;           /* 0 = from the embedding; s > 0 = start at layer s (s = L: the final norm
+                                  and head alone) with x_start as its
                                   input (the residual stream a caller computed once, e.g. with
                                   llama_embed + llama_layer_run: the frozen prefix of a loss that only
                                   changes later layers). Hooks must be on layers >= s, except hooks at

@@ -273,8 +273,9 @@ static int check_batch(const llama_model *m, const llama_batch *bt, const llama_
     if (bt->n_layers > 0 && bt->n_out != 0)
         return err_set(err, CIS_EINVAL, "forward: logits asked for with n_layers=%d (no head is run)", bt->n_layers);
     int run0 = bt->n_layers ? bt->n_layers : m->L;
-    if (bt->start_layer < 0 || bt->start_layer >= run0)
-        return err_set(err, CIS_EINVAL, "forward: start_layer=%d: expected 0..%d (the layers run)", bt->start_layer, run0 - 1);
+    if (bt->start_layer < 0 || bt->start_layer > run0 || (bt->start_layer == run0 && run0 < m->L))
+        return err_set(err, CIS_EINVAL, "forward: start_layer=%d: expected 0..%d (%s)", bt->start_layer,
+                       run0 < m->L ? run0 - 1 : run0, run0 < m->L ? "the layers run" : "L: the head alone");
     if (bt->start_layer > 0) {
         if (!bt->x_start) return err_set(err, CIS_EINVAL, "forward: start_layer=%d without x_start", bt->start_layer);
         for (int i = 0; i < m->n_params; i++)

@@ -847,13 +847,37 @@ static void test_started_forward(void) {
     double gn = 0;
     for (int i = 0; i < 2 * D; i++) gn += fabs(gr[1][i]);
     CHECK(gn > 0);
+    // start_layer = L: the head alone on the last layer's output, an ADD hook at E of layer L-1
+    {
+        float *x2 = malloc(N * D * 4), lg2[BB * TT * 37], gr2[2 * 16];
+        CHECK(llama_layer_run(m, 1, BB, TT, g_lens, x1, x2, NULL, 0, &err) == 0);
+        llama_model_freeze_all(m);
+        llama_hook hk[2] = {{.layer = 1, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 2, .pos_b = pb, .pos_t = pt,
+                             .value = val, .grad = gr[0]},
+                            {.layer = 1, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 2, .pos_b = pb, .pos_t = pt,
+                             .value = val, .grad = gr2}};
+        llama_batch b0 = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg, .n_out = -1, .logits = lg[0]};
+        CHECK(llama_forward(m, &b0, &hk[0], 1, true, &loss[0], &err) == 0);
+        CHECK(llama_backward(m, 1.0f, dl, &err) == 0);
+        llama_batch b1 = b0;
+        b1.logits = lg2; b1.start_layer = 2; b1.x_start = x2;
+        CHECK(llama_forward(m, &b1, &hk[1], 1, true, &loss[1], &err) == 0);
+        CHECK(llama_backward(m, 1.0f, dl, &err) == 0);
+        CHECK(loss[0] == loss[1] && memcmp(lg[0], lg2, sizeof lg2) == 0 && memcmp(gr[0], gr2, sizeof gr2) == 0);
+        free(x2);
+        CHECK(llama_model_set_trainable(m, "model.layers.1.mlp.down_proj.weight", -1, -1, true, &err) == 1);
+    }
     // refused: no x_start, start beyond the layers run, a hook below the start's input, a hook at
     // another point of layer start-1, a trainable parameter below the start
     llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .start_layer = 1};
     CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "x_start"));
     bt.x_start = x1;
-    bt.start_layer = 2;
-    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "start_layer=2"));
+    bt.start_layer = 3;
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "start_layer=3"));
+    bt.n_layers = 1;
+    bt.start_layer = 1;
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "start_layer=1"));
+    bt.n_layers = 0;
     bt.start_layer = 1;
     llama_hook hd = {.layer = 0, .point = LLAMA_HOOK_D, .n_pos = -1, .read = x0};
     CHECK(llama_forward(m, &bt, &hd, 1, false, NULL, &err) == -1 && strstr(err.msg, "before start_layer"));
