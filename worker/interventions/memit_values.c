@@ -1,0 +1,594 @@
+/* memit_values.c - MEMIT's target values z_j = h0_j + δ_j (memit.c step 2, docs/editing.md
+ * "Target values"): the 7 inputs of an edit's value optimisation, and two ways to optimise the δ's
+ * that compute the same thing (equal within float rounding, the same steps per edit):
+ *
+ *   serial   value_batch = 1: one edit at a time, each step a forward + backward of its 7 inputs
+ *            through the whole model, on the shared training loop in step mode over the tensor δ
+ *            (the ADD hook's gradient), the clamp as its after-step hook. The original path.
+ *   batched  value_batch = 0 (auto) or k > 1: k edits at a time. The residual stream entering layer
+ *            L*+1 does not depend on δ (δ is added at the output of L*), so it is computed once per
+ *            batch at δ = 0 (llama_embed + llama_layer_run of layers 0..L*); every step then runs
+ *            ONE forward + backward of layers L*+1..L-1 over the 7 inputs of every edit still
+ *            optimising (llama_batch.start_layer), the head only at the target and KL rows. The
+ *            edits' losses are independent and Adam is elementwise, so each edit keeps its own
+ *            Adam state (one optim per edit, fresh as in the reference), its own loss (the same
+ *            backend cross-entropy ops over its own target rows as the serial path's forward),
+ *            early stop (loss < stop_loss = 0.05 or the last iteration: no update there; the edit then leaves
+ *            the batch and its δ is frozen) and clamp ‖δ‖ <= clamp_norm_factor ‖h0‖.
+ *
+ * The loss of edit j at step s (both paths): NLL of its target tokens pooled over the 6 rewriting
+ * inputs + kl_factor KL(P_δ || P_0) at the KL input's subject (P_0 from step 0) + v_weight_decay
+ * ‖δ‖ / ‖h0‖². */
+#include "worker/interventions/memit.h"
+#include "worker/interventions/edit_common.h"
+#include "worker/train/train_loop.h"
+#include "worker/engine/backend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VALUE_MAX_T 256          /* longest rewriting input accepted (tokens) */
+#define VALUE_BUDGET (1ull << 30) /* auto batch: bytes of saved activations per batch, at least */
+
+/* ---- the inputs of one edit ------------------------------------------------------------------- */
+
+/* a malloc'd copy of the first n bytes of s */
+static char *dup_n(const char *s, size_t n) {
+    char *o = xmalloc(n + 1);
+    memcpy(o, s, n);
+    o[n] = 0;
+    return o;
+}
+
+int memit_subject_index(const tokenizer *tok, const char *ctx, const char *before, const char *subject, int *iota,
+                        cis_err *err) {
+    char *s = xasprintf("%s%s%s", ctx, before, subject);
+    int32_t *ids = NULL;
+    int n = 0;
+    int rc = edit_tokens(tok, s, true, &ids, &n, err);
+    free(s);
+    free(ids);
+    *iota = n - 1;
+    return rc;
+}
+
+void memit_value_in_free(memit_value_in *vi) {
+    free(vi->ids);
+    free(vi->targets);
+    memset(vi, 0, sizeof *vi);
+}
+
+int memit_value_inputs(const tokenizer *tok, const edit_request *r, char *const tmpl[MEMIT_N_TEMPLATES],
+                       memit_value_in *vi, cis_err *err) {
+    memset(vi, 0, sizeof *vi);
+    const char *sub = strstr(r->prompt, r->subject);
+    if (!sub)
+        return err_set(err, CIS_EINVAL, "zsRE record %d: subject \"%s\" does not occur in src \"%s\"", r->record,
+                       r->subject, r->prompt);
+    char *before = dup_n(r->prompt, (size_t)(sub - r->prompt));
+    /* target tokens: tok(prompt + " " + target) minus tok(prompt) */
+    int32_t *pid = NULL, *fid = NULL;
+    int np = 0, nf = 0;
+    char *full = xasprintf("%s %s", r->prompt, r->target);
+    int trc = edit_tokens(tok, r->prompt, true, &pid, &np, err) || edit_tokens(tok, full, true, &fid, &nf, err);
+    free(full);
+    int no = nf - np;
+    if (!trc && no < 1) trc = err_set(err, CIS_EINVAL, "zsRE record %d: target \"%s\" adds no token", r->record, r->target);
+    /* 6 rewriting inputs tok(T_t(prompt)) + target[:-1], and the KL input "{subject} is a" */
+    int32_t *seq[7] = {0};
+    int sl[7] = {0}, nprompt[7] = {0};
+    for (int t = 0; t < MEMIT_N_TEMPLATES && !trc; t++) {
+        const char *br = strstr(tmpl[t], "{}");
+        char *ctxp = dup_n(tmpl[t], (size_t)(br - tmpl[t]));
+        char *text = xasprintf("%s%s", ctxp, r->prompt);
+        int32_t *ids = NULL;
+        int n = 0, iota = 0;
+        trc = edit_tokens(tok, text, true, &ids, &n, err) || memit_subject_index(tok, ctxp, before, r->subject, &iota, err);
+        if (!trc) {
+            seq[t] = xmalloc((size_t)(n + no) * sizeof(int32_t));
+            memcpy(seq[t], ids, (size_t)n * sizeof(int32_t));
+            memcpy(seq[t] + n, fid + np, (size_t)(no - 1) * sizeof(int32_t));
+            sl[t] = n + no - 1;
+            nprompt[t] = n;
+            vi->pt[t] = iota;
+        }
+        free(ids); free(text); free(ctxp);
+    }
+    if (!trc) {
+        char *kl = xasprintf("%s is a", r->subject);
+        int n = 0, iota = 0;
+        trc = edit_tokens(tok, kl, true, &seq[6], &n, err) || memit_subject_index(tok, "", "", r->subject, &iota, err);
+        sl[6] = n;
+        vi->pt[6] = iota;
+        free(kl);
+    }
+    int T = 1;
+    for (int t = 0; t < 7 && !trc; t++) if (sl[t] > T) T = sl[t];
+    if (!trc && T > VALUE_MAX_T)
+        trc = err_set(err, CIS_EINVAL, "zsRE record %d: a rewriting input is %d tokens (at most %d)", r->record, T,
+                      VALUE_MAX_T);
+    if (!trc) {
+        vi->T = T;
+        vi->no = no;
+        vi->record = r->record;
+        vi->ids = xcalloc((size_t)7 * T, sizeof *vi->ids);
+        vi->targets = xmalloc((size_t)7 * T * sizeof *vi->targets);
+        for (int i = 0; i < 7 * T; i++) vi->targets[i] = LOSS_IGNORE_INDEX;
+        for (int t = 0; t < 7; t++) {
+            memcpy(vi->ids + (size_t)t * T, seq[t], (size_t)sl[t] * sizeof(int32_t));
+            vi->lens[t] = sl[t];
+            /* labels: position n-1+k predicts target k */
+            if (t < 6)
+                for (int k = 0; k < no; k++) vi->targets[(size_t)t * T + nprompt[t] - 1 + k] = fid[np + k];
+        }
+    }
+    for (int t = 0; t < 7; t++) free(seq[t]);
+    free(pid); free(fid); free(before);
+    return trc ? -1 : 0;
+}
+
+/* KL(P || P_0) at one row of logits; lse gets logsumexp (double, as the serial path always had) */
+static double kl_row(const float *logits, const double *logp0, int V, double *lse_out) {
+    double mx = logits[0], s = 0;
+    for (int v = 1; v < V; v++) if (logits[v] > mx) mx = logits[v];
+    for (int v = 0; v < V; v++) s += exp((double)logits[v] - mx);
+    double lse = mx + log(s), kl = 0;
+    for (int v = 0; v < V; v++) {
+        double lp = logits[v] - lse;
+        kl += exp(lp) * (lp - logp0[v]);
+    }
+    *lse_out = lse;
+    return kl;
+}
+
+/* the KL term's gradient at its row, times scale */
+static void kl_grad(const float *logits, const double *logp0, int V, double lse, double kl, double scale, float *d) {
+    for (int v = 0; v < V; v++) {
+        double lp = logits[v] - lse;
+        d[v] = (float)(scale * exp(lp) * (lp - logp0[v] - kl));
+    }
+}
+
+static double norm_f(const float *x, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return sqrt(s);
+}
+
+/* ---- serial: one edit at a time through the whole model (the original path) ------------------ */
+
+typedef struct serial_job {
+    interv_ctx *c;
+    llama_model *m;
+    const memit_value_opts *o;
+    const memit_value_in *in;
+    int D, V;
+    int32_t pb[7];
+    float *hval, *hgrad, *hread;    /* [7, D], [7, D], [7*T, D] */
+    float *logits, *dlogits;        /* [V] */
+    double *logp0;                  /* [V] */
+    bool have0;
+    float *delta_h;                 /* host copy of δ [D] */
+    float *delta_d, *grad_d;        /* δ and its gradient in the backend's memory */
+    float *h0;                      /* [D] */
+    double h0n;                     /* ||h0|| */
+    double loss_first, loss_last;
+    bool first;
+} serial_job;
+
+static int serial_step(void *arg, const train_step_info *si, double *loss, cis_err *err) {
+    serial_job *j = arg;
+    if (interv_should_stop(j->c)) return err_set(err, CIS_ECANCEL, "stopped on request");
+    backend *be = llama_model_backend(j->m);
+    int D = j->D, V = j->V, T = j->in->T;
+    const int32_t *pt = j->in->pt;
+    backend_download(be, j->delta_h, j->delta_d, (size_t)D * sizeof(float));
+    for (int r = 0; r < 7; r++) memcpy(j->hval + (size_t)r * D, j->delta_h, (size_t)D * sizeof(float));
+    llama_hook hk = {.layer = j->o->z_layer, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 7, .pos_b = j->pb,
+                     .pos_t = pt, .value = j->hval, .read = j->have0 ? NULL : j->hread, .grad = j->hgrad};
+    int32_t ob = 6, ot = pt[6];
+    llama_batch b = {.B = 7, .T = T, .ids = j->in->ids, .lens = j->in->lens, .targets = j->in->targets, .n_out = 1,
+                     .out_b = &ob, .out_t = &ot, .logits = j->logits};
+    double nll = 0;
+    if (llama_forward(j->m, &b, &hk, 1, true, &nll, err)) return -1;
+    if (!j->have0) {
+        /* h0: the layer-L* output at the subject of the first (plain) rewriting input, δ = 0 */
+        memcpy(j->h0, j->hread + (size_t)pt[0] * D, (size_t)D * sizeof(float));
+        j->h0n = norm_f(j->h0, D);
+    }
+    /* KL(P_δ || P_0) at the KL input's subject */
+    if (!j->have0) {
+        double mx = j->logits[0], s = 0;
+        for (int v = 1; v < V; v++) if (j->logits[v] > mx) mx = j->logits[v];
+        for (int v = 0; v < V; v++) s += exp((double)j->logits[v] - mx);
+        double lse0 = mx + log(s);
+        for (int v = 0; v < V; v++) j->logp0[v] = j->logits[v] - lse0;
+        j->have0 = true;
+    }
+    double lse, kl = kl_row(j->logits, j->logp0, V, &lse);
+    double dn = norm_f(j->delta_h, D);
+    double h2 = j->h0n * j->h0n > 0 ? j->h0n * j->h0n : 1;
+    double total = nll + j->o->kl_factor * kl + j->o->weight_decay * dn / h2;
+    *loss = total;
+    if (j->first) { j->loss_first = total; j->first = false; }
+    j->loss_last = total;
+    if (total < j->o->stop_loss || si->step == si->steps - 1) return 1;
+    kl_grad(j->logits, j->logp0, V, lse, kl, si->loss_scale * j->o->kl_factor, j->dlogits);
+    if (llama_backward(j->m, si->loss_scale, j->dlogits, err)) return -1;
+    float *g = j->hval;   /* reuse: the summed gradient [D] */
+    for (int d = 0; d < D; d++) {
+        double a = dn > 0 ? si->loss_scale * j->o->weight_decay * j->delta_h[d] / (dn * h2) : 0;
+        for (int r = 0; r < 7; r++) a += j->hgrad[(size_t)r * D + d];
+        g[d] = (float)a;
+    }
+    /* the loop zeroed grad_d before this micro-batch: accumulate */
+    float *cur = j->hgrad;
+    backend_download(be, cur, j->grad_d, (size_t)D * sizeof(float));
+    for (int d = 0; d < D; d++) cur[d] += g[d];
+    backend_upload(be, j->grad_d, cur, (size_t)D * sizeof(float));
+    return 0;
+}
+
+/* clamp ||δ|| to clamp_norm_factor ||h0|| */
+static void clamp_delta(backend *be, float *delta_d, float *host, int D, double max_norm) {
+    backend_download(be, host, delta_d, (size_t)D * sizeof(float));
+    double n = norm_f(host, D);
+    if (n > max_norm) {
+        for (int d = 0; d < D; d++) host[d] = (float)(host[d] * max_norm / n);
+        backend_upload(be, delta_d, host, (size_t)D * sizeof(float));
+    }
+}
+
+static int serial_after(void *arg, int64_t step, cis_err *err) {
+    (void)step; (void)err;
+    serial_job *j = arg;
+    clamp_delta(llama_model_backend(j->m), j->delta_d, j->delta_h, j->D, j->o->clamp * j->h0n);
+    return 0;
+}
+
+static int values_serial(interv_ctx *c, const memit_value_in *in, int u, const memit_value_opts *o, float *Z,
+                         memit_value_res *res, cis_err *err) {
+    llama_model *m = c->model;
+    backend *be = llama_model_backend(m);
+    const llama_config *cfg = llama_model_config(m);
+    serial_job j = {.c = c, .m = m, .o = o, .D = cfg->hidden_size, .V = cfg->vocab_size};
+    int D = j.D, V = j.V, rc = -1;
+    for (int t = 0; t < 7; t++) j.pb[t] = t;
+    j.hval = xmalloc((size_t)7 * D * sizeof(float));
+    j.hgrad = xmalloc((size_t)7 * D * sizeof(float));
+    j.hread = xmalloc((size_t)7 * VALUE_MAX_T * D * sizeof(float));
+    j.logits = xmalloc((size_t)V * sizeof(float));
+    j.dlogits = xmalloc((size_t)V * sizeof(float));
+    j.logp0 = xmalloc((size_t)V * sizeof(double));
+    j.delta_h = xmalloc((size_t)D * sizeof(float));
+    j.h0 = xmalloc((size_t)D * sizeof(float));
+    j.delta_d = backend_alloc(be, (size_t)D * sizeof(float), err);
+    j.grad_d = j.delta_d ? backend_alloc(be, (size_t)D * sizeof(float), err) : NULL;
+    if (!j.grad_d) goto out;
+    for (int e = 0; e < u; e++) {
+        j.in = &in[e];
+        /* optimise δ (fresh Adam per edit, as the reference) */
+        backend_memset(be, j.delta_d, 0, (size_t)D * sizeof(float));
+        j.have0 = false;
+        j.first = true;
+        train_loop_cfg tc = train_loop_cfg_default();
+        tc.steps = o->steps;
+        tc.optim = optim_config_default(ADAM_TORCH_ADAM);
+        tc.optim.lr = (float)o->lr;
+        tc.optim.weight_decay = 0;
+        float *pp[1] = {j.delta_d}, *gg[1] = {j.grad_d};
+        int64_t ln[1] = {D};
+        train_tensors tt = {.n = 1, .params = pp, .grads = gg, .len = ln};
+        train_task task = {.model = m, .tensors = &tt, .step = serial_step, .after_step = serial_after, .ctx = &j};
+        train_loop_result tr;
+        int s = train_loop_run(&tc, &task, &tr, err);
+        if (s == TRAIN_ERROR) {
+            if (err->code == CIS_ECANCEL) interv_stopped(c, err);
+            else err_prefix(err, "value optimisation of zsRE record %d: ", in[e].record);
+            goto out;
+        }
+        if (s == TRAIN_STOPPED) { interv_stopped(c, err); goto out; }
+        backend_download(be, j.delta_h, j.delta_d, (size_t)D * sizeof(float));
+        for (int d = 0; d < D; d++) Z[(size_t)e * D + d] = j.h0[d] + j.delta_h[d];
+        res[e] = (memit_value_res){.loss_first = j.loss_first, .loss_last = j.loss_last, .steps = (int)tr.steps,
+                                   .h0_norm = j.h0n, .delta_rel = j.h0n > 0 ? norm_f(j.delta_h, D) / j.h0n : 0};
+        interv_progress(c, o->progress_lo + (o->progress_hi - o->progress_lo) * (e + 1) / u);
+    }
+    rc = 0;
+out:
+    free(j.hval); free(j.hgrad); free(j.hread); free(j.logits); free(j.dlogits); free(j.logp0);
+    free(j.delta_h); free(j.h0);
+    backend_free(be, j.delta_d);
+    backend_free(be, j.grad_d);
+    return rc;
+}
+
+/* ---- batched: many edits per step, started at layer L*+1 -------------------------------------- */
+
+/* floats of saved activations per token row of one layer in a forward kept for backward (the
+ * engine's layout: norms, q/k/v, attention probabilities over T keys, context, h2, the MLP) */
+static double row_floats(const llama_config *cfg, int T) {
+    double D = cfg->hidden_size, F = cfg->intermediate_size, H = cfg->num_attention_heads;
+    double Dh = cfg->head_dim > 0 ? cfg->head_dim : D / H, q = H * Dh, kv = cfg->num_key_value_heads * Dh;
+    return 2 + 4 * D + 2 * q + 2 * kv + H * T + 3 * F;
+}
+
+int memit_value_batch_auto(llama_model *m, const memit_value_in *in, int u, int z_layer) {
+    const llama_config *cfg = llama_model_config(m);
+    int T = 1;
+    for (int e = 0; e < u; e++) if (in[e].T > T) T = in[e].T;
+    int layers = cfg->num_hidden_layers - z_layer - 1;
+    double per_edit = 7.0 * T * ((layers > 0 ? layers : 0) + 1) * row_floats(cfg, T) * sizeof(float);
+    uint64_t fr = 0, tot = 0;
+    cis_err e2 = {0};
+    double budget = VALUE_BUDGET;
+    if (backend_mem_info(llama_model_backend(m), &fr, &tot, &e2) == 0 && fr / 4.0 > budget) budget = fr / 4.0;
+    double k = floor(budget / per_edit);
+    return k < 1 ? 1 : k > u ? (u > 0 ? u : 1) : (int)k;
+}
+
+/* state of one batch of n edits */
+typedef struct vbatch {
+    int n, T, D, V, start;
+    const memit_value_in *in;       /* [n] */
+    float *X;                       /* backend [7n*T, D]: the residual stream entering layer start, δ = 0 */
+    float *Xa;                      /* backend [7na*T, D]: the same for the active edits (compacted) */
+    int na, *act;                   /* active edits (indices into in) */
+    /* the active batch (host) */
+    int32_t *ids, *lens, *hpb, *hpt;/* [7na*T], [7na], [7na], [7na] */
+    int n_out;
+    int32_t *ob, *ot, *tg;          /* [n_out] output rows and their targets (-100 at KL rows) */
+    int *off;                       /* [na] first output row of each active edit */
+    float *hval, *hgrad;            /* [7na, D] */
+    float *LG, *DL;                 /* host [n_out, V] logits, dlogits */
+    float *LGd, *DLd, *lse_d;       /* backend copies (== the host arrays on a host backend) */
+    int32_t *tg_d;
+    /* per edit */
+    float *delta_d, *grad_d;        /* backend [n, D] */
+    optim **opt;                    /* [n] */
+    float *h0, *dh;                 /* host [n, D] h0 and δ */
+    double *h0n, *logp0;            /* [n], [n, V] */
+} vbatch;
+
+static size_t out_rows_max(const memit_value_in *in, int n) {
+    size_t r = 0;
+    for (int e = 0; e < n; e++) r += (size_t)6 * in[e].no + 1;
+    return r;
+}
+
+/* (re)build the compacted active batch from b->act[0..na) */
+static void vbatch_compact(llama_model *m, vbatch *b) {
+    backend *be = llama_model_backend(m);
+    int T = b->T, D = b->D;
+    size_t blk = (size_t)7 * T * D;
+    b->n_out = 0;
+    for (int k = 0; k < b->na; k++) {
+        int e = b->act[k];
+        const memit_value_in *vi = &b->in[e];
+        if (b->Xa != b->X) backend_copy(be, b->Xa + k * blk, b->X + e * blk, blk * sizeof(float));
+        for (int r = 0; r < 7; r++) {
+            int row = 7 * k + r;
+            b->lens[row] = vi->lens[r];
+            memcpy(b->ids + (size_t)row * T, vi->ids + (size_t)r * vi->T, (size_t)vi->lens[r] * sizeof(int32_t));
+            memset(b->ids + (size_t)row * T + vi->lens[r], 0, (size_t)(T - vi->lens[r]) * sizeof(int32_t));
+            b->hpb[row] = row;
+            b->hpt[row] = vi->pt[r];
+        }
+        /* output rows: the targets of the 6 rewriting inputs in row order (as the serial forward
+         * gathers its loss rows), then the KL row */
+        b->off[k] = b->n_out;
+        for (int r = 0; r < 6; r++)
+            for (int t = 0; t < vi->lens[r]; t++) {
+                int32_t y = vi->targets[(size_t)r * vi->T + t];
+                if (y == LOSS_IGNORE_INDEX) continue;
+                b->ob[b->n_out] = 7 * k + r; b->ot[b->n_out] = t; b->tg[b->n_out++] = y;
+            }
+        b->ob[b->n_out] = 7 * k + 6; b->ot[b->n_out] = vi->pt[6]; b->tg[b->n_out++] = LOSS_IGNORE_INDEX;
+    }
+    if (b->tg_d != b->tg) backend_upload(be, b->tg_d, b->tg, (size_t)b->n_out * sizeof(int32_t));
+}
+
+static void vbatch_free(llama_model *m, vbatch *b) {
+    backend *be = llama_model_backend(m);
+    bool host = backend_is_host(be);
+    if (b->Xa != b->X) backend_free(be, b->Xa);
+    backend_free(be, b->X);
+    if (!host) { backend_free(be, b->LGd); backend_free(be, b->DLd); backend_free(be, b->tg_d); }
+    backend_free(be, b->lse_d);
+    backend_free(be, b->delta_d);
+    backend_free(be, b->grad_d);
+    for (int e = 0; b->opt && e < b->n; e++) optim_free(&b->opt[e]);
+    free(b->opt);
+    free(b->act); free(b->ids); free(b->lens); free(b->hpb); free(b->hpt); free(b->ob); free(b->ot); free(b->tg);
+    free(b->off); free(b->hval); free(b->hgrad); free(b->LG); free(b->DL); free(b->h0); free(b->dh); free(b->h0n);
+    free(b->logp0);
+}
+
+/* the n edits in[0..n) together; Z, res as memit_values */
+static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const memit_value_opts *o, float *Z,
+                        memit_value_res *res, double prog_lo, double prog_hi, cis_err *err) {
+    llama_model *m = c->model;
+    backend *be = llama_model_backend(m);
+    const llama_config *cfg = llama_model_config(m);
+    bool host = backend_is_host(be);
+    vbatch b = {.n = n, .in = in, .D = cfg->hidden_size, .V = cfg->vocab_size, .start = o->z_layer + 1};
+    int D = b.D, V = b.V, rc = -1, B = 7 * n;
+    for (int e = 0; e < n; e++) if (in[e].T > b.T) b.T = in[e].T;
+    int T = b.T;
+    size_t NR = (size_t)B * T, nout = out_rows_max(in, n);
+    b.act = xmalloc((size_t)n * sizeof *b.act);
+    b.ids = xmalloc(NR * sizeof *b.ids);
+    b.lens = xmalloc((size_t)B * sizeof *b.lens);
+    b.hpb = xmalloc((size_t)B * sizeof *b.hpb);
+    b.hpt = xmalloc((size_t)B * sizeof *b.hpt);
+    b.ob = xmalloc(nout * sizeof *b.ob);
+    b.ot = xmalloc(nout * sizeof *b.ot);
+    b.tg = xmalloc(nout * sizeof *b.tg);
+    b.off = xmalloc((size_t)n * sizeof *b.off);
+    b.hval = xmalloc((size_t)B * D * sizeof(float));
+    b.hgrad = xmalloc((size_t)B * D * sizeof(float));
+    b.LG = xmalloc(nout * V * sizeof(float));
+    b.DL = xmalloc(nout * V * sizeof(float));
+    b.h0 = xmalloc((size_t)n * D * sizeof(float));
+    b.dh = xmalloc((size_t)n * D * sizeof(float));
+    b.h0n = xmalloc((size_t)n * sizeof(double));
+    b.logp0 = xmalloc((size_t)n * V * sizeof(double));
+    b.opt = xcalloc((size_t)n, sizeof *b.opt);
+    float *X1 = NULL;
+    /* backend buffers */
+    b.X = backend_alloc(be, NR * D * sizeof(float), err);
+    X1 = b.X ? backend_alloc(be, NR * D * sizeof(float), err) : NULL;
+    b.lse_d = X1 ? backend_alloc(be, nout * sizeof(float), err) : NULL;
+    b.delta_d = b.lse_d ? backend_alloc(be, (size_t)n * D * sizeof(float), err) : NULL;
+    b.grad_d = b.delta_d ? backend_alloc(be, (size_t)n * D * sizeof(float), err) : NULL;
+    if (!b.grad_d) goto out;
+    if (host) { b.LGd = b.LG; b.DLd = b.DL; b.tg_d = b.tg; }
+    else {
+        b.LGd = backend_alloc(be, nout * V * sizeof(float), err);
+        b.DLd = b.LGd ? backend_alloc(be, nout * V * sizeof(float), err) : NULL;
+        b.tg_d = b.DLd ? backend_alloc(be, nout * sizeof(int32_t), err) : NULL;
+        if (!b.tg_d) goto out;
+    }
+    backend_memset(be, b.delta_d, 0, (size_t)n * D * sizeof(float));
+    optim_config oc = optim_config_default(ADAM_TORCH_ADAM);
+    oc.lr = (float)o->lr;
+    oc.weight_decay = 0;
+    int64_t lenD = D;
+    for (int e = 0; e < n; e++) {
+        float *p = b.delta_d + (size_t)e * D;
+        const float *g = b.grad_d + (size_t)e * D;
+        if (!(b.opt[e] = optim_new(be, &oc, 1, &p, &g, &lenD, err))) goto out;
+    }
+
+    /* the residual stream entering layer L*+1 at δ = 0: layers 0..L* once */
+    b.na = n;
+    for (int e = 0; e < n; e++) b.act[e] = e;
+    b.Xa = b.X;   /* the full batch first: ids and lens below */
+    vbatch_compact(m, &b);
+    if (llama_embed(m, B, T, b.ids, b.lens, b.X, err)) goto out;
+    for (int l = 0; l <= o->z_layer; l++) {
+        if (interv_should_stop(c)) { interv_stopped(c, err); goto out; }
+        if (llama_layer_run(m, l, B, T, b.lens, b.X, X1, NULL, 0, err)) goto out;
+        float *t = b.X; b.X = X1; X1 = t;
+    }
+    /* X1 (the spare buffer) becomes the compacted copy when edits leave the batch */
+    b.Xa = b.X;
+    for (int e = 0; e < n; e++) {
+        backend_download(be, b.h0 + (size_t)e * D, b.X + ((size_t)7 * e * T + in[e].pt[0]) * D, (size_t)D * sizeof(float));
+        b.h0n[e] = norm_f(b.h0 + (size_t)e * D, D);
+        res[e] = (memit_value_res){.h0_norm = b.h0n[e]};
+    }
+
+    bool changed = false;
+    for (int s = 0; s < o->steps && b.na > 0; s++) {
+        if (interv_should_stop(c)) { interv_stopped(c, err); goto out; }
+        if (changed) {
+            if (b.Xa == b.X) b.Xa = X1;
+            vbatch_compact(m, &b);
+            changed = false;
+        }
+        int Ba = 7 * b.na;
+        backend_download(be, b.dh, b.delta_d, (size_t)n * D * sizeof(float));
+        for (int k = 0; k < b.na; k++)
+            for (int r = 0; r < 7; r++)
+                memcpy(b.hval + (size_t)(7 * k + r) * D, b.dh + (size_t)b.act[k] * D, (size_t)D * sizeof(float));
+        llama_hook hk = {.layer = o->z_layer, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = Ba,
+                         .pos_b = b.hpb, .pos_t = b.hpt, .value = b.hval, .grad = b.hgrad};
+        llama_batch bt = {.B = Ba, .T = T, .ids = b.ids, .lens = b.lens, .n_out = b.n_out, .out_b = b.ob, .out_t = b.ot,
+                          .logits = b.LG, .start_layer = b.start, .x_start = b.Xa};
+        if (llama_forward(m, &bt, &hk, 1, true, NULL, err)) goto out;
+        if (!host) backend_upload(be, b.LGd, b.LG, (size_t)b.n_out * V * sizeof(float));
+        memset(b.DL, 0, (size_t)b.n_out * V * sizeof(float));
+        int n_upd = 0;
+        for (int k = 0; k < b.na; k++) {
+            int e = b.act[k], nt = 6 * in[e].no, r0 = b.off[k], rk = r0 + nt;
+            /* the pooled NLL of the target rows: the backend op the serial forward's loss uses */
+            double nll = BE(be, ce_fwd, NULL, b.lse_d + r0, b.LGd + (size_t)r0 * V, b.tg_d + r0, nt, V, NULL);
+            const float *lk = b.LG + (size_t)rk * V;
+            double *lp0 = b.logp0 + (size_t)e * V;
+            if (s == 0) {
+                double mx = lk[0], ss = 0;
+                for (int v = 1; v < V; v++) if (lk[v] > mx) mx = lk[v];
+                for (int v = 0; v < V; v++) ss += exp((double)lk[v] - mx);
+                double lse0 = mx + log(ss);
+                for (int v = 0; v < V; v++) lp0[v] = lk[v] - lse0;
+            }
+            double lse, kl = kl_row(lk, lp0, V, &lse);
+            const float *de = b.dh + (size_t)e * D;
+            double dn = norm_f(de, D), h2 = b.h0n[e] * b.h0n[e] > 0 ? b.h0n[e] * b.h0n[e] : 1;
+            double total = nll + o->kl_factor * kl + o->weight_decay * dn / h2;
+            if (!isfinite(total)) {
+                err_set(err, CIS_EINVAL, "value optimisation of zsRE record %d: diverged at step %d (loss %g); lower "
+                        "v_lr", in[e].record, s + 1, total);
+                goto out;
+            }
+            if (s == 0) res[e].loss_first = total;
+            res[e].loss_last = total;
+            if (total < o->stop_loss || s == o->steps - 1) {
+                res[e].steps = s;        /* updates made: none at this step */
+                b.act[k] = -1 - e;       /* leaves the batch after this step */
+                changed = true;
+                continue;
+            }
+            n_upd++;
+            BE(be, ce_bwd, b.DLd + (size_t)r0 * V, b.LGd + (size_t)r0 * V, b.lse_d + r0, b.tg_d + r0, nt, V,
+               1.0f / (float)nt);
+            kl_grad(lk, lp0, V, lse, kl, o->kl_factor, b.DL + (size_t)rk * V);
+            if (!host) backend_download(be, b.DL + (size_t)r0 * V, b.DLd + (size_t)r0 * V, (size_t)nt * V * sizeof(float));
+        }
+        if (n_upd > 0) {
+            if (llama_backward(m, 0.0f, b.DL, err)) goto out;
+            for (int k = 0; k < b.na; k++) {
+                int e = b.act[k];
+                if (e < 0) continue;
+                const float *de = b.dh + (size_t)e * D;
+                double dn = norm_f(de, D), h2 = b.h0n[e] * b.h0n[e] > 0 ? b.h0n[e] * b.h0n[e] : 1;
+                float *g = b.hval + (size_t)7 * k * D;   /* reuse: the summed gradient [D] */
+                for (int d = 0; d < D; d++) {
+                    double a = dn > 0 ? o->weight_decay * de[d] / (dn * h2) : 0;
+                    for (int r = 0; r < 7; r++) a += b.hgrad[(size_t)(7 * k + r) * D + d];
+                    g[d] = (float)a;
+                }
+                            backend_upload(be, b.grad_d + (size_t)e * D, g, (size_t)D * sizeof(float));
+                optim_step(b.opt[e], (float)o->lr);
+                clamp_delta(be, b.delta_d + (size_t)e * D, b.dh + (size_t)e * D, D, o->clamp * b.h0n[e]);
+            }
+        }
+        if (changed) {
+            int w = 0;
+            for (int k = 0; k < b.na; k++) if (b.act[k] >= 0) b.act[w++] = b.act[k];
+            b.na = w;
+        }
+        interv_progress(c, prog_lo + (prog_hi - prog_lo) * (s + 1) / o->steps);
+    }
+    backend_download(be, b.dh, b.delta_d, (size_t)n * D * sizeof(float));
+    for (int e = 0; e < n; e++) {
+        for (int d = 0; d < D; d++) Z[(size_t)e * D + d] = b.h0[(size_t)e * D + d] + b.dh[(size_t)e * D + d];
+        res[e].delta_rel = b.h0n[e] > 0 ? norm_f(b.dh + (size_t)e * D, D) / b.h0n[e] : 0;
+    }
+    rc = 0;
+out:
+    if (X1 != b.Xa) backend_free(be, X1);   /* vbatch_free frees X, and Xa when it is the spare */
+    vbatch_free(m, &b);
+    return rc;
+}
+
+int memit_values(interv_ctx *c, const memit_value_in *in, int u, const memit_value_opts *o, float *Z,
+                 memit_value_res *res, int *batch_used, cis_err *err) {
+    if (o->batch == 1) {
+        if (batch_used) *batch_used = 1;
+        return values_serial(c, in, u, o, Z, res, err);
+    }
+    int G = o->batch > 1 ? o->batch : memit_value_batch_auto(c->model, in, u, o->z_layer);
+    if (G > u) G = u > 0 ? u : 1;
+    if (batch_used) *batch_used = G;
+    int D = llama_model_config(c->model)->hidden_size;
+    for (int g0 = 0; g0 < u; g0 += G) {
+        int n = u - g0 < G ? u - g0 : G;
+        double lo = o->progress_lo + (o->progress_hi - o->progress_lo) * g0 / u;
+        double hi = o->progress_lo + (o->progress_hi - o->progress_lo) * (g0 + n) / u;
+        if (values_batch(c, in + g0, n, o, Z + (size_t)g0 * D, res + g0, lo, hi, err)) return -1;
+    }
+    return 0;
+}
