@@ -328,20 +328,29 @@ int memit_value_batch_auto(llama_model *m, const memit_value_in *in, int u, int 
     return k < 1 ? 1 : k > u ? (u > 0 ? u : 1) : (int)k;
 }
 
+/* one length bucket of the active rows: B rows of exactly T tokens (no padding) */
+typedef struct vbucket {
+    int B, T;
+    size_t x_off;                   /* its residual stream in vbatch.XB: [B*T, D] from this offset (floats) */
+    int r0;                         /* its rows in vbatch.row_e / row_r: r0..r0+B-1 */
+    int32_t *ids, *hpb, *hpt;       /* [B*T], [B], [B] */
+    int n_out;                      /* output rows: each rewriting row's targets, each KL row */
+    int32_t *ob, *ot, *tg;          /* [n_out] */
+    int *seq_off;                   /* [B] first output row of row i (in this bucket's outputs) */
+} vbucket;
+
 /* state of one batch of n edits */
 typedef struct vbatch {
-    int n, T, D, V, start;
+    int n, T, D, V;
     const memit_value_in *in;       /* [n] */
-    float *X;                       /* backend [7n*T, D]: the residual stream entering layer start, δ = 0 */
-    float *Xa;                      /* backend [7na*T, D]: the same for the active edits (compacted) */
+    float *X;                       /* backend [7n*T, D]: the residual stream entering layer L*+1, δ = 0 */
+    float *XB;                      /* backend [rows, D]: the same cut to the buckets' lengths */
     int na, *act;                   /* active edits (indices into in) */
-    /* the active batch (host) */
-    int32_t *ids, *lens, *hpb, *hpt;/* [7na*T], [7na], [7na], [7na] */
-    int n_out;
-    int32_t *ob, *ot, *tg;          /* [n_out] output rows and their targets (-100 at KL rows) */
-    int *off;                       /* [na] first output row of each active edit */
-    float *hval, *hgrad;            /* [7na, D] */
-    float *LG, *DL;                 /* host [n_out, V] logits, dlogits */
+    int nb;                         /* buckets of the active rows */
+    vbucket *bk;                    /* [up to 7n] */
+    int *row_e, *row_r;             /* [7na] edit and row (0..6) of each bucketed row */
+    float *hval, *hgrad;            /* host [7n, D] */
+    float *LG, *DL;                 /* host [max outputs, V] logits, dlogits */
     float *LGd, *DLd, *lse_d;       /* backend copies (== the host arrays on a host backend) */
     int32_t *tg_d;
     /* per edit */
@@ -349,60 +358,159 @@ typedef struct vbatch {
     optim **opt;                    /* [n] */
     float *h0, *dh;                 /* host [n, D] h0 and δ */
     double *h0n, *logp0;            /* [n], [n, V] */
+    double *nll, *kl, *gacc;        /* [n], [n], [n, D]: this step's sums over the buckets */
+    float *klrow;                   /* host [n, V]: this step's logits at each KL row */
 } vbatch;
 
-static size_t out_rows_max(const memit_value_in *in, int n) {
-    size_t r = 0;
-    for (int e = 0; e < n; e++) r += (size_t)6 * in[e].no + 1;
-    return r;
+static void buckets_clear(vbatch *b) {
+    for (int i = 0; i < b->nb; i++) {
+        vbucket *k = &b->bk[i];
+        free(k->ids); free(k->hpb); free(k->hpt); free(k->ob); free(k->ot); free(k->tg); free(k->seq_off);
+    }
+    b->nb = 0;
 }
 
-/* (re)build the compacted active batch from b->act[0..na) */
-static void vbatch_compact(llama_model *m, vbatch *b) {
+/* rows to bucket: {length, edit, row}, sorted by length (then edit, row) */
+static int cmp_rows(const void *x, const void *y) {
+    const int *a = x, *c = y;
+    for (int i = 0; i < 3; i++)
+        if (a[i] != c[i]) return a[i] < c[i] ? -1 : 1;
+    return 0;
+}
+
+/* (re)build the buckets of the active edits' rows: rows of equal length together, their residual
+ * streams cut out of X (row i of the bucket = the first T token rows of its sequence) */
+static void vbatch_buckets(llama_model *m, vbatch *b) {
     backend *be = llama_model_backend(m);
-    int T = b->T, D = b->D;
-    size_t blk = (size_t)7 * T * D;
-    b->n_out = 0;
-    for (int k = 0; k < b->na; k++) {
-        int e = b->act[k];
-        const memit_value_in *vi = &b->in[e];
-        if (b->Xa != b->X) backend_copy(be, b->Xa + k * blk, b->X + e * blk, blk * sizeof(float));
+    int D = b->D;
+    buckets_clear(b);
+    int nr = 7 * b->na;
+    int (*rows)[3] = xmalloc((size_t)nr * sizeof *rows);
+    for (int k = 0; k < b->na; k++)
         for (int r = 0; r < 7; r++) {
-            int row = 7 * k + r;
-            b->lens[row] = vi->lens[r];
-            memcpy(b->ids + (size_t)row * T, vi->ids + (size_t)r * vi->T, (size_t)vi->lens[r] * sizeof(int32_t));
-            memset(b->ids + (size_t)row * T + vi->lens[r], 0, (size_t)(T - vi->lens[r]) * sizeof(int32_t));
-            b->hpb[row] = row;
-            b->hpt[row] = vi->pt[r];
+            int e = b->act[k];
+            rows[7 * k + r][0] = b->in[e].lens[r]; rows[7 * k + r][1] = e; rows[7 * k + r][2] = r;
         }
-        /* output rows: the targets of the 6 rewriting inputs in row order (as the serial forward
-         * gathers its loss rows), then the KL row */
-        b->off[k] = b->n_out;
-        for (int r = 0; r < 6; r++)
-            for (int t = 0; t < vi->lens[r]; t++) {
+    qsort(rows, (size_t)nr, sizeof *rows, cmp_rows);
+    size_t x_off = 0;
+    for (int i = 0; i < nr;) {
+        int T = rows[i][0], j = i;
+        while (j < nr && rows[j][0] == T) j++;
+        vbucket *k = &b->bk[b->nb++];
+        k->B = j - i; k->T = T; k->x_off = x_off; k->r0 = i;
+        k->ids = xmalloc((size_t)k->B * T * sizeof *k->ids);
+        k->hpb = xmalloc((size_t)k->B * sizeof *k->hpb);
+        k->hpt = xmalloc((size_t)k->B * sizeof *k->hpt);
+        k->seq_off = xmalloc((size_t)k->B * sizeof *k->seq_off);
+        int no = 0;
+        for (int q = i; q < j; q++) no += rows[q][2] < 6 ? b->in[rows[q][1]].no : 1;
+        k->ob = xmalloc((size_t)no * sizeof *k->ob);
+        k->ot = xmalloc((size_t)no * sizeof *k->ot);
+        k->tg = xmalloc((size_t)no * sizeof *k->tg);
+        k->n_out = 0;
+        for (int q = i; q < j; q++) {
+            int e = rows[q][1], r = rows[q][2], bi = q - i;
+            const memit_value_in *vi = &b->in[e];
+            b->row_e[q] = e; b->row_r[q] = r;
+            memcpy(k->ids + (size_t)bi * T, vi->ids + (size_t)r * vi->T, (size_t)T * sizeof(int32_t));
+            k->hpb[bi] = bi;
+            k->hpt[bi] = vi->pt[r];
+            backend_copy(be, b->XB + x_off + (size_t)bi * T * D, b->X + ((size_t)(7 * e + r) * b->T) * D,
+                         (size_t)T * D * sizeof(float));
+            /* outputs: the targets of a rewriting row in order (as the serial forward gathers its loss
+             * rows), or the KL row's subject */
+            k->seq_off[bi] = k->n_out;
+            if (r == 6) { k->ob[k->n_out] = bi; k->ot[k->n_out] = vi->pt[6]; k->tg[k->n_out++] = LOSS_IGNORE_INDEX; continue; }
+            for (int t = 0; t < T; t++) {
                 int32_t y = vi->targets[(size_t)r * vi->T + t];
                 if (y == LOSS_IGNORE_INDEX) continue;
-                b->ob[b->n_out] = 7 * k + r; b->ot[b->n_out] = t; b->tg[b->n_out++] = y;
+                k->ob[k->n_out] = bi; k->ot[k->n_out] = t; k->tg[k->n_out++] = y;
             }
-        b->ob[b->n_out] = 7 * k + 6; b->ot[b->n_out] = vi->pt[6]; b->tg[b->n_out++] = LOSS_IGNORE_INDEX;
+        }
+        x_off += (size_t)k->B * T * D;
+        i = j;
     }
-    if (b->tg_d != b->tg) backend_upload(be, b->tg_d, b->tg, (size_t)b->n_out * sizeof(int32_t));
+    free(rows);
 }
 
 static void vbatch_free(llama_model *m, vbatch *b) {
     backend *be = llama_model_backend(m);
     bool host = backend_is_host(be);
-    if (b->Xa != b->X) backend_free(be, b->Xa);
+    buckets_clear(b);
+    free(b->bk);
     backend_free(be, b->X);
+    backend_free(be, b->XB);
     if (!host) { backend_free(be, b->LGd); backend_free(be, b->DLd); backend_free(be, b->tg_d); }
     backend_free(be, b->lse_d);
     backend_free(be, b->delta_d);
     backend_free(be, b->grad_d);
     for (int e = 0; b->opt && e < b->n; e++) optim_free(&b->opt[e]);
     free(b->opt);
-    free(b->act); free(b->ids); free(b->lens); free(b->hpb); free(b->hpt); free(b->ob); free(b->ot); free(b->tg);
-    free(b->off); free(b->hval); free(b->hgrad); free(b->LG); free(b->DL); free(b->h0); free(b->dh); free(b->h0n);
-    free(b->logp0);
+    free(b->act); free(b->row_e); free(b->row_r); free(b->hval); free(b->hgrad); free(b->LG); free(b->DL);
+    free(b->h0); free(b->dh); free(b->h0n); free(b->logp0); free(b->nll); free(b->kl); free(b->gacc); free(b->klrow);
+}
+
+/* one bucket's forward + backward at the current δ's: adds each row's NLL sum, KL-row logits and
+ * hook gradient into the per-edit sums. The gradient of every row is taken whether or not its
+ * edit stops at this step (the stop needs the sums over all the buckets; a stopped edit's
+ * gradient is dropped): one wasted backward per edit over the whole run. */
+static int vbucket_step(llama_model *m, vbatch *b, const vbucket *k, const memit_value_opts *o, int step,
+                        cis_err *err) {
+    backend *be = llama_model_backend(m);
+    bool host = backend_is_host(be);
+    int D = b->D, V = b->V;
+    for (int i = 0; i < k->B; i++)
+        memcpy(b->hval + (size_t)i * D, b->dh + (size_t)b->row_e[k->r0 + i] * D, (size_t)D * sizeof(float));
+    llama_hook hk = {.layer = o->z_layer, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = k->B,
+                     .pos_b = k->hpb, .pos_t = k->hpt, .value = b->hval, .grad = b->hgrad};
+    llama_batch bt = {.B = k->B, .T = k->T, .ids = k->ids, .n_out = k->n_out, .out_b = k->ob, .out_t = k->ot,
+                      .logits = b->LG, .start_layer = o->z_layer + 1, .x_start = b->XB + k->x_off};
+    if (llama_forward(m, &bt, &hk, 1, true, NULL, err)) return -1;
+    if (!host) {
+        backend_upload(be, b->LGd, b->LG, (size_t)k->n_out * V * sizeof(float));
+        backend_upload(be, b->tg_d, k->tg, (size_t)k->n_out * sizeof(int32_t));
+    } else {
+        b->tg_d = k->tg;
+    }
+    for (int i = 0; i < k->B; i++) {
+        int e = b->row_e[k->r0 + i], r = b->row_r[k->r0 + i], o0 = k->seq_off[i];
+        if (r == 6) {
+            /* the KL row: its logits are kept for the per-edit KL after all the buckets */
+            memcpy(b->klrow + (size_t)e * V, b->LG + (size_t)o0 * V, (size_t)V * sizeof(float));
+            continue;
+        }
+        int nt = b->in[e].no;
+        /* the serial forward's backend ops over this row's targets: the loss, then
+         * scale (softmax - onehot) with scale = 1 / (6 no), the edit's pooled mean */
+        double mean = BE(be, ce_fwd, NULL, b->lse_d + o0, b->LGd + (size_t)o0 * V, b->tg_d + o0, nt, V, NULL);
+        b->nll[e] += mean * nt;
+        BE(be, ce_bwd, b->DLd + (size_t)o0 * V, b->LGd + (size_t)o0 * V, b->lse_d + o0, b->tg_d + o0, nt, V,
+           1.0f / (float)(6 * nt));
+    }
+    if (!host) backend_download(be, b->DL, b->DLd, (size_t)k->n_out * V * sizeof(float));
+    /* the KL rows' gradient at the current δ (P_0 from step 0, which is this one at step 0) */
+    for (int i = 0; i < k->B; i++) {
+        int e = b->row_e[k->r0 + i], o0 = k->seq_off[i];
+        if (b->row_r[k->r0 + i] != 6) continue;
+        const float *lk = b->LG + (size_t)o0 * V;
+        double *lp0 = b->logp0 + (size_t)e * V;
+        if (step == 0) {
+            double mx = lk[0], ss = 0;
+            for (int v = 1; v < V; v++) if (lk[v] > mx) mx = lk[v];
+            for (int v = 0; v < V; v++) ss += exp((double)lk[v] - mx);
+            double lse0 = mx + log(ss);
+            for (int v = 0; v < V; v++) lp0[v] = lk[v] - lse0;
+        }
+        double lse;
+        b->kl[e] = kl_row(lk, lp0, V, &lse);
+        kl_grad(lk, lp0, V, lse, b->kl[e], o->kl_factor, b->DL + (size_t)o0 * V);
+    }
+    if (llama_backward(m, 0.0f, b->DL, err)) return -1;
+    for (int i = 0; i < k->B; i++) {
+        double *ga = b->gacc + (size_t)b->row_e[k->r0 + i] * D;
+        for (int d = 0; d < D; d++) ga[d] += b->hgrad[(size_t)i * D + d];
+    }
+    return 0;
 }
 
 /* the n edits in[0..n) together; Z, res as memit_values */
@@ -412,20 +520,22 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
     backend *be = llama_model_backend(m);
     const llama_config *cfg = llama_model_config(m);
     bool host = backend_is_host(be);
-    vbatch b = {.n = n, .in = in, .D = cfg->hidden_size, .V = cfg->vocab_size, .start = o->z_layer + 1};
+    vbatch b = {.n = n, .in = in, .D = cfg->hidden_size, .V = cfg->vocab_size};
     int D = b.D, V = b.V, rc = -1, B = 7 * n;
     for (int e = 0; e < n; e++) if (in[e].T > b.T) b.T = in[e].T;
     int T = b.T;
-    size_t NR = (size_t)B * T, nout = out_rows_max(in, n);
+    size_t NR = (size_t)B * T, nout = 0;
+    for (int e = 0; e < n; e++) nout += (size_t)6 * in[e].no + 1;
+    int32_t *ids = xcalloc(NR, sizeof *ids), *lens = xmalloc((size_t)B * sizeof *lens);
+    for (int e = 0; e < n; e++)
+        for (int r = 0; r < 7; r++) {
+            lens[7 * e + r] = in[e].lens[r];
+            memcpy(ids + (size_t)(7 * e + r) * T, in[e].ids + (size_t)r * in[e].T, (size_t)in[e].lens[r] * sizeof(int32_t));
+        }
     b.act = xmalloc((size_t)n * sizeof *b.act);
-    b.ids = xmalloc(NR * sizeof *b.ids);
-    b.lens = xmalloc((size_t)B * sizeof *b.lens);
-    b.hpb = xmalloc((size_t)B * sizeof *b.hpb);
-    b.hpt = xmalloc((size_t)B * sizeof *b.hpt);
-    b.ob = xmalloc(nout * sizeof *b.ob);
-    b.ot = xmalloc(nout * sizeof *b.ot);
-    b.tg = xmalloc(nout * sizeof *b.tg);
-    b.off = xmalloc((size_t)n * sizeof *b.off);
+    b.bk = xcalloc((size_t)B, sizeof *b.bk);
+    b.row_e = xmalloc((size_t)B * sizeof *b.row_e);
+    b.row_r = xmalloc((size_t)B * sizeof *b.row_r);
     b.hval = xmalloc((size_t)B * D * sizeof(float));
     b.hgrad = xmalloc((size_t)B * D * sizeof(float));
     b.LG = xmalloc(nout * V * sizeof(float));
@@ -434,6 +544,10 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
     b.dh = xmalloc((size_t)n * D * sizeof(float));
     b.h0n = xmalloc((size_t)n * sizeof(double));
     b.logp0 = xmalloc((size_t)n * V * sizeof(double));
+    b.nll = xmalloc((size_t)n * sizeof(double));
+    b.kl = xmalloc((size_t)n * sizeof(double));
+    b.gacc = xmalloc((size_t)n * D * sizeof(double));
+    b.klrow = xmalloc((size_t)n * V * sizeof(float));
     b.opt = xcalloc((size_t)n, sizeof *b.opt);
     float *X1 = NULL;
     /* backend buffers */
@@ -443,7 +557,7 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
     b.delta_d = b.lse_d ? backend_alloc(be, (size_t)n * D * sizeof(float), err) : NULL;
     b.grad_d = b.delta_d ? backend_alloc(be, (size_t)n * D * sizeof(float), err) : NULL;
     if (!b.grad_d) goto out;
-    if (host) { b.LGd = b.LG; b.DLd = b.DL; b.tg_d = b.tg; }
+    if (host) { b.LGd = b.LG; b.DLd = b.DL; }
     else {
         b.LGd = backend_alloc(be, nout * V * sizeof(float), err);
         b.DLd = b.LGd ? backend_alloc(be, nout * V * sizeof(float), err) : NULL;
@@ -462,62 +576,40 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
     }
 
     /* the residual stream entering layer L*+1 at δ = 0: layers 0..L* once */
-    b.na = n;
-    for (int e = 0; e < n; e++) b.act[e] = e;
-    b.Xa = b.X;   /* the full batch first: ids and lens below */
-    vbatch_compact(m, &b);
-    if (llama_embed(m, B, T, b.ids, b.lens, b.X, err)) goto out;
+    if (llama_embed(m, B, T, ids, lens, b.X, err)) goto out;
     for (int l = 0; l <= o->z_layer; l++) {
         if (interv_should_stop(c)) { interv_stopped(c, err); goto out; }
-        if (llama_layer_run(m, l, B, T, b.lens, b.X, X1, NULL, 0, err)) goto out;
+        if (llama_layer_run(m, l, B, T, lens, b.X, X1, NULL, 0, err)) goto out;
         float *t = b.X; b.X = X1; X1 = t;
     }
-    /* X1 (the spare buffer) becomes the compacted copy when edits leave the batch */
-    b.Xa = b.X;
+    b.XB = X1;   /* the spare buffer holds the bucketed copy */
+    X1 = NULL;
     for (int e = 0; e < n; e++) {
         backend_download(be, b.h0 + (size_t)e * D, b.X + ((size_t)7 * e * T + in[e].pt[0]) * D, (size_t)D * sizeof(float));
         b.h0n[e] = norm_f(b.h0 + (size_t)e * D, D);
         res[e] = (memit_value_res){.h0_norm = b.h0n[e]};
     }
+    b.na = n;
+    for (int e = 0; e < n; e++) b.act[e] = e;
 
-    bool changed = false;
+    bool changed = true;
     for (int s = 0; s < o->steps && b.na > 0; s++) {
         if (interv_should_stop(c)) { interv_stopped(c, err); goto out; }
-        if (changed) {
-            if (b.Xa == b.X) b.Xa = X1;
-            vbatch_compact(m, &b);
-            changed = false;
-        }
-        int Ba = 7 * b.na;
+        if (changed) { vbatch_buckets(m, &b); changed = false; }
         backend_download(be, b.dh, b.delta_d, (size_t)n * D * sizeof(float));
-        for (int k = 0; k < b.na; k++)
-            for (int r = 0; r < 7; r++)
-                memcpy(b.hval + (size_t)(7 * k + r) * D, b.dh + (size_t)b.act[k] * D, (size_t)D * sizeof(float));
-        llama_hook hk = {.layer = o->z_layer, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = Ba,
-                         .pos_b = b.hpb, .pos_t = b.hpt, .value = b.hval, .grad = b.hgrad};
-        llama_batch bt = {.B = Ba, .T = T, .ids = b.ids, .lens = b.lens, .n_out = b.n_out, .out_b = b.ob, .out_t = b.ot,
-                          .logits = b.LG, .start_layer = b.start, .x_start = b.Xa};
-        if (llama_forward(m, &bt, &hk, 1, true, NULL, err)) goto out;
-        if (!host) backend_upload(be, b.LGd, b.LG, (size_t)b.n_out * V * sizeof(float));
-        memset(b.DL, 0, (size_t)b.n_out * V * sizeof(float));
-        int n_upd = 0;
         for (int k = 0; k < b.na; k++) {
-            int e = b.act[k], nt = 6 * in[e].no, r0 = b.off[k], rk = r0 + nt;
-            /* the pooled NLL of the target rows: the backend op the serial forward's loss uses */
-            double nll = BE(be, ce_fwd, NULL, b.lse_d + r0, b.LGd + (size_t)r0 * V, b.tg_d + r0, nt, V, NULL);
-            const float *lk = b.LG + (size_t)rk * V;
-            double *lp0 = b.logp0 + (size_t)e * V;
-            if (s == 0) {
-                double mx = lk[0], ss = 0;
-                for (int v = 1; v < V; v++) if (lk[v] > mx) mx = lk[v];
-                for (int v = 0; v < V; v++) ss += exp((double)lk[v] - mx);
-                double lse0 = mx + log(ss);
-                for (int v = 0; v < V; v++) lp0[v] = lk[v] - lse0;
-            }
-            double lse, kl = kl_row(lk, lp0, V, &lse);
+            int e = b.act[k];
+            b.nll[e] = 0;
+            memset(b.gacc + (size_t)e * D, 0, (size_t)D * sizeof(double));
+        }
+        for (int k = 0; k < b.nb; k++)
+            if (vbucket_step(m, &b, &b.bk[k], o, s, err)) goto out;
+        int w = 0;
+        for (int k = 0; k < b.na; k++) {
+            int e = b.act[k];
             const float *de = b.dh + (size_t)e * D;
             double dn = norm_f(de, D), h2 = b.h0n[e] * b.h0n[e] > 0 ? b.h0n[e] * b.h0n[e] : 1;
-            double total = nll + o->kl_factor * kl + o->weight_decay * dn / h2;
+            double total = b.nll[e] / (6.0 * in[e].no) + o->kl_factor * b.kl[e] + o->weight_decay * dn / h2;
             if (!isfinite(total)) {
                 err_set(err, CIS_EINVAL, "value optimisation of zsRE record %d: diverged at step %d (loss %g); lower "
                         "v_lr", in[e].record, s + 1, total);
@@ -526,40 +618,22 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
             if (s == 0) res[e].loss_first = total;
             res[e].loss_last = total;
             if (total < o->stop_loss || s == o->steps - 1) {
-                res[e].steps = s;        /* updates made: none at this step */
-                b.act[k] = -1 - e;       /* leaves the batch after this step */
+                res[e].steps = s;        /* updates made: none at this step; δ is final */
                 changed = true;
                 continue;
             }
-            n_upd++;
-            BE(be, ce_bwd, b.DLd + (size_t)r0 * V, b.LGd + (size_t)r0 * V, b.lse_d + r0, b.tg_d + r0, nt, V,
-               1.0f / (float)nt);
-            kl_grad(lk, lp0, V, lse, kl, o->kl_factor, b.DL + (size_t)rk * V);
-            if (!host) backend_download(be, b.DL + (size_t)r0 * V, b.DLd + (size_t)r0 * V, (size_t)nt * V * sizeof(float));
-        }
-        if (n_upd > 0) {
-            if (llama_backward(m, 0.0f, b.DL, err)) goto out;
-            for (int k = 0; k < b.na; k++) {
-                int e = b.act[k];
-                if (e < 0) continue;
-                const float *de = b.dh + (size_t)e * D;
-                double dn = norm_f(de, D), h2 = b.h0n[e] * b.h0n[e] > 0 ? b.h0n[e] * b.h0n[e] : 1;
-                float *g = b.hval + (size_t)7 * k * D;   /* reuse: the summed gradient [D] */
-                for (int d = 0; d < D; d++) {
-                    double a = dn > 0 ? o->weight_decay * de[d] / (dn * h2) : 0;
-                    for (int r = 0; r < 7; r++) a += b.hgrad[(size_t)(7 * k + r) * D + d];
-                    g[d] = (float)a;
-                }
-                            backend_upload(be, b.grad_d + (size_t)e * D, g, (size_t)D * sizeof(float));
-                optim_step(b.opt[e], (float)o->lr);
-                clamp_delta(be, b.delta_d + (size_t)e * D, b.dh + (size_t)e * D, D, o->clamp * b.h0n[e]);
+            b.act[w++] = e;
+            float *g = b.hval;   /* reuse: the summed gradient [D] */
+            const double *ga = b.gacc + (size_t)e * D;
+            for (int d = 0; d < D; d++) {
+                double a = dn > 0 ? o->weight_decay * de[d] / (dn * h2) : 0;
+                g[d] = (float)(a + ga[d]);
             }
+            backend_upload(be, b.grad_d + (size_t)e * D, g, (size_t)D * sizeof(float));
+            optim_step(b.opt[e], (float)o->lr);
+            clamp_delta(be, b.delta_d + (size_t)e * D, b.dh + (size_t)e * D, D, o->clamp * b.h0n[e]);
         }
-        if (changed) {
-            int w = 0;
-            for (int k = 0; k < b.na; k++) if (b.act[k] >= 0) b.act[w++] = b.act[k];
-            b.na = w;
-        }
+        b.na = w;
         interv_progress(c, prog_lo + (prog_hi - prog_lo) * (s + 1) / o->steps);
     }
     backend_download(be, b.dh, b.delta_d, (size_t)n * D * sizeof(float));
@@ -569,8 +643,11 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
     }
     rc = 0;
 out:
-    if (X1 != b.Xa) backend_free(be, X1);   /* vbatch_free frees X, and Xa when it is the spare */
+    if (host) b.tg_d = NULL;
+    backend_free(be, X1);
     vbatch_free(m, &b);
+    free(ids);
+    free(lens);
     return rc;
 }
 
