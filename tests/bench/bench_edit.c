@@ -62,14 +62,19 @@ static void bench_values(llama_model *m, const tokenizer *tok, const char *world
     for (int e = 0; e < u; e++)
         if (memit_value_inputs(tok, &q.r[e], tmpl, &vin[e], &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
     {
-        double te = 0, real = 0;
+        double te = 0, real = 0, after = 0;
         int tmax = 0;
         for (int e = 0; e < u; e++) {
             te += (double)vin[e].T / u;
             tmax = vin[e].T > tmax ? vin[e].T : tmax;
-            for (int r = 0; r < 7; r++) real += vin[e].lens[r] / (7.0 * u);
+            for (int r = 0; r < 7; r++) {
+                real += vin[e].lens[r] / (7.0 * u);
+                after += (vin[e].lens[r] - vin[e].pt[r]) / (7.0 * u);
+            }
         }
-        printf("# inputs: mean tokens per row %.1f, mean padded length per edit %.1f, longest %d\n", real, te, tmax);
+        /* tokens at or after the subject: the only rows of layers > L* that depend on δ (causal) */
+        printf("# inputs: mean tokens per row %.1f (%.1f at or after the subject), mean padded length per edit %.1f, "
+               "longest %d\n", real, after, te, tmax);
     }
     interv_ctx c = {.model = m};
     memit_value_opts o = {.z_layer = layers[N - 1], .steps = tiny ? 50 : 25, .lr = tiny ? 2.0 : 0.5, .kl_factor = 0.0625,
