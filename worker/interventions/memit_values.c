@@ -328,27 +328,32 @@ int memit_value_batch_auto(llama_model *m, const memit_value_in *in, int u, int 
     return k < 1 ? 1 : k > u ? (u > 0 ? u : 1) : (int)k;
 }
 
-/* one length bucket of the active rows: B rows of exactly T tokens (no padding) */
+/* One bucket of the active rows: B rows whose part from the subject on (the "suffix", the only
+ * part of layers > L* that depends on δ: attention is causal) has the same length Tq. Row i is
+ * sequence (row_e, row_r) of the batch: absolute positions p0[i] .. p0[i] + Tq - 1 with p0 the
+ * subject's last token, keys of positions < p0 in the bucket's caches (from the fill forward). */
 typedef struct vbucket {
-    int B, T;
-    size_t x_off;                   /* its residual stream in vbatch.XB: [B*T, D] from this offset (floats) */
-    int r0;                         /* its rows in vbatch.row_e / row_r: r0..r0+B-1 */
-    int32_t *ids, *hpb, *hpt;       /* [B*T], [B], [B] */
+    int B, Bcap, Tq, Tk;            /* rows (Bcap as built: the caches' layout), suffix length, cache
+                                       length (the longest row) */
+    int *re, *rr;                   /* [B] edit and row (0..6) of each bucket row */
+    int32_t *p0, *lens, *ids, *hpb, *hpt;  /* [B], [B] full lengths, [B*Tq] suffix ids, hook (i, 0) */
     int n_out;                      /* output rows: each rewriting row's targets, each KL row */
     int32_t *ob, *ot, *tg;          /* [n_out] */
-    int *seq_off;                   /* [B] first output row of row i (in this bucket's outputs) */
+    int *seq_off;                   /* [B] first output row of row i */
+    float *xs;                      /* backend [B*Tq, D]: the suffix residual stream entering L*+1, δ = 0 */
+    float *kv;                      /* backend: 2 (L-L*-1) caches [B, Tk, kvdim] (k then v per layer) */
+    float **kk, **vv;               /* [L-L*-1] pointers into kv */
 } vbucket;
 
 /* state of one batch of n edits */
 typedef struct vbatch {
-    int n, T, D, V;
+    int n, T, D, V, L, start, kvdim;
     const memit_value_in *in;       /* [n] */
     float *X;                       /* backend [7n*T, D]: the residual stream entering layer L*+1, δ = 0 */
-    float *XB;                      /* backend [rows, D]: the same cut to the buckets' lengths */
     int na, *act;                   /* active edits (indices into in) */
-    int nb;                         /* buckets of the active rows */
+    bool *alive;                    /* [n] still optimising */
+    int nb;                         /* buckets */
     vbucket *bk;                    /* [up to 7n] */
-    int *row_e, *row_r;             /* [7na] edit and row (0..6) of each bucketed row */
     float *hval, *hgrad;            /* host [7n, D] */
     float *LG, *DL;                 /* host [max outputs, V] logits, dlogits */
     float *LGd, *DLd, *lse_d;       /* backend copies (== the host arrays on a host backend) */
@@ -359,18 +364,18 @@ typedef struct vbatch {
     float *h0, *dh;                 /* host [n, D] h0 and δ */
     double *h0n, *logp0;            /* [n], [n, V] */
     double *nll, *kl, *gacc;        /* [n], [n], [n, D]: this step's sums over the buckets */
-    float *klrow;                   /* host [n, V]: this step's logits at each KL row */
 } vbatch;
 
-static void buckets_clear(vbatch *b) {
-    for (int i = 0; i < b->nb; i++) {
-        vbucket *k = &b->bk[i];
-        free(k->ids); free(k->hpb); free(k->hpt); free(k->ob); free(k->ot); free(k->tg); free(k->seq_off);
-    }
-    b->nb = 0;
+static void bucket_free(llama_model *m, vbucket *k) {
+    backend *be = llama_model_backend(m);
+    free(k->re); free(k->rr); free(k->p0); free(k->lens); free(k->ids); free(k->hpb); free(k->hpt);
+    free(k->ob); free(k->ot); free(k->tg); free(k->seq_off); free(k->kk); free(k->vv);
+    backend_free(be, k->xs);
+    backend_free(be, k->kv);
+    memset(k, 0, sizeof *k);
 }
 
-/* rows to bucket: {length, edit, row}, sorted by length (then edit, row) */
+/* rows to bucket: {suffix length, edit, row}, sorted */
 static int cmp_rows(const void *x, const void *y) {
     const int *a = x, *c = y;
     for (int i = 0; i < 3; i++)
@@ -378,93 +383,158 @@ static int cmp_rows(const void *x, const void *y) {
     return 0;
 }
 
-/* (re)build the buckets of the active edits' rows: rows of equal length together, their residual
- * streams cut out of X (row i of the bucket = the first T token rows of its sequence) */
-static void vbatch_buckets(llama_model *m, vbatch *b) {
+/* the host arrays of bucket k from its rows re/rr (after building or compacting) */
+static void bucket_host(const vbatch *b, vbucket *k) {
+    int Tq = k->Tq, no = 0;
+    for (int i = 0; i < k->B; i++) no += k->rr[i] < 6 ? b->in[k->re[i]].no : 1;
+    k->ob = xrealloc(k->ob, (size_t)(no > 0 ? no : 1) * sizeof *k->ob);
+    k->ot = xrealloc(k->ot, (size_t)(no > 0 ? no : 1) * sizeof *k->ot);
+    k->tg = xrealloc(k->tg, (size_t)(no > 0 ? no : 1) * sizeof *k->tg);
+    k->n_out = 0;
+    for (int i = 0; i < k->B; i++) {
+        const memit_value_in *vi = &b->in[k->re[i]];
+        int r = k->rr[i], p0 = vi->pt[r];
+        k->p0[i] = p0;
+        k->lens[i] = vi->lens[r];
+        memcpy(k->ids + (size_t)i * Tq, vi->ids + (size_t)r * vi->T + p0, (size_t)Tq * sizeof(int32_t));
+        k->hpb[i] = i;
+        k->hpt[i] = 0;
+        k->seq_off[i] = k->n_out;
+        /* outputs: the targets of a rewriting row in order (as the serial forward gathers its loss
+         * rows; all lie at or after the subject), or the KL row's subject */
+        if (r == 6) { k->ob[k->n_out] = i; k->ot[k->n_out] = 0; k->tg[k->n_out++] = LOSS_IGNORE_INDEX; continue; }
+        for (int t = p0; t < vi->lens[r]; t++) {
+            int32_t y = vi->targets[(size_t)r * vi->T + t];
+            if (y == LOSS_IGNORE_INDEX) continue;
+            k->ob[k->n_out] = i; k->ot[k->n_out] = t - p0; k->tg[k->n_out++] = y;
+        }
+    }
+}
+
+/* build the buckets of all the rows of the batch and fill their caches: one forward of layers
+ * L*+1..L-1 over each bucket's whole rows at δ = 0 writes the keys/values of every position
+ * (those below the subject stay constant from then on) */
+static int vbatch_buckets(llama_model *m, vbatch *b, cis_err *err) {
     backend *be = llama_model_backend(m);
-    int D = b->D;
-    buckets_clear(b);
-    int nr = 7 * b->na;
+    int D = b->D, nl = b->L - b->start, nr = 7 * b->n;
     int (*rows)[3] = xmalloc((size_t)nr * sizeof *rows);
-    for (int k = 0; k < b->na; k++)
+    for (int e = 0; e < b->n; e++)
         for (int r = 0; r < 7; r++) {
-            int e = b->act[k];
-            rows[7 * k + r][0] = b->in[e].lens[r]; rows[7 * k + r][1] = e; rows[7 * k + r][2] = r;
+            rows[7 * e + r][0] = b->in[e].lens[r] - b->in[e].pt[r]; rows[7 * e + r][1] = e; rows[7 * e + r][2] = r;
         }
     qsort(rows, (size_t)nr, sizeof *rows, cmp_rows);
-    size_t x_off = 0;
-    for (int i = 0; i < nr;) {
-        int T = rows[i][0], j = i;
-        while (j < nr && rows[j][0] == T) j++;
+    int rc = 0;
+    float *xf = NULL;
+    int32_t *fids = NULL;
+    for (int i = 0; i < nr && !rc;) {
+        int Tq = rows[i][0], j = i;
+        while (j < nr && rows[j][0] == Tq) j++;
         vbucket *k = &b->bk[b->nb++];
-        k->B = j - i; k->T = T; k->x_off = x_off; k->r0 = i;
-        k->ids = xmalloc((size_t)k->B * T * sizeof *k->ids);
+        k->B = k->Bcap = j - i; k->Tq = Tq; k->Tk = 1;
+        k->re = xmalloc((size_t)k->B * sizeof *k->re);
+        k->rr = xmalloc((size_t)k->B * sizeof *k->rr);
+        for (int q = i; q < j; q++) {
+            k->re[q - i] = rows[q][1]; k->rr[q - i] = rows[q][2];
+            int len = b->in[rows[q][1]].lens[rows[q][2]];
+            if (len > k->Tk) k->Tk = len;
+        }
+        k->p0 = xmalloc((size_t)k->B * sizeof *k->p0);
+        k->lens = xmalloc((size_t)k->B * sizeof *k->lens);
+        k->ids = xmalloc((size_t)k->B * Tq * sizeof *k->ids);
         k->hpb = xmalloc((size_t)k->B * sizeof *k->hpb);
         k->hpt = xmalloc((size_t)k->B * sizeof *k->hpt);
         k->seq_off = xmalloc((size_t)k->B * sizeof *k->seq_off);
-        int no = 0;
-        for (int q = i; q < j; q++) no += rows[q][2] < 6 ? b->in[rows[q][1]].no : 1;
-        k->ob = xmalloc((size_t)no * sizeof *k->ob);
-        k->ot = xmalloc((size_t)no * sizeof *k->ot);
-        k->tg = xmalloc((size_t)no * sizeof *k->tg);
-        k->n_out = 0;
-        for (int q = i; q < j; q++) {
-            int e = rows[q][1], r = rows[q][2], bi = q - i;
-            const memit_value_in *vi = &b->in[e];
-            b->row_e[q] = e; b->row_r[q] = r;
-            memcpy(k->ids + (size_t)bi * T, vi->ids + (size_t)r * vi->T, (size_t)T * sizeof(int32_t));
-            k->hpb[bi] = bi;
-            k->hpt[bi] = vi->pt[r];
-            backend_copy(be, b->XB + x_off + (size_t)bi * T * D, b->X + ((size_t)(7 * e + r) * b->T) * D,
-                         (size_t)T * D * sizeof(float));
-            /* outputs: the targets of a rewriting row in order (as the serial forward gathers its loss
-             * rows), or the KL row's subject */
-            k->seq_off[bi] = k->n_out;
-            if (r == 6) { k->ob[k->n_out] = bi; k->ot[k->n_out] = vi->pt[6]; k->tg[k->n_out++] = LOSS_IGNORE_INDEX; continue; }
-            for (int t = 0; t < T; t++) {
-                int32_t y = vi->targets[(size_t)r * vi->T + t];
-                if (y == LOSS_IGNORE_INDEX) continue;
-                k->ob[k->n_out] = bi; k->ot[k->n_out] = t; k->tg[k->n_out++] = y;
-            }
+        bucket_host(b, k);
+        size_t cache = (size_t)k->B * k->Tk * b->kvdim;
+        k->xs = backend_alloc(be, (size_t)k->B * Tq * D * sizeof(float), err);
+        k->kv = k->xs ? backend_alloc(be, 2 * (size_t)nl * cache * sizeof(float), err) : NULL;
+        xf = k->kv ? backend_alloc(be, (size_t)k->B * k->Tk * D * sizeof(float), err) : NULL;
+        if (!xf) { rc = -1; break; }
+        k->kk = xmalloc((size_t)nl * sizeof *k->kk);
+        k->vv = xmalloc((size_t)nl * sizeof *k->vv);
+        for (int l = 0; l < nl; l++) { k->kk[l] = k->kv + 2 * l * cache; k->vv[l] = k->kv + (2 * l + 1) * cache; }
+        /* the whole rows (for the fill) and their suffixes (for the steps), cut out of X */
+        fids = xcalloc((size_t)k->B * k->Tk, sizeof *fids);
+        for (int q = 0; q < k->B; q++) {
+            const memit_value_in *vi = &b->in[k->re[q]];
+            int r = k->rr[q];
+            const float *src = b->X + (size_t)(7 * k->re[q] + r) * b->T * D;
+            backend_copy(be, xf + (size_t)q * k->Tk * D, src, (size_t)vi->lens[r] * D * sizeof(float));
+            backend_copy(be, k->xs + (size_t)q * Tq * D, src + (size_t)k->p0[q] * D, (size_t)Tq * D * sizeof(float));
+            memcpy(fids + (size_t)q * k->Tk, vi->ids + (size_t)r * vi->T, (size_t)vi->lens[r] * sizeof(int32_t));
         }
-        x_off += (size_t)k->B * T * D;
+        llama_batch fill = {.B = k->B, .T = k->Tk, .ids = fids, .lens = k->lens, .start_layer = b->start, .x_start = xf,
+                            .kv_T = k->Tk, .kv_k = k->kk, .kv_v = k->vv};
+        rc = llama_forward(m, &fill, NULL, 0, false, NULL, err);
+        free(fids);
+        fids = NULL;
+        backend_free(be, xf);
+        xf = NULL;
         i = j;
     }
     free(rows);
+    return rc;
+}
+
+/* drop the rows of edits that stopped: the kept rows move down (suffix stream, caches, host arrays) */
+static void vbatch_compact(llama_model *m, vbatch *b) {
+    backend *be = llama_model_backend(m);
+    int D = b->D, nl = b->L - b->start;
+    for (int x = 0; x < b->nb; x++) {
+        vbucket *k = &b->bk[x];
+        size_t cache = (size_t)k->Bcap * k->Tk * b->kvdim, row = (size_t)k->Tk * b->kvdim;
+        int w = 0;
+        for (int i = 0; i < k->B; i++) {
+            if (!b->alive[k->re[i]]) continue;
+            if (w != i) {
+                backend_copy(be, k->xs + (size_t)w * k->Tq * D, k->xs + (size_t)i * k->Tq * D, (size_t)k->Tq * D * sizeof(float));
+                for (int l = 0; l < nl; l++) {
+                    /* the caches keep their [B, Tk] layout with the old B: rows move down in place */
+                    backend_copy(be, k->kv + 2 * l * cache + w * row, k->kv + 2 * l * cache + i * row, row * sizeof(float));
+                    backend_copy(be, k->kv + (2 * l + 1) * cache + w * row, k->kv + (2 * l + 1) * cache + i * row,
+                                 row * sizeof(float));
+                }
+                k->re[w] = k->re[i]; k->rr[w] = k->rr[i];
+            }
+            w++;
+        }
+        /* the cache pointers stay [old B, Tk]: row b of the batch is row b of each cache */
+        k->B = w;
+        if (w > 0) bucket_host(b, k);
+    }
 }
 
 static void vbatch_free(llama_model *m, vbatch *b) {
     backend *be = llama_model_backend(m);
     bool host = backend_is_host(be);
-    buckets_clear(b);
+    for (int i = 0; b->bk && i < b->nb; i++) bucket_free(m, &b->bk[i]);
     free(b->bk);
     backend_free(be, b->X);
-    backend_free(be, b->XB);
     if (!host) { backend_free(be, b->LGd); backend_free(be, b->DLd); backend_free(be, b->tg_d); }
     backend_free(be, b->lse_d);
     backend_free(be, b->delta_d);
     backend_free(be, b->grad_d);
     for (int e = 0; b->opt && e < b->n; e++) optim_free(&b->opt[e]);
     free(b->opt);
-    free(b->act); free(b->row_e); free(b->row_r); free(b->hval); free(b->hgrad); free(b->LG); free(b->DL);
-    free(b->h0); free(b->dh); free(b->h0n); free(b->logp0); free(b->nll); free(b->kl); free(b->gacc); free(b->klrow);
+    free(b->act); free(b->alive); free(b->hval); free(b->hgrad); free(b->LG); free(b->DL);
+    free(b->h0); free(b->dh); free(b->h0n); free(b->logp0); free(b->nll); free(b->kl); free(b->gacc);
 }
 
-/* one bucket's forward + backward at the current δ's: adds each row's NLL sum, KL-row logits and
- * hook gradient into the per-edit sums. The gradient of every row is taken whether or not its
- * edit stops at this step (the stop needs the sums over all the buckets; a stopped edit's
- * gradient is dropped): one wasted backward per edit over the whole run. */
+/* one bucket's forward + backward at the current δ's: adds each row's NLL sum, KL and hook
+ * gradient into the per-edit sums. The gradient of every row is taken whether or not its edit
+ * stops at this step (the stop needs the sums over all the buckets; a stopped edit's gradient is
+ * dropped): one wasted backward per edit over the whole run. */
 static int vbucket_step(llama_model *m, vbatch *b, const vbucket *k, const memit_value_opts *o, int step,
                         cis_err *err) {
     backend *be = llama_model_backend(m);
     bool host = backend_is_host(be);
     int D = b->D, V = b->V;
-    for (int i = 0; i < k->B; i++)
-        memcpy(b->hval + (size_t)i * D, b->dh + (size_t)b->row_e[k->r0 + i] * D, (size_t)D * sizeof(float));
+    for (int i = 0; i < k->B; i++) memcpy(b->hval + (size_t)i * D, b->dh + (size_t)k->re[i] * D, (size_t)D * sizeof(float));
     llama_hook hk = {.layer = o->z_layer, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = k->B,
                      .pos_b = k->hpb, .pos_t = k->hpt, .value = b->hval, .grad = b->hgrad};
-    llama_batch bt = {.B = k->B, .T = k->T, .ids = k->ids, .n_out = k->n_out, .out_b = k->ob, .out_t = k->ot,
-                      .logits = b->LG, .start_layer = o->z_layer + 1, .x_start = b->XB + k->x_off};
+    llama_batch bt = {.B = k->B, .T = k->Tq, .ids = k->ids, .n_out = k->n_out, .out_b = k->ob, .out_t = k->ot,
+                      .logits = b->LG, .start_layer = b->start, .x_start = k->xs, .kv_T = k->Tk, .kv_pos0 = k->p0,
+                      .kv_k = k->kk, .kv_v = k->vv};
     if (llama_forward(m, &bt, &hk, 1, true, NULL, err)) return -1;
     if (!host) {
         backend_upload(be, b->LGd, b->LG, (size_t)k->n_out * V * sizeof(float));
@@ -473,12 +543,8 @@ static int vbucket_step(llama_model *m, vbatch *b, const vbucket *k, const memit
         b->tg_d = k->tg;
     }
     for (int i = 0; i < k->B; i++) {
-        int e = b->row_e[k->r0 + i], r = b->row_r[k->r0 + i], o0 = k->seq_off[i];
-        if (r == 6) {
-            /* the KL row: its logits are kept for the per-edit KL after all the buckets */
-            memcpy(b->klrow + (size_t)e * V, b->LG + (size_t)o0 * V, (size_t)V * sizeof(float));
-            continue;
-        }
+        int e = k->re[i], o0 = k->seq_off[i];
+        if (k->rr[i] == 6) continue;
         int nt = b->in[e].no;
         /* the serial forward's backend ops over this row's targets: the loss, then
          * scale (softmax - onehot) with scale = 1 / (6 no), the edit's pooled mean */
@@ -488,10 +554,10 @@ static int vbucket_step(llama_model *m, vbatch *b, const vbucket *k, const memit
            1.0f / (float)(6 * nt));
     }
     if (!host) backend_download(be, b->DL, b->DLd, (size_t)k->n_out * V * sizeof(float));
-    /* the KL rows' gradient at the current δ (P_0 from step 0, which is this one at step 0) */
+    /* the KL rows: KL(P_δ || P_0) and its gradient (P_0 from step 0, which is this one at step 0) */
     for (int i = 0; i < k->B; i++) {
-        int e = b->row_e[k->r0 + i], o0 = k->seq_off[i];
-        if (b->row_r[k->r0 + i] != 6) continue;
+        int e = k->re[i], o0 = k->seq_off[i];
+        if (k->rr[i] != 6) continue;
         const float *lk = b->LG + (size_t)o0 * V;
         double *lp0 = b->logp0 + (size_t)e * V;
         if (step == 0) {
@@ -507,7 +573,7 @@ static int vbucket_step(llama_model *m, vbatch *b, const vbucket *k, const memit
     }
     if (llama_backward(m, 0.0f, b->DL, err)) return -1;
     for (int i = 0; i < k->B; i++) {
-        double *ga = b->gacc + (size_t)b->row_e[k->r0 + i] * D;
+        double *ga = b->gacc + (size_t)k->re[i] * D;
         for (int d = 0; d < D; d++) ga[d] += b->hgrad[(size_t)i * D + d];
     }
     return 0;
@@ -520,7 +586,8 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
     backend *be = llama_model_backend(m);
     const llama_config *cfg = llama_model_config(m);
     bool host = backend_is_host(be);
-    vbatch b = {.n = n, .in = in, .D = cfg->hidden_size, .V = cfg->vocab_size};
+    vbatch b = {.n = n, .in = in, .D = cfg->hidden_size, .V = cfg->vocab_size, .L = cfg->num_hidden_layers,
+                .start = o->z_layer + 1, .kvdim = cfg->num_key_value_heads * cfg->head_dim};
     int D = b.D, V = b.V, rc = -1, B = 7 * n;
     for (int e = 0; e < n; e++) if (in[e].T > b.T) b.T = in[e].T;
     int T = b.T;
@@ -533,9 +600,8 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
             memcpy(ids + (size_t)(7 * e + r) * T, in[e].ids + (size_t)r * in[e].T, (size_t)in[e].lens[r] * sizeof(int32_t));
         }
     b.act = xmalloc((size_t)n * sizeof *b.act);
+    b.alive = xmalloc((size_t)n * sizeof *b.alive);
     b.bk = xcalloc((size_t)B, sizeof *b.bk);
-    b.row_e = xmalloc((size_t)B * sizeof *b.row_e);
-    b.row_r = xmalloc((size_t)B * sizeof *b.row_r);
     b.hval = xmalloc((size_t)B * D * sizeof(float));
     b.hgrad = xmalloc((size_t)B * D * sizeof(float));
     b.LG = xmalloc(nout * V * sizeof(float));
@@ -547,7 +613,6 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
     b.nll = xmalloc((size_t)n * sizeof(double));
     b.kl = xmalloc((size_t)n * sizeof(double));
     b.gacc = xmalloc((size_t)n * D * sizeof(double));
-    b.klrow = xmalloc((size_t)n * V * sizeof(float));
     b.opt = xcalloc((size_t)n, sizeof *b.opt);
     float *X1 = NULL;
     /* backend buffers */
@@ -582,7 +647,7 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
         if (llama_layer_run(m, l, B, T, lens, b.X, X1, NULL, 0, err)) goto out;
         float *t = b.X; b.X = X1; X1 = t;
     }
-    b.XB = X1;   /* the spare buffer holds the bucketed copy */
+    backend_free(be, X1);
     X1 = NULL;
     for (int e = 0; e < n; e++) {
         backend_download(be, b.h0 + (size_t)e * D, b.X + ((size_t)7 * e * T + in[e].pt[0]) * D, (size_t)D * sizeof(float));
@@ -590,12 +655,14 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
         res[e] = (memit_value_res){.h0_norm = b.h0n[e]};
     }
     b.na = n;
-    for (int e = 0; e < n; e++) b.act[e] = e;
+    for (int e = 0; e < n; e++) { b.act[e] = e; b.alive[e] = true; }
+    /* the buckets and their key/value caches of the frozen prefixes, once */
+    if (vbatch_buckets(m, &b, err)) goto out;
 
-    bool changed = true;
+    bool changed = false;
     for (int s = 0; s < o->steps && b.na > 0; s++) {
         if (interv_should_stop(c)) { interv_stopped(c, err); goto out; }
-        if (changed) { vbatch_buckets(m, &b); changed = false; }
+        if (changed) { vbatch_compact(m, &b); changed = false; }
         backend_download(be, b.dh, b.delta_d, (size_t)n * D * sizeof(float));
         for (int k = 0; k < b.na; k++) {
             int e = b.act[k];
@@ -603,7 +670,7 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
             memset(b.gacc + (size_t)e * D, 0, (size_t)D * sizeof(double));
         }
         for (int k = 0; k < b.nb; k++)
-            if (vbucket_step(m, &b, &b.bk[k], o, s, err)) goto out;
+            if (b.bk[k].B > 0 && vbucket_step(m, &b, &b.bk[k], o, s, err)) goto out;
         int w = 0;
         for (int k = 0; k < b.na; k++) {
             int e = b.act[k];
@@ -619,6 +686,7 @@ static int values_batch(interv_ctx *c, const memit_value_in *in, int n, const me
             res[e].loss_last = total;
             if (total < o->stop_loss || s == o->steps - 1) {
                 res[e].steps = s;        /* updates made: none at this step; δ is final */
+                b.alive[e] = false;
                 changed = true;
                 continue;
             }
@@ -653,7 +721,8 @@ out:
 
 int memit_values(interv_ctx *c, const memit_value_in *in, int u, const memit_value_opts *o, float *Z,
                  memit_value_res *res, int *batch_used, cis_err *err) {
-    if (o->batch == 1) {
+    /* L* the last layer: no layer after it to batch (δ then only reaches the KL term) */
+    if (o->batch == 1 || o->z_layer + 1 >= llama_model_config(c->model)->num_hidden_layers) {
         if (batch_used) *batch_used = 1;
         return values_serial(c, in, u, o, Z, res, err);
     }
