@@ -492,6 +492,51 @@ static void test_values_batched_equal_serial(void) {
 /* a whole MEMIT stage with value_batch 1 (the original path) and the default (auto: all 50 edits in
  * one batch): the effective params and the record say which ran; every edit takes the same steps;
  * the edited weights agree within float rounding (max |W_batched - W_serial| <= 1e-3 max |ΔW|) */
+/* the batched values on a backend whose memory is not host memory (a cpu instance marked so: the
+ * model and memit_values stage every array as on cuda) equal the same on plain cpu bit for bit */
+static void test_values_batched_staged(void) {
+    char *w = ef_world(120, 20);
+    edit_requests q = {0};
+    cis_err err = {0};
+    CHECK_MSG(edit_requests_load(w, 1, &q, &err) == 0, "%s", err.msg);
+    backend *hb = backend_open("cpu", &(backend_opts){.threads = 1}, &err);
+    backend *sb = backend_open("cpu", &(backend_opts){.threads = 1}, &err);
+    CIS_ASSERT(hb && sb);
+    sb->host_memory = false;
+    llama_model *src = ef_model(27, 4);
+    llama_model *mh = llama_model_new(llama_model_config(src), hb, &err), *ms = llama_model_new(llama_model_config(src), sb, &err);
+    CIS_ASSERT(mh && ms);
+    CHECK(llama_model_copy_params(mh, src, &err) == 0 && llama_model_copy_params(ms, src, &err) == 0);
+    char *tmpl[MEMIT_N_TEMPLATES];
+    CHECK(memit_context_templates(mh, g_tok, 1, tmpl, &err) == 0);
+    int u = q.n;
+    memit_value_in *vin = xcalloc((size_t)u, sizeof *vin);
+    for (int e = 0; e < u; e++) CHECK(memit_value_inputs(g_tok, &q.r[e], tmpl, &vin[e], &err) == 0);
+    memit_value_opts o = {.z_layer = 1, .steps = 12, .lr = 2.0, .kl_factor = 0.0625, .weight_decay = 1e-3, .clamp = 3.0,
+                          .stop_loss = 5.6, .batch = 0};
+    float *Z[2];
+    memit_value_res *res[2];
+    for (int k = 0; k < 2; k++) {
+        interv_ctx c = {.model = k ? ms : mh};
+        Z[k] = xmalloc((size_t)u * 16 * sizeof(float));
+        res[k] = xcalloc((size_t)u, sizeof *res[k]);
+        CHECK_MSG(memit_values(&c, vin, u, &o, Z[k], res[k], NULL, &err) == 0, "%s", err.msg);
+    }
+    CHECK(memcmp(Z[0], Z[1], (size_t)u * 16 * sizeof(float)) == 0);
+    int same = 0;
+    for (int e = 0; e < u; e++) same += res[0][e].steps == res[1][e].steps && res[0][e].loss_last == res[1][e].loss_last;
+    CHECK_EQ_INT(same, u);
+    for (int k = 0; k < 2; k++) { free(Z[k]); free(res[k]); }
+    for (int e = 0; e < u; e++) memit_value_in_free(&vin[e]);
+    free(vin);
+    for (int t = 0; t < MEMIT_N_TEMPLATES; t++) free(tmpl[t]);
+    llama_model_free(&mh); llama_model_free(&ms); llama_model_free(&src);
+    backend_close(&hb); backend_close(&sb);
+    edit_requests_clear(&q);
+    fx_rm_rf(w);
+    free(w);
+}
+
 static void test_stage_value_batch(void) {
     char *w = ef_world(120, 100);
     char cache[] = "/tmp/cisweep-mom2v-XXXXXX";
@@ -593,6 +638,7 @@ int main(void) {
     RUN(test_memit_stage);
     RUN(test_values_batched_equal_serial);
     RUN(test_stage_value_batch);
+    RUN(test_values_batched_staged);
     RUN(test_lambda_small_keys_hit_residuals);
     tokenizer_free(g_tok);
     fx_rm_rf(g_tokdir);
