@@ -5,16 +5,24 @@
  *   serial   value_batch = 1: one edit at a time, each step a forward + backward of its 7 inputs
  *            through the whole model, on the shared training loop in step mode over the tensor δ
  *            (the ADD hook's gradient), the clamp as its after-step hook. The original path.
- *   batched  value_batch = 0 (auto) or k > 1: k edits at a time. The residual stream entering layer
- *            L*+1 does not depend on δ (δ is added at the output of L*), so it is computed once per
- *            batch at δ = 0 (llama_embed + llama_layer_run of layers 0..L*); every step then runs
- *            ONE forward + backward of layers L*+1..L-1 over the 7 inputs of every edit still
- *            optimising (llama_batch.start_layer), the head only at the target and KL rows. The
- *            edits' losses are independent and Adam is elementwise, so each edit keeps its own
- *            Adam state (one optim per edit, fresh as in the reference), its own loss (the same
- *            backend cross-entropy ops over its own target rows as the serial path's forward),
- *            early stop (loss < stop_loss = 0.05 or the last iteration: no update there; the edit then leaves
- *            the batch and its δ is frozen) and clamp ‖δ‖ <= clamp_norm_factor ‖h0‖.
+ *   batched  value_batch = 0 (auto) or k > 1: k edits at a time. Two facts make it cheap:
+ *            - δ is added at the output of L* at the subject's last token, and attention is
+ *              causal: the residual stream entering layer L*+1 (all positions) and, in layers
+ *              L*+1..L-1, every position before the subject are the same at every step. They are
+ *              computed once per batch at δ = 0 (llama_embed + llama_layer_run of layers 0..L*;
+ *              then one forward of layers L*+1..L-1 that writes every position's keys/values into
+ *              per-layer caches), and each step runs only the rows from the subject on (2.9 of
+ *              17.2 tokens a row on the default model) through layers L*+1..L-1, attending to the
+ *              cached prefix (llama_batch.start_layer + kv_T), the head only at the target and KL
+ *              rows;
+ *            - the edits' losses are independent and Adam is elementwise, so the 7k rows of k edits
+ *              go through a few forward + backward passes a step (one per bucket of rows with the
+ *              same suffix length: no padding), each edit keeping its own Adam state (one optim per
+ *              edit, fresh as in the reference), its own loss (the same backend cross-entropy ops
+ *              over its own target rows as the serial forward), its own early stop (loss <
+ *              stop_loss = 0.05 or the last iteration: no update there; its rows then leave the
+ *              buckets and its δ is frozen) and its own clamp ||δ|| <= clamp_norm_factor ||h0||.
+ *            With L* the last layer nothing follows L*: that case runs the serial path.
  *
  * The loss of edit j at step s (both paths): NLL of its target tokens pooled over the 6 rewriting
  * inputs + kl_factor KL(P_δ || P_0) at the KL input's subject (P_0 from step 0) + v_weight_decay
