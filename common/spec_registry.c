@@ -46,6 +46,10 @@ static const param_info MEMIT_PARAMS[] = {
      "weight of the second-moment (covariance) statistics", 0},
     {"mom2_n_samples", PARAM_INT, "100000", 1, NOMAX, NULL,
      "corpus documents the second-moment statistics are computed over (all when fewer)", 0},
+    {"value_batch", PARAM_INT, "0", 0, NOMAX, NULL,
+     "edits whose value optimisations run together, in one forward + backward per step of the layers "
+     "after L* (0 = as many as fit a memory budget; 1 = one at a time through the whole model, the "
+     "original path); the same values within float rounding (docs/editing.md)", 0},
     {NULL, 0, NULL, 0, 0, NULL, NULL, 0},
 };
 static const param_info LORA_PARAMS[] = {

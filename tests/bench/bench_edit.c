@@ -7,8 +7,14 @@
  * each the best of `reps` runs, and the 50-edit totals they imply (values: 50 edits x the updates
  * of the effective v_steps; keys: N + 1 passes; FT 25 steps; LoRA 70 steps). The measured full
  * runs of the default model come from tests/bench/edit_quality.sh (apply.json phases).
+ * With a fifth argument `values` it runs only the MEMIT value optimisation of edit set 1 of WORLD_DIR
+ * on the model, the tiny preset's settings, side by side: value_batch 1 (one edit at a time through
+ * the whole model, the original path), then the batched path (auto, and 10 edits per batch): CPU
+ * seconds of the process (the phase is single-threaded at threads 1) and wall seconds of each,
+ * their ratio, whether every edit took the same steps, and the largest |z - z_serial| / ||δ||.
  * Built by `make tests-build`, not run by `make test`.
- * Usage: bench_edit MODEL_DIR WORLD_DIR [threads] [reps]   (numbers in docs/editing.md) */
+ * Usage: bench_edit MODEL_DIR WORLD_DIR [threads] [reps] [values [B1,B2,...]]   (numbers in
+ * docs/editing.md; B1,... = the value_batch settings to run, default 1,0,10, the first the reference) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +34,94 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* the value optimisation of edit set 1: serial against batched, same inputs */
+static void bench_values(llama_model *m, const tokenizer *tok, const char *world, const char *which) {
+    const llama_config *cfg = llama_model_config(m);
+    int L = cfg->num_hidden_layers, D = cfg->hidden_size;
+    int l48[] = {4, 5, 6, 7, 8}, *layers = NULL, N = 0;
+    cis_err err = {0};
+    if (edit_scale_layers(l48, 5, 32, L, &layers, &N, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    bool tiny = edit_is_tiny(cfg);
+    edit_requests q = {0};
+    char *tmpl[MEMIT_N_TEMPLATES];
+    llama_model_freeze_all(m);
+    if (edit_requests_load(world, 1, &q, &err) || memit_context_templates(m, tok, 1, tmpl, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    int u = q.n;
+    memit_value_in *vin = xcalloc((size_t)u, sizeof *vin);
+    for (int e = 0; e < u; e++)
+        if (memit_value_inputs(tok, &q.r[e], tmpl, &vin[e], &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+    {
+        double te = 0, real = 0, after = 0;
+        int tmax = 0;
+        for (int e = 0; e < u; e++) {
+            te += (double)vin[e].T / u;
+            tmax = vin[e].T > tmax ? vin[e].T : tmax;
+            for (int r = 0; r < 7; r++) {
+                real += vin[e].lens[r] / (7.0 * u);
+                after += (vin[e].lens[r] - vin[e].pt[r]) / (7.0 * u);
+            }
+        }
+        /* tokens at or after the subject: the only rows of layers > L* that depend on δ (causal) */
+        printf("# inputs: mean tokens per row %.1f (%.1f at or after the subject), mean padded length per edit %.1f, "
+               "longest %d\n", real, after, te, tmax);
+    }
+    interv_ctx c = {.model = m};
+    memit_value_opts o = {.z_layer = layers[N - 1], .steps = tiny ? 50 : 25, .lr = tiny ? 2.0 : 0.5, .kl_factor = 0.0625,
+                          .weight_decay = 1e-3, .clamp = 4.0, .stop_loss = MEMIT_STOP_LOSS};
+    printf("## MEMIT values, edit set 1 (%d edits): L* %d of %d layers, %d steps, v_lr %g\n", u, o.z_layer, L, o.steps, o.lr);
+    int batches[8] = {1, 0, 10}, nb = 3;
+    if (which) {   /* a comma list of value_batch settings; the first is the reference */
+        nb = 0;
+        for (const char *p = which; *p && nb < 8; p = strchr(p, ',') ? strchr(p, ',') + 1 : p + strlen(p)) batches[nb++] = atoi(p);
+    }
+    float *Z[8];
+    memit_value_res *res[8];
+    double cpu[8], wall[8];
+    for (int k = 0; k < nb; k++) {
+        o.batch = batches[k];
+        Z[k] = xmalloc((size_t)u * D * sizeof(float));
+        res[k] = xcalloc((size_t)u, sizeof *res[k]);
+        int used = 0;
+        double t0 = now(), c0 = cpu_now();
+        if (memit_values(&c, vin, u, &o, Z[k], res[k], &used, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
+        cpu[k] = cpu_now() - c0;
+        wall[k] = now() - t0;
+        long steps = 0;
+        double ll = 0;
+        for (int e = 0; e < u; e++) { steps += res[k][e].steps; ll += res[k][e].loss_last / u; }
+        int same = 0;
+        double worst = 0;
+        for (int e = 0; e < u; e++) {
+            same += res[k][e].steps == res[0][e].steps;
+            double dz = 0, dd = res[0][e].delta_rel * res[0][e].h0_norm;
+            for (int d = 0; d < D; d++) {
+                double x = (double)Z[k][e * D + d] - Z[0][e * D + d];
+                dz += x * x;
+            }
+            if (dd > 0) worst = fmax(worst, sqrt(dz) / dd);
+        }
+        printf("  value_batch %2d (ran %2d per batch): CPU %7.2f s, wall %7.2f s (CPU x%.2f less than the first); "
+               "%ld updates, mean final loss %.4f; same steps as the first %d/%d; max |z - z_first|/|delta| %.2e\n",
+               batches[k], used, cpu[k], wall[k], cpu[0] / cpu[k], steps, ll, same, u, worst);
+        fflush(stdout);
+    }
+    for (int k = 0; k < nb; k++) { free(Z[k]); free(res[k]); }
+    for (int e = 0; e < u; e++) memit_value_in_free(&vin[e]);
+    for (int t = 0; t < MEMIT_N_TEMPLATES; t++) free(tmpl[t]);
+    free(vin);
+    free(layers);
+    edit_requests_clear(&q);
 }
 
 static uint64_t rng_next(uint64_t *s) {
@@ -178,7 +272,7 @@ static void bench(const char *name, llama_model *m, const tokenizer *tok, const 
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: bench_edit MODEL_DIR WORLD_DIR [threads] [reps]\n");
+        fprintf(stderr, "usage: bench_edit MODEL_DIR WORLD_DIR [threads] [reps] [values [B1,B2,...]]\n");
         return 2;
     }
     int threads = argc > 3 ? atoi(argv[3]) : 1, reps = argc > 4 ? atoi(argv[4]) : 3;
@@ -192,6 +286,14 @@ int main(int argc, char **argv) {
     backend *be = backend_open("cpu", &(backend_opts){.threads = threads}, &err);
     llama_model *m = llama_model_new(&cfg, be, &err);
     if (!m || llama_model_load(m, argv[1], &err)) { fprintf(stderr, "%s\n", err.msg); return 1; }
+    if (argc > 5 && !strcmp(argv[5], "values")) {
+        printf("# bench_edit values: %d thread(s)\n", threads);
+        bench_values(m, tok, argv[2], argc > 6 ? argv[6] : NULL);
+        llama_model_free(&m);
+        backend_close(&be);
+        tokenizer_free(tok);
+        return 0;
+    }
     printf("# bench_edit: %d thread(s), best of %d\n", threads, reps);
     bench("default model", m, tok, argv[2], reps, 2000);
     llama_model_free(&m);

@@ -135,7 +135,7 @@ static void test_defaults_filled(void) {
     CHECK_EQ_STR(a, "[{\"method\":\"memit\",\"params\":{\"clamp_norm_factor\":4.0,\"kl_factor\":0.0625,"
                     "\"layers\":[4,5,6,7,8],\"layers_depth\":32,\"mom2_n_samples\":100000,"
                     "\"mom2_update_weight\":15000.0,\"v_lr\":0.5,\"v_steps\":25,"
-                    "\"v_weight_decay\":0.001}}]");
+                    "\"v_weight_decay\":0.001,\"value_batch\":0}}]");
     free(a);
     a = canon("[{\"method\":\"rmu\",\"params\":{}}]", false, k1);
     CHECK_EQ_STR(a, "[{\"method\":\"rmu\",\"params\":{\"alpha\":1000.0,\"batch_size\":4,\"layer\":3,\"lr\":5e-05,"

@@ -83,6 +83,31 @@ typedef struct llama_batch {
     float *logits;             /* out or NULL: [n_out (or B*T), V] */
     int n_layers;              /* 0 = the whole model; k > 0 = only layers 0..k-1 (no head, no loss:
                                   for hooks on early layers) */
+    int start_layer;           /* 0 = from the embedding; s > 0 = start at layer s (s = L: the final norm
+                                  and head alone) with x_start as its
+                                  input (the residual stream a caller computed once, e.g. with
+                                  llama_embed + llama_layer_run: the frozen prefix of a loss that only
+                                  changes later layers). Hooks must be on layers >= s, except hooks at
+                                  point E of layer s-1, which act on x_start (ADD/REPLACE edit the
+                                  rows, READ reads them, grad gets dLoss/d(layer s input)). The
+                                  backward stops at layer s: no trainable parameter may lie below it
+                                  (nor the embedding). ids must still be valid (they are checked) */
+    const float *x_start;      /* [B*T, D] BACKEND memory (as llama_layer_run's x_in), when start_layer
+                                  > 0; copied, not modified */
+    int kv_T;                  /* 0 = none; > 0 (needs start_layer > 0, n_layers 0): the layers from
+                                  start_layer attend through per-layer key/value caches of kv_T
+                                  positions: row b's column t is absolute position kv_pos0[b] + t
+                                  (RoPE included); its keys/values are written into the caches there
+                                  and it attends to cache positions <= its own and < kv_pos0[b] +
+                                  lens[b]. Positions below kv_pos0[b] must hold what an earlier
+                                  forward of the same sequences with these caches wrote (kv_pos0 0):
+                                  the frozen prefix of a loss whose variables sit at or after
+                                  kv_pos0[b] (MEMIT's δ at the subject, causal attention). The
+                                  backward takes no gradient into the cached prefix. */
+    const int32_t *kv_pos0;    /* [B] host, or NULL = 0; kv_pos0[b] + lens[b] <= kv_T */
+    float *const *kv_k, *const *kv_v;   /* [L - start_layer] BACKEND pointers, each [B, kv_T, kvdim]
+                                  (kvdim = num_key_value_heads * head_dim); written to, and read by
+                                  llama_backward: keep them until it returns */
 } llama_batch;
 
 /* ---- life cycle and parameters ------------------------------------------------------------ */

@@ -13,6 +13,11 @@
 struct fwd_state {
     bool valid;
     int B, T, N, n_run;       /* batch, padded length, rows, layers run */
+    int start;                /* first layer run (batch start_layer) */
+    int kv_T;                 /* > 0: layers >= start attend through the caller's caches (llama_batch.kv_T) */
+    float **kv_k, **kv_v;     /* [L - start] copies of the caller's cache pointers */
+    int32_t *kv_rows, *kv_len;/* [N] cache row of each row (b*kv_T + pos), [B] visible keys (iws) */
+    float *dkc, *dvc;         /* [B*kv_T, kvdim] attention backward into the caches */
     int lo_visit, lo_int;     /* backward visits layers >= lo_visit, runs layer internals >= lo_int */
     llama_hook *hooks;        /* copy of the caller's hook array */
     int n_hooks;
@@ -35,6 +40,8 @@ struct fwd_state {
 void model_fwd_state_free(llama_model *m) {
     if (!m->st) return;
     free(m->st->hooks);
+    free(m->st->kv_k);
+    free(m->st->kv_v);
     free(m->st->acts);
     free(m->st->xs);
     free(m->st);
@@ -185,14 +192,14 @@ static float *take(bump *b, size_t n) {
     return p;
 }
 
-static void layout_acts(llama_model *m, bump *b, layer_acts *A, int B, int T, bool with_probs) {
+static void layout_acts(llama_model *m, bump *b, layer_acts *A, int B, int T, int Tk, bool with_probs) {
     size_t N = (size_t)B * T;
     A->rstd1 = take(b, N);
     A->a = take(b, N * m->D);
     A->q = take(b, N * m->qdim);
     A->k = take(b, N * m->kvdim);
     A->v = take(b, N * m->kvdim);
-    A->probs = with_probs ? take(b, (size_t)B * m->H * T * T) : NULL;
+    A->probs = with_probs ? take(b, (size_t)B * m->H * T * Tk) : NULL;
     A->ctx = take(b, N * m->qdim);
     A->h2 = take(b, N * m->D);
     A->rstd2 = take(b, N);
@@ -206,8 +213,8 @@ static void layout_all(llama_model *m, struct fwd_state *st, bump *b, bool for_b
     size_t N = (size_t)st->N, D = (size_t)m->D;
     for (int l = 0; l <= st->n_run; l++) st->xs[l] = take(b, N * D);
     for (int l = 0; l < st->n_run; l++)
-        if (for_backward && l >= st->lo_int) layout_acts(m, b, &st->acts[l], st->B, st->T, true);
-    if (!for_backward || st->lo_int > 0) layout_acts(m, b, scratch, st->B, st->T, false);
+        if (for_backward && l >= st->lo_int) layout_acts(m, b, &st->acts[l], st->B, st->T, st->kv_T ? st->kv_T : st->T, true);
+    if (!for_backward || st->lo_int > st->start) layout_acts(m, b, scratch, st->B, st->T, st->kv_T ? st->kv_T : st->T, false);
     st->rstd_f = take(b, N);
     st->xf = take(b, N * D);
     st->xsel_loss = take(b, (size_t)st->n_loss * D);
@@ -226,6 +233,10 @@ static void layout_all(llama_model *m, struct fwd_state *st, bump *b, bool for_b
         st->dF1 = take(b, N * m->F);
         st->dF2 = take(b, N * m->F);
         st->dxsel = take(b, nsel * D);
+        if (st->kv_T) {
+            st->dkc = take(b, (size_t)st->B * st->kv_T * m->kvdim);
+            st->dvc = take(b, (size_t)st->B * st->kv_T * m->kvdim);
+        }
     }
 }
 
@@ -271,6 +282,32 @@ static int check_batch(const llama_model *m, const llama_batch *bt, const llama_
     }
     if (bt->n_layers > 0 && bt->n_out != 0)
         return err_set(err, CIS_EINVAL, "forward: logits asked for with n_layers=%d (no head is run)", bt->n_layers);
+    int run0 = bt->n_layers ? bt->n_layers : m->L;
+    if (bt->start_layer < 0 || bt->start_layer > run0 || (bt->start_layer == run0 && run0 < m->L))
+        return err_set(err, CIS_EINVAL, "forward: start_layer=%d: expected 0..%d (%s)", bt->start_layer,
+                       run0 < m->L ? run0 - 1 : run0, run0 < m->L ? "the layers run" : "L: the head alone");
+    if (bt->kv_T) {
+        if (bt->kv_T < 0 || bt->kv_T > m->rope_P)
+            return err_set(err, CIS_EINVAL, "forward: kv_T=%d: expected 1..%d", bt->kv_T, m->rope_P);
+        if (bt->start_layer < 1 || bt->n_layers != 0 || bt->start_layer >= m->L)
+            return err_set(err, CIS_EINVAL, "forward: kv_T needs 0 < start_layer < %d and n_layers 0 (start_layer=%d, "
+                           "n_layers=%d)", m->L, bt->start_layer, bt->n_layers);
+        if (!bt->kv_k || !bt->kv_v) return err_set(err, CIS_EINVAL, "forward: kv_T=%d without kv_k/kv_v", bt->kv_T);
+        for (int l = 0; l < m->L - bt->start_layer; l++)
+            if (!bt->kv_k[l] || !bt->kv_v[l]) return err_set(err, CIS_EINVAL, "forward: kv_k/kv_v[%d] is NULL", l);
+        for (int b = 0; b < bt->B; b++) {
+            int p0 = bt->kv_pos0 ? bt->kv_pos0[b] : 0, len = bt->lens ? bt->lens[b] : bt->T;
+            if (p0 < 0 || p0 + len > bt->kv_T)
+                return err_set(err, CIS_EINVAL, "forward: kv_pos0[%d]=%d + length %d exceeds kv_T=%d", b, p0, len, bt->kv_T);
+        }
+    }
+    if (bt->start_layer > 0) {
+        if (!bt->x_start) return err_set(err, CIS_EINVAL, "forward: start_layer=%d without x_start", bt->start_layer);
+        for (int i = 0; i < m->n_params; i++)
+            if (m->trainable[i] && ((m->param_layer[i] >= 0 && m->param_layer[i] < bt->start_layer) || i == m->i_embed))
+                return err_set(err, CIS_EINVAL, "forward: parameter %s is trainable but start_layer=%d skips it",
+                               m->names[i], bt->start_layer);
+    }
     for (int k = 0; k < n_hooks; k++) {
         const llama_hook *h = &hooks[k];
         if (h->layer < 0 || h->layer >= m->L)
@@ -280,6 +317,9 @@ static int check_batch(const llama_model *m, const llama_batch *bt, const llama_
         if (h->mode != LLAMA_HOOK_READ && !h->value) return err_set(err, CIS_EINVAL, "hook %d: edit without value", k);
         int run = bt->n_layers ? bt->n_layers : m->L;
         if (h->layer >= run) return err_set(err, CIS_EINVAL, "hook %d: layer %d is not run (n_layers=%d)", k, h->layer, run);
+        if (h->layer < bt->start_layer - 1 || (h->layer == bt->start_layer - 1 && h->point != LLAMA_HOOK_E))
+            return err_set(err, CIS_EINVAL, "hook %d: layer %d point %c is before start_layer=%d (only point E of layer %d "
+                           "acts on x_start)", k, h->layer, 'A' + (int)h->point, bt->start_layer, bt->start_layer - 1);
         if (h->n_pos >= 0) {
             if (h->n_pos > 0 && (!h->pos_b || !h->pos_t)) return err_set(err, CIS_EINVAL, "hook %d: n_pos=%d but no positions", k, h->n_pos);
             for (int i = 0; i < h->n_pos; i++)
@@ -355,23 +395,42 @@ int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks
     const int B = bt->B, T = bt->T, N = B * T, D = m->D, V = m->V;
     st->B = B; st->T = T; st->N = N;
     st->n_run = bt->n_layers ? bt->n_layers : m->L;
+    st->start = bt->start_layer;
+    st->kv_T = bt->kv_T;
+    free(st->kv_k); free(st->kv_v);
+    st->kv_k = st->kv_v = NULL;
+    if (st->kv_T) {
+        int nl = m->L - st->start;
+        st->kv_k = xmalloc((size_t)nl * sizeof *st->kv_k);
+        st->kv_v = xmalloc((size_t)nl * sizeof *st->kv_v);
+        memcpy(st->kv_k, bt->kv_k, (size_t)nl * sizeof *st->kv_k);
+        memcpy(st->kv_v, bt->kv_v, (size_t)nl * sizeof *st->kv_v);
+    }
     st->head_run = st->n_run == m->L;
     if (for_backward) plan_backward(m, hooks, n_hooks, st->n_run, &st->lo_visit, &st->lo_int);
     else st->lo_visit = st->lo_int = st->n_run;
+    /* a started forward: nothing below the start exists (check_batch refused hooks and trainable
+     * parameters there), so the backward visits at most the start's input hook */
+    if (st->lo_int < st->start) st->lo_int = st->start;
+    if (st->lo_visit < st->start - 1) st->lo_visit = st->start - 1;
 
     // integer workspace: pos[N], lens[B], ids[N], loss rows/targets[N], out rows[N]
-    int32_t *iw = model_iws_reserve(m, (size_t)N * 5 + B);
+    int32_t *iw = model_iws_reserve(m, (size_t)N * 6 + 2 * B);
     if (!iw) return err_set(err, CIS_ENOMEM, "forward: out of memory (index workspace)");
-    if (model_reserve_ws(m, hooks, n_hooks, B, T, T, err) != 0) return -1;
+    if (model_reserve_ws(m, hooks, n_hooks, B, T, st->kv_T ? st->kv_T : T, err) != 0) return -1;
     st->pos = iw; st->lens = iw + N; st->ids = st->lens + B; st->loss_rows = st->ids + N;
     st->loss_tg = st->loss_rows + N; st->out_rows = st->loss_tg + N;
+    st->kv_rows = st->out_rows + N; st->kv_len = st->kv_rows + N;
     st->n_loss = 0;
     for (int b = 0; b < B; b++) {
         int len = bt->lens ? bt->lens[b] : T;
         st->lens[b] = len;
+        st->kv_len[b] = (st->kv_T && bt->kv_pos0 ? bt->kv_pos0[b] : 0) + len;
         for (int t = 0; t < T; t++) {
             int64_t r = (int64_t)b * T + t;
-            st->pos[r] = t;
+            int p0 = st->kv_T && bt->kv_pos0 ? bt->kv_pos0[b] : 0;
+            st->pos[r] = p0 + t;
+            st->kv_rows[r] = (int32_t)(b * st->kv_T + p0 + t);
             st->ids[r] = t < len ? bt->ids[r] : 0;
             if (st->head_run && bt->targets && t < len && bt->targets[r] != LOSS_IGNORE_INDEX) {
                 st->loss_rows[st->n_loss] = (int32_t)r;
@@ -396,12 +455,22 @@ int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks
     layout_all(m, st, &b1, for_backward, &scratch);
 
     backend *be = m->be;
-    model_iws_upload(m, (size_t)N * 5 + B);
-    BE(be, embedding_fwd, st->xs[0], m->embed, model_dev(m, st->ids), N, D);
-    for (int l = 0; l < st->n_run; l++) {
+    model_iws_upload(m, (size_t)N * 6 + 2 * B);
+    if (st->start == 0) {
+        BE(be, embedding_fwd, st->xs[0], m->embed, model_dev(m, st->ids), N, D);
+    } else {
+        backend_copy(be, st->xs[st->start], bt->x_start, (size_t)N * D * sizeof(float));
+        model_apply_hooks(m, hooks, n_hooks, st->start - 1, LLAMA_HOOK_E, st->xs[st->start], T, D, N);
+    }
+    for (int l = st->start; l < st->n_run; l++) {
         layer_acts *A = (for_backward && l >= st->lo_int) ? &st->acts[l] : &scratch;
-        model_layer_forward(m, l, A, st->xs[l], st->xs[l + 1], B, T, model_dev(m, st->pos), model_dev(m, st->lens),
-                            NULL, NULL, T, NULL, hooks, n_hooks);
+        if (st->kv_T)
+            model_layer_forward(m, l, A, st->xs[l], st->xs[l + 1], B, T, model_dev(m, st->pos), model_dev(m, st->kv_len),
+                                st->kv_k[l - st->start], st->kv_v[l - st->start], st->kv_T, model_dev(m, st->kv_rows),
+                                hooks, n_hooks);
+        else
+            model_layer_forward(m, l, A, st->xs[l], st->xs[l + 1], B, T, model_dev(m, st->pos), model_dev(m, st->lens),
+                                NULL, NULL, T, NULL, hooks, n_hooks);
     }
     if (st->head_run) {
         BE(be, rmsnorm_fwd, st->xf, st->rstd_f, st->xs[m->L], m->norm_f, N, D, m->cfg.rms_norm_eps);
@@ -446,8 +515,18 @@ static void layer_backward(llama_model *m, int l, struct fwd_state *st) {
     // st->dres = dL/dh2; attention: h2 = x + ctx Woᵀ
     BE(be, linear_bwd, st->dctx, G[LP_O], st->dres, A->ctx, W[LP_O], TENSOR_F32, N, m->qdim, D, false);
     hook_grads(m, hk, nh, l, LLAMA_HOOK_B, st->dctx, T, m->qdim, N);
-    BE(be, attention_bwd, st->dq, st->dk, st->dv, st->dctx, A->probs, A->q, A->k, A->v, lens, st->B, T, T,
-                      m->H, m->Hkv, m->Dh);
+    if (st->kv_T) {
+        /* keys and values live in the caches: the gradient into them, then this batch's own rows
+         * (the cached prefix is constant) */
+        const int32_t *kvr = model_dev(m, st->kv_rows);
+        BE(be, attention_bwd, st->dq, st->dkc, st->dvc, st->dctx, A->probs, A->q, st->kv_k[l - st->start],
+           st->kv_v[l - st->start], model_dev(m, st->kv_len), st->B, T, st->kv_T, m->H, m->Hkv, m->Dh);
+        BE(be, rows_gather, st->dk, st->dkc, kvr, N, m->kvdim);
+        BE(be, rows_gather, st->dv, st->dvc, kvr, N, m->kvdim);
+    } else {
+        BE(be, attention_bwd, st->dq, st->dk, st->dv, st->dctx, A->probs, A->q, A->k, A->v, lens, st->B, T, T,
+           m->H, m->Hkv, m->Dh);
+    }
     BE(be, rope_bwd, st->dq, pos, m->rope_cos, m->rope_sin, N, m->H, m->Dh);
     BE(be, rope_bwd, st->dk, pos, m->rope_cos, m->rope_sin, N, m->Hkv, m->Dh);
     BE(be, linear_bwd, st->dtmp, G[LP_Q], st->dq, A->a, W[LP_Q], TENSOR_F32, N, D, m->qdim, false);
@@ -556,13 +635,13 @@ int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, co
     layer_acts A;
     memset(&A, 0, sizeof A);
     bump b0 = {NULL, 0};
-    layout_acts(m, &b0, &A, B, T, false);
+    layout_acts(m, &b0, &A, B, T, T, false);
     float *ws = model_ws_reserve(m, b0.off);
     int32_t *iw = model_iws_reserve(m, (size_t)N + B);
     if (!ws || !iw) return err_set(err, CIS_ENOMEM, "layer_run: out of memory (%.1f MB)", b0.off * 4.0 / 1e6);
     if (model_reserve_ws(m, hooks, n_hooks, B, T, T, err) != 0) return -1;
     bump b1 = {ws, 0};
-    layout_acts(m, &b1, &A, B, T, false);
+    layout_acts(m, &b1, &A, B, T, T, false);
     int32_t *pos = iw, *kl = iw + N;
     for (int b = 0; b < B; b++) {
         kl[b] = lens ? lens[b] : T;

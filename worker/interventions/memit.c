@@ -13,19 +13,20 @@
  *                   v_weight_decay ||δ|| / ||h0||², stopping when the loss is < 0.05 or at the
  *                   last iteration (no step there), δ clamped to clamp_norm_factor ||h0|| after
  *                   every step; z_j = h0 + δ_j. The loss is read at the model's output (the loss
- *                   layer is the last layer: the reference's max(31, L*) on a 32-layer model);
+ *                   layer is the last layer: the reference's max(31, L*) on a 32-layer model).
+ *                   memit_values.c: value_batch 1 = one edit at a time through the whole model;
+ *                   0 (auto) / k = k edits per step in one forward + backward of layers L*+1..L-1
+ *                   from the residual stream computed once (the same δ's within float rounding);
  *   3. per edited layer l in increasing order (i = 0..N-1):
  *        keys      K = ½[k(T0) + mean_t k(T_t)] at the last subject token, on the current model;
  *        residual  R = (Z - H) / (N - i), H = the layer-L* output at the plain prompts now;
  *        solve     Δ = R Kᵀ (λ C_l + K Kᵀ)⁻¹ in double (memit_solve), λ = mom2_update_weight;
  *        write     W_l += Δ at once (the next layer sees it).
- * The value optimisation runs on the shared training loop (worker/train/train_loop.h) in step
- * mode over the caller's tensor δ; its gradient comes from the ADD hook's grad.
  *
  * Record: edit_set, n_edits, records, edit_layers, z_layer, loss_layer, templates, stats (key,
  * cached/computed layers, tokens, documents, seconds, artifact_root, source "artifact"|"computed",
  * note: why they were computed), values (per edit: loss_first, loss_last,
- * steps, delta_rel = ||δ||/||h0||), layers (per layer: delta_norm, resid_norm, ridge (0 unless A was singular), key_fit = ||Δ K - R̃|| / ||R̃||), resid_final
+ * steps, delta_rel = ||δ||/||h0||), value_batch (edits per batch that ran), layers (per layer: delta_norm, resid_norm, ridge (0 unless A was singular), key_fit = ||Δ K - R̃|| / ||R̃||), resid_final
  * (mean ||z - h|| / ||z - h_before|| at L* after the update); phases stats, templates, values,
  * keys, solve, write. */
 #include "worker/interventions/methods.h"
@@ -42,7 +43,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MEMIT_STOP_LOSS 5e-2   /* the reference's early stop of the value optimisation */
 #define MEMIT_TEMPLATE_LEN 10  /* tokens of a sampled template, BOS and seed word included */
 #define MEMIT_TOP_K 5
 
@@ -187,127 +187,6 @@ fail:
     return -1;
 }
 
-/* ---- the inputs of one edit -------------------------------------------------------------------- */
-
-/* the text of template t applied to the prompt, split around the subject */
-typedef struct edit_texts {
-    char *ctx_prefix[MEMIT_N_TEMPLATES];   /* template text before "{}" */
-    char *before;                          /* prompt text before the subject */
-} edit_texts;
-
-/* tok(ctx + before + subject) (BOS): its length - 1 is the last subject token; tok(ctx + prompt)
- * is the key/rewriting input. */
-static int subject_index(const tokenizer *tok, const char *ctx, const char *before, const char *subject, int *iota,
-                         cis_err *err) {
-    char *s = xasprintf("%s%s%s", ctx, before, subject);
-    int32_t *ids = NULL;
-    int n = 0;
-    int rc = edit_tokens(tok, s, true, &ids, &n, err);
-    free(s);
-    free(ids);
-    *iota = n - 1;
-    return rc;
-}
-
-typedef struct memit_job {
-    interv_ctx *c;
-    llama_model *m;
-    int D, V, zl;
-    /* one edit's value optimisation */
-    int T;
-    int32_t ids[7 * 256], lens[7], targets[7 * 256];
-    int32_t pb[7], pt[7];
-    float *hval, *hgrad, *hread;    /* [7, D], [7, D], [7*T, D] */
-    float *logits, *dlogits;        /* [V] */
-    double *logp0;                  /* [V] */
-    bool have0;
-    float *delta_h;                 /* host copy of δ [D] */
-    float *delta_d, *grad_d;        /* δ and its gradient in the backend's memory */
-    float *h0;                      /* [D] */
-    double h0n;                     /* ||h0|| */
-    double kl_factor, wd, clamp;
-    double loss_first, loss_last;
-    bool first;
-} memit_job;
-
-static int value_step(void *arg, const train_step_info *si, double *loss, cis_err *err) {
-    memit_job *j = arg;
-    if (interv_should_stop(j->c)) return err_set(err, CIS_ECANCEL, "stopped on request");
-    backend *be = llama_model_backend(j->m);
-    int D = j->D, V = j->V;
-    backend_download(be, j->delta_h, j->delta_d, (size_t)D * sizeof(float));
-    for (int r = 0; r < 7; r++) memcpy(j->hval + (size_t)r * D, j->delta_h, (size_t)D * sizeof(float));
-    llama_hook hk = {.layer = j->zl, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 7, .pos_b = j->pb,
-                     .pos_t = j->pt, .value = j->hval, .read = j->have0 ? NULL : j->hread, .grad = j->hgrad};
-    int32_t ob = 6, ot = j->pt[6];
-    llama_batch b = {.B = 7, .T = j->T, .ids = j->ids, .lens = j->lens, .targets = j->targets, .n_out = 1,
-                     .out_b = &ob, .out_t = &ot, .logits = j->logits};
-    double nll = 0;
-    if (llama_forward(j->m, &b, &hk, 1, true, &nll, err)) return -1;
-    if (!j->have0) {
-        /* h0: the layer-L* output at the subject of the first (plain) rewriting input, δ = 0 */
-        memcpy(j->h0, j->hread + (size_t)j->pt[0] * D, (size_t)D * sizeof(float));
-        double s = 0;
-        for (int d = 0; d < D; d++) s += (double)j->h0[d] * j->h0[d];
-        j->h0n = sqrt(s);
-    }
-    /* KL(P_δ || P_0) at the KL input's subject */
-    double mx = j->logits[0], s = 0;
-    for (int v = 1; v < V; v++) if (j->logits[v] > mx) mx = j->logits[v];
-    for (int v = 0; v < V; v++) s += exp((double)j->logits[v] - mx);
-    double lse = mx + log(s), kl = 0;
-    if (!j->have0) {
-        for (int v = 0; v < V; v++) j->logp0[v] = j->logits[v] - lse;
-        j->have0 = true;
-    }
-    for (int v = 0; v < V; v++) {
-        double lp = j->logits[v] - lse;
-        kl += exp(lp) * (lp - j->logp0[v]);
-    }
-    double dn = 0;
-    for (int d = 0; d < D; d++) dn += (double)j->delta_h[d] * j->delta_h[d];
-    dn = sqrt(dn);
-    double h2 = j->h0n * j->h0n > 0 ? j->h0n * j->h0n : 1;
-    double total = nll + j->kl_factor * kl + j->wd * dn / h2;
-    *loss = total;
-    if (j->first) { j->loss_first = total; j->first = false; }
-    j->loss_last = total;
-    if (total < MEMIT_STOP_LOSS || si->step == si->steps - 1) return 1;
-    for (int v = 0; v < V; v++) {
-        double lp = j->logits[v] - lse;
-        j->dlogits[v] = (float)(si->loss_scale * j->kl_factor * exp(lp) * (lp - j->logp0[v] - kl));
-    }
-    if (llama_backward(j->m, si->loss_scale, j->dlogits, err)) return -1;
-    float *g = j->hval;   /* reuse: the summed gradient [D] */
-    for (int d = 0; d < D; d++) {
-        double a = dn > 0 ? si->loss_scale * j->wd * j->delta_h[d] / (dn * h2) : 0;
-        for (int r = 0; r < 7; r++) a += j->hgrad[(size_t)r * D + d];
-        g[d] = (float)a;
-    }
-    /* the loop zeroed grad_d before this micro-batch: accumulate */
-    float *cur = j->hgrad;
-    backend_download(be, cur, j->grad_d, (size_t)D * sizeof(float));
-    for (int d = 0; d < D; d++) cur[d] += g[d];
-    backend_upload(be, j->grad_d, cur, (size_t)D * sizeof(float));
-    return 0;
-}
-
-/* clamp ||δ|| to clamp_norm_factor ||h0|| */
-static int value_after(void *arg, int64_t step, cis_err *err) {
-    memit_job *j = arg;
-    backend *be = llama_model_backend(j->m);
-    backend_download(be, j->delta_h, j->delta_d, (size_t)j->D * sizeof(float));
-    double n = 0;
-    for (int d = 0; d < j->D; d++) n += (double)j->delta_h[d] * j->delta_h[d];
-    n = sqrt(n);
-    double mx = j->clamp * j->h0n;
-    if (n > mx) {
-        for (int d = 0; d < j->D; d++) j->delta_h[d] = (float)(j->delta_h[d] * mx / n);
-        backend_upload(be, j->delta_d, j->delta_h, (size_t)j->D * sizeof(float));
-    }
-    return 0;
-}
-
 /* first occurrence of the subject in the prompt; -1 when absent */
 static long subject_pos(const edit_request *r) {
     const char *p = strstr(r->prompt, r->subject);
@@ -317,8 +196,7 @@ static long subject_pos(const edit_request *r) {
 int memit_apply(interv_ctx *c, cis_err *err) {
     llama_model *m = c->model;
     const llama_config *cfg = llama_model_config(m);
-    backend *be = llama_model_backend(m);
-    int D = cfg->hidden_size, F = cfg->intermediate_size, V = cfg->vocab_size;
+    int D = cfg->hidden_size, F = cfg->intermediate_size;
     int N = 0;
     int *layers = edit_param_layers(c, &N);
     int zl = layers[N - 1];
@@ -332,7 +210,8 @@ int memit_apply(interv_ctx *c, cis_err *err) {
     float *kread = NULL, *hread = NULL;
     double *Kd = NULL, *Rd = NULL, *Cd = NULL, *Dd = NULL;
     float *W = NULL;
-    memit_job j = {0};
+    memit_value_in *vin = NULL;
+    memit_value_res *vres = NULL;
     int rc = -1, u = 0;
     json_t *vals = json_array(), *lrec = json_array();
 
@@ -382,125 +261,32 @@ int memit_apply(interv_ctx *c, cis_err *err) {
     for (int t = 0; t < MEMIT_N_TEMPLATES; t++) json_array_append_new(tj, json_string(tmpl[t]));
     interv_record_set(c->record, "templates", tj);
 
-    /* 2. target values z_j */
+    /* 2. target values z_j (memit_values.c) */
     interv_phase_begin(c->record, "values");
     Z = xmalloc((size_t)u * D * sizeof *Z);
-    j.c = c; j.m = m; j.D = D; j.V = V; j.zl = zl;
-    j.kl_factor = interv_param_float(c, "kl_factor");
-    j.wd = interv_param_float(c, "v_weight_decay");
-    j.clamp = interv_param_float(c, "clamp_norm_factor");
-    j.hval = xmalloc((size_t)7 * D * sizeof(float));
-    j.hgrad = xmalloc((size_t)7 * D * sizeof(float));
-    j.hread = xmalloc((size_t)7 * 256 * D * sizeof(float));
-    j.logits = xmalloc((size_t)V * sizeof(float));
-    j.dlogits = xmalloc((size_t)V * sizeof(float));
-    j.logp0 = xmalloc((size_t)V * sizeof(double));
-    j.delta_h = xmalloc((size_t)D * sizeof(float));
-    j.h0 = xmalloc((size_t)D * sizeof(float));
-    j.delta_d = backend_alloc(be, (size_t)D * sizeof(float), err);
-    j.grad_d = backend_alloc(be, (size_t)D * sizeof(float), err);
-    if (!j.delta_d || !j.grad_d) goto out;
+    vin = xcalloc((size_t)u, sizeof *vin);
+    vres = xcalloc((size_t)u, sizeof *vres);
+    for (int e = 0; e < u; e++)
+        if (memit_value_inputs(c->tok, &q.r[e], tmpl, &vin[e], err)) goto out;
+    memit_value_opts vo = {.z_layer = zl, .steps = (int)interv_param_int(c, "v_steps"),
+                           .lr = interv_param_float(c, "v_lr"), .kl_factor = interv_param_float(c, "kl_factor"),
+                           .weight_decay = interv_param_float(c, "v_weight_decay"),
+                           .clamp = interv_param_float(c, "clamp_norm_factor"), .stop_loss = MEMIT_STOP_LOSS,
+                           .batch = (int)interv_param_int(c, "value_batch"), .progress_lo = 0.1, .progress_hi = 0.8};
+    int vbatch = 0;
+    if (memit_values(c, vin, u, &vo, Z, vres, &vbatch, err)) {
+        if (err->code == CIS_ECANCEL) rc = interv_stopped(c, err);
+        goto out;
+    }
+    interv_record_set_int(c->record, "value_batch", vbatch);
     for (int e = 0; e < u; e++) {
-        const edit_request *r = &q.r[e];
-        long sp = subject_pos(r);
-        char *before = dup_n(r->prompt, (size_t)sp);
-        /* target tokens: tok(prompt + " " + target) minus tok(prompt) */
-        int32_t *pid = NULL, *fid = NULL;
-        int np = 0, nf = 0;
-        char *full = xasprintf("%s %s", r->prompt, r->target);
-        int trc = edit_tokens(c->tok, r->prompt, true, &pid, &np, err) || edit_tokens(c->tok, full, true, &fid, &nf, err);
-        free(full);
-        int no = nf - np;
-        if (!trc && no < 1)
-            trc = err_set(err, CIS_EINVAL, "zsRE record %d: target \"%s\" adds no token", r->record, r->target);
-        /* 6 rewriting inputs tok(T_t(prompt)) + target[:-1], and the KL input "{subject} is a" */
-        int T = 1;
-        int32_t *seq[7] = {0};
-        int sl[7] = {0};
-        for (int t = 0; t < MEMIT_N_TEMPLATES && !trc; t++) {
-            const char *br = strstr(tmpl[t], "{}");
-            char *ctxp = dup_n(tmpl[t], (size_t)(br - tmpl[t]));
-            char *text = xasprintf("%s%s", ctxp, r->prompt);
-            int32_t *ids = NULL;
-            int n = 0, iota = 0;
-            trc = edit_tokens(c->tok, text, true, &ids, &n, err) ||
-                  subject_index(c->tok, ctxp, before, r->subject, &iota, err);
-            if (!trc) {
-                seq[t] = xmalloc((size_t)(n + no) * sizeof(int32_t));
-                memcpy(seq[t], ids, (size_t)n * sizeof(int32_t));
-                memcpy(seq[t] + n, fid + np, (size_t)(no - 1) * sizeof(int32_t));
-                sl[t] = n + no - 1;
-                j.pt[t] = iota;
-                /* labels: position n-1+k predicts target k */
-                j.lens[t] = sl[t];
-            }
-            if (!trc) {
-                /* keep n for labels in pb temporarily */
-                j.pb[t] = n;
-            }
-            free(ids); free(text); free(ctxp);
-        }
-        if (!trc) {
-            char *kl = xasprintf("%s is a", r->subject);
-            int n = 0, iota = 0;
-            trc = edit_tokens(c->tok, kl, true, &seq[6], &n, err) || subject_index(c->tok, "", "", r->subject, &iota, err);
-            sl[6] = n; j.lens[6] = n; j.pt[6] = iota; j.pb[6] = 0;
-            free(kl);
-        }
-        for (int t = 0; t < 7 && !trc; t++) if (sl[t] > T) T = sl[t];
-        if (!trc && T > 256)
-            trc = err_set(err, CIS_EINVAL, "zsRE record %d: a rewriting input is %d tokens (at most 256)", r->record, T);
-        if (!trc) {
-            j.T = T;
-            memset(j.ids, 0, sizeof j.ids);
-            for (int i = 0; i < 7 * T; i++) j.targets[i] = LOSS_IGNORE_INDEX;
-            for (int t = 0; t < 7; t++) {
-                memcpy(j.ids + (size_t)t * T, seq[t], (size_t)sl[t] * sizeof(int32_t));
-                if (t < 6) {
-                    int n = j.pb[t];
-                    for (int k = 0; k < no; k++) j.targets[(size_t)t * T + n - 1 + k] = fid[np + k];
-                }
-            }
-            for (int t = 0; t < 7; t++) j.pb[t] = t;
-        }
-        for (int t = 0; t < 7; t++) free(seq[t]);
-        free(pid); free(fid); free(before);
-        if (trc) goto out;
-        /* optimise δ (fresh Adam per edit, as the reference) */
-        backend_memset(be, j.delta_d, 0, (size_t)D * sizeof(float));
-        j.have0 = false;
-        j.first = true;
-        train_loop_cfg tc = train_loop_cfg_default();
-        tc.steps = interv_param_int(c, "v_steps");
-        tc.optim = optim_config_default(ADAM_TORCH_ADAM);
-        tc.optim.lr = (float)interv_param_float(c, "v_lr");
-        tc.optim.weight_decay = 0;
-        float *pp[1] = {j.delta_d}, *gg[1] = {j.grad_d};
-        int64_t ln[1] = {D};
-        train_tensors tt = {.n = 1, .params = pp, .grads = gg, .len = ln};
-        train_task task = {.model = m, .tensors = &tt, .step = value_step, .after_step = value_after, .ctx = &j};
-        train_loop_result res;
-        int s = train_loop_run(&tc, &task, &res, err);
-        if (s == TRAIN_ERROR) {
-            if (err->code == CIS_ECANCEL) { rc = interv_stopped(c, err); goto out; }
-            err_prefix(err, "value optimisation of zsRE record %d: ", r->record);
-            goto out;
-        }
-        if (s == TRAIN_STOPPED) { rc = interv_stopped(c, err); goto out; }
-        backend_download(be, j.delta_h, j.delta_d, (size_t)D * sizeof(float));
-        double dn = 0;
-        for (int d = 0; d < D; d++) {
-            Z[(size_t)e * D + d] = j.h0[d] + j.delta_h[d];
-            dn += (double)j.delta_h[d] * j.delta_h[d];
-        }
         json_t *v = json_object();
-        json_object_set_new(v, "record", json_integer(r->record));
-        json_object_set_new(v, "loss_first", json_real(j.loss_first));
-        json_object_set_new(v, "loss_last", json_real(j.loss_last));
-        json_object_set_new(v, "steps", json_integer(res.steps));
-        json_object_set_new(v, "delta_rel", json_real(j.h0n > 0 ? sqrt(dn) / j.h0n : 0));
+        json_object_set_new(v, "record", json_integer(q.r[e].record));
+        json_object_set_new(v, "loss_first", json_real(vres[e].loss_first));
+        json_object_set_new(v, "loss_last", json_real(vres[e].loss_last));
+        json_object_set_new(v, "steps", json_integer(vres[e].steps));
+        json_object_set_new(v, "delta_rel", json_real(vres[e].delta_rel));
         json_array_append_new(vals, v);
-        interv_progress(c, 0.1 + 0.7 * (e + 1) / u);
     }
     interv_record_set(c->record, "values", vals);
     vals = NULL;
@@ -522,7 +308,7 @@ int memit_apply(interv_ctx *c, cis_err *err) {
             char *ctxp = dup_n(tmpl[t], (size_t)(br - tmpl[t]));
             char *text = xasprintf("%s%s", ctxp, r->prompt);
             krc = edit_tokens(c->tok, text, true, &kseq[s], &klens[s], err) ||
-                  subject_index(c->tok, ctxp, before, r->subject, &kpt[s], err);
+                  memit_subject_index(c->tok, ctxp, before, r->subject, &kpt[s], err);
             kpb[s] = s;
             if (!krc && klens[s] > KT) KT = klens[s];
             free(ctxp); free(text);
@@ -639,10 +425,9 @@ out:
     for (int t = 0; t < MEMIT_N_TEMPLATES; t++) free(tmpl[t]);
     free(Z); free(kids); free(klens); free(kpb); free(kpt); free(kread); free(hread);
     free(Kd); free(Rd); free(Cd); free(Dd); free(W);
-    free(j.hval); free(j.hgrad); free(j.hread); free(j.logits); free(j.dlogits); free(j.logp0);
-    free(j.delta_h); free(j.h0);
-    backend_free(be, j.delta_d);
-    backend_free(be, j.grad_d);
+    for (int e = 0; vin && e < u; e++) memit_value_in_free(&vin[e]);
+    free(vin);
+    free(vres);
     edit_requests_clear(&q);
     free(layers);
     return rc;

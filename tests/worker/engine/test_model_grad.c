@@ -811,6 +811,152 @@ static void test_layer_by_layer(void) {
     llama_model_free(&m);
 }
 
+static void test_started_forward(void) {
+    // a forward that starts at layer 1 from the residual stream computed by llama_embed +
+    // llama_layer_run(0) equals the whole forward bit for bit: logits, loss, an ADD hook at point E
+    // of layer 0 (acting on the start's input) and its gradient, a trainable layer-1 weight's
+    // gradient; hooks and trainable parameters below the start are refused
+    llama_model *m = tiny_model(false, false, 29);
+    cis_err err = {0};
+    const int D = 16, V = 37, N = BB * TT;
+    float *x0 = malloc(N * D * 4), *x1 = malloc(N * D * 4);
+    float lg[2][BB * TT * 37], gr[2][2 * 16], pg[2][16 * 24], val[2 * 16], dl[BB * TT * 37], rd[2][BB * TT * 16];
+    for (int i = 0; i < 2 * D; i++) val[i] = (float)cos(0.7 * i);
+    for (int i = 0; i < N * V; i++) dl[i] = (float)sin(0.013 * i) * 0.1f;
+    int32_t pb[2] = {0, 2}, pt[2] = {3, 4};
+    CHECK(llama_model_set_trainable(m, "model.layers.1.mlp.down_proj.weight", -1, -1, true, &err) == 1);
+    int pi = llama_model_find(m, "model.layers.1.mlp.down_proj.weight");
+    double loss[2];
+    CHECK(llama_embed(m, BB, TT, g_ids, g_lens, x0, &err) == 0);
+    CHECK(llama_layer_run(m, 0, BB, TT, g_lens, x0, x1, NULL, 0, &err) == 0);
+    for (int k = 0; k < 2; k++) {
+        llama_hook hk = {.layer = 0, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 2, .pos_b = pb, .pos_t = pt,
+                         .value = val, .read = rd[k], .grad = gr[k]};
+        llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg, .n_out = -1, .logits = lg[k],
+                          .start_layer = k, .x_start = k ? x1 : NULL};
+        llama_model_zero_grad(m);
+        CHECK(llama_forward(m, &bt, &hk, 1, true, &loss[k], &err) == 0);
+        CHECK(llama_backward(m, 1.0f, dl, &err) == 0);
+        memcpy(pg[k], llama_model_grad(m, pi), sizeof pg[k]);
+    }
+    CHECK(loss[0] == loss[1] && loss[0] > 0);
+    CHECK(memcmp(lg[0], lg[1], sizeof lg[0]) == 0);
+    CHECK(memcmp(rd[0], rd[1], sizeof rd[0]) == 0);
+    CHECK(memcmp(gr[0], gr[1], sizeof gr[0]) == 0);
+    CHECK(memcmp(pg[0], pg[1], sizeof pg[0]) == 0);
+    double gn = 0;
+    for (int i = 0; i < 2 * D; i++) gn += fabs(gr[1][i]);
+    CHECK(gn > 0);
+    // start_layer = L: the head alone on the last layer's output, an ADD hook at E of layer L-1
+    {
+        float *x2 = malloc(N * D * 4), lg2[BB * TT * 37], gr2[2 * 16];
+        CHECK(llama_layer_run(m, 1, BB, TT, g_lens, x1, x2, NULL, 0, &err) == 0);
+        llama_model_freeze_all(m);
+        llama_hook hk[2] = {{.layer = 1, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 2, .pos_b = pb, .pos_t = pt,
+                             .value = val, .grad = gr[0]},
+                            {.layer = 1, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = 2, .pos_b = pb, .pos_t = pt,
+                             .value = val, .grad = gr2}};
+        llama_batch b0 = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg, .n_out = -1, .logits = lg[0]};
+        CHECK(llama_forward(m, &b0, &hk[0], 1, true, &loss[0], &err) == 0);
+        CHECK(llama_backward(m, 1.0f, dl, &err) == 0);
+        llama_batch b1 = b0;
+        b1.logits = lg2; b1.start_layer = 2; b1.x_start = x2;
+        CHECK(llama_forward(m, &b1, &hk[1], 1, true, &loss[1], &err) == 0);
+        CHECK(llama_backward(m, 1.0f, dl, &err) == 0);
+        CHECK(loss[0] == loss[1] && memcmp(lg[0], lg2, sizeof lg2) == 0 && memcmp(gr[0], gr2, sizeof gr2) == 0);
+        free(x2);
+        CHECK(llama_model_set_trainable(m, "model.layers.1.mlp.down_proj.weight", -1, -1, true, &err) == 1);
+    }
+    // refused: no x_start, start beyond the layers run, a hook below the start's input, a hook at
+    // another point of layer start-1, a trainable parameter below the start
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .start_layer = 1};
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "x_start"));
+    bt.x_start = x1;
+    bt.start_layer = 3;
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "start_layer=3"));
+    bt.n_layers = 1;
+    bt.start_layer = 1;
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "start_layer=1"));
+    bt.n_layers = 0;
+    bt.start_layer = 1;
+    llama_hook hd = {.layer = 0, .point = LLAMA_HOOK_D, .n_pos = -1, .read = x0};
+    CHECK(llama_forward(m, &bt, &hd, 1, false, NULL, &err) == -1 && strstr(err.msg, "before start_layer"));
+    CHECK(llama_model_set_trainable(m, "model.layers.0.mlp.down_proj.weight", -1, -1, true, &err) == 1);
+    CHECK(llama_forward(m, &bt, NULL, 0, true, NULL, &err) == -1 && strstr(err.msg, "layers.0.mlp.down_proj"));
+    llama_model_freeze_all(m);
+    CHECK(llama_forward(m, &bt, NULL, 0, false, NULL, &err) == 0);
+    free(x0); free(x1);
+    llama_model_free(&m);
+}
+
+static void test_kv_prefix_forward(void) {
+    // a started forward through key/value caches that hold the sequences' prefix (written by a
+    // fill forward of the whole sequences) equals the plain started forward on the rows it runs:
+    // the suffix of each sequence from the position where an ADD hook sits (the loss's variables
+    // sit there; causal attention keeps everything before it constant): logits, the hook's
+    // gradient, a trainable layer-1 weight's gradient (within 1e-5: other GEMM shapes)
+    llama_model *m = tiny_model(false, false, 31);
+    cis_err err = {0};
+    const int D = 16, V = 37, N = BB * TT, KV = 2 * 4, Tq = 3;
+    float *x0 = malloc(N * D * 4), *x1 = malloc(N * D * 4), *xs = malloc(BB * Tq * D * 4);
+    float *kc = malloc(BB * TT * KV * 4), *vc = malloc(BB * TT * KV * 4);
+    int32_t p0[BB], ob[BB * Tq], ot[BB * Tq], ob2[BB * Tq], ot2[BB * Tq], sids[BB * Tq], hb[BB], ht[BB], ht2[BB];
+    float val[BB * 16], lg[2][BB * Tq * 37], dl[BB * Tq * 37], gr[2][BB * 16], pg[2][16 * 24];
+    for (int i = 0; i < BB * D; i++) val[i] = (float)cos(0.3 * i);
+    for (int i = 0; i < BB * Tq * V; i++) dl[i] = (float)sin(0.011 * i) * 0.1f;
+    CHECK(llama_embed(m, BB, TT, g_ids, g_lens, x0, &err) == 0);
+    CHECK(llama_layer_run(m, 0, BB, TT, g_lens, x0, x1, NULL, 0, &err) == 0);
+    int n = 0;
+    for (int b = 0; b < BB; b++) {
+        p0[b] = g_lens[b] - Tq;
+        hb[b] = b; ht[b] = p0[b]; ht2[b] = 0;
+        memcpy(xs + (size_t)b * Tq * D, x1 + ((size_t)b * TT + p0[b]) * D, (size_t)Tq * D * 4);
+        for (int t = 0; t < Tq; t++, n++) {
+            ob[n] = b; ot[n] = p0[b] + t; ob2[n] = b; ot2[n] = t;
+            sids[n] = g_ids[b * TT + p0[b] + t];
+        }
+    }
+    CHECK(llama_model_set_trainable(m, "model.layers.1.mlp.up_proj.weight", -1, -1, true, &err) == 1);
+    int pi = llama_model_find(m, "model.layers.1.mlp.up_proj.weight");
+    float *kk[1] = {kc}, *vv[1] = {vc};
+    for (int k = 0; k < 2; k++) {
+        llama_hook hk = {.layer = 0, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_ADD, .n_pos = BB, .pos_b = hb,
+                         .pos_t = k ? ht2 : ht, .value = val, .grad = gr[k]};
+        llama_model_zero_grad(m);
+        if (k == 0) {
+            llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .n_out = n, .out_b = ob, .out_t = ot,
+                              .logits = lg[0], .start_layer = 1, .x_start = x1};
+            CHECK(llama_forward(m, &bt, &hk, 1, true, NULL, &err) == 0);
+        } else {
+            llama_batch fill = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .start_layer = 1, .x_start = x1,
+                                .kv_T = TT, .kv_k = kk, .kv_v = vv};
+            CHECK_MSG(llama_forward(m, &fill, NULL, 0, false, NULL, &err) == 0, "%s", err.msg);
+            llama_batch bt = {.B = BB, .T = Tq, .ids = sids, .n_out = n, .out_b = ob2, .out_t = ot2, .logits = lg[1],
+                              .start_layer = 1, .x_start = xs, .kv_T = TT, .kv_pos0 = p0, .kv_k = kk, .kv_v = vv};
+            CHECK_MSG(llama_forward(m, &bt, &hk, 1, true, NULL, &err) == 0, "%s", err.msg);
+        }
+        CHECK(llama_backward(m, 0.0f, dl, &err) == 0);
+        memcpy(pg[k], llama_model_grad(m, pi), sizeof pg[k]);
+    }
+    double e1 = 0, m1 = 0, e2 = 0, m2 = 0, e3 = 0, m3 = 0;
+    for (int i = 0; i < n * V; i++) { e1 = fmax(e1, fabs(lg[0][i] - lg[1][i])); m1 = fmax(m1, fabs(lg[0][i])); }
+    for (int i = 0; i < BB * D; i++) { e2 = fmax(e2, fabs(gr[0][i] - gr[1][i])); m2 = fmax(m2, fabs(gr[0][i])); }
+    for (int i = 0; i < 16 * 24; i++) { e3 = fmax(e3, fabs(pg[0][i] - pg[1][i])); m3 = fmax(m3, fabs(pg[0][i])); }
+    CHECK_MSG(m1 > 0 && e1 <= 1e-5 * m1, "logits: %g of %g", e1, m1);
+    CHECK_MSG(m2 > 0 && e2 <= 1e-5 * m2, "hook gradient: %g of %g", e2, m2);
+    CHECK_MSG(m3 > 0 && e3 <= 1e-5 * m3, "weight gradient: %g of %g", e3, m3);
+    // refused: a prefix position beyond the caches, no caches, kv without a start
+    llama_batch bad = {.B = BB, .T = Tq, .ids = sids, .start_layer = 1, .x_start = xs, .kv_T = 4, .kv_pos0 = p0,
+                       .kv_k = kk, .kv_v = vv};
+    CHECK(llama_forward(m, &bad, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "exceeds kv_T"));
+    bad.kv_T = TT; bad.kv_k = NULL;
+    CHECK(llama_forward(m, &bad, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "without kv_k"));
+    bad.kv_k = kk; bad.start_layer = 0;
+    CHECK(llama_forward(m, &bad, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "start_layer"));
+    free(x0); free(x1); free(xs); free(kc); free(vc);
+    llama_model_free(&m);
+}
+
 static void test_bad_input(void) {
     llama_model *m = tiny_model(true, false, 91);
     cis_err err = {0};
@@ -887,6 +1033,8 @@ int main(void) {
     RUN(test_gradient_subset_and_ascent);
     RUN(test_partial_forward_seeded_grad);
     RUN(test_layer_by_layer);
+    RUN(test_started_forward);
+    RUN(test_kv_prefix_forward);
     RUN(test_bad_input);
     return test_summary();
 }
