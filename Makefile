@@ -58,7 +58,7 @@ LIBCOMMON := $(BUILD)/libcommon.a
 LIBCOORD  := $(BUILD)/libcoord.a
 LIBWORKER := $(BUILD)/libworker.a
 
-.PHONY: all test test-gpu run demo bench clean deps tests-build info
+.PHONY: all test test-gpu run demo bench clean deps tests-build info family
 all: info $(BUILD)/bin/cisweep $(BUILD)/bin/cisweep-worker $(CUDA_LIB)
 
 info:
@@ -130,7 +130,7 @@ deps:
 
 # make test: every test on the normal build, then the parsers and stores again under
 # AddressSanitizer (build-asan/): bad input must never read out of bounds
-ASAN_TESTS ?= fuzz_regressions|protocol|artifact_cache|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain|svg_plot|prefix_key|prefix_claim|snapshot|test_mask|job_store_views|model_presets|cpu_threads|test_prereq|mem_need
+ASAN_TESTS ?= fuzz_regressions|family_shipped|protocol|artifact_cache|rng|spec|grid|safetensors|tokenizer|spool|job_store|loaders|world|reference_tool|eval_mc|eval_metrics|bpe_train|backend_ops|model_staged|interventions|train_loop|pretrain|svg_plot|prefix_key|prefix_claim|snapshot|test_mask|job_store_views|model_presets|cpu_threads|test_prereq|mem_need
 test: deps
 	@$(MAKE) --no-print-directory tests-build
 	@$(MAKE) --no-print-directory SANITIZE=address tests-build >/dev/null
@@ -145,6 +145,12 @@ test-gpu: tests-build
 run: deps
 	@$(MAKE) --no-print-directory all
 	@$(BUILD)/bin/cisweep run
+
+# make family: rebuild the shipped family (models/family) from a fresh world and compare every
+# sha256 with its manifest (docs/training.md); FAMILY_ARGS=--prefix checks the short prefix only
+family:
+	@$(MAKE) --no-print-directory all
+	@python3 deploy/rebuild-family.py $(FAMILY_ARGS)
 
 # make demo: the quick tour of before issue 12 (one model, grids/default.json, a CSV export)
 demo: deps

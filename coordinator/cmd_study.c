@@ -2,8 +2,10 @@
  * (issue 12, item 8). Every step is resumable: what exists is kept, and running it again after an
  * interruption continues where it stopped.
  *   1. world:    `cisweep-worker world` (synthetic world in the real datasets' formats) into OUT/world;
- *   2. family:   one tiny model per model slot of the study grid (`train --family --archs ...`,
- *                the slot -> architecture map below), into OUT/family/<arch>;
+ *   2. family:   one tiny model per model slot of the study grid (the slot -> architecture map
+ *                below), into OUT/family/<arch>: copied from the family shipped in the repository
+ *                (models/family, family_shipped.h) when it was trained on this world with this step
+ *                budget and its files verify, else trained (`train --family --archs ...`);
  *   3. statistics: MEMIT's second moments of each base model: prerequisite jobs of the sweep
  *                (added by the launch), computed once into OUT/artifacts, the shared artifact
  *                cache which every worker reads (--artifacts); their time is read from the DB;
@@ -14,6 +16,7 @@
  *                contradict it (coordinator/findings.c), and the wall time of each step
  *                (OUT/timings.json). */
 #include "coordinator/cli.h"
+#include "coordinator/family_shipped.h"
 #include "coordinator/findings.h"
 #include "coordinator/grid.h"
 #include "coordinator/job_store.h"
@@ -91,26 +94,43 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep run [--out DIR] [--study-grid FILE] [--workers N] [--family-steps N] [--threads N]\n"
             "                   [--eval-limit N] [--eval-profile sweep|default|paper] [--mc-prompt V] [--world-scale default|small] [--no-report]\n"
+            "                   [--shipped-family DIR] [--train-family] [--until world|models|sweep]\n"
             "  the study end to end on the embedded default: world, one tiny model per slot of the grid\n"
             "  (default grids/paper-417.json), the whole grid on N local workers (default: one per core), the\n"
             "  report and the paper's findings checked on this run's numbers. Everything goes to DIR (default\n"
             "  out/study); running it again continues where it stopped. `cisweep run --grid FILE ...` runs one\n"
-            "  grid on given models instead (see cisweep run --grid --help).\n");
+            "  grid on given models instead (see cisweep run --grid --help).\n"
+            "  The models are copied from the family shipped in DIR (default models/family, its manifest.json)\n"
+            "  when it was trained on this world with this step budget and every file's sha256 verifies;\n"
+            "  else, or with --train-family, they are trained. --until STEP stops after that step.\n");
 }
 
 int cmd_study(int argc, char **argv) {
     const char *out = "out/study", *gridf = "grids/paper-417.json", *family_steps = NULL, *threads = NULL,
                *eval_limit = NULL, *world_scale = "default",
-               *eval_profile = NULL, *mc_prompt = NULL;
-    int64_t workers = 0, v;
-    bool report = true;
+               *eval_profile = NULL, *mc_prompt = NULL, *shipped_dir = "models/family";
+    int64_t workers = 0, v, family_steps_n = 0;
+    bool report = true, train_family = false;
+    int until = 6;   /* the last step to run */
+    static const char *STEP_NAMES[] = {"", "world", "models", "statistics", "sweep", "report", "findings"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
         else if (!strcmp(a, "--out") && n) { out = n; i++; }
         else if (!strcmp(a, "--study-grid") && n) { gridf = n; i++; }
         else if (!strcmp(a, "--workers") && n && parse_i64(n, &workers) && workers >= 1 && workers <= 256) i++;
-        else if (!strcmp(a, "--family-steps") && n && parse_i64(n, &v) && v >= 1) { family_steps = n; i++; }
+        else if (!strcmp(a, "--family-steps") && n && parse_i64(n, &family_steps_n) && family_steps_n >= 1) { family_steps = n; i++; }
+        else if (!strcmp(a, "--shipped-family") && n) { shipped_dir = n; i++; }
+        else if (!strcmp(a, "--train-family")) train_family = true;
+        else if (!strcmp(a, "--until") && n) {
+            until = 0;
+            for (int k = 1; k <= 4; k++) if (k != 3 && !strcmp(n, STEP_NAMES[k])) until = k;
+            if (!until) { /* step 3, the statistics, runs inside the sweep (its prerequisite jobs) */
+                fprintf(stderr, "cisweep run: --until: expected world, models or sweep, got \"%s\"\n", n);
+                return 2;
+            }
+            i++;
+        }
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--no-report")) report = false;
@@ -186,25 +206,68 @@ int cmd_study(int argc, char **argv) {
     }
     t_world = mono_sec() - t0;
 
-    /* 2. the family: one model per slot's architecture */
-    if (!rc) {
+    /* 2. the family: one model per slot's architecture, from the shipped family when it fits this
+     * run (family_shipped.h: the world the trainer reads, the step budget, every file's sha256),
+     * else trained */
+    const char *models_source = "not run";
+    char models_note[1100] = "";
+    if (!rc && until >= 2) {
         char list[512] = "";
+        const char *archv[16];
+        int narch = 0, nexist = 0;
         const char *k;
         json_t *jv;
         json_object_foreach(archs, k, jv) {
             (void)jv;
             if (*list) strncat(list, ",", sizeof list - strlen(list) - 1);
             strncat(list, k, sizeof list - strlen(list) - 1);
+            if (narch < 16) archv[narch++] = k;
+            char *d = xasprintf("%s/%s", family, k);
+            nexist += exists(d, "model.safetensors");
+            free(d);
         }
-        printf("== 2. models: %s into %s (kept where trained already)\n", list, family);
         t0 = mono_sec();
-        char *av[16];
-        int ac = 0;
-        av[ac++] = wbin; av[ac++] = "train"; av[ac++] = "--family"; av[ac++] = "--archs"; av[ac++] = list;
-        av[ac++] = "--world"; av[ac++] = world; av[ac++] = "--out"; av[ac++] = family;
-        if (family_steps) { av[ac++] = "--steps"; av[ac++] = (char *)family_steps; }
-        av[ac] = NULL;
-        if (run_child(av)) { fprintf(stderr, "cisweep run: training the models failed\n"); rc = 1; }
+        bool ready = false;   /* every member is in place: kept or copied from the shipped family */
+        if (nexist == narch) {
+            models_source = "kept";
+            printf("== 2. models: %s in %s (exist; kept)\n", list, family);
+            ready = true;   /* nothing to copy or train */
+        } else if (train_family) {
+            snprintf(models_note, sizeof models_note, "--train-family");
+        } else {
+            cis_err why = {0};
+            family_shipped *fs = NULL;
+            char *mf = xasprintf("%s/manifest.json", shipped_dir);
+            int copied = 0;
+            if (access(mf, F_OK) != 0) snprintf(why.msg, sizeof why.msg, "no shipped family at %s", shipped_dir);
+            else if (family_shipped_load(shipped_dir, &fs, &why) == 0 &&
+                     family_shipped_fits(fs, world, world_scale, family_steps ? family_steps_n : family_shipped_steps(fs), archv,
+                                         narch, &why) == 0 &&
+                     family_shipped_install(fs, family, archv, narch, &copied, &why) == 0)
+                ready = true;
+            free(mf);
+            family_shipped_free(&fs);
+            if (ready) {
+                models_source = "shipped (verified)";
+                printf("== 2. models: %s from the shipped family %s into %s: shipped (verified), %d copied, %.2f s\n", list,
+                       shipped_dir, family, copied, mono_sec() - t0);
+            } else snprintf(models_note, sizeof models_note, "%s", why.msg);
+        }
+        if (!ready) {
+            models_source = "trained";
+            printf("== 2. models: %s into %s: training (%s%s; kept where trained already)\n", list, family,
+                   train_family ? "" : "not the shipped family: ", models_note);
+            char *av[20];
+            int ac = 0;
+            av[ac++] = wbin; av[ac++] = "train"; av[ac++] = "--family"; av[ac++] = "--archs"; av[ac++] = list;
+            av[ac++] = "--world"; av[ac++] = world; av[ac++] = "--out"; av[ac++] = family;
+            /* one thread per member whatever the core count: the shipped family's recipe, the same
+             * model on any machine (data-parallel replicas would change the summation order) */
+            av[ac++] = "--threads"; av[ac++] = "1";
+            if (family_steps) { av[ac++] = "--steps"; av[ac++] = (char *)family_steps; }
+            av[ac] = NULL;
+            if (run_child(av)) { fprintf(stderr, "cisweep run: training the models failed\n"); rc = 1; }
+        }
         t_family = mono_sec() - t0;
     }
 
@@ -218,7 +281,7 @@ int cmd_study(int argc, char **argv) {
 
     /* 4. the sweep */
     char *db = xasprintf("%s/sweep.db", out), *models = xasprintf("%s/models.json", out), *cache = xasprintf("%s/cache", out);
-    if (!rc) {
+    if (!rc && until >= 4) {
         /* the models map with absolute paths (jobs carry them to workers) */
         json_t *absmap = json_object();
         const char *slot;
@@ -233,7 +296,7 @@ int cmd_study(int argc, char **argv) {
         if (write_file_atomic(models, txt, strlen(txt), &err)) { fprintf(stderr, "cisweep run: %s\n", err.msg); rc = 1; }
         free(txt);
     }
-    if (!rc) {
+    if (!rc && until >= 4) {
         printf("== 4. sweep: %s on %lld local workers (Ctrl-C stops; running again continues)\n", db, (long long)workers);
         t0 = mono_sec();
         char wn[32];
@@ -259,7 +322,7 @@ int cmd_study(int argc, char **argv) {
     }
 
     /* 5. the report */
-    if (!rc && report) {
+    if (!rc && report && until >= 5) {
         char *rdir = xasprintf("%s/report", out);
         t0 = mono_sec();
         char *cis = cli_sibling_path("cisweep");
@@ -272,20 +335,29 @@ int cmd_study(int argc, char **argv) {
         free(rdir);
     }
 
-    /* 6. the findings and the time breakdown */
-    if (!rc) {
+    /* 6. the findings; and the time breakdown of the steps that ran (--until stops earlier) */
+    if (!rc && until >= 6) {
         job_store *js = NULL;
         printf("== 6. the paper's findings on this run\n");
         if (job_store_open(db, JS_READONLY, &js, &err) == 0) {
             findings_print(job_store_db(js), NULL, stdout);
             job_store_close(&js);
         } else fprintf(stderr, "cisweep run: %s\n", err.msg);
-        printf("time: world %.0f s, models %.0f s, sweep %.0f s (of which the statistics jobs %.0f s), report %.0f s, total "
-               "%.0f s\n", t_world, t_family, t_sweep, t_stats, t_report, t_world + t_family + t_sweep + t_report);
+    }
+    if (!rc) {
+        if (until < 6) printf("cisweep run: stopped after step %d (%s) as --until asked\n", until, STEP_NAMES[until]);
+        printf("time: world %.1f s, models %.1f s (%s), sweep %.0f s (of which the statistics jobs %.0f s), report %.1f s, "
+               "total %.0f s\n", t_world, t_family, models_source, t_sweep, t_stats, t_report,
+               t_world + t_family + t_sweep + t_report);
         json_t *tjo = json_pack("{s:f, s:f, s:f, s:b, s:f, s:f, s:I, s:s, s:I}", "world_s", t_world, "models_s", t_family,
                                 "statistics_s", t_stats, "statistics_in_sweep", 1, "sweep_s",
                                 t_sweep, "report_s", t_report, "workers", (json_int_t)workers, "grid", gridf, "jobs",
                                 (json_int_t)n_jobs);
+        /* where the models came from: "shipped (verified)" (copied from the shipped family after
+         * checking every sha256), "trained" (models_note: why not the shipped family), "kept" */
+        json_object_set_new(tjo, "models_source", json_string(models_source));
+        if (*models_note) json_object_set_new(tjo, "models_note", json_string(models_note));
+        json_object_set_new(tjo, "until", json_string(STEP_NAMES[until]));
         char *tj = json_dumps(tjo, JSON_INDENT(2));
         json_decref(tjo);
         char *tp = xasprintf("%s/timings.json", out);

@@ -63,9 +63,12 @@ def interrupted_study_continues_and_finishes():
     assert s["interrupted"], "the sweep finished before it could be interrupted: " + s["first_out"][-2000:]
     assert s["first_rc"] == 130, (s["first_rc"], s["first_out"][-2000:])
     assert "interrupted; run it again to continue" in s["first_out"], s["first_out"][-2000:]
+    # the small world is not the shipped family's (models/family): the first run trained
+    assert "training (not the shipped family: the world's scale is \"small\"" in s["first_out"], s["first_out"][:3000]
     second = s["second"]
     assert second.returncode == 0, (second.returncode, second.stdout[-3000:], second.stderr[-3000:])
-    assert "(exists)" in second.stdout and "exists; kept" in second.stderr, (second.stdout[-2000:], second.stderr[-2000:])
+    # the world (step 1) and the models (step 2: every member exists, so no training) are kept
+    assert "(exists)" in second.stdout and "(exist; kept)" in second.stdout, (second.stdout[-2000:], second.stderr[-2000:])
     assert "0 compositions added, 15 already there" in second.stdout, second.stdout[-2000:]
     rows = q(s["db"], "SELECT state, count(*) AS n FROM jobs GROUP BY state")
     assert rows == [{"state": "done", "n": 15}], rows

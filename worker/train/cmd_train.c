@@ -11,7 +11,7 @@
 
 static void train_usage(FILE *f) {
     fprintf(f,
-            "usage: cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu] [--steps N] [--seconds S]\n"
+            "usage: cisweep-worker train --world DIR --arch NAME --out MODEL_DIR [--device cpu] [--steps N [--stop-after N']] [--seconds S]\n"
             "                            [--threads N] [--seed S] [--tokenizer DIR] [--corpus FILE.jsonl] [--vocab N]\n"
             "                            [--seq-len T] [--batch B] [--lr X] [--warmup N] [--log-every N]\n"
             "                            [--sft FILE] [--sft-every K] [--sft-batch N] [--sft-from F] [--replicas R]   (corpus {\"prompt\",\"completion\"} items: every\n"
@@ -23,6 +23,8 @@ static void train_usage(FILE *f) {
             "                            in their own processes, 1 thread each (default all five); --steps %d per model by default;\n"
             "                            --archs a,b,... trains only those members; a member whose model.safetensors exists is kept)\n"
             "       cisweep-worker train --list      (the architectures and their sizes)\n"
+            "--stop-after N: train the first N steps of the --steps schedule and write that model: an exact prefix of\n"
+            "the full run (the same learning rate, data and SFT phase at every step), to check a rebuild cheaply.\n"
             "The budget is a step count, --steps %d by default (%d per model with --family): the same seed and thread count\n"
             "give the same model bit for bit on a loaded or an idle machine. --seconds S also stops after S seconds of training;\n"
             "alone, it fits the schedule to that time (the step count then depends on the machine).\n",
@@ -73,6 +75,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer")) o.tokenizer_dir = n;
         else if (!strcmp(a, "--device")) o.device = n;
         else if (!strcmp(a, "--steps")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.steps = (int64_t)v; steps_set = true; }
+        else if (!strcmp(a, "--stop-after")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.stop_after = (int64_t)v; }
         else if (!strcmp(a, "--seconds")) { if (num_arg(a, n, 1, 1e7, &v)) return 2; o.seconds = v; seconds_set = true; }
         else if (!strcmp(a, "--threads")) { if (num_arg(a, n, 0, 1024, &v)) return 2; o.threads = (int)v; threads_set = true; }
         else if (!strcmp(a, "--replicas")) { if (num_arg(a, n, 0, 16, &v)) return 2; o.replicas = (int)v; }
@@ -112,6 +115,11 @@ int cmd_train(int argc, char **argv) {
               custom.layers, custom.heads, custom.kv_heads, custom.head_dim);
     }
     if (!steps_set && !seconds_set) o.steps = family ? PRETRAIN_FAMILY_STEPS : PRETRAIN_DEFAULT_STEPS;
+    if (o.stop_after > 0 && (o.steps <= 0 || o.stop_after > o.steps)) {
+        fprintf(stderr, "cisweep-worker train: --stop-after %lld needs a step budget of at least that many steps (--steps is %lld%s)\n",
+                (long long)o.stop_after, (long long)o.steps, o.steps <= 0 ? ": a time budget alone" : "");
+        return 2;
+    }
     pretrain_result r;
     cis_err err = {0};
     if (family) {

@@ -480,6 +480,9 @@ int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **mod
     if (!o->out_dir) return err_set(err, CIS_EINVAL, "--out: a model directory is required");
     if (o->seq_len < 8 || o->batch < 1) return err_set(err, CIS_EINVAL, "--seq-len must be >= 8 and --batch >= 1");
     if (o->steps <= 0 && o->seconds <= 0) return err_set(err, CIS_EINVAL, "give --steps N or --seconds S (a budget)");
+    if (o->stop_after < 0 || (o->stop_after > 0 && (o->steps <= 0 || o->stop_after > o->steps)))
+        return err_set(err, CIS_EINVAL, "--stop-after %lld: needs a step budget (--steps N) and 1 <= N' <= N (the schedule's length %lld)",
+                       (long long)o->stop_after, (long long)o->steps);
     int T = o->seq_len, B = o->batch;
     int max_pos = o->max_pos > 0 ? o->max_pos : T;
     if (max_pos < T) return err_set(err, CIS_EINVAL, "max_pos %d < seq_len %d", max_pos, T);
@@ -522,6 +525,7 @@ int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **mod
     train_loop_cfg lc = train_loop_cfg_default();
     lc.steps = o->steps > 0 ? o->steps : 0;
     lc.seconds = o->seconds;
+    lc.stop_after = o->stop_after;
     lc.optim.lr = o->lr > 0 ? o->lr : p->lr;
     lc.optim.beta1 = 0.9f;
     lc.optim.beta2 = 0.95f;
@@ -557,6 +561,7 @@ int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **mod
     res->final_loss = tail_mean(x.losses, res->lm_steps);
     res->sft_final_loss = tail_mean(x.sft_losses, res->sft_steps);
     res->sft_epochs = d.nsft ? (double)res->sft_seen / d.nsft : 0;
+    if (lres.cut) LOG_I("train: stopped after %lld of the schedule's %lld steps (--stop-after)", (long long)lres.steps, (long long)o->steps);
     LOG_I("train: %lld steps, %lld tokens (%.2f epochs) in %.1f s = %.0f tok/s; loss %.4f -> %.4f", (long long)res->steps,
           (long long)res->tokens, res->epochs, res->train_seconds, res->tokens_per_s, res->first_loss, res->final_loss);
     if (res->sft_steps)
@@ -580,6 +585,7 @@ int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **mod
     json_object_set_new(info, "budget", json_string(o->steps > 0 ? "steps" : "seconds"));
     json_object_set_new(info, "budget_steps", json_integer(o->steps > 0 ? o->steps : 0));
     json_object_set_new(info, "budget_seconds", json_real(o->seconds > 0 ? o->seconds : 0));
+    json_object_set_new(info, "stop_after", json_integer(o->stop_after > 0 ? o->stop_after : 0));
     json_object_set_new(info, "replicas", json_integer(res->replicas));
     json_object_set_new(info, "lm_steps", json_integer(res->lm_steps));
     json_object_set_new(info, "sft_items", json_integer(res->sft_items));

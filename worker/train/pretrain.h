@@ -40,6 +40,9 @@ typedef struct pretrain_opts {
     int64_t steps;              /* > 0: the schedule's length (default PRETRAIN_DEFAULT_STEPS); 0 = fit
                                    the time budget `seconds` (the step count then depends on the machine) */
     double seconds;             /* > 0: stop cleanly when the training loop has run this long */
+    int64_t stop_after;         /* > 0 (with steps > 0, at most steps): train the first stop_after steps of
+                                   the `steps` schedule and write the model: bit for bit the full run's
+                                   model after that many steps (the same lr, data and SFT phase); 0 = none */
     int threads;                /* <= 0: all cores */
     uint64_t seed;              /* init, document order */
     float lr;                   /* <= 0: the preset's */

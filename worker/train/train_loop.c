@@ -167,6 +167,9 @@ static int setup(loop_state *s, train_loop_result *res, cis_err *err) {
     if (t->tensors && t->batch) return err_set(err, CIS_EINVAL, "train: a tensor list needs a step function (batch mode trains the model)");
     if (c->steps <= 0 && c->seconds <= 0) return err_set(err, CIS_EINVAL, "train: a budget is required (steps > 0 or seconds > 0)");
     if (c->accum < 1) return err_set(err, CIS_EINVAL, "train: accum must be >= 1 (got %d)", c->accum);
+    if (c->stop_after < 0 || (c->stop_after > 0 && c->steps <= 0))
+        return err_set(err, CIS_EINVAL, "train: stop_after (%lld) must be >= 0 and needs a step budget (steps > 0)",
+                       (long long)c->stop_after);
     if (c->warmup < 0) return err_set(err, CIS_EINVAL, "train: warmup must be >= 0 (got %d)", c->warmup);
     if (!(c->optim.lr >= 0)) return err_set(err, CIS_EINVAL, "train: lr must be >= 0");
     if (t->tensors)
@@ -232,6 +235,7 @@ int train_loop_run(const train_loop_cfg *c, const train_task *t, train_loop_resu
     int64_t step = 0;
     status = TRAIN_DONE;
     for (; fit_time || step < total; step++) {
+        if (c->stop_after > 0 && !fit_time && step >= c->stop_after) { res->cut = true; break; }
         double el = mono_sec() - t0;
         if (c->seconds > 0 && el >= c->seconds) { res->timed_out = true; break; }
         /* a time budget without a step count: the schedule runs on the fraction of the budget used,

@@ -103,6 +103,9 @@ typedef struct train_loop_cfg {
     int64_t steps;              /* optimizer steps: the schedule's length (> 0); or 0 with seconds */
     double seconds;             /* > 0: stop cleanly after this much wall clock (TRAIN_DONE, `timed_out`);
                                    with steps = 0 the schedule and `frac` run on the fraction of it used */
+    int64_t stop_after;         /* > 0 with a step budget: end the run (TRAIN_DONE, `cut`) after this many
+                                   of the `steps` steps; the schedule, `frac` and the data stay those of the
+                                   full budget, so the result is an exact prefix of the full run; 0 = none */
     int accum;                  /* micro-batches per step (gradient accumulation); default 1. Each
                                    micro-batch's loss is weighted 1/accum (the mean of the means) */
     optim_config optim;         /* variant, lr (the peak), betas, eps, weight decay; default
@@ -154,6 +157,7 @@ typedef struct train_loop_result {
     int replicas;               /* data-parallel replicas used (1 = none) */
     bool converged;             /* the step function ended the run */
     bool timed_out;             /* the time budget ended it */
+    bool cut;                   /* cfg.stop_after ended it before the budget */
 } train_loop_result;
 
 /* train_loop_set_post_step: a hook every train_loop_run on THIS thread calls after each optimizer

@@ -3,7 +3,8 @@
  * loads with llama_model_load and gives the same logits as the in-memory model; the tokenizer
  * written beside it loads; a time budget stops training cleanly; the default budget is a step
  * count, and the same seed gives a bit-identical model.safetensors (with data-parallel replicas
- * too); the stop flag ends a run; the named architectures validate and keep layers 4-8; SFT items
+ * too); --stop-after N writes the model after N steps of the longer schedule (its SFT phase, its
+ * learning rates), which a run of N steps does not; the stop flag ends a run; the named architectures validate and keep layers 4-8; SFT items
  * train their completions only; bad options and corpus lines are refused with a message. */
 #include <math.h>
 #include <stdio.h>
@@ -170,6 +171,58 @@ static void test_step_budget_deterministic(void) {
     CHECK(file[0] && file[1] && n[0] == n[1] && !memcmp(file[0], file[1], n[0]));
     CHECK(file[0] && file[2] && (n[0] != n[2] || memcmp(file[0], file[2], n[0])));
     for (int k = 0; k < 3; k++) free(file[k]);
+}
+
+/* stop_after: 30 steps of a 40-step schedule with SFT from 0.6 (step 24 on, every 2nd step): 3 SFT
+ * steps (25, 27, 29), as the full run has by then; a 30-step schedule starts SFT at step 18 (6 SFT
+ * steps) and ends elsewhere. train_info.json records the cut. The same cut twice is bit-identical. */
+static void test_stop_after(void) {
+    char sft[400];
+    snprintf(sft, sizeof sft, "%s/sft_cut.jsonl", tmpdir);
+    FILE *f = fopen(sft, "w");
+    for (int i = 0; i < 16; i++) fprintf(f, "{\"prompt\": \"Item %d ok?\", \"completion\": \" yes\"}\n", i);
+    fclose(f);
+    char out[3][400], *file[3] = {NULL, NULL, NULL};
+    size_t n[3] = {0, 0, 0};
+    pretrain_result r[3];
+    cis_err err = {0};
+    for (int k = 0; k < 3; k++) {
+        snprintf(out[k], sizeof out[k], "%s/cut%d", tmpdir, k);
+        pretrain_opts o = tiny_opts(out[k]);
+        o.sft_path = sft;
+        o.sft_batch = 4;
+        o.steps = k == 2 ? 30 : 40;
+        o.stop_after = k == 2 ? 0 : 30;
+        CHECK_MSG(pretrain_run(&o, &r[k], NULL, &err) == 0, "%s", err.msg);
+        CHECK_EQ_INT(r[k].steps, 30);
+        char p[500];
+        snprintf(p, sizeof p, "%s/model.safetensors", out[k]);
+        file[k] = read_file(p, &n[k], &err);
+        CHECK(file[k] != NULL);
+    }
+    CHECK_EQ_INT(r[0].sft_steps, 3);
+    CHECK_EQ_INT(r[2].sft_steps, 6);
+    CHECK(file[0] && file[1] && n[0] == n[1] && !memcmp(file[0], file[1], n[0]));
+    CHECK(file[0] && file[2] && (n[0] != n[2] || memcmp(file[0], file[2], n[0])));
+    for (int k = 0; k < 3; k++) free(file[k]);
+    char p[500];
+    snprintf(p, sizeof p, "%s/train_info.json", out[0]);
+    char *info = read_file(p, NULL, &err);
+    CHECK(info && strstr(info, "\"stop_after\": 30") && strstr(info, "\"budget_steps\": 40") && strstr(info, "\"steps\": 30"));
+    free(info);
+    /* refused: past the budget, or with a time budget alone */
+    pretrain_opts o = tiny_opts(out[0]);
+    o.stop_after = 81;
+    CHECK(pretrain_run(&o, &r[0], NULL, &err) == -1 && strstr(err.msg, "--stop-after"));
+    o = tiny_opts(out[0]);
+    o.steps = 0; o.seconds = 3; o.stop_after = 2;
+    CHECK(pretrain_run(&o, &r[0], NULL, &err) == -1 && strstr(err.msg, "--stop-after"));
+    char *a[] = {"train", "--corpus", corpus, "--out", out[0], "--steps", "5", "--stop-after", "6"};
+    CHECK_EQ_INT(cmd_train((int)(sizeof a / sizeof *a), a), 2);
+    char *b[] = {"train", "--corpus", corpus, "--out", out[0], "--seconds", "5", "--stop-after", "2"};
+    CHECK_EQ_INT(cmd_train((int)(sizeof b / sizeof *b), b), 2);
+    char *c[] = {"train", "--corpus", corpus, "--out", out[0], "--stop-after", "0"};
+    CHECK_EQ_INT(cmd_train((int)(sizeof c / sizeof *c), c), 2);
 }
 
 /* a stop flag that is already set ends the run before its first step: status 1, no model written */
@@ -450,6 +503,7 @@ int main(void) {
     RUN(test_time_budget_and_reused_tokenizer);
     RUN(test_step_budget_deterministic);
     RUN(test_stop_flag);
+    RUN(test_stop_after);
     RUN(test_sft_items);
     RUN(test_replicas);
     RUN(test_bad_options);

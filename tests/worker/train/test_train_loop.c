@@ -4,7 +4,8 @@
  * optimizer sees; the stop flag (set by the callback or by another thread) and a callback's stop
  * request end the run within one step as TRAIN_STOPPED; replicas agree with one model within a
  * tolerance and restore the thread count; the same seed twice gives bit-identical parameters (with
- * and without replicas); gradient ascent (loss scale -1) raises the loss; gradient accumulation
+ * and without replicas); stop_after ends a run after N steps of the longer schedule, bit for bit
+ * where the full run stood after N steps (and not where a run of N steps ends); gradient ascent (loss scale -1) raises the loss; gradient accumulation
  * over two halves equals one full batch; a caller-owned tensor (a MEMIT-style delta added at a
  * hook) is optimised with the model frozen and stops early when converged; a time budget, the end
  * of the data and bad arguments end the run as documented. */
@@ -361,6 +362,52 @@ static void test_deterministic(void) {
     }
 }
 
+/* stop_after: a run of a 40-step schedule cut after 12 steps (TRAIN_DONE, `cut`) holds bit for bit
+ * the parameters of the full 40-step run after its 12th step (stopped there by its progress
+ * callback), with the same learning rates; a 12-step schedule (warmup and cosine over 12) does not.
+ * With 1 model and with 2 replicas. stop_after >= steps is the full run. */
+static void test_stop_after_is_a_prefix(void) {
+    for (int R = 1; R <= 2; R++) {
+        llama_model *m[3];
+        prog g[3];
+        memset(g, 0, sizeof g);
+        for (int k = 0; k < 3; k++) {
+            m[k] = tiny_model(R, 33);
+            if (!m[k]) { CHECK(0); return; }
+            train_loop_cfg c = base_cfg(k == 2 ? 12 : 40);
+            c.replicas = R;
+            if (k == 0) c.stop_after = 12;
+            if (k == 1) g[1].return_at = 12;
+            data d = {.rng = 8, .B = 6, .ragged = true};
+            train_loop_result r;
+            cis_err err = {0};
+            int st = run_batches(m[k], &c, &d, &g[k], &r, &err);
+            CHECK_MSG(st == (k == 1 ? TRAIN_STOPPED : TRAIN_DONE), "run %d: status %d %s", k, st, err.msg);
+            CHECK_EQ_INT(r.steps, 12);
+            CHECK(r.cut == (k == 0));
+            CHECK_EQ_INT(d.calls, 12);
+        }
+        bool same01, same02;
+        max_rel_diff(m[0], m[1], &same01);
+        max_rel_diff(m[0], m[2], &same02);
+        CHECK_MSG(same01, "replicas %d: the cut run differs from the full run's first 12 steps", R);
+        CHECK_MSG(!same02, "replicas %d: the cut run equals a 12-step schedule", R);
+        for (int i = 0; i < 12; i++) CHECK(g[0].lr[i] == g[1].lr[i] && g[0].frac[i] == g[1].frac[i]);
+        CHECK(g[0].lr[11] > g[2].lr[11]);   /* a 12-step schedule has decayed to its floor by then */
+        for (int k = 0; k < 3; k++) train_model_free(&m[k]);
+    }
+    /* stop_after at or past the budget: the whole run, not cut */
+    llama_model *m = tiny_model(1, 5);
+    if (!m) { CHECK(0); return; }
+    train_loop_cfg c = base_cfg(5);
+    c.stop_after = 5;
+    data d = {.rng = 1, .B = 2};
+    train_loop_result r;
+    cis_err err = {0};
+    CHECK(run_batches(m, &c, &d, NULL, &r, &err) == TRAIN_DONE && r.steps == 5 && !r.cut);
+    train_model_free(&m);
+}
+
 /* gradient ascent: loss scale -1 raises the loss (GA); from a model that learned the task first */
 static void test_gradient_ascent(void) {
     llama_model *m = tiny_model(1, 5);
@@ -517,6 +564,13 @@ static void test_bad_arguments(void) {
     train_loop_cfg c = base_cfg(0);
     train_task t = {.model = m, .batch = data_batch, .ctx = &d};
     CHECK(train_loop_run(&c, &t, &r, &err) == TRAIN_ERROR && strstr(err.msg, "budget"));
+    c = base_cfg(0);
+    c.seconds = 5;
+    c.stop_after = 2;
+    CHECK(train_loop_run(&c, &t, &r, &err) == TRAIN_ERROR && strstr(err.msg, "stop_after"));
+    c = base_cfg(3);
+    c.stop_after = -1;
+    CHECK(train_loop_run(&c, &t, &r, &err) == TRAIN_ERROR && strstr(err.msg, "stop_after"));
     c = base_cfg(3);
     c.accum = 0;
     CHECK(train_loop_run(&c, &t, &r, &err) == TRAIN_ERROR && strstr(err.msg, "accum"));
@@ -543,6 +597,7 @@ int main(void) {
     RUN(test_stop_flag_from_thread);
     RUN(test_replicas_agree);
     RUN(test_deterministic);
+    RUN(test_stop_after_is_a_prefix);
     RUN(test_gradient_ascent);
     RUN(test_accumulation);
     RUN(test_custom_tensor);
