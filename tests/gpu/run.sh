@@ -82,9 +82,11 @@ for d in "$DEV" cpu; do
     t=${d/:/}
     e2e "train-$t" $B/bin/cisweep-worker train --world "$W" --arch tiny-llama3 --out "$X/m-$t" --steps 40 --threads 1 --device "$d"
     e2e "eval-base-$t" $B/bin/cisweep-worker eval "$X/m-$t" --world "$W" --profile sweep --json
-    for st in ft lora memit rmu gptq; do
-        p='{}'; [ $st = gptq ] && p='{"bits":4}'
-        e2e "apply-$st-$t" $B/bin/cisweep-worker apply "$X/m-$t" --stage "{\"method\":\"$st\",\"params\":$p}" --out "$X/$st-$t" --data "$W" --device "$d" --threads 1 --exact
+    for st in ft lora memit memit1 rmu gptq; do   # memit1: MEMIT's serial value path (value_batch 1)
+        p='{}' meth=$st
+        [ $st = gptq ] && p='{"bits":4}'
+        [ $st = memit1 ] && p='{"value_batch":1}' meth=memit
+        e2e "apply-$st-$t" $B/bin/cisweep-worker apply "$X/m-$t" --stage "{\"method\":\"$meth\",\"params\":$p}" --out "$X/$st-$t" --data "$W" --device "$d" --threads 1 --exact
         e2e "eval-$st-$t" $B/bin/cisweep-worker eval "$X/$st-$t" --world "$W" --profile sweep --json
     done
     [ "$d" = cpu ] && break
