@@ -210,10 +210,11 @@ static void on_hup(int sig) { (void)sig; if (g_reload) *g_reload = 1; }
 
 /* `cisweep keygen NAME...`: a CURVE key pair per NAME, in NAME.pub and NAME.key (0600) */
 int cmd_keygen(int argc, char **argv) {
-    if (argc < 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: cisweep keygen NAME...   (writes NAME.pub and NAME.key; e.g. keys/coordinator, "
-                        "keys/workers/gpu-node-1)\n");
-        return 2;
+    bool help = argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"));
+    if (help || argc < 2 || argv[1][0] == '-') {
+        fprintf(help ? stdout : stderr, "usage: cisweep keygen NAME...   (writes NAME.pub and NAME.key; e.g. "
+                "keys/coordinator, keys/workers/gpu-node-1)\n");
+        return help ? 0 : 2;
     }
     for (int i = 1; i < argc; i++) {
         cis_err err = {0};

@@ -6,13 +6,13 @@
 #include "common/log.h"
 #include "common/version.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-static void usage(FILE *f) {
-    fprintf(f,
+static const char USAGE[] =
         "usage: cisweep COMMAND [options]\n"
         "sweep commands:\n"
         "  grid FILE [--count|--jobs] [--allow-selftest] [--allow-huge-grid]\n"
@@ -37,7 +37,33 @@ static void usage(FILE *f) {
         "model commands (run by cisweep-worker):\n"
         "  worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--selftest]\n"
         "  inspect MODEL_DIR | train | eval | world | apply\n"
-        "  --version\n");
+        "  --version\n";
+
+static void usage(FILE *f) { fputs(USAGE, f); }
+
+/* command_help: `cisweep COMMAND --help` for a sweep command without a help text of its own: the
+ * lines of USAGE that describe it (its line and the indented continuation lines after it). 1 when
+ * something was printed. */
+static int command_help(const char *c) {
+    size_t n = strlen(c);
+    int printed = 0, in = 0;
+    for (const char *l = USAGE; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t len = e ? (size_t)(e - l) : strlen(l);
+        bool starts = len > n + 2 && !strncmp(l, "  ", 2) && !strncmp(l + 2, c, n) && l[2 + n] == ' ';
+        bool cont = len > 20 && strspn(l, " ") >= 20;   /* a wrapped description line */
+        if (starts || (in && cont)) {
+            if (!printed) fputs("usage: cisweep ", stdout);
+            else if (starts) fputs("       cisweep ", stdout);
+            else fputs("       ", stdout);
+            fwrite(starts ? l + 2 : l, 1, starts ? len - 2 : len, stdout);
+            fputc('\n', stdout);
+            printed = 1;
+            in = 1;
+        } else in = 0;
+        l = e ? e + 1 : l + len;
+    }
+    return printed;
 }
 
 int main(int argc, char **argv) {
@@ -46,6 +72,11 @@ int main(int argc, char **argv) {
     const char *c = argv[1];
     if (!strcmp(c, "--version")) { printf("cisweep %s\n", cisweep_version()); return 0; }
     if (!strcmp(c, "-h") || !strcmp(c, "--help") || !strcmp(c, "help")) { usage(stdout); return 0; }
+    /* commands whose own parser has no --help: their lines of the summary above */
+    if (argc == 3 && (!strcmp(argv[2], "-h") || !strcmp(argv[2], "--help")) &&
+        (!strcmp(c, "launch") || !strcmp(c, "status") || !strcmp(c, "retry") || !strcmp(c, "cancel") ||
+         !strcmp(c, "export") || !strcmp(c, "findings")) && command_help(c))
+        return 0;
     if (!strcmp(c, "grid")) return cmd_grid(argc - 1, argv + 1);
     if (!strcmp(c, "launch")) return cmd_launch(argc - 1, argv + 1);
     if (!strcmp(c, "coordinator") || !strcmp(c, "resume")) { log_init("coordinator"); return cmd_coordinator(argc - 1, argv + 1); }
