@@ -15,7 +15,11 @@
  *                               not in the retain text (where forgetting and retaining do not pull
  *                               the same token two ways)
  *   <X>.<part>.forget_occ_share share of the forget corpora's token occurrences whose id is one of X's
+ *   <X>.<part>.word_types, word_types_in_forget, word_occ_in_forget: the same on words (maximal runs
+ *                               of letters and digits, lower-cased) instead of token ids: a 2,048-token
+ *                               BPE splits rare names into letters and pairs that every name shares
  * Errors (no tokenizer, a missing or malformed data file) name the file and exit with status 2. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +54,71 @@ static int count_docs(const tokenizer *tok, const text_docs *d, tcount *tc, cis_
     for (int i = 0; i < d->n; i++)
         if (count_text(tok, d->text[i], d->len[i], tc, err)) return -1;
     return 0;
+}
+
+/* words: a sorted, de-duplicated list of lower-cased words (the forget corpora's) */
+typedef struct wordset { char **v; int n, cap; } wordset;
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* call fn on each lower-cased word of s[0..len) */
+static void each_word(const char *s, size_t len, void (*fn)(void *ctx, const char *w), void *ctx) {
+    char buf[128];
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && !isalnum((unsigned char)s[i])) i++;
+        size_t n = 0;
+        while (i < len && isalnum((unsigned char)s[i])) {
+            if (n + 1 < sizeof buf) buf[n++] = (char)tolower((unsigned char)s[i]);
+            i++;
+        }
+        if (n) { buf[n] = 0; fn(ctx, buf); }
+    }
+}
+
+static void wordset_add(void *ctx, const char *w) {
+    wordset *ws = ctx;
+    if (ws->n == ws->cap) { ws->cap = ws->cap ? 2 * ws->cap : 4096; ws->v = xrealloc(ws->v, (size_t)ws->cap * sizeof(char *)); }
+    ws->v[ws->n++] = xstrdup(w);
+}
+
+static void wordset_finish(wordset *ws) {
+    qsort(ws->v, (size_t)ws->n, sizeof(char *), cmp_str);
+    int k = 0;
+    for (int i = 0; i < ws->n; i++) {
+        if (k && !strcmp(ws->v[k - 1], ws->v[i])) { free(ws->v[i]); continue; }
+        ws->v[k++] = ws->v[i];
+    }
+    ws->n = k;
+}
+
+static int wordset_has(const wordset *ws, const char *w) { return ws->n && bsearch(&w, ws->v, (size_t)ws->n, sizeof(char *), cmp_str) != NULL; }
+
+static void wordset_clear(wordset *ws) {
+    for (int i = 0; i < ws->n; i++) free(ws->v[i]);
+    free(ws->v);
+    memset(ws, 0, sizeof *ws);
+}
+
+/* the words of X: its list (all occurrences) checked against the forget words at the end */
+static void items_words(const mc_task *t, int nt, int part, wordset *x) {
+    for (int k = 0; k < nt; k++)
+        for (int i = 0; i < t[k].n; i++) {
+            const mc_question *q = &t[k].q[i];
+            if (part == 0) each_word(q->question, strlen(q->question), wordset_add, x);
+            for (int c = 0; c < 4; c++) each_word(q->choices[c], strlen(q->choices[c]), wordset_add, x);
+        }
+}
+
+static void report_words(const char *name, const char *part, wordset *x, const wordset *f) {
+    int occ = x->n, occ_f = 0;
+    for (int i = 0; i < x->n; i++) occ_f += wordset_has(f, x->v[i]);
+    wordset_finish(x);
+    int types_f = 0;
+    for (int i = 0; i < x->n; i++) types_f += wordset_has(f, x->v[i]);
+    printf("%s.%s.word_types: %d\n", name, part, x->n);
+    printf("%s.%s.word_types_in_forget: %.4f\n", name, part, x->n ? (double)types_f / x->n : 0.0);
+    printf("%s.%s.word_occ_in_forget: %.4f\n", name, part, occ ? (double)occ_f / occ : 0.0);
 }
 
 /* the content tokens of a set of items: part 0 = question + options, part 1 = options only */
@@ -101,6 +170,7 @@ int cmd_overlap(int argc, char **argv) {
     mc_task *mmlu = NULL, wmdp[2] = {{0}};
     int nmmlu = 0;
     tcount f = {0}, r = {0}, x = {0};
+    wordset fw = {0};
     if (tokenizer_load(tpath, &tok, &err)) { fprintf(stderr, "cisweep-worker overlap: %s: %s\n", tpath, err.msg); goto out; }
     int32_t v = tokenizer_vocab_size(tok);
     f = (tcount){xcalloc((size_t)v, sizeof(int64_t)), v, 0};
@@ -108,6 +178,9 @@ int cmd_overlap(int argc, char **argv) {
     x = (tcount){xcalloc((size_t)v, sizeof(int64_t)), v, 0};
     for (int t = 0; t < UNL_N_TOPICS; t++)
         if (unl_load_forget(data, t, 0, &forget[t], &err) || count_docs(tok, &forget[t], &f, &err)) goto fail;
+    for (int t = 0; t < UNL_N_TOPICS; t++)
+        for (int i = 0; i < forget[t].n; i++) each_word(forget[t].text[i], forget[t].len[i], wordset_add, &fw);
+    wordset_finish(&fw);
     if (unl_load_retain(data, 0, &retain, &err) || count_docs(tok, &retain, &r, &err)) goto fail;
     char *mdir = xasprintf("%s/mmlu", data);
     int mrc = mmlu_load_dir(mdir, "test", &mmlu, &nmmlu, &err);
@@ -132,6 +205,10 @@ int cmd_overlap(int argc, char **argv) {
             const mc_task *t = set == 0 ? mmlu : &wmdp[set - 1];
             if (count_items(tok, t, set == 0 ? nmmlu : 1, part, &x, &err)) goto fail;
             report(set == 0 ? "mmlu" : WNAME[set - 1], PART[part], &x, &f, &r);
+            wordset xw = {0};
+            items_words(t, set == 0 ? nmmlu : 1, part, &xw);
+            report_words(set == 0 ? "mmlu" : WNAME[set - 1], PART[part], &xw, &fw);
+            wordset_clear(&xw);
         }
     rc = 0;
     goto out;
@@ -144,6 +221,7 @@ out:
     mc_task_clear(&wmdp[0]);
     mc_task_clear(&wmdp[1]);
     free(f.c); free(r.c); free(x.c);
+    wordset_clear(&fw);
     tokenizer_free(tok);
     free(tpath);
     return rc;
