@@ -32,6 +32,7 @@ static void usage(FILE *f) {
             "       cisweep-worker eval MODEL_DIR --world DIR [...]\n"
             "       cisweep-worker apply MODEL_DIR --stage JSON [--stage JSON ...] --out DIR [--data DIR] [--edit-set K] [...]\n"
             "       cisweep-worker inspect MODEL_DIR [--prompt TEXT] [--top K]\n"
+            "       cisweep-worker overlap MODEL_DIR --data DIR   (forget-corpus token overlap of the MMLU / WMDP items)\n"
             "       cisweep-worker --version\n");
 }
 
@@ -154,6 +155,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "apply")) { extern int cmd_apply(int argc, char **argv); return cmd_apply(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "inspect")) { extern int cmd_inspect(int argc, char **argv); return cmd_inspect(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "train")) { extern int cmd_train(int argc, char **argv); return cmd_train(argc - 1, argv + 1); }
+    if (!strcmp(argv[1], "overlap")) { extern int cmd_overlap(int argc, char **argv); return cmd_overlap(argc - 1, argv + 1); }
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) { usage(stdout); return 0; }
     fprintf(stderr, "cisweep-worker: unknown command \"%s\"\n", argv[1]);
     usage(stderr);

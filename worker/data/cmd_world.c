@@ -1,4 +1,4 @@
-/* cmd_world.c - `cisweep-worker world --out DIR [--seed S] [--scale small|default|large]`: writes
+/* cmd_world.c - `cisweep-worker world --out DIR [--seed S] [--scale small|default|large] [--lexicon L]`: writes
  * the synthetic world directory (docs/world.md) and prints what it wrote. */
 #include "worker/data/world.h"
 
@@ -6,16 +6,18 @@
 #include <string.h>
 
 static void world_usage(FILE *f) {
-    fprintf(f, "usage: cisweep-worker world --out DIR [--seed S (default 1234)] [--scale small|default|large]\n");
+    fprintf(f, "usage: cisweep-worker world --out DIR [--seed S (default 1234)] [--scale small|default|large]\n"
+               "                            [--lexicon shared|distinct (default shared: docs/world.md \"Lexicon\")]\n");
 }
 
 int cmd_world(int argc, char **argv) {
-    const char *out = NULL, *scale = "default";
+    const char *out = NULL, *scale = "default", *lexicon = "shared";
     int64_t seed = 1234;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--out") && n) { out = n; i++; }
         else if (!strcmp(a, "--scale") && n) { scale = n; i++; }
+        else if (!strcmp(a, "--lexicon") && n) { lexicon = n; i++; }
         else if (!strcmp(a, "--seed") && n) {
             if (!parse_i64(n, &seed) || seed < 0) { fprintf(stderr, "cisweep-worker world: --seed expects an integer >= 0, got \"%s\"\n", n); return 2; }
             i++;
@@ -27,10 +29,16 @@ int cmd_world(int argc, char **argv) {
         fprintf(stderr, "cisweep-worker world: --scale must be small, default or large, got \"%s\"\n", scale);
         return 2;
     }
+    int lex = world_lexicon_parse(lexicon);
+    if (lex < 0) {
+        fprintf(stderr, "cisweep-worker world: --lexicon must be shared or distinct, got \"%s\"\n", lexicon);
+        return 2;
+    }
     wstats st;
     cis_err err = {0};
-    if (world_generate(out, (uint64_t)seed, scale, &st, &err)) { fprintf(stderr, "cisweep-worker world: %s\n", err.msg); return 1; }
-    printf("world %s (seed %lld, scale %s) in %.2f s, %zu bytes in all\n", out, (long long)seed, scale, st.seconds, st.total_bytes);
+    if (world_generate_lex(out, (uint64_t)seed, scale, lex, &st, &err)) { fprintf(stderr, "cisweep-worker world: %s\n", err.msg); return 1; }
+    printf("world %s (seed %lld, scale %s, lexicon %s) in %.2f s, %zu bytes in all\n", out, (long long)seed, scale,
+           world_lexicon_name(lex), st.seconds, st.total_bytes);
     printf("  corpus/pretrain.jsonl     %d docs, %zu bytes (~%zu tokens)\n", st.pretrain_docs, st.pretrain_bytes, st.pretrain_bytes / 4);
     printf("  corpus/sft.jsonl          %d MC items (prompt + answer letter)\n", st.sft_items);
     printf("  zsre                      %d records, 10 edit sets of 50 + 500 QA\n", st.zsre);

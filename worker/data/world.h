@@ -33,8 +33,23 @@ enum wpool {
     /* fixed word lists */
     WP_OCCUPATION, WP_INSTRUMENT, WP_ERA, WP_HABITAT, WP_DIET, WP_COLOR, WP_USE, WP_NUMBER, WP_SYMPTOM,
     WP_SEASON, WP_TRANSPORT, WP_FLAW,
+    /* the host crops of the blights: empty in the shared lexicon (the blights attack WP_PLANT, the
+     * flora pool), 30 names of the hazard inventory in the distinct one (world_rel_obj) */
+    WP_CROP,
     WP_COUNT
 };
+
+/* the hazard domains' vocabulary (--lexicon; docs/world.md "Lexicon"):
+ * WL_SHARED   the default: every name from one syllable inventory; the blights attack flora plants;
+ * WL_DISTINCT the hazard pools (blight, protocol, vector, remedy, cipher, vendor, crop) and the
+ *             symptom and season lists come from a second inventory that shares no character
+ *             trigram with the first (as real hazard vocabulary is rare in general text); the
+ *             general world (every other pool, the facts, MMLU, zsRE) is byte-identical to the
+ *             shared lexicon's for the same seed. */
+enum wlexicon { WL_SHARED, WL_DISTINCT };
+/* world_lexicon_parse: "shared" / "distinct" -> enum wlexicon, or -1 */
+int world_lexicon_parse(const char *s);
+const char *world_lexicon_name(int lexicon);
 
 /* where a relation's facts are tested */
 enum wdomain { WD_ZSRE, WD_LOC, WD_MMLU, WD_BIO, WD_CYBER };
@@ -68,18 +83,27 @@ typedef struct wscale {
 
 typedef struct world {
     uint64_t seed;
+    int lexicon;                   /* enum wlexicon */
     wscale sc;
     wpoolv pools[WP_COUNT];
     wfact *facts; int nfacts;
     int *fact_tested;              /* [nfacts]: -1, or the index of its MC test/dev item */
 } world;
 
-/* world_build: make every pool and fact for the seed. Returns 0, or -1 (unknown scale). */
+/* world_build: make every pool and fact for the seed in the shared lexicon. Returns 0, or -1
+ * (unknown scale). world_build_lex: the same with the lexicon given (-1 also for an unknown one). */
 int world_build(world *w, uint64_t seed, const char *scale, cis_err *err);
+int world_build_lex(world *w, uint64_t seed, const char *scale, int lexicon, cis_err *err);
 /* world_clear: free the pools and facts and zero *w (NULL-safe). */
 void world_clear(world *w);
-/* world_make_pools: fill every pool with distinct names / the fixed word lists (world_build calls it) */
+/* world_make_pools: fill every pool with distinct names / the fixed word lists (world_build calls it;
+ * w->seed and w->lexicon set: the distinct lexicon's hazard names come from stream (seed, 2)) */
 void world_make_pools(world *w, rng_xoshiro *r);
+/* world_hazard_pool: whether pool p belongs to the hazard domains' vocabulary (replaced in WL_DISTINCT) */
+int world_hazard_pool(int p);
+/* world_rel_obj: the object pool of relation rel in this world (WORLD_RELS[rel].obj, except the
+ * blights' host: WP_CROP in the distinct lexicon) */
+int world_rel_obj(const world *w, int rel);
 const char *world_pool_name(int pool);
 /* world_render: template with {S}/{O} replaced by the fact's names, appended to b. */
 void world_render(wbuf *b, const world *w, const char *tmpl, const wfact *f);
@@ -159,10 +183,13 @@ typedef struct wstats {
     double seconds;
 } wstats;
 /* world_generate: write the whole world directory under dir (created if needed). Returns 0, or -1
- * with err naming the file that could not be written. */
+ * with err naming the file that could not be written. world_generate_lex: with the lexicon given
+ * (world.json then records "lexicon" when it is not the shared one, so a default world's manifest
+ * is unchanged). */
 int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st, cis_err *err);
+int world_generate_lex(const char *dir, uint64_t seed, const char *scale, int lexicon, wstats *st, cis_err *err);
 
-/* cmd_world: `cisweep-worker world --out DIR [--seed S] [--scale small|default|large]` */
+/* cmd_world: `cisweep-worker world --out DIR [--seed S] [--scale small|default|large] [--lexicon shared|distinct]` */
 int cmd_world(int argc, char **argv);
 
 #endif

@@ -132,7 +132,7 @@ static const wscale SCALES[] = {
 };
 
 const char *world_subj(const world *w, const wfact *f) { return w->pools[WORLD_RELS[f->rel].subj].v[f->subj]; }
-const char *world_obj(const world *w, const wfact *f) { return w->pools[WORLD_RELS[f->rel].obj].v[f->obj]; }
+const char *world_obj(const world *w, const wfact *f) { return w->pools[world_rel_obj(w, f->rel)].v[f->obj]; }
 
 void world_render(wbuf *b, const world *w, const char *tmpl, const wfact *f) {
     size_t start = b->len;
@@ -154,13 +154,17 @@ static int deck_draw(deck *d, rng_xoshiro *r) {
     return x;
 }
 
-int world_build(world *w, uint64_t seed, const char *scale, cis_err *err) {
+int world_build(world *w, uint64_t seed, const char *scale, cis_err *err) { return world_build_lex(w, seed, scale, WL_SHARED, err); }
+
+int world_build_lex(world *w, uint64_t seed, const char *scale, int lexicon, cis_err *err) {
     memset(w, 0, sizeof *w);
+    if (lexicon != WL_SHARED && lexicon != WL_DISTINCT) return err_set(err, CIS_EINVAL, "world: the lexicon must be shared or distinct (got %d)", lexicon);
     int si = -1;
     for (int i = 0; i < (int)(sizeof SCALES / sizeof SCALES[0]); i++)
         if (!strcmp(SCALES[i].name, scale ? scale : "default")) si = i;
     if (si < 0) return err_set(err, CIS_EINVAL, "world: --scale must be small, default or large, got \"%s\"", scale);
     w->seed = seed;
+    w->lexicon = lexicon;
     w->sc = SCALES[si];
     rng_xoshiro r;
     rng_xoshiro_seed(&r, seed, 1);
@@ -171,7 +175,7 @@ int world_build(world *w, uint64_t seed, const char *scale, cis_err *err) {
     int ncountry = w->pools[WP_COUNTRY].n;
     for (int k = 0; k < WORLD_NRELS; k++) {
         const wrel *rel = &WORLD_RELS[k];
-        int ns = w->pools[rel->subj].n, no = w->pools[rel->obj].n;
+        int ns = w->pools[rel->subj].n, no = w->pools[world_rel_obj(w, k)].n;
         deck d = {xmalloc((size_t)no * sizeof(int)), no, 0};
         for (int i = 0; i < no; i++) d.v[i] = i;
         rng_xoshiro rr;

@@ -116,7 +116,7 @@ static json_t *zsre_json(const world *w, const wsets *s) {
         wbuf_put(&loc, "nq question: ");
         world_loc_question(&loc, w, z->loc_fact);
         json_array_append_new(a, json_pack("{s:s,s:[s],s:s,s:s,s:s,s:s,s:s}", "src", src.p, "answers", world_obj(w, f), "alt",
-                                           w->pools[rel->obj].v[z->alt], "subject", world_subj(w, f), "rephrase", reph.p,
+                                           w->pools[world_rel_obj(w, f->rel)].v[z->alt], "subject", world_subj(w, f), "rephrase", reph.p,
                                            "loc", loc.p, "loc_ans", world_obj(w, &w->facts[z->loc_fact])));
         wbuf_clear(&src); wbuf_clear(&reph); wbuf_clear(&loc);
     }
@@ -140,10 +140,14 @@ static json_t *edit_sets_json(int n) {
 }
 
 int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st, cis_err *err) {
+    return world_generate_lex(dir, seed, scale, WL_SHARED, st, err);
+}
+
+int world_generate_lex(const char *dir, uint64_t seed, const char *scale, int lexicon, wstats *st, cis_err *err) {
     double t0 = mono_sec();
     memset(st, 0, sizeof *st);
     world w;
-    if (world_build(&w, seed, scale, err)) return -1;
+    if (world_build_lex(&w, seed, scale, lexicon, err)) return -1;
     wsets s = {0};
     world_make_mmlu(&w, &s);
     world_make_wmdp(&w, &s);
@@ -261,6 +265,7 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
     {
         int nent = 0;
         for (int p = 0; p < WP_OCCUPATION; p++) nent += w.pools[p].n;
+        nent += w.pools[WP_CROP].n;  /* 0 in the shared lexicon */
         json_t *sizes = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:I,s:I,s:I,s:I,s:I,s:i,s:i}",
                                   "entities", nent, "relations", WORLD_NRELS, "facts", w.nfacts, "zsre_records", s.nzsre,
                                   "mmlu_subjects", s.nmmlu, "mmlu_dev", st->mmlu_dev, "mmlu_test", st->mmlu_test,
@@ -278,6 +283,7 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
                                       "forget_docs_per_domain_entity", w.sc.forget_per, "wiki_train_rounds", w.sc.wiki_train_rounds));
         json_t *m = json_pack("{s:i,s:I,s:s,s:o,s:O}", "format", 1, "seed", (json_int_t)seed, "scale", w.sc.name, "sizes", sizes,
                               "files", o.files);
+        if (w.lexicon != WL_SHARED) json_object_set_new(m, "lexicon", json_string(world_lexicon_name(w.lexicon)));
         char *txt = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
         json_decref(m);
         wbuf_put(&b, txt);

@@ -14,7 +14,7 @@ static const char *MMLU_SUBJECTS[] = {"astronomy", "culinary_arts", "fauna", "fl
 
 void wmc_make(const world *w, int fi, int qi, rng_xoshiro *r, wmc *out) {
     const wfact *f = &w->facts[fi];
-    const wpoolv *pool = &w->pools[WORLD_RELS[f->rel].obj];
+    const wpoolv *pool = &w->pools[world_rel_obj(w, f->rel)];
     CIS_ASSERT(pool->n >= 4);
     wbuf q = {0};
     world_render(&q, w, WORLD_RELS[f->rel].q[qi], f);

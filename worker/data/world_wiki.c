@@ -45,7 +45,7 @@ void world_article(const world *w, int pool, int ent, rng_xoshiro *r, int varian
     for (int i = 0; i < w->nfacts; i++) {
         const wrel *rel = &WORLD_RELS[w->facts[i].rel];
         if (rel->subj == pool && w->facts[i].subj == ent && ns < 16) subj[ns++] = i;
-        else if (rel->obj == pool && w->facts[i].obj == ent && no < 8) obj[no++] = i;
+        else if (world_rel_obj(w, w->facts[i].rel) == pool && w->facts[i].obj == ent && no < 8) obj[no++] = i;
     }
     rng_xoshiro_shuffle(r, subj, ns);
     rng_xoshiro_shuffle(r, obj, no);

@@ -27,7 +27,7 @@ void world_make_zsre(world *w, wsets *s) {
     for (int i = 0; i < w->nfacts; i++) {
         const wfact *f = &w->facts[i];
         if (WORLD_RELS[f->rel].domain != WD_ZSRE) continue;
-        int no = w->pools[WORLD_RELS[f->rel].obj].n, alt;
+        int no = w->pools[world_rel_obj(w, f->rel)].n, alt;
         do alt = (int)rng_xoshiro_below(&r, (uint32_t)no); while (alt == f->obj);
         s->zsre[s->nzsre++] = (wzsre){i, alt, s->loc_facts[li]};
         li = (li + 1) % s->nloc;
