@@ -562,9 +562,14 @@ static int on_preempted(coord *c, cworker *w, proto_msg *m, cis_err *err) {
         LOG_I("PREEMPTED for job %lld attempt %d from %s ignored: that attempt is no longer leased", (long long)job,
               att, w->id);
     }
-    held_drop(w, job, att);
-    w->capacity = w->njobs; /* a worker hands jobs back when it stops: no more until it says READY */
-    w->draining = true;     /* (capacity alone would let a new job in once its running job ends) */
+    /* a worker hands jobs back when it stops: no more until it says READY (capacity alone would let
+     * a new job in once its running job ends, hence draining). Only for a job this session gave
+     * it: a PREEMPTED replayed from its spool (HELLO.spooled: handed back by the process before
+     * this one, e.g. an interrupted `cisweep run`) says nothing about the worker now running */
+    if (held_drop(w, job, att)) {
+        w->capacity = w->njobs;
+        w->draining = true;
+    }
     queue(c, w->id, w->id_len, PROTO_ACK, json_pack("{s:I,s:i,s:s}", "job", (json_int_t)job, "attempt", att,
                                                     "of", "PREEMPTED"));
     return 0;

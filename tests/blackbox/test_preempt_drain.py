@@ -68,5 +68,56 @@ def a_draining_worker_gets_no_job_until_ready():
         d.close()
 
 
+@test
+def a_preempted_outcome_replayed_from_the_spool_does_not_drain():
+    """an interrupted `cisweep run` leaves the worker's PREEMPTED outcomes in its spool; the next
+    process with the same identity lists them in HELLO.spooled and sends them after WELCOME. They
+    requeue their jobs, but the new process is not stopping: it must keep getting jobs (before the
+    fix it got none after its first ones, and the second `cisweep run` of test_study.py hung)"""
+    import zmq
+    with Sweep(6, {"sleep_ms": 50}, name="replay") as s:
+        s.launch()
+        s.start_coordinator()
+        hello = {"worker": "replayer", "host": "h", "device": "cpu", "backend": "cpu", "version": "t", "pid": os.getpid(),
+                 "slots": 1}
+        d = zmq.Context.instance().socket(zmq.DEALER)
+        d.setsockopt(zmq.LINGER, 0)
+        d.setsockopt(zmq.ROUTING_ID, b"replayer")
+        d.connect(s.ep)
+        send(d, b"HELLO", hello)
+        m = None
+        t_end = time.time() + 10
+        while time.time() < t_end and not (m and m[0] == b"JOB"):
+            m = recv(d, 0.5)
+        assert m and m[0] == b"JOB", m
+        j1, a1 = m[1]["job"], m[1]["attempt"]
+        d.close()                                                     # the process dies with its outcome spooled
+        time.sleep(0.5)                                               # (its routing id free again on the ROUTER)
+        d = zmq.Context.instance().socket(zmq.DEALER)
+        d.setsockopt(zmq.LINGER, 0)
+        d.setsockopt(zmq.ROUTING_ID, b"replayer")
+        d.connect(s.ep)
+        welcome, t_end = None, time.time() + 10
+        while welcome is None and time.time() < t_end:   # HELLO until WELCOME: the ROUTER refuses the
+            send(d, b"HELLO", dict(hello, pid=os.getpid() + 1, spooled=[{"job": j1, "attempt": a1}]))
+            m = recv(d, 0.5)                              # routing id until it saw the old one go
+            welcome = m if m and m[0] == b"WELCOME" else None
+        assert welcome, "no WELCOME for the new process"
+        send(d, b"PREEMPTED", {"job": j1, "attempt": a1})           # the spool replayed after HELLO
+        wait_for(lambda: s.q("SELECT count(*) FROM events WHERE kind='preempted' AND job_id=?", (j1,)) == [(1,)], 5,
+                 what="the replayed PREEMPTED applied (the job requeued)")
+        assert s.q("SELECT spent FROM jobs WHERE id=?", (j1,)) == [(0,)]
+        got = []
+        t_end = time.time() + 10
+        while time.time() < t_end and len(got) < 2:
+            send(d, b"HEARTBEAT", {})
+            m = recv(d, 0.1)
+            if m and m[0] == b"JOB":
+                got.append(m[1]["job"])
+                send(d, b"RESULT", {"job": m[1]["job"], "attempt": m[1]["attempt"], "rows": {"selftest_metric": 1}})
+        assert len(got) == 2, f"the new worker process got {got} after the replayed PREEMPTED"
+        d.close()
+
+
 if __name__ == "__main__":
     main()
