@@ -8,6 +8,7 @@
  * in the error. */
 #include "tests/testlib.h"
 #include "tests/worker/eval/eval_fixture.h"
+#include "tests/worker/interventions/compress_fixture.h"
 #include "worker/interventions/compress.h"
 #include "worker/interventions/methods.h"
 
@@ -19,47 +20,9 @@
 static char dir[256];
 static tokenizer *tok;
 
-static void word(char *buf, size_t *o, uint32_t *s) {
-    static const char *W[] = {"the", "model", "river", "stone", "light", "seven", "north", "paper", "quiet", "blue",
-                              "garden", "signal", "winter", "copper", "market", "a", "of", "and", "was", "in"};
-    *s = *s * 1103515245u + 12345u;
-    const char *w = W[(*s >> 8) % 20];
-    *o += (size_t)sprintf(buf + *o, "%s%s", *o ? " " : "", w);
-}
-
 static void write_data(void) {
     snprintf(dir, sizeof dir, "/tmp/test_compress_methods.%d", (int)getpid());
-    char p[512];
-    snprintf(p, sizeof p, "%s/c4", dir);
-    mkdir(dir, 0755);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/c4/c4-train.00000-of-01024.json.gz", dir);
-    gzFile gz = gzopen(p, "wb");
-    CIS_ASSERT(gz);
-    uint32_t s = 7;
-    for (int d = 0; d < 60; d++) {
-        char buf[2048];
-        size_t o = 0;
-        for (int i = 0; i < 40; i++) word(buf, &o, &s);
-        gzprintf(gz, "{\"text\": \"%s\", \"timestamp\": \"2019\", \"url\": \"u\"}\n", buf);
-    }
-    gzclose(gz);
-    snprintf(p, sizeof p, "%s/pile", dir);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/pile/val.jsonl", dir);
-    FILE *f = fopen(p, "w");
-    CIS_ASSERT(f);
-    for (int d = 0; d < 300; d++) {
-        char buf[2048];
-        size_t o = 0;
-        int nw = 1 + (int)(s % 6);
-        for (int i = 0; i < nw; i++) word(buf, &o, &s);
-        fprintf(f, "{\"text\": \"%s\", \"meta\": {}}\n", buf);
-    }
-    fclose(f);
-    snprintf(p, sizeof p, "%s/tok", dir);
-    mkdir(p, 0755);
-    tok = fx_tokenizer(p, false);
+    tok = cmp_fx_write_data(dir);
 }
 
 static llama_model *model(int D, int F, int hkv, uint64_t seed) {
