@@ -196,6 +196,13 @@ int llama_embed(llama_model *m, int B, int T, const int32_t *ids, const int32_t 
  * residual stream of llama_forward, so a caller can change layer l's weights between calls. */
 int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, const float *x_in, float *x_out,
                     const llama_hook *hooks, int n_hooks, cis_err *err);
+/* llama_layer_run_to: the same run stopped after hook point `last` (A..D) and its hooks: the ops
+ * after it are not computed and there is no output, for a caller that only reads activations (the
+ * AWQ / GPTQ calibration passes whose layer output is never used). Activations up to `last` are the
+ * bytes llama_layer_run gives. -1 with err as llama_layer_run, or when a hook of layer l is at a
+ * point after `last` or last is not one of A..D. */
+int llama_layer_run_to(llama_model *m, int l, llama_hook_point last, int B, int T, const int32_t *lens,
+                       const float *x_in, const llama_hook *hooks, int n_hooks, cis_err *err);
 
 /* ---- generation and scoring ---------------------------------------------------------------- */
 

@@ -147,6 +147,12 @@ static void hook_grads(llama_model *m, const llama_hook *hooks, int n_hooks, int
 void model_layer_forward(llama_model *m, int l, layer_acts *A, const float *x_in, float *x_out, int B,
                          int Tq, const int32_t *pos, const int32_t *kv_len, float *kc, float *vc, int Tk,
                          const int32_t *kv_rows, const llama_hook *hooks, int n_hooks) {
+    model_layer_forward_to(m, l, LLAMA_HOOK_E, A, x_in, x_out, B, Tq, pos, kv_len, kc, vc, Tk, kv_rows, hooks, n_hooks);
+}
+
+void model_layer_forward_to(llama_model *m, int l, llama_hook_point last, layer_acts *A, const float *x_in,
+                            float *x_out, int B, int Tq, const int32_t *pos, const int32_t *kv_len, float *kc,
+                            float *vc, int Tk, const int32_t *kv_rows, const llama_hook *hooks, int n_hooks) {
     backend *be = m->be;
     const tensor_dtype wt = TENSOR_F32;
     float **W = m->lw[l];
@@ -155,6 +161,7 @@ void model_layer_forward(llama_model *m, int l, layer_acts *A, const float *x_in
     // attention block: a = norm(x); q,k,v = a W{q,k,v}ᵀ; rope; ctx = attn(q,k,v); h2 = x + ctx Woᵀ
     BE(be, rmsnorm_fwd, A->a, A->rstd1, x_in, W[LP_LN_IN], N, D, eps);
     model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_A, A->a, Tq, D, N);
+    if (last == LLAMA_HOOK_A) return;  // a run that stops at a hook point: no later op, no output
     BE(be, linear_fwd, A->q, A->a, W[LP_Q], wt, N, D, m->qdim, false);
     BE(be, linear_fwd, A->k, A->a, W[LP_K], wt, N, D, m->kvdim, false);
     BE(be, linear_fwd, A->v, A->a, W[LP_V], wt, N, D, m->kvdim, false);
@@ -168,15 +175,18 @@ void model_layer_forward(llama_model *m, int l, layer_acts *A, const float *x_in
         BE(be, attention_fwd, A->ctx, A->probs, A->q, A->k, A->v, pos, kv_len, B, Tq, Tq, m->H, m->Hkv, m->Dh);
     }
     model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_B, A->ctx, Tq, m->qdim, N);
+    if (last == LLAMA_HOOK_B) return;
     BE(be, linear_fwd, A->h2, A->ctx, W[LP_O], wt, N, m->qdim, D, false);
     BE(be, add, A->h2, A->h2, x_in, (int64_t)N * D);
     // mlp block: bn = norm(h2); d = silu(bn Wgᵀ) * (bn Wuᵀ); out = h2 + d Wdᵀ
     BE(be, rmsnorm_fwd, A->bn, A->rstd2, A->h2, W[LP_LN_POST], N, D, eps);
     model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_C, A->bn, Tq, D, N);
+    if (last == LLAMA_HOOK_C) return;
     BE(be, linear_fwd, A->g, A->bn, W[LP_GATE], wt, N, D, F, false);
     BE(be, linear_fwd, A->u, A->bn, W[LP_UP], wt, N, D, F, false);
     BE(be, swiglu_fwd, A->dact, A->g, A->u, (int64_t)N * F);
     model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_D, A->dact, Tq, F, N);
+    if (last == LLAMA_HOOK_D) return;
     BE(be, linear_fwd, x_out, A->dact, W[LP_DOWN], wt, N, F, D, false);
     BE(be, add, x_out, x_out, A->h2, (int64_t)N * D);
     model_apply_hooks(m, hooks, n_hooks, l, LLAMA_HOOK_E, x_out, Tq, D, N);
@@ -614,9 +624,9 @@ int llama_embed(llama_model *m, int B, int T, const int32_t *ids, const int32_t 
     return 0;
 }
 
-int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, const float *x_in, float *x_out,
-                    const llama_hook *hooks, int n_hooks, cis_err *err) {
-    if (!x_in || !x_out || x_in == x_out) return err_set(err, CIS_EINVAL, "layer_run: NULL or aliased x_in/x_out");
+/* layer l on x_in through hook point `last` (E: the whole layer into x_out; A..D: x_out unused) */
+static int layer_run(llama_model *m, int l, llama_hook_point last, int B, int T, const int32_t *lens, const float *x_in,
+                     float *x_out, const llama_hook *hooks, int n_hooks, cis_err *err) {
     if (l < 0 || l >= m->L) return err_set(err, CIS_EINVAL, "layer_run: layer %d: expected 0..%d", l, m->L - 1);
     if (check_lens(m, B, T, lens, "layer_run", err) != 0) return -1;
     if (n_hooks < 0 || (n_hooks > 0 && !hooks)) return err_set(err, CIS_EINVAL, "layer_run: bad hook array");
@@ -626,6 +636,9 @@ int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, co
         if ((int)h->point < 0 || h->point > LLAMA_HOOK_E || (int)h->mode < 0 || h->mode > LLAMA_HOOK_REPLACE ||
             (h->mode != LLAMA_HOOK_READ && !h->value))
             return err_set(err, CIS_EINVAL, "layer_run: hook %d: bad point, mode or value", k);
+        if (h->point > last)
+            return err_set(err, CIS_EINVAL, "layer_run: hook %d at point %c is after the last point run (%c)", k,
+                           'A' + (int)h->point, 'A' + (int)last);
         for (int i = 0; i < h->n_pos; i++)
             if (!h->pos_b || !h->pos_t || h->pos_b[i] < 0 || h->pos_b[i] >= B || h->pos_t[i] < 0 || h->pos_t[i] >= T)
                 return err_set(err, CIS_EINVAL, "layer_run: hook %d: position %d outside the batch", k, i);
@@ -648,7 +661,21 @@ int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, co
         for (int t = 0; t < T; t++) pos[b * T + t] = t;
     }
     model_iws_upload(m, (size_t)N + B);
-    model_layer_forward(m, l, &A, x_in, x_out, B, T, model_dev(m, pos), model_dev(m, kl), NULL, NULL, T, NULL, hooks,
-                        n_hooks);
+    model_layer_forward_to(m, l, last, &A, x_in, x_out, B, T, model_dev(m, pos), model_dev(m, kl), NULL, NULL, T, NULL,
+                           hooks, n_hooks);
     return 0;
+}
+
+int llama_layer_run(llama_model *m, int l, int B, int T, const int32_t *lens, const float *x_in, float *x_out,
+                    const llama_hook *hooks, int n_hooks, cis_err *err) {
+    if (!x_in || !x_out || x_in == x_out) return err_set(err, CIS_EINVAL, "layer_run: NULL or aliased x_in/x_out");
+    return layer_run(m, l, LLAMA_HOOK_E, B, T, lens, x_in, x_out, hooks, n_hooks, err);
+}
+
+int llama_layer_run_to(llama_model *m, int l, llama_hook_point last, int B, int T, const int32_t *lens,
+                       const float *x_in, const llama_hook *hooks, int n_hooks, cis_err *err) {
+    if (!x_in) return err_set(err, CIS_EINVAL, "layer_run_to: NULL x_in");
+    if ((int)last < (int)LLAMA_HOOK_A || last >= LLAMA_HOOK_E)
+        return err_set(err, CIS_EINVAL, "layer_run_to: last point %d: expected A..D (E is llama_layer_run)", (int)last);
+    return layer_run(m, l, last, B, T, lens, x_in, NULL, hooks, n_hooks, err);
 }

@@ -72,6 +72,12 @@ static inline int32_t *model_dev(const llama_model *m, const int32_t *host_in_iw
 void model_layer_forward(llama_model *m, int l, layer_acts *A, const float *x_in, float *x_out, int B,
                          int Tq, const int32_t *pos, const int32_t *kv_len, float *kc, float *vc, int Tk,
                          const int32_t *kv_rows, const llama_hook *hooks, int n_hooks);
+/* model_layer_forward_to: the same ops in the same order, stopping after hook point `last` (after
+ * its hooks ran): nothing later is computed and x_out is not written (may be NULL unless last is
+ * LLAMA_HOOK_E, which is model_layer_forward). */
+void model_layer_forward_to(llama_model *m, int l, llama_hook_point last, layer_acts *A, const float *x_in,
+                            float *x_out, int B, int Tq, const int32_t *pos, const int32_t *kv_len, float *kc,
+                            float *vc, int Tk, const int32_t *kv_rows, const llama_hook *hooks, int n_hooks);
 /* model_reserve_ws: grow the backend workspace for the ops and hook staging of a B x T forward
  * with Tk keys; -1 with CIS_ENOMEM when it cannot. */
 int model_reserve_ws(llama_model *m, const llama_hook *hooks, int n_hooks, int B, int T, int Tk, cis_err *err);

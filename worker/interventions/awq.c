@@ -260,7 +260,6 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     if (s.HD > maxw) maxw = s.HD;
     float *W0[CMP_N_LINEARS] = {0}, *tmp = NULL, *qs = NULL, *qz = NULL, *y0 = NULL, *Xd = NULL, *yd = NULL;
     float *xm = NULL, *wm = NULL, *sc = NULL;
-    float *y_orig = NULL;   /* host [n_tok, D]: the original layer's output (calib_walk_save_output) */
     json_t *layers_rec = json_array();
     int64_t shrunk_total = 0;
 
@@ -273,7 +272,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     s.n_tok = d.n_seq * d.T;
     size_t bigw = (size_t)maxw * maxw, nt = (size_t)s.n_tok;
     for (int i = 0; i < 4; i++) if (!(s.X[i] = malloc(nt * (i == 3 ? s.F : i == 1 ? s.HD : s.D) * sizeof(float)))) goto oom;
-    if (!(s.y_ref = malloc(nt * s.D * sizeof(float))) || !(y_orig = malloc(nt * s.D * sizeof(float))) || !(tmp = malloc(bigw * sizeof(float))) ||
+    if (!(s.y_ref = malloc(nt * s.D * sizeof(float))) || !(tmp = malloc(bigw * sizeof(float))) ||
         !(xm = malloc(maxw * sizeof(float))) || !(wm = malloc(maxw * sizeof(float))) ||
         !(sc = malloc(maxw * sizeof(float))))
         goto oom;
@@ -288,7 +287,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
         cx x = {.s = &s, .T = d.T};
         const llama_hook_point pts[4] = {LLAMA_HOOK_A, LLAMA_HOOK_B, LLAMA_HOOK_C, LLAMA_HOOK_D};
         interv_phase_begin(rec, "statistics");
-        if (calib_walk_collect(w, pts, 4, visit_store, &x, err) || calib_walk_save_output(w, y_orig, err)) goto done;
+        if (calib_walk_collect(w, pts, 4, visit_store, &x, err)) goto done;
         interv_phase_begin(rec, "solve");
         for (int i = 0; i < CMP_N_LINEARS; i++)
             if (llama_model_param_get(m, cmp_param(m, l, i), W0[i], err)) goto done;
@@ -354,7 +353,8 @@ int awq_apply(interv_ctx *c, cis_err *err) {
                     s.loss_acc = 0;
                     llama_hook_point pb = LLAMA_HOOK_B;
                     interv_phase_begin(rec, "statistics");
-                    int crc = calib_walk_collect(w, &pb, 1, visit_attn, &x, err);
+                    /* through point B only: the kept output stays the original layer's */
+                    int crc = calib_walk_peek(w, &pb, 1, visit_attn, &x, err);
                     interv_phase_begin(rec, "solve");
                     if (crc) { json_decref(losses); free(scale_buf); goto done; }
                     loss = s.loss_acc / ((double)nt * s.D);
@@ -378,10 +378,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
             json_object_set_new(o, "losses", losses);
             json_object_set_new(lrec, PAIR_NAMES[pr], o);
         }
-        /* the kept output must be the original layer's: the first collect's, saved before the
-         * candidate runs overwrote it */
         interv_phase_begin(rec, "write_back");
-        if (calib_walk_restore_output(w, y_orig, err)) { free(scale_buf); goto done; }
         /* fold the scales into the model (prev op / s, the linears' columns * s), read the scaled
          * weights back, and divide the recorded inputs by s */
         for (int pr = 0; pr < 4; pr++) {
@@ -431,7 +428,7 @@ done:
     interv_phase_end(rec);
     for (int i = 0; i < 4; i++) free(s.X[i]);
     for (int i = 0; i < CMP_N_LINEARS; i++) free(W0[i]);
-    free(s.y_ref); free(y_orig); free(tmp); free(xm); free(wm); free(sc);
+    free(s.y_ref); free(tmp); free(xm); free(wm); free(sc);
     backend_free(be, s.dY); backend_free(be, s.dX); backend_free(be, s.dT); backend_free(be, Xd);
     backend_free(be, yd); backend_free(be, y0); backend_free(be, qs); backend_free(be, qz);
     calib_walk_destroy(&w);

@@ -29,12 +29,16 @@ struct calib_walk {
     int D;
     float *x;               /* [n_seq*T, D] the stream */
     float *y;               /* [n_seq*T, D] the output of the last collect */
+    float *y_full;          /* [n_seq*T, D] where a peek's output goes under calib_set_full_runs (else NULL) */
     int y_layer;            /* the layer y belongs to (-1 = none) */
     float *reads[5];        /* [chunk*T, width] hook read buffers, one per point */
     float *rstd;            /* [chunk*T] rmsnorm scratch (calib_walk_collect_norm_in) */
 };
 
 static void *alloc_floats(size_t n) { return malloc(n * sizeof(float)); }
+
+static bool full_runs; /* calib_set_full_runs */
+void calib_set_full_runs(bool on) { full_runs = on; }
 
 int calib_walk_new(llama_model *m, const calib_data *d, int chunk, const interv_ctx *ctx, calib_walk **out,
                    cis_err *err) {
@@ -70,6 +74,7 @@ void calib_walk_destroy(calib_walk **wp) {
     calib_walk *w = *wp;
     free(w->x);
     free(w->y);
+    free(w->y_full);
     for (int i = 0; i < 5; i++) free(w->reads[i]);
     free(w->rstd);
     free(w);
@@ -91,8 +96,10 @@ static int compact_rows(float *buf, const int32_t *lens, int B, int T, int width
 
 static bool stop_requested(const calib_walk *w) { return w->ctx && interv_should_stop(w->ctx); }
 
-/* run the current layer on sequences [s0, s0+B) into y, reading the points */
-static int run_chunk(calib_walk *w, int s0, int B, const llama_hook_point *points, int n_points, cis_err *err) {
+/* run the current layer on sequences [s0, s0+B), reading the points: the whole layer into dst
+ * ([n_seq*T, D]: y, or y_full), or only through the last of the points (dst NULL) */
+static int run_chunk(calib_walk *w, int s0, int B, const llama_hook_point *points, int n_points, float *dst,
+                     cis_err *err) {
     const calib_data *d = w->d;
     llama_hook hooks[5];
     memset(hooks, 0, sizeof hooks);
@@ -104,39 +111,60 @@ static int run_chunk(calib_walk *w, int s0, int B, const llama_hook_point *point
                                 .read = w->reads[points[k]]};
     }
     size_t off = (size_t)s0 * d->T * w->D;
-    if (llama_layer_run(w->m, w->layer, B, d->T, d->lens + s0, w->x + off, w->y + off, hooks, n_points, err)) {
+    llama_hook_point last = LLAMA_HOOK_A;
+    for (int k = 0; k < n_points; k++) last = points[k] > last ? points[k] : last;
+    int rc = dst ? llama_layer_run(w->m, w->layer, B, d->T, d->lens + s0, w->x + off, dst + off, hooks, n_points, err)
+                 : llama_layer_run_to(w->m, w->layer, last, B, d->T, d->lens + s0, w->x + off, hooks, n_points, err);
+    if (rc) {
         err_prefix(err, "calibration, layer %d", w->layer);
         return -1;
     }
     return 0;
 }
 
-int calib_walk_collect(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
-                       cis_err *err) {
+/* collect (out: the whole layer, its output kept) or peek (!out: through the last point only) */
+static int walk_points(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
+                       bool out, cis_err *err) {
     const calib_data *d = w->d;
     int L = llama_model_config(w->m)->num_hidden_layers;
     if (w->layer >= L) return err_set(err, CIS_EINVAL, "calibration: every layer was passed already (%d)", L);
-    if (n_points < 0 || n_points > 5 || (n_points > 0 && (!points || !visit)))
-        return err_set(err, CIS_EINVAL, "calibration: expected 0..5 hook points and a visit function");
+    if (n_points < (out ? 0 : 1) || n_points > 5 || (n_points > 0 && (!points || !visit)))
+        return err_set(err, CIS_EINVAL, "calibration: expected %d..5 hook points and a visit function", out ? 0 : 1);
     for (int k = 0; k < n_points; k++) {
-        if ((int)points[k] < LLAMA_HOOK_A || points[k] > LLAMA_HOOK_E)
-            return err_set(err, CIS_EINVAL, "calibration: hook point %d is not one of A..E", (int)points[k]);
+        if ((int)points[k] < LLAMA_HOOK_A || points[k] > (out ? LLAMA_HOOK_E : LLAMA_HOOK_D))
+            return err_set(err, CIS_EINVAL, "calibration: hook point %d is not one of A..%c", (int)points[k], out ? 'E' : 'D');
         for (int j = 0; j < k; j++)
             if (points[j] == points[k]) return err_set(err, CIS_EINVAL, "calibration: hook point %d twice", (int)points[k]);
     }
-    w->y_layer = -1;
+    float *dst = out ? w->y : NULL;
+    if (!out && full_runs) {
+        if (!w->y_full && !(w->y_full = alloc_floats((size_t)d->n_seq * d->T * w->D)))
+            return err_set(err, CIS_ENOMEM, "calibration: out of memory (full-run output)");
+        dst = w->y_full;
+    }
+    if (out) w->y_layer = -1;
     for (int s0 = 0; s0 < d->n_seq; s0 += w->chunk) {
         if (stop_requested(w)) return err_set(err, CIS_ECANCEL, "stopped on request (calibration, layer %d)", w->layer);
         int B = d->n_seq - s0 < w->chunk ? d->n_seq - s0 : w->chunk;
-        if (run_chunk(w, s0, B, points, n_points, err)) return -1;
+        if (run_chunk(w, s0, B, points, n_points, dst, err)) return -1;
         for (int k = 0; k < n_points; k++) {
             int width = llama_hook_width(w->m, points[k]);
             int rows = compact_rows(w->reads[points[k]], d->lens + s0, B, d->T, width);
             if (visit(arg, w->layer, points[k], s0, w->reads[points[k]], rows, width, err)) return -1;
         }
     }
-    w->y_layer = w->layer;
+    if (out) w->y_layer = w->layer;
     return 0;
+}
+
+int calib_walk_collect(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
+                       cis_err *err) {
+    return walk_points(w, points, n_points, visit, arg, true, err);
+}
+
+int calib_walk_peek(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
+                    cis_err *err) {
+    return walk_points(w, points, n_points, visit, arg, false, err);
 }
 
 int calib_walk_next(calib_walk *w, int how, cis_err *err) {
@@ -148,7 +176,7 @@ int calib_walk_next(calib_walk *w, int how, cis_err *err) {
         for (int s0 = 0; s0 < w->d->n_seq; s0 += w->chunk) {
             if (stop_requested(w)) return err_set(err, CIS_ECANCEL, "stopped on request (calibration, layer %d)", w->layer);
             int B = w->d->n_seq - s0 < w->chunk ? w->d->n_seq - s0 : w->chunk;
-            if (run_chunk(w, s0, B, NULL, 0, err)) return -1;
+            if (run_chunk(w, s0, B, NULL, 0, w->y, err)) return -1;
         }
     }
     float *t = w->x;
@@ -156,21 +184,6 @@ int calib_walk_next(calib_walk *w, int how, cis_err *err) {
     w->y = t;
     w->layer++;
     w->y_layer = -1;
-    return 0;
-}
-
-int calib_walk_save_output(const calib_walk *w, float *out, cis_err *err) {
-    if (w->y_layer != w->layer || w->layer >= llama_model_config(w->m)->num_hidden_layers)
-        return err_set(err, CIS_EINVAL, "calibration: no collect ran on layer %d to save the output of", w->layer);
-    memcpy(out, w->y, (size_t)w->d->n_seq * w->d->T * w->D * sizeof(float));
-    return 0;
-}
-
-int calib_walk_restore_output(calib_walk *w, const float *saved, cis_err *err) {
-    int L = llama_model_config(w->m)->num_hidden_layers;
-    if (w->layer >= L) return err_set(err, CIS_EINVAL, "calibration: every layer was passed already (%d)", L);
-    memcpy(w->y, saved, (size_t)w->d->n_seq * w->d->T * w->D * sizeof(float));
-    w->y_layer = w->layer;
     return 0;
 }
 

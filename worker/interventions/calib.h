@@ -59,6 +59,21 @@ const float *calib_walk_stream(const calib_walk *w);
 int calib_walk_collect(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
                        cis_err *err);
 
+/* calib_walk_peek: calib_walk_collect for a caller that needs no output of this run: the layer is
+ * run only through the last of points[0..n_points-1] (1..4 distinct points of A..D,
+ * llama_layer_run_to), the activations handed to visit are the bytes a collect would give, and the
+ * kept output is left as it was (set or unset). AWQ's 20 candidate passes per scaling pair read
+ * point B alone and keep the first collect's output; GPTQ's o_proj, gate/up and down_proj passes
+ * read B, C and D before calib_walk_next(CALIB_RERUN); Wanda and SparseGPT read A..D before it.
+ * -1 with err as collect (peek refuses point E: that is the output, use collect). */
+int calib_walk_peek(calib_walk *w, const llama_hook_point *points, int n_points, calib_visit_fn visit, void *arg,
+                    cis_err *err);
+/* calib_set_full_runs(true): every later calib_walk_peek of this process runs the whole layer, as
+ * the collect it replaced did (its output goes to a scratch buffer: the kept output still stays as
+ * it was), so that a test can prove the stop changes no result byte (test_compress_same.c). Off by
+ * default; not for production use (process-wide, not thread-safe). */
+void calib_set_full_runs(bool on);
+
 /* calib_walk_collect_norm_in: the activations at point A (RMSNorm_in of the stream: the inputs of
  * q/k/v_proj) of the current layer for every chunk, handed to visit as calib_walk_collect does,
  * without running the layer: point A is the layer's first op (model_forward.c), so the backend's
@@ -71,15 +86,6 @@ enum calib_next {
     CALIB_RERUN = 0,       /* run the layer again with its current (maybe changed) weights */
     CALIB_KEEP_OUTPUT = 1, /* use the output of the last calib_walk_collect on this layer */
 };
-/* calib_walk_save_output: copy the output of the last calib_walk_collect on the current layer into
- * out [n_seq*T, D] (host memory the caller owns). calib_walk_restore_output: make out the kept
- * output of the current layer again, as if that collect had just run (AWQ: its first collect runs
- * the original layer; the candidate runs of its scale search overwrite the kept output, which is
- * restored instead of running the original layer once more: the same floats). -1 with err when no
- * collect ran on this layer (save) or when every layer was passed. */
-int calib_walk_save_output(const calib_walk *w, float *out, cis_err *err);
-int calib_walk_restore_output(calib_walk *w, const float *saved, cis_err *err);
-
 /* calib_walk_next: move the stream to the input of the next layer (how: enum calib_next).
  * -1 with err when past the last layer, or KEEP_OUTPUT without a collect on this layer. */
 int calib_walk_next(calib_walk *w, int how, cis_err *err);

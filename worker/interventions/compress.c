@@ -427,9 +427,10 @@ int cmp_obs_run(interv_ctx *ctx, const cmp_obs_cfg *cfg, cis_err *err) {
                 if (!(acc.H[pts[t]] = backend_alloc(be, hb, err))) goto done;
                 backend_memset(be, acc.H[pts[t]], 0, hb);
             }
-            /* the q/k/v pass reads only point A: its RMSNorm, without running the layer */
+            /* the q/k/v pass reads only point A: its RMSNorm, without running the layer; the others
+             * run it only through their last point (the output comes from calib_walk_next) */
             int crc = npts == 1 && pts[0] == LLAMA_HOOK_A ? calib_walk_collect_norm_in(w, hess_visit, &acc, err)
-                                                          : calib_walk_collect(w, pts, npts, hess_visit, &acc, err);
+                                                          : calib_walk_peek(w, pts, npts, hess_visit, &acc, err);
             if (crc) goto done;
             interv_phase_end(rec);
             for (int gi = 0; grp[gi] >= 0; gi++) {

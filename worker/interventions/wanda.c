@@ -88,7 +88,8 @@ int wanda_apply(interv_ctx *c, cis_err *err) {
         interv_phase_begin(rec, "statistics");
         for (int t = 0; t < 4; t++)
             backend_memset(be, acc.a[pts[t]], 0, (size_t)llama_hook_width(m, pts[t]) * sizeof(float));
-        if (calib_walk_collect(w, pts, 4, norm_visit, &acc, err)) goto done;
+        /* through point D only: the output comes from calib_walk_next after the pruning */
+        if (calib_walk_peek(w, pts, 4, norm_visit, &acc, err)) goto done;
         interv_phase_begin(rec, "solve");
         for (int which = 0; which < CMP_N_LINEARS; which++) {
             if (interv_should_stop(c)) { rc = interv_stopped(c, err); goto done; }

@@ -811,6 +811,49 @@ static void test_layer_by_layer(void) {
     llama_model_free(&m);
 }
 
+static void test_layer_run_to(void) {
+    // a run stopped at point A..D reads the bytes the whole run reads there (an ADD hook before the
+    // stop included); hooks of the layer after the stop, and E as the stop, are refused
+    llama_model *m = tiny_model(false, false, 29);
+    cis_err err = {0};
+    const int n = BB * TT * 16;
+    float *x0 = malloc(n * 4), *x1 = malloc(n * 4), *add = malloc(n * 4), *full[4], *part[4];
+    for (int i = 0; i < n; i++) add[i] = 0.01f * (float)(i % 7);
+    CHECK(llama_embed(m, BB, TT, g_ids, g_lens, x0, &err) == 0);
+    for (int p = 0; p < 4; p++) {
+        int w = llama_hook_width(m, (llama_hook_point)p);
+        full[p] = malloc((size_t)BB * TT * w * 4);
+        part[p] = malloc((size_t)BB * TT * w * 4);
+    }
+    for (int last = 0; last < 4; last++) {
+        llama_hook hf[5], hp[5];
+        int nh = 0;
+        hf[nh] = hp[nh] = (llama_hook){.layer = 1, .point = LLAMA_HOOK_A, .mode = LLAMA_HOOK_ADD, .n_pos = -1, .value = add};
+        nh++;
+        for (int p = 0; p <= last; p++, nh++) {
+            hf[nh] = (llama_hook){.layer = 1, .point = (llama_hook_point)p, .n_pos = -1, .read = full[p]};
+            hp[nh] = (llama_hook){.layer = 1, .point = (llama_hook_point)p, .n_pos = -1, .read = part[p]};
+        }
+        CHECK(llama_layer_run(m, 1, BB, TT, g_lens, x0, x1, hf, nh, &err) == 0);
+        CHECK_MSG(llama_layer_run_to(m, 1, (llama_hook_point)last, BB, TT, g_lens, x0, hp, nh, &err) == 0, "%s", err.msg);
+        for (int p = 0; p <= last; p++)
+            CHECK_MSG(memcmp(full[p], part[p], (size_t)BB * TT * llama_hook_width(m, (llama_hook_point)p) * 4) == 0,
+                      "stop at %c: point %c differs", 'A' + last, 'A' + p);
+    }
+    llama_hook late = {.layer = 1, .point = LLAMA_HOOK_C, .n_pos = -1, .read = full[2]};
+    CHECK(llama_layer_run_to(m, 1, LLAMA_HOOK_B, BB, TT, g_lens, x0, &late, 1, &err) == -1);
+    CHECK_MSG(strstr(err.msg, "after the last point run"), "%s", err.msg);
+    late.layer = 0; // a hook of another layer is not this run's
+    CHECK(llama_layer_run_to(m, 1, LLAMA_HOOK_B, BB, TT, g_lens, x0, &late, 1, &err) == 0);
+    CHECK(llama_layer_run_to(m, 1, LLAMA_HOOK_E, BB, TT, g_lens, x0, NULL, 0, &err) == -1);
+    CHECK_MSG(strstr(err.msg, "expected A..D"), "%s", err.msg);
+    CHECK(llama_layer_run_to(m, 2, LLAMA_HOOK_A, BB, TT, g_lens, x0, NULL, 0, &err) == -1);
+    CHECK(llama_layer_run_to(m, 1, LLAMA_HOOK_A, BB, TT, g_lens, NULL, NULL, 0, &err) == -1);
+    for (int p = 0; p < 4; p++) { free(full[p]); free(part[p]); }
+    free(x0); free(x1); free(add);
+    llama_model_free(&m);
+}
+
 static void test_started_forward(void) {
     // a forward that starts at layer 1 from the residual stream computed by llama_embed +
     // llama_layer_run(0) equals the whole forward bit for bit: logits, loss, an ADD hook at point E
@@ -1033,6 +1076,7 @@ int main(void) {
     RUN(test_gradient_subset_and_ascent);
     RUN(test_partial_forward_seeded_grad);
     RUN(test_layer_by_layer);
+    RUN(test_layer_run_to);
     RUN(test_started_forward);
     RUN(test_kv_prefix_forward);
     RUN(test_bad_input);

@@ -2,8 +2,9 @@
  * llama_forward with READ hooks on a tiny random model: the activations at every point A-E of
  * every layer agree (real token rows only, right-padded sequences of different lengths), in one
  * chunk and in chunks of 2 sequences; CALIB_RERUN after changing layer 0 gives the changed model's
- * next-layer input, CALIB_KEEP_OUTPUT the unchanged one's; a saved and restored output gives the
- * bytes of a kept one; point A by the RMSNorm alone = a hook read; errors and a stop request. */
+ * next-layer input, CALIB_KEEP_OUTPUT the unchanged one's; a peek (a run stopped at its last
+ * point) gives a collect's bytes and keeps the kept output; point A by the RMSNorm alone = a hook
+ * read; errors and a stop request. */
 #include "tests/testlib.h"
 #include "tests/worker/eval/eval_fixture.h"
 #include "worker/interventions/calib.h"
@@ -145,55 +146,6 @@ static bool same_stream(const calib_walk *a, const calib_walk *b, int D) {
     return true;
 }
 
-/* AWQ's save / restore: the output of the original layer, saved, then overwritten by a collect on
- * the changed layer and restored, moves the stream on to exactly the bytes a walk that kept it
- * directly gives (the original layer is not run again) */
-static void test_save_restore_output(void) {
-    llama_model *m = fx_model_random(24, 64);
-    int D = llama_model_config(m)->hidden_size;
-    calib_data d;
-    fill(&d);
-    cis_err err = {0};
-    calib_walk *w = NULL, *ref_w = NULL;
-    float *saved = xmalloc((size_t)NS * TT * D * sizeof(float));
-    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &w, &err), 0);
-    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &ref_w, &err), 0);
-    CHECK_EQ_INT(calib_walk_save_output(w, saved, &err), -1); /* no collect yet */
-    CHECK_MSG(strstr(err.msg, "no collect ran on layer 0"), "%s", err.msg);
-    CHECK_EQ_INT(calib_walk_collect(w, NULL, 0, NULL, NULL, &err), 0);
-    CHECK_EQ_INT(calib_walk_collect(ref_w, NULL, 0, NULL, NULL, &err), 0);
-    CHECK_EQ_INT(calib_walk_save_output(w, saved, &err), 0);
-    float *down = fx_param(m, "model.layers.0.mlp.down_proj.weight");
-    float *orig = xmalloc(16 * 24 * sizeof(float));
-    memcpy(orig, down, 16 * 24 * sizeof(float));
-    for (int i = 0; i < 16 * 24; i++) down[i] *= -3.0f;
-    CHECK_EQ_INT(calib_walk_collect(w, NULL, 0, NULL, NULL, &err), 0); /* the changed layer's output */
-    memcpy(down, orig, 16 * 24 * sizeof(float));
-    CHECK_EQ_INT(calib_walk_restore_output(w, saved, &err), 0);
-    CHECK_EQ_INT(calib_walk_next(w, CALIB_KEEP_OUTPUT, &err), 0);
-    CHECK_EQ_INT(calib_walk_next(ref_w, CALIB_KEEP_OUTPUT, &err), 0);
-    CHECK(same_stream(w, ref_w, D));
-    /* without the restore the kept output is the changed layer's: the check above can fail */
-    calib_walk *bad = NULL;
-    CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &bad, &err), 0);
-    for (int i = 0; i < 16 * 24; i++) down[i] *= -3.0f;
-    CHECK_EQ_INT(calib_walk_collect(bad, NULL, 0, NULL, NULL, &err), 0);
-    memcpy(down, orig, 16 * 24 * sizeof(float));
-    CHECK_EQ_INT(calib_walk_next(bad, CALIB_KEEP_OUTPUT, &err), 0);
-    CHECK(!same_stream(bad, ref_w, D));
-    /* past the last layer */
-    CHECK_EQ_INT(calib_walk_next(w, CALIB_RERUN, &err), 0);
-    CHECK_EQ_INT(calib_walk_restore_output(w, saved, &err), -1);
-    CHECK_MSG(strstr(err.msg, "every layer was passed"), "%s", err.msg);
-    calib_walk_destroy(&w);
-    calib_walk_destroy(&ref_w);
-    calib_walk_destroy(&bad);
-    free(saved);
-    free(orig);
-    calib_data_clear(&d);
-    llama_model_free(&m);
-}
-
 /* visits appended to one buffer */
 typedef struct appender { float *buf; size_t n; int visits; } appender;
 static int append_visit(void *arg, int layer, llama_hook_point p, int first_seq, const float *rows, int n_rows,
@@ -203,6 +155,75 @@ static int append_visit(void *arg, int layer, llama_hook_point p, int first_seq,
     a->n += (size_t)n_rows * width;
     a->visits++;
     return 0;
+}
+
+/* peek (AWQ's candidate passes, the GPTQ / Wanda / SparseGPT passes): on a changed layer, the
+ * activations through the last point asked are the bytes a collect gives, whether the run stops
+ * there or (calib_set_full_runs) runs the whole layer; the kept output stays the first collect's
+ * (the original layer's), a peek without a collect leaves it unset; point E or no point refused */
+static void test_peek(void) {
+    llama_model *m = fx_model_random(24, 64);
+    calib_data d;
+    fill(&d);
+    cis_err err = {0};
+    size_t cap = (size_t)NS * TT * 256;
+    appender a = {.buf = xmalloc(cap * sizeof(float))}, b = {.buf = xmalloc(cap * sizeof(float))};
+    int D = llama_model_config(m)->hidden_size;
+    float *q = fx_param(m, "model.layers.0.self_attn.q_proj.weight"), *down = fx_param(m, "model.layers.0.mlp.down_proj.weight");
+    const int nq = 16 * 16, nd = 16 * 24;
+    float *q0 = xmalloc(nq * sizeof(float)), *d0 = xmalloc(nd * sizeof(float));
+    memcpy(q0, q, nq * sizeof(float));
+    memcpy(d0, down, nd * sizeof(float));
+    const llama_hook_point all[4] = {LLAMA_HOOK_A, LLAMA_HOOK_B, LLAMA_HOOK_C, LLAMA_HOOK_D}, pb = LLAMA_HOOK_B;
+    for (int full = 0; full <= 1; full++) {
+        calib_set_full_runs(full);
+        calib_walk *w = NULL, *ref_w = NULL, *col = NULL, *fresh = NULL;
+        CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &w, &err), 0);
+        CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &ref_w, &err), 0);
+        CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &col, &err), 0);
+        CHECK_EQ_INT(calib_walk_new(m, &d, 2, NULL, &fresh, &err), 0);
+        CHECK_EQ_INT(calib_walk_collect(w, NULL, 0, NULL, NULL, &err), 0); /* the original layer's output */
+        CHECK_EQ_INT(calib_walk_collect(ref_w, NULL, 0, NULL, NULL, &err), 0);
+        for (int i = 0; i < nq; i++) q[i] *= -2.0f;   /* changes B onwards */
+        for (int i = 0; i < nd; i++) down[i] *= -3.0f; /* changes the output */
+        for (int n = 1; n <= 4; n += 3) {            /* B alone; A..D */
+            const llama_hook_point *pts = n == 1 ? &pb : all;
+            a.n = b.n = 0;
+            a.visits = b.visits = 0;
+            CHECK_MSG(calib_walk_peek(w, pts, n, append_visit, &a, &err) == 0, "%s", err.msg);
+            CHECK_MSG(calib_walk_collect(col, pts, n, append_visit, &b, &err) == 0, "%s", err.msg);
+            CHECK_EQ_INT(a.visits, 2 * n);
+            CHECK_MSG(a.n == b.n && a.n > 0 && memcmp(a.buf, b.buf, a.n * sizeof(float)) == 0,
+                      "full=%d n=%d: peek and collect differ", full, n);
+        }
+        memcpy(q, q0, nq * sizeof(float));
+        memcpy(down, d0, nd * sizeof(float));
+        CHECK_EQ_INT(calib_walk_next(w, CALIB_KEEP_OUTPUT, &err), 0);
+        CHECK_EQ_INT(calib_walk_next(ref_w, CALIB_KEEP_OUTPUT, &err), 0);
+        CHECK_EQ_INT(calib_walk_next(col, CALIB_KEEP_OUTPUT, &err), 0);
+        CHECK(same_stream(w, ref_w, D));    /* the kept output is the original layer's ... */
+        CHECK(!same_stream(col, ref_w, D)); /* ... which a collect on the changed layer would have replaced */
+        /* a peek sets no output */
+        CHECK_EQ_INT(calib_walk_peek(fresh, &pb, 1, append_visit, &a, &err), 0);
+        CHECK_EQ_INT(calib_walk_next(fresh, CALIB_KEEP_OUTPUT, &err), -1);
+        CHECK_MSG(strstr(err.msg, "no collect ran on layer 0"), "%s", err.msg);
+        llama_hook_point pe = LLAMA_HOOK_E;
+        CHECK_EQ_INT(calib_walk_peek(fresh, &pe, 1, append_visit, &a, &err), -1);
+        CHECK_MSG(strstr(err.msg, "not one of A..D"), "%s", err.msg);
+        CHECK_EQ_INT(calib_walk_peek(fresh, all, 0, append_visit, &a, &err), -1);
+        CHECK_MSG(strstr(err.msg, "expected 1..5 hook points"), "%s", err.msg);
+        calib_walk_destroy(&w);
+        calib_walk_destroy(&ref_w);
+        calib_walk_destroy(&col);
+        calib_walk_destroy(&fresh);
+    }
+    calib_set_full_runs(false);
+    free(a.buf);
+    free(b.buf);
+    free(q0);
+    free(d0);
+    calib_data_clear(&d);
+    llama_model_free(&m);
 }
 
 /* GPTQ's q/k/v pass: point A by the RMSNorm alone gives the bytes a hook read in the layer gives,
@@ -275,7 +296,7 @@ int main(void) {
     RUN(test_matches_forward_one_chunk);
     RUN(test_matches_forward_in_chunks);
     RUN(test_rerun_sees_the_change_keep_does_not);
-    RUN(test_save_restore_output);
+    RUN(test_peek);
     RUN(test_norm_in_matches_hook_a);
     RUN(test_errors_and_stop);
     for (int l = 0; l < 4; l++) for (int p = 0; p < 5; p++) free(ref[l][p]);
