@@ -94,7 +94,8 @@ typedef struct llama_batch {
                                   (nor the embedding). ids must still be valid (they are checked) */
     const float *x_start;      /* [B*T, D] BACKEND memory (as llama_layer_run's x_in), when start_layer
                                   > 0; copied, not modified */
-    int kv_T;                  /* 0 = none; > 0 (needs start_layer > 0, n_layers 0): the layers from
+    int kv_T;                  /* 0 = none; > 0 (needs n_layers 0; start_layer 0 = every layer, from
+                                  the embedding): the layers from
                                   start_layer attend through per-layer key/value caches of kv_T
                                   positions: row b's column t is absolute position kv_pos0[b] + t
                                   (RoPE included); its keys/values are written into the caches there
@@ -102,7 +103,10 @@ typedef struct llama_batch {
                                   lens[b]. Positions below kv_pos0[b] must hold what an earlier
                                   forward of the same sequences with these caches wrote (kv_pos0 0):
                                   the frozen prefix of a loss whose variables sit at or after
-                                  kv_pos0[b] (MEMIT's δ at the subject, causal attention). The
+                                  kv_pos0[b] (MEMIT's δ at the subject, causal attention; the
+                                  multiple-choice header shared by a task's questions, eval_mc.c).
+                                  Columns t >= lens[b] (padding) are written too: kv_pos0[b] + T
+                                  <= kv_T keeps them inside row b's cache. The
                                   backward takes no gradient into the cached prefix. */
     const int32_t *kv_pos0;    /* [B] host, or NULL = 0; kv_pos0[b] + lens[b] <= kv_T */
     float *const *kv_k, *const *kv_v;   /* [L - start_layer] BACKEND pointers, each [B, kv_T, kvdim]

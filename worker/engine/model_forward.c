@@ -299,8 +299,8 @@ static int check_batch(const llama_model *m, const llama_batch *bt, const llama_
     if (bt->kv_T) {
         if (bt->kv_T < 0 || bt->kv_T > m->rope_P)
             return err_set(err, CIS_EINVAL, "forward: kv_T=%d: expected 1..%d", bt->kv_T, m->rope_P);
-        if (bt->start_layer < 1 || bt->n_layers != 0 || bt->start_layer >= m->L)
-            return err_set(err, CIS_EINVAL, "forward: kv_T needs 0 < start_layer < %d and n_layers 0 (start_layer=%d, "
+        if (bt->start_layer < 0 || bt->n_layers != 0 || bt->start_layer >= m->L)
+            return err_set(err, CIS_EINVAL, "forward: kv_T needs 0 <= start_layer < %d and n_layers 0 (start_layer=%d, "
                            "n_layers=%d)", m->L, bt->start_layer, bt->n_layers);
         if (!bt->kv_k || !bt->kv_v) return err_set(err, CIS_EINVAL, "forward: kv_T=%d without kv_k/kv_v", bt->kv_T);
         for (int l = 0; l < m->L - bt->start_layer; l++)

@@ -71,6 +71,8 @@ typedef struct mc_opts {
     bool add_bos;          /* encode the context with the tokenizer's special tokens (lm-eval's
                               add_bos_token); default false, as lm-eval 0.4.x */
     bool force_full;       /* score every continuation with a full forward (tests, diagnostics) */
+    bool no_shared_prefix; /* shortcut questions run whole, without the task's cached header
+                              (tests, timing; also the environment CISWEEP_MC_NO_SHARED_PREFIX) */
     int max_batch_tokens;  /* padded tokens per forward; <= 0 = 8192 */
     int limit;             /* > 0: only the first `limit` questions */
 } mc_opts;
@@ -82,6 +84,7 @@ typedef struct mc_result {
     double acc_stderr;     /* sample std (ddof 1) / sqrt(n) */
     int n_shortcut;        /* questions scored from one forward (every letter one token) */
     int n_full;            /* questions that needed the full per-continuation scoring */
+    int n_shared_prefix;   /* of the shortcut ones: run as suffixes after the cached header */
     int n_prefix_mismatch; /* questions where tok(ctx + " X") != tok(ctx) ++ [id(" X")] for some X */
 } mc_result;
 

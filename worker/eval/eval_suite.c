@@ -72,6 +72,8 @@ static int mc_run(llama_model *m, tokenizer *tok, const mc_task *t, int sample, 
     bool own = s.q != NULL;
     if (!own) s.q = t->q;
     int rc = eval_mc_task(m, tok, &s, mo, NULL, NULL, r, err);
+    if (!rc) LOG_D("mc %s: %d questions, %d over the shared header, %d whole, %d fully scored", t->name, r->n,
+                   r->n_shared_prefix, r->n_shortcut - r->n_shared_prefix, r->n_full);
     if (own) free(s.q);
     return rc;
 }

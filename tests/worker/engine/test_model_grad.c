@@ -994,8 +994,24 @@ static void test_kv_prefix_forward(void) {
     CHECK(llama_forward(m, &bad, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "exceeds kv_T"));
     bad.kv_T = TT; bad.kv_k = NULL;
     CHECK(llama_forward(m, &bad, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "without kv_k"));
-    bad.kv_k = kk; bad.start_layer = 0;
+    bad.kv_k = kk; bad.start_layer = 2;
     CHECK(llama_forward(m, &bad, NULL, 0, false, NULL, &err) == -1 && strstr(err.msg, "start_layer"));
+    // from the embedding (start_layer 0: every layer through the caches; eval_mc.c's shared header):
+    // a fill of the whole sequences, then their suffixes alone, give the plain forward's logits
+    float *c0 = calloc((size_t)4 * BB * TT * KV, 4), lz[2][BB * Tq * 37];
+    float *k0[2] = {c0, c0 + BB * TT * KV}, *v0[2] = {c0 + 2 * BB * TT * KV, c0 + 3 * BB * TT * KV};
+    llama_batch plain = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .n_out = n, .out_b = ob, .out_t = ot,
+                         .logits = lz[0]};
+    CHECK(llama_forward(m, &plain, NULL, 0, false, NULL, &err) == 0);
+    llama_batch fill0 = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .kv_T = TT, .kv_k = k0, .kv_v = v0};
+    CHECK_MSG(llama_forward(m, &fill0, NULL, 0, false, NULL, &err) == 0, "%s", err.msg);
+    llama_batch suf = {.B = BB, .T = Tq, .ids = sids, .n_out = n, .out_b = ob2, .out_t = ot2, .logits = lz[1],
+                       .kv_T = TT, .kv_pos0 = p0, .kv_k = k0, .kv_v = v0};
+    CHECK_MSG(llama_forward(m, &suf, NULL, 0, false, NULL, &err) == 0, "%s", err.msg);
+    double e0 = 0, m0 = 0;
+    for (int i = 0; i < n * V; i++) { e0 = fmax(e0, fabs(lz[0][i] - lz[1][i])); m0 = fmax(m0, fabs(lz[0][i])); }
+    CHECK_MSG(m0 > 0 && e0 <= 1e-5 * m0, "logits from layer 0 through the caches: %g of %g", e0, m0);
+    free(c0);
     free(x0); free(x1); free(xs); free(kc); free(vc);
     llama_model_free(&m);
 }

@@ -309,6 +309,65 @@ static void test_style_reaches_scoring(void) {
     llama_model_free(&m);
 }
 
+/* the shared header (the task's description computed once, questions run as suffixes over its cached
+ * keys/values) against the whole-prompt shortcut, with both prompt styles, with and without the BOS,
+ * one question per forward and batched: the same predictions and accuracy, log-likelihoods within
+ * 1e-5 nats. Not the same bits: OpenBLAS's sgemm gives a row different low bits depending on its
+ * place in the kernel's row tiles (docs/eval.md "Speed"), which the suffix rows do not keep; the old
+ * path's own numbers move as much with the batch composition (printed here). Questions left-truncated
+ * to max_position (their tokens no longer start with the header's) run whole. */
+static void test_shared_prefix_same_results(void) {
+    const int ans[13] = {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0};
+    mc_task t = make_task(13, ans, "college physics");
+    int lens[13];
+    cis_err err = {0};
+    for (int i = 0; i < 13; i++) {
+        char *ctx = mc_prompt(&t.q[i], t.subject);
+        int32_t *c = NULL;
+        CIS_ASSERT(eval_encode(tok_letters, ctx, false, &c, &lens[i], &err) == 0);
+        free(ctx); free(c);
+    }
+    int srt[13];
+    memcpy(srt, lens, sizeof srt);
+    for (int i = 1; i < 13; i++)
+        for (int j = i; j > 0 && srt[j - 1] > srt[j]; j--) { int x = srt[j]; srt[j] = srt[j - 1]; srt[j - 1] = x; }
+    const int maxposs[2] = {512, srt[6] + 1}; /* nothing truncated; about half truncated */
+    for (int mp = 0; mp < 2; mp++) {
+        llama_model *m = fx_model_random(29, maxposs[mp]);
+        for (int v = 0; v < 6; v++) {
+            mc_opts os = {.prompt = v & 1 ? MC_PROMPT_LMEVAL_044 : MC_PROMPT_LMEVAL_042, .add_bos = (v >> 1) & 1,
+                          .max_batch_tokens = v >= 4 ? 1 : 600};
+            mc_opts of = os, ob = os;
+            of.no_shared_prefix = true;
+            ob.no_shared_prefix = true;
+            ob.max_batch_tokens = v >= 4 ? 600 : 1;
+            double ls[52], lf[52], lb[52];
+            int ps[13], pf[13];
+            mc_result rs, rf, rb;
+            CHECK_EQ_INT(eval_mc_task(m, tok_letters, &t, &os, ps, ls, &rs, &err), 0);
+            CHECK_EQ_INT(eval_mc_task(m, tok_letters, &t, &of, pf, lf, &rf, &err), 0);
+            CHECK_EQ_INT(eval_mc_task(m, tok_letters, &t, &ob, NULL, lb, &rb, &err), 0);
+            CHECK_EQ_INT(rs.n_shortcut, 13);
+            CHECK_EQ_INT(rf.n_shared_prefix, 0);
+            if (mp == 0) CHECK_EQ_INT(rs.n_shared_prefix, 13);
+            else CHECK_MSG(rs.n_shared_prefix > 0 && rs.n_shared_prefix < 13, "max_position %d: %d shared of 13 (about "
+                           "half the contexts should be truncated)", maxposs[mp], rs.n_shared_prefix);
+            double d = 0, db = 0;
+            for (int i = 0; i < 52; i++) {
+                d = fmax(d, fabs(ls[i] - lf[i]));
+                db = fmax(db, fabs(lb[i] - lf[i]));
+            }
+            CHECK_MSG(d < 1e-5, "max_position %d variant %d: max |shared - whole| = %g nats", maxposs[mp], v, d);
+            if (v == 0) printf("# max_position %d: max |shared - whole| %.3g, old path batched vs one per forward %.3g\n",
+                               maxposs[mp], d, db);
+            for (int i = 0; i < 13; i++) CHECK_EQ_INT(ps[i], pf[i]);
+            CHECK_EQ_INT(rs.correct, rf.correct);
+        }
+        llama_model_free(&m);
+    }
+    mc_task_clear(&t);
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/cis_eval_mc_XXXXXX");
     CIS_ASSERT(mkdtemp(tmpdir));
@@ -324,6 +383,7 @@ int main(void) {
     RUN(test_fallback_without_letter_tokens);
     RUN(test_bos_switch);
     RUN(test_long_context_truncated);
+    RUN(test_shared_prefix_same_results);
     tokenizer_free(tok_letters);
     tokenizer_free(tok_bytes);
     free(d1); free(d2);
