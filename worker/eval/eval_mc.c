@@ -11,8 +11,9 @@
  * caches: llama_batch kv_T from layer 0) and each batch of shortcut questions whose context tokens
  * really start with the header's tokens runs as its suffixes only, attending to the cached header
  * (a question whose tokens do not start with them, e.g. one left-truncated to max_position, runs
- * whole). On the cpu backend the log-likelihoods are the same bits as the whole-prompt forward
- * (test_eval_mc test_shared_prefix_same_bits; docs/eval.md "Speed"). */
+ * whole). The same predictions and accuracy as the whole-prompt forward (mc_opts.no_shared_prefix),
+ * log-likelihoods equal up to rounding, not in every bit: OpenBLAS's sgemm rounds a row according to
+ * its place in the call (test_eval_mc test_shared_prefix_same_results; docs/eval.md). */
 #include "worker/eval/eval.h"
 
 #include <math.h>
@@ -116,10 +117,7 @@ static int shortcut_batch(llama_model *m, const mc_item *it, const int *order, i
                           double *ll, cis_err *err) {
     const llama_config *cfg = llama_model_config(m);
     const int V = cfg->vocab_size, L = cfg->num_hidden_layers, p0 = hkv ? hkv->n : 0;
-    int T = it[order[0]].ctx_len - p0;
-    /* the cpu backend's linear layer over <= 2 rows is a gemv, which sums differently from the sgemm
-     * of the whole-prompt forward: a padded row keeps the suffix batch on sgemm */
-    if (hkv && (int64_t)B * T < 3) T = 3;
+    const int T = it[order[0]].ctx_len - p0;
     int32_t *ids = xcalloc((size_t)B * T, sizeof *ids), *lens = xmalloc((size_t)B * sizeof *lens);
     int32_t *ob = xmalloc((size_t)B * sizeof *ob), *ot = xmalloc((size_t)B * sizeof *ot);
     int32_t *pos0 = xmalloc((size_t)B * sizeof *pos0);
