@@ -79,6 +79,9 @@ typedef struct rmu_opts {
     int steps;                  /* optimizer steps in all, topics alternating */
     uint64_t seed;              /* control vectors */
     bool pad_in_loss;           /* pads count in the MSE (upstream) */
+    bool no_prefix;             /* no shortcut: every forward from the embeddings and the frozen forward
+                                   every step (the reference path for tests and benchmarks; rmu.c "The
+                                   frozen prefix"): the same weights bit for bit */
     bool (*stop)(void *arg);    /* or NULL: checked after every step */
     void (*progress)(void *arg, double frac);
     void *cb_arg;
@@ -91,6 +94,10 @@ typedef struct rmu_result {
     int n_updated;              /* parameter tensors updated */
     int64_t numel_updated;
     double seconds;
+    int prefix_layers;          /* layers 0..prefix_layers-1 run once per batch and step (0: off) */
+    int64_t prefix_computed;    /* prefixes computed, and uses served from a kept one */
+    int64_t prefix_reused;
+    int64_t frozen_reused;      /* steps that took the previous step's frozen retain activation */
 } rmu_result;
 void rmu_result_clear(rmu_result *r);
 
