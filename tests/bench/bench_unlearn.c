@@ -4,6 +4,9 @@
  *   - the default model (a model directory, e.g. /work/cache/default/model, with its world: the real
  *     corpora, batches and lengths the interventions use: RMU 250 steps, GA/GD as configured below),
  *   - the 100M shape of bench_engine (random weights, random-id batches of 4 x 256 tokens).
+ * On the default model RMU runs its tiny-family preset twice, side by side: the reference path
+ * (issue 12's shortcuts off: no frozen prefix, the engine's full backward) and the default, and
+ * says whether the two give the same weights bit for bit.
  * Built by `make tests-build`, not run by `make test`; numbers go in docs/unlearning.md.
  * Usage: bench_unlearn [-t threads] [-m MODEL_DIR -w WORLD_DIR] [-s default,100m] */
 #include <stdio.h>
@@ -54,7 +57,7 @@ static double train_step_rate(llama_model *m, const unl_batch *b, int n) {
 static void report(const char *shape, const char *method, int steps, double sec, int tokens_per_step, double engine) {
     /* tokens_per_step: the padded tokens of the step's forget batches (RMU also runs two partial
      * forwards of a retain batch per step; GD a retain batch per forget batch) */
-    printf("%-8s %-4s %6d steps %8.2f s %8.2f steps/s (%6d forget tokens/step)   engine train step %7.2f steps/s "
+    printf("%-8s %-7s %6d steps %8.2f s %8.2f steps/s (%6d forget tokens/step)   engine train step %7.2f steps/s "
            "(one batch of that shape)\n", shape, method, steps, sec, steps / sec, tokens_per_step, engine);
     fflush(stdout);
 }
@@ -79,13 +82,41 @@ static void bench_default(const char *model_dir, const char *world) {
     if (unl_load_retain(world, 0, &d[2], &err)) die_err("retain", &err);
     for (int k = 0; k < 3; k++)
         if (unl_make_batches(tok, &d[k], 0, -1, 4, maxpos, false, false, true, false, &rb[k], &err)) die_err("batches", &err);
-    /* RMU as the preset runs it on the tiny family: act layer 1, o_proj of layers 0-1, 250 steps */
+    /* RMU as the preset runs it on the tiny family (rmu_preset): act layer L - 3, down_proj of layers
+     * L-5..L-3, c 300, alpha 10, lr 1e-2, 250 steps; first the reference path (no frozen prefix, the
+     * engine's full backward: issue 12's shortcuts off), then the default, side by side, and the two
+     * results compared bit for bit */
+    int L = cfg.num_hidden_layers, act = L > 3 ? L - 3 : L - 1;
+    rmu_opts o = {.layer = act, .layer_lo = act >= 2 ? act - 2 : 0, .layer_hi = act, .module = "down_proj", .lr = 1e-2f,
+                  .steps = 250, .seed = 1, .pad_in_loss = true};
+    o.coeff[0] = o.coeff[1] = 300; o.alpha[0] = o.alpha[1] = 10;
+    rmu_result r = {0}, r_ref = {0};
     llama_model_copy_params(m, base, &err);
-    rmu_opts o = {.layer = 1, .layer_lo = 0, .layer_hi = 1, .module = "o_proj", .lr = 5e-3f, .steps = 250, .seed = 1,
-                  .pad_in_loss = true};
-    o.coeff[0] = o.coeff[1] = 20; o.alpha[0] = o.alpha[1] = 100;
-    rmu_result r = {0};
+    o.no_prefix = true;
+    llama_model_set_full_backward(m, true);
+    if (rmu_run(m, base, &o, rb, &rb[2], &r_ref, &err) < 0) die_err("rmu", &err);
+    int np;
+    llama_param *pp = llama_model_params(m, &np);
+    float **ref_w = xcalloc((size_t)np, sizeof *ref_w);
+    for (int i = 0; i < np; i++) {
+        size_t n = (size_t)pp[i].shape[0] * (pp[i].ndim == 2 ? (size_t)pp[i].shape[1] : 1);
+        ref_w[i] = xmalloc(n * sizeof(float));
+        llama_model_param_get(m, i, ref_w[i], &err);
+    }
+    llama_model_copy_params(m, base, &err);
+    o.no_prefix = false;
+    llama_model_set_full_backward(m, false);
     if (rmu_run(m, base, &o, rb, &rb[2], &r, &err) < 0) die_err("rmu", &err);
+    bool same = true;
+    for (int i = 0; i < np; i++) {
+        size_t n = (size_t)pp[i].shape[0] * (pp[i].ndim == 2 ? (size_t)pp[i].shape[1] : 1);
+        float *now = xmalloc(n * sizeof(float));
+        llama_model_param_get(m, i, now, &err);
+        same &= memcmp(now, ref_w[i], n * sizeof(float)) == 0;
+        free(now);
+        free(ref_w[i]);
+    }
+    free(ref_w);
     /* GA/GD batches: fixed length (the model's positions), targets */
     text_docs f = {0};
     f.n = d[0].n + d[1].n;
@@ -100,7 +131,13 @@ static void bench_default(const char *model_dir, const char *world) {
     if (unl_make_batches(tok, &f, 0, 480, 2, maxpos, true, true, true, false, &fb2, &err)) die_err("gd batches", &err);
     double eng = train_step_rate(m, &fb.b[0], 10);
     int ttok = rb[0].b[0].B * rb[0].b[0].T;
+    report("default", "rmu-ref", r_ref.steps, r_ref.seconds, ttok, eng);
     report("default", "rmu", r.steps, r.seconds, ttok, eng);
+    printf("# rmu: layer %d, down_proj of %d-%d; the frozen prefix (layers 0-%d) computed %lld times, reused %lld; frozen "
+           "activation reused %lld times; %.2fx faster than the reference path; weights %s\n", o.layer, o.layer_lo,
+           o.layer_hi, o.layer_lo - 1, (long long)r.prefix_computed, (long long)r.prefix_reused, (long long)r.frozen_reused,
+           r_ref.seconds / r.seconds, same ? "bit-identical" : "DIFFER");
+    rmu_result_clear(&r_ref);
     llama_model_copy_params(m, base, &err);
     ga_opts go = {.lr = 1e-3f, .accum = 2, .freeze_lower_half = true, .replicas = 0};
     ga_result gr = {0};

@@ -122,5 +122,31 @@ def report_findings_and_timings():
     assert t["jobs"] == 15 and t["sweep_s"] >= 0 and t["workers"] == 2, t
 
 
+@test
+def breakdown_reads_the_run():
+    """tests/bench/study_breakdown.py (bench_study.sh's table, docs/study.md "Time") on this run:
+    its counts are the database's (15 jobs, every stage fresh or restored), and a missing
+    database is a clear error naming it."""
+    s = study()
+    out = s["out"]
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    tool = os.path.join(root, "tests", "bench", "study_breakdown.py")
+    r = subprocess.run([sys.executable, tool, out], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    n_jobs = q(s["db"], "SELECT count(*) AS n FROM jobs")[0]["n"]
+    assert f"jobs {n_jobs}, done {n_jobs}, failed/dead 0" in r.stdout, r.stdout
+    n_stages = q(s["db"], "SELECT count(*) AS n FROM stages s JOIN attempts a USING (job_id, attempt) "
+                          "WHERE a.outcome = 'done'")[0]["n"]
+    counted = 0
+    for line in r.stdout.split("## Stages")[1].split("## Evaluation")[0].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[2].isdigit() and cells[3].isdigit():
+            counted += int(cells[2]) + int(cells[3])
+    assert counted == n_stages, (counted, n_stages, r.stdout)
+    assert "| cpu_eval_s |" in r.stdout and "| compress->edit |" in r.stdout, r.stdout
+    bad = subprocess.run([sys.executable, tool, os.path.join(out, "nowhere")], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "nowhere/sweep.db: no such file" in bad.stderr, bad.stderr
+
+
 if __name__ == "__main__":
     main()

@@ -116,6 +116,7 @@ llama_model *llama_model_new(const llama_config *cfg, backend *be, cis_err *err)
         if (!m->be) { free(m); return NULL; }
         m->own_be = true;
     }
+    m->full_bwd = llama_no_shortcuts();
     m->L = cfg->num_hidden_layers;
     m->D = cfg->hidden_size;
     m->F = cfg->intermediate_size;
@@ -310,6 +311,13 @@ int llama_model_set_trainable(llama_model *m, const char *glob, int layer_lo, in
 void llama_model_freeze_all(llama_model *m) {
     memset(m->trainable, 0, (size_t)m->n_params * sizeof *m->trainable);
     realloc_grads(m, NULL);
+}
+
+void llama_model_set_full_backward(llama_model *m, bool on) { m->full_bwd = on; }
+
+bool llama_no_shortcuts(void) {
+    const char *v = getenv(LLAMA_NO_SHORTCUTS_ENV);
+    return v && *v && strcmp(v, "0") != 0;
 }
 
 bool llama_model_is_trainable(const llama_model *m, int i) { return i >= 0 && i < m->n_params && m->trainable[i]; }

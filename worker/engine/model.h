@@ -167,6 +167,16 @@ bool llama_model_is_trainable(const llama_model *m, int i);
 /* llama_model_grad: the gradient buffer of parameter i (same shape, backend memory), NULL when frozen. */
 float *llama_model_grad(llama_model *m, int i);
 void llama_model_zero_grad(llama_model *m);
+/* llama_model_set_full_backward: on = llama_backward runs every layer it visits in full, also the
+ * lowest one, whose input gradient nothing needs when no trainable parameter, hook gradient or
+ * embedding gradient lies below it (off, the default: that layer stops after its last op that feeds
+ * a gradient someone asked for; the gradients are the same bit for bit, model_forward.c). For
+ * tests and benchmarks; a new model starts on when the environment has CISWEEP_NO_SHORTCUTS=1. */
+void llama_model_set_full_backward(llama_model *m, bool on);
+/* The environment variable that turns the bit-for-bit shortcuts off (issue 12: this full backward,
+ * RMU's frozen prefix, GA/GD's kept lower half) for side-by-side timings: set and not "0". */
+#define LLAMA_NO_SHORTCUTS_ENV "CISWEEP_NO_SHORTCUTS"
+bool llama_no_shortcuts(void);
 /* llama_model_optim_new: an optimizer (optim.h) over the currently trainable parameters and
  * their gradient buffers; re-create it after changing the trainable set. */
 optim *llama_model_optim_new(llama_model *m, const optim_config *cfg, cis_err *err);

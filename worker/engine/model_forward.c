@@ -504,7 +504,36 @@ int llama_forward(llama_model *m, const llama_batch *bt, const llama_hook *hooks
 // ---------------------------------------------------------------------------------------------
 // backward
 
-static void layer_backward(llama_model *m, int l, struct fwd_state *st) {
+/* How far into layer_backward a layer's backward must go (the ops in their order there). The
+ * lowest layer a backward visits needs no gradient at its input when nothing below it asks for one
+ * (no trainable parameter, no hook, no embedding gradient below): there the backward stops after
+ * the last op that feeds a trainable parameter's or a hook's gradient of this layer, and the
+ * input-gradient product of that op is skipped (linear_bwd with dx NULL). The ops it keeps are the
+ * same calls with the same operands, so every gradient is bit for bit the full backward's
+ * (tests/worker/engine/test_model_grad.c: "partial lowest layer"). RMU on down_proj of layers
+ * 5-7 needs only down_proj's dW in layer 5; the full layer would also run the MLP's and the
+ * attention's input gradients. */
+enum { BWD_DOWN = 1, BWD_HOOK_D, BWD_GATE_UP, BWD_HOOK_C, BWD_LN_POST, BWD_O, BWD_HOOK_B, BWD_QKV, BWD_HOOK_A, BWD_ALL };
+
+static int layer_bwd_depth(const llama_model *m, const struct fwd_state *st, int l) {
+    float *const *G = &m->grads[1 + l * LP_COUNT];
+    static const int of_param[LP_COUNT] = {[LP_Q] = BWD_QKV, [LP_K] = BWD_QKV, [LP_V] = BWD_QKV, [LP_O] = BWD_O,
+                                           [LP_GATE] = BWD_GATE_UP, [LP_UP] = BWD_GATE_UP, [LP_DOWN] = BWD_DOWN,
+                                           [LP_LN_IN] = BWD_ALL, [LP_LN_POST] = BWD_LN_POST};
+    static const int of_hook[LLAMA_HOOK_E] = {[LLAMA_HOOK_A] = BWD_HOOK_A, [LLAMA_HOOK_B] = BWD_HOOK_B,
+                                              [LLAMA_HOOK_C] = BWD_HOOK_C, [LLAMA_HOOK_D] = BWD_HOOK_D};
+    int d = 0;
+    for (int k = 0; k < LP_COUNT; k++)
+        if (G[k] && of_param[k] > d) d = of_param[k];
+    for (int k = 0; k < st->n_hooks; k++) {
+        const llama_hook *h = &st->hooks[k];
+        if (h->layer == l && h->grad && h->point < LLAMA_HOOK_E && of_hook[h->point] > d) d = of_hook[h->point];
+    }
+    return d > 0 ? d : BWD_ALL;
+}
+
+/* layer l's backward, down to depth (BWD_ALL: to dL/d(layer input) in st->dres) */
+static void layer_backward(llama_model *m, int l, struct fwd_state *st, int depth) {
     backend *be = m->be;
     const int32_t *pos = model_dev(m, st->pos), *lens = model_dev(m, st->lens);
     layer_acts *A = &st->acts[l];
@@ -515,16 +544,26 @@ static void layer_backward(llama_model *m, int l, struct fwd_state *st) {
     int nh = st->n_hooks;
     // st->dres = dL/d(layer output), hooks at E already applied
     // mlp: out = h2 + dact Wdᵀ
-    BE(be, linear_bwd, st->dF1, G[LP_DOWN], st->dres, A->dact, W[LP_DOWN], TENSOR_F32, N, F, D, false);
+    BE(be, linear_bwd, depth > BWD_DOWN ? st->dF1 : NULL, G[LP_DOWN], st->dres, A->dact, W[LP_DOWN], TENSOR_F32, N, F,
+       D, false);
+    if (depth <= BWD_DOWN) return;
     hook_grads(m, hk, nh, l, LLAMA_HOOK_D, st->dF1, T, F, N);
+    if (depth <= BWD_HOOK_D) return;
     BE(be, swiglu_bwd, st->dF1, st->dF2, st->dF1, A->g, A->u, (int64_t)N * F);
-    BE(be, linear_bwd, st->dtmp, G[LP_GATE], st->dF1, A->bn, W[LP_GATE], TENSOR_F32, N, D, F, false);
-    BE(be, linear_bwd, st->dtmp, G[LP_UP], st->dF2, A->bn, W[LP_UP], TENSOR_F32, N, D, F, true);
+    float *dbn = depth > BWD_GATE_UP ? st->dtmp : NULL;
+    BE(be, linear_bwd, dbn, G[LP_GATE], st->dF1, A->bn, W[LP_GATE], TENSOR_F32, N, D, F, false);
+    BE(be, linear_bwd, dbn, G[LP_UP], st->dF2, A->bn, W[LP_UP], TENSOR_F32, N, D, F, true);
+    if (depth <= BWD_GATE_UP) return;
     hook_grads(m, hk, nh, l, LLAMA_HOOK_C, st->dtmp, T, D, N);
+    if (depth <= BWD_HOOK_C) return;
     BE(be, rmsnorm_bwd, st->dres, G[LP_LN_POST], st->dtmp, A->h2, W[LP_LN_POST], A->rstd2, N, D, true);
+    if (depth <= BWD_LN_POST) return;
     // st->dres = dL/dh2; attention: h2 = x + ctx Woᵀ
-    BE(be, linear_bwd, st->dctx, G[LP_O], st->dres, A->ctx, W[LP_O], TENSOR_F32, N, m->qdim, D, false);
+    BE(be, linear_bwd, depth > BWD_O ? st->dctx : NULL, G[LP_O], st->dres, A->ctx, W[LP_O], TENSOR_F32, N, m->qdim, D,
+       false);
+    if (depth <= BWD_O) return;
     hook_grads(m, hk, nh, l, LLAMA_HOOK_B, st->dctx, T, m->qdim, N);
+    if (depth <= BWD_HOOK_B) return;
     if (st->kv_T) {
         /* keys and values live in the caches: the gradient into them, then this batch's own rows
          * (the cached prefix is constant) */
@@ -539,10 +578,13 @@ static void layer_backward(llama_model *m, int l, struct fwd_state *st) {
     }
     BE(be, rope_bwd, st->dq, pos, m->rope_cos, m->rope_sin, N, m->H, m->Dh);
     BE(be, rope_bwd, st->dk, pos, m->rope_cos, m->rope_sin, N, m->Hkv, m->Dh);
-    BE(be, linear_bwd, st->dtmp, G[LP_Q], st->dq, A->a, W[LP_Q], TENSOR_F32, N, D, m->qdim, false);
-    BE(be, linear_bwd, st->dtmp, G[LP_K], st->dk, A->a, W[LP_K], TENSOR_F32, N, D, m->kvdim, true);
-    BE(be, linear_bwd, st->dtmp, G[LP_V], st->dv, A->a, W[LP_V], TENSOR_F32, N, D, m->kvdim, true);
+    float *da = depth > BWD_QKV ? st->dtmp : NULL;
+    BE(be, linear_bwd, da, G[LP_Q], st->dq, A->a, W[LP_Q], TENSOR_F32, N, D, m->qdim, false);
+    BE(be, linear_bwd, da, G[LP_K], st->dk, A->a, W[LP_K], TENSOR_F32, N, D, m->kvdim, true);
+    BE(be, linear_bwd, da, G[LP_V], st->dv, A->a, W[LP_V], TENSOR_F32, N, D, m->kvdim, true);
+    if (depth <= BWD_QKV) return;
     hook_grads(m, hk, nh, l, LLAMA_HOOK_A, st->dtmp, T, D, N);
+    if (depth <= BWD_HOOK_A) return;
     BE(be, rmsnorm_bwd, st->dres, G[LP_LN_IN], st->dtmp, st->xs[l], W[LP_LN_IN], A->rstd1, N, D, true);
     // st->dres = dL/d(layer input)
 }
@@ -577,9 +619,12 @@ int llama_backward(llama_model *m, float loss_scale, const float *dlogits, cis_e
         }
         BE(m->be, rmsnorm_bwd, st->dres, m->grads[m->i_norm], st->dtmp, st->xs[m->L], m->norm_f, st->rstd_f, N, D, false);
     }
+    /* the lowest layer visited may stop inside (layer_bwd_depth) when nothing below it needs a
+     * gradient: no E hook below it, no embedding gradient */
+    bool input_needed = st->lo_visit < st->lo_int || (st->lo_int == 0 && m->grads[m->i_embed]) || m->full_bwd;
     for (int l = st->n_run - 1; l >= st->lo_visit; l--) {
         hook_grads(m, st->hooks, st->n_hooks, l, LLAMA_HOOK_E, st->dres, st->T, D, N);
-        if (l >= st->lo_int) layer_backward(m, l, st);
+        if (l >= st->lo_int) layer_backward(m, l, st, l == st->lo_int && !input_needed ? layer_bwd_depth(m, st, l) : BWD_ALL);
     }
     if (m->grads[m->i_embed] && st->lo_int == 0) {
         for (int b = 0; b < st->B; b++)  // padding rows carry no gradient into the table

@@ -43,6 +43,7 @@ struct llama_model {
     bool *trainable;         /* [n_params] */
     float **grads;           /* [n_params] NULL when frozen */
     float *grad_block;
+    bool full_bwd;           /* every visited layer's backward in full (llama_model_set_full_backward) */
     /* rope tables [P, Dh/2] */
     float *rope_cos, *rope_sin;
     int rope_P;

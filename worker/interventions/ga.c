@@ -47,6 +47,7 @@ typedef struct ga_state {
     ga_result *res;
     int cap;
     int32_t *no_targets;        /* [max B x T] all LOSS_IGNORE_INDEX (GD with retain weight 0) */
+    bool use_x;                 /* the kept lower halves start their micro-batches (one replica only) */
 } ga_state;
 
 static int ga_batch(void *ctx, const train_step_info *si, train_batch *out, cis_err *err) {
@@ -56,8 +57,10 @@ static int ga_batch(void *ctx, const train_step_info *si, train_batch *out, cis_
     int64_t bi = si->step * (gd ? si->accum / 2 : si->accum) + j;
     const unl_batch *b;
     const int32_t *tg;
+    const float *x = NULL;
     if (gd && si->micro % 2) {
         b = &s->retain->b[bi];
+        if (s->o->retain_x) x = s->o->retain_x[bi];
         out->scale = 2.0f * s->o->retain_weight;
         /* the loop reads a scale of 0 as 1: a zero weight is a batch with no counted target (its
          * loss and gradients are exactly zero) */
@@ -65,10 +68,16 @@ static int ga_batch(void *ctx, const train_step_info *si, train_batch *out, cis_
         if (s->o->retain_weight == 0) out->scale = 1.0f;
     } else {
         b = &s->forget->b[bi];
+        if (s->o->forget_x) x = s->o->forget_x[bi];
         out->scale = gd ? -2.0f : -1.0f;
         tg = b->targets;
     }
     out->b = (llama_batch){.B = b->B, .T = b->T, .ids = b->ids, .lens = b->lens, .targets = tg};
+    if (x && s->use_x) {
+        out->b.start_layer = s->o->prefix_layers;
+        out->b.x_start = x;
+        s->res->started++;
+    }
     (void)err;
     return 0;
 }
@@ -129,6 +138,8 @@ int ga_run(llama_model *m, const ga_opts *o, const unl_batches *forget, const un
     c.replicas = o->replicas;
     c.progress = ga_progress;
     c.progress_ctx = &s;
+    /* kept lower halves need the whole batch on one model (train_loop.h); with replicas they go unused */
+    s.use_x = o->prefix_layers > 0 && (o->forget_x || o->retain_x) && train_loop_replicas(&c, m) == 1;
     train_task task = {.model = m, .batch = ga_batch, .ctx = &s};
     train_loop_result tr;
     int st = train_loop_run(&c, &task, &tr, err);
@@ -196,13 +207,66 @@ static void shuffle_docs(text_docs *d, uint64_t seed, uint64_t stream) {
     free(t); free(l); free(perm);
 }
 
-/* mean CE of m on the first n batches (without gradients) */
-static int mean_ce(llama_model *m, const unl_batches *bs, int n, double *out, cis_err *err) {
+/* The kept lower half. With the lower half frozen (embeddings and layers 0..P-1, P = L/2), the
+ * residual stream entering layer P is a constant of a batch. The forget and retain CE are measured
+ * before and after unlearning on the first GA_MEASURE_BATCHES batches, which are also the first
+ * micro-batches of the training: their lower half runs once (llama_embed + llama_layer_run, the same
+ * ops as llama_forward's, hence the same floats) and the measurements and those micro-batches start
+ * at layer P (previously it ran three times per batch). CISWEEP_NO_SHORTCUTS=1: from the embeddings. */
+#define GA_MEASURE_BATCHES 8
+
+typedef struct lower_half {
+    int P;                      /* 0: off */
+    int n;                      /* batches kept (the first n) */
+    float **x;                  /* [batches] [B*T, D] backend memory or NULL */
+} lower_half;
+
+/* keep the lower half of the first n batches of bs (P layers; P = 0: nothing) */
+static int lower_half_keep(llama_model *m, const unl_batches *bs, int P, int n, lower_half *out, cis_err *err) {
+    memset(out, 0, sizeof *out);
+    if (P < 1 || bs->n < 1) return 0;
+    backend *be = llama_model_backend(m);
+    int D = llama_model_config(m)->hidden_size;
+    out->P = P;
+    out->x = xcalloc((size_t)bs->n, sizeof *out->x);
+    float *tmp = NULL;
+    size_t tmp_rows = 0;
+    for (int i = 0; i < bs->n && i < n; i++, out->n++) {
+        const unl_batch *b = &bs->b[i];
+        size_t rows = (size_t)b->B * b->T, bytes = rows * D * sizeof(float);
+        if (rows > tmp_rows) {
+            if (tmp) backend_free(be, tmp);
+            if (!(tmp = backend_alloc(be, bytes, err))) return -1;
+            tmp_rows = rows;
+        }
+        if (!(out->x[i] = backend_alloc(be, bytes, err))) { backend_free(be, tmp); return -1; }
+        float *cur = P % 2 == 0 ? out->x[i] : tmp, *nxt = P % 2 == 0 ? tmp : out->x[i];
+        if (llama_embed(m, b->B, b->T, b->ids, b->lens, cur, err)) { backend_free(be, tmp); return -1; }
+        for (int l = 0; l < P; l++) {
+            if (llama_layer_run(m, l, b->B, b->T, b->lens, cur, nxt, NULL, 0, err)) { backend_free(be, tmp); return -1; }
+            float *t = cur; cur = nxt; nxt = t;
+        }
+        CIS_ASSERT(cur == out->x[i]);
+    }
+    if (tmp) backend_free(be, tmp);
+    return 0;
+}
+
+static void lower_half_clear(llama_model *m, lower_half *h, int n_batches) {
+    for (int i = 0; h->x && i < n_batches; i++)
+        if (h->x[i]) backend_free(llama_model_backend(m), h->x[i]);
+    free(h->x);
+    memset(h, 0, sizeof *h);
+}
+
+/* mean CE of m on the first n batches (without gradients), started at layer h->P where kept */
+static int mean_ce(llama_model *m, const unl_batches *bs, int n, const lower_half *h, double *out, cis_err *err) {
     double sum = 0;
     int k = 0;
     for (int i = 0; i < bs->n && i < n; i++, k++) {
         const unl_batch *b = &bs->b[i];
         llama_batch bt = {.B = b->B, .T = b->T, .ids = b->ids, .lens = b->lens, .targets = b->targets};
+        if (h->P > 0 && h->x && h->x[i]) { bt.start_layer = h->P; bt.x_start = h->x[i]; }
         double l;
         if (llama_forward(m, &bt, NULL, 0, false, &l, err)) return -1;
         sum += l;
@@ -221,6 +285,7 @@ static int run_ga_gd(interv_ctx *c, bool gd, cis_err *err) {
     bool pad = interv_param_bool(c, "pad_in_loss");
     text_docs f[UNL_N_TOPICS] = {{0}}, forget = {0}, retain = {0};
     unl_batches fb = {0}, rb = {0};
+    lower_half hf = {0}, hr = {0};
     ga_result res = {0};
     int rc = -1;
     interv_phase_begin(c->record, "data");
@@ -243,25 +308,32 @@ static int run_ga_gd(interv_ctx *c, bool gd, cis_err *err) {
         if (unl_make_batches(c->tok, &retain, 0, n, B, T, true, true, pad, false, &rb, err)) goto out;
     }
     double ce_before = 0, ce_after = 0, rce_before = 0, rce_after = 0;
+    bool freeze = interv_param_bool(c, "freeze_lower_half");
+    int P = freeze && !llama_no_shortcuts() ? llama_model_config(c->model)->num_hidden_layers / 2 : 0;
     interv_phase_begin(c->record, "measure");
-    if (mean_ce(c->model, &fb, 8, &ce_before, err)) goto out;
-    if (gd && mean_ce(c->model, &rb, 8, &rce_before, err)) goto out;
+    if (lower_half_keep(c->model, &fb, P, GA_MEASURE_BATCHES, &hf, err)) goto out;
+    if (gd && lower_half_keep(c->model, &rb, P, GA_MEASURE_BATCHES, &hr, err)) goto out;
+    if (mean_ce(c->model, &fb, GA_MEASURE_BATCHES, &hf, &ce_before, err)) goto out;
+    if (gd && mean_ce(c->model, &rb, GA_MEASURE_BATCHES, &hr, &rce_before, err)) goto out;
     interv_phase_begin(c->record, "unlearn");
     ga_opts o = {
         .lr = (float)interv_param_float(c, "lr"),
         .accum = (int)interv_param_int(c, "accum"),
         .retain_weight = gd ? (float)interv_param_float(c, "retain_weight") : 0.0f,
-        .freeze_lower_half = interv_param_bool(c, "freeze_lower_half"),
+        .freeze_lower_half = freeze,
         .replicas = 0,
+        .prefix_layers = P, .forget_x = hf.x, .retain_x = gd ? hr.x : NULL,
         .stop = cb_stop, .progress = cb_progress, .cb_arg = c,
     };
     int st = ga_run(c->model, &o, &fb, gd ? &rb : NULL, &res, err);
     if (st < 0) goto out;
     if (st > 0) { rc = interv_stopped(c, err); goto out; }
     interv_phase_begin(c->record, "measure");
-    if (mean_ce(c->model, &fb, 8, &ce_after, err)) goto out;
-    if (gd && mean_ce(c->model, &rb, 8, &rce_after, err)) goto out;
+    if (mean_ce(c->model, &fb, GA_MEASURE_BATCHES, &hf, &ce_after, err)) goto out;
+    if (gd && mean_ce(c->model, &rb, GA_MEASURE_BATCHES, &hr, &rce_after, err)) goto out;
     interv_phase_end(c->record);
+    interv_record_set_int(c->record, "lower_half_kept", hf.n + hr.n);
+    interv_record_set_int(c->record, "lower_half_started", res.started);
     interv_record_set_int(c->record, "forget_documents", fb.n > 0 ? (n < forget.n ? n : forget.n) : 0);
     interv_record_set_int(c->record, "forget_documents_available", forget.n);
     interv_record_set_int(c->record, "forget_batches", fb.n);
@@ -285,6 +357,8 @@ static int run_ga_gd(interv_ctx *c, bool gd, cis_err *err) {
     rc = 0;
 out:
     interv_phase_end(c->record);
+    lower_half_clear(c->model, &hf, fb.n);
+    lower_half_clear(c->model, &hr, rb.n);
     ga_result_clear(&res);
     unl_batches_clear(&fb);
     unl_batches_clear(&rb);

@@ -22,6 +22,7 @@
 #include "common/rng.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,6 +65,30 @@ void rmu_result_clear(rmu_result *r) {
 
 /* ---- the engine ---- */
 
+/* The frozen prefix. Layers 0..P-1 below the lowest updated layer P = layer_lo never change, in
+ * neither model, so the residual stream entering layer P is a constant of the batch: it is computed
+ * once per step and batch (llama_embed + llama_layer_run, the same ops as llama_forward's own
+ * layers, hence the same floats), kept while its batch will come again (the forget batches cycle:
+ * 250 steps over 60 batches per topic on the default world), and the updated and the frozen
+ * forwards start from it (start_layer P) instead of from the embeddings. The frozen model shares it
+ * only when its embeddings and layers 0..P-1 are bit-identical to the updated model's (always, as
+ * rmu_apply makes it; a caller's other frozen model runs its own full forward). Off with
+ * opts->no_prefix or CISWEEP_NO_SHORTCUTS=1: every forward from the embeddings, as before. */
+#define RMU_PREFIX_KEEP_BYTES ((size_t)256 << 20)   /* kept prefixes at most (then recomputed) */
+
+typedef struct rmu_prefix {
+    int P;                      /* 0 = off */
+    bool frozen_shares;         /* the frozen model's layers 0..P-1 are the updated model's */
+    int n_slot;                 /* forget[0] batches, forget[1] batches, retain batches */
+    int off[UNL_N_TOPICS + 1];  /* first slot of forget[0], forget[1], retain */
+    float **x;                  /* [n_slot] kept [B*T, D] backend memory, or NULL */
+    int *uses_left;             /* [n_slot] steps still to use the slot's batch */
+    size_t kept;                /* bytes kept */
+    float *tmp[2];              /* [cap, D] backend scratch: the ping-pong of the layers */
+    size_t tmp_cap;             /* rows */
+    int64_t computed, reused;   /* prefixes computed, and uses served from a kept one */
+} rmu_prefix;
+
 typedef struct rmu_state {
     llama_model *m, *frozen;
     const rmu_opts *o;
@@ -72,6 +97,9 @@ typedef struct rmu_state {
     float *cvec[UNL_N_TOPICS];  /* [D] */
     float *act, *act0, *seed;   /* [rows, D] host scratch, grown on demand */
     size_t cap;
+    rmu_prefix px;
+    bool shortcuts;             /* the frozen prefix and the kept frozen activation (off: opts->no_prefix) */
+    int64_t act0_batch;         /* the retain batch whose frozen activation act0 holds, or -1 */
     rmu_result *res;
     int res_cap;
 } rmu_state;
@@ -85,13 +113,126 @@ static void grow(rmu_state *s, size_t rows) {
     s->seed = xrealloc(s->seed, need * sizeof(float));
 }
 
-/* the activation at the output of o->layer on batch b: forward (kept for a backward when seed) */
-static int act_forward(rmu_state *s, llama_model *m, const unl_batch *b, float *read, const float *seed, bool bwd,
-                       cis_err *err) {
+/* the activation at the output of o->layer on batch b: forward (kept for a backward when seed),
+ * from the embeddings (x_start NULL) or from x_start [B*T, D] at the input of layer px.P */
+static int act_forward(rmu_state *s, llama_model *m, const unl_batch *b, const float *x_start, float *read,
+                       const float *seed, bool bwd, cis_err *err) {
     llama_hook h = {.layer = s->o->layer, .point = LLAMA_HOOK_E, .mode = LLAMA_HOOK_READ, .n_pos = -1,
                     .read = read, .grad_seed = seed};
     llama_batch bt = {.B = b->B, .T = b->T, .ids = b->ids, .lens = b->lens, .n_layers = s->o->layer + 1};
+    if (x_start) { bt.start_layer = s->px.P; bt.x_start = x_start; }
     return llama_forward(m, &bt, &h, 1, bwd, NULL, err);
+}
+
+/* whether a and b hold the same embeddings and layers 0..P-1, bit for bit, on one backend */
+static bool same_prefix(llama_model *a, llama_model *b, int P) {
+    if (llama_model_backend(a) != llama_model_backend(b)) return false;
+    int na, nb;
+    llama_param *pa = llama_model_params(a, &na), *pb = llama_model_params(b, &nb);
+    if (na != nb) return false;
+    bool same = true;
+    for (int i = 0; i < na && same; i++) {
+        if (strcmp(pa[i].name, pb[i].name)) return false;
+        int l = -1;
+        bool below = sscanf(pa[i].name, "model.layers.%d.", &l) == 1 ? l < P : !strcmp(pa[i].name, "model.embed_tokens.weight");
+        if (!below) continue;
+        size_t n = (size_t)pa[i].shape[0] * (pa[i].ndim == 2 ? (size_t)pa[i].shape[1] : 1);
+        float *ha = xmalloc(n * sizeof(float)), *hb = xmalloc(n * sizeof(float));
+        cis_err e = {0};
+        same = !llama_model_param_get(a, i, ha, &e) && !llama_model_param_get(b, i, hb, &e) &&
+               !memcmp(ha, hb, n * sizeof(float));
+        free(ha);
+        free(hb);
+    }
+    return same;
+}
+
+/* set up the prefix of rmu_run (px.P = 0: off); counts each slot's uses over the run's steps */
+static int prefix_init(rmu_state *s, cis_err *err) {
+    rmu_prefix *px = &s->px;
+    memset(px, 0, sizeof *px);
+    if (!s->shortcuts || s->o->layer_lo < 1) return 0;
+    px->P = s->o->layer_lo;
+    px->frozen_shares = same_prefix(s->m, s->frozen, px->P);
+    px->off[0] = 0;
+    px->off[1] = s->forget[0].n;
+    px->off[2] = px->off[1] + s->forget[1].n;
+    px->n_slot = px->off[2] + s->retain->n;
+    px->x = xcalloc((size_t)px->n_slot, sizeof *px->x);
+    px->uses_left = xcalloc((size_t)px->n_slot, sizeof *px->uses_left);
+    for (int64_t i = 0; i < s->o->steps; i++) {
+        int t = (int)(i % UNL_N_TOPICS);
+        int64_t bi = i / UNL_N_TOPICS;
+        px->uses_left[px->off[t] + bi % s->forget[t].n]++;
+        px->uses_left[px->off[2] + bi % s->retain->n]++;
+    }
+    (void)err;
+    return 0;
+}
+
+static void prefix_clear(rmu_state *s) {
+    rmu_prefix *px = &s->px;
+    backend *be = llama_model_backend(s->m);
+    for (int i = 0; i < px->n_slot; i++)
+        if (px->x[i]) backend_free(be, px->x[i]);
+    for (int k = 0; k < 2; k++)
+        if (px->tmp[k]) backend_free(be, px->tmp[k]);
+    free(px->x);
+    free(px->uses_left);
+    memset(px, 0, sizeof *px);
+}
+
+/* the residual stream entering layer P for batch b (slot `slot`): a kept one, or computed with the
+ * updated model's layers 0..P-1 (kept when the batch comes again and the budget allows). *x points
+ * to backend memory valid until the next prefix_get; one use of the slot is counted. */
+static int prefix_get(rmu_state *s, int slot, const unl_batch *b, const float **x, cis_err *err) {
+    rmu_prefix *px = &s->px;
+    backend *be = llama_model_backend(s->m);
+    size_t rows = (size_t)b->B * b->T, bytes = rows * (size_t)s->D * sizeof(float);
+    px->uses_left[slot]--;
+    if (px->x[slot]) {
+        *x = px->x[slot];
+        px->reused++;
+        return 0;
+    }
+    if (rows > px->tmp_cap) {
+        for (int k = 0; k < 2; k++) {
+            if (px->tmp[k]) backend_free(be, px->tmp[k]);
+            px->tmp[k] = backend_alloc(be, bytes, err);
+            if (!px->tmp[k]) return -1;
+        }
+        px->tmp_cap = rows;
+    }
+    float *keep = NULL;
+    if (px->uses_left[slot] > 0 && px->kept + bytes <= RMU_PREFIX_KEEP_BYTES) {
+        keep = backend_alloc(be, bytes, NULL);   /* no memory: recomputed next time instead */
+        if (keep) { px->x[slot] = keep; px->kept += bytes; }
+    }
+    /* embeddings and layers 0..P-1 ping-pong between the buffers so that the last lands in out */
+    float *out = keep ? keep : px->tmp[0];
+    float *other = keep ? px->tmp[0] : px->tmp[1];
+    float *cur = px->P % 2 == 0 ? out : other, *nxt = px->P % 2 == 0 ? other : out;
+    if (llama_embed(s->m, b->B, b->T, b->ids, b->lens, cur, err)) return -1;
+    for (int l = 0; l < px->P; l++) {
+        if (llama_layer_run(s->m, l, b->B, b->T, b->lens, cur, nxt, NULL, 0, err)) return -1;
+        float *t = cur; cur = nxt; nxt = t;
+    }
+    CIS_ASSERT(cur == out);
+    px->computed++;
+    *x = out;
+    return 0;
+}
+
+/* a slot's batch is used no more: its kept prefix goes */
+static void prefix_done(rmu_state *s, int slot) {
+    rmu_prefix *px = &s->px;
+    if (px->uses_left[slot] > 0 || !px->x[slot]) return;
+    backend *be = llama_model_backend(s->m);
+    const unl_batch *b = slot >= px->off[2] ? &s->retain->b[slot - px->off[2]]
+                         : slot >= px->off[1] ? &s->forget[1].b[slot - px->off[1]] : &s->forget[0].b[slot];
+    px->kept -= (size_t)b->B * b->T * (size_t)s->D * sizeof(float);
+    backend_free(be, px->x[slot]);
+    px->x[slot] = NULL;
 }
 
 /* rows that count in the loss: every row with pad_in_loss (lens = T), else the real tokens */
@@ -112,7 +253,11 @@ static int rmu_step(void *ctx, const train_step_info *si, double *loss, cis_err 
     /* forget: mean over the counted elements of (h - c u)^2 */
     grow(s, (size_t)f->B * f->T);
     memset(s->seed, 0, (size_t)f->B * f->T * D * sizeof(float));
-    if (act_forward(s, s->m, f, s->act, s->seed, true, err)) return -1;
+    const float *xf = NULL;
+    int fslot = s->px.off[topic] + (int)(bi % fb->n);
+    if (s->px.P && prefix_get(s, fslot, f, &xf, err)) return -1;
+    if (act_forward(s, s->m, f, xf, s->act, s->seed, true, err)) return -1;
+    if (s->px.P) prefix_done(s, fslot);
     int64_t nrow = 0;
     for (int b = 0; b < f->B; b++)
         for (int t = 0; t < f->T; t++) nrow += row_counts(f, b, t);
@@ -134,9 +279,22 @@ static int rmu_step(void *ctx, const train_step_info *si, double *loss, cis_err 
     /* retain: alpha x mean((h - h_frozen)^2) */
     double alpha = o->alpha[topic];
     grow(s, (size_t)r->B * r->T);
-    if (act_forward(s, s->frozen, r, s->act0, NULL, false, err)) return -1;
+    const float *xr = NULL;
+    int rslot = s->px.off[2] + (int)(bi % s->retain->n);
+    if (s->px.P && prefix_get(s, rslot, r, &xr, err)) return -1;
+    /* the frozen activation of a retain batch is a constant: consecutive steps (bio, cyber) share
+     * their retain batch, so the second takes the first's */
+    int64_t rbi = bi % s->retain->n;
+    if (s->act0_batch != rbi) {
+        s->act0_batch = -1;
+        if (act_forward(s, s->frozen, r, s->px.frozen_shares ? xr : NULL, s->act0, NULL, false, err)) return -1;
+        if (s->shortcuts) s->act0_batch = rbi;
+    } else {
+        s->res->frozen_reused++;
+    }
     memset(s->seed, 0, (size_t)r->B * r->T * D * sizeof(float));
-    if (act_forward(s, s->m, r, s->act, s->seed, true, err)) return -1;
+    if (act_forward(s, s->m, r, xr, s->act, s->seed, true, err)) return -1;
+    if (s->px.P) prefix_done(s, rslot);
     nrow = 0;
     for (int b = 0; b < r->B; b++)
         for (int t = 0; t < r->T; t++) nrow += row_counts(r, b, t);
@@ -203,7 +361,8 @@ int rmu_run(llama_model *m, llama_model *frozen, const rmu_opts *o, const unl_ba
         llama_model_config(frozen)->num_hidden_layers != L)
         return err_set(err, CIS_EINVAL, "rmu: the frozen model must have the updated model's configuration");
 
-    rmu_state s = {.m = m, .frozen = frozen, .o = o, .forget = forget, .retain = retain, .D = cfg->hidden_size, .res = res};
+    rmu_state s = {.m = m, .frozen = frozen, .o = o, .forget = forget, .retain = retain, .D = cfg->hidden_size, .res = res,
+                   .shortcuts = !o->no_prefix && !llama_no_shortcuts(), .act0_batch = -1};
     for (int t = 0; t < UNL_N_TOPICS; t++) {
         s.cvec[t] = xmalloc((size_t)s.D * sizeof(float));
         rmu_control_vector(o->seed, t, s.D, o->coeff[t], s.cvec[t]);
@@ -221,6 +380,7 @@ int rmu_run(llama_model *m, llama_model *frozen, const rmu_opts *o, const unl_ba
     for (int i = 0; i < np; i++)
         if (llama_model_is_trainable(m, i)) res->numel_updated += (int64_t)p[i].shape[0] * p[i].shape[1];
 
+    if (prefix_init(&s, err)) goto out;
     train_loop_cfg c = train_loop_cfg_default();
     c.steps = o->steps;
     c.optim = optim_config_default(ADAM_HF_ADAMW);   /* transformers.AdamW: eps 1e-6, no decay */
@@ -231,8 +391,12 @@ int rmu_run(llama_model *m, llama_model *frozen, const rmu_opts *o, const unl_ba
     train_loop_result tr;
     int st = train_loop_run(&c, &task, &tr, err);
     res->seconds = tr.seconds;
+    res->prefix_layers = s.px.P;
+    res->prefix_computed = s.px.computed;
+    res->prefix_reused = s.px.reused;
     rc = st == TRAIN_ERROR ? -1 : st == TRAIN_STOPPED ? 1 : 0;
 out:
+    prefix_clear(&s);
     llama_model_freeze_all(m);
     for (int t = 0; t < UNL_N_TOPICS; t++) free(s.cvec[t]);
     free(s.act);
@@ -378,6 +542,13 @@ int rmu_apply(interv_ctx *c, cis_err *err) {
     json_object_set_new(passes, "cyber", json_real((double)(res.steps / 2) / bat[1].n));
     json_object_set_new(passes, "retain", json_real((double)per_topic / bat[2].n));
     interv_record_set(c->record, "passes", passes);
+    /* the frozen prefix (rmu_run): layers 0..layers-1 run once per batch and step, not per forward */
+    json_t *px = json_object();
+    json_object_set_new(px, "layers", json_integer(res.prefix_layers));
+    json_object_set_new(px, "computed", json_integer(res.prefix_computed));
+    json_object_set_new(px, "reused", json_integer(res.prefix_reused));
+    json_object_set_new(px, "frozen_reused", json_integer(res.frozen_reused));
+    interv_record_set(c->record, "prefix", px);
     interv_record_set_int(c->record, "n_updated", res.n_updated);
     interv_record_set_int(c->record, "numel_updated", res.numel_updated);
     if (res.steps > 0) {

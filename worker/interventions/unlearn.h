@@ -79,6 +79,9 @@ typedef struct rmu_opts {
     int steps;                  /* optimizer steps in all, topics alternating */
     uint64_t seed;              /* control vectors */
     bool pad_in_loss;           /* pads count in the MSE (upstream) */
+    bool no_prefix;             /* no shortcut: every forward from the embeddings and the frozen forward
+                                   every step (the reference path for tests and benchmarks; rmu.c "The
+                                   frozen prefix"): the same weights bit for bit */
     bool (*stop)(void *arg);    /* or NULL: checked after every step */
     void (*progress)(void *arg, double frac);
     void *cb_arg;
@@ -91,6 +94,10 @@ typedef struct rmu_result {
     int n_updated;              /* parameter tensors updated */
     int64_t numel_updated;
     double seconds;
+    int prefix_layers;          /* layers 0..prefix_layers-1 run once per batch and step (0: off) */
+    int64_t prefix_computed;    /* prefixes computed, and uses served from a kept one */
+    int64_t prefix_reused;
+    int64_t frozen_reused;      /* steps that took the previous step's frozen retain activation */
 } rmu_result;
 void rmu_result_clear(rmu_result *r);
 
@@ -114,6 +121,14 @@ typedef struct ga_opts {
     float retain_weight;        /* GD: weight of the retain CE; ignored without retain batches */
     bool freeze_lower_half;     /* embeddings and layers 0..L/2-1 frozen (upstream's 0-15 of 32) */
     int replicas;               /* data-parallel replicas (train_loop.h); 0 = one per thread */
+    /* kept frozen prefixes (issue 12; ga.c "The kept lower half"): with prefix_layers P > 0 (the
+     * frozen layers 0..P-1, embeddings frozen), forget_x[i] / retain_x[i] is NULL or batch i's
+     * residual stream entering layer P ([B*T, D] in the model's backend memory, as llama_layer_run
+     * wrote it): that micro-batch's forward starts there. The same weights bit for bit. Used only
+     * when the run has one replica (train_loop_replicas): a replica's slice would need its own. */
+    int prefix_layers;
+    float *const *forget_x;     /* [forget->n] or NULL */
+    float *const *retain_x;     /* [retain->n] or NULL */
     bool (*stop)(void *arg);
     void (*progress)(void *arg, double frac);
     void *cb_arg;
@@ -124,6 +139,7 @@ typedef struct ga_result {
     double *loss;               /* [steps] mean CE of the step's micro-batches (forget and retain) */
     double seconds;
     int n_trainable;
+    int started;                /* micro-batches started from a kept lower half (ga_opts.forget_x) */
 } ga_result;
 void ga_result_clear(ga_result *r);
 

@@ -80,6 +80,9 @@ static int forward_backward(llama_model **rep, int R, const llama_batch *b, floa
         if (llama_forward(rep[0], b, NULL, 0, true, loss, err)) return -1;
         return llama_backward(rep[0], scale, NULL, err);
     }
+    if (b->start_layer > 0)   /* its rows' prefix was computed on the whole batch: a slice's would differ */
+        return err_set(err, CIS_EINVAL, "train: a started batch (start_layer %d) cannot be split over %d replicas",
+                       b->start_layer, R);
     replica_work w[TRAIN_MAX_REPLICAS];
     pthread_t tid[TRAIN_MAX_REPLICAS];
     bool started[TRAIN_MAX_REPLICAS] = {false};
@@ -159,6 +162,11 @@ static void gather_grads(loop_state *s) {
         }
 }
 
+int train_loop_replicas(const train_loop_cfg *c, llama_model *m) {
+    int R = c->replicas > 0 ? c->replicas : train_model_threads(m);
+    return R < 1 ? 1 : R > TRAIN_MAX_REPLICAS ? TRAIN_MAX_REPLICAS : R;
+}
+
 static int setup(loop_state *s, train_loop_result *res, cis_err *err) {
     const train_loop_cfg *c = s->c;
     const train_task *t = s->t;
@@ -178,10 +186,7 @@ static int setup(loop_state *s, train_loop_result *res, cis_err *err) {
                 return err_set(err, CIS_EINVAL, "train: tensor %d has no data, no gradient or a negative length", i);
     s->rep[0] = t->model;
     s->R = 1;
-    if (t->batch) {
-        int R = c->replicas > 0 ? c->replicas : train_model_threads(t->model);
-        s->R = R < 1 ? 1 : R > TRAIN_MAX_REPLICAS ? TRAIN_MAX_REPLICAS : R;
-    }
+    if (t->batch) s->R = train_loop_replicas(c, t->model);
     if (s->R > 1) {
         s->threads0 = train_model_threads(t->model);
         train_model_set_threads(t->model, 1);

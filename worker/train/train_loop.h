@@ -62,7 +62,10 @@ typedef struct train_step_info {
 typedef struct train_batch {
     llama_batch b;              /* B, T, ids [B,T], lens [B] (or NULL), targets [B,T] (LOSS_IGNORE_INDEX
                                    = no target); n_out, logits, n_layers must stay 0/NULL. The arrays
-                                   stay the caller's and must stay valid until the next call */
+                                   stay the caller's and must stay valid until the next call. A started
+                                   batch (start_layer, x_start: a frozen prefix the caller kept) needs one
+                                   replica (train_loop_replicas): a slice's prefix, computed on fewer rows,
+                                   is not bit for bit the whole batch's */
     float scale;                /* this micro-batch's loss weight, times cfg loss_scale (0 = 1; GD:
                                    -1 on a forget batch and 1 on a retain batch) */
 } train_batch;
@@ -124,6 +127,8 @@ typedef struct train_loop_cfg {
 
 /* train_loop_cfg_default: the defaults written above (steps 0: the caller sets a budget). */
 train_loop_cfg train_loop_cfg_default(void);
+/* train_loop_replicas: how many data-parallel replicas a batch-mode run of c on m uses (1 = none) */
+int train_loop_replicas(const train_loop_cfg *c, llama_model *m);
 
 /* the caller's own tensors to optimise (step mode), shapes flat: params[i], grads[i] hold len[i]
  * floats; the pointers stay the caller's and must outlive the run */

@@ -784,6 +784,62 @@ static void test_partial_forward_seeded_grad(void) {
     llama_model_free(&m);
 }
 
+/* The lowest layer a backward visits stops after its last op that feeds a gradient someone asked
+ * for (model_forward.c layer_bwd_depth) unless llama_model_set_full_backward: for every trainable
+ * parameter of layer 1 alone, and for a gradient asked at each hook point of layer 1, the
+ * gradients are bit for bit those of the full backward (and not zero). */
+static void test_partial_lowest_layer(void) {
+    llama_model *m = tiny_model(false, false, 29);
+    const llama_config *c = llama_model_config(m);
+    cis_err err = {0};
+    const char *mods[] = {"mlp.down_proj", "mlp.gate_proj", "mlp.up_proj", "post_attention_layernorm", "self_attn.o_proj",
+                          "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "input_layernorm"};
+    llama_batch bt = {.B = BB, .T = TT, .ids = g_ids, .lens = g_lens, .targets = g_tg};
+    for (int k = 0; k < (int)(sizeof mods / sizeof *mods); k++) {
+        char *name = xasprintf("model.layers.1.%s.weight", mods[k]);
+        int i = llama_model_find(m, name);
+        CHECK(i >= 0);
+        llama_param *p = &llama_model_params(m, NULL)[i];
+        size_t n = (size_t)p->shape[0] * (p->ndim == 2 ? (size_t)p->shape[1] : 1);
+        float *g[2];
+        for (int full = 0; full < 2; full++) {
+            llama_model_freeze_all(m);
+            CHECK_EQ_INT(llama_model_set_trainable(m, name, -1, -1, true, &err), 1);
+            llama_model_set_full_backward(m, full);
+            CHECK(llama_forward(m, &bt, NULL, 0, true, NULL, &err) == 0);
+            CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+            g[full] = xmalloc(n * sizeof(float));
+            memcpy(g[full], llama_model_grad(m, i), n * sizeof(float));
+        }
+        double mx = 0;
+        for (size_t j = 0; j < n; j++) mx = fmax(mx, fabs(g[0][j]));
+        CHECK_MSG(mx > 0 && memcmp(g[0], g[1], n * sizeof(float)) == 0, "%s: partial and full backward differ", name);
+        free(g[0]); free(g[1]); free(name);
+    }
+    /* hook gradients at A..D of layer 1 with nothing trainable in it (layer 1's down_proj is, to
+     * make layer 1 the lowest visited: the hooks then set how deep it goes) */
+    for (int pt = LLAMA_HOOK_A; pt < LLAMA_HOOK_E; pt++) {
+        size_t n = (size_t)BB * TT * llama_hook_width(m, (llama_hook_point)pt);
+        float *hg[2];
+        for (int full = 0; full < 2; full++) {
+            llama_model_freeze_all(m);
+            llama_model_set_trainable(m, "*down_proj*", 1, 1, true, &err);
+            llama_model_set_full_backward(m, full);
+            hg[full] = xcalloc(n, sizeof(float));
+            llama_hook hk = {.layer = 1, .point = (llama_hook_point)pt, .n_pos = -1, .grad = hg[full]};
+            CHECK(llama_forward(m, &bt, &hk, 1, true, NULL, &err) == 0);
+            CHECK(llama_backward(m, 1.0f, NULL, &err) == 0);
+        }
+        double mx = 0;
+        for (size_t j = 0; j < n; j++) mx = fmax(mx, fabs(hg[0][j]));
+        CHECK_MSG(mx > 0 && memcmp(hg[0], hg[1], n * sizeof(float)) == 0, "hook point %c: partial and full differ", 'A' + pt);
+        free(hg[0]); free(hg[1]);
+    }
+    (void)c;
+    llama_model_set_full_backward(m, false);
+    llama_model_free(&m);
+}
+
 static void test_layer_by_layer(void) {
     // embed + each layer in turn reproduces llama_forward's residual stream bit for bit, hooks
     // included; changing a layer's weights between calls is what the calibration driver does
@@ -1091,6 +1147,7 @@ int main(void) {
     RUN(test_training_deterministic);
     RUN(test_gradient_subset_and_ascent);
     RUN(test_partial_forward_seeded_grad);
+    RUN(test_partial_lowest_layer);
     RUN(test_layer_by_layer);
     RUN(test_layer_run_to);
     RUN(test_started_forward);

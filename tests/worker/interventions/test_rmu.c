@@ -193,6 +193,69 @@ static void test_same_seed_same_weights(void) {
     for (int k = 0; k < 3; k++) ufx_snap_free(&w[k]);
 }
 
+/* one RMU run on the fixture (seed 6); *w gets the weights, *r the result */
+static void run_shortcut_case(const char *module, int lo, bool no_prefix, bool perturb_frozen, ufx_snap *w, rmu_result *r) {
+    fx f = make(6, true);
+    if (perturb_frozen) {   /* the frozen model's layer 0 differs: it cannot share the updated model's prefix */
+        int i = llama_model_find(f.frozen, "model.layers.0.self_attn.q_proj.weight");
+        float *v = xmalloc(16 * 16 * sizeof(float));
+        cis_err e = {0};
+        CIS_ASSERT(llama_model_param_get(f.frozen, i, v, &e) == 0);
+        for (int k = 0; k < 16 * 16; k++) v[k] *= 1.5f;
+        CIS_ASSERT(llama_model_param_set(f.frozen, i, v, &e) == 0);
+        free(v);
+    }
+    rmu_opts o = base_opts();
+    o.layer = 3; o.layer_lo = lo; o.layer_hi = 3; o.module = module;
+    o.steps = 15;   /* 8 forget batches per topic over 3 and 2 batches, 8 retain batches over 3: all cycle */
+    o.no_prefix = no_prefix;
+    cis_err err = {0};
+    CHECK_EQ_INT(rmu_run(f.m, f.frozen, &o, f.forget, &f.retain, r, &err), 0);
+    *w = ufx_take(f.m);
+    drop(&f);
+}
+
+/* issue 12: the frozen prefix (layers below the lowest updated one run once per batch and step,
+ * kept while the batch comes again), the frozen retain activation kept across the two steps that
+ * share a retain batch, and the engine's partial backward of the lowest updated layer give the
+ * weights and losses of the reference path (no_prefix, and the engine's full backward) bit for bit:
+ * down_proj and o_proj, an odd and an even number of prefix layers, and a frozen model whose lower
+ * layers differ (then it runs its own forward); CISWEEP_NO_SHORTCUTS=1 turns them off. */
+static void test_shortcuts_same_weights(void) {
+    struct { const char *module; int lo; bool perturb; } cases[] = {
+        {"down_proj", 1, false}, {"down_proj", 2, false}, {"o_proj", 1, false}, {"down_proj", 1, true}};
+    for (int c = 0; c < 4; c++) {
+        ufx_snap w[2];
+        rmu_result r[2];
+        for (int ref = 0; ref < 2; ref++) {
+            memset(&r[ref], 0, sizeof r[ref]);
+            run_shortcut_case(cases[c].module, cases[c].lo, ref, cases[c].perturb, &w[ref], &r[ref]);
+        }
+        bool same = r[0].steps == 15 && r[1].steps == 15;
+        for (int i = 0; i < w[0].n; i++) same &= memcmp(w[0].data[i], w[1].data[i], (size_t)w[0].cnt[i] * sizeof(float)) == 0;
+        for (int k = 0; same && k < 15; k++)
+            same &= r[0].forget_loss[k] == r[1].forget_loss[k] && r[0].retain_loss[k] == r[1].retain_loss[k];
+        CHECK_MSG(same, "%s from layer %d%s: the shortcuts change the weights or losses", cases[c].module, cases[c].lo,
+                  cases[c].perturb ? " (other frozen prefix)" : "");
+        /* the shortcuts ran: 15 forget and 15 retain uses of 5 + 3 distinct batches; 7 steps took the
+         * previous step's frozen activation */
+        CHECK_EQ_INT(r[0].prefix_layers, cases[c].lo);
+        CHECK_EQ_INT((int)r[0].prefix_computed, 8);
+        CHECK_EQ_INT((int)r[0].prefix_reused, 15 + 15 - 8);
+        CHECK_EQ_INT((int)r[0].frozen_reused, 7);
+        CHECK_EQ_INT(r[1].prefix_layers + (int)r[1].prefix_computed + (int)r[1].frozen_reused, 0);
+        for (int k = 0; k < 2; k++) { ufx_snap_free(&w[k]); rmu_result_clear(&r[k]); }
+    }
+    setenv("CISWEEP_NO_SHORTCUTS", "1", 1);
+    ufx_snap w;
+    rmu_result r = {0};
+    run_shortcut_case("down_proj", 1, false, false, &w, &r);
+    CHECK_EQ_INT(r.prefix_layers + (int)r.frozen_reused, 0);
+    unsetenv("CISWEEP_NO_SHORTCUTS");
+    ufx_snap_free(&w);
+    rmu_result_clear(&r);
+}
+
 static void test_forget_loss_falls_without_retain(void) {
     fx f = make(8, true);
     rmu_opts o = base_opts();
@@ -328,6 +391,7 @@ int main(void) {
     RUN(test_only_o_proj_changes);
     RUN(test_only_down_proj_changes);
     RUN(test_same_seed_same_weights);
+    RUN(test_shortcuts_same_weights);
     RUN(test_forget_loss_falls_without_retain);
     RUN(test_pads_in_the_mse);
     RUN(test_bad_options);

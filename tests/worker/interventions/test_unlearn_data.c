@@ -214,11 +214,66 @@ static void test_end_to_end(void) {
     fx_rm_rf("/tmp/cisweep_unlearn_tok2");
 }
 
+/* issue 12: rmu, ga and gd through the plan give the same weights and the same recorded losses bit
+ * for bit with their shortcuts (RMU's frozen prefix and kept frozen activation, GA/GD's kept lower
+ * half, the engine's partial backward of the lowest trained layer) and without them
+ * (CISWEEP_NO_SHORTCUTS=1), and the record says which ran */
+static void test_shortcuts_end_to_end(void) {
+    tokenizer *tok = fx_tokenizer("/tmp/cisweep_unlearn_tok3", false);
+    const char *stages[3] = {
+        "[{\"method\":\"rmu\",\"params\":{\"max_batches\":9,\"layer\":3,\"use_preset\":false,\"module\":\"down_proj\","
+        "\"batch_size\":2,\"lr\":0.01,\"steering_coeff\":30}}]",
+        "[{\"method\":\"ga\",\"params\":{\"batch_size\":1,\"accum\":1,\"use_preset\":false,\"lr\":0.01}}]",
+        "[{\"method\":\"gd\",\"params\":{\"batch_size\":1,\"accum\":1,\"retain_weight\":0.5,\"use_preset\":false,"
+        "\"lr\":0.01}}]"};
+    const char *losses[3][2] = {{"forget_loss_last10", "retain_loss_last10"}, {"forget_ce_after", "loss_last"},
+                                {"forget_ce_after", "retain_ce_after"}};
+    for (int k = 0; k < 3; k++) {
+        ufx_snap w[2];
+        json_t *r[2];
+        for (int off = 0; off < 2; off++) {
+            if (off) setenv("CISWEEP_NO_SHORTCUTS", "1", 1);
+            llama_model *m = ufx_model(35, 4);
+            cis_err err = {0};
+            r[off] = run_stage(m, tok, g_dir, stages[k], &err);
+            unsetenv("CISWEEP_NO_SHORTCUTS");
+            CHECK_MSG(r[off] != NULL, "%s", err.msg);
+            w[off] = ufx_take(m);
+            llama_model_free(&m);
+        }
+        bool same = true;
+        for (int i = 0; i < w[0].n; i++) same &= memcmp(w[0].data[i], w[1].data[i], (size_t)w[0].cnt[i] * sizeof(float)) == 0;
+        CHECK_MSG(same, "stage %d: the weights differ with and without the shortcuts", k);
+        if (r[0] && r[1]) {
+            json_t *rec[2] = {json_object_get(r[0], "record"), json_object_get(r[1], "record")};
+            for (int j = 0; j < 2; j++) {
+                double a = json_real_value(json_object_get(rec[0], losses[k][j]));
+                double b = json_real_value(json_object_get(rec[1], losses[k][j]));
+                CHECK_MSG(a == b && a != 0, "stage %d: %s %.17g vs %.17g", k, losses[k][j], a, b);
+            }
+            if (k == 0) {
+                json_t *px[2] = {json_object_get(rec[0], "prefix"), json_object_get(rec[1], "prefix")};
+                CHECK_EQ_INT(json_integer_value(json_object_get(px[0], "layers")), 1);
+                CHECK(json_integer_value(json_object_get(px[0], "reused")) > 0);
+                CHECK(json_integer_value(json_object_get(px[0], "frozen_reused")) > 0);
+                CHECK_EQ_INT(json_integer_value(json_object_get(px[1], "layers")), 0);
+            } else {
+                CHECK(json_integer_value(json_object_get(rec[0], "lower_half_kept")) > 0);
+                CHECK_EQ_INT(json_integer_value(json_object_get(rec[1], "lower_half_kept")), 0);
+            }
+        }
+        for (int off = 0; off < 2; off++) { ufx_snap_free(&w[off]); json_decref(r[off]); }
+    }
+    tokenizer_free(tok);
+    fx_rm_rf("/tmp/cisweep_unlearn_tok3");
+}
+
 int main(void) {
     make_data();
     RUN(test_corpora);
     RUN(test_batches);
     RUN(test_end_to_end);
+    RUN(test_shortcuts_end_to_end);
     fx_rm_rf(g_dir);
     return test_summary();
 }

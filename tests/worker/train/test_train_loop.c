@@ -555,6 +555,15 @@ static int nan_step(void *ctx, const train_step_info *si, double *loss, cis_err 
     return 0;
 }
 
+/* a started batch (a kept frozen prefix, GA/GD's lower half): start_layer 1 with some x_start */
+static float g_x_start[BMAX * TT * 64];
+static int started_batch(void *ctx, const train_step_info *si, train_batch *out, cis_err *err) {
+    int rc = data_batch(ctx, si, out, err);
+    out->b.start_layer = 1;
+    out->b.x_start = g_x_start;
+    return rc;
+}
+
 static void test_bad_arguments(void) {
     llama_model *m = tiny_model(1, 2);
     if (!m) { CHECK(0); return; }
@@ -583,6 +592,17 @@ static void test_bad_arguments(void) {
     CHECK(train_loop_run(&c, &t, &r, &err) == TRAIN_ERROR && strstr(err.msg, "diverged at step 1"));
     t = (train_task){.batch = data_batch, .ctx = &d};
     CHECK(train_loop_run(&c, &t, &r, &err) == TRAIN_ERROR && strstr(err.msg, "no model"));
+    /* a started batch cannot be split over replicas (a slice's prefix would differ in the last bits) */
+    c = base_cfg(3);
+    CHECK_EQ_INT(train_loop_replicas(&c, m), 1);
+    c.replicas = 0;
+    CHECK_EQ_INT(train_loop_replicas(&c, m), 1);   /* one per thread of a 1-thread model */
+    c.replicas = 99;
+    CHECK_EQ_INT(train_loop_replicas(&c, m), 16);
+    c.replicas = 2;
+    t = (train_task){.model = m, .batch = started_batch, .ctx = &d};
+    CHECK_MSG(train_loop_run(&c, &t, &r, &err) == TRAIN_ERROR && strstr(err.msg, "step 1") &&
+              strstr(err.msg, "started batch (start_layer 1) cannot be split over 2 replicas"), "%s", err.msg);
     CHECK(train_device_check("tpu:0", &err) == -1 && strstr(err.msg, "tpu:0"));
     CHECK_EQ_INT(train_device_check("cpu", &err), 0);
     train_model_free(&m);
