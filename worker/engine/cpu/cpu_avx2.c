@@ -1,6 +1,6 @@
 /* cpu_avx2.c - the 8-lane (AVX2) versions of the cpu backend's elementwise hot paths: the vectorised
  * exponential and softmax row helpers (cpu_elementwise.c), the SwiGLU gate forward/backward
- * (cpu_mlp.c) and RMSNorm forward/backward (cpu_norm.c). Compiled with
+ * (cpu_mlp.c), RMSNorm forward/backward (cpu_norm.c) and RoPE (cpu_rope.c). Compiled with
  * __attribute__((target("avx2"))) in a portable build and run only where cpu_simd_lanes() says 8
  * (cpu_simd.c). Each gives the same bits as the 4-lane/scalar version it replaces, for every input:
  *  - every element sees the same operations in the same order (no "fma" target, and the build's
@@ -228,6 +228,31 @@ AVX2 void cpu_rmsnorm_bwd_8(float *dx, float *dw, const float *dout, const float
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// RoPE: pairs (i, i + Dh/2) of each head, 8 pairs at a time, the reference's operations per pair
+
+AVX2 void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh,
+                           int Dh, float sign) {
+    const int half = Dh / 2;
+    for (int n = 0; n < N; n++) {
+        const float *c = cos_t + (int64_t)pos[n] * half, *s = sin_t + (int64_t)pos[n] * half;
+        for (int h = 0; h < nh; h++) {
+            float *xr = x + ((int64_t)n * nh + h) * Dh;
+            int i = 0;
+            for (; i + 8 <= half; i += 8) {
+                v8f x1 = load8(xr + i), x2 = load8(xr + i + half), ci = load8(c + i), si = sign * load8(s + i);
+                store8(xr + i, x1 * ci - x2 * si);
+                store8(xr + i + half, x2 * ci + x1 * si);
+            }
+            for (; i < half; i++) {
+                float x1 = xr[i], x2 = xr[i + half], si = sign * s[i];
+                xr[i] = x1 * c[i] - x2 * si;
+                xr[i + half] = x2 * c[i] + x1 * si;
+            }
+        }
+    }
+}
+
 #else  // no AVX2 on this architecture: cpu_simd_lanes() is always 4 and these are never called
 
 void cpu_vexp_8(float *y, const float *x, int64_t n) { cpu_vexp_4(y, x, n); }
@@ -252,6 +277,10 @@ void cpu_rmsnorm_fwd_8(float *out, float *rstd, const float *x, const float *w, 
 void cpu_rmsnorm_bwd_8(float *dx, float *dw, const float *dout, const float *x, const float *w,
                        const float *rstd, int N, int D, bool acc_dx) {
     cpu_rmsnorm_bwd_4(dx, dw, dout, x, w, rstd, N, D, acc_dx);
+}
+void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh,
+                      float sign) {
+    cpu_rope_apply_ref(x, pos, cos_t, sin_t, N, nh, Dh, sign);
 }
 
 #endif

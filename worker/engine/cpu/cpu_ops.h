@@ -116,6 +116,12 @@ void cpu_rmsnorm_bwd_4(float *dx, float *dw, const float *dout, const float *x, 
 void cpu_rmsnorm_fwd_8(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
 void cpu_rmsnorm_bwd_8(float *dx, float *dw, const float *dout, const float *x, const float *w,
                        const float *rstd, int N, int D, bool acc_dx);
+/* RoPE in place on x [N, nh, Dh] at positions pos [N] (cpu_rope.c / cpu_avx2.c); sign +1 forward,
+ * -1 the inverse rotation (backward) */
+void cpu_rope_apply_ref(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh,
+                        float sign);
+void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh,
+                      float sign);
 /* cpu_optim.c */
 void cpu_adam_step(backend *be, float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 /* cpu_linalg.c */

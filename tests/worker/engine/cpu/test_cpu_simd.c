@@ -1,10 +1,12 @@
 /* test_cpu_simd.c - the 8-lane (AVX2) kernels of worker/engine/cpu/cpu_avx2.c give the same bits as
  * the 4-lane/scalar code they replace (cpu_elementwise.c, cpu_mlp.c, cpu_norm.c), for every kernel,
  * on random inputs of awkward lengths (0, 1, 3, 7, 8, 9, ..., 1000, 1027), at range offsets that
- * are not multiples of 4, and on special values (±0, ±inf, NaN, denormals, values past the
+ * are not multiples of 4, RoPE at head dims 2..64, and on special values (±0, ±inf, NaN, denormals, values past the
  * exponential's clamps); and the ops built on them (attention forward/backward, cross-entropy,
  * SwiGLU and RMSNorm through the backend table, at 1 and 2 threads) give the same bytes with
- * cpu_simd_set_lanes(4) and (8). Skipped visibly where the CPU has no AVX2. */
+ * cpu_simd_set_lanes(4) and (8); and a beta = 0 GEMM written by memset + beta = 1 equals OpenBLAS's
+ * own beta = 0. Skipped visibly where the CPU has no AVX2. */
+#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -158,6 +160,28 @@ static void test_rmsnorm(void) {
     }
 }
 
+static void test_rope(void) {
+    // head dims whose half is 1, 2, 4, 7, 8, 9, 16, 32 (the default model: Dh 16, half 8)
+    NEED_AVX2();
+    const int dhs[] = {2, 4, 8, 14, 16, 18, 32, 64}, N = 11, nh = 3, P = 40;
+    for (int di = 0; di < 8; di++) {
+        const int Dh = dhs[di], half = Dh / 2;
+        const size_t nb = (size_t)N * nh * Dh * sizeof(float);
+        float *x = malloc(nb), *a = malloc(nb), *b = malloc(nb);
+        float *ct = malloc((size_t)P * half * 4), *st = malloc((size_t)P * half * 4);
+        fill(x, (int64_t)N * nh * Dh, 1.0, 0); fill(ct, (int64_t)P * half, 1.0, 0); fill(st, (int64_t)P * half, 1.0, 0);
+        int32_t pos[11];
+        for (int n = 0; n < N; n++) pos[n] = (n * 7) % P;
+        for (int sg = -1; sg <= 1; sg += 2) {
+            memcpy(a, x, nb); memcpy(b, x, nb);
+            cpu_rope_apply_ref(a, pos, ct, st, N, nh, Dh, (float)sg);
+            cpu_rope_apply_8(b, pos, ct, st, N, nh, Dh, (float)sg);
+            CHECK_MSG(same(a, b, nb), "rope Dh=%d sign=%d", Dh, sg);
+        }
+        free(x); free(a); free(b); free(ct); free(st);
+    }
+}
+
 /* the ops through the backend table, once with each width, at 1 and 2 threads */
 typedef struct op_out {
     float *att_out, *probs, *att_out_np, *dq, *dk, *dv, *loss, *lse, *dlog, *sw, *dg, *du, *rn, *rstd, *dx, *dw;
@@ -234,6 +258,36 @@ static void test_ops_both_widths(void) {
     cpu_simd_set_lanes(0);
 }
 
+static void test_sgemm_beta0(void) {
+    // a beta = 0 product written by memset + beta = 1 (cpu_matmul.c, on OpenBLAS's Zen/Haswell
+    // cores) equals OpenBLAS's own beta = 0, whatever C held before (NaN here), at the model's shapes
+    // and awkward ones, every transpose, ldc > N, alpha != 1, and at 2 OpenBLAS threads
+    NEED_AVX2();
+    const int shapes[][3] = {{1, 1, 1}, {3, 7, 5}, {64, 64, 16}, {128, 192, 64}, {128, 64, 192}, {37, 2048, 64},
+                             {64, 70, 16}, {9, 65, 63}, {256, 64, 10}};
+    for (int th = 1; th <= 2; th++)
+    for (int si = 0; si < (int)(sizeof shapes / sizeof shapes[0]); si++)
+        for (int tr = 0; tr < 4; tr++)
+            for (int wide = 0; wide <= 1; wide++) {
+                const int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ldc = N + 5 * wide;
+                const bool ta = tr & 1, tb = tr & 2;
+                float *A = malloc((size_t)M * K * 4), *Bm = malloc((size_t)K * N * 4);
+                float *c4 = malloc((size_t)M * ldc * 4), *c8 = malloc((size_t)M * ldc * 4);
+                fill(A, (int64_t)M * K, 1.0, 0); fill(Bm, (int64_t)K * N, 1.0, 0);
+                for (int64_t i = 0; i < (int64_t)M * ldc; i++) c4[i] = c8[i] = NAN;
+                const float alpha = si % 2 ? 0.25f : 1.0f;
+                openblas_set_num_threads(th);
+                for (int lanes = 4; lanes <= 8; lanes += 4) {
+                    cpu_simd_set_lanes(lanes);
+                    cpu_sgemm(ta, tb, M, N, K, alpha, A, ta ? M : K, Bm, tb ? K : N, 0.0f, lanes == 4 ? c4 : c8, ldc);
+                }
+                CHECK_MSG(same(c4, c8, (size_t)M * ldc * 4), "sgemm %dx%dx%d ta=%d tb=%d ldc=%d", M, N, K, ta, tb, ldc);
+                free(A); free(Bm); free(c4); free(c8);
+            }
+    cpu_simd_set_lanes(0);
+    openblas_set_num_threads(1);
+}
+
 static void test_lane_selection(void) {
     // the default is 8 where the CPU has AVX2; 4 can always be forced, and 0 returns to the default
     int def = cpu_simd_set_lanes(0);
@@ -250,6 +304,8 @@ int main(void) {
     RUN(test_vmax_ties_and_nan);
     RUN(test_swiglu_ranges);
     RUN(test_rmsnorm);
+    RUN(test_rope);
     RUN(test_ops_both_widths);
+    RUN(test_sgemm_beta0);
     return test_summary();
 }
