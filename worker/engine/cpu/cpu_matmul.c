@@ -24,7 +24,7 @@ void cpu_blas_threads(backend *be) {
  * on SkylakeX in 0.3.21; sgemm_small_matrix_permit_ZEN/_HASWELL return 0) and its direct sgemm
  * (beta = 0, alpha = 1, NN, on CPUs with AVX-512). So: only where OpenBLAS says its core is Zen or
  * Haswell and the CPU has no AVX-512, and not under CISWEEP_CPU_LANES=4 (the reference paths). */
-static bool beta0_by_memset(void) {
+bool cpu_sgemm_beta0_by_memset(void) {
     static int ok = -1;  // -1 until first asked (relaxed atomics: every racer computes the same)
     int v = __atomic_load_n(&ok, __ATOMIC_RELAXED);
     if (v < 0) {
@@ -48,7 +48,7 @@ void cpu_sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const
             for (int j = 0; j < N; j++) C[(int64_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(int64_t)i * ldc + j];
         return;
     }
-    if (beta == 0.0f && beta0_by_memset()) {
+    if (beta == 0.0f && cpu_sgemm_beta0_by_memset()) {
         if (ldc == N) memset(C, 0, (size_t)M * N * sizeof(float));
         else
             for (int i = 0; i < M; i++) memset(C + (int64_t)i * ldc, 0, (size_t)N * sizeof(float));

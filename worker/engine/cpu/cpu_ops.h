@@ -23,6 +23,9 @@ void cpu_blas_threads(backend *be);
 /* cpu_sgemm: plain row-major cblas_sgemm (no thread change; for use inside parallel tasks). */
 void cpu_sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
+/* cpu_sgemm_beta0_by_memset: whether cpu_sgemm runs a beta = 0 product as memset + beta = 1 (the same
+ * bits on OpenBLAS's Zen/Haswell cores without AVX-512; not under CISWEEP_CPU_LANES=4) */
+bool cpu_sgemm_beta0_by_memset(void);
 void cpu_gemm(backend *be, bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 void cpu_linear_fwd(backend *be, float *y, const float *x, const void *W, tensor_dtype wt, int N, int in, int out,

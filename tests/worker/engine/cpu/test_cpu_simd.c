@@ -8,6 +8,7 @@
  * own beta = 0. Skipped visibly where the CPU has no AVX2. */
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,27 +264,36 @@ static void test_sgemm_beta0(void) {
     // cores) equals OpenBLAS's own beta = 0, whatever C held before (NaN here), at the model's shapes
     // and awkward ones, every transpose, ldc > N, alpha != 1, and at 2 OpenBLAS threads
     NEED_AVX2();
+    const char *core = openblas_get_corename();
+#if defined(__x86_64__) || defined(__i386__)
+    const bool avx512 = __builtin_cpu_supports("avx512f");
+#else
+    const bool avx512 = false;
+#endif
+    const bool memset_expected = core && (!strcmp(core, "Zen") || !strcmp(core, "Haswell")) && !avx512;
+    printf("# OpenBLAS core %s: beta = 0 by memset %s\n", core ? core : "?", memset_expected ? "on" : "off");
     const int shapes[][3] = {{1, 1, 1}, {3, 7, 5}, {64, 64, 16}, {128, 192, 64}, {128, 64, 192}, {37, 2048, 64},
                              {64, 70, 16}, {9, 65, 63}, {256, 64, 10}};
-    for (int th = 1; th <= 2; th++)
-    for (int si = 0; si < (int)(sizeof shapes / sizeof shapes[0]); si++)
-        for (int tr = 0; tr < 4; tr++)
-            for (int wide = 0; wide <= 1; wide++) {
-                const int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ldc = N + 5 * wide;
-                const bool ta = tr & 1, tb = tr & 2;
-                float *A = malloc((size_t)M * K * 4), *Bm = malloc((size_t)K * N * 4);
-                float *c4 = malloc((size_t)M * ldc * 4), *c8 = malloc((size_t)M * ldc * 4);
-                fill(A, (int64_t)M * K, 1.0, 0); fill(Bm, (int64_t)K * N, 1.0, 0);
-                for (int64_t i = 0; i < (int64_t)M * ldc; i++) c4[i] = c8[i] = NAN;
-                const float alpha = si % 2 ? 0.25f : 1.0f;
-                openblas_set_num_threads(th);
-                for (int lanes = 4; lanes <= 8; lanes += 4) {
-                    cpu_simd_set_lanes(lanes);
-                    cpu_sgemm(ta, tb, M, N, K, alpha, A, ta ? M : K, Bm, tb ? K : N, 0.0f, lanes == 4 ? c4 : c8, ldc);
-                }
-                CHECK_MSG(same(c4, c8, (size_t)M * ldc * 4), "sgemm %dx%dx%d ta=%d tb=%d ldc=%d", M, N, K, ta, tb, ldc);
-                free(A); free(Bm); free(c4); free(c8);
-            }
+    const int nshapes = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int c = 0; c < 2 * nshapes * 8; c++) {  // threads x shapes x transposes x ldc
+        const int th = 1 + c / (nshapes * 8), si = c / 8 % nshapes, tr = c / 2 % 4, wide = c % 2;
+        const int M = shapes[si][0], N = shapes[si][1], K = shapes[si][2], ldc = N + 5 * wide;
+        const bool ta = tr & 1, tb = tr & 2;
+        float *A = malloc((size_t)M * K * 4), *Bm = malloc((size_t)K * N * 4);
+        float *c4 = malloc((size_t)M * ldc * 4), *c8 = malloc((size_t)M * ldc * 4);
+        fill(A, (int64_t)M * K, 1.0, 0); fill(Bm, (int64_t)K * N, 1.0, 0);
+        for (int64_t i = 0; i < (int64_t)M * ldc; i++) c4[i] = c8[i] = NAN;
+        const float alpha = si % 2 ? 0.25f : 1.0f;
+        openblas_set_num_threads(th);
+        for (int lanes = 4; lanes <= 8; lanes += 4) {
+            cpu_simd_set_lanes(lanes);
+            CHECK(cpu_sgemm_beta0_by_memset() == (lanes == 8 && memset_expected));
+            cpu_sgemm(ta, tb, M, N, K, alpha, A, ta ? M : K, Bm, tb ? K : N, 0.0f, lanes == 4 ? c4 : c8, ldc);
+        }
+        CHECK_MSG(same(c4, c8, (size_t)M * ldc * 4), "sgemm %dx%dx%d ta=%d tb=%d ldc=%d threads=%d", M, N, K, ta, tb,
+                  ldc, th);
+        free(A); free(Bm); free(c4); free(c8);
+    }
     cpu_simd_set_lanes(0);
     openblas_set_num_threads(1);
 }
