@@ -1,6 +1,6 @@
 /* cpu_avx2.c - the 8-lane (AVX2) versions of the cpu backend's elementwise hot paths: the vectorised
  * exponential and softmax row helpers (cpu_elementwise.c), the SwiGLU gate forward/backward
- * (cpu_mlp.c), RMSNorm forward/backward (cpu_norm.c) and RoPE (cpu_rope.c). Compiled with
+ * (cpu_mlp.c), RMSNorm forward/backward (cpu_norm.c), RoPE (cpu_rope.c) and the residual add/axpy. Compiled with
  * __attribute__((target("avx2"))) in a portable build and run only where cpu_simd_lanes() says 8
  * (cpu_simd.c). Each gives the same bits as the 4-lane/scalar version it replaces, for every input:
  *  - every element sees the same operations in the same order (no "fma" target, and the build's
@@ -39,6 +39,18 @@ static inline AVX2 v4f vexp4(v4f v) { return CPU_VEXP_BODY(cpu_v4f, cpu_v4i, v);
 
 /* the end of the vector part: the 4-lane code ran [0, n - n mod 4) in vectors */
 static inline int64_t vec_end(int64_t n) { return n > 0 ? n - n % 4 : 0; }
+
+AVX2 void cpu_add_8(float *out, const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) store8(out + i, load8(a + i) + load8(b + i));
+    for (; i < n; i++) out[i] = a[i] + b[i];
+}
+
+AVX2 void cpu_axpy_8(float *y, float a, const float *x, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) store8(y + i, load8(y + i) + a * load8(x + i));
+    for (; i < n; i++) y[i] += a * x[i];
+}
 
 AVX2 void cpu_vexp_8(float *y, const float *x, int64_t n) {
     const int64_t n4 = vec_end(n);
@@ -255,6 +267,8 @@ AVX2 void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, con
 
 #else  // no AVX2 on this architecture: cpu_simd_lanes() is always 4 and these are never called
 
+void cpu_add_8(float *out, const float *a, const float *b, int64_t n) { cpu_add_ref(out, a, b, n); }
+void cpu_axpy_8(float *y, float a, const float *x, int64_t n) { cpu_axpy_ref(y, a, x, n); }
 void cpu_vexp_8(float *y, const float *x, int64_t n) { cpu_vexp_4(y, x, n); }
 float cpu_vmax_8(const float *x, int64_t n) { return cpu_vmax_4(x, n); }
 double cpu_vexp_sum_8(float *y, const float *x, float shift, int64_t n) { return cpu_vexp_sum_4(y, x, shift, n); }

@@ -5,16 +5,30 @@
 #include "worker/engine/cpu/cpu_ops.h"
 #include "worker/engine/cpu/cpu_vexp.h"
 
-void cpu_add(backend *be, float *out, const float *a, const float *b, int64_t n) {
+// the plain loops are the reference; cpu_avx2.c's 8-lane versions (the same operation per element)
+// run where cpu_simd_lanes() says 8
+void cpu_add_ref(float *out, const float *a, const float *b, int64_t n) {
     for (int64_t i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+void cpu_axpy_ref(float *y, float a, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void cpu_add(backend *be, float *out, const float *a, const float *b, int64_t n) {
+    if (cpu_simd_lanes() == 8) cpu_add_8(out, a, b, n);
+    else cpu_add_ref(out, a, b, n);
+}
+
 void cpu_scale(backend *be, float *x, float s, int64_t n) {
-    for (int64_t i = 0; i < n; i++) x[i] *= s;
+    if (cpu_simd_lanes() == 8) cpu_vscale_8(x, s, n);  // the same x[i] *= s per element
+    else
+        for (int64_t i = 0; i < n; i++) x[i] *= s;
 }
 
 void cpu_axpy(backend *be, float *y, float a, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += a * x[i];
+    if (cpu_simd_lanes() == 8) cpu_axpy_8(y, a, x, n);
+    else cpu_axpy_ref(y, a, x, n);
 }
 
 double cpu_sum(backend *be, const float *x, int64_t n) {

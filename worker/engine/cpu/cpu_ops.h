@@ -89,6 +89,11 @@ void cpu_vsub_mul_scaled(float *y, float c, const float *x, float s, int64_t n);
 int cpu_simd_lanes(void);
 int cpu_simd_set_lanes(int lanes);
 bool cpu_simd_has_avx2(void);
+/* out = a + b and y += a x: the plain loops (_ref) and 8 lanes (_8); out may alias a or b */
+void cpu_add_ref(float *out, const float *a, const float *b, int64_t n);
+void cpu_axpy_ref(float *y, float a, const float *x, int64_t n);
+void cpu_add_8(float *out, const float *a, const float *b, int64_t n);
+void cpu_axpy_8(float *y, float a, const float *x, int64_t n);
 /* the two widths of each kernel, callable directly (tests, benchmarks): _4 portable GCC vectors,
  * _8 AVX2 (cpu_avx2.c; only where cpu_simd_has_avx2(), else they run the _4 code) */
 void cpu_vexp_4(float *y, const float *x, int64_t n);

@@ -32,7 +32,7 @@ static inline float cpu_exp_scalar(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)nf + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)nf + 127) << 23;  // unsigned shift: defined for a NaN's INT_MIN too
     float sc;
     memcpy(&sc, &bits, sizeof sc);
     return p * sc;

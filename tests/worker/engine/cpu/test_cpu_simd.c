@@ -81,6 +81,11 @@ static void test_vexp_and_row_helpers(void) {
                 memcpy(y4, z, nb); memcpy(y8, z, nb);
                 cpu_vmul_scaled_4(y4, x, 0.25f, n); cpu_vmul_scaled_8(y8, x, 0.25f, n);
                 CHECK_MSG(same(y4, y8, nb), "vmul_scaled n=%lld", (long long)n);
+                cpu_add_ref(y4, x, z, n); cpu_add_8(y8, x, z, n);
+                CHECK_MSG(same(y4, y8, nb), "add n=%lld", (long long)n);
+                memcpy(y4, z, nb); memcpy(y8, z, nb);
+                cpu_axpy_ref(y4, -0.7f, x, n); cpu_axpy_8(y8, -0.7f, x, n);
+                CHECK_MSG(same(y4, y8, nb), "axpy n=%lld", (long long)n);
                 memcpy(y4, z, nb); memcpy(y8, z, nb);
                 cpu_vsub_mul_scaled_4(y4, 0.3f, x, 0.25f, n); cpu_vsub_mul_scaled_8(y8, 0.3f, x, 0.25f, n);
                 CHECK_MSG(same(y4, y8, nb), "vsub_mul_scaled n=%lld", (long long)n);
