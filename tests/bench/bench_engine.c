@@ -10,8 +10,8 @@
  * fastest of 3; next to it the linear layers' M=1 forward (the backend's linear_fwd) and a plain
  * M=1 cblas_sgemm on the same weights, per token (the whole stack's projections and head).
  * Built by `make tests-build`, not run by `make test`.
- * Usage: bench_engine [-d cpu|cuda:0] [-t threads] [-s 1m,10m,100m] [-n steps] [-g]
- *        (default: cpu, all cores, all sizes; on cuda:0 "sgemm" is cuBLAS fp32; -g: decoding only) */
+ * Usage: bench_engine [-d cpu|cuda:0] [-t threads] [-s 1m,10m,100m,tiny] [-n steps] [-g]
+ *        (default: cpu, all cores, 1m,10m,100m; tiny = the embedded default's shape, untied; on cuda:0 "sgemm" is cuBLAS fp32; -g: decoding only) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +31,7 @@ static const shape SHAPES[] = {
     {"1m", 128, 4, 4, 2, 32, 384, 2048, 8, 128, 6, true},
     {"10m", 256, 10, 8, 4, 32, 768, 8192, 4, 256, 4, true},
     {"100m", 768, 12, 12, 4, 64, 2048, 32000, 2, 256, 2, true},
+    {"tiny", 64, 10, 4, 2, 16, 192, 2048, 8, 128, 10, false},  // the embedded default (tiny-llama3); only with -s tiny
 };
 
 static llama_config make_config(const shape *s) {

@@ -154,8 +154,7 @@ static void att_bwd_task(void *ctx, int task, int thread) {
                 const float *pr = P + (int64_t)t * Tk;
                 float *dr = dP + (int64_t)t * Tk;
                 const float dot = (float)cpu_vdot(pr, dr, km);
-                for (int j = 0; j < km; j++) dr[j] -= dot;
-                cpu_vmul_scaled(dr, pr, scale, km);
+                cpu_vsub_mul_scaled(dr, dot, pr, scale, km);  // (dr - dot) * pr * scale
             }
             // dQ[rows, Dh] = dS[rows, km] · K[km, Dh]
             cpu_sgemm(false, false, rows, Dh, km, 1.0f, dP, Tk, kb, ldk, 0.0f, dqb + (int64_t)r0 * ldq, ldq);

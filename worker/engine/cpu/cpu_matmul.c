@@ -8,12 +8,36 @@
  * trainer's replicas) should all have the same count. BF16 weights are widened to fp32 in the
  * instance's workspace before the product (fp32 accumulation). */
 #include <cblas.h>
+#include <string.h>
 
 #include "worker/engine/cpu/cpu_ops.h"
 #include "worker/engine/half.h"
 
 void cpu_blas_threads(backend *be) {
     if (openblas_get_num_threads() != be->threads) openblas_set_num_threads(be->threads);
+}
+
+/* OpenBLAS runs a beta = 0 product as "C = 0" (its beta kernel, on Zen a scalar 4-byte store per
+ * element: ~10% of a LoRA step at the default model's K = 64) and then "C += alpha A B" (the same
+ * kernel as for beta = 1). Zeroing C with memset and passing beta = 1 is that same sequence, so the
+ * same bits, where OpenBLAS has no other path for beta = 0: its small-matrix kernels (permitted only
+ * on SkylakeX in 0.3.21; sgemm_small_matrix_permit_ZEN/_HASWELL return 0) and its direct sgemm
+ * (beta = 0, alpha = 1, NN, on CPUs with AVX-512). So: only where OpenBLAS says its core is Zen or
+ * Haswell and the CPU has no AVX-512, and not under CISWEEP_CPU_LANES=4 (the reference paths). */
+bool cpu_sgemm_beta0_by_memset(void) {
+    static int ok = -1;  // -1 until first asked (relaxed atomics: every racer computes the same)
+    int v = __atomic_load_n(&ok, __ATOMIC_RELAXED);
+    if (v < 0) {
+        const char *core = openblas_get_corename();
+        bool avx512 = false;
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_cpu_init();
+        avx512 = __builtin_cpu_supports("avx512f");
+#endif
+        v = core && (!strcmp(core, "Zen") || !strcmp(core, "Haswell")) && !avx512;
+        __atomic_store_n(&ok, v, __ATOMIC_RELAXED);
+    }
+    return v && cpu_simd_lanes() == 8;
 }
 
 void cpu_sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
@@ -23,6 +47,12 @@ void cpu_sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) C[(int64_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(int64_t)i * ldc + j];
         return;
+    }
+    if (beta == 0.0f && cpu_sgemm_beta0_by_memset()) {
+        if (ldc == N) memset(C, 0, (size_t)M * N * sizeof(float));
+        else
+            for (int i = 0; i < M; i++) memset(C + (int64_t)i * ldc, 0, (size_t)N * sizeof(float));
+        beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
                 M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

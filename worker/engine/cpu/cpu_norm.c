@@ -1,10 +1,12 @@
-/* cpu_norm.c - RMSNorm forward/backward (HF LlamaRMSNorm: y = w * x / sqrt(mean(x²) + eps)). */
+/* cpu_norm.c - RMSNorm forward/backward (HF LlamaRMSNorm: y = w * x / sqrt(mean(x²) + eps)). The
+ * _4 functions are the portable reference; where cpu_simd_lanes() says 8, cpu_avx2.c's versions
+ * (the same double sums, the elementwise parts 8 lanes wide; the same bits) run instead. */
 #include <math.h>
 
 #include "worker/engine/cpu/cpu_ops.h"
 
 // x, out [N,D]; w [D]; rstd [N]
-void cpu_rmsnorm_fwd(backend *be, float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
+void cpu_rmsnorm_fwd_4(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * D;
         float *yr = out + (int64_t)n * D;
@@ -18,7 +20,7 @@ void cpu_rmsnorm_fwd(backend *be, float *out, float *rstd, const float *x, const
 
 // y_i = w_i x_i r, r = (mean(x²)+eps)^-1/2
 // dx_i = r (w_i dy_i) - r³/D x_i Σ_j (w_j dy_j x_j);  dw_i += Σ_n dy_i x_i r
-void cpu_rmsnorm_bwd(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+void cpu_rmsnorm_bwd_4(float *dx, float *dw, const float *dout, const float *x, const float *w,
                      const float *rstd, int N, int D, bool acc_dx) {
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * D, *dy = dout + (int64_t)n * D;
@@ -35,4 +37,15 @@ void cpu_rmsnorm_bwd(backend *be, float *dx, float *dw, const float *dout, const
             dxr[i] = acc_dx ? dxr[i] + g : g;
         }
     }
+}
+
+void cpu_rmsnorm_fwd(backend *be, float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
+    if (cpu_simd_lanes() == 8) cpu_rmsnorm_fwd_8(out, rstd, x, w, N, D, eps);
+    else cpu_rmsnorm_fwd_4(out, rstd, x, w, N, D, eps);
+}
+
+void cpu_rmsnorm_bwd(backend *be, float *dx, float *dw, const float *dout, const float *x, const float *w,
+                     const float *rstd, int N, int D, bool acc_dx) {
+    if (cpu_simd_lanes() == 8) cpu_rmsnorm_bwd_8(dx, dw, dout, x, w, rstd, N, D, acc_dx);
+    else cpu_rmsnorm_bwd_4(dx, dw, dout, x, w, rstd, N, D, acc_dx);
 }

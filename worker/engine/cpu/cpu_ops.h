@@ -23,6 +23,9 @@ void cpu_blas_threads(backend *be);
 /* cpu_sgemm: plain row-major cblas_sgemm (no thread change; for use inside parallel tasks). */
 void cpu_sgemm(bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
+/* cpu_sgemm_beta0_by_memset: whether cpu_sgemm runs a beta = 0 product as memset + beta = 1 (the same
+ * bits on OpenBLAS's Zen/Haswell cores without AVX-512; not under CISWEEP_CPU_LANES=4) */
+bool cpu_sgemm_beta0_by_memset(void);
 void cpu_gemm(backend *be, bool transA, bool transB, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
 void cpu_linear_fwd(backend *be, float *y, const float *x, const void *W, tensor_dtype wt, int N, int in, int out,
@@ -76,6 +79,57 @@ void cpu_vscale(float *x, float s, int64_t n);
 double cpu_vdot(const float *a, const float *b, int64_t n);
 /* y = y * x * s elementwise */
 void cpu_vmul_scaled(float *y, const float *x, float s, int64_t n);
+/* y = (y - c) * x * s elementwise (the softmax backward's row: y -= c, then cpu_vmul_scaled) */
+void cpu_vsub_mul_scaled(float *y, float c, const float *x, float s, int64_t n);
+
+/* cpu_simd.c: the width of the kernels above (and SwiGLU, RMSNorm): 8 where the CPU has AVX2 and
+ * CISWEEP_CPU_LANES is not 4, else 4; both give the same bits. cpu_simd_set_lanes(4 or 8) forces
+ * one (8 only with AVX2; anything else: back to the default) for tests and benchmarks, and returns
+ * the width now in force. Not meant to be changed while ops run on other threads. */
+int cpu_simd_lanes(void);
+int cpu_simd_set_lanes(int lanes);
+bool cpu_simd_has_avx2(void);
+/* out = a + b and y += a x: the plain loops (_ref) and 8 lanes (_8); out may alias a or b */
+void cpu_add_ref(float *out, const float *a, const float *b, int64_t n);
+void cpu_axpy_ref(float *y, float a, const float *x, int64_t n);
+void cpu_add_8(float *out, const float *a, const float *b, int64_t n);
+void cpu_axpy_8(float *y, float a, const float *x, int64_t n);
+/* the two widths of each kernel, callable directly (tests, benchmarks): _4 portable GCC vectors,
+ * _8 AVX2 (cpu_avx2.c; only where cpu_simd_has_avx2(), else they run the _4 code) */
+void cpu_vexp_4(float *y, const float *x, int64_t n);
+float cpu_vmax_4(const float *x, int64_t n);
+double cpu_vexp_sum_4(float *y, const float *x, float shift, int64_t n);
+void cpu_vscale_4(float *x, float s, int64_t n);
+double cpu_vdot_4(const float *a, const float *b, int64_t n);
+void cpu_vmul_scaled_4(float *y, const float *x, float s, int64_t n);
+void cpu_vsub_mul_scaled_4(float *y, float c, const float *x, float s, int64_t n);
+void cpu_vexp_8(float *y, const float *x, int64_t n);
+float cpu_vmax_8(const float *x, int64_t n);
+double cpu_vexp_sum_8(float *y, const float *x, float shift, int64_t n);
+void cpu_vscale_8(float *x, float s, int64_t n);
+double cpu_vdot_8(const float *a, const float *b, int64_t n);
+void cpu_vmul_scaled_8(float *y, const float *x, float s, int64_t n);
+void cpu_vsub_mul_scaled_8(float *y, float c, const float *x, float s, int64_t n);
+/* SwiGLU over elements [lo, hi) (cpu_mlp.c / cpu_avx2.c); dg may alias dout */
+void cpu_swiglu_fwd_range_4(float *out, const float *g, const float *u, int64_t lo, int64_t hi);
+void cpu_swiglu_bwd_range_4(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t lo,
+                            int64_t hi);
+void cpu_swiglu_fwd_range_8(float *out, const float *g, const float *u, int64_t lo, int64_t hi);
+void cpu_swiglu_bwd_range_8(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t lo,
+                            int64_t hi);
+/* RMSNorm (cpu_norm.c / cpu_avx2.c), the contracts of cpu_rmsnorm_fwd/bwd */
+void cpu_rmsnorm_fwd_4(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
+void cpu_rmsnorm_bwd_4(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                       const float *rstd, int N, int D, bool acc_dx);
+void cpu_rmsnorm_fwd_8(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
+void cpu_rmsnorm_bwd_8(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                       const float *rstd, int N, int D, bool acc_dx);
+/* RoPE in place on x [N, nh, Dh] at positions pos [N] (cpu_rope.c / cpu_avx2.c); sign +1 forward,
+ * -1 the inverse rotation (backward) */
+void cpu_rope_apply_ref(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh,
+                        float sign);
+void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh,
+                      float sign);
 /* cpu_optim.c */
 void cpu_adam_step(backend *be, float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 /* cpu_linalg.c */

@@ -32,8 +32,10 @@ void cpu_rope_table(backend *be, float *cos_t, float *sin_t, int P, const rope_p
     }
 }
 
-// x [N, nh, Dh] in place; sign = +1 forward rotation, -1 the inverse (= transpose) for backward
-static void rope_apply(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
+// x [N, nh, Dh] in place; sign = +1 forward rotation, -1 the inverse (= transpose) for backward.
+// The portable reference; where cpu_simd_lanes() says 8, cpu_avx2.c's cpu_rope_apply_8 (the same
+// operations per element, 8 pairs at a time) runs instead.
+void cpu_rope_apply_ref(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N,
                        int nh, int Dh, float sign) {
     int half = Dh / 2;
     for (int n = 0; n < N; n++) {
@@ -50,9 +52,11 @@ static void rope_apply(float *x, const int32_t *pos, const float *cos_t, const f
 }
 
 void cpu_rope_fwd(backend *be, float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh) {
-    rope_apply(x, pos, cos_t, sin_t, N, nh, Dh, 1.0f);
+    if (cpu_simd_lanes() == 8) cpu_rope_apply_8(x, pos, cos_t, sin_t, N, nh, Dh, 1.0f);
+    else cpu_rope_apply_ref(x, pos, cos_t, sin_t, N, nh, Dh, 1.0f);
 }
 
 void cpu_rope_bwd(backend *be, float *dx, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh) {
-    rope_apply(dx, pos, cos_t, sin_t, N, nh, Dh, -1.0f);
+    if (cpu_simd_lanes() == 8) cpu_rope_apply_8(dx, pos, cos_t, sin_t, N, nh, Dh, -1.0f);
+    else cpu_rope_apply_ref(dx, pos, cos_t, sin_t, N, nh, Dh, -1.0f);
 }
