@@ -10,6 +10,7 @@ static const arch_preset PRESETS[] = {
     {"tiny-llama32", "Llama-3.2-3B", LLAMA_ARCH_LLAMA, 80, 192, 10, 5, 1, 16, true, true, 500000.f, 6e-3f},
     {"tiny-yi", "Yi-6B", LLAMA_ARCH_LLAMA, 64, 160, 12, 4, 4, 16, false, false, 5000000.f, 6e-3f},
     {"tiny-phi3", "Phi-3-mini", LLAMA_ARCH_PHI3, 64, 192, 10, 4, 4, 16, false, false, 10000.f, 6e-3f},
+    {"wide-llama3", "Llama-3-8B (width experiment)", LLAMA_ARCH_LLAMA, 128, 384, 10, 8, 2, 16, false, false, 500000.f, 4e-3f},
     {"small-llama3", "Llama-3-8B (GPU preset)", LLAMA_ARCH_LLAMA, 640, 1792, 12, 10, 2, 64, false, false, 500000.f, 1e-3f},
 };
 #define N_PRESETS ((int)(sizeof PRESETS / sizeof PRESETS[0]))

@@ -264,6 +264,21 @@ static void test_presets(void) {
     }
     CHECK(gqa && mha && tied && untied && phi3);
     CHECK(arch_find("tiny-llama3") == &ps[0]);
+    /* wide-llama3 (issue 11's width experiment): tiny-llama3's layout and depth at twice its width */
+    const arch_preset *w = arch_find("wide-llama3"), *t = &ps[0];
+    CHECK(w != NULL);
+    if (w) {
+        CHECK_EQ_INT(w->hidden, 2 * t->hidden);
+        CHECK_EQ_INT(w->intermediate, 2 * t->intermediate);
+        CHECK_EQ_INT(w->layers, t->layers);
+        CHECK_EQ_INT(w->head_dim, t->head_dim);
+        CHECK_EQ_INT(w->kv_heads, t->kv_heads);
+        CHECK(w->arch == t->arch && w->tied == t->tied && w->rope_theta == t->rope_theta);
+        CHECK(arch_param_count(w, 2048) == 2411136);
+        bool in_family = false;
+        for (int i = 0; ARCH_FAMILY[i]; i++) in_family |= !strcmp(ARCH_FAMILY[i], "wide-llama3");
+        CHECK(!in_family);
+    }
     CHECK(arch_find("nope") == NULL);
     for (int i = 0; ARCH_FAMILY[i]; i++) CHECK(arch_find(ARCH_FAMILY[i]) != NULL);
 }
