@@ -149,10 +149,29 @@ static void summary(const char *db_path) {
     job_store_close(&js);
 }
 
+/* the grid form's options (cisweep run --grid FILE --help; the study's own are cmd_study.c's) */
+static void run_grid_usage(FILE *f) {
+    fputs("usage: cisweep run --grid FILE [--workers N] [--slots N] [--db DB] [--models MAP.json] [--models-dir DIR]\n"
+          "                   [--data DIR] [--cache DIR] [--artifacts DIR] [--device cpu|cuda:K] [--threads N]\n"
+          "                   [--eval-limit N] [--eval-profile sweep|default|paper] [--mc-prompt 0.4.2|0.4.4]\n"
+          "                   [--stage-evals N] [--snapshot-mb N] [--skip-missing-data] [--allow-selftest] [--nosync]\n"
+          "                   [--progress S] [--heartbeat-ms N] [--lease-ms N] [--quarantine-after N] [--job-timeout-ms N]\n"
+          "  the local launcher: launches FILE into DB (default sweep.db; idempotent, as `cisweep launch`), starts a\n"
+          "  coordinator on an ipc socket and N local workers (default 1), and runs the sweep to completion.\n"
+          "  --models takes a file: a JSON object from each model slot of the grid to a checkpoint directory\n"
+          "  (or {\"path\": DIR, \"presets\": {...}}); --models-dir DIR resolves that map's relative paths.\n"
+          "  To add compositions to an existing store, `cisweep launch --db DB --grid FILE --extend` first.\n"
+          "  docs/orchestration.md has the rest; `cisweep run --help` is the study end to end.\n", f);
+}
+
 int cmd_run(int argc, char **argv) {
-    bool has_grid = false;
-    for (int i = 1; i < argc; i++) has_grid |= !strcmp(argv[i], "--grid");
+    bool has_grid = false, help = false;
+    for (int i = 1; i < argc; i++) {
+        has_grid |= !strcmp(argv[i], "--grid");
+        help |= !strcmp(argv[i], "-h") || !strcmp(argv[i], "--help");
+    }
     if (!has_grid) return cmd_study(argc, argv);   /* no grid: the study end to end (cmd_study.c) */
+    if (help) { run_grid_usage(stdout); return 0; }
     const char *gridf = NULL, *db = "sweep.db", *bind = NULL, *device = "cpu", *cache = "cisweep-cache", *models = NULL,
                *models_dir = NULL, *data = NULL, *threads = NULL, *eval_limit = NULL, *artifacts = NULL,
                *eval_profile = NULL, *mc_prompt = NULL, *stage_evals = NULL, *snapshot_mb = NULL;

@@ -24,6 +24,20 @@ def every_sweep_command_answers_help():
 
 
 @test
+def run_grid_form_answers_help():
+    """`cisweep run --grid [FILE] --help` is the launcher's usage (the study's usage points to it),
+    not an unknown option; `cisweep run --help` stays the study's."""
+    for argv in (["run", "--grid", "--help"], ["run", "--grid", "g.json", "-h"], ["run", "--help", "--grid", "g.json"]):
+        p = run([CISWEEP] + argv, check=False)
+        assert p.returncode == 0, (argv, p.returncode, p.stderr)
+        assert p.stdout.startswith("usage: cisweep run --grid FILE") and "--workers N" in p.stdout, (argv, p.stdout)
+    p = run([CISWEEP, "run", "--help"], check=False)
+    assert p.returncode == 0 and "cisweep run --grid --help" in p.stdout, p.stdout
+    p = run([CISWEEP, "run", "--grid", "g.json", "--bogus"], check=False)
+    assert p.returncode == 2 and '"--bogus"' in p.stderr, (p.returncode, p.stderr)
+
+
+@test
 def an_unknown_option_is_still_refused():
     p = run([CISWEEP, "launch", "--bogus"], check=False)
     assert p.returncode == 2 and '"--bogus"' in p.stderr, (p.returncode, p.stderr)
