@@ -203,9 +203,7 @@ AVX2 void cpu_rmsnorm_fwd_8(float *out, float *rstd, const float *x, const float
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * D;
         float *yr = out + (int64_t)n * D;
-        double ss = 0.0;
-        for (int i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
-        float r = (float)(1.0 / sqrt(ss / D + (double)eps));
+        float r = cpu_rms_rstd_row(xr, D, eps);
         if (rstd) rstd[n] = r;
         int i = 0;
         for (; i + 8 <= D; i += 8) store8(yr + i, load8(w + i) * (load8(xr + i) * r));
@@ -225,9 +223,7 @@ AVX2 void cpu_rmsnorm_bwd_8(float *dx, float *dw, const float *dout, const float
         }
         if (!dx) continue;
         float *dxr = dx + (int64_t)n * D;
-        double dot = 0.0;
-        for (int i = 0; i < D; i++) dot += (double)w[i] * dy[i] * xr[i];
-        float c = (float)(dot * r * r * r / D);
+        float c = cpu_rms_bwd_coef(w, dy, xr, r, D);
         int i = 0;
         for (; i + 8 <= D; i += 8) {
             v8f gi = r * load8(w + i) * load8(dy + i) - c * load8(xr + i);

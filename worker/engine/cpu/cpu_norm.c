@@ -10,9 +10,7 @@ void cpu_rmsnorm_fwd_4(float *out, float *rstd, const float *x, const float *w, 
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * D;
         float *yr = out + (int64_t)n * D;
-        double ss = 0.0;
-        for (int i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
-        float r = (float)(1.0 / sqrt(ss / D + (double)eps));
+        float r = cpu_rms_rstd_row(xr, D, eps);
         if (rstd) rstd[n] = r;
         for (int i = 0; i < D; i++) yr[i] = w[i] * (xr[i] * r);
     }
@@ -29,9 +27,7 @@ void cpu_rmsnorm_bwd_4(float *dx, float *dw, const float *dout, const float *x, 
             for (int i = 0; i < D; i++) dw[i] += dy[i] * xr[i] * r;
         if (!dx) continue;
         float *dxr = dx + (int64_t)n * D;
-        double dot = 0.0;
-        for (int i = 0; i < D; i++) dot += (double)w[i] * dy[i] * xr[i];
-        float c = (float)(dot * r * r * r / D);
+        float c = cpu_rms_bwd_coef(w, dy, xr, r, D);
         for (int i = 0; i < D; i++) {
             float g = r * w[i] * dy[i] - c * xr[i];
             dxr[i] = acc_dx ? dxr[i] + g : g;

@@ -5,6 +5,7 @@
 #ifndef CISWEEP_ENGINE_CPU_OPS_H
 #define CISWEEP_ENGINE_CPU_OPS_H
 
+#include <math.h>
 #include "worker/engine/backend.h"
 
 /* cpu_backend.c: the iface backend_open("cpu") uses */
@@ -117,7 +118,20 @@ void cpu_swiglu_bwd_range_4(float *dg, float *du, const float *dout, const float
 void cpu_swiglu_fwd_range_8(float *out, const float *g, const float *u, int64_t lo, int64_t hi);
 void cpu_swiglu_bwd_range_8(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t lo,
                             int64_t hi);
-/* RMSNorm (cpu_norm.c / cpu_avx2.c), the contracts of cpu_rmsnorm_fwd/bwd */
+/* RMSNorm (cpu_norm.c / cpu_avx2.c), the contracts of cpu_rmsnorm_fwd/bwd. The row reductions are
+ * defined once here, serial in double, so the 4- and 8-lane paths share them bit for bit:
+ * cpu_rms_rstd_row: r = (mean(x²) + eps)^-1/2 of one row x[D];
+ * cpu_rms_bwd_coef: r³/D Σ_j w_j dy_j x_j, the coefficient of x in dx. */
+static inline float cpu_rms_rstd_row(const float *x, int D, float eps) {
+    double ss = 0.0;
+    for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
+    return (float)(1.0 / sqrt(ss / D + (double)eps));
+}
+static inline float cpu_rms_bwd_coef(const float *w, const float *dy, const float *x, float r, int D) {
+    double dot = 0.0;
+    for (int i = 0; i < D; i++) dot += (double)w[i] * dy[i] * x[i];
+    return (float)(dot * r * r * r / D);
+}
 void cpu_rmsnorm_fwd_4(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
 void cpu_rmsnorm_bwd_4(float *dx, float *dw, const float *dout, const float *x, const float *w,
                        const float *rstd, int N, int D, bool acc_dx);
