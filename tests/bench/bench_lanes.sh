@@ -17,7 +17,7 @@ B=${CISWEEP_BUILD:-build}
 for f in "$MODEL/model.safetensors" "$WORLD"; do
     [ -e "$f" ] || { echo "bench_lanes.sh: $f: not found (arguments: MODEL_DIR WORLD_DIR [ROUNDS])" >&2; exit 2; }
 done
-tmp=$(mktemp -d /tmp/cisweep-lanes.XXXXXX)
+tmp=$(mktemp -d)  # a fresh private directory under $TMPDIR (or /tmp)
 trap 'rm -rf "$tmp"' EXIT
 declare -A STAGE=([lora]='{"method":"lora","params":{}}' [memit]='{"method":"memit","params":{}}'
                   [awq]='{"method":"awq","params":{"bits":4}}' [rmu]='{"method":"rmu","params":{}}')
