@@ -73,7 +73,8 @@ def one_run(model, stage, k, world, cache, tmp):
         die(f"eval {model} set {k}: no JSON line on stdout")
     m = json.loads(lines[-1])
     row = {"model": os.path.basename(model.rstrip("/")), "edit_set": k, "params": st["params"],
-           "apply_s": applied["apply_s"], "apply_cpu_s": cpu, "apply_wall_s": wall}
+           "apply_s": applied["apply_s"], "apply_cpu_s": cpu, "apply_wall_s": wall,
+           "phases_s": st.get("phases_s", {})}
     for name in METRICS:
         if name not in m:
             die(f"eval {model} set {k}: metric {name} missing from the JSON")
@@ -142,12 +143,23 @@ def cmd_summary(argv):
     if len(argv) != 1:
         die("summary: expected OUT.jsonl")
     rows = []
-    with open(argv[0]) as f:
+    try:
+        f = open(argv[0])
+    except OSError as ex:
+        die(f"{argv[0]}: {ex.strerror} (expected the JSON lines of `edit_presets.py run`)")
+    with f:
         for ln, line in enumerate(f, 1):
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError as ex:
                 die(f"{argv[0]}:{ln}: {ex}")
+            missing = [k for k in ["model", "setting", "edit_set", "apply_cpu_s"] + METRICS
+                       if not isinstance(row, dict) or k not in row]
+            if missing:
+                die(f"{argv[0]}:{ln}: expected a run row, missing {', '.join(missing)}")
+            rows.append(row)
+    if not rows:
+        die(f"{argv[0]}: no rows")
     for model in sorted({r["model"] for r in rows}):
         mr = [r for r in rows if r["model"] == model]
         names = list(dict.fromkeys(r["setting"] for r in mr))
