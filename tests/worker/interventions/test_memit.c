@@ -11,6 +11,7 @@
 #include "tests/testlib.h"
 #include "tests/worker/interventions/edit_fixture.h"
 #include "worker/interventions/memit.h"
+#include "worker/interventions/methods.h"
 #include "worker/interventions/memit_stats.h"
 #include "worker/interventions/record.h"
 #include "common/rng.h"
@@ -636,6 +637,54 @@ static void test_lambda_small_keys_hit_residuals(void) {
     (void)zl_outputs;
 }
 
+/* the tiny preset (docs/editing.md "Layers on models of other depths, and the tiny preset"): on a
+ * model with hidden size < 1024 the paper's v_steps 25, v_lr 0.5 and λ 15000 become 35, 2 and
+ * 15000 F / 14336, each noted in tiny_preset; a real model keeps the paper's values and no note; an
+ * explicit value other than the paper's is kept on both (one equal to the paper's is replaced) */
+static void memit_defaults(json_t *p) {
+    json_object_set_new(p, "layers", json_pack("[iiiii]", 4, 5, 6, 7, 8));
+    json_object_set_new(p, "layers_depth", json_integer(32));
+    json_object_set_new(p, "v_steps", json_integer(25));
+    json_object_set_new(p, "v_lr", json_real(0.5));
+    json_object_set_new(p, "mom2_update_weight", json_real(15000.0));
+}
+
+static void test_preset(void) {
+    llama_config big = fx_config(4096, 32, 14336, 8192), tiny = fx_config(64, 12, 160, 128);
+    cis_err err = {0};
+    json_t *p = json_object();
+    memit_defaults(p);
+    CHECK_MSG(memit_preset(&big, p, &err) == 0, "%s", err.msg);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "v_steps")), 25);
+    CHECK(json_number_value(json_object_get(p, "v_lr")) == 0.5);
+    CHECK(json_object_get(p, "tiny_preset") == NULL);
+    json_decref(p);
+
+    p = json_object();
+    memit_defaults(p);
+    CHECK_MSG(memit_preset(&tiny, p, &err) == 0, "%s", err.msg);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "v_steps")), 35);
+    CHECK(json_number_value(json_object_get(p, "v_lr")) == 2.0);
+    CHECK(json_number_value(json_object_get(p, "mom2_update_weight")) == 167.0);   /* round(15000 160 / 14336) */
+    json_t *note = json_object_get(p, "tiny_preset");
+    CHECK_EQ_INT(json_array_size(note), 3);
+    bool seen = false;
+    for (size_t i = 0; i < json_array_size(note); i++)
+        seen |= !strcmp(json_string_value(json_array_get(note, i)), "v_steps: 25 -> 35 (hidden_size 64 < 1024)");
+    CHECK_MSG(seen, "tiny_preset has no v_steps note");
+    json_decref(p);
+
+    p = json_object();   /* explicit 50 (the session-6 preset) is kept, with no v_steps note */
+    memit_defaults(p);
+    json_object_set_new(p, "v_steps", json_integer(50));
+    CHECK_MSG(memit_preset(&tiny, p, &err) == 0, "%s", err.msg);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "v_steps")), 50);
+    note = json_object_get(p, "tiny_preset");
+    for (size_t i = 0; i < json_array_size(note); i++)
+        CHECK(strncmp(json_string_value(json_array_get(note, i)), "v_steps", 7) != 0);
+    json_decref(p);
+}
+
 int main(void) {
     g_tok = ef_tokenizer(&g_tokdir);
     RUN(test_normal_equations);
@@ -649,6 +698,7 @@ int main(void) {
     RUN(test_stage_value_batch);
     RUN(test_values_batched_staged);
     RUN(test_lambda_small_keys_hit_residuals);
+    RUN(test_preset);
     tokenizer_free(g_tok);
     fx_rm_rf(g_tokdir);
     free(g_tokdir);
