@@ -16,6 +16,7 @@
 #include "tests/testlib.h"
 #include "worker/engine/backend.h"
 #include "worker/engine/cpu/cpu_ops.h"
+#include "worker/engine/cpu/cpu_vexp.h"
 
 static const int64_t LENS[] = {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 15, 16, 17, 31, 63, 64, 65, 127, 1000, 1027};
 #define NLENS ((int)(sizeof LENS / sizeof LENS[0]))
@@ -303,6 +304,33 @@ static void test_sgemm_beta0(void) {
     openblas_set_num_threads(1);
 }
 
+/* the 8-lane exponential (cpu_avx2.c's vexp8: vmaxps/vminps clamps, spelled differently from
+ * CPU_VEXP_BODY) against the scalar one (cpu_exp_scalar) and the 4-lane one, element by element,
+ * on a sweep of the float bit patterns (every 61st of the 2^32, about 70 million: every exponent,
+ * sign, the clamps' neighbourhoods, ±0, ±inf, denormals and NaNs with many payloads) */
+static void test_vexp8_every_float(void) {
+    NEED_AVX2();
+    enum { BLK = 4096 };
+    static float x[BLK], y4[BLK], y8[BLK], ys[BLK];
+    uint64_t bad = 0, first_bad = 0, count = 0;
+    uint32_t u = 0;
+    for (uint64_t k = 0; k < (1ull << 32); ) {
+        int n = 0;
+        for (; n < BLK && k < (1ull << 32); n++, k += 61) { u = (uint32_t)k; memcpy(&x[n], &u, sizeof u); }
+        cpu_vexp_8(y8, x, n);  // n = 4096 except the last block: all but the 8-lane loop's tail
+        cpu_vexp_4(y4, x, n);
+        for (int i = 0; i < n; i++) ys[i] = cpu_exp_scalar(x[i]);
+        for (int i = 0; i < n; i++)
+            if (memcmp(&y8[i], &ys[i], sizeof(float)) || memcmp(&y8[i], &y4[i], sizeof(float))) {
+                if (!bad++) memcpy(&first_bad, &x[i], sizeof(float));
+            }
+        count += (uint64_t)n;
+    }
+    CHECK_MSG(bad == 0, "vexp8: %llu of %llu inputs differ from the scalar/4-lane bits (first 0x%08llx)",
+              (unsigned long long)bad, (unsigned long long)count, (unsigned long long)first_bad);
+    CHECK_MSG(count > 70000000ull, "swept %llu inputs", (unsigned long long)count);
+}
+
 static void test_lane_selection(void) {
     // the default is 8 where the CPU has AVX2; 4 can always be forced, and 0 returns to the default
     int def = cpu_simd_set_lanes(0);
@@ -316,6 +344,7 @@ static void test_lane_selection(void) {
 int main(void) {
     RUN(test_lane_selection);
     RUN(test_vexp_and_row_helpers);
+    RUN(test_vexp8_every_float);
     RUN(test_vmax_ties_and_nan);
     RUN(test_swiglu_ranges);
     RUN(test_rmsnorm);
