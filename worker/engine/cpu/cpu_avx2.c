@@ -1,6 +1,7 @@
 /* cpu_avx2.c - the 8-lane (AVX2) versions of the cpu backend's elementwise hot paths: the vectorised
  * exponential and softmax row helpers (cpu_elementwise.c), the SwiGLU gate forward/backward
- * (cpu_mlp.c), RMSNorm forward/backward (cpu_norm.c), RoPE (cpu_rope.c) and the residual add/axpy. Compiled with
+ * (cpu_mlp.c), RMSNorm forward/backward (cpu_norm.c), RoPE (cpu_rope.c), the residual add/axpy and
+ * the Adam step (cpu_optim.c). Compiled with
  * __attribute__((target("avx2"))) in a portable build and run only where cpu_simd_lanes() says 8
  * (cpu_simd.c). Each gives the same bits as the 4-lane/scalar version it replaces, for every input:
  *  - every element sees the same operations in the same order (no "fma" target, and the build's
@@ -299,6 +300,56 @@ AVX2 void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, con
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Adam: cpu_optim.c's reference loop 8 elements at a time, each statement the same operations in
+// the same order (a * b * c is (a * b) * c in both; vsqrtps and vdivps round as sqrtf and /); the
+// last n mod 8 elements run through the reference loop itself
+
+static inline AVX2 v8f vsqrt8(v8f v) { return (v8f)_mm256_sqrt_ps((__m256)v); }
+
+AVX2 void cpu_adam_range_8(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
+    const float b1 = ap->beta1, b2 = ap->beta2, lr = ap->lr, wd = ap->weight_decay, eps = ap->eps;
+    const double bc1 = 1.0 - pow(b1, (double)ap->step), bc2 = 1.0 - pow(b2, (double)ap->step);
+    int64_t i = 0;
+    switch (ap->variant) {
+    case ADAM_TORCH_ADAMW: {
+        const float step_size = (float)(lr / bc1), sq_bc2 = (float)sqrt(bc2), decay = 1.0f - lr * wd;
+        for (; i + 8 <= n; i += 8) {
+            v8f gi = load8(g + i), pi = load8(p + i) * decay;
+            v8f mi = b1 * load8(m + i) + (1.0f - b1) * gi;
+            v8f vi = b2 * load8(v + i) + (1.0f - b2) * gi * gi;
+            pi -= step_size * mi / (vsqrt8(vi) / sq_bc2 + eps);
+            store8(m + i, mi); store8(v + i, vi); store8(p + i, pi);
+        }
+        break;
+    }
+    case ADAM_HF_ADAMW: {
+        const float step_size = (float)(lr * sqrt(bc2) / bc1), lrwd = lr * wd;
+        for (; i + 8 <= n; i += 8) {
+            v8f gi = load8(g + i);
+            v8f mi = b1 * load8(m + i) + (1.0f - b1) * gi;
+            v8f vi = b2 * load8(v + i) + (1.0f - b2) * gi * gi;
+            v8f pi = load8(p + i) - step_size * mi / (vsqrt8(vi) + eps);
+            if (wd > 0.0f) pi -= lrwd * pi;
+            store8(m + i, mi); store8(v + i, vi); store8(p + i, pi);
+        }
+        break;
+    }
+    case ADAM_TORCH_ADAM: {
+        const float step_size = (float)(lr / bc1), sq_bc2 = (float)sqrt(bc2);
+        for (; i + 8 <= n; i += 8) {
+            v8f pi = load8(p + i), gi = load8(g + i) + wd * pi;
+            v8f mi = b1 * load8(m + i) + (1.0f - b1) * gi;
+            v8f vi = b2 * load8(v + i) + (1.0f - b2) * gi * gi;
+            pi -= step_size * mi / (vsqrt8(vi) / sq_bc2 + eps);
+            store8(m + i, mi); store8(v + i, vi); store8(p + i, pi);
+        }
+        break;
+    }
+    }
+    if (i < n) cpu_adam_range_ref(p + i, g + i, m + i, v + i, n - i, ap);
+}
+
 #else  // no AVX2 on this architecture: cpu_simd_lanes() is always 4 and these are never called
 
 void cpu_add_8(float *out, const float *a, const float *b, int64_t n) { cpu_add_ref(out, a, b, n); }
@@ -329,6 +380,9 @@ void cpu_rmsnorm_bwd_8(float *dx, float *dw, const float *dout, const float *x, 
 void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh,
                       float sign) {
     cpu_rope_apply_ref(x, pos, cos_t, sin_t, N, nh, Dh, sign);
+}
+void cpu_adam_range_8(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
+    cpu_adam_range_ref(p, g, m, v, n, ap);
 }
 
 #endif

@@ -145,6 +145,10 @@ void cpu_rope_apply_ref(float *x, const int32_t *pos, const float *cos_t, const 
 void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh,
                       float sign);
 /* cpu_optim.c */
+/* one Adam step over elements [0, n): the reference loop (cpu_optim.c) and 8 lanes (cpu_avx2.c:
+ * the same operations per element in the same order, IEEE sqrt and division: the same bits) */
+void cpu_adam_range_ref(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
+void cpu_adam_range_8(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 void cpu_adam_step(backend *be, float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 /* cpu_linalg.c */
 int cpu_cholesky(backend *be, float *A, int n, bool upper);

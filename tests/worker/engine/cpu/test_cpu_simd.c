@@ -331,6 +331,34 @@ static void test_vexp8_every_float(void) {
     CHECK_MSG(count > 70000000ull, "swept %llu inputs", (unsigned long long)count);
 }
 
+/* the Adam step: cpu_avx2.c's 8-lane loop against the reference loop (cpu_optim.c), every variant,
+ * with and without weight decay, over several steps (the moments carried), awkward lengths, and
+ * special values among the gradients and parameters */
+static void test_adam_range(void) {
+    NEED_AVX2();
+    static float p4[NMAX], p8[NMAX], m4[NMAX], m8[NMAX], v4[NMAX], v8[NMAX], g[NMAX];
+    const adam_variant vars[] = {ADAM_TORCH_ADAMW, ADAM_HF_ADAMW, ADAM_TORCH_ADAM};
+    for (int vi = 0; vi < 3; vi++)
+        for (int wdi = 0; wdi < 2; wdi++)
+            for (int li = 0; li < NLENS; li++)
+                for (int special = 0; special <= 1; special++) {
+                    const int64_t n = LENS[li];
+                    const size_t nb = (size_t)n * sizeof(float);
+                    fill(p4, n, 1.0, special);
+                    memcpy(p8, p4, nb);
+                    memset(m4, 0, nb); memset(m8, 0, nb); memset(v4, 0, nb); memset(v8, 0, nb);
+                    for (int step = 1; step <= 3; step++) {
+                        fill(g, n, 0.01, special ? step : 0);
+                        adam_params ap = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                                          .weight_decay = wdi ? 0.01f : 0.0f, .step = step, .variant = vars[vi]};
+                        cpu_adam_range_ref(p4, g, m4, v4, n, &ap);
+                        cpu_adam_range_8(p8, g, m8, v8, n, &ap);
+                        CHECK_MSG(same(p4, p8, nb) && same(m4, m8, nb) && same(v4, v8, nb),
+                                  "adam variant %d wd %d n=%lld special=%d step %d", vi, wdi, (long long)n, special, step);
+                    }
+                }
+}
+
 static void test_lane_selection(void) {
     // the default is 8 where the CPU has AVX2; 4 can always be forced, and 0 returns to the default
     int def = cpu_simd_set_lanes(0);
@@ -345,6 +373,7 @@ int main(void) {
     RUN(test_lane_selection);
     RUN(test_vexp_and_row_helpers);
     RUN(test_vexp8_every_float);
+    RUN(test_adam_range);
     RUN(test_vmax_ties_and_nan);
     RUN(test_swiglu_ranges);
     RUN(test_rmsnorm);
