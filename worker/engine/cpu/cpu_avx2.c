@@ -236,13 +236,35 @@ AVX2 void cpu_swiglu_bwd_range_8(float *dg, float *du, const float *dout, const 
 }
 
 // ---------------------------------------------------------------------------------------------
-// RMSNorm: the double sums are the 4-lane file's serial loops; the elementwise parts 8 wide
+// RMSNorm: the double sums are the 4-lane file's serial loops (the forward's sum of squares run for
+// 8 rows at once, each row's additions in the same order); the elementwise parts 8 wide
+
+/* Σ_i x²_i of 8 rows (x + k·ld, k < 8) into ss[8], each row's sum the serial loop of
+ * cpu_rms_rstd_row ((double)x * x exact, added in index order from 0.0): lane k of a 4-double
+ * vector carries row k's sum, so the 8 rows' dependency chains of double additions (the whole cost
+ * of the serial loop: ~4 cycles per element) run side by side instead of one after another */
+static inline AVX2 void rms_sumsq_rows8(double ss[8], const float *x, int64_t ld, int D) {
+    const float *x0 = x, *x1 = x + ld, *x2 = x + 2 * ld, *x3 = x + 3 * ld;
+    const float *x4 = x + 4 * ld, *x5 = x + 5 * ld, *x6 = x + 6 * ld, *x7 = x + 7 * ld;
+    v4d a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};
+    for (int i = 0; i < D; i++) {
+        v4d u = (v4d)_mm256_cvtps_pd(_mm_setr_ps(x0[i], x1[i], x2[i], x3[i]));
+        v4d v = (v4d)_mm256_cvtps_pd(_mm_setr_ps(x4[i], x5[i], x6[i], x7[i]));
+        a0 += u * u;
+        a1 += v * v;
+    }
+    memcpy(ss, &a0, sizeof a0);
+    memcpy(ss + 4, &a1, sizeof a1);
+}
 
 AVX2 void cpu_rmsnorm_fwd_8(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps) {
+    double ss[8];
     for (int n = 0; n < N; n++) {
         const float *xr = x + (int64_t)n * D;
         float *yr = out + (int64_t)n * D;
-        float r = cpu_rms_rstd_row(xr, D, eps);
+        // every row's sum before any row of the 8 is written (out may alias x)
+        if (n % 8 == 0 && n + 8 <= N) rms_sumsq_rows8(ss, xr, D, D);
+        float r = n - n % 8 + 8 <= N ? cpu_rms_rstd_of(ss[n % 8], D, eps) : cpu_rms_rstd_row(xr, D, eps);
         if (rstd) rstd[n] = r;
         int i = 0;
         for (; i + 8 <= D; i += 8) store8(yr + i, load8(w + i) * (load8(xr + i) * r));

@@ -120,12 +120,14 @@ void cpu_swiglu_bwd_range_8(float *dg, float *du, const float *dout, const float
                             int64_t hi);
 /* RMSNorm (cpu_norm.c / cpu_avx2.c), the contracts of cpu_rmsnorm_fwd/bwd. The row reductions are
  * defined once here, serial in double, so the 4- and 8-lane paths share them bit for bit:
- * cpu_rms_rstd_row: r = (mean(x²) + eps)^-1/2 of one row x[D];
+ * cpu_rms_rstd_row: r = (mean(x²) + eps)^-1/2 of one row x[D] (cpu_rms_rstd_of: r from the row's
+ * sum ss = Σ x² so added; cpu_avx2.c adds 4 rows' sums at once, each in this order);
  * cpu_rms_bwd_coef: r³/D Σ_j w_j dy_j x_j, the coefficient of x in dx. */
+static inline float cpu_rms_rstd_of(double ss, int D, float eps) { return (float)(1.0 / sqrt(ss / D + (double)eps)); }
 static inline float cpu_rms_rstd_row(const float *x, int D, float eps) {
     double ss = 0.0;
     for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
-    return (float)(1.0 / sqrt(ss / D + (double)eps));
+    return cpu_rms_rstd_of(ss, D, eps);
 }
 static inline float cpu_rms_bwd_coef(const float *w, const float *dy, const float *x, float r, int D) {
     double dot = 0.0;

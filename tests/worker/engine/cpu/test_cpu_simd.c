@@ -143,12 +143,23 @@ static void test_swiglu_ranges(void) {
 
 static void test_rmsnorm(void) {
     NEED_AVX2();
-    const int N = 5;
-    static float x[5 * NMAX], w[NMAX], dy[5 * NMAX], o4[5 * NMAX], o8[5 * NMAX], r4[5], r8[5];
-    static float dx4[5 * NMAX], dx8[5 * NMAX], dw4[NMAX], dw8[NMAX];
+    // 21 rows: two blocks of 8 whose sums of squares the 8-lane forward adds side by side, 5 after
+    enum { NR = 21 };
+    const int N = NR;
+    static float x[NR * NMAX], w[NMAX], dy[NR * NMAX], o4[NR * NMAX], o8[NR * NMAX], r4[NR], r8[NR];
+    static float dx4[NR * NMAX], dx8[NR * NMAX], dw4[NMAX], dw8[NMAX];
     for (int li = 1; li < NLENS; li++) {
         const int D = (int)LENS[li];
         const size_t nb = (size_t)N * D * sizeof(float);
+        for (int special = 0; special <= 1; special++) {  // and values past float's square range, ±inf, NaN
+            fill(x, (int64_t)N * D, special ? 1e20 : 2.0, special);
+            cpu_rmsnorm_fwd_4(o4, r4, x, w, N, D, 1e-5f);
+            cpu_rmsnorm_fwd_8(o8, r8, x, w, N, D, 1e-5f);
+            CHECK_MSG(same(o4, o8, nb) && same(r4, r8, sizeof r4), "rmsnorm fwd D=%d special=%d", D, special);
+            memcpy(o8, x, nb);  // in place (out == x), no rstd
+            cpu_rmsnorm_fwd_8(o8, NULL, o8, w, N, D, 1e-5f);
+            CHECK_MSG(same(o4, o8, nb), "rmsnorm fwd in place D=%d special=%d", D, special);
+        }
         fill(x, (int64_t)N * D, 2.0, 0); fill(w, D, 1.0, 0); fill(dy, (int64_t)N * D, 1.0, 0);
         cpu_rmsnorm_fwd_4(o4, r4, x, w, N, D, 1e-5f);
         cpu_rmsnorm_fwd_8(o8, r8, x, w, N, D, 1e-5f);
