@@ -272,9 +272,33 @@ AVX2 void cpu_rmsnorm_fwd_8(float *out, float *rstd, const float *x, const float
     }
 }
 
+/* cpu_rms_bwd_coef of 8 rows (dy, x + k·ld, k < 8) into c[8]: each row's Σ (double)w dy x in the
+ * serial loop's order, lane k carrying row k (as rms_sumsq_rows8), then the same scaling */
+static inline AVX2 void rms_bwd_coef_rows8(float c[8], const float *w, const float *dy, const float *x,
+                                           const float *r, int64_t ld, int D) {
+    v4d a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};
+    for (int i = 0; i < D; i++) {
+        const v4d wi = (v4d){0, 0, 0, 0} + (double)w[i];
+        v4d d0 = (v4d)_mm256_cvtps_pd(_mm_setr_ps(dy[i], dy[ld + i], dy[2 * ld + i], dy[3 * ld + i]));
+        v4d d1 = (v4d)_mm256_cvtps_pd(_mm_setr_ps(dy[4 * ld + i], dy[5 * ld + i], dy[6 * ld + i], dy[7 * ld + i]));
+        v4d x0 = (v4d)_mm256_cvtps_pd(_mm_setr_ps(x[i], x[ld + i], x[2 * ld + i], x[3 * ld + i]));
+        v4d x1 = (v4d)_mm256_cvtps_pd(_mm_setr_ps(x[4 * ld + i], x[5 * ld + i], x[6 * ld + i], x[7 * ld + i]));
+        a0 += wi * d0 * x0;
+        a1 += wi * d1 * x1;
+    }
+    for (int k = 0; k < 8; k++) {
+        double dot = k < 4 ? a0[k] : a1[k - 4];
+        c[k] = cpu_rms_bwd_coef_of(dot, r[k], D);
+    }
+}
+
 AVX2 void cpu_rmsnorm_bwd_8(float *dx, float *dw, const float *dout, const float *x, const float *w,
                             const float *rstd, int N, int D, bool acc_dx) {
+    float cb[8];
     for (int n = 0; n < N; n++) {
+        // the 8 rows' coefficients before any of them is written (dx may alias dout)
+        if (dx && n % 8 == 0 && n + 8 <= N)
+            rms_bwd_coef_rows8(cb, w, dout + (int64_t)n * D, x + (int64_t)n * D, rstd + n, D, D);
         const float *xr = x + (int64_t)n * D, *dy = dout + (int64_t)n * D;
         float r = rstd[n];
         if (dw) {
@@ -284,7 +308,7 @@ AVX2 void cpu_rmsnorm_bwd_8(float *dx, float *dw, const float *dout, const float
         }
         if (!dx) continue;
         float *dxr = dx + (int64_t)n * D;
-        float c = cpu_rms_bwd_coef(w, dy, xr, r, D);
+        float c = n - n % 8 + 8 <= N ? cb[n % 8] : cpu_rms_bwd_coef(w, dy, xr, r, D);
         int i = 0;
         for (; i + 8 <= D; i += 8) {
             v8f gi = r * load8(w + i) * load8(dy + i) - c * load8(xr + i);

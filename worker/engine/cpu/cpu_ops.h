@@ -129,10 +129,11 @@ static inline float cpu_rms_rstd_row(const float *x, int D, float eps) {
     for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
     return cpu_rms_rstd_of(ss, D, eps);
 }
+static inline float cpu_rms_bwd_coef_of(double dot, float r, int D) { return (float)(dot * r * r * r / D); }
 static inline float cpu_rms_bwd_coef(const float *w, const float *dy, const float *x, float r, int D) {
     double dot = 0.0;
     for (int i = 0; i < D; i++) dot += (double)w[i] * dy[i] * x[i];
-    return (float)(dot * r * r * r / D);
+    return cpu_rms_bwd_coef_of(dot, r, D);
 }
 void cpu_rmsnorm_fwd_4(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
 void cpu_rmsnorm_bwd_4(float *dx, float *dw, const float *dout, const float *x, const float *w,

@@ -175,6 +175,10 @@ static void test_rmsnorm(void) {
             cpu_rmsnorm_bwd_8(dx8, NULL, dy, x, w, r4, N, D, acc);
             CHECK_MSG(same(dx4, dx8, nb), "rmsnorm bwd no dw D=%d acc=%d", D, acc);
         }
+        cpu_rmsnorm_bwd_4(dx4, NULL, dy, x, w, r4, N, D, false);
+        memcpy(dx8, dy, nb);  // dx == dout: the 8-row coefficients are read before the rows are written
+        cpu_rmsnorm_bwd_8(dx8, NULL, dx8, x, w, r4, N, D, false);
+        CHECK_MSG(same(dx4, dx8, nb), "rmsnorm bwd in place D=%d", D);
     }
 }
 
