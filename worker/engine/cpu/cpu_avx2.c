@@ -144,6 +144,17 @@ AVX2 double cpu_vexp_sum_8(float *y, const float *x, float shift, int64_t n) {
     return s;
 }
 
+AVX2 void cpu_vexp_scale_8(float *y, const float *x, float shift, float s, int64_t n) {
+    const int64_t n4 = vec_end(n);
+    int64_t i = 0;
+    for (; i + 8 <= n4; i += 8) store8(y + i, vexp8(load8(x + i) - shift) * s);
+    for (; i + 4 <= n4; i += 4) store4(y + i, vexp4(load4(x + i) - shift) * s);
+    for (; i < n; i++) {
+        float e = cpu_exp_scalar(x[i] - shift);
+        y[i] = e * s;
+    }
+}
+
 AVX2 void cpu_vscale_8(float *x, float s, int64_t n) {
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) store8(x + i, load8(x + i) * s);
@@ -404,6 +415,10 @@ void cpu_vexp_8(float *y, const float *x, int64_t n) { cpu_vexp_4(y, x, n); }
 float cpu_vmax_8(const float *x, int64_t n) { return cpu_vmax_4(x, n); }
 double cpu_vexp_sum_8(float *y, const float *x, float shift, int64_t n) { return cpu_vexp_sum_4(y, x, shift, n); }
 void cpu_vscale_8(float *x, float s, int64_t n) { cpu_vscale_4(x, s, n); }
+void cpu_vexp_scale_8(float *y, const float *x, float shift, float s, int64_t n) {
+    cpu_vexp_sum_4(y, x, shift, n);
+    cpu_vscale_4(y, s, n);
+}
 double cpu_vdot_8(const float *a, const float *b, int64_t n) { return cpu_vdot_4(a, b, n); }
 void cpu_vmul_scaled_8(float *y, const float *x, float s, int64_t n) { cpu_vmul_scaled_4(y, x, s, n); }
 void cpu_vsub_mul_scaled_8(float *y, float c, const float *x, float s, int64_t n) {

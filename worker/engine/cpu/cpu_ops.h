@@ -111,6 +111,9 @@ void cpu_vscale_8(float *x, float s, int64_t n);
 double cpu_vdot_8(const float *a, const float *b, int64_t n);
 void cpu_vmul_scaled_8(float *y, const float *x, float s, int64_t n);
 void cpu_vsub_mul_scaled_8(float *y, float c, const float *x, float s, int64_t n);
+/* y = exp(x - shift) * s in one pass (y may alias x): the bits of cpu_vexp_sum_4(y, x, shift, n)
+ * followed by cpu_vscale_4(y, s, n), without the sum (the cross-entropy backward's row) */
+void cpu_vexp_scale_8(float *y, const float *x, float shift, float s, int64_t n);
 /* SwiGLU over elements [lo, hi) (cpu_mlp.c / cpu_avx2.c); dg may alias dout */
 void cpu_swiglu_fwd_range_4(float *out, const float *g, const float *u, int64_t lo, int64_t hi);
 void cpu_swiglu_bwd_range_4(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t lo,

@@ -73,6 +73,12 @@ static void test_vexp_and_row_helpers(void) {
                 memcpy(y4, x, nb); memcpy(y8, x, nb);  // in place, as the softmaxes call it
                 s4 = cpu_vexp_sum_4(y4, y4, shift, n); s8 = cpu_vexp_sum_8(y8, y8, shift, n);
                 CHECK_MSG(same_d(s4, s8) && same(y4, y8, nb), "vexp_sum in place n=%lld", (long long)n);
+                cpu_vexp_sum_4(y4, x, shift, n); cpu_vscale_4(y4, 0.37f, n);
+                cpu_vexp_scale_8(y8, x, shift, 0.37f, n);
+                CHECK_MSG(same(y4, y8, nb), "vexp_scale n=%lld", (long long)n);
+                memcpy(y8, x, nb);
+                cpu_vexp_scale_8(y8, y8, shift, 0.37f, n);
+                CHECK_MSG(same(y4, y8, nb), "vexp_scale in place n=%lld", (long long)n);
                 memcpy(y4, x, nb); memcpy(y8, x, nb);
                 cpu_vscale_4(y4, 0.37f, n); cpu_vscale_8(y8, 0.37f, n);
                 CHECK_MSG(same(y4, y8, nb), "vscale n=%lld", (long long)n);
