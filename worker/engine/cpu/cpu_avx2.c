@@ -5,12 +5,13 @@
  * __attribute__((target("avx2"))) in a portable build and run only where cpu_simd_lanes() says 8
  * (cpu_simd.c). Each gives the same bits as the 4-lane/scalar version it replaces, for every input:
  *  - every element sees the same operations in the same order (no "fma" target, and the build's
- *    -std=c11 keeps GCC from contracting; the exponential is cpu_vexp.h's, shared by all widths);
+ *    -std=c11 keeps GCC from contracting; the exponential is cpu_vexp.h's statements, its clamps
+ *    spelled as vmaxps/vminps here (vexp8: the same result for every input));
  *  - the elements that the 4-lane code ran through its scalar tail (the last n mod 4) run through
  *    the same scalar code here, the rest in 8-lane blocks and at most one 4-lane block;
  *  - reductions keep the 4-lane order: the 8 products of a block are added to the same 4 double
  *    accumulators, low half then high half, which is the 4-lane code's sequence of additions;
- *    RMSNorm's double sums stay the same serial loops;
+ *    RMSNorm's double sums keep the serial loops' order, 8 rows side by side (one row per lane);
  *  - the max is taken 8 lanes wide only when its value fixes its bits (no NaN, max != 0); else the
  *    4-lane code decides (ties of +0 and -0, NaN positions).
  * tests/worker/engine/cpu/test_cpu_simd.c runs both widths on awkward lengths and compares bytes. */
