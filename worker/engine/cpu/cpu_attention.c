@@ -136,9 +136,12 @@ static void att_bwd_task(void *ctx, int task, int thread) {
         for (int r0 = 0; r0 < Tq; r0 += ATT_QB) {
             const int rows = Tq - r0 < ATT_QB ? Tq - r0 : ATT_QB;
             const float *P = a->cprobs + (((int64_t)b * a->H + h) * Tq + r0) * Tk;  // [rows, Tk]
-            // the keys this block saw: the last nonzero column over its rows (probs are 0 beyond)
+            // the keys this block saw: the last nonzero column over its rows (probs are 0 beyond).
+            // A maximum, so any row order gives it; last row first, because under the causal mask
+            // the last row sees the most keys, and then each earlier row's scan stops at once
+            // instead of crossing its zeros (the scan was ~5% of an unlearning step in row order)
             int km = 0;
-            for (int t = 0; t < rows; t++)
+            for (int t = rows - 1; t >= 0; t--)
                 for (int j = nk - 1; j >= km; j--)
                     if (P[(int64_t)t * Tk + j] != 0.0f) { km = j + 1; break; }
             if (km == 0) {

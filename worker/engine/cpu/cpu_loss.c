@@ -86,8 +86,11 @@ static void ce_bwd_range(void *ctx, int task, int thread) {
             continue;
         }
         float l = a->lse ? a->lse[n] : (float)row_lse(x, V, scratch);
-        cpu_vexp_sum(d, x, l, V);  // in place when d == x
-        cpu_vscale(d, a->scale, V);
+        if (cpu_simd_lanes() == 8) cpu_vexp_scale_8(d, x, l, a->scale, V);  // one pass, the same bits
+        else {
+            cpu_vexp_sum(d, x, l, V);  // in place when d == x
+            cpu_vscale(d, a->scale, V);
+        }
         d[t] -= a->scale;
     }
     free(scratch);

@@ -111,6 +111,9 @@ void cpu_vscale_8(float *x, float s, int64_t n);
 double cpu_vdot_8(const float *a, const float *b, int64_t n);
 void cpu_vmul_scaled_8(float *y, const float *x, float s, int64_t n);
 void cpu_vsub_mul_scaled_8(float *y, float c, const float *x, float s, int64_t n);
+/* y = exp(x - shift) * s in one pass (y may alias x): the bits of cpu_vexp_sum_4(y, x, shift, n)
+ * followed by cpu_vscale_4(y, s, n), without the sum (the cross-entropy backward's row) */
+void cpu_vexp_scale_8(float *y, const float *x, float shift, float s, int64_t n);
 /* SwiGLU over elements [lo, hi) (cpu_mlp.c / cpu_avx2.c); dg may alias dout */
 void cpu_swiglu_fwd_range_4(float *out, const float *g, const float *u, int64_t lo, int64_t hi);
 void cpu_swiglu_bwd_range_4(float *dg, float *du, const float *dout, const float *g, const float *u, int64_t lo,
@@ -120,17 +123,20 @@ void cpu_swiglu_bwd_range_8(float *dg, float *du, const float *dout, const float
                             int64_t hi);
 /* RMSNorm (cpu_norm.c / cpu_avx2.c), the contracts of cpu_rmsnorm_fwd/bwd. The row reductions are
  * defined once here, serial in double, so the 4- and 8-lane paths share them bit for bit:
- * cpu_rms_rstd_row: r = (mean(x²) + eps)^-1/2 of one row x[D];
+ * cpu_rms_rstd_row: r = (mean(x²) + eps)^-1/2 of one row x[D] (cpu_rms_rstd_of: r from the row's
+ * sum ss = Σ x² so added; cpu_avx2.c adds 4 rows' sums at once, each in this order);
  * cpu_rms_bwd_coef: r³/D Σ_j w_j dy_j x_j, the coefficient of x in dx. */
+static inline float cpu_rms_rstd_of(double ss, int D, float eps) { return (float)(1.0 / sqrt(ss / D + (double)eps)); }
 static inline float cpu_rms_rstd_row(const float *x, int D, float eps) {
     double ss = 0.0;
     for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
-    return (float)(1.0 / sqrt(ss / D + (double)eps));
+    return cpu_rms_rstd_of(ss, D, eps);
 }
+static inline float cpu_rms_bwd_coef_of(double dot, float r, int D) { return (float)(dot * r * r * r / D); }
 static inline float cpu_rms_bwd_coef(const float *w, const float *dy, const float *x, float r, int D) {
     double dot = 0.0;
     for (int i = 0; i < D; i++) dot += (double)w[i] * dy[i] * x[i];
-    return (float)(dot * r * r * r / D);
+    return cpu_rms_bwd_coef_of(dot, r, D);
 }
 void cpu_rmsnorm_fwd_4(float *out, float *rstd, const float *x, const float *w, int N, int D, float eps);
 void cpu_rmsnorm_bwd_4(float *dx, float *dw, const float *dout, const float *x, const float *w,
@@ -145,6 +151,10 @@ void cpu_rope_apply_ref(float *x, const int32_t *pos, const float *cos_t, const 
 void cpu_rope_apply_8(float *x, const int32_t *pos, const float *cos_t, const float *sin_t, int N, int nh, int Dh,
                       float sign);
 /* cpu_optim.c */
+/* one Adam step over elements [0, n): the reference loop (cpu_optim.c) and 8 lanes (cpu_avx2.c:
+ * the same operations per element in the same order, IEEE sqrt and division: the same bits) */
+void cpu_adam_range_ref(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
+void cpu_adam_range_8(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 void cpu_adam_step(backend *be, float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap);
 /* cpu_linalg.c */
 int cpu_cholesky(backend *be, float *A, int n, bool upper);

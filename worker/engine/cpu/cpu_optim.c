@@ -1,10 +1,12 @@
 /* cpu_optim.c - one Adam/AdamW step, in the three variants the references use
- * (algorithms.md §0.3): torch.optim.AdamW, transformers.AdamW, torch.optim.Adam (L2 decay). */
+ * (algorithms.md §0.3): torch.optim.AdamW, transformers.AdamW, torch.optim.Adam (L2 decay).
+ * cpu_adam_range_ref is the reference loop; where cpu_simd_lanes() says 8, cpu_avx2.c's
+ * cpu_adam_range_8 runs the same operations 8 elements at a time (the same bits). */
 #include <math.h>
 
 #include "worker/engine/cpu/cpu_ops.h"
 
-static void adam_range(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
+void cpu_adam_range_ref(float *p, const float *g, float *m, float *v, int64_t n, const adam_params *ap) {
     const float b1 = ap->beta1, b2 = ap->beta2, lr = ap->lr, wd = ap->weight_decay, eps = ap->eps;
     const double bc1 = 1.0 - pow(b1, (double)ap->step), bc2 = 1.0 - pow(b2, (double)ap->step);
     switch (ap->variant) {
@@ -53,7 +55,8 @@ typedef struct adam_args { float *p, *m, *v; const float *g; int64_t n; int nt; 
 static void adam_task(void *ctx, int task, int thread) {
     adam_args *a = ctx;
     int64_t lo = a->n * task / a->nt, hi = a->n * (task + 1) / a->nt;
-    adam_range(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->ap);
+    if (cpu_simd_lanes() == 8) cpu_adam_range_8(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->ap);
+    else cpu_adam_range_ref(a->p + lo, a->g + lo, a->m + lo, a->v + lo, hi - lo, a->ap);
 }
 
 // elementwise, so the result does not depend on how the range is split over threads

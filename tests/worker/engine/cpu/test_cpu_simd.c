@@ -16,6 +16,7 @@
 #include "tests/testlib.h"
 #include "worker/engine/backend.h"
 #include "worker/engine/cpu/cpu_ops.h"
+#include "worker/engine/cpu/cpu_vexp.h"
 
 static const int64_t LENS[] = {0, 1, 3, 4, 5, 7, 8, 9, 11, 12, 15, 16, 17, 31, 63, 64, 65, 127, 1000, 1027};
 #define NLENS ((int)(sizeof LENS / sizeof LENS[0]))
@@ -72,6 +73,12 @@ static void test_vexp_and_row_helpers(void) {
                 memcpy(y4, x, nb); memcpy(y8, x, nb);  // in place, as the softmaxes call it
                 s4 = cpu_vexp_sum_4(y4, y4, shift, n); s8 = cpu_vexp_sum_8(y8, y8, shift, n);
                 CHECK_MSG(same_d(s4, s8) && same(y4, y8, nb), "vexp_sum in place n=%lld", (long long)n);
+                cpu_vexp_sum_4(y4, x, shift, n); cpu_vscale_4(y4, 0.37f, n);
+                cpu_vexp_scale_8(y8, x, shift, 0.37f, n);
+                CHECK_MSG(same(y4, y8, nb), "vexp_scale n=%lld", (long long)n);
+                memcpy(y8, x, nb);
+                cpu_vexp_scale_8(y8, y8, shift, 0.37f, n);
+                CHECK_MSG(same(y4, y8, nb), "vexp_scale in place n=%lld", (long long)n);
                 memcpy(y4, x, nb); memcpy(y8, x, nb);
                 cpu_vscale_4(y4, 0.37f, n); cpu_vscale_8(y8, 0.37f, n);
                 CHECK_MSG(same(y4, y8, nb), "vscale n=%lld", (long long)n);
@@ -142,12 +149,23 @@ static void test_swiglu_ranges(void) {
 
 static void test_rmsnorm(void) {
     NEED_AVX2();
-    const int N = 5;
-    static float x[5 * NMAX], w[NMAX], dy[5 * NMAX], o4[5 * NMAX], o8[5 * NMAX], r4[5], r8[5];
-    static float dx4[5 * NMAX], dx8[5 * NMAX], dw4[NMAX], dw8[NMAX];
+    // 21 rows: two blocks of 8 whose sums of squares the 8-lane forward adds side by side, 5 after
+    enum { NR = 21 };
+    const int N = NR;
+    static float x[NR * NMAX], w[NMAX], dy[NR * NMAX], o4[NR * NMAX], o8[NR * NMAX], r4[NR], r8[NR];
+    static float dx4[NR * NMAX], dx8[NR * NMAX], dw4[NMAX], dw8[NMAX];
     for (int li = 1; li < NLENS; li++) {
         const int D = (int)LENS[li];
         const size_t nb = (size_t)N * D * sizeof(float);
+        for (int special = 0; special <= 1; special++) {  // and values past float's square range, ±inf, NaN
+            fill(x, (int64_t)N * D, special ? 1e20 : 2.0, special);
+            cpu_rmsnorm_fwd_4(o4, r4, x, w, N, D, 1e-5f);
+            cpu_rmsnorm_fwd_8(o8, r8, x, w, N, D, 1e-5f);
+            CHECK_MSG(same(o4, o8, nb) && same(r4, r8, sizeof r4), "rmsnorm fwd D=%d special=%d", D, special);
+            memcpy(o8, x, nb);  // in place (out == x), no rstd
+            cpu_rmsnorm_fwd_8(o8, NULL, o8, w, N, D, 1e-5f);
+            CHECK_MSG(same(o4, o8, nb), "rmsnorm fwd in place D=%d special=%d", D, special);
+        }
         fill(x, (int64_t)N * D, 2.0, 0); fill(w, D, 1.0, 0); fill(dy, (int64_t)N * D, 1.0, 0);
         cpu_rmsnorm_fwd_4(o4, r4, x, w, N, D, 1e-5f);
         cpu_rmsnorm_fwd_8(o8, r8, x, w, N, D, 1e-5f);
@@ -163,6 +181,10 @@ static void test_rmsnorm(void) {
             cpu_rmsnorm_bwd_8(dx8, NULL, dy, x, w, r4, N, D, acc);
             CHECK_MSG(same(dx4, dx8, nb), "rmsnorm bwd no dw D=%d acc=%d", D, acc);
         }
+        cpu_rmsnorm_bwd_4(dx4, NULL, dy, x, w, r4, N, D, false);
+        memcpy(dx8, dy, nb);  // dx == dout: the 8-row coefficients are read before the rows are written
+        cpu_rmsnorm_bwd_8(dx8, NULL, dx8, x, w, r4, N, D, false);
+        CHECK_MSG(same(dx4, dx8, nb), "rmsnorm bwd in place D=%d", D);
     }
 }
 
@@ -303,6 +325,61 @@ static void test_sgemm_beta0(void) {
     openblas_set_num_threads(1);
 }
 
+/* the 8-lane exponential (cpu_avx2.c's vexp8: vmaxps/vminps clamps, spelled differently from
+ * CPU_VEXP_BODY) against the scalar one (cpu_exp_scalar) and the 4-lane one, element by element,
+ * on a sweep of the float bit patterns (every 61st of the 2^32, about 70 million: every exponent,
+ * sign, the clamps' neighbourhoods, ±0, ±inf, denormals and NaNs with many payloads) */
+static void test_vexp8_every_float(void) {
+    NEED_AVX2();
+    enum { BLK = 4096 };
+    static float x[BLK], y4[BLK], y8[BLK], ys[BLK];
+    uint64_t bad = 0, first_bad = 0, count = 0;
+    uint32_t u = 0;
+    for (uint64_t k = 0; k < (1ull << 32); ) {
+        int n = 0;
+        for (; n < BLK && k < (1ull << 32); n++, k += 61) { u = (uint32_t)k; memcpy(&x[n], &u, sizeof u); }
+        cpu_vexp_8(y8, x, n);  // n = 4096 except the last block: all but the 8-lane loop's tail
+        cpu_vexp_4(y4, x, n);
+        for (int i = 0; i < n; i++) ys[i] = cpu_exp_scalar(x[i]);
+        for (int i = 0; i < n; i++)
+            if (memcmp(&y8[i], &ys[i], sizeof(float)) || memcmp(&y8[i], &y4[i], sizeof(float))) {
+                if (!bad++) memcpy(&first_bad, &x[i], sizeof(float));
+            }
+        count += (uint64_t)n;
+    }
+    CHECK_MSG(bad == 0, "vexp8: %llu of %llu inputs differ from the scalar/4-lane bits (first 0x%08llx)",
+              (unsigned long long)bad, (unsigned long long)count, (unsigned long long)first_bad);
+    CHECK_MSG(count > 70000000ull, "swept %llu inputs", (unsigned long long)count);
+}
+
+/* the Adam step: cpu_avx2.c's 8-lane loop against the reference loop (cpu_optim.c), every variant,
+ * with and without weight decay, over several steps (the moments carried), awkward lengths, and
+ * special values among the gradients and parameters */
+static void test_adam_range(void) {
+    NEED_AVX2();
+    static float p4[NMAX], p8[NMAX], m4[NMAX], m8[NMAX], v4[NMAX], v8[NMAX], g[NMAX];
+    const adam_variant vars[] = {ADAM_TORCH_ADAMW, ADAM_HF_ADAMW, ADAM_TORCH_ADAM};
+    for (int vi = 0; vi < 3; vi++)
+        for (int wdi = 0; wdi < 2; wdi++)
+            for (int li = 0; li < NLENS; li++)
+                for (int special = 0; special <= 1; special++) {
+                    const int64_t n = LENS[li];
+                    const size_t nb = (size_t)n * sizeof(float);
+                    fill(p4, n, 1.0, special);
+                    memcpy(p8, p4, nb);
+                    memset(m4, 0, nb); memset(m8, 0, nb); memset(v4, 0, nb); memset(v8, 0, nb);
+                    for (int step = 1; step <= 3; step++) {
+                        fill(g, n, 0.01, special ? step : 0);
+                        adam_params ap = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                                          .weight_decay = wdi ? 0.01f : 0.0f, .step = step, .variant = vars[vi]};
+                        cpu_adam_range_ref(p4, g, m4, v4, n, &ap);
+                        cpu_adam_range_8(p8, g, m8, v8, n, &ap);
+                        CHECK_MSG(same(p4, p8, nb) && same(m4, m8, nb) && same(v4, v8, nb),
+                                  "adam variant %d wd %d n=%lld special=%d step %d", vi, wdi, (long long)n, special, step);
+                    }
+                }
+}
+
 static void test_lane_selection(void) {
     // the default is 8 where the CPU has AVX2; 4 can always be forced, and 0 returns to the default
     int def = cpu_simd_set_lanes(0);
@@ -316,6 +393,8 @@ static void test_lane_selection(void) {
 int main(void) {
     RUN(test_lane_selection);
     RUN(test_vexp_and_row_helpers);
+    RUN(test_vexp8_every_float);
+    RUN(test_adam_range);
     RUN(test_vmax_ties_and_nan);
     RUN(test_swiglu_ranges);
     RUN(test_rmsnorm);
