@@ -2,5 +2,13 @@
 #ifndef CISWEEP_VERSION_H
 #define CISWEEP_VERSION_H
 #define CISWEEP_VERSION "0.1.0"
+/* The results epoch: which generation of job results this build computes. The worker writes it
+ * into every model job's result as the metric row `results_epoch`; the coordinator reuses a done
+ * job of another sweep only when its row equals this value, and `cisweep run` refuses to continue
+ * a sweep whose done jobs carry another epoch (or none) unless --rerun-stale (docs/orchestration.md
+ * "Results epoch"). RULE: bump it whenever a change alters any job's results: a preset (e.g. a tiny
+ * preset of worker/interventions), an algorithm, a metric, the evaluation. 7: session 7 (MEMIT's
+ * tiny v_steps 50 -> 35); results before it carry no row. */
+#define CISWEEP_RESULTS_EPOCH 7
 const char *cisweep_version(void);
 #endif

@@ -8,6 +8,7 @@
 #include "coordinator/model_presets.h"
 #include "common/fs_check.h"
 #include "common/log.h"
+#include "common/version.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -196,8 +197,11 @@ int cmd_launch(int argc, char **argv) {
                    "run again\n", st.jobs_shared, st.shared_sweep);
         else
             printf("%d of the added jobs are the same work as jobs of other sweeps (e.g. \"%s\"): %d reused (their "
-                   "results copied, done now), %d to run (the other sweep's job failed or was cancelled)\n",
-                   st.jobs_shared, st.shared_sweep, st.jobs_reused, st.jobs_shared_unfinished);
+                   "results copied, done now), %d to run (the other sweep's job failed or was cancelled), %d to run "
+                   "(not reused: the other sweep's result is of another results epoch than this build's %d, i.e. "
+                   "computed under older presets or algorithms)\n",
+                   st.jobs_shared, st.shared_sweep, st.jobs_reused, st.jobs_shared_unfinished, st.jobs_shared_stale,
+                   CISWEEP_RESULTS_EPOCH);
     }
     job_store_close(&js);
     grid_free(&g);

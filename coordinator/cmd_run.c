@@ -9,6 +9,7 @@
 #include "coordinator/grid.h"
 #include "coordinator/job_store.h"
 #include "common/log.h"
+#include "common/version.h"
 
 #include <limits.h>
 #include <errno.h>
@@ -116,6 +117,40 @@ static void *progress_loop(void *arg) {
     return NULL;
 }
 
+/* the results epoch guard (docs/orchestration.md "Results epoch"): the done jobs of the grid's
+ * sweep in DB whose results are of another epoch than this build's. None: 0. Some: with
+ * rerun_stale they go back to pending (js_rerun_stale) and 0; without, a message naming the count,
+ * the epochs found and what to do, and 2 (nothing started). Errors: a message and 1. */
+static int stale_guard(const char *db, const char *gridf, unsigned grid_flags, bool rerun_stale) {
+    cis_err err = {0};
+    grid *g = NULL;
+    if (grid_load(gridf, grid_flags, &g, &err)) { fprintf(stderr, "cisweep run: %s\n", err.msg); return 1; }
+    job_store *js = NULL;
+    js_stale k = {0};
+    int rc = 0;
+    if (job_store_open(db, 0, &js, &err) || js_stale_jobs(js, g->name, CISWEEP_RESULTS_EPOCH, &k, &err)) {
+        fprintf(stderr, "cisweep run: %s\n", err.msg);
+        rc = 1;
+    } else if (k.n > 0 && !rerun_stale) {
+        fprintf(stderr, "cisweep run: %s: %lld done jobs of sweep \"%s\" hold results of another results epoch than "
+                "this build's %d (by epoch: %s; \"none\": from a build before the epoch was recorded), i.e. computed "
+                "under older presets or algorithms; continuing would mix them with new results in one sweep's "
+                "metrics. Nothing was started.\n---> HINT: pass --rerun-stale to put them back to pending and "
+                "recompute them under the current presets (their old attempts stay in the database), or run this "
+                "sweep with the build that started it, or start a new OUT/DB\n",
+                db, (long long)k.n, g->name, CISWEEP_RESULTS_EPOCH, k.epochs);
+        rc = 2;
+    } else if (k.n > 0) {
+        int n = js_rerun_stale(js, g->name, CISWEEP_RESULTS_EPOCH, now_ms(), &err);
+        if (n < 0) { fprintf(stderr, "cisweep run: %s\n", err.msg); rc = 1; }
+        else printf("--rerun-stale: %d done jobs of results epoch %s put back to pending (to recompute under epoch %d; "
+                    "their old attempts stay in %s)\n", n, k.epochs, CISWEEP_RESULTS_EPOCH, db);
+    }
+    job_store_close(&js);
+    grid_free(&g);
+    return rc;
+}
+
 static void summary(const char *db_path) {
     cis_err err = {0};
     job_store *js = NULL;
@@ -156,11 +191,14 @@ static void run_grid_usage(FILE *f) {
           "                   [--eval-limit N] [--eval-profile sweep|default|paper] [--mc-prompt 0.4.2|0.4.4]\n"
           "                   [--stage-evals N] [--snapshot-mb N] [--skip-missing-data] [--allow-selftest] [--nosync]\n"
           "                   [--progress S] [--heartbeat-ms N] [--lease-ms N] [--quarantine-after N] [--job-timeout-ms N]\n"
+          "                   [--rerun-stale]\n"
           "  the local launcher: launches FILE into DB (default sweep.db; idempotent, as `cisweep launch`), starts a\n"
           "  coordinator on an ipc socket and N local workers (default 1), and runs the sweep to completion.\n"
           "  --models takes a file: a JSON object from each model slot of the grid to a checkpoint directory\n"
           "  (or {\"path\": DIR, \"presets\": {...}}); --models-dir DIR resolves that map's relative paths.\n"
           "  To add compositions to an existing store, `cisweep launch --db DB --grid FILE --extend` first.\n"
+          "  A sweep whose done jobs hold results of another results epoch (an older build's presets) is not\n"
+          "  continued: --rerun-stale puts those jobs back to pending to recompute them.\n"
           "  docs/orchestration.md has the rest; `cisweep run --help` is the study end to end.\n", f);
 }
 
@@ -177,7 +215,7 @@ int cmd_run(int argc, char **argv) {
                *eval_profile = NULL, *mc_prompt = NULL, *stage_evals = NULL, *snapshot_mb = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0, progress_s = 0;
     unsigned flags = 0;
-    bool skip_missing_data = false;
+    bool skip_missing_data = false, rerun_stale = false;
     coord_opts o;
     coord_opts_defaults(&o);
     for (int i = 1; i < argc; i++) {
@@ -196,6 +234,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--snapshot-mb") && n && parse_i64(n, &v) && v >= 0 && v <= INT_MAX) { snapshot_mb = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
+        else if (!strcmp(a, "--rerun-stale")) rerun_stale = true;
         else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "default") || !strcmp(n, "paper") || !strcmp(n, "sweep"))) { eval_profile = n; i++; }
         else if (!strcmp(a, "--mc-prompt") && n && (!strcmp(n, "0.4.2") || !strcmp(n, "0.4.4"))) { mc_prompt = n; i++; }
         else if (!strcmp(a, "--allow-selftest")) flags |= GRID_ALLOW_SELFTEST;
@@ -220,6 +259,8 @@ int cmd_run(int argc, char **argv) {
     largv[lc] = NULL;
     int rc = cmd_launch(lc, largv);
     if (rc) return rc;
+    /* 1b. results of an older build's presets are not mixed with this build's (job_store_epoch.c) */
+    if ((rc = stale_guard(db, gridf, flags, rerun_stale))) return rc;
     /* 2. workers */
     char *ep = bind ? xstrdup(bind) : xasprintf("ipc:///tmp/cisweep-run-%d.sock", (int)getpid());
     o.bind = ep;

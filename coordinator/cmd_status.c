@@ -1,9 +1,11 @@
 /* cmd_status.c - `cisweep status --db DB [--watch [SECONDS]]`: read-only view of a sweep: counts
  * by state, a progress bar, the completion rate over the last 10 minutes and an ETA, every live
- * worker with its last-seen time and current job, and why pending jobs wait. Opens the DB
+ * worker with its last-seen time and current job, why pending jobs wait, and how many done jobs
+ * are of another results epoch than this build's (stale, job_store_epoch.c). Opens the DB
  * read-only (a WAL snapshot), so it can never disturb the running coordinator. */
 #include "coordinator/cli.h"
 #include "coordinator/job_store.h"
+#include "common/version.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -126,6 +128,12 @@ static int print_status(job_store *js, FILE *f) {
     if (k.failed + k.dead > 0)
         fprintf(f, "failures: %lld failed, %lld dead (see the v_failures view; `cisweep retry --failed` to rerun)\n",
                 (long long)k.failed, (long long)k.dead);
+    js_stale stale;   /* docs/orchestration.md "Results epoch" */
+    if (js_stale_jobs(js, NULL, CISWEEP_RESULTS_EPOCH, &stale, &err)) fprintf(stderr, "cisweep status: %s\n", err.msg);
+    else if (stale.n > 0)
+        fprintf(f, "stale: %lld done jobs hold results of another results epoch than this build's %d (by epoch: %s); "
+                "`cisweep run ... --rerun-stale` recomputes a sweep's\n", (long long)stale.n, CISWEEP_RESULTS_EPOCH,
+                stale.epochs);
     return 0;
 }
 

@@ -94,12 +94,13 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: cisweep run [--out DIR] [--study-grid FILE] [--workers N] [--family-steps N] [--threads N]\n"
             "                   [--eval-limit N] [--eval-profile sweep|default|paper] [--mc-prompt V] [--world-scale default|small] [--no-report]\n"
-            "                   [--shipped-family DIR] [--train-family] [--until world|models|sweep]\n"
+            "                   [--shipped-family DIR] [--train-family] [--until world|models|sweep] [--rerun-stale]\n"
             "  the study end to end on the embedded default: world, one tiny model per slot of the grid\n"
             "  (default grids/paper-417.json), the whole grid on N local workers (default: one per core), the\n"
             "  report and the paper's findings checked on this run's numbers. Everything goes to DIR (default\n"
-            "  out/study); running it again continues where it stopped. `cisweep run --grid FILE ...` runs one\n"
-            "  grid on given models instead (see cisweep run --grid --help).\n"
+            "  out/study); running it again continues where it stopped (not when its done jobs hold results of\n"
+            "  another results epoch, an older build's presets: --rerun-stale recomputes those).\n"
+            "  `cisweep run --grid FILE ...` runs one grid on given models instead (see cisweep run --grid --help).\n"
             "  The models are copied from the family shipped in DIR (default models/family, its manifest.json)\n"
             "  when it was trained on this world with this step budget and every file's sha256 verifies;\n"
             "  else, or with --train-family, they are trained. --until STEP stops after that step.\n");
@@ -110,7 +111,7 @@ int cmd_study(int argc, char **argv) {
                *eval_limit = NULL, *world_scale = "default",
                *eval_profile = NULL, *mc_prompt = NULL, *shipped_dir = "models/family";
     int64_t workers = 0, v, family_steps_n = 0;
-    bool report = true, train_family = false;
+    bool report = true, train_family = false, rerun_stale = false;
     int until = 6;   /* the last step to run */
     static const char *STEP_NAMES[] = {"", "world", "models", "statistics", "sweep", "report", "findings"};
     for (int i = 1; i < argc; i++) {
@@ -134,6 +135,7 @@ int cmd_study(int argc, char **argv) {
         else if (!strcmp(a, "--threads") && n && parse_i64(n, &v) && v >= 0) { threads = n; i++; }
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--no-report")) report = false;
+        else if (!strcmp(a, "--rerun-stale")) rerun_stale = true;   /* cmd_run.c's stale_guard */
         else if (!strcmp(a, "--world-scale") && n) { world_scale = n; i++; }
         else if (!strcmp(a, "--eval-profile") && n) { eval_profile = n; i++; }   /* checked by `run --grid` */
         else if (!strcmp(a, "--mc-prompt") && n) { mc_prompt = n; i++; }
@@ -313,11 +315,13 @@ int cmd_study(int argc, char **argv) {
         /* the sweep profile by default: evaluation sets sized for the embedded default (docs/eval.md) */
         av[ac++] = "--eval-profile"; av[ac++] = eval_profile ? (char *)eval_profile : "sweep";
         if (mc_prompt) { av[ac++] = "--mc-prompt"; av[ac++] = (char *)mc_prompt; }
+        if (rerun_stale) av[ac++] = "--rerun-stale";
         av[ac] = NULL;
         int r = cmd_run(ac, av);
         t_sweep = mono_sec() - t0;
         t_stats = stats_seconds(db);
         if (r == 130) { printf("cisweep run: interrupted; run it again to continue\n"); rc = 130; }
+        else if (r == 2) { printf("cisweep run: the sweep did not start (see above)\n"); rc = 2; }
         else if (r) printf("cisweep run: the sweep ended with failed jobs (see above); the report covers what finished\n");
     }
 

@@ -77,6 +77,7 @@ typedef struct js_launch_stats {
     int jobs_reused;             /* ... whose equivalent was done: result copied, the job done */
     int jobs_shared_inflight;    /* ... whose equivalent is pending or leased (would run twice) */
     int jobs_shared_unfinished;  /* ... whose equivalent failed, died or was cancelled (runs here) */
+    int jobs_shared_stale;       /* ... whose equivalent is done under another results epoch (runs here) */
     char shared_sweep[128];      /* the first other sweep seen sharing a job ("" if none) */
     char inflight_sweep[128];    /* the first other sweep seen with a shared job still to run */
     /* prerequisite jobs (job_store_prereq.c: MEMIT's statistics, one per model and setting), not
@@ -324,6 +325,19 @@ int js_resume_prepare(job_store *js, int64_t now, int64_t grace_ms, cis_err *err
  * contain ';' and must be a single expression (it is run as SELECT id FROM v_jobs WHERE (<sql>)).
  * Event "retry" per job. */
 int js_retry(job_store *js, bool failed_only, const char *where_sql, int64_t now, cis_err *err);
+/* the results epoch guard (job_store_epoch.c, docs/orchestration.md "Results epoch"): a done
+ * model job of `sweep` (NULL = every sweep) is stale for `epoch` when its current attempt has no
+ * metric row results_epoch = epoch (fixtures and prerequisite jobs are never stale).
+ * js_stale_jobs: their count in out->n and, in out->epochs, "E: count" per epoch found ("none"
+ * for no row), e.g. "none: 12, 6: 3"; 0 / -1.
+ * js_rerun_stale: puts them back to pending (js_retry: event "retry", their rows stay with
+ * is_current = 0); returns the count, or -1. Own transaction unless inside the caller's. */
+typedef struct js_stale {
+    int64_t n;            /* stale done jobs */
+    char epochs[256];     /* "none: N, E: N, ..." (truncated at a whole entry) */
+} js_stale;
+int js_stale_jobs(job_store *js, const char *sweep, int epoch, js_stale *out, cis_err *err);
+int js_rerun_stale(job_store *js, const char *sweep, int epoch, int64_t now, cis_err *err);
 /* js_cancel: pending/leased jobs matching where_sql (over v_jobs, validated like js_retry's; NULL =
  * all jobs) -> cancelled (event "cancelled"); leased ones get attempt outcome 'cancelled' and are
  * returned in *leased (malloc'd, *n_leased entries; worker ids to send CANCEL to; leased may be

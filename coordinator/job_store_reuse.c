@@ -8,20 +8,29 @@
  * result under both sweeps. The copy's attempt has log_tail "reused: ..." and an event "reused"
  * names the source job. An equivalent job that is pending or leased is counted (the caller, the
  * CLI, refuses the launch: a second run of the same work would start otherwise); one that failed,
- * died or was cancelled is counted and the new job runs. Not for use outside coordinator/job_store*.c. */
+ * died or was cancelled is counted and the new job runs; so is a done one whose result is of another
+ * results epoch than this build's (no row results_epoch = CISWEEP_RESULTS_EPOCH: computed under
+ * other presets or algorithms, docs/orchestration.md "Results epoch"). Not for use outside
+ * coordinator/job_store*.c. */
 #include "coordinator/job_store_int.h"
+#include "common/version.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* the best equivalent of job ?1 in another sweep: a done one first, then one still to run, then
- * the rest; columns: id, state, current_attempt, sweep name, worker_id. The few models rows are
+/* the best equivalent of job ?1 in another sweep: a done one of results epoch ?2 first (fresh: its
+ * current attempt has the row results_epoch = ?2; fixtures are always fresh), then one still to
+ * run, then a done one of another epoch (stale: counted, not reused), then the rest; columns: id,
+ * state, current_attempt, sweep name, worker_id, fresh. The few models rows are
  * scanned; compositions and jobs are found through their UNIQUE indexes (sweep, model, key) and
  * (composition, edit_set). CROSS JOIN fixes that order (SQLite's planner, without ANALYZE
  * statistics, otherwise scans every job: 1.4 s instead of 0.1 s for paper-417 beside paper) */
 static const char FIND_SQL[] =
-    "SELECT o.id, o.state, o.current_attempt, os.name, o.worker_id "
+    "SELECT o.id, o.state, o.current_attempt, os.name, o.worker_id, "
+    "(o.state = 'done' AND (oc.pattern = 'prereq' OR oc.canonical LIKE '%\"method\":\"selftest\"%' OR EXISTS "
+    "(SELECT 1 FROM results r WHERE r.job_id = o.id AND r.attempt = o.current_attempt AND r.metric = 'results_epoch' "
+    "AND r.value = ?2))) AS fresh "
     "FROM jobs n "
     "CROSS JOIN models nm ON nm.id = n.model_id "
     "CROSS JOIN compositions nc ON nc.id = n.composition_id "
@@ -30,7 +39,7 @@ static const char FIND_SQL[] =
     "CROSS JOIN jobs o ON o.composition_id = oc.id "
     "CROSS JOIN sweeps os ON os.id = o.sweep_id "
     "WHERE n.id = ?1 AND max(o.edit_set, 1) = max(n.edit_set, 1) "
-    "ORDER BY o.state = 'done' DESC, o.state IN ('pending', 'leased') DESC, o.id LIMIT 1";
+    "ORDER BY fresh DESC, o.state IN ('pending', 'leased') DESC, o.state = 'done' DESC, o.id LIMIT 1";
 
 /* the copy of source job ?2's attempt ?3 into new job ?1 as its attempt 1 (?4 = now, ?5 = note) */
 static const char *const COPY_SQL[] = {
@@ -115,6 +124,7 @@ int js_reuse_job(js_reuse *r, int64_t job_id, bool copy, int64_t now, js_launch_
     sqlite3_stmt *st = r->find;
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, job_id);
+    sqlite3_bind_int(st, 2, CISWEEP_RESULTS_EPOCH);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) { sqlite3_reset(st); return 0; }
     if (rc != SQLITE_ROW) { sqlite3_reset(st); return js_dberr(r->js, err, "looking for an equivalent job"); }
@@ -125,10 +135,13 @@ int js_reuse_job(js_reuse *r, int64_t job_id, bool copy, int64_t now, js_launch_
     snprintf(sweep, sizeof sweep, "%s", (const char *)sqlite3_column_text(st, 3));
     const unsigned char *w = sqlite3_column_text(st, 4);
     snprintf(worker, sizeof worker, "%s", w ? (const char *)w : "");
+    bool fresh = sqlite3_column_int(st, 5) != 0;
     sqlite3_reset(st);
     s->jobs_shared++;
     if (!s->shared_sweep[0]) snprintf(s->shared_sweep, sizeof s->shared_sweep, "%s", sweep);
-    if (!strcmp(state, "done")) {
+    if (!strcmp(state, "done") && !fresh) {
+        s->jobs_shared_stale++;   /* computed under other presets (docs/orchestration.md "Results epoch"): runs */
+    } else if (!strcmp(state, "done")) {
         if (!copy) return 0;
         if (copy_result(r, job_id, src, att, sweep, worker[0] ? worker : NULL, now, err)) return -1;
         s->jobs_reused++;

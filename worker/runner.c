@@ -13,6 +13,8 @@
  * windows, avg_bits) runs after every stage of the plan but the last, as rows "stage<k>.<metric>".
  * A prerequisite job (a composition of one `memit_stats` stage, added by the coordinator at launch)
  * runs worker/prereq.c instead: no stage plan, no evaluation.
+ * A model job's rows include `results_epoch` (CISWEEP_RESULTS_EPOCH, common/version.h): which
+ * generation of presets and algorithms computed them; fixtures and prerequisite jobs have none.
  * The outcome carries the metric rows and one stage record per stage that ran (method, effective
  * params, seed, record, wall time), which the coordinator stores in the `stages` table. */
 #include "worker/job.h"
@@ -26,6 +28,7 @@
 #include "common/protocol.h"
 #include "common/spec.h"
 #include "common/util.h"
+#include "common/version.h"
 
 #include <string.h>
 
@@ -169,6 +172,8 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     j->rows = json_object();
     for (int i = 0; i < rows.n; i++) json_object_set_new(j->rows, rows.row[i].name, proto_metric_value(rows.row[i].value));
     json_object_update(j->rows, se->rows);
+    /* the results epoch this build computes (common/version.h): reuse and `cisweep run` compare it */
+    json_object_set_new(j->rows, "results_epoch", proto_metric_value(CISWEEP_RESULTS_EPOCH));
     eval_rows_clear(&rows);
     j->status = JOB_OK;
 }

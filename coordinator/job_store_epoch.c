@@ -1,0 +1,56 @@
+/* job_store_epoch.c - the results epoch guard (docs/orchestration.md "Results epoch"). A model
+ * job's result carries the metric row `results_epoch` (CISWEEP_RESULTS_EPOCH of the worker build
+ * that computed it, common/version.h). A done job is STALE for an epoch E when its current
+ * attempt has no `results_epoch` row equal to E (a result from before the row existed has none);
+ * the orchestration fixture (selftest compositions) and the prerequisite jobs (pattern 'prereq')
+ * carry no row and are never stale. `cisweep run` counts the stale jobs of its sweep before it
+ * starts and refuses, or with --rerun-stale puts them back to pending through js_retry (their old
+ * attempts, results and stage rows stay as history, is_current = 0). */
+#include "coordinator/job_store_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* the stale predicate over v_jobs's columns (sweep NULL = every sweep); sqlite3_free it */
+static char *stale_where(const char *sweep, int epoch) {
+    return sqlite3_mprintf("v_jobs.state = 'done' AND (%Q IS NULL OR v_jobs.sweep = %Q) AND v_jobs.pattern <> 'prereq' "
+                           "AND v_jobs.canonical NOT LIKE '%%\"method\":\"selftest\"%%' AND NOT EXISTS (SELECT 1 FROM "
+                           "results r WHERE r.job_id = v_jobs.id AND r.attempt = v_jobs.current_attempt AND "
+                           "r.metric = 'results_epoch' AND r.value = %d)", sweep, sweep, epoch);
+}
+
+int js_stale_jobs(job_store *js, const char *sweep, int epoch, js_stale *out, cis_err *err) {
+    memset(out, 0, sizeof *out);
+    char *where = stale_where(sweep, epoch);
+    char *sql = sqlite3_mprintf("SELECT r.value, count(*) FROM v_jobs LEFT JOIN results r ON r.job_id = v_jobs.id "
+                                "AND r.attempt = v_jobs.current_attempt AND r.metric = 'results_epoch' WHERE %s "
+                                "GROUP BY r.value ORDER BY r.value IS NOT NULL, r.value", where);
+    sqlite3_free(where);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(js->db, sql, -1, &st, NULL);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) return js_dberr(js, err, "counting the jobs of another results epoch");
+    size_t used = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t n = sqlite3_column_int64(st, 1);
+        out->n += n;
+        char one[64];
+        if (sqlite3_column_type(st, 0) == SQLITE_NULL) snprintf(one, sizeof one, "none: %lld", (long long)n);
+        else snprintf(one, sizeof one, "%g: %lld", sqlite3_column_double(st, 0), (long long)n);
+        int w = snprintf(out->epochs + used, sizeof out->epochs - used, "%s%s", used ? ", " : "", one);
+        if (w > 0 && used + (size_t)w < sizeof out->epochs) used += (size_t)w;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return js_dberr(js, err, "counting the jobs of another results epoch");
+    return 0;
+}
+
+int js_rerun_stale(job_store *js, const char *sweep, int epoch, int64_t now, cis_err *err) {
+    char *where = stale_where(sweep, epoch);
+    char *w = xstrdup(where);   /* js_retry's clause; it names `state`, so done jobs are included */
+    sqlite3_free(where);
+    int n = js_retry(js, false, w, now, err);
+    free(w);
+    return n;
+}
