@@ -2,7 +2,7 @@
 model trained for two steps on a small synthetic world: the checkpoint holds exactly the pruned
 zeros per row (Wanda) and at most 2^bits values per (row, group of 64) (GPTQ, AWQ); apply.json records
 the effective params (the group preset's 64 and its reason, the calibration keys: GPTQ's 64 windows,
-AWQ's 32 lines); `cisweep eval`
+AWQ's 16 lines); `cisweep eval`
 of the output reports avg_bits as a sweep does (wbits + 32/group from apply.json; 16 - 15·sparsity
 for Wanda); a group that does not fit the model is refused with exit status 2 naming the parameter."""
 import json, os, shutil, sys, tempfile
@@ -77,14 +77,14 @@ def wanda_apply_and_eval():
 
 @test
 def awq_apply_tiny_preset():
-    # the tiny family's AWQ calibration preset (docs/compression.md): 32 pile-val lines, noted; the
-    # blocks they fill are at most 32 (each line <= seqlen tokens); every linear on a 16-level grid
+    # the tiny family's AWQ calibration preset (docs/compression.md): 16 pile-val lines, noted; the
+    # blocks they fill are at most 16 (each line <= seqlen tokens); every linear on a 16-level grid
     p, out = apply({"method": "awq", "params": {"bits": 4}}, "awq4")
     assert p.returncode == 0, p.stderr[-2000:]
     st = json.load(open(os.path.join(out, "apply.json")))["stages"][0]
-    assert st["params"]["n_samples"] == 32 and st["params"]["seqlen"] == 128, st["params"]
-    assert st["params"]["tiny_preset"] == ["n_samples: 128 -> 32 (hidden_size 64 < 1024)"], st["params"]
-    assert 1 <= st["record"]["calib_blocks"] <= 32 and st["record"]["calib_seqlen"] == 128, st["record"]
+    assert st["params"]["n_samples"] == 16 and st["params"]["seqlen"] == 128, st["params"]
+    assert st["params"]["tiny_preset"] == ["n_samples: 128 -> 16 (hidden_size 64 < 1024)"], st["params"]
+    assert 1 <= st["record"]["calib_blocks"] <= 16 and st["record"]["calib_seqlen"] == 128, st["record"]
     group = st["params"]["group"]
     for name, w in linears(out).items():
         g = w.reshape(w.shape[0], -1, group)
