@@ -16,7 +16,7 @@
  *     max(1, n/512), per (row, group) the max |W| shrunk by (1 - i/20), i = 0..9, keeping the one
  *     with the smallest mean squared partial output error (strict <), then W clamped to ±max;
  *  4. round-to-nearest group quantization (backend ops quant_params / quant_dequant).
- * Calibration: pile-val lines shuffled with seed 42, the first n_samples (128; 64 on the tiny
+ * Calibration: pile-val lines shuffled with seed 42, the first n_samples (128; 16 on the tiny
  * family: compress.h) that encode to at most seqlen tokens, concatenated and cut into blocks of
  * seqlen (512, capped by the model).
  *
@@ -38,7 +38,7 @@
 #define AWQ_CLIP_STEPS 10   /* max_shrink 0.5 * 20 */
 #define AWQ_CLIP_TOKENS 512
 
-/* the effective params: the group for this model, the calibration (128 pile-val lines, 64 on the tiny family, in blocks of
+/* the effective params: the group for this model, the calibration (128 pile-val lines, 16 on the tiny family, in blocks of
  * 512 tokens, capped by the model), and the searches' fixed settings, recorded */
 int awq_preset(const llama_config *cfg, json_t *params, cis_err *err) {
     if (cmp_group_preset(cfg, params, err) || cmp_calib_preset(cfg, params, 512, CMP_TINY_N_SAMPLES_AWQ, err)) return -1;

@@ -62,13 +62,15 @@ int cmp_group_preset(const llama_config *cfg, json_t *params, cis_err *err);
  * the fewest that keep the default model's quality at every grid level within the spread of
  * calibration seeds at 128 (docs/compression.md, "The calibration preset", the measurements).
  * 32 windows are 4,096 tokens, 21 per input of the widest linear (192), about upstream's 18 for
- * Llama-3-8B's down_proj (128 x 2048 tokens / 14336 inputs); GPTQ at 2 bits and AWQ at 2 bits
- * lose MMLU with 32 and need 64. */
+ * Llama-3-8B's down_proj (128 x 2048 tokens / 14336 inputs); GPTQ at 2 bits loses MMLU with 32
+ * and needs 64. AWQ: 16 lines (10 blocks of 128 tokens), measured side by side with 64 and 32 on
+ * the three study family models at bits 2-8 and with MEMIT/LoRA before and after it at 3 and 4 bits
+ * (docs/compression.md "AWQ's tiny preset at 16 lines"; tests/bench/awq_preset_bench.py). */
 #define CMP_PAPER_N_SAMPLES 128
 #define CMP_TINY_N_SAMPLES_WANDA 64
 #define CMP_TINY_N_SAMPLES_SPARSEGPT 32
 #define CMP_TINY_N_SAMPLES_GPTQ 64
-#define CMP_TINY_N_SAMPLES_AWQ 64
+#define CMP_TINY_N_SAMPLES_AWQ 16
 
 /* cmp_calib_preset: the calibration keys of the effective params, resolved for this model (not
  * grid parameters: upstream fixes them; tests and benchmarks that build params by hand may set

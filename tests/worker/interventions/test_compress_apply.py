@@ -1,7 +1,8 @@
 """test_compress_apply.py - the compressors through `cisweep apply` and `cisweep eval` on a tiny
 model trained for two steps on a small synthetic world: the checkpoint holds exactly the pruned
-zeros per row (Wanda) and at most 2^bits values per (row, group of 64) (GPTQ); apply.json records
-the effective params (the group preset's 64 and its reason, the calibration keys); `cisweep eval`
+zeros per row (Wanda) and at most 2^bits values per (row, group of 64) (GPTQ, AWQ); apply.json records
+the effective params (the group preset's 64 and its reason, the calibration keys: GPTQ's 64 windows,
+AWQ's 16 lines); `cisweep eval`
 of the output reports avg_bits as a sweep does (wbits + 32/group from apply.json; 16 - 15·sparsity
 for Wanda); a group that does not fit the model is refused with exit status 2 naming the parameter."""
 import json, os, shutil, sys, tempfile
@@ -72,6 +73,24 @@ def wanda_apply_and_eval():
         zeros = (w == 0).sum(axis=1)
         assert (zeros == w.shape[1] // 2).all(), (name, zeros)
     assert avg_bits(out) == 8.5
+
+
+@test
+def awq_apply_tiny_preset():
+    # the tiny family's AWQ calibration preset (docs/compression.md): 16 pile-val lines, noted; the
+    # blocks they fill are at most 16 (each line <= seqlen tokens); every linear on a 16-level grid
+    p, out = apply({"method": "awq", "params": {"bits": 4}}, "awq4")
+    assert p.returncode == 0, p.stderr[-2000:]
+    st = json.load(open(os.path.join(out, "apply.json")))["stages"][0]
+    assert st["params"]["n_samples"] == 16 and st["params"]["seqlen"] == 128, st["params"]
+    assert st["params"]["tiny_preset"] == ["n_samples: 128 -> 16 (hidden_size 64 < 1024)"], st["params"]
+    assert 1 <= st["record"]["calib_blocks"] <= 16 and st["record"]["calib_seqlen"] == 128, st["record"]
+    group = st["params"]["group"]
+    for name, w in linears(out).items():
+        g = w.reshape(w.shape[0], -1, group)
+        worst = max(len(np.unique(g[r, j])) for r in range(g.shape[0]) for j in range(g.shape[1]))
+        assert worst <= 16, (name, worst)
+    assert avg_bits(out) == 4 + 32 / group
 
 
 @test
