@@ -8,7 +8,8 @@
  * a sweep whose done jobs carry another epoch (or none) unless --rerun-stale (docs/orchestration.md
  * "Results epoch"). RULE: bump it whenever a change alters any job's results: a preset (e.g. a tiny
  * preset of worker/interventions), an algorithm, a metric, the evaluation. 7: session 7 (MEMIT's
- * tiny v_steps 50 -> 35); results before it carry no row. */
+ * tiny v_steps 50 -> 35,
+ * AWQ's tiny n_samples 64 -> 16); results before it carry no row. */
 #define CISWEEP_RESULTS_EPOCH 7
 const char *cisweep_version(void);
 #endif
