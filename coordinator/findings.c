@@ -12,7 +12,9 @@
  *   5. quantization composes better with editing than pruning: edit-success E_OF of GPTQ/AWQ
  *      against Wanda/SparseGPT, and which order each quantizer prefers (the paper: GPTQ edit-first,
  *      AWQ compress-first).
- * A verdict compares numbers with a margin of FINDING_EPS; it never reads a hard-coded result. */
+ * A verdict compares numbers with a margin of FINDING_EPS; it never reads a hard-coded result.
+ * The two views are copied once per call into temporary tables that every query reads (materialise():
+ * a view is re-evaluated by each query naming it, ~0.5 s each on the study's database). */
 #include "coordinator/findings.h"
 
 #include <math.h>
@@ -64,8 +66,13 @@ static double agg(fq *q, const char *sql, int *count) {
     return v;
 }
 
-#define WHERE_CM "FROM v_composition_metrics WHERE (?1 IS NULL OR sweep = ?1) AND model = ?2 "
-#define WHERE_CA "FROM v_composability WHERE (?1 IS NULL OR sweep = ?1) AND model = ?2 "
+/* every query below reads these two temporary copies of the composability views (materialise()),
+ * never the views themselves: each view costs ~0.5 s to evaluate on the study's 1,797-job
+ * database, and the 24 queries per model of a findings run evaluated them once each (38 s on 3 models) */
+#define CM_TABLE "temp.findings_cm"   /* the rows of v_composition_metrics (for --sweep: that sweep's) */
+#define CA_TABLE "temp.findings_ca"   /* the rows of v_composability (likewise) */
+#define WHERE_CM "FROM " CM_TABLE " WHERE (?1 IS NULL OR sweep = ?1) AND model = ?2 "
+#define WHERE_CA "FROM " CA_TABLE " WHERE (?1 IS NULL OR sweep = ?1) AND model = ?2 "
 
 static void num(FILE *out, double v) {
     if (isnan(v)) fputs("-", out);
@@ -135,10 +142,12 @@ static finding_verdict f_unlearn(fq *q) {
     return head - alone > FINDING_EPS ? FINDING_SUPPORTS : FINDING_CONTRADICTS;
 }
 
-/* the pair with the largest E_OS among the headline pairs for the metrics in `metrics` */
+/* the pair with the largest E_OS among the headline pairs for the metrics in `metrics`; ties (session
+ * 7's mistral-7b: wanda@0.25 x memit and ft x rmu, both 0.140) go to the first pair in name order */
 static void top_pair(fq *q, const char *metrics) {
     char *sql = sqlite3_mprintf("SELECT pair_kind, method_a, level_a, method_b, metric, e_os, kappa_ab, kappa_ba " WHERE_CA
-                                "AND headline = 1 AND metric IN (%s) ORDER BY e_os DESC LIMIT 1", metrics);
+                                "AND headline = 1 AND metric IN (%s) "
+                                "ORDER BY e_os DESC, pair_kind, method_a, level_a, method_b, level_b, metric LIMIT 1", metrics);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) == SQLITE_OK) {
         if (q->sweep) sqlite3_bind_text(st, 1, q->sweep, -1, SQLITE_STATIC);
@@ -188,7 +197,7 @@ static finding_verdict f_order(fq *q) {
 static finding_verdict f_mmlu(fq *q) {
     int n_all, n_hidden;
     const char *pairs =
-        "FROM v_composability t JOIN v_composability m ON m.sweep = t.sweep AND m.model = t.model "
+        "FROM " CA_TABLE " t JOIN " CA_TABLE " m ON m.sweep = t.sweep AND m.model = t.model "
         "AND m.pair_kind = t.pair_kind AND m.method_a = t.method_a AND m.method_b = t.method_b "
         "AND m.level_a IS t.level_a AND m.level_b IS t.level_b AND m.metric = 'mmlu' "
         "WHERE (?1 IS NULL OR t.sweep = ?1) AND t.model = ?2 AND t.headline = 1 "
@@ -242,11 +251,60 @@ static finding_verdict f_quant(fq *q) {
     return prune - quant > FINDING_EPS ? FINDING_SUPPORTS : FINDING_CONTRADICTS;
 }
 
+/* run `sql` with PRAGMA query_only lifted for its duration (the read-only connections of `cisweep
+ * findings` and `cisweep run` set it, and it forbids even temporary tables; the main database stays
+ * unwritable through those connections, which are opened SQLITE_OPEN_READONLY); restores the
+ * caller's setting. ?1 (if `sql` has it) = sweep or NULL. Returns 0, or -1 with "findings: `what`:
+ * <SQLite's message>" printed to `out`. */
+static int exec_temp(sqlite3 *db, const char *sql, const char *sweep, const char *what, FILE *out) {
+    sqlite3_stmt *st = NULL;
+    int query_only = 0, rc = -1;
+    if (sqlite3_prepare_v2(db, "PRAGMA query_only", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        query_only = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (query_only && sqlite3_exec(db, "PRAGMA query_only = OFF", NULL, NULL, NULL) != SQLITE_OK) goto fail;
+    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) goto fail;
+    if (sqlite3_bind_parameter_count(st) >= 1) {
+        if (sweep) sqlite3_bind_text(st, 1, sweep, -1, SQLITE_STATIC);
+        else sqlite3_bind_null(st, 1);
+    }
+    if (sqlite3_step(st) != SQLITE_DONE) goto fail;
+    rc = 0;
+fail:
+    if (rc) fprintf(out, "findings: %s: %s\n", what, sqlite3_errmsg(db));
+    sqlite3_finalize(st);
+    if (query_only) sqlite3_exec(db, "PRAGMA query_only = ON", NULL, NULL, NULL);
+    return rc;
+}
+
+/* drop the temporary copies (a no-op when they do not exist) */
+static void drop_copies(sqlite3 *db, FILE *out) {
+    exec_temp(db, "DROP TABLE IF EXISTS " CM_TABLE, NULL, "cannot drop the temporary table " CM_TABLE, out);
+    exec_temp(db, "DROP TABLE IF EXISTS " CA_TABLE, NULL, "cannot drop the temporary table " CA_TABLE, out);
+}
+
+/* materialise the composability views' rows of `sweep` (NULL: all sweeps) once into CM_TABLE and
+ * CA_TABLE (CREATE TABLE AS keeps every value and its type); 0, or -1 with the error printed */
+static int materialise(sqlite3 *db, const char *sweep, FILE *out) {
+    drop_copies(db, out);
+    if (exec_temp(db, "CREATE TEMP TABLE findings_cm AS SELECT * FROM v_composition_metrics WHERE (?1 IS NULL OR sweep = ?1)",
+                  sweep, "cannot read the composability views (v_composition_metrics)", out) ||
+        exec_temp(db, "CREATE TEMP TABLE findings_ca AS SELECT * FROM v_composability WHERE (?1 IS NULL OR sweep = ?1)",
+                  sweep, "cannot read the composability views (v_composability)", out)) {
+        drop_copies(db, out);
+        return -1;
+    }
+    return 0;
+}
+
 int findings_print(sqlite3 *db, const char *sweep, FILE *out) {
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT DISTINCT model FROM v_composition_metrics WHERE (?1 IS NULL OR sweep = ?1) ORDER BY model",
+    if (materialise(db, sweep, out)) return -1;
+    if (sqlite3_prepare_v2(db, "SELECT DISTINCT model FROM " CM_TABLE " WHERE (?1 IS NULL OR sweep = ?1) ORDER BY model",
                            -1, &st, NULL) != SQLITE_OK) {
         fprintf(out, "findings: cannot read the composability views: %s\n", sqlite3_errmsg(db));
+        drop_copies(db, out);
         return -1;
     }
     if (sweep) sqlite3_bind_text(st, 1, sweep, -1, SQLITE_STATIC);
@@ -272,6 +330,7 @@ int findings_print(sqlite3 *db, const char *sweep, FILE *out) {
         errors += q.sql_errors;
     }
     sqlite3_finalize(st);
+    drop_copies(db, out);
     if (!models) fprintf(out, "findings: no finished compositions in %s\n", sweep ? sweep : "this database");
     return errors ? -1 : with_data;
 }
