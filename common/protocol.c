@@ -99,7 +99,8 @@ static const field F_JOBREF[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, 
 static const field F_HELLO[] = {{"worker", F_STR, true}, {"host", F_STR, true}, {"device", F_STR, true},
     {"backend", F_STR, false}, {"memory_mb", F_INT, false}, {"free_mb", F_INT, false}, {"version", F_STR, true}, {"pid", F_INT, false},
     {"slots", F_POSINT, false}, {"running", F_OBJ_OR_NULL, false}, {"held", F_ARR, false},
-    {"spooled", F_ARR, false}, {"prefixes", F_ARR, false}, {"free_mb_source", F_STR, false}, {NULL, 0, 0}};
+    {"spooled", F_ARR, false}, {"prefixes", F_ARR, false}, {"free_mb_source", F_STR, false},
+    {"results_epoch", F_INT, false}, {NULL, 0, 0}};
 static const field F_WELCOME[] = {{"heartbeat_ms", F_POSINT, true}, {"liveness", F_POSINT, true},
     {"coordinator", F_STR, false}, {NULL, 0, 0}};
 static const field F_READY[] = {{"slots", F_POSINT, false}, {"prefixes", F_ARR, false}, {NULL, 0, 0}};
@@ -125,7 +126,7 @@ static const field F_ACK[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, tru
     {NULL, 0, 0}};
 static const field F_CANCEL[] = {{"job", F_POSINT, true}, {"attempt", F_POSINT, true}, {"reason", F_STR, false},
     {NULL, 0, 0}};
-static const field F_REASON[] = {{"reason", F_STR, false}, {NULL, 0, 0}};
+static const field F_REASON[] = {{"reason", F_STR, false}, {"final", F_BOOL, false}, {NULL, 0, 0}};
 
 /* RESULT.stages: at most PROTO_MAX_STAGES objects, numbered 1, 2, ... in order, each with a method
  * name of 1..64 bytes, an object of params, and non-negative seed and wall_ms */

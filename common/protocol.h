@@ -10,7 +10,7 @@
  *   worker -> coordinator                      coordinator -> worker
  *   HELLO  {worker, host, device, backend,     WELCOME {heartbeat_ms, liveness, coordinator}
  *           memory_mb, free_mb, version, pid,   JOB     {job, attempt, model, model_path,
- *           free_mb_source?, slots,
+ *           free_mb_source?, slots, results_epoch?,
  *           running:{job,attempt}|null,              composition:[stages], key, edit_set,
  *           held:[{job,attempt}],                       lease_ms, timeout_ms,
  *                                                       recompress?: "paper"|"never"|"always"|"mask"}
@@ -22,7 +22,7 @@
  *           artifacts?:[artifact]}
  *   FAILED {job, attempt, error, log_tail,     CANCEL  {job, attempt, reason}
  *           retryable}                         RECONNECT {reason}   (unknown peer: say HELLO)
- *   PREEMPTED {job, attempt}                   BYE {reason}
+ *   PREEMPTED {job, attempt}                   BYE {reason, final?}
  *   BYE {reason}
  * READY.slots is how many more jobs the worker takes now (one running + prefetched ones queued
  * behind it); RESULT and FAILED each free one slot without a READY; after a PREEMPTED (the worker
@@ -37,6 +37,12 @@
  * keys of 64 lowercase hex characters, common/prefix_key.h) list the stage-prefix snapshots the
  * worker holds (worker/snapshot.h), most recently used first; the coordinator prefers handing it
  * the pending jobs that start with one of them (issue 12: shared work done once).
+ * HELLO.results_epoch is the worker build's CISWEEP_RESULTS_EPOCH (common/version.h: which
+ * generation of presets and algorithms its results come from); a coordinator of another epoch
+ * answers BYE {reason, final: true} and leases it nothing, so that one sweep never mixes results of
+ * two epochs (absent: a build from before the field, accepted; its result rows carry the epoch). A
+ * worker told BYE with final true stops instead of reconnecting (docs/orchestration.md "Results
+ * epoch").
  * HELLO.free_mb (MiB) is the memory the worker offers to jobs (issue 15: the coordinator leases
  * it only jobs whose estimated need fits, coordinator/mem_need.h); it binds for a non-cpu backend,
  * and for a cpu one only with free_mb_source "option" (--report-free-mb; default "measured").

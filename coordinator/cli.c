@@ -228,6 +228,29 @@ int cmd_keygen(int argc, char **argv) {
     return 0;
 }
 
+/* the results epoch guard of a standalone coordinator (docs/orchestration.md "Results epoch"): a
+ * sweep that still has jobs to run and done jobs of another epoch would be completed with results
+ * of two generations of presets; refused (2) naming the sweeps, with the command that requeues
+ * them. 0: nothing of the kind; 1: the DB could not be read. */
+static int stale_refusal(const char *cmd, const char *db) {
+    cis_err err = {0};
+    job_store *js = NULL;
+    js_stale k = {0};
+    if (job_store_open(db, 0, &js, &err) || js_stale_unfinished(js, CISWEEP_RESULTS_EPOCH, &k, &err)) {
+        fprintf(stderr, "cisweep %s: %s\n", cmd, err.msg);
+        job_store_close(&js);
+        return err.code == CIS_EVERSION ? 2 : 1;
+    }
+    job_store_close(&js);
+    if (k.n == 0) return 0;
+    fprintf(stderr, "cisweep %s: %s: %lld done jobs hold results of another results epoch than this build's %d, in "
+            "sweeps that still have jobs to run (by sweep: %s); serving them would complete those sweeps with results "
+            "of other presets or algorithms. Nothing was started.\n---> HINT: `cisweep retry --db %s --stale` puts "
+            "them back to pending to be recomputed by this build (their old attempts stay in the database), or serve "
+            "the database with the build that started it\n", cmd, db, (long long)k.n, CISWEEP_RESULTS_EPOCH, k.epochs, db);
+    return 2;
+}
+
 int cmd_coordinator(int argc, char **argv) {
     coord_opts o;
     coord_opts_defaults(&o);
@@ -264,6 +287,7 @@ int cmd_coordinator(int argc, char **argv) {
     }
     cis_err ferr = {0};
     if (fs_check_db_local(o.db_path, allow_network_db, &ferr)) { fprintf(stderr, "cisweep %s: %s\n", argv[0], ferr.msg); return 2; }
+    if ((rc = stale_refusal(argv[0], o.db_path))) return rc;
     static volatile int stop = 0;
     coord_install_signals(&stop);
     o.stop_flag = &stop;
@@ -288,20 +312,40 @@ int cmd_coordinator(int argc, char **argv) {
 
 int cmd_retry(int argc, char **argv) {
     const char *db = NULL, *where = NULL;
-    bool failed = false;
+    bool failed = false, stale = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--db") && n) { db = n; i++; }
         else if (!strcmp(a, "--where") && n) { where = n; i++; }
         else if (!strcmp(a, "--failed")) failed = true;
+        else if (!strcmp(a, "--stale")) stale = true;
         else { fprintf(stderr, "cisweep retry: unknown or incomplete option \"%s\"\n", a); return 2; }
     }
     int rc;
     if ((rc = need("retry", "--db DB", db))) return rc;
-    if (!failed && !where) { fprintf(stderr, "cisweep retry: say which jobs: --failed or --where SQL\n"); return 2; }
+    if (!failed && !where && !stale) {
+        fprintf(stderr, "cisweep retry: say which jobs: --failed, --stale or --where SQL\n");
+        return 2;
+    }
+    if (stale && (failed || where)) {
+        fprintf(stderr, "cisweep retry: --stale (the done jobs of another results epoch, in every sweep) takes no "
+                "--failed or --where\n");
+        return 2;
+    }
     cis_err err = {0};
     job_store *js = NULL;
     if (job_store_open(db, 0, &js, &err)) { fprintf(stderr, "cisweep retry: %s\n", err.msg); return 1; }
+    if (stale) { /* docs/orchestration.md "Results epoch" */
+        js_stale k = {0};
+        int n = js_stale_jobs(js, NULL, CISWEEP_RESULTS_EPOCH, &k, &err) ? -1
+                                                                           : js_rerun_stale(js, NULL, CISWEEP_RESULTS_EPOCH, now_ms(), &err);
+        job_store_close(&js);
+        if (n < 0) { fprintf(stderr, "cisweep retry: %s\n", err.msg); return 1; }
+        if (n) printf("%d done jobs of results epoch %s back to pending (to be recomputed under epoch %d; their old "
+                      "attempts stay in %s)\n", n, k.epochs, CISWEEP_RESULTS_EPOCH, db);
+        else printf("0 jobs back to pending: every done job holds results of this build's epoch %d\n", CISWEEP_RESULTS_EPOCH);
+        return 0;
+    }
     int n = js_retry(js, failed, where, now_ms(), &err);
     job_store_close(&js);
     if (n < 0) { fprintf(stderr, "cisweep retry: %s\n", err.msg); return err.code == CIS_EINVAL ? 2 : 1; }

@@ -251,6 +251,24 @@ static int on_hello(coord *c, proto_msg *m, cis_err *err) {
         return 0;
     }
     int64_t now = now_ms();
+    /* a worker of another results epoch (common/version.h) would put results of other presets or
+     * algorithms into this coordinator's sweeps: refused for good (BYE final), before it holds
+     * anything here; its leases from an earlier registration, if any, expire as usual */
+    json_t *wep = json_object_get(b, "results_epoch");
+    if (wep && json_integer_value(wep) != CISWEEP_RESULTS_EPOCH) {
+        char *why = xasprintf("results epoch %lld of worker \"%s\" (host %s, version %s) is not this coordinator's "
+                              "%d: its results would be mixed with results of other presets or algorithms in one "
+                              "sweep; run the workers with the coordinator's build",
+                              (long long)json_integer_value(wep), wid, proto_str(b, "host", "?"),
+                              proto_str(b, "version", "?"), CISWEEP_RESULTS_EPOCH);
+        LOG_E("HELLO refused: %s", why);
+        if (js_event(c->js, now, "refused", 0, wid, why, err)) { free(why); return -1; }
+        queue(c, m->peer, m->peer_len, PROTO_BYE, json_pack("{s:s,s:b}", "reason", why, "final", 1));
+        free(why);
+        cworker *old = worker_find(c, m->peer, m->peer_len);
+        if (old) { old->capacity = 0; old->draining = true; } /* a rejoin under its id: leased nothing more */
+        return 0;
+    }
     cworker *w = worker_find(c, m->peer, m->peer_len);
     bool rejoin = w != NULL;
     if (!w) w = worker_add(c, m->peer, m->peer_len);

@@ -338,6 +338,10 @@ typedef struct js_stale {
 } js_stale;
 int js_stale_jobs(job_store *js, const char *sweep, int epoch, js_stale *out, cis_err *err);
 int js_rerun_stale(job_store *js, const char *sweep, int epoch, int64_t now, cis_err *err);
+/* js_stale_unfinished: the stale done jobs (for `epoch`) of the sweeps that still have jobs to run
+ * (pending or leased), i.e. the sweeps a coordinator of this epoch would complete with results of
+ * another: their count in out->n and, in out->epochs, '"SWEEP": count' per such sweep; 0 / -1. */
+int js_stale_unfinished(job_store *js, int epoch, js_stale *out, cis_err *err);
 /* js_cancel: pending/leased jobs matching where_sql (over v_jobs, validated like js_retry's; NULL =
  * all jobs) -> cancelled (event "cancelled"); leased ones get attempt outcome 'cancelled' and are
  * returned in *leased (malloc'd, *n_leased entries; worker ids to send CANCEL to; leased may be

@@ -5,7 +5,10 @@
  * the orchestration fixture (selftest compositions) and the prerequisite jobs (pattern 'prereq')
  * carry no row and are never stale. `cisweep run` counts the stale jobs of its sweep before it
  * starts and refuses, or with --rerun-stale puts them back to pending through js_retry (their old
- * attempts, results and stage rows stay as history, is_current = 0). */
+ * attempts, results and stage rows stay as history, is_current = 0). A standalone `cisweep
+ * coordinator` refuses to serve a DB in which a sweep with jobs still to run has stale done ones
+ * (js_stale_unfinished; `cisweep retry --stale` requeues them), and refuses workers of another
+ * epoch (HELLO.results_epoch, coordinator.c). */
 #include "coordinator/job_store_int.h"
 
 #include <stdio.h>
@@ -53,4 +56,29 @@ int js_rerun_stale(job_store *js, const char *sweep, int epoch, int64_t now, cis
     int n = js_retry(js, false, w, now, err);
     free(w);
     return n;
+}
+
+int js_stale_unfinished(job_store *js, int epoch, js_stale *out, cis_err *err) {
+    memset(out, 0, sizeof *out);
+    char *where = stale_where(NULL, epoch);
+    char *sql = sqlite3_mprintf("SELECT v_jobs.sweep, count(*) FROM v_jobs WHERE %s AND EXISTS (SELECT 1 FROM v_jobs o "
+                                "WHERE o.sweep = v_jobs.sweep AND o.state IN ('pending', 'leased')) GROUP BY v_jobs.sweep "
+                                "ORDER BY v_jobs.sweep", where);
+    sqlite3_free(where);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(js->db, sql, -1, &st, NULL);
+    sqlite3_free(sql);
+    if (rc != SQLITE_OK) return js_dberr(js, err, "looking for unfinished sweeps with jobs of another results epoch");
+    size_t used = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t n = sqlite3_column_int64(st, 1);
+        out->n += n;
+        char one[128];
+        snprintf(one, sizeof one, "\"%.80s\": %lld", (const char *)sqlite3_column_text(st, 0), (long long)n);
+        int w = snprintf(out->epochs + used, sizeof out->epochs - used, "%s%s", used ? ", " : "", one);
+        if (w > 0 && used + (size_t)w < sizeof out->epochs) used += (size_t)w;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return js_dberr(js, err, "looking for unfinished sweeps with jobs of another results epoch");
+    return 0;
 }

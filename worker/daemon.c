@@ -71,6 +71,7 @@ typedef struct wd {
     int nq;
     bool need_ready;            /* we handed a job back for lack of room: say READY when a slot frees */
     int64_t bye_deadline;
+    char *refused;              /* BYE with final true: the coordinator's reason (the daemon stops) */
 } wd;
 
 static void *job_thread(void *arg) {
@@ -135,6 +136,9 @@ static void send_hello(wd *w) {
                           w->o->device, "backend", str_starts(w->o->device, "cuda") ? "cuda" : "cpu", "memory_mb",
                           (json_int_t)mem, "version", cisweep_version(), "pid", (json_int_t)getpid(), "slots",
                           w->o->slots, "running", running, "held", held_json(w));
+    /* which generation of presets and algorithms our results come from: a coordinator of another
+     * one refuses us (BYE final) rather than mix them into its sweeps (common/version.h) */
+    json_object_set_new(b, "results_epoch", json_integer(CISWEEP_RESULTS_EPOCH));
     /* the outcomes still in the spool (finished while the coordinator was away): the coordinator
      * must not declare their attempts lost; the messages themselves follow WELCOME */
     json_t *sp = json_array();
@@ -371,7 +375,10 @@ static void on_message(wd *w, proto_msg *m) {
         break;
     case PROTO_BYE:
         LOG_W("coordinator says BYE (%s)", proto_str(m->body, "reason", "shutting down"));
-        if (strstr(proto_str(m->body, "reason", ""), "routing id")) {
+        if (json_is_true(json_object_get(m->body, "final"))) { /* refused for good: no reconnecting */
+            free(w->refused);
+            w->refused = xstrdup(proto_str(m->body, "reason", "no reason given"));
+        } else if (strstr(proto_str(m->body, "reason", ""), "routing id")) {
             schedule_reconnect(w, "registration refused");
         } else {
             close_socket(w);
@@ -523,6 +530,12 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
             rc = WORKER_EXIT_RESTART;
             break;
         }
+        if (w.refused) {
+            rc = err_set(err, CIS_EINVAL, "the coordinator at %s refused this worker for good: %s", o->connect,
+                         w.refused);
+            if (w.job) atomic_store(&w.job->stop, JOB_STOP_CANCEL);
+            break;
+        }
         /* connection management */
         if (!w.sock && t >= w.next_connect) {
             cis_err e = {0};
@@ -577,6 +590,7 @@ int worker_daemon_run(const worker_opts *o, cis_err *err) {
     if (!w.job) { close(w.pipefd[0]); close(w.pipefd[1]); }
     spool_close(&w.sp);
     free(w.spool_dir);
+    free(w.refused);
     if (!w.job) snapshot_store_free(&w.snaps); // before the cache: snapshots live in its backend
     if (!w.job) model_cache_close(&w.cache);  // a stuck job thread may still hold the model
     return rc;

@@ -8,11 +8,15 @@ build by rewriting (or deleting) that row with sqlite3, as an older build would 
     pending and are recomputed (a new attempt with the current epoch; the old attempt's rows stay,
     not current); a further run finds nothing stale;
   - cross-sweep reuse at launch copies only done jobs of the current epoch: one of an older epoch
-    or without the row runs again, and the launch message counts them."""
+    or without the row runs again, and the launch message counts them;
+  - a standalone `cisweep coordinator` refuses (exit 2) to serve a sweep that has jobs to run and
+    done jobs of another epoch, naming the sweep and `cisweep retry --stale`, which requeues them;
+    then it serves the sweep to a real worker to the end, every result of this build's epoch.
+(tests/blackbox/test_epoch_peers.py: workers and coordinators of different epochs.)"""
 import json, os, re, shutil, sqlite3, sys, tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from harness import test, cleanup, main, run, query, CISWEEP, tiny_world_and_model  # noqa: E402
+from harness import test, cleanup, main, run, query, CISWEEP, WORKER, free_port, tiny_world_and_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STATE = {}
@@ -135,6 +139,48 @@ def reuse_takes_only_current_epoch_results():
     c_wanda = job_of(db, "c", "compress")
     assert query(db, "SELECT value FROM results WHERE job_id = ? AND is_current = 1 AND metric = 'results_epoch'",
                  (c_wanda,)) == [(float(epoch_of_build()),)]
+
+
+@test
+def standalone_coordinator_refuses_mixed_sweeps_until_retry_stale():
+    import subprocess
+    d = setup()
+    db = os.path.join(d, "standalone.db")
+    sweep(db, "sa")
+    base, wanda = job_of(db, "sa", "baseline"), job_of(db, "sa", "compress")
+    # the baseline as an older build left it: with nothing left to run, serving the DB mixes nothing
+    write(db, "UPDATE results SET value = 6 WHERE job_id = ? AND metric = 'results_epoch'", (base,))
+    ep = f"tcp://127.0.0.1:{free_port()}"
+    coord = [CISWEEP, "coordinator", "--db", db, "--bind", ep, "--heartbeat-ms", "100", "--exit-when-done"]
+    p = run(coord, check=False, timeout=60)
+    assert p.returncode == 0 and "another results epoch" not in p.stderr, (p.returncode, p.stderr[-2000:])
+    # the Wanda job to run again (as after a crash): now the sweep would be completed by this epoch
+    run([CISWEEP, "retry", "--db", db, "--where", f"id = {wanda} AND state = 'done'"])
+    p = run(coord, check=False, timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr[-2000:])
+    assert "1 done jobs hold results of another results epoch" in p.stderr and '"sa": 1' in p.stderr, p.stderr
+    assert f"cisweep retry --db {db} --stale" in p.stderr and "Nothing was started" in p.stderr, p.stderr
+    assert query(db, "SELECT state FROM jobs WHERE id = ?", (wanda,)) == [("pending",)]
+    p = run([CISWEEP, "retry", "--db", db, "--stale"])
+    assert f"1 done jobs of results epoch 6: 1 back to pending" in p.stdout, p.stdout
+    assert query(db, "SELECT state FROM jobs WHERE id = ?", (base,)) == [("pending",)]
+    p = run([CISWEEP, "retry", "--db", db, "--stale"])
+    assert p.stdout.startswith("0 jobs back to pending"), p.stdout
+    p = run([CISWEEP, "retry", "--db", db, "--stale", "--failed"], check=False)
+    assert p.returncode == 2 and "takes no --failed or --where" in p.stderr, p.stderr
+    c = subprocess.Popen(coord, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    w = subprocess.Popen([WORKER, "worker", "--connect", ep, "--cache", os.path.join(d, "cache-sa"), "--data",
+                          os.path.join(d, "world"), "--eval-limit", "4", "--threads", "1", "--heartbeat-ms", "100"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        out, errs = c.communicate(timeout=300)
+    finally:
+        w.kill()
+        w.wait()
+    assert c.returncode == 0, (c.returncode, errs[-3000:])
+    rows = query(db, "SELECT j.id, j.state, r.value FROM jobs j JOIN results r ON r.job_id = j.id AND r.is_current = 1 "
+                 "AND r.metric = 'results_epoch' ORDER BY j.id")
+    assert rows == [(base, "done", float(epoch_of_build())), (wanda, "done", float(epoch_of_build()))], rows
 
 
 @cleanup

@@ -70,6 +70,9 @@ static void valid_messages_decode(void) {
         {"CANCEL", "{\"job\":1,\"attempt\":1,\"reason\":\"x\"}"},
         {"RECONNECT", "{}"},
         {"BYE", "{\"reason\":\"signal\",\"unknown_future_field\":1}"},
+        /* the results epoch guard: a worker's epoch, a coordinator's final refusal */
+        {"HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"0\",\"results_epoch\":7}"},
+        {"BYE", "{\"reason\":\"results epoch 6 of worker\",\"final\":true}"},
         {"HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"0\",\"slots\":2,"
                   "\"spooled\":[{\"job\":4,\"attempt\":2}]}"},
         /* the prefix snapshots a worker holds (common/prefix_key.h) */
@@ -121,6 +124,9 @@ static void malformed_frames_rejected(void) {
                   "RESULT: prefixes[1] must be a prefix key");
     expect_reject("HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"v\",\"prefixes\":{}}",
                   "HELLO: field \"prefixes\" must be an array");
+    expect_reject("HELLO", "{\"worker\":\"w\",\"host\":\"h\",\"device\":\"cpu\",\"version\":\"v\",\"results_epoch\":\"7\"}",
+                  "HELLO: field \"results_epoch\" must be an integer");
+    expect_reject("BYE", "{\"reason\":\"x\",\"final\":1}", "BYE: field \"final\" must be a boolean");
     expect_reject("HEARTBEAT", "{\"prefixes\":[\"0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF\"]}", "HEARTBEAT: prefixes[0] must be a prefix key");
     {   /* more keys than a message may list */
         char *many = xstrdup("{\"prefixes\":[");
