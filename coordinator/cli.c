@@ -228,11 +228,7 @@ int cmd_keygen(int argc, char **argv) {
     return 0;
 }
 
-/* the results epoch guard of a standalone coordinator (docs/orchestration.md "Results epoch"): a
- * sweep that still has jobs to run and done jobs of another epoch would be completed with results
- * of two generations of presets; refused (2) naming the sweeps, with the command that requeues
- * them. 0: nothing of the kind; 1: the DB could not be read. */
-static int stale_refusal(const char *cmd, const char *db) {
+int cli_stale_refusal(const char *cmd, const char *db) {
     cis_err err = {0};
     job_store *js = NULL;
     js_stale k = {0};
@@ -287,7 +283,7 @@ int cmd_coordinator(int argc, char **argv) {
     }
     cis_err ferr = {0};
     if (fs_check_db_local(o.db_path, allow_network_db, &ferr)) { fprintf(stderr, "cisweep %s: %s\n", argv[0], ferr.msg); return 2; }
-    if ((rc = stale_refusal(argv[0], o.db_path))) return rc;
+    if ((rc = cli_stale_refusal(argv[0], o.db_path))) return rc;
     static volatile int stop = 0;
     coord_install_signals(&stop);
     o.stop_flag = &stop;

@@ -20,4 +20,12 @@ int cmd_report(int argc, char **argv);       /* report.c: `cisweep report --db D
 /* the path of a sibling program (cisweep-worker) next to the running binary; malloc'd */
 char *cli_sibling_path(const char *name);
 
+/* cli_stale_refusal: the results epoch guard of a standalone coordinator and of `cisweep slurm
+ * submit` (docs/orchestration.md "Results epoch"): a sweep in DB that still has jobs to run and done
+ * jobs of another epoch would be completed with results of two generations of presets; refused
+ * (returns 2, the message on stderr naming the sweeps and `cisweep retry --stale`). 0: nothing of
+ * the kind; 1 (or 2 for a DB of another schema version): the DB could not be read. `cmd` prefixes
+ * the message ("coordinator", "slurm submit"). */
+int cli_stale_refusal(const char *cmd, const char *db);
+
 #endif

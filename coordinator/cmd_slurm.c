@@ -277,6 +277,8 @@ static int slurm_submit(int argc, char **argv) {
     int64_t runnable = 0;
     if (sweep_facts(&o, name, sizeof name, &runnable, &err)) { fprintf(stderr, "cisweep slurm submit: %s\n", err.msg); return 2; }
     if (runnable == 0) { fprintf(stderr, "cisweep slurm submit: sweep \"%s\" in %s has no pending or running job: nothing to submit\n", name, o.db); return 1; }
+    int src = cli_stale_refusal("slurm submit", o.db); /* the coordinator job would refuse: say it now */
+    if (src) return src;
     int64_t tasks = o.gpus ? o.gpus : (o.cpu_workers ? o.cpu_workers : 1);
     if (tasks > runnable) {
         fprintf(stderr, "cisweep slurm submit: %lld workers asked for, %lld jobs left: submitting %lld\n", (long long)tasks, (long long)runnable, (long long)runnable);

@@ -9,8 +9,9 @@ build by rewriting (or deleting) that row with sqlite3, as an older build would 
     not current); a further run finds nothing stale;
   - cross-sweep reuse at launch copies only done jobs of the current epoch: one of an older epoch
     or without the row runs again, and the launch message counts them;
-  - a standalone `cisweep coordinator` refuses (exit 2) to serve a sweep that has jobs to run and
-    done jobs of another epoch, naming the sweep and `cisweep retry --stale`, which requeues them;
+  - a standalone `cisweep coordinator` (and `cisweep slurm submit`) refuses (exit 2) to serve a
+    sweep that has jobs to run and done jobs of another epoch, naming the sweep and `cisweep retry
+    --stale`, which requeues them;
     then it serves the sweep to a real worker to the end, every result of this build's epoch.
 (tests/blackbox/test_epoch_peers.py: workers and coordinators of different epochs.)"""
 import json, os, re, shutil, sqlite3, sys, tempfile
@@ -161,6 +162,11 @@ def standalone_coordinator_refuses_mixed_sweeps_until_retry_stale():
     assert "1 done jobs hold results of another results epoch" in p.stderr and '"sa": 1' in p.stderr, p.stderr
     assert f"cisweep retry --db {db} --stale" in p.stderr and "Nothing was started" in p.stderr, p.stderr
     assert query(db, "SELECT state FROM jobs WHERE id = ?", (wanda,)) == [("pending",)]
+    # `cisweep slurm submit` says so at once, instead of a coordinator job failing later
+    p = run([CISWEEP, "slurm", "submit", "--db", db, "--shared", os.path.join(d, "slurm-sa"), "--dry-run"],
+            check=False)
+    assert p.returncode == 2 and '"sa": 1' in p.stderr and "--stale" in p.stderr, (p.returncode, p.stderr)
+    assert not os.path.exists(os.path.join(d, "slurm-sa", "worker.sbatch"))
     p = run([CISWEEP, "retry", "--db", db, "--stale"])
     assert f"1 done jobs of results epoch 6: 1 back to pending" in p.stdout, p.stdout
     assert query(db, "SELECT state FROM jobs WHERE id = ?", (base,)) == [("pending",)]
