@@ -23,30 +23,40 @@ static char *stale_where(const char *sweep, int epoch) {
                            "r.metric = 'results_epoch' AND r.value = %d)", sweep, sweep, epoch);
 }
 
-int js_stale_jobs(job_store *js, const char *sweep, int epoch, js_stale *out, cis_err *err) {
+/* run `sql` (sqlite3_mprintf'd; freed here), whose rows are (label, count): out->n = the sum of the
+ * counts, out->epochs = "LABEL: count, ..." with a NULL label as "none", a text one in quotes
+ * (sweep names) and a number as %g (epochs); `what` names the query in an error */
+static int count_groups(job_store *js, char *sql, js_stale *out, const char *what, cis_err *err) {
     memset(out, 0, sizeof *out);
-    char *where = stale_where(sweep, epoch);
-    char *sql = sqlite3_mprintf("SELECT r.value, count(*) FROM v_jobs LEFT JOIN results r ON r.job_id = v_jobs.id "
-                                "AND r.attempt = v_jobs.current_attempt AND r.metric = 'results_epoch' WHERE %s "
-                                "GROUP BY r.value ORDER BY r.value IS NOT NULL, r.value", where);
-    sqlite3_free(where);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(js->db, sql, -1, &st, NULL);
     sqlite3_free(sql);
-    if (rc != SQLITE_OK) return js_dberr(js, err, "counting the jobs of another results epoch");
+    if (rc != SQLITE_OK) return js_dberr(js, err, what);
     size_t used = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t n = sqlite3_column_int64(st, 1);
         out->n += n;
-        char one[64];
-        if (sqlite3_column_type(st, 0) == SQLITE_NULL) snprintf(one, sizeof one, "none: %lld", (long long)n);
+        char one[128];
+        int type = sqlite3_column_type(st, 0);
+        if (type == SQLITE_NULL) snprintf(one, sizeof one, "none: %lld", (long long)n);
+        else if (type == SQLITE_TEXT)
+            snprintf(one, sizeof one, "\"%.80s\": %lld", (const char *)sqlite3_column_text(st, 0), (long long)n);
         else snprintf(one, sizeof one, "%g: %lld", sqlite3_column_double(st, 0), (long long)n);
         int w = snprintf(out->epochs + used, sizeof out->epochs - used, "%s%s", used ? ", " : "", one);
         if (w > 0 && used + (size_t)w < sizeof out->epochs) used += (size_t)w;
     }
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return js_dberr(js, err, "counting the jobs of another results epoch");
+    if (rc != SQLITE_DONE) return js_dberr(js, err, what);
     return 0;
+}
+
+int js_stale_jobs(job_store *js, const char *sweep, int epoch, js_stale *out, cis_err *err) {
+    char *where = stale_where(sweep, epoch);
+    char *sql = sqlite3_mprintf("SELECT r.value, count(*) FROM v_jobs LEFT JOIN results r ON r.job_id = v_jobs.id "
+                                "AND r.attempt = v_jobs.current_attempt AND r.metric = 'results_epoch' WHERE %s "
+                                "GROUP BY r.value ORDER BY r.value IS NOT NULL, r.value", where);
+    sqlite3_free(where);
+    return count_groups(js, sql, out, "counting the jobs of another results epoch", err);
 }
 
 int js_rerun_stale(job_store *js, const char *sweep, int epoch, int64_t now, cis_err *err) {
@@ -59,26 +69,10 @@ int js_rerun_stale(job_store *js, const char *sweep, int epoch, int64_t now, cis
 }
 
 int js_stale_unfinished(job_store *js, int epoch, js_stale *out, cis_err *err) {
-    memset(out, 0, sizeof *out);
     char *where = stale_where(NULL, epoch);
     char *sql = sqlite3_mprintf("SELECT v_jobs.sweep, count(*) FROM v_jobs WHERE %s AND EXISTS (SELECT 1 FROM v_jobs o "
                                 "WHERE o.sweep = v_jobs.sweep AND o.state IN ('pending', 'leased')) GROUP BY v_jobs.sweep "
                                 "ORDER BY v_jobs.sweep", where);
     sqlite3_free(where);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(js->db, sql, -1, &st, NULL);
-    sqlite3_free(sql);
-    if (rc != SQLITE_OK) return js_dberr(js, err, "looking for unfinished sweeps with jobs of another results epoch");
-    size_t used = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int64_t n = sqlite3_column_int64(st, 1);
-        out->n += n;
-        char one[128];
-        snprintf(one, sizeof one, "\"%.80s\": %lld", (const char *)sqlite3_column_text(st, 0), (long long)n);
-        int w = snprintf(out->epochs + used, sizeof out->epochs - used, "%s%s", used ? ", " : "", one);
-        if (w > 0 && used + (size_t)w < sizeof out->epochs) used += (size_t)w;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return js_dberr(js, err, "looking for unfinished sweeps with jobs of another results epoch");
-    return 0;
+    return count_groups(js, sql, out, "looking for unfinished sweeps with jobs of another results epoch", err);
 }
