@@ -261,6 +261,9 @@ int cmd_run(int argc, char **argv) {
     if (rc) return rc;
     /* 1b. results of an older build's presets are not mixed with this build's (job_store_epoch.c) */
     if ((rc = stale_guard(db, gridf, flags, rerun_stale))) return rc;
+    /* the coordinator below serves every sweep of the file: another sweep's stale jobs beside its
+     * pending ones would be completed under this build's presets too (cli.c) */
+    if ((rc = cli_stale_refusal("run", db))) return rc;
     /* 2. workers */
     char *ep = bind ? xstrdup(bind) : xasprintf("ipc:///tmp/cisweep-run-%d.sock", (int)getpid());
     o.bind = ep;

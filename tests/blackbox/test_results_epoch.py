@@ -43,9 +43,9 @@ def setup():
     return STATE["dir"]
 
 
-def sweep(db, name, *extra, check=True):
+def sweep(db, name, *extra, check=True, gridfile=None):
     d = setup()
-    p = run([CISWEEP, "run", "--grid", grid(d, name), "--workers", "1", "--db", db, "--models",
+    p = run([CISWEEP, "run", "--grid", gridfile or grid(d, name), "--workers", "1", "--db", db, "--models",
              os.path.join(d, "models.json"), "--data", os.path.join(d, "world"), "--eval-limit", "4",
              "--threads", "1", "--cache", os.path.join(d, "cache"), "--heartbeat-ms", "100", *extra],
             check=False, timeout=600)
@@ -162,8 +162,15 @@ def standalone_coordinator_refuses_mixed_sweeps_until_retry_stale():
     assert "1 done jobs hold results of another results epoch" in p.stderr and '"sa": 1' in p.stderr, p.stderr
     assert f"cisweep retry --db {db} --stale" in p.stderr and "Nothing was started" in p.stderr, p.stderr
     assert query(db, "SELECT state FROM jobs WHERE id = ?", (wanda,)) == [("pending",)]
+    # `cisweep run` of another grid into the same file would serve "sa" too: refused as well
+    other = os.path.join(d, "other.json")   # work of its own (no job shared with "sa")
+    json.dump({"name": "other", "models": ["default"], "baseline": False, "singles": True,
+               "categories": {"compress": [{"method": "wanda", "levels": {"sparsity": [0.5]}}]}}, open(other, "w"))
+    p = sweep(db, "other", check=False, gridfile=other)
+    assert p.returncode == 2 and '"sa": 1' in p.stderr and "--stale" in p.stderr, (p.returncode, p.stderr[-2000:])
+    assert query(db, "SELECT count(*) FROM attempts WHERE job_id IN (SELECT id FROM v_jobs WHERE sweep = 'other')")[0][0] == 0
     # `cisweep slurm submit` says so at once, instead of a coordinator job failing later
-    p = run([CISWEEP, "slurm", "submit", "--db", db, "--shared", os.path.join(d, "slurm-sa"), "--dry-run"],
+    p = run([CISWEEP, "slurm", "submit", "--db", db, "--sweep", "sa", "--shared", os.path.join(d, "slurm-sa"), "--dry-run"],
             check=False)
     assert p.returncode == 2 and '"sa": 1' in p.stderr and "--stale" in p.stderr, (p.returncode, p.stderr)
     assert not os.path.exists(os.path.join(d, "slurm-sa", "worker.sbatch"))
@@ -184,9 +191,10 @@ def standalone_coordinator_refuses_mixed_sweeps_until_retry_stale():
         w.kill()
         w.wait()
     assert c.returncode == 0, (c.returncode, errs[-3000:])
-    rows = query(db, "SELECT j.id, j.state, r.value FROM jobs j JOIN results r ON r.job_id = j.id AND r.is_current = 1 "
-                 "AND r.metric = 'results_epoch' ORDER BY j.id")
+    rows = query(db, "SELECT j.id, j.state, r.value FROM v_jobs j JOIN results r ON r.job_id = j.id AND r.is_current = 1 "
+                 "AND r.metric = 'results_epoch' WHERE j.sweep = 'sa' ORDER BY j.id")
     assert rows == [(base, "done", float(epoch_of_build())), (wanda, "done", float(epoch_of_build()))], rows
+    assert query(db, "SELECT state FROM v_jobs WHERE sweep = 'other'") == [("done",)]
 
 
 @cleanup
