@@ -128,6 +128,14 @@ static int print_status(job_store *js, FILE *f) {
     if (k.failed + k.dead > 0)
         fprintf(f, "failures: %lld failed, %lld dead (see the v_failures view; `cisweep retry --failed` to rerun)\n",
                 (long long)k.failed, (long long)k.dead);
+    /* workers turned away for another results epoch in the last hour (coordinator.c on_hello): they
+     * exit, so they no longer show above; say why they are missing */
+    int64_t refused = q1(db, "SELECT count(DISTINCT worker_id) FROM events WHERE kind = 'refused' AND "
+                         "detail LIKE 'results epoch %' AND ts >= ?1", now - 3600 * 1000LL);
+    if (refused > 0)
+        fprintf(f, "refused: %lld workers of another results epoch in the last hour (built from other sources "
+                "than the coordinator; `SELECT worker_id, detail FROM events WHERE kind = 'refused'`)\n",
+                (long long)refused);
     js_stale stale;   /* docs/orchestration.md "Results epoch" */
     if (js_stale_jobs(js, NULL, CISWEEP_RESULTS_EPOCH, &stale, &err)) fprintf(stderr, "cisweep status: %s\n", err.msg);
     else if (stale.n > 0)

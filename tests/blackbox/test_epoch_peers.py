@@ -3,7 +3,7 @@
 processes on loopback TCP and a real SQLite file; the peer of another epoch is a pyzmq socket
 speaking the wire protocol (a real build of another epoch cannot be made inside one test run):
   - a HELLO with another results_epoch is answered BYE {final: true} naming both epochs, the worker
-    gets no job and the refusal is an event in the DB; a HELLO with this build's epoch (and one
+    gets no job, the refusal is an event in the DB and `cisweep status` counts it; a HELLO with this build's epoch (and one
     without the field, an older build's) is welcomed;
   - a real `cisweep-worker worker` sends this build's epoch in its HELLO, and one told BYE final
     stops (exit 1, the coordinator's reason in its log) instead of reconnecting."""
@@ -11,7 +11,7 @@ import json, os, re, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import test, main, WORKER, free_port  # noqa: E402
+from harness import test, main, run, CISWEEP, WORKER, free_port  # noqa: E402
 from sweeplib import Sweep, FAST  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -65,6 +65,8 @@ def coordinator_refuses_a_worker_of_another_epoch():
         ev = s.q("SELECT worker_id, detail FROM events WHERE kind = 'refused'")
         assert ev and ev[0][0] == "old-build" and "results epoch" in ev[0][1], ev
         assert s.count("pending") == 3
+        st = run([CISWEEP, "status", "--db", s.db]).stdout
+        assert "refused: 1 workers of another results epoch in the last hour" in st, st
         # the same epoch, and an older build's HELLO without the field, are welcomed and given jobs
         for rid, ep in ((b"same-build", e), (b"no-field", None)):
             d = dealer(s.ep, rid)
