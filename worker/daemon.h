@@ -56,7 +56,9 @@ enum { WORKER_EXIT_OK = 0, WORKER_EXIT_RESTART = 3 };
 void worker_opts_defaults(worker_opts *o);
 /* worker_daemon_run: serve until a signal; returns WORKER_EXIT_OK, WORKER_EXIT_RESTART (a job
  * hung past cancellation: the caller re-executes the daemon to get a clean job thread), or -1
- * with err when it cannot start (bad endpoint, spool directory not writable). */
+ * with err when it cannot start (bad endpoint, spool directory not writable) or when the
+ * coordinator refused it for good (BYE with final true, e.g. another results epoch: the
+ * coordinator's reason in err). */
 int worker_daemon_run(const worker_opts *o, cis_err *err);
 void worker_install_signals(volatile int *flag);
 
