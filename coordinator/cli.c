@@ -241,9 +241,10 @@ int cli_stale_refusal(const char *cmd, const char *db) {
     if (k.n == 0) return 0;
     fprintf(stderr, "cisweep %s: %s: %lld done jobs hold results of another results epoch than this build's %d, in "
             "sweeps that still have jobs to run (by sweep: %s); serving them would complete those sweeps with results "
-            "of other presets or algorithms. Nothing was started.\n---> HINT: `cisweep retry --db %s --stale` puts "
-            "them back to pending to be recomputed by this build (their old attempts stay in the database), or serve "
-            "the database with the build that started it\n", cmd, db, (long long)k.n, CISWEEP_RESULTS_EPOCH, k.epochs, db);
+            "of other presets or algorithms. Nothing was started.\n---> HINT: `cisweep retry --db %s --stale --sweep "
+            "NAME` puts a sweep's back to pending to be recomputed by this build (their old attempts stay in the "
+            "database; without --sweep, every sweep's), or serve the database with the build that started it\n",
+            cmd, db, (long long)k.n, CISWEEP_RESULTS_EPOCH, k.epochs, db);
     return 2;
 }
 
@@ -307,7 +308,7 @@ int cmd_coordinator(int argc, char **argv) {
 }
 
 int cmd_retry(int argc, char **argv) {
-    const char *db = NULL, *where = NULL;
+    const char *db = NULL, *where = NULL, *sweep = NULL;
     bool failed = false, stale = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
@@ -315,17 +316,19 @@ int cmd_retry(int argc, char **argv) {
         else if (!strcmp(a, "--where") && n) { where = n; i++; }
         else if (!strcmp(a, "--failed")) failed = true;
         else if (!strcmp(a, "--stale")) stale = true;
+        else if (!strcmp(a, "--sweep") && n) { sweep = n; i++; }
         else { fprintf(stderr, "cisweep retry: unknown or incomplete option \"%s\"\n", a); return 2; }
     }
     int rc;
     if ((rc = need("retry", "--db DB", db))) return rc;
+    if (sweep && !stale) { fprintf(stderr, "cisweep retry: --sweep NAME goes with --stale\n"); return 2; }
     if (!failed && !where && !stale) {
         fprintf(stderr, "cisweep retry: say which jobs: --failed, --stale or --where SQL\n");
         return 2;
     }
     if (stale && (failed || where)) {
-        fprintf(stderr, "cisweep retry: --stale (the done jobs of another results epoch, in every sweep) takes no "
-                "--failed or --where\n");
+        fprintf(stderr, "cisweep retry: --stale (the done jobs of another results epoch, in every sweep or in "
+                "--sweep NAME) takes no --failed or --where\n");
         return 2;
     }
     cis_err err = {0};
@@ -333,8 +336,8 @@ int cmd_retry(int argc, char **argv) {
     if (job_store_open(db, 0, &js, &err)) { fprintf(stderr, "cisweep retry: %s\n", err.msg); return 1; }
     if (stale) { /* docs/orchestration.md "Results epoch" */
         js_stale k = {0};
-        int n = js_stale_jobs(js, NULL, CISWEEP_RESULTS_EPOCH, &k, &err) ? -1
-                                                                           : js_rerun_stale(js, NULL, CISWEEP_RESULTS_EPOCH, now_ms(), &err);
+        int n = js_stale_jobs(js, sweep, CISWEEP_RESULTS_EPOCH, &k, &err) ? -1
+                                                                            : js_rerun_stale(js, sweep, CISWEEP_RESULTS_EPOCH, now_ms(), &err);
         job_store_close(&js);
         if (n < 0) { fprintf(stderr, "cisweep retry: %s\n", err.msg); return 1; }
         if (n) printf("%d done jobs of results epoch %s back to pending (to be recomputed under epoch %d; their old "

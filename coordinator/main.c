@@ -23,7 +23,7 @@ static const char USAGE[] =
         "  coordinator --db DB --bind ENDPOINT [...]       serve jobs to workers (see --help)\n"
         "  resume --db DB --bind ENDPOINT [...]            restart the coordinator on an existing sweep\n"
         "  status --db DB [--watch [SECONDS]]              progress, rate, ETA, workers, why jobs wait\n"
-        "  retry --db DB (--failed | --stale | --where SQL) send failed/dead, other-results-epoch (--stale) or selected jobs back to pending\n"
+        "  retry --db DB (--failed | --stale [--sweep NAME] | --where SQL)  send failed/dead, other-results-epoch (--stale) or selected jobs back to pending\n"
         "  cancel --db DB (--where SQL | --all)            cancel pending/leased jobs\n"
         "  export --db DB [--format csv] [--out FILE]      one wide row per finished job\n"
         "  report --db DB --out DIR                        DIR/report.md (the paper's tables) and DIR/report.html (plots)\n"

@@ -147,6 +147,15 @@ def standalone_coordinator_refuses_mixed_sweeps_until_retry_stale():
     import subprocess
     d = setup()
     db = os.path.join(d, "standalone.db")
+    def own_grid(name, sparsity):   # work of its own (no job shared with "sa")
+        path = os.path.join(d, name + ".json")
+        json.dump({"name": name, "models": ["default"], "baseline": False, "singles": True,
+                   "categories": {"compress": [{"method": "wanda", "levels": {"sparsity": [sparsity]}}]}}, open(path, "w"))
+        return path
+    # a finished sweep computed by an older build: left alone by everything below
+    sweep(db, "fin", gridfile=own_grid("fin", 0.5))
+    fin = job_of(db, "fin", "compress")
+    write(db, "UPDATE results SET value = 6 WHERE job_id = ? AND metric = 'results_epoch'", (fin,))
     sweep(db, "sa")
     base, wanda = job_of(db, "sa", "baseline"), job_of(db, "sa", "compress")
     # the baseline as an older build left it: with nothing left to run, serving the DB mixes nothing
@@ -160,27 +169,27 @@ def standalone_coordinator_refuses_mixed_sweeps_until_retry_stale():
     p = run(coord, check=False, timeout=60)
     assert p.returncode == 2, (p.returncode, p.stdout, p.stderr[-2000:])
     assert "1 done jobs hold results of another results epoch" in p.stderr and '"sa": 1' in p.stderr, p.stderr
-    assert f"cisweep retry --db {db} --stale" in p.stderr and "Nothing was started" in p.stderr, p.stderr
+    assert '"fin"' not in p.stderr, p.stderr   # finished: nothing of it would run
+    assert f"cisweep retry --db {db} --stale --sweep NAME" in p.stderr and "Nothing was started" in p.stderr, p.stderr
     assert query(db, "SELECT state FROM jobs WHERE id = ?", (wanda,)) == [("pending",)]
     # `cisweep run` of another grid into the same file would serve "sa" too: refused as well
-    other = os.path.join(d, "other.json")   # work of its own (no job shared with "sa")
-    json.dump({"name": "other", "models": ["default"], "baseline": False, "singles": True,
-               "categories": {"compress": [{"method": "wanda", "levels": {"sparsity": [0.5]}}]}}, open(other, "w"))
-    p = sweep(db, "other", check=False, gridfile=other)
+    p = sweep(db, "third", check=False, gridfile=own_grid("third", 0.75))
     assert p.returncode == 2 and '"sa": 1' in p.stderr and "--stale" in p.stderr, (p.returncode, p.stderr[-2000:])
-    assert query(db, "SELECT count(*) FROM attempts WHERE job_id IN (SELECT id FROM v_jobs WHERE sweep = 'other')")[0][0] == 0
+    assert query(db, "SELECT count(*) FROM attempts WHERE job_id IN (SELECT id FROM v_jobs WHERE sweep = 'third')")[0][0] == 0
     # `cisweep slurm submit` says so at once, instead of a coordinator job failing later
     p = run([CISWEEP, "slurm", "submit", "--db", db, "--sweep", "sa", "--shared", os.path.join(d, "slurm-sa"), "--dry-run"],
             check=False)
     assert p.returncode == 2 and '"sa": 1' in p.stderr and "--stale" in p.stderr, (p.returncode, p.stderr)
     assert not os.path.exists(os.path.join(d, "slurm-sa", "worker.sbatch"))
-    p = run([CISWEEP, "retry", "--db", db, "--stale"])
+    p = run([CISWEEP, "retry", "--db", db, "--stale", "--sweep", "sa"])
     assert f"1 done jobs of results epoch 6: 1 back to pending" in p.stdout, p.stdout
     assert query(db, "SELECT state FROM jobs WHERE id = ?", (base,)) == [("pending",)]
-    p = run([CISWEEP, "retry", "--db", db, "--stale"])
+    assert query(db, "SELECT state FROM jobs WHERE id = ?", (fin,)) == [("done",)]   # another sweep: untouched
+    p = run([CISWEEP, "retry", "--db", db, "--stale", "--sweep", "sa"])
     assert p.stdout.startswith("0 jobs back to pending"), p.stdout
-    p = run([CISWEEP, "retry", "--db", db, "--stale", "--failed"], check=False)
-    assert p.returncode == 2 and "takes no --failed or --where" in p.stderr, p.stderr
+    for bad, msg in ((["--stale", "--failed"], "takes no --failed or --where"), (["--sweep", "sa"], "goes with --stale")):
+        p = run([CISWEEP, "retry", "--db", db, *bad], check=False)
+        assert p.returncode == 2 and msg in p.stderr, (bad, p.stderr)
     c = subprocess.Popen(coord, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     w = subprocess.Popen([WORKER, "worker", "--connect", ep, "--cache", os.path.join(d, "cache-sa"), "--data",
                           os.path.join(d, "world"), "--eval-limit", "4", "--threads", "1", "--heartbeat-ms", "100"],
@@ -194,7 +203,11 @@ def standalone_coordinator_refuses_mixed_sweeps_until_retry_stale():
     rows = query(db, "SELECT j.id, j.state, r.value FROM v_jobs j JOIN results r ON r.job_id = j.id AND r.is_current = 1 "
                  "AND r.metric = 'results_epoch' WHERE j.sweep = 'sa' ORDER BY j.id")
     assert rows == [(base, "done", float(epoch_of_build())), (wanda, "done", float(epoch_of_build()))], rows
-    assert query(db, "SELECT state FROM v_jobs WHERE sweep = 'other'") == [("done",)]
+    assert query(db, "SELECT state FROM v_jobs WHERE sweep = 'third'") == [("done",)]
+    # the finished old sweep keeps its results; `cisweep status` still counts them as stale
+    assert query(db, "SELECT current_attempt FROM jobs WHERE id = ?", (fin,)) == [(1,)]
+    st = run([CISWEEP, "status", "--db", db]).stdout
+    assert "stale: 1 done jobs" in st, st
 
 
 @cleanup
