@@ -140,7 +140,7 @@ static int print_status(job_store *js, FILE *f) {
     if (js_stale_jobs(js, NULL, CISWEEP_RESULTS_EPOCH, &stale, &err)) fprintf(stderr, "cisweep status: %s\n", err.msg);
     else if (stale.n > 0)
         fprintf(f, "stale: %lld done jobs hold results of another results epoch than this build's %d (by epoch: %s); "
-                "`cisweep run ... --rerun-stale` recomputes a sweep's\n", (long long)stale.n, CISWEEP_RESULTS_EPOCH,
+                "`cisweep run ... --rerun-stale` or `cisweep retry --db DB --stale --sweep NAME` recomputes a sweep's\n", (long long)stale.n, CISWEEP_RESULTS_EPOCH,
                 stale.epochs);
     return 0;
 }
