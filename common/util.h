@@ -90,4 +90,9 @@ void install_stop_signals(volatile int *flag);
 /* sha256 of data, as 64 lowercase hex characters + NUL into hex (>= 65 bytes). */
 void sha256_hex(const void *data, size_t len, char hex[65]);
 
+/* kth_smallest: the k-th smallest of a[0..n) (0-based, 0 <= k < n), i.e. the k-th element of the
+ * ascending sort; a is reordered (Hoare's selection, O(n) expected). Deterministic: the same input
+ * gives the same order and result (Wanda's and SparseGPT's thresholds, the magnitude baseline). */
+float kth_smallest(float *a, int64_t n, int64_t k);
+
 #endif

@@ -337,21 +337,7 @@ static void magnitude_prune(backend *be, float *R, const float *W, int rows, int
     for (size_t i = 0; i < n; i++) a[i] = fabsf(w[i]);
     size_t kk = (size_t)((double)n * s);
     if (kk >= n) kk = n - 1;
-    /* the kk-th smallest |w| (Hoare's selection on the copy) */
-    int64_t lo = 0, hi = (int64_t)n - 1, want = (int64_t)kk;
-    while (lo < hi) {
-        float pivot = a[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < pivot) i++;
-            while (a[j] > pivot) j--;
-            if (i <= j) { float tt = a[i]; a[i] = a[j]; a[j] = tt; i++; j--; }
-        }
-        if (want <= j) hi = j;
-        else if (want >= i) lo = i;
-        else break;
-    }
-    float t = a[kk];
+    float t = kth_smallest(a, (int64_t)n, (int64_t)kk); /* the kk-th smallest |w|, on the copy */
     for (size_t i = 0; i < n; i++) if (fabsf(w[i]) <= t) w[i] = 0.0f;
     backend_upload(be, R, w, n * sizeof(float));
     free(w); free(a);

@@ -163,24 +163,6 @@ static void sweep_row(void *arg, int r, int thread) {
     s->masked[r] += masked;
 }
 
-/* the k-th smallest of a[0..n) (0-based; a is reordered): Hoare's selection, O(n) expected */
-static float kth_smallest(float *a, int64_t n, int64_t k) {
-    int64_t lo = 0, hi = n - 1;
-    while (lo < hi) {
-        float pivot = a[lo + (hi - lo) / 2];
-        int64_t i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < pivot) i++;
-            while (a[j] > pivot) j--;
-            if (i <= j) { float t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
-        }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return a[k];
-    }
-    return a[k];
-}
-
 typedef struct sal { float v; int i; } sal;
 static int sal_cmp(const void *a, const void *b) {
     const sal *x = a, *y = b;
