@@ -14,6 +14,11 @@ session 8; docs/unlearning.md "Seeds and architectures").
         seed means), the lowest WMDP mean among the points whose MMLU is within --allow of that
         model's baseline.
 
+  rmu_tables.py wide DB [DB ...] [--method rmu]
+        one row per grid point of METHOD, one column per model of the stores (in order of
+        appearance): the seed means "MMLU / WMDP mean" (the number of seeds when they differ
+        between cells), the baselines on top; for comparing many models on one grid.
+
 Only what the store says ran is read: results of the jobs' current attempts (is_current), the rmu
 stage's effective parameters (params_json). A store without done jobs, or a metric a job lacks,
 is named in an error or shown as "-", never guessed. Python 3 standard library only."""
@@ -231,15 +236,62 @@ def grid_table_method(db, runs, allow, method):
     return out
 
 
+def wide_table(dbs, method):
+    """Grid points of METHOD (rows) x models of every store in DBS (columns): seed-mean MMLU / WMDP."""
+    models, base, cells, nseeds = [], {}, {}, set()
+    for db in dbs:
+        runs = load_runs(db)
+        for mo, b in baselines(runs).items():
+            if mo in base:
+                raise StoreError(f"{db}: model {mo} is in two of the stores given")
+            base[mo] = b
+            models.append(mo)
+        for r in runs:
+            if r["pattern"] != "baseline" and r["method"] == method and "mmlu" in r["metrics"] and "wmdp_avg" in r["metrics"]:
+                cells.setdefault(point_key(r), {}).setdefault(r["model"], []).append(r["metrics"])
+    if not cells:
+        raise StoreError(f"{', '.join(dbs)}: no {method} job with MMLU and WMDP results")
+    for per in cells.values():
+        nseeds.update(len(v) for v in per.values())
+    out = [f"| {point_titles(method, ' | ')} | " + " | ".join(models) + " |",
+           "|" + "---|" * (len(POINT[method]) + len(models)),
+           "| baseline |" + " |" * (len(POINT[method]) - 1) + " " +
+           " | ".join(f"{base[mo]['mmlu']:.3f} / {base[mo]['wmdp_avg']:.3f}" for mo in models) + " |"]
+    for key in sorted(cells, key=lambda k: tuple(x if x is not None else -1 for x in k)):
+        row = []
+        for mo in models:
+            ms = cells[key].get(mo)
+            if not ms:
+                row.append("-")
+                continue
+            c = f"{mean_se([m['mmlu'] for m in ms])[0]:.3f} / {mean_se([m['wmdp_avg'] for m in ms])[0]:.3f}"
+            row.append(c + (f" (n {len(ms)})" if len(nseeds) > 1 else ""))
+        out.append(f"| {fmt_key(key, ' | ')} | " + " | ".join(row) + " |")
+    return out
+
+
 def main(argv):
-    usage = "usage: rmu_tables.py seeds DB [DB ...] | rmu_tables.py grid DB [--allow X]"
-    if len(argv) < 2 or argv[0] not in ("seeds", "grid"):
+    usage = "usage: rmu_tables.py seeds DB [DB ...] | rmu_tables.py grid DB [--allow X] | rmu_tables.py wide DB [DB ...] [--method M]"
+    if len(argv) < 2 or argv[0] not in ("seeds", "grid", "wide"):
         print(usage, file=sys.stderr)
         return 2
     try:
         if argv[0] == "seeds":
             for db in argv[1:]:
                 print("\n".join(seeds_table(db, load_runs(db))) + "\n")
+        elif argv[0] == "wide":
+            args, method = argv[1:], "rmu"
+            if "--method" in args:
+                i = args.index("--method")
+                if i + 1 >= len(args) or args[i + 1] not in POINT:
+                    print(f"rmu_tables.py: --method: expected one of {', '.join(sorted(POINT))}", file=sys.stderr)
+                    return 2
+                method = args[i + 1]
+                del args[i:i + 2]
+            if not args:
+                print(usage, file=sys.stderr)
+                return 2
+            print("\n".join(wide_table(args, method)))
         else:
             allow = 0.10
             args = argv[1:]

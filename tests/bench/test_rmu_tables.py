@@ -96,6 +96,8 @@ def rmu(layer, c, alpha):
 
 def seeds_store():
     path = os.path.join(tmpdir(), "seeds.db")
+    if os.path.exists(path):
+        os.unlink(path)
     s = Store(path)
     s.add("a", "baseline", 0, m(0.90, 0.80, 0.80, 20.0, 0.9))
     # three seeds: mmlu 0.80, 0.82, 0.84 (mean 0.82, sd 0.02, se 0.0115); bio 0.5/0.6/0.7 (se 0.0577)
@@ -174,6 +176,25 @@ def grid_frontier():
     p = script("grid", grid_store(), "--allow", "0.2")
     assert p.returncode == 0, p.stderr
     assert any(l.startswith("| a | seed mean | 5, 300, 30 | 0.795 (-0.105) | 0.450 (-0.350) | 3.3 |") for l in p.stdout.splitlines()), p.stdout
+
+
+@test
+def wide_models_side_by_side():
+    # two stores that both hold a model "a": refused, naming the store and the model
+    p = script("wide", grid_store(), seeds_store())
+    assert p.returncode == 1 and "seeds.db: model a is in two of the stores given" in p.stderr, p.stderr
+    p = script("wide", grid_store())
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert out[0] == "| act layer | c | α | a | b |", out
+    assert out[2] == "| baseline | | | 0.900 / 0.800 | 0.950 / 0.900 |", out
+    # point (5, 300, 30) on a: seeds 1 and 2 -> 0.795 / 0.450; b never ran it; (7, 300, 10) only on b
+    assert "| 5 | 300 | 30 | 0.795 / 0.450 | - |" in out, out
+    assert "| 7 | 300 | 10 | - | 0.800 / 0.500 |" in out, out
+    p = script("wide", grid_store(), "--method", "gd")
+    assert p.returncode == 0 and "| 0.001 | 5 | 0.850 / 0.650 | - |" in p.stdout, p.stdout + p.stderr
+    p = script("wide", grid_store(), "--method", "xx")
+    assert p.returncode == 2 and "--method: expected one of" in p.stderr, p.stderr
 
 
 @test
