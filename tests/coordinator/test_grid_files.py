@@ -43,7 +43,8 @@ def session8_grid_counts():
     # (file, models, unlearning compositions per model, seeds): jobs = models * (1 + comps * seeds)
     expect = [("rmu-seed-spread.json", 2, 1, 5), ("rmu-arch-compare.json", 2, 12, 2),
               ("rmu-arch-ablate.json", 6, 12, 2), ("rmu-mistral-explore.json", 2, 18 + 15, 1),
-              ("rmu-candidate-seeds.json", 2, 2, 5), ("gd-arch-compare.json", 2, 4, 2)]
+              ("rmu-candidate-seeds.json", 2, 2, 5), ("gd-arch-compare.json", 2, 4, 2),
+              ("gd-arch-ablate.json", 6, 4, 2)]
     for name, models, comps, seeds in expect:
         path = os.path.join("grids", name)
         assert grid_jobs(path) == models * (1 + comps * seeds), f"{name}: {grid_jobs(path)} jobs"
