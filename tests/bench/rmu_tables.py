@@ -1,0 +1,317 @@
+#!/usr/bin/env python3
+"""rmu_tables.py - Markdown tables of unlearning runs read from cisweep job stores (issue 11,
+session 8; docs/unlearning.md "Seeds and architectures").
+
+  rmu_tables.py seeds DB [DB ...]
+        per store, model and unlearning composition: mean ± standard error over the seeds (the
+        jobs' edit_set column) of MMLU, WMDP bio / cyber / mean, WikiText perplexity (geometric
+        mean, ×/÷ its SE factor) and zsRE src F1, the drop ratio of the means, and the seeds' own
+        MMLU / WMDP mean values; the baseline of each model on top.
+  rmu_tables.py grid DB [--allow 0.10]
+        per model and grid point (the effective act layer, steering coefficient and alpha of the
+        rmu stage, read from the stages table: what ran), each seed's MMLU / WMDP mean and the
+        seed mean with its drop ratio; then the frontier: per model and per seed (and for the
+        seed means), the lowest WMDP mean among the points whose MMLU is within --allow of that
+        model's baseline.
+
+  rmu_tables.py wide DB [DB ...] [--method rmu]
+        one row per grid point of METHOD, one column per model of the stores (in order of
+        appearance): the seed means "MMLU / WMDP mean" (the number of seeds when they differ
+        between cells), the baselines on top; for comparing many models on one grid.
+
+Only what the store says ran is read: results of the jobs' current attempts (is_current), the rmu
+stage's effective parameters (params_json). A store without done jobs, or a metric a job lacks,
+is named in an error or shown as "-", never guessed. Python 3 standard library only."""
+import json
+import math
+import os
+import sqlite3
+import sys
+
+METRICS = ("mmlu", "wmdp_bio", "wmdp_cyber", "wmdp_avg", "ppl_wikitext", "src_true_f1")
+
+
+class StoreError(Exception):
+    """A job store that cannot be read as expected; the message names the file and the problem."""
+
+
+def load_runs(db):
+    """Reads every done job of DB -> list of dicts {model, label, pattern, seed, params (the
+    first stage's effective params, {} for the baseline), method, metrics {name: value}}.
+    Raises StoreError naming DB when it is missing, not a job store, or has no done job."""
+    if not os.path.exists(db):
+        raise StoreError(f"{db}: no such file (a cisweep job store, sqlite)")
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        rows = con.execute(
+            "SELECT j.id, m.name, c.label, c.pattern, j.edit_set, j.current_attempt "
+            "FROM jobs j JOIN models m ON m.id = j.model_id "
+            "JOIN compositions c ON c.id = j.composition_id WHERE j.state = 'done' "
+            "ORDER BY m.name, c.id, j.edit_set").fetchall()
+        runs = []
+        for job, model, label, pattern, edit_set, attempt in rows:
+            st = con.execute("SELECT method, params_json FROM stages WHERE job_id = ? AND attempt = ? "
+                             "ORDER BY stage LIMIT 1", (job, attempt)).fetchone()
+            metrics = dict(con.execute("SELECT metric, value FROM results WHERE job_id = ? AND attempt = ? "
+                                       "AND is_current = 1 AND value IS NOT NULL", (job, attempt)).fetchall())
+            params = json.loads(st[1]) if st else {}
+            runs.append({"model": model, "label": label, "pattern": pattern,
+                         "seed": edit_set if edit_set > 0 else 1,  # edit set 0 runs with seed 1
+                         "method": st[0] if st else None, "params": params, "metrics": metrics})
+        con.close()
+    except sqlite3.DatabaseError as e:
+        raise StoreError(f"{db}: not a cisweep job store ({e})")
+    if not runs:
+        raise StoreError(f"{db}: no done job")
+    return runs
+
+
+def mean_se(xs):
+    """Mean and standard error (sample s.d. / sqrt(n)) of xs; SE None for fewer than 2 values."""
+    n = len(xs)
+    if n == 0:
+        return None, None
+    m = sum(xs) / n
+    if n < 2:
+        return m, None
+    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1)) / math.sqrt(n)
+
+
+def fmt_mse(xs, digits=3):
+    m, se = mean_se(xs)
+    if m is None:
+        return "-"
+    return f"{m:.{digits}f}" if se is None else f"{m:.{digits}f} ± {se:.{digits}f}"
+
+
+def fmt_geo(xs):
+    """Geometric mean ×/÷ the SE factor (perplexities span orders of magnitude)."""
+    xs = [x for x in xs if x > 0]
+    m, se = mean_se([math.log10(x) for x in xs])
+    if m is None:
+        return "-"
+    g = 10 ** m
+    s = f"{g:.1f}" if g < 1e4 else f"{g:.1e}"
+    return s if se is None else f"{s} (×/÷ {10 ** se:.2f})"
+
+
+def drop_ratio(base, run):
+    """WMDP drop / MMLU drop from the baseline; None where MMLU did not drop."""
+    dm = base["mmlu"] - run["mmlu"]
+    dw = base["wmdp_avg"] - run["wmdp_avg"]
+    return None if dm <= 0 else dw / dm
+
+
+def baselines(runs):
+    """model -> the baseline's metrics (the empty composition); StoreError if one is doubled."""
+    out = {}
+    for r in runs:
+        if r["pattern"] == "baseline":
+            if r["model"] in out:
+                raise StoreError(f"model {r['model']}: two baseline jobs")
+            out[r["model"]] = r["metrics"]
+    return out
+
+
+# the effective params that name a grid point, per method, with their column titles
+POINT = {"rmu": (("act_layer", "act layer"), ("steering_coeff", "c"), ("alpha", "α")),
+         "gd": (("lr", "lr"), ("retain_weight", "retain weight")),
+         "ga": (("lr", "lr"),)}
+
+
+def point_key(r):
+    """The tuple of r's effective params named by POINT[method] (act layer, c, alpha for rmu):
+    the point as it ran, whatever the composition's label says."""
+    return tuple(r["params"].get(k) for k, _ in POINT.get(r["method"], ()))
+
+
+def fmt_key(key, sep):
+    return sep.join("-" if v is None else (str(v) if isinstance(v, int) else f"{v:g}") for v in key)
+
+
+def point_titles(method, sep):
+    return sep.join(t for _, t in POINT.get(method, ()))
+
+
+def seeds_table(db, runs):
+    base = baselines(runs)
+    groups = {}
+    for r in runs:
+        if r["pattern"] != "baseline":
+            groups.setdefault((r["model"], r["label"], point_key(r), r["method"]), []).append(r)
+    out = [f"`{db}`", "",
+           "| model | composition (its point) | seeds | MMLU | WMDP bio | WMDP cyber | WMDP mean | ppl | src F1 | drop ratio | per seed: MMLU / WMDP |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for model in sorted(base):
+        b = base[model]
+        out.append(f"| {model} | baseline | - | {b.get('mmlu', float('nan')):.3f} | {b.get('wmdp_bio', float('nan')):.3f} | "
+                   f"{b.get('wmdp_cyber', float('nan')):.3f} | {b.get('wmdp_avg', float('nan')):.3f} | "
+                   f"{b.get('ppl_wikitext', float('nan')):.1f} | {b.get('src_true_f1', float('nan')):.2f} | | |")
+        for (m, label, key, method), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], str(kv[0][2]))):
+            if m != model:
+                continue
+            rs = sorted(rs, key=lambda r: r["seed"])
+            col = {k: [r["metrics"][k] for r in rs if k in r["metrics"]] for k in METRICS}
+            means = {k: mean_se(v)[0] for k, v in col.items()}
+            ratio = drop_ratio(b, means) if means["mmlu"] is not None and means["wmdp_avg"] is not None else None
+            per = "; ".join(f"{r['seed']}: {r['metrics'].get('mmlu', float('nan')):.3f} / "
+                            f"{r['metrics'].get('wmdp_avg', float('nan')):.3f}" for r in rs)
+            out.append(f"| {model} | {label} ({point_titles(method, ', ')}: {fmt_key(key, ', ')}) | {len(rs)} | {fmt_mse(col['mmlu'])} | "
+                       f"{fmt_mse(col['wmdp_bio'])} | {fmt_mse(col['wmdp_cyber'])} | {fmt_mse(col['wmdp_avg'])} | "
+                       f"{fmt_geo(col['ppl_wikitext'])} | {fmt_mse(col['src_true_f1'], 2)} | "
+                       f"{'-' if ratio is None else f'{ratio:.1f}'} | {per} |")
+    return out
+
+
+def frontier(points, base_mmlu, allow):
+    """The point with the lowest WMDP mean among those with MMLU >= base_mmlu - allow (a 1e-9 slack
+    for float sums); points: list of (key, mmlu, wmdp). None when no point qualifies."""
+    ok = [p for p in points if p[1] >= base_mmlu - allow - 1e-9]
+    return min(ok, key=lambda p: (p[2], -p[1])) if ok else None
+
+
+def grid_table(db, runs, allow):
+    """The grid and frontier tables of every single-stage method of POINT in runs."""
+    out = []
+    for method in sorted({r["method"] for r in runs if r["pattern"] != "baseline" and r["method"] in POINT}):
+        out += grid_table_method(db, runs, allow, method) + [""]
+    if not out:
+        raise StoreError(f"{db}: no job of a method with grid points ({', '.join(sorted(POINT))})")
+    return out
+
+
+def grid_table_method(db, runs, allow, method):
+    base = baselines(runs)
+    pts = {}
+    seeds = sorted({r["seed"] for r in runs if r["pattern"] != "baseline" and r["method"] == method})
+    for r in runs:
+        if r["pattern"] != "baseline" and r["method"] == method:
+            pts.setdefault(r["model"], {}).setdefault(point_key(r), {})[r["seed"]] = r["metrics"]
+    npk = len(POINT[method])
+    out = [f"`{db}`: {method}", "",
+           f"| model | {point_titles(method, ' | ')} | " + " | ".join(f"seed {s}: MMLU / WMDP" for s in seeds) +
+           " | mean: MMLU | WMDP mean | drop ratio |",
+           "|---|" + "---|" * npk + "---|" * len(seeds) + "---|---|---|"]
+    fr = []
+    for model in sorted(pts):
+        b = base.get(model)
+        if b is None:
+            raise StoreError(f"{db}: model {model} has no baseline job (the frontier needs it)")
+        out.append(f"| {model} | baseline |" + " |" * (npk - 1) + " " + " | ".join(f"{b['mmlu']:.3f} / {b['wmdp_avg']:.3f}" for _ in seeds)
+                   + f" | {b['mmlu']:.3f} | {b['wmdp_avg']:.3f} | |")
+        mean_pts = []
+        seed_pts = {s: [] for s in seeds}
+        for key in sorted(pts[model], key=lambda k: tuple(x if x is not None else -1 for x in k)):
+            per = pts[model][key]
+            cells = []
+            for s in seeds:
+                m = per.get(s)
+                if m is None or "mmlu" not in m or "wmdp_avg" not in m:
+                    cells.append("-")
+                    continue
+                cells.append(f"{m['mmlu']:.3f} / {m['wmdp_avg']:.3f}")
+                seed_pts[s].append((key, m["mmlu"], m["wmdp_avg"]))
+            have = [per[s] for s in seeds if s in per and "mmlu" in per[s] and "wmdp_avg" in per[s]]
+            mm = mean_se([m["mmlu"] for m in have])[0]
+            mw = mean_se([m["wmdp_avg"] for m in have])[0]
+            if len(have) == len(seeds):
+                mean_pts.append((key, mm, mw))
+            ratio = drop_ratio(b, {"mmlu": mm, "wmdp_avg": mw}) if mm is not None else None
+            out.append(f"| {model} | {fmt_key(key, ' | ')} | " + " | ".join(cells) +
+                       f" | {'-' if mm is None else f'{mm:.3f}'} | {'-' if mw is None else f'{mw:.3f}'} | "
+                       f"{'-' if ratio is None else f'{ratio:.1f}'} |")
+        for s in seeds:
+            fr.append((model, f"seed {s}", frontier(seed_pts[s], b["mmlu"], allow), b))
+        fr.append((model, "seed mean", frontier(mean_pts, b["mmlu"], allow), b))
+    out += ["", f"Frontier: the lowest WMDP mean with MMLU >= baseline - {allow:g}", "",
+            f"| model | over | {point_titles(method, ', ')} | MMLU (drop) | WMDP mean (drop) | drop ratio |", "|---|---|---|---|---|---|"]
+    for model, over, p, b in fr:
+        if p is None:
+            out.append(f"| {model} | {over} | none within the allowance | | | |")
+            continue
+        key, mm, mw = p
+        ratio = drop_ratio(b, {"mmlu": mm, "wmdp_avg": mw})
+        out.append(f"| {model} | {over} | {fmt_key(key, ', ')} | {mm:.3f} ({mm - b['mmlu']:+.3f}) | "
+                   f"{mw:.3f} ({mw - b['wmdp_avg']:+.3f}) | {'-' if ratio is None else f'{ratio:.1f}'} |")
+    return out
+
+
+def wide_table(dbs, method):
+    """Grid points of METHOD (rows) x models of every store in DBS (columns): seed-mean MMLU / WMDP."""
+    models, base, cells, nseeds = [], {}, {}, set()
+    for db in dbs:
+        runs = load_runs(db)
+        for mo, b in baselines(runs).items():
+            if mo in base:
+                raise StoreError(f"{db}: model {mo} is in two of the stores given")
+            base[mo] = b
+            models.append(mo)
+        for r in runs:
+            if r["pattern"] != "baseline" and r["method"] == method and "mmlu" in r["metrics"] and "wmdp_avg" in r["metrics"]:
+                cells.setdefault(point_key(r), {}).setdefault(r["model"], []).append(r["metrics"])
+    if not cells:
+        raise StoreError(f"{', '.join(dbs)}: no {method} job with MMLU and WMDP results")
+    for per in cells.values():
+        nseeds.update(len(v) for v in per.values())
+    out = [f"| {point_titles(method, ' | ')} | " + " | ".join(models) + " |",
+           "|" + "---|" * (len(POINT[method]) + len(models)),
+           "| baseline |" + " |" * (len(POINT[method]) - 1) + " " +
+           " | ".join(f"{base[mo]['mmlu']:.3f} / {base[mo]['wmdp_avg']:.3f}" for mo in models) + " |"]
+    for key in sorted(cells, key=lambda k: tuple(x if x is not None else -1 for x in k)):
+        row = []
+        for mo in models:
+            ms = cells[key].get(mo)
+            if not ms:
+                row.append("-")
+                continue
+            c = f"{mean_se([m['mmlu'] for m in ms])[0]:.3f} / {mean_se([m['wmdp_avg'] for m in ms])[0]:.3f}"
+            row.append(c + (f" (n {len(ms)})" if len(nseeds) > 1 else ""))
+        out.append(f"| {fmt_key(key, ' | ')} | " + " | ".join(row) + " |")
+    return out
+
+
+def main(argv):
+    usage = "usage: rmu_tables.py seeds DB [DB ...] | rmu_tables.py grid DB [--allow X] | rmu_tables.py wide DB [DB ...] [--method M]"
+    if len(argv) < 2 or argv[0] not in ("seeds", "grid", "wide"):
+        print(usage, file=sys.stderr)
+        return 2
+    try:
+        if argv[0] == "seeds":
+            for db in argv[1:]:
+                print("\n".join(seeds_table(db, load_runs(db))) + "\n")
+        elif argv[0] == "wide":
+            args, method = argv[1:], "rmu"
+            if "--method" in args:
+                i = args.index("--method")
+                if i + 1 >= len(args) or args[i + 1] not in POINT:
+                    print(f"rmu_tables.py: --method: expected one of {', '.join(sorted(POINT))}", file=sys.stderr)
+                    return 2
+                method = args[i + 1]
+                del args[i:i + 2]
+            if not args:
+                print(usage, file=sys.stderr)
+                return 2
+            print("\n".join(wide_table(args, method)))
+        else:
+            allow = 0.10
+            args = argv[1:]
+            if "--allow" in args:
+                i = args.index("--allow")
+                try:
+                    allow = float(args[i + 1])
+                except (IndexError, ValueError):
+                    print(f"rmu_tables.py: --allow: expected a number (an MMLU drop, e.g. 0.10)", file=sys.stderr)
+                    return 2
+                del args[i:i + 2]
+            if len(args) != 1:
+                print(usage, file=sys.stderr)
+                return 2
+            print("\n".join(grid_table(args[0], load_runs(args[0]), allow)))
+    except StoreError as e:
+        print(f"rmu_tables.py: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
