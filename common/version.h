@@ -8,8 +8,10 @@
  * a sweep whose done jobs carry another epoch (or none) unless --rerun-stale (docs/orchestration.md
  * "Results epoch"). RULE: bump it whenever a change alters any job's results: a preset (e.g. a tiny
  * preset of worker/interventions), an algorithm, a metric, the evaluation. 7: session 7 (MEMIT's
- * tiny v_steps 50 -> 35,
- * AWQ's tiny n_samples 64 -> 16); results before it carry no row. */
-#define CISWEEP_RESULTS_EPOCH 7
+ * tiny v_steps 50 -> 35, AWQ's tiny n_samples 64 -> 16); results before it carry no row.
+ * 8: session 9, the study sized for 30 minutes on 2 cores (docs/study.md "Session 9"): MEMIT's
+ * tiny v_steps back to the paper's 25, LoRA's tiny 60 steps at 5.83e-3, GD's tiny train_size 360
+ * at lr 1.333e-3, AWQ's tiny scale grid 10, the sweep profile's sets 96 / 128 / 16 / 50. */
+#define CISWEEP_RESULTS_EPOCH 8
 const char *cisweep_version(void);
 #endif

@@ -17,7 +17,15 @@ The tiny preset's n_samples is a compile-time constant (compress.h CMP_TINY_N_SA
 stage parameter, so each setting runs from its own build: --bins 32=DIR32,16=DIR16 (each DIR a
 build/bin made with that constant); the recorded params.n_samples of every run is checked.
 
+Session 9 generalised it to any tiny-preset constant of AWQ: --key n_grid --ref 20 --settings 20,10
+--bins 20=OLD/bin compares the scale grid (each setting's recorded params.n_grid checked), with
+--eval-bin DIR --profile default scoring every setting with one binary on every item, and
+--editors memit --edit-params '{"memit": {"v_steps": 35}}' pinning the editor's settings across
+builds whose editor presets differ.
+
 usage: awq_preset_bench.py --study /work/study6 --out DIR [--jobs 2] [--settings 64,32,16] [--bins N=DIR,...]
+                           [--key n_samples] [--ref 64] [--eval-bin DIR] [--profile sweep]
+                           [--editors memit,lora] [--edit-params JSON]
                            [--parts singles,comp] [--bits 2,3,4,5,6,8] [--comp-bits 3,4]
                            [--edit-sets 3] [--summary]
 """
@@ -101,9 +109,17 @@ def awq_fields(row, ap, t, bindir):
         row["awq_phases"] = s["phases_s"]
         row["awq_params"] = s["params"]
         row["calib_blocks"] = rec.get("calib_blocks")
-        if s["params"].get("n_samples") != t["n"]:
-            raise RuntimeError("%s/cisweep ran AWQ with n_samples %s, expected %d (build it with "
-                               "CMP_TINY_N_SAMPLES_AWQ %d)" % (bindir, s["params"].get("n_samples"), t["n"], t["n"]))
+        if s["params"].get(KEY[0]) != t["n"]:
+            raise RuntimeError("%s/cisweep ran AWQ with %s %s, expected %d (a build whose tiny preset gives %d)"
+                               % (bindir, KEY[0], s["params"].get(KEY[0]), t["n"], t["n"]))
+
+
+KEY = ["n_samples"]   # the params field a setting names (--key)
+
+
+def edit_stage(a, e):
+    p = a.edit_params.get(e)
+    return {"method": e, "params": p} if p else {"method": e}
 
 
 def run_task(t, a, out_dir):
@@ -133,16 +149,16 @@ def run_task(t, a, out_dir):
             awq_single(d)
     elif t["order"] == "edit-awq":
         ed = shared_model(a, "%s-%s-%d" % (t["edit"], t["model"], t["edit_set"]),
-                          lambda d: apply(a, a.bins[min(a.bins)], model, [{"method": t["edit"]}], t["edit_set"], d))
+                          lambda d: apply(a, a.bins[min(a.bins)], model, [edit_stage(a, t["edit"])], t["edit_set"], d))
         d = os.path.join(out_dir, "runs", name)
         row["apply_cpu_s"], ap = apply(a, bindir, ed, [awq_stage(t["bits"])], t["edit_set"], d)
         awq_fields(row, ap, t, bindir)
     else:
         aq = shared_model(a, "awq-%s-%d-%d" % (t["model"], t["bits"], t["n"]), awq_single)
         d = os.path.join(out_dir, "runs", name)
-        row["apply_cpu_s"], ap = apply(a, bindir, aq, [{"method": t["edit"]}], t["edit_set"], d)
-    rc, out, err = run_timed([os.path.join(bindir, "cisweep-worker"), "eval", d, "--world",
-                              os.path.join(a.study, "world"), "--edit-set", str(t["edit_set"]), "--profile", "sweep",
+        row["apply_cpu_s"], ap = apply(a, bindir, aq, [edit_stage(a, t["edit"])], t["edit_set"], d)
+    rc, out, err = run_timed([os.path.join(a.eval_bin or bindir, "cisweep-worker"), "eval", d, "--world",
+                              os.path.join(a.study, "world"), "--edit-set", str(t["edit_set"]), "--profile", a.profile,
                               "--threads", "1", "--json"])
     if rc != 0:
         raise RuntimeError("eval failed for %s: %s" % (name, err[-2000:]))
@@ -166,7 +182,7 @@ def tasks(a):
     if "comp" in parts:
         for k in range(1, a.edit_sets + 1):  # edit set outermost: a partial run covers every model
             for m in MODELS:
-                for e in ("memit", "lora"):
+                for e in a.editors.split(","):
                     for order in ("edit-awq", "awq-edit"):
                         for b in [int(x) for x in a.comp_bits.split(",")]:
                             for n in settings:  # the settings side by side, run next to each other
@@ -286,12 +302,20 @@ def main():
     ap.add_argument("--comp-bits", default="3,4")
     ap.add_argument("--edit-sets", type=int, default=3)
     ap.add_argument("--summary", action="store_true")
+    ap.add_argument("--key", default="n_samples", help="the AWQ params field the settings name (n_samples, n_grid)")
+    ap.add_argument("--ref", type=int, default=64, help="the reference setting of --summary")
+    ap.add_argument("--eval-bin", default="", help="score every run with this build/bin (default: the setting's)")
+    ap.add_argument("--profile", default="sweep", help="cisweep-worker eval --profile")
+    ap.add_argument("--editors", default="memit,lora")
+    ap.add_argument("--edit-params", default="{}", help="JSON: method -> params given to that editor's stage")
     a = ap.parse_args()
+    KEY[0] = a.key
+    a.edit_params = json.loads(a.edit_params)
     os.makedirs(a.out, exist_ok=True)
     a.bins = {int(n): BIN for n in a.settings.split(",")} | {
         int(kv.split("=")[0]): kv.split("=", 1)[1] for kv in a.bins.split(",") if kv}
     if a.summary:
-        summary(a.out)
+        summary(a.out, a.ref)
         return 0
     for sub in ("family", "world"):
         if not os.path.isdir(os.path.join(a.study, sub)):

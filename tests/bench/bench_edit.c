@@ -77,7 +77,7 @@ static void bench_values(llama_model *m, const tokenizer *tok, const char *world
                "longest %d\n", real, after, te, tmax);
     }
     interv_ctx c = {.model = m};
-    memit_value_opts o = {.z_layer = layers[N - 1], .steps = tiny ? MEMIT_TINY_VSTEPS : MEMIT_PAPER_VSTEPS, .lr = tiny ? 2.0 : 0.5, .kl_factor = 0.0625,
+    memit_value_opts o = {.z_layer = layers[N - 1], .steps = MEMIT_PAPER_VSTEPS, .lr = tiny ? 2.0 : 0.5, .kl_factor = 0.0625,
                           .weight_decay = 1e-3, .clamp = 4.0, .stop_loss = MEMIT_STOP_LOSS};
     printf("## MEMIT values, edit set 1 (%d edits): L* %d of %d layers, %d steps, v_lr %g\n", u, o.z_layer, L, o.steps, o.lr);
     int batches[8] = {1, 0, 10}, nb = 3;
@@ -145,7 +145,7 @@ static void bench(const char *name, llama_model *m, const tokenizer *tok, const 
     if (edit_scale_layers(l48, 5, 32, L, &layers, &N, &err)) { fprintf(stderr, "%s\n", err.msg); exit(1); }
     int zl = layers[N - 1];
     bool tiny = edit_is_tiny(cfg);
-    int vsteps = tiny ? MEMIT_TINY_VSTEPS : MEMIT_PAPER_VSTEPS;
+    int vsteps = MEMIT_PAPER_VSTEPS;
     printf("## %s: D %d L %d F %d V %d, %lld parameters; edited layers %d-%d (L* %d); v_steps %d%s\n", name, D, L, F,
            V, (long long)llama_model_numel(m), layers[0], zl, zl, vsteps, tiny ? " (tiny preset)" : "");
 

@@ -219,10 +219,11 @@ typedef enum eval_profile {
 
 #define EVAL_PAPER_MAX_LENGTH 30     /* conf/config.yaml at v1 and on iclr_push (fidelity.md §4) */
 #define EVAL_DEFAULT_MAX_LENGTH 30   /* see docs/eval.md "Profiles" for the measurement behind it */
-#define EVAL_SWEEP_MMLU 16           /* questions per MMLU subject, spread over its file (8 subjects: 128) */
-#define EVAL_SWEEP_WMDP 100          /* questions per WMDP task, spread (bio, cyber: 200) */
-#define EVAL_SWEEP_PPL_WINDOWS 32    /* WikiText windows, spread over the text */
-#define EVAL_SWEEP_QA 100            /* zsRE QA-set records (the edit set is scored whole) */
+/* (results epoch 8; 16, 100, 32 and 100 before: docs/eval.md "The sweep profile") */
+#define EVAL_SWEEP_MMLU 12           /* questions per MMLU subject, spread over its file (8 subjects: 96) */
+#define EVAL_SWEEP_WMDP 64           /* questions per WMDP task, spread (bio, cyber: 128) */
+#define EVAL_SWEEP_PPL_WINDOWS 16    /* WikiText windows, spread over the text */
+#define EVAL_SWEEP_QA 50             /* zsRE QA-set records (the edit set is scored whole) */
 
 /* eval_profile_parse: "default" / "paper" / "sweep"; 0, or -1 for anything else. */
 int eval_profile_parse(const char *s, eval_profile *out);

@@ -7,7 +7,7 @@
  *     attention (o_proj's output); v_proj -> o_proj only when v_proj and o_proj have the same shape
  *     (skipped under GQA, e.g. Llama-3 and tiny-llama3); post_attention_layernorm -> {gate,up}
  *     inspected through the whole MLP; up_proj -> down_proj. Duo scaling: for α = 0, 1/20, ...,
- *     19/20, s = max(x̄^α / (w̄^(1-α) + 1e-4), 1e-4) normalised by sqrt(max s · min s), with x̄ the
+ *     19/20 (n_grid 20; 10 on the tiny family: 0, 1/10, ..., 9/10), s = max(x̄^α / (w̄^(1-α) + 1e-4), 1e-4) normalised by sqrt(max s · min s), with x̄ the
  *     mean |x| per input channel and w̄ the mean over the group's rows of |W| / (group absmax +
  *     1e-6); each linear set to Q(W·s)/s; loss = mean (y_orig - y)²; the first minimum wins;
  *  2. the scales folded in (the norm weight or prev_op's rows divided by s, the linears' columns
@@ -27,6 +27,7 @@
 #include "worker/interventions/compress.h"
 #include "worker/interventions/cmp_record.h"
 #include "worker/interventions/methods.h"
+#include "worker/interventions/edit_common.h"
 
 #include <float.h>
 #include <stdio.h>
@@ -34,7 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AWQ_GRID 20
+#define AWQ_GRID 20         /* the scale search's ratios (AutoAWQ n_grid); the clip search's shrink step 1/20 */
+#define AWQ_TINY_GRID 10    /* the scale search on the tiny family (results epoch 8): ratios 0, 1/10, ..., 9/10 */
 #define AWQ_CLIP_STEPS 10   /* max_shrink 0.5 * 20 */
 #define AWQ_CLIP_TOKENS 512
 
@@ -45,6 +47,8 @@ int awq_preset(const llama_config *cfg, json_t *params, cis_err *err) {
     json_object_set_new(params, "zero_point", json_true());
     json_object_set_new(params, "duo_scaling", json_true());
     json_object_set_new(params, "n_grid", json_integer(AWQ_GRID));
+    /* the tiny family searches every other ratio (docs/compression.md "AWQ's scale grid at 10 points") */
+    edit_tiny_override(cfg, params, "n_grid", AWQ_GRID, AWQ_TINY_GRID);
     json_object_set_new(params, "max_shrink", json_real(0.5));
     json_object_set_new(params, "clip_tokens", json_integer(AWQ_CLIP_TOKENS));
     return 0;
@@ -238,6 +242,9 @@ int awq_apply(interv_ctx *c, cis_err *err) {
     const llama_config *lc = llama_model_config(m);
     backend *be = llama_model_backend(m);
     long long bits = interv_param_int(c, "bits");
+    json_t *ngv = interv_param_get(c, "n_grid");
+    const int n_grid = ngv && json_is_integer(ngv) ? (int)json_integer_value(ngv) : AWQ_GRID;
+    if (n_grid < 1 || n_grid > 1000) return err_set(err, CIS_EINVAL, "params.n_grid: %d is outside 1..1000", n_grid);
     json_t *gv = interv_param_get(c, "group");
     int group = (int)(gv ? json_integer_value(gv) : interv_param_int(c, "group_size"));
     if (bits < 2 || bits > 8) return err_set(err, CIS_EINVAL, "params.bits: %lld is outside 2..8", bits);
@@ -335,8 +342,8 @@ int awq_apply(interv_ctx *c, cis_err *err) {
             double best_loss = DBL_MAX;
             int best_i = -1;
             json_t *losses = json_array();
-            for (int gi = 0; gi < AWQ_GRID; gi++) {
-                float ratio = (float)gi / AWQ_GRID, mx = -FLT_MAX, mn = FLT_MAX;
+            for (int gi = 0; gi < n_grid; gi++) {
+                float ratio = (float)gi / n_grid, mx = -FLT_MAX, mn = FLT_MAX;
                 for (int j = 0; j < k; j++) {
                     float v = powf(xm[j], ratio) / (powf(wm[j], 1.0f - ratio) + 1e-4f);
                     sc[j] = fmaxf(v, 1e-4f);
@@ -373,7 +380,7 @@ int awq_apply(interv_ctx *c, cis_err *err) {
             if (best_i < 0) { json_decref(losses); free(scale_buf); err_set(err, CIS_EINVAL, "layer %d %s: every scale ratio gave a non-finite loss", l, PAIR_NAMES[pr]); goto done; }
             scales[pr] = scale_buf + (size_t)pr * maxw;
             json_t *o = json_object();
-            json_object_set_new(o, "ratio", json_real((double)best_i / AWQ_GRID));
+            json_object_set_new(o, "ratio", json_real((double)best_i / n_grid));
             json_object_set_new(o, "loss", json_real(best_loss));
             json_object_set_new(o, "losses", losses);
             json_object_set_new(lrec, PAIR_NAMES[pr], o);

@@ -5,6 +5,13 @@
 
 #include <stdbool.h>
 
+/* the paper's step budget and the tiny family's (hidden size < 1024: lr x steps kept, measured in
+ * docs/editing.md; lora_preset replaces a given value equal to the paper's and notes it) */
+#define LORA_PAPER_STEPS 70
+#define LORA_PAPER_LR 5e-3
+#define LORA_TINY_STEPS 60
+#define LORA_TINY_LR 5.83e-3
+
 /* lora_orth_penalty: ||G - I||_F for G = A Aᵀ (gram_rows: A [rows, cols] is an AdaLoRA A, r x in)
  * or G = Aᵀ A (an AdaLoRA B, out x r); when grad is non-NULL, adds gscale · d||G - I||_F / dA
  * (= 2 (G - I) A / f, or 2 A (G - I) / f) into grad [rows, cols] (nothing when f = 0). */

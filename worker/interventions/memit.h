@@ -28,7 +28,6 @@ int memit_solve(const double *C, const double *K, const double *R, int F, int u,
 #define MEMIT_N_TEMPLATES 6   /* "{}" and five sampled "<text>. {}" */
 #define MEMIT_STOP_LOSS 5e-2  /* the reference's early stop of the value optimisation */
 #define MEMIT_PAPER_VSTEPS 25 /* v_steps: the paper's value-optimisation iterations */
-#define MEMIT_TINY_VSTEPS 35  /* v_steps of the tiny preset (hidden size < 1024; memit.c, docs/editing.md) */
 
 /* memit_context_templates: the reference's context templates: "{}" followed by, for each seed word
  * "The", "Therefore", "Because", "I", "You", a top-5 sampled continuation of tok(word) (with BOS)

@@ -225,17 +225,38 @@ static void test_awq(void) {
         json_t *l0 = json_array_get(json_object_get(rec, "layers"), 0);
         CHECK(json_is_string(json_object_get(l0, "v->o")) == (hkv == 2));
         json_t *qkv = json_object_get(l0, "qkv");
-        /* the chosen loss is the minimum of the 20 evaluated */
+        /* the chosen loss is the minimum of the 10 evaluated (the tiny family's scale grid; 20 on
+         * a real model: test_awq_grid_preset) */
         double best = json_real_value(json_object_get(qkv, "loss")), mn = 1e300;
         for (size_t i = 0; i < json_array_size(json_object_get(qkv, "losses")); i++)
             mn = fmin(mn, json_real_value(json_array_get(json_object_get(qkv, "losses"), i)));
-        CHECK_EQ_INT(json_array_size(json_object_get(qkv, "losses")), 20);
+        CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(r, "params"), "n_grid")), 10);
+        CHECK_EQ_INT(json_array_size(json_object_get(qkv, "losses")), 10);
         CHECK(best == mn);
+        double ratio = json_real_value(json_object_get(qkv, "ratio"));
+        CHECK_MSG(fabs(ratio * 10 - round(ratio * 10)) < 1e-9 && ratio < 1.0, "ratio %g is not on the 10-point grid", ratio);
         int nv = max_distinct(m, 16);
         CHECK_MSG(nv <= 16, "%d distinct values in a group at 4 bits", nv);
         CHECK_NEAR(json_real_value(json_object_get(rec, "avg_bits")), 6.0, 1e-12);
         json_decref(r);
         llama_model_free(&m);
+    }
+}
+
+/* AWQ's scale grid: 20 ratios (AutoAWQ's n_grid) on a real model, 10 on the tiny family, noted */
+static void test_awq_grid_preset(void) {
+    cis_err err = {0};
+    llama_config big = fx_config(4096, 32, 14336, 8192), tiny = fx_config(64, 10, 192, 128);
+    for (int k = 0; k < 2; k++) {
+        json_t *p = json_pack("{s:i, s:i}", "bits", 4, "group_size", 128);
+        CHECK_MSG(awq_preset(k ? &tiny : &big, p, &err) == 0, "%s", err.msg);
+        CHECK_EQ_INT(json_integer_value(json_object_get(p, "n_grid")), k ? 10 : 20);
+        bool noted = false;
+        json_t *note = json_object_get(p, "tiny_preset");
+        for (size_t i = 0; i < json_array_size(note); i++)
+            noted |= !strcmp(json_string_value(json_array_get(note, i)), "n_grid: 20 -> 10 (hidden_size 64 < 1024)");
+        CHECK_MSG(noted == (k == 1), "model %d: n_grid note %d", k, (int)noted);
+        json_decref(p);
     }
 }
 
@@ -415,6 +436,7 @@ int main(void) {
     RUN(test_sparsegpt_blocks);
     RUN(test_gptq);
     RUN(test_awq);
+    RUN(test_awq_grid_preset);
     RUN(test_awq_fold_preserves_output);
     RUN(test_bad_params);
     RUN(test_backend_without_ops);

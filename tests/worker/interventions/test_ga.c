@@ -278,9 +278,26 @@ static void test_preset(void) {
     CHECK_EQ_INT(gd_preset(&c, p, &err), 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "seq_len")), 128);
     CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "lr")), 5e-5, 0);
-    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 1e-3, 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 1.333e-3, 0);
     CHECK_NEAR(json_real_value(json_object_get(p, "retain_weight")), 5.0, 0);
     CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "retain_weight")), 40.0, 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "train_size")), 50);   /* not the paper's 2000: kept */
+    CHECK(json_object_get(json_object_get(p, "given"), "train_size") == NULL);
+    json_decref(p);
+    /* GD at the paper's train_size 2000: 360 documents (90 steps) on the tiny family, noted */
+    p = json_loads(pj, 0, NULL);
+    json_object_set_new(p, "train_size", json_integer(2000));
+    CHECK_EQ_INT(gd_preset(&c, p, &err), 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "train_size")), 360);
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "given"), "train_size")), 2000);
+    CHECK(strstr(json_string_value(json_object_get(p, "preset")), "train_size 360") != NULL);
+    json_decref(p);
+    /* ... and a real model keeps 2000 */
+    p = json_loads(pj, 0, NULL);
+    json_object_set_new(p, "train_size", json_integer(2000));
+    llama_config big = fx_config(4096, 32, 14336, 8192);
+    CHECK_EQ_INT(gd_preset(&big, p, &err), 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "train_size")), 2000);
     json_decref(p);
     p = json_loads(pj, 0, NULL);
     CHECK_EQ_INT(ga_preset(&c, p, &err), 0);
