@@ -2,7 +2,7 @@
 file) on a tiny model trained for a few steps and a small synthetic world, with rmu, ga and gd
 compositions that name only a few params: every job ends done with its metric rows, and the
 `stages` table, read with the sqlite3 shell, holds what ran: the defaults the grid did not name,
-the tiny family's preset (RMU's layer L - 3 on down_proj with its coefficient, alpha and lr; GD's lr
+the tiny family's preset (RMU's layer 3 on down_proj with its coefficient, alpha and lr; GD's lr
 and retain weight), the values the preset replaced under "given", the truncation lengths capped at
 the model's positions, the seed, and the record (steps, first retain loss exactly 0)."""
 import json, os, sys, tempfile
@@ -50,8 +50,8 @@ def unlearners_run_in_a_sweep_and_record_what_ran():
     L = json.load(open(os.path.join(d, "model", "config.json")))["num_hidden_layers"]
     rmu = json.loads(by["rmu"]["params_json"])
     assert rmu["max_batches"] == 4 and rmu["layer"] == 3 and rmu["batch_size"] == 4, rmu
-    assert rmu["act_layer"] == L - 3 and rmu["update_layers"] == [L - 5, L - 4, L - 3], rmu
-    assert rmu["module"] == "down_proj" and rmu["steering_coeff"] == 300.0 and rmu["alpha"] == 10.0, rmu
+    assert rmu["act_layer"] == 3 and rmu["update_layers"] == [1, 2, 3], rmu
+    assert rmu["module"] == "down_proj" and rmu["steering_coeff"] == 300.0 and rmu["alpha"] == 30.0, rmu
     assert rmu["given"] == {"steering_coeff": 20.0, "alpha": 1000.0, "lr": 5e-05, "module": "o_proj", "layer": 3}, rmu
     assert rmu["max_len"] == {"bio": 128, "cyber": 128, "retain": 128}, rmu
     assert rmu["preset"].startswith("tiny family"), rmu

@@ -39,7 +39,8 @@
  * Replaces train_size only when it is the paper's. */
 #define GD_PAPER_TRAIN_SIZE 2000
 #define GD_TINY_TRAIN_SIZE 360
-#define GD_TINY_LR 1.333e-3
+#define GD_TINY_LR 1e-3              /* tuned at 120 steps; kept when the caller gives its own train_size */
+#define GD_TINY_SIZED_LR 1.333e-3    /* with GD_TINY_TRAIN_SIZE: 1e-3 x 120 / 90 */
 
 void ga_result_clear(ga_result *r) {
     if (!r) return;
@@ -174,6 +175,7 @@ static int preset(const llama_config *cfg, json_t *params, double tiny_lr, doubl
         if (sized) {
             json_object_set_new(given, "train_size", json_deep_copy(ts));
             json_object_set_new(params, "train_size", json_integer(tiny_ts));
+            json_object_set_new(params, "lr", json_real(GD_TINY_SIZED_LR));
         }
         json_object_set_new(params, "given", given);
         json_object_set_new(params, "preset",
@@ -181,8 +183,8 @@ static int preset(const llama_config *cfg, json_t *params, double tiny_lr, doubl
                                         : sized ? "tiny family (hidden size <= 128): retain_weight 5 from "
                                                   "grids/unlearn-tiny-tune.json; train_size 360 (90 steps) at lr 1e-3 x 120/90 "
                                                   "= 1.333e-3 (docs/unlearning.md, results epoch 8)"
-                                                : "tiny family (hidden size <= 128): lr 1.333e-3 and retain_weight 5 "
-                                                  "(grids/unlearn-tiny-tune.json, lr scaled for 90 steps)"));
+                                                : "tiny family (hidden size <= 128): lr 1e-3 and retain_weight 5 "
+                                                  "from grids/unlearn-tiny-tune.json (train_size as given)"));
     } else {
         json_object_set_new(params, "preset", json_string(use ? "the paper's values" : "none"));
     }

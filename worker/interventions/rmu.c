@@ -31,16 +31,19 @@
 #define RMU_MAXLEN_CYBER 768
 #define RMU_MAXLEN_RETAIN 512
 
-/* The tiny default family's values (hidden size <= RMU_TINY_MAX_D), from the tuning grid
- * grids/rmu-tiny-tune.json on the default tiny-llama3 (docs/unlearning.md): the best WMDP accuracy
- * with MMLU within 0.10 of the baseline. The activation layer is L - 3 (7 of 10: the WMDP original's
- * layer 7, with down_proj of layers 5-7), because the scaled paper layer (1 of 10) with o_proj does
- * not unlearn selectively on these models (measured, docs/unlearning.md). */
+/* The tiny default family's values (hidden size <= RMU_TINY_MAX_D), since results epoch 8 (session 9):
+ * activation layer 3 (the paper's index, not scaled: down_proj of layers 1-3), c 300, alpha 30, lr
+ * 1e-2; session 8's candidate from grids/rmu-arch-compare.json and rmu-candidate-seeds.json, the
+ * setting that keeps MMLU within the issue's 0.10 on both shipped models over seeds 1-5 (every item:
+ * tiny-llama3 -0.093, WMDP 0.657; tiny-mistral -0.054, WMDP 0.536) where the epoch-7 preset (layer
+ * L - 3 = 7, alpha 10, from grids/rmu-tiny-tune.json on the pre-issue-12 model) costs 0.17 / 0.14
+ * (docs/unlearning.md "The tiny preset since results epoch 8"). The scaled paper layer (1 of 10) with
+ * o_proj does not unlearn selectively on these models (measured, docs/unlearning.md). */
 #define RMU_TINY_MAX_D 128
 #define RMU_TINY_COEFF 300.0
-#define RMU_TINY_ALPHA 10.0
+#define RMU_TINY_ALPHA 30.0
 #define RMU_TINY_LR 1e-2
-#define RMU_TINY_LAYER_FROM_TOP 3
+#define RMU_TINY_LAYER 3
 #define RMU_TINY_MODULE "down_proj"
 
 void rmu_control_vector(uint64_t seed, int topic, int D, float coeff, float *out) {
@@ -433,7 +436,7 @@ int rmu_preset(const llama_config *cfg, json_t *params, cis_err *err) {
         }
         act = L == 32 ? (int)layer : scale_layer((int)layer, L);
         rule = L == 32 ? "32 layers: the layer as given" : "round(layer x L / 32) for a model of L != 32 layers";
-        if (cfg->hidden_size <= RMU_TINY_MAX_D && L > RMU_TINY_LAYER_FROM_TOP) {
+        if (cfg->hidden_size <= RMU_TINY_MAX_D && L > RMU_TINY_LAYER) {
             const char *keys[] = {"steering_coeff", "alpha", "lr", "module"};
             for (int k = 0; k < 4; k++)
                 if (!json_object_get(given, keys[k])) json_object_set_new(given, keys[k], json_deep_copy(json_object_get(params, keys[k])));
@@ -442,11 +445,11 @@ int rmu_preset(const llama_config *cfg, json_t *params, cis_err *err) {
             json_object_set_new(params, "alpha", json_real(RMU_TINY_ALPHA));
             json_object_set_new(params, "lr", json_real(RMU_TINY_LR));
             json_object_set_new(params, "module", json_string(RMU_TINY_MODULE));
-            act = L - RMU_TINY_LAYER_FROM_TOP;
-            rule = "tiny family: L - 3 (the WMDP original's layer 7 of a 10-layer model)";
-            json_object_set_new(params, "preset", json_string("tiny family (hidden size <= 128): layer L - 3, down_proj, "
-                                                              "steering_coeff 300, alpha 10, lr 1e-2 from "
-                                                              "grids/rmu-tiny-tune.json"));
+            act = RMU_TINY_LAYER;
+            rule = "tiny family: layer 3 (the paper's index, not scaled with depth)";
+            json_object_set_new(params, "preset", json_string("tiny family (hidden size <= 128): layer 3, down_proj, "
+                                                              "steering_coeff 300, alpha 30, lr 1e-2 (results epoch 8; "
+                                                              "grids/rmu-candidate-seeds.json)"));
         } else {
             json_object_set_new(params, "preset", json_string(mistral ? "Mistral: layer 6, down_proj (upstream)"
                                                                       : "the paper's Llama-3-8B values"));

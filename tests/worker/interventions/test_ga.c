@@ -278,7 +278,7 @@ static void test_preset(void) {
     CHECK_EQ_INT(gd_preset(&c, p, &err), 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "seq_len")), 128);
     CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "lr")), 5e-5, 0);
-    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 1.333e-3, 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 1e-3, 0);   /* a given train_size keeps the 120-step lr */
     CHECK_NEAR(json_real_value(json_object_get(p, "retain_weight")), 5.0, 0);
     CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "retain_weight")), 40.0, 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "train_size")), 50);   /* not the paper's 2000: kept */
@@ -290,6 +290,7 @@ static void test_preset(void) {
     CHECK_EQ_INT(gd_preset(&c, p, &err), 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "train_size")), 360);
     CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "given"), "train_size")), 2000);
+    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 1.333e-3, 0);
     CHECK(strstr(json_string_value(json_object_get(p, "preset")), "train_size 360") != NULL);
     json_decref(p);
     /* ... and a real model keeps 2000 */

@@ -355,15 +355,16 @@ static void test_preset(void) {
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 2);
     CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
     json_decref(p);
-    /* the tiny family (10 layers, D=64): layer L - 3 = 7 on down_proj, the grid's values, the given ones
-     * kept under "given", the truncation capped at the model's 128 positions */
+    /* the tiny family (10 layers, D=64): layer 3 (unscaled) on down_proj of layers 1-3, c 300, alpha 30
+     * (results epoch 8), the given ones kept under "given", the truncation capped at the model's 128
+     * positions */
     c = fx_config(64, 10, 192, 128);
     p = rmu_params("true");
     CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
-    CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 7);
-    CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(p, "update_layers"), 0)), 5);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 3);
+    CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(p, "update_layers"), 0)), 1);
     CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
-    CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 10.0, 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 30.0, 0);
     CHECK_NEAR(json_real_value(json_object_get(p, "steering_coeff")), 300.0, 0);
     CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "alpha")), 1000.0, 0);
     CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(p, "given"), "module")), "o_proj");
