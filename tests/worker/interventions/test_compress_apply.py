@@ -77,13 +77,19 @@ def wanda_apply_and_eval():
 
 @test
 def awq_apply_tiny_preset():
-    # the tiny family's AWQ calibration preset (docs/compression.md): 16 pile-val lines, noted; the
-    # blocks they fill are at most 16 (each line <= seqlen tokens); every linear on a 16-level grid
+    # the tiny family's AWQ presets (docs/compression.md): 16 pile-val lines and (since results
+    # epoch 8) a 10-ratio scale grid, each noted; the blocks they fill are at most 16 (each line <=
+    # seqlen tokens); every ratio chosen on the 10-point grid; every linear on a 16-level grid
     p, out = apply({"method": "awq", "params": {"bits": 4}}, "awq4")
     assert p.returncode == 0, p.stderr[-2000:]
     st = json.load(open(os.path.join(out, "apply.json")))["stages"][0]
     assert st["params"]["n_samples"] == 16 and st["params"]["seqlen"] == 128, st["params"]
-    assert st["params"]["tiny_preset"] == ["n_samples: 128 -> 16 (hidden_size 64 < 1024)"], st["params"]
+    assert st["params"]["tiny_preset"] == ["n_samples: 128 -> 16 (hidden_size 64 < 1024)",
+                                           "n_grid: 20 -> 10 (hidden_size 64 < 1024)"], st["params"]
+    assert st["params"]["n_grid"] == 10, st["params"]
+    for lay in st["record"]["layers"]:
+        for pair in ("qkv", "gate_up", "up->down"):
+            assert len(lay[pair]["losses"]) == 10 and round(lay[pair]["ratio"] * 10, 9) % 1 == 0, lay[pair]
     assert 1 <= st["record"]["calib_blocks"] <= 16 and st["record"]["calib_seqlen"] == 128, st["record"]
     group = st["params"]["group"]
     for name, w in linears(out).items():
