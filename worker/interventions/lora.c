@@ -13,8 +13,8 @@
  * Objective: the HF causal-LM loss on prompt + " " + target with the prompt positions masked: the
  * mean cross-entropy over every target token of the batch (all edits in one batch), Adam
  * (torch.optim.Adam, weight decay 0) at lr 5e-3 for 70 steps, dropout 0. The tiny family (hidden
- * size < 1024) runs 60 steps at 5.83e-3 (lr x steps kept; results epoch 8; docs/editing.md "LoRA at
- * 60 steps: the tiny preset since epoch 8"), each noted in the effective params' tiny_preset.
+ * size < 1024) runs 60 steps at 5.83e-3 (lr x steps kept; results epoch 8; docs/editing.md "Tiny
+ * presets measured"), each noted in the effective params' tiny_preset.
  *
  * How: the adapter's product is merged into the weight before every forward (the weight is the
  * trainable parameter), and its gradient dW is projected onto the factors (engine.md, "LoRA and
