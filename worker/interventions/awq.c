@@ -9,7 +9,8 @@
  *     inspected through the whole MLP; up_proj -> down_proj. Duo scaling: for α = 0, 1/20, ...,
  *     19/20 (n_grid 20; 10 on the tiny family: 0, 1/10, ..., 9/10), s = max(x̄^α / (w̄^(1-α) +
  *     1e-4), 1e-4) normalised by sqrt(max s · min s), with x̄ the mean |x| per input channel and
- *     w̄ the mean over the group's rows of |W| / (group absmax + 1e-6); each linear set to Q(W·s)/s; loss = mean (y_orig - y)²; the first minimum wins;
+ *     w̄ the mean over the group's rows of |W| / (group absmax + 1e-6); each linear set to
+ *     Q(W·s)/s; loss = mean (y_orig - y)²; the first minimum wins;
  *  2. the scales folded in (the norm weight or prev_op's rows divided by s, the linears' columns
  *     multiplied), the recorded inputs divided by s;
  *  3. the clip search for every linear but q_proj and k_proj: tokens sub-sampled with stride
