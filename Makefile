@@ -143,7 +143,7 @@ test-gpu: tests-build
 	@bash tests/run.sh test_backend_ops && bash tests/run.sh test_model_device
 
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$$(nproc) all
 	@$(BUILD)/bin/cisweep run
 
 # make family: rebuild the shipped family (models/family) from a fresh world and compare every
