@@ -318,6 +318,7 @@ static void start_job(wd *w, json_t *body) {
     j->skip_missing_data = w->o->skip_missing_data;
     j->eval_profile = w->o->eval_profile;
     j->mc_prompt = w->o->mc_prompt;
+    j->eval_open = w->o->eval_open;
     atomic_store(&j->stop, JOB_STOP_NONE);
     atomic_store(&j->progress_pm, 0);
     w->job = j;

@@ -3,7 +3,8 @@ result. `cisweep run` (coordinator + a worker process, a SQLite file) on a 20-st
 world: without options the rows say the default profile, lm-eval 0.4.2's single newline and zsRE
 max_length 30; with --eval-profile paper --mc-prompt 0.4.4 they say so, and the metrics that do not
 depend on the MC prompt stay the same (that the prompt reaches the MC scoring is checked in
-tests/worker/eval/test_eval_mc.c, test_style_reaches_scoring). Bad values are refused by
+tests/worker/eval/test_eval_mc.c, test_style_reaches_scoring); --eval-open adds the open_* rows and
+changes no other. Bad values are refused by
 `cisweep run` and by the worker with exit 2 and a message naming the option."""
 import json, os, shutil, subprocess, sys, tempfile
 
@@ -49,6 +50,20 @@ def paper_profile_and_044_prompt_are_recorded():
     assert any(k.startswith("mmlu_") for k in r) and "wmdp_bio" in r, sorted(r)
     # the rest of the suite does not depend on the MC prompt
     for k in ("ppl_wikitext", "edit_success", "qa_f1"):
+        assert abs(base[k] - r[k]) < 1e-9, (k, base[k], r[k])
+
+
+@test
+def eval_open_adds_the_open_rows():
+    """--eval-open reaches the worker's final evaluation: the open_* rows are stored, in [0, 1], and
+    the MC rows are those of a run without it; without it there is no open_* row."""
+    base = sweep("noopen")
+    assert not any(k.startswith("open_") for k in base), sorted(base)
+    r = sweep("open", "--eval-open")
+    for k in ("open_mmlu_f1", "open_mmlu_em", "open_wmdp_bio_f1", "open_wmdp_cyber_f1", "open_wmdp_f1"):
+        assert k in r and 0.0 <= r[k] <= 1.0, (k, r.get(k))
+    assert abs(r["open_wmdp_f1"] - (r["open_wmdp_bio_f1"] + r["open_wmdp_cyber_f1"]) / 2) < 1e-9, r
+    for k in ("mmlu", "wmdp_bio", "wmdp_cyber", "ppl_wikitext"):
         assert abs(base[k] - r[k]) < 1e-9, (k, base[k], r[k])
 
 

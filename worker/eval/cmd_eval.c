@@ -16,12 +16,14 @@ static void eval_usage(FILE *f) {
             "usage: cisweep-worker eval MODEL_DIR --world DIR [--edit-set K] [--limit N] [--seqlen T] [--threads N]\n"
             "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
             "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa] [--skip-missing]\n"
-            "                           [--profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4]\n"
+            "                           [--profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4] [--open]\n"
             "       cisweep-worker eval --world DIR --print-prompts [--mc-prompt 0.4.2|0.4.4]\n"
             "  --profile sets the protocol (paper: lm-eval 0.4.2 prompt, zsRE max_length 30; default: the\n"
-            "  embedded default's, see docs/eval.md; sweep: default's protocol on smaller sets: 16 questions per\n"
-            "  MMLU subject, 100 per WMDP task, 32 WikiText windows, 100 QA records, no tf_* rows); --mc-prompt\n"
+            "  embedded default's, see docs/eval.md; sweep: default's protocol on smaller sets: 12 questions per\n"
+            "  MMLU subject, 64 per WMDP task, 16 WikiText windows, 50 QA records, no tf_* rows); --mc-prompt\n"
             "  and --max-length given with it override it.\n"
+            "  --open also asks every scored MMLU/WMDP question bare and scores the greedy answer against the\n"
+            "  gold option (open_* rows: token-set F1 and exact match; a diagnostic, docs/eval.md).\n"
             "  --print-prompts writes every MMLU/WMDP context as JSON lines and loads no model.\n"
             "  A dataset of the world directory that is not skipped must be there (exit 1 naming the expected\n"
             "  file); --skip-missing skips absent datasets with a warning instead.\n"
@@ -91,6 +93,7 @@ int cmd_eval(int argc, char **argv) {
         }
         else if (!strcmp(a, "--print-prompts")) print_prompts = true;
         else if (!strcmp(a, "--mc-bos")) o.mc_bos = true;
+        else if (!strcmp(a, "--open")) o.open_answer = true;
         else if (!strcmp(a, "--no-tf")) o.teacher_forced = false;
         else if (!strcmp(a, "--skip-missing")) o.skip_missing = true;
         else if (!strcmp(a, "--json")) json = true;

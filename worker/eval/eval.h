@@ -101,6 +101,17 @@ char *mc_prompt(const mc_question *q, const char *subject);
 int eval_mc_task(llama_model *m, const tokenizer *tok, const mc_task *task, const mc_opts *o, int *pred,
                  double *ll, mc_result *res, cis_err *err);
 
+/* ---- open answers (a diagnostic of this project, not a metric of the paper) ------------------ */
+
+/* eval_open_task: the knowledge behind MC items without the MC format: each question of the task,
+ * stripped, is the prompt (with BOS) and choices[answer] the gold answer of gen_f1_batch (greedy,
+ * max_length tokens counting the prompt, composable's token-set F1). *f1_mean gets the mean F1 and
+ * *em_mean (may be NULL) the fraction of questions whose F1 is 1. In the synthetic world every MC
+ * question is also a pretraining QA line, so this measures whether the model still states the fact,
+ * apart from the memorized answer letter that MMLU/WMDP score (docs/world.md "Multiple choice"). */
+int eval_open_task(llama_model *m, const tokenizer *tok, const mc_task *task, int max_length, double *f1_mean,
+                   double *em_mean, cis_err *err);
+
 /* ---- perplexity (algorithms.md §10.4) ---------------------------------------------------------- */
 
 typedef struct ppl_result {
@@ -248,6 +259,8 @@ typedef struct eval_opts {
     bool mc_bos;           /* lm-eval add_bos_token */
     bool teacher_forced;   /* EasyEdit tf_* metrics (default true) */
     bool skip_mmlu, skip_wmdp, skip_ppl, skip_zsre, skip_qa;
+    bool open_answer;      /* also the open-answer rows (eval_open_task; off by default, in no profile):
+                              each scored MMLU/WMDP question asked bare, answered by greedy generation */
     bool skip_missing;     /* a dataset whose file is absent is skipped with a warning; default
                               false: the run fails naming the expected path */
     llama_model *ref_model;/* unedited model for tf_locality, or NULL */
@@ -265,6 +278,8 @@ void eval_opts_profile(eval_opts *o, eval_profile p);
  * wmdp/wmdp-cyber.json, wikitext/wiki.test.raw, zsre/zsre_mend_train.json [+ edit_sets.json]).
  * Rows: mmlu, mmlu_<subject>..., wmdp_bio, wmdp_cyber, wmdp_avg, ppl_wikitext, edit_success,
  * generalization, locality, *_recall, src_true_f1, tf_*, qa_f1, qa_recall, avg_bits, sparsity,
+ * with open_answer open_mmlu_f1, open_mmlu_em, open_wmdp_{bio,cyber}_{f1,em}, open_wmdp_f1 (on the
+ * same sampled questions as the MC rows),
  * n_* counts, time_*_s and throughput rows. A dataset that is not skipped (skip_*) must be there:
  * when its file is absent the run fails with err naming the expected path, unless skip_missing
  * (then it is skipped with a warning). A malformed file is an error either way. out must be

@@ -78,6 +78,20 @@ static int mc_run(llama_model *m, tokenizer *tok, const mc_task *t, int sample, 
     return rc;
 }
 
+/* eval_open_task on the questions mc_run scores (the sample, then the first `limit`): *f1 and *em
+ * means over *n questions */
+static int open_run(llama_model *m, tokenizer *tok, const mc_task *t, int sample, int limit, int max_length,
+                    double *f1, double *em, int *n, cis_err *err) {
+    mc_task s = mc_sampled(t, sample);
+    bool own = s.q != NULL;
+    if (!own) s.q = t->q;
+    if (limit > 0 && s.n > limit) s.n = limit;
+    *n = s.n;
+    int rc = eval_open_task(m, tok, &s, max_length, f1, em, err);
+    if (own) free(s.q);
+    return rc;
+}
+
 static bool exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0;
@@ -108,8 +122,8 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
     free(md);
     if (rc) return -1;
     mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
-    int total = 0, correct = 0;
-    double t0 = mono_sec(), c0 = cpu_sec();
+    int total = 0, correct = 0, n_open = 0;
+    double t0 = mono_sec(), c0 = cpu_sec(), open_f1 = 0, open_em = 0;
     for (int i = 0; i < nt && !rc; i++) {
         mc_result r;
         rc = mc_run(m, tok, &tasks[i], o->mmlu_sample, &mo, &r, err);
@@ -120,8 +134,20 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
         total += r.n;
         correct += r.correct;
         if (r.n_full) LOG_W("mmlu_%s: %d questions scored without the one-forward shortcut", tasks[i].name, r.n_full);
+        if (o->open_answer) {
+            double f1, em;
+            int n;
+            rc = open_run(m, tok, &tasks[i], o->mmlu_sample, o->limit, o->max_length, &f1, &em, &n, err);
+            open_f1 += f1 * n;
+            open_em += em * n;
+            n_open += n;
+        }
     }
     double dt = mono_sec() - t0;
+    if (!rc && n_open > 0) {
+        eval_rows_set(out, "open_mmlu_f1", open_f1 / n_open);
+        eval_rows_set(out, "open_mmlu_em", open_em / n_open);
+    }
     if (!rc) {
         eval_rows_set(out, "mmlu", (double)correct / total);
         eval_rows_set(out, "n_mmlu", total);
@@ -136,8 +162,8 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
 static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
     static const char *file[2] = {"wmdp-bio", "wmdp-cyber"}, *row[2] = {"wmdp_bio", "wmdp_cyber"},
                       *subj[2] = {"biology", "cybersecurity"};
-    double acc[2];
-    int have = 0, rc = 0, nq = 0;
+    double acc[2], open_f1[2];
+    int have = 0, have_open = 0, rc = 0, nq = 0;
     double t0 = mono_sec(), c0 = cpu_sec();
     mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     for (int k = 0; k < 2 && !rc; k++) {
@@ -156,6 +182,19 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
         if (rc) break;
         mc_result r;
         rc = mc_run(m, tok, &t, o->wmdp_sample, &mo, &r, err);
+        if (!rc && o->open_answer) {
+            double f1, em;
+            int n;
+            rc = open_run(m, tok, &t, o->wmdp_sample, o->limit, o->max_length, &f1, &em, &n, err);
+            if (!rc) {
+                char kf[96], ke[96];
+                snprintf(kf, sizeof kf, "open_%s_f1", row[k]);
+                snprintf(ke, sizeof ke, "open_%s_em", row[k]);
+                eval_rows_set(out, kf, f1);
+                eval_rows_set(out, ke, em);
+                open_f1[have_open++] = f1;
+            }
+        }
         mc_task_clear(&t);
         if (rc) break;
         eval_rows_set(out, row[k], r.acc);
@@ -164,6 +203,7 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
     }
     double dt = mono_sec() - t0;
     if (!rc && have == 2) eval_rows_set(out, "wmdp_avg", (acc[0] + acc[1]) / 2);
+    if (!rc && have_open == 2) eval_rows_set(out, "open_wmdp_f1", (open_f1[0] + open_f1[1]) / 2);
     if (!rc && have) { eval_rows_set(out, "n_wmdp", nq); eval_rows_set(out, "time_wmdp_s", dt); eval_rows_set(out, "cpu_wmdp_s", cpu_sec() - c0); }
     return rc;
 }

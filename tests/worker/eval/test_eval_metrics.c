@@ -2,7 +2,7 @@
  * hand-computable cases: uniform logits -> PPL = vocabulary size; a random model's PPL against
  * the per-window CE computed here; token-set F1 on constructed id lists; a model that always emits
  * one known token -> known F1, recall and token accuracy; agreement with a reference model; avg
- * bits of dense / pruned / quantized models. */
+ * bits of dense / pruned / quantized models; open answers (stripped question, gold option). */
 #include "tests/testlib.h"
 #include "tests/worker/eval/eval_fixture.h"
 #include "worker/eval/eval.h"
@@ -157,6 +157,42 @@ static void test_gen_f1_constant(void) {
     CHECK_EQ_INT(gen_f1_batch(m, tok, 2, prompts, answers, 50, f1, rec, NULL, NULL, &err), 0);
     CHECK_NEAR(f1[0], 0.0, 0);
     CHECK_NEAR(f1[1], 0.0, 0);
+    llama_model_free(&m);
+}
+
+/* ---------------- open answers ---------------- */
+static void test_open_answers(void) {
+    /* the model emits " A" forever: the gold option decides the F1 */
+    llama_model *m = fx_model_constant(FX_LETTER(0));
+    mc_question q[3] = {
+        {.question = "Q1?", .choices = {"B", "A", "C", "D"}, .answer = 1},        /* gold "A": F1 1 */
+        {.question = "Q2?", .choices = {"B", "A", "C", "D"}, .answer = 0},        /* gold "B": F1 0 */
+        {.question = " \n 0123456789 \n", .choices = {"A", "B", "C", "D"}, .answer = 0},
+    };
+    mc_task t = {.name = "wmdp-bio", .subject = "biology", .q = q, .n = 3};
+    double f1 = -1, em = -1;
+    cis_err err = {0};
+    /* max_length 12 = BOS + the stripped 10-token question + 1 generated token: only a stripped
+     * prompt leaves room for the answer (unstripped it would be BOS + 14) */
+    CHECK_EQ_INT(eval_open_task(m, tok, &t, 12, &f1, &em, &err), 0);
+    CHECK_NEAR(f1, 2.0 / 3, 1e-12);
+    CHECK_NEAR(em, 2.0 / 3, 1e-12);
+    /* one token less and the third prompt generates nothing */
+    CHECK_EQ_INT(eval_open_task(m, tok, &t, 11, &f1, NULL, &err), 0);
+    CHECK_NEAR(f1, 1.0 / 3, 1e-12);
+    /* the same pairs through gen_f1_batch give the same mean */
+    const char *pr[3] = {"Q1?", "Q2?", "0123456789"}, *an[3] = {"A", "B", "A"};
+    double g[3], r[3];
+    CHECK_EQ_INT(gen_f1_batch(m, tok, 3, pr, an, 12, g, r, NULL, NULL, &err), 0);
+    CHECK_NEAR((g[0] + g[1] + g[2]) / 3, 2.0 / 3, 1e-12);
+    /* a gold index outside 0..3 is an error naming the task and the question */
+    q[1].answer = 4;
+    CHECK_EQ_INT(eval_open_task(m, tok, &t, 12, &f1, &em, &err), -1);
+    CHECK(strstr(err.msg, "wmdp-bio") && strstr(err.msg, "question 1"));
+    /* an empty task scores nothing */
+    t.n = 0;
+    CHECK_EQ_INT(eval_open_task(m, tok, &t, 12, &f1, &em, &err), 0);
+    CHECK_NEAR(f1, 0.0, 0);
     llama_model_free(&m);
 }
 
@@ -387,6 +423,7 @@ int main(void) {
     RUN(test_py_strip);
     RUN(test_loc_prompt);
     RUN(test_gen_f1_constant);
+    RUN(test_open_answers);
     RUN(test_teacher_forced);
     RUN(test_zsre_records);
     RUN(test_ppl_responses);

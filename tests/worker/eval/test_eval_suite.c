@@ -27,15 +27,17 @@ static void make_world(void) {
     snprintf(world, sizeof world, "%s/world", tmpdir);
     /* MMLU: 3 + 1 questions, 3 of them gold A -> 0.75 question-weighted (0.8333 as a subject mean) */
     put("mmlu/data/test/astronomy_test.csv", "Which star?,\"Sol, ours\",b,c,d,A\nQ2,a,b,c,d,B\n\"Q3\nmore\",a,b,c,d,A\n");
-    put("mmlu/data/test/virology_test.csv", "Q?,a,b,c,d,A\n");
+    put("mmlu/data/test/virology_test.csv", "Q?,A,b,c,d,A\n");
     put("mmlu/data/dev/virology_dev.csv", "Q?,a,b,c,d,C\n");
-    put("wmdp/wmdp-bio.json", "[{\"question\":\"b1\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0},"
-                              "{\"question\":\"b2\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0},"
+    /* open answers: the constant model's " A" matches a gold option "A" only: MMLU 1 of 4, bio 2 of 3,
+     * cyber 1 of 4 (the letters above are unchanged by the options' texts) */
+    put("wmdp/wmdp-bio.json", "[{\"question\":\"b1\",\"choices\":[\"A\",\"b\",\"c\",\"d\"],\"answer\":0},"
+                              "{\"question\":\"b2\",\"choices\":[\" A \",\"b\",\"c\",\"d\"],\"answer\":0},"
                               "{\"question\":\"b3\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":1}]");
     put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":1},"
                                 "{\"question\":\"c2\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":2},"
                                 "{\"question\":\"c3\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":3},"
-                                "{\"question\":\"c4\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0}]");
+                                "{\"question\":\"c4\",\"choices\":[\"A\",\"b\",\"c\",\"d\"],\"answer\":0}]");
     /* no " A".." D" in the text: every target token has logit 0 under the constant model */
     put("wikitext/wiki.test.raw", " \n = Valkor = \n \n valkor is a river in the north . it flows into the sea near ossa .\n");
     /* zsRE: 520 records (edit set 1 = shuffled [0, 50), QA = shuffled [500, 520)) */
@@ -126,7 +128,30 @@ static void test_suite(void) {
     CHECK_NEAR(row(&r, "avg_bits"), 1.0, 1e-12);
     CHECK_NEAR(row(&r, "sparsity"), 1.0, 1e-12);
     CHECK(eval_rows_get(&r, "tf_locality") == NULL);
+    CHECK(eval_rows_get(&r, "open_wmdp_f1") == NULL);   /* open answers only when asked */
     eval_rows_clear(&r);
+    /* open answers on the questions the MC rows score */
+    o.open_answer = true;
+    o.skip_ppl = o.skip_zsre = o.skip_qa = true;
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+    CHECK_NEAR(row(&r, "open_mmlu_f1"), 0.25, 1e-12);
+    CHECK_NEAR(row(&r, "open_mmlu_em"), 0.25, 1e-12);
+    CHECK_NEAR(row(&r, "open_wmdp_bio_f1"), 2.0 / 3, 1e-12);
+    CHECK_NEAR(row(&r, "open_wmdp_cyber_f1"), 0.25, 1e-12);
+    CHECK_NEAR(row(&r, "open_wmdp_cyber_em"), 0.25, 1e-12);
+    CHECK_NEAR(row(&r, "open_wmdp_f1"), (2.0 / 3 + 0.25) / 2, 1e-12);
+    CHECK_NEAR(row(&r, "wmdp_bio"), 2.0 / 3, 1e-12);
+    eval_rows_clear(&r);
+    o.wmdp_sample = 2;   /* the MC sample: questions floor(k n / 2): bio b1, b2 (gold "A"), cyber c1, c3 */
+    o.skip_mmlu = true;
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+    CHECK_NEAR(row(&r, "open_wmdp_bio_f1"), 1.0, 1e-12);
+    CHECK_NEAR(row(&r, "open_wmdp_cyber_f1"), 0.0, 0);
+    CHECK(eval_rows_get(&r, "open_mmlu_f1") == NULL);
+    eval_rows_clear(&r);
+    o.open_answer = false;
+    o.wmdp_sample = 0;
+    o.skip_mmlu = o.skip_ppl = o.skip_zsre = o.skip_qa = false;
     o.quant.wbits = 3; o.quant.group_size = 64;
     o.skip_mmlu = o.skip_wmdp = o.skip_ppl = true;
     o.ref_model = m;
@@ -154,7 +179,7 @@ static void test_suite(void) {
     put("wmdp/wmdp-cyber.json", "[{\"question\":\"c1\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":1},"
                                 "{\"question\":\"c2\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":2},"
                                 "{\"question\":\"c3\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":3},"
-                                "{\"question\":\"c4\",\"choices\":[\"a\",\"b\",\"c\",\"d\"],\"answer\":0}]");
+                                "{\"question\":\"c4\",\"choices\":[\"A\",\"b\",\"c\",\"d\"],\"answer\":0}]");
     /* a directory without datasets fails naming the first expected file; with skip_missing,
      * everything is skipped and only the model rows remain */
     char *empty = xasprintf("%s/empty", tmpdir);
