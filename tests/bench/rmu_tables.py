@@ -14,6 +14,13 @@ session 8; docs/unlearning.md "Seeds and architectures").
         seed means), the lowest WMDP mean among the points whose MMLU is within --allow of that
         model's baseline.
 
+  rmu_tables.py open DB [--allow X]
+        the open answers (docs/unlearning.md "Open answers"; a store of `cisweep run --eval-open`):
+        per model and point of every method of POINT (seed means), MC MMLU and WMDP mean beside
+        the open-answer F1 of MMLU and WMDP (bio / cyber); then per model and method the frontier
+        twice: the lowest MC WMDP mean and the lowest open WMDP F1 among the points whose MC MMLU
+        is within the allowance (the issue's: 0.10 for rmu, 0.15 for gd and ga; --allow X for all).
+
   rmu_tables.py wide DB [DB ...] [--method rmu]
         one row per grid point of METHOD, one column per model of the stores (in order of
         appearance): the seed means "MMLU / WMDP mean" (the number of seeds when they differ
@@ -236,6 +243,65 @@ def grid_table_method(db, runs, allow, method):
     return out
 
 
+ALLOW = {"rmu": 0.10, "gd": 0.15, "ga": 0.15}
+OPEN = ("open_mmlu_f1", "open_wmdp_f1", "open_wmdp_bio_f1", "open_wmdp_cyber_f1")
+
+
+def open_table(db, runs, allow=None):
+    """Open answers beside MC accuracy per point, and the two frontiers (see the module doc)."""
+    base = baselines(runs)
+    need = ("mmlu", "wmdp_avg") + OPEN
+    pts = {}
+    for r in runs:
+        if r["pattern"] != "baseline" and r["method"] in POINT and all(k in r["metrics"] for k in need):
+            pts.setdefault((r["model"], r["method"], point_key(r)), []).append(r["metrics"])
+    if not pts:
+        raise StoreError(f"{db}: no unlearning job with open-answer rows (run the grid with --eval-open)")
+
+    def mean(ms, k):
+        return mean_se([m[k] for m in ms if k in m])[0]
+
+    out = [f"`{db}`", "",
+           "| model | method (point) | seeds | MMLU | WMDP mean | open MMLU | open WMDP (bio / cyber) | ppl |",
+           "|---|---|---|---|---|---|---|---|"]
+    fr = []
+    for model in sorted({k[0] for k in pts}):
+        b = base.get(model)
+        if b is None or not all(k in b for k in need):
+            raise StoreError(f"{db}: model {model} has no baseline job with open-answer rows")
+        out.append(f"| {model} | baseline | - | {b['mmlu']:.3f} | {b['wmdp_avg']:.3f} | {b['open_mmlu_f1']:.3f} | "
+                   f"{b['open_wmdp_f1']:.3f} ({b['open_wmdp_bio_f1']:.3f} / {b['open_wmdp_cyber_f1']:.3f}) | "
+                   f"{b.get('ppl_wikitext', float('nan')):.1f} |")
+        keys = sorted((k for k in pts if k[0] == model), key=lambda k: (k[1], tuple(x if x is not None else -1 for x in k[2])))
+        for method in sorted({k[1] for k in keys}):
+            mc, op = [], []
+            for k in keys:
+                if k[1] != method:
+                    continue
+                ms = pts[k]
+                v = {x: mean(ms, x) for x in need}
+                ppl = fmt_geo([m["ppl_wikitext"] for m in ms if "ppl_wikitext" in m])
+                out.append(f"| {model} | {method} ({point_titles(method, ', ')}: {fmt_key(k[2], ', ')}) | {len(ms)} | "
+                           f"{v['mmlu']:.3f} | {v['wmdp_avg']:.3f} | {v['open_mmlu_f1']:.3f} | {v['open_wmdp_f1']:.3f} "
+                           f"({v['open_wmdp_bio_f1']:.3f} / {v['open_wmdp_cyber_f1']:.3f}) | {ppl} |")
+                mc.append((k[2], v["mmlu"], v["wmdp_avg"], v["open_wmdp_f1"]))
+                op.append((k[2], v["mmlu"], v["open_wmdp_f1"], v["wmdp_avg"]))
+            a = ALLOW[method] if allow is None else allow
+            fr.append((model, method, a, frontier(mc, b["mmlu"], a), frontier(op, b["mmlu"], a), b))
+    out += ["", "Frontier: among the points with MC MMLU >= baseline - allowance, the lowest MC WMDP mean and the "
+            "lowest open WMDP F1", "",
+            "| model | method | allowance | lowest MC WMDP: point, MMLU, WMDP (open WMDP there) | "
+            "lowest open WMDP: point, MMLU, open WMDP (MC WMDP there) |", "|---|---|---|---|---|"]
+    for model, method, a, pm, po, b in fr:
+        def cell(p, kind):
+            if p is None:
+                return "none within the allowance"
+            key, mm, w, other = p
+            return (f"{fmt_key(key, ', ')}: {mm:.3f} ({mm - b['mmlu']:+.3f}), {w:.3f} ({other:.3f})")
+        out.append(f"| {model} | {method} | {a:g} | {cell(pm, 'mc')} | {cell(po, 'open')} |")
+    return out
+
+
 def wide_table(dbs, method):
     """Grid points of METHOD (rows) x models of every store in DBS (columns): seed-mean MMLU / WMDP."""
     models, base, cells, nseeds = [], {}, {}, set()
@@ -271,8 +337,9 @@ def wide_table(dbs, method):
 
 
 def main(argv):
-    usage = "usage: rmu_tables.py seeds DB [DB ...] | rmu_tables.py grid DB [--allow X] | rmu_tables.py wide DB [DB ...] [--method M]"
-    if len(argv) < 2 or argv[0] not in ("seeds", "grid", "wide"):
+    usage = ("usage: rmu_tables.py seeds DB [DB ...] | rmu_tables.py grid DB [--allow X] | rmu_tables.py open DB [--allow X] | "
+             "rmu_tables.py wide DB [DB ...] [--method M]")
+    if len(argv) < 2 or argv[0] not in ("seeds", "grid", "open", "wide"):
         print(usage, file=sys.stderr)
         return 2
     try:
@@ -293,7 +360,7 @@ def main(argv):
                 return 2
             print("\n".join(wide_table(args, method)))
         else:
-            allow = 0.10
+            allow = 0.10 if argv[0] == "grid" else None
             args = argv[1:]
             if "--allow" in args:
                 i = args.index("--allow")
@@ -306,7 +373,10 @@ def main(argv):
             if len(args) != 1:
                 print(usage, file=sys.stderr)
                 return 2
-            print("\n".join(grid_table(args[0], load_runs(args[0]), allow)))
+            if argv[0] == "open":
+                print("\n".join(open_table(args[0], load_runs(args[0]), allow)))
+            else:
+                print("\n".join(grid_table(args[0], load_runs(args[0]), allow)))
     except StoreError as e:
         print(f"rmu_tables.py: {e}", file=sys.stderr)
         return 1

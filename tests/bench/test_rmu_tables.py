@@ -1,7 +1,8 @@
 """test_rmu_tables.py - tests/bench/rmu_tables.py, the tables of docs/unlearning.md "Seeds and
 architectures" read from job stores: a store made with schema/schema.sql and filled by hand (two
 models, a baseline each, an rmu point over three seeds and a grid of three points over two
-seeds), whose means, standard errors, drop ratios and frontiers are computed here by hand; only
+seeds; the open answers of a third store, with both frontiers), whose means, standard errors, drop
+ratios and frontiers are computed here by hand; only
 the current attempt's results count; the effective params (stages.params_json) name the point,
 not the composition's label; bad input (a missing file, a file that is not a store, a store
 without done jobs, a bad --allow) exits non-zero with a message naming it."""
@@ -195,6 +196,53 @@ def wide_models_side_by_side():
     assert p.returncode == 0 and "| 0.001 | 5 | 0.850 / 0.650 | - |" in p.stdout, p.stdout + p.stderr
     p = script("wide", grid_store(), "--method", "xx")
     assert p.returncode == 2 and "--method: expected one of" in p.stderr, p.stderr
+
+
+def mo(mmlu, wmdp, omm, obio, ocyber):
+    r = m(mmlu, wmdp, wmdp)
+    r.update({"open_mmlu_f1": omm, "open_wmdp_bio_f1": obio, "open_wmdp_cyber_f1": ocyber,
+              "open_wmdp_f1": (obio + ocyber) / 2})
+    return r
+
+
+def open_store():
+    path = os.path.join(tmpdir(), "open.db")
+    if os.path.exists(path):
+        os.unlink(path)
+    s = Store(path)
+    s.add("a", "baseline", 0, mo(0.90, 0.90, 0.70, 0.80, 0.80))
+    # rmu: P1 within -0.10, MC WMDP 0.60, open 0.10; P2 within, MC 0.50, open 0.30 (lowest MC, not open);
+    # P3 outside (-0.20) with the lowest of both; P1 over two seeds (means by hand)
+    s.add("a", "rmu", 1, mo(0.84, 0.60, 0.60, 0.10, 0.10), rmu(3, 300.0, 30.0))
+    s.add("a", "rmu", 2, mo(0.82, 0.60, 0.60, 0.12, 0.08), rmu(3, 300.0, 30.0))
+    s.add("a", "rmu#2", 1, mo(0.81, 0.50, 0.60, 0.40, 0.20), rmu(5, 300.0, 10.0))
+    s.add("a", "rmu#3", 1, mo(0.70, 0.30, 0.40, 0.00, 0.00), rmu(7, 300.0, 10.0))
+    # gd: within -0.15 (0.76 >= 0.75); without the allowance's 0.15 it is out at --allow 0.10
+    s.add("a", "gd", 1, mo(0.76, 0.70, 0.50, 0.00, 0.10), {"lr": 0.001, "retain_weight": 5.0})
+    s.con.execute("UPDATE stages SET method = 'gd' WHERE job_id = ?", (s.job,))
+    # a job without open rows is left out of the table
+    s.add("a", "rmu#4", 1, m(0.10, 0.10, 0.10), rmu(9, 1.0, 1.0))
+    s.close()
+    return path
+
+
+@test
+def open_answers_and_both_frontiers():
+    p = script("open", open_store())
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert "| a | baseline | - | 0.900 | 0.900 | 0.700 | 0.800 (0.800 / 0.800) | 30.0 |" in out, out
+    # P1's seed means: MMLU 0.83, open bio 0.11, cyber 0.09 -> open WMDP 0.10
+    assert "| a | rmu (act layer, c, α: 3, 300, 30) | 2 | 0.830 | 0.600 | 0.600 | 0.100 (0.110 / 0.090) | 30.0 (×/÷ 1.00) |" in out, out
+    assert not any("9, 1, 1" in l for l in out), out
+    fr = [l for l in out if l.startswith("| a | rmu | 0.1 |") or l.startswith("| a | gd |")]
+    assert fr == ["| a | gd | 0.15 | 0.001, 5: 0.760 (-0.140), 0.700 (0.050) | 0.001, 5: 0.760 (-0.140), 0.050 (0.700) |",
+                  "| a | rmu | 0.1 | 5, 300, 10: 0.810 (-0.090), 0.500 (0.300) | 3, 300, 30: 0.830 (-0.070), 0.100 (0.600) |"], out
+    p = script("open", open_store(), "--allow", "0.1")
+    assert p.returncode == 0 and "| a | gd | 0.1 | none within the allowance | none within the allowance |" in p.stdout, p.stdout
+    # a store without open rows is named
+    p = script("open", grid_store())
+    assert p.returncode == 1 and "no unlearning job with open-answer rows" in p.stderr, p.stderr
 
 
 @test
