@@ -17,6 +17,7 @@ static void eval_usage(FILE *f) {
             "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
             "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa] [--skip-missing]\n"
             "                           [--profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4] [--open]\n"
+            "                           [--per-item FILE]\n"
             "       cisweep-worker eval --world DIR --print-prompts [--mc-prompt 0.4.2|0.4.4]\n"
             "  --profile sets the protocol (paper: lm-eval 0.4.2 prompt, zsRE max_length 30; default: the\n"
             "  embedded default's, see docs/eval.md; sweep: default's protocol on smaller sets: 12 questions per\n"
@@ -24,6 +25,8 @@ static void eval_usage(FILE *f) {
             "  and --max-length given with it override it.\n"
             "  --open also asks every scored MMLU/WMDP question bare and scores the greedy answer against the\n"
             "  gold option (open_* rows: token-set F1 and exact match; a diagnostic, docs/eval.md).\n"
+            "  --per-item FILE writes one JSON line per MMLU/WMDP question instead of the rows: the MC\n"
+            "  prediction and the open answer's F1 (every question; the profile's prompt and max_length).\n"
             "  --print-prompts writes every MMLU/WMDP context as JSON lines and loads no model.\n"
             "  A dataset of the world directory that is not skipped must be there (exit 1 naming the expected\n"
             "  file); --skip-missing skips absent datasets with a warning instead.\n"
@@ -55,7 +58,7 @@ static llama_model *load_model(const char *dir, cis_err *err) {
 
 int cmd_eval(int argc, char **argv) {
     /* argv[0] == "eval" */
-    const char *model_dir = NULL, *world = NULL, *ref_dir = NULL;
+    const char *model_dir = NULL, *world = NULL, *ref_dir = NULL, *per_item = NULL;
     bool json = false, print_prompts = false;
     eval_opts o;
     eval_opts_default(&o);
@@ -94,6 +97,7 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--print-prompts")) print_prompts = true;
         else if (!strcmp(a, "--mc-bos")) o.mc_bos = true;
         else if (!strcmp(a, "--open")) o.open_answer = true;
+        else if (!strcmp(a, "--per-item") && n) { per_item = n; i++; }
         else if (!strcmp(a, "--no-tf")) o.teacher_forced = false;
         else if (!strcmp(a, "--skip-missing")) o.skip_missing = true;
         else if (!strcmp(a, "--json")) json = true;
@@ -137,6 +141,22 @@ int cmd_eval(int argc, char **argv) {
     if (m && ref_dir && !(ref = load_model(ref_dir, &err))) { llama_model_free(&m); }
     if (!m) { LOG_E("eval: %s", err.msg); tokenizer_free(tok); return 1; }
     o.ref_model = ref;
+    if (per_item) {
+        if (o.threads > 0) backend_set_threads(llama_model_backend(m), o.threads);
+        int prc = -1;
+        FILE *f = fopen(per_item, "w");
+        if (!f) err_set(&err, CIS_EIO, "eval --per-item: cannot write %s", per_item);
+        else {
+            mc_opts mo = {.prompt = o.mc_prompt, .add_bos = o.mc_bos, .max_batch_tokens = o.batch_tokens};
+            prc = eval_open_items(m, tok, world, &mo, o.max_length, f, &err);
+            if (fclose(f) != 0 && !prc) prc = err_set(&err, CIS_EIO, "eval --per-item: cannot write %s", per_item);
+        }
+        if (prc) LOG_E("eval: %s", err.msg);
+        tokenizer_free(tok);
+        llama_model_free(&m);
+        llama_model_free(&ref);
+        return prc ? 1 : 0;
+    }
     eval_rows rows = {0};
     int rc = eval_suite_run(m, tok, world, &o, &rows, &err);
     if (rc) LOG_E("eval: %s", err.msg);

@@ -292,6 +292,20 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
  * file on a malformed dataset, or when dir holds neither MMLU nor WMDP. */
 int eval_print_mc_prompts(const char *dir, mc_prompt_style style, FILE *f, cis_err *err);
 
+/* eval_mc_task_fn: called once per MC task; row is the suite's row name ("mmlu_<subject>",
+ * "wmdp_bio", "wmdp_cyber"). Non-zero stops the walk (err set). */
+typedef int (*eval_mc_task_fn)(const mc_task *t, const char *row, void *ctx, cis_err *err);
+/* eval_for_each_mc_task: every MMLU test subject (sorted) then WMDP bio, cyber of dir, as
+ * eval_suite_run scores them; absent tasks are passed over. -1 with err naming the file on a
+ * malformed dataset, when dir holds no MC task at all, or fn's own error. */
+int eval_for_each_mc_task(const char *dir, eval_mc_task_fn fn, void *ctx, cis_err *err);
+
+/* eval_open_items: one JSON line per MMLU/WMDP question of dir (every one, the suite's order):
+ * {"task","index","gold","mc_pred","mc_correct","open_f1"}: the MC prediction under mo and the
+ * open answer's F1 (max_length). The per-item view behind the open_* rows (docs/eval.md). */
+int eval_open_items(llama_model *m, const tokenizer *tok, const char *dir, const mc_opts *mo, int max_length,
+                    FILE *f, cis_err *err);
+
 /* cmd_eval: `cisweep-worker eval MODEL_DIR --world DIR [...]` (worker/eval/cmd_eval.c). */
 int cmd_eval(int argc, char **argv);
 

@@ -1,7 +1,8 @@
 /* eval_prompts.c - the multiple-choice contexts the evaluator would score, written out without a
  * model: `cisweep-worker eval --world DIR --print-prompts`. One JSON line per question, in the
  * order eval_suite_run scores them (MMLU subjects sorted, then WMDP bio, cyber), so a test can
- * compare them byte for byte with what lm-eval renders (tests/worker/eval/test_lmeval_prompts.py). */
+ * compare them byte for byte with what lm-eval renders (tests/worker/eval/test_lmeval_prompts.py).
+ * eval_for_each_mc_task is that order for any per-question tool (eval_open_items too). */
 #include "worker/eval/eval.h"
 
 #include <jansson.h>
@@ -30,17 +31,17 @@ static int print_task(const mc_task *t, const char *task_name, mc_prompt_style s
     return 0;
 }
 
-int eval_print_mc_prompts(const char *dir, mc_prompt_style style, FILE *f, cis_err *err) {
+int eval_for_each_mc_task(const char *dir, eval_mc_task_fn fn, void *ctx, cis_err *err) {
     char *md = xasprintf("%s/mmlu", dir);
     mc_task *tasks = NULL;
-    int nt = 0, rc = 0, printed = 0;
+    int nt = 0, rc = 0, visited = 0;
     if (exists(md)) {
         rc = mmlu_load_dir(md, "test", &tasks, &nt, err);
         for (int i = 0; i < nt && !rc; i++) {
             char *name = xasprintf("mmlu_%s", tasks[i].name);
-            rc = print_task(&tasks[i], name, style, f, err);
+            rc = fn(&tasks[i], name, ctx, err);
             free(name);
-            printed++;
+            visited++;
         }
         mc_tasks_free(&tasks, nt);
     }
@@ -53,14 +54,31 @@ int eval_print_mc_prompts(const char *dir, mc_prompt_style style, FILE *f, cis_e
         if (exists(p)) {
             mc_task t = {0};
             rc = wmdp_load(p, file[k], subj[k], &t, err);
-            if (!rc) { rc = print_task(&t, row[k], style, f, err); printed++; }
+            if (!rc) { rc = fn(&t, row[k], ctx, err); visited++; }
             mc_task_clear(&t);
         }
         free(p);
     }
-    if (!rc && printed == 0)
-        rc = err_set(err, CIS_EIO, "print-prompts: %s holds no multiple-choice task: expected %s/mmlu/data/test/"
+    if (!rc && visited == 0)
+        rc = err_set(err, CIS_EIO, "%s holds no multiple-choice task: expected %s/mmlu/data/test/"
                      "<subject>_test.csv or %s/wmdp/wmdp-bio.json", dir, dir, dir);
-    if (!rc && fflush(f) != 0) rc = err_set(err, CIS_EIO, "print-prompts: write failed");
     return rc;
+}
+
+typedef struct print_ctx {
+    mc_prompt_style style;
+    FILE *f;
+} print_ctx;
+
+static int print_fn(const mc_task *t, const char *row, void *ctx, cis_err *err) {
+    print_ctx *pc = ctx;
+    return print_task(t, row, pc->style, pc->f, err);
+}
+
+int eval_print_mc_prompts(const char *dir, mc_prompt_style style, FILE *f, cis_err *err) {
+    print_ctx pc = {style, f};
+    int rc = eval_for_each_mc_task(dir, print_fn, &pc, err);
+    if (rc) { err_prefix(err, "print-prompts"); return -1; }
+    if (fflush(f) != 0) return err_set(err, CIS_EIO, "print-prompts: write failed");
+    return 0;
 }

@@ -380,6 +380,33 @@ static void test_cli(void) {
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
     CHECK(!bio && cyber);
     rename_in_world("wmdp/bio.jsonl", "wmdp/wmdp-bio.json");
+    /* --per-item: one JSON line per question (4 MMLU, 3 bio, 4 cyber); the constant model always
+     * predicts A and states "A" */
+    free(cmd);
+    char *items = xasprintf("%s/items.jsonl", tmpdir);
+    cmd = xasprintf("'%s' eval '%s' --world '%s' --threads 1 --per-item '%s' 2>/dev/null", bin, md, world, items);
+    rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    f = fopen(items, "r");
+    int nl = 0;
+    bool b0 = false, c0 = false;
+    while (f && fgets(line, sizeof line, f)) {
+        nl++;
+        b0 |= !strcmp(line, "{\"task\":\"wmdp_bio\",\"index\":0,\"gold\":0,\"mc_pred\":0,\"mc_correct\":true,\"open_f1\":1}\n");
+        c0 |= !strcmp(line, "{\"task\":\"wmdp_cyber\",\"index\":0,\"gold\":1,\"mc_pred\":0,\"mc_correct\":false,\"open_f1\":0}\n");
+    }
+    if (f) fclose(f);
+    CHECK_EQ_INT(nl, 11);
+    CHECK(b0 && c0);
+    free(cmd);
+    cmd = xasprintf("'%s' eval '%s' --world '%s' --per-item /nonexistent/dir/items.jsonl 2>&1 >/dev/null", bin, md, world);
+    f = popen(cmd, "r");
+    named = false;
+    while (f && fgets(line, sizeof line, f)) named |= strstr(line, "/nonexistent/dir/items.jsonl") != NULL;
+    rc = f ? pclose(f) : -1;
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    CHECK(named);
+    free(items);
     /* --profile / --mc-prompt / --max-length: recorded as rows; an option overrides the profile
      * wherever it stands */
     static const struct { const char *args; double profile, newlines, max_length; } pc[] = {
