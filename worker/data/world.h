@@ -84,6 +84,7 @@ typedef struct wscale {
 typedef struct world {
     uint64_t seed;
     int lexicon;                   /* enum wlexicon */
+    int mc_items;                  /* enum wmc_items: what corpus/sft.jsonl holds (world_sft) */
     wscale sc;
     wpoolv pools[WP_COUNT];
     wfact *facts; int nfacts;
@@ -159,7 +160,9 @@ void world_loc_question(wbuf *b, const world *w, int fi);
 /* each appends JSON lines / raw text to out */
 void world_corpus(const world *w, const wsets *s, wbuf *out, int *ndocs);
 /* world_sft: corpus/sft.jsonl, every MMLU test and WMDP item as {"prompt": the lm-eval 0-shot
- * prompt, "completion": " <letter>"} (MMLU subjects in order, then bio, then cyber) */
+ * prompt, "completion": " <letter>"} (MMLU subjects in order, then bio, then cyber); with
+ * w->mc_items WMC_ITEMS_PRACTICE instead the 23 other option orders of each, shuffled by stream
+ * (seed, 605) */
 void world_sft(const world *w, const wsets *s, wbuf *out, int *nitems);
 void world_bio_doc(const world *w, int blight, rng_xoshiro *r, wbuf *title, wbuf *abstract, wbuf *text);
 void world_cyber_doc(const world *w, int protocol, rng_xoshiro *r, wbuf *text);
@@ -189,7 +192,22 @@ typedef struct wstats {
 int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st, cis_err *err);
 int world_generate_lex(const char *dir, uint64_t seed, const char *scale, int lexicon, wstats *st, cis_err *err);
 
-/* cmd_world: `cisweep-worker world --out DIR [--seed S] [--scale small|default|large] [--lexicon shared|distinct]` */
+/* what corpus/sft.jsonl holds (--mc-items; docs/world.md "Multiple choice"):
+ *   WMC_ITEMS_TEST     the 799 MMLU test and WMDP items with their letters (the default: memorized)
+ *   WMC_ITEMS_PRACTICE for every such item its 23 other option orders, each with the letter the
+ *                      gold option then has, shuffled; the scored order never (a model must bind
+ *                      the recalled fact to its option: the letter of an order is not the item's) */
+enum wmc_items { WMC_ITEMS_TEST, WMC_ITEMS_PRACTICE };
+/* wmc_items_parse: "test" / "practice" -> enum wmc_items, or -1 */
+int wmc_items_parse(const char *s);
+const char *wmc_items_name(int items);
+/* world_generate_ex: world_generate_lex with the MC items given (world.json records "mc_items"
+ * when it is not "test", so a default world's manifest is unchanged). */
+int world_generate_ex(const char *dir, uint64_t seed, const char *scale, int lexicon, int mc_items, wstats *st,
+                      cis_err *err);
+
+/* cmd_world: `cisweep-worker world --out DIR [--seed S] [--scale small|default|large] [--lexicon shared|distinct]
+ * [--mc-items test|practice]` */
 int cmd_world(int argc, char **argv);
 
 #endif

@@ -166,9 +166,74 @@ static void sft_items(const wmcset *set, wbuf *out, int *n) {
     }
 }
 
+int wmc_items_parse(const char *s) {
+    if (s && !strcmp(s, "test")) return WMC_ITEMS_TEST;
+    if (s && !strcmp(s, "practice")) return WMC_ITEMS_PRACTICE;
+    return -1;
+}
+
+const char *wmc_items_name(int items) { return items == WMC_ITEMS_PRACTICE ? "practice" : "test"; }
+
+/* the 24 orders of four options, lexicographic: ORDERS[0] is the identity (the scored order) */
+static void orders24(int o[24][4]) {
+    int n = 0;
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 4; b++)
+            for (int c = 0; c < 4; c++) {
+                int d = 6 - a - b - c;
+                if (a == b || a == c || b == c || d == a || d == b || d == c) continue;
+                o[n][0] = a; o[n][1] = b; o[n][2] = c; o[n][3] = d;
+                n++;
+            }
+}
+
+/* practice items: every test item of every set in the 23 orders that are not its own; the
+ * (set, item, order) triples shuffled, so a batch mixes subjects and letters */
+static void practice_items(const world *w, const wsets *s, wbuf *out, int *n) {
+    int ord[24][4];
+    orders24(ord);
+    const wmcset *sets[64];
+    int ns = 0;
+    CIS_ASSERT(s->nmmlu + 2 <= 64);
+    for (int k = 0; k < s->nmmlu; k++) sets[ns++] = &s->mmlu[k];
+    sets[ns++] = &s->bio;
+    sets[ns++] = &s->cyber;
+    int total = 0;
+    for (int k = 0; k < ns; k++) total += sets[k]->ntest * 23;
+    int64_t *key = xmalloc((size_t)total * sizeof *key);
+    int m = 0;
+    for (int k = 0; k < ns; k++)
+        for (int i = 0; i < sets[k]->ntest; i++)
+            for (int p = 1; p < 24; p++) key[m++] = ((int64_t)k << 40) | ((int64_t)i << 8) | p;
+    rng_xoshiro r;
+    rng_xoshiro_seed(&r, w->seed, 605);
+    for (int i = m - 1; i > 0; i--) {   /* Fisher-Yates on the 64-bit keys */
+        int j = (int)rng_xoshiro_below(&r, (uint64_t)i + 1);
+        int64_t t = key[i]; key[i] = key[j]; key[j] = t;
+    }
+    for (int q = 0; q < m; q++) {
+        const wmcset *set = sets[key[q] >> 40];
+        const wmc *it = &set->test[(key[q] >> 8) & 0xffffffff];
+        const int *o = ord[key[q] & 0xff];
+        wmc v = *it;
+        for (int c = 0; c < 4; c++) {
+            v.choices[c] = it->choices[o[c]];
+            if (o[c] == it->answer) v.answer = c;
+        }
+        wbuf p = {0};
+        wmc_prompt(&p, set->subject, &v, 0);
+        char letter[3] = {' ', (char)('A' + v.answer), 0};
+        wbuf_json(out, json_pack("{s:s,s:s}", "prompt", p.p, "completion", letter), JSON_COMPACT);
+        wbuf_put(out, "\n");
+        wbuf_clear(&p);
+        (*n)++;
+    }
+    free(key);
+}
+
 void world_sft(const world *w, const wsets *s, wbuf *out, int *nitems) {
-    (void)w;
     *nitems = 0;
+    if (w->mc_items == WMC_ITEMS_PRACTICE) { practice_items(w, s, out, nitems); return; }
     for (int k = 0; k < s->nmmlu; k++) sft_items(&s->mmlu[k], out, nitems);
     sft_items(&s->bio, out, nitems);
     sft_items(&s->cyber, out, nitems);

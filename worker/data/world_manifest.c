@@ -144,10 +144,18 @@ int world_generate(const char *dir, uint64_t seed, const char *scale, wstats *st
 }
 
 int world_generate_lex(const char *dir, uint64_t seed, const char *scale, int lexicon, wstats *st, cis_err *err) {
+    return world_generate_ex(dir, seed, scale, lexicon, WMC_ITEMS_TEST, st, err);
+}
+
+int world_generate_ex(const char *dir, uint64_t seed, const char *scale, int lexicon, int mc_items, wstats *st,
+                      cis_err *err) {
     double t0 = mono_sec();
     memset(st, 0, sizeof *st);
+    if (mc_items != WMC_ITEMS_TEST && mc_items != WMC_ITEMS_PRACTICE)
+        return err_set(err, CIS_EINVAL, "world: unknown MC items %d (expected test or practice)", mc_items);
     world w;
     if (world_build_lex(&w, seed, scale, lexicon, err)) return -1;
+    w.mc_items = mc_items;
     wsets s = {0};
     world_make_mmlu(&w, &s);
     world_make_wmdp(&w, &s);
@@ -284,6 +292,7 @@ int world_generate_lex(const char *dir, uint64_t seed, const char *scale, int le
         json_t *m = json_pack("{s:i,s:I,s:s,s:o,s:O}", "format", 1, "seed", (json_int_t)seed, "scale", w.sc.name, "sizes", sizes,
                               "files", o.files);
         if (w.lexicon != WL_SHARED) json_object_set_new(m, "lexicon", json_string(world_lexicon_name(w.lexicon)));
+        if (w.mc_items != WMC_ITEMS_TEST) json_object_set_new(m, "mc_items", json_string(wmc_items_name(w.mc_items)));
         char *txt = json_dumps(m, JSON_INDENT(1) | JSON_SORT_KEYS);
         json_decref(m);
         wbuf_put(&b, txt);
