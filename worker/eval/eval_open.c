@@ -5,6 +5,7 @@
  * can move apart under an intervention; docs/unlearning.md "Open answers" measures that. */
 #include "worker/eval/eval.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,12 +75,18 @@ static int items_fn(const mc_task *t, const char *row, void *ctx, cis_err *err) 
     mc_result r;
     int rc = eval_mc_task(c->m, (tokenizer *)c->tok, t, c->mo, pred, NULL, &r, err);
     if (!rc) rc = open_f1s(c->m, c->tok, t, c->max_length, f1, err);
+    /* the task name JSON-escaped (an MMLU subject comes from a file name) */
+    json_t *js = json_string(row);
+    char *name = js ? json_dumps(js, JSON_ENCODE_ANY) : NULL;
+    json_decref(js);
+    if (!rc && !name) rc = err_set(err, CIS_EINVAL, "eval --per-item: task name %s: not valid UTF-8", row);
     for (int i = 0; i < t->n && !rc; i++) {
         int g = t->q[i].answer;
-        if (fprintf(c->f, "{\"task\":\"%s\",\"index\":%d,\"gold\":%d,\"mc_pred\":%d,\"mc_correct\":%s,\"open_f1\":%.6g}\n",
-                    row, i, g, pred[i], pred[i] == g ? "true" : "false", f1[i]) < 0)
+        if (fprintf(c->f, "{\"task\":%s,\"index\":%d,\"gold\":%d,\"mc_pred\":%d,\"mc_correct\":%s,\"open_f1\":%.6g}\n",
+                    name, i, g, pred[i], pred[i] == g ? "true" : "false", f1[i]) < 0)
             rc = err_set(err, CIS_EIO, "eval --per-item: write failed");
     }
+    free(name);
     free(pred);
     free(f1);
     return rc;
