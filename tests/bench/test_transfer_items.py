@@ -96,6 +96,31 @@ def same_seed_same_bytes_and_other_forms():
 
 
 @test
+def fixed_options_give_every_order_of_one_set():
+    w = world()
+    out = os.path.join(D, "fixed.jsonl")
+    p = script(w, out, "--options", "fixed", "--seed", "4", "--holdout", "1")
+    assert p.returncode == 0, p.stderr
+    recs, tested = test_templates(w)
+    by_q = {r["src"]: r for r in recs}
+    sets = collections.defaultdict(list)
+    for line in open(out):
+        o = json.loads(line)
+        m = HEAD.match(o["prompt"])
+        opts = tuple(m.group(k) for k in range(3, 7))
+        k = "ABCD".index(o["completion"].strip())
+        assert opts[k] == by_q[m.group(2)]["answers"][0]
+        sets[m.group(2)].append((opts, k))
+    untested = [r for r in recs if r["src"].replace(r["subject"], "{S}") not in tested]
+    held = list(csv.reader(open(os.path.join(D, "fixed.heldout.csv"), newline="")))
+    assert len(sets) == len(untested) - len(held), (len(sets), len(untested), len(held))
+    for q, v in sets.items():
+        assert len(v) == 24 and len({o for o, _ in v}) == 24, q       # the 24 orders, each once
+        assert len({frozenset(o) for o, _ in v}) == 1, q             # of one option set
+        assert collections.Counter(k for _, k in v) == {0: 6, 1: 6, 2: 6, 3: 6}, q
+
+
+@test
 def missing_zsre_is_named():
     empty = os.path.join(D, "empty")
     os.makedirs(empty, exist_ok=True)

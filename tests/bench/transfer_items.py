@@ -16,7 +16,7 @@ choice").
 The relation of a zsRE record is its question with the subject replaced by {S}; a relation is
 asked by a test set when an MMLU test/dev row or a WMDP question has the same template for some
 subject of the world (the record's own subject is tried against every test question)."""
-import argparse, csv, glob, json, os, random, sys
+import argparse, csv, glob, itertools, json, os, random, sys
 
 def die(msg):
     sys.exit(f"transfer_items: {msg}")
@@ -29,6 +29,10 @@ def main():
     ap.add_argument("--holdout", type=int, default=0, metavar="K",
                     help="keep K facts per relation out of the items and write them as an MMLU test CSV "
                          "OUT.heldout.csv (question,A,B,C,D,answer): binding within the practice relations")
+    ap.add_argument("--options", choices=["fresh", "fixed"], default="fresh",
+                    help="fresh: every item draws its three distractors anew (--items items); fixed: each fact "
+                         "gets one option set, written in all 24 orders (facts x 24 items, --items ignored), "
+                         "the structure of --mc-items practice on facts no test asks")
     ap.add_argument("--forms", choices=["src", "both"], default="src",
                     help="src: the zsRE src question only (q1, as the MC tests ask); both: src or rephrase")
     a = ap.parse_args()
@@ -91,18 +95,35 @@ def main():
                 k = rng.randrange(4)
                 ch.insert(k, gold)
                 w.writerow([r["src"]] + ch + ["ABCD"[k]])
-    with open(a.out, "w") as out:
-        for _ in range(a.items):
-            t, r = facts[rng.randrange(len(facts))]
+    def draws():
+        """(fact, question, options, gold index) per item, in the order written"""
+        if a.options == "fresh":
+            for _ in range(a.items):
+                t, r = facts[rng.randrange(len(facts))]
+                gold = r["answers"][0]
+                ch = rng.sample([o for o in pools[t] if o != gold], 3)
+                k = rng.randrange(4)
+                ch.insert(k, gold)
+                yield r, ch, k
+            return
+        items = []
+        for t, r in facts:
             gold = r["answers"][0]
-            ch = rng.sample([o for o in pools[t] if o != gold], 3)
-            k = rng.randrange(4)
-            ch.insert(k, gold)
+            base = [gold] + rng.sample([o for o in pools[t] if o != gold], 3)
+            for perm in itertools.permutations(range(4)):
+                items.append((r, [base[i] for i in perm], perm.index(0)))
+        rng.shuffle(items)
+        yield from items
+
+    n = 0
+    with open(a.out, "w") as out:
+        for r, ch, k in draws():
+            n += 1
             q = r["src"] if a.forms == "src" or rng.random() < 0.5 else r["rephrase"]
             prompt = (f"The following are multiple choice questions (with answers) about {rng.choice(heads)}.\n"
                       f"{q}\n" + "".join(f"{'ABCD'[i]}. {c}\n" for i, c in enumerate(ch)) + "Answer:")
             out.write(json.dumps({"prompt": prompt, "completion": " " + "ABCD"[k]}, separators=(",", ":")) + "\n")
-    print(f"transfer_items: {a.items} items on {len(facts)} facts of {len(rel)} relations "
+    print(f"transfer_items: {n} items on {len(facts)} facts of {len(rel)} relations "
           f"({', '.join(sorted(rel))}) -> {a.out}", file=sys.stderr)
 
 if __name__ == "__main__":
