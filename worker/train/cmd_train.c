@@ -18,6 +18,8 @@ static void train_usage(FILE *f) {
             "                            K-th step trains N of them, loss on the completion only, from fraction F of the budget on; default 2, 16, 0.6)\n"
             "                            [--hidden D] [--ffn F] [--layers L] [--heads H] [--kv-heads K] [--head-dim Dh]\n"
             "                            (shape overrides on top of --arch: a custom size of that layout)\n"
+            "                            [--init MODEL_DIR]   (start from that trained model's weights, not random ones: the same\n"
+            "                            architecture and tokenizer, which --tokenizer then defaults to; a new schedule and optimizer)\n"
             "       cisweep-worker train --family --world DIR --out DIR [--steps N | --seconds S] [--jobs N] ...   (the five slot\n"
             "                            stand-ins into DIR/<name>, one tokenizer trained once and shared; N models at a time\n"
             "                            in their own processes, 1 thread each (default all five); --steps %d per model by default;\n"
@@ -73,6 +75,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--arch")) o.arch = n;
         else if (!strcmp(a, "--out")) o.out_dir = n;
         else if (!strcmp(a, "--tokenizer")) o.tokenizer_dir = n;
+        else if (!strcmp(a, "--init")) o.init_dir = n;
         else if (!strcmp(a, "--device")) o.device = n;
         else if (!strcmp(a, "--steps")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.steps = (int64_t)v; steps_set = true; }
         else if (!strcmp(a, "--stop-after")) { if (num_arg(a, n, 1, 1e9, &v)) return 2; o.stop_after = (int64_t)v; }
@@ -101,6 +104,8 @@ int cmd_train(int argc, char **argv) {
     if (!o.world_dir && !o.corpus) { fprintf(stderr, "cisweep-worker train: --world DIR is required\n"); train_usage(stderr); return 2; }
     if (!o.out_dir) { fprintf(stderr, "cisweep-worker train: --out MODEL_DIR is required\n"); train_usage(stderr); return 2; }
     if (!o.arch) o.arch = "tiny-llama3";
+    if (o.init_dir && family) { fprintf(stderr, "cisweep-worker train: --init starts one model; it does not go with --family\n"); return 2; }
+    if (o.init_dir && !o.tokenizer_dir) o.tokenizer_dir = o.init_dir;
     arch_preset custom;
     if (shape[0] || shape[1] || shape[2] || shape[3] || shape[4] || shape[5]) {
         const arch_preset *base = arch_find(o.arch);

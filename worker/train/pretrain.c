@@ -132,6 +132,22 @@ static int copy_file(const char *src, const char *dst, cis_err *err) {
     return rc;
 }
 
+/* --init: the model to start from must have been trained with the tokenizer now in out_dir (its
+ * ids are the embedding rows); compares the two tokenizer.json files byte for byte */
+static int init_check_tokenizer(const pretrain_opts *o, cis_err *err) {
+    char *a = xasprintf("%s/tokenizer.json", o->init_dir), *b = xasprintf("%s/tokenizer.json", o->out_dir);
+    size_t na = 0, nb = 0;
+    char *ta = read_file(a, &na, err), *tb = ta ? read_file(b, &nb, err) : NULL;
+    int rc = 0;
+    if (!ta || !tb) rc = -1;
+    else if (na != nb || memcmp(ta, tb, na))
+        rc = err_set(err, CIS_EINVAL, "--init %s: its tokenizer.json differs from the one this run trains with (%s); "
+                     "give --tokenizer %s or leave --tokenizer out", o->init_dir, o->tokenizer_dir ? o->tokenizer_dir : "a new one",
+                     o->init_dir);
+    free(ta); free(tb); free(a); free(b);
+    return rc;
+}
+
 /* the tokenizer: reused (copied into out_dir) or trained on docs and saved into out_dir */
 static int make_tokenizer(const pretrain_opts *o, const corpus *cp, int max_pos, tokenizer **tok, cis_err *err) {
     const text_docs *docs = &cp->text;
@@ -515,6 +531,16 @@ int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **mod
     m = train_model_new(o->device, o->threads, &cfg, err);
     if (!m) goto out;
     llama_model_init_random(m, o->seed);
+    if (o->init_dir) {
+        if (init_check_tokenizer(o, err)) goto out;
+        if (llama_model_load(m, o->init_dir, err)) {
+            char msg[sizeof err->msg];
+            snprintf(msg, sizeof msg, "%s", err->msg);
+            err_set(err, CIS_EINVAL, "--init %s: %s (a model of the same architecture and tokenizer is expected)", o->init_dir, msg);
+            goto out;
+        }
+        LOG_I("train: weights from %s (--init)", o->init_dir);
+    }
     res->params = llama_model_numel(m);
     if (llama_model_set_trainable(m, NULL, -1, -1, true, err) < 0) goto out;
 
@@ -586,6 +612,7 @@ int pretrain_run(const pretrain_opts *o, pretrain_result *res, llama_model **mod
     json_object_set_new(info, "budget_steps", json_integer(o->steps > 0 ? o->steps : 0));
     json_object_set_new(info, "budget_seconds", json_real(o->seconds > 0 ? o->seconds : 0));
     json_object_set_new(info, "stop_after", json_integer(o->stop_after > 0 ? o->stop_after : 0));
+    if (o->init_dir) json_object_set_new(info, "init", json_string(o->init_dir));
     json_object_set_new(info, "replicas", json_integer(res->replicas));
     json_object_set_new(info, "lm_steps", json_integer(res->lm_steps));
     json_object_set_new(info, "sft_items", json_integer(res->sft_items));

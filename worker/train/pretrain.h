@@ -32,7 +32,11 @@ typedef struct pretrain_opts {
     const char *arch;           /* preset name (arch.h); ignored when preset is set */
     const arch_preset *preset;  /* or NULL: a caller-made preset (tests) */
     const char *out_dir;        /* the model directory to write (created) */
-    const char *tokenizer_dir;  /* reuse this tokenizer (copied into out_dir), or NULL = train one */
+    const char *tokenizer_dir;  /* reuse this tokenizer (copied into out_dir), or NULL = train one
+                                   (with init_dir: NULL means init_dir's tokenizer) */
+    const char *init_dir;       /* start from this trained model's weights instead of random ones (its
+                                   config must be the architecture's with this vocabulary, its
+                                   tokenizer.json the one trained with, byte for byte), or NULL */
     const char *device;         /* "cpu" (the only backend today) */
     int vocab_size;             /* BPE target (specials included); default 2048 */
     int seq_len;                /* row length T in tokens; default 128 */

@@ -5,7 +5,8 @@
  * count, and the same seed gives a bit-identical model.safetensors (with data-parallel replicas
  * too); --stop-after N writes the model after N steps of the longer schedule (its SFT phase, its
  * learning rates), which a run of N steps does not; the stop flag ends a run; the named architectures validate and keep layers 4-8; SFT items
- * train their completions only; bad options and corpus lines are refused with a message. */
+ * train their completions only; --init starts from a trained model (and refuses another shape or
+ * tokenizer); bad options and corpus lines are refused with a message. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,57 @@ static void test_time_budget_and_reused_tokenizer(void) {
     char *sa = read_file(a, &na, &err), *sb = read_file(b, &nb, &err);
     CHECK(sa && sb && na == nb && !memcmp(sa, sb, na));
     free(sa); free(sb);
+}
+
+/* --init: a run from the trained model of test_loss_falls starts at its low loss, not at ln V, and
+ * says so in train_info.json; another shape or another tokenizer is refused naming --init's dir */
+static void test_init_from_model(void) {
+    char from[400], out[400];
+    snprintf(from, sizeof from, "%s/model", tmpdir);
+    snprintf(out, sizeof out, "%s/model_init", tmpdir);
+    pretrain_opts o = tiny_opts(out);
+    o.init_dir = from;
+    o.tokenizer_dir = from;
+    o.steps = 1;
+    o.lr = 1e-7f;
+    o.seed = 99;
+    pretrain_result r;
+    cis_err err = {0};
+    int rc = pretrain_run(&o, &r, NULL, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    if (rc) return;
+    CHECK_MSG(r.first_loss < 0.5 * log(r.vocab_size), "first loss %.3f (ln V %.3f)", r.first_loss, log(r.vocab_size));
+    char p[500];
+    snprintf(p, sizeof p, "%s/train_info.json", out);
+    size_t n;
+    char *info = read_file(p, &n, &err);
+    CHECK(info && strstr(info, "\"init\"") && strstr(info, from));
+    free(info);
+    /* the same run without --init starts about uniform */
+    o.init_dir = NULL;
+    rc = pretrain_run(&o, &r, NULL, &err);
+    CHECK_MSG(rc == 0, "%s", err.msg);
+    CHECK(fabs(r.first_loss - log(r.vocab_size)) < 0.5);
+    /* another shape */
+    arch_preset wide = TINY;
+    wide.hidden = 64;
+    wide.head_dim = 16;
+    o = tiny_opts(out);
+    o.preset = &wide;
+    o.init_dir = from;
+    o.tokenizer_dir = from;
+    o.steps = 1;
+    err = (cis_err){0};
+    CHECK(pretrain_run(&o, &r, NULL, &err) != 0);
+    CHECK_MSG(strstr(err.msg, "--init") && strstr(err.msg, from), "%s", err.msg);
+    /* another tokenizer (a new one trained to another size) */
+    o = tiny_opts(out);
+    o.init_dir = from;
+    o.vocab_size = 300;
+    o.steps = 1;
+    err = (cis_err){0};
+    CHECK(pretrain_run(&o, &r, NULL, &err) != 0);
+    CHECK_MSG(strstr(err.msg, "tokenizer.json differs") && strstr(err.msg, from), "%s", err.msg);
 }
 
 /* the default budget is a step count; the same seed twice gives the same file byte for byte (on
@@ -516,6 +568,7 @@ int main(void) {
     RUN(test_presets);
     RUN(test_loss_falls_and_checkpoint_matches);
     RUN(test_time_budget_and_reused_tokenizer);
+    RUN(test_init_from_model);
     RUN(test_step_budget_deterministic);
     RUN(test_stop_flag);
     RUN(test_stop_after);
