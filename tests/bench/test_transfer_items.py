@@ -2,7 +2,8 @@
 on a small world made here, every item is a well-formed lm-eval 0-shot prompt on a zsRE fact whose
 relation no MMLU/WMDP question asks, its letter is the fact's object, the letters are balanced, the
 held-out facts never appear in the items and come back as an MMLU CSV with the right letters, the
-same seed gives the same bytes; a world without its zsRE file is an error naming the file."""
+same seed gives the same bytes; --options fixed writes each fact's one option set in all 24 orders;
+--drills mixes in pure-match items whose letter names the option asked for; a world without its zsRE file is an error naming the file."""
 import csv, collections, glob, json, os, re, shutil, subprocess, sys, tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -118,6 +119,24 @@ def fixed_options_give_every_order_of_one_set():
         assert len(v) == 24 and len({o for o, _ in v}) == 24, q       # the 24 orders, each once
         assert len({frozenset(o) for o, _ in v}) == 1, q             # of one option set
         assert collections.Counter(k for _, k in v) == {0: 6, 1: 6, 2: 6, 3: 6}, q
+
+
+@test
+def drills_are_the_copy_task():
+    w = world()
+    out = os.path.join(D, "drills.jsonl")
+    p = script(w, out, "--items", "2000", "--seed", "6", "--drills", "0.5")
+    assert p.returncode == 0, p.stderr
+    nd = 0
+    for line in open(out):
+        o = json.loads(line)
+        m = HEAD.match(o["prompt"])
+        opts = [m.group(k) for k in range(3, 7)]
+        k = "ABCD".index(o["completion"].strip())
+        if m.group(2).startswith("Which of these is "):
+            assert m.group(2) == f"Which of these is {opts[k]}?", (m.group(2), opts, k)
+            nd += 1
+    assert 850 < nd < 1150, nd
 
 
 @test

@@ -33,6 +33,9 @@ def main():
                     help="fresh: every item draws its three distractors anew (--items items); fixed: each fact "
                          "gets one option set, written in all 24 orders (facts x 24 items, --items ignored), "
                          "the structure of --mc-items practice on facts no test asks")
+    ap.add_argument("--drills", type=float, default=0.0, metavar="P",
+                    help="with --options fresh: a share P of the items are pure-match drills instead, \"Which of "
+                         "these is {O}?\" over four objects of one practice relation (the copy task, nothing to recall)")
     ap.add_argument("--forms", choices=["src", "both"], default="src",
                     help="src: the zsRE src question only (q1, as the MC tests ask); both: src or rephrase")
     a = ap.parse_args()
@@ -104,7 +107,10 @@ def main():
                 ch = rng.sample([o for o in pools[t] if o != gold], 3)
                 k = rng.randrange(4)
                 ch.insert(k, gold)
-                yield r, ch, k
+                if a.drills > 0 and rng.random() < a.drills:
+                    yield {"src": f"Which of these is {gold}?", "rephrase": f"Which of these is {gold}?"}, ch, k
+                else:
+                    yield r, ch, k
             return
         items = []
         for t, r in facts:
