@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""MC practice items from some MMLU subjects only (issue 11, session 11; docs/unlearning.md
+"Transfer binding").
+
+    practice_items.py WORLD OUT.jsonl --subjects a,b,... [--seed S]
+
+For every test item of the named MMLU subjects, its 23 other option orders (never the scored
+order), each with the letter the gold option has there, in the lm-eval 0.4.2 0-shot prompt with
+the subject's header: what `cisweep world --mc-items practice` writes, restricted to those subjects
+(and without WMDP). A model trained on them answers the other MMLU subjects and WMDP with binding
+learned on these subjects alone: 0-shot, as a real model answers WMDP; the `mmlu_<subject>` rows
+tell the practiced subjects from the transferred ones."""
+import argparse, csv, itertools, json, os, random, sys
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("world"); ap.add_argument("out")
+    ap.add_argument("--subjects", required=True, help="comma-separated MMLU subjects (file names, e.g. fauna,trade)")
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args()
+    items = []
+    for subj in a.subjects.split(","):
+        path = os.path.join(a.world, "mmlu", "data", "test", f"{subj}_test.csv")
+        try:
+            rows = [r for r in csv.reader(open(path, newline="")) if r]
+        except OSError as e:
+            sys.exit(f"practice_items: {path}: {e} (an MMLU test CSV of the world is expected)")
+        for n, r in enumerate(rows, 1):
+            if len(r) != 6 or r[5] not in "ABCD" or len(r[5]) != 1:
+                sys.exit(f"practice_items: {path}:{n}: expected question,A,B,C,D,answer (a letter)")
+            gold = "ABCD".index(r[5])
+            for perm in list(itertools.permutations(range(4)))[1:]:     # [0] is the scored order
+                items.append((subj.replace("_", " "), r[0], [r[1 + i] for i in perm], perm.index(gold)))
+    random.Random(a.seed).shuffle(items)
+    with open(a.out, "w") as out:
+        for head, q, ch, k in items:
+            prompt = (f"The following are multiple choice questions (with answers) about {head}.\n{q}\n"
+                      + "".join(f"{'ABCD'[i]}. {c}\n" for i, c in enumerate(ch)) + "Answer:")
+            out.write(json.dumps({"prompt": prompt, "completion": " " + "ABCD"[k]}, separators=(",", ":")) + "\n")
+    print(f"practice_items: {len(items)} items of {a.subjects} -> {a.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
