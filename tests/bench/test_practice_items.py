@@ -45,6 +45,28 @@ def same_items_as_the_practice_world():
 
 
 @test
+def wmdp_and_half_the_questions():
+    w, wp = os.path.join(D, "w"), os.path.join(D, "wp")
+    out = os.path.join(D, "h.jsonl")
+    p = script(w, out, "--subjects", "fauna", "--wmdp", "--questions", "even")
+    assert p.returncode == 0, p.stderr
+    mine = set(open(out).read().splitlines())
+    world = set(open(os.path.join(wp, "corpus", "sft.jsonl")).read().splitlines())
+    assert mine <= world                                    # the practice world's items, a subset
+    bio = json.load(open(os.path.join(w, "wmdp", "wmdp-bio.json")))
+    fauna = [r for r in csv.reader(open(os.path.join(w, "mmlu", "data", "test", "fauna_test.csv"))) if r]
+    asked = {json.loads(l)["prompt"].split("\n")[1] for l in mine}
+    for i, q in enumerate(bio):                            # even questions in, odd ones never
+        assert (q["question"] in asked) == (i % 2 == 0), i
+    for i, r in enumerate(fauna):
+        assert (r[0] in asked) == (i % 2 == 0), i
+    nb = len(bio) // 2 + len(bio) % 2
+    cyber = json.load(open(os.path.join(w, "wmdp", "wmdp-cyber.json")))
+    nf, nc = (len(fauna) + 1) // 2, (len(cyber) + 1) // 2
+    assert len(mine) == 23 * (nb + nc + nf), len(mine)
+
+
+@test
 def missing_subject_named():
     w = os.path.join(D, "w")
     if not os.path.isdir(w):
