@@ -31,6 +31,17 @@ def world():
     return W
 
 
+def parsed(path):
+    """(header subject, question, [4 options], gold index) of every item of a file, the prompt checked
+    against the lm-eval 0-shot form and the completion a letter"""
+    for line in open(path):
+        o = json.loads(line)
+        m = HEAD.match(o["prompt"])
+        assert m, o["prompt"]
+        assert o["completion"] in (" A", " B", " C", " D"), o["completion"]
+        yield m.group(1), m.group(2), [m.group(k) for k in range(3, 7)], "ABCD".index(o["completion"].strip())
+
+
 def test_templates(w):
     recs = json.load(open(os.path.join(w, "zsre", "zsre_mend_train.json")))
     subjects = {r["subject"] for r in recs}
@@ -55,17 +66,11 @@ def items_are_untested_relations_with_right_letters():
     letters = collections.Counter()
     seen_facts = set()
     n = 0
-    for line in open(out):
-        o = json.loads(line)
-        m = HEAD.match(o["prompt"])
-        assert m, o["prompt"]
-        assert m.group(1) in heads, m.group(1)
-        r = by_q[m.group(2)]                      # --forms src: the zsRE src question itself
+    for head, q, opts, k in parsed(out):
+        assert head in heads, head
+        r = by_q[q]                               # --forms src: the zsRE src question itself
         assert r["src"].replace(r["subject"], "{S}") not in tested, r["src"]
-        opts = [m.group(k) for k in range(3, 7)]
         assert len(set(opts)) == 4, opts
-        k = "ABCD".index(o["completion"].strip())
-        assert o["completion"] == " " + "ABCD"[k]
         assert opts[k] == r["answers"][0], (opts, r)
         letters[k] += 1
         seen_facts.add(r["src"])
@@ -93,7 +98,7 @@ def same_seed_same_bytes_and_other_forms():
     assert p.returncode == 0, p.stderr
     recs = json.load(open(os.path.join(w, "zsre", "zsre_mend_train.json")))
     reph = {r["rephrase"] for r in recs}
-    assert any(HEAD.match(json.loads(l)["prompt"]).group(2) in reph for l in open(c))
+    assert any(q in reph for _, q, _, _ in parsed(c))
 
 
 @test
@@ -105,13 +110,9 @@ def fixed_options_give_every_order_of_one_set():
     recs, tested = test_templates(w)
     by_q = {r["src"]: r for r in recs}
     sets = collections.defaultdict(list)
-    for line in open(out):
-        o = json.loads(line)
-        m = HEAD.match(o["prompt"])
-        opts = tuple(m.group(k) for k in range(3, 7))
-        k = "ABCD".index(o["completion"].strip())
-        assert opts[k] == by_q[m.group(2)]["answers"][0]
-        sets[m.group(2)].append((opts, k))
+    for _, q, opts, k in parsed(out):
+        assert opts[k] == by_q[q]["answers"][0]
+        sets[q].append((tuple(opts), k))
     untested = [r for r in recs if r["src"].replace(r["subject"], "{S}") not in tested]
     held = list(csv.reader(open(os.path.join(D, "fixed.heldout.csv"), newline="")))
     assert len(sets) == len(untested) - len(held), (len(sets), len(untested), len(held))
@@ -128,13 +129,9 @@ def drills_are_the_copy_task():
     p = script(w, out, "--items", "2000", "--seed", "6", "--drills", "0.5")
     assert p.returncode == 0, p.stderr
     nd = 0
-    for line in open(out):
-        o = json.loads(line)
-        m = HEAD.match(o["prompt"])
-        opts = [m.group(k) for k in range(3, 7)]
-        k = "ABCD".index(o["completion"].strip())
-        if m.group(2).startswith("Which of these is "):
-            assert m.group(2) == f"Which of these is {opts[k]}?", (m.group(2), opts, k)
+    for _, q, opts, k in parsed(out):
+        if q.startswith("Which of these is "):
+            assert q == f"Which of these is {opts[k]}?", (q, opts, k)
             nd += 1
     assert 850 < nd < 1150, nd
 
