@@ -33,7 +33,8 @@ typedef struct pretrain_opts {
     const arch_preset *preset;  /* or NULL: a caller-made preset (tests) */
     const char *out_dir;        /* the model directory to write (created) */
     const char *tokenizer_dir;  /* reuse this tokenizer (copied into out_dir), or NULL = train one
-                                   (with init_dir: NULL means init_dir's tokenizer) */
+                                   (with init_dir it must be init_dir's tokenizer: `train --init` defaults
+                                   it to init_dir) */
     const char *init_dir;       /* start from this trained model's weights instead of random ones (its
                                    config must be the architecture's with this vocabulary, its
                                    tokenizer.json the one trained with, byte for byte), or NULL */
