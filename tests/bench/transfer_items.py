@@ -81,6 +81,14 @@ def main():
         if len(p) < 4:
             die(f"relation {t!r}: {len(p)} objects, 4 needed for an MC item")
     rng = random.Random(a.seed)
+
+    def options(t, gold):
+        """three other objects of relation t and the gold at a uniform position: (options, gold index)"""
+        ch = rng.sample([o for o in pools[t] if o != gold], 3)
+        k = rng.randrange(4)
+        ch.insert(k, gold)
+        return ch, k
+
     if a.holdout:
         held = []
         for t in sorted(rel):
@@ -93,20 +101,16 @@ def main():
                   "w", newline="") as f:
             w = csv.writer(f)
             for t, r in held:
-                gold = r["answers"][0]
-                ch = rng.sample([o for o in pools[t] if o != gold], 3)
-                k = rng.randrange(4)
-                ch.insert(k, gold)
+                ch, k = options(t, r["answers"][0])
                 w.writerow([r["src"]] + ch + ["ABCD"[k]])
+
     def draws():
-        """(fact, question, options, gold index) per item, in the order written"""
+        """(zsRE record or drill, options, gold index) per item, in the order written"""
         if a.options == "fresh":
             for _ in range(a.items):
                 t, r = facts[rng.randrange(len(facts))]
                 gold = r["answers"][0]
-                ch = rng.sample([o for o in pools[t] if o != gold], 3)
-                k = rng.randrange(4)
-                ch.insert(k, gold)
+                ch, k = options(t, gold)
                 if a.drills > 0 and rng.random() < a.drills:
                     yield {"src": f"Which of these is {gold}?", "rephrase": f"Which of these is {gold}?"}, ch, k
                 else:
