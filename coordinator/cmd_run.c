@@ -189,6 +189,7 @@ static void run_grid_usage(FILE *f) {
     fputs("usage: cisweep run --grid FILE [--workers N] [--slots N] [--db DB] [--models MAP.json] [--models-dir DIR]\n"
           "                   [--data DIR] [--cache DIR] [--artifacts DIR] [--device cpu|cuda:K] [--threads N]\n"
           "                   [--eval-limit N] [--eval-profile sweep|default|paper] [--mc-prompt 0.4.2|0.4.4] [--eval-open]\n"
+          "                   [--eval-cloze]\n"
           "                   [--stage-evals N] [--snapshot-mb N] [--skip-missing-data] [--allow-selftest] [--nosync]\n"
           "                   [--progress S] [--heartbeat-ms N] [--lease-ms N] [--quarantine-after N] [--job-timeout-ms N]\n"
           "                   [--rerun-stale]\n"
@@ -215,7 +216,7 @@ int cmd_run(int argc, char **argv) {
                *eval_profile = NULL, *mc_prompt = NULL, *stage_evals = NULL, *snapshot_mb = NULL;
     int64_t nworkers = 1, hb = 1000, v, slots = 0, progress_s = 0;
     unsigned flags = 0;
-    bool skip_missing_data = false, rerun_stale = false, eval_open = false;
+    bool skip_missing_data = false, rerun_stale = false, eval_open = false, eval_cloze = false;
     coord_opts o;
     coord_opts_defaults(&o);
     for (int i = 1; i < argc; i++) {
@@ -235,6 +236,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--snapshot-mb") && n && parse_i64(n, &v) && v >= 0 && v <= INT_MAX) { snapshot_mb = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) skip_missing_data = true;
         else if (!strcmp(a, "--eval-open")) eval_open = true;
+        else if (!strcmp(a, "--eval-cloze")) eval_cloze = true;
         else if (!strcmp(a, "--rerun-stale")) rerun_stale = true;
         else if (!strcmp(a, "--eval-profile") && n && (!strcmp(n, "default") || !strcmp(n, "paper") || !strcmp(n, "sweep"))) { eval_profile = n; i++; }
         else if (!strcmp(a, "--mc-prompt") && n && (!strcmp(n, "0.4.2") || !strcmp(n, "0.4.4"))) { mc_prompt = n; i++; }
@@ -302,6 +304,7 @@ int cmd_run(int argc, char **argv) {
     if (stage_evals) { wargv[wc++] = "--stage-evals"; wargv[wc++] = (char *)stage_evals; }
     if (skip_missing_data) wargv[wc++] = "--skip-missing-data";
     if (eval_open) wargv[wc++] = "--eval-open";
+    if (eval_cloze) wargv[wc++] = "--eval-cloze";
     if (eval_profile) { wargv[wc++] = "--eval-profile"; wargv[wc++] = (char *)eval_profile; }
     if (mc_prompt) { wargv[wc++] = "--mc-prompt"; wargv[wc++] = (char *)mc_prompt; }
     if (snapshot_mb) { wargv[wc++] = "--snapshot-mb"; wargv[wc++] = (char *)snapshot_mb; }

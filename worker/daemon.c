@@ -319,6 +319,7 @@ static void start_job(wd *w, json_t *body) {
     j->eval_profile = w->o->eval_profile;
     j->mc_prompt = w->o->mc_prompt;
     j->eval_open = w->o->eval_open;
+    j->eval_cloze = w->o->eval_cloze;
     atomic_store(&j->stop, JOB_STOP_NONE);
     atomic_store(&j->progress_pm, 0);
     w->job = j;

@@ -36,6 +36,7 @@ typedef struct worker_opts {
     const char *eval_profile;   /* --eval-profile default|paper (NULL = default; docs/eval.md) */
     const char *mc_prompt;      /* --mc-prompt 0.4.2|0.4.4: overrides the profile's (NULL = the profile's) */
     bool eval_open;             /* --eval-open: the final evaluation adds the open_* rows (eval_opts.open_answer) */
+    bool eval_cloze;            /* --eval-cloze: the final evaluation adds the cloze_* rows (eval_opts.cloze) */
     int heartbeat_ms;           /* until WELCOME says otherwise (default 1000) */
     int liveness;               /* idem (default 5) */
     int max_backoff_ms;         /* reconnect backoff cap (default 32000) */

@@ -32,6 +32,7 @@ typedef struct job_ctx {
     const char *eval_profile; /* the worker's --eval-profile (NULL = default; docs/eval.md) */
     const char *mc_prompt;    /* the worker's --mc-prompt (NULL = the profile's) */
     bool eval_open;           /* the worker's --eval-open: open_* rows in the final evaluation */
+    bool eval_cloze;          /* the worker's --eval-cloze: cloze_* rows (the qa context) in the final evaluation */
     atomic_int stop;          /* enum job_stop, set by the network thread */
     atomic_int progress_pm;   /* progress in permille (0..1000), set by the job thread */
     /* outcome (written by the job thread before it signals completion) */

@@ -2,7 +2,7 @@
  * hands over to this program, so users learn one command.
  *   cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N] [--cache DIR] [--id ID]
  *                         [--data DIR] [--threads N] [--eval-limit N] [--stage-evals N] [--skip-missing-data]
- *                         [--eval-profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4] [--eval-open]
+ *                         [--eval-profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4] [--eval-open] [--eval-cloze]
  *                         [--slots N] [--selftest] [--heartbeat-ms N] [--liveness N] [--max-backoff-ms N]
  *                         [--preempt-grace-ms N] [--mem-limit-mb N] [--log-level L] */
 #include "worker/daemon.h"
@@ -23,7 +23,7 @@ static void usage(FILE *f) {
             "usage: cisweep-worker worker --connect ENDPOINT [--device cpu|cuda:N | --devices all|LIST] [--cache DIR] [--id ID]\n"
             "                             [--artifacts DIR] [--data DIR] [--threads N] [--selftest] [--heartbeat-ms N] [--liveness N]\n"
             "                             [--eval-limit N] [--stage-evals N] [--skip-missing-data] [--max-backoff-ms N]\n"
-            "                             [--eval-profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4] [--eval-open]\n"
+            "                             [--eval-profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4] [--eval-open] [--eval-cloze]\n"
             "                             [--preempt-grace-ms N] [--slots N] [--snapshot-mb N] [--mem-limit-mb N] [--log-level debug|info|warn|error]\n"
             "                             [--report-free-mb N]   (offer N MiB of device memory to jobs: a cap; see docs/cluster.md)\n"
             "                             [--curve-key KEY --server-key PUB]   (CURVE: our key pair, the coordinator's public key)\n"
@@ -82,6 +82,7 @@ static int cmd_worker(int argc, char **argv, char **orig_argv) {
         else if (!strcmp(a, "--data") && n) { o.data_dir = n; i++; }
         else if (!strcmp(a, "--skip-missing-data")) o.skip_missing_data = true;
         else if (!strcmp(a, "--eval-open")) o.eval_open = true;   /* the open_* rows (docs/eval.md "Open answers") */
+        else if (!strcmp(a, "--eval-cloze")) o.eval_cloze = true; /* the cloze_* rows (docs/eval.md "Cloze") */
         else if (!strcmp(a, "--eval-profile")) { /* docs/eval.md "Profiles" */
             eval_profile p;
             if (eval_profile_parse(n, &p)) { fprintf(stderr, "cisweep-worker: --eval-profile expects default, paper or sweep, got \"%s\"\n", n ? n : ""); return 2; }

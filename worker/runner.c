@@ -156,6 +156,7 @@ static void evaluate(job_ctx *j, model_slot *slot, double stages_s, int n_stages
     o.limit = j->eval_limit;
     o.skip_missing = j->skip_missing_data;
     o.open_answer = j->eval_open;
+    o.cloze = j->eval_cloze;
     /* avg_bits of a quantized model as upstream reports it: wbits + 32/group of the quantizer's
      * effective config (fidelity.md §3; compress.h) */
     cmp_quant_of_records(records, &o.quant.wbits, &o.quant.group_size);

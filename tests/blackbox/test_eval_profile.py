@@ -4,7 +4,7 @@ world: without options the rows say the default profile, lm-eval 0.4.2's single 
 max_length 30; with --eval-profile paper --mc-prompt 0.4.4 they say so, and the metrics that do not
 depend on the MC prompt stay the same (that the prompt reaches the MC scoring is checked in
 tests/worker/eval/test_eval_mc.c, test_style_reaches_scoring); --eval-open adds the open_* rows and
-changes no other. Bad values are refused by
+--eval-cloze the cloze_* rows, and neither changes another. Bad values are refused by
 `cisweep run` and by the worker with exit 2 and a message naming the option."""
 import json, os, shutil, subprocess, sys, tempfile
 
@@ -65,6 +65,23 @@ def eval_open_adds_the_open_rows():
     assert abs(r["open_wmdp_f1"] - (r["open_wmdp_bio_f1"] + r["open_wmdp_cyber_f1"]) / 2) < 1e-9, r
     for k in ("mmlu", "wmdp_bio", "wmdp_cyber", "ppl_wikitext"):
         assert abs(base[k] - r[k]) < 1e-9, (k, base[k], r[k])
+
+
+@test
+def eval_cloze_adds_the_cloze_rows():
+    """--eval-cloze reaches the worker's final evaluation: the cloze_* rows (the qa context) are
+    stored, in [0, 1], with the context recorded, and the MC rows are those of a run without it."""
+    base = sweep("nocloze")
+    assert not any(k.startswith("cloze_") for k in base), sorted(base)
+    r = sweep("cloze", "--eval-cloze")
+    for k in ("cloze_mmlu", "cloze_mmlu_norm", "cloze_wmdp_bio", "cloze_wmdp_cyber", "cloze_wmdp_avg",
+              "cloze_wmdp_avg_norm"):
+        assert k in r and 0.0 <= r[k] <= 1.0, (k, r.get(k))
+    assert r["cloze_prompt"] == 0, r
+    assert abs(r["cloze_wmdp_avg"] - (r["cloze_wmdp_bio"] + r["cloze_wmdp_cyber"]) / 2) < 1e-9, r
+    for k in ("mmlu", "wmdp_bio", "wmdp_cyber", "ppl_wikitext"):
+        assert abs(base[k] - r[k]) < 1e-9, (k, base[k], r[k])
+    assert not any(k.startswith("open_") for k in r), sorted(r)
 
 
 @test

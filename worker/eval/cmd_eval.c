@@ -16,7 +16,8 @@ static void eval_usage(FILE *f) {
             "usage: cisweep-worker eval MODEL_DIR --world DIR [--edit-set K] [--limit N] [--seqlen T] [--threads N]\n"
             "                           [--json] [--ref MODEL_DIR] [--max-length N] [--batch-tokens N] [--mc-bos]\n"
             "                           [--wbits B --group-size G] [--no-tf] [--skip mmlu,wmdp,ppl,zsre,qa] [--skip-missing]\n"
-            "                           [--profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4] [--open]\n"
+            "                           [--profile default|paper|sweep] [--mc-prompt 0.4.2|0.4.4] [--open] [--cloze]\n"
+            "                           [--cloze-prompt qa|continuation]\n"
             "                           [--per-item FILE]\n"
             "       cisweep-worker eval --world DIR --print-prompts [--mc-prompt 0.4.2|0.4.4]\n"
             "  --profile sets the protocol (paper: lm-eval 0.4.2 prompt, zsRE max_length 30; default: the\n"
@@ -25,8 +26,13 @@ static void eval_usage(FILE *f) {
             "  and --max-length given with it override it.\n"
             "  --open also asks every scored MMLU/WMDP question bare and scores the greedy answer against the\n"
             "  gold option (open_* rows: token-set F1 and exact match; a diagnostic, docs/eval.md).\n"
+            "  --cloze also scores every scored MMLU/WMDP question in the cloze formulation: each option's\n"
+            "  log-likelihood as the continuation of the question (cloze_* rows, acc and per-character\n"
+            "  acc_norm; a diagnostic, docs/eval.md). --cloze-prompt: qa (default) the question alone, as\n"
+            "  the world's QA lines; continuation lm-eval's mmlu_continuation \"Question: ...\\nAnswer:\".\n"
             "  --per-item FILE writes one JSON line per MMLU/WMDP question instead of the rows: the MC\n"
-            "  prediction and the open answer's F1 (every question; the profile's prompt and max_length).\n"
+            "  prediction, the cloze prediction and the open answer's F1 (every question; the profile's\n"
+            "  prompt and max_length).\n"
             "  --print-prompts writes every MMLU/WMDP context as JSON lines and loads no model.\n"
             "  A dataset of the world directory that is not skipped must be there (exit 1 naming the expected\n"
             "  file); --skip-missing skips absent datasets with a warning instead.\n"
@@ -97,6 +103,14 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--print-prompts")) print_prompts = true;
         else if (!strcmp(a, "--mc-bos")) o.mc_bos = true;
         else if (!strcmp(a, "--open")) o.open_answer = true;
+        else if (!strcmp(a, "--cloze")) o.cloze = true;
+        else if (!strcmp(a, "--cloze-prompt")) {
+            if (cloze_prompt_style_parse(n, &o.cloze_prompt)) {
+                fprintf(stderr, "cisweep-worker eval: --cloze-prompt expects qa or continuation, got \"%s\"\n", n ? n : "");
+                return 2;
+            }
+            i++;
+        }
         else if (!strcmp(a, "--per-item") && n) { per_item = n; i++; }
         else if (!strcmp(a, "--no-tf")) o.teacher_forced = false;
         else if (!strcmp(a, "--skip-missing")) o.skip_missing = true;
@@ -147,7 +161,8 @@ int cmd_eval(int argc, char **argv) {
         FILE *f = fopen(per_item, "w");
         if (!f) err_set(&err, CIS_EIO, "eval --per-item: cannot write %s", per_item);
         else {
-            mc_opts mo = {.prompt = o.mc_prompt, .add_bos = o.mc_bos, .max_batch_tokens = o.batch_tokens};
+            mc_opts mo = {.prompt = o.mc_prompt, .cloze_prompt = o.cloze_prompt, .add_bos = o.mc_bos,
+                          .max_batch_tokens = o.batch_tokens};
             prc = eval_open_items(m, tok, world, &mo, o.max_length, f, &err);
             if (fclose(f) != 0 && !prc) prc = err_set(&err, CIS_EIO, "eval --per-item: cannot write %s", per_item);
         }

@@ -66,8 +66,24 @@ const char *mc_prompt_style_name(mc_prompt_style s);
  * the `mc_prompt_newlines` metric row that records which prompt a run used. */
 int mc_prompt_newlines(mc_prompt_style s);
 
+/* cloze_prompt_style: the context of the cloze formulation (eval_cloze_task) */
+typedef enum cloze_prompt_style {
+    CLOZE_PROMPT_QA = 0,           /* the question alone, stripped: the form of the synthetic world's
+                                      QA lines ("<question> <answer>"), as the open answers ask it
+                                      (default) */
+    CLOZE_PROMPT_CONTINUATION = 1, /* lm-eval's mmlu_continuation: "The following are questions (with
+                                      answers) about <subject>.\n" (mc_prompt_style's newlines)
+                                      "Question: <question.strip()>\nAnswer:" */
+} cloze_prompt_style;
+
+/* cloze_prompt_style_parse: "qa" / "continuation"; 0, or -1 for anything else. */
+int cloze_prompt_style_parse(const char *s, cloze_prompt_style *out);
+/* cloze_prompt_style_name: "qa" or "continuation". */
+const char *cloze_prompt_style_name(cloze_prompt_style s);
+
 typedef struct mc_opts {
     mc_prompt_style prompt;/* the description's newlines (default MC_PROMPT_LMEVAL_042) */
+    cloze_prompt_style cloze_prompt; /* eval_cloze_task's context (default CLOZE_PROMPT_QA) */
     bool add_bos;          /* encode the context with the tokenizer's special tokens (lm-eval's
                               add_bos_token); default false, as lm-eval 0.4.x */
     bool force_full;       /* score every continuation with a full forward (tests, diagnostics) */
@@ -111,6 +127,29 @@ int eval_mc_task(llama_model *m, const tokenizer *tok, const mc_task *task, cons
  * apart from the memorized answer letter that MMLU/WMDP score (docs/world.md "Multiple choice"). */
 int eval_open_task(llama_model *m, const tokenizer *tok, const mc_task *task, int max_length, double *f1_mean,
                    double *em_mean, cis_err *err);
+
+/* ---- cloze multiple choice (a diagnostic of this project, not a metric of the paper) ----------- */
+
+typedef struct cloze_result {
+    int n;                 /* questions scored */
+    int correct;           /* argmax of the summed log-likelihood */
+    int correct_norm;      /* argmax of it per character of the option */
+    double acc;            /* correct / n (lm-eval acc) */
+    double acc_norm;       /* correct_norm / n (lm-eval acc_norm) */
+} cloze_result;
+
+/* cloze_prompt_styled: the cloze context (malloc'd): with CLOZE_PROMPT_QA the question stripped
+ * ("<question.strip()>"); with CLOZE_PROMPT_CONTINUATION lm-eval's mmlu_continuation context (0.4.2
+ * shown; 0.4.4 has "\n\n" after the description) "The following are questions (with answers) about
+ * <subject>.\nQuestion: <question.strip()>\nAnswer:". */
+char *cloze_prompt_styled(const mc_question *q, const char *subject, mc_prompt_style style, cloze_prompt_style cs);
+
+/* eval_cloze_task: the task in the cloze formulation (worker/eval/eval_cloze.c): each option
+ * " <choice>" scored as the continuation of cloze_prompt_styled (o's prompt and cloze_prompt
+ * styles, add_bos, max_batch_tokens and limit; the rest of o is ignored). pred / pred_norm (may be NULL) get [n]
+ * argmax indices of the raw and per-character scores, ll (may be NULL) [n*4] log-likelihoods. */
+int eval_cloze_task(llama_model *m, const tokenizer *tok, const mc_task *task, const mc_opts *o, int *pred,
+                    int *pred_norm, double *ll, cloze_result *res, cis_err *err);
 
 /* ---- perplexity (algorithms.md §10.4) ---------------------------------------------------------- */
 
@@ -261,6 +300,9 @@ typedef struct eval_opts {
     bool skip_mmlu, skip_wmdp, skip_ppl, skip_zsre, skip_qa;
     bool open_answer;      /* also the open-answer rows (eval_open_task; off by default, in no profile):
                               each scored MMLU/WMDP question asked bare, answered by greedy generation */
+    bool cloze;            /* also the cloze rows (eval_cloze_task; off by default, in no profile):
+                              each scored MMLU/WMDP question's options scored as continuations */
+    cloze_prompt_style cloze_prompt; /* their context (default CLOZE_PROMPT_QA) */
     bool skip_missing;     /* a dataset whose file is absent is skipped with a warning; default
                               false: the run fails naming the expected path */
     llama_model *ref_model;/* unedited model for tf_locality, or NULL */
@@ -279,7 +321,8 @@ void eval_opts_profile(eval_opts *o, eval_profile p);
  * Rows: mmlu, mmlu_<subject>..., wmdp_bio, wmdp_cyber, wmdp_avg, ppl_wikitext, edit_success,
  * generalization, locality, *_recall, src_true_f1, tf_*, qa_f1, qa_recall, avg_bits, sparsity,
  * with open_answer open_mmlu_f1, open_mmlu_em, open_wmdp_{bio,cyber}_{f1,em}, open_wmdp_f1 (on the
- * same sampled questions as the MC rows),
+ * same sampled questions as the MC rows), with cloze cloze_mmlu, cloze_wmdp_{bio,cyber,avg} and each
+ * with _norm (the same questions),
  * n_* counts, time_*_s and throughput rows. A dataset that is not skipped (skip_*) must be there:
  * when its file is absent the run fails with err naming the expected path, unless skip_missing
  * (then it is skipped with a warning). A malformed file is an error either way. out must be
@@ -301,8 +344,8 @@ typedef int (*eval_mc_task_fn)(const mc_task *t, const char *row, void *ctx, cis
 int eval_for_each_mc_task(const char *dir, eval_mc_task_fn fn, void *ctx, cis_err *err);
 
 /* eval_open_items: one JSON line per MMLU/WMDP question of dir (every one, the suite's order):
- * {"task","index","gold","mc_pred","mc_correct","open_f1"}: the MC prediction under mo and the
- * open answer's F1 (max_length). The per-item view behind the open_* rows (docs/eval.md). */
+ * {"task","index","gold","mc_pred","mc_correct","cloze_pred","cloze_correct","open_f1"}: the MC
+ * and the cloze (eval_cloze_task, raw acc) predictions under mo and the open answer's F1 (max_length). The per-item view behind the open_* rows (docs/eval.md). */
 int eval_open_items(llama_model *m, const tokenizer *tok, const char *dir, const mc_opts *mo, int max_length,
                     FILE *f, cis_err *err);
 

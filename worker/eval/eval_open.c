@@ -70,10 +70,12 @@ typedef struct items_ctx {
 static int items_fn(const mc_task *t, const char *row, void *ctx, cis_err *err) {
     items_ctx *c = ctx;
     if (t->n <= 0) return 0;
-    int *pred = xmalloc((size_t)t->n * sizeof *pred);
+    int *pred = xmalloc((size_t)t->n * sizeof *pred), *cpred = xmalloc((size_t)t->n * sizeof *cpred);
     double *f1 = xmalloc((size_t)t->n * sizeof *f1);
     mc_result r;
+    cloze_result cr;
     int rc = eval_mc_task(c->m, (tokenizer *)c->tok, t, c->mo, pred, NULL, &r, err);
+    if (!rc) rc = eval_cloze_task(c->m, c->tok, t, c->mo, cpred, NULL, NULL, &cr, err);
     if (!rc) rc = open_f1s(c->m, c->tok, t, c->max_length, f1, err);
     /* the task name JSON-escaped (an MMLU subject comes from a file name) */
     json_t *js = json_string(row);
@@ -82,12 +84,14 @@ static int items_fn(const mc_task *t, const char *row, void *ctx, cis_err *err) 
     if (!rc && !name) rc = err_set(err, CIS_EINVAL, "eval --per-item: task name %s: not valid UTF-8", row);
     for (int i = 0; i < t->n && !rc; i++) {
         int g = t->q[i].answer;
-        if (fprintf(c->f, "{\"task\":%s,\"index\":%d,\"gold\":%d,\"mc_pred\":%d,\"mc_correct\":%s,\"open_f1\":%.6g}\n",
-                    name, i, g, pred[i], pred[i] == g ? "true" : "false", f1[i]) < 0)
+        if (fprintf(c->f, "{\"task\":%s,\"index\":%d,\"gold\":%d,\"mc_pred\":%d,\"mc_correct\":%s,\"cloze_pred\":%d,"
+                    "\"cloze_correct\":%s,\"open_f1\":%.6g}\n", name, i, g, pred[i], pred[i] == g ? "true" : "false",
+                    cpred[i], cpred[i] == g ? "true" : "false", f1[i]) < 0)
             rc = err_set(err, CIS_EIO, "eval --per-item: write failed");
     }
     free(name);
     free(pred);
+    free(cpred);
     free(f1);
     return rc;
 }

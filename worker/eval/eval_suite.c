@@ -96,6 +96,21 @@ static int open_run(llama_model *m, tokenizer *tok, const mc_task *t, int sample
     return rc;
 }
 
+/* eval_cloze_task on the questions mc_run scores (the sample, then mo's limit); its wall and CPU
+ * seconds are added to sec[0], sec[1] (kept out of the MC part's time rows) */
+static int cloze_run(llama_model *m, tokenizer *tok, const mc_task *t, int sample, const mc_opts *mo, cloze_result *r,
+                     double sec[2], cis_err *err) {
+    double t0 = mono_sec(), c0 = cpu_sec();
+    mc_task s = mc_sampled(t, sample);
+    bool own = s.q != NULL;
+    if (!own) s.q = t->q;
+    int rc = eval_cloze_task(m, tok, &s, mo, NULL, NULL, NULL, r, err);
+    if (own) free(s.q);
+    sec[0] += mono_sec() - t0;
+    sec[1] += cpu_sec() - c0;
+    return rc;
+}
+
 static bool exists(const char *p) {
     struct stat sb;
     return stat(p, &sb) == 0;
@@ -125,9 +140,10 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
     int rc = mmlu_load_dir(md, "test", &tasks, &nt, err);
     free(md);
     if (rc) return -1;
-    mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
-    int total = 0, correct = 0, n_open = 0;
-    double t0 = mono_sec(), c0 = cpu_sec(), open_f1 = 0, open_em = 0, open_sec[2] = {0, 0};
+    mc_opts mo = {.prompt = o->mc_prompt, .cloze_prompt = o->cloze_prompt, .add_bos = o->mc_bos,
+                  .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    int total = 0, correct = 0, n_open = 0, n_cloze = 0, cloze_ok = 0, cloze_ok_norm = 0;
+    double t0 = mono_sec(), c0 = cpu_sec(), open_f1 = 0, open_em = 0, open_sec[2] = {0, 0}, cloze_sec[2] = {0, 0};
     for (int i = 0; i < nt && !rc; i++) {
         mc_result r;
         rc = mc_run(m, tok, &tasks[i], o->mmlu_sample, &mo, &r, err);
@@ -146,8 +162,20 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
             open_em += em * n;
             n_open += n;
         }
+        if (!rc && o->cloze) {
+            cloze_result cr;
+            rc = cloze_run(m, tok, &tasks[i], o->mmlu_sample, &mo, &cr, cloze_sec, err);
+            n_cloze += cr.n;
+            cloze_ok += cr.correct;
+            cloze_ok_norm += cr.correct_norm;
+        }
     }
-    double dt = mono_sec() - t0 - open_sec[0];
+    double dt = mono_sec() - t0 - open_sec[0] - cloze_sec[0];
+    if (!rc && n_cloze > 0) {
+        eval_rows_set(out, "cloze_mmlu", (double)cloze_ok / n_cloze);
+        eval_rows_set(out, "cloze_mmlu_norm", (double)cloze_ok_norm / n_cloze);
+        eval_rows_set(out, "time_cloze_mmlu_s", cloze_sec[0]);
+    }
     if (!rc && n_open > 0) {
         eval_rows_set(out, "open_mmlu_f1", open_f1 / n_open);
         eval_rows_set(out, "open_mmlu_em", open_em / n_open);
@@ -157,7 +185,7 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
         eval_rows_set(out, "mmlu", (double)correct / total);
         eval_rows_set(out, "n_mmlu", total);
         eval_rows_set(out, "time_mmlu_s", dt);
-        eval_rows_set(out, "cpu_mmlu_s", cpu_sec() - c0 - open_sec[1]);
+        eval_rows_set(out, "cpu_mmlu_s", cpu_sec() - c0 - open_sec[1] - cloze_sec[1]);
         eval_rows_set(out, "mmlu_questions_per_s", dt > 0 ? total / dt : 0);
     }
     mc_tasks_free(&tasks, nt);
@@ -167,10 +195,11 @@ static int run_mmlu(llama_model *m, tokenizer *tok, const char *dir, const eval_
 static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_opts *o, eval_rows *out, cis_err *err) {
     static const char *file[2] = {"wmdp-bio", "wmdp-cyber"}, *row[2] = {"wmdp_bio", "wmdp_cyber"},
                       *subj[2] = {"biology", "cybersecurity"};
-    double acc[2], open_f1[2], open_sec[2] = {0, 0};
-    int have = 0, have_open = 0, rc = 0, nq = 0;
+    double acc[2], open_f1[2], open_sec[2] = {0, 0}, cloze[2][2], cloze_sec[2] = {0, 0};
+    int have = 0, have_open = 0, have_cloze = 0, rc = 0, nq = 0;
     double t0 = mono_sec(), c0 = cpu_sec();
-    mc_opts mo = {.prompt = o->mc_prompt, .add_bos = o->mc_bos, .max_batch_tokens = o->batch_tokens, .limit = o->limit};
+    mc_opts mo = {.prompt = o->mc_prompt, .cloze_prompt = o->cloze_prompt, .add_bos = o->mc_bos,
+                  .max_batch_tokens = o->batch_tokens, .limit = o->limit};
     for (int k = 0; k < 2 && !rc; k++) {
         char *p = xasprintf("%s/wmdp/%s.json", dir, file[k]);
         if (!exists(p)) { free(p); p = xasprintf("%s/wmdp/%s.jsonl", dir, file[k]); }
@@ -200,17 +229,35 @@ static int run_wmdp(llama_model *m, tokenizer *tok, const char *dir, const eval_
                 open_f1[have_open++] = f1;
             }
         }
+        if (!rc && o->cloze) {
+            cloze_result cr;
+            rc = cloze_run(m, tok, &t, o->wmdp_sample, &mo, &cr, cloze_sec, err);
+            if (!rc) {
+                char ka[96], kn[96];
+                snprintf(ka, sizeof ka, "cloze_%s", row[k]);
+                snprintf(kn, sizeof kn, "cloze_%s_norm", row[k]);
+                eval_rows_set(out, ka, cr.acc);
+                eval_rows_set(out, kn, cr.acc_norm);
+                cloze[have_cloze][0] = cr.acc;
+                cloze[have_cloze++][1] = cr.acc_norm;
+            }
+        }
         mc_task_clear(&t);
         if (rc) break;
         eval_rows_set(out, row[k], r.acc);
         acc[have++] = r.acc;
         nq += r.n;
     }
-    double dt = mono_sec() - t0 - open_sec[0];
+    double dt = mono_sec() - t0 - open_sec[0] - cloze_sec[0];
     if (!rc && have == 2) eval_rows_set(out, "wmdp_avg", (acc[0] + acc[1]) / 2);
+    if (!rc && have_cloze == 2) {
+        eval_rows_set(out, "cloze_wmdp_avg", (cloze[0][0] + cloze[1][0]) / 2);
+        eval_rows_set(out, "cloze_wmdp_avg_norm", (cloze[0][1] + cloze[1][1]) / 2);
+    }
+    if (!rc && have_cloze) eval_rows_set(out, "time_cloze_wmdp_s", cloze_sec[0]);
     if (!rc && have_open == 2) eval_rows_set(out, "open_wmdp_f1", (open_f1[0] + open_f1[1]) / 2);
     if (!rc && have_open) eval_rows_set(out, "time_open_wmdp_s", open_sec[0]);
-    if (!rc && have) { eval_rows_set(out, "n_wmdp", nq); eval_rows_set(out, "time_wmdp_s", dt); eval_rows_set(out, "cpu_wmdp_s", cpu_sec() - c0 - open_sec[1]); }
+    if (!rc && have) { eval_rows_set(out, "n_wmdp", nq); eval_rows_set(out, "time_wmdp_s", dt); eval_rows_set(out, "cpu_wmdp_s", cpu_sec() - c0 - open_sec[1] - cloze_sec[1]); }
     return rc;
 }
 
@@ -313,6 +360,7 @@ int eval_suite_run(llama_model *m, tokenizer *tok, const char *dir, const eval_o
     eval_rows_set(out, "eval_profile", opts->profile);
     eval_rows_set(out, "mc_prompt_newlines", mc_prompt_newlines(opts->mc_prompt));
     eval_rows_set(out, "zsre_max_length", opts->max_length);
+    if (opts->cloze) eval_rows_set(out, "cloze_prompt", opts->cloze_prompt); /* 0 qa, 1 continuation */
     eval_rows_set(out, "time_eval_s", mono_sec() - t0);
     eval_rows_set(out, "cpu_eval_s", cpu_sec() - c0);
     return 0;

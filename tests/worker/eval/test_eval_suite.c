@@ -149,7 +149,35 @@ static void test_suite(void) {
     CHECK_NEAR(row(&r, "open_wmdp_cyber_f1"), 0.0, 0);
     CHECK(eval_rows_get(&r, "open_mmlu_f1") == NULL);
     eval_rows_clear(&r);
+    /* cloze rows (eval_cloze_task) on the same questions: " A" is the constant model's token (logit
+     * a), every other token has logit 0, so " <choice>" scores a - lse for "A", -2 lse for one other
+     * character and -(n + 1) lse for n others. raw: "A" wins where it is an option, else the
+     * shortest option (the first of ties); per character: "Sol, ours" and " A " win too */
     o.open_answer = false;
+    o.cloze = true;
+    o.wmdp_sample = 0;
+    o.skip_mmlu = false;
+    CHECK(eval_rows_get(&r, "cloze_mmlu") == NULL);
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+    CHECK_NEAR(row(&r, "cloze_mmlu"), 2.0 / 4, 1e-12);        /* Q3 (ties -> a, gold A) and virology "A" */
+    CHECK_NEAR(row(&r, "cloze_mmlu_norm"), 3.0 / 4, 1e-12);   /* and "Sol, ours" (-10 lse / 9 characters) */
+    CHECK_NEAR(row(&r, "cloze_wmdp_bio"), 1.0 / 3, 1e-12);    /* b1; "  A " = a - 3 lse loses to -2 lse */
+    CHECK_NEAR(row(&r, "cloze_wmdp_bio_norm"), 2.0 / 3, 1e-12);
+    CHECK_NEAR(row(&r, "cloze_wmdp_cyber"), 1.0 / 4, 1e-12);
+    CHECK_NEAR(row(&r, "cloze_wmdp_avg"), (1.0 / 3 + 1.0 / 4) / 2, 1e-12);
+    CHECK_NEAR(row(&r, "cloze_wmdp_avg_norm"), (2.0 / 3 + 1.0 / 4) / 2, 1e-12);
+    CHECK_NEAR(row(&r, "cloze_prompt"), CLOZE_PROMPT_QA, 0);
+    CHECK_NEAR(row(&r, "mmlu"), 0.75, 1e-12);                 /* the MC rows are unchanged */
+    CHECK_NEAR(row(&r, "wmdp_bio"), 2.0 / 3, 1e-12);
+    CHECK(eval_rows_get(&r, "open_mmlu_f1") == NULL);
+    eval_rows_clear(&r);
+    o.cloze_prompt = CLOZE_PROMPT_CONTINUATION;
+    CHECK_EQ_INT(eval_suite_run(m, tok, world, &o, &r, &err), 0);
+    CHECK_NEAR(row(&r, "cloze_prompt"), CLOZE_PROMPT_CONTINUATION, 0);
+    CHECK_NEAR(row(&r, "cloze_mmlu"), 2.0 / 4, 1e-12);        /* the constant model ignores the context */
+    eval_rows_clear(&r);
+    o.cloze = false;
+    o.cloze_prompt = CLOZE_PROMPT_QA;
     o.wmdp_sample = 0;
     o.skip_mmlu = o.skip_ppl = o.skip_zsre = o.skip_qa = false;
     o.quant.wbits = 3; o.quant.group_size = 64;
@@ -392,8 +420,10 @@ static void test_cli(void) {
     bool b0 = false, c0 = false;
     while (f && fgets(line, sizeof line, f)) {
         nl++;
-        b0 |= !strcmp(line, "{\"task\":\"wmdp_bio\",\"index\":0,\"gold\":0,\"mc_pred\":0,\"mc_correct\":true,\"open_f1\":1}\n");
-        c0 |= !strcmp(line, "{\"task\":\"wmdp_cyber\",\"index\":0,\"gold\":1,\"mc_pred\":0,\"mc_correct\":false,\"open_f1\":0}\n");
+        b0 |= !strcmp(line, "{\"task\":\"wmdp_bio\",\"index\":0,\"gold\":0,\"mc_pred\":0,\"mc_correct\":true,"
+                            "\"cloze_pred\":0,\"cloze_correct\":true,\"open_f1\":1}\n");
+        c0 |= !strcmp(line, "{\"task\":\"wmdp_cyber\",\"index\":0,\"gold\":1,\"mc_pred\":0,\"mc_correct\":false,"
+                            "\"cloze_pred\":0,\"cloze_correct\":false,\"open_f1\":0}\n");
     }
     if (f) fclose(f);
     CHECK_EQ_INT(nl, 11);
@@ -407,6 +437,27 @@ static void test_cli(void) {
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
     CHECK(named);
     free(items);
+    /* --cloze [--cloze-prompt]: the cloze rows and the context they used */
+    free(cmd);
+    cmd = xasprintf("'%s' eval '%s' --world '%s' --skip ppl,zsre,qa --cloze --cloze-prompt continuation 2>/dev/null", bin, md, world);
+    f = popen(cmd, "r");
+    double cz = -1, czp = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        if (str_starts(line, "cloze_wmdp_bio ")) cz = atof(line + 15);
+        if (str_starts(line, "cloze_prompt ")) czp = atof(line + 13);
+    }
+    rc = f ? pclose(f) : -1;
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0);
+    CHECK_NEAR(cz, 1.0 / 3, 1e-5);
+    CHECK_NEAR(czp, 1, 0);
+    free(cmd);
+    cmd = xasprintf("'%s' eval '%s' --world '%s' --cloze --cloze-prompt olmes 2>&1 >/dev/null", bin, md, world);
+    f = popen(cmd, "r");
+    named = false;
+    while (f && fgets(line, sizeof line, f)) named |= strstr(line, "--cloze-prompt") && strstr(line, "olmes");
+    rc = f ? pclose(f) : -1;
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+    CHECK(named);
     /* --profile / --mc-prompt / --max-length: recorded as rows; an option overrides the profile
      * wherever it stands */
     static const struct { const char *args; double profile, newlines, max_length; } pc[] = {
