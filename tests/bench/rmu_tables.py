@@ -21,6 +21,15 @@ session 8; docs/unlearning.md "Seeds and architectures").
         twice: the lowest MC WMDP mean and the lowest open WMDP F1 among the points whose MC MMLU
         is within the allowance (the issue's: 0.10 for rmu, 0.15 for gd and ga; --allow X for all).
 
+  rmu_tables.py cloze DB [--allow X]
+        the cloze accuracy (docs/unlearning.md "Cloze accuracy"; a store of `cisweep run
+        --eval-cloze`): per model and point of every method (seed means ± standard error, n seeds),
+        MC MMLU and WMDP mean beside cloze MMLU and WMDP mean (bio / cyber); then per model and
+        method the frontier on the cloze rows: the lowest cloze WMDP mean among the points whose
+        cloze MMLU mean is within the allowance of the baseline's cloze MMLU (the issue's: 0.10 for
+        rmu, 0.15 for gd and ga; --allow X for all), whether it is at or below 0.35, and the MC
+        values there.
+
   rmu_tables.py wide DB [DB ...] [--method rmu]
         one row per grid point of METHOD, one column per model of the stores (in order of
         appearance): the seed means "MMLU / WMDP mean" (the number of seeds when they differ
@@ -302,6 +311,63 @@ def open_table(db, runs, allow=None):
     return out
 
 
+CLOZE = ("cloze_mmlu", "cloze_wmdp_avg", "cloze_wmdp_bio", "cloze_wmdp_cyber")
+TARGET_WMDP = 0.35
+
+
+def cloze_table(db, runs, allow=None):
+    """Cloze accuracy beside MC accuracy per point, and the cloze frontier (see the module doc)."""
+    base = baselines(runs)
+    need = ("mmlu", "wmdp_avg") + CLOZE
+    pts = {}
+    for r in runs:
+        if r["pattern"] != "baseline" and r["method"] in POINT and all(k in r["metrics"] for k in need):
+            pts.setdefault((r["model"], r["method"], point_key(r)), []).append(r["metrics"])
+    if not pts:
+        raise StoreError(f"{db}: no unlearning job with cloze rows (run the grid with --eval-cloze)")
+    out = [f"`{db}`", "",
+           "| model | method (point) | seeds | MC MMLU | MC WMDP | cloze MMLU | cloze WMDP (bio / cyber) | ppl |",
+           "|---|---|---|---|---|---|---|---|"]
+    fr = []
+    for model in sorted({k[0] for k in pts}):
+        b = base.get(model)
+        if b is None or not all(k in b for k in need):
+            raise StoreError(f"{db}: model {model} has no baseline job with cloze rows")
+        out.append(f"| {model} | baseline | - | {b['mmlu']:.3f} | {b['wmdp_avg']:.3f} | {b['cloze_mmlu']:.3f} | "
+                   f"{b['cloze_wmdp_avg']:.3f} ({b['cloze_wmdp_bio']:.3f} / {b['cloze_wmdp_cyber']:.3f}) | "
+                   f"{b.get('ppl_wikitext', float('nan')):.1f} |")
+        keys = sorted((k for k in pts if k[0] == model), key=lambda k: (k[1], tuple(x if x is not None else -1 for x in k[2])))
+        for method in sorted({k[1] for k in keys}):
+            cand = []
+            for k in keys:
+                if k[1] != method:
+                    continue
+                ms = pts[k]
+                v = {x: mean_se([m[x] for m in ms]) for x in need}
+                ppl = fmt_geo([m["ppl_wikitext"] for m in ms if "ppl_wikitext" in m])
+                out.append(f"| {model} | {method} ({point_titles(method, ', ')}: {fmt_key(k[2], ', ')}) | {len(ms)} | "
+                           f"{fmt_mse([m['mmlu'] for m in ms])} | {fmt_mse([m['wmdp_avg'] for m in ms])} | "
+                           f"{fmt_mse([m['cloze_mmlu'] for m in ms])} | {fmt_mse([m['cloze_wmdp_avg'] for m in ms])} "
+                           f"({v['cloze_wmdp_bio'][0]:.3f} / {v['cloze_wmdp_cyber'][0]:.3f}) | {ppl} |")
+                cand.append((k[2], v["cloze_mmlu"][0], v["cloze_wmdp_avg"][0], v["mmlu"][0], v["wmdp_avg"][0], len(ms)))
+            a = ALLOW[method] if allow is None else allow
+            within = [c for c in cand if c[1] >= b["cloze_mmlu"] - a - 1e-12]
+            fr.append((model, method, a, min(within, key=lambda c: c[2]) if within else None, b))
+    out += ["", f"Frontier on the cloze rows: among the points with cloze MMLU >= baseline - allowance, the lowest "
+            f"cloze WMDP mean (target <= {TARGET_WMDP:g})", "",
+            "| model | method | allowance | point | seeds | cloze MMLU | cloze WMDP | target | MC MMLU, WMDP there |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for model, method, a, p, b in fr:
+        if p is None:
+            out.append(f"| {model} | {method} | {a:g} | none within the allowance | | | | not met | |")
+            continue
+        key, cm, cw, mm, mw, n = p
+        out.append(f"| {model} | {method} | {a:g} | {fmt_key(key, ', ')} | {n} | {cm:.3f} ({cm - b['cloze_mmlu']:+.3f}) | "
+                   f"{cw:.3f} | {'met' if cw <= TARGET_WMDP + 1e-12 else 'not met'} | "
+                   f"{mm:.3f} ({mm - b['mmlu']:+.3f}), {mw:.3f} |")
+    return out
+
+
 def wide_table(dbs, method):
     """Grid points of METHOD (rows) x models of every store in DBS (columns): seed-mean MMLU / WMDP."""
     models, base, cells, nseeds = [], {}, {}, set()
@@ -338,8 +404,9 @@ def wide_table(dbs, method):
 
 def main(argv):
     usage = ("usage: rmu_tables.py seeds DB [DB ...] | rmu_tables.py grid DB [--allow X] | rmu_tables.py open DB [--allow X] | "
+             "rmu_tables.py cloze DB [--allow X] | "
              "rmu_tables.py wide DB [DB ...] [--method M]")
-    if len(argv) < 2 or argv[0] not in ("seeds", "grid", "open", "wide"):
+    if len(argv) < 2 or argv[0] not in ("seeds", "grid", "open", "cloze", "wide"):
         print(usage, file=sys.stderr)
         return 2
     try:
@@ -375,6 +442,8 @@ def main(argv):
                 return 2
             if argv[0] == "open":
                 print("\n".join(open_table(args[0], load_runs(args[0]), allow)))
+            elif argv[0] == "cloze":
+                print("\n".join(cloze_table(args[0], load_runs(args[0]), allow)))
             else:
                 print("\n".join(grid_table(args[0], load_runs(args[0]), allow)))
     except StoreError as e:

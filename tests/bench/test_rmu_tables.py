@@ -243,6 +243,52 @@ def open_answers_and_both_frontiers():
     assert p.returncode == 1 and "no unlearning job with open-answer rows" in p.stderr, p.stderr
 
 
+def mc_(mmlu, wmdp, cmm, cbio, ccyber):
+    r = m(mmlu, wmdp, wmdp)
+    r.update({"cloze_mmlu": cmm, "cloze_wmdp_bio": cbio, "cloze_wmdp_cyber": ccyber,
+              "cloze_wmdp_avg": (cbio + ccyber) / 2})
+    return r
+
+
+def cloze_store():
+    path = os.path.join(tmpdir(), "cloze.db")
+    if os.path.exists(path):
+        os.unlink(path)
+    s = Store(path)
+    s.add("a", "baseline", 0, mc_(0.90, 0.90, 0.80, 0.90, 0.80))
+    # rmu: P1 over two seeds, cloze MMLU 0.73 (-0.07), cloze WMDP 0.33 (met); P2 within, 0.36;
+    # P3 outside the allowance (-0.20) with the lowest cloze WMDP
+    s.add("a", "rmu", 1, mc_(0.84, 0.60, 0.74, 0.40, 0.20), rmu(3, 300.0, 30.0))
+    s.add("a", "rmu", 2, mc_(0.82, 0.60, 0.72, 0.40, 0.32), rmu(3, 300.0, 30.0))
+    s.add("a", "rmu#2", 1, mc_(0.81, 0.50, 0.71, 0.36, 0.36), rmu(5, 300.0, 10.0))
+    s.add("a", "rmu#3", 1, mc_(0.70, 0.30, 0.60, 0.20, 0.20), rmu(7, 300.0, 10.0))
+    # gd: within -0.15 of the cloze baseline, not at 0.35
+    s.add("a", "gd", 1, mc_(0.76, 0.70, 0.66, 0.40, 0.40), {"lr": 0.001, "retain_weight": 5.0}, method="gd")
+    # a job without cloze rows is left out
+    s.add("a", "rmu#4", 1, m(0.10, 0.10, 0.10), rmu(9, 1.0, 1.0))
+    s.close()
+    return path
+
+
+@test
+def cloze_rows_and_their_frontier():
+    p = script("cloze", cloze_store())
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.splitlines()
+    assert "| a | baseline | - | 0.900 | 0.900 | 0.800 | 0.850 (0.900 / 0.800) | 30.0 |" in out, out
+    assert ("| a | rmu (act layer, c, α: 3, 300, 30) | 2 | 0.830 ± 0.010 | 0.600 ± 0.000 | 0.730 ± 0.010 | "
+            "0.330 ± 0.030 (0.400 / 0.260) | 30.0 (×/÷ 1.00) |") in out, out
+    assert not any("9, 1, 1" in l for l in out), out
+    fr = [l for l in out if l.startswith("| a | rmu | 0.1 |") or l.startswith("| a | gd |")]
+    assert fr == ["| a | gd | 0.15 | 0.001, 5 | 1 | 0.660 (-0.140) | 0.400 | not met | 0.760 (-0.140), 0.700 |",
+                  "| a | rmu | 0.1 | 3, 300, 30 | 2 | 0.730 (-0.070) | 0.330 | met | 0.830 (-0.070), 0.600 |"], out
+    p = script("cloze", cloze_store(), "--allow", "0.05")
+    assert p.returncode == 0 and "| a | rmu | 0.05 | none within the allowance | | | | not met | |" in p.stdout, p.stdout
+    # a store without cloze rows is named
+    p = script("cloze", open_store())
+    assert p.returncode == 1 and "no unlearning job with cloze rows" in p.stderr, p.stderr
+
+
 @test
 def bad_input_named():
     d = tmpdir()
