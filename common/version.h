@@ -12,7 +12,10 @@
  * 8: session 9, the study sized for 30 minutes on 2 cores (docs/study.md "Session 9"): MEMIT's
  * tiny v_steps back to the paper's 25, LoRA's tiny 60 steps at 5.83e-3, GD's tiny train_size 360
  * at lr 1.333e-3, AWQ's tiny scale grid 10, the sweep profile's sets 96 / 128 / 16 / 50; and RMU's
- * tiny preset layer 3 with alpha 30 (issue 11: inside the MMLU allowance on both shipped models). */
-#define CISWEEP_RESULTS_EPOCH 8
+ * tiny preset layer 3 with alpha 30 (issue 11: inside the MMLU allowance on both shipped models).
+ * 9: session 12, RMU's tiny preset tuned on the cloze rows (issue 11, docs/unlearning.md "Cloze
+ * accuracy"): layer 6, c 1200, alpha 80 for the tiny family, layer 3, c 300, alpha 30 kept for its
+ * Mistral. */
+#define CISWEEP_RESULTS_EPOCH 9
 const char *cisweep_version(void);
 #endif

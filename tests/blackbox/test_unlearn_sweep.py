@@ -50,8 +50,8 @@ def unlearners_run_in_a_sweep_and_record_what_ran():
     L = json.load(open(os.path.join(d, "model", "config.json")))["num_hidden_layers"]
     rmu = json.loads(by["rmu"]["params_json"])
     assert rmu["max_batches"] == 4 and rmu["layer"] == 3 and rmu["batch_size"] == 4, rmu
-    assert rmu["act_layer"] == 3 and rmu["update_layers"] == [1, 2, 3], rmu
-    assert rmu["module"] == "down_proj" and rmu["steering_coeff"] == 300.0 and rmu["alpha"] == 30.0, rmu
+    assert rmu["act_layer"] == 6 and rmu["update_layers"] == [4, 5, 6], rmu
+    assert rmu["module"] == "down_proj" and rmu["steering_coeff"] == 1200.0 and rmu["alpha"] == 80.0, rmu
     assert rmu["given"] == {"steering_coeff": 20.0, "alpha": 1000.0, "lr": 5e-05, "module": "o_proj", "layer": 3}, rmu
     assert rmu["max_len"] == {"bio": 128, "cyber": 128, "retain": 128}, rmu
     assert rmu["preset"].startswith("tiny family"), rmu

@@ -14,8 +14,8 @@
  * steps in all (250, fidelity.md: upstream's hard-coded 1000 is capped by its corpora at 250) and
  * records what ran. Its preset (rmu_preset) resolves the layer given for Llama-3-8B to this model's
  * depth (round(layer x L / 32)), Mistral's layer 6 and down_proj, and for the tiny default family
- * (hidden size <= 128) the layer L - 3, down_proj, coefficient, alpha and lr of the tuning grid
- * grids/rmu-tiny-tune.json (docs/unlearning.md); the replaced values stay under "given". */
+ * (hidden size <= 128) the layer, down_proj, coefficient, alpha and lr of its tuning grids (below;
+ * docs/unlearning.md); the replaced values stay under "given". */
 #include "worker/interventions/methods.h"
 #include "worker/interventions/unlearn.h"
 #include "worker/train/train_loop.h"
@@ -31,19 +31,25 @@
 #define RMU_MAXLEN_CYBER 768
 #define RMU_MAXLEN_RETAIN 512
 
-/* The tiny default family's values (hidden size <= RMU_TINY_MAX_D), since results epoch 8 (session 9):
- * activation layer 3 (the paper's index, not scaled: down_proj of layers 1-3), c 300, alpha 30, lr
- * 1e-2; session 8's candidate from grids/rmu-arch-compare.json and rmu-candidate-seeds.json, the
- * setting that keeps MMLU within the issue's 0.10 on both shipped models over seeds 1-5 (every item:
- * tiny-llama3 -0.093, WMDP 0.657; tiny-mistral -0.054, WMDP 0.536) where the epoch-7 preset (layer
- * L - 3 = 7, alpha 10, from grids/rmu-tiny-tune.json on the pre-issue-12 model) costs 0.17 / 0.14
- * (docs/unlearning.md "The tiny preset since results epoch 8"). The scaled paper layer (1 of 10) with
- * o_proj does not unlearn selectively on these models (measured, docs/unlearning.md). */
+/* The tiny default family's values (hidden size <= RMU_TINY_MAX_D), since results epoch 9 (session
+ * 12): activation layer 6 (an index of the model, not scaled: down_proj of layers 4-6), c 1200,
+ * alpha 80, lr 1e-2, tuned on the cloze rows (docs/eval.md "Cloze multiple choice": each option
+ * scored as the continuation of the bare question; the lettered rows of these models are
+ * per-question associations learned from the world's MC items, docs/unlearning.md "Transfer
+ * binding") by grids/rmu-cloze-tune.json on the shipped tiny-llama3: cloze WMDP 0.320 +- 0.013 with
+ * cloze MMLU -0.090 (seeds 1-3, every item), the issue's target (<= 0.35 within -0.10). For
+ * model_type "mistral" (as upstream has its own Mistral setting) the epoch-8 values stay: layer 3,
+ * c 300, alpha 30, the best of that grid on the shipped tiny-mistral (cloze WMDP 0.393 at -0.038;
+ * no point there meets the target; docs/unlearning.md "Cloze accuracy"). The scaled paper layer (1
+ * of 10) with o_proj does not unlearn selectively on these models (measured, docs/unlearning.md). */
 #define RMU_TINY_MAX_D 128
-#define RMU_TINY_COEFF 300.0
-#define RMU_TINY_ALPHA 30.0
+#define RMU_TINY_COEFF 1200.0
+#define RMU_TINY_ALPHA 80.0
 #define RMU_TINY_LR 1e-2
-#define RMU_TINY_LAYER 3
+#define RMU_TINY_LAYER 6
+#define RMU_TINY_MISTRAL_COEFF 300.0
+#define RMU_TINY_MISTRAL_ALPHA 30.0
+#define RMU_TINY_MISTRAL_LAYER 3
 #define RMU_TINY_MODULE "down_proj"
 
 void rmu_control_vector(uint64_t seed, int topic, int D, float coeff, float *out) {
@@ -436,20 +442,26 @@ int rmu_preset(const llama_config *cfg, json_t *params, cis_err *err) {
         }
         act = L == 32 ? (int)layer : scale_layer((int)layer, L);
         rule = L == 32 ? "32 layers: the layer as given" : "round(layer x L / 32) for a model of L != 32 layers";
-        if (cfg->hidden_size <= RMU_TINY_MAX_D && L > RMU_TINY_LAYER) {
+        const int tiny_layer = mistral ? RMU_TINY_MISTRAL_LAYER : RMU_TINY_LAYER;
+        if (cfg->hidden_size <= RMU_TINY_MAX_D && L > tiny_layer) {
             const char *keys[] = {"steering_coeff", "alpha", "lr", "module"};
             for (int k = 0; k < 4; k++)
                 if (!json_object_get(given, keys[k])) json_object_set_new(given, keys[k], json_deep_copy(json_object_get(params, keys[k])));
             if (!json_object_get(given, "layer")) json_object_set_new(given, "layer", json_integer(layer));
-            json_object_set_new(params, "steering_coeff", json_real(RMU_TINY_COEFF));
-            json_object_set_new(params, "alpha", json_real(RMU_TINY_ALPHA));
+            json_object_set_new(params, "steering_coeff", json_real(mistral ? RMU_TINY_MISTRAL_COEFF : RMU_TINY_COEFF));
+            json_object_set_new(params, "alpha", json_real(mistral ? RMU_TINY_MISTRAL_ALPHA : RMU_TINY_ALPHA));
             json_object_set_new(params, "lr", json_real(RMU_TINY_LR));
             json_object_set_new(params, "module", json_string(RMU_TINY_MODULE));
-            act = RMU_TINY_LAYER;
-            rule = "tiny family: layer 3 (the paper's index, not scaled with depth)";
-            json_object_set_new(params, "preset", json_string("tiny family (hidden size <= 128): layer 3, down_proj, "
-                                                              "steering_coeff 300, alpha 30, lr 1e-2 (results epoch 8; "
-                                                              "grids/rmu-candidate-seeds.json)"));
+            act = tiny_layer;
+            rule = mistral ? "tiny family, Mistral: layer 3 (an index of the model, not scaled with depth)"
+                           : "tiny family: layer 6 (an index of the model, not scaled with depth)";
+            json_object_set_new(params, "preset",
+                                json_string(mistral ? "tiny family (hidden size <= 128), Mistral: layer 3, down_proj, "
+                                                      "steering_coeff 300, alpha 30, lr 1e-2 (results epoch 8; "
+                                                      "grids/rmu-candidate-seeds.json, grids/rmu-cloze-tune.json)"
+                                                    : "tiny family (hidden size <= 128): layer 6, down_proj, "
+                                                      "steering_coeff 1200, alpha 80, lr 1e-2 (results epoch 9; "
+                                                      "tuned on the cloze rows, grids/rmu-cloze-tune.json)"));
         } else {
             json_object_set_new(params, "preset", json_string(mistral ? "Mistral: layer 6, down_proj (upstream)"
                                                                       : "the paper's Llama-3-8B values"));

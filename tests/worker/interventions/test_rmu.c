@@ -355,20 +355,43 @@ static void test_preset(void) {
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 2);
     CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
     json_decref(p);
-    /* the tiny family (10 layers, D=64): layer 3 (unscaled) on down_proj of layers 1-3, c 300, alpha 30
-     * (results epoch 8), the given ones kept under "given", the truncation capped at the model's 128
-     * positions */
+    /* the tiny family (10 layers, D=64): layer 6 (unscaled) on down_proj of layers 4-6, c 1200, alpha
+     * 80 (results epoch 9), the given ones kept under "given", the truncation capped at the model's
+     * 128 positions */
     c = fx_config(64, 10, 192, 128);
+    p = rmu_params("true");
+    CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 6);
+    CHECK_EQ_INT(json_array_size(json_object_get(p, "update_layers")), 3);
+    CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(p, "update_layers"), 0)), 4);
+    CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
+    CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 80.0, 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "steering_coeff")), 1200.0, 0);
+    CHECK_NEAR(json_real_value(json_object_get(p, "lr")), 1e-2, 0);
+    CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "alpha")), 1000.0, 0);
+    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(p, "given"), "module")), "o_proj");
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "max_len"), "bio")), 128);
+    CHECK(strstr(json_string_value(json_object_get(p, "preset")), "layer 6") != NULL);
+    json_decref(p);
+    /* the tiny family's Mistral keeps the epoch-8 values: layer 3 on down_proj of layers 1-3, c 300,
+     * alpha 30 (upstream's own Mistral layer 6 and module recorded under "given") */
+    snprintf(c.model_type, sizeof c.model_type, "mistral");
     p = rmu_params("true");
     CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
     CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 3);
     CHECK_EQ_INT(json_integer_value(json_array_get(json_object_get(p, "update_layers"), 0)), 1);
-    CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
     CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 30.0, 0);
     CHECK_NEAR(json_real_value(json_object_get(p, "steering_coeff")), 300.0, 0);
-    CHECK_NEAR(json_real_value(json_object_get(json_object_get(p, "given"), "alpha")), 1000.0, 0);
-    CHECK_EQ_STR(json_string_value(json_object_get(json_object_get(p, "given"), "module")), "o_proj");
-    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "max_len"), "bio")), 128);
+    CHECK_EQ_STR(json_string_value(json_object_get(p, "module")), "down_proj");
+    CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "given"), "layer")), 3);
+    CHECK(strstr(json_string_value(json_object_get(p, "preset")), "Mistral: layer 3") != NULL);
+    json_decref(p);
+    /* a tiny model too shallow for layer 6 (6 layers) gets the scaled paper layer, not the preset */
+    c = fx_config(64, 6, 192, 128);
+    p = rmu_params("true");
+    CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 1);
+    CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 1000.0, 0);
     json_decref(p);
     /* use_preset false: everything as given, the layer an index of this model */
     c = fx_config(64, 10, 192, 128);
