@@ -82,14 +82,17 @@ static void bench_default(const char *model_dir, const char *world) {
     if (unl_load_retain(world, 0, &d[2], &err)) die_err("retain", &err);
     for (int k = 0; k < 3; k++)
         if (unl_make_batches(tok, &d[k], 0, -1, 4, maxpos, false, false, true, false, &rb[k], &err)) die_err("batches", &err);
-    /* RMU as the preset runs it on the tiny family (rmu_preset, results epoch 8): act layer 3, down_proj
-     * of layers 1-3, c 300, alpha 30, lr 1e-2, 250 steps; first the reference path (no frozen prefix, the
-     * engine's full backward: issue 12's shortcuts off), then the default, side by side, and the two
-     * results compared bit for bit */
-    int L = cfg.num_hidden_layers, act = L > 3 ? 3 : L - 1;
+    /* RMU as the preset runs it on the tiny family (rmu_preset, results epoch 9): act layer 6, down_proj
+     * of layers 4-6, c 1200, alpha 80 (a Mistral: layer 3, down_proj of 1-3, c 300, alpha 30), lr 1e-2,
+     * 250 steps; first the reference path (no frozen prefix, the engine's full backward: issue 12's
+     * shortcuts off), then the default, side by side, and the two results compared bit for bit */
+    const bool mistral = !strcmp(cfg.model_type, "mistral");
+    const int want = mistral ? 3 : 6;
+    int L = cfg.num_hidden_layers, act = L > want ? want : L - 1;
     rmu_opts o = {.layer = act, .layer_lo = act >= 2 ? act - 2 : 0, .layer_hi = act, .module = "down_proj", .lr = 1e-2f,
                   .steps = 250, .seed = 1, .pad_in_loss = true};
-    o.coeff[0] = o.coeff[1] = 300; o.alpha[0] = o.alpha[1] = 30;
+    o.coeff[0] = o.coeff[1] = mistral ? 300 : 1200;
+    o.alpha[0] = o.alpha[1] = mistral ? 30 : 80;
     rmu_result r = {0}, r_ref = {0};
     llama_model_copy_params(m, base, &err);
     o.no_prefix = true;
