@@ -442,8 +442,11 @@ int rmu_preset(const llama_config *cfg, json_t *params, cis_err *err) {
         }
         act = L == 32 ? (int)layer : scale_layer((int)layer, L);
         rule = L == 32 ? "32 layers: the layer as given" : "round(layer x L / 32) for a model of L != 32 layers";
-        const int tiny_layer = mistral ? RMU_TINY_MISTRAL_LAYER : RMU_TINY_LAYER;
-        if (cfg->hidden_size <= RMU_TINY_MAX_D && L > tiny_layer) {
+        /* the tiny preset's layer, or the last layer of a tiny model too shallow for it (the tiny
+         * branch needs L > 3, as in epoch 8) */
+        const int tiny_want = mistral ? RMU_TINY_MISTRAL_LAYER : RMU_TINY_LAYER;
+        const int tiny_layer = L > tiny_want ? tiny_want : L - 1;
+        if (cfg->hidden_size <= RMU_TINY_MAX_D && L > RMU_TINY_MISTRAL_LAYER) {
             const char *keys[] = {"steering_coeff", "alpha", "lr", "module"};
             for (int k = 0; k < 4; k++)
                 if (!json_object_get(given, keys[k])) json_object_set_new(given, keys[k], json_deep_copy(json_object_get(params, keys[k])));
@@ -454,7 +457,8 @@ int rmu_preset(const llama_config *cfg, json_t *params, cis_err *err) {
             json_object_set_new(params, "module", json_string(RMU_TINY_MODULE));
             act = tiny_layer;
             rule = mistral ? "tiny family, Mistral: layer 3 (an index of the model, not scaled with depth)"
-                           : "tiny family: layer 6 (an index of the model, not scaled with depth)";
+                 : tiny_layer == RMU_TINY_LAYER ? "tiny family: layer 6 (an index of the model, not scaled with depth)"
+                                                : "tiny family: the last layer (the model has 6 or fewer layers)";
             json_object_set_new(params, "preset",
                                 json_string(mistral ? "tiny family (hidden size <= 128), Mistral: layer 3, down_proj, "
                                                       "steering_coeff 300, alpha 30, lr 1e-2 (results epoch 8; "

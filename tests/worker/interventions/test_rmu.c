@@ -386,11 +386,19 @@ static void test_preset(void) {
     CHECK_EQ_INT(json_integer_value(json_object_get(json_object_get(p, "given"), "layer")), 3);
     CHECK(strstr(json_string_value(json_object_get(p, "preset")), "Mistral: layer 3") != NULL);
     json_decref(p);
-    /* a tiny model too shallow for layer 6 (6 layers) gets the scaled paper layer, not the preset */
+    /* a tiny model too shallow for layer 6 (6 layers): its last layer, 5, with the tiny values */
     c = fx_config(64, 6, 192, 128);
     p = rmu_params("true");
     CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
-    CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 1);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 5);
+    CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 80.0, 0);
+    CHECK(strstr(json_string_value(json_object_get(p, "layer_rule")), "the last layer") != NULL);
+    json_decref(p);
+    /* 3 layers: below the tiny branch (as in epoch 8): the scaled paper layer round(3 x 3 / 32) = 0 */
+    c = fx_config(64, 3, 192, 128);
+    p = rmu_params("true");
+    CHECK_EQ_INT(rmu_preset(&c, p, &err), 0);
+    CHECK_EQ_INT(json_integer_value(json_object_get(p, "act_layer")), 0);
     CHECK_NEAR(json_real_value(json_object_get(p, "alpha")), 1000.0, 0);
     json_decref(p);
     /* use_preset false: everything as given, the layer an index of this model */
