@@ -95,6 +95,7 @@ static void usage(FILE *f) {
             "usage: cisweep run [--out DIR] [--study-grid FILE] [--workers N] [--family-steps N] [--threads N]\n"
             "                   [--eval-limit N] [--eval-profile sweep|default|paper] [--mc-prompt V] [--world-scale default|small] [--no-report]\n"
             "                   [--shipped-family DIR] [--train-family] [--until world|models|sweep] [--rerun-stale]\n"
+            "                   [--eval-cloze]\n"
             "  the study end to end on the embedded default: world, one tiny model per slot of the grid\n"
             "  (default grids/paper-417.json), the whole grid on N local workers (default: one per core), the\n"
             "  report and the paper's findings checked on this run's numbers. Everything goes to DIR (default\n"
@@ -103,7 +104,9 @@ static void usage(FILE *f) {
             "  `cisweep run --grid FILE ...` runs one grid on given models instead (see cisweep run --grid --help).\n"
             "  The models are copied from the family shipped in DIR (default models/family, its manifest.json)\n"
             "  when it was trained on this world with this step budget and every file's sha256 verifies;\n"
-            "  else, or with --train-family, they are trained. --until STEP stops after that step.\n");
+            "  else, or with --train-family, they are trained. --until STEP stops after that step.\n"
+            "  --eval-cloze also scores MMLU/WMDP in the cloze formulation (the cloze_* rows, docs/eval.md) and\n"
+            "  prints the findings on them too (jobs already done keep the rows they have: use a fresh DIR).\n");
 }
 
 int cmd_study(int argc, char **argv) {
@@ -111,7 +114,7 @@ int cmd_study(int argc, char **argv) {
                *eval_limit = NULL, *world_scale = "default",
                *eval_profile = NULL, *mc_prompt = NULL, *shipped_dir = "models/family";
     int64_t workers = 0, v, family_steps_n = 0;
-    bool report = true, train_family = false, rerun_stale = false;
+    bool report = true, train_family = false, rerun_stale = false, eval_cloze = false;
     int until = 6;   /* the last step to run */
     static const char *STEP_NAMES[] = {"", "world", "models", "statistics", "sweep", "report", "findings"};
     for (int i = 1; i < argc; i++) {
@@ -136,6 +139,7 @@ int cmd_study(int argc, char **argv) {
         else if (!strcmp(a, "--eval-limit") && n && parse_i64(n, &v) && v >= 0) { eval_limit = n; i++; }
         else if (!strcmp(a, "--no-report")) report = false;
         else if (!strcmp(a, "--rerun-stale")) rerun_stale = true;   /* cmd_run.c's stale_guard */
+        else if (!strcmp(a, "--eval-cloze")) eval_cloze = true;     /* the workers' cloze_* rows */
         else if (!strcmp(a, "--world-scale") && n) { world_scale = n; i++; }
         else if (!strcmp(a, "--eval-profile") && n) { eval_profile = n; i++; }   /* checked by `run --grid` */
         else if (!strcmp(a, "--mc-prompt") && n) { mc_prompt = n; i++; }
@@ -316,6 +320,7 @@ int cmd_study(int argc, char **argv) {
         av[ac++] = "--eval-profile"; av[ac++] = eval_profile ? (char *)eval_profile : "sweep";
         if (mc_prompt) { av[ac++] = "--mc-prompt"; av[ac++] = (char *)mc_prompt; }
         if (rerun_stale) av[ac++] = "--rerun-stale";
+        if (eval_cloze) av[ac++] = "--eval-cloze";
         av[ac] = NULL;
         int r = cmd_run(ac, av);
         t_sweep = mono_sec() - t0;
@@ -345,6 +350,10 @@ int cmd_study(int argc, char **argv) {
         printf("== 6. the paper's findings on this run\n");
         if (job_store_open(db, JS_READONLY, &js, &err) == 0) {
             findings_print(job_store_db(js), NULL, stdout);
+            if (eval_cloze) {
+                printf("== 6. the paper's findings on this run, read on the cloze rows\n");
+                findings_print_form(job_store_db(js), NULL, FINDINGS_CLOZE, stdout);
+            }
             job_store_close(&js);
         } else fprintf(stderr, "cisweep run: %s\n", err.msg);
     }
@@ -384,23 +393,32 @@ done:
     return rc;
 }
 
-/* `cisweep findings --db DB [--sweep NAME]`: the study's findings summary on any sweep database */
+/* `cisweep findings --db DB [--sweep NAME] [--form letter|cloze]`: the study's findings summary on any
+ * sweep database, on the lettered MMLU/WMDP rows (the paper's) or the cloze ones (--eval-cloze) */
 int cmd_findings(int argc, char **argv) {
     const char *db = NULL, *sweep = NULL;
+    const char *usage = "usage: cisweep findings --db DB [--sweep NAME] [--form letter|cloze]\n";
+    findings_form form = FINDINGS_LETTER;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *n = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--db") && n) { db = n; i++; }
         else if (!strcmp(a, "--sweep") && n) { sweep = n; i++; }
-        else {
-            fprintf(stderr, "cisweep findings: unknown or incomplete option \"%s\"\nusage: cisweep findings --db DB [--sweep NAME]\n", a);
+        else if (!strcmp(a, "--form") && n && (!strcmp(n, "letter") || !strcmp(n, "cloze"))) {
+            form = !strcmp(n, "cloze") ? FINDINGS_CLOZE : FINDINGS_LETTER;
+            i++;
+        } else if (!strcmp(a, "--form")) {
+            fprintf(stderr, "cisweep findings: --form expects letter or cloze, got \"%s\"\n%s", n ? n : "", usage);
+            return 2;
+        } else {
+            fprintf(stderr, "cisweep findings: unknown or incomplete option \"%s\"\n%s", a, usage);
             return 2;
         }
     }
-    if (!db) { fprintf(stderr, "cisweep findings: --db DB is required\nusage: cisweep findings --db DB [--sweep NAME]\n"); return 2; }
+    if (!db) { fprintf(stderr, "cisweep findings: --db DB is required\n%s", usage); return 2; }
     cis_err err = {0};
     job_store *js = NULL;
     if (job_store_open(db, JS_READONLY, &js, &err)) { fprintf(stderr, "cisweep findings: %s\n", err.msg); return 2; }
-    int n = findings_print(job_store_db(js), sweep, stdout);
+    int n = findings_print_form(job_store_db(js), sweep, form, stdout);
     job_store_close(&js);
     return n < 0 ? 1 : 0;
 }

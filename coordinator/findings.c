@@ -285,8 +285,10 @@ static void drop_copies(sqlite3 *db, FILE *out) {
 }
 
 /* materialise the composability views' rows of `sweep` (NULL: all sweeps) once into CM_TABLE and
- * CA_TABLE (CREATE TABLE AS keeps every value and its type); 0, or -1 with the error printed */
-static int materialise(sqlite3 *db, const char *sweep, FILE *out) {
+ * CA_TABLE (CREATE TABLE AS keeps every value and its type); with FINDINGS_CLOZE the copies' cloze
+ * rows take the names mmlu and wmdp (and the lettered ones are left out), so every query below reads
+ * them unchanged. 0, or -1 with the error printed */
+static int materialise(sqlite3 *db, const char *sweep, findings_form form, FILE *out) {
     drop_copies(db, out);
     if (exec_temp(db, "CREATE TEMP TABLE findings_cm AS SELECT * FROM v_composition_metrics WHERE (?1 IS NULL OR sweep = ?1)",
                   sweep, "cannot read the composability views (v_composition_metrics)", out) ||
@@ -295,12 +297,42 @@ static int materialise(sqlite3 *db, const char *sweep, FILE *out) {
         drop_copies(db, out);
         return -1;
     }
+    if (form == FINDINGS_CLOZE) {
+        static const char *sql[] = {
+            "DELETE FROM " CM_TABLE " WHERE metric IN ('mmlu', 'wmdp')",
+            "UPDATE " CM_TABLE " SET metric = substr(metric, 7) WHERE metric IN ('cloze_mmlu', 'cloze_wmdp')",
+            "DELETE FROM " CA_TABLE " WHERE metric IN ('mmlu', 'wmdp')",
+            "UPDATE " CA_TABLE " SET metric = substr(metric, 7) WHERE metric IN ('cloze_mmlu', 'cloze_wmdp')",
+        };
+        for (size_t i = 0; i < sizeof sql / sizeof *sql; i++)
+            if (exec_temp(db, sql[i], NULL, "cannot rename the cloze rows of the copies", out)) {
+                drop_copies(db, out);
+                return -1;
+            }
+    }
     return 0;
 }
 
 int findings_print(sqlite3 *db, const char *sweep, FILE *out) {
+    return findings_print_form(db, sweep, FINDINGS_LETTER, out);
+}
+
+int findings_print_form(sqlite3 *db, const char *sweep, findings_form form, FILE *out) {
     sqlite3_stmt *st = NULL;
-    if (materialise(db, sweep, out)) return -1;
+    if (materialise(db, sweep, form, out)) return -1;
+    if (form == FINDINGS_CLOZE) {
+        int n = 0;
+        fq q0 = {.db = db, .sweep = sweep, .model = "", .out = out};
+        agg(&q0, "SELECT 0, count(*) FROM " CM_TABLE " WHERE (?1 IS NULL OR sweep = ?1) AND ?2 IS NOT NULL "
+                 "AND metric IN ('mmlu', 'wmdp')", &n);
+        if (n == 0) {
+            fprintf(out, "findings: no cloze rows in %s (cloze_mmlu, cloze_wmdp_*: run the sweep with --eval-cloze)\n",
+                    sweep ? sweep : "this database");
+            drop_copies(db, out);
+            return -1;
+        }
+        fprintf(out, "(MMLU and WMDP below are the cloze rows, cloze_mmlu and cloze_wmdp: docs/eval.md \"Cloze multiple choice\")\n");
+    }
     if (sqlite3_prepare_v2(db, "SELECT DISTINCT model FROM " CM_TABLE " WHERE (?1 IS NULL OR sweep = ?1) ORDER BY model",
                            -1, &st, NULL) != SQLITE_OK) {
         fprintf(out, "findings: cannot read the composability views: %s\n", sqlite3_errmsg(db));

@@ -19,4 +19,12 @@ const char *finding_verdict_name(finding_verdict v);
  * on an SQL error (the message goes to `out`). */
 int findings_print(sqlite3 *db, const char *sweep, FILE *out);
 
+/* which MMLU / WMDP rows the findings read: the lettered ones (mmlu, wmdp: the paper's) or the cloze
+ * ones (cloze_mmlu, cloze_wmdp: a sweep run with --eval-cloze; docs/eval.md "Cloze multiple choice") */
+typedef enum { FINDINGS_LETTER = 0, FINDINGS_CLOZE = 1 } findings_form;
+
+/* findings_print on the given form's rows. With FINDINGS_CLOZE, a database without cloze rows is
+ * -1 with a message naming what is missing. */
+int findings_print_form(sqlite3 *db, const char *sweep, findings_form form, FILE *out);
+
 #endif

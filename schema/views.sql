@@ -99,12 +99,14 @@ JOIN models m ON m.id = c1.model_id;
 
 -- one row per (done job, metric) of the job's current attempt, long form; plus the derived metric
 -- 'wmdp' = (wmdp_bio + wmdp_cyber) / 2 when both exist, else the reported wmdp_avg (the worker's
--- wmdp_avg is exactly that mean: worker/eval/eval_suite.c). value is NULL when not finite.
+-- wmdp_avg is exactly that mean: worker/eval/eval_suite.c), and 'cloze_wmdp' the same of the cloze
+-- rows (cloze_wmdp_bio, cloze_wmdp_cyber, cloze_wmdp_avg: a sweep run with --eval-cloze,
+-- docs/eval.md "Cloze multiple choice"). value is NULL when not finite.
 CREATE VIEW v_run_metrics AS
 SELECT j.id AS job_id, j.sweep_id, j.model_id, j.composition_id, j.edit_set, r.metric, r.value
 FROM jobs j
 JOIN results r ON r.job_id = j.id AND r.attempt = j.current_attempt AND r.is_current = 1
-WHERE j.state = 'done' AND r.metric <> 'wmdp'
+WHERE j.state = 'done' AND r.metric NOT IN ('wmdp', 'cloze_wmdp')
 UNION ALL
 SELECT j.id, j.sweep_id, j.model_id, j.composition_id, j.edit_set, 'wmdp',
        coalesce((w.bio + w.cyber) / 2.0, w.reported)
@@ -115,6 +117,18 @@ JOIN (SELECT r.job_id, r.attempt,
              max(CASE WHEN r.metric = 'wmdp_avg'   THEN r.value END) AS reported
       FROM results r
       WHERE r.is_current = 1 AND r.metric IN ('wmdp_bio', 'wmdp_cyber', 'wmdp_avg')
+      GROUP BY r.job_id, r.attempt) w ON w.job_id = j.id AND w.attempt = j.current_attempt
+WHERE j.state = 'done'
+UNION ALL
+SELECT j.id, j.sweep_id, j.model_id, j.composition_id, j.edit_set, 'cloze_wmdp',
+       coalesce((w.bio + w.cyber) / 2.0, w.reported)
+FROM jobs j
+JOIN (SELECT r.job_id, r.attempt,
+             max(CASE WHEN r.metric = 'cloze_wmdp_bio'   THEN r.value END) AS bio,
+             max(CASE WHEN r.metric = 'cloze_wmdp_cyber' THEN r.value END) AS cyber,
+             max(CASE WHEN r.metric = 'cloze_wmdp_avg'   THEN r.value END) AS reported
+      FROM results r
+      WHERE r.is_current = 1 AND r.metric IN ('cloze_wmdp_bio', 'cloze_wmdp_cyber', 'cloze_wmdp_avg')
       GROUP BY r.job_id, r.attempt) w ON w.job_id = j.id AND w.attempt = j.current_attempt
 WHERE j.state = 'done';
 
@@ -142,7 +156,8 @@ JOIN v_composition_stages cs ON cs.composition_id = a.composition_id;
 
 -- per edit set: E_OF and E_OS of one pair of two-stage compositions (a then b, b then a) from the
 -- runs of the same edit set (0 for compositions without an editor). Metrics: edit_success,
--- generalization, locality, mmlu, wmdp. a = the compressor (edit_compress, unlearn_compress), the
+-- generalization, locality, mmlu, wmdp, and where a sweep has them the cloze rows cloze_mmlu and
+-- cloze_wmdp (E_OF of wmdp and cloze_wmdp is the min: lower is better). a = the compressor (edit_compress, unlearn_compress), the
 -- editor (edit_unlearn).
 CREATE VIEW v_composability_sets AS
 WITH two AS (
@@ -161,14 +176,14 @@ WITH two AS (
     FROM two t
     JOIN v_run_metrics rm ON rm.composition_id = t.composition_id
     WHERE t.pair_kind IS NOT NULL
-      AND rm.metric IN ('edit_success', 'generalization', 'locality', 'mmlu', 'wmdp')
+      AND rm.metric IN ('edit_success', 'generalization', 'locality', 'mmlu', 'wmdp', 'cloze_mmlu', 'cloze_wmdp')
       AND rm.value IS NOT NULL
 )
 SELECT ab.sweep, ab.model, ab.pair_kind,
        ab.method_1 AS method_a, ab.level_1 AS level_a, ab.method_2 AS method_b, ab.level_2 AS level_b,
        ab.metric, ab.edit_set,
        ab.value AS kappa_ab, ba.value AS kappa_ba,
-       CASE WHEN ab.metric = 'wmdp' THEN min(ab.value, ba.value) ELSE 1 - max(ab.value, ba.value) END AS e_of,
+       CASE WHEN ab.metric IN ('wmdp', 'cloze_wmdp') THEN min(ab.value, ba.value) ELSE 1 - max(ab.value, ba.value) END AS e_of,
        abs(ab.value - ba.value) AS e_os,
        CASE WHEN ab.category_1 = 'compress'
                 THEN coalesce(json_extract(ab.stage_1, '$.params.sparsity') = 0.25
@@ -199,15 +214,15 @@ WITH two AS (
            (cm.category_1 = 'compress' OR (cm.category_1 = 'edit' AND cm.category_2 = 'unlearn')) AS a_first
     FROM v_composition_metrics cm
     WHERE cm.n_stages = 2 AND cm.category_1 <> cm.category_2 AND cm.n > 0
-      AND cm.metric IN ('edit_success', 'generalization', 'locality', 'mmlu', 'wmdp')
+      AND cm.metric IN ('edit_success', 'generalization', 'locality', 'mmlu', 'wmdp', 'cloze_mmlu', 'cloze_wmdp')
 ), pairs AS (
     SELECT ab.sweep, ab.model, ab.pair_kind,
            ab.method_1 AS method_a, ab.level_1 AS level_a, ab.method_2 AS method_b, ab.level_2 AS level_b,
            ab.metric, ab.mean AS kappa_ab, ba.mean AS kappa_ba, ab.n AS n_ab, ba.n AS n_ba,
            ab.se AS se_ab, ba.se AS se_ba,
-           CASE WHEN ab.metric = 'wmdp' THEN min(ab.mean, ba.mean) ELSE 1 - max(ab.mean, ba.mean) END AS e_of,
+           CASE WHEN ab.metric IN ('wmdp', 'cloze_wmdp') THEN min(ab.mean, ba.mean) ELSE 1 - max(ab.mean, ba.mean) END AS e_of,
            abs(ab.mean - ba.mean) AS e_os,
-           CASE WHEN ab.metric = 'wmdp' THEN round(min(ab.mean, ba.mean), 4)
+           CASE WHEN ab.metric IN ('wmdp', 'cloze_wmdp') THEN round(min(ab.mean, ba.mean), 4)
                 ELSE round(1 - round(max(ab.mean, ba.mean), 4), 4) END AS e_of_r4,
            round(abs(ab.mean - ba.mean), 4) AS e_os_r4,
            CASE WHEN ab.category_1 = 'compress'

@@ -55,8 +55,12 @@ DONE = {
     ("m1", f"memit->{G4}", 2): {"edit_success": 0.9},
     ("m1", f"memit->{G4}", 3): {"edit_success": 0.9},
     # gptq 4 <-> rmu: no editor (edit set 0). wmdp from bio/cyber; rmu->gptq reports only wmdp_avg
-    ("m1", f"{G4}->rmu", 0): {"mmlu": 0.61234, "wmdp_bio": 0.30, "wmdp_cyber": 0.40, "wmdp_avg": 0.35},
-    ("m1", f"rmu->{G4}", 0): {"mmlu": 0.55556, "wmdp_avg": 0.27, "ppl_wikitext": None},
+    # and the cloze rows (--eval-cloze): cloze_wmdp from bio/cyber (0.25), or the reported avg (0.40)
+    ("m1", f"{G4}->rmu", 0): {"mmlu": 0.61234, "wmdp_bio": 0.30, "wmdp_cyber": 0.40, "wmdp_avg": 0.35,
+                              "cloze_mmlu": 0.70, "cloze_wmdp_bio": 0.30, "cloze_wmdp_cyber": 0.20,
+                              "cloze_wmdp_avg": 0.26},
+    ("m1", f"rmu->{G4}", 0): {"mmlu": 0.55556, "wmdp_avg": 0.27, "ppl_wikitext": None,
+                              "cloze_mmlu": 0.66, "cloze_wmdp_avg": 0.40},
     # wanda 0.25 <-> rmu: one order only (W25->rmu stays pending) -> no pair
     ("m1", f"rmu->{W25}", 0): {"mmlu": 0.5, "wmdp_bio": 0.25, "wmdp_cyber": 0.25},
     # memit <-> rmu: memit->rmu sets 1, 2; rmu->memit sets 1, 2, 3
@@ -192,6 +196,11 @@ def composition_metrics_means_and_se():
     same(one(cm, ("m1", f"{G4}->rmu", "wmdp")), {"n": 1, "mean": 0.35, "se": None}, "G4->rmu wmdp")
     same(one(cm, ("m1", f"rmu->{G4}", "wmdp")), {"n": 1, "mean": 0.27}, "rmu->G4 wmdp")
     same(one(cm, ("m1", f"rmu->{W25}", "wmdp")), {"n": 1, "mean": 0.25}, "rmu->W25 wmdp")
+    # cloze_wmdp likewise: (0.30 + 0.20) / 2 = 0.25 over the reported 0.26; the reported-only 0.40
+    same(one(cm, ("m1", f"{G4}->rmu", "cloze_wmdp")), {"n": 1, "mean": 0.25}, "G4->rmu cloze_wmdp")
+    same(one(cm, ("m1", f"rmu->{G4}", "cloze_wmdp")), {"n": 1, "mean": 0.40}, "rmu->G4 cloze_wmdp")
+    check(rows("SELECT * FROM v_composition_metrics WHERE label = ? AND metric = 'cloze_wmdp'", (f"rmu->{W25}",)) == [],
+          "no cloze rows, no cloze_wmdp")
     # a non-finite value: reported (n_runs 1) but not averaged (n 0, mean NULL)
     same(one(cm, ("m1", f"rmu->{G4}", "ppl_wikitext")), {"n": 0, "n_runs": 1, "mean": None, "se": None}, "inf")
     # m2 is its own model
@@ -199,10 +208,11 @@ def composition_metrics_means_and_se():
     # pending compositions have no rows; the failed job alone would have made one
     check(rows("SELECT * FROM v_composition_metrics WHERE label = ?", (f"{W25}->rmu",)) == [], "pending W25->rmu")
     # m1: baseline 1 + memit 1 + W25<->memit 2 x 2 + W50<->memit 2 + G4<->memit 2 + G4->rmu (mmlu, wmdp_bio,
-    # wmdp_cyber, wmdp_avg, wmdp) 5 + rmu->G4 (mmlu, wmdp_avg, ppl_wikitext, wmdp) 4 + rmu->W25 (mmlu, bio,
-    # cyber, wmdp) 4 + memit<->rmu 2 + ft->rmu 1 = 26
+    # wmdp_cyber, wmdp_avg, wmdp, cloze_mmlu, cloze_wmdp_bio, cloze_wmdp_cyber, cloze_wmdp_avg, cloze_wmdp) 10
+    # + rmu->G4 (mmlu, wmdp_avg, ppl_wikitext, wmdp, cloze_mmlu, cloze_wmdp_avg, cloze_wmdp) 7 + rmu->W25
+    # (mmlu, bio, cyber, wmdp) 4 + memit<->rmu 2 + ft->rmu 1 = 34
     n = one("SELECT count(*) AS n FROM v_composition_metrics WHERE model = 'm1'")["n"]
-    check(n == 26, f"{n} rows for m1, want 26")
+    check(n == 34, f"{n} rows for m1, want 34")
 
 
 @test
@@ -245,6 +255,13 @@ def composability_pairs():
     same(one(q, ("m1", "gptq", 4, "rmu", None, "wmdp")),
          {"kappa_ab": 0.35, "kappa_ba": 0.27, "e_of": 0.27, "e_os": 0.08, "e_of_r4": 0.27, "e_os_r4": 0.08},
          "G4<->rmu wmdp")
+    # the cloze rows pair up as their lettered counterparts: cloze_wmdp 0.25 vs 0.40, E_OF = min = 0.25,
+    # E_OS 0.15; cloze_mmlu 0.70 vs 0.66, E_OF 1 - 0.70 = 0.30, E_OS 0.04
+    same(one(q, ("m1", "gptq", 4, "rmu", None, "cloze_wmdp")),
+         {"kappa_ab": 0.25, "kappa_ba": 0.40, "e_of": 0.25, "e_os": 0.15, "e_of_r4": 0.25, "e_os_r4": 0.15},
+         "G4<->rmu cloze_wmdp")
+    same(one(q, ("m1", "gptq", 4, "rmu", None, "cloze_mmlu")),
+         {"kappa_ab": 0.70, "kappa_ba": 0.66, "e_of": 0.30, "e_os": 0.04}, "G4<->rmu cloze_mmlu")
     # edit_unlearn, a = the editor: memit->rmu 1.0, 0.8 (0.9) vs rmu->memit 0.7, 0.9, 0.5 (0.7):
     # E_OF 0.1, E_OS 0.2; sets 1, 2: (1.0, 0.7) (0.8, 0.9): E_OF 0, 0.1 -> 0.05, sd 0.070711 -> se 0.05;
     # E_OS 0.3 0.1 -> 0.2, se 0.1. rmu->memit se: values .7 .9 .5, sd 0.2 -> 0.11547
@@ -261,6 +278,7 @@ def composability_pairs():
     want = sorted([("m1", "wanda", 0.25, "memit", "edit_success"), ("m1", "wanda", 0.25, "memit", "mmlu"),
                    ("m1", "wanda", 0.5, "memit", "edit_success"), ("m1", "gptq", 4, "memit", "edit_success"),
                    ("m1", "gptq", 4, "rmu", "mmlu"), ("m1", "gptq", 4, "rmu", "wmdp"),
+                   ("m1", "gptq", 4, "rmu", "cloze_mmlu"), ("m1", "gptq", 4, "rmu", "cloze_wmdp"),
                    ("m1", "memit", None, "rmu", "edit_success"), ("m2", "wanda", 0.25, "memit", "edit_success")])
     check(got == want, f"pairs {got}")
 
@@ -301,8 +319,11 @@ def composability_table():
     same(t[("m1", "edit_unlearn", "rmu", "memit", "edit_success")], {"e_of": 0.1, "e_os": 0.2}, "KE x MU cell")
     same(t[("m1", "edit_unlearn", "Average", "memit", "edit_success")], {"e_of": 0.1, "e_os": 0.2}, "KE x MU avg")
     same(t[("m2", "edit_compress", "Average", "memit", "edit_success")], {"e_of": 0.8, "e_os": 0.1}, "m2 Average")
-    # m1: edit_compress 3 cells + 2 Average rows, unlearn_compress 2 + 2, edit_unlearn 1 + 1; m2: 1 + 1 = 13
-    check(len(t) == 13, f"{len(t)} table rows, want 13: {sorted(t)}")
+    # the cloze rows make cells of their own: cloze_wmdp 0.25 / 0.15, its Average the same
+    same(t[("m1", "unlearn_compress", "Average", "rmu", "cloze_wmdp")], {"e_of": 0.25, "e_os": 0.15}, "cloze Average")
+    # m1: edit_compress 3 cells + 2 Average rows, unlearn_compress 4 + 4 (mmlu, wmdp, cloze_mmlu,
+    # cloze_wmdp), edit_unlearn 1 + 1; m2: 1 + 1 = 17
+    check(len(t) == 17, f"{len(t)} table rows, want 17: {sorted(t)}")
 
 
 @test
@@ -318,8 +339,9 @@ def composability_area():
          {"n_levels": 1, "e_of_area": 0.0, "e_os_area": 0.0, "e_of_level_mean": None, "e_os_level_mean": None},
          "gptq area")
     check(("m1", "memit", "rmu", "edit_success") not in r, "no area without a compressor")
-    # m1: wanda/memit edit_success + mmlu, gptq/memit edit_success, gptq/rmu mmlu + wmdp; m2: wanda/memit = 6
-    check(len(r) == 6, f"{len(r)} rows, want 6: {sorted(r)}")
+    # m1: wanda/memit edit_success + mmlu, gptq/memit edit_success, gptq/rmu mmlu + wmdp + cloze_mmlu +
+    # cloze_wmdp; m2: wanda/memit = 8
+    check(len(r) == 8, f"{len(r)} rows, want 8: {sorted(r)}")
 
 
 @test
