@@ -5,7 +5,8 @@ processes, a real SQLite file. The first run is interrupted with SIGINT in the m
 the second continues where it stopped (world and model kept, no job added twice) and finishes;
 a third finds nothing to do. Then: every job done, the paper's recompress rule in the stages table,
 the composability views agree with the per-composition means, the report is written, and each of
-the five findings has a verdict line computed from this run."""
+the five findings has a verdict line computed from this run, twice: the run asks for the cloze rows
+(--eval-cloze), so the findings are printed on them too."""
 import json, os, signal, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -18,7 +19,7 @@ STATE = {}
 
 def args(out):
     return [CISWEEP, "run", "--out", out, "--study-grid", GRID, "--family-steps", "20", "--workers", "2",
-            "--eval-limit", "8", "--world-scale", "small"]
+            "--eval-limit", "8", "--world-scale", "small", "--eval-cloze"]
 
 
 def q(db, sql):
@@ -114,8 +115,15 @@ def report_findings_and_timings():
         assert os.path.getsize(os.path.join(out, f)) > 0, f
     text = s["second"].stdout
     assert "== 6. the paper's findings on this run" in text, text[-3000:]
+    # --eval-cloze: the workers stored the cloze rows, and the findings are printed again on them
+    assert "== 6. the paper's findings on this run, read on the cloze rows" in text, text[-3000:]
+    assert "(MMLU and WMDP below are the cloze rows" in text, text[-3000:]
+    cnt = "SELECT count(DISTINCT r.job_id) AS n FROM results r JOIN jobs j ON j.id = r.job_id " \
+          "WHERE r.is_current = 1 AND j.state = 'done' AND r.metric = '%s'"
+    n_cloze, n_mc = q(s["db"], cnt % "cloze_wmdp_avg")[0]["n"], q(s["db"], cnt % "mmlu")[0]["n"]
+    assert n_cloze == n_mc and n_mc >= 12, (n_cloze, n_mc)   # every evaluated job (not the statistics)
     verdicts = [l for l in text.splitlines() if l.strip().startswith("=> this run:")]
-    assert len(verdicts) == 5, text[-4000:]
+    assert len(verdicts) == 10, text[-4000:]
     # every finding had data on this grid
     assert not any("no data" in v for v in verdicts), text[-4000:]
     t = json.load(open(os.path.join(out, "timings.json")))

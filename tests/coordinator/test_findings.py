@@ -76,6 +76,48 @@ def sweep_filter():
 
 
 @test
+def cloze_form_reads_the_cloze_rows():
+    """--form cloze: MMLU and WMDP are the views' cloze_mmlu / cloze_wmdp (a copy of the database with
+    cloze rows added: cloze_mmlu = mmlu - 0.1, cloze_wmdp_* = half the lettered value); the
+    lettered form is unchanged by them; a database without cloze rows is refused by name."""
+    import shutil, sqlite3
+    src = db()
+    none = run([CISWEEP, "findings", "--db", src, "--form", "cloze"], check=False)
+    check(none.returncode == 1 and "no cloze rows" in none.stdout and "--eval-cloze" in none.stdout,
+          f"exit {none.returncode}: {none.stdout}")
+    d = tempfile.mkdtemp(prefix="cis-findings-cloze-")
+    p = os.path.join(d, "cloze.db")
+    shutil.copyfile(src, p)
+    con = sqlite3.connect(p)
+    with con:
+        for jid, metric, v in con.execute("SELECT job_id, metric, value FROM results WHERE is_current = 1 "
+                                          "AND metric IN ('mmlu', 'wmdp_bio', 'wmdp_cyber')").fetchall():
+            name, nv = ("cloze_mmlu", v - 0.1) if metric == "mmlu" else ("cloze_" + metric, v / 2)
+            con.execute("INSERT INTO results(job_id, attempt, metric, value, is_current, created_at) "
+                        "VALUES (?, 1, ?, ?, 1, 1000)", (jid, name, nv))
+    con.close()
+    letter = run([CISWEEP, "findings", "--db", p]).stdout
+    check(letter == run([CISWEEP, "findings", "--db", src]).stdout, "the cloze rows changed the lettered findings")
+    out = run([CISWEEP, "findings", "--db", p, "--form", "cloze"]).stdout
+    check(out.startswith("(MMLU and WMDP below are the cloze rows"), out[:200])
+    for model in ("small", "tiny"):
+        blk = model_block(out, model)
+        (base, nb), = query(p, "SELECT avg(mean), count(*) FROM v_composition_metrics WHERE model = ? AND "
+                               "pattern = 'baseline' AND metric = 'cloze_wmdp'", (model,))
+        (alone, n0), = query(p, "SELECT avg(mean), count(*) FROM v_composition_metrics WHERE model = ? AND "
+                                "pattern = 'unlearn' AND metric = 'cloze_wmdp'", (model,))
+        check(nb > 0 and n0 > 0, f"{model}: no cloze_wmdp rows in the copy")
+        check(f"baseline {fmt(base)}; unlearners alone {fmt(alone)} ({n0})" in blk,
+              f"{model}: finding 2 is not the view's cloze_wmdp ({fmt(base)}, {fmt(alone)}):\n{blk}")
+        for metric in ("mmlu", "wmdp"):
+            (v, n), = query(p, "SELECT avg(e_os), count(*) FROM v_composability WHERE model = ? AND headline = 1 "
+                               "AND metric = ?", (model, "cloze_" + metric))
+            check(f" {metric} {fmt(v)} ({n})" in blk, f"{model}: E_OS of cloze_{metric} is not the view's:\n{blk}")
+    bad = run([CISWEEP, "findings", "--db", p, "--form", "olmes"], check=False)
+    check(bad.returncode == 2 and "--form expects letter or cloze" in bad.stderr, bad.stderr)
+
+
+@test
 def not_a_sweep_database():
     d = tempfile.mkdtemp(prefix="cis-findings-")
     bad = os.path.join(d, "x.db")
