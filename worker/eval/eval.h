@@ -40,6 +40,14 @@ char *eval_rows_json(const eval_rows *r);
 
 /* eval_encode: tokenizer_encode of a NUL-terminated string into a malloc'd array (*n tokens). */
 int eval_encode(const tokenizer *tok, const char *text, bool add_special, int32_t **ids, int *n, cis_err *err);
+/* eval_encode_continuation: lm-eval's _encode_pair for a context that ends without whitespace: the
+ * tokens of tok(ctx_text + cont_text) after the first ctx_len (ctx_len = |tok(ctx_text)|, ctx its
+ * tokens). *cont (malloc'd) gets them, *n their count; *prefix_same (may be NULL) whether those
+ * first ctx_len tokens are ctx's. 0; 1 when nothing follows the context (no allocation: the caller
+ * names the item); -1 with err when the encoding fails. */
+int eval_encode_continuation(const tokenizer *tok, const char *ctx_text, const int32_t *ctx, int ctx_len,
+                             const char *cont_text, bool add_special, int32_t **cont, int *n, bool *prefix_same,
+                             cis_err *err);
 
 /* eval_py_strip: Python's str.strip() on UTF-8 s[0..n): the kept bytes are s[*b, *e). All of
  * str.isspace()'s code points count (ASCII whitespace, U+001C..1F, U+0085, U+00A0, U+2000..200A,

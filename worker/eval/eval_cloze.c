@@ -83,22 +83,13 @@ int eval_cloze_task(llama_model *m, const tokenizer *tok, const mc_task *task, c
         if (!rc && cl == 0) rc = err_set(err, CIS_EINVAL, "cloze %s: question %d: the context encodes to no tokens", task->name, i);
         for (int k = 0; k < 4 && !rc; k++) {
             size_t r = (size_t)i * 4 + k;
-            char *whole = xasprintf("%s %s", c, q->choices[k]);
-            int32_t *w = NULL;
-            int wl = 0;
-            rc = eval_encode(tok, whole, bos, &w, &wl, err);
-            free(whole);
-            if (rc) break;
-            if (wl <= cl) {
-                free(w);
+            char *sp = xasprintf(" %s", q->choices[k]);   /* the target delimiter, then the option */
+            rc = eval_encode_continuation(tok, c, ci, cl, sp, bos, &cont[r], &cont_len[r], NULL, err);
+            free(sp);
+            if (rc > 0)
                 rc = err_set(err, CIS_EINVAL, "cloze %s: question %d: choice %d (\"%s\") encodes to no tokens after the context",
                              task->name, i, k, q->choices[k]);
-                break;
-            }
-            cont_len[r] = wl - cl;
-            cont[r] = xmalloc((size_t)cont_len[r] * sizeof(int32_t));
-            memcpy(cont[r], w + cl, (size_t)cont_len[r] * sizeof(int32_t));
-            free(w);
+            if (rc) break;
             /* lm-eval's left truncation: the last max_pos tokens of ctx ++ cont feed the model */
             int keep = cl;
             if (keep + cont_len[r] > maxpos) keep = maxpos - cont_len[r];

@@ -188,24 +188,14 @@ int eval_mc_task(llama_model *m, const tokenizer *tok, const mc_task *task, cons
         it[i].shortcut = !full;
         bool mismatch = false;
         for (int k = 0; k < 4 && !rc; k++) {
-            char *whole = xasprintf("%s%s", ctx, LETTERS[k]);
-            int32_t *w = NULL;
-            int wl = 0;
-            rc = eval_encode(tok, whole, bos, &w, &wl, err);
-            free(whole);
-            if (rc) break;
-            if (wl <= cl) {
+            bool same = true;
+            rc = eval_encode_continuation(tok, ctx, c, cl, LETTERS[k], bos, &it[i].cont[k], &it[i].cont_len[k], &same, err);
+            if (rc > 0)
                 rc = err_set(err, CIS_EINVAL, "mc %s: question %d: continuation \"%s\" encodes to no tokens after the context",
                              task->name, i, LETTERS[k]);
-                free(w);
-                break;
-            }
-            it[i].cont_len[k] = wl - cl;
-            it[i].cont[k] = xmalloc((size_t)(wl - cl) * sizeof(int32_t));
-            memcpy(it[i].cont[k], w + cl, (size_t)(wl - cl) * sizeof(int32_t));
-            if (wl != cl + 1) it[i].shortcut = false;
-            if (wl != cl + 1 || memcmp(w, c, (size_t)cl * sizeof *c)) mismatch = true;
-            free(w);
+            if (rc) break;
+            if (it[i].cont_len[k] != 1) it[i].shortcut = false;
+            if (it[i].cont_len[k] != 1 || !same) mismatch = true;
         }
         res->n_prefix_mismatch += mismatch;
         /* lm-eval: the model input is (ctx ++ cont)[-(max_len+1):][:-1]; for single-token

@@ -47,6 +47,24 @@ int eval_encode(const tokenizer *tok, const char *text, bool add_special, int32_
     return 0;
 }
 
+int eval_encode_continuation(const tokenizer *tok, const char *ctx_text, const int32_t *ctx, int ctx_len,
+                             const char *cont_text, bool add_special, int32_t **cont, int *n, bool *prefix_same,
+                             cis_err *err) {
+    char *whole = xasprintf("%s%s", ctx_text, cont_text);
+    int32_t *w = NULL;
+    int wl = 0;
+    int rc = eval_encode(tok, whole, add_special, &w, &wl, err);
+    free(whole);
+    if (rc) return -1;
+    if (wl <= ctx_len) { free(w); return 1; }
+    if (prefix_same) *prefix_same = !memcmp(w, ctx, (size_t)ctx_len * sizeof *w);
+    *n = wl - ctx_len;
+    *cont = xmalloc((size_t)*n * sizeof **cont);
+    memcpy(*cont, w + ctx_len, (size_t)*n * sizeof **cont);
+    free(w);
+    return 0;
+}
+
 /* Python's str.isspace() code points */
 static bool py_space(uint32_t c) {
     return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
